@@ -1,0 +1,67 @@
+# Flakehouse developer commands. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+UV := $(BIN)/uv
+INSTALLED := $(VENV)/.installed
+BUF := tools/node_modules/.bin/buf
+PACKAGES := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
+PROTOS := $(shell find protos -name '*.proto')
+
+.PHONY: help install run test lint fmt protos lock bench clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(UV): | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# Third-party packages from the hashed lock, then the workspace's own packages in editable mode.
+$(INSTALLED): requirements.lock $(PACKAGES) | $(UV)
+	$(UV) pip install --quiet --python $(BIN)/python --require-hashes -r requirements.lock
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps $(foreach p,$(PACKAGES),-e $(dir $(p)))
+	@touch $@
+
+$(BUF): tools/package.json tools/package-lock.json
+	npm ci --prefix tools --no-audit --no-fund --silent
+	@touch $@
+
+install: $(INSTALLED) ## Set up .venv with every package and the `flakehouse` CLI (fast when nothing changed)
+
+run: install ## Start a local cluster (broker + five services + 2 storage nodes) in the foreground
+	$(BIN)/flakehouse up
+
+test: install ## Run the whole test suite (unit, integration with the real broker, end to end)
+	$(BIN)/pytest
+
+lint: install $(BUF) ## ruff, mypy, import-linter, buf lint, and generated-code freshness
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy $(addsuffix /src,$(patsubst %/pyproject.toml,%,$(filter-out libs/api/%,$(PACKAGES))))
+	$(BIN)/lint-imports
+	cd protos && ../$(BUF) lint
+	scripts/gen-protos.sh --check
+
+fmt: install ## Format and auto-fix the code
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+protos: install ## Regenerate the Python code and .pyi stubs from protos/
+	scripts/gen-protos.sh
+
+lock: $(UV) ## Re-resolve dependencies into requirements.lock (after changing a pyproject.toml)
+	$(UV) lock --python 3.11
+	$(UV) export --frozen --all-packages --no-emit-workspace --format requirements-txt -o requirements.lock
+
+bench: install ## Run the benchmarks and print their figures
+	$(BIN)/python -m benchmarks
+
+clean: ## Remove the virtualenv, tool installs and caches
+	rm -rf $(VENV) tools/node_modules .mypy_cache .ruff_cache .pytest_cache
