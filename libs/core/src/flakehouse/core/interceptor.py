@@ -1,0 +1,135 @@
+"""The one place where exceptions become gRPC statuses, and where every RPC is counted and timed."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from flakehouse.core.errors import RETRY_AFTER_KEY, FlakehouseError
+
+log = logging.getLogger(__name__)
+
+
+class RpcMetrics:
+    def __init__(self, service: str, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            f"flakehouse_{service}_grpc_requests_total",
+            "RPCs handled, by method and status code.",
+            ["method", "code"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            f"flakehouse_{service}_grpc_request_duration_seconds",
+            "Time to handle an RPC, by method.",
+            ["method"],
+            registry=registry,
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Maps FlakehouseError to its status code with its message; anything else becomes INTERNAL
+    with a generic message and a logged stack trace, so internals never leak to callers."""
+
+    def __init__(self, metrics: RpcMetrics) -> None:
+        self._metrics = metrics
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Any:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method.rsplit("/", 1)[-1]
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                self._wrap_unary(method, handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                self._wrap_unary(method, handler.stream_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                self._wrap_stream(method, handler.unary_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            self._wrap_stream(method, handler.stream_stream),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def _wrap_unary(self, method: str, behavior: Any) -> Any:
+        async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            started = time.perf_counter()
+            code = grpc.StatusCode.OK
+            try:
+                return await behavior(request, context)
+            except grpc.aio.AbortError:
+                code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            except Exception as exc:
+                code = status_of(exc)
+                await _abort(method, exc, code, context)
+            finally:
+                self._observe(method, code, started)
+
+        return wrapper
+
+    def _wrap_stream(self, method: str, behavior: Any) -> Any:
+        async def wrapper(
+            request: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            started = time.perf_counter()
+            code = grpc.StatusCode.OK
+            try:
+                async for item in behavior(request, context):
+                    yield item
+            except grpc.aio.AbortError:
+                code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            except Exception as exc:
+                code = status_of(exc)
+                await _abort(method, exc, code, context)
+            finally:
+                self._observe(method, code, started)
+
+        return wrapper
+
+    def _observe(self, method: str, code: grpc.StatusCode, started: float) -> None:
+        self._metrics.latency.labels(method).observe(time.perf_counter() - started)
+        self._metrics.requests.labels(method, code.name).inc()
+
+
+def status_of(exc: Exception) -> grpc.StatusCode:
+    return exc.code if isinstance(exc, FlakehouseError) else grpc.StatusCode.INTERNAL
+
+
+async def _abort(
+    method: str,
+    exc: Exception,
+    code: grpc.StatusCode,
+    context: grpc.aio.ServicerContext[Any, Any],
+) -> None:
+    """Ends the call with `code`; always raises."""
+    if isinstance(exc, FlakehouseError):
+        trailing: tuple[tuple[str, str], ...] = ()
+        if exc.retry_after_ms is not None:
+            trailing = ((RETRY_AFTER_KEY, str(exc.retry_after_ms)),)
+        log.info("%s failed: %s", method, exc.message, extra={"code": code.name})
+        await context.abort(code, exc.message, trailing_metadata=trailing)
+    log.error("%s failed unexpectedly", method, exc_info=exc)
+    await context.abort(code, "internal error; see the service's log")

@@ -1,0 +1,140 @@
+"""Kafka conventions and helpers shared by the services. Written to be correct on Apache Kafka
+and on tansu alike: no idempotent producer, no reliance on broker retention or group state, and
+end offsets checked by us (see DESIGN.md §3)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+log = logging.getLogger(__name__)
+
+INTERNAL_MARK = "__"
+MAX_RECORD_BYTES = 1024 * 1024
+
+
+def dataset_topic(prefix: str, dataset: str) -> str:
+    return f"{prefix}.{dataset}"
+
+
+def placement_topic(prefix: str) -> str:
+    return f"{prefix}.{INTERNAL_MARK}placement"
+
+
+def quotas_topic(prefix: str) -> str:
+    return f"{prefix}.{INTERNAL_MARK}quotas"
+
+
+def dataset_of_topic(prefix: str, topic: str) -> str | None:
+    """The dataset a topic holds, or None for internal and foreign topics."""
+    head = f"{prefix}."
+    if not topic.startswith(head) or topic.startswith(head + INTERNAL_MARK):
+        return None
+    return topic[len(head) :] or None
+
+
+def make_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
+    # acks=all: an upload is answered only once its events are durable. No idempotence: tansu
+    # does not support it, and storage dedupes by event id anyway.
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=False,
+        compression_type="lz4",
+        max_request_size=MAX_RECORD_BYTES + 64 * 1024,
+        linger_ms=2,
+        request_timeout_ms=15000,
+    )
+
+
+def make_consumer(bootstrap: str, client_id: str) -> AIOKafkaConsumer:
+    """A consumer driven by assign() and seek(); no group, no committed offsets."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        client_id=client_id,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 * MAX_RECORD_BYTES,
+        fetch_max_bytes=16 * MAX_RECORD_BYTES,
+    )
+
+
+class KafkaAdmin:
+    """Topic management with existence checked by us: tansu answers a duplicate CreateTopics
+    with success, so `created` comes from a metadata lookup before the call."""
+
+    def __init__(self, bootstrap: str, client_id: str) -> None:
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
+
+    async def start(self) -> None:
+        await self._admin.start()
+
+    async def close(self) -> None:
+        await self._admin.close()
+
+    async def partition_counts(self, topics: Iterable[str] | None = None) -> dict[str, int]:
+        """Partition count of each existing topic (of those named, or of all)."""
+        names = list(topics) if topics is not None else await self._admin.list_topics()
+        if not names:
+            return {}
+        existing = set(await self._admin.list_topics())
+        names = [name for name in names if name in existing]
+        if not names:
+            return {}
+        described = await self._admin.describe_topics(names)
+        return {
+            entry["topic"]: len(entry["partitions"])
+            for entry in described
+            if entry.get("error_code", 0) == 0 and entry["partitions"]
+        }
+
+    async def create_topic(self, name: str, partitions: int, *, compact: bool = False) -> bool:
+        """Creates a topic; False if it already existed (whatever its partition count)."""
+        if name in await self.partition_counts([name]):
+            return False
+        configs = {"cleanup.policy": "compact"} if compact else {}
+        await self._admin.create_topics(
+            [NewTopic(name, num_partitions=partitions, replication_factor=1, topic_configs=configs)]
+        )
+        # Metadata can lag creation; wait until the topic is visible so producers find it.
+        deadline = time.monotonic() + 10
+        while name not in await self.partition_counts([name]):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"topic {name} not visible after creation")
+            await asyncio.sleep(0.05)
+        return True
+
+    async def delete_topic(self, name: str) -> None:
+        await self._admin.delete_topics([name])
+
+
+async def read_to_end(
+    consumer: AIOKafkaConsumer, topic: str, partitions: int
+) -> list[tuple[bytes | None, bytes | None]]:
+    """Every (key, value) of a topic from its start to the end offsets seen when called; for
+    compacted state topics, where the last value of each key wins. The consumer must be started
+    and is left assigned to the topic's partitions."""
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    ends = await consumer.end_offsets(tps)
+    records: list[tuple[bytes | None, bytes | None]] = []
+    remaining = {tp for tp in tps if ends[tp] > 0}
+    for tp in tps:
+        if ends[tp] > 0 and await consumer.position(tp) >= ends[tp]:
+            remaining.discard(tp)
+    while remaining:
+        batch = await consumer.getmany(*remaining, timeout_ms=500)
+        for messages in batch.values():
+            records.extend((m.key, m.value) for m in messages)
+        for tp in list(remaining):
+            if await consumer.position(tp) >= ends[tp]:
+                remaining.discard(tp)
+    return records

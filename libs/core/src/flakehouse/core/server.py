@@ -1,0 +1,144 @@
+"""The aio gRPC server every service runs: interceptors, health, reflection, a Prometheus
+endpoint, and a graceful shutdown on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry, start_http_server
+
+from flakehouse.core.interceptor import ErrorInterceptor, RpcMetrics
+from flakehouse.core.logging import configure_logging
+from flakehouse.core.settings import ServiceSettings, load_settings
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+]
+
+
+class GrpcServer:
+    """Owns a service's grpc.aio server and its metrics endpoint. Health starts NOT_SERVING;
+    the app says when it is ready with set_serving(True)."""
+
+    def __init__(self, service: str, settings: ServiceSettings, registry: CollectorRegistry):
+        self.service = service
+        self.settings = settings
+        self.registry = registry
+        self.server = grpc.aio.server(
+            interceptors=[ErrorInterceptor(RpcMetrics(service, registry))],
+            options=CHANNEL_OPTIONS,
+        )
+        self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        self._names: list[str] = []
+        self._metrics_server: Any = None
+        self.port = 0
+        self.metrics_port = 0
+
+    def add(self, adder: Callable[[Any, grpc.aio.Server], None], servicer: Any, name: str) -> None:
+        """Registers a servicer; `name` is its full service name, for health and reflection."""
+        adder(servicer, self.server)
+        self._names.append(name)
+
+    @property
+    def address(self) -> str:
+        return f"{self.settings.host}:{self.port}"
+
+    async def start(self) -> None:
+        reflection.enable_server_reflection(
+            [
+                *self._names,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
+            self.server,
+        )
+        self.port = self.server.add_insecure_port(f"{self.settings.host}:{self.settings.port}")
+        if self.port == 0:
+            raise OSError(f"cannot bind {self.settings.host}:{self.settings.port}")
+        await self.set_serving(False)
+        await self.server.start()
+        self._metrics_server, _ = start_http_server(
+            self.settings.metrics_port, self.settings.metrics_host, registry=self.registry
+        )
+        self.metrics_port = self._metrics_server.server_port
+        log.info(
+            "%s listening",
+            self.service,
+            extra={
+                "grpc": self.address,
+                "metrics": f"{self.settings.metrics_host}:{self.metrics_port}",
+            },
+        )
+
+    async def set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ["", *self._names]:
+            await self.health.set(name, status)
+
+    async def stop(self) -> None:
+        """NOT_SERVING first so load balancers stop sending, then give in-flight calls the grace."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(self.settings.shutdown_grace_s)
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
+
+
+class App(Protocol):
+    """What run_app drives: the composition root of a service."""
+
+    failed: asyncio.Event
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+async def run_app(app: App) -> None:
+    """Starts the app, waits for SIGTERM/SIGINT or a crashed background task, then stops it."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await app.start()
+    try:
+        waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(app.failed.wait())]
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waiters:
+            waiter.cancel()
+    finally:
+        log.info("shutting down")
+        await app.stop()
+    if app.failed.is_set():
+        raise SystemExit(1)
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def service_main(service: str, settings_cls: type[S], make_app: Callable[[S], App]) -> None:
+    """The whole of a service's __main__: settings, logging, then the app until a signal."""
+    settings = load_settings(settings_cls)
+    configure_logging(service, settings.log_level)
+    asyncio.run(run_app(make_app(settings)))
+
+
+def service_name(file_descriptor: Any, short_name: str) -> str:
+    """Full name of a service from a generated *_pb2 module's DESCRIPTOR."""
+    return str(file_descriptor.services_by_name[short_name].full_name)

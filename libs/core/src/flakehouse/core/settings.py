@@ -1,0 +1,43 @@
+"""Settings common to every service, parsed once at start from FLAKEHOUSE_<SERVICE>_* variables."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings
+
+S = TypeVar("S", bound="ServiceSettings")
+
+
+class ServiceSettings(BaseSettings):
+    """Each service subclasses this with `model_config = SettingsConfigDict(env_prefix=...)`."""
+
+    host: str = Field("127.0.0.1", description="Address the gRPC server binds to.")
+    port: int = Field(0, ge=0, le=65535, description="gRPC port; 0 picks a free one.")
+    metrics_host: str = Field("127.0.0.1", description="Address of the Prometheus endpoint.")
+    metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus port; 0 picks one.")
+    log_level: str = Field("info", pattern="^(debug|info|warning|error)$")
+    shutdown_grace_s: float = Field(5.0, ge=0, description="Time given to in-flight calls.")
+
+
+class KafkaSettings(BaseSettings):
+    """Mixed into the settings of services that talk to Kafka."""
+
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
+    topic_prefix: str = Field(
+        "flakehouse", pattern=r"^[A-Za-z0-9._-]{1,100}$", description="Prefix of every topic."
+    )
+
+
+def load_settings(cls: type[S]) -> S:
+    """Parses settings or exits with a message that names each bad variable."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        problems = "; ".join(
+            f"{prefix}{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise SystemExit(f"error: bad settings: {problems}") from None

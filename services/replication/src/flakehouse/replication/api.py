@@ -1,0 +1,105 @@
+"""The ReplicationService servicer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from flakehouse.core.errors import InvalidArgument
+from flakehouse.replication.controller import Controller
+from flakehouse.replication.v1 import replication_pb2, replication_pb2_grpc
+
+
+class ReplicationApi(replication_pb2_grpc.ReplicationServiceServicer):
+    def __init__(
+        self,
+        controller: Controller,
+        heartbeat_interval_s: float,
+        refresh: Callable[[], Awaitable[None]],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._controller = controller
+        self._heartbeat_interval_s = heartbeat_interval_s
+        self._refresh = refresh
+        self._clock = clock
+
+    async def RegisterNode(
+        self, request: replication_pb2.RegisterNodeRequest, context: Any
+    ) -> replication_pb2.RegisterNodeResponse:
+        if not request.node_id or not request.address:
+            raise InvalidArgument("node_id and address are required")
+        membership = self._controller.membership
+        membership.register(request.node_id, request.address, request.zone, self._clock())
+        self._controller.reconcile(None, self._clock())
+        return replication_pb2.RegisterNodeResponse(
+            heartbeat_interval_ms=int(self._heartbeat_interval_s * 1000),
+            node_timeout_ms=int(membership.node_timeout_s * 1000),
+        )
+
+    async def Heartbeat(
+        self, request: replication_pb2.HeartbeatRequest, context: Any
+    ) -> replication_pb2.HeartbeatResponse:
+        reports = {
+            (r.dataset, r.partition): (r.applied_offset, r.end_offset) for r in request.replicas
+        }
+        known = self._controller.membership.heartbeat(request.node_id, reports, self._clock())
+        return replication_pb2.HeartbeatResponse(
+            placement_version=self._controller.placement.version, reregister=not known
+        )
+
+    async def GetPlacement(
+        self, request: replication_pb2.GetPlacementRequest, context: Any
+    ) -> replication_pb2.GetPlacementResponse:
+        placement = self._controller.placement
+        if request.dataset and not any(d.dataset == request.dataset for d in placement.datasets):
+            # A dataset created a moment ago: look at Kafka now rather than at the next tick.
+            await self._refresh()
+            placement = self._controller.placement
+        if request.dataset:
+            filtered = replication_pb2.Placement()
+            filtered.CopyFrom(placement)
+            del filtered.datasets[:]
+            filtered.datasets.extend(d for d in placement.datasets if d.dataset == request.dataset)
+            placement = filtered
+        return replication_pb2.GetPlacementResponse(placement=placement)
+
+    async def WatchPlacement(
+        self, request: replication_pb2.WatchPlacementRequest, context: Any
+    ) -> AsyncIterator[replication_pb2.WatchPlacementResponse]:
+        placement = self._controller.placement
+        yield replication_pb2.WatchPlacementResponse(placement=placement)
+        while True:
+            placement = await self._controller.wait_for_change(placement.version)
+            yield replication_pb2.WatchPlacementResponse(placement=placement)
+
+    async def GetReplicaStatus(
+        self, request: replication_pb2.GetReplicaStatusRequest, context: Any
+    ) -> replication_pb2.GetReplicaStatusResponse:
+        now = self._clock()
+        membership = self._controller.membership
+        members = {m.node_id: m for m in membership.members()}
+        statuses = []
+        for dataset in self._controller.placement.datasets:
+            for partition in dataset.partitions:
+                for node_id in partition.replicas:
+                    member = members.get(node_id)
+                    applied, end = (
+                        member.replicas.get((dataset.dataset, partition.partition), (-1, -1))
+                        if member
+                        else (-1, -1)
+                    )
+                    statuses.append(
+                        replication_pb2.ReplicaStatus(
+                            dataset=dataset.dataset,
+                            partition=partition.partition,
+                            node_id=node_id,
+                            applied_offset=applied,
+                            end_offset=end,
+                            lag=max(0, end - applied) if applied >= 0 and end >= 0 else -1,
+                            node_alive=membership.alive(node_id, now),
+                        )
+                    )
+        return replication_pb2.GetReplicaStatusResponse(
+            nodes=self._controller.placement.nodes, replicas=statuses
+        )

@@ -1,0 +1,145 @@
+"""Composition root of the replication controller: Kafka topic scans, the placement topic, the
+reconcile loop and the server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from prometheus_client import CollectorRegistry, Gauge
+
+from flakehouse.core.kafka import (
+    KafkaAdmin,
+    dataset_of_topic,
+    make_consumer,
+    make_producer,
+    placement_topic,
+    read_to_end,
+)
+from flakehouse.core.server import GrpcServer, service_name
+from flakehouse.core.tasks import BackgroundTasks
+from flakehouse.replication.api import ReplicationApi
+from flakehouse.replication.controller import Controller
+from flakehouse.replication.membership import Membership
+from flakehouse.replication.placement import DatasetTopic
+from flakehouse.replication.settings import ReplicationSettings
+from flakehouse.replication.v1 import replication_pb2, replication_pb2_grpc
+
+log = logging.getLogger(__name__)
+PLACEMENT_KEY = b"placement"
+
+
+class ReplicationApp:
+    def __init__(self, settings: ReplicationSettings) -> None:
+        self.settings = settings
+        self.registry = CollectorRegistry()
+        self.tasks = BackgroundTasks()
+        self.failed = self.tasks.failed
+        self.controller = Controller(
+            Membership(settings.node_timeout_s), settings.replication_factor
+        )
+        self.topic = placement_topic(settings.topic_prefix)
+        self.admin = KafkaAdmin(settings.kafka_bootstrap, "flakehouse-replication")
+        self.producer = make_producer(settings.kafka_bootstrap, "flakehouse-replication")
+        self._refresh_lock = asyncio.Lock()
+        self._persisted_version = 0
+        self.server = GrpcServer("replication", settings, self.registry)
+        self.server.add(
+            replication_pb2_grpc.add_ReplicationServiceServicer_to_server,
+            ReplicationApi(self.controller, settings.heartbeat_interval_s, self.refresh),
+            service_name(replication_pb2.DESCRIPTOR, "ReplicationService"),
+        )
+        self._version = Gauge(
+            "flakehouse_replication_placement_version",
+            "Version of the placement.",
+            registry=self.registry,
+        )
+        self._live_nodes = Gauge(
+            "flakehouse_replication_live_nodes",
+            "Storage nodes that heartbeat in time.",
+            registry=self.registry,
+        )
+        self._under_replicated = Gauge(
+            "flakehouse_replication_under_replicated_partitions",
+            "Partitions with fewer live replicas than the replication factor.",
+            registry=self.registry,
+        )
+
+    async def start(self) -> None:
+        await self.admin.start()
+        await self.producer.start()
+        await self.admin.create_topic(self.topic, 1, compact=True)
+        await self._restore()
+        await self.server.start()
+        await self.refresh()
+        self.tasks.spawn("reconcile", self._reconcile_forever())
+        await self.server.set_serving(True)
+
+    async def _restore(self) -> None:
+        consumer = make_consumer(self.settings.kafka_bootstrap, "flakehouse-replication")
+        await consumer.start()
+        try:
+            records = await read_to_end(consumer, self.topic, 1)
+        finally:
+            await consumer.stop()
+        saved = [value for key, value in records if key == PLACEMENT_KEY and value]
+        if saved:
+            placement = replication_pb2.Placement.FromString(saved[-1])
+            self.controller.restore(placement, time.monotonic())
+            self._persisted_version = placement.version
+            log.info("restored placement", extra={"version": placement.version})
+
+    async def refresh(self) -> None:
+        """Scans Kafka for dataset topics, recomputes the placement, persists it if it changed."""
+        async with self._refresh_lock:
+            counts = await self.admin.partition_counts()
+            topics = [
+                DatasetTopic(dataset, topic, partitions)
+                for topic, partitions in counts.items()
+                if (dataset := dataset_of_topic(self.settings.topic_prefix, topic)) is not None
+            ]
+            self.controller.reconcile(topics, time.monotonic())
+            await self._persist()
+
+    async def _persist(self) -> None:
+        placement = self.controller.placement
+        if placement.version != self._persisted_version:
+            await self.producer.send_and_wait(
+                self.topic, placement.SerializeToString(), key=PLACEMENT_KEY
+            )
+            self._persisted_version = placement.version
+            log.info(
+                "placement changed",
+                extra={
+                    "version": placement.version,
+                    "live_nodes": [n.node_id for n in placement.nodes if n.alive],
+                },
+            )
+        self._observe(placement)
+
+    def _observe(self, placement: replication_pb2.Placement) -> None:
+        self._version.set(placement.version)
+        self._live_nodes.set(sum(1 for n in placement.nodes if n.alive))
+        self._under_replicated.set(
+            sum(
+                1
+                for d in placement.datasets
+                for p in d.partitions
+                if len(p.replicas) < placement.replication_factor
+            )
+        )
+
+    async def _reconcile_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.reconcile_interval_s)
+            try:
+                await self.refresh()
+            except Exception:  # Kafka away for a moment: keep serving the last placement
+                log.warning("reconcile failed; keeping the current placement", exc_info=True)
+
+    async def stop(self) -> None:
+        await self.server.stop()
+        await self.tasks.cancel_all()
+        await self.producer.stop()
+        await self.admin.close()
