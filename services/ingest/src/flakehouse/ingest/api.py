@@ -105,7 +105,8 @@ class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
             events=parsed.events,
             events_by_status=parsed.by_status,
             offsets=[
-                ingest_pb2.PartitionOffset(partition=p, offset=o) for p, o in sorted(offsets.items())
+                ingest_pb2.PartitionOffset(partition=p, offset=o)
+                for p, o in sorted(offsets.items())
             ],
             dataset_created=created,
             format=FORMAT_ENUMS[parsed.format],

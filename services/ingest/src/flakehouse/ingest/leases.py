@@ -23,7 +23,9 @@ class Leases:
         self._holder = holder
         self._unchecked = unchecked
         self._timeout_s = timeout_s
-        self._channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) if address else None
+        self._channel = (
+            grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) if address else None
+        )
         self._stub = quota_pb2_grpc.QuotaServiceStub(self._channel) if self._channel else None
 
     async def acquire(self, dataset: str, events: int, size: int) -> None:

@@ -39,7 +39,7 @@ class Spool:
 
     @classmethod
     def create(cls, memory_bytes: int) -> Spool:
-        return cls(tempfile.SpooledTemporaryFile(max_size=memory_bytes))  # noqa: SIM115
+        return cls(tempfile.SpooledTemporaryFile(max_size=memory_bytes))
 
     def write(self, chunk: bytes, max_bytes: int) -> None:
         self.size += len(chunk)

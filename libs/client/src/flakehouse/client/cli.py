@@ -1,0 +1,193 @@
+"""The `flakehouse` command: up, ingest, query, junit2json (DESIGN.md §9).
+
+Exit codes: 0 success; 1 the cluster could not be reached or refused the request; 2 bad input
+(an unparsable file, a bad query, bad arguments)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from flakehouse.client.client import Client
+from flakehouse.client.cluster import DEFAULT_DIR, DEFAULT_PATH, ClusterFile
+from flakehouse.client.output import RENDERERS
+from flakehouse.core.errors import FlakehouseError, InvalidArgument, NotFound
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flakehouse", description="Flakehouse: a store for test results."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = commands.add_parser("up", help="run a local cluster in the foreground")
+    up.add_argument("--data-dir", type=Path, default=DEFAULT_DIR, help="default: .flakehouse")
+    up.add_argument("--port-base", type=int, default=7600, help="first port used (default 7600)")
+    up.add_argument("--storage-nodes", type=int, default=2, help="default: 2")
+    up.add_argument("--partitions", type=int, default=8, help="partitions of new datasets")
+
+    def client_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--cluster", type=Path, default=DEFAULT_PATH, help="cluster.json to use")
+        sub.add_argument("--ingest", help="ingest address host:port (overrides --cluster)")
+        sub.add_argument("--query", help="query address host:port (overrides --cluster)")
+        sub.add_argument("--timeout", type=float, default=60.0, help="seconds per call")
+
+    ingest = commands.add_parser("ingest", help="upload JUnit XML or JSON lines files")
+    client_options(ingest)
+    ingest.add_argument("--dataset", required=True)
+    ingest.add_argument(
+        "--label", action="append", default=[], metavar="K=V", help="add a field to every event"
+    )
+    ingest.add_argument("--format", choices=["junit", "json"], help="default: from the content")
+    ingest.add_argument("files", nargs="+", type=Path, metavar="FILE")
+
+    query = commands.add_parser("query", help="run a SQL query")
+    client_options(query)
+    query.add_argument("--format", choices=sorted(RENDERERS), default="table")
+    query.add_argument("sql", metavar="SQL")
+
+    convert = commands.add_parser("junit2json", help="convert JUnit XML to JSON lines locally")
+    convert.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    return parser
+
+
+def _client(args: argparse.Namespace) -> Client:
+    ingest, query = args.ingest, args.query
+    if not (ingest and query):
+        try:
+            cluster = ClusterFile.read(args.cluster)
+        except FileNotFoundError:
+            raise FlakehouseError(
+                f"no cluster file at {args.cluster}: start one with `flakehouse up`, "
+                "or pass --cluster / --ingest / --query"
+            ) from None
+        ingest = ingest or cluster.address("ingest")
+        query = query or cluster.address("query")
+    return Client(ingest=ingest, query=query, timeout_s=args.timeout)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from flakehouse.client.local import LocalCluster, run_until_signalled
+
+    cluster = LocalCluster(
+        args.data_dir,
+        port_base=args.port_base,
+        storage_nodes=args.storage_nodes,
+        partitions=args.partitions,
+        say=lambda message: print(message, flush=True),
+    )
+    run_until_signalled(cluster)
+    return EXIT_OK
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from flakehouse.events.model import parse_label
+
+    try:
+        labels = dict(parse_label(label) for label in args.label)
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from None
+    totals: Counter[str] = Counter()
+    rejected: list[str] = []
+    events = files = 0
+    started = time.monotonic()
+    with _client(args) as client:
+        for path in args.files:
+            if not path.is_file():
+                rejected.append(f"{path}: not a file")
+                continue
+            try:
+                result = client.upload(
+                    path,
+                    dataset=args.dataset,
+                    labels=labels,
+                    filename=str(path),
+                    format=args.format,
+                )
+            except InvalidArgument as exc:
+                rejected.append(exc.message)
+                continue
+            files += 1
+            events += result.events
+            totals.update(result.by_status)
+            print(f"{path}: {result.events} events ({_statuses(result.by_status)})", flush=True)
+    elapsed = time.monotonic() - started
+    print(
+        f"ingested {files} file{'s' if files != 1 else ''}, {events} events into "
+        f"{args.dataset!r} in {elapsed:.1f}s ({_statuses(totals)})"
+    )
+    for reason in rejected:
+        print(f"error: {reason}", file=sys.stderr)
+    if rejected:
+        print(f"rejected {len(rejected)} file(s)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return EXIT_OK
+
+
+def _statuses(counts: dict[str, int] | Counter[str]) -> str:
+    return ", ".join(f"{name} {count}" for name, count in sorted(counts.items())) or "no cases"
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        result = client.query(args.sql, timeout_ms=int(args.timeout * 1000))
+    print(RENDERERS[args.format](result))
+    return EXIT_OK
+
+
+def cmd_junit2json(args: argparse.Namespace) -> int:
+    from flakehouse.events.batch import event_to_json
+    from flakehouse.events.errors import EventError
+    from flakehouse.events.junit import parse_junit
+
+    status = EXIT_OK
+    now_us = time.time_ns() // 1000
+    out = sys.stdout
+    for path in args.files:
+        try:
+            with path.open("rb") as source:
+                # Whole file first: a bad file prints nothing but its error.
+                lines = [
+                    event_to_json(event)
+                    for event in parse_junit(source, filename=str(path), upload_time_us=now_us)
+                ]
+        except EventError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            status = EXIT_BAD_INPUT
+            continue
+        except OSError as exc:
+            print(f"error: {path}: {exc.strerror or exc}", file=sys.stderr)
+            status = EXIT_BAD_INPUT
+            continue
+        for line in lines:
+            out.write(line + "\n")
+    out.flush()
+    return status
+
+
+COMMANDS = {"up": cmd_up, "ingest": cmd_ingest, "query": cmd_query, "junit2json": cmd_junit2json}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (InvalidArgument, NotFound) as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except FlakehouseError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""A synchronous Python client for the Flakehouse services: uploads, SQL queries, datasets.
+
+Errors come back as the same FlakehouseError subclasses the services raise (InvalidArgument,
+NotFound, ResourceExhausted, Unavailable, ...), with the server's message."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import grpc
+
+from flakehouse.client.cluster import ClusterFile
+from flakehouse.core.errors import (
+    ERRORS_BY_CODE,
+    RETRY_AFTER_KEY,
+    FlakehouseError,
+    Internal,
+    ResourceExhausted,
+    Unavailable,
+)
+from flakehouse.core.server import CHANNEL_OPTIONS
+from flakehouse.events.values import TYPE_NAMES, Scalar, from_value
+from flakehouse.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from flakehouse.query.v1 import query_pb2, query_pb2_grpc
+
+CHUNK_BYTES = 1024 * 1024
+FORMATS = {
+    None: ingest_pb2.UPLOAD_FORMAT_UNSPECIFIED,
+    "junit": ingest_pb2.UPLOAD_FORMAT_JUNIT_XML,
+    "json": ingest_pb2.UPLOAD_FORMAT_JSON_LINES,
+}
+FORMAT_NAMES = {
+    ingest_pb2.UPLOAD_FORMAT_JUNIT_XML: "junit",
+    ingest_pb2.UPLOAD_FORMAT_JSON_LINES: "json",
+}
+T = TypeVar("T")
+
+
+def error_from_rpc(exc: grpc.RpcError) -> FlakehouseError:
+    """The FlakehouseError matching a failed call's status code, message and retry delay."""
+    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    trailing = dict(exc.trailing_metadata() or ()) if hasattr(exc, "trailing_metadata") else {}
+    retry = trailing.get(RETRY_AFTER_KEY)
+    cls = ERRORS_BY_CODE.get(code, Internal)
+    return cls(details or code.name, retry_after_ms=int(retry) if retry else None)
+
+
+@dataclass
+class UploadResult:
+    upload_id: str
+    dataset: str
+    events: int
+    by_status: dict[str, int]
+    offsets: dict[int, int]
+    dataset_created: bool
+    format: str
+
+
+@dataclass
+class QueryResult:
+    columns: list[str]
+    types: list[str]
+    rows: list[list[Scalar | None]]
+    partial: bool
+    missing_partitions: list[dict[str, Any]] = field(default_factory=list)
+    stats: dict[str, int] = field(default_factory=dict)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "columns": self.columns,
+            "rows": self.rows,
+            "partial": self.partial,
+            "missing_partitions": self.missing_partitions,
+        }
+
+
+class Client:
+    def __init__(
+        self,
+        *,
+        ingest: str | None = None,
+        query: str | None = None,
+        timeout_s: float = 60.0,
+        retries: int = 4,
+    ) -> None:
+        self._addresses = {"ingest": ingest, "query": query}
+        self._channels: dict[str, grpc.Channel] = {}
+        self.timeout_s = timeout_s
+        self.retries = retries
+
+    @classmethod
+    def from_cluster_file(cls, path: Path, **kwargs: Any) -> Client:
+        cluster = ClusterFile.read(path)
+        return cls(ingest=cluster.address("ingest"), query=cluster.address("query"), **kwargs)
+
+    def _channel(self, service: str) -> grpc.Channel:
+        if service not in self._channels:
+            address = self._addresses.get(service)
+            if not address:
+                raise Unavailable(f"no address for the {service} service")
+            self._channels[service] = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        return self._channels[service]
+
+    def close(self) -> None:
+        for channel in self._channels.values():
+            channel.close()
+        self._channels.clear()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        """Calls once per attempt, retrying UNAVAILABLE and RESOURCE_EXHAUSTED with backoff and
+        jitter (or the server's retry delay). Only for idempotent calls."""
+        for attempt in range(self.retries + 1):
+            try:
+                return fn()
+            except grpc.RpcError as exc:
+                error = error_from_rpc(exc)
+                if attempt == self.retries or not isinstance(
+                    error, (Unavailable, ResourceExhausted)
+                ):
+                    raise error from None
+                base = (error.retry_after_ms or 200 * 2**attempt) / 1000
+                time.sleep(base * (0.5 + random.random()))
+        raise AssertionError("unreachable")
+
+    # --- datasets ---------------------------------------------------------------------------
+
+    def create_dataset(self, name: str, partitions: int = 0) -> ingest_pb2.CreateDatasetResponse:
+        stub = ingest_pb2_grpc.IngestServiceStub(self._channel("ingest"))
+        request = ingest_pb2.CreateDatasetRequest(name=name, partitions=partitions)
+        return self._call(lambda: stub.CreateDataset(request, timeout=self.timeout_s))
+
+    def list_datasets(self) -> list[ingest_pb2.Dataset]:
+        stub = ingest_pb2_grpc.IngestServiceStub(self._channel("ingest"))
+        request = ingest_pb2.ListDatasetsRequest()
+        return list(self._call(lambda: stub.ListDatasets(request, timeout=self.timeout_s)).datasets)
+
+    # --- uploads ----------------------------------------------------------------------------
+
+    def upload(
+        self,
+        source: Path | bytes,
+        *,
+        dataset: str,
+        labels: Mapping[str, str] | None = None,
+        filename: str | None = None,
+        upload_id: str = "",
+        format: str | None = None,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> UploadResult:
+        """Streams one file (or bytes) as one upload. Safe to retry: without an explicit
+        upload_id the server derives one from the content, so a resent upload never counts
+        twice."""
+        stub = ingest_pb2_grpc.IngestServiceStub(self._channel("ingest"))
+        header = ingest_pb2.UploadHeader(
+            dataset=dataset,
+            filename=filename or (str(source) if isinstance(source, Path) else "upload"),
+            format=FORMATS[format],
+            labels=dict(labels or {}),
+            upload_id=upload_id,
+        )
+
+        def requests() -> Iterator[ingest_pb2.UploadRequest]:
+            yield ingest_pb2.UploadRequest(header=header)
+            with _open(source) as stream:
+                while chunk := stream.read(CHUNK_BYTES):
+                    yield ingest_pb2.UploadRequest(chunk=chunk)
+                    if on_progress:
+                        on_progress(len(chunk))
+
+        response = self._call(lambda: stub.Upload(requests(), timeout=self.timeout_s))
+        return UploadResult(
+            upload_id=response.upload_id,
+            dataset=response.dataset,
+            events=response.events,
+            by_status=dict(response.events_by_status),
+            offsets={o.partition: o.offset for o in response.offsets},
+            dataset_created=response.dataset_created,
+            format=FORMAT_NAMES.get(response.format, "unknown"),
+        )
+
+    # --- queries ----------------------------------------------------------------------------
+
+    def query(self, sql: str, *, timeout_ms: int = 0) -> QueryResult:
+        stub = query_pb2_grpc.QueryServiceStub(self._channel("query"))
+        request = query_pb2.QueryRequest(sql=sql, timeout_ms=timeout_ms)
+        response = self._call(lambda: stub.Query(request, timeout=self.timeout_s))
+        return QueryResult(
+            columns=[c.name for c in response.columns],
+            types=[TYPE_NAMES.get(c.type, "mixed") for c in response.columns],
+            rows=[[from_value(v) for v in row.values] for row in response.rows],
+            partial=response.partial,
+            missing_partitions=[
+                {"dataset": m.dataset, "partition": m.partition, "reason": m.reason}
+                for m in response.missing_partitions
+            ],
+            stats={
+                "rows_scanned": response.stats.scan.rows_scanned,
+                "rows_matched": response.stats.scan.rows_matched,
+                "partitions": response.stats.partitions,
+                "elapsed_ms": response.stats.elapsed_ms,
+            },
+        )
+
+    def describe(self, dataset: str) -> query_pb2.DescribeDatasetResponse:
+        stub = query_pb2_grpc.QueryServiceStub(self._channel("query"))
+        request = query_pb2.DescribeDatasetRequest(dataset=dataset)
+        return self._call(lambda: stub.DescribeDataset(request, timeout=self.timeout_s))
+
+
+def _open(source: Path | bytes) -> IO[bytes]:
+    import io
+
+    return source.open("rb") if isinstance(source, Path) else io.BytesIO(source)

@@ -1,0 +1,297 @@
+"""`flakehouse up`: the broker, the five services and N storage nodes as local processes.
+
+Processes start in dependency order and each must report SERVING on gRPC health before the next
+starts. A process that dies is restarted (its log says so) and cluster.json is rewritten with its
+new pid; everything stops in reverse order on SIGINT/SIGTERM. The embedded broker keeps topics
+in memory only, so every `up` starts from an empty cluster: storage directories are cleared."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from flakehouse.client.cluster import ClusterFile, Endpoint, StorageEndpoint
+from flakehouse.core.broker import EmbeddedBroker
+from flakehouse.core.net import port_is_free
+
+HOST = "127.0.0.1"
+DEFAULT_PORT_BASE = 7600
+METRICS_OFFSET = 100
+RESTART_BACKOFF_S = 1.0
+OFFSETS = {"ingest": 1, "query": 2, "replication": 3, "quota": 4}
+STORAGE_OFFSET = 10
+
+
+@dataclass
+class ProcessSpec:
+    name: str
+    module: str
+    port: int
+    metrics_port: int
+    env: dict[str, str]
+    node_id: str = ""
+    data_dir: str = ""
+
+    @property
+    def grpc(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    @property
+    def metrics(self) -> str:
+        return f"{HOST}:{self.metrics_port}"
+
+
+@dataclass
+class Supervised:
+    spec: ProcessSpec
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    log: IO[bytes] | None = None
+    restarts: int = 0
+    last_start: float = field(default=0.0)
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM it when `flakehouse up` dies, even by SIGKILL."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class LocalCluster:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port_base: int = DEFAULT_PORT_BASE,
+        storage_nodes: int = 2,
+        partitions: int = 8,
+        say: Callable[[str], None] = print,
+    ) -> None:
+        if storage_nodes < 1 or storage_nodes > METRICS_OFFSET - STORAGE_OFFSET:
+            raise ValueError(f"--storage-nodes must be within 1..{METRICS_OFFSET - STORAGE_OFFSET}")
+        self.data_dir = data_dir.resolve()
+        self.port_base = port_base
+        self.storage_nodes = storage_nodes
+        self.partitions = partitions
+        self.say = say
+        self.broker = EmbeddedBroker(HOST, port_base, self.data_dir / "logs" / "broker.log")
+        self.processes = [
+            Supervised(spec, self.data_dir / "logs" / f"{spec.name}.log") for spec in self._plan()
+        ]
+
+    @property
+    def cluster_path(self) -> Path:
+        return self.data_dir / "cluster.json"
+
+    def _plan(self) -> list[ProcessSpec]:
+        base, kafka = self.port_base, f"{HOST}:{self.port_base}"
+
+        def spec(name: str, module: str, offset: int, extra: dict[str, str]) -> ProcessSpec:
+            prefix = f"FLAKEHOUSE_{module.upper()}_"
+            env = {
+                "HOST": HOST,
+                "PORT": str(base + offset),
+                "METRICS_HOST": HOST,
+                "METRICS_PORT": str(base + METRICS_OFFSET + offset),
+                "KAFKA_BOOTSTRAP": kafka,
+                **extra,
+            }
+            return ProcessSpec(
+                name,
+                f"flakehouse.{module}",
+                base + offset,
+                base + METRICS_OFFSET + offset,
+                {prefix + key: value for key, value in env.items()},
+                node_id=extra.get("NODE_ID", ""),
+                data_dir=extra.get("DATA_DIR", ""),
+            )
+
+        replication = f"{HOST}:{base + OFFSETS['replication']}"
+        quota = f"{HOST}:{base + OFFSETS['quota']}"
+        specs = [
+            spec("quota", "quota", OFFSETS["quota"], {}),
+            spec("replication", "replication", OFFSETS["replication"], {}),
+        ]
+        for i in range(self.storage_nodes):
+            node = f"storage-{i}"
+            specs.append(
+                spec(
+                    node,
+                    "storage",
+                    STORAGE_OFFSET + i,
+                    {
+                        "NODE_ID": node,
+                        "DATA_DIR": str(self.data_dir / node),
+                        "REPLICATION_ADDRESS": replication,
+                        "QUOTA_ADDRESS": quota,
+                    },
+                )
+            )
+        specs.append(
+            spec(
+                "ingest",
+                "ingest",
+                OFFSETS["ingest"],
+                {"QUOTA_ADDRESS": quota, "DEFAULT_PARTITIONS": str(self.partitions)},
+            )
+        )
+        specs.append(spec("query", "query", OFFSETS["query"], {"REPLICATION_ADDRESS": replication}))
+        return specs
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        ports = [self.port_base] + [
+            p for s in self.processes for p in (s.spec.port, s.spec.metrics_port)
+        ]
+        busy = [p for p in ports if not port_is_free(HOST, p)]
+        if busy:
+            raise RuntimeError(
+                f"ports already in use: {', '.join(map(str, busy))} "
+                "(another cluster running? choose another --port-base)"
+            )
+        for supervised in self.processes:
+            if supervised.spec.data_dir:
+                shutil.rmtree(supervised.spec.data_dir, ignore_errors=True)
+        (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+        self.say(f"starting broker on {self.broker.bootstrap}")
+        self.broker.start()
+        try:
+            for supervised in self.processes:
+                self._spawn(supervised)
+                self._wait_healthy(supervised, timeout_s)
+                self.say(
+                    f"{supervised.spec.name:<12} grpc {supervised.spec.grpc:<18} "
+                    f"metrics {supervised.spec.metrics}"
+                )
+        except BaseException:
+            self.stop()
+            raise
+        self.write_cluster_file()
+
+    def _spawn(self, supervised: Supervised) -> None:
+        if supervised.log is None:
+            supervised.log = open(supervised.log_path, "ab")  # noqa: SIM115
+        supervised.process = subprocess.Popen(
+            [sys.executable, "-m", supervised.spec.module],
+            env={**os.environ, **supervised.spec.env},
+            stdin=subprocess.DEVNULL,
+            stdout=supervised.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches `up` only; it stops children in order
+            preexec_fn=_die_with_parent,
+        )
+        supervised.last_start = time.monotonic()
+
+    def _wait_healthy(self, supervised: Supervised, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        with grpc.insecure_channel(supervised.spec.grpc) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while True:
+                process = supervised.process
+                if process is not None and process.poll() is not None:
+                    raise RuntimeError(
+                        f"{supervised.spec.name} exited with {process.returncode}:\n"
+                        + _tail(supervised.log_path)
+                    )
+                try:
+                    status = stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                    if status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"{supervised.spec.name} not SERVING after {timeout_s:.0f}s:\n"
+                        + _tail(supervised.log_path)
+                    )
+                time.sleep(0.1)
+
+    def supervise(self) -> None:
+        """Restarts processes that died; call it periodically."""
+        for supervised in self.processes:
+            process = supervised.process
+            if process is None or process.poll() is None:
+                continue
+            if time.monotonic() - supervised.last_start < RESTART_BACKOFF_S:
+                continue
+            supervised.restarts += 1
+            self.say(f"{supervised.spec.name} exited with {process.returncode}; restarting")
+            self._spawn(supervised)
+            self.write_cluster_file()
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """Reverse order: query and ingest first, then storage, replication, quota, broker."""
+        for supervised in reversed(self.processes):
+            process = supervised.process
+            if process is not None and process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout_s)
+                except subprocess.TimeoutExpired:
+                    self.say(f"{supervised.spec.name} did not stop in {timeout_s:.0f}s; killing")
+                    process.kill()
+                    process.wait()
+            if supervised.log is not None:
+                supervised.log.close()
+                supervised.log = None
+        self.broker.stop()
+        self.cluster_path.unlink(missing_ok=True)
+
+    def write_cluster_file(self) -> None:
+        services: dict[str, Endpoint] = {}
+        storage: list[StorageEndpoint] = []
+        for supervised in self.processes:
+            spec, pid = supervised.spec, supervised.process.pid if supervised.process else 0
+            if spec.node_id:
+                storage.append(
+                    StorageEndpoint(spec.grpc, spec.metrics, pid, spec.node_id, spec.data_dir)
+                )
+            else:
+                services[spec.name] = Endpoint(spec.grpc, spec.metrics, pid)
+        ClusterFile(self.broker.bootstrap, services, storage, str(self.data_dir)).write(
+            self.cluster_path
+        )
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def run_until_signalled(cluster: LocalCluster) -> None:
+    """Runs the cluster in the foreground until SIGINT or SIGTERM."""
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        cluster.start()
+        cluster.say(f"cluster file: {cluster.cluster_path}")
+        cluster.say("ready; press Ctrl-C to stop")
+        while not stopping:
+            cluster.supervise()
+            time.sleep(0.2)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        cluster.say("stopping")
+        cluster.stop()
+        cluster.say("stopped")

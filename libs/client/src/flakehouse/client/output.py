@@ -1,0 +1,59 @@
+"""Rendering query results as a table, JSON or CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from flakehouse.client.client import QueryResult
+from flakehouse.events.values import Scalar
+
+
+def _cell(value: Scalar | None) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def render_table(result: QueryResult) -> str:
+    cells = [[_cell(v) for v in row] for row in result.rows]
+    widths = [
+        max([len(name), *(len(row[i]) for row in cells)]) for i, name in enumerate(result.columns)
+    ]
+    numeric = [t in ("int", "float") for t in result.types]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(
+            v.rjust(w) if num else v.ljust(w)
+            for v, w, num in zip(values, widths, numeric, strict=True)
+        ).rstrip()
+
+    out = [line(result.columns), line(["-" * w for w in widths])]
+    out.extend(line(row) for row in cells)
+    out.append(f"({len(result.rows)} row{'s' if len(result.rows) != 1 else ''})")
+    if result.partial:
+        missing = ", ".join(
+            f"{m['dataset']}/{m['partition']} ({m['reason']})" for m in result.missing_partitions
+        )
+        out.append(f"PARTIAL ANSWER: missing partitions {missing}")
+    return "\n".join(out)
+
+
+def render_json(result: QueryResult) -> str:
+    return json.dumps(result.to_json_dict())
+
+
+def render_csv(result: QueryResult) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(result.columns)
+    writer.writerows(["" if v is None else v for v in row] for row in result.rows)
+    return buffer.getvalue().rstrip("\n")
+
+
+RENDERERS = {"table": render_table, "json": render_json, "csv": render_csv}
