@@ -1,0 +1,146 @@
+"""The QueryService servicer: plan the SQL, fan fragments out, merge, finalize."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import Any
+
+import grpc
+
+from flakehouse.common.v1 import events_pb2, plan_pb2
+from flakehouse.core.errors import InvalidArgument
+from flakehouse.core.server import CHANNEL_OPTIONS
+from flakehouse.events.model import validate_dataset_name
+from flakehouse.query.fanout import FanOutResult, fan_out
+from flakehouse.query.merge import finalize, merge_partials
+from flakehouse.query.placements import Placements
+from flakehouse.query.planner import QueryError, plan_query
+from flakehouse.query.settings import QuerySettings
+from flakehouse.query.v1 import query_pb2, query_pb2_grpc
+from flakehouse.storage.v1 import storage_pb2, storage_pb2_grpc
+
+
+class StorageChannels:
+    """One channel per storage node address, kept for the life of the service."""
+
+    def __init__(self) -> None:
+        self._stubs: dict[str, storage_pb2_grpc.StorageServiceStub] = {}
+        self._channels: list[grpc.aio.Channel] = []
+
+    def stub(self, address: str) -> storage_pb2_grpc.StorageServiceStub:
+        if address not in self._stubs:
+            channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+            self._channels.append(channel)
+            self._stubs[address] = storage_pb2_grpc.StorageServiceStub(channel)
+        return self._stubs[address]
+
+    async def close(self) -> None:
+        for channel in self._channels:
+            await channel.close()
+
+
+def _missing(dataset: str, result: FanOutResult[Any]) -> list[query_pb2.MissingPartition]:
+    return [
+        query_pb2.MissingPartition(dataset=dataset, partition=p, reason=reason)
+        for p, reason in sorted(result.missing.items())
+    ]
+
+
+class QueryApi(query_pb2_grpc.QueryServiceServicer):
+    def __init__(
+        self, settings: QuerySettings, placements: Placements, storage: StorageChannels
+    ) -> None:
+        self._settings = settings
+        self._placements = placements
+        self._storage = storage
+
+    def _timeout_s(self, request_ms: int) -> float:
+        if request_ms > self._settings.max_timeout_ms:
+            raise InvalidArgument(f"timeout_ms is at most {self._settings.max_timeout_ms}")
+        return (request_ms or self._settings.default_timeout_ms) / 1000
+
+    async def Query(self, request: query_pb2.QueryRequest, context: Any) -> query_pb2.QueryResponse:
+        started = time.monotonic()
+        timeout_s = self._timeout_s(request.timeout_ms)
+        try:
+            planned = plan_query(request.sql, now_us=time.time_ns() // 1000)
+        except QueryError as exc:
+            raise InvalidArgument(str(exc)) from None
+        plan = planned.plan
+        dataset, nodes = await self._placements.lookup(plan.dataset)
+
+        async def execute(
+            address: str, partitions: list[int], remaining_s: float
+        ) -> tuple[storage_pb2.ExecuteFragmentResponse, dict[int, str]]:
+            response = await self._storage.stub(address).ExecuteFragment(
+                storage_pb2.ExecuteFragmentRequest(plan=plan, partitions=partitions),
+                timeout=remaining_s,
+            )
+            return response, {e.partition: e.reason for e in response.unavailable}
+
+        result = await fan_out(dataset, nodes, execute, timeout_s)
+        partials = [r.result for r in result.responses]
+        columns, rows = finalize(planned, merge_partials(planned, partials))
+        scan = plan_pb2.ScanStats()
+        for partial in partials:
+            scan.rows_scanned += partial.stats.rows_scanned
+            scan.rows_matched += partial.stats.rows_matched
+            scan.segments_scanned += partial.stats.segments_scanned
+            scan.segments_skipped += partial.stats.segments_skipped
+        return query_pb2.QueryResponse(
+            columns=columns,
+            rows=rows,
+            partial=bool(result.missing),
+            missing_partitions=_missing(plan.dataset, result),
+            stats=query_pb2.QueryStats(
+                scan=scan,
+                partitions=len(dataset.partitions),
+                nodes_asked=result.nodes_asked,
+                elapsed_ms=int((time.monotonic() - started) * 1000),
+            ),
+            plan=plan,
+        )
+
+    async def ListDatasets(
+        self, request: query_pb2.ListDatasetsRequest, context: Any
+    ) -> query_pb2.ListDatasetsResponse:
+        return query_pb2.ListDatasetsResponse(
+            datasets=[
+                query_pb2.DatasetInfo(name=d.dataset, partitions=len(d.partitions))
+                for d in self._placements.datasets()
+            ]
+        )
+
+    async def DescribeDataset(
+        self, request: query_pb2.DescribeDatasetRequest, context: Any
+    ) -> query_pb2.DescribeDatasetResponse:
+        try:
+            name = validate_dataset_name(request.dataset)
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from None
+        dataset, nodes = await self._placements.lookup(name)
+
+        async def describe(
+            address: str, partitions: list[int], remaining_s: float
+        ) -> tuple[storage_pb2.DescribeFieldsResponse, dict[int, str]]:
+            response = await self._storage.stub(address).DescribeFields(
+                storage_pb2.DescribeFieldsRequest(dataset=name, partitions=partitions),
+                timeout=remaining_s,
+            )
+            return response, {e.partition: e.reason for e in response.unavailable}
+
+        result = await fan_out(dataset, nodes, describe, self._timeout_s(0))
+        counts: dict[tuple[str, int], int] = defaultdict(int)
+        for response in result.responses:
+            for summary in response.fields:
+                counts[(summary.name, summary.type)] += summary.count
+        return query_pb2.DescribeDatasetResponse(
+            dataset=name,
+            fields=[
+                events_pb2.FieldSummary(name=n, type=t, count=c)
+                for (n, t), c in sorted(counts.items())
+            ],
+            partial=bool(result.missing),
+            missing_partitions=_missing(name, result),
+        )

@@ -1,0 +1,16 @@
+"""Query settings: FLAKEHOUSE_QUERY_*."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from flakehouse.core.settings import ServiceSettings
+
+
+class QuerySettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="FLAKEHOUSE_QUERY_")
+
+    replication_address: str = Field(..., description="host:port of the replication service.")
+    default_timeout_ms: int = Field(4000, gt=0, description="Deadline of a query by default.")
+    max_timeout_ms: int = Field(60000, gt=0, description="Longest deadline a query may ask for.")

@@ -1,0 +1,146 @@
+"""The StorageService servicer: fragments, field descriptions, partition status, segment
+transfer. Decoding and execution run off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from flakehouse.core.errors import InvalidArgument, NotFound
+from flakehouse.storage import fragment
+from flakehouse.storage.node import StorageNode
+from flakehouse.storage.replica import Replica
+from flakehouse.storage.segment import SegmentView
+from flakehouse.storage.v1 import storage_pb2, storage_pb2_grpc
+
+NOT_HELD = "not held by this node"
+WAIT_STEP_S = 0.02
+
+
+class StorageApi(storage_pb2_grpc.StorageServiceServicer):
+    def __init__(self, node: StorageNode) -> None:
+        self._node = node
+
+    def _split(
+        self, dataset: str, partitions: list[int]
+    ) -> tuple[list[Replica], list[storage_pb2.PartitionError]]:
+        held, unavailable = [], []
+        for partition in partitions:
+            replica = self._node.replica(dataset, partition)
+            if replica is None:
+                unavailable.append(storage_pb2.PartitionError(partition=partition, reason=NOT_HELD))
+            else:
+                held.append(replica)
+        return held, unavailable
+
+    @staticmethod
+    def _progress(replica: Replica) -> storage_pb2.PartitionProgress:
+        return storage_pb2.PartitionProgress(
+            dataset=replica.dataset,
+            partition=replica.partition,
+            applied_offset=replica.next_offset,
+            end_offset=replica.end_offset,
+        )
+
+    async def _wait_applied(
+        self, replicas: list[Replica], minimums: list[int], context: Any
+    ) -> None:
+        """Read-your-writes: waits until each replica applied past its minimum offset, or until
+        the call's deadline is close."""
+        remaining = context.time_remaining()
+        deadline = time.monotonic() + (remaining * 0.8 if remaining is not None else 5.0)
+        while any(r.next_offset <= m for r, m in zip(replicas, minimums, strict=True) if m >= 0):
+            if time.monotonic() >= deadline:
+                return
+            await asyncio.sleep(WAIT_STEP_S)
+
+    async def ExecuteFragment(
+        self, request: storage_pb2.ExecuteFragmentRequest, context: Any
+    ) -> storage_pb2.ExecuteFragmentResponse:
+        plan = request.plan
+        held, unavailable = self._split(plan.dataset, list(request.partitions))
+        if request.min_offsets:
+            if len(request.min_offsets) != len(request.partitions):
+                raise InvalidArgument("min_offsets must match partitions one for one")
+            wanted = dict(zip(request.partitions, request.min_offsets, strict=True))
+            await self._wait_applied(held, [wanted[r.partition] for r in held], context)
+        try:
+            fields = fragment.fields_needed(plan)
+            result = await asyncio.to_thread(self._execute, plan, held, fields)
+        except fragment.UnsupportedPlan as exc:
+            raise InvalidArgument(str(exc)) from None
+        return storage_pb2.ExecuteFragmentResponse(
+            result=result,
+            unavailable=unavailable,
+            progress=[self._progress(r) for r in held],
+        )
+
+    @staticmethod
+    def _execute(plan: Any, held: list[Replica], fields: set[str]) -> Any:
+        views: list[SegmentView] = []
+        for replica in held:
+            views.extend(replica.snapshot(fields))
+        return fragment.execute(plan, views)
+
+    async def DescribeFields(
+        self, request: storage_pb2.DescribeFieldsRequest, context: Any
+    ) -> storage_pb2.DescribeFieldsResponse:
+        held, unavailable = self._split(request.dataset, list(request.partitions))
+
+        def describe() -> list[Any]:
+            views: list[SegmentView] = []
+            for replica in held:
+                views.extend(replica.snapshot(None))
+            return fragment.describe(views)
+
+        fields = await asyncio.to_thread(describe)
+        return storage_pb2.DescribeFieldsResponse(fields=fields, unavailable=unavailable)
+
+    async def GetPartitionStatus(
+        self, request: storage_pb2.GetPartitionStatusRequest, context: Any
+    ) -> storage_pb2.GetPartitionStatusResponse:
+        replicas = [
+            r
+            for r in self._node.replicas.values()
+            if not request.dataset or r.dataset == request.dataset
+        ]
+        statuses = []
+        for replica in sorted(replicas, key=lambda r: (r.dataset, r.partition)):
+            rows, size, sealed = await asyncio.to_thread(
+                self._node.store.usage, replica.dataset, replica.partition
+            )
+            online = replica.end_offset >= 0 and replica.next_offset >= replica.end_offset
+            statuses.append(
+                storage_pb2.PartitionStatus(
+                    progress=self._progress(replica),
+                    state=storage_pb2.PARTITION_STATE_ONLINE
+                    if online
+                    else storage_pb2.PARTITION_STATE_CATCHING_UP,
+                    sealed_segments=sealed,
+                    rows=rows + replica.open_rows(),
+                    bytes=size,
+                )
+            )
+        return storage_pb2.GetPartitionStatusResponse(
+            node_id=self._node.node_id, partitions=statuses
+        )
+
+    async def StreamSegments(
+        self, request: storage_pb2.StreamSegmentsRequest, context: Any
+    ) -> AsyncIterator[storage_pb2.StreamSegmentsResponse]:
+        replica = self._node.replica(request.dataset, request.partition)
+        if replica is None:
+            raise NotFound(f"{request.dataset}/{request.partition} is {NOT_HELD}")
+
+        def sealed() -> tuple[list[storage_pb2.Segment], int]:
+            # Under the replica's lock: the segments and the offset they reach belong together.
+            with replica.lock:
+                segments = list(self._node.store.segment_protos(replica.dataset, replica.partition))
+                return segments, replica.sealed_offset
+
+        segments, offset = await asyncio.to_thread(sealed)
+        for segment in segments:
+            yield storage_pb2.StreamSegmentsResponse(segment=segment)
+        yield storage_pb2.StreamSegmentsResponse(applied_offset=offset)

@@ -1,0 +1,180 @@
+"""Composition root of a storage node: RocksDB store, Kafka consumer, registration and
+heartbeats with the controller, the placement watch, usage reports, and the server. The node
+reports SERVING only once it has caught up with its partitions."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+
+import grpc
+from prometheus_client import CollectorRegistry
+
+from flakehouse.core.kafka import make_consumer
+from flakehouse.core.server import CHANNEL_OPTIONS, GrpcServer, service_name
+from flakehouse.core.tasks import BackgroundTasks
+from flakehouse.quota.v1 import quota_pb2, quota_pb2_grpc
+from flakehouse.replication.v1 import replication_pb2, replication_pb2_grpc
+from flakehouse.storage.api import StorageApi
+from flakehouse.storage.metrics import StorageMetrics
+from flakehouse.storage.node import StorageNode
+from flakehouse.storage.replica import SealPolicy
+from flakehouse.storage.settings import StorageSettings
+from flakehouse.storage.store import SegmentStore
+from flakehouse.storage.v1 import storage_pb2, storage_pb2_grpc
+
+log = logging.getLogger(__name__)
+RETRY_S = 1.0
+
+
+class StorageApp:
+    def __init__(self, settings: StorageSettings) -> None:
+        self.settings = settings
+        self.registry = CollectorRegistry()
+        self.tasks = BackgroundTasks()
+        self.failed = self.tasks.failed
+        self.metrics = StorageMetrics(self.registry)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = SegmentStore(str(settings.data_dir / "segments.rocksdb"))
+        self.consumer = make_consumer(settings.kafka_bootstrap, f"flakehouse-{settings.node_id}")
+        self.node = StorageNode(
+            settings.node_id,
+            self.store,
+            self.consumer,
+            settings.topic_prefix,
+            SealPolicy(settings.seal_rows, settings.seal_bytes, settings.seal_age_s),
+            settings.dedupe_window,
+            self.metrics,
+        )
+        self.server = GrpcServer("storage", settings, self.registry)
+        self.server.add(
+            storage_pb2_grpc.add_StorageServiceServicer_to_server,
+            StorageApi(self.node),
+            service_name(storage_pb2.DESCRIPTOR, "StorageService"),
+        )
+        self.channel = grpc.aio.insecure_channel(
+            settings.replication_address, options=CHANNEL_OPTIONS
+        )
+        self.replication = replication_pb2_grpc.ReplicationServiceStub(self.channel)
+        self.quota_channel = (
+            grpc.aio.insecure_channel(settings.quota_address, options=CHANNEL_OPTIONS)
+            if settings.quota_address
+            else None
+        )
+
+    @property
+    def address(self) -> str:
+        return self.settings.advertised_address or self.server.address
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        await self.server.start()
+        heartbeat_s = await self._register()
+        self.tasks.spawn("placement", self._watch_placement())
+        self.tasks.spawn("consume", self.node.run())
+        self.tasks.spawn("heartbeat", self._heartbeat_forever(heartbeat_s))
+        if self.quota_channel is not None:
+            self.tasks.spawn("usage", self._report_usage_forever())
+        self.tasks.spawn("ready", self._serve_when_caught_up())
+
+    async def _register(self) -> float:
+        request = replication_pb2.RegisterNodeRequest(
+            node_id=self.settings.node_id, address=self.address, zone=self.settings.zone
+        )
+        while True:
+            try:
+                response = await self.replication.RegisterNode(request, timeout=5)
+                log.info(
+                    "registered", extra={"node_id": self.settings.node_id, "address": self.address}
+                )
+                return response.heartbeat_interval_ms / 1000
+            except grpc.aio.AioRpcError as exc:
+                log.warning("replication unreachable; retrying", extra={"code": exc.code().name})
+                await asyncio.sleep(RETRY_S)
+
+    async def _watch_placement(self) -> None:
+        while True:
+            try:
+                stream = self.replication.WatchPlacement(replication_pb2.WatchPlacementRequest())
+                async for update in stream:
+                    self.node.follow(update.placement)
+            except grpc.aio.AioRpcError as exc:
+                log.warning("placement watch broken; reconnecting", extra={"code": exc.code().name})
+            await asyncio.sleep(RETRY_S)
+
+    async def _serve_when_caught_up(self) -> None:
+        await self.node.placement_seen.wait()
+        await self.node.caught_up.wait()
+        await self.server.set_serving(True)
+        log.info("caught up; serving", extra={"partitions": len(self.node.replicas)})
+
+    async def _heartbeat_forever(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            reports = [
+                replication_pb2.ReplicaReport(
+                    dataset=r.dataset,
+                    partition=r.partition,
+                    applied_offset=r.next_offset,
+                    end_offset=r.end_offset,
+                )
+                for r in list(self.node.replicas.values())
+            ]
+            try:
+                response = await self.replication.Heartbeat(
+                    replication_pb2.HeartbeatRequest(
+                        node_id=self.settings.node_id, replicas=reports
+                    ),
+                    timeout=max(interval_s, 1.0),
+                )
+                if response.reregister:
+                    await self._register()
+            except grpc.aio.AioRpcError as exc:
+                log.warning("heartbeat failed", extra={"code": exc.code().name})
+
+    async def _report_usage_forever(self) -> None:
+        assert self.quota_channel is not None
+        quota = quota_pb2_grpc.QuotaServiceStub(self.quota_channel)
+        while True:
+            await asyncio.sleep(self.settings.usage_interval_s)
+            usage = []
+            per_dataset: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+            for replica in list(self.node.replicas.values()):
+                rows, size, sealed = await asyncio.to_thread(
+                    self.store.usage, replica.dataset, replica.partition
+                )
+                rows += replica.open_rows()
+                usage.append(
+                    quota_pb2.PartitionUsage(
+                        dataset=replica.dataset,
+                        partition=replica.partition,
+                        bytes=size,
+                        rows=rows,
+                        sealed_segments=sealed,
+                    )
+                )
+                per_dataset[replica.dataset][0] += size
+                per_dataset[replica.dataset][1] += rows
+            for dataset, (size, rows) in per_dataset.items():
+                self.metrics.stored_bytes.labels(dataset).set(size)
+                self.metrics.stored_rows.labels(dataset).set(rows)
+            try:
+                await quota.ReportUsage(
+                    quota_pb2.ReportUsageRequest(node_id=self.settings.node_id, partitions=usage),
+                    timeout=5,
+                )
+            except grpc.aio.AioRpcError as exc:
+                log.warning("usage report failed", extra={"code": exc.code().name})
+
+    async def stop(self) -> None:
+        await self.server.stop()
+        await self.tasks.cancel_all()
+        await self.consumer.stop()
+        # Sealing on the way out is an optimisation only: without it, the open segment is
+        # rebuilt from Kafka at the next start.
+        await self.node.seal_all()
+        await self.channel.close()
+        if self.quota_channel is not None:
+            await self.quota_channel.close()
+        await asyncio.to_thread(self.store.close)

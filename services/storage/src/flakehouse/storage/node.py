@@ -1,0 +1,150 @@
+"""The storage node's data path: follows its share of the placement, consumes those partitions
+from Kafka with assign() (never a consumer group: placement is the controller's job), applies
+records to replicas and seals segments when due."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from flakehouse.core.kafka import dataset_topic
+from flakehouse.replication.v1 import replication_pb2
+from flakehouse.storage.metrics import StorageMetrics
+from flakehouse.storage.replica import Replica, SealPolicy
+from flakehouse.storage.store import SegmentStore
+
+log = logging.getLogger(__name__)
+POLL_MS = 200
+PartitionKey = tuple[str, int]
+
+
+def my_partitions(placement: replication_pb2.Placement, node_id: str) -> set[PartitionKey]:
+    return {
+        (d.dataset, p.partition)
+        for d in placement.datasets
+        for p in d.partitions
+        if node_id in p.replicas
+    }
+
+
+class StorageNode:
+    def __init__(
+        self,
+        node_id: str,
+        store: SegmentStore,
+        consumer: AIOKafkaConsumer,
+        topic_prefix: str,
+        seal_policy: SealPolicy,
+        dedupe_window: int,
+        metrics: StorageMetrics,
+    ) -> None:
+        self.node_id = node_id
+        self.store = store
+        self.consumer = consumer
+        self.topic_prefix = topic_prefix
+        self.seal_policy = seal_policy
+        self.dedupe_window = dedupe_window
+        self.metrics = metrics
+        self.replicas: dict[PartitionKey, Replica] = {}
+        self._desired: set[PartitionKey] | None = None
+        self._desired_changed = asyncio.Event()
+        self.placement_seen = asyncio.Event()
+        self.caught_up = asyncio.Event()
+        self._surprises: set[PartitionKey] = set()
+
+    def follow(self, placement: replication_pb2.Placement) -> None:
+        """Takes a new placement; the consume loop applies it between polls."""
+        self._desired = my_partitions(placement, self.node_id)
+        self._desired_changed.set()
+        self.placement_seen.set()
+
+    def topic(self, dataset: str) -> str:
+        return dataset_topic(self.topic_prefix, dataset)
+
+    async def run(self) -> None:
+        while True:
+            if self._desired_changed.is_set():
+                self._desired_changed.clear()
+                await self._reassign()
+            if not self.replicas:
+                self.caught_up.set()
+                await self._desired_changed.wait()
+                continue
+            batches = await self.consumer.getmany(timeout_ms=POLL_MS, max_records=20_000)
+            for tp, messages in batches.items():
+                replica = self.replicas.get((tp.topic[len(self.topic_prefix) + 1 :], tp.partition))
+                if replica is None:
+                    continue
+                records = [(m.offset, m.value) for m in messages]
+                result = await asyncio.to_thread(replica.apply, records)
+                self.metrics.applied(replica, result)
+            await self._track_ends()
+            for replica in list(self.replicas.values()):
+                if await asyncio.to_thread(replica.seal_if_due, self.seal_policy):
+                    self.metrics.segments_sealed.inc()
+
+    async def _reassign(self) -> None:
+        desired = self._desired or set()
+        for key in set(self.replicas) - desired:
+            # Make-before-break is the controller's job; here the replica just stops following.
+            replica = self.replicas.pop(key)
+            await asyncio.to_thread(replica.seal_if_due, self.seal_policy, True)
+            log.info("released partition", extra={"dataset": key[0], "partition": key[1]})
+        for key in sorted(desired - set(self.replicas)):
+            replica = await asyncio.to_thread(
+                Replica, key[0], key[1], self.store, self.dedupe_window
+            )
+            self.replicas[key] = replica
+            log.info(
+                "took partition",
+                extra={"dataset": key[0], "partition": key[1], "offset": replica.next_offset},
+            )
+        tps = {TopicPartition(self.topic(d), p): r for (d, p), r in self.replicas.items()}
+        self.consumer.assign(list(tps))
+        for tp, replica in tps.items():
+            self.consumer.seek(tp, replica.next_offset)
+        if tps:
+            self.caught_up.clear()
+            await self._track_ends(refresh=True)
+
+    async def _track_ends(self, refresh: bool = False) -> None:
+        """Updates end offsets (from fetch responses, or asked of the broker) and lag, and notices
+        a broker whose end is below what this node applied: a wiped or re-created topic."""
+        tps = {TopicPartition(self.topic(d), p): r for (d, p), r in self.replicas.items()}
+        ends: Mapping[TopicPartition, int | None]
+        if refresh:
+            ends = await self.consumer.end_offsets(list(tps))
+        else:
+            ends = {tp: self.consumer.highwater(tp) for tp in tps}
+        for tp, replica in tps.items():
+            end = ends.get(tp)
+            if end is None:
+                continue
+            replica.end_offset = end
+            key = (replica.dataset, replica.partition)
+            if end < replica.next_offset and key not in self._surprises:
+                self._surprises.add(key)
+                self.metrics.broker_behind.inc()
+                log.error(
+                    "broker end offset is below this replica's applied offset: the topic was "
+                    "wiped or re-created; serving what is stored and waiting for new records",
+                    extra={
+                        "dataset": key[0],
+                        "partition": key[1],
+                        "end": end,
+                        "applied": replica.next_offset,
+                    },
+                )
+            self.metrics.lag.labels(replica.dataset, str(replica.partition)).set(replica.lag)
+        if all(r.end_offset >= 0 and r.next_offset >= r.end_offset for r in self.replicas.values()):
+            self.caught_up.set()
+
+    async def seal_all(self) -> None:
+        for replica in self.replicas.values():
+            await asyncio.to_thread(replica.seal_if_due, self.seal_policy, True)
+
+    def replica(self, dataset: str, partition: int) -> Replica | None:
+        return self.replicas.get((dataset, partition))
