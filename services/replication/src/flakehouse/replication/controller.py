@@ -24,9 +24,12 @@ class Controller:
         until they miss heartbeats, so a controller restart moves nothing."""
         self.placement = saved
         self.topics = [DatasetTopic(d.dataset, d.topic, len(d.partitions)) for d in saved.datasets]
+        # Dead nodes are restored as dead (last seen beyond the timeout), not forgotten, so the
+        # node list is unchanged too.
+        dead_since = now - self.membership.node_timeout_s - 1
         for node in saved.nodes:
-            if node.alive:
-                self.membership.register(node.node_id, node.address, node.zone, now)
+            seen = now if node.alive else dead_since
+            self.membership.register(node.node_id, node.address, node.zone, seen)
 
     def reconcile(self, topics: Sequence[DatasetTopic] | None, now: float) -> bool:
         """Recomputes the placement; True (and watchers woken) when it changed."""

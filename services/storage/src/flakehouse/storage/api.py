@@ -31,6 +31,9 @@ class StorageApi(storage_pb2_grpc.StorageServiceServicer):
             replica = self._node.replica(dataset, partition)
             if replica is None:
                 unavailable.append(storage_pb2.PartitionError(partition=partition, reason=NOT_HELD))
+            elif not replica.online:
+                reason = f"catching up ({replica.lag} records behind)"
+                unavailable.append(storage_pb2.PartitionError(partition=partition, reason=reason))
             else:
                 held.append(replica)
         return held, unavailable
@@ -111,7 +114,7 @@ class StorageApi(storage_pb2_grpc.StorageServiceServicer):
             rows, size, sealed = await asyncio.to_thread(
                 self._node.store.usage, replica.dataset, replica.partition
             )
-            online = replica.end_offset >= 0 and replica.next_offset >= replica.end_offset
+            online = replica.online
             statuses.append(
                 storage_pb2.PartitionStatus(
                     progress=self._progress(replica),

@@ -1,7 +1,7 @@
 """A bounded memory of the event ids a partition has applied, to drop replayed events.
 
 Two generations of sets: ids go into the young one; when it is full it becomes the old one and
-the previous old one is forgotten. Memory stays within 2 × capacity ids, and any id among the
+the previous old one is forgotten. Memory stays within 2 x capacity ids, and any id among the
 last `capacity` applied is always remembered. A duplicate arrives when an upload is retried or a
 producer retries, within minutes; the window covers far more events than that on a partition."""
 

@@ -124,6 +124,8 @@ class StorageNode:
             if end is None:
                 continue
             replica.end_offset = end
+            if replica.next_offset >= end:
+                replica.online = True
             key = (replica.dataset, replica.partition)
             if end < replica.next_offset and key not in self._surprises:
                 self._surprises.add(key)

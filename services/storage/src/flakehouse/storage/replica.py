@@ -47,6 +47,9 @@ class Replica:
         self.sealed_offset = applied or 0
         self.next_offset = self.sealed_offset
         self.end_offset = -1
+        # False until the replica first reaches the partition's end: before that its answers
+        # would silently miss data, so it declines fragments and the query asks another replica.
+        self.online = False
         self.dedupe = DedupeWindow(dedupe_window)
         self.dedupe.add_many(store.recent_event_ids(dataset, partition, dedupe_window))
         self._builder = self._new_builder()

@@ -1,0 +1,217 @@
+"""JSON lines to events: one flat JSON object per line, the format of ``flakehouse junit2json``
+and of tools that write events directly.
+
+- Blank lines are skipped; a UTF-8 BOM at the start is ignored; the text must be UTF-8.
+- ``timestamp`` is optional: absent or null means the upload's time. It is either an RFC 3339 /
+  ISO 8601 string (no zone means UTC; ``Z``, offsets and a `` UTC`` suffix accepted) or a
+  number of seconds since the epoch, int or float (fractions down to the microsecond). Years
+  outside 1 to 9999 are rejected, which also catches milliseconds passed as seconds.
+- Every other value is a string, an int (64-bit), a finite float or a bool; null means the
+  field is absent and is dropped. Objects and arrays are rejected (events are flat), as are
+  invalid field names, repeated keys, and strings longer than ``Limits.max_attribute_chars``
+  (unlike JUnit attributes these are not truncated: whoever wrote the file should hear that a
+  value does not fit).
+- Labels are added to every event and win over a field of the same name.
+
+As with JUnit, events are yielded line by line; :func:`parse_json_lines_all` parses the whole
+file before returning anything, for callers that must write nothing from a bad file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
+from typing import Any, BinaryIO, Final
+
+from flakehouse.events.errors import EventError
+from flakehouse.events.model import FIELD_NAME, TIMESTAMP, Event, Limits, validate_labels
+from flakehouse.events.timestamps import epoch_seconds_to_us, parse_timestamp
+
+_NO_LABELS: Mapping[str, str] = MappingProxyType({})
+_BOM: Final = b"\xef\xbb\xbf"
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
+_JSON_TYPES: Final[dict[type, str]] = {dict: "an object", list: "an array"}
+
+
+def _describe(value: Any) -> str:
+    return _JSON_TYPES.get(type(value), f"a {type(value).__name__}")
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+class _NonFinite(Exception):
+    pass
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return result
+
+
+def _constant(name: str) -> Any:
+    raise _NonFinite(name)
+
+
+def parse_json_lines(
+    source: BinaryIO,
+    *,
+    filename: str,
+    upload_time_us: int,
+    labels: Mapping[str, str] = _NO_LABELS,
+    limits: Limits = Limits(),  # noqa: B008 (frozen, so sharing the default is safe)
+) -> Iterator[Event]:
+    """Events of a JSON lines file, one per non-blank line, yielded as the stream is read.
+
+    Raises ValueError at once for a bad label, and EventError (while iterating) naming the line
+    and the field for input that breaks the rules in the module docstring."""
+    checked = validate_labels(labels)
+    if isinstance(upload_time_us, bool) or not isinstance(upload_time_us, int):
+        raise TypeError("upload_time_us must be an int (microseconds since the epoch)")
+    return _parse(source, filename, upload_time_us, checked, limits)
+
+
+def parse_json_lines_all(
+    source: BinaryIO,
+    *,
+    filename: str,
+    upload_time_us: int,
+    labels: Mapping[str, str] = _NO_LABELS,
+    limits: Limits = Limits(),  # noqa: B008
+) -> list[Event]:
+    """Every event of the file, or EventError before any is returned."""
+    return list(
+        parse_json_lines(
+            source, filename=filename, upload_time_us=upload_time_us, labels=labels, limits=limits
+        )
+    )
+
+
+def _parse(
+    source: BinaryIO, filename: str, upload_time_us: int, labels: dict[str, str], limits: Limits
+) -> Iterator[Event]:
+    size = 0
+    number = 0
+    while raw := source.readline(limits.max_line_bytes + 1):
+        number += 1
+        size += len(raw)
+        if size > limits.max_file_bytes:
+            raise EventError(filename, f"file is larger than {limits.max_file_bytes} bytes")
+        if len(raw) > limits.max_line_bytes:
+            raise EventError(filename, f"line is longer than {limits.max_line_bytes} bytes", number)
+        if number == 1 and raw.startswith(_BOM):
+            raw = raw[len(_BOM) :]
+        if not raw.strip():
+            continue
+        obj = _load(raw, filename, number)
+        yield _event(obj, raw, filename, number, upload_time_us, labels, limits)
+
+
+def _load(raw: bytes, filename: str, number: int) -> dict[str, Any]:
+    def error(reason: str) -> EventError:
+        return EventError(filename, reason, number)
+
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise error(f"not valid UTF-8 (byte {err.start + 1} of the line)") from None
+    try:
+        obj = json.loads(text, object_pairs_hook=_object, parse_constant=_constant)
+    except json.JSONDecodeError as err:
+        raise error(f"invalid JSON: {err.msg} (column {err.colno})") from None
+    except _DuplicateKey as err:
+        raise error(f"field {err.key[:128]!r} appears twice") from None
+    except _NonFinite as err:
+        raise error(f"{err} is not a valid value (numbers must be finite)") from None
+    except RecursionError:
+        raise error("JSON is nested too deeply (events are flat)") from None
+    if not isinstance(obj, dict):
+        raise error(f"expected a JSON object, got {_describe(obj)}")
+    return obj
+
+
+def _event(
+    obj: dict[str, Any],
+    raw: bytes,
+    filename: str,
+    number: int,
+    upload_time_us: int,
+    labels: dict[str, str],
+    limits: Limits,
+) -> Event:
+    def error(reason: str) -> EventError:
+        return EventError(filename, reason, number)
+
+    # Only a \u escape can smuggle a lone surrogate into a str; protobuf would refuse it later.
+    check_unicode = b"\\u" in raw
+    raw_timestamp = obj.get(TIMESTAMP)
+    event: Event = {TIMESTAMP: _timestamp(raw_timestamp, error, upload_time_us)}
+    for key, value in obj.items():
+        if value is None or key == TIMESTAMP:
+            continue
+        if not FIELD_NAME.fullmatch(key):
+            raise error(
+                f"invalid field name {key[:128]!r}: use 1 to 128 characters of A-Z, a-z, 0-9 "
+                "and _.:/-, starting with a letter or '_'"
+            )
+        kind = type(value)
+        if kind is str:
+            if len(value) > limits.max_attribute_chars:
+                raise error(
+                    f"field {key!r} is {len(value)} characters long, more than the limit of "
+                    f"{limits.max_attribute_chars}"
+                )
+            if check_unicode:
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise error(f"field {key!r} holds an unpaired surrogate") from None
+        elif kind is int:
+            if not _INT64_MIN <= value <= _INT64_MAX:
+                raise error(f"field {key!r} is an integer outside the 64-bit range")
+        elif kind is float:
+            if not math.isfinite(value):
+                raise error(f"field {key!r} is not a finite number")
+        elif kind is not bool:
+            raise error(
+                f"field {key!r} is {_describe(value)}: events are flat "
+                "(string, number, bool or null)"
+            )
+        event[key] = value
+    event.update(labels)
+    if len(event) > limits.max_fields_per_event:
+        raise error(
+            f"event has {len(event)} fields, more than the limit of {limits.max_fields_per_event}"
+        )
+    return event
+
+
+def _timestamp(value: Any, error: Any, upload_time_us: int) -> int:
+    if value is None:
+        return upload_time_us
+    if isinstance(value, str):
+        try:
+            return parse_timestamp(value)
+        except ValueError as err:
+            raise error(f"invalid timestamp: {err}") from None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return epoch_seconds_to_us(value)
+        except ValueError as err:
+            raise error(f"invalid timestamp: {err}") from None
+    raise error(
+        f"invalid timestamp: {_describe(value)}; "
+        "expected an RFC 3339 string or a number of epoch seconds"
+    )
