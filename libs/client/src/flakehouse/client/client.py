@@ -45,7 +45,9 @@ def error_from_rpc(exc: grpc.RpcError) -> FlakehouseError:
     """The FlakehouseError matching a failed call's status code, message and retry delay."""
     code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
     details = exc.details() if hasattr(exc, "details") else str(exc)
-    trailing = dict(exc.trailing_metadata() or ()) if hasattr(exc, "trailing_metadata") else {}
+    trailing: dict[str, Any] = (
+        dict(exc.trailing_metadata() or ()) if hasattr(exc, "trailing_metadata") else {}  # type: ignore[arg-type]
+    )
     retry = trailing.get(RETRY_AFTER_KEY)
     cls = ERRORS_BY_CODE.get(code, Internal)
     return cls(details or code.name, retry_after_ms=int(retry) if retry else None)

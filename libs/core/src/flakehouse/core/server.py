@@ -136,7 +136,12 @@ def service_main(service: str, settings_cls: type[S], make_app: Callable[[S], Ap
     """The whole of a service's __main__: settings, logging, then the app until a signal."""
     settings = load_settings(settings_cls)
     configure_logging(service, settings.log_level)
-    asyncio.run(run_app(make_app(settings)))
+
+    async def main() -> None:
+        # Built inside the loop: aiokafka and grpc.aio objects bind to the running loop.
+        await run_app(make_app(settings))
+
+    asyncio.run(main())
 
 
 def service_name(file_descriptor: Any, short_name: str) -> str:

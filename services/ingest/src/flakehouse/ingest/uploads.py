@@ -10,7 +10,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, BinaryIO, cast
 
 from flakehouse.events.batch import encode_batches, upload_id_for
 from flakehouse.events.detect import detect_format
@@ -87,7 +87,12 @@ def parse_upload(
     spool.file.seek(0)
     parse = parse_junit if fmt == JUNIT_XML else parse_json_lines
     events: list[Event] = list(
-        parse(spool.file, filename=filename, upload_time_us=upload_time_us, labels=labels)
+        parse(
+            cast(BinaryIO, spool.file),
+            filename=filename,
+            upload_time_us=upload_time_us,
+            labels=labels,
+        )
     )
     upload_id = upload_id or upload_id_for(dataset, labels, spool.digest.digest())
     records = [

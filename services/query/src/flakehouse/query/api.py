@@ -8,12 +8,12 @@ from typing import Any
 
 import grpc
 
-from flakehouse.common.v1 import events_pb2, plan_pb2
-from flakehouse.core.errors import InvalidArgument
+from flakehouse.common.v1 import events_pb2
+from flakehouse.core.errors import Internal, InvalidArgument
 from flakehouse.core.server import CHANNEL_OPTIONS
 from flakehouse.events.model import validate_dataset_name
 from flakehouse.query.fanout import FanOutResult, fan_out
-from flakehouse.query.merge import finalize, merge_partials
+from flakehouse.query.merge import PartialResultError, finalize, merge_partials
 from flakehouse.query.placements import Placements
 from flakehouse.query.planner import QueryError, plan_query
 from flakehouse.query.settings import QuerySettings
@@ -25,10 +25,10 @@ class StorageChannels:
     """One channel per storage node address, kept for the life of the service."""
 
     def __init__(self) -> None:
-        self._stubs: dict[str, storage_pb2_grpc.StorageServiceStub] = {}
+        self._stubs: dict[str, storage_pb2_grpc.StorageServiceAsyncStub] = {}
         self._channels: list[grpc.aio.Channel] = []
 
-    def stub(self, address: str) -> storage_pb2_grpc.StorageServiceStub:
+    def stub(self, address: str) -> storage_pb2_grpc.StorageServiceAsyncStub:
         if address not in self._stubs:
             channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
             self._channels.append(channel)
@@ -37,7 +37,7 @@ class StorageChannels:
 
     async def close(self) -> None:
         for channel in self._channels:
-            await channel.close()
+            await channel.close(None)
 
 
 def _missing(dataset: str, result: FanOutResult[Any]) -> list[query_pb2.MissingPartition]:
@@ -66,7 +66,7 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
         try:
             planned = plan_query(request.sql, now_us=time.time_ns() // 1000)
         except QueryError as exc:
-            raise InvalidArgument(str(exc)) from None
+            raise InvalidArgument(exc.describe(request.sql)) from None
         plan = planned.plan
         dataset, nodes = await self._placements.lookup(plan.dataset)
 
@@ -80,21 +80,19 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
             return response, {e.partition: e.reason for e in response.unavailable}
 
         result = await fan_out(dataset, nodes, execute, timeout_s)
-        partials = [r.result for r in result.responses]
-        columns, rows = finalize(planned, merge_partials(planned, partials))
-        scan = plan_pb2.ScanStats()
-        for partial in partials:
-            scan.rows_scanned += partial.stats.rows_scanned
-            scan.rows_matched += partial.stats.rows_matched
-            scan.segments_scanned += partial.stats.segments_scanned
-            scan.segments_skipped += partial.stats.segments_skipped
+        try:
+            merged = merge_partials(planned, [r.result for r in result.responses])
+        except PartialResultError as exc:
+            # A storage node answered something that does not fit the plan: a version skew.
+            raise Internal(f"a storage node's answer does not fit the plan: {exc}") from None
+        columns, rows = finalize(planned, merged)
         return query_pb2.QueryResponse(
             columns=columns,
             rows=rows,
             partial=bool(result.missing),
             missing_partitions=_missing(plan.dataset, result),
             stats=query_pb2.QueryStats(
-                scan=scan,
+                scan=merged.stats,
                 partitions=len(dataset.partitions),
                 nodes_asked=result.nodes_asked,
                 elapsed_ms=int((time.monotonic() - started) * 1000),
@@ -138,7 +136,7 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
         return query_pb2.DescribeDatasetResponse(
             dataset=name,
             fields=[
-                events_pb2.FieldSummary(name=n, type=t, count=c)
+                events_pb2.FieldSummary(name=n, type=events_pb2.ValueType.ValueType(t), count=c)
                 for (n, t), c in sorted(counts.items())
             ],
             partial=bool(result.missing),

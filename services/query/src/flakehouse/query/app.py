@@ -45,4 +45,4 @@ class QueryApp:
         await self.server.stop()
         await self.tasks.cancel_all()
         await self.storage.close()
-        await self.channel.close()
+        await self.channel.close(None)

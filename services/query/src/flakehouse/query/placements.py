@@ -16,7 +16,7 @@ RETRY_S = 1.0
 
 
 class Placements:
-    def __init__(self, stub: replication_pb2_grpc.ReplicationServiceStub) -> None:
+    def __init__(self, stub: replication_pb2_grpc.ReplicationServiceAsyncStub) -> None:
         self._stub = stub
         self.current: replication_pb2.Placement | None = None
         self.ready = asyncio.Event()

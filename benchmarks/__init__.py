@@ -1,0 +1,1 @@
+"""Flakehouse benchmarks: `make bench` (python -m benchmarks)."""

@@ -1,0 +1,91 @@
+"""Runs `flakehouse up` as a real process tree for end-to-end tests, on free loopback ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from flakehouse.client.local import LocalCluster
+from flakehouse.core.net import port_is_free
+
+HOST = "127.0.0.1"
+
+
+def free_port_base(storage_nodes: int) -> int:
+    """A base whose whole range (broker, services, storage nodes, metrics ports) is free."""
+    probe = LocalCluster(Path("/nonexistent"), storage_nodes=storage_nodes, say=lambda _: None)
+    offsets = [0] + [
+        p - probe.port_base for s in probe.processes for p in (s.spec.port, s.spec.metrics_port)
+    ]
+    for _ in range(50):
+        base = random.randrange(20000, 60000, 10)
+        if all(port_is_free(HOST, base + offset) for offset in offsets):
+            return base
+    raise RuntimeError("no free port range")
+
+
+class RunningCluster:
+    def __init__(self, data_dir: Path, storage_nodes: int = 2, partitions: int = 4) -> None:
+        self.data_dir = data_dir
+        self.cluster_path = data_dir / "cluster.json"
+        self.output = data_dir.parent / "up.out"
+        self.port_base = free_port_base(storage_nodes)
+        self._out = self.output.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "flakehouse.client.cli", "up", "--data-dir", str(data_dir),
+             "--port-base", str(self.port_base), "--storage-nodes", str(storage_nodes),
+             "--partitions", str(partitions)],
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout_s: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"flakehouse up exited:\n{self.output.read_text()}")
+            if "ready" in self.output.read_text():
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"cluster not ready in {timeout_s}s:\n{self.output.read_text()}")
+
+    def info(self) -> dict[str, Any]:
+        return dict(json.loads(self.cluster_path.read_text()))
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Runs the flakehouse CLI against this cluster."""
+        command = [sys.executable, "-m", "flakehouse.client.cli", *args]
+        if args and args[0] in ("ingest", "query"):
+            command[4:4] = ["--cluster", str(self.cluster_path)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{args[:2]} failed ({result.returncode}):\n{result.stderr}")
+        return result
+
+    def query(self, sql: str) -> dict[str, Any]:
+        return dict(json.loads(self.cli("query", "--format", "json", sql).stdout))
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._out.close()
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
