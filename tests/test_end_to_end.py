@@ -25,7 +25,8 @@ from tests.localcluster import RunningCluster, pid_alive
 pytestmark = [pytest.mark.processes, pytest.mark.broker]
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
-FIRST = sorted((CORPUS / "enricomi" / "pytest").glob("*.xml"))
+CORRUPT = CORPUS / "enricomi" / "pytest" / "corrupt-xml.xml"
+FIRST = sorted(p for p in (CORPUS / "enricomi" / "pytest").glob("*.xml") if p != CORRUPT)
 SECOND = [
     CORPUS / "enricomi" / "testsuite-in-testsuite.xml",
     CORPUS / "enricomi" / "testsuite-root.xml",
@@ -145,7 +146,12 @@ def node_counts(address: str) -> dict[str, int]:
 def test_ingest_query_kill_restart(cluster: RunningCluster, tmp_path: Path) -> None:
     assert FIRST, f"corpus missing at {CORPUS}"
     ingest = cluster.cli("ingest", "--dataset", "ci", "--label", "branch=main", *map(str, FIRST))
-    assert "ingested" in ingest.stdout
+    assert f"ingested {len(FIRST)} files" in ingest.stdout
+    # A bad file is refused whole, with the file, the line and the reason; the exact counts
+    # below show that nothing of it was written.
+    rejected = cluster.cli("ingest", "--dataset", "ci", str(CORRUPT), check=False)
+    assert rejected.returncode == 2
+    assert f"{CORRUPT}:11: malformed XML" in rejected.stderr
     truth = [expected_events(tmp_path, FIRST, "main")]
     for name, (ours, theirs) in QUERIES.items():
         want = oracle(truth, theirs)
