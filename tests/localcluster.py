@@ -39,9 +39,20 @@ class RunningCluster:
         self.port_base = free_port_base(storage_nodes)
         self._out = self.output.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "flakehouse.client.cli", "up", "--data-dir", str(data_dir),
-             "--port-base", str(self.port_base), "--storage-nodes", str(storage_nodes),
-             "--partitions", str(partitions)],
+            [
+                sys.executable,
+                "-m",
+                "flakehouse.client.cli",
+                "up",
+                "--data-dir",
+                str(data_dir),
+                "--port-base",
+                str(self.port_base),
+                "--storage-nodes",
+                str(storage_nodes),
+                "--partitions",
+                str(partitions),
+            ],
             stdout=self._out,
             stderr=subprocess.STDOUT,
         )

@@ -79,7 +79,9 @@ def expected_events(tmp: Path, files: list[Path], branch: str) -> Path:
     """The events of `files` per `flakehouse junit2json`, with the label the upload adds."""
     out = subprocess.run(
         [sys.executable, "-m", "flakehouse.client.cli", "junit2json", *map(str, files)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     path = tmp / f"events-{branch}.jsonl"
     lines = [line[:-1] + f', "branch": "{branch}"}}' for line in out.splitlines()]
@@ -113,7 +115,9 @@ def same_rows(got: list[list[Any]], want: list[tuple[Any, ...]]) -> bool:
     return True
 
 
-def wait_for_answer(cluster: RunningCluster, sql: str, want: list[tuple[Any, ...]]) -> dict[str, Any]:
+def wait_for_answer(
+    cluster: RunningCluster, sql: str, want: list[tuple[Any, ...]]
+) -> dict[str, Any]:
     """Storage consumes asynchronously: poll until the answer matches, then return it."""
     deadline = time.monotonic() + 30
     while True:
@@ -169,7 +173,7 @@ def test_ingest_query_kill_restart(cluster: RunningCluster, tmp_path: Path) -> N
     # other replica serves every partition. New files arrive meanwhile.
     cluster.cli("ingest", "--dataset", "ci", "--label", "branch=release", *map(str, SECOND))
     truth.append(expected_events(tmp_path, SECOND, "release"))
-    for name, (ours, theirs) in QUERIES.items():
+    for ours, theirs in QUERIES.values():
         wait_for_answer(cluster, ours, oracle(truth, theirs))
 
     deadline = time.monotonic() + 60
@@ -191,5 +195,5 @@ def test_ingest_query_kill_restart(cluster: RunningCluster, tmp_path: Path) -> N
             break
         assert time.monotonic() < deadline, f"nodes hold {counts}, want {want_counts}"
         time.sleep(0.3)
-    for name, (ours, theirs) in QUERIES.items():
+    for ours, theirs in QUERIES.values():
         wait_for_answer(cluster, ours, oracle(truth, theirs))

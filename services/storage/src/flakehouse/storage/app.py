@@ -174,7 +174,7 @@ class StorageApp:
         # Sealing on the way out is an optimisation only: without it, the open segment is
         # rebuilt from Kafka at the next start.
         await self.node.seal_all()
-        await self.channel.close()
+        await self.channel.close(None)
         if self.quota_channel is not None:
-            await self.quota_channel.close()
+            await self.quota_channel.close(None)
         await asyncio.to_thread(self.store.close)
