@@ -39,7 +39,9 @@ def end_to_end(files: int, cases_per_file: int, uploaders: int) -> None:
             with ThreadPoolExecutor(uploaders) as pool:
                 results = list(
                     pool.map(
-                        lambda item: client.upload(item[1], dataset="bench", filename=f"r{item[0]}.xml"),
+                        lambda item: client.upload(
+                            item[1], dataset="bench", filename=f"r{item[0]}.xml"
+                        ),
                         enumerate(reports),
                     )
                 )
@@ -53,7 +55,9 @@ def end_to_end(files: int, cases_per_file: int, uploaders: int) -> None:
             visible = time.perf_counter() - started
             print(f"end-to-end: {files} reports x {cases_per_file} testcases = {total} events")
             print(f"  upload until Kafka ack   {acked:7.2f} s   {total / acked:10.0f} testcases/s")
-            print(f"  until all queryable      {visible:7.2f} s   {total / visible:10.0f} testcases/s")
+            print(
+                f"  until all queryable      {visible:7.2f} s   {total / visible:10.0f} testcases/s"
+            )
             for sql in QUERIES:
                 times = []
                 for _ in range(5):

@@ -19,14 +19,18 @@ def report(seed: int, cases: int, suites: int = 300, names: int = 20_000) -> byt
             ' hostname="ci-runner-3">'
         )
         if rng.random() < 0.3:
-            out.append(f'<properties><property name="os" value="linux-{rng.randrange(3)}"/></properties>')
+            out.append(
+                f'<properties><property name="os" value="linux-{rng.randrange(3)}"/></properties>'
+            )
         for _ in range(min(per_suite, cases - written)):
             name = f"test_{rng.randrange(names)}"
             time_s = rng.lognormvariate(-3, 1.5)
             roll = rng.random()
             body = ""
             if roll < 0.03:
-                body = '<failure message="assert 1 == 2" type="AssertionError">Traceback: x</failure>'
+                body = (
+                    '<failure message="assert 1 == 2" type="AssertionError">Traceback: x</failure>'
+                )
             elif roll < 0.035:
                 body = '<error message="boom" type="RuntimeError"/>'
             elif roll < 0.06:

@@ -1,0 +1,129 @@
+"""Parsing SQL with sqlglot, and checking that the query has a shape Flakehouse runs: one
+SELECT over one dataset, without joins, subqueries or window functions."""
+
+from __future__ import annotations
+
+import re
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
+from sqlglot.errors import ParseError, TokenError
+
+from flakehouse.query.errors import QueryError, error_at, sql_text
+
+DATASET_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+_MISSING = re.compile(r"Required keyword: '\w+' missing for <class '[\w.]*?(\w+)'>")
+
+_CLAUSES = {"expressions", "from_", "where", "group", "having", "order", "limit", "offset"}
+_UNSUPPORTED_CLAUSES = {
+    "with_": "WITH (common table expressions) is not supported",
+    "distinct": "SELECT DISTINCT is not supported; use GROUP BY",
+    "joins": "joins are not supported: a query reads one dataset",
+    "laterals": "LATERAL is not supported",
+    "windows": "WINDOW is not supported",
+    "qualify": "QUALIFY is not supported",
+    "into": "SELECT INTO is not supported",
+    "sample": "TABLESAMPLE is not supported",
+}
+
+
+class _Dialect(Dialect):
+    # NULLs sort last in both directions (as in DuckDB). With this setting sqlglot marks
+    # `nulls_first` only when the query says NULLS FIRST, which can then be refused.
+    NULL_ORDERING = "nulls_are_last"
+
+
+def parse_select(sql: str) -> exp.Select:
+    """The one SELECT statement in `sql`; anything else is a QueryError."""
+    if not sql.strip():
+        raise QueryError("empty query; expected SELECT … FROM <dataset>")
+    try:
+        statements = [s for s in sqlglot.parse(sql, read=_Dialect) if s is not None]
+    except ParseError as error:
+        raise _syntax_error(sql, error) from None
+    except TokenError as error:
+        raise QueryError(f"cannot read the SQL (an unclosed quote?): {error}") from None
+    if not statements:
+        raise QueryError("empty query; expected SELECT … FROM <dataset>")
+    if len(statements) > 1:
+        raise error_at(statements[1], "one statement per query, please")
+    root = statements[0]
+    if isinstance(root, exp.SetOperation):
+        raise error_at(root, "UNION, INTERSECT and EXCEPT are not supported")
+    if not isinstance(root, exp.Select):
+        raise error_at(root, f"only SELECT queries are supported, not {root.key.upper()}")
+    return root
+
+
+def _syntax_error(sql: str, error: ParseError) -> QueryError:
+    details = error.errors[0] if error.errors else {}
+    description = details.get("description") or str(error)
+    # "Required keyword: 'this' missing for <class 'sqlglot…Where'>" means an unfinished clause.
+    missing = _MISSING.match(description)
+    if missing:
+        description = f"incomplete {missing.group(1).upper()} expression"
+    highlight = details.get("highlight") or ""
+    line, column = details.get("line"), details.get("col")
+    position = None
+    if isinstance(line, int) and isinstance(column, int):
+        # sqlglot's column is 1-based and points at the last character of the bad token.
+        line_start = sum(len(text) + 1 for text in sql.split("\n")[: line - 1])
+        position = max(0, min(len(sql), line_start + column - len(highlight)))
+    near = f" near {highlight!r}" if highlight else ""
+    return QueryError(f"syntax error{near}: {description}", position)
+
+
+def check_clauses(select: exp.Select) -> None:
+    """Refuse what a query over one dataset cannot have: subqueries, joins, windows, …"""
+    for node in select.walk():
+        if node is not select and isinstance(node, exp.Select | exp.Subquery):
+            raise error_at(node, "subqueries are not supported")
+        if isinstance(node, exp.Window):
+            raise error_at(node, "window functions (OVER) are not supported")
+        if isinstance(node, exp.Filter):
+            raise error_at(node, "aggregate FILTER (WHERE …) is not supported")
+    for key, value in select.args.items():
+        if key in _CLAUSES or not value:
+            continue
+        message = _UNSUPPORTED_CLAUSES.get(key, f"{key.rstrip('_').upper()} is not supported")
+        first = value[0] if isinstance(value, list) else value
+        if key == "distinct":
+            first = select.expressions[0]  # the DISTINCT keyword itself carries no position
+        raise error_at(first if isinstance(first, exp.Expr) else select, message)
+    if isinstance(select.args.get("limit"), exp.Fetch):
+        raise error_at(select.args["limit"], "FETCH is not supported; use LIMIT n")
+    group = select.args.get("group")
+    if group is not None:
+        for key in ("grouping_sets", "cube", "rollup", "totals", "all"):
+            if group.args.get(key):
+                name = key.replace("_", " ").upper()
+                raise error_at(group, f"GROUP BY {name} is not supported; list the keys")
+        for node in group.expressions:
+            if isinstance(node, exp.Rollup | exp.Cube | exp.GroupingSets):
+                name = node.key.replace("groupingsets", "grouping sets").upper()
+                raise error_at(node, f"GROUP BY {name} is not supported; list the keys")
+
+
+def dataset_of(select: exp.Select) -> tuple[str, set[str]]:
+    """The dataset FROM names, and the names that may qualify its fields (it, its alias)."""
+    from_ = select.args.get("from_")
+    if from_ is None:
+        raise QueryError("a query needs FROM <dataset>")
+    table = from_.this
+    if not isinstance(table, exp.Table) or not isinstance(table.this, exp.Identifier):
+        raise error_at(table, f"FROM takes one dataset name, not {sql_text(table)}")
+    for key, value in table.args.items():
+        if key not in ("this", "alias") and value:
+            raise error_at(table, f"FROM {sql_text(table)}: only a plain dataset name is supported")
+    name = table.name
+    if not DATASET_NAME.fullmatch(name):
+        raise error_at(
+            table,
+            f"invalid dataset name {name!r}: lower-case letters, digits, _ and -, starting with a"
+            " letter or digit, at most 63 characters",
+        )
+    names = {name}
+    if table.alias:
+        names.add(table.alias)
+    return name, names

@@ -1,0 +1,299 @@
+"""SQL → QueryPlan: parse the supported SQL subset with sqlglot, translate it to the IR that
+storage nodes execute, and keep what the query service itself applies after the merge (output
+columns, HAVING, ORDER BY, LIMIT) in a `PlannedQuery`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlglot import exp
+
+from flakehouse.common.v1 import plan_pb2
+from flakehouse.query import finalexpr as fx
+from flakehouse.query.errors import QueryError, error_at, sql_text
+from flakehouse.query.filters import translate_where
+from flakehouse.query.parsing import check_clauses, dataset_of, parse_select
+from flakehouse.query.scope import Scope, aggregate_name
+from flakehouse.query.syntax import field_name, find_aggregate, is_field, time_bucket
+
+__all__ = [
+    "DEFAULT_RAW_LIMIT",
+    "IR_VERSION",
+    "MAX_RAW_LIMIT",
+    "PlannedQuery",
+    "QueryError",
+    "plan_query",
+]
+
+IR_VERSION = 1
+DEFAULT_RAW_LIMIT = 1000
+"""Rows a raw-rows query returns when it has no LIMIT."""
+MAX_RAW_LIMIT = 100_000
+"""Most rows (LIMIT + OFFSET) a raw-rows query may ask for: each partition sends that many."""
+
+
+@dataclass
+class PlannedQuery:
+    """A planned query: the IR for storage and what `merge.finalize` does after the merge.
+
+    Aggregate queries (`plan.aggregates` not empty): `outputs`, `having` and `order` are
+    expressions over the merged groups (KeyRef: group key, AggRef: aggregate). Raw-rows
+    queries: `outputs` and `order` are FieldRefs into `plan.select_fields`, which may end with
+    hidden ORDER BY fields. `limit`/`offset` apply to the merged answer.
+    """
+
+    plan: plan_pb2.QueryPlan
+    columns: list[str]
+    outputs: list[fx.ValueExpr]
+    having: fx.ValueExpr | None = None
+    order: list[fx.SortKey] = field(default_factory=list)
+    limit: int | None = None
+    offset: int = 0
+
+    @property
+    def is_aggregate(self) -> bool:
+        return len(self.plan.aggregates) > 0
+
+
+@dataclass
+class _Item:
+    """One SELECT item."""
+
+    node: exp.Expr
+    alias: str | None
+    origin: exp.Expr
+
+
+def plan_query(sql: str, *, now_us: int) -> PlannedQuery:
+    """Plan `sql`; `now_us` (microseconds since the epoch) is what now() means.
+
+    Raises QueryError, positioned at the offending token when known.
+    """
+    select = parse_select(sql)
+    check_clauses(select)
+    dataset, table_names = dataset_of(select)
+    items = _select_items(select)
+    where = translate_where(select.args.get("where"), now_us=now_us, table_names=table_names)
+    plan = plan_pb2.QueryPlan(ir_version=IR_VERSION, dataset=dataset)
+    if where.time_range.ListFields():
+        plan.time_range.CopyFrom(where.time_range)
+    if where.expr is not None:
+        plan.filter.CopyFrom(where.expr)
+    limit, offset = _limit_offset(select)
+    if _is_aggregate_query(select, items):
+        return _plan_aggregate(select, items, plan, table_names, limit, offset)
+    return _plan_raw(select, items, plan, table_names, limit, offset)
+
+
+def _select_items(select: exp.Select) -> list[_Item]:
+    items = []
+    for origin in select.expressions:
+        node, alias = origin, None
+        if isinstance(origin, exp.Alias):
+            node, alias = origin.this, origin.alias
+        if isinstance(node, exp.Star) or (isinstance(node, exp.Column) and node.is_star):
+            raise error_at(origin, "SELECT * is not supported; list the fields you want")
+        items.append(_Item(node, alias, origin))
+    if not items:
+        raise error_at(select, "SELECT needs at least one column")
+    return items
+
+
+def _is_aggregate_query(select: exp.Select, items: list[_Item]) -> bool:
+    if select.args.get("group") is not None or select.args.get("having") is not None:
+        return True
+    order = select.args.get("order")
+    ordered = [o.this for o in order.expressions] if order is not None else []
+    return any(find_aggregate(node) is not None for node in [i.node for i in items] + ordered)
+
+
+def _limit_offset(select: exp.Select) -> tuple[int | None, int]:
+    limit = select.args.get("limit")
+    offset = select.args.get("offset")
+    return (
+        None if limit is None else _count(limit.expression, "LIMIT"),
+        0 if offset is None else _count(offset.expression, "OFFSET"),
+    )
+
+
+def _count(node: exp.Expr, clause: str) -> int:
+    if isinstance(node, exp.Literal) and node.is_int:
+        return int(node.this)
+    raise error_at(node, f"{clause} takes a non-negative integer, got {sql_text(node)}")
+
+
+def _ordinal(node: exp.Expr, items: list[_Item], clause: str) -> _Item | None:
+    """The SELECT item a position (`ORDER BY 2`) refers to, or None if `node` is no position."""
+    if not (isinstance(node, exp.Literal) and not node.is_string):
+        return None
+    if not node.is_int or not 1 <= int(node.this) <= len(items):
+        raise error_at(
+            node, f"{clause} position {node.this} is not in the select list (1 to {len(items)})"
+        )
+    return items[int(node.this) - 1]
+
+
+def _aliased(node: exp.Expr, items: list[_Item]) -> _Item | None:
+    """The SELECT item a bare name refers to by its alias, if any.
+
+    Aliases win over fields of the same name: fields are not known before the query runs.
+    """
+    if isinstance(node, exp.Column) and not node.table:
+        return next((item for item in items if item.alias == node.name), None)
+    return None
+
+
+def _ordered(order: exp.Order | None) -> list[exp.Ordered]:
+    if order is None:
+        return []
+    for ordered in order.expressions:
+        if ordered.args.get("nulls_first"):
+            raise error_at(ordered, "NULLS FIRST is not supported: NULLs always sort last")
+    return list(order.expressions)
+
+
+# -- raw rows --------------------------------------------------------------------------------
+
+
+def _plan_raw(
+    select: exp.Select,
+    items: list[_Item],
+    plan: plan_pb2.QueryPlan,
+    table_names: set[str],
+    limit: int | None,
+    offset: int,
+) -> PlannedQuery:
+    def slot(name: str) -> fx.FieldRef:
+        if name not in plan.select_fields:
+            plan.select_fields.append(name)
+        return fx.FieldRef(list(plan.select_fields).index(name))
+
+    columns: list[str] = []
+    outputs: list[fx.ValueExpr] = []
+    for item in items:
+        if time_bucket(item.node) is not None:
+            raise error_at(item.origin, "time_bucket() needs GROUP BY")
+        if not is_field(item.node):
+            raise error_at(
+                item.origin,
+                f"{sql_text(item.node)} is not a field: without aggregates a query returns fields",
+            )
+        name = field_name(item.node, table_names)
+        outputs.append(slot(name))
+        columns.append(item.alias or name)
+
+    order: list[fx.SortKey] = []
+    for ordered in _ordered(select.args.get("order")):
+        target = _ordinal(ordered.this, items, "ORDER BY") or _aliased(ordered.this, items)
+        node = target.node if target is not None else ordered.this
+        if not is_field(node):
+            raise error_at(
+                ordered.this, f"ORDER BY {sql_text(node)}: without aggregates, order by fields"
+            )
+        name = field_name(node, table_names)
+        descending = bool(ordered.args.get("desc"))
+        plan.order_by.append(plan_pb2.OrderBy(field=name, descending=descending))
+        order.append(fx.SortKey(slot(name), descending))
+
+    if limit is None:
+        limit = DEFAULT_RAW_LIMIT
+    if limit + offset > MAX_RAW_LIMIT:
+        raise error_at(
+            select.args.get("limit") or select.args.get("offset"),
+            f"LIMIT + OFFSET may be at most {MAX_RAW_LIMIT} rows in a query without aggregates",
+        )
+    # Each partition sends its first LIMIT + OFFSET rows; 0 would read as "no limit".
+    plan.limit = max(1, limit + offset)
+    return PlannedQuery(plan, columns, outputs, None, order, limit, offset)
+
+
+# -- aggregates ------------------------------------------------------------------------------
+
+
+def _plan_aggregate(
+    select: exp.Select,
+    items: list[_Item],
+    plan: plan_pb2.QueryPlan,
+    table_names: set[str],
+    limit: int | None,
+    offset: int,
+) -> PlannedQuery:
+    scope = Scope(table_names)
+    group = select.args.get("group")
+    for key in group.expressions if group is not None else []:
+        item = _ordinal(key, items, "GROUP BY") or _aliased(key, items)
+        scope.add_group_key(item.node if item is not None else key, key)
+
+    columns: list[str] = []
+    outputs: list[fx.ValueExpr] = []
+    for item in items:
+        output = scope.value(item.node)
+        outputs.append(output)
+        columns.append(item.alias or _display_name(item.node, scope))
+    aliases = {
+        item.alias: output for item, output in zip(items, outputs, strict=True) if item.alias
+    }
+
+    having = None
+    having_node = select.args.get("having")
+    if having_node is not None:
+        having = scope.value(having_node.this, aliases)
+        if scope.static_type(having) not in (None, "bool"):
+            raise error_at(having_node.this, "HAVING needs a condition, such as count(*) > 10")
+
+    order: list[fx.SortKey] = []
+    for ordered in _ordered(select.args.get("order")):
+        node = ordered.this
+        item = _ordinal(node, items, "ORDER BY")
+        if item is not None:
+            expr = outputs[items.index(item)]
+        elif isinstance(node, exp.Literal):
+            raise error_at(node, f"ORDER BY {sql_text(node)}: order by a column, alias or position")
+        else:
+            expr = scope.value(node, aliases)
+        order.append(fx.SortKey(expr, bool(ordered.args.get("desc"))))
+
+    if not scope.aggregates:
+        # GROUP BY without aggregates: storage tells the modes apart by the aggregates, so
+        # add a hidden count(*) rather than send what looks like a raw-rows plan.
+        scope.aggregate(exp.Count(this=exp.Star()))
+    plan.group_by.extend(scope.group_by)
+    plan.aggregates.extend(scope.aggregates)
+    return PlannedQuery(plan, columns, outputs, having, order, limit, offset)
+
+
+_OPERATORS: dict[type[exp.Expr], str] = {
+    exp.Add: "+",
+    exp.Sub: "-",
+    exp.Mul: "*",
+    exp.Div: "/",
+    exp.EQ: "=",
+    exp.NEQ: "!=",
+    exp.LT: "<",
+    exp.LTE: "<=",
+    exp.GT: ">",
+    exp.GTE: ">=",
+    exp.And: "AND",
+    exp.Or: "OR",
+}
+
+
+def _display_name(node: exp.Expr, scope: Scope) -> str:
+    """A readable column name for a SELECT item without alias: `count(*)`, `sum(duration)`,
+    `time_bucket(timestamp, '1h')`, a field's name, or the expression built from those."""
+    if find_aggregate(node) is node:
+        return aggregate_name(scope.aggregates[scope.aggregate(node)])
+    bucket = time_bucket(node)
+    if bucket is not None:
+        return bucket.name
+    if is_field(node):
+        return field_name(node, scope.table_names)
+    if isinstance(node, exp.Paren):
+        return f"({_display_name(node.this, scope)})"
+    if isinstance(node, exp.Neg):
+        return f"-{_display_name(node.this, scope)}"
+    operator = _OPERATORS.get(type(node))
+    if operator is not None:
+        left, right = _display_name(node.this, scope), _display_name(node.expression, scope)
+        return f"{left} {operator} {right}"
+    return sql_text(node)

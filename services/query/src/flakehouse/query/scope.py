@@ -1,0 +1,385 @@
+"""Expressions of aggregate queries: group keys, aggregate calls, and the post-merge expressions
+(SELECT items, HAVING, ORDER BY) built on them.
+
+A `Scope` collects the plan's group keys and its deduplicated aggregates while translating, so
+an aggregate that only HAVING or ORDER BY uses still reaches the plan (and stays hidden).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import TypeAlias
+
+from sqlglot import exp
+
+from flakehouse.common.v1 import plan_pb2
+from flakehouse.events.values import Scalar
+from flakehouse.query import finalexpr as fx
+from flakehouse.query.errors import error_at, sql_text
+from flakehouse.query.syntax import (
+    QUANTILE_SHORTHANDS,
+    TIMESTAMP,
+    field_name,
+    function_name,
+    is_aggregate_call,
+    is_field,
+    is_literal,
+    literal_value,
+    time_bucket,
+)
+
+AggregateFunction: TypeAlias = plan_pb2.AggregateFunction.ValueType
+
+# What this version can merge. COUNT_DISTINCT and PERCENTILE need sketches (a later issue):
+# they are planned as far as the IR, then refused here; adding them here is the switch.
+SUPPORTED_AGGREGATES: frozenset[AggregateFunction] = frozenset(
+    {
+        plan_pb2.AGGREGATE_FUNCTION_COUNT,
+        plan_pb2.AGGREGATE_FUNCTION_COUNT_FIELD,
+        plan_pb2.AGGREGATE_FUNCTION_SUM,
+        plan_pb2.AGGREGATE_FUNCTION_AVG,
+        plan_pb2.AGGREGATE_FUNCTION_MIN,
+        plan_pb2.AGGREGATE_FUNCTION_MAX,
+    }
+)
+_SIMPLE_AGGREGATES: dict[type[exp.Expr], AggregateFunction] = {
+    exp.Sum: plan_pb2.AGGREGATE_FUNCTION_SUM,
+    exp.Avg: plan_pb2.AGGREGATE_FUNCTION_AVG,
+    exp.Min: plan_pb2.AGGREGATE_FUNCTION_MIN,
+    exp.Max: plan_pb2.AGGREGATE_FUNCTION_MAX,
+}
+# Aggregates whose result is always a number (or NULL), for type checks before the query runs.
+_NUMERIC_AGGREGATES: frozenset[AggregateFunction] = frozenset(
+    {
+        plan_pb2.AGGREGATE_FUNCTION_COUNT,
+        plan_pb2.AGGREGATE_FUNCTION_COUNT_FIELD,
+        plan_pb2.AGGREGATE_FUNCTION_SUM,
+        plan_pb2.AGGREGATE_FUNCTION_AVG,
+        plan_pb2.AGGREGATE_FUNCTION_COUNT_DISTINCT,
+        plan_pb2.AGGREGATE_FUNCTION_PERCENTILE,
+    }
+)
+
+_COMPARISONS: dict[type[exp.Expr], str] = {
+    exp.EQ: "=",
+    exp.NEQ: "!=",
+    exp.LT: "<",
+    exp.LTE: "<=",
+    exp.GT: ">",
+    exp.GTE: ">=",
+}
+_ARITHMETIC: dict[type[exp.Expr], str] = {
+    exp.Add: "+",
+    exp.Sub: "-",
+    exp.Mul: "*",
+    exp.Div: "/",
+}
+
+
+def aggregate_name(aggregate: plan_pb2.Aggregate) -> str:
+    """The readable output name of an aggregate, e.g. `count(*)` or `sum(duration)`."""
+    fn, field = aggregate.function, aggregate.field
+    if fn == plan_pb2.AGGREGATE_FUNCTION_COUNT:
+        return "count(*)"
+    if fn == plan_pb2.AGGREGATE_FUNCTION_COUNT_DISTINCT:
+        return f"count(DISTINCT {field})"
+    if fn == plan_pb2.AGGREGATE_FUNCTION_PERCENTILE:
+        return f"percentile({field}, {aggregate.quantile:g})"
+    short = {
+        plan_pb2.AGGREGATE_FUNCTION_COUNT_FIELD: "count",
+        plan_pb2.AGGREGATE_FUNCTION_SUM: "sum",
+        plan_pb2.AGGREGATE_FUNCTION_AVG: "avg",
+        plan_pb2.AGGREGATE_FUNCTION_MIN: "min",
+        plan_pb2.AGGREGATE_FUNCTION_MAX: "max",
+    }[fn]
+    return f"{short}({field})"
+
+
+class Scope:
+    """Translates expressions of an aggregate query against its group keys and aggregates."""
+
+    def __init__(self, table_names: Collection[str]) -> None:
+        self.table_names = table_names
+        self.group_by: list[plan_pb2.GroupKey] = []
+        self.aggregates: list[plan_pb2.Aggregate] = []
+        self._keys: dict[tuple[str, str | int], int] = {}
+        self._aggregate_ids: dict[tuple[AggregateFunction, str, float], int] = {}
+
+    # -- group keys -------------------------------------------------------------------------
+
+    def add_group_key(self, node: exp.Expr, origin: exp.Expr) -> None:
+        """Add a GROUP BY key; `origin` is what the user wrote (an alias or position maybe)."""
+        aggregate = next((n for n in node.walk() if is_aggregate_call(n)), None)
+        if aggregate is not None:
+            raise error_at(
+                origin,
+                f"aggregate function {function_name(aggregate)}() is not allowed in GROUP BY",
+            )
+        bucket = time_bucket(node)
+        if bucket is not None:
+            key: tuple[str, str | int] = ("bucket", bucket.width_us)
+            proto = plan_pb2.GroupKey(time_bucket_us=bucket.width_us)
+        elif is_field(node):
+            name = field_name(node, self.table_names)
+            key, proto = ("field", name), plan_pb2.GroupKey(field=name)
+        else:
+            raise error_at(
+                origin,
+                f"cannot GROUP BY {sql_text(node)}:"
+                " group by fields and time_bucket(timestamp, width)",
+            )
+        if key not in self._keys:
+            self._keys[key] = len(self.group_by)
+            self.group_by.append(proto)
+
+    # -- aggregates -------------------------------------------------------------------------
+
+    def aggregate(self, node: exp.Expr) -> int:
+        """Index in the plan of the aggregate `node` calls, adding it when new."""
+        aggregate = self._aggregate_proto(node)
+        if aggregate.function not in SUPPORTED_AGGREGATES:
+            name = function_name(node)
+            written = f"{name}({aggregate.field})" if name in QUANTILE_SHORTHANDS else None
+            raise error_at(
+                node,
+                f"{written or aggregate_name(aggregate)} is not supported yet: it needs"
+                " mergeable sketches, which come in a later version",
+            )
+        key = (aggregate.function, aggregate.field, aggregate.quantile)
+        if key not in self._aggregate_ids:
+            self._aggregate_ids[key] = len(self.aggregates)
+            self.aggregates.append(aggregate)
+        return self._aggregate_ids[key]
+
+    def _aggregate_proto(self, node: exp.Expr) -> plan_pb2.Aggregate:
+        name = function_name(node)
+        if isinstance(node, exp.Count):
+            return self._count(node)
+        if type(node) in _SIMPLE_AGGREGATES:
+            if node.expressions:
+                raise error_at(node, f"{name}() takes one field, got {1 + len(node.expressions)}")
+            field = self._aggregate_field(name, node.this, node)
+            return plan_pb2.Aggregate(function=_SIMPLE_AGGREGATES[type(node)], field=field)
+        if isinstance(node, exp.Anonymous) and name == "percentile":
+            args = node.expressions
+            if len(args) != 2:
+                raise error_at(
+                    node, "percentile() takes a field and a quantile: percentile(f, 0.95)"
+                )
+            field = self._aggregate_field(name, args[0], node)
+            quantile = literal_value(args[1]) if is_literal(args[1]) else None
+            if not (fx.is_number(quantile) and 0 < quantile <= 1):  # type: ignore[operator]
+                raise error_at(
+                    args[1], f"the quantile must be a number in (0, 1], got {sql_text(args[1])}"
+                )
+            return plan_pb2.Aggregate(
+                function=plan_pb2.AGGREGATE_FUNCTION_PERCENTILE,
+                field=field,
+                quantile=float(quantile),  # type: ignore[arg-type]
+            )
+        if isinstance(node, exp.Anonymous) and name in QUANTILE_SHORTHANDS:
+            if len(node.expressions) != 1:
+                raise error_at(node, f"{name}() takes one field, got {len(node.expressions)}")
+            field = self._aggregate_field(name, node.expressions[0], node)
+            return plan_pb2.Aggregate(
+                function=plan_pb2.AGGREGATE_FUNCTION_PERCENTILE,
+                field=field,
+                quantile=QUANTILE_SHORTHANDS[name],
+            )
+        raise error_at(
+            node,
+            f"aggregate function {name}() is not supported;"
+            " use count, sum, avg, min, max, percentile or p50/p90/p95/p99",
+        )
+
+    def _count(self, node: exp.Count) -> plan_pb2.Aggregate:
+        arg = node.this
+        if node.expressions:
+            raise error_at(node, "count() takes one argument: count(*) or count(field)")
+        if arg is None:
+            raise error_at(node, "count() needs an argument: count(*) or count(field)")
+        if isinstance(arg, exp.Star):
+            return plan_pb2.Aggregate(function=plan_pb2.AGGREGATE_FUNCTION_COUNT)
+        if isinstance(arg, exp.Distinct):
+            if len(arg.expressions) != 1:
+                raise error_at(node, "count(DISTINCT …) takes one field")
+            field = self._aggregate_field("count", arg.expressions[0], node)
+            return plan_pb2.Aggregate(
+                function=plan_pb2.AGGREGATE_FUNCTION_COUNT_DISTINCT, field=field
+            )
+        if is_literal(arg) and literal_value(arg) is not None:
+            # count(1) counts rows, like count(*).
+            return plan_pb2.Aggregate(function=plan_pb2.AGGREGATE_FUNCTION_COUNT)
+        field = self._aggregate_field("count", arg, node)
+        return plan_pb2.Aggregate(function=plan_pb2.AGGREGATE_FUNCTION_COUNT_FIELD, field=field)
+
+    def _aggregate_field(self, name: str, arg: exp.Expr | None, call: exp.Expr) -> str:
+        if arg is None:
+            raise error_at(call, f"{name}() needs a field")
+        if isinstance(arg, exp.Distinct):
+            raise error_at(arg, f"DISTINCT is only supported in count(), not in {name}()")
+        if isinstance(arg, exp.Star):
+            raise error_at(arg, f"{name}(*) is not valid; name a field")
+        if not is_field(arg):
+            raise error_at(arg, f"the argument of {name}() must be a field, got {sql_text(arg)}")
+        return field_name(arg, self.table_names)
+
+    # -- post-merge expressions -------------------------------------------------------------
+
+    def value(
+        self, node: exp.Expr, aliases: Mapping[str, fx.ValueExpr] | None = None
+    ) -> fx.ValueExpr:
+        """A post-merge expression; bare names in `aliases` stand for those SELECT items."""
+        if isinstance(node, exp.Paren):
+            return self.value(node.this, aliases)
+        if aliases and isinstance(node, exp.Column) and not node.table and node.name in aliases:
+            return aliases[node.name]
+        if is_aggregate_call(node):
+            return fx.AggRef(self.aggregate(node))
+        bucket = time_bucket(node)
+        if bucket is not None:
+            index = self._keys.get(("bucket", bucket.width_us))
+            if index is None:
+                raise error_at(node, f"{bucket.name} must appear in GROUP BY")
+            return fx.KeyRef(index)
+        if is_field(node):
+            name = field_name(node, self.table_names)
+            index = self._keys.get(("field", name))
+            if index is None:
+                raise error_at(
+                    node,
+                    f"field {name} must appear in GROUP BY or be used in an aggregate function",
+                )
+            return fx.KeyRef(index)
+        if is_literal(node):
+            return fx.Lit(literal_value(node))
+        if isinstance(node, exp.Neg):
+            return fx.Negate(self._number(node.this, aliases))
+        if type(node) in _ARITHMETIC:
+            return fx.Arith(
+                _ARITHMETIC[type(node)],
+                self._number(node.this, aliases),
+                self._number(node.expression, aliases),
+            )
+        return self._predicate(node, aliases)
+
+    def _number(self, node: exp.Expr, aliases: Mapping[str, fx.ValueExpr] | None) -> fx.ValueExpr:
+        value = self.value(node, aliases)
+        kind = self.static_type(value)
+        if kind not in (None, "number"):
+            raise error_at(
+                node, f"type mismatch: arithmetic needs numbers, {sql_text(node)} is a {kind}"
+            )
+        return value
+
+    def _predicate(
+        self, node: exp.Expr, aliases: Mapping[str, fx.ValueExpr] | None
+    ) -> fx.ValueExpr:
+        if isinstance(node, exp.Not):
+            return fx.NotOp(self.value(node.this, aliases))
+        if isinstance(node, exp.And | exp.Or):
+            op = "and" if isinstance(node, exp.And) else "or"
+            return fx.BoolOp(
+                op, (self.value(node.this, aliases), self.value(node.expression, aliases))
+            )
+        if type(node) in _COMPARISONS:
+            left, right = self.value(node.this, aliases), self.value(node.expression, aliases)
+            self._check_comparable(node, left, right)
+            return fx.Cmp(_COMPARISONS[type(node)], left, right)
+        if isinstance(node, exp.Between):
+            operand = self.value(node.this, aliases)
+            low, high = (
+                self.value(node.args["low"], aliases),
+                self.value(node.args["high"], aliases),
+            )
+            self._check_comparable(node, operand, low)
+            self._check_comparable(node, operand, high)
+            return fx.BoolOp("and", (fx.Cmp(">=", operand, low), fx.Cmp("<=", operand, high)))
+        if isinstance(node, exp.Is):
+            if not isinstance(node.expression, exp.Null):
+                raise error_at(
+                    node, f"only IS NULL and IS NOT NULL are supported, not {sql_text(node)}"
+                )
+            return fx.IsNullOp(self.value(node.this, aliases))
+        if isinstance(node, exp.In):
+            return self._in(node, aliases)
+        if isinstance(node, exp.Like):
+            return self._like(node, aliases)
+        raise _unsupported(node)
+
+    def _in(self, node: exp.In, aliases: Mapping[str, fx.ValueExpr] | None) -> fx.ValueExpr:
+        if node.args.get("query") is not None:
+            raise error_at(node, "subqueries are not supported")
+        if not node.expressions:
+            raise error_at(node, "an IN list needs at least one value")
+        operand = self.value(node.this, aliases)
+        values: list[Scalar] = []
+        for item in node.expressions:
+            if not is_literal(item) or literal_value(item) is None:
+                raise error_at(item, f"IN lists hold literal values, got {sql_text(item)}")
+            self._check_comparable(item, operand, fx.Lit(literal_value(item)))
+            values.append(literal_value(item))  # type: ignore[arg-type]
+        return fx.InOp(operand, tuple(values))
+
+    def _like(self, node: exp.Like, aliases: Mapping[str, fx.ValueExpr] | None) -> fx.ValueExpr:
+        operand = self.value(node.this, aliases)
+        pattern = node.expression
+        if not (isinstance(pattern, exp.Literal) and pattern.is_string):
+            raise error_at(
+                pattern, f"type mismatch: LIKE needs a string pattern, got {sql_text(pattern)}"
+            )
+        kind = self.static_type(operand)
+        if kind not in (None, "string"):
+            raise error_at(
+                node, f"type mismatch: LIKE works on strings, {sql_text(node.this)} is a {kind}"
+            )
+        return fx.LikeOp(operand, pattern.this, bool(node.args.get("negate")))
+
+    def _check_comparable(self, node: exp.Expr, left: fx.ValueExpr, right: fx.ValueExpr) -> None:
+        if (isinstance(left, fx.Lit) and left.value is None) or (
+            isinstance(right, fx.Lit) and right.value is None
+        ):
+            raise error_at(node, "a comparison with NULL is never true; use IS NULL or IS NOT NULL")
+        left_type, right_type = self.static_type(left), self.static_type(right)
+        if left_type and right_type and left_type != right_type:
+            raise error_at(
+                node,
+                f"type mismatch in {sql_text(node)}:"
+                f" cannot compare a {left_type} with a {right_type}",
+            )
+
+    def static_type(self, expr: fx.ValueExpr) -> str | None:
+        """'number', 'string' or 'bool' when known before running the query, else None."""
+        match expr:
+            case fx.Lit(value):
+                if value is None:
+                    return None
+                if isinstance(value, bool):
+                    return "bool"
+                return "string" if isinstance(value, str) else "number"
+            case fx.AggRef(index):
+                aggregate = self.aggregates[index]
+                if aggregate.function in _NUMERIC_AGGREGATES or aggregate.field == TIMESTAMP:
+                    return "number"
+                return None
+            case fx.KeyRef(index):
+                key = self.group_by[index]
+                is_time = key.WhichOneof("kind") == "time_bucket_us" or key.field == TIMESTAMP
+                return "number" if is_time else None
+            case fx.Arith() | fx.Negate():
+                return "number"
+            case fx.Cmp() | fx.BoolOp() | fx.NotOp() | fx.IsNullOp() | fx.InOp() | fx.LikeOp():
+                return "bool"
+        return None
+
+
+def _unsupported(node: exp.Expr) -> Exception:
+    if isinstance(node, exp.Subquery | exp.Select | exp.Exists):
+        return error_at(node, "subqueries are not supported")
+    if isinstance(node, exp.ILike):
+        return error_at(node, "ILIKE is not supported; LIKE is case-sensitive")
+    if isinstance(node, exp.Anonymous):
+        return error_at(node, f"unknown function {function_name(node)}()")
+    if isinstance(node, exp.Func):
+        return error_at(node, f"function {function_name(node)}() is not supported")
+    return error_at(node, f"unsupported expression: {sql_text(node)}")

@@ -1,0 +1,149 @@
+"""Reading the pieces of a sqlglot tree that several clauses share: field names, literal
+values, which calls are aggregates, and time_bucket() calls."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from sqlglot import exp
+
+from flakehouse.events.values import Scalar
+from flakehouse.query.errors import error_at, sql_text
+from flakehouse.query.sqltime import INT64_MAX, INT64_MIN, interval_us, parse_duration_us
+
+FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:/-]{0,127}")
+TIMESTAMP = "timestamp"
+
+# Quantile shorthands; percentile(f, q) is the general form.
+QUANTILE_SHORTHANDS = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
+_ANONYMOUS_AGGREGATES = {"percentile", *QUANTILE_SHORTHANDS}
+
+
+def is_field(node: exp.Expr) -> bool:
+    return isinstance(node, exp.Column | exp.Dot) and not isinstance(node.this, exp.Star)
+
+
+def field_name(node: exp.Expr, table_names: Collection[str]) -> str:
+    """The event field a column reference names.
+
+    Unquoted dotted names are common in this data (`prop.os`), so `a.b` is the field "a.b"
+    unless `a` is the dataset (or its alias), which SQL allows as a qualifier.
+    """
+    parts = _name_parts(node)
+    if len(parts) > 1 and parts[0] in table_names:
+        parts = parts[1:]
+    name = ".".join(parts)
+    if not FIELD_NAME.fullmatch(name):
+        raise error_at(
+            node,
+            f"invalid field name {name!r}: a field starts with a letter or _ and holds up to 128"
+            " letters, digits and _ . : / -",
+        )
+    return name
+
+
+def _name_parts(node: exp.Expr) -> list[str]:
+    if isinstance(node, exp.Column):
+        return [part.name for part in node.parts]
+    if isinstance(node, exp.Dot):
+        return [*_name_parts(node.this), *_name_parts(node.expression)]
+    if isinstance(node, exp.Identifier):
+        return [node.name]
+    raise error_at(node, f"expected a field name, got {sql_text(node)}")
+
+
+def is_literal(node: exp.Expr) -> bool:
+    if isinstance(node, exp.Paren):
+        return is_literal(node.this)
+    if isinstance(node, exp.Neg):
+        return isinstance(node.this, exp.Literal) and not node.this.is_string
+    return isinstance(node, exp.Literal | exp.Boolean | exp.Null)
+
+
+def literal_value(node: exp.Expr) -> Scalar | None:
+    """The scalar of a literal: string, int, float, TRUE/FALSE, or None for NULL."""
+    if isinstance(node, exp.Paren):
+        return literal_value(node.this)
+    if isinstance(node, exp.Null):
+        return None
+    if isinstance(node, exp.Boolean):
+        return bool(node.this)
+    if isinstance(node, exp.Neg) and isinstance(node.this, exp.Literal):
+        value = literal_value(node.this)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return -value
+    if isinstance(node, exp.Literal):
+        if node.is_string:
+            return str(node.this)
+        text = str(node.this)
+        try:
+            number = int(text)
+        except ValueError:
+            try:
+                return float(text)
+            except ValueError:
+                raise error_at(node, f"not a number: {text}") from None
+        if not INT64_MIN <= number <= INT64_MAX:
+            raise error_at(node, f"integer {text} does not fit in 64 bits")
+        return number
+    raise error_at(node, f"expected a literal value, got {sql_text(node)}")
+
+
+def function_name(node: exp.Expr) -> str:
+    """Lower-case name of a function call, as the user would recognise it."""
+    if isinstance(node, exp.Anonymous):
+        return node.name.lower()
+    if isinstance(node, exp.Func):
+        return node.sql_name().lower()
+    return type(node).__name__.lower()
+
+
+def is_aggregate_call(node: exp.Expr) -> bool:
+    if isinstance(node, exp.AggFunc):
+        return True
+    return isinstance(node, exp.Anonymous) and node.name.lower() in _ANONYMOUS_AGGREGATES
+
+
+def find_aggregate(node: exp.Expr) -> exp.Expr | None:
+    """The first aggregate call inside `node` (itself included), if any."""
+    for candidate in node.walk():
+        if is_aggregate_call(candidate):
+            return candidate
+    return None
+
+
+@dataclass(frozen=True)
+class TimeBucket:
+    width_us: int
+    name: str
+
+
+def time_bucket(node: exp.Expr) -> TimeBucket | None:
+    """The bucket of a `time_bucket(timestamp, '1h')` call (either argument order), else None."""
+    if not (isinstance(node, exp.Anonymous) and node.name.lower() == "time_bucket"):
+        return None
+    usage = "write time_bucket(timestamp, '1h')"
+    args = node.expressions
+    if len(args) != 2:
+        raise error_at(node, f"time_bucket() takes two arguments, got {len(args)}; {usage}")
+    fields = [arg for arg in args if is_field(arg)]
+    if len(fields) != 1:
+        raise error_at(node, f"time_bucket() needs the timestamp field and a width; {usage}")
+    name = field_name(fields[0], ())
+    if name != TIMESTAMP:
+        raise error_at(fields[0], f"time_bucket() buckets timestamp, not {name}")
+    width = args[1] if args[0] is fields[0] else args[0]
+    if isinstance(width, exp.Interval):
+        width_us = interval_us(width)
+    elif isinstance(width, exp.Literal) and width.is_string:
+        try:
+            width_us = parse_duration_us(width.this)
+        except ValueError as error:
+            raise error_at(width, f"bad time_bucket width: {error}") from None
+    else:
+        raise error_at(width, f"bad time_bucket width {sql_text(width)}; {usage}")
+    if width_us <= 0:
+        raise error_at(width, "time_bucket width must be positive")
+    return TimeBucket(width_us, f"time_bucket({TIMESTAMP}, {sql_text(width)})")

@@ -1,0 +1,169 @@
+"""Post-merge expressions: SQL three-valued logic, arithmetic and the ORDER BY total order."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from flakehouse.query import finalexpr as fx
+from flakehouse.query.finalexpr import Cell
+
+EMPTY = fx.Env()
+
+
+def lit(value: Cell) -> fx.Lit:
+    return fx.Lit(value)
+
+
+@pytest.mark.parametrize(
+    ("op", "left", "right", "expected"),
+    [
+        ("=", 1, 1.0, True),
+        ("<", 1, 1.5, True),
+        (">=", 2.5, 3, False),
+        ("!=", "a", "b", True),
+        ("<", "a", "b", True),
+        ("=", True, True, True),
+        ("<", False, True, True),
+        # NULL, and values of different types, compare to unknown: a string never becomes a
+        # number, and a bool is no int.
+        ("=", None, 1, None),
+        ("!=", 1, None, None),
+        ("=", "1", 1, None),
+        ("!=", "1", 1, None),
+        ("=", True, 1, None),
+        ("<", 0, False, None),
+    ],
+)
+def test_compare(op: str, left: Cell, right: Cell, expected: bool | None) -> None:
+    assert fx.evaluate(fx.Cmp(op, lit(left), lit(right)), EMPTY) is expected
+
+
+T, F, U = lit(True), lit(False), lit(None)
+
+
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        (fx.BoolOp("and", (T, T)), True),
+        (fx.BoolOp("and", (T, F)), False),
+        (fx.BoolOp("and", (U, F)), False),
+        (fx.BoolOp("and", (T, U)), None),
+        (fx.BoolOp("or", (F, F)), False),
+        (fx.BoolOp("or", (U, T)), True),
+        (fx.BoolOp("or", (F, U)), None),
+        (fx.NotOp(T), False),
+        (fx.NotOp(U), None),
+        (fx.IsNullOp(U), True),
+        (fx.IsNullOp(lit(0)), False),
+        (fx.IsNullOp(U, negated=True), False),
+    ],
+)
+def test_three_valued_logic(expr: fx.ValueExpr, expected: bool | None) -> None:
+    assert fx.evaluate(expr, EMPTY) is expected
+
+
+@pytest.mark.parametrize(
+    ("value", "values", "negated", "expected"),
+    [
+        (2, (1, 2.0), False, True),
+        (3, (1, 2), False, False),
+        (3, (1, 2), True, True),
+        (2, (1, 2), True, False),
+        (None, (1, 2), False, None),
+        (None, (1, 2), True, None),
+        # 3 NOT IN (1, 'x'): 3 = 'x' is unknown, so the whole is unknown as in SQL.
+        (3, (1, "x"), True, None),
+        ("x", (1, "x"), False, True),
+    ],
+)
+def test_in_list(
+    value: Cell, values: tuple[int | float | str, ...], negated: bool, expected: bool | None
+) -> None:
+    assert fx.evaluate(fx.InOp(lit(value), values, negated), EMPTY) is expected
+
+
+@pytest.mark.parametrize(
+    ("pattern", "text", "expected"),
+    [
+        ("test_%", "test_a", True),
+        ("test_%", "test", False),
+        ("a_c", "abc", True),
+        ("a.c", "abc", False),  # regex characters are literal
+        ("%[x]%", "a[x]b", True),
+        ("%", "", True),
+        ("ab", "AB", False),  # case-sensitive
+        ("a%", "a\nb", True),
+    ],
+)
+def test_like(pattern: str, text: str, expected: bool) -> None:
+    assert fx.evaluate(fx.LikeOp(lit(text), pattern), EMPTY) is expected
+    assert fx.evaluate(fx.LikeOp(lit(text), pattern, negated=True), EMPTY) is (not expected)
+
+
+def test_like_on_non_strings_is_unknown() -> None:
+    assert fx.evaluate(fx.LikeOp(lit(5), "5"), EMPTY) is None
+    assert fx.evaluate(fx.LikeOp(lit(None), "%", negated=True), EMPTY) is None
+
+
+@pytest.mark.parametrize(
+    ("op", "left", "right", "expected"),
+    [
+        ("+", 2, 3, 5),
+        ("-", 2, 3.5, -1.5),
+        ("*", 4, 5, 20),
+        ("/", 7, 2, 3.5),
+        ("/", 1, 0, None),
+        ("+", 1, None, None),
+        ("+", "a", 1, None),
+        ("+", True, 1, None),
+    ],
+)
+def test_arithmetic(op: str, left: Cell, right: Cell, expected: Cell) -> None:
+    result = fx.evaluate(fx.Arith(op, lit(left), lit(right)), EMPTY)
+    assert result == expected
+    assert type(result) is type(expected)
+
+
+def test_references_and_negation() -> None:
+    env = fx.Env(keys=["k"], aggregates=[10, None], fields=[1.5])
+    assert fx.evaluate(fx.KeyRef(0), env) == "k"
+    assert fx.evaluate(fx.AggRef(0), env) == 10
+    assert fx.evaluate(fx.FieldRef(0), env) == 1.5
+    assert fx.evaluate(fx.Negate(fx.AggRef(0)), env) == -10
+    assert fx.evaluate(fx.Negate(fx.AggRef(1)), env) is None
+    assert fx.evaluate(fx.Negate(lit(True)), env) is None
+
+
+def test_sort_order_over_mixed_types_with_nulls_last() -> None:
+    values: list[Cell] = [True, "b", None, 2.5, "a", 1, False, None, -3]
+    ascending = fx.sort_by(values, [(lambda v: v, False)])
+    assert ascending == [-3, 1, 2.5, "a", "b", False, True, None, None]
+    # Descending reverses the order within a type; types keep theirs, NULLs stay last.
+    descending = fx.sort_by(values, [(lambda v: v, True)])
+    assert descending == [2.5, 1, -3, "b", "a", True, False, None, None]
+
+
+def test_nan_is_the_greatest_number() -> None:
+    nan = float("nan")
+    values: list[Cell] = [nan, 1, None, "a", math.inf, -1.0]
+    ascending = fx.sort_by(values, [(lambda v: v, False)])
+    assert ascending[:2] == [-1.0, 1]
+    assert ascending[2] == math.inf and math.isnan(ascending[3])  # type: ignore[arg-type]
+    assert ascending[4:] == ["a", None]
+    descending = fx.sort_by(values, [(lambda v: v, True)])
+    assert math.isnan(descending[0])  # type: ignore[arg-type]
+    assert descending[1:] == [math.inf, 1, -1.0, "a", None]
+
+
+def test_sort_by_several_keys_is_stable() -> None:
+    rows = [("a", 2, "first"), ("b", 1, "x"), ("a", 2, "second"), ("a", 3, "y"), (None, 9, "z")]
+    ordered = fx.sort_by(rows, [(lambda r: r[0], False), (lambda r: r[1], True)])
+    assert ordered == [
+        ("a", 3, "y"),
+        ("a", 2, "first"),
+        ("a", 2, "second"),
+        ("b", 1, "x"),
+        (None, 9, "z"),
+    ]
