@@ -1,0 +1,195 @@
+"""The fragment executor: runs a QueryPlan over segment views and returns the partial result
+that the query service merges. This module checks the plan, prunes segments by time and applies
+the filter; predicate.py, aggregate.py and rows.py do the rest. Pure code: no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from flakehouse.common.v1 import events_pb2, plan_pb2
+from flakehouse.events import values as v
+from flakehouse.storage.aggregate import AGGREGATORS, aggregate
+from flakehouse.storage.predicate import (
+    COMPARE_OPS,
+    Index,
+    Mask,
+    ScanSegment,
+    evaluate,
+    not_operand,
+)
+from flakehouse.storage.rows import raw_rows
+from flakehouse.storage.segment import TIMESTAMP, SegmentView
+
+IR_VERSION = 1
+_F = plan_pb2.AggregateFunction
+
+
+class UnsupportedPlan(ValueError):
+    """The plan uses something this storage node cannot execute (maps to INVALID_ARGUMENT)."""
+
+
+# -- plan checks ---------------------------------------------------------------------------------
+
+
+def _check_expr(expr: plan_pb2.Expr) -> None:
+    kind = expr.WhichOneof("kind")
+    if kind == "compare":
+        if expr.compare.op not in COMPARE_OPS:
+            raise UnsupportedPlan(f"unknown compare op {expr.compare.op}")
+    elif kind == "junction":
+        if expr.junction.op not in (plan_pb2.JUNCTION_OP_AND, plan_pb2.JUNCTION_OP_OR):
+            raise UnsupportedPlan(f"unknown junction op {expr.junction.op}")
+        for operand in expr.junction.operands:
+            _check_expr(operand)
+    elif kind == "not":
+        if not getattr(expr, "not").HasField("operand"):
+            raise UnsupportedPlan("NOT without an operand")
+        _check_expr(not_operand(expr))
+    elif kind is None:
+        raise UnsupportedPlan("empty filter expression")
+
+
+def _check_plan(plan: plan_pb2.QueryPlan) -> None:
+    if plan.ir_version != IR_VERSION:
+        raise UnsupportedPlan(
+            f"query plan IR version {plan.ir_version} is not supported (this node runs "
+            f"{IR_VERSION})"
+        )
+    if plan.HasField("filter"):
+        _check_expr(plan.filter)
+    for key in plan.group_by:
+        kind = key.WhichOneof("kind")
+        if kind is None:
+            raise UnsupportedPlan("empty group-by key")
+        if kind == "time_bucket_us" and key.time_bucket_us <= 0:
+            raise UnsupportedPlan(f"time bucket width must be positive, not {key.time_bucket_us}")
+    for agg in plan.aggregates:
+        if agg.function not in AGGREGATORS:
+            name = _F.Name(agg.function) if agg.function in _F.values() else str(agg.function)
+            raise UnsupportedPlan(f"aggregate {name} is not supported by this storage node yet")
+        if agg.function != _F.AGGREGATE_FUNCTION_COUNT and not agg.field:
+            raise UnsupportedPlan(f"aggregate {_F.Name(agg.function)} needs a field")
+    if not plan.aggregates and not plan.group_by and not plan.select_fields:
+        raise UnsupportedPlan("plan has no aggregates, group-by keys or select fields")
+
+
+def _expr_fields(expr: plan_pb2.Expr, out: set[str]) -> None:
+    kind = expr.WhichOneof("kind")
+    if kind == "compare":
+        out.add(expr.compare.field)
+    elif kind == "in_list":
+        out.add(expr.in_list.field)
+    elif kind == "like":
+        out.add(expr.like.field)
+    elif kind == "is_null":
+        out.add(expr.is_null.field)
+    elif kind == "junction":
+        for operand in expr.junction.operands:
+            _expr_fields(operand, out)
+    elif kind == "not":
+        _expr_fields(not_operand(expr), out)
+
+
+def fields_needed(plan: plan_pb2.QueryPlan) -> set[str]:
+    """The fields whose columns `execute` reads; `timestamp` is always loaded, so not listed."""
+    out: set[str] = set()
+    if plan.HasField("filter"):
+        _expr_fields(plan.filter, out)
+    out.update(k.field for k in plan.group_by if k.WhichOneof("kind") == "field")
+    out.update(a.field for a in plan.aggregates if a.field)
+    if not plan.aggregates and not plan.group_by:
+        out.update(plan.select_fields)
+        out.update(o.field for o in plan.order_by)
+    out.discard(TIMESTAMP)
+    out.discard("")
+    return out
+
+
+@dataclass
+class _Stats:
+    rows_scanned: int = 0
+    rows_matched: int = 0
+    segments_scanned: int = 0
+    segments_skipped: int = 0
+
+    def proto(self) -> plan_pb2.ScanStats:
+        return plan_pb2.ScanStats(
+            rows_scanned=self.rows_scanned,
+            rows_matched=self.rows_matched,
+            segments_scanned=self.segments_scanned,
+            segments_skipped=self.segments_skipped,
+        )
+
+
+def _scan(
+    plan: plan_pb2.QueryPlan, segments: Iterable[SegmentView], stats: _Stats
+) -> Iterator[tuple[ScanSegment, Index]]:
+    """The non-empty segments the time range does not exclude, each with its selected rows
+    (ascending). Segments wholly outside the range are skipped unread."""
+    tr = plan.time_range
+    start = tr.start_us if tr.HasField("start_us") else None
+    end = tr.end_us if tr.HasField("end_us") else None
+    empty_range = start is not None and end is not None and start >= end
+    has_filter = plan.HasField("filter")
+    for view in segments:
+        if view.row_count == 0:
+            continue
+        if (
+            empty_range
+            or (start is not None and view.max_ts < start)
+            or (end is not None and view.min_ts >= end)
+        ):
+            stats.segments_skipped += 1
+            continue
+        stats.segments_scanned += 1
+        stats.rows_scanned += view.row_count
+        seg = ScanSegment(view)
+        mask: Mask | None = None
+        if start is not None and view.min_ts < start:
+            mask = seg.timestamps >= start
+        if end is not None and view.max_ts >= end:
+            below = seg.timestamps < end
+            mask = below if mask is None else mask & below
+        if has_filter:
+            true, _ = evaluate(plan.filter, seg)
+            mask = true if mask is None else mask & true
+        sel = np.arange(seg.n, dtype=np.intp) if mask is None else np.flatnonzero(mask)
+        stats.rows_matched += len(sel)
+        yield seg, sel
+
+
+# -- entry points --------------------------------------------------------------------------------
+
+
+def execute(plan: plan_pb2.QueryPlan, segments: Iterable[SegmentView]) -> plan_pb2.PartialResult:
+    """The partial result of `plan` over `segments` (views holding at least `fields_needed`)."""
+    _check_plan(plan)
+    stats = _Stats()
+    result = plan_pb2.PartialResult()
+    scanned = _scan(plan, segments, stats)
+    if plan.aggregates or plan.group_by:
+        aggregate(plan, scanned, result.groups)
+    else:
+        result.rows.extend(raw_rows(plan, scanned))
+    result.stats.CopyFrom(stats.proto())
+    return result
+
+
+def describe(segments: Iterable[SegmentView]) -> list[events_pb2.FieldSummary]:
+    """How many rows hold each (field, type), `timestamp` included as INT, sorted by name."""
+    counts: dict[tuple[str, int], int] = {}
+    rows = 0
+    for view in segments:
+        rows += view.row_count
+        for key, count in view.column_counts().items():
+            if key[0] != TIMESTAMP and count:
+                counts[key] = counts.get(key, 0) + count
+    if rows:
+        counts[(TIMESTAMP, v.INT)] = rows
+    return [
+        events_pb2.FieldSummary(name=name, type=kind, count=count)  # type: ignore[arg-type]
+        for (name, kind), count in sorted(counts.items())
+    ]

@@ -1,0 +1,200 @@
+"""Raw-rows mode: the select fields of matching rows, sorted by ORDER BY and cut at LIMIT, per
+segment first (vectorized) and then across segments."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from flakehouse.common.v1 import events_pb2, plan_pb2
+from flakehouse.events import values as v
+from flakehouse.storage.predicate import Index, ScanSegment
+
+
+@dataclass
+class _OrderKeys:
+    """Sort keys of some rows for one ORDER BY field. Types order numbers < strings < bools <
+    null in both directions (nulls last); a direction reverses order within a type only. NaN is
+    the greatest number, like DuckDB."""
+
+    rank: npt.NDArray[np.int8]
+    nan: npt.NDArray[np.int8]
+    number: npt.NDArray[np.float64]
+    integer: npt.NDArray[np.int64]
+    code: npt.NDArray[np.int64]
+    string: npt.NDArray[np.object_]
+    flag: npt.NDArray[np.int8]
+
+    def take(self, idx: Index) -> _OrderKeys:
+        return _OrderKeys(*(getattr(self, f)[idx] for f in _ORDER_FIELDS))
+
+    def lexsort_keys(self, descending: bool) -> list[npt.NDArray[Any]]:
+        """Keys most significant first, leaving out constant ones (most fields have one type and
+        no NaN, so usually one key is left); `code` must order strings."""
+        keys: list[npt.NDArray[Any]]
+        if not descending:
+            keys = [self.rank, self.nan, self.number, self.integer, self.code, self.flag]
+        else:
+            keys = [self.rank, -self.nan, -self.number, ~self.integer, -self.code, -self.flag]
+        return [k for k in keys if len(k) and k.min() != k.max()]
+
+
+_ORDER_FIELDS = ("rank", "nan", "number", "integer", "code", "string", "flag")
+
+
+def _order_keys(seg: ScanSegment, field: str, rows: Index) -> _OrderKeys:
+    n = len(rows)
+    keys = _OrderKeys(
+        rank=np.full(n, 3, dtype=np.int8),
+        nan=np.zeros(n, dtype=np.int8),
+        number=np.zeros(n, dtype=np.float64),
+        integer=np.zeros(n, dtype=np.int64),
+        code=np.zeros(n, dtype=np.int64),
+        string=np.full(n, "", dtype=object),
+        flag=np.zeros(n, dtype=np.int8),
+    )
+    position = np.full(seg.n, -1, dtype=np.intp)
+    position[rows] = np.arange(n)
+    for kind, col in seg.columns(field).items():
+        where = position[col.rows]
+        keep = where >= 0
+        at = where[keep]
+        if kind == v.STRING:
+            assert col.codes is not None and col.dictionary is not None
+            codes = col.codes[keep]
+            keys.rank[at] = 1
+            keys.code[at] = codes
+            keys.string[at] = col.dictionary[codes]
+            continue
+        assert col.values is not None
+        values = col.values[keep]
+        if kind == v.BOOL:
+            keys.rank[at] = 2
+            keys.flag[at] = values
+        elif kind == v.INT:
+            keys.rank[at] = 0
+            keys.number[at] = values.astype(np.float64)
+            keys.integer[at] = values
+        else:
+            nan = np.isnan(values)
+            keys.rank[at] = 0
+            keys.nan[at] = nan
+            keys.number[at] = np.where(nan, 0.0, values)
+    return keys
+
+
+def _order(
+    keys: list[_OrderKeys], order_by: Iterable[plan_pb2.OrderBy], limit: int | None = None
+) -> Index:
+    """Positions of the rows in order, only the first `limit` when given."""
+    sort_keys: list[npt.NDArray[Any]] = []
+    for k, ob in zip(keys, order_by, strict=True):
+        sort_keys.extend(k.lexsort_keys(ob.descending))
+    n = len(keys[0].rank)
+    if not sort_keys:
+        return np.arange(n if limit is None else min(n, limit))
+    if len(sort_keys) == 1 and limit is not None and limit < n:
+        # One key: select the top `limit` in linear time, then sort just those.
+        (key,) = sort_keys
+        top = np.argpartition(key, limit - 1)[:limit]
+        return top[np.argsort(key[top], kind="stable")]
+    # lexsort sorts by the last key first.
+    order = np.lexsort(sort_keys[::-1])
+    return order if limit is None else order[:limit]
+
+
+def _value(kind: int, item: Any) -> events_pb2.Value:
+    if kind == v.INT:
+        return events_pb2.Value(int_value=item)
+    if kind == v.FLOAT:
+        return events_pb2.Value(float_value=item)
+    if kind == v.BOOL:
+        return events_pb2.Value(bool_value=item)
+    return events_pb2.Value(string_value=item)
+
+
+def _or_null(value: events_pb2.Value | None) -> events_pb2.Value:
+    return value if value is not None else events_pb2.Value()
+
+
+def _materialize(seg: ScanSegment, rows: Index, fields: Iterable[str]) -> list[events_pb2.Row]:
+    """The select-field values of some rows of a segment, in the order given."""
+    per_field: list[list[events_pb2.Value | None]] = []
+    for field in fields:
+        out: list[events_pb2.Value | None] = [None] * len(rows)
+        for kind, col in seg.columns(field).items():
+            pos = np.searchsorted(col.rows, rows)
+            clipped = np.minimum(pos, max(len(col.rows) - 1, 0))
+            hit = np.flatnonzero((pos < len(col.rows)) & (col.rows[clipped] == rows))
+            at = pos[hit]
+            if kind == v.STRING:
+                assert col.codes is not None and col.dictionary is not None
+                items = col.dictionary[col.codes[at]].tolist()
+            else:
+                assert col.values is not None
+                items = col.values[at].tolist()
+            for i, item in zip(hit.tolist(), items, strict=True):
+                out[i] = _value(kind, item)
+        per_field.append(out)
+    return [events_pb2.Row(values=[_or_null(f[i]) for f in per_field]) for i in range(len(rows))]
+
+
+def raw_rows(
+    plan: plan_pb2.QueryPlan, scanned: Iterable[tuple[ScanSegment, Index]]
+) -> list[events_pb2.Row]:
+    """The select fields of matching rows, ordered by plan.order_by and cut at plan.limit."""
+    if plan.order_by:
+        return _ordered_rows(plan, scanned)
+    # Any rows will do: stop reading segments once the limit is reached.
+    limit = plan.limit or None
+    rows: list[events_pb2.Row] = []
+    for seg, sel in scanned:
+        take = sel if limit is None else sel[: limit - len(rows)]
+        rows.extend(_materialize(seg, take, plan.select_fields))
+        if limit is not None and len(rows) >= limit:
+            break
+    return rows
+
+
+def _ordered_rows(
+    plan: plan_pb2.QueryPlan, scanned: Iterable[tuple[ScanSegment, Index]]
+) -> list[events_pb2.Row]:
+    # Per segment, keep its best `limit` rows; then order those candidates together, with
+    # strings ranked across segments (dictionary codes only order within one segment).
+    limit = plan.limit or None
+    candidates: list[tuple[ScanSegment, Index, list[_OrderKeys]]] = []
+    for seg, sel in scanned:
+        if len(sel) == 0:
+            continue
+        keys = [_order_keys(seg, ob.field, sel) for ob in plan.order_by]
+        if limit is not None and len(sel) > limit:
+            top = _order(keys, plan.order_by, limit)
+            sel = sel[top]
+            keys = [k.take(top) for k in keys]
+        candidates.append((seg, sel, keys))
+    if not candidates:
+        return []
+    merged = [
+        _OrderKeys(
+            *(np.concatenate([getattr(c[2][i], f) for c in candidates]) for f in _ORDER_FIELDS)
+        )
+        for i in range(len(plan.order_by))
+    ]
+    for k in merged:
+        _, inverse = np.unique(k.string, return_inverse=True)
+        k.code = inverse.reshape(-1).astype(np.int64)
+    order = _order(merged, plan.order_by, limit)
+    owner = np.concatenate([np.full(len(c[1]), i, dtype=np.intp) for i, c in enumerate(candidates)])
+    positions = np.concatenate([c[1] for c in candidates])
+    out: list[events_pb2.Row | None] = [None] * len(order)
+    chosen_owner = owner[order]
+    for i in np.unique(chosen_owner).tolist():
+        slots = np.flatnonzero(chosen_owner == i)
+        materialized = _materialize(candidates[i][0], positions[order[slots]], plan.select_fields)
+        for slot, row in zip(slots.tolist(), materialized, strict=True):
+            out[slot] = row
+    return [r for r in out if r is not None]

@@ -1,0 +1,473 @@
+"""The node's RocksDB: sealed segments of every partition it holds, each partition's applied Kafka
+offset written atomically with its data, and a bounded cache of decoded columns. Blocking: the
+app calls it through asyncio.to_thread. Key layout: FORMAT.md."""
+
+from __future__ import annotations
+
+import re
+import struct
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from rocksdict import Options, Rdict, Snapshot, WriteBatch
+
+from flakehouse.storage.segment import (
+    Columns,
+    ColumnView,
+    SegmentView,
+    check_format,
+    decode_column,
+    decode_event_ids,
+    decode_timestamps,
+)
+from flakehouse.storage.v1 import storage_pb2
+
+STORE_FORMAT = b"1"
+_DATASET = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_VERSION_KEY = b"v"
+_PARTITION_PREFIX = b"p/"
+_OFFSET = b"o"
+_META = b"m"
+_DATA = b"s"
+_TIMESTAMPS = b"t"
+_EVENT_IDS = b"i"
+_COLUMN = b"c"
+_U64 = struct.Struct(">Q")
+_I64 = struct.Struct(">q")
+_U32 = struct.Struct(">I")
+
+PartitionKey = tuple[str, int]
+
+
+def _partition_prefix(dataset: str, partition: int) -> bytes:
+    if not _DATASET.match(dataset):
+        raise ValueError(f"invalid dataset name {dataset!r}")
+    if not 0 <= partition < 2**32:
+        raise ValueError(f"invalid partition {partition}")
+    return _PARTITION_PREFIX + dataset.encode() + b"/" + _U32.pack(partition)
+
+
+def _prefix_end(prefix: bytes) -> bytes:
+    # Every key under a partition continues with one of b"m", b"o", b"s": all below 0xff.
+    return prefix + b"\xff"
+
+
+def _meta_key(prefix: bytes, sequence: int) -> bytes:
+    return prefix + _META + _U64.pack(sequence)
+
+
+def _data_prefix(prefix: bytes, sequence: int) -> bytes:
+    return prefix + _DATA + _U64.pack(sequence)
+
+
+def _column_key(prefix: bytes, sequence: int, name: str, kind: int) -> bytes:
+    return _data_prefix(prefix, sequence) + _COLUMN + bytes([kind]) + name.encode()
+
+
+@dataclass(frozen=True)
+class _SegmentInfo:
+    """A sealed segment's metadata (the Segment message without data; its ColumnChunks carry
+    name, type, count and stats only) and the bytes its data takes in RocksDB."""
+
+    meta: storage_pb2.Segment
+    nbytes: int
+
+
+@dataclass
+class _Partition:
+    offset: int | None = None
+    segments: dict[int, _SegmentInfo] = field(default_factory=dict)
+
+
+def _encode_meta(meta: storage_pb2.Segment, nbytes: int) -> bytes:
+    return _U64.pack(nbytes) + meta.SerializeToString()
+
+
+def _decode_meta(raw: bytes) -> _SegmentInfo:
+    meta = storage_pb2.Segment()
+    meta.ParseFromString(raw[_U64.size :])
+    return _SegmentInfo(meta=meta, nbytes=_U64.unpack_from(raw)[0])
+
+
+def _strip(segment: storage_pb2.Segment) -> storage_pb2.Segment:
+    meta = storage_pb2.Segment()
+    meta.CopyFrom(segment)
+    meta.ClearField("timestamps")
+    meta.ClearField("event_ids")
+    for chunk in meta.columns:
+        chunk.ClearField("rows")
+        chunk.ClearField("values")
+        chunk.ClearField("dictionary")
+    return meta
+
+
+def _segment_records(prefix: bytes, segment: storage_pb2.Segment) -> list[tuple[bytes, bytes]]:
+    """Every key/value of one sealed segment, its metadata record last."""
+    check_format(segment)
+    decode_timestamps(segment)
+    decode_event_ids(segment)
+    seq = segment.sequence
+    data = _data_prefix(prefix, seq)
+    records = [(data + _TIMESTAMPS, segment.timestamps), (data + _EVENT_IDS, segment.event_ids)]
+    for chunk in segment.columns:
+        decode_column(chunk)  # validate before it becomes durable
+        records.append(
+            (_column_key(prefix, seq, chunk.name, chunk.type), chunk.SerializeToString())
+        )
+    nbytes = sum(len(value) for _, value in records)
+    records.append((_meta_key(prefix, seq), _encode_meta(_strip(segment), nbytes)))
+    return records
+
+
+class _Cache:
+    """LRU of decoded arrays keyed by (dataset, partition, generation, sequence, part...),
+    bounded in bytes."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple[Any, ...], tuple[Any, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> Any:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return None
+            self._items.move_to_end(key)
+            return item[0]
+
+    def put(self, key: tuple[Any, ...], value: Any, nbytes: int) -> None:
+        if nbytes > self.max_bytes:
+            return
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._bytes -= old[1]
+            self._items[key] = (value, nbytes)
+            self._bytes += nbytes
+            while self._bytes > self.max_bytes:
+                _, (_, size) = self._items.popitem(last=False)
+                self._bytes -= size
+
+    def discard(self, dataset: str, partition: int, sequences: set[int] | None = None) -> None:
+        with self._lock:
+            for key in [
+                k
+                for k in self._items
+                if k[0] == dataset
+                and k[1] == partition
+                and (sequences is None or k[3] in sequences)
+            ]:
+                self._bytes -= self._items.pop(key)[1]
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+
+class SegmentStore:
+    """All sealed segments of one node, in one RocksDB, plus the applied offset per partition.
+    Thread-safe: writes and the in-memory catalog are under one lock; reads of segment data go
+    through a RocksDB snapshot taken with the catalog, so a concurrent drop cannot tear a query."""
+
+    def __init__(self, path: str, *, cache_bytes: int = 256 * 1024 * 1024) -> None:
+        self._db = Rdict(path, options=Options(raw_mode=True))
+        self._lock = threading.RLock()
+        self._cache = _Cache(cache_bytes)
+        # Bumped whenever a partition's segments are deleted or replaced, and part of every cache
+        # key, so that a query still reading an older snapshot cannot put stale arrays under a
+        # sequence number that gets reused.
+        self._generations: dict[PartitionKey, int] = {}
+        self._closed = False
+        version = self._db.get(_VERSION_KEY)
+        if version is None:
+            self._db.put(_VERSION_KEY, STORE_FORMAT)
+        elif version != STORE_FORMAT:
+            self._db.close()
+            raise ValueError(f"store at {path} has format {version!r}, expected {STORE_FORMAT!r}")
+        self._partitions: dict[PartitionKey, _Partition] = self._load_catalog()
+
+    def _load_catalog(self) -> dict[PartitionKey, _Partition]:
+        """Reads every partition's offset and segment metadata (small records), skipping over the
+        segment data with one seek per partition."""
+        catalog: dict[PartitionKey, _Partition] = {}
+        it = self._db.iter()
+        it.seek(_PARTITION_PREFIX)
+        while it.valid():
+            key: bytes = it.key()
+            if not key.startswith(_PARTITION_PREFIX):
+                break
+            slash = key.index(b"/", len(_PARTITION_PREFIX))
+            prefix = key[: slash + 1 + _U32.size]
+            dataset = key[len(_PARTITION_PREFIX) : slash].decode()
+            (partition,) = _U32.unpack(prefix[slash + 1 :])
+            part = catalog.setdefault((dataset, partition), _Partition())
+            raw_offset = self._db.get(prefix + _OFFSET)
+            if raw_offset is not None:
+                part.offset = _I64.unpack(raw_offset)[0]
+            it.seek(prefix + _META)
+            while it.valid() and it.key().startswith(prefix + _META):
+                info = _decode_meta(it.value())
+                part.segments[info.meta.sequence] = info
+                it.next()
+            it.seek(_prefix_end(prefix))
+        return catalog
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("segment store is closed")
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def applied_offset(self, dataset: str, partition: int) -> int | None:
+        """The next Kafka offset to consume for the partition, or None if it was never written."""
+        with self._lock:
+            self._check_open()
+            part = self._partitions.get((dataset, partition))
+            return part.offset if part is not None else None
+
+    def partitions(self) -> list[PartitionKey]:
+        with self._lock:
+            self._check_open()
+            return sorted(self._partitions)
+
+    def usage(self, dataset: str, partition: int) -> tuple[int, int, int]:
+        """(rows, bytes, sealed segments) of the partition's sealed data."""
+        with self._lock:
+            self._check_open()
+            part = self._partitions.get((dataset, partition))
+            if part is None:
+                return 0, 0, 0
+            infos = part.segments.values()
+            return sum(i.meta.row_count for i in infos), sum(i.nbytes for i in infos), len(infos)
+
+    def segment_metas(self, dataset: str, partition: int) -> list[storage_pb2.Segment]:
+        """Metadata of the partition's sealed segments, oldest first (no data; for retention)."""
+        with self._lock:
+            self._check_open()
+            part = self._partitions.get((dataset, partition))
+            if part is None:
+                return []
+            return [part.segments[s].meta for s in sorted(part.segments)]
+
+    def next_sequence(self, dataset: str, partition: int) -> int:
+        with self._lock:
+            self._check_open()
+            part = self._partitions.get((dataset, partition))
+            if part is None or not part.segments:
+                return 0
+            return max(part.segments) + 1
+
+    def _snapshot(
+        self, dataset: str, partition: int
+    ) -> tuple[Snapshot, bytes, list[_SegmentInfo], int]:
+        prefix = _partition_prefix(dataset, partition)
+        with self._lock:
+            self._check_open()
+            part = self._partitions.get((dataset, partition))
+            infos = [part.segments[s] for s in sorted(part.segments)] if part else []
+            generation = self._generations.get((dataset, partition), 0)
+            return self._db.snapshot(), prefix, infos, generation
+
+    def _invalidate(self, dataset: str, partition: int, sequences: set[int] | None = None) -> None:
+        key = (dataset, partition)
+        self._generations[key] = self._generations.get(key, 0) + 1
+        self._cache.discard(dataset, partition, sequences)
+
+    def segments(
+        self, dataset: str, partition: int, fields: set[str] | None = None
+    ) -> Iterator[SegmentView]:
+        """Views of the partition's sealed segments, oldest first, as of this call. Each view
+        decodes its timestamps and `fields` (all when None) on first access, through the cache;
+        event ids likewise. Do not keep views beyond a query: they hold a RocksDB snapshot."""
+        snap, prefix, infos, gen = self._snapshot(dataset, partition)
+        views = [self._lazy_view(snap, (dataset, partition, gen), prefix, i, fields) for i in infos]
+        return iter(views)
+
+    def _lazy_view(
+        self,
+        snap: Snapshot,
+        cache_key: tuple[str, int, int],
+        prefix: bytes,
+        info: _SegmentInfo,
+        fields: set[str] | None,
+    ) -> SegmentView:
+        meta = info.meta
+        seq = meta.sequence
+        wanted = [(c.name, c.type) for c in meta.columns if fields is None or c.name in fields]
+        data = _data_prefix(prefix, seq)
+
+        def load_array(part: bytes, dtype: str) -> npt.NDArray[Any]:
+            key = (*cache_key, seq, part)
+            cached = self._cache.get(key)
+            if cached is None:
+                cached = np.frombuffer(snap[data + part], dtype=dtype)
+                if len(cached) != meta.row_count:
+                    raise ValueError(f"segment {seq}: {len(cached)} values, {meta.row_count} rows")
+                self._cache.put(key, cached, cached.nbytes)
+            return cached  # type: ignore[no-any-return]
+
+        def load() -> tuple[npt.NDArray[np.int64], Columns]:
+            columns: Columns = {}
+            for name, kind in wanted:
+                key = (*cache_key, seq, _COLUMN, name, kind)
+                col: ColumnView | None = self._cache.get(key)
+                if col is None:
+                    chunk = storage_pb2.ColumnChunk()
+                    chunk.ParseFromString(snap[_column_key(prefix, seq, name, kind)])
+                    col = decode_column(chunk)
+                    self._cache.put(key, col, col.nbytes)
+                columns.setdefault(name, {})[kind] = col
+            return load_array(_TIMESTAMPS, "<i8"), columns
+
+        def load_ids() -> npt.NDArray[np.uint64]:
+            return load_array(_EVENT_IDS, "<u8")
+
+        return SegmentView(
+            row_count=meta.row_count,
+            min_ts=meta.min_timestamp_us,
+            max_ts=meta.max_timestamp_us,
+            sequence=seq,
+            loader=load,
+            ids_loader=load_ids,
+            column_counts={(c.name, c.type): c.count for c in meta.columns},
+        )
+
+    def segment_protos(self, dataset: str, partition: int) -> Iterator[storage_pb2.Segment]:
+        """Full sealed segments, oldest first, as of this call: what a peer bootstraps from."""
+        snap, prefix, infos, _ = self._snapshot(dataset, partition)
+
+        def generate() -> Iterator[storage_pb2.Segment]:
+            for info in infos:
+                seq = info.meta.sequence
+                segment = storage_pb2.Segment()
+                segment.CopyFrom(info.meta)
+                data = _data_prefix(prefix, seq)
+                segment.timestamps = snap[data + _TIMESTAMPS]
+                segment.event_ids = snap[data + _EVENT_IDS]
+                for chunk in segment.columns:
+                    chunk.ParseFromString(snap[_column_key(prefix, seq, chunk.name, chunk.type)])
+                yield segment
+
+        return generate()
+
+    def recent_event_ids(self, dataset: str, partition: int, max_ids: int) -> set[int]:
+        """Up to `max_ids` event ids of the newest sealed rows, to rebuild the dedupe window."""
+        out: set[int] = set()
+        views = list(self.segments(dataset, partition, fields=set()))
+        for view in reversed(views):
+            remaining = max_ids - len(out)
+            if remaining <= 0:
+                break
+            ids = view.event_ids
+            out.update(ids[-remaining:].tolist() if remaining < len(ids) else ids.tolist())
+        return out
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def seal(self, segment: storage_pb2.Segment, next_offset: int) -> None:
+        """Makes `segment` durable together with the partition's new applied offset, in one
+        WriteBatch: after a crash either both are there or neither. A segment without rows only
+        advances the offset."""
+        dataset, partition = segment.dataset, segment.partition
+        prefix = _partition_prefix(dataset, partition)
+        records = _segment_records(prefix, segment) if segment.row_count else []
+        with self._lock:
+            self._check_open()
+            part = self._partitions.get((dataset, partition))
+            if part is not None and part.offset is not None and next_offset < part.offset:
+                raise ValueError(
+                    f"{dataset}/{partition}: offset would go back from {part.offset} "
+                    f"to {next_offset}"
+                )
+            if records and part is not None and segment.sequence in part.segments:
+                raise ValueError(f"{dataset}/{partition}: segment {segment.sequence} exists")
+            batch = WriteBatch(raw_mode=True)
+            for key, value in records:
+                batch.put(key, value)
+            batch.put(prefix + _OFFSET, _I64.pack(next_offset))
+            self._db.write(batch)
+            part = self._partitions.setdefault((dataset, partition), _Partition())
+            part.offset = next_offset
+            if records:
+                part.segments[segment.sequence] = _decode_meta(records[-1][1])
+
+    def install_segments(
+        self,
+        dataset: str,
+        partition: int,
+        segments: Iterable[storage_pb2.Segment],
+        applied_offset: int,
+    ) -> None:
+        """Replaces the partition's data with `segments` (from a peer) and its offset, in one
+        WriteBatch. The whole transfer is held in memory until written."""
+        prefix = _partition_prefix(dataset, partition)
+        batch = WriteBatch(raw_mode=True)
+        batch.delete_range(prefix, _prefix_end(prefix))
+        installed: dict[int, _SegmentInfo] = {}
+        for segment in segments:
+            if segment.dataset != dataset or segment.partition != partition:
+                raise ValueError(
+                    f"segment of {segment.dataset}/{segment.partition} "
+                    f"given for {dataset}/{partition}"
+                )
+            if segment.sequence in installed:
+                raise ValueError(f"segment {segment.sequence} given twice")
+            if not segment.row_count:
+                continue
+            records = _segment_records(prefix, segment)
+            for key, value in records:
+                batch.put(key, value)
+            installed[segment.sequence] = _decode_meta(records[-1][1])
+        batch.put(prefix + _OFFSET, _I64.pack(applied_offset))
+        with self._lock:
+            self._check_open()
+            self._db.write(batch)
+            self._partitions[(dataset, partition)] = _Partition(applied_offset, installed)
+            self._invalidate(dataset, partition)
+
+    def drop_segments(self, dataset: str, partition: int, sequences: Iterable[int]) -> int:
+        """Deletes some sealed segments (retention, quota); the applied offset stays. Returns how
+        many existed."""
+        prefix = _partition_prefix(dataset, partition)
+        with self._lock:
+            self._check_open()
+            part = self._partitions.get((dataset, partition))
+            if part is None:
+                return 0
+            gone = {s for s in sequences if s in part.segments}
+            batch = WriteBatch(raw_mode=True)
+            for seq in gone:
+                data = _data_prefix(prefix, seq)
+                batch.delete_range(data, data + b"\xff")
+                batch.delete(_meta_key(prefix, seq))
+            if gone:
+                self._db.write(batch)
+            for seq in gone:
+                del part.segments[seq]
+            if gone:
+                self._invalidate(dataset, partition, gone)
+            return len(gone)
+
+    def drop_partition(self, dataset: str, partition: int) -> None:
+        """Deletes everything of the partition, its offset included."""
+        prefix = _partition_prefix(dataset, partition)
+        with self._lock:
+            self._check_open()
+            batch = WriteBatch(raw_mode=True)
+            batch.delete_range(prefix, _prefix_end(prefix))
+            self._db.write(batch)
+            self._partitions.pop((dataset, partition), None)
+            self._invalidate(dataset, partition)
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._db.close()

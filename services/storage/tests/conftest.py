@@ -1,0 +1,179 @@
+"""Helpers for the storage tests: EventBatches from plain dicts and QueryPlans from short calls,
+offered as one `kit` fixture (test modules cannot import each other under importlib mode)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pytest
+
+from flakehouse.common.v1 import events_pb2, plan_pb2
+from flakehouse.events import values as v
+from flakehouse.events.values import Scalar
+
+_ids = itertools.count(1)
+
+OPS = {
+    "=": plan_pb2.COMPARE_OP_EQ,
+    "!=": plan_pb2.COMPARE_OP_NE,
+    "<": plan_pb2.COMPARE_OP_LT,
+    "<=": plan_pb2.COMPARE_OP_LE,
+    ">": plan_pb2.COMPARE_OP_GT,
+    ">=": plan_pb2.COMPARE_OP_GE,
+}
+F = plan_pb2.AggregateFunction
+
+
+class Kit:
+    """Builders for test inputs. Events are dicts with an int `timestamp` (µs) and optionally an
+    `_id`; every other key is a field."""
+
+    OPS = OPS
+
+    @staticmethod
+    def batch(events: Sequence[dict[str, Any]], upload_id: str = "u") -> events_pb2.EventBatch:
+        batch = events_pb2.EventBatch(schema_version=1, upload_id=upload_id, row_count=len(events))
+        columns: dict[tuple[str, int], events_pb2.Column] = {}
+        for row, event in enumerate(events):
+            batch.timestamps.append(event["timestamp"])
+            batch.event_ids.append(event["_id"] if "_id" in event else next(_ids))
+            for name, value in event.items():
+                if name in ("timestamp", "_id") or value is None:
+                    continue
+                kind = v.type_of(value)
+                col = columns.get((name, kind))
+                if col is None:
+                    col = columns[(name, kind)] = batch.columns.add(name=name, type=kind)  # type: ignore[arg-type]
+                col.rows.append(row)
+                if kind == v.STRING:
+                    col.string_values.append(value)
+                elif kind == v.INT:
+                    col.int_values.append(value)
+                elif kind == v.FLOAT:
+                    col.float_values.append(value)
+                else:
+                    col.bool_values.append(value)
+        return batch
+
+    @staticmethod
+    def value(x: Scalar | None) -> events_pb2.Value:
+        return v.to_value(x)
+
+    @staticmethod
+    def cmp(field: str, op: str, literal: Scalar | None) -> plan_pb2.Expr:
+        return plan_pb2.Expr(
+            compare=plan_pb2.Compare(op=OPS[op], field=field, value=v.to_value(literal))
+        )
+
+    @staticmethod
+    def in_(field: str, literals: Iterable[Scalar | None], negated: bool = False) -> plan_pb2.Expr:
+        return plan_pb2.Expr(
+            in_list=plan_pb2.InList(
+                field=field, values=[v.to_value(x) for x in literals], negated=negated
+            )
+        )
+
+    @staticmethod
+    def like(field: str, pattern: str, negated: bool = False) -> plan_pb2.Expr:
+        return plan_pb2.Expr(like=plan_pb2.Like(field=field, pattern=pattern, negated=negated))
+
+    @staticmethod
+    def is_null(field: str, negated: bool = False) -> plan_pb2.Expr:
+        return plan_pb2.Expr(is_null=plan_pb2.IsNull(field=field, negated=negated))
+
+    @staticmethod
+    def and_(*operands: plan_pb2.Expr) -> plan_pb2.Expr:
+        return plan_pb2.Expr(
+            junction=plan_pb2.Junction(op=plan_pb2.JUNCTION_OP_AND, operands=operands)
+        )
+
+    @staticmethod
+    def or_(*operands: plan_pb2.Expr) -> plan_pb2.Expr:
+        return plan_pb2.Expr(
+            junction=plan_pb2.Junction(op=plan_pb2.JUNCTION_OP_OR, operands=operands)
+        )
+
+    @staticmethod
+    def not_(operand: plan_pb2.Expr) -> plan_pb2.Expr:
+        expr = plan_pb2.Expr()
+        getattr(expr, "not").operand.CopyFrom(operand)
+        return expr
+
+    @staticmethod
+    def agg(function: str, field: str = "", quantile: float = 0.0) -> plan_pb2.Aggregate:
+        return plan_pb2.Aggregate(
+            function=F.Value(f"AGGREGATE_FUNCTION_{function.upper()}"),
+            field=field,
+            quantile=quantile,
+        )
+
+    @staticmethod
+    def plan(
+        *,
+        filter: plan_pb2.Expr | None = None,
+        group_by: Sequence[str | int] = (),
+        aggregates: Sequence[plan_pb2.Aggregate] = (),
+        select: Sequence[str] = (),
+        order_by: Sequence[tuple[str, bool]] = (),
+        limit: int = 0,
+        start: int | None = None,
+        end: int | None = None,
+    ) -> plan_pb2.QueryPlan:
+        """group_by: a str is a field, an int a time-bucket width in µs; order_by: (field, desc)."""
+        plan = plan_pb2.QueryPlan(
+            ir_version=1,
+            dataset="ci",
+            aggregates=aggregates,
+            select_fields=select,
+            order_by=[plan_pb2.OrderBy(field=f, descending=d) for f, d in order_by],
+            limit=limit,
+        )
+        if filter is not None:
+            plan.filter.CopyFrom(filter)
+        for key in group_by:
+            if isinstance(key, str):
+                plan.group_by.add(field=key)
+            else:
+                plan.group_by.add(time_bucket_us=key)
+        if start is not None:
+            plan.time_range.start_us = start
+        if end is not None:
+            plan.time_range.end_us = end
+        return plan
+
+    @staticmethod
+    def groups(result: plan_pb2.PartialResult) -> dict[tuple[Any, ...], list[Any]]:
+        """Groups as {key tuple: [state summaries]}; key items are (type name, value) or None."""
+        out: dict[tuple[Any, ...], list[Any]] = {}
+        for group in result.groups:
+            key = tuple(Kit.typed(k) for k in group.key)
+            assert key not in out, f"group {key} appears twice"
+            out[key] = [Kit.state(s) for s in group.states]
+        return out
+
+    @staticmethod
+    def typed(value: events_pb2.Value) -> tuple[str, Any] | None:
+        kind = value.WhichOneof("kind")
+        return None if kind is None else (kind.removesuffix("_value"), getattr(value, kind))
+
+    @staticmethod
+    def state(state: plan_pb2.AggregateState) -> dict[str, Any]:
+        assert not state.HasField("extreme") or state.extreme.WhichOneof("kind") is not None
+        return {
+            "count": state.count,
+            "sum": state.sum,
+            "int_sum": state.int_sum,
+            "float_seen": state.float_seen,
+            "extreme": Kit.typed(state.extreme) if state.HasField("extreme") else None,
+        }
+
+    @staticmethod
+    def rows(result: plan_pb2.PartialResult) -> list[tuple[Any, ...]]:
+        return [tuple(v.from_value(x) for x in row.values) for row in result.rows]
+
+
+@pytest.fixture
+def kit() -> type[Kit]:
+    return Kit
