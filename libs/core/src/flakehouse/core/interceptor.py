@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -74,18 +75,8 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
 
     def _wrap_unary(self, method: str, behavior: Any) -> Any:
         async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            started = time.perf_counter()
-            code = grpc.StatusCode.OK
-            try:
+            async with self._handled(method, context):
                 return await behavior(request, context)
-            except grpc.aio.AbortError:
-                code = context.code() or grpc.StatusCode.UNKNOWN
-                raise
-            except Exception as exc:
-                code = status_of(exc)
-                await _abort(method, exc, code, context)
-            finally:
-                self._observe(method, code, started)
 
         return wrapper
 
@@ -93,25 +84,30 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         async def wrapper(
             request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
-            started = time.perf_counter()
-            code = grpc.StatusCode.OK
-            try:
+            async with self._handled(method, context):
                 async for item in behavior(request, context):
                     yield item
-            except grpc.aio.AbortError:
-                code = context.code() or grpc.StatusCode.UNKNOWN
-                raise
-            except Exception as exc:
-                code = status_of(exc)
-                await _abort(method, exc, code, context)
-            finally:
-                self._observe(method, code, started)
 
         return wrapper
 
-    def _observe(self, method: str, code: grpc.StatusCode, started: float) -> None:
-        self._metrics.latency.labels(method).observe(time.perf_counter() - started)
-        self._metrics.requests.labels(method, code.name).inc()
+    @contextlib.asynccontextmanager
+    async def _handled(
+        self, method: str, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[None]:
+        """Times the call, counts it by status, and turns exceptions into statuses."""
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        try:
+            yield
+        except grpc.aio.AbortError:
+            code = context.code() or grpc.StatusCode.UNKNOWN
+            raise
+        except Exception as exc:
+            code = status_of(exc)
+            await _abort(method, exc, code, context)
+        finally:
+            self._metrics.latency.labels(method).observe(time.perf_counter() - started)
+            self._metrics.requests.labels(method, code.name).inc()
 
 
 def status_of(exc: Exception) -> grpc.StatusCode:

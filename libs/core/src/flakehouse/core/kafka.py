@@ -115,6 +115,25 @@ class KafkaAdmin:
         await self._admin.delete_topics([name])
 
 
+async def read_state_topic(
+    bootstrap: str, client_id: str, topic: str
+) -> list[tuple[bytes | None, bytes | None]]:
+    """Creates the single-partition compacted state topic if needed and returns its records
+    in order (the last value of a key wins): how quota and replication rebuild at start."""
+    admin = KafkaAdmin(bootstrap, client_id)
+    await admin.start()
+    try:
+        await admin.create_topic(topic, 1, compact=True)
+    finally:
+        await admin.close()
+    consumer = make_consumer(bootstrap, client_id)
+    await consumer.start()
+    try:
+        return await read_to_end(consumer, topic, 1)
+    finally:
+        await consumer.stop()
+
+
 async def read_to_end(
     consumer: AIOKafkaConsumer, topic: str, partitions: int
 ) -> list[tuple[bytes | None, bytes | None]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -12,7 +13,7 @@ from flakehouse.common.v1 import events_pb2
 from flakehouse.core.errors import Internal, InvalidArgument
 from flakehouse.core.server import CHANNEL_OPTIONS
 from flakehouse.events.model import validate_dataset_name
-from flakehouse.query.fanout import FanOutResult, fan_out
+from flakehouse.query.fanout import FanOutResult, NodeCall, fan_out
 from flakehouse.query.merge import PartialResultError, finalize, merge_partials
 from flakehouse.query.placements import Placements
 from flakehouse.query.planner import QueryError, plan_query
@@ -34,6 +35,19 @@ class StorageChannels:
             self._channels.append(channel)
             self._stubs[address] = storage_pb2_grpc.StorageServiceStub(channel)
         return self._stubs[address]
+
+    def call(self, method: str, request_for: Callable[[list[int]], Any]) -> NodeCall[Any]:
+        """A fan-out call of one StorageService method whose response lists `unavailable`
+        partitions; request_for builds the request for a node's share of partitions."""
+
+        async def call(
+            address: str, partitions: list[int], remaining_s: float
+        ) -> tuple[Any, dict[int, str]]:
+            rpc = getattr(self.stub(address), method)
+            response = await rpc(request_for(partitions), timeout=remaining_s)
+            return response, {e.partition: e.reason for e in response.unavailable}
+
+        return call
 
     async def close(self) -> None:
         for channel in self._channels:
@@ -70,15 +84,10 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
         plan = planned.plan
         dataset, nodes = await self._placements.lookup(plan.dataset)
 
-        async def execute(
-            address: str, partitions: list[int], remaining_s: float
-        ) -> tuple[storage_pb2.ExecuteFragmentResponse, dict[int, str]]:
-            response = await self._storage.stub(address).ExecuteFragment(
-                storage_pb2.ExecuteFragmentRequest(plan=plan, partitions=partitions),
-                timeout=remaining_s,
-            )
-            return response, {e.partition: e.reason for e in response.unavailable}
-
+        execute = self._storage.call(
+            "ExecuteFragment",
+            lambda parts: storage_pb2.ExecuteFragmentRequest(plan=plan, partitions=parts),
+        )
         result = await fan_out(dataset, nodes, execute, timeout_s)
         try:
             merged = merge_partials(planned, [r.result for r in result.responses])
@@ -119,15 +128,10 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
             raise InvalidArgument(str(exc)) from None
         dataset, nodes = await self._placements.lookup(name)
 
-        async def describe(
-            address: str, partitions: list[int], remaining_s: float
-        ) -> tuple[storage_pb2.DescribeFieldsResponse, dict[int, str]]:
-            response = await self._storage.stub(address).DescribeFields(
-                storage_pb2.DescribeFieldsRequest(dataset=name, partitions=partitions),
-                timeout=remaining_s,
-            )
-            return response, {e.partition: e.reason for e in response.unavailable}
-
+        describe = self._storage.call(
+            "DescribeFields",
+            lambda parts: storage_pb2.DescribeFieldsRequest(dataset=name, partitions=parts),
+        )
         result = await fan_out(dataset, nodes, describe, self._timeout_s(0))
         counts: dict[tuple[str, int], int] = defaultdict(int)
         for response in result.responses:

@@ -8,13 +8,7 @@ import time
 
 from prometheus_client import CollectorRegistry
 
-from flakehouse.core.kafka import (
-    KafkaAdmin,
-    make_consumer,
-    make_producer,
-    quotas_topic,
-    read_to_end,
-)
+from flakehouse.core.kafka import make_producer, quotas_topic, read_state_topic
 from flakehouse.core.server import GrpcServer, service_name
 from flakehouse.quota.api import QuotaApi
 from flakehouse.quota.ledger import Ledger
@@ -47,18 +41,9 @@ class QuotaApp:
 
     async def _load_limits(self) -> None:
         """Rebuilds every limit from the compacted topic; the last value of a dataset wins."""
-        admin = KafkaAdmin(self.settings.kafka_bootstrap, "flakehouse-quota")
-        await admin.start()
-        try:
-            await admin.create_topic(self.topic, 1, compact=True)
-        finally:
-            await admin.close()
-        consumer = make_consumer(self.settings.kafka_bootstrap, "flakehouse-quota")
-        await consumer.start()
-        try:
-            records = await read_to_end(consumer, self.topic, 1)
-        finally:
-            await consumer.stop()
+        records = await read_state_topic(
+            self.settings.kafka_bootstrap, "flakehouse-quota", self.topic
+        )
         for key, value in records:
             if key is not None and value is not None:
                 self.ledger.set_quota(quota_pb2.Quota.FromString(value), time.monotonic())

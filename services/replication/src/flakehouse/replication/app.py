@@ -12,10 +12,9 @@ from prometheus_client import CollectorRegistry, Gauge
 from flakehouse.core.kafka import (
     KafkaAdmin,
     dataset_of_topic,
-    make_consumer,
     make_producer,
     placement_topic,
-    read_to_end,
+    read_state_topic,
 )
 from flakehouse.core.server import GrpcServer, service_name
 from flakehouse.core.tasks import BackgroundTasks
@@ -69,7 +68,6 @@ class ReplicationApp:
     async def start(self) -> None:
         await self.admin.start()
         await self.producer.start()
-        await self.admin.create_topic(self.topic, 1, compact=True)
         await self._restore()
         await self.server.start()
         await self.refresh()
@@ -77,12 +75,9 @@ class ReplicationApp:
         await self.server.set_serving(True)
 
     async def _restore(self) -> None:
-        consumer = make_consumer(self.settings.kafka_bootstrap, "flakehouse-replication")
-        await consumer.start()
-        try:
-            records = await read_to_end(consumer, self.topic, 1)
-        finally:
-            await consumer.stop()
+        records = await read_state_topic(
+            self.settings.kafka_bootstrap, "flakehouse-replication", self.topic
+        )
         saved = [value for key, value in records if key == PLACEMENT_KEY and value]
         if saved:
             placement = replication_pb2.Placement.FromString(saved[-1])
