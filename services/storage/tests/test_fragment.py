@@ -435,6 +435,27 @@ def test_nan_is_ignored_by_min_and_max(kit: Any) -> None:
     assert math.isnan(only_nan.extreme.float_value)
 
 
+def test_nan_across_segments(kit: Any) -> None:
+    nan, number = {"timestamp": 0, "f": float("nan")}, {"timestamp": 1, "f": 1.5}
+    plan = kit.plan(aggregates=[kit.agg("min", "f"), kit.agg("max", "f")])
+    for chunks in ([[nan], [number]], [[number], [nan]]):
+        assert kit.groups(_run(kit, plan, *chunks)) == {
+            (): [_state(extreme=("float", 1.5)), _state(extreme=("float", 1.5))]
+        }
+    grouped = kit.plan(group_by=["f"], aggregates=[kit.agg("count")])
+    result = _run(kit, grouped, [nan, number], [dict(nan)], [number])
+    counts = sorted((g.key[0].float_value, g.states[0].count) for g in result.groups)
+    assert len(counts) == 2 and counts[0] == (1.5, 2)
+    assert math.isnan(counts[1][0]) and counts[1][1] == 2
+
+
+def test_exact_int_sums_merge_across_segments(kit: Any) -> None:
+    big = [{"timestamp": 0, "n": 2**62}, {"timestamp": 1, "n": 2**62 - 1}]
+    plan = kit.plan(aggregates=[kit.agg("sum", "n")])
+    result = _run(kit, plan, big, [{"timestamp": 2, "n": -(2**62)}], [{"timestamp": 3, "n": 6}])
+    assert kit.groups(result) == {(): [_state(4, 0.0, 2**62 + 5)]}
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

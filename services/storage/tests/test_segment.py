@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from flakehouse.events import values as v
-from flakehouse.storage.segment import FORMAT_VERSION, SegmentBuilder, SegmentView, decode_segment
+from flakehouse.storage.segment import (
+    FORMAT_VERSION,
+    SegmentBuilder,
+    SegmentView,
+    decode_segment,
+    validate_segment,
+)
 
 EVENTS = [
     {"timestamp": 300, "_id": 1, "status": "passed", "duration": 1.5, "retries": 0},
@@ -149,6 +155,10 @@ def test_malformed_batches_are_rejected_without_change(kit: Any) -> None:
     bad.columns[0].rows[:] = [1, 0]
     with pytest.raises(ValueError, match="ascend"):
         builder.add(bad, offset=1)
+    bad = kit.batch(EVENTS[1:])
+    bad.columns.append(bad.columns[0])
+    with pytest.raises(ValueError, match="two columns"):
+        builder.add(bad, offset=1)
     assert (builder.row_count, builder.last_offset) == (1, 0)
     assert _as_dicts(builder.view()) == EVENTS[:1]
 
@@ -173,3 +183,35 @@ def test_sealed_builder_refuses_rows_and_empty_seal_keeps_offsets(kit: Any) -> N
     assert decode_segment(segment).row_count == 0
     with pytest.raises(RuntimeError):
         builder.add(kit.batch(EVENTS), offset=10)
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "message"),
+    [
+        (lambda s: setattr(s, "min_timestamp_us", 101), "min/max"),
+        (lambda s: setattr(s, "timestamps", s.timestamps[:-8]), "timestamps"),
+        (lambda s: setattr(s, "event_ids", s.event_ids + b"\0" * 8), "event ids"),
+        (lambda s: s.columns.append(s.columns[0]), "twice"),
+        (lambda s: _chunk(s, "status", v.STRING).dictionary.reverse(), "sorted"),
+        (lambda s: setattr(_chunk(s, "status", v.STRING), "values", b"\x09" * 12), "codes"),
+        (
+            lambda s: setattr(_chunk(s, "retries", v.INT), "rows", bytes([2, 0, 0, 0, 0, 0, 0, 0])),
+            "ascend",
+        ),
+        (lambda s: setattr(_chunk(s, "retries", v.INT), "rows", bytes([9, 0, 0, 0] * 2)), "ascend"),
+        (lambda s: setattr(_chunk(s, "retries", v.INT), "count", 3), "count"),
+        (lambda s: setattr(s, "format_version", 7), "format_version"),
+    ],
+)
+def test_validate_segment_rejects_corruption(kit: Any, corrupt: Any, message: str) -> None:
+    builder = SegmentBuilder("ci", 0, 0)
+    builder.add(kit.batch(EVENTS), offset=0)
+    segment = builder.seal()
+    validate_segment(segment)
+    corrupt(segment)
+    with pytest.raises(ValueError, match=message):
+        validate_segment(segment)
+
+
+def _chunk(segment: Any, name: str, kind: int) -> Any:
+    return next(c for c in segment.columns if c.name == name and c.type == kind)

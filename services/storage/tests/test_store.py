@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -250,4 +252,58 @@ def test_seal_and_install_each_make_exactly_one_write(kit: Any, tmp_path: Path) 
     assert recorder.calls == ["write", "write"]
     assert protos and store.applied_offset("ci", 1) == 9
     store._db = recorder._db
+    store.close()
+
+
+def test_reused_sequence_never_hits_stale_cache(kit: Any, tmp_path: Path) -> None:
+    store = SegmentStore(str(tmp_path / "db"))
+    store.seal(_segment(kit, 0, 0, 0, 10), next_offset=1)
+    before = _answer(kit, store)
+    stale_views = list(store.segments("ci", 0, {"status", "duration", "retries"}))
+    store.drop_segments("ci", 0, [0])
+    assert store.next_sequence("ci", 0) == 0
+    store.seal(_segment(kit, 0, 0, 100, 7), next_offset=2)
+    # A query that began before the drop still reads its snapshot, and caches what it read...
+    assert stale_views[0].row_count == 10
+    assert stale_views[0].columns["retries"][v.INT].count == 10
+    # ...without a later query seeing those arrays for the new segment 0.
+    after = _answer(kit, store)
+    assert after != before
+    assert sum(states[0]["count"] for states in after.values()) == 7
+    store.close()
+
+
+def test_concurrent_seals_queries_and_drops(kit: Any, tmp_path: Path) -> None:
+    store = SegmentStore(str(tmp_path / "db"), cache_bytes=50_000)
+    segments = {p: [_segment(kit, p, s, 100 * s, 50) for s in range(15)] for p in range(4)}
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def write(partition: int) -> None:
+        for seq, segment in enumerate(segments[partition]):
+            store.seal(segment, next_offset=seq + 1)
+        store.drop_segments("ci", partition, [0])
+
+    def read() -> None:
+        try:
+            while not stop.is_set():
+                for partition in range(4):
+                    groups = _answer(kit, store, partition)
+                    total = sum(states[0]["count"] for states in groups.values())
+                    assert total % 50 == 0
+                    store.recent_event_ids("ci", partition, 120)
+                    store.usage("ci", partition)
+        except BaseException as exc:  # reported below: a reader thread cannot fail the test
+            errors.append(exc)
+
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    for t in readers:
+        t.start()
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(write, range(4)))
+    stop.set()
+    for t in readers:
+        t.join()
+    assert errors == []
+    assert [store.usage("ci", p)[::2] for p in range(4)] == [(700, 14)] * 4
     store.close()

@@ -266,8 +266,6 @@ class _Sum:
             ):
                 # From here on Python ints: exact whatever the magnitude.
                 self.int_sums = self.int_sums.astype(object)
-            if self.int_sums.dtype == object and local.dtype != object:
-                local = local.astype(object)  # Python ints, not np.int64 that would wrap
             self.int_sums[target] += local
             self.counts[target] += part.counts(groups)
         col = columns.get(v.FLOAT)

@@ -169,7 +169,8 @@ def evaluate(expr: plan_pb2.Expr, seg: ScanSegment) -> Truth:
         return _like(seg, expr.like)
     if kind == "is_null":
         present = seg.present(expr.is_null.field)
-        return (present, ~present) if expr.is_null.negated else (~present, present.copy())
+        # Copies: the present mask is cached and callers may combine results in place.
+        return (present.copy(), ~present) if expr.is_null.negated else (~present, present.copy())
     if kind == "junction":
         j = expr.junction
         if j.op == plan_pb2.JUNCTION_OP_AND:

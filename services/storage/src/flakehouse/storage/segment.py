@@ -28,7 +28,6 @@ VALUE_DTYPES: dict[int, np.dtype[Any]] = {
     v.FLOAT: np.dtype("<f8"),
     v.BOOL: np.dtype("u1"),
 }
-VALUE_TYPES = (v.STRING, v.INT, v.FLOAT, v.BOOL)
 
 # Rough per-string overhead of a Python str in a dictionary, for memory estimates.
 _STR_OVERHEAD = 56
@@ -298,6 +297,8 @@ class SegmentBuilder:
                 f"{len(batch.event_ids)} event ids"
             )
         checked = [(col, *_check_column(col, n)) for col in batch.columns if col.name != TIMESTAMP]
+        if len({(col.name, col.type) for col, _, _ in checked}) != len(checked):
+            raise ValueError("batch has two columns of the same name and type")
 
         keep: npt.NDArray[np.bool_] | None = None
         if skip_ids:
@@ -483,6 +484,32 @@ def check_format(seg: storage_pb2.Segment) -> None:
             f"segment {seg.sequence}: format_version {seg.format_version} is not supported "
             f"(this build reads {FORMAT_VERSION})"
         )
+
+
+def validate_segment(seg: storage_pb2.Segment) -> None:
+    """Checks what the executor relies on, before a segment becomes durable (decoding stays
+    cheap and trusts it): array lengths, rows ascending and within the segment, dictionaries
+    sorted and distinct, codes within them, the time stats."""
+    check_format(seg)
+    ts = decode_timestamps(seg)
+    decode_event_ids(seg)
+    if len(ts) and (int(ts.min()) != seg.min_timestamp_us or int(ts.max()) != seg.max_timestamp_us):
+        raise ValueError(f"segment {seg.sequence}: min/max timestamps do not match its rows")
+    seen: set[tuple[str, int]] = set()
+    for chunk in seg.columns:
+        if (chunk.name, chunk.type) in seen:
+            raise ValueError(f"segment {seg.sequence}: column {chunk.name!r} appears twice")
+        seen.add((chunk.name, chunk.type))
+        col = decode_column(chunk)
+        rows = col.rows
+        # int64 first: a difference of uint32 rows would wrap instead of going negative.
+        if len(rows) and (
+            int(rows[-1]) >= seg.row_count or np.any(np.diff(rows.astype(np.int64)) <= 0)
+        ):
+            raise ValueError(f"column {chunk.name!r}: rows must ascend below {seg.row_count}")
+        words = list(chunk.dictionary)
+        if any(a >= b for a, b in itertools.pairwise(words)):
+            raise ValueError(f"column {chunk.name!r}: dictionary not sorted and distinct")
 
 
 def decode_segment(seg: storage_pb2.Segment, fields: set[str] | None = None) -> SegmentView:

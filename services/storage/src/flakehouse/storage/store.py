@@ -20,10 +20,8 @@ from flakehouse.storage.segment import (
     Columns,
     ColumnView,
     SegmentView,
-    check_format,
     decode_column,
-    decode_event_ids,
-    decode_timestamps,
+    validate_segment,
 )
 from flakehouse.storage.v1 import storage_pb2
 
@@ -108,14 +106,11 @@ def _strip(segment: storage_pb2.Segment) -> storage_pb2.Segment:
 
 def _segment_records(prefix: bytes, segment: storage_pb2.Segment) -> list[tuple[bytes, bytes]]:
     """Every key/value of one sealed segment, its metadata record last."""
-    check_format(segment)
-    decode_timestamps(segment)
-    decode_event_ids(segment)
+    validate_segment(segment)
     seq = segment.sequence
     data = _data_prefix(prefix, seq)
     records = [(data + _TIMESTAMPS, segment.timestamps), (data + _EVENT_IDS, segment.event_ids)]
     for chunk in segment.columns:
-        decode_column(chunk)  # validate before it becomes durable
         records.append(
             (_column_key(prefix, seq, chunk.name, chunk.type), chunk.SerializeToString())
         )
