@@ -38,7 +38,7 @@ def dataset_of_topic(prefix: str, topic: str) -> str | None:
     return topic[len(head) :] or None
 
 
-def make_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
+def make_producer(bootstrap: str, client_id: str, timeout_s: float = 15.0) -> AIOKafkaProducer:
     # acks=all: an upload is answered only once its events are durable. No idempotence: tansu
     # does not support it, and storage dedupes by event id anyway.
     return AIOKafkaProducer(
@@ -49,7 +49,8 @@ def make_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
         compression_type="lz4",
         max_request_size=MAX_RECORD_BYTES + 64 * 1024,
         linger_ms=2,
-        request_timeout_ms=15000,
+        # Also bounds the flush at stop() when Kafka is gone.
+        request_timeout_ms=int(timeout_s * 1000),
     )
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import Any
 
-from flakehouse.core.errors import InvalidArgument
+from flakehouse.core.errors import InvalidArgument, ResourceExhausted, Unavailable
 from flakehouse.events.errors import EventError
 from flakehouse.ingest.datasets import Datasets, checked_name
 from flakehouse.ingest.leases import Leases
@@ -20,9 +22,10 @@ from flakehouse.ingest.uploads import (
     ParsedUpload,
     Spool,
     UploadTooLarge,
-    parse_upload,
+    parse_to_records,
 )
 from flakehouse.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from flakehouse.ingest.workers import ParseWorkers
 
 FORMATS = {
     ingest_pb2.UPLOAD_FORMAT_UNSPECIFIED: None,
@@ -34,7 +37,8 @@ FORMAT_ENUMS = {
     JSON_LINES: ingest_pb2.UPLOAD_FORMAT_JSON_LINES,
 }
 
-Produce = Callable[[str, str, list[bytes]], Awaitable[dict[int, int]]]
+Produce = Callable[[str, str, Path], Awaitable[dict[int, int]]]
+BUSY_RETRY_MS = 1000
 
 
 class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
@@ -44,12 +48,14 @@ class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
         datasets: Datasets,
         leases: Leases,
         produce: Produce,
+        workers: ParseWorkers,
         metrics: IngestMetrics,
     ) -> None:
         self._settings = settings
         self._datasets = datasets
         self._leases = leases
         self._produce = produce
+        self._workers = workers
         self._metrics = metrics
         self._slots = asyncio.Semaphore(settings.max_concurrent_uploads)
 
@@ -78,27 +84,29 @@ class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
     async def Upload(
         self, request_iterator: AsyncIterator[ingest_pb2.UploadRequest], context: Any
     ) -> ingest_pb2.UploadResponse:
-        header, spool = await self._receive(request_iterator)
+        await self._admit()
         fmt = "unknown"
+        self._metrics.in_flight.inc()
         try:
-            self._metrics.in_flight.inc()
-            async with self._slots:
+            header, spool = await self._receive(request_iterator)
+            try:
                 parsed = await self._parse(header, spool)
                 fmt = parsed.format
                 _, created = await self._datasets.create(header.dataset)
                 await self._leases.acquire(header.dataset, parsed.events, spool.size)
-                started = time.perf_counter()
                 topic = (await self._datasets.get(header.dataset)).topic
-                offsets = await self._produce(topic, parsed.upload_id, parsed.records)
+                started = time.perf_counter()
+                offsets = await self._produce(topic, parsed.upload_id, spool.records_path)
                 self._metrics.produce_latency.observe(time.perf_counter() - started)
+            finally:
+                await asyncio.to_thread(spool.close)
         except Exception:
             self._metrics.uploads.labels(fmt, "failed").inc()
             raise
         finally:
             self._metrics.in_flight.dec()
-            spool.close()
+            self._slots.release()
         self._metrics.uploads.labels(fmt, "ok").inc()
-        self._metrics.events.inc(parsed.events)
         return ingest_pb2.UploadResponse(
             upload_id=parsed.upload_id,
             dataset=header.dataset,
@@ -112,11 +120,26 @@ class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
             format=FORMAT_ENUMS[parsed.format],
         )
 
+    async def _admit(self) -> None:
+        """Takes an upload slot, waiting a little for one; past that the caller is told to come
+        back later instead of queueing without bound."""
+        if not self._slots.locked():
+            await self._slots.acquire()
+            return
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self._settings.admission_wait_s)
+        except TimeoutError:
+            self._metrics.rejections.labels("busy").inc()
+            raise ResourceExhausted(
+                f"ingest is busy with {self._settings.max_concurrent_uploads} uploads; retry later",
+                retry_after_ms=BUSY_RETRY_MS,
+            ) from None
+
     async def _receive(
         self, request_iterator: AsyncIterator[ingest_pb2.UploadRequest]
     ) -> tuple[ingest_pb2.UploadHeader, Spool]:
         header: ingest_pb2.UploadHeader | None = None
-        spool = Spool.create(self._settings.spool_memory_bytes)
+        spool = await asyncio.to_thread(Spool.create, self._settings.spool_dir)
         try:
             async for message in request_iterator:
                 if message.HasField("header"):
@@ -131,8 +154,9 @@ class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
             if header is None:
                 raise InvalidArgument("empty upload: no header")
             checked_name(header.dataset)
-            if header.upload_id and not UPLOAD_ID.match(header.upload_id):
+            if header.upload_id and not UPLOAD_ID.fullmatch(header.upload_id):
                 raise InvalidArgument("upload_id must match " + UPLOAD_ID.pattern)
+            spool.finish()
             return header, spool
         except UploadTooLarge as exc:
             self._metrics.rejections.labels("too_large").inc()
@@ -145,14 +169,16 @@ class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
 
     async def _parse(self, header: ingest_pb2.UploadHeader, spool: Spool) -> ParsedUpload:
         try:
-            return await asyncio.to_thread(
-                parse_upload,
-                spool,
+            return await self._workers.run(
+                parse_to_records,
+                spool.path,
+                spool.records_path,
                 dataset=header.dataset,
                 filename=_name(header),
                 declared_format=FORMATS.get(header.format),
                 labels=dict(header.labels),
                 upload_id=header.upload_id,
+                content_digest=spool.digest.digest(),
                 upload_time_us=header.upload_time_us or time.time_ns() // 1000,
             )
         except EventError as exc:
@@ -161,6 +187,10 @@ class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
         except ValueError as exc:  # bad labels
             self._metrics.rejections.labels("bad_labels").inc()
             raise InvalidArgument(f"{_name(header)}: {exc}") from None
+        except BrokenProcessPool:
+            raise Unavailable(
+                "the parser worker died (out of memory?); retry", retry_after_ms=BUSY_RETRY_MS
+            ) from None
 
 
 def _name(header: ingest_pb2.UploadHeader | None) -> str:

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
-from flakehouse.core.errors import AlreadyExists, InvalidArgument, NotFound
+from aiokafka.errors import KafkaError
+
+from flakehouse.core.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 from flakehouse.core.kafka import KafkaAdmin, dataset_of_topic, dataset_topic
 from flakehouse.events.model import validate_dataset_name
 from flakehouse.ingest.v1 import ingest_pb2
+
+KAFKA_RETRY_MS = 1000
 
 
 def checked_name(name: str) -> str:
@@ -17,9 +23,24 @@ def checked_name(name: str) -> str:
         raise InvalidArgument(str(exc)) from None
 
 
+@contextlib.asynccontextmanager
+async def kafka_call(timeout_s: float) -> AsyncIterator[None]:
+    """Bounds a Kafka admin call and turns its failure into UNAVAILABLE with a retry delay."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            yield
+    except (KafkaError, TimeoutError) as exc:
+        raise Unavailable(
+            f"Kafka is unavailable ({type(exc).__name__})", retry_after_ms=KAFKA_RETRY_MS
+        ) from None
+
+
 class Datasets:
-    def __init__(self, admin: KafkaAdmin, prefix: str, default_partitions: int) -> None:
+    def __init__(
+        self, admin: KafkaAdmin, prefix: str, default_partitions: int, timeout_s: float
+    ) -> None:
         self._admin = admin
+        self._timeout_s = timeout_s
         self._prefix = prefix
         self._default_partitions = default_partitions
         self._known: dict[str, int] = {}
@@ -34,7 +55,8 @@ class Datasets:
     async def partitions(self, name: str) -> int | None:
         if name not in self._known:
             topic = dataset_topic(self._prefix, name)
-            counts = await self._admin.partition_counts([topic])
+            async with kafka_call(self._timeout_s):
+                counts = await self._admin.partition_counts([topic])
             if topic in counts:
                 self._known[name] = counts[topic]
         return self._known.get(name)
@@ -50,9 +72,11 @@ class Datasets:
                         f"dataset {name!r} exists with {existing} partitions, not {partitions}"
                     )
                 return self._message(name, existing), False
-            created = await self._admin.create_topic(dataset_topic(self._prefix, name), wanted)
-            counts = await self._admin.partition_counts([dataset_topic(self._prefix, name)])
-            self._known[name] = counts[dataset_topic(self._prefix, name)]
+            topic = dataset_topic(self._prefix, name)
+            async with kafka_call(self._timeout_s):
+                created = await self._admin.create_topic(topic, wanted)
+                counts = await self._admin.partition_counts([topic])
+            self._known[name] = counts[topic]
             return self._message(name, self._known[name]), created
 
     async def get(self, name: str) -> ingest_pb2.Dataset:
@@ -63,7 +87,8 @@ class Datasets:
         return self._message(name, partitions)
 
     async def list(self) -> list[ingest_pb2.Dataset]:
-        counts = await self._admin.partition_counts()
+        async with kafka_call(self._timeout_s):
+            counts = await self._admin.partition_counts()
         found = {
             dataset: partitions
             for topic, partitions in counts.items()
@@ -74,5 +99,6 @@ class Datasets:
 
     async def delete(self, name: str) -> None:
         dataset = await self.get(name)
-        await self._admin.delete_topic(dataset.topic)
+        async with kafka_call(self._timeout_s):
+            await self._admin.delete_topic(dataset.topic)
         self._known.pop(dataset.name, None)

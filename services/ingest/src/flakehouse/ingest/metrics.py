@@ -14,7 +14,14 @@ class IngestMetrics:
             registry=registry,
         )
         self.events = Counter(
-            "flakehouse_ingest_events_total", "Events produced to Kafka.", registry=registry
+            "flakehouse_ingest_events_total",
+            "Events acknowledged by Kafka.",
+            registry=registry,
+        )
+        self.records_produced = Counter(
+            "flakehouse_ingest_records_produced_total",
+            "Kafka records (event batches) acknowledged.",
+            registry=registry,
         )
         self.bytes = Counter(
             "flakehouse_ingest_bytes_total", "Upload bytes received.", registry=registry
@@ -31,7 +38,9 @@ class IngestMetrics:
             registry=registry,
         )
         self.in_flight = Gauge(
-            "flakehouse_ingest_uploads_in_flight", "Uploads being handled.", registry=registry
+            "flakehouse_ingest_uploads_in_flight",
+            "Uploads holding a slot (receiving, parsing or producing).",
+            registry=registry,
         )
         self.quota_unchecked = Counter(
             "flakehouse_ingest_quota_unchecked_total",

@@ -14,8 +14,14 @@ class IngestSettings(ServiceSettings, KafkaSettings):
     default_partitions: int = Field(8, ge=1, le=1024, description="Partitions of a new dataset.")
     max_upload_bytes: int = Field(512 * 1024 * 1024, gt=0, description="Largest accepted file.")
     max_concurrent_uploads: int = Field(4, ge=1, description="Uploads parsed/produced at once.")
-    spool_memory_bytes: int = Field(
-        8 * 1024 * 1024, ge=0, description="Upload bytes kept in memory before spilling to disk."
+    admission_wait_s: float = Field(
+        2.0, ge=0, description="How long an upload waits for a free slot before RESOURCE_EXHAUSTED."
+    )
+    spool_dir: str | None = Field(None, description="Where uploads are spooled; default: tmp.")
+    parse_workers: int = Field(
+        2, ge=0, description="Worker processes that parse uploads; 0: a thread in the service."
     )
     quota_address: str = Field("", description="host:port of the quota service; empty: none.")
-    produce_timeout_s: float = Field(30.0, gt=0)
+    produce_timeout_s: float = Field(
+        15.0, gt=0, description="Longest wait for Kafka to acknowledge an upload's records."
+    )

@@ -1,19 +1,26 @@
-"""From an uploaded file to encoded Kafka records: spool, recognise, parse completely, encode.
-No gRPC and no Kafka here. A file is parsed to the end before anything is returned, so a bad
-file writes nothing."""
+"""From an uploaded file to encoded Kafka records, with bounded memory and nothing written for
+a bad file.
+
+The received bytes are spooled to disk. A worker process then parses the spool as a stream and
+encodes events into EventBatch records, appending each to a record file on disk, so no step ever
+holds the whole upload in memory. Only once the whole file parsed does the service produce the
+records, reading them back one by one. No gRPC and no Kafka here."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import struct
 import tempfile
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import IO, BinaryIO, cast
+from pathlib import Path
+from typing import BinaryIO
 
 from flakehouse.events.batch import encode_batches, upload_id_for
-from flakehouse.events.detect import detect_format
+from flakehouse.events.detect import HEAD_BYTES, detect_format
 from flakehouse.events.errors import EventError
 from flakehouse.events.jsonlines import parse_json_lines
 from flakehouse.events.junit import parse_junit
@@ -22,7 +29,7 @@ from flakehouse.events.model import Event
 UPLOAD_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 JUNIT_XML = "junit_xml"
 JSON_LINES = "json_lines"
-HEAD_BYTES = 512
+RECORD_HEADER = struct.Struct("<II")  # record length, events in the record
 
 
 class UploadTooLarge(ValueError):
@@ -31,73 +38,115 @@ class UploadTooLarge(ValueError):
 
 @dataclass
 class Spool:
-    """An upload's bytes, in memory up to a size and on disk beyond, with their digest."""
+    """An upload's bytes on disk, with their size and digest."""
 
-    file: IO[bytes]
+    path: Path
+    out: BinaryIO
     size: int = 0
     digest: hashlib._Hash = field(default_factory=hashlib.sha256)
 
     @classmethod
-    def create(cls, memory_bytes: int) -> Spool:
-        return cls(tempfile.SpooledTemporaryFile(max_size=memory_bytes))
+    def create(cls, directory: str | None) -> Spool:
+        fd, name = tempfile.mkstemp(prefix="upload-", dir=directory)
+        return cls(Path(name), os.fdopen(fd, "wb"))
 
     def write(self, chunk: bytes, max_bytes: int) -> None:
         self.size += len(chunk)
         if self.size > max_bytes:
             raise UploadTooLarge(f"upload exceeds the limit of {max_bytes} bytes")
         self.digest.update(chunk)
-        self.file.write(chunk)
+        self.out.write(chunk)
+
+    def finish(self) -> None:
+        """All bytes received: flushed and closed, ready for the parser to open by path."""
+        self.out.close()
+
+    @property
+    def records_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".records")
 
     def close(self) -> None:
-        self.file.close()
+        self.out.close()
+        self.path.unlink(missing_ok=True)
+        self.records_path.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
 class ParsedUpload:
+    """What a parse produced: the record file's contents are described, not held."""
+
     format: str
     upload_id: str
-    records: list[bytes]
+    records: int
     events: int
     by_status: dict[str, int]
 
 
-def recognise(spool: Spool, declared: str | None, filename: str) -> str:
+def recognise(path: Path, declared: str | None, filename: str) -> str:
     """The declared format, or the one the first bytes show."""
     if declared:
         return declared
-    spool.file.seek(0)
-    head = spool.file.read(HEAD_BYTES)
+    with path.open("rb") as source:
+        head = source.read(HEAD_BYTES)
     if not head:
         raise EventError(filename, "the file is empty")
     return detect_format(head, filename=filename)
 
 
-def parse_upload(
-    spool: Spool,
+def parse_to_records(
+    spool_path: Path,
+    records_path: Path,
     *,
     dataset: str,
     filename: str,
     declared_format: str | None,
     labels: Mapping[str, str],
     upload_id: str,
+    content_digest: bytes,
     upload_time_us: int,
 ) -> ParsedUpload:
-    """Parses the whole file and encodes its events; raises EventError for a bad file."""
-    fmt = recognise(spool, declared_format, filename)
-    spool.file.seek(0)
+    """Parses the spooled file as a stream and writes its encoded records to records_path.
+    Raises EventError for a bad file (the caller then discards the record file). Runs in a
+    worker process: arguments and result are plain, picklable values."""
+    fmt = recognise(spool_path, declared_format, filename)
+    upload_id = upload_id or upload_id_for(dataset, labels, content_digest)
     parse = parse_junit if fmt == JUNIT_XML else parse_json_lines
-    events: list[Event] = list(
-        parse(
-            cast(BinaryIO, spool.file),
-            filename=filename,
-            upload_time_us=upload_time_us,
-            labels=labels,
-        )
-    )
-    upload_id = upload_id or upload_id_for(dataset, labels, spool.digest.digest())
-    records = [
-        batch.SerializeToString()
-        for batch in encode_batches(events, dataset=dataset, upload_id=upload_id)
-    ]
-    by_status = Counter(str(e["status"]) for e in events if "status" in e)
-    return ParsedUpload(fmt, upload_id, records, len(events), dict(by_status))
+    by_status: Counter[str] = Counter()
+
+    def counted(events: Iterator[Event]) -> Iterator[Event]:
+        for event in events:
+            status = event.get("status")
+            if status is not None:
+                by_status[str(status)] += 1
+            yield event
+
+    records = events = 0
+    with spool_path.open("rb") as source, records_path.open("wb") as out:
+        stream = parse(source, filename=filename, upload_time_us=upload_time_us, labels=labels)
+        for batch in encode_batches(counted(stream), dataset=dataset, upload_id=upload_id):
+            payload = batch.SerializeToString()
+            out.write(RECORD_HEADER.pack(len(payload), batch.row_count))
+            out.write(payload)
+            records += 1
+            events += batch.row_count
+    return ParsedUpload(fmt, upload_id, records, events, dict(by_status))
+
+
+class RecordReader:
+    """Reads back a record file, a few records at a time (blocking: call off the loop)."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = path.open("rb")
+
+    def next_many(self, limit: int) -> list[tuple[bytes, int]]:
+        records = []
+        for _ in range(limit):
+            header = self._file.read(RECORD_HEADER.size)
+            if not header:
+                break
+            length, events = RECORD_HEADER.unpack(header)
+            records.append((self._file.read(length), events))
+        return records
+
+    def close(self) -> None:
+        self._file.close()
