@@ -6,14 +6,19 @@ Exit codes: 0 success; 1 the cluster could not be reached or refused the request
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from flakehouse.client.client import Client
+from flakehouse.client.cienv import ci_labels
+from flakehouse.client.client import Client, UploadResult
 from flakehouse.client.cluster import DEFAULT_DIR, DEFAULT_PATH, ClusterFile
+from flakehouse.client.inputs import expand_inputs
 from flakehouse.client.output import RENDERERS
+from flakehouse.client.progress import Progress
 from flakehouse.core.errors import FlakehouseError, InvalidArgument, NotFound
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -43,8 +48,20 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument(
         "--label", action="append", default=[], metavar="K=V", help="add a field to every event"
     )
+    ingest.add_argument(
+        "--ci-env",
+        action="store_true",
+        help="add branch, commit, job, build... from GitHub Actions, GitLab CI, Jenkins or "
+        "Buildkite variables (explicit --label wins)",
+    )
     ingest.add_argument("--format", choices=["junit", "json"], help="default: from the content")
-    ingest.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    ingest.add_argument("--parallel", type=int, default=4, help="files uploaded at once")
+    ingest.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="files, directories (searched for *.xml, *.json, *.jsonl) or glob patterns",
+    )
 
     query = commands.add_parser("query", help="run a SQL query")
     client_options(query)
@@ -88,43 +105,52 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_ingest(args: argparse.Namespace) -> int:
     from flakehouse.events.model import parse_label
 
+    labels = ci_labels(os.environ) if args.ci_env else {}
     try:
-        labels = dict(parse_label(label) for label in args.label)
+        labels.update(parse_label(label) for label in args.label)  # explicit labels win
     except ValueError as exc:
         raise InvalidArgument(str(exc)) from None
+    files, rejected = expand_inputs(args.files)
     totals: Counter[str] = Counter()
-    rejected: list[str] = []
-    events = files = 0
+    events = done = 0
+    progress = Progress(sum(p.stat().st_size for p in files), len(files))
     started = time.monotonic()
-    with _client(args) as client:
-        for path in args.files:
-            if not path.is_file():
-                rejected.append(f"{path}: not a file")
-                continue
+
+    def send(path: Path) -> UploadResult:
+        try:
+            return client.upload(
+                path,
+                dataset=args.dataset,
+                labels=labels,
+                filename=str(path),
+                format=args.format,
+                on_progress=progress.advance,
+            )
+        finally:
+            progress.file_done()
+
+    with _client(args) as client, ThreadPoolExecutor(args.parallel) as pool:
+        for path, future in [(p, pool.submit(send, p)) for p in files]:
             try:
-                result = client.upload(
-                    path,
-                    dataset=args.dataset,
-                    labels=labels,
-                    filename=str(path),
-                    format=args.format,
-                )
-            except InvalidArgument as exc:
+                result = future.result()
+            except (InvalidArgument, NotFound) as exc:
                 rejected.append(exc.message)
+                progress.print(f"error: {exc.message}", sys.stderr)
                 continue
-            files += 1
+            done += 1
             events += result.events
             totals.update(result.by_status)
-            print(f"{path}: {result.events} events ({_statuses(result.by_status)})", flush=True)
+            progress.print(f"{path}: {result.events} events ({_statuses(result.by_status)})")
+    progress.close()
     elapsed = time.monotonic() - started
     print(
-        f"ingested {files} file{'s' if files != 1 else ''}, {events} events into "
+        f"ingested {done} file{'s' if done != 1 else ''}, {events} events into "
         f"{args.dataset!r} in {elapsed:.1f}s ({_statuses(totals)})"
     )
-    for reason in rejected:
-        print(f"error: {reason}", file=sys.stderr)
     if rejected:
-        print(f"rejected {len(rejected)} file(s)", file=sys.stderr)
+        print(f"rejected {len(rejected)} file(s):", file=sys.stderr)
+        for reason in rejected:
+            print(f"  {reason}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return EXIT_OK
 

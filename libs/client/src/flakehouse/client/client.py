@@ -29,6 +29,7 @@ from flakehouse.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from flakehouse.query.v1 import query_pb2, query_pb2_grpc
 
 CHUNK_BYTES = 1024 * 1024
+MAX_BACKOFF_S = 8.0
 FORMATS = {
     None: ingest_pb2.UPLOAD_FORMAT_UNSPECIFIED,
     "junit": ingest_pb2.UPLOAD_FORMAT_JUNIT_XML,
@@ -89,7 +90,7 @@ class Client:
         ingest: str | None = None,
         query: str | None = None,
         timeout_s: float = 60.0,
-        retries: int = 4,
+        retries: int = 6,
     ) -> None:
         self._addresses = {"ingest": ingest, "query": query}
         self._channels: dict[str, grpc.Channel] = {}
@@ -132,7 +133,9 @@ class Client:
                     error, (Unavailable, ResourceExhausted)
                 ):
                     raise error from None
-                base = (error.retry_after_ms or 200 * 2**attempt) / 1000
+                # The server's delay when it gave one, else exponential backoff; jitter so
+                # that many CI jobs retrying at once do not come back in step.
+                base = min(MAX_BACKOFF_S, (error.retry_after_ms or 250 * 2**attempt) / 1000)
                 time.sleep(base * (0.5 + random.random()))
         raise AssertionError("unreachable")
 
