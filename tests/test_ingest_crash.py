@@ -1,0 +1,81 @@
+"""Exactly once as users see it: the ingest process is killed with SIGKILL in the middle of an
+upload, after Kafka already acknowledged part of it; the client's retry goes to the restarted
+process, and the counts afterwards are exact. Storage dropping duplicates shows that the first
+attempt really did write part of the upload."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import signal
+import threading
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from benchmarks.junitgen import report
+from flakehouse.client import Client, UploadResult
+from flakehouse.events.junit import parse_junit_all
+from tests.localcluster import RunningCluster
+
+pytestmark = [pytest.mark.processes, pytest.mark.broker]
+CASES = 300_000
+
+
+def metric(address: str, name: str) -> float:
+    body = urllib.request.urlopen(f"http://{address}/metrics", timeout=5).read().decode()
+    return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", body, re.M))
+
+
+def test_ingest_killed_mid_upload_then_retried_counts_exactly(tmp_path: Path) -> None:
+    data = report(seed=7, cases=CASES)
+    expected = Counter(
+        str(e["status"])
+        for e in parse_junit_all(io.BytesIO(data), filename="big.xml", upload_time_us=0)
+    )
+    cluster = RunningCluster(tmp_path / "cluster", storage_nodes=2, partitions=2)
+    try:
+        cluster.wait_ready()
+        ingest = cluster.info()["services"]["ingest"]
+        client = Client.from_cluster_file(cluster.cluster_path, retries=8)
+        outcome: dict[str, UploadResult | BaseException] = {}
+
+        def upload() -> None:
+            try:
+                outcome["result"] = client.upload(data, dataset="crash", filename="big.xml")
+            except BaseException as exc:  # reported by the assertion below
+                outcome["result"] = exc
+
+        sender = threading.Thread(target=upload)
+        sender.start()
+        deadline = time.monotonic() + 60
+        while metric(ingest["metrics"], "flakehouse_ingest_records_produced_total") < 1:
+            assert time.monotonic() < deadline, "ingest never produced a record"
+            time.sleep(0.005)
+        os.kill(ingest["pid"], signal.SIGKILL)
+        sender.join(120)
+        result = outcome["result"]
+        assert isinstance(result, UploadResult), result
+        assert result.events == CASES
+        assert cluster.info()["services"]["ingest"]["pid"] != ingest["pid"]
+
+        want = sorted([status, n] for status, n in expected.items())
+        deadline = time.monotonic() + 60
+        while True:
+            answer = cluster.query("SELECT status, count(*) FROM crash GROUP BY status")
+            if not answer["partial"] and sorted(answer["rows"]) == want:
+                break
+            assert time.monotonic() < deadline, f"got {answer['rows']}, want {want}"
+            time.sleep(0.3)
+        dropped = sum(
+            metric(node["metrics"], "flakehouse_storage_duplicates_dropped_total")
+            for node in cluster.info()["storage"]
+        )
+        assert dropped > 0, "the first attempt wrote nothing: the kill came too early or late"
+        client.close()
+    finally:
+        cluster.stop()
