@@ -1,9 +1,10 @@
-"""Runs the benchmarks and prints their figures.
+"""Runs the benchmarks and prints their figures: `python -m benchmarks [NAME...]`, where NAME is
+ingest, large or end-to-end (all three by default).
 
-end-to-end: a local cluster (`flakehouse up` as processes: broker, five services, 2 storage
-nodes, 8 partitions); generated JUnit reports uploaded through the client; it reports testcases
-per second until Kafka acknowledged, the time until every event is queryable, and the latency
-of a few queries (median of repeated runs)."""
+ingest and large: see benchmarks/ingest.py. end-to-end: a local cluster (`flakehouse up` as
+processes: broker, five services, 2 storage nodes, 8 partitions) takes generated JUnit reports
+through the client; it reports testcases per second until Kafka acknowledged every event, the
+time until every event is queryable, and the median latency of a few queries."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from benchmarks import ingest
 from benchmarks.junitgen import report
 from flakehouse.client import Client
 from tests.localcluster import RunningCluster
@@ -72,11 +74,22 @@ def end_to_end(files: int, cases_per_file: int, uploaders: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
-    parser.add_argument("--files", type=int, default=100)
-    parser.add_argument("--cases-per-file", type=int, default=2000)
+    parser.add_argument("names", nargs="*", choices=[[], *BENCHMARKS], default=[])
+    parser.add_argument("--files", type=int, default=40, help="reports (ingest, end-to-end)")
+    parser.add_argument("--cases-per-file", type=int, default=5000)
     parser.add_argument("--uploaders", type=int, default=4)
+    parser.add_argument("--large-mb", type=int, default=200, help="size of the large report")
     args = parser.parse_args()
-    end_to_end(args.files, args.cases_per_file, args.uploaders)
+    for name in args.names or list(BENCHMARKS):
+        BENCHMARKS[name](args)
+        print(flush=True)
+
+
+BENCHMARKS = {
+    "ingest": lambda a: ingest.throughput(a.files, a.cases_per_file, a.uploaders),
+    "large": lambda a: ingest.large(a.large_mb),
+    "end-to-end": lambda a: end_to_end(a.files, a.cases_per_file, a.uploaders),
+}
 
 
 if __name__ == "__main__":

@@ -1,0 +1,116 @@
+"""Ingest benchmarks: one ingest process (2 parse workers) against the embedded broker.
+
+- throughput: generated JUnit reports uploaded by concurrent clients; testcases per second
+  until Kafka acknowledged every record, and the ingest process tree's peak memory.
+- large: one very large report (200 MB by default) streamed in; time and peak memory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from benchmarks.junitgen import report
+from benchmarks.procs import peak_rss_mb
+from flakehouse.client import Client
+from flakehouse.core.broker import EmbeddedBroker
+from flakehouse.core.errors import Unavailable
+from flakehouse.core.net import free_port
+
+
+class IngestProcess:
+    def __init__(self, bootstrap: str, workdir: Path) -> None:
+        self.port, self.metrics_port = free_port(), free_port()
+        env = {
+            **os.environ,
+            "FLAKEHOUSE_INGEST_PORT": str(self.port),
+            "FLAKEHOUSE_INGEST_METRICS_PORT": str(self.metrics_port),
+            "FLAKEHOUSE_INGEST_KAFKA_BOOTSTRAP": bootstrap,
+            "FLAKEHOUSE_INGEST_SPOOL_DIR": str(workdir),
+            "FLAKEHOUSE_INGEST_LOG_LEVEL": "warning",
+        }
+        self.process = subprocess.Popen([sys.executable, "-m", "flakehouse.ingest"], env=env)
+        self.client = Client(ingest=f"127.0.0.1:{self.port}", timeout_s=600)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.client.list_datasets()
+                break
+            except Unavailable:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def peak_mb(self) -> tuple[float, float]:
+        """(the service process, the whole tree with its parse workers)."""
+        peaks = peak_rss_mb(self.process.pid)
+        return peaks.get(self.process.pid, 0.0), sum(peaks.values())
+
+    def stop(self) -> None:
+        self.client.close()
+        self.process.terminate()
+        self.process.wait(30)
+
+
+def throughput(reports: int, cases: int, uploaders: int) -> None:
+    payloads = [report(seed, cases) for seed in range(reports)]
+    total = reports * cases
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
+        ingest = IngestProcess(broker.bootstrap, Path(tmp))
+        try:
+            ingest.client.create_dataset("bench", 8)
+            started = time.perf_counter()
+            with ThreadPoolExecutor(uploaders) as pool:
+                results = list(
+                    pool.map(
+                        lambda p: ingest.client.upload(p, dataset="bench", filename="r.xml"),
+                        payloads,
+                    )
+                )
+            elapsed = time.perf_counter() - started
+            assert sum(r.events for r in results) == total
+            service, whole = ingest.peak_mb()
+        finally:
+            ingest.stop()
+    size = sum(map(len, payloads)) / 1e6
+    print(
+        f"ingest throughput: {reports} reports x {cases} testcases ({size:.0f} MB), "
+        f"{uploaders} concurrent uploads"
+    )
+    print(f"  into Kafka (acks=all)   {elapsed:7.2f} s   {total / elapsed:10.0f} testcases/s")
+    print(f"  peak RSS                service {service:.0f} MB, with parse workers {whole:.0f} MB")
+
+
+def large(megabytes: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
+        path = Path(tmp) / "large.xml"
+        cases = 0
+        with path.open("wb") as out:
+            seed = 0
+            while out.tell() < megabytes * 1_000_000:
+                chunk = report(seed, 20_000)
+                # One <testsuites> root: strip the inner roots' declarations and wrappers.
+                body = chunk.split(b"<testsuites>", 1)[1].rsplit(b"</testsuites>", 1)[0]
+                if seed == 0:
+                    out.write(b'<?xml version="1.0" encoding="UTF-8"?>\n<testsuites>')
+                out.write(body)
+                cases += 20_000
+                seed += 1
+            out.write(b"</testsuites>\n")
+        size = path.stat().st_size / 1e6
+        ingest = IngestProcess(broker.bootstrap, Path(tmp))
+        try:
+            started = time.perf_counter()
+            result = ingest.client.upload(path, dataset="large", filename="large.xml")
+            elapsed = time.perf_counter() - started
+            assert result.events == cases, (result.events, cases)
+            service, whole = ingest.peak_mb()
+        finally:
+            ingest.stop()
+    print(f"ingest large report: one {size:.0f} MB file, {cases} testcases")
+    print(f"  into Kafka (acks=all)   {elapsed:7.2f} s   {cases / elapsed:10.0f} testcases/s")
+    print(f"  peak RSS                service {service:.0f} MB, with parse workers {whole:.0f} MB")
