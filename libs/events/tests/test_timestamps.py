@@ -37,6 +37,9 @@ def us(moment: datetime) -> int:
         ("  2026-11-01T12:00:00 utc ", datetime(2026, 11, 1, 12, tzinfo=UTC)),
         ("2026-11-01", datetime(2026, 11, 1, tzinfo=UTC)),
         ("Sun, 01 Nov 2026 12:00:00 GMT", datetime(2026, 11, 1, 12, tzinfo=UTC)),
+        # JunitXml.TestLogger (dotnet test --logger junit) puts a blank after the T.
+        ("2019-09-01T 23:56:54Z", datetime(2019, 9, 1, 23, 56, 54, tzinfo=UTC)),
+        ("2019-09-01T  23:56:54.25", datetime(2019, 9, 1, 23, 56, 54, 250000, tzinfo=UTC)),
         ("Sun, 01 Nov 2026 13:00:00 +0100", datetime(2026, 11, 1, 12, tzinfo=UTC)),
         ("1969-12-31T23:59:59.999999Z", datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)),
     ],

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Mapping
+import struct
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from typing import Final
 
 from flakehouse.common.v1 import events_pb2
@@ -32,6 +33,9 @@ _COLUMN_OVERHEAD: Final = 32
 _ROW_BYTES: Final = 10 + 8
 _ROW_INDEX_BYTES: Final = 3
 _STRING_OVERHEAD: Final = 1 + 5
+_STRING_ROW_BYTES: Final = _ROW_INDEX_BYTES + _STRING_OVERHEAD
+_U64: Final = struct.Struct(">Q")
+_KINDS: Final[dict[type, int]] = {str: STRING, int: INT, float: FLOAT, bool: BOOL}
 
 
 def event_id(dataset: str, upload_id: str, position: int) -> int:
@@ -70,48 +74,141 @@ def upload_id_for(dataset: str, labels: Mapping[str, str], content_digest: bytes
     return hasher.hexdigest()
 
 
+class _Column:
+    """The rows and values of one (field, type) column of a batch being filled."""
+
+    __slots__ = ("kind", "name", "pytype", "rows", "values")
+
+    def __init__(self, name: str, kind: int, pytype: type | None) -> None:
+        self.name = name
+        self.kind = kind
+        # The exact Python type whose values take the fast path, None for a column that is
+        # reached through the slow path only (a second type of a field, or subclasses).
+        self.pytype = pytype
+        self.rows: list[int] = []
+        self.values: list[Scalar] = []
+
+
+_FastEntry = tuple[type, Callable[[int], object], Callable[[Scalar], object]]
+
+_SKIP: Final[_FastEntry] = (int, id, id)
+"""Stands for the timestamp among a batch's fast entries: it is stored apart, not as a column."""
+
+
 class _Builder:
-    """One batch being filled: plain lists per (field, type), turned into protobuf at the end."""
+    """One batch being filled event by event (the exact path of :func:`encode_batches`, for
+    blocks that :func:`_block_batch` does not take): plain lists per (field, type), turned into
+    protobuf at the end.
+
+    ``add`` appends an event and returns the bytes it adds (an upper bound of its encoding);
+    ``remove_last`` takes it back out when it turns out not to fit. Doing both in one pass over
+    the event (instead of estimating first) keeps the per-value work to a dict lookup by field
+    name, a type check and two appends."""
 
     def __init__(self, upload_id: str, first_position: int) -> None:
         self.upload_id = upload_id
         self.first_position = first_position
         self.timestamps: list[int] = []
         self.event_ids: list[int] = []
-        self.columns: dict[tuple[str, int], tuple[list[int], list[Scalar]]] = {}
+        # Field name -> the column of the first exact scalar type seen for it; every other
+        # (field, type) column is in `others`.
+        self.by_name: dict[str, _Column] = {}
+        self.others: dict[tuple[str, int], _Column] = {}
+        # Field name -> (exact type, rows.append, values.append) of its by_name column: the
+        # fast path of add().
+        self.fast: dict[str, _FastEntry] = {TIMESTAMP: _SKIP}
         self.size = _BATCH_OVERHEAD + len(upload_id.encode())
 
-    def estimate(self, event: Event) -> int:
-        """Upper bound of the bytes that adding ``event`` would add."""
-        size = _ROW_BYTES
-        columns = self.columns
-        for name, value in event.items():
-            if name == TIMESTAMP:
-                continue
-            kind = _kind(value)
-            if (name, kind) not in columns:
-                size += _COLUMN_OVERHEAD + len(name.encode())
-            size += _ROW_INDEX_BYTES + _value_bytes(kind, value)
-        return size
-
-    def add(self, event: Event, event_id: int, size: int) -> None:
+    def add(self, event: Event, event_id: int) -> int:
         row = len(self.timestamps)
         timestamp = event.get(TIMESTAMP)
         if type(timestamp) is not int:
             raise ValueError(f"event {self.first_position + row} has no int timestamp")
+        fast = self.fast
+        skip = _SKIP
+        size = _ROW_BYTES
+        for name, value in event.items():
+            pytype = type(value)
+            entry = fast.get(name)
+            if entry is None or entry[0] is not pytype:
+                size += self._add_slowly(name, value, row)
+                continue
+            if entry is skip:
+                continue
+            if pytype is str:
+                text: str = value  # type: ignore[assignment]
+                size += _STRING_ROW_BYTES + (len(text) if text.isascii() else len(text.encode()))
+            elif pytype is float:
+                size += _ROW_INDEX_BYTES + 8
+            elif pytype is bool:
+                size += _ROW_INDEX_BYTES + 1
+            else:
+                size += _ROW_INDEX_BYTES + _int_bytes(value)  # type: ignore[arg-type]
+            entry[1](row)
+            entry[2](value)
         self.timestamps.append(timestamp)
         self.event_ids.append(event_id)
-        columns = self.columns
-        for name, value in event.items():
-            if name == TIMESTAMP:
-                continue
-            key = (name, _kind(value))
-            column = columns.get(key)
-            if column is None:
-                column = columns[key] = ([], [])
-            column[0].append(row)
-            column[1].append(value)
         self.size += size
+        return size
+
+    def _add_slowly(self, name: str, value: Scalar, row: int) -> int:
+        """The slow path of :meth:`add`: a field without a column of the value's exact type
+        yet (creating it), a second type of a field, or a scalar subclass. Returns the bytes
+        added; 0 for the timestamp, which is not a column."""
+        kind = _kind(value)  # raises for a non-scalar
+        if name == TIMESTAMP and kind == INT:
+            return 0
+        size = 0
+        column = self.by_name.get(name)
+        if column is None or column.kind != kind:
+            column = self.others.get((name, kind))
+        if column is None:
+            size += _COLUMN_OVERHEAD + len(name.encode())
+            pytype = type(value)
+            if pytype in _KINDS and name not in self.by_name:
+                column = self.by_name[name] = _Column(name, kind, pytype)
+                self.fast[name] = (pytype, column.rows.append, column.values.append)
+            else:
+                column = self.others[(name, kind)] = _Column(name, kind, None)
+        column.rows.append(row)
+        column.values.append(value)
+        if kind == STRING:
+            text = str(value)
+            return size + _STRING_ROW_BYTES + (len(text) if text.isascii() else len(text.encode()))
+        if kind == INT:
+            return size + _ROW_INDEX_BYTES + _int_bytes(int(value))
+        if kind == FLOAT:
+            return size + _ROW_INDEX_BYTES + 8
+        return size + _ROW_INDEX_BYTES + 1
+
+    def _find(self, name: str, value: Scalar) -> tuple[_Column, bool] | None:
+        """The column that holds ``value`` of field ``name`` and whether it is in by_name."""
+        kind = _kind(value)
+        if name == TIMESTAMP and kind == INT:
+            return None
+        column = self.by_name.get(name)
+        if column is not None and column.kind == kind:
+            return column, True
+        return self.others[(name, kind)], False
+
+    def remove_last(self, event: Event, size: int) -> None:
+        """Undoes the last :meth:`add` of ``event``, which added ``size`` bytes."""
+        self.timestamps.pop()
+        self.event_ids.pop()
+        for name, value in event.items():
+            found = self._find(name, value)
+            if found is None:
+                continue
+            column, fast = found
+            column.rows.pop()
+            column.values.pop()
+            if not column.rows:
+                if fast:
+                    del self.by_name[name]
+                    del self.fast[name]
+                else:
+                    del self.others[(name, column.kind)]
+        self.size -= size
 
     def build(self) -> events_pb2.EventBatch:
         batch = events_pb2.EventBatch(
@@ -121,10 +218,12 @@ class _Builder:
         )
         batch.timestamps.extend(self.timestamps)
         batch.event_ids.extend(self.event_ids)
-        for (name, kind), (rows, values) in sorted(self.columns.items()):
-            column = batch.columns.add(name=name, type=kind)  # type: ignore[arg-type]
-            column.rows.extend(rows)
-            getattr(column, _VALUE_LISTS[kind]).extend(values)
+        columns = [*self.by_name.values(), *self.others.values()]
+        columns.sort(key=lambda column: (column.name, column.kind))
+        for column in columns:
+            message = batch.columns.add(name=column.name, type=column.kind)  # type: ignore[arg-type]
+            message.rows.extend(column.rows)
+            getattr(message, _VALUE_LISTS[column.kind]).extend(column.values)
         return batch
 
 
@@ -139,29 +238,191 @@ def encode_batches(
     """Columnar batches of at most ``max_rows`` events and (by a conservative estimate)
     ``max_bytes`` bytes each. Event ids use the event's position in ``events``, counted across
     batches. ValueError for an event without an int timestamp, a value that is not a scalar,
-    or an event that alone does not fit in ``max_bytes``."""
+    or an event that alone does not fit in ``max_bytes``.
+
+    ``events`` is consumed lazily, one batch at a time: given the iterator of
+    :func:`~flakehouse.events.junit.parse_junit`, memory stays bounded by one batch however
+    large the report. Events must not be changed after they are handed over.
+
+    A batch is the longest run of events that fits both bounds. It is normally found a whole
+    block of ``max_rows`` events at a time, column by column (see :func:`_block_batch`);
+    a block that does not fit ``max_bytes``, or that holds anything unusual (a field with two
+    types, a scalar subclass, a bad event), goes through :class:`_Builder` event by event,
+    which gives the same batches, ids and bytes."""
     if max_rows < 1 or max_bytes < 1:
         raise ValueError("max_rows and max_bytes must be positive")
-    prefix = _id_prefix(dataset, upload_id)
-    position = 0
-    builder = _Builder(upload_id, position)
+    id_of = _ids(dataset, upload_id)
+    position = 0  # of the next event read
+    block: list[Event] = []
+    block_start = 0
+    exact: _Builder | None = None
+    full: events_pb2.EventBatch | None = None  # handed out once the next event is known good
     for event in events:
-        size = builder.estimate(event)
-        if builder.timestamps and (
-            len(builder.timestamps) >= max_rows or builder.size + size > max_bytes
-        ):
+        if full is not None:
+            _check_values(event)
+            yield full
+            full = None
+        if exact is not None:
+            exact = yield from _place(exact, event, position, id_of(position), max_rows, max_bytes)
+            position += 1
+            if len(exact.timestamps) == 1:
+                # This event begins a batch: back to whole blocks.
+                block, block_start, exact = [event], position - 1, None
+            continue
+        if not block:
+            block_start = position
+        block.append(event)
+        position += 1
+        if len(block) == max_rows:
+            full = _block_batch(block, upload_id, block_start, id_of, max_bytes)
+            if full is None:
+                exact = yield from _replay(
+                    block, upload_id, block_start, id_of, max_rows, max_bytes
+                )
+            block = []
+    if full is not None:
+        yield full
+    if exact is None and block:
+        batch = _block_batch(block, upload_id, block_start, id_of, max_bytes)
+        if batch is not None:
+            yield batch
+            return
+        exact = yield from _replay(block, upload_id, block_start, id_of, max_rows, max_bytes)
+    if exact is not None and exact.timestamps:
+        yield exact.build()
+
+
+def _ids(dataset: str, upload_id: str) -> Callable[[int], int]:
+    """``event_id(dataset, upload_id, position)`` as a function of the position alone."""
+    copy = _id_prefix(dataset, upload_id).copy
+    pack, unpack = _U64.pack, _U64.unpack
+
+    def id_of(position: int) -> int:
+        hasher = copy()
+        hasher.update(pack(position))
+        event_id: int = unpack(hasher.digest())[0]
+        return event_id
+
+    return id_of
+
+
+def _place(
+    builder: _Builder, event: Event, position: int, event_id: int, max_rows: int, max_bytes: int
+) -> Generator[events_pb2.EventBatch, None, _Builder]:
+    """Adds one event the exact way, yielding the batch it closes; returns the builder that
+    now holds it."""
+    if len(builder.timestamps) >= max_rows:
+        # An event whose values cannot be encoded fails before the full batch is handed out.
+        _check_values(event)
+        yield builder.build()
+        builder = _Builder(builder.upload_id, position)
+    size = builder.add(event, event_id)
+    if builder.size > max_bytes:
+        # Take the event back, close the batch, and try it alone in the next one.
+        builder.remove_last(event, size)
+        if builder.timestamps:
             yield builder.build()
-            builder = _Builder(upload_id, position)
-            size = builder.estimate(event)
-        if builder.size + size > max_bytes:
+            builder = _Builder(builder.upload_id, position)
+            size = builder.add(event, event_id)
+        if builder.size > max_bytes or not builder.timestamps:
             raise ValueError(
                 f"event {position} needs about {size} bytes, more than a batch may hold "
                 f"({max_bytes}); lower the text limits or split the event"
             )
-        builder.add(event, _id_from(prefix, position), size)
-        position += 1
-    if builder.timestamps:
-        yield builder.build()
+    return builder
+
+
+def _replay(
+    block: list[Event],
+    upload_id: str,
+    first_position: int,
+    id_of: Callable[[int], int],
+    max_rows: int,
+    max_bytes: int,
+) -> Generator[events_pb2.EventBatch, None, _Builder]:
+    """The events of a block the exact way; returns the builder of the last, open batch."""
+    builder = _Builder(upload_id, first_position)
+    for offset, event in enumerate(block):
+        position = first_position + offset
+        builder = yield from _place(builder, event, position, id_of(position), max_rows, max_bytes)
+    return builder
+
+
+def _block_batch(
+    block: list[Event],
+    upload_id: str,
+    first_position: int,
+    id_of: Callable[[int], int],
+    max_bytes: int,
+) -> events_pb2.EventBatch | None:
+    """The whole block as one batch, built column by column with list comprehensions rather
+    than value by value; None when the block does not fit ``max_bytes`` or is unusual (the
+    caller then takes the exact path). The size estimate is the exact path's, summed by
+    column, so both paths agree on whether the block fits."""
+    count = len(block)
+    # Events with the same fields, in the same order, share a shape.
+    keys = list(map(tuple, block))
+    shape_index: dict[tuple[str, ...], int] = {}
+    for key in keys:
+        if key not in shape_index:
+            shape_index[key] = len(shape_index)
+    shapes = [frozenset(key) for key in shape_index]
+    names = frozenset().union(*shapes)
+    if TIMESTAMP not in names:
+        return None
+    shape_of = list(map(shape_index.__getitem__, keys)) if len(shapes) > 1 else None
+    size = _BATCH_OVERHEAD + len(upload_id.encode()) + count * _ROW_BYTES
+    timestamps: list[Scalar] | None = None
+    columns: list[tuple[str, int, list[int] | None, list[Scalar]]] = []
+    for name in names:
+        rows: list[int] | None = None
+        if shape_of is None or all(name in shape for shape in shapes):
+            values = [event[name] for event in block]
+        else:
+            members = {index for index, shape in enumerate(shapes) if name in shape}
+            rows = [row for row, shape in enumerate(shape_of) if shape in members]
+            values = [block[row][name] for row in rows]
+        types = set(map(type, values))
+        if len(types) != 1:
+            return None
+        kind = _KINDS.get(types.pop())
+        if kind is None:
+            return None
+        if name == TIMESTAMP:
+            if kind != INT or rows is not None:
+                return None
+            timestamps = values
+            continue
+        size += _COLUMN_OVERHEAD + len(name.encode()) + len(values) * _ROW_INDEX_BYTES
+        if kind == STRING:
+            try:
+                size += len(values) * _STRING_OVERHEAD + len("".join(values).encode())  # type: ignore[arg-type]
+            except UnicodeEncodeError:
+                return None
+        elif kind == INT:
+            if min(values) > -64 and max(values) < 64:  # type: ignore[operator]
+                size += len(values)
+            else:
+                size += sum(map(_int_bytes, values))  # type: ignore[arg-type]
+        elif kind == FLOAT:
+            size += len(values) * 8
+        else:
+            size += len(values)
+        columns.append((name, kind, rows, values))
+    if size > max_bytes or timestamps is None:
+        return None
+    batch = events_pb2.EventBatch(
+        schema_version=SCHEMA_VERSION, upload_id=upload_id, row_count=count
+    )
+    batch.timestamps.extend(timestamps)  # type: ignore[arg-type]
+    batch.event_ids.extend(map(id_of, range(first_position, first_position + count)))
+    columns.sort(key=lambda column: (column[0], column[1]))
+    every_row = range(count)
+    for name, kind, rows, values in columns:
+        message = batch.columns.add(name=name, type=kind)  # type: ignore[arg-type]
+        message.rows.extend(every_row if rows is None else rows)
+        getattr(message, _VALUE_LISTS[kind]).extend(values)
+    return batch
 
 
 def decode_batch(batch: events_pb2.EventBatch) -> list[Event]:
@@ -204,6 +465,21 @@ def event_to_json(event: Event) -> str:
     return json.dumps(out, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
+def _check_values(event: Event) -> None:
+    """TypeError for a value that is not a scalar, UnicodeEncodeError for a string that is
+    not valid Unicode: the errors that adding ``event`` to a batch would raise."""
+    for value in event.values():
+        if _kind(value) == STRING and not str(value).isascii():
+            str(value).encode()
+
+
+def _int_bytes(number: int) -> int:
+    """Upper bound of a sint64 zigzag varint: 7 payload bits per byte."""
+    if -64 < number < 64:
+        return 1
+    return ((abs(number) * 2 + 1).bit_length() + 6) // 7
+
+
 def _kind(value: Scalar) -> int:
     kind = type(value)
     if kind is str:
@@ -215,16 +491,3 @@ def _kind(value: Scalar) -> int:
     if kind is bool:
         return BOOL
     return type_of(value)  # subclasses (e.g. an IntEnum) and non-scalars, which raise
-
-
-def _value_bytes(kind: int, value: Scalar) -> int:
-    if kind == STRING:
-        text = value
-        assert isinstance(text, str)
-        return _STRING_OVERHEAD + (len(text) if text.isascii() else len(text.encode()))
-    if kind == INT:
-        # sint64 zigzag varint: 7 payload bits per byte.
-        return ((abs(int(value)) * 2 + 1).bit_length() + 6) // 7
-    if kind == FLOAT:
-        return 8
-    return 1

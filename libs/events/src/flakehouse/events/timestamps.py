@@ -15,6 +15,7 @@ MAX_US = 253_402_300_799_999_999
 
 _ZONE_NAME = re.compile(r"\s*(?:UTC|GMT)$", re.IGNORECASE)
 _RFC2822_HINT = re.compile(r"[A-Za-z]{3},?\s")
+_T_BLANKS = re.compile(r"^(\d{4}-\d\d-\d\dT)\s+")
 
 
 def datetime_to_us(value: datetime) -> int:
@@ -29,8 +30,9 @@ def datetime_to_us(value: datetime) -> int:
 def parse_timestamp(text: str) -> int:
     """Microseconds since the epoch from ISO 8601 / RFC 3339 (``T`` or a space, fractional
     seconds, ``Z`` or an offset, or a `` UTC``/`` GMT`` suffix) or RFC 2822 (``Sat, 03 Dec
-    2022 23:10:07 GMT``, as mocha writes). No zone means UTC. ValueError when it is none of
-    these."""
+    2022 23:10:07 GMT``, as mocha writes). No zone means UTC. Blanks after the ``T`` are
+    ignored: JunitXml.TestLogger (``dotnet test --logger junit``) writes
+    ``2019-09-01T 23:56:54Z``. ValueError when it is none of these."""
     raw = text.strip()
     us = _parse(raw)
     if us is None:
@@ -42,6 +44,8 @@ def parse_timestamp(text: str) -> int:
 
 def _parse(raw: str) -> int | None:
     iso = _ZONE_NAME.sub("+00:00", raw)
+    if "T " in iso or "T\t" in iso:
+        iso = _T_BLANKS.sub(r"\1", iso)
     try:
         return datetime_to_us(datetime.fromisoformat(iso))
     except ValueError:
