@@ -1,7 +1,9 @@
 """Throughput of the ingest hot path on one core: JUnit XML -> events (parse_junit) -> columnar
 batches (encode_batches + SerializeToString), on the generated reports of benchmarks/junitgen.py.
 
-    cd /work/main && taskset -c 0 .venv/bin/python libs/events/benchmarks/parse_encode.py
+From the repository root:
+
+    taskset -c 0 .venv/bin/python libs/events/benchmarks/parse_encode.py
 
 Prints testcases per second of CPU time (best of --repeat runs) for parse alone (to a list),
 encode alone (from that list), and the two streamed together as the ingest service runs them.
