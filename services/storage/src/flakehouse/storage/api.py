@@ -12,6 +12,7 @@ from flakehouse.core.errors import InvalidArgument, NotFound
 from flakehouse.storage import fragment
 from flakehouse.storage.node import StorageNode
 from flakehouse.storage.replica import Replica
+from flakehouse.storage.retention import choose_drops
 from flakehouse.storage.segment import SegmentView
 from flakehouse.storage.v1 import storage_pb2, storage_pb2_grpc
 
@@ -124,6 +125,8 @@ class StorageApi(storage_pb2_grpc.StorageServiceServicer):
                     sealed_segments=sealed,
                     rows=rows + replica.open_rows(),
                     bytes=size,
+                    rebases=replica.rebases,
+                    note=replica.note,
                 )
             )
         return storage_pb2.GetPartitionStatusResponse(
@@ -147,3 +150,29 @@ class StorageApi(storage_pb2_grpc.StorageServiceServicer):
         for segment in segments:
             yield storage_pb2.StreamSegmentsResponse(segment=segment)
         yield storage_pb2.StreamSegmentsResponse(applied_offset=offset)
+
+    async def DropSegments(
+        self, request: storage_pb2.DropSegmentsRequest, context: Any
+    ) -> storage_pb2.DropSegmentsResponse:
+        if request.older_than_us <= 0 and request.keep_bytes == 0:
+            raise InvalidArgument("give older_than_us, keep_bytes or both")
+        store = self._node.store
+
+        def drop() -> storage_pb2.DropSegmentsResponse:
+            sizes = [
+                (partition, meta, size)
+                for dataset, partition in store.partitions()
+                if dataset == request.dataset
+                for meta, size in store.segment_sizes(dataset, partition)
+            ]
+            chosen = choose_drops(sizes, request.older_than_us, request.keep_bytes)
+            dropped = [(m, size) for p, m, size in sizes if m.sequence in chosen.get(p, ())]
+            for partition, sequences in chosen.items():
+                store.drop_segments(request.dataset, partition, sequences)
+            return storage_pb2.DropSegmentsResponse(
+                segments=len(dropped),
+                rows=sum(m.row_count for m, _ in dropped),
+                bytes=sum(size for _, size in dropped),
+            )
+
+        return await asyncio.to_thread(drop)

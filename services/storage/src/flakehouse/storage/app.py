@@ -77,6 +77,7 @@ class StorageApp:
         if self.quota_channel is not None:
             self.tasks.spawn("usage", self._report_usage_forever())
         self.tasks.spawn("ready", self._serve_when_caught_up())
+        self.tasks.spawn("compaction", self._compact_forever())
 
     async def _register(self) -> float:
         request = replication_pb2.RegisterNodeRequest(
@@ -108,6 +109,17 @@ class StorageApp:
         await self.node.caught_up.wait()
         await self.server.set_serving(True)
         log.info("caught up; serving", extra={"partitions": len(self.node.replicas)})
+
+    async def _compact_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.compaction_interval_s)
+            try:
+                merged = await self.node.compact(self.settings.compaction_min_segments)
+            except Exception:  # the node serves without compaction; try again next round
+                log.exception("compaction failed")
+                continue
+            if merged:
+                log.info("compacted", extra={"segments_merged_away": merged})
 
     async def _heartbeat_forever(self, interval_s: float) -> None:
         while True:

@@ -34,6 +34,11 @@ class StorageMetrics:
             "Segments written to RocksDB.",
             registry=registry,
         )
+        self.segments_merged = Counter(
+            "flakehouse_storage_segments_merged_total",
+            "Small sealed segments merged into larger ones by compaction.",
+            registry=registry,
+        )
         self.lag = Gauge(
             "flakehouse_storage_partition_lag_records",
             "Records between the partition's end and what this node applied.",

@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from flakehouse.core.kafka import dataset_topic
 from flakehouse.replication.v1 import replication_pb2
+from flakehouse.storage.compaction import merge_segments, pick_run
 from flakehouse.storage.metrics import StorageMetrics
 from flakehouse.storage.replica import Replica, SealPolicy
 from flakehouse.storage.store import SegmentStore
@@ -53,7 +54,6 @@ class StorageNode:
         self._desired_changed = asyncio.Event()
         self.placement_seen = asyncio.Event()
         self.caught_up = asyncio.Event()
-        self._surprises: set[PartitionKey] = set()
 
     def follow(self, placement: replication_pb2.Placement) -> None:
         """Takes a new placement; the consume loop applies it between polls."""
@@ -123,26 +123,47 @@ class StorageNode:
             end = ends.get(tp)
             if end is None:
                 continue
+            if end < replica.next_offset:
+                await self._rebase(tp, replica, end)
+                continue
             replica.end_offset = end
             if replica.next_offset >= end:
                 replica.online = True
-            key = (replica.dataset, replica.partition)
-            if end < replica.next_offset and key not in self._surprises:
-                self._surprises.add(key)
-                self.metrics.broker_behind.inc()
-                log.error(
-                    "broker end offset is below this replica's applied offset: the topic was "
-                    "wiped or re-created; serving what is stored and waiting for new records",
-                    extra={
-                        "dataset": key[0],
-                        "partition": key[1],
-                        "end": end,
-                        "applied": replica.next_offset,
-                    },
-                )
             self.metrics.lag.labels(replica.dataset, str(replica.partition)).set(replica.lag)
         if all(r.end_offset >= 0 and r.next_offset >= r.end_offset for r in self.replicas.values()):
             self.caught_up.set()
+
+    async def _rebase(self, tp: TopicPartition, replica: Replica, end: int) -> None:
+        beginning = (await self.consumer.beginning_offsets([tp]))[tp]
+        note = await asyncio.to_thread(replica.rebase, beginning, end, self.seal_policy)
+        self.consumer.seek(tp, beginning)
+        self.metrics.broker_behind.inc()
+        log.error(note, extra={"dataset": replica.dataset, "partition": replica.partition})
+
+    async def compact(self, min_segments: int) -> int:
+        """Merges runs of small sealed segments (under a quarter of the seal size) into one per
+        run, off the event loop; queries keep reading their snapshot meanwhile. Returns how many
+        segments were merged away."""
+        small, most = self.seal_policy.rows // 4, self.seal_policy.rows
+        merged_away = 0
+        for replica in list(self.replicas.values()):
+            key = (replica.dataset, replica.partition)
+            metas = await asyncio.to_thread(self.store.segment_metas, *key)
+            run = pick_run(metas, small, most, min_segments)
+            if not run:
+                continue
+            sequences = {m.sequence for m in run}
+
+            def merge(sequences: set[int] = sequences, key: PartitionKey = key) -> bool:
+                segments = list(self.store.segment_protos(*key, sequences))
+                if len(segments) != len(sequences):
+                    return False
+                return self.store.replace_segments(*key, sequences, merge_segments(segments))
+
+            if await asyncio.to_thread(merge):
+                merged_away += len(sequences) - 1
+                self.metrics.segments_merged.inc(len(sequences))
+        return merged_away
 
     async def seal_all(self) -> None:
         for replica in self.replicas.values():

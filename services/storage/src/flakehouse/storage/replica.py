@@ -50,6 +50,8 @@ class Replica:
         # False until the replica first reaches the partition's end: before that its answers
         # would silently miss data, so it declines fragments and the query asks another replica.
         self.online = False
+        self.rebases = 0
+        self.note = ""
         self.dedupe = DedupeWindow(dedupe_window)
         self.dedupe.add_many(store.recent_event_ids(dataset, partition, dedupe_window))
         self._builder = self._new_builder()
@@ -114,6 +116,31 @@ class Replica:
             self._builder = self._new_builder()
             self._first_row_at = None
             return True
+
+    def rebase(self, beginning: int, broker_end: int, policy: SealPolicy) -> str:
+        """The broker's end fell below what this replica applied: the topic was wiped or
+        re-created, so its offsets count again from `beginning` and name other records.
+
+        Policy: keep every row already stored (Kafka may no longer have them), seal the open
+        segment, and read the topic again from its beginning. Records this replica already holds
+        come back with the same event ids and are dropped by the dedupe window; new records are
+        applied. Until it reaches the end again the replica declines fragments. Returns what
+        was done, for logs and partition status."""
+        self.seal_if_due(policy, force=True)
+        with self.lock:
+            applied = self.next_offset
+            self._store.rebase_offset(self.dataset, self.partition, beginning)
+            self.next_offset = self.sealed_offset = beginning
+            self.end_offset = broker_end
+            self.online = False
+            self.rebases += 1
+            self.note = (
+                f"broker end offset {broker_end} fell below the applied offset {applied} "
+                f"(topic wiped or re-created): kept the stored rows, reading again from offset "
+                f"{beginning}; replayed events are dropped by id"
+            )
+            self._builder = self._new_builder()
+            return self.note
 
     def snapshot(self, fields: set[str] | None) -> list[SegmentView]:
         """Every row applied so far, as sealed segments plus the open one."""

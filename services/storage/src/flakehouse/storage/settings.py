@@ -30,4 +30,10 @@ class StorageSettings(ServiceSettings, KafkaSettings):
     dedupe_window: int = Field(
         500_000, ge=0, description="Event ids per partition remembered to drop duplicates."
     )
+    compaction_interval_s: float = Field(
+        30.0, gt=0, description="How often runs of small sealed segments are merged."
+    )
+    compaction_min_segments: int = Field(
+        4, ge=2, description="Merge a run of small segments once it has this many."
+    )
     usage_interval_s: float = Field(10.0, gt=0, description="How often usage goes to quota.")

@@ -251,6 +251,15 @@ class SegmentStore:
                 return []
             return [part.segments[s].meta for s in sorted(part.segments)]
 
+    def segment_sizes(self, dataset: str, partition: int) -> list[tuple[storage_pb2.Segment, int]]:
+        """(metadata, stored bytes) of the partition's sealed segments, oldest first."""
+        with self._lock:
+            self._check_open()
+            part = self._partitions.get((dataset, partition))
+            if part is None:
+                return []
+            return [(part.segments[s].meta, part.segments[s].nbytes) for s in sorted(part.segments)]
+
     def next_sequence(self, dataset: str, partition: int) -> int:
         with self._lock:
             self._check_open()
@@ -334,13 +343,18 @@ class SegmentStore:
             column_counts={(c.name, c.type): c.count for c in meta.columns},
         )
 
-    def segment_protos(self, dataset: str, partition: int) -> Iterator[storage_pb2.Segment]:
-        """Full sealed segments, oldest first, as of this call: what a peer bootstraps from."""
+    def segment_protos(
+        self, dataset: str, partition: int, sequences: set[int] | None = None
+    ) -> Iterator[storage_pb2.Segment]:
+        """Full sealed segments (all, or those of `sequences`), oldest first, as of this call:
+        what a peer bootstraps from, and what compaction merges."""
         snap, prefix, infos, _ = self._snapshot(dataset, partition)
 
         def generate() -> Iterator[storage_pb2.Segment]:
             for info in infos:
                 seq = info.meta.sequence
+                if sequences is not None and seq not in sequences:
+                    continue
                 segment = storage_pb2.Segment()
                 segment.CopyFrom(info.meta)
                 data = _data_prefix(prefix, seq)
@@ -449,6 +463,44 @@ class SegmentStore:
             if gone:
                 self._invalidate(dataset, partition, gone)
             return len(gone)
+
+    def replace_segments(
+        self, dataset: str, partition: int, old: set[int], merged: storage_pb2.Segment
+    ) -> bool:
+        """Replaces sealed segments `old` by `merged` (their rows, compacted) in one WriteBatch;
+        the merged segment takes the smallest old sequence, so the order of segments holds.
+        False, and nothing written, if any of `old` is gone meanwhile (dropped by retention)."""
+        prefix = _partition_prefix(dataset, partition)
+        if merged.sequence != min(old):
+            raise ValueError("the merged segment must take the smallest replaced sequence")
+        records = _segment_records(prefix, merged)
+        with self._lock:
+            self._check_open()
+            part = self._partitions.get((dataset, partition))
+            if part is None or not old <= set(part.segments):
+                return False
+            batch = WriteBatch(raw_mode=True)
+            for seq in old:
+                data = _data_prefix(prefix, seq)
+                batch.delete_range(data, data + b"\xff")
+                batch.delete(_meta_key(prefix, seq))
+            for key, value in records:  # after the deletes: a put of a reused key wins
+                batch.put(key, value)
+            self._db.write(batch)
+            for seq in old:
+                del part.segments[seq]
+            part.segments[merged.sequence] = _decode_meta(records[-1][1])
+            self._invalidate(dataset, partition, old)
+            return True
+
+    def rebase_offset(self, dataset: str, partition: int, offset: int) -> None:
+        """Sets the applied offset, also backwards: for a topic that was wiped or re-created,
+        whose offsets start again below what was applied. The sealed segments stay."""
+        prefix = _partition_prefix(dataset, partition)
+        with self._lock:
+            self._check_open()
+            self._db.put(prefix + _OFFSET, _I64.pack(offset))
+            self._partitions.setdefault((dataset, partition), _Partition()).offset = offset
 
     def drop_partition(self, dataset: str, partition: int) -> None:
         """Deletes everything of the partition, its offset included."""

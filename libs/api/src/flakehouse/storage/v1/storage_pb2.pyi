@@ -218,10 +218,17 @@ class PartitionStatus(_message.Message):
     SEALED_SEGMENTS_FIELD_NUMBER: _builtins.int
     ROWS_FIELD_NUMBER: _builtins.int
     BYTES_FIELD_NUMBER: _builtins.int
+    REBASES_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
     state: Global___PartitionState.ValueType
     sealed_segments: _builtins.int
     rows: _builtins.int
     bytes: _builtins.int
+    rebases: _builtins.int
+    """Times this node found the broker's end offset below its applied offset (a wiped or
+    re-created topic) and rebased, and what it last did about it.
+    """
+    note: _builtins.str
     @_builtins.property
     def progress(self) -> Global___PartitionProgress: ...
     def __init__(
@@ -232,10 +239,12 @@ class PartitionStatus(_message.Message):
         sealed_segments: _builtins.int = ...,
         rows: _builtins.int = ...,
         bytes: _builtins.int = ...,
+        rebases: _builtins.int = ...,
+        note: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["progress", b"progress"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes", "progress", b"progress", "rows", b"rows", "sealed_segments", b"sealed_segments", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes", "note", b"note", "progress", b"progress", "rebases", b"rebases", "rows", b"rows", "sealed_segments", b"sealed_segments", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -437,3 +446,57 @@ class StreamSegmentsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_item) -> _WhichOneofReturnType_item | None: ...
 
 Global___StreamSegmentsResponse: _TypeAlias = StreamSegmentsResponse  # noqa: Y015
+
+@_typing.final
+class DropSegmentsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATASET_FIELD_NUMBER: _builtins.int
+    OLDER_THAN_US_FIELD_NUMBER: _builtins.int
+    KEEP_BYTES_FIELD_NUMBER: _builtins.int
+    dataset: _builtins.str
+    older_than_us: _builtins.int
+    """Drop every sealed segment whose newest event is older than this (microseconds); 0: none."""
+    keep_bytes: _builtins.int
+    """Then drop the oldest sealed segments (by newest event) until the dataset's sealed segments
+    on this node take at most this many bytes; 0: no byte limit.
+    """
+    def __init__(
+        self,
+        *,
+        dataset: _builtins.str = ...,
+        older_than_us: _builtins.int = ...,
+        keep_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "keep_bytes", b"keep_bytes", "older_than_us", b"older_than_us"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DropSegmentsRequest: _TypeAlias = DropSegmentsRequest  # noqa: Y015
+
+@_typing.final
+class DropSegmentsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEGMENTS_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
+    BYTES_FIELD_NUMBER: _builtins.int
+    segments: _builtins.int
+    rows: _builtins.int
+    bytes: _builtins.int
+    def __init__(
+        self,
+        *,
+        segments: _builtins.int = ...,
+        rows: _builtins.int = ...,
+        bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes", "rows", b"rows", "segments", b"segments"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DropSegmentsResponse: _TypeAlias = DropSegmentsResponse  # noqa: Y015
