@@ -12,8 +12,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import grpc
+
 from flakehouse.client.local import LocalCluster
+from flakehouse.common.v1 import plan_pb2
 from flakehouse.core.net import port_is_free
+from flakehouse.storage.v1 import storage_pb2, storage_pb2_grpc
 
 HOST = "127.0.0.1"
 
@@ -32,7 +36,13 @@ def free_port_base(storage_nodes: int) -> int:
 
 
 class RunningCluster:
-    def __init__(self, data_dir: Path, storage_nodes: int = 2, partitions: int = 4) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        storage_nodes: int = 2,
+        partitions: int = 4,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.cluster_path = data_dir / "cluster.json"
         self.output = data_dir.parent / "up.out"
@@ -55,6 +65,7 @@ class RunningCluster:
             ],
             stdout=self._out,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
         )
 
     def wait_ready(self, timeout_s: float = 90.0) -> None:
@@ -100,3 +111,22 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def node_counts(address: str, dataset: str, partitions: int) -> dict[str, int]:
+    """count(*) by status straight from one storage node over the given partitions; raises if
+    the node does not hold (or has not caught up with) all of them."""
+    plan = plan_pb2.QueryPlan(
+        ir_version=1,
+        dataset=dataset,
+        group_by=[plan_pb2.GroupKey(field="status")],
+        aggregates=[plan_pb2.Aggregate(function=plan_pb2.AGGREGATE_FUNCTION_COUNT)],
+    )
+    with grpc.insecure_channel(address) as channel:
+        response = storage_pb2_grpc.StorageServiceStub(channel).ExecuteFragment(
+            storage_pb2.ExecuteFragmentRequest(plan=plan, partitions=list(range(partitions))),
+            timeout=10,
+        )
+    if response.unavailable:
+        raise LookupError(f"{address}: {list(response.unavailable)}")
+    return {g.key[0].string_value: g.states[0].count for g in response.result.groups}

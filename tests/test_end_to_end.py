@@ -18,9 +18,7 @@ import duckdb
 import grpc
 import pytest
 
-from flakehouse.common.v1 import plan_pb2
-from flakehouse.storage.v1 import storage_pb2, storage_pb2_grpc
-from tests.localcluster import RunningCluster, pid_alive
+from tests.localcluster import RunningCluster, node_counts, pid_alive
 
 pytestmark = [pytest.mark.processes, pytest.mark.broker]
 
@@ -129,24 +127,6 @@ def wait_for_answer(
         time.sleep(0.3)
 
 
-def node_counts(address: str) -> dict[str, int]:
-    """count(*) by status straight from one storage node over every partition: each node holds
-    every partition here (2 nodes, 2 replicas), so each must hold every event exactly once."""
-    plan = plan_pb2.QueryPlan(
-        ir_version=1,
-        dataset="ci",
-        group_by=[plan_pb2.GroupKey(field="status")],
-        aggregates=[plan_pb2.Aggregate(function=plan_pb2.AGGREGATE_FUNCTION_COUNT)],
-    )
-    with grpc.insecure_channel(address) as channel:
-        response = storage_pb2_grpc.StorageServiceStub(channel).ExecuteFragment(
-            storage_pb2.ExecuteFragmentRequest(plan=plan, partitions=list(range(PARTITIONS))),
-            timeout=10,
-        )
-    assert not response.unavailable, response.unavailable
-    return {g.key[0].string_value: g.states[0].count for g in response.result.groups}
-
-
 def test_ingest_query_kill_restart(cluster: RunningCluster, tmp_path: Path) -> None:
     assert FIRST, f"corpus missing at {CORPUS}"
     ingest = cluster.cli("ingest", "--dataset", "ci", "--label", "branch=main", *map(str, FIRST))
@@ -188,8 +168,8 @@ def test_ingest_query_kill_restart(cluster: RunningCluster, tmp_path: Path) -> N
     deadline = time.monotonic() + 60
     while True:
         try:
-            counts = [node_counts(node["grpc"]) for node in cluster.info()["storage"]]
-        except grpc.RpcError:
+            counts = [node_counts(n["grpc"], "ci", PARTITIONS) for n in cluster.info()["storage"]]
+        except (grpc.RpcError, LookupError):
             counts = []
         if counts and all(c == want_counts for c in counts):
             break
