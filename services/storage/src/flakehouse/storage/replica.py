@@ -87,7 +87,7 @@ class Replica:
                     )
                     self.next_offset = offset + 1
                     continue
-                seen = {i for i in batch.event_ids if i in self.dedupe}
+                seen = self.dedupe.seen(batch.event_ids)
                 added = self._builder.add(batch, offset, seen or None)
                 if added and self._first_row_at is None:
                     self._first_row_at = time.monotonic()
