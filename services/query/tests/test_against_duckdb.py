@@ -16,12 +16,14 @@ from functools import cmp_to_key
 from typing import Any
 
 import duckdb
+import numpy as np
 import pytest
 
 from flakehouse.common.v1 import events_pb2, plan_pb2
 from flakehouse.events.values import Scalar, from_value, to_value
 from flakehouse.query.merge import finalize, merge_partials
 from flakehouse.query.planner import plan_query
+from flakehouse.sketches import DistinctState, QuantileState
 
 Event = dict[str, Scalar]
 HOUR = 3_600_000_000
@@ -149,6 +151,11 @@ def aggregate_state(aggregate: plan_pb2.Aggregate, events: list[Event]) -> plan_
         return plan_pb2.AggregateState(count=len(events))
     if fn == plan_pb2.AGGREGATE_FUNCTION_COUNT_FIELD:
         return plan_pb2.AggregateState(count=len(present))
+    if fn == plan_pb2.AGGREGATE_FUNCTION_COUNT_DISTINCT:
+        return plan_pb2.AggregateState(sketch=DistinctState.from_values(present).to_bytes())
+    if fn == plan_pb2.AGGREGATE_FUNCTION_PERCENTILE:
+        numbers = [float(v) for v in present if is_number(v)]
+        return plan_pb2.AggregateState(sketch=QuantileState.from_values(numbers).to_bytes())
     if fn in (plan_pb2.AGGREGATE_FUNCTION_SUM, plan_pb2.AGGREGATE_FUNCTION_AVG):
         ints = [v for v in present if is_number(v) and isinstance(v, int)]
         floats = [v for v in present if isinstance(v, float)]
@@ -339,6 +346,24 @@ QUERIES: list[tuple[str, str | None]] = [
         "SELECT timestamp, name FROM ci WHERE retries >= 2 AND flaky = FALSE"
         " ORDER BY timestamp DESC LIMIT 1000",
     ),
+    # count(DISTINCT …) is exact while a group has few distinct values, as here.
+    (
+        "SELECT suite, count(DISTINCT name) AS names, count(DISTINCT retries),"
+        " count(DISTINCT flaky), count(DISTINCT duration) FROM ci GROUP BY suite"
+        " ORDER BY names DESC, suite",
+        None,
+    ),
+    (
+        "SELECT count(DISTINCT status), count(DISTINCT timestamp), count(DISTINCT suite)"
+        " FROM ci WHERE retries > 0",
+        None,
+    ),
+    (
+        "SELECT status FROM ci GROUP BY status HAVING count(DISTINCT suite) > 2"
+        " ORDER BY count(DISTINCT name) DESC, status",
+        None,
+    ),
+    ("SELECT count(DISTINCT name), count(*) FROM ci WHERE suite = 'nope'", None),
 ]
 
 
@@ -350,6 +375,76 @@ def test_same_answer_as_duckdb(
     assert expected, "a query with no rows proves little; pick another"
     ours = flakehouse_answer(sql, events)
     assert same(ours, expected), (ours, expected)
+
+
+def close(ours: Sequence[tuple[Any, ...]], theirs: Sequence[tuple[Any, ...]], rel: float) -> bool:
+    """Like `same`, but floats (percentiles) within `rel` relative error (plus float rounding)
+    and ints (distinct counts) within `rel` too."""
+    if len(ours) != len(theirs):
+        return False
+    for a_row, b_row in zip(ours, theirs, strict=True):
+        for a, b in zip(a_row, b_row, strict=True):
+            if isinstance(b, int | float) and not isinstance(b, bool):
+                if type(a) is not type(b) or abs(a - b) > rel * (1 + 1e-9) * abs(b):
+                    return False
+            elif type(a) is not type(b) or a != b:
+                return False
+    return True
+
+
+# Percentiles are DDSketch estimates, within 1 % of DuckDB's quantile_cont (here every pair of
+# neighbouring ranks has one sign: durations and retries are never negative).
+PERCENTILE_QUERIES: list[tuple[str, str]] = [
+    (
+        "SELECT suite, p50(duration), percentile(duration, 0.9), p99(retries) FROM ci"
+        " GROUP BY suite ORDER BY suite",
+        "SELECT suite, quantile_cont(duration, 0.5), quantile_cont(duration, 0.9),"
+        " quantile_cont(retries, 0.99) FROM ci GROUP BY suite ORDER BY suite",
+    ),
+    (
+        "SELECT p95(duration), percentile(retries, 0.5), percentile(timestamp, 1) FROM ci"
+        " WHERE status != 'passed'",
+        "SELECT quantile_cont(duration, 0.95), quantile_cont(retries, 0.5),"
+        " quantile_cont(timestamp, 1.0) FROM ci WHERE status != 'passed'",
+    ),
+    (
+        "SELECT status, p90(duration) AS slow FROM ci GROUP BY status"
+        " HAVING p50(duration) > 1 ORDER BY slow DESC",
+        "SELECT status, quantile_cont(duration, 0.9) AS slow FROM ci GROUP BY status"
+        " HAVING quantile_cont(duration, 0.5) > 1 ORDER BY slow DESC",
+    ),
+]
+
+
+@pytest.mark.parametrize(("sql", "duck_sql"), PERCENTILE_QUERIES)
+def test_percentiles_within_1_percent_of_duckdb(
+    sql: str, duck_sql: str, events: list[Event], duck: duckdb.DuckDBPyConnection
+) -> None:
+    expected = duck.execute(duck_sql).fetchall()
+    assert expected
+    ours = flakehouse_answer(sql, events)
+    assert close(ours, expected, 0.01), (ours, expected)
+    assert not close(ours, [(*row[:-1], row[-1] * 1.02) for row in expected], 0.01)
+
+
+def test_count_distinct_past_the_exact_limit_within_2_percent() -> None:
+    rng = random.Random(3)
+    events: list[Event] = [
+        {
+            "timestamp": START + i,
+            "name": f"test_{rng.randrange(40_000)}",
+            "suite": rng.choice(["unit", "e2e"]),
+        }
+        for i in range(60_000)
+    ]
+    connection = duckdb.connect()
+    connection.register("ci", {c: np.array([e[c] for e in events]) for c in events[0]})
+    sql = "SELECT suite, count(DISTINCT name) FROM ci GROUP BY suite ORDER BY suite"
+    expected = connection.execute(sql).fetchall()
+    assert all(n > 4 * 4096 for _, n in expected)  # well past the exact limit
+    ours = flakehouse_answer(sql, events)
+    assert close(ours, expected, 0.02), (ours, expected)
+    assert not close(ours, [(k, round(n * 1.03)) for k, n in expected], 0.02)
 
 
 def test_the_oracle_notices_a_wrong_answer(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import pytest
@@ -10,6 +11,7 @@ from flakehouse.common.v1 import events_pb2, plan_pb2
 from flakehouse.events.values import BOOL, FLOAT, INT, STRING, Scalar, from_value, to_value
 from flakehouse.query.merge import PartialResultError, finalize, merge_partials
 from flakehouse.query.planner import PlannedQuery, plan_query
+from flakehouse.sketches import DistinctState, QuantileState
 
 UNSPECIFIED = events_pb2.VALUE_TYPE_UNSPECIFIED
 Cell = Scalar | None
@@ -327,6 +329,109 @@ def test_raw_rows_nulls_last_ascending() -> None:
         [None],
         [None],
     ]
+
+
+def distinct(*values: Cell) -> plan_pb2.AggregateState:
+    return plan_pb2.AggregateState(sketch=DistinctState.from_values(values).to_bytes())
+
+
+def quantiles(*values: float) -> plan_pb2.AggregateState:
+    return plan_pb2.AggregateState(sketch=QuantileState.from_values(values).to_bytes())
+
+
+def test_count_distinct_merges_partials_and_keeps_types_apart() -> None:
+    planned = plan("SELECT k, count(DISTINCT v) AS n FROM ci GROUP BY k ORDER BY n DESC")
+    columns, result = answer(
+        planned,
+        [
+            groups(group(["a"], distinct(1, 2, "x")), group(["b"], distinct(True))),
+            groups(group(["a"], distinct(2, 2.0, "x", "y", False)), group(["c"], distinct())),
+            groups(group(["b"], distinct(True, 1))),
+        ],
+    )
+    assert columns == [("k", STRING), ("n", INT)]
+    # a: 1, 2, 'x', 2.0, 'y', false; b: true, 1; c: no values.
+    assert result == [["a", 6], ["b", 2], ["c", 0]]
+
+
+def test_count_distinct_across_the_exact_limit() -> None:
+    planned = plan("SELECT count(DISTINCT v) FROM ci")
+    parts = [range(0, 3000), range(2000, 5000), range(4500, 60_000), range(59_000, 61_000)]
+    answers = set()
+    for order in itertools.permutations(parts):
+        partials = [groups(group([], distinct(*p))) for p in order]
+        (row,) = answer(planned, partials)[1]
+        answers.add(row[0])
+    # The answer does not depend on the order in which partitions reply.
+    assert len(answers) == 1
+    (estimate,) = answers
+    assert isinstance(estimate, int) and abs(estimate / 61_000 - 1) < 0.02
+    small = [
+        groups(group([], distinct(*range(0, 3000)))),
+        groups(group([], distinct(*range(2000, 4000)))),
+    ]
+    assert answer(planned, small)[1] == [[4000]]  # still exact
+
+
+def test_percentiles_merge_partials() -> None:
+    planned = plan(
+        "SELECT k, p50(v), percentile(v, 0.9) AS p90, p99(v) FROM ci GROUP BY k ORDER BY k"
+    )
+    a = [float(x) for x in range(1, 101)]
+    columns, result = answer(
+        planned,
+        [
+            groups(
+                group(["a"], quantiles(*a[:30]), quantiles(*a[:30]), quantiles(*a[:30])),
+                group(["b"], quantiles(), quantiles(), quantiles()),
+            ),
+            groups(group(["a"], quantiles(*a[30:]), quantiles(*a[30:]), quantiles(*a[30:]))),
+        ],
+    )
+    assert columns == [("k", STRING), ("p50(v)", FLOAT), ("p90", FLOAT), ("p99(v)", FLOAT)]
+    assert result[1] == ["b", None, None, None]  # no numbers: NULL
+    key, *values = result[0]
+    assert key == "a"
+    # quantile_cont over 1..100: 50.5, 90.1, 99.01 — within 1 %.
+    for got, want in zip(values, [50.5, 90.1, 99.01], strict=True):
+        assert isinstance(got, float) and abs(got - want) <= 0.01 * want
+
+
+def test_sketch_aggregates_over_no_rows() -> None:
+    planned = plan("SELECT count(DISTINCT v), p95(v) FROM ci")
+    assert answer(planned, [])[1] == [[0, None]]
+    assert answer(planned, [groups(group([], distinct(), quantiles()))])[1] == [[0, None]]
+
+
+def test_having_and_order_by_on_sketch_aggregates() -> None:
+    planned = plan("SELECT k FROM ci GROUP BY k HAVING count(DISTINCT v) >= 2 ORDER BY p50(v) DESC")
+    _, result = answer(
+        planned,
+        [
+            groups(
+                group(["slow"], distinct(1, 2), quantiles(10.0, 20.0)),
+                group(["fast"], distinct(1, 2, 3), quantiles(1.0, 2.0)),
+                group(["one"], distinct(1), quantiles(100.0)),
+            )
+        ],
+    )
+    assert result == [["slow"], ["fast"]]
+
+
+@pytest.mark.parametrize(
+    ("sql", "state", "message"),
+    [
+        ("SELECT count(DISTINCT v) FROM ci", b"junk", "bad sketch"),
+        ("SELECT p50(v) FROM ci", b"FHQ\x01" + bytes(30), "bad sketch"),
+        # A quantile state where a count-distinct state belongs, and the reverse.
+        ("SELECT count(DISTINCT v) FROM ci", quantiles(1.0).sketch, "bad magic"),
+        ("SELECT p50(v) FROM ci", distinct(1).sketch, "bad magic"),
+    ],
+)
+def test_bad_sketches_are_refused(sql: str, state: bytes, message: str) -> None:
+    partial = groups(group([], plan_pb2.AggregateState(sketch=state)))
+    with pytest.raises(PartialResultError, match=message):
+        merge_partials(plan(sql), [partial])
 
 
 def test_scan_stats_are_summed() -> None:

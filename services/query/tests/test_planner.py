@@ -96,6 +96,70 @@ def test_global_aggregate_has_no_group_keys() -> None:
     assert planned.limit is None
 
 
+def test_design_example_with_percentile() -> None:
+    planned = plan(
+        "SELECT suite, count(*) AS runs, percentile(duration, 0.95) FROM ci"
+        " WHERE status = 'failed' AND timestamp >= '2026-11-01'"
+        " GROUP BY suite ORDER BY runs DESC LIMIT 20"
+    )
+    assert planned.plan == ir(
+        f"""
+        ir_version: 1 dataset: "ci"
+        time_range {{ start_us: {micros(2026, 11, 1)} }}
+        filter {{ {cmp("EQ", "status", 'string_value: "failed"')} }}
+        group_by {{ field: "suite" }}
+        aggregates {{ function: AGGREGATE_FUNCTION_COUNT }}
+        aggregates {{ function: AGGREGATE_FUNCTION_PERCENTILE field: "duration" quantile: 0.95 }}
+        """
+    )
+    assert planned.columns == ["suite", "runs", "percentile(duration, 0.95)"]
+    assert planned.outputs == [fx.KeyRef(0), fx.AggRef(0), fx.AggRef(1)]
+
+
+def test_count_distinct_and_percentile_forms() -> None:
+    planned = plan(
+        "SELECT suite, count(DISTINCT name), COUNT(distinct ci.name) AS names,"
+        " percentile(duration, 0.95), p95(duration) AS p, P50(retries), p99(duration),"
+        " percentile(duration, 1), p90(duration) - p50(duration) AS spread"
+        " FROM ci GROUP BY suite HAVING count(DISTINCT status) > 1 ORDER BY p99(duration) DESC"
+    )
+    F = plan_pb2.AggregateFunction
+    assert list(planned.plan.aggregates) == [
+        plan_pb2.Aggregate(function=F.AGGREGATE_FUNCTION_COUNT_DISTINCT, field="name"),
+        plan_pb2.Aggregate(
+            function=F.AGGREGATE_FUNCTION_PERCENTILE, field="duration", quantile=0.95
+        ),
+        plan_pb2.Aggregate(function=F.AGGREGATE_FUNCTION_PERCENTILE, field="retries", quantile=0.5),
+        plan_pb2.Aggregate(
+            function=F.AGGREGATE_FUNCTION_PERCENTILE, field="duration", quantile=0.99
+        ),
+        plan_pb2.Aggregate(function=F.AGGREGATE_FUNCTION_PERCENTILE, field="duration", quantile=1),
+        plan_pb2.Aggregate(
+            function=F.AGGREGATE_FUNCTION_PERCENTILE, field="duration", quantile=0.9
+        ),
+        plan_pb2.Aggregate(
+            function=F.AGGREGATE_FUNCTION_PERCENTILE, field="duration", quantile=0.5
+        ),
+        plan_pb2.Aggregate(function=F.AGGREGATE_FUNCTION_COUNT_DISTINCT, field="status"),
+    ]
+    # Equal aggregates are computed once: p95(d) is percentile(d, 0.95).
+    assert planned.outputs[:8] == [fx.KeyRef(0), *map(fx.AggRef, [0, 0, 1, 1, 2, 3, 4])]
+    assert planned.outputs[8] == fx.Arith("-", fx.AggRef(5), fx.AggRef(6))
+    assert planned.columns == [
+        "suite",
+        "count(DISTINCT name)",
+        "names",
+        "percentile(duration, 0.95)",
+        "p",
+        "p50(retries)",
+        "p99(duration)",
+        "percentile(duration, 1)",
+        "spread",
+    ]
+    assert planned.having == fx.Cmp(">", fx.AggRef(7), fx.Lit(1))
+    assert planned.order == [fx.SortKey(fx.AggRef(3), descending=True)]
+
+
 def test_count_forms() -> None:
     planned = plan("SELECT count(*), count(1), COUNT(duration), Count(*) AS n FROM ci")
     assert list(planned.plan.aggregates) == [
@@ -553,18 +617,15 @@ def at(sql: str, token: str) -> int:
         ("SELECT percentile(x) FROM ci", "percentile() takes a field and a quantile", "percentile"),
         ("SELECT percentile(x, 95) FROM ci", "the quantile must be a number in (0, 1]", "95"),
         ("SELECT p95(x, 1) FROM ci", "p95() takes one field, got 2", "p95"),
-        # sketches come later
-        (
-            "SELECT count(DISTINCT name) FROM ci",
-            "count(DISTINCT name) is not supported yet",
-            "count",
-        ),
-        (
-            "SELECT percentile(duration, 0.9) FROM ci",
-            "percentile(duration, 0.9) is not supported yet",
-            "percentile",
-        ),
-        ("SELECT p99(duration) FROM ci", "p99(duration) is not supported yet", "p99"),
+        ("SELECT percentile(x, 0) FROM ci", "the quantile must be a number in (0, 1]", "0"),
+        ("SELECT percentile(x, 1.5) FROM ci", "the quantile must be a number in (0, 1]", "1.5"),
+        ("SELECT percentile(x, -0.5) FROM ci", "the quantile must be a number in (0, 1]", "-|0.5"),
+        ("SELECT percentile(x, '0.5') FROM ci", "the quantile must be a number in (0, 1]", "'"),
+        ("SELECT percentile(x, y) FROM ci", "the quantile must be a number in (0, 1]", "y"),
+        ("SELECT percentile(0.5, x) FROM ci", "argument of percentile() must be a field", "0.5"),
+        ("SELECT p50(DISTINCT x) FROM ci", "DISTINCT is only supported in count()", "x"),
+        ("SELECT count(DISTINCT a, b) FROM ci", "count(DISTINCT …) takes one field", "count"),
+        ("SELECT count(DISTINCT *) FROM ci", "count(DISTINCT *) is not valid; name a field", "*"),
         # aggregates in the wrong place, grouping
         (
             "SELECT name FROM ci WHERE count(*) > 1",
@@ -720,6 +781,16 @@ def at(sql: str, token: str) -> int:
         (
             "SELECT suite FROM ci GROUP BY suite HAVING count(*) > 'many'",
             "type mismatch in count(*) > 'many'",
+            "count",
+        ),
+        (
+            "SELECT suite FROM ci GROUP BY suite HAVING p95(d) > 'slow'",
+            "type mismatch in p95(d) > 'slow': cannot compare a number with a string",
+            "p95",
+        ),
+        (
+            "SELECT count(DISTINCT x) LIKE 'a%' FROM ci",
+            "type mismatch: LIKE works on strings, count(DISTINCT x) is a number",
             "count",
         ),
         (

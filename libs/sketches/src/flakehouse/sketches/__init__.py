@@ -1,2 +1,28 @@
 """Mergeable sketches shared by storage (which builds them next to the data) and query (which
-merges them): count distinct and quantiles, from well-kept libraries."""
+merges them): count distinct (exact sets, then Apache DataSketches HLL) and quantiles (DDSketch),
+with one serialized format for `AggregateState.sketch`."""
+
+from flakehouse.sketches.distinct import EXACT_LIMIT, LG_K, DistinctState
+from flakehouse.sketches.errors import SketchFormatError
+from flakehouse.sketches.hashing import (
+    hash_bools,
+    hash_floats,
+    hash_ints,
+    hash_scalars,
+    hash_strings,
+)
+from flakehouse.sketches.quantiles import RELATIVE_ACCURACY, QuantileState
+
+__all__ = [
+    "EXACT_LIMIT",
+    "LG_K",
+    "RELATIVE_ACCURACY",
+    "DistinctState",
+    "QuantileState",
+    "SketchFormatError",
+    "hash_bools",
+    "hash_floats",
+    "hash_ints",
+    "hash_scalars",
+    "hash_strings",
+]

@@ -1,11 +1,13 @@
 """Merging the partial results of storage nodes, and turning the merge into the answer:
-final aggregate values, HAVING, ORDER BY, LIMIT and typed result columns."""
+final aggregate values (count distinct and percentiles from merged flakehouse.sketches states),
+HAVING, ORDER BY, LIMIT and typed result columns."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from flakehouse.common.v1 import events_pb2, plan_pb2
 from flakehouse.events.values import Scalar, from_value, to_value, type_of
@@ -15,6 +17,7 @@ from flakehouse.query.planner import PlannedQuery
 from flakehouse.query.scope import SUPPORTED_AGGREGATES
 from flakehouse.query.sqltime import INT64_MAX, INT64_MIN
 from flakehouse.query.v1 import query_pb2
+from flakehouse.sketches import DistinctState, QuantileState, SketchFormatError
 
 
 class PartialResultError(ValueError):
@@ -33,6 +36,10 @@ class Accumulator:
     int_sum: int = 0
     float_seen: bool = False
     extreme: Scalar | None = None
+    # COUNT_DISTINCT and PERCENTILE: the partial states, merged all at once when finalized (one
+    # HLL union per group rather than one per partial).
+    distinct: list[DistinctState] = field(default_factory=list)
+    quantiles: list[QuantileState] = field(default_factory=list)
 
 
 @dataclass
@@ -124,6 +131,16 @@ def _merge_state(
         accumulator.int_sum += state.int_sum
         accumulator.sums.append(state.sum)
         accumulator.float_seen |= state.float_seen
+    elif function == plan_pb2.AGGREGATE_FUNCTION_COUNT_DISTINCT:
+        if state.sketch:
+            accumulator.distinct.append(_decode(DistinctState.from_bytes, state.sketch))
+            if len(accumulator.distinct) > _FOLD_AT:
+                accumulator.distinct = [DistinctState.merge_all(accumulator.distinct)]
+    elif function == plan_pb2.AGGREGATE_FUNCTION_PERCENTILE:
+        if state.sketch:
+            accumulator.quantiles.append(_decode(QuantileState.from_bytes, state.sketch))
+            if len(accumulator.quantiles) > _FOLD_AT:
+                accumulator.quantiles = [QuantileState.merge_all(accumulator.quantiles)]
     else:
         value = from_value(state.extreme) if state.HasField("extreme") else None
         if value is not None and (
@@ -131,6 +148,19 @@ def _merge_state(
             or _wins(value, accumulator.extreme, function == plan_pb2.AGGREGATE_FUNCTION_MAX)
         ):
             accumulator.extreme = value
+
+
+# Partial sketch states kept per accumulator before they are merged into one, bounding memory
+# when many partitions answer.
+_FOLD_AT = 64
+_State = TypeVar("_State", DistinctState, QuantileState)
+
+
+def _decode(from_bytes: Callable[[bytes], _State], data: bytes) -> _State:
+    try:
+        return from_bytes(data)
+    except SketchFormatError as exc:
+        raise PartialResultError(f"bad sketch in a partial result: {exc}") from None
 
 
 def _kind_priority(value: Scalar) -> int:
@@ -151,8 +181,9 @@ def _wins(candidate: Scalar, current: Scalar, maximum: bool) -> bool:
     return candidate > current if maximum else candidate < current  # type: ignore[operator]
 
 
-def final_value(function: plan_pb2.AggregateFunction.ValueType, accumulator: Accumulator) -> Cell:
+def final_value(aggregate: plan_pb2.Aggregate, accumulator: Accumulator) -> Cell:
     """The SQL value of a merged aggregate."""
+    function = aggregate.function
     if function in (plan_pb2.AGGREGATE_FUNCTION_COUNT, plan_pb2.AGGREGATE_FUNCTION_COUNT_FIELD):
         return accumulator.count
     if function in (plan_pb2.AGGREGATE_FUNCTION_SUM, plan_pb2.AGGREGATE_FUNCTION_AVG):
@@ -169,6 +200,10 @@ def final_value(function: plan_pb2.AggregateFunction.ValueType, accumulator: Acc
         return (float(accumulator.int_sum) + float_sum) / accumulator.count
     if function in (plan_pb2.AGGREGATE_FUNCTION_MIN, plan_pb2.AGGREGATE_FUNCTION_MAX):
         return accumulator.extreme
+    if function == plan_pb2.AGGREGATE_FUNCTION_COUNT_DISTINCT:
+        return DistinctState.merge_all(accumulator.distinct).estimate()
+    if function == plan_pb2.AGGREGATE_FUNCTION_PERCENTILE:
+        return QuantileState.merge_all(accumulator.quantiles).quantile(aggregate.quantile)
     raise PartialResultError(f"cannot finalize {plan_pb2.AggregateFunction.Name(function)}")
 
 
@@ -196,7 +231,7 @@ def _aggregate_rows(planned: PlannedQuery, merged: Merged) -> list[list[Cell]]:
         fx.Env(
             keys=group.key,
             aggregates=[
-                final_value(aggregate.function, state)
+                final_value(aggregate, state)
                 for aggregate, state in zip(plan.aggregates, group.states, strict=True)
             ],
         )

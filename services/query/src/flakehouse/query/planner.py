@@ -14,7 +14,14 @@ from flakehouse.query.errors import QueryError, error_at, sql_text
 from flakehouse.query.filters import translate_where
 from flakehouse.query.parsing import check_clauses, dataset_of, parse_select
 from flakehouse.query.scope import Scope, aggregate_name
-from flakehouse.query.syntax import field_name, find_aggregate, is_field, time_bucket
+from flakehouse.query.syntax import (
+    QUANTILE_SHORTHANDS,
+    field_name,
+    find_aggregate,
+    function_name,
+    is_field,
+    time_bucket,
+)
 
 __all__ = [
     "DEFAULT_RAW_LIMIT",
@@ -282,7 +289,12 @@ def _display_name(node: exp.Expr, scope: Scope) -> str:
     """A readable column name for a SELECT item without alias: `count(*)`, `sum(duration)`,
     `time_bucket(timestamp, '1h')`, a field's name, or the expression built from those."""
     if find_aggregate(node) is node:
-        return aggregate_name(scope.aggregates[scope.aggregate(node)])
+        aggregate = scope.aggregates[scope.aggregate(node)]
+        shorthand = function_name(node)
+        if shorthand in QUANTILE_SHORTHANDS:
+            # As written: p95(duration), not percentile(duration, 0.95).
+            return f"{shorthand}({aggregate.field})"
+        return aggregate_name(aggregate)
     bucket = time_bucket(node)
     if bucket is not None:
         return bucket.name
