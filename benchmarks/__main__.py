@@ -1,10 +1,11 @@
 """Runs the benchmarks and prints their figures: `python -m benchmarks [NAME...]`, where NAME is
-ingest, large or end-to-end (all three by default).
+ingest, large, end-to-end or storage (all by default).
 
 ingest and large: see benchmarks/ingest.py. end-to-end: a local cluster (`flakehouse up` as
 processes: broker, five services, 2 storage nodes, 8 partitions) takes generated JUnit reports
 through the client; it reports testcases per second until Kafka acknowledged every event, the
-time until every event is queryable, and the median latency of a few queries."""
+time until every event is queryable, and the median latency of a few queries. storage: see
+benchmarks/storage.py."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchmarks import ingest
+from benchmarks import ingest, storage
 from benchmarks.junitgen import report
 from flakehouse.client import Client
 from tests.localcluster import RunningCluster
@@ -79,6 +80,7 @@ def main() -> None:
     parser.add_argument("--cases-per-file", type=int, default=5000)
     parser.add_argument("--uploaders", type=int, default=4)
     parser.add_argument("--large-mb", type=int, default=200, help="size of the large report")
+    parser.add_argument("--events", type=int, default=10_000_000, help="events (storage)")
     args = parser.parse_args()
     for name in args.names or list(BENCHMARKS):
         BENCHMARKS[name](args)
@@ -89,6 +91,7 @@ BENCHMARKS = {
     "ingest": lambda a: ingest.throughput(a.files, a.cases_per_file, a.uploaders),
     "large": lambda a: ingest.large(a.large_mb),
     "end-to-end": lambda a: end_to_end(a.files, a.cases_per_file, a.uploaders),
+    "storage": lambda a: storage.storage(a.events),
 }
 
 

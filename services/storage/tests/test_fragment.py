@@ -460,8 +460,11 @@ def test_exact_int_sums_merge_across_segments(kit: Any) -> None:
     ("change", "message"),
     [
         (lambda p: setattr(p, "ir_version", 2), "IR version 2"),
-        (lambda p: p.aggregates.add(function=7, field="x"), "COUNT_DISTINCT"),
-        (lambda p: p.aggregates.add(function=8, field="x", quantile=0.5), "PERCENTILE"),
+        (lambda p: p.aggregates.add(function=7), "COUNT_DISTINCT needs a field"),
+        (lambda p: p.aggregates.add(function=8, field="x"), r"quantile must be in \(0, 1\]"),
+        (lambda p: p.aggregates.add(function=8, field="x", quantile=1.5), "not 1.5"),
+        (lambda p: p.aggregates.add(function=8, field="x", quantile=-0.5), "not -0.5"),
+        (lambda p: p.aggregates.add(function=8, field="x", quantile=math.nan), "not nan"),
         (lambda p: p.aggregates.add(function=0), "UNSPECIFIED"),
         (lambda p: p.aggregates.add(function=3), "needs a field"),
         (lambda p: p.group_by.add(time_bucket_us=0), "positive"),

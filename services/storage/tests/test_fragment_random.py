@@ -359,15 +359,60 @@ def _project(plan: plan_pb2.QueryPlan, rows: list[Event]) -> list[tuple[Any, ...
     return [tuple(_ref_tag(r.get(f)) for f in plan.select_fields) for r in rows]
 
 
+FIELDS = ["status", "suite", "duration", "retries", "flaky", "line", "timestamp", "id"]
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_execute_matches_reference_on_mixed_types(kit: Any, seed: int) -> None:
     rng = random.Random(seed)
     events = _mixed_events(rng, 3000)
-    views = _segments(kit, rng, events)
-    fields = ["status", "suite", "duration", "retries", "flaky", "line", "timestamp", "id"]
-    for _ in range(120):
-        plan = _random_plan(rng, kit, fields, fields, typed=False)
+    _check_reference(kit, rng, events, _segments(kit, rng, events), 120)
+
+
+def _dense(events: list[Event]) -> list[Event]:
+    """Every field present on every row, in one type: the columns the fast paths take."""
+    fill = {"status": "passed", "suite": "suite00", "duration": 0.25, "retries": 0,
+            "flaky": False, "line": 1}  # fmt: skip
+    return [
+        {**e, **{f: d for f, d in fill.items() if type(e.get(f)) is not type(d)}} for e in events
+    ]
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_dense_columns_match_reference(kit: Any, seed: int) -> None:
+    rng = random.Random(200 + seed)
+    events = _dense(_mixed_events(rng, 3000))
+    _check_reference(kit, rng, events, _segments(kit, rng, events), 100)
+
+
+def _sort_rank(x: Any) -> tuple[Any, ...]:
+    return (9,) if x is None else (v.type_of(x), x != x, 0 if x != x else x)
+
+
+@pytest.mark.parametrize(("seed", "field"), [(0, "duration"), (1, "status"), (2, "line")])
+def test_clustered_segments_prune_and_match_reference(kit: Any, seed: int, field: str) -> None:
+    # Segments cut from events sorted by a field have narrow min/max stats: many are skipped.
+    rng = random.Random(300 + seed)
+    events = sorted(_mixed_events(rng, 3000), key=lambda e: _sort_rank(e.get(field)))
+    views = []
+    for seq, lo in enumerate(range(0, len(events), 200)):
+        builder = SegmentBuilder("ci", 0, seq)
+        builder.add(kit.batch(events[lo : lo + 200]), offset=seq)
+        views.append(decode_segment(builder.seal()) if seq % 3 else builder.view())
+    skipped = _check_reference(kit, rng, events, views, 150)
+    assert skipped > 0
+
+
+def _check_reference(
+    kit: Any, rng: random.Random, events: list[Event], views: list[SegmentView], plans: int
+) -> int:
+    """Random plans over `views` (holding `events`) against the reference; returns how many
+    segments were skipped in all."""
+    skipped = 0
+    for _ in range(plans):
+        plan = _random_plan(rng, kit, FIELDS, FIELDS, typed=False)
         result = fragment.execute(plan, views)
+        skipped += result.stats.segments_skipped
         matched = _ref_matches(plan, events)
         assert result.stats.rows_matched == len(matched) or (not plan.order_by and plan.limit), plan
         if plan.aggregates or plan.group_by:
@@ -394,6 +439,7 @@ def test_execute_matches_reference_on_mixed_types(kit: Any, seed: int) -> None:
         assert _project(plan, got) == _project(plan, [by_id[r["id"]] for r in got]), plan
         if not plan.limit:
             assert {r["id"] for r in got} == set(by_id)
+    return skipped
 
 
 # -- DuckDB on single-typed fields ---------------------------------------------------------------

@@ -4,9 +4,11 @@ arrays are merged by fancy indexing. Python loops run per group, never per row."
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterable, MutableSequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any, Protocol
 
 import numpy as np
@@ -14,7 +16,9 @@ import numpy.typing as npt
 
 from flakehouse.common.v1 import events_pb2, plan_pb2
 from flakehouse.events import values as v
+from flakehouse.storage.distinct import CountDistinct
 from flakehouse.storage.predicate import Index, ScanSegment
+from flakehouse.storage.quantiles import Percentile
 from flakehouse.storage.segment import TIMESTAMP, ColumnView
 
 F = plan_pb2.AggregateFunction
@@ -33,79 +37,137 @@ _I64 = np.iinfo(np.int64)
 
 
 @dataclass
-class _KeyCodes:
-    """One group-by key over the selected rows of a segment: a code per row, the code range, and
-    how to turn codes back into key items."""
+class _Piece:
+    """A range of key codes [start, start + size) holding the values of one type; `values` turns
+    codes relative to `start` into the key's Python scalars."""
 
-    codes: npt.NDArray[np.int64]
+    start: int
+    size: int
+    kind: int
+    values: Callable[[npt.NDArray[np.int64]], list[Any]]
+
+
+@dataclass
+class _KeyCodes:
+    """One group-by key over the selected rows of a segment: a code per row in
+    [0, cardinality), the code ranges of each type, and the null key's code if there is one."""
+
+    codes: npt.NDArray[Any]
     cardinality: int
-    decode: Callable[[npt.NDArray[np.int64]], list[KeyItem]]
+    pieces: list[_Piece]
+    null: int | None
+
+    def decode(self, codes: npt.NDArray[np.int64]) -> list[KeyItem]:
+        """The key items of some codes."""
+        out: list[KeyItem] = [None] * len(codes)
+        for piece in self.pieces:
+            idx = np.flatnonzero((codes >= piece.start) & (codes < piece.start + piece.size))
+            items = piece.values(codes[idx] - piece.start)
+            for i, item in zip(idx.tolist(), items, strict=True):
+                out[i] = (piece.kind, item)
+        return out
+
+
+def _floats(values: list[float]) -> list[float]:
+    return [_NAN if x != x else x for x in values]
+
+
+def _value_codes(
+    kind: int, col: ColumnView, keep: Any
+) -> tuple[npt.NDArray[Any], int, Callable[[npt.NDArray[np.int64]], list[Any]]]:
+    """Codes of the selected values of a column (`keep`: a mask or index over its values, None
+    for all), their range, and how codes turn back into values. Strings: the dictionary codes;
+    bools: 0/1; ints: offsets from the smallest when the range is small; else np.unique."""
+    if kind == v.STRING:
+        assert col.codes is not None and col.dictionary is not None
+        dictionary = col.dictionary
+        codes = col.codes if keep is None else col.codes[keep]
+        return codes, len(dictionary), lambda c: dictionary[c].tolist()  # type: ignore[no-any-return]
+    assert col.values is not None
+    values = col.values if keep is None else col.values[keep]
+    if kind == v.BOOL:
+        return values.view(np.uint8), 2, lambda c: c.astype(bool).tolist()  # type: ignore[no-any-return]
+    if kind == v.INT and len(values):
+        low, high = int(values.min()), int(values.max())
+        if high - low < max(2 * len(values), _DENSE_LIMIT):
+            return values - low, high - low + 1, lambda c: [low + x for x in c.tolist()]
+    domain, inverse = np.unique(values, return_inverse=True)
+    if kind == v.FLOAT:
+        return inverse.reshape(-1), len(domain), lambda c: _floats(domain[c].tolist())
+    return inverse.reshape(-1), len(domain), lambda c: domain[c].tolist()  # type: ignore[no-any-return]
 
 
 def _field_key(seg: ScanSegment, field: str, sel: Index) -> _KeyCodes:
-    """Code 0 is null; then, per type present, one code range for that type's distinct values."""
-    selected = np.zeros(seg.n, dtype=bool)
-    selected[sel] = True
+    """A field's codes: a column holding every row (the usual case) gives its own codes; else
+    code 0 is null and each type present gets its range of codes after it."""
+    everything = len(sel) == seg.n
+    columns = [(kind, col) for kind, col in sorted(seg.columns(field).items()) if col.count]
+    if len(columns) == 1 and columns[0][1].count == seg.n:
+        kind, col = columns[0]
+        codes, size, values = _value_codes(kind, col, None if everything else sel)
+        return _KeyCodes(codes, size, [_Piece(0, size, kind, values)], None)
     full = np.zeros(seg.n, dtype=np.int64)
-    pieces: list[tuple[int, int, npt.NDArray[Any]]] = []
+    selected: npt.NDArray[np.bool_] | None = None
+    if not everything:
+        selected = np.zeros(seg.n, dtype=bool)
+        selected[sel] = True
+    pieces: list[_Piece] = []
     offset = 1
-    for kind, col in sorted(seg.columns(field).items()):
-        keep = selected[col.rows]
-        rows = col.rows[keep]
+    for kind, col in columns:
+        keep = None if selected is None else selected[col.rows]
+        rows = col.rows if keep is None else col.rows[keep]
         if len(rows) == 0:
             continue
-        if kind == v.STRING:
-            assert col.codes is not None and col.dictionary is not None
-            full[rows] = offset + col.codes[keep].astype(np.int64)
-            domain: npt.NDArray[Any] = col.dictionary
-        elif kind == v.BOOL:
-            assert col.values is not None
-            full[rows] = offset + col.values[keep].astype(np.int64)
-            domain = np.array([False, True])
-        else:
-            assert col.values is not None
-            domain, inverse = np.unique(col.values[keep], return_inverse=True)
-            full[rows] = offset + inverse.reshape(-1)
-        pieces.append((offset, kind, domain))
-        offset += len(domain)
-
-    def decode(codes: npt.NDArray[np.int64]) -> list[KeyItem]:
-        out: list[KeyItem] = [None] * len(codes)
-        for start, kind, domain in pieces:
-            idx = np.flatnonzero((codes >= start) & (codes < start + len(domain)))
-            items = domain[codes[idx] - start].tolist()
-            if kind == v.FLOAT:
-                items = [_NAN if x != x else x for x in items]
-            for i, item in zip(idx.tolist(), items, strict=True):
-                out[i] = (kind, item)
-        return out
-
-    return _KeyCodes(full[sel], offset, decode)
+        codes, size, values = _value_codes(kind, col, keep)
+        full[rows] = offset + codes.astype(np.int64)
+        pieces.append(_Piece(offset, size, kind, values))
+        offset += size
+    return _KeyCodes(full if everything else full[sel], offset, pieces, 0)
 
 
 def _bucket_key(seg: ScanSegment, width: int, sel: Index) -> _KeyCodes:
-    """time_bucket: floor(ts / width) * width, coded relative to the smallest bucket."""
-    quotient = np.floor_divide(seg.timestamps[sel], width)
-    low, high = int(quotient.min()), int(quotient.max())
+    """time_bucket: floor(ts / width) * width, coded relative to the segment's first bucket."""
+    low, high = seg.view.min_ts // width, seg.view.max_ts // width
+
+    def starts(codes: npt.NDArray[np.int64]) -> list[Any]:
+        return [(low + c) * width for c in codes.tolist()]
+
+    if low == high:
+        # The whole segment lies in one bucket: no division at all.
+        return _KeyCodes(np.zeros(len(sel), dtype=np.intp), 1, [_Piece(0, 1, v.INT, starts)], None)
+    ts = seg.timestamps if len(sel) == seg.n else seg.timestamps[sel]
+    quotient = np.floor_divide(ts, width)
     span = high - low + 1
     if span <= max(2 * len(sel), _DENSE_LIMIT):
-        return _KeyCodes(
-            (quotient - low).astype(np.int64),
-            span,
-            lambda codes: [(v.INT, (low + c) * width) for c in codes.tolist()],
-        )
+        return _KeyCodes(quotient - low, span, [_Piece(0, span, v.INT, starts)], None)
     uniq, inverse = np.unique(quotient, return_inverse=True)
+
+    def unique_starts(codes: npt.NDArray[np.int64]) -> list[Any]:
+        return [q * width for q in uniq[codes].tolist()]
+
     return _KeyCodes(
-        inverse.reshape(-1).astype(np.int64),
-        len(uniq),
-        lambda codes: [(v.INT, int(q) * width) for q in uniq[codes].tolist()],
+        inverse.reshape(-1), len(uniq), [_Piece(0, len(uniq), v.INT, unique_starts)], None
     )
 
 
-def _groups(plan: plan_pb2.QueryPlan, seg: ScanSegment, sel: Index) -> tuple[Index, list[GroupKey]]:
-    """Local group index (0..G-1) of every selected row, and the key of each local group."""
+@dataclass
+class _LocalGroups:
+    """The groups of one segment's selected rows: local group of each row (0..G-1), rows per
+    group, and per key the code of each group."""
+
+    group: Index
+    sizes: npt.NDArray[np.int64]
+    parts: list[_KeyCodes]
+    components: list[npt.NDArray[np.int64]]
+
+
+def _groups(plan: plan_pb2.QueryPlan, seg: ScanSegment, sel: Index) -> _LocalGroups:
+    """Local group of every selected row: codes of the keys combined (mixed radix), counted with
+    bincount when their range is small, else sorted with np.unique."""
     if not plan.group_by:
-        return np.zeros(len(sel), dtype=np.intp), [()]
+        return _LocalGroups(
+            np.zeros(len(sel), dtype=np.intp), np.array([len(sel)], dtype=np.int64), [], []
+        )
     parts = [
         _field_key(seg, k.field, sel)
         if k.WhichOneof("kind") == "field"
@@ -113,33 +175,172 @@ def _groups(plan: plan_pb2.QueryPlan, seg: ScanSegment, sel: Index) -> tuple[Ind
         for k in plan.group_by
     ]
     total = math.prod(p.cardinality for p in parts)
+    components: list[npt.NDArray[np.int64]]
     if total < 2**62:
-        # Mixed-radix code of the whole key, then dense group numbers.
         combined = parts[0].codes
         for p in parts[1:]:
-            combined = combined * p.cardinality + p.codes
+            combined = combined.astype(np.int64) * p.cardinality + p.codes
         if total <= max(4 * len(sel), _DENSE_LIMIT):
-            used = np.flatnonzero(np.bincount(combined, minlength=total))
-            remap = np.empty(total, dtype=np.intp)
-            remap[used] = np.arange(len(used))
-            group, distinct = remap[combined], used.astype(np.int64)
+            counts = np.bincount(combined, minlength=total)
+            used = np.flatnonzero(counts)
+            if len(used) == total:
+                group = combined
+            else:
+                remap = np.empty(total, dtype=np.intp)
+                remap[used] = np.arange(len(used))
+                group = remap[combined]
+            distinct, sizes = used, counts[used]
         else:
-            distinct, inverse = np.unique(combined, return_inverse=True)
+            distinct, inverse, sizes = np.unique(combined, return_inverse=True, return_counts=True)
             group = inverse.reshape(-1)
-        components: list[npt.NDArray[np.int64]] = []
-        rest = distinct
+        components = []
+        rest = distinct.astype(np.int64)
         for p in reversed(parts[1:]):
             components.append(rest % p.cardinality)
             rest = rest // p.cardinality
         components.append(rest)
         components.reverse()
     else:
-        stacked = np.stack([p.codes for p in parts], axis=1)
-        distinct_rows, inverse = np.unique(stacked, axis=0, return_inverse=True)
+        stacked = np.stack([p.codes.astype(np.int64) for p in parts], axis=1)
+        distinct_rows, inverse, sizes = np.unique(
+            stacked, axis=0, return_inverse=True, return_counts=True
+        )
         group = inverse.reshape(-1)
         components = [distinct_rows[:, i] for i in range(len(parts))]
-    decoded = [p.decode(c) for p, c in zip(parts, components, strict=True)]
-    return group.astype(np.intp, copy=False), list(zip(*decoded, strict=True))
+    return _LocalGroups(group.astype(np.intp, copy=False), sizes, parts, components)
+
+
+class _ValueIds:
+    """Numbers for the values of one group-by key, in order of first appearance: a dict per
+    value type, looked up for all of a segment's distinct values at once."""
+
+    def __init__(self) -> None:
+        self.items: list[KeyItem] = []
+        self._by_value: dict[int, dict[Any, int]] = {}
+
+    def ids(self, part: _KeyCodes, codes: npt.NDArray[np.int64]) -> Index:
+        """The number of the value of each code (`codes` ascending and distinct)."""
+        out = np.empty(len(codes), dtype=np.intp)
+        # Codes are ascending, so each type's codes are one slice.
+        bounds: list[tuple[int, int, _Piece | None]] = [
+            (p.start, p.start + p.size, p) for p in part.pieces
+        ]
+        if part.null is not None:
+            bounds.append((part.null, part.null + 1, None))
+        for start, stop, piece in bounds:
+            lo, hi = np.searchsorted(codes, [start, stop]).tolist()
+            if lo == hi:
+                continue
+            kind = piece.kind if piece is not None else 0
+            values = piece.values(codes[lo:hi] - start) if piece is not None else [None]
+            lookup = self._by_value.setdefault(kind, {})
+            ids = np.fromiter(map(lookup.get, values, repeat(-1)), dtype=np.intp, count=hi - lo)
+            for i in np.flatnonzero(ids < 0).tolist():
+                value = values[i]
+                vid = lookup.get(value)
+                if vid is None:
+                    vid = lookup[value] = len(self.items)
+                    self.items.append(None if piece is None else (kind, value))
+                ids[i] = vid
+            out[lo:hi] = ids
+        return out
+
+
+class _GroupIndex:
+    """Global group numbers by key, in order of first appearance. Each key's values are
+    numbered (`_ValueIds`); with one key that number is the group. With several, the numbers
+    are packed into one uint64 while they fit, and packed keys are looked up in a sorted array
+    (vectorized); else tuples of numbers in a dict."""
+
+    def __init__(self, n_keys: int) -> None:
+        self._n_keys = n_keys
+        self._values = [_ValueIds() for _ in range(n_keys)]
+        self._bits = 64 // n_keys if n_keys else 0
+        self._packed = True
+        self._sorted_keys = np.zeros(0, dtype=np.uint64)
+        self._sorted_groups = np.zeros(0, dtype=np.intp)
+        self._combos: dict[tuple[int, ...], int] = {}
+        # Per key, the value numbers of the groups in group order (chunks to concatenate).
+        self._group_values: list[list[npt.NDArray[np.intp]]] = [[] for _ in range(n_keys)]
+        self._n_groups = 0
+        self._empty_key = False
+
+    def __len__(self) -> int:
+        if self._n_keys == 0:
+            return int(self._empty_key)
+        if self._n_keys == 1:
+            return len(self._values[0].items)
+        return self._n_groups
+
+    def _value_columns(self) -> list[list[int]]:
+        return [np.concatenate(chunks).tolist() if chunks else [] for chunks in self._group_values]
+
+    @property
+    def keys(self) -> list[GroupKey]:
+        """The key of each global group, in group order."""
+        if self._n_keys == 0:
+            return [()] if self._empty_key else []
+        if self._n_keys == 1:
+            return [(item,) for item in self._values[0].items]
+        columns = [
+            [values.items[vid] for vid in vids]
+            for values, vids in zip(self._values, self._value_columns(), strict=True)
+        ]
+        return list(zip(*columns, strict=True))
+
+    def _add_groups(self, vids: list[Index], rows: Index) -> Index:
+        """New groups for local groups `rows`; returns their numbers."""
+        for chunks, vid in zip(self._group_values, vids, strict=True):
+            chunks.append(vid[rows])
+        first = self._n_groups
+        self._n_groups += len(rows)
+        return np.arange(first, self._n_groups, dtype=np.intp)
+
+    def targets(self, local: _LocalGroups) -> Index:
+        """The global group of each local group (adding groups not seen before)."""
+        if not local.parts:
+            self._empty_key = True
+            return np.zeros(1, dtype=np.intp)
+        if self._n_keys == 1:
+            return self._values[0].ids(local.parts[0], local.components[0])
+        vids = []
+        for values, part, codes in zip(self._values, local.parts, local.components, strict=True):
+            uniq, inverse = np.unique(codes, return_inverse=True)
+            vids.append(values.ids(part, uniq)[inverse.reshape(-1)])
+        out = np.empty(len(local.sizes), dtype=np.intp)
+        if self._packed and all(len(values.items) <= 1 << self._bits for values in self._values):
+            packed = vids[0].astype(np.uint64)
+            for vid in vids[1:]:
+                packed = (packed << np.uint64(self._bits)) | vid.astype(np.uint64)
+            known, groups = self._sorted_keys, self._sorted_groups
+            pos = np.searchsorted(known, packed)
+            found = pos < len(known)
+            found[found] = known[pos[found]] == packed[found]
+            out[found] = groups[pos[found]]
+            new = np.flatnonzero(~found)
+            if len(new):
+                # Local groups are distinct, so are their keys: insert them in order.
+                added = self._add_groups(vids, new)
+                out[new] = added
+                order = np.argsort(packed[new])
+                at = np.searchsorted(known, packed[new][order])
+                self._sorted_keys = np.insert(known, at, packed[new][order])
+                self._sorted_groups = np.insert(groups, at, added[order])
+            return out
+        if self._packed:
+            # A key has too many values to pack: tuples from now on.
+            self._packed = False
+            columns = self._value_columns()
+            self._combos = {ids: gid for gid, ids in enumerate(zip(*columns, strict=True))}
+        keys = list(zip(*(vid.tolist() for vid in vids), strict=True))
+        combos = self._combos
+        out[:] = np.fromiter(map(combos.get, keys, repeat(-1)), dtype=np.intp, count=len(keys))
+        new = np.flatnonzero(out < 0)
+        if len(new):
+            out[new] = added = self._add_groups(vids, new)
+            for i, gid in zip(new.tolist(), added.tolist(), strict=True):
+                combos[keys[i]] = gid
+        return out
 
 
 # -- aggregators ---------------------------------------------------------------------------------
@@ -148,7 +349,8 @@ def _groups(plan: plan_pb2.QueryPlan, seg: ScanSegment, sel: Index) -> tuple[Ind
 @dataclass
 class SegmentGroups:
     """One segment's share of an aggregation: its selected rows, their local group, and the
-    global group of every local group (distinct: each local group maps to its own)."""
+    global group of every local group (distinct: each local group maps to its own). `sizes`:
+    rows per local group, when known."""
 
     seg: ScanSegment
     sel: Index
@@ -157,6 +359,13 @@ class SegmentGroups:
     target: Index
     n_global: int
     _row_group: Index | None = None
+    sizes: npt.NDArray[np.int64] | None = None
+    _taken: dict[int, tuple[Index, Index]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def everything(self) -> bool:
+        """Whether every row of the segment is selected (`sel` is ascending and distinct)."""
+        return len(self.sel) == self.seg.n
 
     def row_group(self) -> Index:
         """Local group of every segment row, -1 where the row is not selected."""
@@ -167,12 +376,41 @@ class SegmentGroups:
 
     def column(self, col: ColumnView) -> tuple[Index, npt.NDArray[np.bool_]]:
         """Local group of each selected value of `col`, and which of its values are selected."""
+        if self.everything:
+            # Row r's group is group[r]: every value is selected.
+            groups = self.group if col.count == self.seg.n else self.group[col.rows]
+            return groups, np.ones(col.count, dtype=bool)
+        if col.count == self.seg.n:
+            # Dense: value i is row i, so the selected values are the selected rows, in order.
+            keep = np.zeros(col.count, dtype=bool)
+            keep[self.sel] = True
+            return self.group, keep
         groups = self.row_group()[col.rows]
         keep = groups >= 0
         return groups[keep], keep
 
+    def take(self, col: ColumnView, data: npt.NDArray[Any]) -> tuple[Index, npt.NDArray[Any]]:
+        """Local group of each selected value of `col`, and those values of `data` (its values
+        or codes): `column` without building masks or copies where none is needed."""
+        if self.everything:
+            return (self.group if col.count == self.seg.n else self.group[col.rows]), data
+        if col.count == self.seg.n:
+            return self.group, data[self.sel]
+        taken = self._taken.get(id(col))
+        if taken is None:
+            groups = self.row_group()[col.rows]
+            keep = np.flatnonzero(groups >= 0)
+            taken = self._taken[id(col)] = (groups[keep], keep)
+        return taken[0], data[taken[1]]
+
     def counts(self, groups: Index) -> npt.NDArray[np.int64]:
         return np.bincount(groups, minlength=self.n_local)
+
+    def group_sizes(self) -> npt.NDArray[np.int64]:
+        """Selected rows per local group."""
+        if self.sizes is None:
+            self.sizes = self.counts(self.group)
+        return self.sizes
 
 
 def _grow(array: npt.NDArray[Any], n: int, fill: Any) -> npt.NDArray[Any]:
@@ -206,11 +444,14 @@ class _Count:
 
     def add(self, part: SegmentGroups) -> None:
         if self.field is None or self.field == TIMESTAMP:
-            local = part.counts(part.group)
+            local = part.group_sizes()
         else:
             local = np.zeros(part.n_local, dtype=np.int64)
             for col in part.seg.columns(self.field).values():
-                local += part.counts(part.column(col)[0])
+                if col.count == part.seg.n:
+                    local += part.group_sizes()
+                else:
+                    local += part.counts(part.column(col)[0])
         self.counts = _grow(self.counts, part.n_global, 0)
         self.counts[part.target] += local
 
@@ -226,7 +467,11 @@ def _bound(values: npt.NDArray[Any]) -> int:
 def _int_sums(values: npt.NDArray[np.int64], groups: Index, n: int) -> npt.NDArray[Any]:
     """Exact per-group sums of int64 values: int64 when no sum can overflow, else Python ints
     (an object array)."""
-    if _bound(values) * len(values) < 2**63:
+    bound = _bound(values) * len(values)
+    if bound < 2**53:
+        # Every partial sum is an integer float64 represents exactly.
+        return np.bincount(groups, weights=values, minlength=n).astype(np.int64)
+    if bound < 2**63:
         sums = np.zeros(n, dtype=np.int64)
         np.add.at(sums, groups, values)
         return sums
@@ -259,8 +504,8 @@ class _Sum:
         col = columns.get(v.INT)
         if col is not None:
             assert col.values is not None
-            groups, keep = part.column(col)
-            local = _int_sums(col.values[keep], groups, part.n_local)
+            groups, values = part.take(col, col.values)
+            local = _int_sums(values, groups, part.n_local)
             if self.int_sums.dtype != object and (
                 local.dtype == object or _bound(self.int_sums) + _bound(local) >= 2**63
             ):
@@ -271,11 +516,9 @@ class _Sum:
         col = columns.get(v.FLOAT)
         if col is not None:
             assert col.values is not None
-            groups, keep = part.column(col)
+            groups, values = part.take(col, col.values)
             local_counts = part.counts(groups)
-            self.sums[target] += np.bincount(
-                groups, weights=col.values[keep], minlength=part.n_local
-            )
+            self.sums[target] += np.bincount(groups, weights=values, minlength=part.n_local)
             self.seen[target] |= local_counts > 0
             self.counts[target] += local_counts
 
@@ -361,7 +604,7 @@ class _Extreme:
     def _local(
         self, part: SegmentGroups, col: ColumnView, values: npt.NDArray[Any], fill: Any
     ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[Any]]:
-        groups, keep = part.column(col)
+        groups, values = part.take(col, values)
         best = np.full(part.n_local, fill, dtype=values.dtype)
         # fmin/fmax skip NaN, so a NaN never hides the numbers of its group.
         ufunc: np.ufunc
@@ -369,7 +612,7 @@ class _Extreme:
             ufunc = np.fmin if self.is_min else np.fmax
         else:
             ufunc = np.minimum if self.is_min else np.maximum
-        ufunc.at(best, groups, values[keep])
+        ufunc.at(best, groups, values)
         return part.counts(groups) > 0, best
 
     def add(self, part: SegmentGroups) -> None:
@@ -427,8 +670,8 @@ class _Extreme:
         return out
 
 
-# COUNT_DISTINCT and PERCENTILE will join here, keeping datasketches sketches per group and
-# serializing them into AggregateState.sketch.
+# COUNT_DISTINCT and PERCENTILE keep flakehouse.sketches states per group (distinct.py,
+# quantiles.py) and serialize them into AggregateState.sketch.
 AGGREGATORS: dict[int, Callable[[plan_pb2.Aggregate], Aggregator]] = {
     F.AGGREGATE_FUNCTION_COUNT: _Count,
     F.AGGREGATE_FUNCTION_COUNT_FIELD: _Count,
@@ -436,6 +679,8 @@ AGGREGATORS: dict[int, Callable[[plan_pb2.Aggregate], Aggregator]] = {
     F.AGGREGATE_FUNCTION_AVG: _Sum,
     F.AGGREGATE_FUNCTION_MIN: _Extreme,
     F.AGGREGATE_FUNCTION_MAX: _Extreme,
+    F.AGGREGATE_FUNCTION_COUNT_DISTINCT: CountDistinct,
+    F.AGGREGATE_FUNCTION_PERCENTILE: Percentile,
 }
 
 
@@ -450,23 +695,23 @@ def aggregate(
     """Appends to `out` the groups of the selected rows, each once, with one state per aggregate
     of the plan (`out` is PartialResult.groups, filled in place)."""
     aggregators = [AGGREGATORS[a.function](a) for a in plan.aggregates]
-    index: dict[GroupKey, int] = {}
+    index = _GroupIndex(len(plan.group_by))
     for seg, sel in scanned:
         if len(sel) == 0:
             continue
-        group, keys = _groups(plan, seg, sel)
-        target = np.fromiter(
-            (index.setdefault(k, len(index)) for k in keys), dtype=np.intp, count=len(keys)
+        local = _groups(plan, seg, sel)
+        target = index.targets(local)
+        part = SegmentGroups(
+            seg, sel, local.group, len(local.sizes), target, len(index), sizes=local.sizes
         )
-        part = SegmentGroups(seg, sel, group, len(keys), target, len(index))
         for aggregator in aggregators:
             aggregator.add(part)
-    if not plan.group_by and not index:
+    if not plan.group_by and not len(index):
         # SELECT count(*) FROM t answers one row even when nothing matches.
-        index[()] = 0
+        index.targets(_LocalGroups(np.zeros(0, dtype=np.intp), np.zeros(1, np.int64), [], []))
     n = len(index)
     columns = [a.states(n) for a in aggregators]
-    for key, i in index.items():
+    for i, key in enumerate(index.keys):
         group_state = out.add()  # type: ignore[attr-defined]
         for item in key:
             if item is None:

@@ -9,6 +9,7 @@ array hashing — and pairs are deduplicated across segments by sorting. Python 
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -64,6 +65,23 @@ def unique_pairs(groups: Groups, hashes: Hashes, n_groups: int) -> tuple[Groups,
     return g[keep], h[keep]
 
 
+_DICTIONARY_HASHES: dict[int, Hashes] = {}
+
+
+def dictionary_hashes(dictionary: npt.NDArray[np.object_]) -> Hashes:
+    """The hash of every entry of a decoded string dictionary, computed once per dictionary:
+    sealed columns stay decoded in the store's cache, so repeated queries hash nothing. Hashing
+    (one blake2b per string) was nearly all of a count(DISTINCT) over a string column. The memo
+    lives as long as the dictionary array itself."""
+    key = id(dictionary)
+    hashes = _DICTIONARY_HASHES.get(key)
+    if hashes is None:
+        hashes = hash_strings(dictionary.tolist())
+        _DICTIONARY_HASHES[key] = hashes
+        weakref.finalize(dictionary, _DICTIONARY_HASHES.pop, key, None)
+    return hashes
+
+
 def _segment_pairs(
     kind: int, col: ColumnView, keep: npt.NDArray[np.bool_], local: Groups, n_local: int
 ) -> tuple[Groups, Hashes]:
@@ -73,10 +91,7 @@ def _segment_pairs(
         size = len(col.dictionary)
         pairs = _distinct_keys(local * size + col.codes[keep].astype(np.int64), n_local * size)
         groups, codes = pairs // size, pairs % size
-        present = _distinct_keys(codes, size)
-        by_code = np.zeros(size, dtype=np.uint64)
-        by_code[present] = hash_strings(col.dictionary[present].tolist())
-        return groups, by_code[codes]
+        return groups, dictionary_hashes(col.dictionary)[codes]
     assert col.values is not None
     if kind == v.BOOL:
         pairs = _distinct_keys(local * 2 + col.values[keep].astype(np.int64), n_local * 2)

@@ -14,10 +14,10 @@ from flakehouse.events import values as v
 from flakehouse.storage.aggregate import AGGREGATORS, aggregate
 from flakehouse.storage.predicate import (
     COMPARE_OPS,
+    Filter,
     Index,
     Mask,
     ScanSegment,
-    evaluate,
     not_operand,
 )
 from flakehouse.storage.rows import raw_rows
@@ -72,6 +72,8 @@ def _check_plan(plan: plan_pb2.QueryPlan) -> None:
             raise UnsupportedPlan(f"aggregate {name} is not supported by this storage node yet")
         if agg.function != _F.AGGREGATE_FUNCTION_COUNT and not agg.field:
             raise UnsupportedPlan(f"aggregate {_F.Name(agg.function)} needs a field")
+        if agg.function == _F.AGGREGATE_FUNCTION_PERCENTILE and not 0 < agg.quantile <= 1:
+            raise UnsupportedPlan(f"PERCENTILE quantile must be in (0, 1], not {agg.quantile}")
     if not plan.aggregates and not plan.group_by and not plan.select_fields:
         raise UnsupportedPlan("plan has no aggregates, group-by keys or select fields")
 
@@ -127,13 +129,14 @@ class _Stats:
 def _scan(
     plan: plan_pb2.QueryPlan, segments: Iterable[SegmentView], stats: _Stats
 ) -> Iterator[tuple[ScanSegment, Index]]:
-    """The non-empty segments the time range does not exclude, each with its selected rows
-    (ascending). Segments wholly outside the range are skipped unread."""
+    """The non-empty segments that neither the time range nor the filter's statistics exclude,
+    each with its selected rows (ascending). Segments wholly outside the range are skipped
+    unread; so are segments whose column stats prove the filter false or unknown everywhere."""
     tr = plan.time_range
     start = tr.start_us if tr.HasField("start_us") else None
     end = tr.end_us if tr.HasField("end_us") else None
     empty_range = start is not None and end is not None and start >= end
-    has_filter = plan.HasField("filter")
+    flt = Filter(plan.filter) if plan.HasField("filter") else None
     for view in segments:
         if view.row_count == 0:
             continue
@@ -141,6 +144,7 @@ def _scan(
             empty_range
             or (start is not None and view.max_ts < start)
             or (end is not None and view.min_ts >= end)
+            or (flt is not None and not flt.may_match(view))
         ):
             stats.segments_skipped += 1
             continue
@@ -153,8 +157,8 @@ def _scan(
         if end is not None and view.max_ts >= end:
             below = seg.timestamps < end
             mask = below if mask is None else mask & below
-        if has_filter:
-            true, _ = evaluate(plan.filter, seg)
+        if flt is not None:
+            true = flt.true(seg)
             mask = true if mask is None else mask & true
         sel = np.arange(seg.n, dtype=np.intp) if mask is None else np.flatnonzero(mask)
         stats.rows_matched += len(sel)

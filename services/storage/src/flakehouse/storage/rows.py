@@ -43,7 +43,24 @@ class _OrderKeys:
         return [k for k in keys if len(k) and k.min() != k.max()]
 
 
+_I64_MAX = np.iinfo(np.int64).max
 _ORDER_FIELDS = ("rank", "nan", "number", "integer", "code", "string", "flag")
+
+
+def _locate(col_rows: npt.NDArray[Any], rows: Index, n: int) -> tuple[Index, Index]:
+    """For ascending `rows` of a segment of n rows: which values of a column (positions in
+    `col_rows`) belong to them, and at which position of `rows` each one is."""
+    if len(rows) * 16 < n:
+        # Few rows: binary search instead of a pass over the segment.
+        pos = np.searchsorted(col_rows, rows)
+        clipped = np.minimum(pos, max(len(col_rows) - 1, 0))
+        at = np.flatnonzero((pos < len(col_rows)) & (col_rows[clipped] == rows))
+        return pos[at], at
+    position = np.full(n, -1, dtype=np.intp)
+    position[rows] = np.arange(len(rows))
+    where = position[col_rows]
+    keep = np.flatnonzero(where >= 0)
+    return keep, where[keep]
 
 
 def _order_keys(seg: ScanSegment, field: str, rows: Index) -> _OrderKeys:
@@ -57,12 +74,8 @@ def _order_keys(seg: ScanSegment, field: str, rows: Index) -> _OrderKeys:
         string=np.full(n, "", dtype=object),
         flag=np.zeros(n, dtype=np.int8),
     )
-    position = np.full(seg.n, -1, dtype=np.intp)
-    position[rows] = np.arange(n)
     for kind, col in seg.columns(field).items():
-        where = position[col.rows]
-        keep = where >= 0
-        at = where[keep]
+        keep, at = _locate(col.rows, rows, seg.n)
         if kind == v.STRING:
             assert col.codes is not None and col.dictionary is not None
             codes = col.codes[keep]
@@ -84,6 +97,14 @@ def _order_keys(seg: ScanSegment, field: str, rows: Index) -> _OrderKeys:
             keys.rank[at] = 0
             keys.nan[at] = nan
             keys.number[at] = np.where(nan, 0.0, values)
+            # An integral float takes its value as the exact key too, so that it ties with an
+            # equal int (numbers order by value; a later ORDER BY field decides). 2**63 and
+            # above: int64's largest, the nearest there is.
+            integral = np.isfinite(values) & (values == np.floor(values))
+            exact = np.where(integral & (values < 2.0**63), np.maximum(values, -(2.0**63)), 0.0)
+            keys.integer[at] = np.where(
+                integral & (values >= 2.0**63), _I64_MAX, exact.astype(np.int64)
+            )
     return keys
 
 
@@ -160,6 +181,83 @@ def raw_rows(
     return rows
 
 
+def _top_with_ties(key: npt.NDArray[Any], k: int, largest: bool) -> Index:
+    """Positions of the k smallest (largest) keys and of every key equal to the k-th. NaN counts
+    as the largest key."""
+    n = len(key)
+    if k >= n:
+        return np.arange(n)
+    # np.partition puts NaN last, as the largest.
+    kth = np.partition(key, n - k if largest else k - 1)[n - k if largest else k - 1]
+    if kth != kth:
+        return np.flatnonzero(np.isnan(key)) if largest else np.arange(n)
+    if largest:
+        hit = key >= kth
+        if key.dtype.kind == "f":
+            hit |= np.isnan(key)
+        return np.flatnonzero(hit)
+    return np.flatnonzero(key <= kth)
+
+
+def _candidates(seg: ScanSegment, sel: Index, order_by: Any, limit: int, alone: bool) -> Index:
+    """A subset of `sel` (ascending) holding the first `limit` rows in order, found from the
+    first ORDER BY field alone, without building every row's sort keys: whole type tiers
+    (numbers < strings < bools < null) while they fit, then the best of the tier where the
+    limit falls, with every row tied with the last one taken (later fields, or exact ints
+    beyond float precision, order those). `alone`: the first field is the only one, so tied
+    nulls may be cut anywhere."""
+    field, descending = order_by.field, order_by.descending
+    selected: npt.NDArray[np.bool_] | None = None
+    if len(sel) != seg.n:
+        selected = np.zeros(seg.n, dtype=bool)
+        selected[sel] = True
+    # Per tier, (rows, key) per column: the key orders the tier's rows like the field, but for
+    # ties. Numbers compare as float64 (NaN largest), strings by code, bools as 0/1.
+    tiers: list[list[tuple[npt.NDArray[Any], npt.NDArray[Any]]]] = [[], [], []]
+    for kind, col in seg.columns(field).items():
+        keep = None if selected is None else np.flatnonzero(selected[col.rows])
+        rows = col.rows if keep is None else col.rows[keep]
+        if len(rows) == 0:
+            continue
+        if kind == v.STRING:
+            assert col.codes is not None
+            tiers[1].append((rows, col.codes if keep is None else col.codes[keep]))
+            continue
+        assert col.values is not None
+        values = col.values if keep is None else col.values[keep]
+        tiers[2 if kind == v.BOOL else 0].append((rows, values))
+    chosen: list[npt.NDArray[Any]] = []
+    remaining = limit
+    for parts in tiers:
+        if remaining <= 0:
+            break
+        size = sum(len(r) for r, _ in parts)
+        if size <= remaining:
+            chosen.extend(r for r, _ in parts)
+            remaining -= size
+            continue
+        if len(parts) == 1:
+            rows, key = parts[0]
+        else:
+            # Ints and floats together: as float64 (exact order comes later).
+            rows = np.concatenate([r for r, _ in parts])
+            key = np.concatenate([k.astype(np.float64) for _, k in parts])
+        if key.dtype == np.bool_:
+            key = key.view(np.uint8)
+        chosen.append(rows[_top_with_ties(key, remaining, descending)])
+        remaining = 0
+    if remaining > 0:
+        # Nulls, all tied on this field.
+        holding = np.zeros(seg.n, dtype=bool)
+        for col in seg.columns(field).values():
+            holding[col.rows] = True
+        nulls = sel[~holding[sel]]
+        chosen.append(nulls[:remaining] if alone else nulls)
+    if not chosen:
+        return np.zeros(0, dtype=np.intp)
+    return np.sort(np.concatenate(chosen).astype(np.intp, copy=False))
+
+
 def _ordered_rows(
     plan: plan_pb2.QueryPlan, scanned: Iterable[tuple[ScanSegment, Index]]
 ) -> list[events_pb2.Row]:
@@ -170,6 +268,8 @@ def _ordered_rows(
     for seg, sel in scanned:
         if len(sel) == 0:
             continue
+        if limit is not None and len(sel) > limit:
+            sel = _candidates(seg, sel, plan.order_by[0], limit, len(plan.order_by) == 1)
         keys = [_order_keys(seg, ob.field, sel) for ob in plan.order_by]
         if limit is not None and len(sel) > limit:
             top = _order(keys, plan.order_by, limit)

@@ -4,8 +4,10 @@ decoded numpy view that the fragment executor reads. Pure code: no I/O. See FORM
 from __future__ import annotations
 
 import itertools
+import sys
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,12 +39,35 @@ Rows = npt.NDArray[np.integer[Any]]
 Columns = dict[str, dict[int, "ColumnView"]]
 
 
+@dataclass(frozen=True)
+class ColumnStats:
+    """A column's statistics: rows holding a value, and the smallest and largest value as Python
+    scalars (None when the column holds no value). FLOAT bounds ignore NaN unless every value is
+    NaN, like the sealed chunk's `min`/`max`; strings compare by code point, bools False < True."""
+
+    count: int
+    min: Any
+    max: Any
+
+
+def chunk_stats(chunk: storage_pb2.ColumnChunk) -> ColumnStats:
+    """The statistics a sealed chunk carries, also in segment metadata without the data."""
+    return ColumnStats(chunk.count, v.from_value(chunk.min), v.from_value(chunk.max))
+
+
+def segment_column_stats(segment: storage_pb2.Segment) -> dict[tuple[str, int], ColumnStats]:
+    """Per (field, type), the stats of a sealed segment's chunks (works on the metadata the store
+    keeps, whose chunks have no data), for `SegmentView(column_stats=...)`."""
+    return {(c.name, c.type): chunk_stats(c) for c in segment.columns}
+
+
 class ColumnView:
     """One decoded (field, type) column. Sparse: `rows` (ascending) are the row positions holding a
     value. Numbers and bools are in `values` (int64, float64, bool); strings are `codes` into
-    `dictionary`, an object array of distinct strings sorted so that codes order like strings."""
+    `dictionary`, an object array of distinct strings sorted so that codes order like strings.
+    A column whose `count` is the segment's row count is dense: its `rows` are 0..n-1."""
 
-    __slots__ = ("codes", "dictionary", "rows", "values")
+    __slots__ = ("_stats", "codes", "dictionary", "rows", "values")
 
     def __init__(
         self,
@@ -55,10 +80,30 @@ class ColumnView:
         self.values = values
         self.codes = codes
         self.dictionary = dictionary
+        self._stats: ColumnStats | None = None
 
     @property
     def count(self) -> int:
         return len(self.rows)
+
+    def stats(self) -> ColumnStats:
+        """Count, min and max, as a sealed chunk states them; computed once (a pass over the
+        values of a number column, nothing for strings: the dictionary is sorted)."""
+        if self._stats is None:
+            low: Any = None
+            high: Any = None
+            if self.dictionary is not None:
+                if len(self.dictionary):
+                    low, high = self.dictionary[0], self.dictionary[-1]
+            elif self.values is not None and len(self.values):
+                if self.values.dtype.kind == "f":
+                    # fmin/fmax skip NaN, and give NaN only when every value is NaN.
+                    low, high = np.fmin.reduce(self.values), np.fmax.reduce(self.values)
+                else:
+                    low, high = self.values.min(), self.values.max()
+                low, high = low.item(), high.item()
+            self._stats = ColumnStats(self.count, low, high)
+        return self._stats
 
     @property
     def nbytes(self) -> int:
@@ -86,6 +131,7 @@ class SegmentView:
 
     __slots__ = (
         "_column_counts",
+        "_column_stats",
         "_columns",
         "_event_ids",
         "_ids_loader",
@@ -110,6 +156,7 @@ class SegmentView:
         loader: ColumnsLoader | None = None,
         ids_loader: IdsLoader | None = None,
         column_counts: Mapping[tuple[str, int], int] | None = None,
+        column_stats: Mapping[tuple[str, int], ColumnStats] | None = None,
     ) -> None:
         if (timestamps is None or columns is None) and loader is None:
             raise ValueError("a SegmentView needs timestamps and columns, or a loader")
@@ -125,6 +172,11 @@ class SegmentView:
         self._loader = loader
         self._ids_loader = ids_loader
         self._column_counts = dict(column_counts) if column_counts is not None else None
+        self._column_stats: dict[str, dict[int, ColumnStats]] | None = None
+        if column_stats is not None:
+            self._column_stats = {}
+            for (name, kind), stats in column_stats.items():
+                self._column_stats.setdefault(name, {})[kind] = stats
 
     def _load(self) -> None:
         if self._timestamps is None or self._columns is None:
@@ -161,6 +213,18 @@ class SegmentView:
             for name, by_type in self.columns.items()
             for kind, col in by_type.items()
         }
+
+    def column_stats(self, field: str) -> dict[int, ColumnStats] | None:
+        """Per type, the stats of `field` when the view knows them without decoding (sealed
+        segments: from metadata), else None."""
+        if self._column_stats is None:
+            return None
+        return self._column_stats.get(field, {})
+
+    @property
+    def decoded(self) -> bool:
+        """Whether the columns are in memory already (reading them costs nothing more)."""
+        return self._columns is not None
 
 
 class _Growable:
@@ -239,6 +303,7 @@ def _encode_strings(lookup: dict[str, int], strings: list[str]) -> tuple[npt.NDA
     for s in strings:
         code = lookup.get(s)
         if code is None:
+            s = sys.intern(s)
             code = lookup[s] = len(lookup)
             new_bytes += len(s) + _STR_OVERHEAD
         out.append(code)
@@ -450,7 +515,9 @@ def decode_column(chunk: storage_pb2.ColumnChunk) -> ColumnView:
         raise ValueError(f"column {chunk.name!r}: {len(rows)} rows but count {chunk.count}")
     if chunk.type == v.STRING:
         codes = np.frombuffer(chunk.values, dtype=CODE_DTYPE)
-        dictionary = _object_array(list(chunk.dictionary))
+        # Interned: segments share most strings, and then share one object per string, which
+        # saves memory in the cache and makes dict lookups across segments (group keys) cheap.
+        dictionary = _object_array(list(map(sys.intern, chunk.dictionary)))
         if len(codes) != len(rows) or (len(codes) and int(codes.max()) >= len(dictionary)):
             raise ValueError(f"column {chunk.name!r}: bad dictionary codes")
         return ColumnView(rows, codes=codes, dictionary=dictionary)
@@ -528,4 +595,5 @@ def decode_segment(seg: storage_pb2.Segment, fields: set[str] | None = None) -> 
         event_ids=decode_event_ids(seg),
         columns=columns,
         column_counts={(c.name, c.type): c.count for c in seg.columns},
+        column_stats=segment_column_stats(seg),
     )

@@ -14,13 +14,15 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from rocksdict import Options, Rdict, Snapshot, WriteBatch
+from rocksdict import DBCompressionType, Options, Rdict, Snapshot, WriteBatch
 
 from flakehouse.storage.segment import (
     Columns,
+    ColumnStats,
     ColumnView,
     SegmentView,
     decode_column,
+    segment_column_stats,
     validate_segment,
 )
 from flakehouse.storage.v1 import storage_pb2
@@ -74,6 +76,10 @@ class _SegmentInfo:
 
     meta: storage_pb2.Segment
     nbytes: int
+    # Per (field, type) min/max/count, for pruning segments without reading their data.
+    column_stats: dict[tuple[str, int], ColumnStats]
+    # Per (field, type) rows holding a value; both are computed once, not per query.
+    column_counts: dict[tuple[str, int], int]
 
 
 @dataclass
@@ -89,7 +95,8 @@ def _encode_meta(meta: storage_pb2.Segment, nbytes: int) -> bytes:
 def _decode_meta(raw: bytes) -> _SegmentInfo:
     meta = storage_pb2.Segment()
     meta.ParseFromString(raw[_U64.size :])
-    return _SegmentInfo(meta=meta, nbytes=_U64.unpack_from(raw)[0])
+    counts = {(c.name, int(c.type)): c.count for c in meta.columns}
+    return _SegmentInfo(meta, _U64.unpack_from(raw)[0], segment_column_stats(meta), counts)
 
 
 def _strip(segment: storage_pb2.Segment) -> storage_pb2.Segment:
@@ -172,7 +179,12 @@ class SegmentStore:
     through a RocksDB snapshot taken with the catalog, so a concurrent drop cannot tear a query."""
 
     def __init__(self, path: str, *, cache_bytes: int = 256 * 1024 * 1024) -> None:
-        self._db = Rdict(path, options=Options(raw_mode=True))
+        options = Options(raw_mode=True)
+        # Measured on the storage benchmark (FORMAT.md, "Compression"): zstd where most data
+        # settles, lz4 (cheap) for recent files in upper levels.
+        options.set_compression_type(DBCompressionType.lz4())
+        options.set_bottommost_compression_type(DBCompressionType.zstd())
+        self._db = Rdict(path, options=options)
         self._lock = threading.RLock()
         self._cache = _Cache(cache_bytes)
         # Bumped whenever a partition's segments are deleted or replaced, and part of every cache
@@ -304,7 +316,7 @@ class SegmentStore:
     ) -> SegmentView:
         meta = info.meta
         seq = meta.sequence
-        wanted = [(c.name, c.type) for c in meta.columns if fields is None or c.name in fields]
+        wanted = [key for key in info.column_counts if fields is None or key[0] in fields]
         data = _data_prefix(prefix, seq)
 
         def load_array(part: bytes, dtype: str) -> npt.NDArray[Any]:
@@ -340,7 +352,8 @@ class SegmentStore:
             sequence=seq,
             loader=load,
             ids_loader=load_ids,
-            column_counts={(c.name, c.type): c.count for c in meta.columns},
+            column_counts=info.column_counts,
+            column_stats=info.column_stats,
         )
 
     def segment_protos(
