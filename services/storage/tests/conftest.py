@@ -12,6 +12,8 @@ import pytest
 from flakehouse.common.v1 import events_pb2, plan_pb2
 from flakehouse.events import values as v
 from flakehouse.events.values import Scalar
+from flakehouse.storage import fragment
+from flakehouse.storage.segment import SegmentBuilder, SegmentView, decode_segment
 
 _ids = itertools.count(1)
 
@@ -172,6 +174,30 @@ class Kit:
     @staticmethod
     def rows(result: plan_pb2.PartialResult) -> list[tuple[Any, ...]]:
         return [tuple(v.from_value(x) for x in row.values) for row in result.rows]
+
+    @classmethod
+    def views(cls, *chunks: list[dict[str, Any]]) -> tuple[list[SegmentView], list[SegmentView]]:
+        """Each chunk of events as one segment: (open views, sealed-and-decoded views)."""
+        open_views, sealed = [], []
+        for seq, events in enumerate(chunks):
+            builder = SegmentBuilder("ci", 0, seq)
+            # Two batches per segment, so batch boundaries are exercised too.
+            half = len(events) // 2
+            builder.add(cls.batch(events[:half]), offset=2 * seq)
+            builder.add(cls.batch(events[half:]), offset=2 * seq + 1)
+            open_views.append(builder.view())
+            sealed.append(decode_segment(builder.seal()))
+        return open_views, sealed
+
+    @classmethod
+    def run(cls, plan: plan_pb2.QueryPlan, *chunks: list[dict[str, Any]]) -> Any:
+        """Executes the plan over the chunks as open segments and as sealed ones; both must
+        give the same answer, which is returned."""
+        open_views, sealed = cls.views(*chunks)
+        a = fragment.execute(plan, open_views)
+        b = fragment.execute(plan, sealed)
+        assert a == b, "open segment and sealed segment disagree"
+        return a
 
 
 @pytest.fixture

@@ -13,30 +13,7 @@ from flakehouse.common.v1 import events_pb2, plan_pb2
 from flakehouse.events import values as v
 from flakehouse.storage import fragment
 from flakehouse.storage.fragment import UnsupportedPlan
-from flakehouse.storage.segment import SegmentBuilder, SegmentView, decode_segment
-
-
-def _views(kit: Any, *chunks: list[dict[str, Any]]) -> tuple[list[SegmentView], list[SegmentView]]:
-    """Each chunk of events as one segment: (open views, sealed-and-decoded views)."""
-    open_views, sealed = [], []
-    for seq, events in enumerate(chunks):
-        builder = SegmentBuilder("ci", 0, seq)
-        # Two batches per segment, so batch boundaries are exercised too.
-        half = len(events) // 2
-        builder.add(kit.batch(events[:half]), offset=2 * seq)
-        builder.add(kit.batch(events[half:]), offset=2 * seq + 1)
-        open_views.append(builder.view())
-        sealed.append(decode_segment(builder.seal()))
-    return open_views, sealed
-
-
-def _run(kit: Any, plan: plan_pb2.QueryPlan, *chunks: list[dict[str, Any]]) -> Any:
-    open_views, sealed = _views(kit, *chunks)
-    a = fragment.execute(plan, open_views)
-    b = fragment.execute(plan, sealed)
-    assert a == b, "open segment and sealed segment disagree"
-    return a
-
+from flakehouse.storage.segment import SegmentView
 
 X = [
     {"timestamp": 1, "id": 0, "x": 1},
@@ -51,7 +28,7 @@ ALL = set(range(7))
 
 
 def _ids(kit: Any, expr: plan_pb2.Expr, events: list[dict[str, Any]] = X) -> set[int]:
-    result = _run(kit, kit.plan(filter=expr, select=["id"]), events)
+    result = kit.run(kit.plan(filter=expr, select=["id"]), events)
     ids = [row[0] for row in kit.rows(result)]
     assert result.stats.rows_matched == len(ids)
     return set(ids)
@@ -223,10 +200,10 @@ def test_every_aggregate_over_mixed_types(kit: Any) -> None:
         # A tie between int 4 and float 4.0: the int is kept, whatever the order.
         (("bool", True),): _expected(2, 2, _state(2, 4.0, 4, True), ("int", 4), ("int", 4)),
     }
-    assert kit.groups(_run(kit, plan, AGG)) == expected
+    assert kit.groups(kit.run(plan, AGG)) == expected
     # Split across segments, the merged groups are the same.
-    assert kit.groups(_run(kit, plan, AGG[:5], AGG[5:9], AGG[9:])) == expected
-    assert kit.groups(_run(kit, plan, AGG[::-1][:7], AGG[::-1][7:])) == expected
+    assert kit.groups(kit.run(plan, AGG[:5], AGG[5:9], AGG[9:])) == expected
+    assert kit.groups(kit.run(plan, AGG[::-1][:7], AGG[::-1][7:])) == expected
 
 
 def test_int_sums_are_exact_beyond_float_precision(kit: Any) -> None:
@@ -238,7 +215,7 @@ def test_int_sums_are_exact_beyond_float_precision(kit: Any) -> None:
     ]
     plan = kit.plan(aggregates=[kit.agg("sum", "n")])
     for chunks in ([events], [events[:1], events[1:]]):
-        (states,) = kit.groups(_run(kit, plan, *chunks)).values()
+        (states,) = kit.groups(kit.run(plan, *chunks)).values()
         assert states == [_state(4, 0.0, 2**62 - 2, False)]
 
 
@@ -252,7 +229,7 @@ def test_timestamp_is_a_field_for_aggregates(kit: Any) -> None:
         ]
     )
     events = [{"timestamp": t} for t in (5, -3, 12)]
-    assert kit.groups(_run(kit, plan, events)) == {
+    assert kit.groups(kit.run(plan, events)) == {
         (): [
             _state(extreme=("int", -3)),
             _state(extreme=("int", 12)),
@@ -269,13 +246,13 @@ def test_no_group_by_gives_one_group_even_without_rows(kit: Any) -> None:
         kit.plan(aggregates=aggs, filter=kit.cmp("n", "=", 2)),
         kit.plan(aggregates=aggs, start=100),
     ):
-        result = _run(kit, plan, events)
+        result = kit.run(plan, events)
         assert kit.groups(result) == {(): [_state(), _state(), _state()]}
         assert not result.groups[0].states[2].HasField("extreme")
     result = fragment.execute(kit.plan(aggregates=aggs), [])
     assert kit.groups(result) == {(): [_state(), _state(), _state()]}
     grouped = kit.plan(aggregates=aggs, group_by=["n"], filter=kit.cmp("n", "=", 2))
-    assert list(_run(kit, grouped, events).groups) == []
+    assert list(kit.run(grouped, events).groups) == []
 
 
 def test_group_by_time_bucket_and_field(kit: Any) -> None:
@@ -288,7 +265,7 @@ def test_group_by_time_bucket_and_field(kit: Any) -> None:
         {"timestamp": 10**15, "s": "y"},
     ]
     plan = kit.plan(group_by=[10], aggregates=[kit.agg("count")])
-    assert kit.groups(_run(kit, plan, events)) == {
+    assert kit.groups(kit.run(plan, events)) == {
         (("int", -10),): [_state(1)],
         (("int", 0),): [_state(2)],
         (("int", 10),): [_state(1)],
@@ -296,7 +273,7 @@ def test_group_by_time_bucket_and_field(kit: Any) -> None:
         (("int", 10**15),): [_state(1)],
     }
     plan = kit.plan(group_by=["s", 10], aggregates=[kit.agg("count")], end=10**15)
-    assert kit.groups(_run(kit, plan, events[:3], events[3:])) == {
+    assert kit.groups(kit.run(plan, events[:3], events[3:])) == {
         (("string", "x"), ("int", -10)): [_state(1)],
         (("string", "x"), ("int", 0)): [_state(1)],
         (("string", "y"), ("int", 0)): [_state(1)],
@@ -312,12 +289,12 @@ def test_dense_time_buckets(kit: Any) -> None:
     for e in events:
         key = (("int", e["timestamp"] // 7 * 7),)
         expected[key] = [_state(expected.get(key, [_state()])[0]["count"] + 1)]
-    assert kit.groups(_run(kit, plan, events[:50], events[50:])) == expected
+    assert kit.groups(kit.run(plan, events[:50], events[50:])) == expected
 
 
 def test_group_by_without_aggregates_lists_groups(kit: Any) -> None:
     events = [{"timestamp": i, "s": "ab"[i % 2]} for i in range(6)]
-    result = _run(kit, kit.plan(group_by=["s"]), events)
+    result = kit.run(kit.plan(group_by=["s"]), events)
     assert kit.groups(result) == {(("string", "a"),): [], (("string", "b"),): []}
 
 
@@ -328,7 +305,7 @@ def test_many_keys_take_the_sparse_path(kit: Any) -> None:
         for i in range(300)
     ]
     plan = kit.plan(group_by=["a", "b", "c", 1], aggregates=[kit.agg("count")])
-    groups = kit.groups(_run(kit, plan, events))
+    groups = kit.groups(kit.run(plan, events))
     assert len(groups) == 300
     assert groups[(("int", 7919), ("string", "k1"), ("bool", False), ("int", 10**12))] == [
         _state(1)
@@ -338,15 +315,15 @@ def test_many_keys_take_the_sparse_path(kit: Any) -> None:
 def test_time_range_prunes_segments(kit: Any) -> None:
     chunks = [[{"timestamp": t} for t in range(s, s + 10)] for s in (0, 10, 20)]
     plan = kit.plan(aggregates=[kit.agg("count")], start=12, end=25)
-    result = _run(kit, plan, *chunks)
+    result = kit.run(plan, *chunks)
     assert kit.groups(result) == {(): [_state(13)]}
     stats = result.stats
     assert (stats.segments_scanned, stats.segments_skipped) == (2, 1)
     assert (stats.rows_scanned, stats.rows_matched) == (20, 13)
-    result = _run(kit, kit.plan(aggregates=[kit.agg("count")], start=10, end=20), *chunks)
+    result = kit.run(kit.plan(aggregates=[kit.agg("count")], start=10, end=20), *chunks)
     assert kit.groups(result) == {(): [_state(10)]}
     assert (result.stats.segments_scanned, result.stats.segments_skipped) == (1, 2)
-    result = _run(kit, kit.plan(aggregates=[kit.agg("count")], start=5, end=5), *chunks)
+    result = kit.run(kit.plan(aggregates=[kit.agg("count")], start=5, end=5), *chunks)
     assert result.stats.segments_skipped == 3
 
 
@@ -383,9 +360,9 @@ MIXED = [
 def test_raw_rows_order_mixed_types(kit: Any, descending: bool, expected: list[int]) -> None:
     plan = kit.plan(select=["id", "k"], order_by=[("k", descending)])
     for chunks in ([MIXED], [MIXED[:4], MIXED[4:]], [MIXED[::2], MIXED[1::2]]):
-        assert [r[0] for r in kit.rows(_run(kit, plan, *chunks))] == expected
+        assert [r[0] for r in kit.rows(kit.run(plan, *chunks))] == expected
     limited = kit.plan(select=["id"], order_by=[("k", descending)], limit=4)
-    assert [r[0] for r in kit.rows(_run(kit, limited, MIXED[::2], MIXED[1::2]))] == expected[:4]
+    assert [r[0] for r in kit.rows(kit.run(limited, MIXED[::2], MIXED[1::2]))] == expected[:4]
 
 
 def test_raw_rows_multi_key_order_limit_and_values(kit: Any) -> None:
@@ -398,7 +375,7 @@ def test_raw_rows_multi_key_order_limit_and_values(kit: Any) -> None:
         order_by=[("suite", False), ("d", True), ("timestamp", False)],
         limit=5,
     )
-    rows = kit.rows(_run(kit, plan, events[:5], events[5:]))
+    rows = kit.rows(kit.run(plan, events[:5], events[5:]))
     assert rows == [
         ("sa", 2.0, 50, None),
         ("sa", 2.0, 110, None),
@@ -406,7 +383,7 @@ def test_raw_rows_multi_key_order_limit_and_values(kit: Any) -> None:
         ("sa", 1.0, 70, None),
         ("sa", 0.0, 30, None),
     ]
-    result = _run(kit, plan, events)
+    result = kit.run(plan, events)
     assert [type(x.WhichOneof("kind")) for x in result.rows[0].values] == [
         str,
         str,
@@ -418,20 +395,20 @@ def test_raw_rows_multi_key_order_limit_and_values(kit: Any) -> None:
 
 def test_raw_rows_without_order_stop_at_the_limit(kit: Any) -> None:
     chunks = [[{"timestamp": t, "n": t} for t in range(s, s + 10)] for s in (0, 10, 20)]
-    result = _run(kit, kit.plan(select=["n"], limit=15, filter=kit.cmp("n", ">=", 3)), *chunks)
+    result = kit.run(kit.plan(select=["n"], limit=15, filter=kit.cmp("n", ">=", 3)), *chunks)
     assert [r[0] for r in kit.rows(result)] == list(range(3, 18))
     assert result.stats.segments_scanned == 2
-    result = _run(kit, kit.plan(select=["n"], start=25), *chunks)
+    result = kit.run(kit.plan(select=["n"], start=25), *chunks)
     assert [r[0] for r in kit.rows(result)] == list(range(25, 30))
 
 
 def test_nan_is_ignored_by_min_and_max(kit: Any) -> None:
     events = [{"timestamp": 0, "f": float("nan")}, {"timestamp": 1, "f": 1.5}]
     plan = kit.plan(aggregates=[kit.agg("min", "f"), kit.agg("max", "f")])
-    assert kit.groups(_run(kit, plan, events)) == {
+    assert kit.groups(kit.run(plan, events)) == {
         (): [_state(extreme=("float", 1.5)), _state(extreme=("float", 1.5))]
     }
-    ((only_nan,),) = [g.states[:1] for g in _run(kit, plan, events[:1]).groups]
+    ((only_nan,),) = [g.states[:1] for g in kit.run(plan, events[:1]).groups]
     assert math.isnan(only_nan.extreme.float_value)
 
 
@@ -439,11 +416,11 @@ def test_nan_across_segments(kit: Any) -> None:
     nan, number = {"timestamp": 0, "f": float("nan")}, {"timestamp": 1, "f": 1.5}
     plan = kit.plan(aggregates=[kit.agg("min", "f"), kit.agg("max", "f")])
     for chunks in ([[nan], [number]], [[number], [nan]]):
-        assert kit.groups(_run(kit, plan, *chunks)) == {
+        assert kit.groups(kit.run(plan, *chunks)) == {
             (): [_state(extreme=("float", 1.5)), _state(extreme=("float", 1.5))]
         }
     grouped = kit.plan(group_by=["f"], aggregates=[kit.agg("count")])
-    result = _run(kit, grouped, [nan, number], [dict(nan)], [number])
+    result = kit.run(grouped, [nan, number], [dict(nan)], [number])
     counts = sorted((g.key[0].float_value, g.states[0].count) for g in result.groups)
     assert len(counts) == 2 and counts[0] == (1.5, 2)
     assert math.isnan(counts[1][0]) and counts[1][1] == 2
@@ -452,7 +429,7 @@ def test_nan_across_segments(kit: Any) -> None:
 def test_exact_int_sums_merge_across_segments(kit: Any) -> None:
     big = [{"timestamp": 0, "n": 2**62}, {"timestamp": 1, "n": 2**62 - 1}]
     plan = kit.plan(aggregates=[kit.agg("sum", "n")])
-    result = _run(kit, plan, big, [{"timestamp": 2, "n": -(2**62)}], [{"timestamp": 3, "n": 6}])
+    result = kit.run(plan, big, [{"timestamp": 2, "n": -(2**62)}], [{"timestamp": 3, "n": 6}])
     assert kit.groups(result) == {(): [_state(4, 0.0, 2**62 + 5)]}
 
 
@@ -495,7 +472,7 @@ def test_fields_needed(kit: Any) -> None:
 
 
 def test_describe_counts_every_field_and_type(kit: Any) -> None:
-    open_views, sealed = _views(kit, X, NAMES)
+    open_views, sealed = kit.views(X, NAMES)
     expected = [
         events_pb2.FieldSummary(name=name, type=kind, count=count)
         for name, kind, count in [

@@ -15,27 +15,6 @@ from flakehouse.common.v1 import plan_pb2
 from flakehouse.events import values as v
 from flakehouse.sketches import EXACT_LIMIT, DistinctState, QuantileState
 from flakehouse.storage import distinct, fragment, quantiles
-from flakehouse.storage.segment import SegmentBuilder, SegmentView, decode_segment
-
-
-def _views(kit: Any, *chunks: list[dict[str, Any]]) -> tuple[list[SegmentView], list[SegmentView]]:
-    open_views, sealed = [], []
-    for seq, events in enumerate(chunks):
-        builder = SegmentBuilder("ci", 0, seq)
-        half = len(events) // 2
-        builder.add(kit.batch(events[:half]), offset=2 * seq)
-        builder.add(kit.batch(events[half:]), offset=2 * seq + 1)
-        open_views.append(builder.view())
-        sealed.append(decode_segment(builder.seal()))
-    return open_views, sealed
-
-
-def _run(kit: Any, plan: plan_pb2.QueryPlan, *chunks: list[dict[str, Any]]) -> Any:
-    open_views, sealed = _views(kit, *chunks)
-    a = fragment.execute(plan, open_views)
-    b = fragment.execute(plan, sealed)
-    assert a == b, "open segment and sealed segment disagree"
-    return a
 
 
 def _answers(kit: Any, result: plan_pb2.PartialResult, q: float = 0.5) -> dict[Any, list[Any]]:
@@ -74,11 +53,11 @@ def test_count_distinct_keeps_types_apart_and_skips_nulls(kit: Any) -> None:
     plan = kit.plan(group_by=["g"], aggregates=[kit.agg("count_distinct", "x")])
     # 0.0 and -0.0 are one value, NaNs one value (as in GROUP BY); a group of NULLs counts 0.
     expected = {(("string", "a"),): [4], (("string", "b"),): [2], (("string", "c"),): [0]}
-    assert _answers(kit, _run(kit, plan, MIXED)) == expected
+    assert _answers(kit, kit.run(plan, MIXED)) == expected
     # Spread over segments, in another order: the same answer.
-    assert _answers(kit, _run(kit, plan, MIXED[::2], MIXED[1::2][::-1])) == expected
+    assert _answers(kit, kit.run(plan, MIXED[::2], MIXED[1::2][::-1])) == expected
     everything = kit.plan(aggregates=[kit.agg("count_distinct", "x")])
-    assert _answers(kit, _run(kit, everything, MIXED)) == {(): [6]}
+    assert _answers(kit, kit.run(everything, MIXED)) == {(): [6]}
 
 
 def test_a_group_without_values_has_an_empty_sketch(kit: Any) -> None:
@@ -86,7 +65,7 @@ def test_a_group_without_values_has_an_empty_sketch(kit: Any) -> None:
         group_by=["g"],
         aggregates=[kit.agg("count_distinct", "x"), kit.agg("percentile", "x", 0.5)],
     )
-    result = _run(kit, plan, MIXED)
+    result = kit.run(plan, MIXED)
     (c,) = [g for g in result.groups if g.key[0].string_value == "c"]
     assert [s.sketch for s in c.states] == [b"", b""]
 
@@ -100,13 +79,13 @@ def test_count_distinct_strings_come_from_matched_rows_only(kit: Any) -> None:
         filter=kit.cmp("status", "=", "failed"), aggregates=[kit.agg("count_distinct", "name")]
     )
     expected = len({e["name"] for e in events if e["status"] == "failed"})
-    assert _answers(kit, _run(kit, plan, events[:25], events[25:])) == {(): [expected]}
+    assert _answers(kit, kit.run(plan, events[:25], events[25:])) == {(): [expected]}
     none = kit.plan(
         filter=kit.cmp("status", "=", "nope"),
         group_by=["status"],
         aggregates=[kit.agg("count_distinct", "name")],
     )
-    assert _answers(kit, _run(kit, none, events)) == {}
+    assert _answers(kit, kit.run(none, events)) == {}
 
 
 def test_count_distinct_of_timestamps_and_bools(kit: Any) -> None:
@@ -114,7 +93,7 @@ def test_count_distinct_of_timestamps_and_bools(kit: Any) -> None:
     plan = kit.plan(
         aggregates=[kit.agg("count_distinct", "timestamp"), kit.agg("count_distinct", "ok")]
     )
-    assert _answers(kit, _run(kit, plan, events[:13], events[13:])) == {(): [20, 2]}
+    assert _answers(kit, kit.run(plan, events[:13], events[13:])) == {(): [20, 2]}
 
 
 def test_count_distinct_per_group_matches_python(kit: Any) -> None:
@@ -136,7 +115,7 @@ def test_count_distinct_per_group_matches_python(kit: Any) -> None:
         values = expected.setdefault((("int", e["g"]),), set())
         if "x" in e:
             values.add((v.type_of(e["x"]), e["x"]))
-    got = _answers(kit, _run(kit, plan, events[:2000], events[2000:4500], events[4500:]))
+    got = _answers(kit, kit.run(plan, events[:2000], events[2000:4500], events[4500:]))
     assert got == {key: [len(values)] for key, values in expected.items()}
 
 
@@ -147,7 +126,7 @@ def test_switch_to_hll_inside_and_across_segments(kit: Any) -> None:
     small = [{"timestamp": i, "g": "small", "x": i % 10} for i in range(100)]
     near = [{"timestamp": i, "g": "near", "x": i} for i in range(EXACT_LIMIT)]
     plan = kit.plan(group_by=["g"], aggregates=[kit.agg("count_distinct", "x")])
-    result = _run(kit, plan, first + small, near + second + small)
+    result = kit.run(plan, first + small, near + second + small)
     states = {
         g.key[0].string_value: DistinctState.from_bytes(g.states[0].sketch) for g in result.groups
     }
@@ -170,11 +149,11 @@ def test_compaction_gives_the_same_states(kit: Any, monkeypatch: pytest.MonkeyPa
         group_by=["g"],
         aggregates=[kit.agg("count_distinct", "x"), kit.agg("percentile", "x", 0.9)],
     )
-    once = fragment.execute(plan, _views(kit, *chunks)[1])
+    once = fragment.execute(plan, kit.views(*chunks)[1])
     # Deduplicate (and move big groups to HLL) after every segment instead of at the end.
     monkeypatch.setattr(distinct, "_COMPACT_AT", 0)
     monkeypatch.setattr(quantiles, "_COMPACT_AT", 0)
-    often = fragment.execute(plan, _views(kit, *chunks)[1])
+    often = fragment.execute(plan, kit.views(*chunks)[1])
     assert _answers(kit, once) == _answers(kit, often)
     for group in once.groups:
         values = {e["x"] for chunk in chunks for e in chunk if e["g"] == group.key[0].int_value}
@@ -193,7 +172,7 @@ def test_percentile_over_ints_and_floats_ignores_strings_and_bools(kit: Any) -> 
         {"timestamp": 7},
     ]
     plan = kit.plan(aggregates=[kit.agg("percentile", "d", 0.5)])
-    result = _run(kit, plan, events[:3], events[3:])
+    result = kit.run(plan, events[:3], events[3:])
     state = QuantileState.from_bytes(result.groups[0].states[0].sketch)
     assert state.count == 4
     for q, want in [(0.0, 1.0), (0.5, 2.5), (1.0, 4.0)]:
@@ -208,7 +187,7 @@ def test_percentile_per_group_and_time_bucket(kit: Any) -> None:
         for i, d in enumerate(rng.lognormal(0, 1, 4000))
     ]
     plan = kit.plan(group_by=["suite", 1000], aggregates=[kit.agg("percentile", "d", 0.9)])
-    result = _run(kit, plan, events[:1500], events[1500:])
+    result = kit.run(plan, events[:1500], events[1500:])
     assert len(result.groups) == 16
     for group in result.groups:
         suite, bucket = group.key[0].string_value, group.key[1].int_value
@@ -231,7 +210,7 @@ def test_percentile_special_values(kit: Any) -> None:
         {"timestamp": 5, "d": -math.inf},
     ]
     plan = kit.plan(aggregates=[kit.agg("percentile", "d", 1.0)])
-    state = QuantileState.from_bytes(_run(kit, plan, events).groups[0].states[0].sketch)
+    state = QuantileState.from_bytes(kit.run(plan, events).groups[0].states[0].sketch)
     assert state.quantile(0) == -math.inf and state.quantile(0.5) == 0.0
     assert state.quantile(0.75) == math.inf
     top = state.quantile(1.0)
