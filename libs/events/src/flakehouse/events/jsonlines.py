@@ -26,7 +26,13 @@ from types import MappingProxyType
 from typing import Any, BinaryIO, Final
 
 from flakehouse.events.errors import EventError
-from flakehouse.events.model import FIELD_NAME, TIMESTAMP, Event, Limits, validate_labels
+from flakehouse.events.model import (
+    FIELD_NAME,
+    TIMESTAMP,
+    Event,
+    Limits,
+    check_parse_arguments,
+)
 from flakehouse.events.timestamps import epoch_seconds_to_us, parse_timestamp
 
 _NO_LABELS: Mapping[str, str] = MappingProxyType({})
@@ -77,9 +83,7 @@ def parse_json_lines(
 
     Raises ValueError at once for a bad label, and EventError (while iterating) naming the line
     and the field for input that breaks the rules in the module docstring."""
-    checked = validate_labels(labels)
-    if isinstance(upload_time_us, bool) or not isinstance(upload_time_us, int):
-        raise TypeError("upload_time_us must be an int (microseconds since the epoch)")
+    checked = check_parse_arguments(labels, upload_time_us)
     return _parse(source, filename, upload_time_us, checked, limits)
 
 

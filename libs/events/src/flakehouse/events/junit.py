@@ -78,8 +78,8 @@ from flakehouse.events.model import (
     PROPERTY_PREFIX,
     Event,
     Limits,
+    check_parse_arguments,
     truncate_text,
-    validate_labels,
 )
 from flakehouse.events.timestamps import parse_timestamp
 
@@ -124,9 +124,7 @@ def parse_junit(
 
     Raises ValueError at once for a bad label, and EventError (while iterating) for input that
     is not a well-formed, bounded JUnit report. See the module docstring for partial output."""
-    checked = validate_labels(labels)
-    if isinstance(upload_time_us, bool) or not isinstance(upload_time_us, int):
-        raise TypeError("upload_time_us must be an int (microseconds since the epoch)")
+    checked = check_parse_arguments(labels, upload_time_us)
     return _parse(source, filename, upload_time_us, checked, limits)
 
 

@@ -163,3 +163,12 @@ def parse_label(text: str) -> tuple[str, str]:
         raise ValueError(f"invalid label {text!r}: the key before '=' is empty")
     validate_label(key, value)
     return key, value
+
+
+def check_parse_arguments(labels: Mapping[str, str], upload_time_us: int) -> dict[str, str]:
+    """What every parser checks before reading: the labels (returned validated) and the
+    fallback timestamp's type. Raises at once, before any input is read."""
+    checked = validate_labels(labels)
+    if isinstance(upload_time_us, bool) or not isinstance(upload_time_us, int):
+        raise TypeError("upload_time_us must be an int (microseconds since the epoch)")
+    return checked
