@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -73,6 +73,7 @@ class QueryResult:
     partial: bool
     missing_partitions: list[dict[str, Any]] = field(default_factory=list)
     stats: dict[str, int] = field(default_factory=dict)
+    nodes: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -197,9 +198,16 @@ class Client:
 
     # --- queries ----------------------------------------------------------------------------
 
-    def query(self, sql: str, *, timeout_ms: int = 0) -> QueryResult:
+    def query(
+        self, sql: str, *, timeout_ms: int = 0, min_offsets: Mapping[int, int] | None = None
+    ) -> QueryResult:
+        """Runs a query. With `min_offsets` (partition → offset, e.g. from
+        `offsets_of(uploads)`), the replicas answer only once they applied those offsets:
+        read-your-writes for a job that uploads and then asks."""
         stub = query_pb2_grpc.QueryServiceStub(self._channel("query"))
-        request = query_pb2.QueryRequest(sql=sql, timeout_ms=timeout_ms)
+        request = query_pb2.QueryRequest(
+            sql=sql, timeout_ms=timeout_ms, min_offsets=dict(min_offsets or {})
+        )
         response = self._call(lambda: stub.Query(request, timeout=self.timeout_s))
         return QueryResult(
             columns=[c.name for c in response.columns],
@@ -213,15 +221,37 @@ class Client:
             stats={
                 "rows_scanned": response.stats.scan.rows_scanned,
                 "rows_matched": response.stats.scan.rows_matched,
+                "segments_skipped": response.stats.scan.segments_skipped,
                 "partitions": response.stats.partitions,
                 "elapsed_ms": response.stats.elapsed_ms,
+                "hedged": response.stats.hedged,
             },
+            nodes=[
+                {
+                    "node_id": n.node_id,
+                    "partitions": list(n.partitions),
+                    "elapsed_ms": n.elapsed_ms,
+                    "rows_scanned": n.scan.rows_scanned,
+                    "errors": list(n.errors),
+                }
+                for n in response.stats.nodes
+            ],
         )
 
     def describe(self, dataset: str) -> query_pb2.DescribeDatasetResponse:
         stub = query_pb2_grpc.QueryServiceStub(self._channel("query"))
         request = query_pb2.DescribeDatasetRequest(dataset=dataset)
         return self._call(lambda: stub.DescribeDataset(request, timeout=self.timeout_s))
+
+
+def offsets_of(uploads: Iterable[UploadResult]) -> dict[int, int]:
+    """The highest offset written per partition by some uploads (of one dataset): what a query
+    passes as `min_offsets` to see them all."""
+    offsets: dict[int, int] = {}
+    for upload in uploads:
+        for partition, offset in upload.offsets.items():
+            offsets[partition] = max(offsets.get(partition, -1), offset)
+    return offsets
 
 
 def _open(source: Path | bytes) -> IO[bytes]:

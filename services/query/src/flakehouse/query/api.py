@@ -9,11 +9,11 @@ from typing import Any
 
 import grpc
 
-from flakehouse.common.v1 import events_pb2
+from flakehouse.common.v1 import events_pb2, plan_pb2
 from flakehouse.core.errors import Internal, InvalidArgument
 from flakehouse.core.server import CHANNEL_OPTIONS
 from flakehouse.events.model import validate_dataset_name
-from flakehouse.query.fanout import FanOutResult, NodeCall, fan_out
+from flakehouse.query.fanout import FanOutResult, PartitionCall, fan_out
 from flakehouse.query.merge import PartialResultError, finalize, merge_partials
 from flakehouse.query.placements import Placements
 from flakehouse.query.planner import QueryError, plan_query
@@ -36,16 +36,15 @@ class StorageChannels:
             self._stubs[address] = storage_pb2_grpc.StorageServiceStub(channel)
         return self._stubs[address]
 
-    def call(self, method: str, request_for: Callable[[list[int]], Any]) -> NodeCall[Any]:
-        """A fan-out call of one StorageService method whose response lists `unavailable`
-        partitions; request_for builds the request for a node's share of partitions."""
+    def call(self, method: str, request_for: Callable[[int], Any]) -> PartitionCall[Any]:
+        """A fan-out call of one StorageService method, for one partition, whose response lists
+        the partitions the node declined in `unavailable`."""
 
-        async def call(
-            address: str, partitions: list[int], remaining_s: float
-        ) -> tuple[Any, dict[int, str]]:
+        async def call(address: str, partition: int, remaining_s: float) -> tuple[Any, str | None]:
             rpc = getattr(self.stub(address), method)
-            response = await rpc(request_for(partitions), timeout=remaining_s)
-            return response, {e.partition: e.reason for e in response.unavailable}
+            response = await rpc(request_for(partition), timeout=remaining_s)
+            declined = [e.reason for e in response.unavailable if e.partition == partition]
+            return response, declined[0] if declined else None
 
         return call
 
@@ -61,6 +60,26 @@ def _missing(dataset: str, result: FanOutResult[Any]) -> list[query_pb2.MissingP
     ]
 
 
+def _node_stats(result: FanOutResult[Any]) -> list[query_pb2.NodeStats]:
+    scans: dict[str, plan_pb2.ScanStats] = defaultdict(plan_pb2.ScanStats)
+    for answer in result.answers:
+        scan, stats = scans[answer.node_id], answer.response.result.stats
+        scan.rows_scanned += stats.rows_scanned
+        scan.rows_matched += stats.rows_matched
+        scan.segments_scanned += stats.segments_scanned
+        scan.segments_skipped += stats.segments_skipped
+    return [
+        query_pb2.NodeStats(
+            node_id=node_id,
+            partitions=sorted(trace.partitions),
+            elapsed_ms=int(trace.elapsed_s * 1000),
+            scan=scans.get(node_id),
+            errors=trace.errors,
+        )
+        for node_id, trace in sorted(result.nodes.items())
+    ]
+
+
 class QueryApi(query_pb2_grpc.QueryServiceServicer):
     def __init__(
         self, settings: QuerySettings, placements: Placements, storage: StorageChannels
@@ -68,6 +87,7 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
         self._settings = settings
         self._placements = placements
         self._storage = storage
+        self._hedge_after_s = settings.hedge_after_ms / 1000
 
     def _timeout_s(self, request_ms: int) -> float:
         if request_ms > self._settings.max_timeout_ms:
@@ -84,13 +104,21 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
         plan = planned.plan
         dataset, nodes = await self._placements.lookup(plan.dataset)
 
-        execute = self._storage.call(
-            "ExecuteFragment",
-            lambda parts: storage_pb2.ExecuteFragmentRequest(plan=plan, partitions=parts),
-        )
-        result = await fan_out(dataset, nodes, execute, timeout_s)
+        minimums = dict(request.min_offsets)
+        unknown = set(minimums) - {p.partition for p in dataset.partitions}
+        if unknown:
+            raise InvalidArgument(f"min_offsets names partitions {sorted(unknown)} of no dataset")
+
+        def fragment(partition: int) -> storage_pb2.ExecuteFragmentRequest:
+            wanted = [minimums[partition]] if partition in minimums else []
+            return storage_pb2.ExecuteFragmentRequest(
+                plan=plan, partitions=[partition], min_offsets=wanted
+            )
+
+        execute = self._storage.call("ExecuteFragment", fragment)
+        result = await fan_out(dataset, nodes, execute, timeout_s, self._hedge_after_s)
         try:
-            merged = merge_partials(planned, [r.result for r in result.responses])
+            merged = merge_partials(planned, [a.response.result for a in result.answers])
         except PartialResultError as exc:
             # A storage node answered something that does not fit the plan: a version skew.
             raise Internal(f"a storage node's answer does not fit the plan: {exc}") from None
@@ -103,8 +131,10 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
             stats=query_pb2.QueryStats(
                 scan=merged.stats,
                 partitions=len(dataset.partitions),
-                nodes_asked=result.nodes_asked,
+                nodes_asked=len(result.nodes),
                 elapsed_ms=int((time.monotonic() - started) * 1000),
+                nodes=_node_stats(result),
+                hedged=result.hedged,
             ),
             plan=plan,
         )
@@ -130,12 +160,12 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
 
         describe = self._storage.call(
             "DescribeFields",
-            lambda parts: storage_pb2.DescribeFieldsRequest(dataset=name, partitions=parts),
+            lambda p: storage_pb2.DescribeFieldsRequest(dataset=name, partitions=[p]),
         )
-        result = await fan_out(dataset, nodes, describe, self._timeout_s(0))
+        result = await fan_out(dataset, nodes, describe, self._timeout_s(0), self._hedge_after_s)
         counts: dict[tuple[str, int], int] = defaultdict(int)
-        for response in result.responses:
-            for summary in response.fields:
+        for answer in result.answers:
+            for summary in answer.response.fields:
                 counts[(summary.name, summary.type)] += summary.count
         return query_pb2.DescribeDatasetResponse(
             dataset=name,

@@ -1,12 +1,17 @@
-"""Fan-out of one request over a dataset's partitions: one live replica per partition, grouped
-by node, all nodes at once; partitions whose replica failed or did not hold them go to their
-next replica; what no replica could answer is reported missing, with the reason."""
+"""Fan-out of one request over a dataset's partitions, one call per partition: to the first live
+replica in the placement's order; if it has not answered after `hedge_after_s`, the next
+replica is asked too (hedging) and the first good answer wins, the other call is cancelled. A
+replica that fails, or declines (not held, catching up, behind the offsets asked for), hands over
+to the next. What no replica answers before the deadline is reported missing, with every
+replica's reason.
+
+One call per partition (not one per node for all its partitions) is what makes hedging exact:
+an answer covers exactly one partition, so two replicas' answers are never both merged."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -18,15 +23,33 @@ from flakehouse.replication.v1 import replication_pb2
 
 R = TypeVar("R")
 
-# (address, partitions, timeout_s) -> (response, {partition: reason} it could not answer)
-NodeCall = Callable[[str, list[int], float], Awaitable[tuple[R, dict[int, str]]]]
+# (address, partition, timeout_s) -> (response, reason when the replica declined, else None)
+PartitionCall = Callable[[str, int, float], Awaitable[tuple[R, str | None]]]
+
+
+@dataclass
+class Answer(Generic[R]):
+    partition: int
+    node_id: str
+    response: R
+    elapsed_s: float
+
+
+@dataclass
+class NodeTrace:
+    """What happened on one node: partitions it answered, its slowest call, what went wrong."""
+
+    partitions: list[int] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    errors: list[str] = field(default_factory=list)
 
 
 @dataclass
 class FanOutResult(Generic[R]):
-    responses: list[R] = field(default_factory=list)
+    answers: list[Answer[R]] = field(default_factory=list)
     missing: dict[int, str] = field(default_factory=dict)
-    nodes_asked: int = 0
+    nodes: dict[str, NodeTrace] = field(default_factory=dict)
+    hedged: int = 0
 
 
 def candidates(
@@ -42,68 +65,98 @@ def candidates(
 async def fan_out(
     dataset: replication_pb2.DatasetPlacement,
     nodes: dict[str, replication_pb2.Node],
-    call: NodeCall[R],
+    call: PartitionCall[R],
     timeout_s: float,
+    hedge_after_s: float,
 ) -> FanOutResult[R]:
     deadline = time.monotonic() + timeout_s
-    choices = candidates(dataset, nodes)
     result: FanOutResult[R] = FanOutResult()
-    reasons: dict[int, list[str]] = defaultdict(list)
-    pending = {p: list(replicas) for p, replicas in choices.items()}
-    answered: set[int] = set()
-    for partition, replicas in pending.items():
-        if not replicas:
-            reasons[partition].append("no live replica")
-    while True:
-        by_node: dict[str, list[int]] = defaultdict(list)
-        addresses: dict[str, str] = {}
-        for partition, replicas in pending.items():
-            if replicas:
-                node = replicas.pop(0)
-                by_node[node.node_id].append(partition)
-                addresses[node.node_id] = node.address
-        if not by_node:
-            break
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            for partitions in by_node.values():
-                for partition in partitions:
-                    reasons[partition].append("query deadline exceeded")
-            break
-        result.nodes_asked += len(by_node)
-        answers = await asyncio.gather(
-            *(call(addresses[n], parts, remaining) for n, parts in by_node.items()),
-            return_exceptions=True,
+    choices = candidates(dataset, nodes)
+    await asyncio.gather(
+        *(
+            _partition(p, replicas, call, deadline, hedge_after_s, result)
+            for p, replicas in sorted(choices.items())
         )
-        retry: set[int] = set()
-        for (node_id, partitions), answer in zip(by_node.items(), answers, strict=True):
-            if isinstance(answer, grpc.aio.AioRpcError) and (
-                answer.code() == grpc.StatusCode.INVALID_ARGUMENT
-            ):
-                # The request itself is wrong: every replica would say so.
-                raise InvalidArgument(answer.details() or "invalid request") from None
-            if isinstance(answer, BaseException):
-                reason = _describe(answer)
-                for partition in partitions:
-                    reasons[partition].append(f"{node_id}: {reason}")
-                retry.update(partitions)
-                continue
-            response, unanswered = answer
-            result.responses.append(response)
-            for partition in partitions:
-                if partition in unanswered:
-                    reasons[partition].append(f"{node_id}: {unanswered[partition]}")
-                    retry.add(partition)
-                else:
-                    answered.add(partition)
-        pending = {p: pending[p] for p in retry if pending[p]}
-    for partition in sorted(set(choices) - answered):
-        result.missing[partition] = "; ".join(reasons[partition]) or "not answered"
+    )
+    result.answers.sort(key=lambda a: a.partition)
     return result
 
 
-def _describe(exc: BaseException) -> str:
+async def _partition(
+    partition: int,
+    replicas: list[replication_pb2.Node],
+    call: PartitionCall[R],
+    deadline: float,
+    hedge_after_s: float,
+    result: FanOutResult[R],
+) -> None:
+    waiting = list(replicas)
+    running: dict[asyncio.Task[tuple[R, str | None]], tuple[replication_pb2.Node, float]] = {}
+    reasons: list[str] = [] if replicas else ["no live replica"]
+    answered = False
+
+    def launch() -> None:
+        node = waiting.pop(0)
+        remaining = max(deadline - time.monotonic(), 0.001)
+        task = asyncio.ensure_future(call(node.address, partition, remaining))
+        running[task] = (node, time.monotonic())
+
+    def trace(node: replication_pb2.Node) -> NodeTrace:
+        return result.nodes.setdefault(node.node_id, NodeTrace())
+
+    if waiting:
+        launch()
+    try:
+        while running:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                reasons.append("query deadline exceeded")
+                break
+            # Wait for an answer, but only until it is time to hedge, if a replica is left.
+            wait = min(remaining, hedge_after_s) if waiting else remaining
+            done, _ = await asyncio.wait(running, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                if waiting:
+                    result.hedged += 1
+                    launch()
+                continue
+            for task in done:
+                node, started = running.pop(task)
+                elapsed = time.monotonic() - started
+                node_trace = trace(node)
+                node_trace.elapsed_s = max(node_trace.elapsed_s, elapsed)
+                failure = _failure(task)
+                if failure is None:
+                    response, declined = task.result()
+                    if declined is None:
+                        node_trace.partitions.append(partition)
+                        result.answers.append(Answer(partition, node.node_id, response, elapsed))
+                        answered = True
+                        return
+                    failure = declined
+                reasons.append(f"{node.node_id}: {failure}")
+                node_trace.errors.append(f"partition {partition}: {failure}")
+                if waiting and not running:
+                    launch()
+        result.missing[partition] = "; ".join(reasons) or "query deadline exceeded"
+    finally:
+        why = "lost the hedge" if answered else "cancelled at the deadline"
+        for task, (node, _) in running.items():
+            task.cancel()
+            trace(node).errors.append(f"partition {partition}: {why}")
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+
+
+def _failure(task: asyncio.Task[tuple[R, str | None]]) -> str | None:
+    """Why a call failed, or None if it returned. A request the storage node calls invalid is
+    the query's fault, not the replica's: it fails the whole query."""
+    exc = task.exception()
+    if exc is None:
+        return None
     if isinstance(exc, grpc.aio.AioRpcError):
+        if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+            raise InvalidArgument(exc.details() or "invalid request") from None
         return f"{exc.code().name.lower()}: {exc.details()}"
     if isinstance(exc, TimeoutError):
         return "timed out"

@@ -14,3 +14,6 @@ class QuerySettings(ServiceSettings):
     replication_address: str = Field(..., description="host:port of the replication service.")
     default_timeout_ms: int = Field(4000, gt=0, description="Deadline of a query by default.")
     max_timeout_ms: int = Field(60000, gt=0, description="Longest deadline a query may ask for.")
+    hedge_after_ms: int = Field(
+        400, gt=0, description="Ask a partition's next replica when the first is this slow."
+    )

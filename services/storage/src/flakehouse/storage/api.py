@@ -4,6 +4,7 @@ transfer. Decoding and execution run off the event loop."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,7 +18,6 @@ from flakehouse.storage.segment import SegmentView
 from flakehouse.storage.v1 import storage_pb2, storage_pb2_grpc
 
 NOT_HELD = "not held by this node"
-WAIT_STEP_S = 0.02
 
 
 class StorageApi(storage_pb2_grpc.StorageServiceServicer):
@@ -25,15 +25,21 @@ class StorageApi(storage_pb2_grpc.StorageServiceServicer):
         self._node = node
 
     def _split(
-        self, dataset: str, partitions: list[int]
+        self, dataset: str, partitions: list[int], minimums: dict[int, int] | None = None
     ) -> tuple[list[Replica], list[storage_pb2.PartitionError]]:
+        """The replicas that can answer, and why the others cannot. A replica that has not yet
+        caught up declines (its answer would silently miss data), unless it has applied the
+        offset the request asks for: then it holds all the caller needs to see."""
         held, unavailable = [], []
         for partition in partitions:
             replica = self._node.replica(dataset, partition)
+            minimum = (minimums or {}).get(partition, -1)
             if replica is None:
                 unavailable.append(storage_pb2.PartitionError(partition=partition, reason=NOT_HELD))
-            elif not replica.online:
+            elif not replica.online and not (0 <= minimum < replica.next_offset):
                 reason = f"catching up ({replica.lag} records behind)"
+                if minimum >= 0:
+                    reason = f"has not applied offset {minimum} yet (applied {replica.next_offset})"
                 unavailable.append(storage_pb2.PartitionError(partition=partition, reason=reason))
             else:
                 held.append(replica)
@@ -48,28 +54,37 @@ class StorageApi(storage_pb2_grpc.StorageServiceServicer):
             end_offset=replica.end_offset,
         )
 
-    async def _wait_applied(
-        self, replicas: list[Replica], minimums: list[int], context: Any
-    ) -> None:
-        """Read-your-writes: waits until each replica applied past its minimum offset, or until
-        the call's deadline is close."""
+    async def _wait_applied(self, dataset: str, minimums: dict[int, int], context: Any) -> None:
+        """Read-your-writes: waits until this node holds each partition and has applied past
+        its minimum offset, or until the call's deadline is close. A partition whose placement
+        has only just reached this node counts as not there yet, not as someone else's."""
         remaining = context.time_remaining()
         deadline = time.monotonic() + (remaining * 0.8 if remaining is not None else 5.0)
-        while any(r.next_offset <= m for r, m in zip(replicas, minimums, strict=True) if m >= 0):
-            if time.monotonic() >= deadline:
-                return
-            await asyncio.sleep(WAIT_STEP_S)
+
+        def done() -> bool:
+            for partition, minimum in minimums.items():
+                replica = self._node.replica(dataset, partition)
+                if minimum >= 0 and (replica is None or replica.next_offset <= minimum):
+                    return False
+            return True
+
+        async with self._node.progress:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._node.progress.wait_for(done), max(deadline - time.monotonic(), 0)
+                )
 
     async def ExecuteFragment(
         self, request: storage_pb2.ExecuteFragmentRequest, context: Any
     ) -> storage_pb2.ExecuteFragmentResponse:
         plan = request.plan
-        held, unavailable = self._split(plan.dataset, list(request.partitions))
+        minimums: dict[int, int] = {}
         if request.min_offsets:
             if len(request.min_offsets) != len(request.partitions):
                 raise InvalidArgument("min_offsets must match partitions one for one")
-            wanted = dict(zip(request.partitions, request.min_offsets, strict=True))
-            await self._wait_applied(held, [wanted[r.partition] for r in held], context)
+            minimums = dict(zip(request.partitions, request.min_offsets, strict=True))
+            await self._wait_applied(plan.dataset, minimums, context)
+        held, unavailable = self._split(plan.dataset, list(request.partitions), minimums)
         try:
             fields = fragment.fields_needed(plan)
             result = await asyncio.to_thread(self._execute, plan, held, fields)

@@ -54,6 +54,8 @@ class StorageNode:
         self._desired_changed = asyncio.Event()
         self.placement_seen = asyncio.Event()
         self.caught_up = asyncio.Event()
+        # Notified whenever records were applied or partitions taken: read-your-writes waits on it.
+        self.progress = asyncio.Condition()
 
     def follow(self, placement: replication_pb2.Placement) -> None:
         """Takes a new placement; the consume loop applies it between polls."""
@@ -69,6 +71,7 @@ class StorageNode:
             if self._desired_changed.is_set():
                 self._desired_changed.clear()
                 await self._reassign()
+                await self._notify()
             if not self.replicas:
                 self.caught_up.set()
                 await self._desired_changed.wait()
@@ -81,10 +84,16 @@ class StorageNode:
                 records = [(m.offset, m.value) for m in messages]
                 result = await asyncio.to_thread(replica.apply, records)
                 self.metrics.applied(replica, result)
+            if batches:
+                await self._notify()
             await self._track_ends()
             for replica in list(self.replicas.values()):
                 if await asyncio.to_thread(replica.seal_if_due, self.seal_policy):
                     self.metrics.segments_sealed.inc()
+
+    async def _notify(self) -> None:
+        async with self.progress:
+            self.progress.notify_all()
 
     async def _reassign(self) -> None:
         desired = self._desired or set()

@@ -26,20 +26,49 @@ DESCRIPTOR: _descriptor.FileDescriptor
 class QueryRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class MinOffsetsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.int
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.int = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     SQL_FIELD_NUMBER: _builtins.int
     TIMEOUT_MS_FIELD_NUMBER: _builtins.int
+    MIN_OFFSETS_FIELD_NUMBER: _builtins.int
     sql: _builtins.str
     timeout_ms: _builtins.int
     """Deadline for the whole query; 0: the service's default."""
+    @_builtins.property
+    def min_offsets(self) -> _containers.ScalarMap[_builtins.int, _builtins.int]:
+        """Read-your-writes: per partition of the queried dataset, an offset (as an upload's answer
+        gives them) that a replica must have applied before it answers; replicas wait for it up to
+        the deadline, and a partition whose replicas do not get there is reported missing.
+        """
+
     def __init__(
         self,
         *,
         sql: _builtins.str = ...,
         timeout_ms: _builtins.int = ...,
+        min_offsets: _abc.Mapping[_builtins.int, _builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["sql", b"sql", "timeout_ms", b"timeout_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_offsets", b"min_offsets", "sql", b"sql", "timeout_ms", b"timeout_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -94,6 +123,47 @@ class MissingPartition(_message.Message):
 Global___MissingPartition: _TypeAlias = MissingPartition  # noqa: Y015
 
 @_typing.final
+class NodeStats(_message.Message):
+    """What one storage node did for a query."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    PARTITIONS_FIELD_NUMBER: _builtins.int
+    ELAPSED_MS_FIELD_NUMBER: _builtins.int
+    SCAN_FIELD_NUMBER: _builtins.int
+    ERRORS_FIELD_NUMBER: _builtins.int
+    node_id: _builtins.str
+    elapsed_ms: _builtins.int
+    """Longest of its calls, in milliseconds."""
+    @_builtins.property
+    def partitions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Partitions it answered."""
+
+    @_builtins.property
+    def scan(self) -> _plan_pb2.ScanStats: ...
+    @_builtins.property
+    def errors(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Calls that failed, timed out or lost a hedge, and why."""
+
+    def __init__(
+        self,
+        *,
+        node_id: _builtins.str = ...,
+        partitions: _abc.Iterable[_builtins.int] | None = ...,
+        elapsed_ms: _builtins.int = ...,
+        scan: _plan_pb2.ScanStats | None = ...,
+        errors: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["scan", b"scan"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["elapsed_ms", b"elapsed_ms", "errors", b"errors", "node_id", b"node_id", "partitions", b"partitions", "scan", b"scan"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NodeStats: _TypeAlias = NodeStats  # noqa: Y015
+
+@_typing.final
 class QueryStats(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -101,11 +171,17 @@ class QueryStats(_message.Message):
     PARTITIONS_FIELD_NUMBER: _builtins.int
     NODES_ASKED_FIELD_NUMBER: _builtins.int
     ELAPSED_MS_FIELD_NUMBER: _builtins.int
+    NODES_FIELD_NUMBER: _builtins.int
+    HEDGED_FIELD_NUMBER: _builtins.int
     partitions: _builtins.int
     nodes_asked: _builtins.int
     elapsed_ms: _builtins.int
+    hedged: _builtins.int
+    """Partitions for which a second replica was asked because the first was slow."""
     @_builtins.property
     def scan(self) -> _plan_pb2.ScanStats: ...
+    @_builtins.property
+    def nodes(self) -> _containers.RepeatedCompositeFieldContainer[Global___NodeStats]: ...
     def __init__(
         self,
         *,
@@ -113,10 +189,12 @@ class QueryStats(_message.Message):
         partitions: _builtins.int = ...,
         nodes_asked: _builtins.int = ...,
         elapsed_ms: _builtins.int = ...,
+        nodes: _abc.Iterable[Global___NodeStats] | None = ...,
+        hedged: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["scan", b"scan"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["elapsed_ms", b"elapsed_ms", "nodes_asked", b"nodes_asked", "partitions", b"partitions", "scan", b"scan"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["elapsed_ms", b"elapsed_ms", "hedged", b"hedged", "nodes", b"nodes", "nodes_asked", b"nodes_asked", "partitions", b"partitions", "scan", b"scan"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,118 @@
+"""Per-partition fan-out with hedging, handover and deadlines, against scripted replicas."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import grpc
+import pytest
+
+from flakehouse.core.errors import InvalidArgument
+from flakehouse.query.fanout import fan_out
+from flakehouse.replication.v1 import replication_pb2
+
+Behaviour = Callable[[int], object]  # partition -> "ok", "declined", an exception, or a delay
+
+
+def placement(partitions: int, replicas: list[str]) -> replication_pb2.DatasetPlacement:
+    return replication_pb2.DatasetPlacement(
+        dataset="ci",
+        partitions=[
+            replication_pb2.PartitionPlacement(partition=p, replicas=replicas)
+            for p in range(partitions)
+        ],
+    )
+
+
+def nodes(*names: str, dead: tuple[str, ...] = ()) -> dict[str, replication_pb2.Node]:
+    return {n: replication_pb2.Node(node_id=n, address=n, alive=n not in dead) for n in names}
+
+
+class Cluster:
+    """Each node answers after `delay[node]` seconds, or fails / declines as scripted."""
+
+    def __init__(self, **script: tuple[float, str]) -> None:
+        self.script = script
+        self.calls: list[tuple[str, int]] = []
+        self.cancelled: list[tuple[str, int]] = []
+
+    async def __call__(
+        self, address: str, partition: int, timeout_s: float
+    ) -> tuple[str, str | None]:
+        self.calls.append((address, partition))
+        delay, outcome = self.script[address]
+        try:
+            await asyncio.sleep(delay)
+        except asyncio.CancelledError:
+            self.cancelled.append((address, partition))
+            raise
+        if outcome == "fail":
+            raise TimeoutError()
+        if outcome == "invalid":
+            raise _rpc_error(grpc.StatusCode.INVALID_ARGUMENT, "unknown ir_version")
+        return f"{address}:{partition}", ("catching up" if outcome == "declined" else None)
+
+
+def _rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
+
+
+async def test_every_partition_answered_once_by_its_first_replica() -> None:
+    cluster = Cluster(a=(0.0, "ok"), b=(0.0, "ok"))
+    result = await fan_out(placement(4, ["a", "b"]), nodes("a", "b"), cluster, 2.0, 0.5)
+    assert [a.response for a in result.answers] == ["a:0", "a:1", "a:2", "a:3"]
+    assert not result.missing and result.hedged == 0
+    assert result.nodes["a"].partitions == [0, 1, 2, 3]
+
+
+async def test_a_slow_replica_is_hedged_and_the_loser_cancelled() -> None:
+    cluster = Cluster(a=(1.0, "ok"), b=(0.01, "ok"))
+    result = await fan_out(placement(2, ["a", "b"]), nodes("a", "b"), cluster, 3.0, 0.05)
+    assert [a.response for a in result.answers] == ["b:0", "b:1"]
+    assert result.hedged == 2
+    assert sorted(cluster.cancelled) == [("a", 0), ("a", 1)]
+    assert any("lost the hedge" in e for e in result.nodes["a"].errors)
+
+
+async def test_a_declining_or_failing_replica_hands_over_at_once() -> None:
+    for outcome in ("declined", "fail"):
+        cluster = Cluster(a=(0.0, outcome), b=(0.0, "ok"))
+        result = await fan_out(placement(1, ["a", "b"]), nodes("a", "b"), cluster, 2.0, 1.0)
+        assert [a.response for a in result.answers] == ["b:0"]
+        assert result.hedged == 0
+
+
+async def test_both_replicas_failing_makes_the_partition_missing_with_reasons() -> None:
+    cluster = Cluster(a=(0.0, "fail"), b=(0.0, "declined"))
+    result = await fan_out(placement(1, ["a", "b"]), nodes("a", "b"), cluster, 2.0, 1.0)
+    assert result.answers == []
+    assert result.missing == {0: "a: timed out; b: catching up"}
+
+
+async def test_dead_nodes_are_skipped_and_a_partition_without_live_replica_is_missing() -> None:
+    cluster = Cluster(a=(0.0, "ok"), b=(0.0, "ok"))
+    result = await fan_out(
+        placement(1, ["a", "b"]), nodes("a", "b", dead=("a",)), cluster, 2.0, 1.0
+    )
+    assert [a.response for a in result.answers] == ["b:0"] and cluster.calls == [("b", 0)]
+    none_alive = await fan_out(
+        placement(1, ["a", "b"]), nodes("a", "b", dead=("a", "b")), cluster, 2.0, 1.0
+    )
+    assert none_alive.missing == {0: "no live replica"}
+
+
+async def test_the_deadline_bounds_the_whole_fan_out() -> None:
+    cluster = Cluster(a=(5.0, "ok"), b=(5.0, "ok"))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    result = await fan_out(placement(2, ["a", "b"]), nodes("a", "b"), cluster, 0.3, 0.1)
+    assert loop.time() - started < 1.0
+    assert set(result.missing) == {0, 1}
+    assert all("deadline" in reason for reason in result.missing.values())
+
+
+async def test_an_invalid_request_fails_the_query_instead_of_a_partial_answer() -> None:
+    cluster = Cluster(a=(0.0, "invalid"), b=(0.0, "ok"))
+    with pytest.raises(InvalidArgument, match="unknown ir_version"):
+        await fan_out(placement(1, ["a", "b"]), nodes("a", "b"), cluster, 2.0, 1.0)
