@@ -1,5 +1,5 @@
 """Runs the benchmarks and prints their figures: `python -m benchmarks [NAME...]`, where NAME is
-ingest, large, end-to-end or storage (all by default).
+ingest, large, end-to-end, storage or query (all by default).
 
 ingest and large: see benchmarks/ingest.py. end-to-end: a local cluster (`flakehouse up` as
 processes: broker, five services, 2 storage nodes, 8 partitions) takes generated JUnit reports
@@ -16,7 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchmarks import ingest, storage
+from benchmarks import ingest, query, storage
 from benchmarks.junitgen import report
 from flakehouse.client import Client
 from tests.localcluster import RunningCluster
@@ -80,7 +80,7 @@ def main() -> None:
     parser.add_argument("--cases-per-file", type=int, default=5000)
     parser.add_argument("--uploaders", type=int, default=4)
     parser.add_argument("--large-mb", type=int, default=200, help="size of the large report")
-    parser.add_argument("--events", type=int, default=10_000_000, help="events (storage)")
+    parser.add_argument("--events", type=int, default=10_000_000, help="events (storage, query)")
     args = parser.parse_args()
     for name in args.names or list(BENCHMARKS):
         BENCHMARKS[name](args)
@@ -92,6 +92,7 @@ BENCHMARKS = {
     "large": lambda a: ingest.large(a.large_mb),
     "end-to-end": lambda a: end_to_end(a.files, a.cases_per_file, a.uploaders),
     "storage": lambda a: storage.storage(a.events),
+    "query": lambda a: query.query(a.events),
 }
 
 
