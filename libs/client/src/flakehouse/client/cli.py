@@ -1,4 +1,4 @@
-"""The `flakehouse` command: up, ingest, query, junit2json (DESIGN.md §9).
+"""The `flakehouse` command: up, ingest, query, flaky, junit2json (DESIGN.md §9).
 
 Exit codes: 0 success; 1 the cluster could not be reached or refused the request; 2 bad input
 (an unparsable file, a bad query, bad arguments)."""
@@ -22,6 +22,9 @@ from flakehouse.client.progress import Progress
 from flakehouse.core.errors import FlakehouseError, InvalidArgument, NotFound
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+# The query service's default MAX_TIMEOUT_MS; the margin leaves its answer time to arrive.
+MAX_QUERY_DEADLINE_MS = 60_000
+QUERY_DEADLINE_MARGIN_MS = 1_000
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,6 +70,21 @@ def _parser() -> argparse.ArgumentParser:
     client_options(query)
     query.add_argument("--format", choices=sorted(RENDERERS), default="table")
     query.add_argument("sql", metavar="SQL")
+
+    flaky = commands.add_parser(
+        "flaky",
+        help="list flaky tests ranked by flake rate",
+        description="Tests that both passed and failed on the same commit, or that the runner "
+        "marked flaky (flaky = true, or passed after retries), ranked by flake rate: flaky runs "
+        "/ runs of the test. See flakehouse.client.flaky for the exact definitions.",
+    )
+    client_options(flaky)
+    flaky.add_argument("--dataset", required=True)
+    flaky.add_argument(
+        "--since", default="7d", help="window: 30m, 12h, 7d, 2w... or 'all' (default 7d)"
+    )
+    flaky.add_argument("--limit", type=int, default=50, help="tests listed (default 50; 0: all)")
+    flaky.add_argument("--format", choices=sorted(RENDERERS), default="table")
 
     convert = commands.add_parser("junit2json", help="convert JUnit XML to JSON lines locally")
     convert.add_argument("files", nargs="+", type=Path, metavar="FILE")
@@ -161,9 +179,39 @@ def _statuses(counts: dict[str, int] | Counter[str]) -> str:
 
 def cmd_query(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        result = client.query(args.sql, timeout_ms=int(args.timeout * 1000))
+        result = client.query(args.sql, timeout_ms=query_deadline_ms(args.timeout))
     print(RENDERERS[args.format](result))
     return EXIT_OK
+
+
+def cmd_flaky(args: argparse.Namespace) -> int:
+    from flakehouse.client.flaky import flaky_tests, since_interval
+
+    since = None if args.since == "all" else args.since
+    try:
+        if since is not None:
+            since_interval(since)
+        if args.limit < 0:
+            raise ValueError("--limit must be 0 or more")
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from None
+    with _client(args) as client:
+        result = flaky_tests(
+            client,
+            args.dataset,
+            since,
+            args.limit or None,
+            timeout_ms=query_deadline_ms(args.timeout),
+        )
+    print(RENDERERS[args.format](result))
+    return EXIT_OK
+
+
+def query_deadline_ms(timeout_s: float) -> int:
+    """The server-side deadline of a query for a call that waits timeout_s: a little shorter,
+    so that when storage nodes hang the query service's partial answer (with its missing
+    partitions) still reaches us instead of our own deadline expiring first."""
+    return max(1, min(MAX_QUERY_DEADLINE_MS, int(timeout_s * 1000) - QUERY_DEADLINE_MARGIN_MS))
 
 
 def cmd_junit2json(args: argparse.Namespace) -> int:
@@ -196,7 +244,13 @@ def cmd_junit2json(args: argparse.Namespace) -> int:
     return status
 
 
-COMMANDS = {"up": cmd_up, "ingest": cmd_ingest, "query": cmd_query, "junit2json": cmd_junit2json}
+COMMANDS = {
+    "up": cmd_up,
+    "ingest": cmd_ingest,
+    "query": cmd_query,
+    "flaky": cmd_flaky,
+    "junit2json": cmd_junit2json,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -110,7 +110,9 @@ async def _partition(
         while running:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                reasons.append("query deadline exceeded")
+                reasons.extend(
+                    f"{n.node_id}: no answer before the deadline" for n, _ in running.values()
+                )
                 break
             # Wait for an answer, but only until it is time to hedge, if a replica is left.
             wait = min(remaining, hedge_after_s) if waiting else remaining

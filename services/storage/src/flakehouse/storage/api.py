@@ -37,7 +37,10 @@ class StorageApi(storage_pb2_grpc.StorageServiceServicer):
             if replica is None:
                 unavailable.append(storage_pb2.PartitionError(partition=partition, reason=NOT_HELD))
             elif not replica.online and not (0 <= minimum < replica.next_offset):
-                reason = f"catching up ({replica.lag} records behind)"
+                behind = (
+                    f"{replica.lag} records behind" if replica.lag >= 0 else "end not known yet"
+                )
+                reason = f"catching up ({behind})"
                 if minimum >= 0:
                     reason = f"has not applied offset {minimum} yet (applied {replica.next_offset})"
                 unavailable.append(storage_pb2.PartitionError(partition=partition, reason=reason))
