@@ -92,7 +92,11 @@ class RunningCluster:
         return result
 
     def query(self, sql: str) -> dict[str, Any]:
-        return dict(json.loads(self.cli("query", "--format", "json", sql).stdout))
+        return self.query_json(sql)
+
+    def query_json(self, sql: str, *options: str) -> dict[str, Any]:
+        """`flakehouse query --format json [options] SQL`, parsed."""
+        return dict(json.loads(self.cli("query", "--format", "json", *options, sql).stdout))
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -30,10 +30,22 @@ def test_a_query_with_the_uploads_offsets_sees_them_at_once(tmp_path: Path) -> N
             uploads.extend(batch)
             expected += sum(u.events for u in batch)
             answer = client.query(
-                "SELECT count(*) FROM ryw", min_offsets=offsets_of(uploads), timeout_ms=10_000
+                "SELECT count(*) FROM ryw", after=offsets_of(uploads), timeout_ms=10_000
             )
             assert not answer.partial, answer.missing_partitions
             assert answer.rows == [[expected]], f"round {round_}"
         client.close()
+
+        # The same from a CI job's shell: ingest records its offsets, query waits for them.
+        offsets = tmp_path / "offsets.json"
+        for round_ in range(3):
+            report_file = tmp_path / f"cli-{round_}.xml"
+            report_file.write_bytes(report(1000 + round_, 2000))
+            cluster.cli(
+                "ingest", "--dataset", "ryw", "--offsets-file", str(offsets), str(report_file)
+            )
+            expected += 2000
+            answer = cluster.query_json("SELECT count(*) FROM ryw", "--after", str(offsets))
+            assert answer["rows"] == [[expected]] and not answer["partial"], f"cli round {round_}"
     finally:
         cluster.stop()

@@ -6,6 +6,7 @@ Exit codes: 0 success; 1 the cluster could not be reached or refused the request
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -14,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from flakehouse.client.cienv import ci_labels
-from flakehouse.client.client import Client, UploadResult
+from flakehouse.client.client import Client, UploadResult, offsets_of
 from flakehouse.client.cluster import DEFAULT_DIR, DEFAULT_PATH, ClusterFile
 from flakehouse.client.inputs import expand_inputs
 from flakehouse.client.output import RENDERERS
@@ -60,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("--format", choices=["junit", "json"], help="default: from the content")
     ingest.add_argument("--parallel", type=int, default=4, help="files uploaded at once")
     ingest.add_argument(
+        "--offsets-file",
+        type=Path,
+        help="record the offsets written in this JSON file (merged with what it holds), for "
+        "`flakehouse query --after` to see these uploads at once",
+    )
+    ingest.add_argument(
         "files",
         nargs="+",
         metavar="FILE",
@@ -69,6 +76,12 @@ def _parser() -> argparse.ArgumentParser:
     query = commands.add_parser("query", help="run a SQL query")
     client_options(query)
     query.add_argument("--format", choices=sorted(RENDERERS), default="table")
+    query.add_argument(
+        "--after",
+        type=Path,
+        metavar="OFFSETS_FILE",
+        help="answer only once the uploads recorded by `ingest --offsets-file` are applied",
+    )
     query.add_argument("sql", metavar="SQL")
 
     flaky = commands.add_parser(
@@ -129,6 +142,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise InvalidArgument(str(exc)) from None
     files, rejected = expand_inputs(args.files)
+    uploaded: list[UploadResult] = []
     totals: Counter[str] = Counter()
     events = done = 0
     progress = Progress(sum(p.stat().st_size for p in files), len(files))
@@ -157,9 +171,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                 continue
             done += 1
             events += result.events
+            uploaded.append(result)
             totals.update(result.by_status)
             progress.print(f"{path}: {result.events} events ({_statuses(result.by_status)})")
     progress.close()
+    if args.offsets_file is not None and uploaded:
+        offsets = offsets_of(uploaded, into=read_offsets(args.offsets_file))
+        args.offsets_file.write_text(json.dumps(offsets, sort_keys=True) + "\n")
     elapsed = time.monotonic() - started
     print(
         f"ingested {done} file{'s' if done != 1 else ''}, {events} events into "
@@ -179,9 +197,21 @@ def _statuses(counts: dict[str, int] | Counter[str]) -> str:
 
 def cmd_query(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        result = client.query(args.sql, timeout_ms=query_deadline_ms(args.timeout))
+        after = read_offsets(args.after) if args.after else None
+        result = client.query(args.sql, timeout_ms=query_deadline_ms(args.timeout), after=after)
     print(RENDERERS[args.format](result))
     return EXIT_OK
+
+
+def read_offsets(path: Path) -> dict[str, dict[int, int]]:
+    """The offsets file of `ingest --offsets-file`: {dataset: {partition: offset}}."""
+    try:
+        raw = json.loads(path.read_text())
+        return {str(d): {int(p): int(o) for p, o in parts.items()} for d, parts in raw.items()}
+    except FileNotFoundError:
+        return {}
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise InvalidArgument(f"{path}: not an offsets file ({exc})") from None
 
 
 def cmd_flaky(args: argparse.Namespace) -> int:

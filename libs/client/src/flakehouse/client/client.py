@@ -40,6 +40,8 @@ FORMAT_NAMES = {
     ingest_pb2.UPLOAD_FORMAT_JSON_LINES: "json",
 }
 T = TypeVar("T")
+Offsets = Mapping[str, Mapping[int, int]]
+"""dataset → partition → the last offset written there."""
 
 
 def error_from_rpc(exc: grpc.RpcError) -> FlakehouseError:
@@ -198,15 +200,18 @@ class Client:
 
     # --- queries ----------------------------------------------------------------------------
 
-    def query(
-        self, sql: str, *, timeout_ms: int = 0, min_offsets: Mapping[int, int] | None = None
-    ) -> QueryResult:
-        """Runs a query. With `min_offsets` (partition → offset, e.g. from
-        `offsets_of(uploads)`), the replicas answer only once they applied those offsets:
-        read-your-writes for a job that uploads and then asks."""
+    def query(self, sql: str, *, timeout_ms: int = 0, after: Offsets | None = None) -> QueryResult:
+        """Runs a query. With `after` (dataset → partition → offset, e.g. `offsets_of(uploads)`),
+        the replicas answer only once they applied those offsets: read-your-writes for a job
+        that uploads and then asks."""
         stub = query_pb2_grpc.QueryServiceStub(self._channel("query"))
         request = query_pb2.QueryRequest(
-            sql=sql, timeout_ms=timeout_ms, min_offsets=dict(min_offsets or {})
+            sql=sql,
+            timeout_ms=timeout_ms,
+            after=[
+                query_pb2.DatasetOffsets(dataset=dataset, offsets=dict(offsets))
+                for dataset, offsets in sorted((after or {}).items())
+            ],
         )
         response = self._call(lambda: stub.Query(request, timeout=self.timeout_s))
         return QueryResult(
@@ -244,13 +249,16 @@ class Client:
         return self._call(lambda: stub.DescribeDataset(request, timeout=self.timeout_s))
 
 
-def offsets_of(uploads: Iterable[UploadResult]) -> dict[int, int]:
-    """The highest offset written per partition by some uploads (of one dataset): what a query
-    passes as `min_offsets` to see them all."""
-    offsets: dict[int, int] = {}
+def offsets_of(
+    uploads: Iterable[UploadResult], into: Offsets | None = None
+) -> dict[str, dict[int, int]]:
+    """The highest offset written per dataset and partition by some uploads (added to `into`):
+    what a query passes as `after` to see them all."""
+    offsets = {dataset: dict(parts) for dataset, parts in (into or {}).items()}
     for upload in uploads:
+        parts = offsets.setdefault(upload.dataset, {})
         for partition, offset in upload.offsets.items():
-            offsets[partition] = max(offsets.get(partition, -1), offset)
+            parts[partition] = max(parts.get(partition, -1), offset)
     return offsets
 
 

@@ -104,10 +104,16 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
         plan = planned.plan
         dataset, nodes = await self._placements.lookup(plan.dataset)
 
-        minimums = dict(request.min_offsets)
+        minimums: dict[int, int] = {}
+        for entry in request.after:
+            if entry.dataset == plan.dataset:
+                for partition, offset in entry.offsets.items():
+                    minimums[partition] = max(minimums.get(partition, -1), offset)
         unknown = set(minimums) - {p.partition for p in dataset.partitions}
         if unknown:
-            raise InvalidArgument(f"min_offsets names partitions {sorted(unknown)} of no dataset")
+            raise InvalidArgument(
+                f"'after' names partitions {sorted(unknown)} that {plan.dataset!r} does not have"
+            )
 
         def fragment(partition: int) -> storage_pb2.ExecuteFragmentRequest:
             wanted = [minimums[partition]] if partition in minimums else []

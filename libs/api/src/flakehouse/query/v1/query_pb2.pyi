@@ -26,8 +26,42 @@ DESCRIPTOR: _descriptor.FileDescriptor
 class QueryRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    SQL_FIELD_NUMBER: _builtins.int
+    TIMEOUT_MS_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
+    sql: _builtins.str
+    timeout_ms: _builtins.int
+    """Deadline for the whole query; 0: the service's default."""
+    @_builtins.property
+    def after(self) -> _containers.RepeatedCompositeFieldContainer[Global___DatasetOffsets]:
+        """Read-your-writes: offsets written by earlier uploads (as their answers give them), for any
+        datasets; the entry of the queried dataset is used: a replica answers for a partition only
+        once it applied that offset, waiting up to the deadline, and a partition whose replicas do
+        not get there is reported missing. Entries for other datasets are ignored, so a job can
+        pass everything it wrote.
+        """
+
+    def __init__(
+        self,
+        *,
+        sql: _builtins.str = ...,
+        timeout_ms: _builtins.int = ...,
+        after: _abc.Iterable[Global___DatasetOffsets] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "sql", b"sql", "timeout_ms", b"timeout_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueryRequest: _TypeAlias = QueryRequest  # noqa: Y015
+
+@_typing.final
+class DatasetOffsets(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
     @_typing.final
-    class MinOffsetsEntry(_message.Message):
+    class OffsetsEntry(_message.Message):
         DESCRIPTOR: _descriptor.Descriptor
 
         KEY_FIELD_NUMBER: _builtins.int
@@ -46,33 +80,26 @@ class QueryRequest(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-    SQL_FIELD_NUMBER: _builtins.int
-    TIMEOUT_MS_FIELD_NUMBER: _builtins.int
-    MIN_OFFSETS_FIELD_NUMBER: _builtins.int
-    sql: _builtins.str
-    timeout_ms: _builtins.int
-    """Deadline for the whole query; 0: the service's default."""
+    DATASET_FIELD_NUMBER: _builtins.int
+    OFFSETS_FIELD_NUMBER: _builtins.int
+    dataset: _builtins.str
     @_builtins.property
-    def min_offsets(self) -> _containers.ScalarMap[_builtins.int, _builtins.int]:
-        """Read-your-writes: per partition of the queried dataset, an offset (as an upload's answer
-        gives them) that a replica must have applied before it answers; replicas wait for it up to
-        the deadline, and a partition whose replicas do not get there is reported missing.
-        """
+    def offsets(self) -> _containers.ScalarMap[_builtins.int, _builtins.int]:
+        """Partition -> the last offset written there."""
 
     def __init__(
         self,
         *,
-        sql: _builtins.str = ...,
-        timeout_ms: _builtins.int = ...,
-        min_offsets: _abc.Mapping[_builtins.int, _builtins.int] | None = ...,
+        dataset: _builtins.str = ...,
+        offsets: _abc.Mapping[_builtins.int, _builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_offsets", b"min_offsets", "sql", b"sql", "timeout_ms", b"timeout_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "offsets", b"offsets"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___QueryRequest: _TypeAlias = QueryRequest  # noqa: Y015
+Global___DatasetOffsets: _TypeAlias = DatasetOffsets  # noqa: Y015
 
 @_typing.final
 class ResultColumn(_message.Message):
