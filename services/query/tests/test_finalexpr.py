@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -167,3 +168,100 @@ def test_sort_by_several_keys_is_stable() -> None:
         ("b", 1, "x"),
         (None, 9, "z"),
     ]
+
+
+TRICKY: list[Cell] = [
+    None,
+    0,
+    -0.0,
+    0.0,
+    1,
+    1.0,
+    -1,
+    2.5,
+    2**53 + 1,
+    float(2**53),
+    -math.inf,
+    math.inf,
+    math.nan,
+    "",
+    "B",
+    "a",
+    "ab",
+    True,
+    False,
+]
+
+
+def _sign(a: object, b: object) -> int:
+    return (a > b) - (a < b)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("descending", [False, True])
+@pytest.mark.parametrize(
+    "cells",
+    [
+        TRICKY,
+        [3, -1, 2**63, -(2**70), 0],  # only ints: the keys are the numbers
+        [3, 1.5, -0.0, 0, math.inf, 2**53 + 1, float(2**53)],  # ints and floats, no NaN
+        ["b", "", "a", "ab", "B"],  # only strings: the keys are the strings, or their ranks
+        ["b", None, "a"],
+        [True, False, None],
+        [1.0, math.nan, -2],
+    ],
+)
+def test_sort_keys_order_as_compare_for_sort(cells: list[Cell], descending: bool) -> None:
+    keys = fx.sort_column(cells, descending)
+    for i, left in enumerate(cells):
+        for j, right in enumerate(cells):
+            expected = fx.compare_for_sort(left, right, descending)
+            assert _sign(keys[i], keys[j]) == expected, (left, right)
+
+
+def test_ordered_takes_the_first_rows_with_a_heap_like_a_full_sort() -> None:
+    values = [(i * 7919) % 101 for i in range(1_000)]  # many ties
+    column = fx.sort_column(values, descending=True)
+    full = fx.ordered([column])
+    assert [values[i] for i in full] == sorted(values, reverse=True)
+    # Ties keep their order: positions ascending among equal values.
+    assert all(a < b for a, b in itertools.pairwise(full) if values[a] == values[b])
+    for count in (0, 1, 7, 100, 999, 5_000):
+        assert fx.ordered([column], count) == full[:count]
+    second = fx.sort_column([i % 3 for i in range(1_000)])
+    assert fx.ordered([column, second], 10) == fx.ordered([column, second])[:10]
+
+
+def test_evaluating_columns_agrees_with_evaluating_rows() -> None:
+    keys: list[Cell] = [1, 2.5, "a", None, True, 0, math.nan, -3, "b"]
+    aggregates: list[Cell] = [2, 0, "a", 1, False, None, 1.5, 4, "c"]
+    k, a = fx.KeyRef(0), fx.AggRef(0)
+    expressions: list[fx.ValueExpr] = [
+        fx.Arith("+", k, a),
+        fx.Arith("/", k, a),
+        fx.Arith("*", k, lit(2)),
+        fx.Negate(k),
+        fx.Cmp("<", k, a),
+        fx.Cmp("=", k, a),
+        fx.Cmp(">=", k, lit(1)),
+        fx.BoolOp("or", (fx.Cmp(">", k, lit(0)), fx.IsNullOp(a))),
+        fx.NotOp(fx.Cmp("!=", a, lit("a"))),
+        fx.InOp(k, (1, "a"), negated=True),
+        fx.LikeOp(a, "%"),
+    ]
+
+    def column(ref: fx.Ref) -> list[Cell]:
+        return list(keys if isinstance(ref, fx.KeyRef) else aggregates)
+
+    for expr in expressions:
+        by_row = [
+            fx.evaluate(expr, fx.Env(keys=[x], aggregates=[y]))
+            for x, y in zip(keys, aggregates, strict=True)
+        ]
+        by_column = fx.evaluate_columns(expr, column, len(keys))
+        assert repr(by_column) == repr(by_row), expr
+    # Columns of only numbers (or only strings) take the fast path; same answers.
+    numbers = fx.evaluate_columns(fx.Cmp("<", k, lit(2)), lambda ref: [1, 2.5, -3], 3)
+    assert numbers == [True, False, True]
+    strings = fx.evaluate_columns(fx.Cmp(">", k, lit("a")), lambda ref: ["b", "a", ""], 3)
+    assert strings == [True, False, False]
+    assert fx.evaluate_columns(fx.Arith("-", k, lit(1)), lambda ref: [1, 2.5], 2) == [0, 1.5]

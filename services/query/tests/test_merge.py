@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
+import math
+import random
 from collections.abc import Sequence
 
 import pytest
 
 from flakehouse.common.v1 import events_pb2, plan_pb2
 from flakehouse.events.values import BOOL, FLOAT, INT, STRING, Scalar, from_value, to_value
-from flakehouse.query.merge import PartialResultError, finalize, merge_partials
+from flakehouse.query.merge import PartialResultError, add_partial, finalize, merge_partials
 from flakehouse.query.planner import PlannedQuery, plan_query
 from flakehouse.sketches import DistinctState, QuantileState
 
@@ -429,9 +432,10 @@ def test_having_and_order_by_on_sketch_aggregates() -> None:
     ],
 )
 def test_bad_sketches_are_refused(sql: str, state: bytes, message: str) -> None:
+    # Sketches are decoded when finalized (or when a group holds too many states to keep).
     partial = groups(group([], plan_pb2.AggregateState(sketch=state)))
     with pytest.raises(PartialResultError, match=message):
-        merge_partials(plan(sql), [partial])
+        answer(plan(sql), [partial])
 
 
 def test_scan_stats_are_summed() -> None:
@@ -462,3 +466,170 @@ def test_partials_that_do_not_fit_the_plan(
 ) -> None:
     with pytest.raises(PartialResultError, match=message):
         merge_partials(plan(sql), [partial])
+
+
+def test_nan_keys_are_one_group_and_int_float_ties_do_not_depend_on_arrival() -> None:
+    planned = plan("SELECT k, count(*) FROM ci GROUP BY k")
+    nan = float("nan")
+    partials = [
+        groups(group([nan], count(1)), group([1.0], count(2)), group([2], count(8))),
+        groups(group([nan], count(4)), group([1], count(16)), group([2.0], count(32))),
+    ]
+    for ordering in (partials, partials[::-1]):
+        _, result = answer(planned, ordering)
+        assert [(type(k), n) for k, n in result] == [
+            (int, 16),  # 1 and 1.0 tie in the order: the int first
+            (float, 2),
+            (int, 8),
+            (float, 32),
+            (float, 5),  # NaN: one group, the greatest number
+        ]
+        assert math.isnan(result[-1][0])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_min_max_with_nan_across_partials(reverse: bool) -> None:
+    planned = plan("SELECT k, min(v), max(v) FROM ci GROUP BY k")
+    nan = float("nan")
+    partials = [
+        groups(group(["a"], extreme(nan), extreme(nan)), group(["b"], extreme(nan), extreme(nan))),
+        groups(group(["a"], extreme(3), extreme(3)), group(["b"], extreme("x"), extreme("x"))),
+        groups(group(["a"], extreme(5.5), extreme(5.5))),
+    ]
+    _, result = answer(planned, partials[::-1] if reverse else partials)
+    # NaN never wins against a number, whatever the order; it beats a string, as numbers do.
+    assert result[0] == ["a", 3, 5.5]
+    assert result[1][0] == "b" and all(math.isnan(v) for v in result[1][1:])  # type: ignore[arg-type]
+
+
+def test_percentiles_of_one_field_share_equal_states_only() -> None:
+    planned = plan("SELECT k, p50(v), p90(v) FROM ci GROUP BY k")
+    low, high = quantiles(*range(1, 11)), quantiles(*range(101, 111))
+    _, result = answer(
+        planned,
+        [
+            groups(
+                group(["same"], low, low),
+                # States that should be equal but are not: each answers from its own.
+                group(["differ"], low, high),
+            )
+        ],
+    )
+    assert result[0][0] == "differ" and result[1][0] == "same"
+    assert abs(result[0][1] - 5.5) < 0.1 and abs(result[0][2] - 109.1) < 1.2  # type: ignore[operator]
+    assert abs(result[1][1] - 5.5) < 0.1 and abs(result[1][2] - 9.1) < 0.1  # type: ignore[operator]
+
+
+def test_sketches_are_finalized_only_for_the_groups_answered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    decoded: list[bytes] = []
+    original = QuantileState.from_bytes
+
+    def counting(data: bytes) -> QuantileState:
+        decoded.append(data)
+        return original(data)
+
+    monkeypatch.setattr(QuantileState, "from_bytes", counting)
+    planned = plan("SELECT k, count(*) AS n, p95(v) FROM ci GROUP BY k ORDER BY n DESC LIMIT 3")
+    partial = groups(*[group([f"k{i:03d}"], count(i), quantiles(float(i))) for i in range(200)])
+    _, result = answer(planned, [partial])
+    assert [row[:2] for row in result] == [["k199", 199], ["k198", 198], ["k197", 197]]
+    assert len(decoded) == 3
+
+
+def test_a_group_with_many_partial_sketches_is_folded() -> None:
+    planned = plan("SELECT count(DISTINCT v), p50(v) FROM ci")
+    partials = [groups(group([], distinct(i, i + 1), quantiles(float(i)))) for i in range(150)]
+    assert answer(planned, partials)[1] == answer(planned, partials[::-1])[1]
+    (row,) = answer(planned, partials)[1]
+    assert row[0] == 151
+    assert isinstance(row[1], float) and abs(row[1] - 74.5) <= 0.75
+
+
+def test_partials_added_after_finalizing_count() -> None:
+    planned = plan("SELECT k, count(DISTINCT v), max(v), avg(v) FROM ci GROUP BY k")
+    merged = merge_partials(
+        planned, [groups(group(["a"], distinct(1), extreme(1), total(1, int_sum=1)))]
+    )
+    first = finalize(planned, merged)[1]
+    assert [from_value(v) for v in first[0].values] == ["a", 1, 1, 1.0]
+    add_partial(planned, merged, groups(group(["a"], distinct(2), extreme(2), total(1, int_sum=2))))
+    add_partial(planned, merged, groups(group(["a"], distinct(3), extreme(0), total(1, int_sum=6))))
+    second = finalize(planned, merged)[1]
+    assert [from_value(v) for v in second[0].values] == ["a", 3, 2, 3.0]
+
+
+def test_a_limit_takes_the_same_rows_as_a_full_sort() -> None:
+    keys = [f"k{i:04d}" for i in range(500)]
+    partials = [
+        groups(*[group([k], count((i * 37) % 11)) for i, k in enumerate(keys) if i % 3 != p])
+        for p in range(3)
+    ]
+    everything = plan("SELECT k, count(*) AS n FROM ci GROUP BY k ORDER BY n DESC, k DESC")
+    page = plan(
+        "SELECT k, count(*) AS n FROM ci GROUP BY k ORDER BY n DESC, k DESC LIMIT 7 OFFSET 3"
+    )
+    assert answer(page, partials)[1] == answer(everything, partials)[1][3:10]
+    raw = [rows(*[[k, (i * 13) % 5] for i, k in enumerate(keys) if i % 2 == p]) for p in range(2)]
+    all_rows = plan("SELECT k, n FROM ci ORDER BY n DESC")
+    first_rows = plan("SELECT k, n FROM ci ORDER BY n DESC LIMIT 9")
+    assert answer(first_rows, raw)[1] == answer(all_rows, raw)[1][:9]
+
+
+def test_rows_outlive_the_merge() -> None:
+    planned = plan("SELECT k, count(*) FROM ci GROUP BY k")
+    _, result = finalize(planned, merge_partials(planned, [groups(group(["a"], count(2)))]))
+    gc.collect()
+    assert [[from_value(v) for v in row.values] for row in result] == [["a", 2]]
+    assert events_pb2.Row.FromString(result[0].SerializeToString()) == result[0]
+
+
+def _random_partials(
+    planned: PlannedQuery, rng: random.Random, how_many: int
+) -> list[plan_pb2.PartialResult]:
+    pool: list[Cell] = [None, 0, 1, 2.0, 2.5, float("nan"), "a", "b", "", True, False]
+    values: list[Cell] = [None, 3, -1, 2.5, "x", "y", True]
+    partials = []
+    for _ in range(how_many):
+        # One group per key in a partial: keys by type and repr, so that NaN is one key.
+        keys = {
+            repr([(type(k), k) for k in key]): key
+            for key in (
+                [rng.choice(pool) for _ in planned.plan.group_by] for _ in range(rng.randrange(6))
+            )
+        }
+        partials.append(
+            groups(
+                *[
+                    group(
+                        key,
+                        count(rng.randrange(5)),
+                        total(
+                            rng.randrange(1, 4),
+                            int_sum=rng.randrange(-9, 9),
+                            float_sum=rng.uniform(-1, 1),
+                            float_seen=rng.random() < 0.5,
+                        ),
+                        extreme(rng.choice(values)),
+                        distinct(*rng.sample(range(20), rng.randrange(4))),
+                    )
+                    for key in keys.values()
+                ]
+            )
+        )
+    return partials
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_answers_do_not_depend_on_the_order_partials_arrive(seed: int) -> None:
+    rng = random.Random(seed)
+    planned = plan(
+        "SELECT k, count(*) AS n, avg(v), max(v), count(DISTINCT v) AS d FROM ci GROUP BY k"
+        " HAVING count(*) >= 1 ORDER BY d DESC, n LIMIT 6"
+    )
+    partials = _random_partials(planned, rng, 4)
+    expected = repr(answer(planned, partials))
+    for _ in range(5):
+        rng.shuffle(partials)
+        assert repr(answer(planned, partials)) == expected

@@ -7,12 +7,13 @@ Logic is SQL's three-valued one: a comparison with NULL, or between values of di
 
 from __future__ import annotations
 
-import functools
+import heapq
 import math
+import operator
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from flakehouse.events.values import Scalar
 
@@ -151,39 +152,94 @@ def is_number(value: Cell) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+Ref = KeyRef | AggRef | FieldRef
+
+
 def evaluate(expr: ValueExpr, env: Env) -> Cell:
     """The value of `expr` in `env`; predicates give True, False or None (unknown)."""
+
+    def column(ref: Ref) -> list[Cell]:
+        match ref:
+            case KeyRef(index):
+                return [env.keys[index]]
+            case AggRef(index):
+                return [env.aggregates[index]]
+        return [env.fields[ref.index]]
+
+    return evaluate_columns(expr, column, 1)[0]
+
+
+def evaluate_columns(expr: ValueExpr, column: Callable[[Ref], list[Cell]], size: int) -> list[Cell]:
+    """The values of `expr` over `size` rows, given the column of cells of each reference.
+
+    A column at a time: one pass per expression node rather than a tree walk per row, and
+    where a column holds only numbers (or only strings), comparisons and arithmetic are mapped
+    in C over it.
+    """
+
+    def values(e: ValueExpr) -> list[Cell]:
+        return evaluate_columns(e, column, size)
+
     match expr:
-        case KeyRef(index):
-            return env.keys[index]
-        case AggRef(index):
-            return env.aggregates[index]
-        case FieldRef(index):
-            return env.fields[index]
+        case KeyRef() | AggRef() | FieldRef():
+            return column(expr)
         case Lit(value):
-            return value
+            return [value] * size
         case Arith(op, left, right):
-            return _arith(op, evaluate(left, env), evaluate(right, env))
+            if op not in _ARITH:
+                raise ValueError(f"unknown arithmetic operator {op!r}")
+            lhs, rhs = values(left), values(right)
+            if op != "/" and _only(lhs, _NUMBERS) and _only(rhs, _NUMBERS):
+                return list(map(_OPERATORS[op], lhs, rhs))
+            return list(map(_ARITH[op], lhs, rhs))
         case Negate(operand):
-            value = evaluate(operand, env)
-            return -value if is_number(value) else None  # type: ignore[operator]
+            return [_negate(v) for v in values(operand)]
         case Cmp(op, left, right):
-            return compare(op, evaluate(left, env), evaluate(right, env))
+            if op not in _COMPARE:
+                raise ValueError(f"unknown comparison {op!r}")
+            lhs, rhs = values(left), values(right)
+            cmp = _COMPARE[op]
+            if (_only(lhs, _NUMBERS) and _only(rhs, _NUMBERS)) or (
+                _only(lhs, _STRINGS) and _only(rhs, _STRINGS)
+            ):
+                return list(map(cmp, lhs, rhs))
+            return [_compared(cmp, a, b) for a, b in zip(lhs, rhs, strict=True)]
         case BoolOp(op, operands):
-            return _junction(op, [evaluate(o, env) for o in operands])
+            columns = [values(o) for o in operands]
+            return [_junction(op, row) for row in zip(*columns, strict=True)]
         case NotOp(operand):
-            value = evaluate(operand, env)
-            return None if value is None else not value
+            return [_not(v) for v in values(operand)]
         case IsNullOp(operand, negated):
-            return (evaluate(operand, env) is None) != negated
-        case InOp(operand, values, negated):
-            return _in_list(evaluate(operand, env), values, negated)
+            return [(v is None) != negated for v in values(operand)]
+        case InOp(operand, listed, negated):
+            return [_in_list(v, listed, negated) for v in values(operand)]
         case LikeOp():
-            value = evaluate(expr.operand, env)
-            if not isinstance(value, str):
-                return None
-            return expr.matches(value) != expr.negated
+            like = expr
+            return [_like(like, v) for v in values(expr.operand)]
     raise TypeError(f"not an expression: {expr!r}")
+
+
+_NUMBERS = frozenset({int, float})
+_STRINGS = frozenset({str})
+
+
+def _only(cells: list[Cell], kinds: frozenset[type]) -> bool:
+    """Whether every cell has one of these exact types (no NULL, no bool posing as an int)."""
+    return set(map(type, cells)) <= kinds
+
+
+def _negate(value: Cell) -> Cell:
+    return -value if is_number(value) else None  # type: ignore[operator]
+
+
+def _not(value: Cell) -> Cell:
+    return None if value is None else not value
+
+
+def _like(expr: LikeOp, value: Cell) -> bool | None:
+    if not isinstance(value, str):
+        return None
+    return expr.matches(value) != expr.negated
 
 
 def _comparable(left: Cell, right: Cell) -> bool:
@@ -192,45 +248,60 @@ def _comparable(left: Cell, right: Cell) -> bool:
     return type(left) is type(right) and isinstance(left, str | bool)
 
 
+# mypy cannot see that _comparable paired the types, hence Any.
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+
 def compare(op: str, left: Cell, right: Cell) -> bool | None:
     """SQL comparison: None when either side is NULL or the types cannot be compared."""
+    if op not in _COMPARE:
+        raise ValueError(f"unknown comparison {op!r}")
+    return _compared(_COMPARE[op], left, right)
+
+
+def _compared(cmp: Callable[[Any, Any], bool], left: Cell, right: Cell) -> bool | None:
     if left is None or right is None or not _comparable(left, right):
         return None
-    # mypy cannot see that _comparable paired the types.
-    a, b = left, right
-    if op == "=":
-        return a == b
-    if op == "!=":
-        return a != b
-    if op == "<":
-        return a < b  # type: ignore[operator]
-    if op == "<=":
-        return a <= b  # type: ignore[operator]
-    if op == ">":
-        return a > b  # type: ignore[operator]
-    if op == ">=":
-        return a >= b  # type: ignore[operator]
-    raise ValueError(f"unknown comparison {op!r}")
+    return cmp(left, right)
 
 
-def _arith(op: str, left: Cell, right: Cell) -> Cell:
-    if not (is_number(left) and is_number(right)):
-        return None
-    a: int | float = left  # type: ignore[assignment]
-    b: int | float = right  # type: ignore[assignment]
-    if op == "+":
-        return a + b
-    if op == "-":
-        return a - b
-    if op == "*":
-        return a * b
-    if op == "/":
-        # Float division as in DuckDB; x / 0 is NULL rather than an error for the whole query.
-        return None if b == 0 else a / b
-    raise ValueError(f"unknown arithmetic operator {op!r}")
+def _numbers(operation: Callable[[Any, Any], Cell]) -> Callable[[Cell, Cell], Cell]:
+    """`operation` on two numbers; NULL when either side is anything else."""
+
+    def apply(left: Cell, right: Cell) -> Cell:
+        if not (is_number(left) and is_number(right)):
+            return None
+        return operation(left, right)
+
+    return apply
 
 
-def _junction(op: str, values: list[Cell]) -> bool | None:
+def _divide(a: float, b: float) -> float | None:
+    # Float division as in DuckDB; x / 0 is NULL rather than an error for the whole query.
+    return None if b == 0 else a / b
+
+
+_OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+}
+_ARITH: dict[str, Callable[[Cell, Cell], Cell]] = {
+    "+": _numbers(operator.add),
+    "-": _numbers(operator.sub),
+    "*": _numbers(operator.mul),
+    "/": _numbers(_divide),
+}
+
+
+def _junction(op: str, values: Sequence[Cell]) -> bool | None:
     decisive = op == "or"  # OR is decided by a True, AND by a False
     if any(v is not None and bool(v) is decisive for v in values):
         return decisive
@@ -283,19 +354,68 @@ def _is_nan(value: Scalar) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
 
+def sort_column(cells: Sequence[Cell], descending: bool = False) -> list[Any]:
+    """Sort keys for a column of cells: ordered with `<`, they order the cells as
+    `compare_for_sort(a, b, descending)` does (equal keys: a tie).
+
+    Sorting by these keys runs its comparisons in C, rather than a Python comparator per pair.
+    The keys of a column of numbers (no NaN) are the numbers, or their negations under DESC; of
+    strings in ascending order, the strings; else (rank, value) pairs, the rank putting the types
+    (and NaN) in order. Strings under DESC are keyed by minus their rank among the column's
+    strings: a string cannot be negated.
+    """
+    kinds = set(map(type, cells))
+    if kinds <= _NUMBER_TYPES and not (float in kinds and any(c != c for c in cells)):
+        return [-c for c in cells] if descending else list(cells)  # type: ignore[operator]
+    if kinds == {str} and not descending:
+        return list(cells)
+    ranks: dict[str, int] = {}
+    if descending and str in kinds:
+        strings = sorted({c for c in cells if isinstance(c, str)})
+        ranks = {text: -i for i, text in enumerate(strings)}
+    return [_sort_pair(c, descending, ranks) for c in cells]
+
+
+_NUMBER_TYPES = frozenset({int, float})
+_NULL_PAIR = (4, 0)
+
+
+def _sort_pair(cell: Cell, descending: bool, ranks: dict[str, int]) -> tuple[int, Any]:
+    if cell is None:
+        return _NULL_PAIR
+    if isinstance(cell, bool):
+        return (3, not cell) if descending else (3, cell)
+    if isinstance(cell, str):
+        return (2, ranks[cell]) if descending else (2, cell)
+    if cell != cell:  # NaN: the greatest number
+        return (0, 0) if descending else (1, 0)
+    return (1, -cell) if descending else (0, cell)
+
+
+# With LIMIT k among n rows, a heap finds the first k in O(n log k) when k is this much smaller.
+_HEAP_FACTOR = 8
+
+
+def ordered(columns: Sequence[Sequence[Any]], count: int | None = None) -> list[int]:
+    """Positions of the items in the order of `columns` (each from `sort_column`, one key per
+    item), then by position: full ties keep their order. With `count`, only the first `count`."""
+    if not columns:
+        raise ValueError("ordered() needs at least one sort column")
+    size = len(columns[0])
+    keys: Sequence[Any] = columns[0] if len(columns) == 1 else list(zip(*columns, strict=True))
+    if count is not None and count * _HEAP_FACTOR < size:
+        # Equivalent to sorted(...)[:count], ties included.
+        return heapq.nsmallest(count, range(size), key=keys.__getitem__)
+    positions = sorted(range(size), key=keys.__getitem__)
+    return positions if count is None else positions[:count]
+
+
 T = TypeVar("T")
 
 
-def sort_by(items: list[T], keys: Sequence[tuple[Callable[[T], Cell], bool]]) -> list[T]:
+def sort_by(items: Sequence[T], keys: Sequence[tuple[Callable[[T], Cell], bool]]) -> list[T]:
     """`items` sorted by each (key function, descending) in turn; stable for full ties."""
     if not keys:
         return list(items)
-
-    def order(a: T, b: T) -> int:
-        for key, descending in keys:
-            result = compare_for_sort(key(a), key(b), descending)
-            if result:
-                return result
-        return 0
-
-    return sorted(items, key=functools.cmp_to_key(order))
+    columns = [sort_column([key(item) for item in items], descending) for key, descending in keys]
+    return [items[i] for i in ordered(columns)]

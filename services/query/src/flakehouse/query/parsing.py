@@ -1,12 +1,15 @@
 """Parsing SQL with sqlglot, and checking that the query has a shape Flakehouse runs: one
-SELECT over one dataset, without joins, subqueries or window functions."""
+SELECT over one dataset, without joins, subqueries or window functions; and telling EXPLAIN and
+DESCRIBE statements apart from queries."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import Literal
 
 import sqlglot
-from sqlglot import exp
+from sqlglot import Token, exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, TokenError
 
@@ -36,8 +39,26 @@ class _Dialect(Dialect):
 
 def parse_select(sql: str) -> exp.Select:
     """The one SELECT statement in `sql`; anything else is a QueryError."""
+    root = _parse_one(sql, "SELECT … FROM <dataset>")
+    if isinstance(root, exp.SetOperation):
+        raise error_at(root, "UNION, INTERSECT and EXCEPT are not supported")
+    if isinstance(root, exp.Command):
+        # sqlglot parses statements it does not know (EXPLAIN, SHOW TABLES, …) as a Command
+        # named by its first keyword, without a position.
+        first = _first_token(sql)
+        raise QueryError(
+            f"only SELECT queries are supported, not {str(root.this).upper()}",
+            None if first is None else first.start,
+        )
+    if not isinstance(root, exp.Select):
+        raise error_at(root, f"only SELECT queries are supported, not {root.key.upper()}")
+    return root
+
+
+def _parse_one(sql: str, expected: str) -> exp.Expr:
+    """The one statement in `sql`, parsed; `expected` is its shape, for messages."""
     if not sql.strip():
-        raise QueryError("empty query; expected SELECT … FROM <dataset>")
+        raise QueryError(f"empty query; expected {expected}")
     try:
         statements = [s for s in sqlglot.parse(sql, read=_Dialect) if s is not None]
     except ParseError as error:
@@ -45,15 +66,10 @@ def parse_select(sql: str) -> exp.Select:
     except TokenError as error:
         raise QueryError(f"cannot read the SQL (an unclosed quote?): {error}") from None
     if not statements:
-        raise QueryError("empty query; expected SELECT … FROM <dataset>")
+        raise QueryError(f"empty query; expected {expected}")
     if len(statements) > 1:
         raise error_at(statements[1], "one statement per query, please")
-    root = statements[0]
-    if isinstance(root, exp.SetOperation):
-        raise error_at(root, "UNION, INTERSECT and EXCEPT are not supported")
-    if not isinstance(root, exp.Select):
-        raise error_at(root, f"only SELECT queries are supported, not {root.key.upper()}")
-    return root
+    return statements[0]
 
 
 def _syntax_error(sql: str, error: ParseError) -> QueryError:
@@ -111,11 +127,22 @@ def dataset_of(select: exp.Select) -> tuple[str, set[str]]:
     if from_ is None:
         raise QueryError("a query needs FROM <dataset>")
     table = from_.this
+    name = _dataset_name(table, "FROM", allowed=("this", "alias"))
+    names = {name}
+    if table.alias:
+        names.add(table.alias)
+    return name, names
+
+
+def _dataset_name(table: exp.Expr, clause: str, allowed: tuple[str, ...]) -> str:
+    """The dataset a table reference names; `allowed` are the parts it may have."""
     if not isinstance(table, exp.Table) or not isinstance(table.this, exp.Identifier):
-        raise error_at(table, f"FROM takes one dataset name, not {sql_text(table)}")
+        raise error_at(table, f"{clause} takes one dataset name, not {sql_text(table)}")
     for key, value in table.args.items():
-        if key not in ("this", "alias") and value:
-            raise error_at(table, f"FROM {sql_text(table)}: only a plain dataset name is supported")
+        if key not in allowed and value:
+            raise error_at(
+                table, f"{clause} {sql_text(table)}: only a plain dataset name is supported"
+            )
     name = table.name
     if not DATASET_NAME.fullmatch(name):
         raise error_at(
@@ -123,7 +150,94 @@ def dataset_of(select: exp.Select) -> tuple[str, set[str]]:
             f"invalid dataset name {name!r}: lower-case letters, digits, _ and -, starting with a"
             " letter or digit, at most 63 characters",
         )
-    names = {name}
-    if table.alias:
-        names.add(table.alias)
-    return name, names
+    return name
+
+
+# -- statements other than SELECT ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Statement:
+    """What a statement asks for: a query ("select"), its plan ("explain"), or a dataset's
+    fields ("describe").
+
+    `sql` is the statement with the leading EXPLAIN blanked out (SHOW COLUMNS FROM rewritten to
+    DESCRIBE), padded to the same length, so that error positions are those of the original.
+    """
+
+    kind: Literal["select", "explain", "describe"]
+    sql: str
+    keyword: str = "SELECT"
+    """How the statement starts, for messages: SELECT, EXPLAIN, DESCRIBE, SHOW COLUMNS FROM."""
+
+
+_SHOW_COLUMNS = re.compile(r"\s+COLUMNS\s+(?:FROM|IN)\b", re.IGNORECASE)
+_NOT_EXPLAINABLE = {"EXPLAIN", "DESCRIBE", "DESC", "SHOW"}
+
+
+def classify(sql: str) -> Statement:
+    """Tell EXPLAIN <select>, DESCRIBE [TABLE] <dataset> and SHOW COLUMNS FROM <dataset> from a
+    plain query, by their first keyword."""
+    first = _first_token(sql)
+    if first is None:
+        return Statement("select", sql)
+    word = first.text.upper()
+    if word == "EXPLAIN":
+        rest = sql[: first.start] + " " * (first.end + 1 - first.start) + sql[first.end + 1 :]
+        following = _first_token(rest)
+        if following is None:
+            raise QueryError("EXPLAIN needs a query: EXPLAIN SELECT …", first.start)
+        if following.text.upper() == "ANALYZE":
+            raise QueryError(
+                "EXPLAIN ANALYZE is not supported: EXPLAIN shows the plan without running it",
+                following.start,
+            )
+        if following.text.upper() in _NOT_EXPLAINABLE:
+            raise QueryError("EXPLAIN takes a SELECT query", following.start)
+        return Statement("explain", rest, "EXPLAIN")
+    if word in ("DESCRIBE", "DESC"):
+        return Statement("describe", sql, "DESCRIBE")
+    if word == "SHOW":
+        columns = _SHOW_COLUMNS.match(sql, first.end + 1)
+        if columns is None:
+            raise QueryError(
+                "SHOW supports only SHOW COLUMNS FROM <dataset> (or DESCRIBE <dataset>)",
+                first.start,
+            )
+        width = columns.end() - first.start
+        described = sql[: first.start] + "DESCRIBE".ljust(width) + sql[columns.end() :]
+        return Statement("describe", described, "SHOW COLUMNS FROM")
+    return Statement("select", sql)
+
+
+def _first_token(sql: str) -> Token | None:
+    try:
+        tokens = _Dialect().tokenize(sql)
+    except TokenError:
+        return None  # parsing the statement reports it
+    return tokens[0] if tokens else None
+
+
+def parse_describe(sql: str, keyword: str = "DESCRIBE") -> str:
+    """The dataset of `DESCRIBE [TABLE] <dataset>`; `keyword` is how the user wrote DESCRIBE."""
+    try:
+        root = _parse_one(sql, "DESCRIBE <dataset>")
+    except QueryError as error:
+        if "Expected table name" in error.message:
+            message = f"{keyword} takes a dataset name: {keyword} <dataset>"
+            raise QueryError(message, error.position) from None
+        raise
+    if not isinstance(root, exp.Describe):
+        raise error_at(root, "expected DESCRIBE <dataset>")
+    if isinstance(root.this, exp.Query):
+        raise error_at(
+            root.this,
+            f"{keyword} takes a dataset name, not a query; EXPLAIN SELECT … shows a query's plan",
+        )
+    kind = root.args.get("kind")
+    if kind is not None and str(kind).upper() != "TABLE":
+        raise error_at(root.this, f"DESCRIBE {str(kind).upper()} is not supported")
+    for key in ("style", "properties", "expressions", "partition", "format", "as_json"):
+        if root.args.get(key):
+            raise error_at(root.this, f"{keyword} takes only a dataset name: {keyword} <dataset>")
+    return _dataset_name(root.this, keyword, allowed=("this",))

@@ -12,7 +12,13 @@ from flakehouse.common.v1 import plan_pb2
 from flakehouse.query import finalexpr as fx
 from flakehouse.query.errors import QueryError, error_at, sql_text
 from flakehouse.query.filters import translate_where
-from flakehouse.query.parsing import check_clauses, dataset_of, parse_select
+from flakehouse.query.parsing import (
+    check_clauses,
+    classify,
+    dataset_of,
+    parse_describe,
+    parse_select,
+)
 from flakehouse.query.scope import Scope, aggregate_name
 from flakehouse.query.syntax import (
     QUANTILE_SHORTHANDS,
@@ -27,8 +33,10 @@ __all__ = [
     "DEFAULT_RAW_LIMIT",
     "IR_VERSION",
     "MAX_RAW_LIMIT",
+    "Describe",
     "PlannedQuery",
     "QueryError",
+    "parse_statement",
     "plan_query",
 ]
 
@@ -46,7 +54,9 @@ class PlannedQuery:
     Aggregate queries (`plan.aggregates` not empty): `outputs`, `having` and `order` are
     expressions over the merged groups (KeyRef: group key, AggRef: aggregate). Raw-rows
     queries: `outputs` and `order` are FieldRefs into `plan.select_fields`, which may end with
-    hidden ORDER BY fields. `limit`/`offset` apply to the merged answer.
+    hidden ORDER BY fields. `limit`/`offset` apply to the merged answer. `explain`: the
+    statement was EXPLAIN <query>, to be answered with the plan (`explain.explain_lines`) rather
+    than run.
     """
 
     plan: plan_pb2.QueryPlan
@@ -56,10 +66,32 @@ class PlannedQuery:
     order: list[fx.SortKey] = field(default_factory=list)
     limit: int | None = None
     offset: int = 0
+    explain: bool = False
 
     @property
     def is_aggregate(self) -> bool:
         return len(self.plan.aggregates) > 0
+
+
+@dataclass(frozen=True)
+class Describe:
+    """DESCRIBE <dataset> (also DESCRIBE TABLE, SHOW COLUMNS FROM): list the dataset's fields."""
+
+    dataset: str
+
+
+def parse_statement(sql: str, *, now_us: int) -> PlannedQuery | Describe:
+    """Plan any statement the service answers: a query (as `plan_query`), EXPLAIN <query> (its
+    PlannedQuery with `explain` set), or DESCRIBE <dataset> (a Describe).
+
+    Raises QueryError, positioned at the offending token when known.
+    """
+    statement = classify(sql)
+    if statement.kind == "describe":
+        return Describe(parse_describe(statement.sql, statement.keyword))
+    planned = plan_query(statement.sql, now_us=now_us)
+    planned.explain = statement.kind == "explain"
+    return planned
 
 
 @dataclass

@@ -1,0 +1,136 @@
+"""Micro-benchmark of the query service's merge and finalize (flakehouse.query.merge), without
+storage: synthetic PartialResults with 1k to 100k groups, as storage nodes would send them.
+
+Run from the repository root:
+
+    .venv/bin/python services/query/benchmarks/merge.py [--groups 1000 40000] [--partials 1 8]
+
+With P partials every group is in each of them (one per partition, in its own order), so the
+merge sees P x groups group states. Partials are parsed from their bytes before each run, as
+they arrive from gRPC. Prints the median of a few runs, in milliseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+from collections.abc import Sequence
+
+from flakehouse.common.v1 import plan_pb2
+from flakehouse.events.values import to_value
+from flakehouse.query.merge import finalize, merge_partials
+from flakehouse.query.planner import PlannedQuery, plan_query
+from flakehouse.sketches import DistinctState, QuantileState
+
+QUERIES = [
+    ("count by name", "SELECT name, count(*) FROM bench GROUP BY name"),
+    (
+        "count/avg/max, top 20",
+        "SELECT name, count(*) AS n, avg(duration), max(duration) FROM bench"
+        " GROUP BY name ORDER BY n DESC LIMIT 20",
+    ),
+    (
+        "2 keys, HAVING, by sum",
+        "SELECT suite, name, sum(retries) AS r FROM bench GROUP BY suite, name"
+        " HAVING count(*) > 1 ORDER BY r DESC, name",
+    ),
+    (
+        "p95 by name, top 10",
+        "SELECT name, count(*) AS n, p95(duration) FROM bench GROUP BY name"
+        " ORDER BY n DESC LIMIT 10",
+    ),
+    (
+        "raw rows, top 10000",
+        "SELECT name, duration FROM bench ORDER BY duration DESC LIMIT 10000",
+    ),
+]
+RUNS = 5
+
+_QUANTILES = QuantileState.from_values([0.25, 0.5, 1.5, 3.0]).to_bytes()
+_DISTINCT = DistinctState.from_values(["a", "b", "c"]).to_bytes()
+
+
+def _key(group_by: plan_pb2.GroupKey, i: int) -> object:
+    if group_by.WhichOneof("kind") == "time_bucket_us":
+        return i * group_by.time_bucket_us
+    if group_by.field == "suite":
+        return f"suite-{i % 300:03d}"
+    return f"test_{i}"
+
+
+def _state(aggregate: plan_pb2.Aggregate, rng: random.Random) -> plan_pb2.AggregateState:
+    fn = aggregate.function
+    n = rng.randrange(1, 50)
+    if fn in (plan_pb2.AGGREGATE_FUNCTION_COUNT, plan_pb2.AGGREGATE_FUNCTION_COUNT_FIELD):
+        return plan_pb2.AggregateState(count=n)
+    if fn in (plan_pb2.AGGREGATE_FUNCTION_SUM, plan_pb2.AGGREGATE_FUNCTION_AVG):
+        if aggregate.field == "retries":
+            return plan_pb2.AggregateState(count=n, int_sum=rng.randrange(0, 3 * n))
+        return plan_pb2.AggregateState(count=n, sum=n * rng.random(), float_seen=True)
+    if fn in (plan_pb2.AGGREGATE_FUNCTION_MIN, plan_pb2.AGGREGATE_FUNCTION_MAX):
+        return plan_pb2.AggregateState(extreme=to_value(round(rng.random() * 10, 3)))
+    if fn == plan_pb2.AGGREGATE_FUNCTION_COUNT_DISTINCT:
+        return plan_pb2.AggregateState(sketch=_DISTINCT)
+    return plan_pb2.AggregateState(sketch=_QUANTILES)
+
+
+def partials(planned: PlannedQuery, groups: int, count: int, seed: int = 1) -> list[bytes]:
+    """`count` serialized PartialResults of the plan, each with all `groups` groups (aggregate
+    plans) or `limit` rows (raw-rows plans)."""
+    rng = random.Random(seed)
+    plan = planned.plan
+    out = []
+    for _ in range(count):
+        partial = plan_pb2.PartialResult()
+        if planned.is_aggregate:
+            order = list(range(groups))
+            rng.shuffle(order)
+            for i in order:
+                group = partial.groups.add()
+                group.key.extend(to_value(_key(k, i)) for k in plan.group_by)  # type: ignore[arg-type]
+                group.states.extend(_state(a, rng) for a in plan.aggregates)
+        else:
+            for i in range(min(groups, plan.limit)):
+                row = partial.rows.add()
+                for field in plan.select_fields:
+                    value = round(rng.random() * 100, 3) if field == "duration" else f"test_{i}"
+                    row.values.append(to_value(value))
+        out.append(partial.SerializeToString())
+    return out
+
+
+def measure(planned: PlannedQuery, data: Sequence[bytes]) -> tuple[float, float]:
+    """Median seconds of merge_partials and of finalize."""
+    merges, finals = [], []
+    for _ in range(RUNS):
+        parsed = [plan_pb2.PartialResult.FromString(b) for b in data]
+        started = time.perf_counter()
+        merged = merge_partials(planned, parsed)
+        middle = time.perf_counter()
+        finalize(planned, merged)
+        merges.append(middle - started)
+        finals.append(time.perf_counter() - middle)
+    return statistics.median(merges), statistics.median(finals)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--groups", type=int, nargs="+", default=[1_000, 10_000, 40_000, 100_000])
+    parser.add_argument("--partials", type=int, nargs="+", default=[1, 8])
+    args = parser.parse_args(argv)
+    print(f"{'query':26} {'partials':>8} {'groups':>8} {'merge':>8} {'finalize':>9} {'total':>8}")
+    for label, sql in QUERIES:
+        planned = plan_query(sql, now_us=0)
+        for count in args.partials:
+            for groups in args.groups:
+                merge_s, final_s = measure(planned, partials(planned, groups, count))
+                print(
+                    f"{label:26} {count:8} {groups:8} {merge_s * 1000:8.1f} {final_s * 1000:9.1f}"
+                    f" {(merge_s + final_s) * 1000:8.1f}"
+                )
+
+
+if __name__ == "__main__":
+    main()

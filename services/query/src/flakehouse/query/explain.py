@@ -1,0 +1,245 @@
+"""EXPLAIN: a planned query as readable lines, one per item of the plan (what storage nodes run)
+and of what the query service does after the merge. The servicer adds the partitions and
+replicas it would ask."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+from flakehouse.common.v1 import events_pb2, plan_pb2
+from flakehouse.events.values import from_value
+from flakehouse.query import finalexpr as fx
+from flakehouse.query.finalexpr import Cell
+from flakehouse.query.planner import PlannedQuery
+from flakehouse.query.scope import aggregate_name
+from flakehouse.query.syntax import TIMESTAMP
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_COMPARE_OPS = {
+    plan_pb2.COMPARE_OP_EQ: "=",
+    plan_pb2.COMPARE_OP_NE: "!=",
+    plan_pb2.COMPARE_OP_LT: "<",
+    plan_pb2.COMPARE_OP_LE: "<=",
+    plan_pb2.COMPARE_OP_GT: ">",
+    plan_pb2.COMPARE_OP_GE: ">=",
+}
+_DURATION_UNITS = (
+    ("d", 86_400_000_000),
+    ("h", 3_600_000_000),
+    ("m", 60_000_000),
+    ("s", 1_000_000),
+    ("ms", 1_000),
+    ("us", 1),
+)
+
+
+def explain_lines(planned: PlannedQuery) -> list[str]:
+    """The plan as `label: value` lines: first what every storage node runs (dataset, time
+    range, filter, group keys and aggregates, or fields, order and per-partition limit), then
+    what the query service applies after the merge (HAVING, ORDER BY, LIMIT, output columns)."""
+    plan = planned.plan
+    lines = [
+        f"dataset: {plan.dataset}",
+        f"ir_version: {plan.ir_version}",
+        f"time range: {time_range_text(plan.time_range)}",
+        f"filter: {filter_text(plan.filter) if plan.HasField('filter') else 'none (every row)'}",
+    ]
+    if planned.is_aggregate:
+        keys = [_group_key_text(key) for key in plan.group_by]
+        lines.append(f"group by: {', '.join(keys) if keys else 'none (one group of all rows)'}")
+        answered = {i for output in planned.outputs for i in _aggregates_in(output)}
+        aggregates = [
+            aggregate_name(aggregate) + ("" if i in answered else " (not in the answer)")
+            for i, aggregate in enumerate(plan.aggregates)
+        ]
+        lines.append(f"aggregates: {', '.join(aggregates)}")
+        if planned.having is not None:
+            lines.append(f"after merge, having: {_value_text(planned.having, planned)}")
+        order = [_sort_text(sort, planned) for sort in planned.order]
+        if plan.group_by:
+            order.append("then the group keys ascending" if order else "the group keys ascending")
+        if order:
+            lines.append(f"after merge, order by: {', '.join(order)}")
+    else:
+        shown = {output.index for output in planned.outputs if isinstance(output, fx.FieldRef)}
+        fields = [
+            _name(name) if i in shown else f"{_name(name)} (for ORDER BY only)"
+            for i, name in enumerate(plan.select_fields)
+        ]
+        lines.append(f"select fields: {', '.join(fields)}")
+        if plan.order_by:
+            order_by = [_name(o.field) + (" DESC" if o.descending else "") for o in plan.order_by]
+            lines.append(f"order by: {', '.join(order_by)}")
+        lines.append(f"limit per partition: {plan.limit}")
+        if planned.order:
+            order = [_sort_text(sort, planned) for sort in planned.order]
+            lines.append(f"after merge, order by: {', '.join(order)}")
+    if planned.limit is not None or planned.offset:
+        limit = "none" if planned.limit is None else str(planned.limit)
+        offset = f" offset {planned.offset}" if planned.offset else ""
+        lines.append(f"after merge, limit: {limit}{offset}")
+    columns = [
+        _column_text(name, output, planned)
+        for name, output in zip(planned.columns, planned.outputs, strict=True)
+    ]
+    lines.append(f"columns: {', '.join(columns)}")
+    return lines
+
+
+def time_range_text(time_range: plan_pb2.TimeRange) -> str:
+    """The half-open range as a condition on timestamp, times in RFC 3339 (UTC)."""
+    bounds = []
+    if time_range.HasField("start_us"):
+        bounds.append(f"timestamp >= '{rfc3339(time_range.start_us)}'")
+    if time_range.HasField("end_us"):
+        bounds.append(f"timestamp < '{rfc3339(time_range.end_us)}'")
+    return " AND ".join(bounds) if bounds else "all"
+
+
+def rfc3339(micros: int) -> str:
+    """Microseconds since the epoch as RFC 3339 in UTC, with a fraction only when needed; as
+    a number of microseconds when out of datetime's range (years 1 to 9999)."""
+    try:
+        moment = _EPOCH + timedelta(microseconds=micros)
+    except OverflowError:
+        return f"{micros} us"
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if moment.microsecond:
+        text += f".{moment.microsecond:06d}".rstrip("0")
+    return f"{text}Z"
+
+
+def filter_text(expr: plan_pb2.Expr) -> str:
+    """An IR filter as SQL."""
+    kind = expr.WhichOneof("kind")
+    if kind == "compare":
+        compare = expr.compare
+        op = _COMPARE_OPS.get(compare.op, "?")
+        return f"{_name(compare.field)} {op} {_field_value(compare.field, compare.value)}"
+    if kind == "in_list":
+        in_list = expr.in_list
+        values = ", ".join(_field_value(in_list.field, v) for v in in_list.values)
+        negated = " NOT" if in_list.negated else ""
+        return f"{_name(in_list.field)}{negated} IN ({values})"
+    if kind == "like":
+        negated = " NOT" if expr.like.negated else ""
+        return f"{_name(expr.like.field)}{negated} LIKE {_literal(expr.like.pattern)}"
+    if kind == "is_null":
+        negated = " NOT" if expr.is_null.negated else ""
+        return f"{_name(expr.is_null.field)} IS{negated} NULL"
+    if kind == "junction":
+        op = " AND " if expr.junction.op == plan_pb2.JUNCTION_OP_AND else " OR "
+        return op.join(_operand_text(operand) for operand in expr.junction.operands)
+    if kind == "not":
+        # `not` is a Python keyword: the field is reached with getattr.
+        return f"NOT {_operand_text(getattr(expr, 'not').operand)}"
+    return "?"
+
+
+def _operand_text(expr: plan_pb2.Expr) -> str:
+    text = filter_text(expr)
+    return f"({text})" if expr.WhichOneof("kind") == "junction" else text
+
+
+def _field_value(field: str, value: events_pb2.Value) -> str:
+    literal = from_value(value)
+    if field == TIMESTAMP and isinstance(literal, int) and not isinstance(literal, bool):
+        return f"'{rfc3339(literal)}'"
+    return _literal(literal)
+
+
+def _group_key_text(key: plan_pb2.GroupKey) -> str:
+    if key.WhichOneof("kind") == "time_bucket_us":
+        return f"time_bucket({TIMESTAMP}, '{duration_text(key.time_bucket_us)}')"
+    return _name(key.field)
+
+
+def duration_text(micros: int) -> str:
+    """A duration in its largest whole unit: '1h', '90m', '7d'."""
+    for unit, size in _DURATION_UNITS:
+        if micros % size == 0:
+            return f"{micros // size}{unit}"
+    return f"{micros}us"  # unreachable: every int is a whole number of microseconds
+
+
+def _name(field: str) -> str:
+    return field if _PLAIN_NAME.fullmatch(field) else '"' + field.replace('"', '""') + '"'
+
+
+def _literal(value: Cell) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return repr(value)
+
+
+# -- post-merge expressions ------------------------------------------------------------------
+
+
+def _aggregates_in(expr: fx.ValueExpr) -> set[int]:
+    """Indexes of the aggregates an expression reads."""
+    match expr:
+        case fx.AggRef(index):
+            return {index}
+        case fx.Arith(_, left, right) | fx.Cmp(_, left, right):
+            return _aggregates_in(left) | _aggregates_in(right)
+        case fx.BoolOp(_, operands):
+            return set().union(*(_aggregates_in(o) for o in operands))
+        case fx.Negate(operand) | fx.NotOp(operand) | fx.IsNullOp(operand) | fx.InOp(operand):
+            return _aggregates_in(operand)
+        case fx.LikeOp():
+            return _aggregates_in(expr.operand)
+    return set()
+
+
+def _column_text(name: str, output: fx.ValueExpr, planned: PlannedQuery) -> str:
+    text = _value_text(output, planned)
+    return text if text in (name, _name(name)) else f"{text} AS {_name(name)}"
+
+
+def _sort_text(sort: fx.SortKey, planned: PlannedQuery) -> str:
+    return _value_text(sort.expr, planned) + (" DESC" if sort.descending else "")
+
+
+def _value_text(expr: fx.ValueExpr, planned: PlannedQuery) -> str:
+    """A post-merge expression as SQL over the plan's group keys, aggregates and fields."""
+    plan = planned.plan
+
+    def text(e: fx.ValueExpr) -> str:
+        match e:
+            case fx.KeyRef(index):
+                return _group_key_text(plan.group_by[index])
+            case fx.AggRef(index):
+                return aggregate_name(plan.aggregates[index])
+            case fx.FieldRef(index):
+                return _name(plan.select_fields[index])
+            case fx.Lit(value):
+                return _literal(value)
+            case fx.Arith(op, left, right) | fx.Cmp(op, left, right):
+                return f"{operand(left)} {op} {operand(right)}"
+            case fx.Negate(operand_expr):
+                return f"-{operand(operand_expr)}"
+            case fx.BoolOp(op, operands):
+                return f" {op.upper()} ".join(operand(o) for o in operands)
+            case fx.NotOp(operand_expr):
+                return f"NOT {operand(operand_expr)}"
+            case fx.IsNullOp(operand_expr, negated):
+                return f"{operand(operand_expr)} IS{' NOT' if negated else ''} NULL"
+            case fx.InOp(operand_expr, values, negated):
+                listed = ", ".join(_literal(v) for v in values)
+                return f"{operand(operand_expr)}{' NOT' if negated else ''} IN ({listed})"
+            case fx.LikeOp():
+                not_ = " NOT" if e.negated else ""
+                return f"{operand(e.operand)}{not_} LIKE {_literal(e.pattern)}"
+        return "?"
+
+    def operand(e: fx.ValueExpr) -> str:
+        simple = isinstance(e, fx.KeyRef | fx.AggRef | fx.FieldRef | fx.Lit)
+        return text(e) if simple else f"({text(e)})"
+
+    return text(expr)
