@@ -1252,3 +1252,62 @@ def test_partial_answer_is_exactly_the_partitions_that_answered(setup: Setup) ->
                 )
         assert not problems, "\n".join(problems)
         wait_complete(client, len(world.events))
+
+
+# --- DESCRIBE and EXPLAIN --------------------------------------------------------------------
+
+_JSON_TYPES = {str: "string", int: "int", float: "float", bool: "bool"}
+
+
+def test_describe_lists_every_field_with_its_types_and_counts(setup: Setup) -> None:
+    events = setup.world.events
+    counts = Counter(
+        (name, "int" if name == "timestamp" else _JSON_TYPES[type(value)])
+        for e in events
+        for name, value in e.items()
+        if value is not None
+    )
+    answer = setup.cluster.query("DESCRIBE ci")
+    assert answer["columns"] == ["field", "type", "events", "share"]
+    assert answer["partial"] is False
+    got = {(field, kind): (n, share) for field, kind, n, share in answer["rows"]}
+    assert {key: n for key, (n, _) in got.items()} == dict(counts)
+    assert got[("timestamp", "int")] == (len(events), 1.0)
+    build_ints = counts[("build", "int")]
+    assert got[("build", "int")][1] == pytest.approx(build_ints / len(events))
+    # A field seen with two types is listed once per type.
+    assert ("build", "string") in got
+
+
+def test_explain_shows_the_plan_and_the_replicas_it_would_ask(setup: Setup) -> None:
+    cluster = setup.cluster
+    sql = (
+        "EXPLAIN SELECT suite, count(*) AS runs FROM ci WHERE status = 'failed'"
+        " GROUP BY suite ORDER BY runs DESC LIMIT 5"
+    )
+    answer = cluster.query(sql)
+    assert answer["columns"] == ["plan"]
+    lines = [row[0] for row in answer["rows"]]
+    assert "dataset: ci" in lines
+    assert "filter: status = 'failed'" in lines
+    assert "group by: suite" in lines
+    assert "after merge, limit: 5" in lines
+    node_ids = {n["node_id"] for n in cluster.info()["storage"]}
+    partition_lines = [line for line in lines if line.startswith("partition ")]
+    assert len(partition_lines) == PARTITIONS
+    for line in partition_lines:
+        asked = line.split("ask ", 1)[1].split(", then ")
+        assert set(asked) == node_ids, line
+    # Nothing ran: EXPLAIN scans no rows.
+    cli = cluster.cli("query", "--format", "table", sql)
+    assert "partition 0: ask " in cli.stdout
+
+
+def test_errors_point_into_explain_and_describe(setup: Setup) -> None:
+    cluster = setup.cluster
+    bad = cluster.cli("query", "EXPLAIN SELECT nosuch(x) FROM ci", check=False)
+    assert bad.returncode == 2
+    # The position is that of the original statement, EXPLAIN included.
+    assert "unknown function nosuch() (line 1, column 16)" in bad.stderr
+    unknown = cluster.cli("query", "DESCRIBE nowhere", check=False)
+    assert unknown.returncode == 2 and "unknown dataset 'nowhere'" in unknown.stderr

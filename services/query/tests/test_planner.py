@@ -606,6 +606,7 @@ def at(sql: str, token: str) -> int:
         ("SELECT name FROM ci WHERE (a = 1", "Expecting )", "1"),
         # functions and arity
         ("SELECT foo(x) FROM ci GROUP BY x", "unknown function foo()", "foo"),
+        ("SELECT foo(x) FROM ci", "unknown function foo()", "foo"),
         ("SELECT length(name), count(*) FROM ci", "function length() is not supported", "length"),
         ("SELECT min(a, b) FROM ci", "min() takes one field, got 2", "min"),
         ("SELECT count(a, b) FROM ci", "count() takes one argument", "count"),

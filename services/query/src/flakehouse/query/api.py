@@ -13,12 +13,16 @@ from flakehouse.common.v1 import events_pb2, plan_pb2
 from flakehouse.core.errors import Internal, InvalidArgument
 from flakehouse.core.server import CHANNEL_OPTIONS
 from flakehouse.events.model import validate_dataset_name
-from flakehouse.query.fanout import FanOutResult, PartitionCall, fan_out
+from flakehouse.events.values import TYPE_NAMES
+from flakehouse.query.explain import explain_lines
+from flakehouse.query.fanout import FanOutResult, PartitionCall, candidates, fan_out
 from flakehouse.query.merge import PartialResultError, finalize, merge_partials
 from flakehouse.query.placements import Placements
-from flakehouse.query.planner import QueryError, plan_query
+from flakehouse.query.planner import Describe, PlannedQuery, QueryError, parse_statement
 from flakehouse.query.settings import QuerySettings
+from flakehouse.query.syntax import TIMESTAMP
 from flakehouse.query.v1 import query_pb2, query_pb2_grpc
+from flakehouse.replication.v1 import replication_pb2
 from flakehouse.storage.v1 import storage_pb2, storage_pb2_grpc
 
 
@@ -63,6 +67,8 @@ def _missing(dataset: str, result: FanOutResult[Any]) -> list[query_pb2.MissingP
 def _node_stats(result: FanOutResult[Any]) -> list[query_pb2.NodeStats]:
     scans: dict[str, plan_pb2.ScanStats] = defaultdict(plan_pb2.ScanStats)
     for answer in result.answers:
+        if not isinstance(answer.response, storage_pb2.ExecuteFragmentResponse):
+            continue  # DescribeFields: no scan
         scan, stats = scans[answer.node_id], answer.response.result.stats
         scan.rows_scanned += stats.rows_scanned
         scan.rows_matched += stats.rows_matched
@@ -98,22 +104,16 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
         started = time.monotonic()
         timeout_s = self._timeout_s(request.timeout_ms)
         try:
-            planned = plan_query(request.sql, now_us=time.time_ns() // 1000)
+            statement = parse_statement(request.sql, now_us=time.time_ns() // 1000)
         except QueryError as exc:
             raise InvalidArgument(exc.describe(request.sql)) from None
-        plan = planned.plan
+        if isinstance(statement, Describe):
+            return await self._describe_statement(statement.dataset, timeout_s, started)
+        plan = statement.plan
         dataset, nodes = await self._placements.lookup(plan.dataset)
-
-        minimums: dict[int, int] = {}
-        for entry in request.after:
-            if entry.dataset == plan.dataset:
-                for partition, offset in entry.offsets.items():
-                    minimums[partition] = max(minimums.get(partition, -1), offset)
-        unknown = set(minimums) - {p.partition for p in dataset.partitions}
-        if unknown:
-            raise InvalidArgument(
-                f"'after' names partitions {sorted(unknown)} that {plan.dataset!r} does not have"
-            )
+        minimums = _minimum_offsets(request, dataset)
+        if statement.explain:
+            return _explain(statement, dataset, nodes, minimums)
 
         def fragment(partition: int) -> storage_pb2.ExecuteFragmentRequest:
             wanted = [minimums[partition]] if partition in minimums else []
@@ -124,11 +124,11 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
         execute = self._storage.call("ExecuteFragment", fragment)
         result = await fan_out(dataset, nodes, execute, timeout_s, self._hedge_after_s)
         try:
-            merged = merge_partials(planned, [a.response.result for a in result.answers])
+            merged = merge_partials(statement, [a.response.result for a in result.answers])
         except PartialResultError as exc:
             # A storage node answered something that does not fit the plan: a version skew.
             raise Internal(f"a storage node's answer does not fit the plan: {exc}") from None
-        columns, rows = finalize(planned, merged)
+        columns, rows = finalize(statement, merged)
         return query_pb2.QueryResponse(
             columns=columns,
             rows=rows,
@@ -144,6 +144,68 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
             ),
             plan=plan,
         )
+
+    async def _describe_statement(
+        self, name: str, timeout_s: float, started: float
+    ) -> query_pb2.QueryResponse:
+        """DESCRIBE <dataset> as a result table: field, type, events holding it, their share."""
+        fields, result = await self._describe(name, timeout_s)
+        # Every event has a timestamp: its count is the number of events (0: no fields at all).
+        events = sum(f.count for f in fields if f.name == TIMESTAMP) or 1
+        string, integer, real = (
+            events_pb2.VALUE_TYPE_STRING,
+            events_pb2.VALUE_TYPE_INT,
+            events_pb2.VALUE_TYPE_FLOAT,
+        )
+        rows = [
+            events_pb2.Row(
+                values=[
+                    events_pb2.Value(string_value=f.name),
+                    events_pb2.Value(string_value=TYPE_NAMES.get(f.type, "unknown")),
+                    events_pb2.Value(int_value=f.count),
+                    events_pb2.Value(float_value=f.count / events),
+                ]
+            )
+            for f in fields
+        ]
+        columns = [
+            query_pb2.ResultColumn(name=n, type=t)
+            for n, t in (("field", string), ("type", string), ("events", integer), ("share", real))
+        ]
+        return query_pb2.QueryResponse(
+            columns=columns,
+            rows=rows,
+            partial=bool(result.missing),
+            missing_partitions=_missing(name, result),
+            stats=query_pb2.QueryStats(
+                partitions=len(result.answers) + len(result.missing),
+                nodes_asked=len(result.nodes),
+                elapsed_ms=int((time.monotonic() - started) * 1000),
+                nodes=_node_stats(result),
+                hedged=result.hedged,
+            ),
+        )
+
+    async def _describe(
+        self, name: str, timeout_s: float
+    ) -> tuple[list[events_pb2.FieldSummary], FanOutResult[Any]]:
+        """Every (field, type) of the dataset with the number of events holding it, summed over
+        partitions, sorted by field then type."""
+        dataset, nodes = await self._placements.lookup(name)
+        describe = self._storage.call(
+            "DescribeFields",
+            lambda p: storage_pb2.DescribeFieldsRequest(dataset=name, partitions=[p]),
+        )
+        result = await fan_out(dataset, nodes, describe, timeout_s, self._hedge_after_s)
+        counts: dict[tuple[str, int], int] = defaultdict(int)
+        for answer in result.answers:
+            for summary in answer.response.fields:
+                counts[(summary.name, summary.type)] += summary.count
+        fields = [
+            events_pb2.FieldSummary(name=n, type=events_pb2.ValueType.ValueType(t), count=c)
+            for (n, t), c in sorted(counts.items())
+        ]
+        return fields, result
 
     async def ListDatasets(
         self, request: query_pb2.ListDatasetsRequest, context: Any
@@ -162,23 +224,62 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
             name = validate_dataset_name(request.dataset)
         except ValueError as exc:
             raise InvalidArgument(str(exc)) from None
-        dataset, nodes = await self._placements.lookup(name)
-
-        describe = self._storage.call(
-            "DescribeFields",
-            lambda p: storage_pb2.DescribeFieldsRequest(dataset=name, partitions=[p]),
-        )
-        result = await fan_out(dataset, nodes, describe, self._timeout_s(0), self._hedge_after_s)
-        counts: dict[tuple[str, int], int] = defaultdict(int)
-        for answer in result.answers:
-            for summary in answer.response.fields:
-                counts[(summary.name, summary.type)] += summary.count
+        fields, result = await self._describe(name, self._timeout_s(0))
         return query_pb2.DescribeDatasetResponse(
             dataset=name,
-            fields=[
-                events_pb2.FieldSummary(name=n, type=events_pb2.ValueType.ValueType(t), count=c)
-                for (n, t), c in sorted(counts.items())
-            ],
+            fields=fields,
             partial=bool(result.missing),
             missing_partitions=_missing(name, result),
         )
+
+
+def _minimum_offsets(
+    request: query_pb2.QueryRequest, dataset: replication_pb2.DatasetPlacement
+) -> dict[int, int]:
+    """Per partition of the query's dataset, the offset the answer must include ('after')."""
+    minimums: dict[int, int] = {}
+    for entry in request.after:
+        if entry.dataset == dataset.dataset:
+            for partition, offset in entry.offsets.items():
+                minimums[partition] = max(minimums.get(partition, -1), offset)
+    unknown = set(minimums) - {p.partition for p in dataset.partitions}
+    if unknown:
+        raise InvalidArgument(
+            f"'after' names partitions {sorted(unknown)} that {dataset.dataset!r} does not have"
+        )
+    return minimums
+
+
+def _explain(
+    planned: PlannedQuery,
+    dataset: replication_pb2.DatasetPlacement,
+    nodes: dict[str, replication_pb2.Node],
+    minimums: dict[int, int],
+) -> query_pb2.QueryResponse:
+    """EXPLAIN: the plan's lines, then per partition the replicas the query would ask, in
+    order (the first; the next after hedge_after_ms or a failure), one column 'plan'."""
+    lines = explain_lines(planned)
+    live = candidates(dataset, nodes)
+    lines.append(f"partitions: {len(dataset.partitions)} (topic {dataset.topic})")
+    for partition in sorted(dataset.partitions, key=lambda p: p.partition):
+        asked = [node.node_id for node in live[partition.partition]]
+        down = [
+            f"{n} (down)" if n in nodes else f"{n} (unknown node)"
+            for n in partition.replicas
+            if n not in asked
+        ]
+        if asked:
+            text = "ask " + ", then ".join(asked)
+            if down:
+                text += "; skip " + ", ".join(down)
+        else:
+            skipped = ", ".join(down) or "no replicas placed"
+            text = f"no live replica ({skipped}): the answer would be partial"
+        if partition.partition in minimums:
+            text += f"; wait for offset {minimums[partition.partition]}"
+        lines.append(f"partition {partition.partition}: {text}")
+    return query_pb2.QueryResponse(
+        columns=[query_pb2.ResultColumn(name="plan", type=events_pb2.VALUE_TYPE_STRING)],
+        rows=[events_pb2.Row(values=[events_pb2.Value(string_value=line)]) for line in lines],
+        plan=planned.plan,
+    )

@@ -212,6 +212,8 @@ def _plan_raw(
     for item in items:
         if time_bucket(item.node) is not None:
             raise error_at(item.origin, "time_bucket() needs GROUP BY")
+        if isinstance(item.node, exp.Anonymous):
+            raise error_at(item.origin, f"unknown function {function_name(item.node)}()")
         if not is_field(item.node):
             raise error_at(
                 item.origin,
