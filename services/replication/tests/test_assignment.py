@@ -80,3 +80,14 @@ def test_random_moves_never_lower_the_serving_count() -> None:
         assert serving_count(after) >= min(before, 2), (replicas, target, after)
         assert len({x.node_id for x in after}) == len(after)
         replicas = after
+
+
+def test_without_reports_a_restored_placement_keeps_its_states() -> None:
+    """A restarted controller has no heartbeats yet: nothing changes state or moves."""
+    current = [r("a", ONLINE), r("b", CATCHING_UP)]
+    assert next_replicas(current, ["a", "b"], {"a", "b"}, {}) == current
+    draining_back = [r("a", ONLINE), r("b", DRAINING)]
+    assert next_replicas(draining_back, ["b", "a"], {"a", "b"}, {}) == [
+        r("b", ONLINE),
+        r("a", ONLINE),
+    ]

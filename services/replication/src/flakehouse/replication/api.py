@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from flakehouse.core.errors import InvalidArgument
-from flakehouse.replication.controller import Controller
+from flakehouse.replication.controller import PROTO_STATE, Controller, assignments_of, report_of
 from flakehouse.replication.v1 import replication_pb2, replication_pb2_grpc
 
 
@@ -40,9 +40,7 @@ class ReplicationApi(replication_pb2_grpc.ReplicationServiceServicer):
     async def Heartbeat(
         self, request: replication_pb2.HeartbeatRequest, context: Any
     ) -> replication_pb2.HeartbeatResponse:
-        reports = {
-            (r.dataset, r.partition): (r.applied_offset, r.end_offset) for r in request.replicas
-        }
+        reports = {(r.dataset, r.partition): report_of(r) for r in request.replicas}
         known = self._controller.membership.heartbeat(request.node_id, reports, self._clock())
         return replication_pb2.HeartbeatResponse(
             placement_version=self._controller.placement.version, reregister=not known
@@ -82,12 +80,13 @@ class ReplicationApi(replication_pb2_grpc.ReplicationServiceServicer):
         statuses = []
         for dataset in self._controller.placement.datasets:
             for partition in dataset.partitions:
-                for node_id in partition.replicas:
+                key = (dataset.dataset, partition.partition)
+                for replica in assignments_of(partition):
+                    node_id = replica.node_id
                     member = members.get(node_id)
+                    report = member.replicas.get(key) if member else None
                     applied, end = (
-                        member.replicas.get((dataset.dataset, partition.partition), (-1, -1))
-                        if member
-                        else (-1, -1)
+                        (report.applied_offset, report.end_offset) if report else (-1, -1)
                     )
                     statuses.append(
                         replication_pb2.ReplicaStatus(
@@ -96,8 +95,9 @@ class ReplicationApi(replication_pb2_grpc.ReplicationServiceServicer):
                             node_id=node_id,
                             applied_offset=applied,
                             end_offset=end,
-                            lag=max(0, end - applied) if applied >= 0 and end >= 0 else -1,
+                            lag=report.lag if report else -1,
                             node_alive=membership.alive(node_id, now),
+                            state=PROTO_STATE[replica.state],
                         )
                     )
         return replication_pb2.GetReplicaStatusResponse(

@@ -19,7 +19,7 @@ from flakehouse.core.kafka import (
 from flakehouse.core.server import GrpcServer, service_name
 from flakehouse.core.tasks import BackgroundTasks
 from flakehouse.replication.api import ReplicationApi
-from flakehouse.replication.controller import Controller
+from flakehouse.replication.controller import Controller, replica_health
 from flakehouse.replication.membership import Membership
 from flakehouse.replication.placement import DatasetTopic
 from flakehouse.replication.settings import ReplicationSettings
@@ -61,7 +61,30 @@ class ReplicationApp:
         )
         self._under_replicated = Gauge(
             "flakehouse_replication_under_replicated_partitions",
-            "Partitions with fewer live replicas than the replication factor.",
+            "Partitions with fewer serving (online or draining) replicas than the replication"
+            " factor.",
+            registry=self.registry,
+        )
+        self._offline = Gauge(
+            "flakehouse_replication_offline_partitions",
+            "Partitions without any serving replica: queries answer them as missing.",
+            registry=self.registry,
+        )
+        self._replicas = Gauge(
+            "flakehouse_replication_replicas",
+            "Replicas by state.",
+            ["state"],
+            registry=self.registry,
+        )
+        self._lag = Gauge(
+            "flakehouse_replication_replica_lag_records",
+            "Records between a partition's end and what a replica applied, as last reported.",
+            ["dataset", "partition", "node"],
+            registry=self.registry,
+        )
+        self._bootstrap_bytes = Gauge(
+            "flakehouse_replication_bootstrap_bytes",
+            "Bytes copied from peers to bootstrap the replicas currently assigned, as reported.",
             registry=self.registry,
         )
 
@@ -116,14 +139,18 @@ class ReplicationApp:
     def _observe(self, placement: replication_pb2.Placement) -> None:
         self._version.set(placement.version)
         self._live_nodes.set(sum(1 for n in placement.nodes if n.alive))
-        self._under_replicated.set(
-            sum(
-                1
-                for d in placement.datasets
-                for p in d.partitions
-                if len(p.replicas) < placement.replication_factor
-            )
-        )
+        health = replica_health(placement)
+        self._under_replicated.set(health.under_replicated)
+        self._offline.set(health.offline)
+        for state, count in health.by_state.items():
+            self._replicas.labels(state.value).set(count)
+        self._lag.clear()
+        copied = 0
+        for member in self.controller.membership.members():
+            for (dataset, partition), report in member.replicas.items():
+                self._lag.labels(dataset, str(partition), member.node_id).set(report.lag)
+                copied += report.bootstrap_bytes
+        self._bootstrap_bytes.set(copied)
 
     async def _reconcile_forever(self) -> None:
         while True:

@@ -48,6 +48,7 @@ class Report:
     state: State
     applied_offset: int = -1
     end_offset: int = -1
+    bootstrap_bytes: int = 0
 
     @property
     def lag(self) -> int:
@@ -68,7 +69,9 @@ def next_replicas(
     draining until every target replica is online. Serving replicas come first."""
     now_held = {r.node_id: r for r in current if r.node_id in live}
     wanted = [
-        Replica(node_id, _reported(reports.get(node_id))) for node_id in target if node_id in live
+        Replica(node_id, _state(reports.get(node_id), now_held.get(node_id)))
+        for node_id in target
+        if node_id in live
     ]
     leaving = [
         Replica(r.node_id, State.DRAINING)
@@ -80,10 +83,14 @@ def next_replicas(
     return ordered([*wanted, *leaving])
 
 
-def _reported(report: Report | None) -> State:
-    if report is None or report.state is State.DRAINING:
+def _state(report: Report | None, held: Replica | None) -> State:
+    """A target replica's state: as its node reports it; without a report yet (a restarted
+    controller, a heartbeat to come) as it was, a draining replica wanted again being online."""
+    if report is not None and report.state is not State.DRAINING:
+        return report.state
+    if held is None:
         return State.BOOTSTRAPPING
-    return report.state
+    return State.ONLINE if held.state is State.DRAINING else held.state
 
 
 def ordered(replicas: Sequence[Replica]) -> list[Replica]:

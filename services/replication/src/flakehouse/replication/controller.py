@@ -4,11 +4,70 @@ broadcast to watchers on every change. No gRPC and no Kafka here; the app feeds 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+from flakehouse.replication.assignment import (
+    Replica,
+    Report,
+    State,
+    next_replicas,
+    serving_count,
+)
 from flakehouse.replication.membership import Membership
 from flakehouse.replication.placement import DatasetTopic, NodeInfo, compute_placement
 from flakehouse.replication.v1 import replication_pb2
+
+STATE_OF: dict[replication_pb2.ReplicaState.ValueType, State] = {
+    replication_pb2.REPLICA_STATE_BOOTSTRAPPING: State.BOOTSTRAPPING,
+    replication_pb2.REPLICA_STATE_CATCHING_UP: State.CATCHING_UP,
+    replication_pb2.REPLICA_STATE_ONLINE: State.ONLINE,
+    replication_pb2.REPLICA_STATE_DRAINING: State.DRAINING,
+}
+PROTO_STATE: dict[State, replication_pb2.ReplicaState.ValueType] = {
+    state: proto
+    for proto, state in STATE_OF.items()  # type: ignore[misc]
+}
+
+
+def assignments_of(partition: replication_pb2.PartitionPlacement) -> list[Replica]:
+    """A partition's replicas with their states; a placement written before states existed
+    (only `replicas`) counts them online."""
+    if partition.assignments:
+        return [
+            Replica(a.node_id, STATE_OF.get(a.state, State.BOOTSTRAPPING))
+            for a in partition.assignments
+        ]
+    return [Replica(node_id, State.ONLINE) for node_id in partition.replicas]
+
+
+def report_of(report: replication_pb2.ReplicaReport) -> Report:
+    state = STATE_OF.get(report.state, State.CATCHING_UP)
+    return Report(state, report.applied_offset, report.end_offset, report.bootstrap_bytes)
+
+
+@dataclass(frozen=True)
+class Health:
+    under_replicated: int
+    offline: int
+    by_state: Counter[State]
+
+
+def replica_health(placement: replication_pb2.Placement) -> Health:
+    """Partitions with fewer serving replicas than the replication factor (under-replicated)
+    and with none (offline), and replicas by state; replicas on dead nodes do not serve."""
+    alive = {n.node_id for n in placement.nodes if n.alive}
+    under = offline = 0
+    states: Counter[State] = Counter()
+    for dataset in placement.datasets:
+        for partition in dataset.partitions:
+            replicas = [r for r in assignments_of(partition) if r.node_id in alive]
+            serving = serving_count(replicas)
+            under += serving < placement.replication_factor
+            offline += serving == 0
+            states.update(r.state for r in replicas)
+    return Health(under, offline, states)
 
 
 class Controller:
@@ -36,10 +95,22 @@ class Controller:
         if topics is not None:
             self.topics = sorted(topics, key=lambda t: t.dataset)
         live = self.membership.live_members(now)
-        assignment = compute_placement(
+        target = compute_placement(
             self.topics, [NodeInfo(m.node_id, m.zone) for m in live], self.replication_factor
         )
         alive = {m.node_id for m in live}
+        current = {
+            (d.dataset, p.partition): assignments_of(p)
+            for d in self.placement.datasets
+            for p in d.partitions
+        }
+        reports = [(m.node_id, m.replicas) for m in live]
+
+        def step(dataset: str, partition: int, wanted: list[str]) -> list[Replica]:
+            key = (dataset, partition)
+            said = {node_id: held[key] for node_id, held in reports if key in held}
+            return next_replicas(current.get(key, []), wanted, alive, said)
+
         candidate = replication_pb2.Placement(
             version=self.placement.version,
             replication_factor=self.replication_factor,
@@ -54,8 +125,8 @@ class Controller:
                     dataset=t.dataset,
                     topic=t.topic,
                     partitions=[
-                        replication_pb2.PartitionPlacement(partition=p, replicas=replicas)
-                        for p, replicas in sorted(assignment[t.dataset].items())
+                        _partition_placement(p, step(t.dataset, p, wanted))
+                        for p, wanted in sorted(target[t.dataset].items())
                     ],
                 )
                 for t in self.topics
@@ -73,3 +144,16 @@ class Controller:
         while self.placement.version <= after_version:
             await self._changed.wait()
         return self.placement
+
+
+def _partition_placement(
+    partition: int, replicas: list[Replica]
+) -> replication_pb2.PartitionPlacement:
+    return replication_pb2.PartitionPlacement(
+        partition=partition,
+        replicas=[r.node_id for r in replicas],
+        assignments=[
+            replication_pb2.ReplicaAssignment(node_id=r.node_id, state=PROTO_STATE[r.state])
+            for r in replicas
+        ],
+    )

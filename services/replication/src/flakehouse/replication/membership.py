@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from flakehouse.replication.assignment import Report
+
 
 @dataclass
 class Member:
@@ -12,8 +14,8 @@ class Member:
     address: str
     zone: str
     last_seen: float
-    replicas: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
-    """(dataset, partition) → (applied offset, end offset), from the latest heartbeat."""
+    replicas: dict[tuple[str, int], Report] = field(default_factory=dict)
+    """(dataset, partition) → what the node said of its replica in its latest heartbeat."""
 
 
 class Membership:
@@ -28,9 +30,7 @@ class Membership:
         else:
             member.address, member.zone, member.last_seen = address, zone, now
 
-    def heartbeat(
-        self, node_id: str, replicas: dict[tuple[str, int], tuple[int, int]], now: float
-    ) -> bool:
+    def heartbeat(self, node_id: str, replicas: dict[tuple[str, int], Report], now: float) -> bool:
         """False when the node is unknown (the controller restarted): it must register again."""
         member = self._members.get(node_id)
         if member is None or not member.address:

@@ -17,6 +17,7 @@ from flakehouse.core.tasks import BackgroundTasks
 from flakehouse.quota.v1 import quota_pb2, quota_pb2_grpc
 from flakehouse.replication.v1 import replication_pb2, replication_pb2_grpc
 from flakehouse.storage.api import StorageApi
+from flakehouse.storage.bootstrap import Peer, Transfer, fetch_segments
 from flakehouse.storage.metrics import StorageMetrics
 from flakehouse.storage.node import StorageNode
 from flakehouse.storage.replica import SealPolicy
@@ -46,6 +47,7 @@ class StorageApp:
             SealPolicy(settings.seal_rows, settings.seal_bytes, settings.seal_age_s),
             settings.dedupe_window,
             self.metrics,
+            fetch_segments=self._fetch_segments,
         )
         self.server = GrpcServer("storage", settings, self.registry)
         self.server.add(
@@ -62,6 +64,9 @@ class StorageApp:
             if settings.quota_address
             else None
         )
+
+    async def _fetch_segments(self, peer: Peer, dataset: str, partition: int) -> Transfer:
+        return await fetch_segments(peer, dataset, partition, self.settings.bootstrap_timeout_s)
 
     @property
     def address(self) -> str:
@@ -130,8 +135,20 @@ class StorageApp:
                     partition=r.partition,
                     applied_offset=r.next_offset,
                     end_offset=r.end_offset,
+                    state=replication_pb2.ReplicaState.ValueType(self.node.state_of(key)),
+                    bootstrap_bytes=self.node.bootstrap_bytes.get(key, 0),
                 )
-                for r in list(self.node.replicas.values())
+                for key, r in list(self.node.replicas.items())
+            ]
+            reports += [
+                replication_pb2.ReplicaReport(
+                    dataset=key[0],
+                    partition=key[1],
+                    applied_offset=-1,
+                    end_offset=-1,
+                    state=replication_pb2.REPLICA_STATE_BOOTSTRAPPING,
+                )
+                for key in list(self.node.bootstrapping)
             ]
             try:
                 response = await self.replication.Heartbeat(

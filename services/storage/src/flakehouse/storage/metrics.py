@@ -45,6 +45,11 @@ class StorageMetrics:
             ["dataset", "partition"],
             registry=registry,
         )
+        self.bootstrap_bytes = Counter(
+            "flakehouse_storage_bootstrap_bytes_total",
+            "Bytes of sealed segments copied from peers to bootstrap (repair) replicas.",
+            registry=registry,
+        )
         self.broker_behind = Counter(
             "flakehouse_storage_broker_behind_total",
             "Partitions whose broker end offset fell below the applied offset.",

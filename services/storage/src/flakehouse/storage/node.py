@@ -1,17 +1,21 @@
 """The storage node's data path: follows its share of the placement, consumes those partitions
 from Kafka with assign() (never a consumer group: placement is the controller's job), applies
-records to replicas and seals segments when due."""
+records to replicas and seals segments when due. A partition it is given without local data is
+first bootstrapped from a peer (bootstrap.py); one it is no longer given is deleted."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 
+import grpc
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from flakehouse.core.kafka import dataset_topic
 from flakehouse.replication.v1 import replication_pb2
+from flakehouse.storage.bootstrap import Peer, Transfer, serving_peers
 from flakehouse.storage.compaction import merge_segments, pick_run
 from flakehouse.storage.metrics import StorageMetrics
 from flakehouse.storage.replica import Replica, SealPolicy
@@ -20,6 +24,9 @@ from flakehouse.storage.store import SegmentStore
 log = logging.getLogger(__name__)
 POLL_MS = 200
 PartitionKey = tuple[str, int]
+# (peer, dataset, partition) -> the peer's sealed segments; see bootstrap.fetch_segments.
+FetchSegments = Callable[[Peer, str, int], Awaitable[Transfer]]
+BOOTSTRAP_RETRY_S = 1.0
 
 
 def my_partitions(placement: replication_pb2.Placement, node_id: str) -> set[PartitionKey]:
@@ -41,6 +48,7 @@ class StorageNode:
         seal_policy: SealPolicy,
         dedupe_window: int,
         metrics: StorageMetrics,
+        fetch_segments: FetchSegments | None = None,
     ) -> None:
         self.node_id = node_id
         self.store = store
@@ -50,6 +58,11 @@ class StorageNode:
         self.dedupe_window = dedupe_window
         self.metrics = metrics
         self.replicas: dict[PartitionKey, Replica] = {}
+        self._fetch_segments = fetch_segments
+        self.bootstrapping: dict[PartitionKey, asyncio.Task[None]] = {}
+        self.bootstrap_bytes: dict[PartitionKey, int] = {}
+        self._replay: set[PartitionKey] = set()  # no peer could help: replay Kafka instead
+        self._peers: dict[PartitionKey, list[Peer]] = {}
         self._desired: set[PartitionKey] | None = None
         self._desired_changed = asyncio.Event()
         self.placement_seen = asyncio.Event()
@@ -60,6 +73,7 @@ class StorageNode:
     def follow(self, placement: replication_pb2.Placement) -> None:
         """Takes a new placement; the consume loop applies it between polls."""
         self._desired = my_partitions(placement, self.node_id)
+        self._peers = serving_peers(placement, self.node_id)
         self._desired_changed.set()
         self.placement_seen.set()
 
@@ -97,12 +111,31 @@ class StorageNode:
 
     async def _reassign(self) -> None:
         desired = self._desired or set()
+        for key in set(self.bootstrapping) - desired:
+            self.bootstrapping.pop(key).cancel()
         for key in set(self.replicas) - desired:
-            # Make-before-break is the controller's job; here the replica just stops following.
+            # The controller keeps a moving partition's old replica (draining) until the new
+            # one is online, so by now the data is served elsewhere: delete it here. Unless no
+            # other node serves it (a controller gone wrong): then keep it, just stop following.
             replica = self.replicas.pop(key)
-            await asyncio.to_thread(replica.seal_if_due, self.seal_policy, True)
-            log.info("released partition", extra={"dataset": key[0], "partition": key[1]})
-        for key in sorted(desired - set(self.replicas)):
+            self.metrics.lag.remove(key[0], str(key[1]))
+            self._replay.discard(key)
+            self.bootstrap_bytes.pop(key, None)
+            served_elsewhere = bool(self._peers.get(key))
+            if served_elsewhere:
+                await asyncio.to_thread(self.store.drop_partition, *key)
+            else:
+                await asyncio.to_thread(replica.seal_if_due, self.seal_policy, True)
+            log.info(
+                "released partition",
+                extra={"dataset": key[0], "partition": key[1], "deleted": served_elsewhere},
+            )
+        for key in sorted(desired - set(self.replicas) - set(self.bootstrapping)):
+            local = await asyncio.to_thread(self.store.applied_offset, *key)
+            can_copy = self._fetch_segments is not None and bool(self._peers.get(key))
+            if local is None and can_copy and key not in self._replay:
+                self.bootstrapping[key] = asyncio.ensure_future(self._bootstrap(key))
+                continue
             replica = await asyncio.to_thread(
                 Replica, key[0], key[1], self.store, self.dedupe_window
             )
@@ -118,6 +151,71 @@ class StorageNode:
         if tps:
             self.caught_up.clear()
             await self._track_ends(refresh=True)
+
+    async def _bootstrap(self, key: PartitionKey) -> None:
+        """Copies the partition's sealed segments from the first peer that can send them, then
+        hands the partition to the consume loop, which resumes Kafka from their offset. While
+        peers are listed but failing, tries again; with none left, replays Kafka."""
+        started = time.monotonic()
+        while self._peers.get(key):
+            if await self._copy_from_a_peer(key, started):
+                break
+            await asyncio.sleep(BOOTSTRAP_RETRY_S)
+        else:
+            log.warning(
+                "no peer to bootstrap from; replaying Kafka",
+                extra={"dataset": key[0], "partition": key[1]},
+            )
+            self._replay.add(key)
+        self.bootstrapping.pop(key, None)
+        self._desired_changed.set()
+
+    async def _copy_from_a_peer(self, key: PartitionKey, started: float) -> bool:
+        assert self._fetch_segments is not None
+        dataset, partition = key
+        failures = []
+        for peer in self._peers.get(key, []):
+            try:
+                transfer = await self._fetch_segments(peer, dataset, partition)
+                await asyncio.to_thread(
+                    self.store.install_segments,
+                    dataset,
+                    partition,
+                    transfer.segments,
+                    transfer.applied_offset,
+                )
+            except (grpc.aio.AioRpcError, ValueError) as exc:
+                failures.append(f"{peer.node_id}: {exc}")
+                continue
+            self.bootstrap_bytes[key] = transfer.nbytes
+            self.metrics.bootstrap_bytes.inc(transfer.nbytes)
+            log.info(
+                "bootstrapped from peer",
+                extra={
+                    "dataset": dataset,
+                    "partition": partition,
+                    "peer": peer.node_id,
+                    "segments": len(transfer.segments),
+                    "bytes": transfer.nbytes,
+                    "offset": transfer.applied_offset,
+                    "seconds": round(time.monotonic() - started, 3),
+                },
+            )
+            return True
+        log.warning(
+            "bootstrap failed; retrying",
+            extra={"dataset": dataset, "partition": partition, "failures": failures},
+        )
+        return False
+
+    def state_of(self, key: PartitionKey) -> int:
+        """The replica's state for heartbeats (replication_pb2.ReplicaState)."""
+        replica = self.replicas.get(key)
+        if replica is None:
+            return replication_pb2.REPLICA_STATE_BOOTSTRAPPING
+        if replica.online:
+            return replication_pb2.REPLICA_STATE_ONLINE
+        return replication_pb2.REPLICA_STATE_CATCHING_UP
 
     async def _track_ends(self, refresh: bool = False) -> None:
         """Updates end offsets (from fetch responses, or asked of the broker) and lag, and notices

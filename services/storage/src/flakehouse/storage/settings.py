@@ -36,4 +36,7 @@ class StorageSettings(ServiceSettings, KafkaSettings):
     compaction_min_segments: int = Field(
         4, ge=2, description="Merge a run of small segments once it has this many."
     )
+    bootstrap_timeout_s: float = Field(
+        300.0, gt=0, description="Longest copy of one partition's segments from a peer."
+    )
     usage_interval_s: float = Field(10.0, gt=0, description="How often usage goes to quota.")

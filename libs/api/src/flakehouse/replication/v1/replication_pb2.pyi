@@ -9,6 +9,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -19,6 +20,31 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _ReplicaState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReplicaStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReplicaState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REPLICA_STATE_UNSPECIFIED: _ReplicaState.ValueType  # 0
+    REPLICA_STATE_BOOTSTRAPPING: _ReplicaState.ValueType  # 1
+    REPLICA_STATE_CATCHING_UP: _ReplicaState.ValueType  # 2
+    REPLICA_STATE_ONLINE: _ReplicaState.ValueType  # 3
+    REPLICA_STATE_DRAINING: _ReplicaState.ValueType  # 4
+
+class ReplicaState(_ReplicaState, metaclass=_ReplicaStateEnumTypeWrapper):
+    """A replica's life: bootstrapping (assigned; copying sealed segments from a peer, or not yet
+    reported), catching up (consuming Kafka), online (caught up: queries read it), draining (no
+    longer wanted, kept and read until the replicas replacing it are online).
+    """
+
+REPLICA_STATE_UNSPECIFIED: ReplicaState.ValueType  # 0
+REPLICA_STATE_BOOTSTRAPPING: ReplicaState.ValueType  # 1
+REPLICA_STATE_CATCHING_UP: ReplicaState.ValueType  # 2
+REPLICA_STATE_ONLINE: ReplicaState.ValueType  # 3
+REPLICA_STATE_DRAINING: ReplicaState.ValueType  # 4
+Global___ReplicaState: _TypeAlias = ReplicaState  # noqa: Y015
 
 @_typing.final
 class Node(_message.Message):
@@ -51,25 +77,53 @@ class Node(_message.Message):
 Global___Node: _TypeAlias = Node  # noqa: Y015
 
 @_typing.final
+class ReplicaAssignment(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    node_id: _builtins.str
+    state: Global___ReplicaState.ValueType
+    def __init__(
+        self,
+        *,
+        node_id: _builtins.str = ...,
+        state: Global___ReplicaState.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["node_id", b"node_id", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplicaAssignment: _TypeAlias = ReplicaAssignment  # noqa: Y015
+
+@_typing.final
 class PartitionPlacement(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PARTITION_FIELD_NUMBER: _builtins.int
     REPLICAS_FIELD_NUMBER: _builtins.int
+    ASSIGNMENTS_FIELD_NUMBER: _builtins.int
     partition: _builtins.int
     @_builtins.property
     def replicas(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Node ids, in order of preference."""
+        """Every node that holds or is building a replica, in order of preference for queries: online
+        first, then draining, then the others. The node ids of `assignments`, in the same order.
+        """
 
+    @_builtins.property
+    def assignments(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReplicaAssignment]: ...
     def __init__(
         self,
         *,
         partition: _builtins.int = ...,
         replicas: _abc.Iterable[_builtins.str] | None = ...,
+        assignments: _abc.Iterable[Global___ReplicaAssignment] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["partition", b"partition", "replicas", b"replicas"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignments", b"assignments", "partition", b"partition", "replicas", b"replicas"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -190,10 +244,18 @@ class ReplicaReport(_message.Message):
     PARTITION_FIELD_NUMBER: _builtins.int
     APPLIED_OFFSET_FIELD_NUMBER: _builtins.int
     END_OFFSET_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    BOOTSTRAP_BYTES_FIELD_NUMBER: _builtins.int
     dataset: _builtins.str
     partition: _builtins.int
     applied_offset: _builtins.int
     end_offset: _builtins.int
+    state: Global___ReplicaState.ValueType
+    """Bootstrapping, catching up or online, as the node sees it (never draining: that is the
+    controller's decision).
+    """
+    bootstrap_bytes: _builtins.int
+    """Bytes of sealed segments copied from a peer to bootstrap this replica, so far."""
     def __init__(
         self,
         *,
@@ -201,10 +263,12 @@ class ReplicaReport(_message.Message):
         partition: _builtins.int = ...,
         applied_offset: _builtins.int = ...,
         end_offset: _builtins.int = ...,
+        state: Global___ReplicaState.ValueType = ...,
+        bootstrap_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_offset", b"applied_offset", "dataset", b"dataset", "end_offset", b"end_offset", "partition", b"partition"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_offset", b"applied_offset", "bootstrap_bytes", b"bootstrap_bytes", "dataset", b"dataset", "end_offset", b"end_offset", "partition", b"partition", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -357,6 +421,7 @@ class ReplicaStatus(_message.Message):
     END_OFFSET_FIELD_NUMBER: _builtins.int
     LAG_FIELD_NUMBER: _builtins.int
     NODE_ALIVE_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
     dataset: _builtins.str
     partition: _builtins.int
     node_id: _builtins.str
@@ -364,6 +429,7 @@ class ReplicaStatus(_message.Message):
     end_offset: _builtins.int
     lag: _builtins.int
     node_alive: _builtins.bool
+    state: Global___ReplicaState.ValueType
     def __init__(
         self,
         *,
@@ -374,10 +440,11 @@ class ReplicaStatus(_message.Message):
         end_offset: _builtins.int = ...,
         lag: _builtins.int = ...,
         node_alive: _builtins.bool = ...,
+        state: Global___ReplicaState.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_offset", b"applied_offset", "dataset", b"dataset", "end_offset", b"end_offset", "lag", b"lag", "node_alive", b"node_alive", "node_id", b"node_id", "partition", b"partition"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_offset", b"applied_offset", "dataset", b"dataset", "end_offset", b"end_offset", "lag", b"lag", "node_alive", b"node_alive", "node_id", b"node_id", "partition", b"partition", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,68 @@
+"""Bootstrapping a replica from a peer: a node given a partition it holds no data of copies the
+peer's sealed segments (StorageService.StreamSegments) with the offset they reach, installs
+them in one WriteBatch, and consumes Kafka from that offset on. Only when no peer serves the
+partition does it replay Kafka from the start, whose retention may be long gone."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import grpc
+
+from flakehouse.core.server import CHANNEL_OPTIONS
+from flakehouse.replication.v1 import replication_pb2
+from flakehouse.storage.v1 import storage_pb2, storage_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SERVING = (replication_pb2.REPLICA_STATE_ONLINE, replication_pb2.REPLICA_STATE_DRAINING)
+
+
+@dataclass(frozen=True)
+class Peer:
+    node_id: str
+    address: str
+
+
+@dataclass
+class Transfer:
+    """A partition's sealed segments as a peer sent them, and the offset they reach."""
+
+    segments: list[storage_pb2.Segment]
+    applied_offset: int
+    nbytes: int
+
+
+def serving_peers(
+    placement: replication_pb2.Placement, node_id: str
+) -> dict[tuple[str, int], list[Peer]]:
+    """Per partition, the other nodes that serve it (online or draining, alive), in the
+    placement's order."""
+    nodes = {n.node_id: n for n in placement.nodes if n.alive}
+    return {
+        (d.dataset, p.partition): [
+            Peer(a.node_id, nodes[a.node_id].address)
+            for a in p.assignments
+            if a.node_id != node_id and a.node_id in nodes and a.state in SERVING
+        ]
+        for d in placement.datasets
+        for p in d.partitions
+    }
+
+
+async def fetch_segments(peer: Peer, dataset: str, partition: int, timeout_s: float) -> Transfer:
+    """Streams the partition's sealed segments from `peer`; raises grpc.aio.AioRpcError (or
+    ValueError for a stream that does not end with the offset) when the copy fails."""
+    request = storage_pb2.StreamSegmentsRequest(dataset=dataset, partition=partition)
+    segments: list[storage_pb2.Segment] = []
+    nbytes = 0
+    async with grpc.aio.insecure_channel(peer.address, options=CHANNEL_OPTIONS) as channel:
+        stub = storage_pb2_grpc.StorageServiceStub(channel)
+        async for item in stub.StreamSegments(request, timeout=timeout_s):
+            if item.HasField("segment"):
+                segments.append(item.segment)
+                nbytes += item.ByteSize()
+            elif item.HasField("applied_offset"):
+                return Transfer(segments, item.applied_offset, nbytes)
+    raise ValueError(f"{peer.node_id} ended the segment stream without the applied offset")
