@@ -119,3 +119,29 @@ async def test_an_invalid_request_fails_the_query_instead_of_a_partial_answer() 
     cluster = Cluster(a=(0.0, "invalid"), b=(0.0, "ok"))
     with pytest.raises(InvalidArgument, match="unknown ir_version"):
         await fan_out(placement(1, ["a", "b"]), nodes("a", "b"), cluster, 2.0, 1.0)
+
+
+async def test_an_unreachable_replica_gets_one_more_try_when_no_other_is_left() -> None:
+    """A node that just restarted: its channel fails at once for a moment, then connects."""
+    attempts: dict[str, int] = {}
+
+    async def call(address: str, partition: int, timeout_s: float) -> tuple[str, str | None]:
+        attempts[address] = attempts.get(address, 0) + 1
+        if address == "b" or attempts[address] == 1:
+            raise _rpc_error(grpc.StatusCode.UNAVAILABLE, "failed to connect")
+        return f"{address}:{partition}", None
+
+    result = await fan_out(placement(1, ["a", "b"]), nodes("a", "b"), call, 5.0, 1.0)
+    assert [a.response for a in result.answers] == ["a:0"]
+    assert attempts == {"a": 2, "b": 1}  # a, b, then a again, which answers
+    assert not result.missing
+
+    attempts.clear()
+
+    async def never(address: str, partition: int, timeout_s: float) -> tuple[str, str | None]:
+        attempts[address] = attempts.get(address, 0) + 1
+        raise _rpc_error(grpc.StatusCode.UNAVAILABLE, "failed to connect")
+
+    result = await fan_out(placement(1, ["a", "b"]), nodes("a", "b"), never, 5.0, 1.0)
+    assert attempts == {"a": 2, "b": 2}, "one retry each, no more"
+    assert "unavailable" in result.missing[0]

@@ -1,4 +1,4 @@
-"""The `flakehouse` command: up, ingest, query, flaky, junit2json (DESIGN.md §9).
+"""The `flakehouse` command: up, ingest, query, flaky, status, junit2json (DESIGN.md §9).
 
 Exit codes: 0 success; 1 the cluster could not be reached or refused the request; 2 bad input
 (an unparsable file, a bad query, bad arguments)."""
@@ -20,6 +20,7 @@ from flakehouse.client.cluster import DEFAULT_DIR, DEFAULT_PATH, ClusterFile
 from flakehouse.client.inputs import expand_inputs
 from flakehouse.client.output import RENDERERS
 from flakehouse.client.progress import Progress
+from flakehouse.client.status import render_status_json, render_status_table
 from flakehouse.core.errors import FlakehouseError, InvalidArgument, NotFound
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -98,6 +99,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     flaky.add_argument("--limit", type=int, default=50, help="tests listed (default 50; 0: all)")
     flaky.add_argument("--format", choices=sorted(RENDERERS), default="table")
+
+    status = commands.add_parser("status", help="storage nodes, partitions, replica states and lag")
+    status.add_argument("--cluster", type=Path, default=DEFAULT_PATH, help="cluster.json to use")
+    status.add_argument("--replication", help="replication address host:port (overrides --cluster)")
+    status.add_argument("--timeout", type=float, default=10.0, help="seconds")
+    status.add_argument("--format", choices=["table", "json"], default="table")
 
     convert = commands.add_parser("junit2json", help="convert JUnit XML to JSON lines locally")
     convert.add_argument("files", nargs="+", type=Path, metavar="FILE")
@@ -195,6 +202,23 @@ def _statuses(counts: dict[str, int] | Counter[str]) -> str:
     return ", ".join(f"{name} {count}" for name, count in sorted(counts.items())) or "no cases"
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    address = args.replication
+    if not address:
+        try:
+            address = ClusterFile.read(args.cluster).address("replication")
+        except FileNotFoundError:
+            raise FlakehouseError(
+                f"no cluster file at {args.cluster}: start one with `flakehouse up`, "
+                "or pass --cluster / --replication"
+            ) from None
+    with Client(replication=address, timeout_s=args.timeout) as client:
+        response = client.status()
+    render = render_status_json if args.format == "json" else render_status_table
+    print(render(response))
+    return EXIT_OK
+
+
 def cmd_query(args: argparse.Namespace) -> int:
     with _client(args) as client:
         after = read_offsets(args.after) if args.after else None
@@ -279,6 +303,7 @@ COMMANDS = {
     "ingest": cmd_ingest,
     "query": cmd_query,
     "flaky": cmd_flaky,
+    "status": cmd_status,
     "junit2json": cmd_junit2json,
 }
 

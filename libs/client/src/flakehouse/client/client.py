@@ -27,6 +27,7 @@ from flakehouse.core.server import CHANNEL_OPTIONS
 from flakehouse.events.values import TYPE_NAMES, Scalar, from_value
 from flakehouse.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from flakehouse.query.v1 import query_pb2, query_pb2_grpc
+from flakehouse.replication.v1 import replication_pb2, replication_pb2_grpc
 
 CHUNK_BYTES = 1024 * 1024
 MAX_BACKOFF_S = 8.0
@@ -92,10 +93,11 @@ class Client:
         *,
         ingest: str | None = None,
         query: str | None = None,
+        replication: str | None = None,
         timeout_s: float = 60.0,
         retries: int = 6,
     ) -> None:
-        self._addresses = {"ingest": ingest, "query": query}
+        self._addresses = {"ingest": ingest, "query": query, "replication": replication}
         self._channels: dict[str, grpc.Channel] = {}
         self.timeout_s = timeout_s
         self.retries = retries
@@ -103,7 +105,12 @@ class Client:
     @classmethod
     def from_cluster_file(cls, path: Path, **kwargs: Any) -> Client:
         cluster = ClusterFile.read(path)
-        return cls(ingest=cluster.address("ingest"), query=cluster.address("query"), **kwargs)
+        return cls(
+            ingest=cluster.address("ingest"),
+            query=cluster.address("query"),
+            replication=cluster.address("replication"),
+            **kwargs,
+        )
 
     def _channel(self, service: str) -> grpc.Channel:
         if service not in self._channels:
@@ -242,6 +249,12 @@ class Client:
                 for n in response.stats.nodes
             ],
         )
+
+    def status(self) -> replication_pb2.GetReplicaStatusResponse:
+        """Nodes, and every replica with its state and lag, from the replication controller."""
+        stub = replication_pb2_grpc.ReplicationServiceStub(self._channel("replication"))
+        request = replication_pb2.GetReplicaStatusRequest()
+        return self._call(lambda: stub.GetReplicaStatus(request, timeout=self.timeout_s))
 
     def describe(self, dataset: str) -> query_pb2.DescribeDatasetResponse:
         stub = query_pb2_grpc.QueryServiceStub(self._channel("query"))

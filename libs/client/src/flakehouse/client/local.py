@@ -3,7 +3,12 @@
 Processes start in dependency order and each must report SERVING on gRPC health before the next
 starts. A process that dies is restarted (its log says so) and cluster.json is rewritten with its
 new pid; everything stops in reverse order on SIGINT/SIGTERM. The embedded broker keeps topics
-in memory only, so every `up` starts from an empty cluster: storage directories are cleared."""
+in memory only, so every `up` starts from an empty cluster: storage directories are cleared.
+
+Maintenance hold: while a file `DIR/hold/<name>` exists (e.g. `DIR/hold/storage-1`), that
+process is not started, or not restarted once it exits; removing the file starts it. This is how
+to keep a node down (to watch repair), wipe its data directory, or add a node later (start
+with `--storage-nodes 4` and `storage-3` held)."""
 
 from __future__ import annotations
 
@@ -95,6 +100,13 @@ class LocalCluster:
     def cluster_path(self) -> Path:
         return self.data_dir / "cluster.json"
 
+    @property
+    def hold_dir(self) -> Path:
+        return self.data_dir / "hold"
+
+    def held(self, supervised: Supervised) -> bool:
+        return (self.hold_dir / supervised.spec.name).exists()
+
     def _plan(self) -> list[ProcessSpec]:
         base, kafka = self.port_base, f"{HOST}:{self.port_base}"
 
@@ -170,6 +182,9 @@ class LocalCluster:
         self.broker.start()
         try:
             for supervised in self.processes:
+                if self.held(supervised):
+                    self.say(f"{supervised.spec.name:<12} held: not started")
+                    continue
                 self._spawn(supervised)
                 self._wait_healthy(supervised, timeout_s)
                 self.say(
@@ -223,12 +238,21 @@ class LocalCluster:
         """Restarts processes that died; call it periodically."""
         for supervised in self.processes:
             process = supervised.process
-            if process is None or process.poll() is None:
+            if process is not None and process.poll() is None:
                 continue
-            if time.monotonic() - supervised.last_start < RESTART_BACKOFF_S:
+            if self.held(supervised):
+                if process is not None:
+                    self.say(f"{supervised.spec.name} exited with {process.returncode}; held")
+                    supervised.process = None
+                    self.write_cluster_file()
                 continue
-            supervised.restarts += 1
-            self.say(f"{supervised.spec.name} exited with {process.returncode}; restarting")
+            if process is None:
+                self.say(f"{supervised.spec.name} released from hold; starting")
+            elif time.monotonic() - supervised.last_start < RESTART_BACKOFF_S:
+                continue
+            else:
+                supervised.restarts += 1
+                self.say(f"{supervised.spec.name} exited with {process.returncode}; restarting")
             self._spawn(supervised)
             self.write_cluster_file()
 

@@ -20,21 +20,26 @@ def _cell(value: Scalar | None) -> str:
     return str(value)
 
 
-def render_table(result: QueryResult) -> str:
-    cells = [[_cell(v) for v in row] for row in result.rows]
-    widths = [
-        max([len(name), *(len(row[i]) for row in cells)]) for i, name in enumerate(result.columns)
-    ]
-    numeric = [t in ("int", "float") for t in result.types]
+def format_table(
+    header: list[str], rows: list[list[str]], right: list[bool] | None = None
+) -> list[str]:
+    """Lines of an aligned text table: the header, a rule, the rows; columns flagged in `right`
+    (numbers) are right-aligned."""
+    widths = [max([len(name), *(len(row[i]) for row in rows)]) for i, name in enumerate(header)]
+    flags = right or [False] * len(header)
 
     def line(values: list[str]) -> str:
         return "  ".join(
-            v.rjust(w) if num else v.ljust(w)
-            for v, w, num in zip(values, widths, numeric, strict=True)
+            v.rjust(w) if r else v.ljust(w) for v, w, r in zip(values, widths, flags, strict=True)
         ).rstrip()
 
-    out = [line(result.columns), line(["-" * w for w in widths])]
-    out.extend(line(row) for row in cells)
+    return [line(header), line(["-" * w for w in widths]), *(line(row) for row in rows)]
+
+
+def render_table(result: QueryResult) -> str:
+    cells = [[_cell(v) for v in row] for row in result.rows]
+    numeric = [t in ("int", "float") for t in result.types]
+    out = format_table(result.columns, cells, numeric)
     out.append(f"({len(result.rows)} row{'s' if len(result.rows) != 1 else ''})")
     if result.partial:
         missing = ", ".join(

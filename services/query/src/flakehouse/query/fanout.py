@@ -2,8 +2,9 @@
 replica in the placement's order; if it has not answered after `hedge_after_s`, the next
 replica is asked too (hedging) and the first good answer wins, the other call is cancelled. A
 replica that fails, or declines (not held, catching up, behind the offsets asked for), hands over
-to the next. What no replica answers before the deadline is reported missing, with every
-replica's reason.
+to the next; one that was unreachable gets one more try when no other replica is left (a node
+that just restarted, whose channel is still backing off). What no replica answers before the
+deadline is reported missing, with every replica's reason.
 
 One call per partition (not one per node for all its partitions) is what makes hedging exact:
 an answer covers exactly one partition, so two replicas' answers are never both merged."""
@@ -22,6 +23,9 @@ from flakehouse.core.errors import InvalidArgument
 from flakehouse.replication.v1 import replication_pb2
 
 R = TypeVar("R")
+
+# A replica that was unreachable is asked once more, after this pause, when no other is left.
+RETRY_UNAVAILABLE_S = 0.5
 
 # (address, partition, timeout_s) -> (response, reason when the replica declined, else None)
 PartitionCall = Callable[[str, int, float], Awaitable[tuple[R, str | None]]]
@@ -94,6 +98,8 @@ async def _partition(
     running: dict[asyncio.Task[tuple[R, str | None]], tuple[replication_pb2.Node, float]] = {}
     reasons: list[str] = [] if replicas else ["no live replica"]
     answered = False
+    retried: set[str] = set()
+    unreachable: list[replication_pb2.Node] = []
 
     def launch() -> None:
         node = waiting.pop(0)
@@ -138,6 +144,17 @@ async def _partition(
                     failure = declined
                 reasons.append(f"{node.node_id}: {failure}")
                 node_trace.errors.append(f"partition {partition}: {failure}")
+                if failure.startswith("unavailable") and node.node_id not in retried:
+                    # A node restarting, or a channel still backing off from its last failure:
+                    # worth one more try once the other replicas are out of options.
+                    retried.add(node.node_id)
+                    unreachable.append(node)
+                if not waiting and not running and unreachable:
+                    pause = min(RETRY_UNAVAILABLE_S, (deadline - time.monotonic()) / 4)
+                    if pause > 0:
+                        await asyncio.sleep(pause)
+                        waiting.extend(unreachable)
+                        unreachable.clear()
                 if waiting and not running:
                     launch()
         result.missing[partition] = "; ".join(reasons) or "query deadline exceeded"

@@ -101,5 +101,7 @@ class ReplicationApi(replication_pb2_grpc.ReplicationServiceServicer):
                         )
                     )
         return replication_pb2.GetReplicaStatusResponse(
-            nodes=self._controller.placement.nodes, replicas=statuses
+            nodes=self._controller.placement.nodes,
+            replicas=statuses,
+            replication_factor=self._controller.replication_factor,
         )
