@@ -91,3 +91,16 @@ def test_without_reports_a_restored_placement_keeps_its_states() -> None:
         r("b", ONLINE),
         r("a", ONLINE),
     ]
+
+
+def test_a_leaving_node_stays_dead_despite_its_heartbeats_until_it_registers() -> None:
+    from flakehouse.replication.membership import Membership
+
+    members = Membership(node_timeout_s=10)
+    members.register("a", "x:1", "", now=0)
+    members.expire("a")
+    assert not members.alive("a", now=1)
+    assert members.heartbeat("a", {}, now=2)  # a pod shutting down still heartbeats
+    assert not members.alive("a", now=2)
+    members.register("a", "x:1", "", now=3)  # a new process under the same name
+    assert members.alive("a", now=3)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge
 
@@ -42,6 +43,7 @@ class ReplicationApp:
         self.admin = KafkaAdmin(settings.kafka_bootstrap, "flakehouse-replication")
         self.producer = make_producer(settings.kafka_bootstrap, "flakehouse-replication")
         self._refresh_lock = asyncio.Lock()
+        self.kube: Any = None  # the Kubernetes API client, in Kubernetes
         self._persisted_version = 0
         self.server = GrpcServer("replication", settings, self.registry)
         self.server.add(
@@ -91,11 +93,77 @@ class ReplicationApp:
     async def start(self) -> None:
         await self.admin.start()
         await self.producer.start()
-        await self._restore()
         await self.server.start()
+        if self.settings.kubernetes_namespace:
+            # Several controllers may run: only the lease holder acts (and reports SERVING, so
+            # the Service sends nodes to it); the others wait for the lease.
+            await self._start_kubernetes()
+            self.tasks.spawn("lead", self._lead_when_elected())
+        else:
+            await self._lead()
+
+    async def _lead(self) -> None:
+        """Take over: the persisted placement, then reconcile for as long as this process runs."""
+        await self._restore()
         await self.refresh()
         self.tasks.spawn("reconcile", self._reconcile_forever())
         await self.server.set_serving(True)
+
+    async def _start_kubernetes(self) -> None:
+        from flakehouse.replication.kube import kube_api_client
+        from flakehouse.replication.kube_lease import LeaseElector
+        from flakehouse.replication.kube_members import StoragePods
+
+        settings = self.settings
+        self.kube = await kube_api_client()
+        self.pods = StoragePods(
+            self.kube,
+            settings.kubernetes_namespace,
+            settings.storage_selector,
+            settings.storage_grpc_port,
+        )
+        self.elector = LeaseElector(
+            self.kube,
+            settings.kubernetes_namespace,
+            settings.lease_name,
+            settings.identity,
+            lease_duration_s=settings.lease_duration_s,
+            on_stopped_leading=self._lost_lease,
+        )
+        self.tasks.spawn("storage-pods", self.pods.run())
+        self.tasks.spawn("pod-membership", self._follow_pods())
+        self.tasks.spawn("lease", self.elector.run())
+
+    async def _lead_when_elected(self) -> None:
+        await self.elector.leading.wait()
+        log.info("elected leader", extra={"identity": self.settings.identity})
+        await self._lead()
+
+    def _lost_lease(self) -> None:
+        # Another controller may act from now on: stop at once. The process exits and comes
+        # back as a follower.
+        log.error("lost the leader lease; exiting", extra={"identity": self.settings.identity})
+        self.failed.set()
+
+    async def _follow_pods(self) -> None:
+        """Storage pods are members from the Kubernetes API: address and zone from the pod and
+        its node; a pod being deleted (or gone) is dead at once, without waiting for its
+        heartbeats to stop. Readiness is not used: a storage pod reports ready only once it
+        holds its partitions, which needs it placed first."""
+        async for members in self.pods.updates():
+            now = time.monotonic()
+            listed = {m.node_id for m in members}
+            for member in members:
+                if member.leaving:
+                    self.controller.membership.expire(member.node_id)
+                else:
+                    self.controller.membership.register(
+                        member.node_id, member.address, member.zone, now
+                    )
+            for known in self.controller.membership.members():
+                if known.node_id not in listed:
+                    self.controller.membership.expire(known.node_id)
+            self.controller.reconcile(None, now)
 
     async def _restore(self) -> None:
         records = await read_state_topic(
@@ -162,6 +230,8 @@ class ReplicationApp:
 
     async def stop(self) -> None:
         await self.server.stop()
-        await self.tasks.cancel_all()
+        await self.tasks.cancel_all()  # a leader releases its lease here
+        if self.kube is not None:
+            await self.kube.close()
         await self.producer.stop()
         await self.admin.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -15,3 +17,31 @@ class ReplicationSettings(ServiceSettings, KafkaSettings):
     heartbeat_interval_s: float = Field(1.0, gt=0)
     node_timeout_s: float = Field(10.0, gt=0, description="Silence after which a node is dead.")
     reconcile_interval_s: float = Field(1.0, gt=0, description="How often topics are rescanned.")
+
+    # In Kubernetes: storage membership from the pods and leader election with a Lease.
+    kubernetes_namespace: str = Field(
+        "",
+        description="Namespace of the storage pods and of the lease; empty: not in Kubernetes, "
+        "storage nodes are known from their gRPC registrations only.",
+    )
+    storage_selector: str = Field(
+        "app.kubernetes.io/component=storage",
+        min_length=1,
+        description="Label selector of the storage pods.",
+    )
+    storage_grpc_port: int = Field(
+        7000, ge=1, le=65535, description="gRPC port of the storage pods (the chart's grpcPort)."
+    )
+    lease_name: str = Field(
+        "flakehouse-replication",
+        pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
+        description="Name of the coordination.k8s.io Lease that elects the leader.",
+    )
+    lease_duration_s: int = Field(
+        15, ge=2, description="Seconds after the last renewal before another replica takes over."
+    )
+    identity: str = Field(
+        default_factory=socket.gethostname,
+        min_length=1,
+        description="This replica's name in the lease; the pod name by default.",
+    )
