@@ -6,6 +6,8 @@ from __future__ import annotations
 import itertools
 import math
 import random
+import struct
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import numpy.typing as npt
@@ -17,15 +19,18 @@ from ddsketch.pb.proto import DDSketchProto
 
 from flakehouse.sketches import RELATIVE_ACCURACY, QuantileState, SketchFormatError
 from flakehouse.sketches.quantiles import (
+    CODE_ZERO,
     KEY_MAX,
     KEY_MIN,
+    N_CODES,
     bucket_codes,
     encode_counts,
     encode_grouped,
 )
 
 QUANTILES = [0.5, 0.9, 0.95, 0.99]
-HEADER = b"FHQ\x01" + bytes(24)
+HEADER = b"FHQ\x01" + bytes(24)  # version 1, no NaN nor infinities
+Buckets = tuple[list[int], list[int]]
 
 
 def exact(values: npt.NDArray[np.float64], q: float) -> float:
@@ -41,6 +46,11 @@ def assert_within(got: float | None, want: float, tolerance: float = RELATIVE_AC
         want,
         got / want - 1 if want else 0,
     )
+
+
+def bits(answers: Iterable[float | None]) -> list[bytes | None]:
+    """Answers compared bit for bit (NaN equals NaN of the same bits)."""
+    return [None if a is None else struct.pack("<d", a) for a in answers]
 
 
 def durations(n: int, seed: int) -> npt.NDArray[np.float64]:
@@ -89,17 +99,32 @@ def test_same_bins_and_quantiles_as_adding_one_at_a_time() -> None:
     assert reread.to_bytes() == ours.to_bytes()
 
 
-def test_the_library_reads_our_protobuf() -> None:
-    values = durations(5_000, 3)
-    data = QuantileState.from_values(values).to_bytes()
-    message = ddsketch_pb2.DDSketch.FromString(data[len(HEADER) :])
-    # Our bytes are what protobuf itself writes for that message.
-    assert message.SerializeToString(deterministic=True) == data[len(HEADER) :]
-    sparse = QuantileState.from_values([1e-3, 1e6]).to_bytes()[len(HEADER) :]
-    assert ddsketch_pb2.DDSketch.FromString(sparse).SerializeToString(deterministic=True) == sparse
+def test_version_1_bytes_are_read(v1: Callable[..., bytes]) -> None:
+    samples = [
+        durations(5_000, 3),
+        np.array([1e-3, 1e6, -2.0, -3e5]),
+        np.array([-math.inf, -5.0, 0.0, 0.0, 3.0, math.inf, math.nan]),
+        np.array([0.0]),
+        np.array([math.nan, math.nan]),
+    ]
+    for values in samples:
+        state = QuantileState.from_values(values)
+        for sparse in (False, True):
+            old = v1(state.to_bytes(), sparse=sparse)
+            assert old.startswith(b"FHQ\x01")
+            again = QuantileState.from_bytes(old)
+            assert again.to_bytes() == state.to_bytes()
+            assert bits(again.quantile(q) for q in QUANTILES) == bits(
+                state.quantile(q) for q in QUANTILES
+            )
+    # The helper writes what the library reads.
+    message = ddsketch_pb2.DDSketch.FromString(
+        v1(QuantileState.from_values(samples[0]).to_bytes())[len(HEADER) :]
+    )
     sketch = DDSketchProto.from_proto(message)
-    assert sketch.count == len(values)
-    assert_within(sketch.get_quantile_value(0.5), float(np.quantile(values, 0.5, method="lower")))
+    assert sketch.count == len(samples[0])
+    want = float(np.quantile(samples[0], 0.5, method="lower"))
+    assert_within(sketch.get_quantile_value(0.5), want)
 
 
 # -- accuracy ----------------------------------------------------------------------------------
@@ -238,23 +263,34 @@ def test_encode_counts_gives_the_bytes_of_the_state() -> None:
     assert encode_counts(codes, counts) == QuantileState.from_values(values).to_bytes()
 
 
-def test_sparse_stores_for_few_values_over_a_wide_range() -> None:
-    values = [1e-3, 1e6, -2.0, -3e5]
-    state = QuantileState.from_values(values)
-    data = state.to_bytes()
-    message = ddsketch_pb2.DDSketch.FromString(data[len(HEADER) :])
-    assert len(message.positiveValues.binCounts) == 2
-    assert not message.positiveValues.contiguousBinCounts
-    assert len(data) < 120  # the contiguous form would take 8 bytes a bucket, ~1000 buckets
-    again = QuantileState.from_bytes(data)
-    assert again.to_bytes() == data
-    for q, want in [(0.0, -3e5), (1 / 3, -2.0), (2 / 3, 1e-3), (1.0, 1e6)]:
-        assert_within(again.quantile(q), want)
-    # Dense data keeps the contiguous form.
-    dense = ddsketch_pb2.DDSketch.FromString(
-        QuantileState.from_values(durations(1000, 4)).to_bytes()[len(HEADER) :]
+def test_the_bytes_are_as_documented(buckets: Callable[[bytes], Buckets]) -> None:
+    values = [-math.inf, -2.0, -2.0, 0.0, 1.0, 1.0, 1.0, 1e6, math.inf, math.nan]
+    codes = sorted(set(bucket_codes(values).tolist()))
+    counts = [1, 2, 1, 3, 1, 1, 1]
+    steps = [b - a for a, b in itertools.pairwise(codes)]
+    assert max(steps) >= 256  # two-byte steps, one-byte counts
+    want = (
+        struct.pack("<4sIIB", b"FHQ\x02", 7, codes[0], 0 | 1 << 2)
+        + b"".join(step.to_bytes(2, "little") for step in steps)
+        + bytes(counts)
     )
-    assert dense.positiveValues.contiguousBinCounts and not dense.positiveValues.binCounts
+    data = QuantileState.from_values(values).to_bytes()
+    assert data == want
+    assert buckets(data) == (codes, counts)
+    # Counts of 256 and more take wider ints; one bucket has no steps.
+    many = QuantileState.from_values(np.full(70_000, 2.5)).to_bytes()
+    assert many[12] == 2 and len(many) == 13 + 4 and buckets(many)[1] == [70_000]
+
+
+def test_small_states_are_small() -> None:
+    # A few values over a wide range (typical of a small group): ~3 bytes a bucket.
+    assert len(QuantileState.from_values([1e-3, 5.0, 1e6]).to_bytes()) == 13 + 2 * 2 + 3
+    # Steps across zero are wider than 2 bytes.
+    assert len(QuantileState.from_values([1e-3, 1e6, -2.0, -3e5]).to_bytes()) == 13 + 3 * 4 + 4
+    # Many values: one byte a step (they are mostly 1) and 2 a count (below 65 536).
+    dense = QuantileState.from_values(durations(100_000, 4)).to_bytes()
+    (n,) = struct.unpack_from("<I", dense, 4)
+    assert n > 500 and len(dense) == 13 + (n - 1) + 2 * n
 
 
 def test_encode_grouped_gives_each_group_its_bytes() -> None:
@@ -269,6 +305,26 @@ def test_encode_grouped_gives_each_group_its_bytes() -> None:
     encoded = encode_grouped(groups, codes, counts, len(parts) + 1)
     assert encoded == [QuantileState.from_values(p).to_bytes() for p in parts] + [b""]
     assert encoded[1] == b""
+
+
+def test_encode_grouped_checks_its_triples() -> None:
+    # Triples of count 0 are no buckets; bad triples are the caller's bug.
+    assert encode_grouped([0, 0, 1], [5, 6, 5], [0, 2, 0], 3) == [
+        encode_counts([6], [2]),
+        b"",
+        b"",
+    ]
+    for groups, codes, counts, message in [
+        ([0, 0], [6, 5], [1, 1], "sorted"),
+        ([0, 0], [5, 5], [1, 1], "sorted"),
+        ([1, 0], [5, 5], [1, 1], "sorted"),
+        ([0], [N_CODES], [1], "out of range"),
+        ([0], [5], [-1], "negative count"),
+        ([3], [5], [1], "group out of range"),
+        ([0, 1], [5], [1], "one length"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            encode_grouped(groups, codes, counts, 3)
 
 
 @pytest.mark.parametrize("n", [1, 10, 10_000])
@@ -300,8 +356,38 @@ def _sketch_bytes(
     return b"FHQ\x01" + specials + message.SerializeToString()
 
 
-def test_the_test_helper_makes_valid_bytes() -> None:
+def _v2(
+    first: int,
+    steps: list[int],
+    counts: list[int],
+    *,
+    step_class: int = 0,
+    count_class: int = 0,
+    n: int | None = None,
+    widths: int | None = None,
+    tail: bytes = b"",
+) -> bytes:
+    """Version 2 bytes, any of them wrong on request."""
+    header = struct.pack(
+        "<4sIIB",
+        b"FHQ\x02",
+        len(counts) if n is None else n,
+        first,
+        count_class | step_class << 2 if widths is None else widths,
+    )
+    step_bytes = b"".join(s.to_bytes(1 << step_class, "little") for s in steps)
+    count_bytes = b"".join(c.to_bytes(1 << count_class, "little") for c in counts)
+    return header + step_bytes + count_bytes + tail
+
+
+def test_the_test_helpers_make_valid_bytes() -> None:
     assert QuantileState.from_bytes(_sketch_bytes(bins=[1.0, 0.0, 2.0], offset=10)).count == 3
+    data = _v2(CODE_ZERO, [1, 300], [5, 1, 2], step_class=1)
+    assert QuantileState.from_bytes(data).to_bytes() == data
+    assert QuantileState.from_bytes(data).count == 8
+
+
+TOO_MANY = 2**53
 
 
 @pytest.mark.parametrize(
@@ -310,6 +396,8 @@ def test_the_test_helper_makes_valid_bytes() -> None:
         (b"FHQ", "bad magic or truncated"),
         (b"FHD\x01" + bytes(24), "bad magic"),
         (b"FHQ\x07" + bytes(24), "version 7"),
+        # Version 1.
+        (b"FHQ\x01" + bytes(20), "bad magic or truncated"),
         (HEADER + b"\xff\xff\xff", "corrupt DDSketch protobuf"),
         (HEADER, "mapping differs"),
         (_sketch_bytes(gamma=LogarithmicMapping(0.02).gamma), "mapping differs"),
@@ -326,18 +414,53 @@ def test_the_test_helper_makes_valid_bytes() -> None:
         (_sketch_bytes(bins=[0.0]), "empty quantile state"),
         (_sketch_bytes(bins=[2.0**52, 2.0**52, 1.0]), "more than 2"),
         (_sketch_bytes(specials=(2**60).to_bytes(8, "little") + bytes(16)), "more than 2"),
+        # Version 2.
+        (b"FHQ\x02" + bytes(8), "truncated"),
+        (_v2(5, [], [1], widths=12), "widths byte"),
+        (_v2(5, [], [1], widths=0x10), "widths byte"),
+        (_v2(5, [], [], n=0), "empty quantile state"),
+        (_v2(5, [], [1], tail=b"\x00"), "not the 14 of its 1 buckets"),
+        (_v2(5, [1], [1, 1])[:-1], "15 bytes, not the 16 of its 2"),
+        (_v2(5, [], [1], n=2**32 - 1), "not the"),
+        (_v2(N_CODES, [], [1]), "outside"),
+        (_v2(2**32 - 1, [], [1]), "outside"),
+        (_v2(N_CODES - 1, [], [1]), None),
+        (_v2(N_CODES - 2, [1], [1, 1]), None),
+        (_v2(N_CODES - 2, [2], [1, 1]), "outside"),
+        (_v2(5, [N_CODES + 1], [1, 1], step_class=2), "outside"),
+        (_v2(5, [2**32 - 1, 2**32 - 1], [1, 1, 1], step_class=2), "outside"),
+        (_v2(5, [1, 0], [1, 1, 1]), "not strictly ascending"),
+        (_v2(5, [], [0]), "count 0"),
+        (_v2(5, [1], [3, 0]), "count 0"),
+        (_v2(5, [], [255], count_class=1), "not canonical"),
+        (_v2(5, [], [256], count_class=1), None),
+        (_v2(5, [], [256], count_class=2), "not canonical"),
+        (_v2(5, [], [2**32], count_class=3), None),
+        (_v2(5, [], [2**31], count_class=3), "not canonical"),
+        (_v2(5, [], [1], step_class=1), "not canonical"),
+        (_v2(5, [255], [1, 1], step_class=1), "not canonical"),
+        (_v2(5, [256], [1, 1], step_class=1), None),
+        (_v2(5, [], [TOO_MANY], count_class=3), None),
+        (_v2(5, [], [TOO_MANY + 1], count_class=3), "more than 2\\^53"),
+        (_v2(5, [], [2**64 - 1], count_class=3), "more than 2\\^53"),
+        (_v2(5, [1], [TOO_MANY, 1], count_class=3), "more than 2\\^53"),
+        (_v2(5, [1] * 2000, [TOO_MANY] * 2001, count_class=3), "more than 2\\^53"),
     ],
 )
-def test_bad_bytes_are_rejected(data: bytes, message: str) -> None:
+def test_bad_bytes_are_rejected(data: bytes, message: str | None) -> None:
+    if message is None:  # the edge that is still valid
+        assert QuantileState.from_bytes(data).to_bytes() == data
+        return
     with pytest.raises(SketchFormatError, match=message):
         QuantileState.from_bytes(data)
 
 
-def test_corrupted_bytes_never_raise_anything_else() -> None:
+def test_corrupted_bytes_never_raise_anything_else(v1: Callable[..., bytes]) -> None:
     rng = random.Random(12)
     samples = [QuantileState.from_values(durations(n, n)).to_bytes() for n in (1, 100, 10_000)]
+    samples += [v1(data, sparse=sparse) for data in samples for sparse in (False, True)]
     rejected = 0
-    for _ in range(3_000):
+    for _ in range(6_000):
         data = bytearray(rng.choice(samples))
         action = rng.random()
         if action < 0.4:
@@ -351,4 +474,4 @@ def test_corrupted_bytes_never_raise_anything_else() -> None:
             QuantileState.from_bytes(bytes(data)).quantile(0.5)
         except SketchFormatError:
             rejected += 1
-    assert rejected > 1_000
+    assert rejected > 2_000

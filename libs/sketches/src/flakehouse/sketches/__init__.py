@@ -1,8 +1,9 @@
 """Mergeable sketches shared by storage (which builds them next to the data) and query (which
 merges them): count distinct (exact sets, then Apache DataSketches HLL) and quantiles (DDSketch),
-with one serialized format for `AggregateState.sketch`."""
+with one serialized format for `AggregateState.sketch`; and the query service's batch
+finalizers, which merge and read the states of many groups at once."""
 
-from flakehouse.sketches.distinct import EXACT_LIMIT, LG_K, DistinctState
+from flakehouse.sketches.distinct import EXACT_LIMIT, LG_K, DistinctState, distinct_of_groups
 from flakehouse.sketches.errors import SketchFormatError
 from flakehouse.sketches.hashing import (
     hash_bools,
@@ -11,7 +12,12 @@ from flakehouse.sketches.hashing import (
     hash_scalars,
     hash_strings,
 )
-from flakehouse.sketches.quantiles import RELATIVE_ACCURACY, QuantileState
+from flakehouse.sketches.quantiles import (
+    RELATIVE_ACCURACY,
+    QuantileState,
+    merge_quantile_groups,
+    quantiles_of_groups,
+)
 
 __all__ = [
     "EXACT_LIMIT",
@@ -20,9 +26,12 @@ __all__ = [
     "DistinctState",
     "QuantileState",
     "SketchFormatError",
+    "distinct_of_groups",
     "hash_bools",
     "hash_floats",
     "hash_ints",
     "hash_scalars",
     "hash_strings",
+    "merge_quantile_groups",
+    "quantiles_of_groups",
 ]
