@@ -38,7 +38,7 @@ class Cluster:
         self.cancelled: list[tuple[str, int]] = []
 
     async def __call__(
-        self, address: str, partition: int, timeout_s: float
+        self, address: str, partition: int, timeout_s: float, first: bool
     ) -> tuple[str, str | None]:
         self.calls.append((address, partition))
         delay, outcome = self.script[address]
@@ -125,7 +125,9 @@ async def test_an_unreachable_replica_gets_one_more_try_when_no_other_is_left() 
     """A node that just restarted: its channel fails at once for a moment, then connects."""
     attempts: dict[str, int] = {}
 
-    async def call(address: str, partition: int, timeout_s: float) -> tuple[str, str | None]:
+    async def call(
+        address: str, partition: int, timeout_s: float, first: bool
+    ) -> tuple[str, str | None]:
         attempts[address] = attempts.get(address, 0) + 1
         if address == "b" or attempts[address] == 1:
             raise _rpc_error(grpc.StatusCode.UNAVAILABLE, "failed to connect")
@@ -138,10 +140,28 @@ async def test_an_unreachable_replica_gets_one_more_try_when_no_other_is_left() 
 
     attempts.clear()
 
-    async def never(address: str, partition: int, timeout_s: float) -> tuple[str, str | None]:
+    async def never(
+        address: str, partition: int, timeout_s: float, first: bool
+    ) -> tuple[str, str | None]:
         attempts[address] = attempts.get(address, 0) + 1
         raise _rpc_error(grpc.StatusCode.UNAVAILABLE, "failed to connect")
 
     result = await fan_out(placement(1, ["a", "b"]), nodes("a", "b"), never, 5.0, 1.0)
     assert attempts == {"a": 2, "b": 2}, "one retry each, no more"
     assert "unavailable" in result.missing[0]
+
+
+async def test_only_the_first_call_of_a_partition_is_marked_first() -> None:
+    """The first replica asked may decline for lag (max_lag); the fallback and the hedge may
+    not, so a partition whose replicas all lag still gets an answer."""
+    firsts: list[tuple[str, bool]] = []
+
+    async def call(
+        address: str, partition: int, timeout_s: float, first: bool
+    ) -> tuple[str, str | None]:
+        firsts.append((address, first))
+        return f"{address}:{partition}", ("lagging" if first else None)
+
+    result = await fan_out(placement(1, ["a", "b"]), nodes("a", "b"), call, 5.0, 1.0)
+    assert firsts == [("a", True), ("b", False)]
+    assert [a.response for a in result.answers] == ["b:0"]

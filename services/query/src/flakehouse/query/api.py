@@ -40,13 +40,15 @@ class StorageChannels:
             self._stubs[address] = storage_pb2_grpc.StorageServiceStub(channel)
         return self._stubs[address]
 
-    def call(self, method: str, request_for: Callable[[int], Any]) -> PartitionCall[Any]:
+    def call(self, method: str, request_for: Callable[[int, bool], Any]) -> PartitionCall[Any]:
         """A fan-out call of one StorageService method, for one partition, whose response lists
-        the partitions the node declined in `unavailable`."""
+        the partitions the node declined in `unavailable`. `request_for(partition, first)`."""
 
-        async def call(address: str, partition: int, remaining_s: float) -> tuple[Any, str | None]:
+        async def call(
+            address: str, partition: int, remaining_s: float, first: bool
+        ) -> tuple[Any, str | None]:
             rpc = getattr(self.stub(address), method)
-            response = await rpc(request_for(partition), timeout=remaining_s)
+            response = await rpc(request_for(partition, first), timeout=remaining_s)
             declined = [e.reason for e in response.unavailable if e.partition == partition]
             return response, declined[0] if declined else None
 
@@ -115,10 +117,14 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
         if statement.explain:
             return _explain(statement, dataset, nodes, minimums)
 
-        def fragment(partition: int) -> storage_pb2.ExecuteFragmentRequest:
+        def fragment(partition: int, first: bool) -> storage_pb2.ExecuteFragmentRequest:
             wanted = [minimums[partition]] if partition in minimums else []
             return storage_pb2.ExecuteFragmentRequest(
-                plan=plan, partitions=[partition], min_offsets=wanted
+                plan=plan,
+                partitions=[partition],
+                min_offsets=wanted,
+                # The first replica asked must be fresh; a fallback answers whatever its lag.
+                max_lag=self._settings.max_replica_lag if first else 0,
             )
 
         execute = self._storage.call("ExecuteFragment", fragment)
@@ -194,7 +200,7 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
         dataset, nodes = await self._placements.lookup(name)
         describe = self._storage.call(
             "DescribeFields",
-            lambda p: storage_pb2.DescribeFieldsRequest(dataset=name, partitions=[p]),
+            lambda p, _first: storage_pb2.DescribeFieldsRequest(dataset=name, partitions=[p]),
         )
         result = await fan_out(dataset, nodes, describe, timeout_s, self._hedge_after_s)
         counts: dict[tuple[str, int], int] = defaultdict(int)

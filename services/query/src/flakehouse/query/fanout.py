@@ -27,8 +27,9 @@ R = TypeVar("R")
 # A replica that was unreachable is asked once more, after this pause, when no other is left.
 RETRY_UNAVAILABLE_S = 0.5
 
-# (address, partition, timeout_s) -> (response, reason when the replica declined, else None)
-PartitionCall = Callable[[str, int, float], Awaitable[tuple[R, str | None]]]
+# (address, partition, timeout_s, first) -> (response, reason when the replica declined, else
+# None); `first`: the partition's first call (a fallback or a hedge is not), which may be pickier.
+PartitionCall = Callable[[str, int, float, bool], Awaitable[tuple[R, str | None]]]
 
 
 @dataclass
@@ -101,10 +102,14 @@ async def _partition(
     retried: set[str] = set()
     unreachable: list[replication_pb2.Node] = []
 
+    launched = 0
+
     def launch() -> None:
+        nonlocal launched
         node = waiting.pop(0)
         remaining = max(deadline - time.monotonic(), 0.001)
-        task = asyncio.ensure_future(call(node.address, partition, remaining))
+        task = asyncio.ensure_future(call(node.address, partition, remaining, launched == 0))
+        launched += 1
         running[task] = (node, time.monotonic())
 
     def trace(node: replication_pb2.Node) -> NodeTrace:

@@ -14,6 +14,12 @@ class QuerySettings(ServiceSettings):
     replication_address: str = Field(..., description="host:port of the replication service.")
     default_timeout_ms: int = Field(4000, gt=0, description="Deadline of a query by default.")
     max_timeout_ms: int = Field(60000, gt=0, description="Longest deadline a query may ask for.")
+    max_replica_lag: int = Field(
+        1000,
+        ge=0,
+        description="Records a partition's first replica may lag before the next is asked "
+        "instead; 0: no limit.",
+    )
     hedge_after_ms: int = Field(
         400, gt=0, description="Ask a partition's next replica when the first is this slow."
     )

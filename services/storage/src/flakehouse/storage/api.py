@@ -25,11 +25,16 @@ class StorageApi(storage_pb2_grpc.StorageServiceServicer):
         self._node = node
 
     def _split(
-        self, dataset: str, partitions: list[int], minimums: dict[int, int] | None = None
+        self,
+        dataset: str,
+        partitions: list[int],
+        minimums: dict[int, int] | None = None,
+        max_lag: int = 0,
     ) -> tuple[list[Replica], list[storage_pb2.PartitionError]]:
         """The replicas that can answer, and why the others cannot. A replica that has not yet
         caught up declines (its answer would silently miss data), unless it has applied the
-        offset the request asks for: then it holds all the caller needs to see."""
+        offset the request asks for: then it holds all the caller needs to see. With `max_lag`,
+        an online replica further behind than that declines too (the caller has fresher ones)."""
         held, unavailable = [], []
         for partition in partitions:
             replica = self._node.replica(dataset, partition)
@@ -43,6 +48,9 @@ class StorageApi(storage_pb2_grpc.StorageServiceServicer):
                 reason = f"catching up ({behind})"
                 if minimum >= 0:
                     reason = f"has not applied offset {minimum} yet (applied {replica.next_offset})"
+                unavailable.append(storage_pb2.PartitionError(partition=partition, reason=reason))
+            elif max_lag > 0 and replica.lag > max_lag and not (0 <= minimum < replica.next_offset):
+                reason = f"lagging {replica.lag} records behind (more than {max_lag})"
                 unavailable.append(storage_pb2.PartitionError(partition=partition, reason=reason))
             else:
                 held.append(replica)
@@ -87,7 +95,9 @@ class StorageApi(storage_pb2_grpc.StorageServiceServicer):
                 raise InvalidArgument("min_offsets must match partitions one for one")
             minimums = dict(zip(request.partitions, request.min_offsets, strict=True))
             await self._wait_applied(plan.dataset, minimums, context)
-        held, unavailable = self._split(plan.dataset, list(request.partitions), minimums)
+        held, unavailable = self._split(
+            plan.dataset, list(request.partitions), minimums, request.max_lag
+        )
         try:
             fields = fragment.fields_needed(plan)
             result = await asyncio.to_thread(self._execute, plan, held, fields)

@@ -51,6 +51,12 @@ class ExecuteFragmentRequest(_message.Message):
     PLAN_FIELD_NUMBER: _builtins.int
     PARTITIONS_FIELD_NUMBER: _builtins.int
     MIN_OFFSETS_FIELD_NUMBER: _builtins.int
+    MAX_LAG_FIELD_NUMBER: _builtins.int
+    max_lag: _builtins.int
+    """Decline partitions this replica is more than this many records behind on (its lag as of
+    its last fetch), so that the query asks a fresher replica; 0: no limit. The query service
+    sets it on the first replica it asks, not on the fallback.
+    """
     @_builtins.property
     def plan(self) -> _plan_pb2.QueryPlan: ...
     @_builtins.property
@@ -67,10 +73,11 @@ class ExecuteFragmentRequest(_message.Message):
         plan: _plan_pb2.QueryPlan | None = ...,
         partitions: _abc.Iterable[_builtins.int] | None = ...,
         min_offsets: _abc.Iterable[_builtins.int] | None = ...,
+        max_lag: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["plan", b"plan"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_offsets", b"min_offsets", "partitions", b"partitions", "plan", b"plan"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_lag", b"max_lag", "min_offsets", b"min_offsets", "partitions", b"partitions", "plan", b"plan"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
