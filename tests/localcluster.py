@@ -133,4 +133,6 @@ def node_counts(address: str, dataset: str, partitions: int) -> dict[str, int]:
         )
     if response.unavailable:
         raise LookupError(f"{address}: {list(response.unavailable)}")
-    return {g.key[0].string_value: g.states[0].count for g in response.result.groups}
+    groups = response.result.group_columns
+    # strict: every status is a string.
+    return dict(zip(groups.keys[0].string_values, groups.states[0].counts, strict=True))

@@ -73,8 +73,9 @@ def placement(node_id: str, prefix: str) -> replication_pb2.Placement:
 
 def counts(replicas: list[Replica]) -> dict[str, int]:
     views = [view for replica in replicas for view in replica.snapshot(None)]
-    result = fragment.execute(COUNT, views)
-    return {g.key[0].string_value: g.states[0].count for g in result.groups}
+    groups = fragment.execute(COUNT, views).group_columns
+    # strict: every status is a string.
+    return dict(zip(groups.keys[0].string_values, groups.states[0].counts, strict=True))
 
 
 async def eventually(check: Callable[[], bool], timeout_s: float = 20) -> None:

@@ -6,8 +6,9 @@ Run from the repository root:
     .venv/bin/python services/query/benchmarks/merge.py [--groups 1000 40000] [--partials 1 8]
 
 With P partials every group is in each of them (one per partition, in its own order), so the
-merge sees P x groups group states. Partials are parsed from their bytes before each run, as
-they arrive from gRPC. Prints the median of a few runs, in milliseconds.
+merge sees P x groups group states, in columns (plan.proto's GroupColumns). Partials are parsed
+from their bytes before each run, as they arrive from gRPC. Prints the median of a few runs, in
+milliseconds.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 from collections.abc import Sequence
 
 from flakehouse.common.v1 import plan_pb2
+from flakehouse.common.v1.events_pb2 import VALUE_TYPE_FLOAT, VALUE_TYPE_INT, VALUE_TYPE_STRING
 from flakehouse.events.values import to_value
 from flakehouse.query.merge import finalize, merge_partials
 from flakehouse.query.planner import PlannedQuery, plan_query
@@ -52,7 +54,7 @@ _QUANTILES = QuantileState.from_values([0.25, 0.5, 1.5, 3.0]).to_bytes()
 _DISTINCT = DistinctState.from_values(["a", "b", "c"]).to_bytes()
 
 
-def _key(group_by: plan_pb2.GroupKey, i: int) -> object:
+def _key(group_by: plan_pb2.GroupKey, i: int) -> str | int:
     if group_by.WhichOneof("kind") == "time_bucket_us":
         return i * group_by.time_bucket_us
     if group_by.field == "suite":
@@ -60,25 +62,49 @@ def _key(group_by: plan_pb2.GroupKey, i: int) -> object:
     return f"test_{i}"
 
 
-def _state(aggregate: plan_pb2.Aggregate, rng: random.Random) -> plan_pb2.AggregateState:
+def _key_column(group_by: plan_pb2.GroupKey, order: list[int]) -> plan_pb2.ValueColumn:
+    column = plan_pb2.ValueColumn()
+    keys = [_key(group_by, i) for i in order]
+    if group_by.WhichOneof("kind") == "time_bucket_us":
+        column.types.extend([VALUE_TYPE_INT] * len(keys))
+        column.int_values.extend(keys)  # type: ignore[arg-type]
+    else:
+        column.types.extend([VALUE_TYPE_STRING] * len(keys))
+        column.string_values.extend(keys)  # type: ignore[arg-type]
+    return column
+
+
+def _state_column(
+    aggregate: plan_pb2.Aggregate, size: int, rng: random.Random
+) -> plan_pb2.StateColumn:
     fn = aggregate.function
-    n = rng.randrange(1, 50)
+    column = plan_pb2.StateColumn()
+    counts = [rng.randrange(1, 50) for _ in range(size)]
     if fn in (plan_pb2.AGGREGATE_FUNCTION_COUNT, plan_pb2.AGGREGATE_FUNCTION_COUNT_FIELD):
-        return plan_pb2.AggregateState(count=n)
-    if fn in (plan_pb2.AGGREGATE_FUNCTION_SUM, plan_pb2.AGGREGATE_FUNCTION_AVG):
+        column.counts.extend(counts)
+    elif fn in (plan_pb2.AGGREGATE_FUNCTION_SUM, plan_pb2.AGGREGATE_FUNCTION_AVG):
+        column.counts.extend(counts)
         if aggregate.field == "retries":
-            return plan_pb2.AggregateState(count=n, int_sum=rng.randrange(0, 3 * n))
-        return plan_pb2.AggregateState(count=n, sum=n * rng.random(), float_seen=True)
-    if fn in (plan_pb2.AGGREGATE_FUNCTION_MIN, plan_pb2.AGGREGATE_FUNCTION_MAX):
-        return plan_pb2.AggregateState(extreme=to_value(round(rng.random() * 10, 3)))
-    if fn == plan_pb2.AGGREGATE_FUNCTION_COUNT_DISTINCT:
-        return plan_pb2.AggregateState(sketch=_DISTINCT)
-    return plan_pb2.AggregateState(sketch=_QUANTILES)
+            column.int_sums.extend(rng.randrange(0, 3 * n) for n in counts)
+            column.sums.extend([0.0] * size)
+            column.float_seen.extend([False] * size)
+        else:
+            column.int_sums.extend([0] * size)
+            column.sums.extend(n * rng.random() for n in counts)
+            column.float_seen.extend([True] * size)
+    elif fn in (plan_pb2.AGGREGATE_FUNCTION_MIN, plan_pb2.AGGREGATE_FUNCTION_MAX):
+        column.extremes.types.extend([VALUE_TYPE_FLOAT] * size)
+        column.extremes.float_values.extend(round(rng.random() * 10, 3) for _ in range(size))
+    elif fn == plan_pb2.AGGREGATE_FUNCTION_COUNT_DISTINCT:
+        column.sketches.extend([_DISTINCT] * size)
+    else:
+        column.sketches.extend([_QUANTILES] * size)
+    return column
 
 
 def partials(planned: PlannedQuery, groups: int, count: int, seed: int = 1) -> list[bytes]:
     """`count` serialized PartialResults of the plan, each with all `groups` groups (aggregate
-    plans) or `limit` rows (raw-rows plans)."""
+    plans, as GroupColumns) or `limit` rows (raw-rows plans)."""
     rng = random.Random(seed)
     plan = planned.plan
     out = []
@@ -87,10 +113,10 @@ def partials(planned: PlannedQuery, groups: int, count: int, seed: int = 1) -> l
         if planned.is_aggregate:
             order = list(range(groups))
             rng.shuffle(order)
-            for i in order:
-                group = partial.groups.add()
-                group.key.extend(to_value(_key(k, i)) for k in plan.group_by)  # type: ignore[arg-type]
-                group.states.extend(_state(a, rng) for a in plan.aggregates)
+            columns = partial.group_columns
+            columns.size = groups
+            columns.keys.extend(_key_column(k, order) for k in plan.group_by)
+            columns.states.extend(_state_column(a, groups, rng) for a in plan.aggregates)
         else:
             for i in range(min(groups, plan.limit)):
                 row = partial.rows.add()

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from flakehouse.common.v1 import events_pb2, plan_pb2
-from flakehouse.events.values import Scalar, from_value, to_value
+from flakehouse.events.values import Scalar, from_value, to_value, type_of
 from flakehouse.query.merge import finalize, merge_partials
 from flakehouse.query.planner import plan_query
 from flakehouse.sketches import DistinctState, QuantileState
@@ -143,28 +143,33 @@ def priority(v: Scalar) -> int:
     return 2 if is_number(v) else 1 if isinstance(v, str) else 0
 
 
-def aggregate_state(aggregate: plan_pb2.Aggregate, events: list[Event]) -> plan_pb2.AggregateState:
+State = dict[str, Any]
+"""One group's state of one aggregate: the values of its StateColumn members (see plan.proto),
+`extremes` as a Python scalar or None."""
+
+
+def aggregate_state(aggregate: plan_pb2.Aggregate, events: list[Event]) -> State:
     fn = aggregate.function
     values = [e.get(aggregate.field) for e in events]
     present = [v for v in values if v is not None]
     if fn == plan_pb2.AGGREGATE_FUNCTION_COUNT:
-        return plan_pb2.AggregateState(count=len(events))
+        return {"counts": len(events)}
     if fn == plan_pb2.AGGREGATE_FUNCTION_COUNT_FIELD:
-        return plan_pb2.AggregateState(count=len(present))
+        return {"counts": len(present)}
     if fn == plan_pb2.AGGREGATE_FUNCTION_COUNT_DISTINCT:
-        return plan_pb2.AggregateState(sketch=DistinctState.from_values(present).to_bytes())
+        return {"sketches": DistinctState.from_values(present).to_bytes()}
     if fn == plan_pb2.AGGREGATE_FUNCTION_PERCENTILE:
         numbers = [float(v) for v in present if is_number(v)]
-        return plan_pb2.AggregateState(sketch=QuantileState.from_values(numbers).to_bytes())
+        return {"sketches": QuantileState.from_values(numbers).to_bytes()}
     if fn in (plan_pb2.AGGREGATE_FUNCTION_SUM, plan_pb2.AGGREGATE_FUNCTION_AVG):
         ints = [v for v in present if is_number(v) and isinstance(v, int)]
         floats = [v for v in present if isinstance(v, float)]
-        return plan_pb2.AggregateState(
-            count=len(ints) + len(floats),
-            int_sum=sum(ints),  # type: ignore[arg-type]
-            sum=math.fsum(floats),
-            float_seen=bool(floats),
-        )
+        return {
+            "counts": len(ints) + len(floats),
+            "int_sums": sum(ints),  # type: ignore[arg-type]
+            "sums": math.fsum(floats),
+            "float_seen": bool(floats),
+        }
     best: Scalar | None = None
     for v in present:
         if best is None or priority(v) > priority(best):
@@ -172,11 +177,43 @@ def aggregate_state(aggregate: plan_pb2.Aggregate, events: list[Event]) -> plan_
         elif priority(v) == priority(best):
             better = v > best if fn == plan_pb2.AGGREGATE_FUNCTION_MAX else v < best  # type: ignore[operator]
             best = v if better else best
-    return (
-        plan_pb2.AggregateState(extreme=to_value(best))
-        if best is not None
-        else plan_pb2.AggregateState()
-    )
+    return {"extremes": best}
+
+
+_MEMBERS = {
+    events_pb2.VALUE_TYPE_STRING: "string_values",
+    events_pb2.VALUE_TYPE_INT: "int_values",
+    events_pb2.VALUE_TYPE_FLOAT: "float_values",
+    events_pb2.VALUE_TYPE_BOOL: "bool_values",
+}
+
+
+def value_column(cells: Sequence[Scalar | None]) -> plan_pb2.ValueColumn:
+    column = plan_pb2.ValueColumn()
+    for cell in cells:
+        kind = events_pb2.VALUE_TYPE_UNSPECIFIED if cell is None else type_of(cell)
+        column.types.append(kind)  # type: ignore[arg-type]
+        if cell is not None:
+            getattr(column, _MEMBERS[kind]).append(cell)
+    return column
+
+
+def group_columns(
+    keys: list[tuple[Scalar | None, ...]], states: list[list[State]]
+) -> plan_pb2.GroupColumns:
+    """Groups (a key and a state per aggregate each) as plan.proto's columns."""
+    columns = plan_pb2.GroupColumns(size=len(keys))
+    width = len(keys[0]) if keys else 0
+    columns.keys.extend(value_column([key[k] for key in keys]) for k in range(width))
+    for column_states in zip(*states, strict=True):
+        column = columns.states.add()
+        for member in column_states[0]:
+            cells = [state[member] for state in column_states]
+            if member == "extremes":
+                column.extremes.CopyFrom(value_column(cells))
+            else:
+                getattr(column, member).extend(cells)
+    return columns
 
 
 def rank(v: Scalar) -> int:
@@ -204,15 +241,13 @@ def execute(plan: plan_pb2.QueryPlan, events: list[Event]) -> plan_pb2.PartialRe
         for e in selected:
             key = group_key(plan, e)
             grouped.setdefault(tuple((type(k), k) for k in key), []).append(e)
-        return plan_pb2.PartialResult(
-            groups=[
-                plan_pb2.GroupState(
-                    key=[to_value(k) for _, k in key],
-                    states=[aggregate_state(a, members) for a in plan.aggregates],
-                )
-                for key, members in grouped.items()
-            ]
-        )
+        keys = [tuple(k for _, k in key) for key in grouped]
+        states = [
+            [aggregate_state(a, members) for a in plan.aggregates] for members in grouped.values()
+        ]
+        if not keys:
+            return plan_pb2.PartialResult()
+        return plan_pb2.PartialResult(group_columns=group_columns(keys, states))
 
     def order(a: Event, b: Event) -> int:
         for o in plan.order_by:

@@ -7,45 +7,113 @@ import itertools
 import math
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from flakehouse.common.v1 import events_pb2, plan_pb2
-from flakehouse.events.values import BOOL, FLOAT, INT, STRING, Scalar, from_value, to_value
+from flakehouse.events.values import (
+    BOOL,
+    FLOAT,
+    INT,
+    STRING,
+    Scalar,
+    from_value,
+    to_value,
+    type_of,
+)
+from flakehouse.query import merge
 from flakehouse.query.merge import PartialResultError, add_partial, finalize, merge_partials
 from flakehouse.query.planner import PlannedQuery, plan_query
 from flakehouse.sketches import DistinctState, QuantileState
 
 UNSPECIFIED = events_pb2.VALUE_TYPE_UNSPECIFIED
 Cell = Scalar | None
+MEMBERS = {STRING: "string_values", INT: "int_values", FLOAT: "float_values", BOOL: "bool_values"}
+# The StateColumn members each kind of state fills.
+USES = {
+    "count": ("counts",),
+    "sum": ("counts", "sums", "int_sums", "float_seen"),
+    "extreme": ("extremes",),
+    "sketch": ("sketches",),
+}
 
 
 def plan(sql: str) -> PlannedQuery:
     return plan_query(sql, now_us=0)
 
 
-def count(n: int) -> plan_pb2.AggregateState:
-    return plan_pb2.AggregateState(count=n)
+@dataclass(frozen=True)
+class State:
+    """One group's state of one aggregate, as a storage node computes it."""
+
+    kind: str
+    count: int = 0
+    sum: float = 0.0
+    int_sum: int = 0
+    float_seen: bool = False
+    extreme: Cell = None
+    sketch: bytes = b""
 
 
-def total(
-    n: int, int_sum: int = 0, float_sum: float = 0.0, float_seen: bool = False
-) -> plan_pb2.AggregateState:
-    return plan_pb2.AggregateState(count=n, int_sum=int_sum, sum=float_sum, float_seen=float_seen)
+def count(n: int) -> State:
+    return State("count", count=n)
 
 
-def extreme(value: Cell) -> plan_pb2.AggregateState:
-    if value is None:
-        return plan_pb2.AggregateState()
-    return plan_pb2.AggregateState(extreme=to_value(value))
+def total(n: int, int_sum: int = 0, float_sum: float = 0.0, float_seen: bool = False) -> State:
+    return State("sum", count=n, int_sum=int_sum, sum=float_sum, float_seen=float_seen)
 
 
-def group(key: Sequence[Cell], *states: plan_pb2.AggregateState) -> plan_pb2.GroupState:
-    return plan_pb2.GroupState(key=[to_value(k) for k in key], states=states)
+def extreme(value: Cell) -> State:
+    return State("extreme", extreme=value)
 
 
-def groups(*states: plan_pb2.GroupState) -> plan_pb2.PartialResult:
-    return plan_pb2.PartialResult(groups=states)
+Group = tuple[Sequence[Cell], Sequence[State]]
+
+
+def group(key: Sequence[Cell], *states: State) -> Group:
+    return key, states
+
+
+def value_column(cells: Sequence[Cell]) -> plan_pb2.ValueColumn:
+    column = plan_pb2.ValueColumn()
+    for cell in cells:
+        if cell is None:
+            column.types.append(UNSPECIFIED)
+        else:
+            kind = type_of(cell)
+            column.types.append(kind)  # type: ignore[arg-type]
+            getattr(column, MEMBERS[kind]).append(cell)
+    return column
+
+
+def state_column(states: Sequence[State]) -> plan_pb2.StateColumn:
+    (kind,) = {state.kind for state in states}
+    column = plan_pb2.StateColumn()
+    uses = USES[kind]
+    if "counts" in uses:
+        column.counts.extend(state.count for state in states)
+    if "sums" in uses:
+        column.sums.extend(state.sum for state in states)
+        column.int_sums.extend(state.int_sum for state in states)
+        column.float_seen.extend(state.float_seen for state in states)
+    if "extremes" in uses:
+        column.extremes.CopyFrom(value_column([state.extreme for state in states]))
+    if "sketches" in uses:
+        column.sketches.extend(state.sketch for state in states)
+    return column
+
+
+def groups(*rows: Group) -> plan_pb2.PartialResult:
+    """A partial result holding these groups, as columns."""
+    if not rows:
+        return plan_pb2.PartialResult()
+    keys, states = zip(*rows, strict=True)
+    columns = plan_pb2.GroupColumns(size=len(rows))
+    columns.keys.extend(value_column(cells) for cells in zip(*keys, strict=True))
+    columns.states.extend(state_column(column) for column in zip(*states, strict=True))
+    return plan_pb2.PartialResult(group_columns=columns)
 
 
 def rows(*values: Sequence[Cell]) -> plan_pb2.PartialResult:
@@ -168,6 +236,27 @@ def test_float_sums_do_not_depend_on_arrival_order() -> None:
     ]
     assert answer(planned, partials)[1] == [[1.0]]
     assert answer(planned, partials[::-1])[1] == [[1.0]]
+
+
+@pytest.mark.parametrize(
+    ("sums", "expected"),
+    [
+        # 2**53 + 1 is a tie between 2**53 and 2**53 + 2: the 2**-60 breaks it, upwards.
+        ([2.0**53, 1.0, 2.0**-60], 2.0**53 + 2),
+        ([1e308, 1e308, -1e308], 1e308),  # beyond floats on the way only
+        ([math.inf, 1.0, 2.5], math.inf),
+        ([math.inf, -math.inf, 1.0], math.nan),
+        ([math.nan, 1.0, 2.0], math.nan),
+    ],
+)
+def test_float_sums_are_exactly_rounded_whatever_the_order(
+    sums: list[float], expected: float
+) -> None:
+    planned = plan("SELECT k, sum(v) FROM ci GROUP BY k")
+    partials = [groups(group(["a"], total(1, float_sum=x, float_seen=True))) for x in sums]
+    for ordering in itertools.permutations(partials):
+        (row,) = answer(planned, list(ordering))[1]
+        assert repr(row) == repr(["a", expected])
 
 
 def test_int_sum_beyond_int64_is_answered_as_float() -> None:
@@ -334,12 +423,12 @@ def test_raw_rows_nulls_last_ascending() -> None:
     ]
 
 
-def distinct(*values: Cell) -> plan_pb2.AggregateState:
-    return plan_pb2.AggregateState(sketch=DistinctState.from_values(values).to_bytes())
+def distinct(*values: Cell) -> State:
+    return State("sketch", sketch=DistinctState.from_values(values).to_bytes())
 
 
-def quantiles(*values: float) -> plan_pb2.AggregateState:
-    return plan_pb2.AggregateState(sketch=QuantileState.from_values(values).to_bytes())
+def quantiles(*values: float) -> State:
+    return State("sketch", sketch=QuantileState.from_values(values).to_bytes())
 
 
 def test_count_distinct_merges_partials_and_keeps_types_apart() -> None:
@@ -433,7 +522,7 @@ def test_having_and_order_by_on_sketch_aggregates() -> None:
 )
 def test_bad_sketches_are_refused(sql: str, state: bytes, message: str) -> None:
     # Sketches are decoded when finalized (or when a group holds too many states to keep).
-    partial = groups(group([], plan_pb2.AggregateState(sketch=state)))
+    partial = groups(group([], State("sketch", sketch=state)))
     with pytest.raises(PartialResultError, match=message):
         answer(plan(sql), [partial])
 
@@ -451,11 +540,70 @@ def test_scan_stats_are_summed() -> None:
     )
 
 
+def columns(
+    size: int,
+    keys: Sequence[plan_pb2.ValueColumn] = (),
+    states: Sequence[plan_pb2.StateColumn] = (),
+) -> plan_pb2.PartialResult:
+    """A partial result with hand-made group columns, fitting or not."""
+    return plan_pb2.PartialResult(
+        group_columns=plan_pb2.GroupColumns(size=size, keys=keys, states=states)
+    )
+
+
+KEYS = "SELECT k, count(*) FROM ci GROUP BY k"
+A = value_column(["a"])
+ONE = plan_pb2.StateColumn(counts=[1])
+
+
 @pytest.mark.parametrize(
     ("sql", "partial", "message"),
     [
-        ("SELECT k, count(*) FROM ci GROUP BY k", groups(group([], count(1))), "group key has 0"),
-        ("SELECT k, count(*) FROM ci GROUP BY k", groups(group(["a"])), "0 aggregate states"),
+        (KEYS, groups(group([], count(1))), "have 0 key columns, expected 1"),
+        (KEYS, groups(group(["a"])), "have 0 state columns, expected 1"),
+        (KEYS, columns(2, [A], [plan_pb2.StateColumn(counts=[1, 2])]), "1 values for 2 groups"),
+        (KEYS, columns(1, [A], [plan_pb2.StateColumn(counts=[1, 2])]), "2 counts, expected 1"),
+        (KEYS, columns(1, [A], [plan_pb2.StateColumn()]), "0 counts, expected 1"),
+        (
+            KEYS,
+            columns(1, [A], [plan_pb2.StateColumn(counts=[1], sums=[1.0])]),
+            "1 sums, expected 0",
+        ),
+        (
+            KEYS,
+            columns(1, [A], [plan_pb2.StateColumn(counts=[1], extremes=A)]),
+            "has extremes, expected none",
+        ),
+        (
+            KEYS,
+            columns(1, [plan_pb2.ValueColumn(types=[STRING], int_values=[1])], [ONE]),
+            "0 string_values for 1 values",
+        ),
+        (
+            KEYS,
+            columns(1, [plan_pb2.ValueColumn(types=[7], int_values=[1])], [ONE]),
+            "unknown type 7",
+        ),
+        (
+            KEYS,
+            columns(2, [value_column(["a", "a"])], [plan_pb2.StateColumn(counts=[1, 2])]),
+            "a group appears twice",
+        ),
+        (
+            "SELECT count(*) FROM ci",
+            columns(2, [], [plan_pb2.StateColumn(counts=[1, 2])]),
+            "a group appears twice",
+        ),
+        (
+            "SELECT max(v) FROM ci",
+            columns(1, [], [plan_pb2.StateColumn(extremes=value_column([1, 2]))]),
+            "2 values for 1 groups",
+        ),
+        (
+            "SELECT max(v) FROM ci",
+            columns(1, [], [plan_pb2.StateColumn(extremes=plan_pb2.ValueColumn(types=[INT]))]),
+            "0 int_values for 1 values",
+        ),
         ("SELECT count(*) FROM ci", rows([1]), "rows in the answer to an aggregate query"),
         ("SELECT a FROM ci", groups(group([], count(1))), "groups in the answer to a raw-rows"),
         ("SELECT a, b FROM ci", rows([1]), "a row has 1 values, expected 2"),
@@ -466,6 +614,26 @@ def test_partials_that_do_not_fit_the_plan(
 ) -> None:
     with pytest.raises(PartialResultError, match=message):
         merge_partials(plan(sql), [partial])
+
+
+@pytest.mark.parametrize("keys", [["k"], ["k", "j"]])
+def test_a_partial_that_does_not_fit_changes_nothing(keys: list[str]) -> None:
+    planned = plan(f"SELECT {', '.join(keys)}, count(*), max(v) FROM ci GROUP BY {', '.join(keys)}")
+    a, b, c = (tuple(name for _ in keys) for name in "abc")
+    merged = merge_partials(planned, [groups(group(a, count(1), extreme(1)))])
+    bad = groups(group(a, count(5), extreme(9)), group(b, count(1), extreme(2)))
+    bad.group_columns.states[1].extremes.int_values.append(3)
+    with pytest.raises(PartialResultError, match="3 int_values for 2 values"):
+        add_partial(planned, merged, bad)
+    # A group twice, after new ones: those are forgotten again.
+    twice = groups(*[group(key, count(7), extreme(7)) for key in (b, c, (None,) * len(keys), c)])
+    with pytest.raises(PartialResultError, match="a group appears twice"):
+        add_partial(planned, merged, twice)
+    add_partial(planned, merged, groups(group(c, count(2), extreme(2))))
+    assert [[from_value(v) for v in row.values] for row in finalize(planned, merged)[1]] == [
+        [*a, 1, 1],
+        [*c, 2, 2],
+    ]
 
 
 def test_nan_keys_are_one_group_and_int_float_ties_do_not_depend_on_arrival() -> None:
@@ -633,3 +801,175 @@ def test_answers_do_not_depend_on_the_order_partials_arrive(seed: int) -> None:
     for _ in range(5):
         rng.shuffle(partials)
         assert repr(answer(planned, partials)) == expected
+
+
+# -- against a per-group reference -----------------------------------------------------------
+
+NAN = float("nan")
+KEY_POOL: list[Cell] = [None, 0, 1, 1.0, -0.0, NAN, 2**62, "1", "", "a", True, False]
+EXTREME_POOL: list[Cell] = [
+    None, 3, -1, 2**53 + 1, -(2**53) - 1, 2.5, 1.0, 1, float(2**53), 2**54, float(2**54), NAN,
+    -math.inf,
+    "x", "", True, False,
+]  # fmt: skip
+
+
+def _identity(cell: Cell) -> tuple[str, Cell]:
+    """A key value as plan.proto sees it: its type and value, NaNs one value."""
+    if isinstance(cell, float) and cell != cell:
+        return ("float", "NaN")
+    return (type(cell).__name__, cell)
+
+
+def _priority(value: Cell) -> int:
+    return 0 if isinstance(value, bool) else 1 if isinstance(value, str) else 2
+
+
+def _better(new: Cell, old: Cell, maximum: bool) -> bool:
+    """The documented MIN/MAX rules, one pair at a time."""
+    if new is None:
+        return False
+    if old is None or _priority(new) != _priority(old):
+        return old is None or _priority(new) > _priority(old)
+    if new != new or old != old:
+        return old != old and new == new
+    if new == old:
+        return type(new) is int and type(old) is float
+    return new > old if maximum else new < old  # type: ignore[operator]
+
+
+def _reference(
+    partials: list[list[tuple[tuple[Cell, ...], list[State]]]],
+) -> dict[tuple[tuple[str, Cell], ...], list[Cell]]:
+    """{key identity: [key cells..., count, sum, avg, min, max]}, merged a group at a time."""
+    merged: dict[tuple[tuple[str, Cell], ...], list[Any]] = {}
+    for partial in partials:
+        for key, (n, numbers, _, low, high) in partial:
+            entry = merged.setdefault(
+                tuple(map(_identity, key)), [key, 0, 0, 0, False, [], None, None]
+            )
+            entry[1] += n.count
+            entry[2] += numbers.count
+            entry[3] += numbers.int_sum
+            entry[4] |= numbers.float_seen
+            entry[5].append(numbers.sum)
+            if _better(low.extreme, entry[6], maximum=False):
+                entry[6] = low.extreme
+            if _better(high.extreme, entry[7], maximum=True):
+                entry[7] = high.extreme
+    out: dict[tuple[tuple[str, Cell], ...], list[Cell]] = {}
+    for identity, (key, n, count_, int_sum, seen, sums, low, high) in merged.items():
+        total_: Cell = None
+        mean: Cell = None
+        if count_ and not seen:
+            total_, mean = int_sum, int_sum / count_
+        elif count_:
+            total_ = float(int_sum) + math.fsum(sums)
+            mean = total_ / count_
+        out[identity] = [*key, _int64(n), _int64(total_), mean, low, high]
+    return out
+
+
+def _int64(value: Cell) -> Cell:
+    """Beyond int64, an int is answered as the nearest float."""
+    if type(value) is int and not -(2**63) <= value < 2**63:
+        return float(value)
+    return value
+
+
+def _random_groups(
+    rng: random.Random, width: int, big: bool
+) -> list[tuple[tuple[Cell, ...], list[State]]]:
+    keys = {}
+    for _ in range(rng.randrange(40)):
+        key = tuple(rng.choice(KEY_POOL) for _ in range(width))
+        keys[tuple(map(_identity, key))] = key
+    magnitude = 2**62 if big else 1000
+    out = []
+    for key in keys.values():
+        seen = rng.random() < 0.5
+        numbers = total(
+            rng.randrange(0, magnitude) if big and rng.random() < 0.3 else rng.randrange(4),
+            int_sum=rng.randrange(-magnitude, magnitude),
+            float_sum=rng.choice([0.0, 1e16, -1e16, 1.0, rng.uniform(-1, 1)]) if seen else 0.0,
+            float_seen=seen,
+        )
+        states = [
+            count(rng.randrange(0, magnitude)),
+            numbers,
+            numbers,
+            extreme(rng.choice(EXTREME_POOL)),
+            extreme(rng.choice(EXTREME_POOL)),
+        ]
+        out.append((key, states))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_merge_matches_a_per_group_reference(seed: int) -> None:
+    rng = random.Random(seed)
+    width = 1 + seed % 3
+    names = ["a", "b", "c"][:width]
+    planned = plan(
+        f"SELECT {', '.join(names)}, count(*), sum(v), avg(v), min(v), max(v) FROM ci"
+        f" GROUP BY {', '.join(names)}"
+    )
+    # Big values overflow int64 in the merge: Python ints from then on.
+    partials = [_random_groups(rng, width, big=seed % 2 == 1) for _ in range(rng.randrange(1, 9))]
+    expected = _reference(partials)
+    built = [groups(*[group(key, *states) for key, states in p]) for p in partials]
+    for _ in range(3):
+        _, result = answer(planned, built)
+        got = {tuple(map(_identity, row[:width])): row for row in result}
+        assert len(got) == len(result)
+        # repr: NaN keys and values compare equal.
+        assert sorted(map(repr, got.items())) == sorted(map(repr, expected.items()))
+        rng.shuffle(built)
+
+
+@pytest.mark.parametrize("bits", [63, 6])
+def test_multi_key_groups_when_value_numbers_no_longer_pack(
+    bits: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With 6 bits, 3 per key: from the 9th value of a key on, groups are found by tuples.
+    monkeypatch.setattr(merge, "_PACKED_BITS", bits)
+    rng = random.Random(3)
+    planned = plan("SELECT a, b, count(*), max(v) FROM ci GROUP BY a, b")
+    pool: list[Cell] = [None, True, 1, 1.0, "1", *range(2, 12), *[f"s{i}" for i in range(6)]]
+    partials = []
+    for i in range(6):
+        # The first two partials hold 6 values of each key: packed; then more.
+        values = pool[:6] if i < 2 else pool
+        keys = {
+            (_identity(a), _identity(b)): (a, b)
+            for a, b in ((rng.choice(values), rng.choice(values)) for _ in range(30))
+        }
+        partials.append(
+            [
+                (key, [count(rng.randrange(1, 9)), extreme(rng.randrange(100))])
+                for key in keys.values()
+            ]
+        )
+    expected: dict[Any, list[Cell]] = {}
+    for partial in partials:
+        for key, (n, high) in partial:
+            row = expected.setdefault(tuple(map(_identity, key)), [*key, 0, None])
+            row[2] += n.count
+            row[3] = high.extreme if row[3] is None else max(row[3], high.extreme)  # type: ignore[call-overload]
+    merged = merge.Merged()
+    for i, partial in enumerate(partials):
+        add_partial(planned, merged, groups(*[group(key, *states) for key, states in partial]))
+        if i == 2:
+            # A group twice: refused, and the groups it brought are forgotten.
+            key, states = partial[0]
+            twice = groups(group(("new", "new"), *states), group(key, *states), group(key, *states))
+            with pytest.raises(PartialResultError, match="twice"):
+                add_partial(planned, merged, twice)
+    assert merged.index is not None
+    assert (merged.index._packed is None) == (bits == 6)  # the way groups were found
+    _, result = finalize(planned, merged)
+    got = {tuple(map(_identity, [from_value(v) for v in row.values][:2])): row for row in result}
+    assert len(got) == len(result) == len(expected)
+    assert sorted(map(repr, [[from_value(v) for v in row.values] for row in result])) == sorted(
+        map(repr, expected.values())
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -26,6 +27,77 @@ OPS = {
     ">=": plan_pb2.COMPARE_OP_GE,
 }
 F = plan_pb2.AggregateFunction
+_MEMBERS = {
+    v.STRING: ("string_values", "string_value"),
+    v.INT: ("int_values", "int_value"),
+    v.FLOAT: ("float_values", "float_value"),
+    v.BOOL: ("bool_values", "bool_value"),
+}
+
+
+@dataclass
+class State:
+    """One group's state of one aggregate, read back from a StateColumn: what the column does
+    not carry for the aggregate's function keeps its default."""
+
+    count: int = 0
+    sum: float = 0.0
+    int_sum: int = 0
+    float_seen: bool = False
+    extreme: events_pb2.Value | None = None
+    sketch: bytes = b""
+
+
+@dataclass
+class Group:
+    """One group of a PartialResult: its key (an empty Value for NULL) and states."""
+
+    key: list[events_pb2.Value]
+    states: list[State] = field(default_factory=list)
+
+
+def _values(column: plan_pb2.ValueColumn, size: int) -> list[events_pb2.Value]:
+    """The Value of each group of a ValueColumn (an empty Value for NULL), checking that it
+    holds exactly one value per group."""
+    assert len(column.types) == size, "a value column's types are not one per group"
+    lists = {kind: list(getattr(column, member)) for kind, (member, _) in _MEMBERS.items()}
+    for kind, (member, _) in _MEMBERS.items():
+        assert list(column.types).count(kind) == len(lists[kind]), f"{member}: wrong length"
+    taken = dict.fromkeys(_MEMBERS, 0)
+    out = []
+    for kind in column.types:
+        if kind == events_pb2.VALUE_TYPE_UNSPECIFIED:
+            out.append(events_pb2.Value())
+            continue
+        out.append(events_pb2.Value(**{_MEMBERS[kind][1]: lists[kind][taken[kind]]}))
+        taken[kind] += 1
+    return out
+
+
+def _states(column: plan_pb2.StateColumn, size: int) -> list[State]:
+    """Each group's state in a StateColumn, checking that every member it uses holds one entry
+    per group."""
+    members = {
+        "counts": "count",
+        "sums": "sum",
+        "int_sums": "int_sum",
+        "float_seen": "float_seen",
+        "sketches": "sketch",
+    }
+    lists = {name: list(getattr(column, name)) for name in members}
+    for name, values in lists.items():
+        assert len(values) in (0, size), f"{name} are not one per group"
+    extremes = [events_pb2.Value()] * size
+    if column.HasField("extremes"):
+        extremes = _values(column.extremes, size)
+    states = []
+    for i, extreme in enumerate(extremes):
+        state = State(extreme=None if extreme.WhichOneof("kind") is None else extreme)
+        for name, attribute in members.items():
+            if lists[name]:
+                setattr(state, attribute, lists[name][i])
+        states.append(state)
+    return states
 
 
 class Kit:
@@ -146,10 +218,21 @@ class Kit:
         return plan
 
     @staticmethod
+    def group_list(result: plan_pb2.PartialResult) -> list[Group]:
+        """The groups of a PartialResult's GroupColumns, in their order, one object each."""
+        columns = result.group_columns
+        size = columns.size
+        keys = [_values(column, size) for column in columns.keys]
+        states = [_states(column, size) for column in columns.states]
+        return [
+            Group([key[i] for key in keys], [column[i] for column in states]) for i in range(size)
+        ]
+
+    @staticmethod
     def groups(result: plan_pb2.PartialResult) -> dict[tuple[Any, ...], list[Any]]:
         """Groups as {key tuple: [state summaries]}; key items are (type name, value) or None."""
         out: dict[tuple[Any, ...], list[Any]] = {}
-        for group in result.groups:
+        for group in Kit.group_list(result):
             key = tuple(Kit.typed(k) for k in group.key)
             assert key not in out, f"group {key} appears twice"
             out[key] = [Kit.state(s) for s in group.states]
@@ -161,14 +244,13 @@ class Kit:
         return None if kind is None else (kind.removesuffix("_value"), getattr(value, kind))
 
     @staticmethod
-    def state(state: plan_pb2.AggregateState) -> dict[str, Any]:
-        assert not state.HasField("extreme") or state.extreme.WhichOneof("kind") is not None
+    def state(state: State) -> dict[str, Any]:
         return {
             "count": state.count,
             "sum": state.sum,
             "int_sum": state.int_sum,
             "float_seen": state.float_seen,
-            "extreme": Kit.typed(state.extreme) if state.HasField("extreme") else None,
+            "extreme": None if state.extreme is None else Kit.typed(state.extreme),
         }
 
     @staticmethod

@@ -20,12 +20,12 @@ from flakehouse.storage import distinct, fragment, quantiles
 def _answers(kit: Any, result: plan_pb2.PartialResult, q: float = 0.5) -> dict[Any, list[Any]]:
     """{group key: [answer per aggregate]}: distinct counts and (for PERCENTILE) the q-quantile."""
     out: dict[Any, list[Any]] = {}
-    for group in result.groups:
+    for group in kit.group_list(result):
         key = tuple(kit.typed(k) for k in group.key)
         assert key not in out
         answers: list[Any] = []
         for state in group.states:
-            assert not state.count and not state.HasField("extreme")  # only the sketch is set
+            assert not state.count and state.extreme is None  # only the sketch is set
             if state.sketch.startswith(b"FHQ"):
                 answers.append(QuantileState.from_bytes(state.sketch).quantile(q))
             else:
@@ -66,7 +66,7 @@ def test_a_group_without_values_has_an_empty_sketch(kit: Any) -> None:
         aggregates=[kit.agg("count_distinct", "x"), kit.agg("percentile", "x", 0.5)],
     )
     result = kit.run(plan, MIXED)
-    (c,) = [g for g in result.groups if g.key[0].string_value == "c"]
+    (c,) = [g for g in kit.group_list(result) if g.key[0].string_value == "c"]
     assert [s.sketch for s in c.states] == [b"", b""]
 
 
@@ -128,7 +128,8 @@ def test_switch_to_hll_inside_and_across_segments(kit: Any) -> None:
     plan = kit.plan(group_by=["g"], aggregates=[kit.agg("count_distinct", "x")])
     result = kit.run(plan, first + small, near + second + small)
     states = {
-        g.key[0].string_value: DistinctState.from_bytes(g.states[0].sketch) for g in result.groups
+        g.key[0].string_value: DistinctState.from_bytes(g.states[0].sketch)
+        for g in kit.group_list(result)
     }
     assert not states["big"].is_exact
     assert abs(states["big"].estimate() / (2 * big) - 1) < 0.02
@@ -155,7 +156,7 @@ def test_compaction_gives_the_same_states(kit: Any, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(quantiles, "_COMPACT_AT", 0)
     often = fragment.execute(plan, kit.views(*chunks)[1])
     assert _answers(kit, once) == _answers(kit, often)
-    for group in once.groups:
+    for group in kit.group_list(once):
         values = {e["x"] for chunk in chunks for e in chunk if e["g"] == group.key[0].int_value}
         estimate = DistinctState.from_bytes(group.states[0].sketch).estimate()
         assert abs(estimate / len(values) - 1) < 0.02
@@ -173,7 +174,7 @@ def test_percentile_over_ints_and_floats_ignores_strings_and_bools(kit: Any) -> 
     ]
     plan = kit.plan(aggregates=[kit.agg("percentile", "d", 0.5)])
     result = kit.run(plan, events[:3], events[3:])
-    state = QuantileState.from_bytes(result.groups[0].states[0].sketch)
+    state = QuantileState.from_bytes(kit.group_list(result)[0].states[0].sketch)
     assert state.count == 4
     for q, want in [(0.0, 1.0), (0.5, 2.5), (1.0, 4.0)]:
         got = state.quantile(q)
@@ -188,8 +189,9 @@ def test_percentile_per_group_and_time_bucket(kit: Any) -> None:
     ]
     plan = kit.plan(group_by=["suite", 1000], aggregates=[kit.agg("percentile", "d", 0.9)])
     result = kit.run(plan, events[:1500], events[1500:])
-    assert len(result.groups) == 16
-    for group in result.groups:
+    groups = kit.group_list(result)
+    assert len(groups) == 16
+    for group in groups:
         suite, bucket = group.key[0].string_value, group.key[1].int_value
         values = [
             e["d"]
@@ -210,7 +212,7 @@ def test_percentile_special_values(kit: Any) -> None:
         {"timestamp": 5, "d": -math.inf},
     ]
     plan = kit.plan(aggregates=[kit.agg("percentile", "d", 1.0)])
-    state = QuantileState.from_bytes(kit.run(plan, events).groups[0].states[0].sketch)
+    state = QuantileState.from_bytes(kit.group_list(kit.run(plan, events))[0].states[0].sketch)
     assert state.quantile(0) == -math.inf and state.quantile(0.5) == 0.0
     assert state.quantile(0.75) == math.inf
     top = state.quantile(1.0)

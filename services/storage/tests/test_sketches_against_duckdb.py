@@ -123,12 +123,18 @@ def merged(
     """Each partition's partial result, merged per group key as the query service does."""
     states: dict[str | None, list[list[bytes]]] = {}
     for views in partitions:
-        for group in fragment.execute(plan, views).groups:
-            key = v.from_value(group.key[0]) if group.key else None
-            assert key is None or isinstance(key, str)
+        columns = fragment.execute(plan, views).group_columns
+        keys: list[str | None] = [None] * columns.size
+        if columns.keys:
+            (column,) = columns.keys
+            assert set(column.types) <= {events_pb2.VALUE_TYPE_UNSPECIFIED, v.STRING}
+            names = iter(column.string_values)
+            keys = [next(names) if kind == v.STRING else None for kind in column.types]
+        sketches = [list(column.sketches) for column in columns.states]
+        for i, key in enumerate(keys):
             slots = states.setdefault(key, [[] for _ in plan.aggregates])
-            for slot, state in zip(slots, group.states, strict=True):
-                slot.append(state.sketch)
+            for slot, column_sketches in zip(slots, sketches, strict=True):
+                slot.append(column_sketches[i])
     out: dict[str | None, list[DistinctState | QuantileState]] = {}
     for key, slots in states.items():
         row: list[DistinctState | QuantileState] = []

@@ -3,8 +3,10 @@ final aggregate values (count distinct and percentiles from merged flakehouse.sk
 HAVING, ORDER BY, LIMIT and typed result columns.
 
 Everything here runs once per group or row (tens of thousands of them), so it works a column at
-a time where it can: the merge keeps one list per aggregate, ORDER BY sorts keys that compare in
-C (`finalexpr.sort_column`), LIMIT takes the first rows with a heap, and aggregates that neither
+a time: storage nodes send their groups as columns (plan.proto's GroupColumns), each partial's
+keys are mapped to global group numbers in one pass (a dict lookup per key value), and the
+states are merged with numpy, one array per aggregate. ORDER BY sorts keys that compare in C
+(`finalexpr.sort_column`), LIMIT takes the first rows with a heap, and aggregates that neither
 HAVING nor ORDER BY reads are finalized only for the rows answered. See PERFORMANCE.md.
 """
 
@@ -12,22 +14,32 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import islice, repeat
+from operator import itemgetter
 from typing import Any, TypeVar
 
+import numpy as np
+import numpy.typing as npt
+
 from flakehouse.common.v1 import events_pb2, plan_pb2
-from flakehouse.events.values import to_value, type_of
+from flakehouse.events.values import BOOL, FLOAT, INT, STRING, from_value, to_value, type_of
 from flakehouse.query import finalexpr as fx
-from flakehouse.query.finalexpr import Cell, is_number
+from flakehouse.query.finalexpr import Cell
 from flakehouse.query.planner import PlannedQuery
 from flakehouse.query.scope import SUPPORTED_AGGREGATES
 from flakehouse.query.sqltime import INT64_MAX, INT64_MIN
 from flakehouse.query.v1 import query_pb2
 from flakehouse.sketches import DistinctState, QuantileState, SketchFormatError
 
-Identity = Hashable
-"""A group's key as a dict key: see `_identity`."""
+Index = npt.NDArray[np.intp]
+Positions = slice | Index
+"""Group numbers to finalize: a slice for all of them, else an index array."""
+
+_NULL = events_pb2.VALUE_TYPE_UNSPECIFIED
+# Whole numbers up to this magnitude convert to float exactly.
+_EXACT_FLOAT = 2**53
 
 
 class PartialResultError(ValueError):
@@ -38,16 +50,16 @@ class PartialResultError(ValueError):
 class Merged:
     """Partial results merged: groups (aggregate queries) or rows (raw-rows queries).
 
-    Groups are numbered in order of arrival: `groups` maps each group's identity to its number,
-    `keys[k]` holds the values of group key k of the plan and `columns[i]` the merged states of
-    aggregate i, one entry per group.
+    Groups are numbered in order of arrival, `size` of them: `keys[k]` holds the values of group
+    key k of the plan and `columns[i]` the merged states of aggregate i, one entry per group.
     """
 
-    groups: dict[Identity, int] = field(default_factory=dict)
+    size: int = 0
     keys: list[list[Cell]] = field(default_factory=list)
     columns: list[Column] = field(default_factory=list)
     rows: list[list[Cell]] = field(default_factory=list)
     stats: plan_pb2.ScanStats = field(default_factory=plan_pb2.ScanStats)
+    index: _GroupIndex | None = None
 
 
 def merge_partials(planned: PlannedQuery, partials: Iterable[plan_pb2.PartialResult]) -> Merged:
@@ -69,10 +81,10 @@ def add_partial(planned: PlannedQuery, merged: Merged, partial: plan_pb2.Partial
     if planned.is_aggregate:
         if partial.rows:
             raise PartialResultError("rows in the answer to an aggregate query")
-        if partial.groups:
-            _merge_groups(plan, merged, partial.groups)
+        if partial.HasField("group_columns"):
+            _merge_groups(plan, merged, partial.group_columns)
         return
-    if partial.groups:
+    if partial.HasField("group_columns"):
         raise PartialResultError("groups in the answer to a raw-rows query")
     width = len(plan.select_fields)
     append = merged.rows.append
@@ -83,85 +95,317 @@ def add_partial(planned: PlannedQuery, merged: Merged, partial: plan_pb2.Partial
         append([None if (k := v.WhichOneof("kind")) is None else getattr(v, k) for v in values])
 
 
-def _cell(value: events_pb2.Value) -> Cell:
-    kind = value.WhichOneof("kind")
-    return None if kind is None else getattr(value, kind)  # type: ignore[no-any-return]
+# -- value columns ---------------------------------------------------------------------------
+
+_MEMBERS: dict[int, str] = {
+    STRING: "string_values",
+    INT: "int_values",
+    FLOAT: "float_values",
+    BOOL: "bool_values",
+}
+_DTYPES: dict[int, type] = {INT: np.int64, FLOAT: np.float64, BOOL: np.bool_}
+
+TypedValues = list[tuple[int, Index | None, Any]]
+"""A ValueColumn split by type: (type, the positions holding it or None for all, its values:
+a list of str for STRING, None for null, else a numpy array)."""
+
+
+def _typed_values(column: plan_pb2.ValueColumn, size: int, what: str) -> TypedValues:
+    """`column` split by type; raises PartialResultError unless it holds one value per group."""
+    types = np.asarray(column.types)
+    if len(types) != size:
+        raise PartialResultError(f"{what} has {len(types)} values for {size} groups")
+    parts: list[tuple[int, Index | None]] = []
+    counts = [0] * (BOOL + 1)
+    if size:
+        low, high = int(types.min()), int(types.max())
+        if low < _NULL or high > BOOL:
+            raise PartialResultError(
+                f"{what} has a value of unknown type {low if low < 0 else high}"
+            )
+        if low == high:
+            parts = [(low, None)]
+            counts[low] = size
+        else:
+            counts = np.bincount(types, minlength=BOOL + 1).tolist()
+            parts = [(kind, np.flatnonzero(types == kind)) for kind, n in enumerate(counts) if n]
+    for kind, member in _MEMBERS.items():
+        if len(getattr(column, member)) != counts[kind]:
+            raise PartialResultError(
+                f"{what} has {len(getattr(column, member))} {member} for {counts[kind]} values"
+                " of that type"
+            )
+    out: TypedValues = []
+    for kind, positions in parts:
+        values: Any = None
+        if kind == STRING:
+            values = column.string_values[:]
+        elif kind != _NULL:
+            values = np.asarray(getattr(column, _MEMBERS[kind]), dtype=_DTYPES[kind])
+        out.append((kind, positions, values))
+    return out
 
 
 # -- group keys ------------------------------------------------------------------------------
 
 
-def _identity(cell: Cell) -> Hashable:
-    """A key value as a dict key. In Python True == 1 == 1.0, but in Flakehouse they are
-    different values (of different columns), so their groups stay different; NaNs are one
-    value. Strings and ints, the usual keys, are their own identity."""
-    if isinstance(cell, float):
-        return (_FLOAT, _NAN if cell != cell else cell)
-    if isinstance(cell, bool):
-        return (_BOOL, cell)
-    return cell
+def _number(table: dict[Any, int], values: list[Any], start: int) -> tuple[Index, list[Any]]:
+    """The number of each value in `table`, adding the values it lacks numbered from `start` in
+    order of first appearance; returns the numbers and the values added. One dict lookup per
+    value (dicts keep insertion order: the values added are its last entries)."""
+    if not table:
+        ids, missing, new = None, None, values
+    else:
+        ids = np.fromiter(map(table.get, values, repeat(-1)), dtype=np.intp, count=len(values))
+        missing = np.flatnonzero(ids < 0)
+        if not len(missing):
+            return ids, []
+        new = [values[i] for i in missing.tolist()]
+    fresh = list(dict.fromkeys(new))
+    table.update(zip(fresh, range(start, start + len(fresh)), strict=True))
+    found = np.fromiter(map(table.__getitem__, new), dtype=np.intp, count=len(new))
+    if ids is None:
+        return found, fresh
+    ids[missing] = found
+    return ids, fresh
 
 
-_FLOAT, _BOOL, _NAN = "float", "bool", "NaN"
+def _forget(table: dict[Any, int], count: int) -> None:
+    """Removes the last `count` entries added to `table`."""
+    for key in list(islice(reversed(table), count)):
+        del table[key]
+
+
+class _IntTable:
+    """Numbers for int64 keys, looked up all at once with numpy in a sorted array of the known
+    ones: several times faster than a dict lookup per key."""
+
+    def __init__(self) -> None:
+        self.keys = np.zeros(0, dtype=np.int64)  # ascending
+        self.numbers = np.zeros(0, dtype=np.intp)
+        self._before = (self.keys, self.numbers)
+
+    def number(self, keys: npt.NDArray[np.int64], start: int) -> tuple[Index, Index]:
+        """The number of each key, adding the new ones numbered from `start` in order of first
+        appearance; returns the numbers and where each new key first appears, in number
+        order."""
+        known, numbers = self._before = self.keys, self.numbers
+        at = np.searchsorted(known, keys)
+        found = at < len(known)
+        found[found] = known[at[found]] == keys[found]
+        ids = np.empty(len(keys), dtype=np.intp)
+        ids[found] = numbers[at[found]]
+        new = np.flatnonzero(~found)
+        if not len(new):
+            return ids, new
+        fresh, first, inverse = np.unique(keys[new], return_index=True, return_inverse=True)
+        rank = np.empty(len(fresh), dtype=np.intp)
+        rank[np.argsort(first, kind="stable")] = np.arange(len(fresh))
+        ids[new] = start + rank[inverse.reshape(-1)]
+        where = np.searchsorted(known, fresh)
+        self.keys = np.insert(known, where, fresh)
+        self.numbers = np.insert(numbers, where, start + rank)
+        return ids, new[np.sort(first)]
+
+    def undo(self) -> None:
+        """Forgets the keys the last `number` added."""
+        self.keys, self.numbers = self._before
+
+
+def _int_keys(kind: int, values: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
+    """Int, float or bool values as int64 keys, equal where the values are the same value:
+    floats by their bits, with -0.0 as 0.0 and every NaN as one."""
+    if kind == INT:
+        return values  # type: ignore[return-value]
+    if kind == BOOL:
+        return values.astype(np.int64)
+    floats = values + 0.0  # a copy, and -0.0 + 0.0 is 0.0
+    floats[np.isnan(floats)] = np.nan
+    return floats.view(np.int64)
+
+
+class _KeyValues:
+    """Numbers for the values of one group-by key, in order of first appearance (`cells`): a
+    table per value type, since 1, 1.0, '1' and TRUE are different values (of different
+    columns) though equal in Python. NaNs are one value, and -0.0 is 0.0. Strings (and NULL)
+    are looked up in a dict, numbers and bools with numpy (`_IntTable`)."""
+
+    def __init__(self) -> None:
+        self.cells: list[Cell] = []
+        self._strings: dict[int, dict[Any, int]] = {STRING: {}, _NULL: {}}
+        self._numbers: dict[int, _IntTable] = {kind: _IntTable() for kind in (INT, FLOAT, BOOL)}
+        self._added: list[tuple[int, int]] = []  # (type, how many) added by the last `ids`
+
+    def ids(self, parts: TypedValues, size: int) -> Index:
+        """The number of each value of a column split by `_typed_values`."""
+        out = np.empty(size, dtype=np.intp)
+        self._added = []
+        for kind, positions, values in parts:
+            if kind in self._numbers:
+                ids, first = self._numbers[kind].number(_int_keys(kind, values), len(self.cells))
+                fresh: list[Any] = values[first].tolist()
+            else:
+                ids, fresh = _number(
+                    self._strings[kind], [None] if kind == _NULL else values, len(self.cells)
+                )
+            if fresh:
+                self.cells.extend(fresh)
+                self._added.append((kind, len(fresh)))
+            if positions is None:
+                out[:] = ids
+            else:
+                out[positions] = ids
+        return out
+
+    def undo(self) -> None:
+        """Forgets the values the last `ids` added."""
+        for kind, count in reversed(self._added):
+            if kind in self._numbers:
+                self._numbers[kind].undo()
+            else:
+                _forget(self._strings[kind], count)
+            del self.cells[len(self.cells) - count :]
+        self._added = []
+
+
+_PACKED_BITS = 63  # of an int64 holding the value numbers of several keys
+
+
+class _GroupIndex:
+    """Global group numbers by key, in order of first appearance. Each key's values are
+    numbered (`_KeyValues`); with one key that number is the group. With several, the numbers
+    are packed into one int64 while they fit (looked up in an `_IntTable`), else a dict maps
+    their tuple to the group. `keys[k]`: the value of key k in each group."""
+
+    def __init__(self, width: int) -> None:
+        self.size = 0
+        self._values = [_KeyValues() for _ in range(width)]
+        self.keys: list[list[Cell]] = (
+            [self._values[0].cells] if width == 1 else [[] for _ in range(width)]
+        )
+        self._bits = _PACKED_BITS // width if width else 0
+        self._packed: _IntTable | None = _IntTable()
+        self._tuples: dict[tuple[int, ...], int] = {}
+        self._slots = np.zeros(0, dtype=np.intp)
+
+    def targets(self, columns: Sequence[plan_pb2.ValueColumn], size: int) -> Index:
+        """The global group of each group of a partial's key columns, adding the new ones;
+        raises PartialResultError (having added nothing) when they do not hold one key per
+        group, each once."""
+        parts = [_typed_values(column, size, f"key column {i}") for i, column in enumerate(columns)]
+        before = self.size
+        if not parts:
+            target = np.zeros(size, dtype=np.intp)
+            self.size = max(self.size, min(size, 1))
+        elif len(parts) == 1:
+            target = self._values[0].ids(parts[0], size)
+            self.size = len(self.keys[0])
+        else:
+            ids = [values.ids(p, size) for values, p in zip(self._values, parts, strict=True)]
+            target = self._combine(ids)
+        if not self._distinct(target):
+            self._undo(before)
+            raise PartialResultError("a group appears twice in a partial result")
+        return target
+
+    def _combine(self, ids: list[Index]) -> Index:
+        bits = self._bits
+        if self._packed is not None and any(len(v.cells) > 1 << bits for v in self._values):
+            # A key has too many values to pack: tuples from now on.
+            table, self._packed = self._packed, None
+            order = np.argsort(table.numbers)  # the dict in group order, as if built so
+            self._tuples = {
+                self._unpack(key): number
+                for key, number in zip(
+                    table.keys[order].tolist(), table.numbers[order].tolist(), strict=True
+                )
+            }
+        if self._packed is not None:
+            packed = ids[0].astype(np.int64)
+            for column in ids[1:]:
+                packed = (packed << bits) | column
+            target, first = self._packed.number(packed, self.size)
+        else:
+            combos = list(zip(*[column.tolist() for column in ids], strict=True))
+            target, fresh = _number(self._tuples, combos, self.size)
+            new = np.flatnonzero(target >= self.size)
+            first = np.zeros(len(fresh), dtype=np.intp)
+            first[target[new] - self.size] = new
+        # The new groups' keys: their values at their first appearance.
+        for cells, values, column in zip(self.keys, self._values, ids, strict=True):
+            cells.extend([values.cells[vid] for vid in column[first].tolist()])
+        self.size += len(first)
+        return target
+
+    def _unpack(self, key: int) -> tuple[int, ...]:
+        mask, width = (1 << self._bits) - 1, len(self._values)
+        return tuple((key >> (self._bits * (width - 1 - k))) & mask for k in range(width))
+
+    def _distinct(self, target: Index) -> bool:
+        # Where several positions write one slot, only the last one reads itself back.
+        self._slots = _grow(self._slots, self.size, 0)
+        positions = np.arange(len(target), dtype=np.intp)
+        self._slots[target] = positions
+        return not (self._slots[target] != positions).any()
+
+    def _undo(self, size: int) -> None:
+        """Forgets the groups and key values the last `targets` added."""
+        for values in self._values:
+            values.undo()
+        if len(self._values) > 1:
+            if self._packed is not None:
+                self._packed.undo()
+            else:
+                _forget(self._tuples, self.size - size)
+            for cells in self.keys:
+                del cells[size:]
+        self.size = size
+
+    def add_empty_key(self) -> None:
+        """The one group of a plan without GROUP BY, when no partial brought it."""
+        self.size = max(self.size, 1)
+
+
+def _grow(array: npt.NDArray[Any], n: int, fill: Any) -> npt.NDArray[Any]:
+    """`array` with room for n groups (amortized doubling); new slots hold `fill`."""
+    if len(array) >= n:
+        return array
+    grown = np.full(max(n, 2 * len(array), 16), fill, dtype=array.dtype)
+    grown[: len(array)] = array
+    return grown
 
 
 # -- merging groups --------------------------------------------------------------------------
 
 
-def _merge_groups(
-    plan: plan_pb2.QueryPlan, merged: Merged, groups: Sequence[plan_pb2.GroupState]
-) -> None:
-    if not merged.columns:
+def _prepare(plan: plan_pb2.QueryPlan, merged: Merged) -> _GroupIndex:
+    if merged.index is None:
+        merged.index = _GroupIndex(len(plan.group_by))
+        merged.keys = merged.index.keys
         merged.columns = _columns(plan)
-        merged.keys = [[] for _ in plan.group_by]
-    columns, keys = merged.columns, merged.keys
-    width, count = len(plan.group_by), len(columns)
-    table = merged.groups
-    # Bound once: these run once per group and aggregate. A new group's states are kept as
-    # they are (list.append, no Python call): see Column.
-    appends = [column.entries.append for column in columns]
-    merges = [column.merge for column in columns]
-    # A one-key group's value is read from the member its kind most likely uses (one call
-    # instead of WhichOneof and getattr); a false value (0, "", unset) takes the long way.
-    strings = width == 1 and plan.group_by[0].WhichOneof("kind") == "field"
-    cells: list[Cell] = []
-    for group in groups:
-        # Slices: one call for the whole list, much cheaper than iterating the container.
-        states = group.states[:]
-        if len(states) != count:
-            raise PartialResultError(
-                f"a group has {len(states)} aggregate states, expected {count}"
-            )
-        key_values = group.key[:]
-        if len(key_values) != width:
-            raise PartialResultError(f"a group key has {len(key_values)} values, expected {width}")
-        if width == 1:
-            value = key_values[0]
-            cell: Cell = value.string_value if strings else value.int_value
-            if cell:
-                identity: Identity = cell  # a string or an int is its own identity
-            else:
-                cell = _cell(value)
-                identity = _identity(cell)
-        else:
-            cells = [_cell(value) for value in key_values]
-            identity = tuple([_identity(cell) for cell in cells])
-        index = table.get(identity)
-        if index is None:
-            table[identity] = len(table)
-            if width == 1:
-                keys[0].append(cell)
-            else:
-                for values, cell in zip(keys, cells, strict=True):
-                    values.append(cell)
-            if count == 1:
-                appends[0](states[0])
-            else:
-                for append, state in zip(appends, states, strict=True):
-                    append(state)
-        else:
-            for merge, state in zip(merges, states, strict=True):
-                merge(index, state)
+    return merged.index
+
+
+def _merge_groups(plan: plan_pb2.QueryPlan, merged: Merged, groups: plan_pb2.GroupColumns) -> None:
+    index = _prepare(plan, merged)
+    columns, size = merged.columns, groups.size
+    if len(groups.keys) != len(plan.group_by):
+        raise PartialResultError(
+            f"the groups have {len(groups.keys)} key columns, expected {len(plan.group_by)}"
+        )
+    if len(groups.states) != len(columns):
+        raise PartialResultError(
+            f"the groups have {len(groups.states)} state columns, expected {len(columns)}"
+        )
+    # Everything is checked before anything is merged.
+    states = [
+        column.decode(state, size, f"state column {i}")
+        for i, (column, state) in enumerate(zip(columns, groups.states, strict=True))
+    ]
+    target = index.targets(groups.keys, size)
+    merged.size = index.size
+    for column, data in zip(columns, states, strict=True):
+        column.merge(target, data, merged.size)
 
 
 def _columns(plan: plan_pb2.QueryPlan) -> list[Column]:
@@ -199,141 +443,321 @@ def _quantile(q: float) -> Callable[[QuantileState], Cell]:
     return lambda state: state.quantile(q)
 
 
+_REPEATED = ("counts", "sums", "int_sums", "float_seen", "sketches")
+
+
 class Column(ABC):
     """The merged states of one aggregate of the plan, one entry per group number.
 
-    A new group's entry is its AggregateState as it arrived; it is decoded only when another
-    partial's state of the group arrives (the entry becomes the merged state), or when the
-    group is finalized. So a group from one partial costs one list append per aggregate, and
-    is never decoded for an aggregate that HAVING and ORDER BY do not read unless answered.
-    """
+    `decode` reads and checks a partial's StateColumn (nothing is merged until every column of
+    the partial is checked); `merge` adds it to the groups `target` (distinct numbers)."""
 
-    def __init__(self) -> None:
-        self.entries: list[Any] = []
+    members: tuple[str, ...] = ()
+    """The repeated members of StateColumn this aggregate uses (the others must be empty)."""
+    extremes = False
+    """Whether it uses StateColumn.extremes."""
+
+    def decode(self, state: plan_pb2.StateColumn, size: int, what: str) -> Any:
+        """A partial's states, checked to fit: one entry per group in each member used."""
+        for name in _REPEATED:
+            found, expected = len(getattr(state, name)), size if name in self.members else 0
+            if found != expected:
+                raise PartialResultError(f"{what} has {found} {name}, expected {expected}")
+        if not self.extremes and state.HasField("extremes") and len(state.extremes.types):
+            raise PartialResultError(f"{what} has extremes, expected none")
+        return self._decode(state, size, what)
 
     @abstractmethod
-    def merge(self, index: int, state: plan_pb2.AggregateState) -> None:
-        """Merge another partial's state of group `index`."""
+    def _decode(self, state: plan_pb2.StateColumn, size: int, what: str) -> Any: ...
 
     @abstractmethod
-    def finals(self, indexes: Iterable[int]) -> list[Cell]:
+    def merge(self, target: Index, data: Any, size: int) -> None:
+        """Merge a partial's decoded states into groups `target`; `size` groups in all."""
+
+    @abstractmethod
+    def resize(self, size: int) -> None:
+        """Make room for `size` groups, the new ones without any state."""
+
+    @abstractmethod
+    def finals(self, positions: Positions) -> list[Cell]:
         """The SQL values of the aggregate in these groups."""
 
 
-_STATE = plan_pb2.AggregateState
+class _ExactSums:
+    """Exact per-group sums of int64 values: an int64 array while no sum can overflow, Python
+    ints (an object array) from then on."""
+
+    def __init__(self) -> None:
+        self.values: npt.NDArray[Any] = np.zeros(0, dtype=np.int64)
+        self._bound = 0  # no entry's magnitude exceeds it
+
+    def resize(self, size: int) -> None:
+        self.values = _grow(self.values, size, 0)
+
+    def add(self, target: Index, values: npt.NDArray[np.int64], size: int) -> None:
+        self.resize(size)
+        if self.values.dtype != object:
+            bound = _bound(values)
+            if self._bound + bound >= 2**63:
+                self._bound = _bound(self.values)
+                if self._bound + bound >= 2**63:
+                    self.values = self.values.astype(object)
+            self._bound += bound
+        if self.values.dtype == object:
+            self.values[target] += values.astype(object)
+        else:
+            self.values[target] += values
+
+
+def _bound(values: npt.NDArray[Any]) -> int:
+    return max(-int(values.min()), int(values.max())) if len(values) else 0
 
 
 class Counts(Column):
     """COUNT and COUNT_FIELD: the sum of the counts."""
 
-    def merge(self, index: int, state: plan_pb2.AggregateState) -> None:
-        entry = self.entries[index]
-        if type(entry) is _STATE:
-            entry = entry.count
-        self.entries[index] = entry + state.count
+    members = ("counts",)
 
-    def finals(self, indexes: Iterable[int]) -> list[Cell]:
-        entries = self.entries
-        return [
-            entry.count if type(entry) is _STATE else entry
-            for entry in (entries[i] for i in indexes)
-        ]
+    def __init__(self) -> None:
+        self.counts = _ExactSums()
+
+    def _decode(self, state: plan_pb2.StateColumn, size: int, what: str) -> Any:
+        return np.asarray(state.counts, dtype=np.int64)
+
+    def merge(self, target: Index, data: Any, size: int) -> None:
+        self.counts.add(target, data, size)
+
+    def resize(self, size: int) -> None:
+        self.counts.resize(size)
+
+    def finals(self, positions: Positions) -> list[Cell]:
+        return self.counts.values[positions].tolist()  # type: ignore[no-any-return]
 
 
 class Sums(Column):
-    """SUM and AVG over int and float values (see plan.proto's AggregateState).
+    """SUM and AVG over int and float values (see plan.proto's StateColumn).
 
-    A merged entry is [count, int_sum, float_seen, float sums]: Python ints do not overflow,
-    so the int sum stays exact; the float sums of the partials are added with math.fsum at the
-    end, so that the answer does not depend on the order in which partials arrive.
-    """
+    Counts and int sums are summed exactly (int64, or Python ints where that could overflow).
+    The float sums of the partials are added up exactly rounded (as math.fsum does), so that the
+    answer does not depend on the order in which partials arrive: with numpy, each group keeps
+    a sum and the exact errors of its additions (Knuth's TwoSum) summed in a second float; while
+    that second sum is exact too, sum + errors is the exact total and one addition rounds it
+    correctly. Where it was not (errors spanning more than 53 bits, or ±inf and NaN), the
+    group's float sums, kept aside, go through math.fsum."""
+
+    members = ("counts", "sums", "int_sums", "float_seen")
 
     def __init__(self, average: bool) -> None:
-        super().__init__()
         self.average = average
+        self.counts = _ExactSums()
+        self.int_sums = _ExactSums()
+        self.seen = np.zeros(0, dtype=bool)
+        self._sums = np.zeros(0, dtype=np.float64)
+        self._errors = np.zeros(0, dtype=np.float64)
+        self._inexact = np.zeros(0, dtype=bool)
+        # Every partial's nonzero float sums, by group: for the groups left inexact.
+        self._floats: list[tuple[Index, npt.NDArray[np.float64]]] = []
 
-    def merge(self, index: int, state: plan_pb2.AggregateState) -> None:
-        entry = self.entries[index]
-        if type(entry) is _STATE:
-            entry = self.entries[index] = _sum_entry(entry)
-        entry[0] += state.count
-        entry[1] += state.int_sum
-        entry[2] |= state.float_seen
-        entry[3].append(state.sum)
+    def _decode(self, state: plan_pb2.StateColumn, size: int, what: str) -> Any:
+        return (
+            np.asarray(state.counts, dtype=np.int64),
+            np.asarray(state.int_sums, dtype=np.int64),
+            np.asarray(state.float_seen, dtype=bool),
+            np.asarray(state.sums, dtype=np.float64),
+        )
 
-    def finals(self, indexes: Iterable[int]) -> list[Cell]:
-        entries, average, fsum = self.entries, self.average, math.fsum
-        out: list[Cell] = []
-        for i in indexes:
-            entry = entries[i]
-            if type(entry) is _STATE:
-                count, int_sum, float_seen, float_sum = (
-                    entry.count,
-                    entry.int_sum,
-                    entry.float_seen,
-                    entry.sum,
-                )
+    def resize(self, size: int) -> None:
+        self.counts.resize(size)
+        self.int_sums.resize(size)
+        self.seen = _grow(self.seen, size, False)
+        self._sums = _grow(self._sums, size, 0.0)
+        self._errors = _grow(self._errors, size, 0.0)
+        self._inexact = _grow(self._inexact, size, False)
+
+    def merge(self, target: Index, data: Any, size: int) -> None:
+        counts, int_sums, seen, sums = data
+        self.counts.add(target, counts, size)
+        self.int_sums.add(target, int_sums, size)
+        self.resize(size)
+        self.seen[target] |= seen
+        # Zeros change no sum (nor its sign: see finals).
+        nonzero = np.flatnonzero(sums != 0)
+        if len(nonzero) == 0:
+            return
+        if len(nonzero) < len(sums):
+            target, sums = target[nonzero], sums[nonzero]
+        self._floats.append((target, sums))
+        total, error = _two_sum(self._sums[target], sums)
+        errors, inexact = _two_sum(self._errors[target], error)
+        self._sums[target] = total
+        self._errors[target] = errors
+        # NaN != 0 too: an inf or NaN anywhere makes the group inexact.
+        self._inexact[target] |= inexact != 0
+
+    def float_sums(self, positions: Positions) -> npt.NDArray[np.float64]:
+        """These groups' float sums added up, exactly rounded (math.fsum)."""
+        totals = self._sums[positions] + self._errors[positions]
+        inexact = np.flatnonzero(self._inexact[positions])
+        if len(inexact):
+            groups = np.arange(len(self._sums))[positions][inexact]
+            values: dict[int, list[float]] = {group: [] for group in groups.tolist()}
+            for target, sums in self._floats:
+                keep = np.flatnonzero(self._inexact[target])
+                for group, value in zip(target[keep].tolist(), sums[keep].tolist(), strict=True):
+                    if group in values:
+                        values[group].append(value)
+            totals[inexact] = [_fsum(values[group]) for group in groups.tolist()]
+        return totals
+
+    def finals(self, positions: Positions) -> list[Cell]:
+        counts = self.counts.values[positions]
+        int_sums = self.int_sums.values[positions]
+        seen = self.seen[positions]
+        out = np.full(len(counts), None, dtype=object)
+        present = counts != 0
+        ints = np.flatnonzero(present & ~seen)
+        floats = np.flatnonzero(present & seen)
+        if len(floats):
+            # float(int_sum) + float_sum, as a float: -0.0 becomes 0.0 there.
+            totals = _as_floats(int_sums[floats]) + self.float_sums(positions)[floats]
+            out[floats] = totals / _as_floats(counts[floats]) if self.average else totals
+        if len(ints):
+            int_sums, counts = int_sums[ints], counts[ints]
+            if not self.average:
+                out[ints] = int_sums
+            elif int_sums.dtype != object and counts.dtype != object:
+                # int / int exactly rounded: in numpy where both convert to float exactly.
+                exact = (int_sums <= _EXACT_FLOAT) & (int_sums >= -_EXACT_FLOAT)
+                exact &= counts <= _EXACT_FLOAT
+                out[ints[exact]] = int_sums[exact] / counts[exact]
+                rest = np.flatnonzero(~exact)
+                out[ints[rest]] = _divide(int_sums[rest], counts[rest])
             else:
-                count, int_sum, float_seen, sums = entry
-                float_sum = fsum(sums)
-            if count == 0:
-                out.append(None)
-            elif not float_seen:
-                # int / int is correctly rounded in Python, even beyond 2**53.
-                out.append(int_sum / count if average else int_sum)
-            else:
-                total = float(int_sum) + float_sum
-                out.append(total / count if average else total)
-        return out
+                out[ints] = _divide(int_sums, counts)
+        return out.tolist()  # type: ignore[no-any-return]
 
 
-def _sum_entry(state: plan_pb2.AggregateState) -> list[Any]:
-    return [state.count, state.int_sum, state.float_seen, [state.sum]]
+def _two_sum(
+    a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """a + b rounded, and its rounding error: exactly a + b in all (without overflow)."""
+    with np.errstate(over="ignore", invalid="ignore"):  # ±inf and NaN: inexact (see Sums)
+        total = a + b
+        b_part = total - a
+        return total, (a - (total - b_part)) + (b - b_part)
+
+
+def _fsum(values: list[float]) -> float:
+    try:
+        return math.fsum(values)
+    except (OverflowError, ValueError):
+        # inf - inf, or a sum beyond floats: IEEE arithmetic in an order that does not depend
+        # on the partials' (NaN or ±inf).
+        with np.errstate(over="ignore", invalid="ignore"):
+            return float(np.sum(np.sort(values)))
+
+
+def _as_floats(values: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
+    """Each int as the nearest float (Python's float(int) for Python ints)."""
+    if values.dtype == object:
+        return np.array([float(x) for x in values.tolist()], dtype=np.float64)
+    return values.astype(np.float64)
+
+
+def _divide(numerators: npt.NDArray[Any], denominators: npt.NDArray[Any]) -> list[float]:
+    """int / int, exactly rounded, in Python."""
+    return [
+        int(a) / int(b) for a, b in zip(numerators.tolist(), denominators.tolist(), strict=True)
+    ]
+
+
+class _Best:
+    """Per group, for one value type: whether a value was seen, and the best one."""
+
+    def __init__(self, dtype: Any, fill: Any) -> None:
+        self.fill = fill
+        self.has = np.zeros(0, dtype=bool)
+        self.best: npt.NDArray[Any] = np.full(0, fill, dtype=dtype)
+
+    def resize(self, size: int) -> None:
+        self.has = _grow(self.has, size, False)
+        self.best = _grow(self.best, size, self.fill)
 
 
 class Extremes(Column):
-    """MIN and MAX: numbers beat strings and strings beat bools, in either."""
+    """MIN and MAX: over the numbers when the group has any (ints and floats compared as
+    numbers, exactly; the winner keeps its type, an int on a tie), else over strings, else over
+    bools. NaN never wins against a number (like fmin/fmax): only a group of NaN gives NaN."""
+
+    extremes = True
 
     def __init__(self, maximum: bool) -> None:
-        super().__init__()
         self.maximum = maximum
+        self.ints = _Best(np.int64, 0)
+        self.floats = _Best(np.float64, np.nan)
+        self.strings = _Best(object, "")
+        self.bools = _Best(np.bool_, False)
+        self._by_type = {INT: self.ints, FLOAT: self.floats, STRING: self.strings, BOOL: self.bools}
 
-    def merge(self, index: int, state: plan_pb2.AggregateState) -> None:
-        current = self.entries[index]
-        if type(current) is _STATE:
-            current = _cell(current.extreme)
-        candidate = _cell(state.extreme)
-        if candidate is not None and (current is None or _wins(candidate, current, self.maximum)):
-            current = candidate
-        self.entries[index] = current
+    def _decode(self, state: plan_pb2.StateColumn, size: int, what: str) -> Any:
+        return _typed_values(state.extremes, size, what)
 
-    def finals(self, indexes: Iterable[int]) -> list[Cell]:
-        entries = self.entries
-        return [
-            _cell(entry.extreme) if type(entry) is _STATE else entry
-            for entry in (entries[i] for i in indexes)
-        ]
+    def resize(self, size: int) -> None:
+        for best in self._by_type.values():
+            best.resize(size)
+
+    def merge(self, target: Index, data: Any, size: int) -> None:
+        self.resize(size)
+        for kind, positions, values in data:
+            if kind == _NULL:
+                continue
+            groups = target if positions is None else target[positions]
+            best = self._by_type[kind]
+            if kind == FLOAT:
+                # fmin/fmax skip NaN (the fill of groups without a float).
+                pick = np.fmax if self.maximum else np.fmin
+                best.best[groups] = pick(best.best[groups], values)
+            else:
+                if kind == STRING:
+                    strings = np.empty(len(values), dtype=object)
+                    strings[:] = values
+                    values = strings
+                current = best.best[groups]
+                better = values > current if self.maximum else values < current
+                better |= ~best.has[groups]
+                best.best[groups[better]] = values[better]
+            best.has[groups] = True
+
+    def finals(self, positions: Positions) -> list[Cell]:
+        ints, floats = self.ints.best[positions], self.floats.best[positions]
+        has_int, has_float = self.ints.has[positions], self.floats.has[positions]
+        has_string = self.strings.has[positions]
+        # Numbers beat strings and strings beat bools.
+        is_float = has_float & ~(has_int & ~_float_wins(floats, ints, self.maximum))
+        is_int = has_int & ~is_float
+        has_number = has_int | has_float
+        is_string = has_string & ~has_number
+        is_bool = self.bools.has[positions] & ~has_number & ~has_string
+        out = np.full(len(ints), None, dtype=object)
+        out[is_int] = ints[is_int]
+        out[is_float] = floats[is_float]
+        out[is_string] = self.strings.best[positions][is_string]
+        out[is_bool] = self.bools.best[positions][is_bool]
+        return out.tolist()  # type: ignore[no-any-return]
 
 
-def _kind_priority(value: Cell) -> int:
-    # In min and max, numbers beat strings and strings beat bools, whatever the order.
-    if is_number(value):
-        return 2
-    return 1 if isinstance(value, str) else 0
-
-
-def _wins(candidate: Cell, current: Cell, maximum: bool) -> bool:
-    """Whether `candidate` replaces `current` as the min (or max)."""
-    priority, current_priority = _kind_priority(candidate), _kind_priority(current)
-    if priority != current_priority:
-        return priority > current_priority
-    if candidate != candidate or current != current:
-        # NaN never wins against a number (like fmin/fmax): only a group of NaN gives NaN.
-        return current != current and candidate == candidate
-    if candidate == current:
-        # 1 and 1.0 tie; prefer the int so the answer does not depend on arrival order.
-        return isinstance(candidate, int) and isinstance(current, float)
-    return candidate > current if maximum else candidate < current  # type: ignore[operator]
+def _float_wins(
+    floats: npt.NDArray[np.float64], ints: npt.NDArray[np.int64], maximum: bool
+) -> npt.NDArray[np.bool_]:
+    """Where a group's best float beats its best int: strictly better, compared exactly (NaN
+    never is). 1 and 1.0 tie: the int stays, so the answer does not depend on arrival order."""
+    rounded = ints.astype(np.float64)
+    wins: npt.NDArray[np.bool_] = floats > rounded if maximum else floats < rounded
+    # An int beyond 2**53 can round onto the float: those compare exactly, in Python.
+    ties = np.flatnonzero((floats == rounded) & ((ints > _EXACT_FLOAT) | (ints < -_EXACT_FLOAT)))
+    for i, f, x in zip(ties.tolist(), floats[ties].tolist(), ints[ties].tolist(), strict=True):
+        wins[i] = f > x if maximum else f < x
+    return wins
 
 
 _State = TypeVar("_State", DistinctState, QuantileState)
@@ -348,7 +772,10 @@ class Sketches(Column):
     and merged all at once when finalized (one HLL union per group rather than one per
     partial). A malformed state is reported then, or when a group holds too many to keep.
 
-    A merged entry is a list of serialized states, and of decoded ones once folded."""
+    An entry is the bytes of a group's state from its first partial, and a list of serialized
+    states (and decoded ones, once folded) when more arrive."""
+
+    members = ("sketches",)
 
     def __init__(
         self,
@@ -356,7 +783,7 @@ class Sketches(Column):
         read: Callable[[_State], Cell],
         source: Sketches | None = None,
     ) -> None:
-        super().__init__()
+        self.entries: list[Any] = []
         self.kind: Any = kind
         self.read: Callable[[Any], Cell] = read
         # An earlier column (p50 of the field this one is p99 of) whose merged state this one
@@ -364,15 +791,30 @@ class Sketches(Column):
         self.source = source
         self._merged: dict[int, Any] = {}
 
+    def _decode(self, state: plan_pb2.StateColumn, size: int, what: str) -> Any:
+        return state.sketches[:]
+
+    def resize(self, size: int) -> None:
+        if len(self.entries) < size:
+            self.entries.extend([b""] * (size - len(self.entries)))
+
+    def merge(self, target: Index, data: Any, size: int) -> None:
+        known = len(self.entries)
+        old = np.flatnonzero(target < known).tolist()
+        if len(old) < len(data):
+            # The groups new with this partial are numbered known, known + 1, ...
+            new = np.flatnonzero(target >= known)
+            self.entries.extend([data[i] for i in new[np.argsort(target[new])].tolist()])
+        for i, index in zip(old, target[old].tolist(), strict=True):
+            self._add(index, data[i])
+
     def _parts(self, index: int) -> list[Any]:
         entry = self.entries[index]
-        if type(entry) is _STATE:
-            data = entry.sketch
-            entry = self.entries[index] = [data] if data else []
+        if type(entry) is bytes:
+            entry = self.entries[index] = [entry] if entry else []
         return entry  # type: ignore[no-any-return]
 
-    def merge(self, index: int, state: plan_pb2.AggregateState) -> None:
-        data = state.sketch
+    def _add(self, index: int, data: bytes) -> None:
         parts = self._parts(index)
         if not data:
             return
@@ -383,13 +825,13 @@ class Sketches(Column):
             self._merged.pop(index, None)  # finalized before: no longer up to date
 
     def _merge(self, parts: list[Any]) -> Any:
-        states = [self._decode(part) if isinstance(part, bytes) else part for part in parts]
+        states = [self._decode_state(part) if isinstance(part, bytes) else part for part in parts]
         if not states:
             return self.kind.empty()
         # States are immutable: one needs no merge.
         return states[0] if len(states) == 1 else self.kind.merge_all(states)
 
-    def _decode(self, data: bytes) -> Any:
+    def _decode_state(self, data: bytes) -> Any:
         try:
             return self.kind.from_bytes(data)
         except SketchFormatError as exc:
@@ -407,7 +849,11 @@ class Sketches(Column):
             self._merged[index] = result
         return result
 
-    def finals(self, indexes: Iterable[int]) -> list[Cell]:
+    def finals(self, positions: Positions) -> list[Cell]:
+        if isinstance(positions, slice):
+            indexes: Iterable[int] = range(len(self.entries))[positions]
+        else:
+            indexes = positions.tolist()
         return [self.read(self.merged(i)) for i in indexes]
 
 
@@ -419,25 +865,25 @@ def finalize(
 ) -> tuple[list[query_pb2.ResultColumn], list[events_pb2.Row]]:
     """The answer: result columns (typed when the values agree) and rows."""
     rows_of = _aggregate_columns if planned.is_aggregate else _raw_columns
-    cells, columns = [], []
+    cells, kinds, columns = [], [], []
     for name, column in zip(planned.columns, rows_of(planned, merged), strict=True):
-        column, value_type = _typed(column)
+        column, value_type, column_kinds = _typed(column)
         cells.append(column)
+        kinds.append(column_kinds)
         columns.append(query_pb2.ResultColumn(name=name, type=value_type))
-    return columns, _rows(cells)
+    return columns, _rows(cells, kinds)
 
 
 def _aggregate_columns(planned: PlannedQuery, merged: Merged) -> list[list[Cell]]:
     """The output columns of an aggregate query, a list of cells each."""
     plan = planned.plan
-    if not merged.columns:
-        merged.columns = _columns(plan)
-        merged.keys = [[] for _ in plan.group_by]
-    if not plan.group_by and not merged.groups:
+    index = _prepare(plan, merged)
+    if not plan.group_by and not merged.size:
         # SQL: an aggregate without GROUP BY has one row, even over no rows at all.
-        merged.groups[()] = 0
+        index.add_empty_key()
+        merged.size = index.size
         for column in merged.columns:
-            column.entries.append(plan_pb2.AggregateState())
+            column.resize(merged.size)
     answer = _Groups(merged)
     positions: list[int] | None = None  # all groups, by number
     if planned.having is not None:
@@ -472,7 +918,7 @@ class _Groups:
 
     def __init__(self, merged: Merged) -> None:
         self.merged = merged
-        self.size = len(merged.groups)
+        self.size = merged.size
         self._finals: dict[int, list[Cell]] = {}
 
     def cells(self, expr: fx.ValueExpr, positions: list[int] | None) -> list[Cell]:
@@ -491,14 +937,18 @@ class _Groups:
         if cached is None:
             column = self.merged.columns[index]
             if positions is not None and len(positions) * 2 < self.size:
-                return column.finals(positions)
+                return column.finals(np.array(positions, dtype=np.intp))
             # Most groups are asked about: finalize them all, once, for later questions too.
-            cached = self._finals[index] = column.finals(range(self.size))
+            cached = self._finals[index] = column.finals(slice(0, self.size))
         return _gather(cached, positions)
 
 
 def _gather(values: list[Cell], positions: list[int] | None) -> list[Cell]:
-    return values if positions is None else [values[p] for p in positions]
+    if positions is None:
+        return values
+    if len(positions) < 2:
+        return [values[p] for p in positions]
+    return list(itemgetter(*positions)(values))  # in C: several times faster
 
 
 def _types(cells: list[Cell]) -> set[type]:
@@ -535,52 +985,172 @@ _VALUE_TYPES: dict[type, events_pb2.ValueType.ValueType] = {
 }
 
 
-def _typed(cells: list[Cell]) -> tuple[list[Cell], events_pb2.ValueType.ValueType]:
-    """The column as answered, and its type: the single type of its non-null values, else
-    unspecified."""
+def _typed(cells: list[Cell]) -> tuple[list[Cell], events_pb2.ValueType.ValueType, set[type]]:
+    """The column as answered, its type (the single type of its non-null values, else
+    unspecified), and the Python types of its cells."""
     kinds = _types(cells)
     if int in kinds:
         # A Value holds int64: an exact int sum beyond it is answered as the nearest float.
-        ints: list[int] = [c for c in cells if type(c) is int]  # type: ignore[misc]
+        ints: list[int] = cells if len(kinds) == 1 else [c for c in cells if type(c) is int]  # type: ignore[assignment,misc]
         if min(ints) < INT64_MIN or max(ints) > INT64_MAX:
             cells = [
                 float(c) if type(c) is int and not INT64_MIN <= c <= INT64_MAX else c for c in cells
             ]
             kinds = _types(cells)
-    kinds.discard(type(None))
     types = {
         _VALUE_TYPES[kind]
         if kind in _VALUE_TYPES
         else events_pb2.ValueType.ValueType(type_of(_sample(cells, kind)))
-        for kind in kinds
+        for kind in kinds - {type(None)}
     }
     if len(types) == 1:
-        return cells, types.pop()
-    return cells, events_pb2.VALUE_TYPE_UNSPECIFIED
+        return cells, types.pop(), kinds
+    return cells, events_pb2.VALUE_TYPE_UNSPECIFIED, kinds
 
 
 def _sample(cells: list[Cell], kind: type) -> Any:
     return next(cell for cell in cells if type(cell) is kind)
 
 
-def _rows(columns: list[list[Cell]]) -> list[events_pb2.Row]:
-    """Rows of Values. Built inside one message: its rows share one arena, which allocates far
-    faster than a message per row; the Row objects keep it alive."""
-    box = query_pb2.QueryResponse()
-    add_row = box.rows.add
-    for cells in zip(*columns, strict=True):
-        values = add_row().values
-        add = values.add
-        for cell in cells:
-            kind = type(cell)
+def _rows(columns: list[list[Cell]], kinds: list[set[type]]) -> list[events_pb2.Row]:
+    """Rows of Values (`kinds`: the Python types in each column): serialized a column at a time
+    with numpy (`_RowEncoder`) into one QueryResponse, which protobuf parses in C; far faster
+    than a message per row and value. The rows share the parsed message's arena, which they
+    keep alive."""
+    if not columns or not columns[0]:
+        return []
+    encoder = _RowEncoder(len(columns[0]), len(columns))
+    row_sizes = np.zeros(len(columns[0]), dtype=np.int64)
+    for i, (cells, column_kinds) in enumerate(zip(columns, kinds, strict=True)):
+        if not column_kinds <= _PLAIN:
+            # Subclasses of the scalar types (not encoded as such): as the types themselves.
+            cells = [None if c is None else from_value(to_value(c)) for c in cells]
+            column_kinds = _types(cells)
+        row_sizes += encoder.column(i, cells, column_kinds)
+    return list(query_pb2.QueryResponse.FromString(encoder.payload(row_sizes)).rows)
+
+
+_PLAIN = {str, int, float, bool, type(None)}
+
+
+# Wire format (protobuf encoding) of QueryResponse.rows: each row is field 2 (tag 0x12), each
+# of its Values field 1 of Row (tag 0x0a); in a Value, string_value is field 1 (0x0a),
+# int_value 2 (varint, 0x10), float_value 3 (fixed64, 0x19), bool_value 4 (varint, 0x20), and
+# null is an empty Value. The constant bytes below are the start of the encoder's source.
+_CONSTANTS = np.frombuffer(b"\x0a\x12\x10\x19\x20\x00\x01", dtype=np.uint8)
+_VALUE_TAG, _ROW_TAG, _INT_TAG, _FLOAT_TAG, _BOOL_TAG, _FALSE, _TRUE = range(7)
+_STRING_TAG = _VALUE_TAG
+_SLOTS = 5  # per Value: its tag in Row, its length, its member's tag, payload, string bytes
+
+
+class _RowEncoder:
+    """The serialized rows of a QueryResponse, assembled with numpy: every piece (a tag, a
+    varint, a float's bytes, a string's UTF-8) is a slice of one source buffer, and each row a
+    fixed number of slots, each a (start, length) in that buffer (length 0: unused). The output
+    gathers all slots in order, at once."""
+
+    def __init__(self, size: int, width: int) -> None:
+        self.size = size
+        self._chunks: list[npt.NDArray[np.uint8]] = [_CONSTANTS]
+        self._end = len(_CONSTANTS)
+        self.starts = np.zeros((size, 2 + _SLOTS * width), dtype=np.int64)
+        self.lengths = np.zeros((size, 2 + _SLOTS * width), dtype=np.int64)
+
+    def _source(self, data: npt.NDArray[np.uint8]) -> int:
+        """Appends bytes to the source; returns where they start."""
+        start = self._end
+        self._chunks.append(data.reshape(-1))
+        self._end += data.size
+        return start
+
+    def _constant(self, rows: Any, slot: int, which: Any) -> None:
+        self.starts[rows, slot] = which
+        self.lengths[rows, slot] = 1
+
+    def _varints(self, rows: Any, slot: int, values: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
+        """`values` (as unsigned 64-bit ints) as varints in slot `slot` of `rows`; returns their
+        lengths."""
+        encoded, lengths = _varints(values)
+        start = self._source(encoded)
+        self.starts[rows, slot] = start + np.arange(len(values)) * encoded.shape[1]
+        self.lengths[rows, slot] = lengths
+        return lengths
+
+    def column(self, index: int, cells: list[Cell], kinds: set[type]) -> npt.NDArray[np.int64]:
+        """Encodes output column `index` (`kinds`: the types of its cells); returns the bytes it
+        takes in each row."""
+        slot = 2 + _SLOTS * index
+        sizes = np.zeros(self.size, dtype=np.int64)  # of each Value
+        parts: list[tuple[type, Any, list[Any]]]
+        if len(kinds) == 1:
+            parts = [(next(iter(kinds)), slice(None), cells)]
+        else:
+            positions: dict[type, list[int]] = {}
+            for i, cell in enumerate(cells):
+                positions.setdefault(type(cell), []).append(i)
+            parts = [
+                (kind, np.array(rows, dtype=np.intp), [cells[i] for i in rows])
+                for kind, rows in positions.items()
+            ]
+        for kind, rows, values in parts:
+            count = len(values)
             if kind is str:
-                add(string_value=cell)
+                text = "".join(values)
+                data = text.encode()
+                if len(data) == len(text):  # ASCII: a character is a byte
+                    lengths = np.fromiter(map(len, values), dtype=np.int64, count=count)
+                else:
+                    lengths = np.fromiter(
+                        (len(value.encode()) for value in values), dtype=np.int64, count=count
+                    )
+                start = self._source(np.frombuffer(data, dtype=np.uint8))
+                self._constant(rows, slot + 2, _STRING_TAG)
+                header = self._varints(rows, slot + 3, lengths)
+                self.starts[rows, slot + 4] = start + np.cumsum(lengths) - lengths
+                self.lengths[rows, slot + 4] = lengths
+                sizes[rows] = 1 + header + lengths
             elif kind is int:
-                add(int_value=cell)
+                self._constant(rows, slot + 2, _INT_TAG)
+                ints = np.array(values, dtype=np.int64).view(np.uint64)
+                sizes[rows] = 1 + self._varints(rows, slot + 3, ints)
             elif kind is float:
-                add(float_value=cell)
-            elif cell is None:
-                add()
-            else:
-                values.append(to_value(cell))
-    return list(box.rows)
+                self._constant(rows, slot + 2, _FLOAT_TAG)
+                start = self._source(np.array(values, dtype="<f8").view(np.uint8))
+                self.starts[rows, slot + 3] = start + np.arange(count) * 8
+                self.lengths[rows, slot + 3] = 8
+                sizes[rows] = 9
+            elif kind is bool:
+                self._constant(rows, slot + 2, _BOOL_TAG)
+                flags = np.array(values, dtype=bool)
+                self._constant(rows, slot + 3, np.where(flags, _TRUE, _FALSE))
+                sizes[rows] = 2
+            # None: an empty Value.
+        self._constant(slice(None), slot, _VALUE_TAG)
+        return 1 + self._varints(slice(None), slot + 1, sizes) + sizes
+
+    def payload(self, row_sizes: npt.NDArray[np.int64]) -> bytes:
+        """The serialized QueryResponse, given the bytes of each row's values."""
+        self._constant(slice(None), 0, _ROW_TAG)
+        self._varints(slice(None), 1, row_sizes)
+        starts, lengths = self.starts.reshape(-1), self.lengths.reshape(-1)
+        ends = np.cumsum(lengths)
+        # Byte i of slot s comes from starts[s] + (i - where s starts in the output).
+        index = np.repeat(starts - (ends - lengths), lengths) + np.arange(int(ends[-1]))
+        return np.concatenate(self._chunks)[index].tobytes()
+
+
+def _varints(values: npt.NDArray[Any]) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+    """Protobuf varints of `values` as unsigned 64-bit ints: a byte matrix holding each one
+    left-aligned in its row, and their lengths."""
+    unsigned = values.astype(np.uint64)
+    lengths = np.ones(len(unsigned), dtype=np.int64)
+    rest = unsigned >> np.uint64(7)
+    while rest.any():
+        lengths += rest != 0
+        rest >>= np.uint64(7)
+    width = int(lengths.max()) if len(lengths) else 1
+    shifts = np.arange(width, dtype=np.uint64) * np.uint64(7)
+    encoded = ((unsigned[:, None] >> shifts) & np.uint64(0x7F)).astype(np.uint8)
+    if width > 1:
+        encoded[np.arange(width) < (lengths - 1)[:, None]] |= 0x80  # more bytes follow
+    return encoded, lengths

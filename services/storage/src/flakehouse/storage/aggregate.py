@@ -1,6 +1,7 @@
 """GROUP BY and the mergeable aggregate states of plan.proto, vectorized: each segment's rows get
 a local group index (numpy), each local group is mapped once to a global group, and aggregate
-arrays are merged by fancy indexing. Python loops run per group, never per row."""
+arrays are merged by fancy indexing. The answer (plan.proto's GroupColumns) is filled from those
+arrays a column at a time. Python loops run per new group value, never per row."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from flakehouse.common.v1 import events_pb2, plan_pb2
+from flakehouse.common.v1 import plan_pb2
 from flakehouse.events import values as v
 from flakehouse.storage.distinct import CountDistinct
 from flakehouse.storage.predicate import Index, ScanSegment
@@ -22,11 +23,6 @@ from flakehouse.storage.quantiles import Percentile
 from flakehouse.storage.segment import TIMESTAMP, ColumnView
 
 F = plan_pb2.AggregateFunction
-KeyItem = tuple[int, Any] | None
-"""One group-key component: (ValueType, Python scalar), or None for null. The type is part of the
-key because 1, 1.0 and True are equal (and hash alike) in Python but are different Values."""
-GroupKey = tuple[KeyItem, ...]
-
 _NAN = float("nan")  # one NaN object: tuples compare items by identity first, so NaN keys merge
 # Code ranges up to this size are counted with bincount instead of sorted with np.unique.
 _DENSE_LIMIT = 1 << 16
@@ -56,16 +52,6 @@ class _KeyCodes:
     cardinality: int
     pieces: list[_Piece]
     null: int | None
-
-    def decode(self, codes: npt.NDArray[np.int64]) -> list[KeyItem]:
-        """The key items of some codes."""
-        out: list[KeyItem] = [None] * len(codes)
-        for piece in self.pieces:
-            idx = np.flatnonzero((codes >= piece.start) & (codes < piece.start + piece.size))
-            items = piece.values(codes[idx] - piece.start)
-            for i, item in zip(idx.tolist(), items, strict=True):
-                out[i] = (piece.kind, item)
-        return out
 
 
 def _floats(values: list[float]) -> list[float]:
@@ -212,11 +198,29 @@ def _groups(plan: plan_pb2.QueryPlan, seg: ScanSegment, sel: Index) -> _LocalGro
 
 class _ValueIds:
     """Numbers for the values of one group-by key, in order of first appearance: a dict per
-    value type, looked up for all of a segment's distinct values at once."""
+    value type, looked up for all of a segment's distinct values at once. `kinds` and `values`
+    hold the type (0: null) and the Python scalar of each number."""
 
     def __init__(self) -> None:
-        self.items: list[KeyItem] = []
+        self.kinds: list[int] = []
+        self.values: list[Any] = []
         self._by_value: dict[int, dict[Any, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self.kinds)
+
+    def fill(self, vids: npt.NDArray[np.intp] | None, out: plan_pb2.ValueColumn) -> None:
+        """Writes the values numbered `vids` (None: every number, in order) into `out`."""
+        kinds = np.array(self.kinds, dtype=np.int8)
+        values = np.empty(len(self.values), dtype=object)
+        values[:] = self.values
+        if vids is not None:
+            kinds, values = kinds[vids], values[vids]
+        out.types.extend(kinds.tolist())
+        for kind, member in _VALUE_MEMBERS.items():
+            mask = kinds == kind
+            if mask.any():
+                getattr(out, member).extend(values[mask].tolist())
 
     def ids(self, part: _KeyCodes, codes: npt.NDArray[np.int64]) -> Index:
         """The number of the value of each code (`codes` ascending and distinct)."""
@@ -239,8 +243,9 @@ class _ValueIds:
                 value = values[i]
                 vid = lookup.get(value)
                 if vid is None:
-                    vid = lookup[value] = len(self.items)
-                    self.items.append(None if piece is None else (kind, value))
+                    vid = lookup[value] = len(self.kinds)
+                    self.kinds.append(kind)
+                    self.values.append(value)
                 ids[i] = vid
             out[lo:hi] = ids
         return out
@@ -269,24 +274,23 @@ class _GroupIndex:
         if self._n_keys == 0:
             return int(self._empty_key)
         if self._n_keys == 1:
-            return len(self._values[0].items)
+            return len(self._values[0])
         return self._n_groups
 
-    def _value_columns(self) -> list[list[int]]:
-        return [np.concatenate(chunks).tolist() if chunks else [] for chunks in self._group_values]
-
-    @property
-    def keys(self) -> list[GroupKey]:
-        """The key of each global group, in group order."""
-        if self._n_keys == 0:
-            return [()] if self._empty_key else []
-        if self._n_keys == 1:
-            return [(item,) for item in self._values[0].items]
-        columns = [
-            [values.items[vid] for vid in vids]
-            for values, vids in zip(self._values, self._value_columns(), strict=True)
+    def _value_columns(self) -> list[npt.NDArray[np.intp]]:
+        return [
+            np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.intp)
+            for chunks in self._group_values
         ]
-        return list(zip(*columns, strict=True))
+
+    def fill_keys(self, out: MutableSequence[plan_pb2.ValueColumn]) -> None:
+        """Appends to `out` one column per key: its value in each global group, in group
+        order."""
+        if self._n_keys == 1:
+            self._values[0].fill(None, out.add())  # type: ignore[attr-defined]
+            return
+        for values, vids in zip(self._values, self._value_columns(), strict=True):
+            values.fill(vids, out.add())  # type: ignore[attr-defined]
 
     def _add_groups(self, vids: list[Index], rows: Index) -> Index:
         """New groups for local groups `rows`; returns their numbers."""
@@ -308,7 +312,7 @@ class _GroupIndex:
             uniq, inverse = np.unique(codes, return_inverse=True)
             vids.append(values.ids(part, uniq)[inverse.reshape(-1)])
         out = np.empty(len(local.sizes), dtype=np.intp)
-        if self._packed and all(len(values.items) <= 1 << self._bits for values in self._values):
+        if self._packed and all(len(values) <= 1 << self._bits for values in self._values):
             packed = vids[0].astype(np.uint64)
             for vid in vids[1:]:
                 packed = (packed << np.uint64(self._bits)) | vid.astype(np.uint64)
@@ -330,7 +334,7 @@ class _GroupIndex:
         if self._packed:
             # A key has too many values to pack: tuples from now on.
             self._packed = False
-            columns = self._value_columns()
+            columns = [vids.tolist() for vids in self._value_columns()]
             self._combos = {ids: gid for gid, ids in enumerate(zip(*columns, strict=True))}
         keys = list(zip(*(vid.tolist() for vid in vids), strict=True))
         combos = self._combos
@@ -422,17 +426,12 @@ def _grow(array: npt.NDArray[Any], n: int, fill: Any) -> npt.NDArray[Any]:
     return grown
 
 
-StateFields = dict[str, Any]
-"""Keyword arguments of one AggregateState: filling protobuf messages in place through
-`add(**fields)` is about twice as fast as building and copying them, and output size is
-the number of groups."""
-
-
 class Aggregator(Protocol):
     """One aggregate of the plan, accumulated over global groups 0..n-1."""
 
     def add(self, part: SegmentGroups) -> None: ...
-    def states(self, n: int) -> list[StateFields]: ...
+    def states(self, n: int, out: plan_pb2.StateColumn) -> None:
+        """Writes the states of groups 0..n-1 into `out` (see plan.proto's StateColumn)."""
 
 
 class _Count:
@@ -455,9 +454,9 @@ class _Count:
         self.counts = _grow(self.counts, part.n_global, 0)
         self.counts[part.target] += local
 
-    def states(self, n: int) -> list[StateFields]:
+    def states(self, n: int, out: plan_pb2.StateColumn) -> None:
         self.counts = _grow(self.counts, n, 0)
-        return [{"count": c} for c in self.counts[:n].tolist()]
+        out.counts.extend(self.counts[:n].tolist())
 
 
 def _bound(values: npt.NDArray[Any]) -> int:
@@ -522,23 +521,24 @@ class _Sum:
             self.seen[target] |= local_counts > 0
             self.counts[target] += local_counts
 
-    def states(self, n: int) -> list[StateFields]:
+    def states(self, n: int, out: plan_pb2.StateColumn) -> None:
         self._reserve(n)
-        out: list[StateFields] = []
-        for int_sum, total, seen, count in zip(
-            self.int_sums[:n].tolist(),
-            self.sums[:n].tolist(),
-            self.seen[:n].tolist(),
-            self.counts[:n].tolist(),
-            strict=True,
-        ):
-            int_sum = int(int_sum)
-            if not _I64.min <= int_sum <= _I64.max:
-                # sint64 cannot carry it: the exact int sum degrades to a float, as in SQL
+        int_sums, sums, seen = self.int_sums[:n], self.sums[:n], self.seen[:n]
+        if int_sums.dtype == object:
+            big = [not _I64.min <= x <= _I64.max for x in int_sums.tolist()]
+            over = np.array(big, dtype=bool).reshape(-1)
+            if over.any():
+                # sint64 cannot carry them: those exact int sums degrade to floats, as in SQL
                 # engines without 128-bit integers.
-                total, int_sum, seen = total + float(int_sum), 0, True
-            out.append({"count": count, "sum": total, "int_sum": int_sum, "float_seen": seen})
-        return out
+                sums, seen, int_sums = sums.copy(), seen.copy(), int_sums.copy()
+                sums[over] += np.array([float(x) for x in int_sums[over].tolist()])
+                seen[over] = True
+                int_sums[over] = 0
+            int_sums = int_sums.astype(np.int64)
+        out.counts.extend(self.counts[:n].tolist())
+        out.sums.extend(sums.tolist())
+        out.int_sums.extend(int_sums.tolist())
+        out.float_seen.extend(seen.tolist())
 
 
 class _Best:
@@ -574,18 +574,19 @@ def _float_better(is_min: bool) -> Callable[[Any, Any], Any]:
     return better
 
 
-def beats(new: tuple[int, Any], old: tuple[int, Any], is_min: bool) -> bool:
-    """Whether numeric `new` replaces `old` as the extreme. Python compares int with float
-    exactly; NaN loses to any number; on a tie between an int and a float the int wins, so the
-    merge order never changes the answer's type."""
-    new_value, old_value = new[1], old[1]
-    if new_value != new_value:
-        return False
-    if old_value != old_value:
-        return True
-    if new_value == old_value:
-        return bool(new[0] == v.INT and old[0] == v.FLOAT)
-    return bool(new_value < old_value if is_min else new_value > old_value)
+def float_wins(
+    floats: npt.NDArray[np.float64], ints: npt.NDArray[np.int64], is_min: bool
+) -> npt.NDArray[np.bool_]:
+    """Where a group's best float replaces its best int as the extreme: when strictly better,
+    compared exactly. NaN never wins; on a tie the int stays, so the merge order never changes
+    the answer's type."""
+    rounded = ints.astype(np.float64)
+    wins: npt.NDArray[np.bool_] = floats < rounded if is_min else floats > rounded
+    # An int beyond 2**53 can round onto the float: those compare exactly, in Python.
+    ties = np.flatnonzero((floats == rounded) & ((ints > 2**53) | (ints < -(2**53))))
+    for i, f, x in zip(ties.tolist(), floats[ties].tolist(), ints[ties].tolist(), strict=True):
+        wins[i] = f < x if is_min else f > x
+    return wins
 
 
 class _Extreme:
@@ -642,32 +643,27 @@ class _Extreme:
             fill = 2 if self.is_min else -1
             self.bools.merge(n, target, *self._local(part, col, col.values.astype(np.int8), fill))
 
-    def states(self, n: int) -> list[StateFields]:
+    def states(self, n: int, out: plan_pb2.StateColumn) -> None:
         for best in (self.ints, self.floats, self.strings, self.bools):
             best.reserve(n)
-        out: list[StateFields] = []
-        for hi, i, hf, f, hs, s, hb, b in zip(
-            self.ints.has[:n].tolist(),
-            self.ints.best[:n].tolist(),
-            self.floats.has[:n].tolist(),
-            self.floats.best[:n].tolist(),
-            self.strings.has[:n].tolist(),
-            self.strings.best[:n].tolist(),
-            self.bools.has[:n].tolist(),
-            self.bools.best[:n].tolist(),
-            strict=True,
-        ):
-            if hi and (not hf or not beats((v.FLOAT, f), (v.INT, i), self.is_min)):
-                out.append({"extreme": events_pb2.Value(int_value=i)})
-            elif hf:
-                out.append({"extreme": events_pb2.Value(float_value=f)})
-            elif hs:
-                out.append({"extreme": events_pb2.Value(string_value=s)})
-            elif hb:
-                out.append({"extreme": events_pb2.Value(bool_value=bool(b))})
-            else:
-                out.append({})
-        return out
+        ints, floats = self.ints.best[:n], self.floats.best[:n]
+        has_int, has_float = self.ints.has[:n], self.floats.has[:n]
+        has_number = has_int | has_float
+        # Numbers beat strings and strings beat bools.
+        is_float = has_float & ~(has_int & ~float_wins(floats, ints, self.is_min))
+        is_int = has_int & ~is_float
+        is_string = self.strings.has[:n] & ~has_number
+        is_bool = self.bools.has[:n] & ~has_number & ~self.strings.has[:n]
+        types = np.zeros(n, dtype=np.int8)
+        types[is_int], types[is_float] = v.INT, v.FLOAT
+        types[is_string], types[is_bool] = v.STRING, v.BOOL
+        column = out.extremes
+        column.SetInParent()
+        column.types.extend(types.tolist())  # type: ignore[arg-type]
+        column.int_values.extend(ints[is_int].tolist())
+        column.float_values.extend(floats[is_float].tolist())
+        column.string_values.extend(self.strings.best[:n][is_string].tolist())
+        column.bool_values.extend(self.bools.best[:n][is_bool].astype(bool).tolist())
 
 
 # COUNT_DISTINCT and PERCENTILE keep flakehouse.sketches states per group (distinct.py,
@@ -684,16 +680,22 @@ AGGREGATORS: dict[int, Callable[[plan_pb2.Aggregate], Aggregator]] = {
 }
 
 
-_VALUE_FIELD: dict[int, str] = {v.INT: "int_value", v.FLOAT: "float_value", v.BOOL: "bool_value"}
+_VALUE_MEMBERS: dict[int, str] = {
+    v.STRING: "string_values",
+    v.INT: "int_values",
+    v.FLOAT: "float_values",
+    v.BOOL: "bool_values",
+}
+"""The member of plan.proto's ValueColumn holding the values of each type."""
 
 
 def aggregate(
     plan: plan_pb2.QueryPlan,
     scanned: Iterable[tuple[ScanSegment, Index]],
-    out: MutableSequence[plan_pb2.GroupState],
+    out: plan_pb2.GroupColumns,
 ) -> None:
-    """Appends to `out` the groups of the selected rows, each once, with one state per aggregate
-    of the plan (`out` is PartialResult.groups, filled in place)."""
+    """Fills `out` (PartialResult.group_columns, in place) with the groups of the selected rows,
+    each once: a column per group-by key and a column of states per aggregate of the plan."""
     aggregators = [AGGREGATORS[a.function](a) for a in plan.aggregates]
     index = _GroupIndex(len(plan.group_by))
     for seg, sel in scanned:
@@ -710,13 +712,8 @@ def aggregate(
         # SELECT count(*) FROM t answers one row even when nothing matches.
         index.targets(_LocalGroups(np.zeros(0, dtype=np.intp), np.zeros(1, np.int64), [], []))
     n = len(index)
-    columns = [a.states(n) for a in aggregators]
-    for i, key in enumerate(index.keys):
-        group_state = out.add()  # type: ignore[attr-defined]
-        for item in key:
-            if item is None:
-                group_state.key.add()
-            else:
-                group_state.key.add(**{_VALUE_FIELD.get(item[0], "string_value"): item[1]})
-        for column in columns:
-            group_state.states.add(**column[i])
+    out.SetInParent()
+    out.size = n
+    index.fill_keys(out.keys)
+    for aggregator in aggregators:
+        aggregator.states(n, out.states.add())

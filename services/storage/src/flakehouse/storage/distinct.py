@@ -1,6 +1,6 @@
 """COUNT_DISTINCT partial states: per group, the distinct typed hashes of the field's values
 (any type, NULL not counted), kept exact up to the sketch library's limit and as an HLL sketch
-beyond it; `AggregateState.sketch` carries `flakehouse.sketches.DistinctState` bytes.
+beyond it; `StateColumn.sketches` carries `flakehouse.sketches.DistinctState` bytes.
 
 Vectorized: each segment yields its distinct (group, hash) pairs with numpy — strings through
 the dictionary (each distinct code among the matched rows is hashed once), numbers and bools by
@@ -23,7 +23,7 @@ from flakehouse.sketches.hashing import Hashes, hash_bools, hash_floats, hash_in
 from flakehouse.storage.segment import ColumnView
 
 if TYPE_CHECKING:
-    from flakehouse.storage.aggregate import SegmentGroups, StateFields
+    from flakehouse.storage.aggregate import SegmentGroups
 
 Groups = npt.NDArray[np.int64]
 
@@ -158,22 +158,22 @@ class CountDistinct:
             new = DistinctState.from_hashes(chunk, sorted_unique_input=True)
             self._sketches[group] = self._sketches[group].merge(new)
 
-    def states(self, n: int) -> list[StateFields]:
+    def states(self, n: int, out: plan_pb2.StateColumn) -> None:
         self._n = max(self._n, n)
         self._compact()
         bounds = np.searchsorted(self._groups, np.arange(n + 1)).tolist()
-        out: list[StateFields] = []
+        sketches: list[bytes] = []
         for group in range(n):
             sketch = self._sketches.get(group)
             if sketch is None:
                 lo, hi = bounds[group], bounds[group + 1]
                 if lo == hi:
-                    out.append({})
+                    sketches.append(b"")
                     continue
                 chunk = self._hashes[lo:hi]
                 sketch = DistinctState.from_hashes(chunk, sorted_unique_input=True)
-            out.append({"sketch": sketch.to_bytes()})
-        return out
+            sketches.append(sketch.to_bytes())
+        out.sketches.extend(sketches)
 
 
 def _split(groups: Groups, hashes: Hashes) -> list[tuple[int, Hashes]]:

@@ -175,7 +175,7 @@ def execute(plan: plan_pb2.QueryPlan, segments: Iterable[SegmentView]) -> plan_p
     result = plan_pb2.PartialResult()
     scanned = _scan(plan, segments, stats)
     if plan.aggregates or plan.group_by:
-        aggregate(plan, scanned, result.groups)
+        aggregate(plan, scanned, result.group_columns)
     else:
         result.rows.extend(raw_rows(plan, scanned))
     result.stats.CopyFrom(stats.proto())

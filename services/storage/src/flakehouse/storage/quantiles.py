@@ -1,5 +1,5 @@
 """PERCENTILE partial states: per group, a DDSketch of the field's int and float values (strings
-and bools ignored; no value → no state, NULL); `AggregateState.sketch` carries
+and bools ignored; no value → empty bytes, NULL); `StateColumn.sketches` carries
 `flakehouse.sketches.QuantileState` bytes. The state does not depend on the quantile, which the
 query service applies after the merge.
 
@@ -19,7 +19,7 @@ from flakehouse.events import values as v
 from flakehouse.sketches.quantiles import N_CODES, bucket_codes, encode_grouped
 
 if TYPE_CHECKING:
-    from flakehouse.storage.aggregate import SegmentGroups, StateFields
+    from flakehouse.storage.aggregate import SegmentGroups
 
 Ints = npt.NDArray[np.int64]
 
@@ -99,7 +99,6 @@ class Percentile:
         n_groups = int(groups.max()) + 1 if len(groups) else 0
         self._groups, self._codes, self._counts = _count_pairs(groups, codes, counts, n_groups)
 
-    def states(self, n: int) -> list[StateFields]:
+    def states(self, n: int, out: plan_pb2.StateColumn) -> None:
         self._compact()
-        encoded = encode_grouped(self._groups, self._codes, self._counts, n)
-        return [{"sketch": data} if data else {} for data in encoded]
+        out.sketches.extend(encode_grouped(self._groups, self._codes, self._counts, n))

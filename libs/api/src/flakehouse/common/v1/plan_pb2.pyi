@@ -453,74 +453,135 @@ class OrderBy(_message.Message):
 Global___OrderBy: _TypeAlias = OrderBy  # noqa: Y015
 
 @_typing.final
-class AggregateState(_message.Message):
-    """Mergeable state of one aggregate for one group. Which members are set depends on the
-    function: COUNT/COUNT_FIELD `count`; SUM/AVG `count`, `sum`, `int_sum`, `float_seen`; MIN/MAX
-    `extreme`; COUNT_DISTINCT/PERCENTILE `sketch`.
+class ValueColumn(_message.Message):
+    """A column of nullable values of any type, one per group: `types` has one entry per group, the
+    type of its value or VALUE_TYPE_UNSPECIFIED for null, and each `*_values` list holds the values
+    of its type in group order (as many as `types` has entries of that type). A column of one type
+    costs a byte per group more than a plain list; mixed types keep working: group keys 1, 1.0,
+    '1' and TRUE are four different values.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    COUNT_FIELD_NUMBER: _builtins.int
-    SUM_FIELD_NUMBER: _builtins.int
-    INT_SUM_FIELD_NUMBER: _builtins.int
-    FLOAT_SEEN_FIELD_NUMBER: _builtins.int
-    EXTREME_FIELD_NUMBER: _builtins.int
-    SKETCH_FIELD_NUMBER: _builtins.int
-    count: _builtins.int
-    sum: _builtins.float
-    int_sum: _builtins.int
-    """Exact sum of the int values, so sums of ints stay exact."""
-    float_seen: _builtins.bool
-    """Whether any float value took part (the sum is then a float)."""
-    sketch: _builtins.bytes
+    TYPES_FIELD_NUMBER: _builtins.int
+    STRING_VALUES_FIELD_NUMBER: _builtins.int
+    INT_VALUES_FIELD_NUMBER: _builtins.int
+    FLOAT_VALUES_FIELD_NUMBER: _builtins.int
+    BOOL_VALUES_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def extreme(self) -> _events_pb2.Value: ...
+    def types(self) -> _containers.RepeatedScalarFieldContainer[_events_pb2.ValueType.ValueType]: ...
+    @_builtins.property
+    def string_values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def int_values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def float_values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+    @_builtins.property
+    def bool_values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bool]: ...
     def __init__(
         self,
         *,
-        count: _builtins.int = ...,
-        sum: _builtins.float = ...,
-        int_sum: _builtins.int = ...,
-        float_seen: _builtins.bool = ...,
-        extreme: _events_pb2.Value | None = ...,
-        sketch: _builtins.bytes = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["extreme", b"extreme"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "extreme", b"extreme", "float_seen", b"float_seen", "int_sum", b"int_sum", "sketch", b"sketch", "sum", b"sum"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___AggregateState: _TypeAlias = AggregateState  # noqa: Y015
-
-@_typing.final
-class GroupState(_message.Message):
-    """One group of an aggregate fragment: its key (one value per group-by key, null allowed) and
-    one state per aggregate of the plan.
-    """
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    KEY_FIELD_NUMBER: _builtins.int
-    STATES_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def key(self) -> _containers.RepeatedCompositeFieldContainer[_events_pb2.Value]: ...
-    @_builtins.property
-    def states(self) -> _containers.RepeatedCompositeFieldContainer[Global___AggregateState]: ...
-    def __init__(
-        self,
-        *,
-        key: _abc.Iterable[_events_pb2.Value] | None = ...,
-        states: _abc.Iterable[Global___AggregateState] | None = ...,
+        types: _abc.Iterable[_events_pb2.ValueType.ValueType] | None = ...,
+        string_values: _abc.Iterable[_builtins.str] | None = ...,
+        int_values: _abc.Iterable[_builtins.int] | None = ...,
+        float_values: _abc.Iterable[_builtins.float] | None = ...,
+        bool_values: _abc.Iterable[_builtins.bool] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "states", b"states"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bool_values", b"bool_values", "float_values", b"float_values", "int_values", b"int_values", "string_values", b"string_values", "types", b"types"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___GroupState: _TypeAlias = GroupState  # noqa: Y015
+Global___ValueColumn: _TypeAlias = ValueColumn  # noqa: Y015
+
+@_typing.final
+class StateColumn(_message.Message):
+    """The mergeable states of one aggregate of the plan, one per group. Which members are set
+    depends on the function; each of those holds one entry per group, and the others are empty:
+      COUNT, COUNT_FIELD: `counts`.
+      SUM, AVG: `counts` (of numeric values), `sums` (of the float values), `int_sums` (exact sum
+        of the int values, so sums of ints stay exact) and `float_seen` (whether any float value
+        took part: the sum is then a float).
+      MIN, MAX: `extremes`, null where the group has no value.
+      COUNT_DISTINCT, PERCENTILE: `sketches`, flakehouse.sketches states; empty bytes where the
+        group has no value.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNTS_FIELD_NUMBER: _builtins.int
+    SUMS_FIELD_NUMBER: _builtins.int
+    INT_SUMS_FIELD_NUMBER: _builtins.int
+    FLOAT_SEEN_FIELD_NUMBER: _builtins.int
+    EXTREMES_FIELD_NUMBER: _builtins.int
+    SKETCHES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def counts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def sums(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+    @_builtins.property
+    def int_sums(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def float_seen(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bool]: ...
+    @_builtins.property
+    def extremes(self) -> Global___ValueColumn: ...
+    @_builtins.property
+    def sketches(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    def __init__(
+        self,
+        *,
+        counts: _abc.Iterable[_builtins.int] | None = ...,
+        sums: _abc.Iterable[_builtins.float] | None = ...,
+        int_sums: _abc.Iterable[_builtins.int] | None = ...,
+        float_seen: _abc.Iterable[_builtins.bool] | None = ...,
+        extremes: Global___ValueColumn | None = ...,
+        sketches: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["extremes", b"extremes"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counts", b"counts", "extremes", b"extremes", "float_seen", b"float_seen", "int_sums", b"int_sums", "sketches", b"sketches", "sums", b"sums"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StateColumn: _TypeAlias = StateColumn  # noqa: Y015
+
+@_typing.final
+class GroupColumns(_message.Message):
+    """The groups of an aggregate fragment, column by column: group i has the i-th entry of every
+    column. Columnar so that storage fills it from its arrays and the query service merges it
+    with numpy, instead of a message per group.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIZE_FIELD_NUMBER: _builtins.int
+    KEYS_FIELD_NUMBER: _builtins.int
+    STATES_FIELD_NUMBER: _builtins.int
+    size: _builtins.int
+    """Number of groups."""
+    @_builtins.property
+    def keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___ValueColumn]:
+        """One per group-by key of the plan, in its order (null allowed)."""
+
+    @_builtins.property
+    def states(self) -> _containers.RepeatedCompositeFieldContainer[Global___StateColumn]:
+        """One per aggregate of the plan, in its order."""
+
+    def __init__(
+        self,
+        *,
+        size: _builtins.int = ...,
+        keys: _abc.Iterable[Global___ValueColumn] | None = ...,
+        states: _abc.Iterable[Global___StateColumn] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["keys", b"keys", "size", b"size", "states", b"states"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GroupColumns: _TypeAlias = GroupColumns  # noqa: Y015
 
 @_typing.final
 class ScanStats(_message.Message):
@@ -556,11 +617,13 @@ class PartialResult(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    GROUPS_FIELD_NUMBER: _builtins.int
+    GROUP_COLUMNS_FIELD_NUMBER: _builtins.int
     ROWS_FIELD_NUMBER: _builtins.int
     STATS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def groups(self) -> _containers.RepeatedCompositeFieldContainer[Global___GroupState]: ...
+    def group_columns(self) -> Global___GroupColumns:
+        """Aggregate plans: the groups, each once. Unset: no groups."""
+
     @_builtins.property
     def rows(self) -> _containers.RepeatedCompositeFieldContainer[_events_pb2.Row]:
         """Raw-rows mode: rows matching select_fields."""
@@ -570,13 +633,13 @@ class PartialResult(_message.Message):
     def __init__(
         self,
         *,
-        groups: _abc.Iterable[Global___GroupState] | None = ...,
+        group_columns: Global___GroupColumns | None = ...,
         rows: _abc.Iterable[_events_pb2.Row] | None = ...,
         stats: Global___ScanStats | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["stats", b"stats"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["group_columns", b"group_columns", "stats", b"stats"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["groups", b"groups", "rows", b"rows", "stats", b"stats"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group_columns", b"group_columns", "rows", b"rows", "stats", b"stats"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
