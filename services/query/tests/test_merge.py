@@ -691,19 +691,21 @@ def test_percentiles_of_one_field_share_equal_states_only() -> None:
 def test_sketches_are_finalized_only_for_the_groups_answered(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    decoded: list[bytes] = []
-    original = QuantileState.from_bytes
+    from flakehouse.query import merge as merge_module
 
-    def counting(data: bytes) -> QuantileState:
-        decoded.append(data)
-        return original(data)
+    asked: list[int] = []
+    original = merge_module.quantiles_of_groups
 
-    monkeypatch.setattr(QuantileState, "from_bytes", counting)
+    def counting(groups: Any, qs: Any) -> Any:
+        asked.append(len(groups))
+        return original(groups, qs)
+
+    monkeypatch.setattr(merge_module, "quantiles_of_groups", counting)
     planned = plan("SELECT k, count(*) AS n, p95(v) FROM ci GROUP BY k ORDER BY n DESC LIMIT 3")
     partial = groups(*[group([f"k{i:03d}"], count(i), quantiles(float(i))) for i in range(200)])
     _, result = answer(planned, [partial])
     assert [row[:2] for row in result] == [["k199", 199], ["k198", 198], ["k197", 197]]
-    assert len(decoded) == 3
+    assert asked == [3]
 
 
 def test_a_group_with_many_partial_sketches_is_folded() -> None:

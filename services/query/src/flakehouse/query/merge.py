@@ -31,7 +31,13 @@ from flakehouse.query.planner import PlannedQuery
 from flakehouse.query.scope import SUPPORTED_AGGREGATES
 from flakehouse.query.sqltime import INT64_MAX, INT64_MIN
 from flakehouse.query.v1 import query_pb2
-from flakehouse.sketches import DistinctState, QuantileState, SketchFormatError
+from flakehouse.sketches import (
+    DistinctState,
+    QuantileState,
+    SketchFormatError,
+    distinct_of_groups,
+    quantiles_of_groups,
+)
 
 Index = npt.NDArray[np.intp]
 Positions = slice | Index
@@ -421,26 +427,21 @@ def _columns(plan: plan_pb2.QueryPlan) -> list[Column]:
         elif function in (plan_pb2.AGGREGATE_FUNCTION_MIN, plan_pb2.AGGREGATE_FUNCTION_MAX):
             columns.append(Extremes(maximum=function == plan_pb2.AGGREGATE_FUNCTION_MAX))
         elif function == plan_pb2.AGGREGATE_FUNCTION_COUNT_DISTINCT:
-            columns.append(Sketches(DistinctState, DistinctState.estimate))
+            columns.append(Sketches(DistinctState, _distinct_batch))
         else:
-            # p50, p95 and p99 of one field get the same states (they do not depend on the
-            # quantile): merged once.
-            source = next(
-                (
-                    column
-                    for other, column in zip(plan.aggregates, columns, strict=False)
-                    if other.function == function
-                    and other.field == aggregate.field
-                    and isinstance(column, Sketches)
-                ),
-                None,
-            )
-            columns.append(Sketches(QuantileState, _quantile(aggregate.quantile), source))
+            columns.append(Sketches(QuantileState, _quantile_batch(aggregate.quantile)))
     return columns
 
 
-def _quantile(q: float) -> Callable[[QuantileState], Cell]:
-    return lambda state: state.quantile(q)
+def _quantile_batch(q: float) -> Callable[[list[list[bytes]]], list[Cell]]:
+    def batch(groups: list[list[bytes]]) -> list[Cell]:
+        return [values[0] for values in quantiles_of_groups(groups, [q])]
+
+    return batch
+
+
+def _distinct_batch(groups: list[list[bytes]]) -> list[Cell]:
+    return list(distinct_of_groups(groups))
 
 
 _REPEATED = ("counts", "sums", "int_sums", "float_seen", "sketches")
@@ -768,9 +769,10 @@ _FOLD_AT = 64
 
 
 class Sketches(Column):
-    """COUNT_DISTINCT and PERCENTILE: the serialized states of each group's partials, decoded
-    and merged all at once when finalized (one HLL union per group rather than one per
-    partial). A malformed state is reported then, or when a group holds too many to keep.
+    """COUNT_DISTINCT and PERCENTILE: the serialized states of each group's partials, finalized
+    for all the groups asked about at once by flakehouse.sketches' vectorized batch functions.
+    A malformed state is reported then, or when a group holds too many to keep (they are
+    folded into one every _FOLD_AT).
 
     An entry is the bytes of a group's state from its first partial, and a list of serialized
     states (and decoded ones, once folded) when more arrive."""
@@ -780,16 +782,12 @@ class Sketches(Column):
     def __init__(
         self,
         kind: type[_State],
-        read: Callable[[_State], Cell],
-        source: Sketches | None = None,
+        batch: Callable[[list[list[bytes]]], list[Cell]],
     ) -> None:
         self.entries: list[Any] = []
         self.kind: Any = kind
-        self.read: Callable[[Any], Cell] = read
-        # An earlier column (p50 of the field this one is p99 of) whose merged state this one
-        # shares for the groups where the bytes agree: decoded and merged once.
-        self.source = source
-        self._merged: dict[int, Any] = {}
+        # Many groups' serialized states → their final values, vectorized (flakehouse.sketches).
+        self.batch = batch
 
     def _decode(self, state: plan_pb2.StateColumn, size: int, what: str) -> Any:
         return state.sketches[:]
@@ -820,9 +818,7 @@ class Sketches(Column):
             return
         parts.append(data)
         if len(parts) > _FOLD_AT:
-            self.entries[index] = [self._merge(parts)]
-        if self._merged:
-            self._merged.pop(index, None)  # finalized before: no longer up to date
+            self.entries[index] = [self._merge(parts).to_bytes()]
 
     def _merge(self, parts: list[Any]) -> Any:
         states = [self._decode_state(part) if isinstance(part, bytes) else part for part in parts]
@@ -837,24 +833,16 @@ class Sketches(Column):
         except SketchFormatError as exc:
             raise PartialResultError(f"bad sketch in a partial result: {exc}") from None
 
-    def merged(self, index: int) -> Any:
-        """Group `index`'s states merged into one."""
-        result = self._merged.get(index)
-        if result is None:
-            source = self.source
-            if source is not None and source._parts(index) == self._parts(index):
-                result = source.merged(index)
-            else:
-                result = self._merge(self._parts(index))
-            self._merged[index] = result
-        return result
-
     def finals(self, positions: Positions) -> list[Cell]:
         if isinstance(positions, slice):
             indexes: Iterable[int] = range(len(self.entries))[positions]
         else:
             indexes = positions.tolist()
-        return [self.read(self.merged(i)) for i in indexes]
+        groups = [self._parts(i) for i in indexes]
+        try:
+            return self.batch(groups)
+        except SketchFormatError as exc:
+            raise PartialResultError(f"bad sketch in a partial result: {exc}") from None
 
 
 # -- the answer ------------------------------------------------------------------------------
