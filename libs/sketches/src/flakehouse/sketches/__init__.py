@@ -1,6 +1,6 @@
 """Mergeable sketches shared by storage (which builds them next to the data) and query (which
 merges them): count distinct (exact sets, then Apache DataSketches HLL) and quantiles (DDSketch),
-with one serialized format for `AggregateState.sketch`; and the query service's batch
+with one serialized format for `StateColumn.sketches` (plan.proto); and the query service's batch
 finalizers, which merge and read the states of many groups at once."""
 
 from flakehouse.sketches.distinct import EXACT_LIMIT, LG_K, DistinctState, distinct_of_groups

@@ -7,7 +7,8 @@ a time: storage nodes send their groups as columns (plan.proto's GroupColumns), 
 keys are mapped to global group numbers in one pass (a dict lookup per key value), and the
 states are merged with numpy, one array per aggregate. ORDER BY sorts keys that compare in C
 (`finalexpr.sort_column`), LIMIT takes the first rows with a heap, and aggregates that neither
-HAVING nor ORDER BY reads are finalized only for the rows answered. See PERFORMANCE.md.
+HAVING nor ORDER BY reads are finalized only for the rows answered (count distinct and
+percentiles with the sketches' batch functions, all those groups at once).
 """
 
 from __future__ import annotations
