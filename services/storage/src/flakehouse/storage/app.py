@@ -37,7 +37,9 @@ class StorageApp:
         self.failed = self.tasks.failed
         self.metrics = StorageMetrics(self.registry)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = SegmentStore(str(settings.data_dir / "segments.rocksdb"))
+        self.store = SegmentStore(
+            str(settings.data_dir / "segments.rocksdb"), cache_bytes=settings.cache_bytes
+        )
         self.consumer = make_consumer(settings.kafka_bootstrap, f"flakehouse-{settings.node_id}")
         self.node = StorageNode(
             settings.node_id,

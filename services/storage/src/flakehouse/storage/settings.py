@@ -36,6 +36,12 @@ class StorageSettings(ServiceSettings, KafkaSettings):
     compaction_min_segments: int = Field(
         4, ge=2, description="Merge a run of small segments once it has this many."
     )
+    cache_bytes: int = Field(
+        1 << 30,
+        ge=16 << 20,
+        description="Decoded columns kept in memory for queries; size it to the columns "
+        "queries read (about 50 bytes per event held for the usual ones).",
+    )
     bootstrap_timeout_s: float = Field(
         300.0, gt=0, description="Longest copy of one partition's segments from a peer."
     )

@@ -178,7 +178,7 @@ class SegmentStore:
     Thread-safe: writes and the in-memory catalog are under one lock; reads of segment data go
     through a RocksDB snapshot taken with the catalog, so a concurrent drop cannot tear a query."""
 
-    def __init__(self, path: str, *, cache_bytes: int = 256 * 1024 * 1024) -> None:
+    def __init__(self, path: str, *, cache_bytes: int = 1 << 30) -> None:
         options = Options(raw_mode=True)
         # Measured on the storage benchmark (FORMAT.md, "Compression"): zstd where most data
         # settles, lz4 (cheap) for recent files in upper levels.
