@@ -232,21 +232,7 @@ def _grouped_parts(
     and code, without repeated (group, code). Classified with numpy once; per group only list
     slices remain. A generator: each group's objects are gone before the next group's are made,
     which keeps the garbage collector from running over and over on 100 000 groups."""
-    g = np.asarray(groups, dtype=np.int64)
-    c = np.asarray(codes, dtype=np.int64)
-    k = np.asarray(counts, dtype=np.int64)
-    if not g.shape == c.shape == k.shape or g.ndim != 1:
-        raise ValueError("groups, codes and counts must be 1-d arrays of one length")
-    if len(g):
-        if int(c.min()) < 0 or int(c.max()) >= N_CODES or int(k.min()) < 0:
-            raise ValueError("bucket code out of range or negative count")
-        if int(g.min()) < 0 or int(g.max()) >= n_groups:
-            raise ValueError("group out of range")
-        combined = g * N_CODES + c
-        if not bool(np.all(combined[1:] > combined[:-1])):
-            raise ValueError("triples must be sorted by group and code, without repeats")
-        keep = k > 0
-        g, c, k = g[keep], c[keep], k[keep]
+    g, c, k = _checked_triples(groups, codes, counts, n_groups)
     kind = np.searchsorted(_CLASS_STARTS, c, side="right")
     key = np.where(kind == 1, KEY_MAX - (c - _CODE_NEG), c - _CODE_POS + KEY_MIN)
     cell = g * _CLASSES + kind

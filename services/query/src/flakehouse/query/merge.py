@@ -39,6 +39,7 @@ from flakehouse.sketches import (
     distinct_of_groups,
     quantiles_of_groups,
 )
+from flakehouse.sketches.arrays import grow as _grow
 
 Index = npt.NDArray[np.intp]
 Positions = slice | Index
@@ -371,15 +372,6 @@ class _GroupIndex:
     def add_empty_key(self) -> None:
         """The one group of a plan without GROUP BY, when no partial brought it."""
         self.size = max(self.size, 1)
-
-
-def _grow(array: npt.NDArray[Any], n: int, fill: Any) -> npt.NDArray[Any]:
-    """`array` with room for n groups (amortized doubling); new slots hold `fill`."""
-    if len(array) >= n:
-        return array
-    grown = np.full(max(n, 2 * len(array), 16), fill, dtype=array.dtype)
-    grown[: len(array)] = array
-    return grown
 
 
 # -- merging groups --------------------------------------------------------------------------

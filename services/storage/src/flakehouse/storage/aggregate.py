@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.events import values as v
+from flakehouse.sketches.arrays import grow as _grow
 from flakehouse.storage.distinct import CountDistinct
 from flakehouse.storage.predicate import Index, ScanSegment
 from flakehouse.storage.quantiles import Percentile
@@ -415,15 +416,6 @@ class SegmentGroups:
         if self.sizes is None:
             self.sizes = self.counts(self.group)
         return self.sizes
-
-
-def _grow(array: npt.NDArray[Any], n: int, fill: Any) -> npt.NDArray[Any]:
-    """`array` with room for n groups (amortized doubling); new slots hold `fill`."""
-    if len(array) >= n:
-        return array
-    grown = np.full(max(n, 2 * len(array), 16), fill, dtype=array.dtype)
-    grown[: len(array)] = array
-    return grown
 
 
 class Aggregator(Protocol):
