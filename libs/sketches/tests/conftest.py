@@ -3,6 +3,7 @@ importlib mode): quantile states in the version 1 form that earlier releases wro
 
 from __future__ import annotations
 
+import random
 import struct
 from collections.abc import Callable
 
@@ -93,3 +94,26 @@ def v1() -> V1:
 def buckets() -> Callable[[bytes], tuple[list[int], list[int]]]:
     """`v2_buckets`: codes and counts of version 2 bytes, read independently of the module."""
     return v2_buckets
+
+
+Corrupt = Callable[[random.Random, bytes, int | None], bytes]
+
+
+def _corrupt(rng: random.Random, data: bytes, head: int | None = None) -> bytes:
+    """`data` damaged at random: cut short (40 %), 1 to 3 bytes overwritten (40 %; within the
+    first `head` bytes when given), or replaced by random bytes (20 %)."""
+    damaged = bytearray(data)
+    action = rng.random()
+    if action < 0.4:
+        return bytes(damaged[: rng.randrange(len(damaged))])
+    if action < 0.8:
+        span = len(damaged) if head is None else min(len(damaged), head)
+        for _ in range(rng.randrange(1, 4)):
+            damaged[rng.randrange(span)] = rng.randrange(256)
+        return bytes(damaged)
+    return rng.randbytes(rng.randrange(1, 80))
+
+
+@pytest.fixture
+def corrupt() -> Corrupt:
+    return _corrupt

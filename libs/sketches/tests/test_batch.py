@@ -290,7 +290,7 @@ def test_a_malformed_distinct_state_is_named() -> None:
             distinct_of_groups(groups)
 
 
-def test_corrupted_distinct_states_in_a_batch() -> None:
+def test_corrupted_distinct_states_in_a_batch(corrupt: Callable[..., bytes]) -> None:
     rng = random.Random(7)
     samples = [
         DistinctState.from_hashes(hash_ints(np.arange(n))).to_bytes() for n in (1, 50, 5_000)
@@ -298,23 +298,14 @@ def test_corrupted_distinct_states_in_a_batch() -> None:
     good = samples[1]
     rejected = 0
     for _ in range(1_500):
-        data = bytearray(rng.choice(samples))
-        action = rng.random()
-        if action < 0.4:
-            data = data[: rng.randrange(len(data))]
-        elif action < 0.8:
-            for _ in range(rng.randrange(1, 4)):
-                data[rng.randrange(min(len(data), 40))] = rng.randrange(256)
-        else:
-            data = bytearray(rng.randbytes(rng.randrange(1, 80)))
-        corrupt = bytes(data)
+        damaged = corrupt(rng, rng.choice(samples), 40)
         try:
-            want = DistinctState.from_bytes(corrupt).estimate()
+            want = DistinctState.from_bytes(damaged).estimate()
         except SketchFormatError as exc:
             rejected += 1
             with pytest.raises(SketchFormatError) as caught:
-                distinct_of_groups([[good], [good, corrupt]])
+                distinct_of_groups([[good], [good, damaged]])
             assert str(caught.value) == f"group 1, state 1: {exc}"
             continue
-        assert distinct_of_groups([[corrupt]]) == [want]
+        assert distinct_of_groups([[damaged]]) == [want]
     assert rejected > 700
