@@ -83,6 +83,21 @@ def test_vectorized_keys_equal_the_library_keys() -> None:
     assert keys.tolist() == [mapping.key(v) for v in values.tolist()]
 
 
+def test_non_negative_values_take_a_shortcut_to_the_same_codes() -> None:
+    # bucket_codes has a shortcut for arrays of zeros and positive values in range (durations);
+    # one negative value sends the same values through the general path.
+    rng = np.random.default_rng(6)
+    tiny = float(LogarithmicMapping(RELATIVE_ACCURACY).min_possible)
+    values = np.concatenate(
+        [rng.lognormal(0, 4, 50_000), np.zeros(100), [tiny, tiny / 2, 5e-324, 1e308]]
+    )
+    rng.shuffle(values)
+    shortcut = bucket_codes(values)
+    general = bucket_codes(np.append(values, -1.0))[:-1]
+    assert shortcut.tolist() == general.tolist()
+    assert set(shortcut[values <= tiny].tolist()) == {CODE_ZERO}
+
+
 def test_same_bins_and_quantiles_as_adding_one_at_a_time() -> None:
     values = np.concatenate([durations(20_000, 1), -durations(3_000, 2), np.zeros(501)])
     library = DDSketch(RELATIVE_ACCURACY)

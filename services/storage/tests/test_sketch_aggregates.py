@@ -203,6 +203,30 @@ def test_percentile_per_group_and_time_bucket(kit: Any) -> None:
         assert got is not None and abs(got - want) <= 0.01 * want
 
 
+def test_percentiles_of_one_field_share_their_state(kit: Any) -> None:
+    # p50, p95 and p99 of d need one state (the quantile is applied after the merge); each
+    # aggregate still gets its column, and min(d) beside them keeps its own.
+    events = [{"timestamp": i, "g": f"g{i % 3}", "d": float(i % 17)} for i in range(300)]
+    plan = kit.plan(
+        group_by=["g"],
+        aggregates=[
+            kit.agg("percentile", "d", 0.5),
+            kit.agg("min", "d"),
+            kit.agg("percentile", "d", 0.95),
+            kit.agg("percentile", "x", 0.95),
+            kit.agg("percentile", "d", 0.99),
+        ],
+    )
+    result = kit.run(plan, events[:100], events[100:])
+    for group in kit.group_list(result):
+        p50, low, p95, other, p99 = group.states
+        assert p50.sketch == p95.sketch == p99.sketch != b""
+        assert other.sketch == b"" and low.extreme is not None
+        state = QuantileState.from_bytes(p50.sketch)
+        assert state.quantile(0.5) == pytest.approx(8, rel=0.01)
+        assert state.quantile(0.99) == pytest.approx(16, rel=0.01)
+
+
 def test_percentile_special_values(kit: Any) -> None:
     events = [
         {"timestamp": 1, "d": -5},

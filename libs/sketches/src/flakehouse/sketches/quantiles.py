@@ -141,6 +141,19 @@ def bucket_codes(values: npt.ArrayLike) -> npt.NDArray[np.int64]:
     """The bucket code of each value (ints are taken as float64): a DDSketch key for nonzero
     finite values, or the zero, -inf, +inf or NaN bucket."""
     x = np.asarray(values, dtype=np.float64)
+    if len(x) and x.min() >= 0 and x.max() <= _MAX_POSSIBLE:  # NaN fails both
+        # Zero or positive and in the mapping's range (durations): keys need no clip, and the
+        # float operations are _keys' own, in place.
+        with np.errstate(divide="ignore", invalid="ignore"):  # zeros: log 0 = -inf
+            keyed = np.log(x)
+            keyed /= _LN2
+            keyed *= _MULTIPLIER
+            np.ceil(keyed, out=keyed)
+            keyed += _OFFSET
+            codes = keyed.astype(np.int64)
+        codes += _CODE_POS - KEY_MIN
+        codes[x <= _MIN_POSSIBLE] = CODE_ZERO
+        return codes
     codes = np.full(len(x), CODE_ZERO, dtype=np.int64)
     magnitude = np.abs(x)
     finite = np.isfinite(x)

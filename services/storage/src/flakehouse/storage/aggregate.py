@@ -688,7 +688,13 @@ def aggregate(
 ) -> None:
     """Fills `out` (PartialResult.group_columns, in place) with the groups of the selected rows,
     each once: a column per group-by key and a column of states per aggregate of the plan."""
-    aggregators = [AGGREGATORS[a.function](a) for a in plan.aggregates]
+    # Aggregates with the same state (p50, p95 and p99 of one field) share one aggregator.
+    shared: dict[bytes, Aggregator] = {}
+    for a in plan.aggregates:
+        key = _state_key(a)
+        if key not in shared:
+            shared[key] = AGGREGATORS[a.function](a)
+    aggregators = list(shared.values())
     index = _GroupIndex(len(plan.group_by))
     for seg, sel in scanned:
         if len(sel) == 0:
@@ -707,5 +713,21 @@ def aggregate(
     out.SetInParent()
     out.size = n
     index.fill_keys(out.keys)
-    for aggregator in aggregators:
-        aggregator.states(n, out.states.add())
+    filled: dict[bytes, plan_pb2.StateColumn] = {}
+    for a in plan.aggregates:
+        key = _state_key(a)
+        column = out.states.add()
+        if key in filled:
+            column.CopyFrom(filled[key])
+        else:
+            shared[key].states(n, column)
+            filled[key] = column
+
+
+def _state_key(aggregate: plan_pb2.Aggregate) -> bytes:
+    """Equal for aggregates whose partial states are equal: the quantile of a PERCENTILE is
+    applied by the query service after the merge, so it is not part of the state."""
+    key = plan_pb2.Aggregate()
+    key.CopyFrom(aggregate)
+    key.ClearField("quantile")
+    return key.SerializeToString(deterministic=True)

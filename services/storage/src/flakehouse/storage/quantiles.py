@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.events import values as v
-from flakehouse.sketches.quantiles import N_CODES, bucket_codes, encode_grouped
+from flakehouse.sketches.quantiles import bucket_codes, encode_grouped
 
 if TYPE_CHECKING:
     from flakehouse.storage.aggregate import SegmentGroups
@@ -36,11 +36,14 @@ def _count_pairs(
     (1 each when `counts` is None). Groups are in [0, n_groups)."""
     # Only the codes that occur: a segment's values use a few hundred of the ~140 000 buckets,
     # so (group, code) keys usually fit a bincount.
-    used = np.flatnonzero(np.bincount(codes, minlength=N_CODES))
-    index = np.zeros(N_CODES, dtype=np.int64)
+    low = int(codes.min()) if len(codes) else 0
+    shifted = codes - low
+    used = np.flatnonzero(np.bincount(shifted))
+    index = np.zeros(int(used[-1]) + 1 if len(used) else 0, dtype=np.int64)
     index[used] = np.arange(len(used))
+    used += low
     width = len(used)
-    keys = groups * width + index[codes]
+    keys = groups * width + index[shifted]
     upper = n_groups * width
     weights = None if counts is None else counts.astype(np.float64)  # exact below 2^53
     if upper <= max(4 * len(keys), _DENSE_LIMIT):
