@@ -66,13 +66,54 @@ async def test_every_partition_answered_once_by_its_first_replica() -> None:
     assert result.nodes["a"].partitions == [0, 1, 2, 3]
 
 
-async def test_a_slow_replica_is_hedged_and_the_loser_cancelled() -> None:
-    cluster = Cluster(a=(1.0, "ok"), b=(0.01, "ok"))
-    result = await fan_out(placement(2, ["a", "b"]), nodes("a", "b"), cluster, 3.0, 0.05)
-    assert [a.response for a in result.answers] == ["b:0", "b:1"]
+def alternating(partitions: int) -> replication_pb2.DatasetPlacement:
+    """Even partitions ask a first, odd ones b."""
+    out = placement(partitions, ["a", "b"])
+    for p in out.partitions[1::2]:
+        p.replicas[:] = ["b", "a"]
+    return out
+
+
+async def test_a_replica_behind_its_peers_is_hedged_and_the_loser_cancelled() -> None:
+    # b answers its partitions in 0.05 s; a's are hedged once they took twice that.
+    cluster = Cluster(a=(2.0, "ok"), b=(0.05, "ok"))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    result = await fan_out(alternating(4), nodes("a", "b"), cluster, 3.0, 0.01)
+    assert loop.time() - started < 0.5
+    assert [a.response for a in result.answers] == ["b:0", "b:1", "b:2", "b:3"]
     assert result.hedged == 2
-    assert sorted(cluster.cancelled) == [("a", 0), ("a", 1)]
+    assert sorted(cluster.cancelled) == [("a", 0), ("a", 2)]
     assert any("lost the hedge" in e for e in result.nodes["a"].errors)
+
+
+async def test_a_heavy_query_is_not_asked_twice() -> None:
+    # Every replica takes 0.3 s, far beyond hedge_after: the query is heavy, not a replica
+    # sick, and hedging would double its work.
+    cluster = Cluster(a=(0.3, "ok"), b=(0.3, "ok"))
+    result = await fan_out(alternating(8), nodes("a", "b"), cluster, 3.0, 0.05)
+    assert len(result.answers) == 8 and result.hedged == 0
+    assert len(cluster.calls) == 8
+
+
+async def test_a_hung_first_replica_of_every_partition_is_hedged_at_half_the_deadline() -> None:
+    cluster = Cluster(a=(5.0, "ok"), b=(0.01, "ok"))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    result = await fan_out(placement(2, ["a", "b"]), nodes("a", "b"), cluster, 1.0, 0.05)
+    took = loop.time() - started
+    assert [a.response for a in result.answers] == ["b:0", "b:1"] and result.hedged == 2
+    assert 0.5 <= took < 0.9
+    assert sorted(cluster.cancelled) == [("a", 0), ("a", 1)]
+
+
+async def test_a_query_of_one_partition_is_hedged_after_hedge_after() -> None:
+    cluster = Cluster(a=(5.0, "ok"), b=(0.01, "ok"))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    result = await fan_out(placement(1, ["a", "b"]), nodes("a", "b"), cluster, 3.0, 0.05)
+    assert [a.response for a in result.answers] == ["b:0"] and result.hedged == 1
+    assert loop.time() - started < 0.5
 
 
 async def test_a_declining_or_failing_replica_hands_over_at_once() -> None:

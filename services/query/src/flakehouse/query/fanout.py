@@ -1,21 +1,30 @@
 """Fan-out of one request over a dataset's partitions, one call per partition: to the first live
-replica in the placement's order; if it has not answered after `hedge_after_s`, the next
-replica is asked too (hedging) and the first good answer wins, the other call is cancelled. A
+replica in the placement's order; if it is slow, the next replica is asked too (hedging) and the
+first good answer wins, the other call is cancelled. A
 replica that fails, or declines (not held, catching up, behind the offsets asked for), hands over
 to the next; one that was unreachable gets one more try when no other replica is left (a node
 that just restarted, whose channel is still backing off). What no replica answers before the
 deadline is reported missing, with every replica's reason.
 
 One call per partition (not one per node for all its partitions) is what makes hedging exact:
-an answer covers exactly one partition, so two replicas' answers are never both merged."""
+an answer covers exactly one partition, so two replicas' answers are never both merged.
+
+When a call is slow enough to hedge (`_Pace`): after `hedge_after_s` at least, and only when it
+is slow next to the rest of the query, since hedging doubles the work of what it hedges. Once
+some partitions have answered, a call is hedged when it has run for twice their median time: a
+replica behind its peers (a sick or overloaded node). While none has answered, every replica is
+slow alike: the query is heavy, and asking twice would only share the same cores between twice
+the work; a call is then hedged at half the deadline, which still leaves the other replica the
+other half. A query of one partition has no peers to compare with: hedged at `hedge_after_s`."""
 
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import grpc
 
@@ -67,6 +76,37 @@ def candidates(
     }
 
 
+# A call is behind its peers when it has run this many times their median answer time.
+SLOWER_THAN_PEERS = 2.0
+
+
+class _Pace:
+    """How long the partitions of one query take: when a running call is slow enough to hedge
+    (module docstring), and a wake-up for the waiting calls whenever an answer arrives."""
+
+    def __init__(self, partitions: int, timeout_s: float, hedge_after_s: float) -> None:
+        self.partitions = partitions
+        self.timeout_s = timeout_s
+        self.hedge_after_s = hedge_after_s
+        self.answered_s: list[float] = []
+        self.changed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def answered(self, elapsed_s: float) -> None:
+        self.answered_s.append(elapsed_s)
+        self.changed.set_result(None)
+        self.changed = asyncio.get_running_loop().create_future()
+
+    def hedge_after(self) -> float:
+        """Seconds a call runs before the next replica is asked too."""
+        if self.answered_s:
+            peers = SLOWER_THAN_PEERS * statistics.median(self.answered_s)
+        elif self.partitions == 1:
+            peers = 0.0
+        else:
+            peers = self.timeout_s / 2
+        return max(self.hedge_after_s, peers)
+
+
 async def fan_out(
     dataset: replication_pb2.DatasetPlacement,
     nodes: dict[str, replication_pb2.Node],
@@ -77,9 +117,10 @@ async def fan_out(
     deadline = time.monotonic() + timeout_s
     result: FanOutResult[R] = FanOutResult()
     choices = candidates(dataset, nodes)
+    pace = _Pace(len(choices), timeout_s, hedge_after_s)
     await asyncio.gather(
         *(
-            _partition(p, replicas, call, deadline, hedge_after_s, result)
+            _partition(p, replicas, call, deadline, pace, result)
             for p, replicas in sorted(choices.items())
         )
     )
@@ -92,7 +133,7 @@ async def _partition(
     replicas: list[replication_pb2.Node],
     call: PartitionCall[R],
     deadline: float,
-    hedge_after_s: float,
+    pace: _Pace,
     result: FanOutResult[R],
 ) -> None:
     waiting = list(replicas)
@@ -125,14 +166,21 @@ async def _partition(
                     f"{n.node_id}: no answer before the deadline" for n, _ in running.values()
                 )
                 break
-            # Wait for an answer, but only until it is time to hedge, if a replica is left.
-            wait = min(remaining, hedge_after_s) if waiting else remaining
-            done, _ = await asyncio.wait(running, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
-            if not done:
-                if waiting:
+            # Wait for an answer, but only until it is time to hedge, if a replica is left; an
+            # answer to another partition may make that time sooner.
+            wait, wake = remaining, set[asyncio.Future[Any]]()
+            if waiting:
+                newest = max(started for _, started in running.values())
+                hedge_in = newest + pace.hedge_after() - time.monotonic()
+                if hedge_in <= 0:
                     result.hedged += 1
                     launch()
-                continue
+                    continue
+                wait, wake = min(remaining, hedge_in), {pace.changed}
+            woken, _ = await asyncio.wait(
+                wake.union(running), timeout=wait, return_when=asyncio.FIRST_COMPLETED
+            )
+            done = [task for task in running if task in woken]
             for task in done:
                 node, started = running.pop(task)
                 elapsed = time.monotonic() - started
@@ -144,6 +192,7 @@ async def _partition(
                     if declined is None:
                         node_trace.partitions.append(partition)
                         result.answers.append(Answer(partition, node.node_id, response, elapsed))
+                        pace.answered(elapsed)
                         answered = True
                         return
                     failure = declined

@@ -21,5 +21,8 @@ class QuerySettings(ServiceSettings):
         "instead; 0: no limit.",
     )
     hedge_after_ms: int = Field(
-        400, gt=0, description="Ask a partition's next replica when the first is this slow."
+        400,
+        gt=0,
+        description="Least time before a partition's next replica is asked too; also slower "
+        "than twice the median of the partitions answered (fanout.py).",
     )
