@@ -24,6 +24,7 @@ from flakehouse.core.errors import (
     Unavailable,
 )
 from flakehouse.core.server import CHANNEL_OPTIONS
+from flakehouse.events.columns import ColumnError, from_value_column
 from flakehouse.events.values import TYPE_NAMES, Scalar, from_value
 from flakehouse.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from flakehouse.query.v1 import query_pb2, query_pb2_grpc
@@ -85,6 +86,25 @@ class QueryResult:
             "partial": self.partial,
             "missing_partitions": self.missing_partitions,
         }
+
+
+def _rows(response: query_pb2.QueryResponse) -> list[list[Scalar | None]]:
+    """The answer's rows, from its columns when the service sent them so (`columnar`), else from
+    its rows (DESCRIBE and EXPLAIN, or a service that predates columnar answers)."""
+    if not response.column_values:
+        return [[from_value(v) for v in row.values] for row in response.rows]
+    if len(response.column_values) != len(response.columns):
+        raise Internal(
+            f"the answer has {len(response.column_values)} value columns"
+            f" for {len(response.columns)} columns"
+        )
+    try:
+        columns = [from_value_column(c) for c in response.column_values]
+    except ColumnError as exc:
+        raise Internal(f"the answer's columns do not hold their values: {exc}") from None
+    if len({len(c) for c in columns}) > 1:
+        raise Internal("the answer's columns have different lengths")
+    return [list(row) for row in zip(*columns, strict=True)]
 
 
 class Client:
@@ -215,6 +235,7 @@ class Client:
         request = query_pb2.QueryRequest(
             sql=sql,
             timeout_ms=timeout_ms,
+            columnar=True,
             after=[
                 query_pb2.DatasetOffsets(dataset=dataset, offsets=dict(offsets))
                 for dataset, offsets in sorted((after or {}).items())
@@ -224,7 +245,7 @@ class Client:
         return QueryResult(
             columns=[c.name for c in response.columns],
             types=[TYPE_NAMES.get(c.type, "mixed") for c in response.columns],
-            rows=[[from_value(v) for v in row.values] for row in response.rows],
+            rows=_rows(response),
             partial=response.partial,
             missing_partitions=[
                 {"dataset": m.dataset, "partition": m.partition, "reason": m.reason}

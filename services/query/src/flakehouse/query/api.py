@@ -16,7 +16,7 @@ from flakehouse.events.model import validate_dataset_name
 from flakehouse.events.values import TYPE_NAMES
 from flakehouse.query.explain import explain_lines
 from flakehouse.query.fanout import FanOutResult, PartitionCall, candidates, fan_out
-from flakehouse.query.merge import PartialResultError, finalize, merge_partials
+from flakehouse.query.merge import PartialResultError, merge_partials, to_response
 from flakehouse.query.placements import Placements
 from flakehouse.query.planner import Describe, PlannedQuery, QueryError, parse_statement
 from flakehouse.query.settings import QuerySettings
@@ -134,22 +134,21 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
         except PartialResultError as exc:
             # A storage node answered something that does not fit the plan: a version skew.
             raise Internal(f"a storage node's answer does not fit the plan: {exc}") from None
-        columns, rows = finalize(statement, merged)
-        return query_pb2.QueryResponse(
-            columns=columns,
-            rows=rows,
-            partial=bool(result.missing),
-            missing_partitions=_missing(plan.dataset, result),
-            stats=query_pb2.QueryStats(
+        response = to_response(statement, merged, columnar=request.columnar)
+        response.partial = bool(result.missing)
+        response.missing_partitions.extend(_missing(plan.dataset, result))
+        response.stats.CopyFrom(
+            query_pb2.QueryStats(
                 scan=merged.stats,
                 partitions=len(dataset.partitions),
                 nodes_asked=len(result.nodes),
                 elapsed_ms=int((time.monotonic() - started) * 1000),
                 nodes=_node_stats(result),
                 hedged=result.hedged,
-            ),
-            plan=plan,
+            )
         )
+        response.plan.CopyFrom(plan)
+        return response
 
     async def _describe_statement(
         self, name: str, timeout_s: float, started: float

@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from flakehouse.common.v1 import events_pb2, plan_pb2
+from flakehouse.events.columns import to_value_column
 from flakehouse.events.values import BOOL, FLOAT, INT, STRING, from_value, to_value, type_of
 from flakehouse.query import finalexpr as fx
 from flakehouse.query.finalexpr import Cell
@@ -841,10 +842,12 @@ class Sketches(Column):
 # -- the answer ------------------------------------------------------------------------------
 
 
-def finalize(
-    planned: PlannedQuery, merged: Merged
-) -> tuple[list[query_pb2.ResultColumn], list[events_pb2.Row]]:
-    """The answer: result columns (typed when the values agree) and rows."""
+def to_response(
+    planned: PlannedQuery, merged: Merged, *, columnar: bool = False
+) -> query_pb2.QueryResponse:
+    """A QueryResponse holding the answer's columns (typed when the values agree) and rows, or
+    with `columnar` their values column by column (`column_values`); the caller sets the rest.
+    Rows are parsed from their serialized form straight into it (no Row messages copied)."""
     rows_of = _aggregate_columns if planned.is_aggregate else _raw_columns
     cells, kinds, columns = [], [], []
     for name, column in zip(planned.columns, rows_of(planned, merged), strict=True):
@@ -852,7 +855,22 @@ def finalize(
         cells.append(column)
         kinds.append(column_kinds)
         columns.append(query_pb2.ResultColumn(name=name, type=value_type))
-    return columns, _rows(cells, kinds)
+    response = query_pb2.QueryResponse(columns=columns)
+    if columnar:
+        response.column_values.extend(
+            to_value_column(_plain(c, k)) for c, k in zip(cells, kinds, strict=True)
+        )
+    else:
+        response.MergeFromString(_rows(cells, kinds))
+    return response
+
+
+def finalize(
+    planned: PlannedQuery, merged: Merged
+) -> tuple[list[query_pb2.ResultColumn], list[events_pb2.Row]]:
+    """The answer's result columns and rows (`to_response`, as lists)."""
+    response = to_response(planned, merged)
+    return list(response.columns), list(response.rows)
 
 
 def _aggregate_columns(planned: PlannedQuery, merged: Merged) -> list[list[Cell]]:
@@ -993,25 +1011,30 @@ def _sample(cells: list[Cell], kind: type) -> Any:
     return next(cell for cell in cells if type(cell) is kind)
 
 
-def _rows(columns: list[list[Cell]], kinds: list[set[type]]) -> list[events_pb2.Row]:
-    """Rows of Values (`kinds`: the Python types in each column): serialized a column at a time
-    with numpy (`_RowEncoder`) into one QueryResponse, which protobuf parses in C; far faster
-    than a message per row and value. The rows share the parsed message's arena, which they
-    keep alive."""
+def _rows(columns: list[list[Cell]], kinds: list[set[type]]) -> bytes:
+    """Rows of Values (`kinds`: the Python types in each column) as a serialized QueryResponse
+    holding nothing else, encoded a column at a time with numpy (`_RowEncoder`), which protobuf
+    parses in C; far faster than a message per row and value."""
     if not columns or not columns[0]:
-        return []
+        return b""
     encoder = _RowEncoder(len(columns[0]), len(columns))
     row_sizes = np.zeros(len(columns[0]), dtype=np.int64)
     for i, (cells, column_kinds) in enumerate(zip(columns, kinds, strict=True)):
         if not column_kinds <= _PLAIN:
-            # Subclasses of the scalar types (not encoded as such): as the types themselves.
-            cells = [None if c is None else from_value(to_value(c)) for c in cells]
+            cells = _plain(cells, column_kinds)
             column_kinds = _types(cells)
         row_sizes += encoder.column(i, cells, column_kinds)
-    return list(query_pb2.QueryResponse.FromString(encoder.payload(row_sizes)).rows)
+    return encoder.payload(row_sizes)
 
 
 _PLAIN = {str, int, float, bool, type(None)}
+
+
+def _plain(cells: list[Cell], kinds: set[type]) -> list[Cell]:
+    """Subclasses of the scalar types (not encoded as such) as the types themselves."""
+    if kinds <= _PLAIN:
+        return cells
+    return [None if c is None else from_value(to_value(c)) for c in cells]
 
 
 # Wire format (protobuf encoding) of QueryResponse.rows: each row is field 2 (tag 0x12), each

@@ -29,9 +29,14 @@ class QueryRequest(_message.Message):
     SQL_FIELD_NUMBER: _builtins.int
     TIMEOUT_MS_FIELD_NUMBER: _builtins.int
     AFTER_FIELD_NUMBER: _builtins.int
+    COLUMNAR_FIELD_NUMBER: _builtins.int
     sql: _builtins.str
     timeout_ms: _builtins.int
     """Deadline for the whole query; 0: the service's default."""
+    columnar: _builtins.bool
+    """Answer in QueryResponse.column_values instead of `rows`: one column at a time, far less
+    work on both ends for a large answer.
+    """
     @_builtins.property
     def after(self) -> _containers.RepeatedCompositeFieldContainer[Global___DatasetOffsets]:
         """Read-your-writes: offsets written by earlier uploads (as their answers give them), for any
@@ -47,10 +52,11 @@ class QueryRequest(_message.Message):
         sql: _builtins.str = ...,
         timeout_ms: _builtins.int = ...,
         after: _abc.Iterable[Global___DatasetOffsets] | None = ...,
+        columnar: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "sql", b"sql", "timeout_ms", b"timeout_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "columnar", b"columnar", "sql", b"sql", "timeout_ms", b"timeout_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -237,6 +243,7 @@ class QueryResponse(_message.Message):
     MISSING_PARTITIONS_FIELD_NUMBER: _builtins.int
     STATS_FIELD_NUMBER: _builtins.int
     PLAN_FIELD_NUMBER: _builtins.int
+    COLUMN_VALUES_FIELD_NUMBER: _builtins.int
     partial: _builtins.bool
     """True when some partitions could not be read; they are listed with the reason."""
     @_builtins.property
@@ -251,6 +258,13 @@ class QueryResponse(_message.Message):
     def plan(self) -> _plan_pb2.QueryPlan:
         """The plan that was executed."""
 
+    @_builtins.property
+    def column_values(self) -> _containers.RepeatedCompositeFieldContainer[_plan_pb2.ValueColumn]:
+        """When the request asked for `columnar`: the rows column by column, one ValueColumn per entry
+        of `columns` (row i is the i-th value of each), and `rows` is empty. A service that
+        predates the field answers in `rows`.
+        """
+
     def __init__(
         self,
         *,
@@ -260,10 +274,11 @@ class QueryResponse(_message.Message):
         missing_partitions: _abc.Iterable[Global___MissingPartition] | None = ...,
         stats: Global___QueryStats | None = ...,
         plan: _plan_pb2.QueryPlan | None = ...,
+        column_values: _abc.Iterable[_plan_pb2.ValueColumn] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["plan", b"plan", "stats", b"stats"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns", "missing_partitions", b"missing_partitions", "partial", b"partial", "plan", b"plan", "rows", b"rows", "stats", b"stats"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["column_values", b"column_values", "columns", b"columns", "missing_partitions", b"missing_partitions", "partial", b"partial", "plan", b"plan", "rows", b"rows", "stats", b"stats"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
