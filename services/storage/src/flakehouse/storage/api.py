@@ -18,6 +18,8 @@ from flakehouse.storage.segment import SegmentView
 from flakehouse.storage.v1 import storage_pb2, storage_pb2_grpc
 
 NOT_HELD = "not held by this node"
+# Longest a query waits for a just-taken replica to learn its partition's end offset.
+ENDS_WAIT_S = 2.0
 
 
 class StorageApi(storage_pb2_grpc.StorageServiceServicer):
@@ -85,6 +87,23 @@ class StorageApi(storage_pb2_grpc.StorageServiceServicer):
                     self._node.progress.wait_for(done), max(deadline - time.monotonic(), 0)
                 )
 
+    async def _wait_ends_known(self, dataset: str, partitions: list[int], context: Any) -> None:
+        """A replica just taken knows its partition's end only once the broker answered (one
+        round trip); a query that arrives in between waits for that, briefly, rather than
+        being declined as "catching up" by every replica of a dataset just created."""
+
+        def known() -> bool:
+            replicas = (self._node.replica(dataset, p) for p in partitions)
+            return all(r is None or r.end_offset >= 0 for r in replicas)
+
+        if known():
+            return
+        remaining = context.time_remaining()
+        wait = min(ENDS_WAIT_S, remaining / 2 if remaining is not None else ENDS_WAIT_S)
+        async with self._node.progress:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._node.progress.wait_for(known), max(wait, 0))
+
     async def ExecuteFragment(
         self, request: storage_pb2.ExecuteFragmentRequest, context: Any
     ) -> storage_pb2.ExecuteFragmentResponse:
@@ -95,6 +114,7 @@ class StorageApi(storage_pb2_grpc.StorageServiceServicer):
                 raise InvalidArgument("min_offsets must match partitions one for one")
             minimums = dict(zip(request.partitions, request.min_offsets, strict=True))
             await self._wait_applied(plan.dataset, minimums, context)
+        await self._wait_ends_known(plan.dataset, list(request.partitions), context)
         held, unavailable = self._split(
             plan.dataset, list(request.partitions), minimums, request.max_lag
         )

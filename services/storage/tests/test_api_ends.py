@@ -1,0 +1,80 @@
+"""A query that reaches a replica before it knows its partition's end offset (the moment after
+the partition was taken, while the broker is asked) waits for it instead of being declined."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from flakehouse.common.v1 import plan_pb2
+from flakehouse.storage import api
+from flakehouse.storage.api import StorageApi
+from flakehouse.storage.v1 import storage_pb2
+
+
+@dataclass
+class FakeReplica:
+    end_offset: int = -1
+    next_offset: int = 0
+    online: bool = False
+    dataset: str = "ci"
+    partition: int = 0
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.end_offset - self.next_offset) if self.end_offset >= 0 else -1
+
+    def snapshot(self, fields: Any) -> list[Any]:
+        return []
+
+
+@dataclass
+class FakeNode:
+    replicas: dict[int, FakeReplica]
+    progress: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    def replica(self, dataset: str, partition: int) -> FakeReplica | None:
+        return self.replicas.get(partition)
+
+    async def learn_end(self, partition: int, end: int, after_s: float) -> None:
+        await asyncio.sleep(after_s)
+        replica = self.replicas[partition]
+        replica.end_offset = end
+        replica.online = replica.next_offset >= end
+        async with self.progress:
+            self.progress.notify_all()
+
+
+class Context:
+    def __init__(self, remaining: float) -> None:
+        self.remaining = remaining
+
+    def time_remaining(self) -> float:
+        return self.remaining
+
+
+def request() -> storage_pb2.ExecuteFragmentRequest:
+    plan = plan_pb2.QueryPlan(dataset="ci", ir_version=1)
+    plan.aggregates.add(function=plan_pb2.AGGREGATE_FUNCTION_COUNT)
+    return storage_pb2.ExecuteFragmentRequest(plan=plan, partitions=[0])
+
+
+async def test_a_replica_that_learns_its_end_answers() -> None:
+    node = FakeNode({0: FakeReplica()})
+    learning = asyncio.ensure_future(node.learn_end(0, 0, 0.1))
+    response = await StorageApi(node).ExecuteFragment(request(), Context(5.0))  # type: ignore[arg-type]
+    await learning
+    assert list(response.unavailable) == []
+    assert response.result.group_columns.size == 1  # count(*) over nothing: one row
+
+
+async def test_a_replica_that_never_learns_it_declines_in_time(monkeypatch: Any) -> None:
+    monkeypatch.setattr(api, "ENDS_WAIT_S", 0.2)
+    node = FakeNode({0: FakeReplica()})
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    response = await StorageApi(node).ExecuteFragment(request(), Context(5.0))  # type: ignore[arg-type]
+    assert loop.time() - started < 1.0
+    (error,) = response.unavailable
+    assert error.reason == "catching up (end not known yet)"
