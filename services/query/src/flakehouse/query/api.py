@@ -17,6 +17,7 @@ from flakehouse.events.values import TYPE_NAMES
 from flakehouse.query.explain import explain_lines
 from flakehouse.query.fanout import FanOutResult, PartitionCall, candidates, fan_out
 from flakehouse.query.merge import PartialResultError, merge_partials, to_response
+from flakehouse.query.metrics import QueryMetrics
 from flakehouse.query.placements import Placements
 from flakehouse.query.planner import Describe, PlannedQuery, QueryError, parse_statement
 from flakehouse.query.settings import QuerySettings
@@ -90,11 +91,16 @@ def _node_stats(result: FanOutResult[Any]) -> list[query_pb2.NodeStats]:
 
 class QueryApi(query_pb2_grpc.QueryServiceServicer):
     def __init__(
-        self, settings: QuerySettings, placements: Placements, storage: StorageChannels
+        self,
+        settings: QuerySettings,
+        placements: Placements,
+        storage: StorageChannels,
+        metrics: QueryMetrics,
     ) -> None:
         self._settings = settings
         self._placements = placements
         self._storage = storage
+        self._metrics = metrics
         self._hedge_after_s = settings.hedge_after_ms / 1000
 
     def _timeout_s(self, request_ms: int) -> float:
@@ -134,6 +140,7 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
         except PartialResultError as exc:
             # A storage node answered something that does not fit the plan: a version skew.
             raise Internal(f"a storage node's answer does not fit the plan: {exc}") from None
+        self._metrics.answered(plan.dataset, len(result.missing), result.hedged, merged.stats)
         response = to_response(statement, merged, columnar=request.columnar)
         response.partial = bool(result.missing)
         response.missing_partitions.extend(_missing(plan.dataset, result))

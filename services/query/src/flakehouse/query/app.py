@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry
 from flakehouse.core.server import CHANNEL_OPTIONS, GrpcServer, service_name
 from flakehouse.core.tasks import BackgroundTasks
 from flakehouse.query.api import QueryApi, StorageChannels
+from flakehouse.query.metrics import QueryMetrics
 from flakehouse.query.placements import Placements
 from flakehouse.query.settings import QuerySettings
 from flakehouse.query.v1 import query_pb2, query_pb2_grpc
@@ -28,7 +29,7 @@ class QueryApp:
         self.server = GrpcServer("query", settings, self.registry)
         self.server.add(
             query_pb2_grpc.add_QueryServiceServicer_to_server,
-            QueryApi(settings, self.placements, self.storage),
+            QueryApi(settings, self.placements, self.storage, QueryMetrics(self.registry)),
             service_name(query_pb2.DESCRIPTOR, "QueryService"),
         )
 
