@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from flakehouse.core.settings import KafkaSettings
+
 log = logging.getLogger(__name__)
 
 INTERNAL_MARK = "__"
@@ -71,8 +73,27 @@ class KafkaAdmin:
     """Topic management with existence checked by us: tansu answers a duplicate CreateTopics
     with success, so `created` comes from a metadata lookup before the call."""
 
-    def __init__(self, bootstrap: str, client_id: str) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        client_id: str,
+        *,
+        replication_factor: int = 1,
+        min_insync_replicas: int = 1,
+    ) -> None:
         self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
+        self._replication_factor = replication_factor
+        self._min_insync_replicas = min_insync_replicas
+
+    @classmethod
+    def for_settings(cls, settings: KafkaSettings, client_id: str) -> KafkaAdmin:
+        """An admin that creates topics with the durability the settings ask for."""
+        return cls(
+            settings.kafka_bootstrap,
+            client_id,
+            replication_factor=settings.topic_replication_factor,
+            min_insync_replicas=settings.topic_min_insync_replicas,
+        )
 
     async def start(self) -> None:
         await self._admin.start()
@@ -101,9 +122,15 @@ class KafkaAdmin:
         if name in await self.partition_counts([name]):
             return False
         configs = {"cleanup.policy": "compact"} if compact else {}
-        await self._admin.create_topics(
-            [NewTopic(name, num_partitions=partitions, replication_factor=1, topic_configs=configs)]
+        if self._min_insync_replicas > 1:
+            configs["min.insync.replicas"] = str(self._min_insync_replicas)
+        topic = NewTopic(
+            name,
+            num_partitions=partitions,
+            replication_factor=self._replication_factor,
+            topic_configs=configs,
         )
+        await self._admin.create_topics([topic])
         # Metadata can lag creation; wait until the topic is visible so producers find it.
         deadline = time.monotonic() + 10
         while name not in await self.partition_counts([name]):
@@ -117,11 +144,12 @@ class KafkaAdmin:
 
 
 async def read_state_topic(
-    bootstrap: str, client_id: str, topic: str
+    settings: KafkaSettings, client_id: str, topic: str
 ) -> list[tuple[bytes | None, bytes | None]]:
     """Creates the single-partition compacted state topic if needed and returns its records
     in order (the last value of a key wins): how quota and replication rebuild at start."""
-    admin = KafkaAdmin(bootstrap, client_id)
+    bootstrap = settings.kafka_bootstrap
+    admin = KafkaAdmin.for_settings(settings, client_id)
     await admin.start()
     try:
         await admin.create_topic(topic, 1, compact=True)

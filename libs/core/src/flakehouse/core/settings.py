@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings
 
 S = TypeVar("S", bound="ServiceSettings")
@@ -28,6 +28,25 @@ class KafkaSettings(BaseSettings):
     topic_prefix: str = Field(
         "flakehouse", pattern=r"^[A-Za-z0-9._-]{1,100}$", description="Prefix of every topic."
     )
+    topic_replication_factor: int = Field(
+        1, ge=1, le=16, description="Kafka replicas of each topic this service creates."
+    )
+    topic_min_insync_replicas: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="min.insync.replicas of each topic this service creates (acks=all writes "
+        "need this many in-sync replicas).",
+    )
+
+    @model_validator(mode="after")
+    def _insync_within_replicas(self) -> KafkaSettings:
+        if self.topic_min_insync_replicas > self.topic_replication_factor:
+            raise ValueError(
+                f"topic_min_insync_replicas ({self.topic_min_insync_replicas}) is more than "
+                f"topic_replication_factor ({self.topic_replication_factor})"
+            )
+        return self
 
 
 def load_settings(cls: type[S]) -> S:

@@ -28,7 +28,7 @@ class IngestApp:
         self.failed = asyncio.Event()
         self.registry = CollectorRegistry()
         self.metrics = IngestMetrics(self.registry)
-        self.admin = KafkaAdmin(settings.kafka_bootstrap, "flakehouse-ingest")
+        self.admin = KafkaAdmin.for_settings(settings, "flakehouse-ingest")
         self.producer = make_producer(
             settings.kafka_bootstrap, "flakehouse-ingest", settings.produce_timeout_s
         )

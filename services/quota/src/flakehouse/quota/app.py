@@ -41,9 +41,7 @@ class QuotaApp:
 
     async def _load_limits(self) -> None:
         """Rebuilds every limit from the compacted topic; the last value of a dataset wins."""
-        records = await read_state_topic(
-            self.settings.kafka_bootstrap, "flakehouse-quota", self.topic
-        )
+        records = await read_state_topic(self.settings, "flakehouse-quota", self.topic)
         for key, value in records:
             if key is not None and value is not None:
                 self.ledger.set_quota(quota_pb2.Quota.FromString(value), time.monotonic())

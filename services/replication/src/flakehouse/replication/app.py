@@ -40,7 +40,7 @@ class ReplicationApp:
             Membership(settings.node_timeout_s), settings.replication_factor
         )
         self.topic = placement_topic(settings.topic_prefix)
-        self.admin = KafkaAdmin(settings.kafka_bootstrap, "flakehouse-replication")
+        self.admin = KafkaAdmin.for_settings(settings, "flakehouse-replication")
         self.producer = make_producer(settings.kafka_bootstrap, "flakehouse-replication")
         self._refresh_lock = asyncio.Lock()
         self.kube: Any = None  # the Kubernetes API client, in Kubernetes
@@ -166,9 +166,7 @@ class ReplicationApp:
             self.controller.reconcile(None, now)
 
     async def _restore(self) -> None:
-        records = await read_state_topic(
-            self.settings.kafka_bootstrap, "flakehouse-replication", self.topic
-        )
+        records = await read_state_topic(self.settings, "flakehouse-replication", self.topic)
         saved = [value for key, value in records if key == PLACEMENT_KEY and value]
         if saved:
             placement = replication_pb2.Placement.FromString(saved[-1])
