@@ -12,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from flakehouse.core.errors import RETRY_AFTER_KEY, InvalidArgument, ResourceExhausted
-from flakehouse.core.server import GrpcServer, service_name
+from flakehouse.core.server import LIVENESS_SERVICE, GrpcServer, service_name
 from flakehouse.core.settings import ServiceSettings
 from flakehouse.quota.v1 import quota_pb2, quota_pb2_grpc
 
@@ -67,6 +67,9 @@ async def test_health_follows_readiness_and_metrics_count_calls(server: GrpcServ
         health = health_pb2_grpc.HealthStub(channel)
         check = await health.Check(health_pb2.HealthCheckRequest(service=""))
         assert check.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        # Alive while not ready: what the chart's liveness probe asks.
+        alive = await health.Check(health_pb2.HealthCheckRequest(service=LIVENESS_SERVICE))
+        assert alive.status == health_pb2.HealthCheckResponse.SERVING
         await server.set_serving(True)
         check = await health.Check(
             health_pb2.HealthCheckRequest(service="flakehouse.quota.v1.QuotaService")

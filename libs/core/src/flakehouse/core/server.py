@@ -32,9 +32,16 @@ CHANNEL_OPTIONS = [
 ]
 
 
+LIVENESS_SERVICE = "liveness"
+"""Health service name that is SERVING from start to shutdown, whatever the readiness: what a
+liveness probe asks (a storage node catching up is alive but not ready, and must not be
+restarted for it). Readiness probes ask for the overall status, service ""."""
+
+
 class GrpcServer:
     """Owns a service's grpc.aio server and its metrics endpoint. Health starts NOT_SERVING;
-    the app says when it is ready with set_serving(True)."""
+    the app says when it is ready with set_serving(True). `LIVENESS_SERVICE` is SERVING as soon
+    as the server runs."""
 
     def __init__(self, service: str, settings: ServiceSettings, registry: CollectorRegistry):
         self.service = service
@@ -73,6 +80,7 @@ class GrpcServer:
         if self.port == 0:
             raise OSError(f"cannot bind {self.settings.host}:{self.settings.port}")
         await self.set_serving(False)
+        await self.health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         await self.server.start()
         self._metrics_server, _ = start_http_server(
             self.settings.metrics_port, self.settings.metrics_host, registry=self.registry
