@@ -1,9 +1,25 @@
+{{- /*
+Every component template gets a context: dict "root" $ "name" <component> "cfg" <settings>,
+where cfg is `default` merged with `components.<name>` (flakehouse.config).
+*/ -}}
+
+{{- define "flakehouse.config" -}}
+{{- $override := index .root.Values.components .name | default dict -}}
+{{- toYaml (mergeOverwrite (deepCopy .root.Values.default) (deepCopy $override)) -}}
+{{- end -}}
+
+{{- define "flakehouse.fullname" -}}
+{{ .root.Release.Name }}-{{ .name }}
+{{- end -}}
+
 {{- define "flakehouse.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | quote }}
 app.kubernetes.io/name: flakehouse
 app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 app.kubernetes.io/component: {{ .name }}
+app.kubernetes.io/part-of: flakehouse
 {{- end -}}
 
 {{- define "flakehouse.selector" -}}
@@ -12,53 +28,143 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/component: {{ .name }}
 {{- end -}}
 
+{{- define "flakehouse.image" -}}
+{{ .root.Values.image.repository }}/{{ .name }}:{{ .root.Values.image.tag | default .root.Chart.AppVersion }}
+{{- end -}}
+
 {{- define "flakehouse.address" -}}
 {{ .root.Release.Name }}-{{ .name }}:{{ .root.Values.default.grpcPort }}
 {{- end -}}
 
-{{/* Environment every service reads: FLAKEHOUSE_<SERVICE>_* */}}
+{{- define "flakehouse.kafkaBootstrap" -}}
+{{- if .Values.kafka.deploy -}}
+{{ .Release.Name }}-kafka:9092
+{{- else -}}
+{{ .Values.kafka.bootstrapServers }}
+{{- end -}}
+{{- end -}}
+
+{{- /* Environment every service reads: FLAKEHOUSE_<COMPONENT>_*, README "Configuration". */ -}}
 {{- define "flakehouse.env" -}}
 {{- $p := printf "FLAKEHOUSE_%s_" (upper .name) -}}
+{{- $root := .root -}}
 - {name: {{ $p }}HOST, value: "0.0.0.0"}
 - {name: {{ $p }}PORT, value: {{ .cfg.grpcPort | quote }}}
 - {name: {{ $p }}METRICS_HOST, value: "0.0.0.0"}
 - {name: {{ $p }}METRICS_PORT, value: {{ .cfg.metricsPort | quote }}}
+- {name: {{ $p }}LOG_LEVEL, value: {{ .cfg.logLevel | quote }}}
 {{- if ne .name "query" }}
-- {name: {{ $p }}KAFKA_BOOTSTRAP, value: {{ .root.Values.kafka.bootstrapServers | quote }}}
-- {name: {{ $p }}TOPIC_PREFIX, value: {{ .root.Values.kafka.topicPrefix | quote }}}
+- {name: {{ $p }}KAFKA_BOOTSTRAP, value: {{ include "flakehouse.kafkaBootstrap" $root | quote }}}
+- {name: {{ $p }}TOPIC_PREFIX, value: {{ $root.Values.kafka.topicPrefix | quote }}}
+- {name: {{ $p }}TOPIC_REPLICATION_FACTOR, value: {{ $root.Values.kafka.topicReplicationFactor | quote }}}
+- {name: {{ $p }}TOPIC_MIN_INSYNC_REPLICAS, value: {{ $root.Values.kafka.minInsyncReplicas | quote }}}
 {{- end }}
 {{- if or (eq .name "storage") (eq .name "query") }}
-- {name: {{ $p }}REPLICATION_ADDRESS, value: {{ include "flakehouse.address" (dict "root" .root "name" "replication") | quote }}}
+- {name: {{ $p }}REPLICATION_ADDRESS, value: {{ include "flakehouse.address" (dict "root" $root "name" "replication") | quote }}}
 {{- end }}
 {{- if or (eq .name "storage") (eq .name "ingest") }}
-- {name: {{ $p }}QUOTA_ADDRESS, value: {{ include "flakehouse.address" (dict "root" .root "name" "quota") | quote }}}
+- {name: {{ $p }}QUOTA_ADDRESS, value: {{ include "flakehouse.address" (dict "root" $root "name" "quota") | quote }}}
 {{- end }}
 {{- if eq .name "ingest" }}
-- {name: {{ $p }}DEFAULT_PARTITIONS, value: {{ .root.Values.partitionsPerDataset | quote }}}
+- {name: {{ $p }}DEFAULT_PARTITIONS, value: {{ $root.Values.partitionsPerDataset | quote }}}
 {{- end }}
 {{- if eq .name "replication" }}
-- {name: {{ $p }}REPLICATION_FACTOR, value: {{ .root.Values.replicationFactor | quote }}}
+- {name: {{ $p }}REPLICATION_FACTOR, value: {{ $root.Values.replicationFactor | quote }}}
+- name: {{ $p }}KUBERNETES_NAMESPACE
+  valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
+- {name: {{ $p }}STORAGE_SELECTOR, value: {{ printf "app.kubernetes.io/instance=%s,app.kubernetes.io/component=storage" $root.Release.Name | quote }}}
+- {name: {{ $p }}STORAGE_GRPC_PORT, value: {{ $root.Values.default.grpcPort | quote }}}
+- {name: {{ $p }}LEASE_NAME, value: {{ printf "%s-replication" $root.Release.Name | quote }}}
+- name: {{ $p }}IDENTITY
+  valueFrom: {fieldRef: {fieldPath: metadata.name}}
+{{- end }}
+{{- if eq .name "storage" }}
+- name: POD_NAME
+  valueFrom: {fieldRef: {fieldPath: metadata.name}}
+- name: POD_NAMESPACE
+  valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
+- name: {{ $p }}NODE_ID
+  valueFrom: {fieldRef: {fieldPath: metadata.name}}
+- {name: {{ $p }}ADVERTISED_ADDRESS, value: "$(POD_NAME).{{ $root.Release.Name }}-storage.$(POD_NAMESPACE).svc:{{ .cfg.grpcPort }}"}
+- {name: {{ $p }}DATA_DIR, value: /data}
+{{- end }}
+{{- range $key, $value := .cfg.env }}
+- {name: {{ $p }}{{ $key }}, value: {{ $value | toString | quote }}}
 {{- end }}
 {{- end -}}
 
-{{- define "flakehouse.container" -}}
-- name: {{ .name }}
-  image: "{{ .root.Values.image.repository }}/{{ .name }}:{{ .root.Values.image.tag }}"
-  imagePullPolicy: {{ .root.Values.image.pullPolicy }}
-  ports:
-    - {name: grpc, containerPort: {{ .cfg.grpcPort }}}
-    - {name: metrics, containerPort: {{ .cfg.metricsPort }}}
-  readinessProbe:
-    grpc: {port: {{ .cfg.grpcPort }}}
-    periodSeconds: 5
-  # Liveness asks only whether the process answers: gRPC health is NOT_SERVING while a
-  # storage node catches up, which must not get it restarted.
-  livenessProbe:
-    tcpSocket: {port: grpc}
-    initialDelaySeconds: 30
-    periodSeconds: 10
-    failureThreshold: 6
-  resources: {{- toYaml .cfg.resources | nindent 4 }}
-  env:
-    {{- include "flakehouse.env" . | nindent 4 }}
+{{- define "flakehouse.podSpec" -}}
+securityContext:
+  runAsNonRoot: true
+  runAsUser: 10001
+  runAsGroup: 10001
+  fsGroup: 10001
+  seccompProfile: {type: RuntimeDefault}
+{{- if eq .name "replication" }}
+serviceAccountName: {{ include "flakehouse.fullname" . }}
+{{- else }}
+automountServiceAccountToken: false
+{{- end }}
+{{- with .cfg.nodeSelector }}
+nodeSelector: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .cfg.tolerations }}
+tolerations: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- if eq .name "storage" }}
+# No two storage pods on one node: a partition's replicas are on distinct storage nodes, so
+# they are on distinct Kubernetes nodes too. Spread over zones when the cluster has them.
+affinity:
+  podAntiAffinity:
+    requiredDuringSchedulingIgnoredDuringExecution:
+      - topologyKey: kubernetes.io/hostname
+        labelSelector:
+          matchLabels: {{- include "flakehouse.selector" . | nindent 12 }}
+topologySpreadConstraints:
+  - maxSkew: 1
+    topologyKey: topology.kubernetes.io/zone
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels: {{- include "flakehouse.selector" . | nindent 8 }}
+{{- else if gt (int .cfg.replicas) 1 }}
+topologySpreadConstraints:
+  - maxSkew: 1
+    topologyKey: kubernetes.io/hostname
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels: {{- include "flakehouse.selector" . | nindent 8 }}
+{{- end }}
+terminationGracePeriodSeconds: 30
+containers:
+  - name: {{ .name }}
+    image: {{ include "flakehouse.image" . | quote }}
+    imagePullPolicy: {{ .root.Values.image.pullPolicy }}
+    ports:
+      - {name: grpc, containerPort: {{ .cfg.grpcPort }}, protocol: TCP}
+      - {name: metrics, containerPort: {{ .cfg.metricsPort }}, protocol: TCP}
+    # Ready: gRPC health SERVING (a storage node catching up is not). Alive: the "liveness"
+    # health service, SERVING from start to shutdown, so catching up never restarts a pod.
+    readinessProbe:
+      grpc: {port: {{ .cfg.grpcPort }}}
+      periodSeconds: 5
+      failureThreshold: 2
+    livenessProbe:
+      grpc: {port: {{ .cfg.grpcPort }}, service: liveness}
+      initialDelaySeconds: 10
+      periodSeconds: 10
+      failureThreshold: 6
+    resources: {{- toYaml .cfg.resources | nindent 6 }}
+    securityContext:
+      allowPrivilegeEscalation: false
+      readOnlyRootFilesystem: true
+      capabilities: {drop: [ALL]}
+    env: {{- include "flakehouse.env" . | nindent 6 }}
+    volumeMounts:
+      - {name: tmp, mountPath: /tmp}
+      {{- if eq .name "storage" }}
+      - {name: data, mountPath: /data}
+      {{- end }}
+volumes:
+  - name: tmp
+    emptyDir: {}
 {{- end -}}
