@@ -73,9 +73,11 @@ fmt: install ## Format and auto-fix the code
 protos: install ## Regenerate the Python code and .pyi stubs from protos/
 	scripts/gen-protos.sh
 
-lock: $(UV) ## Re-resolve dependencies into requirements.lock (after changing a pyproject.toml)
+lock: $(UV) ## Re-resolve dependencies into requirements.lock and requirements-runtime.lock
 	$(UV) lock --python 3.11
 	$(UV) export --frozen --all-packages --no-emit-workspace --format requirements-txt -o requirements.lock
+	$(UV) export --frozen --all-packages --no-emit-workspace --no-dev --format requirements-txt \
+	  -o requirements-runtime.lock
 
 bench: install ## Run the benchmarks and print their figures
 	$(BIN)/python -m benchmarks
