@@ -610,7 +610,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in outdated:
         print(f"{args.out / name}: not what this script generates", file=sys.stderr)
     if outdated:
-        print("run: python scripts/dashboards.py", file=sys.stderr)
+        print("run: .venv/bin/python scripts/dashboards.py", file=sys.stderr)
     return 1 if outdated else 0
 
 
