@@ -134,6 +134,9 @@ def test_an_unknown_field_fails_the_validation_used_above() -> None:
         (["components.storage.persistence.size=lots"], "size"),
         (["default.env.lower_case=1"], "lower_case"),
         (["image.pullPolicy=Sometimes"], "pullPolicy"),
+        # Every address the services are given uses default.grpcPort: no per-component port.
+        (["components.quota.grpcPort=7100"], "Additional property grpcPort"),
+        (["components.replication.replicas=2"], "components.replication.replicas"),
     ],
 )
 def test_bad_values_are_refused_with_a_message(sets: list[str], message: str) -> None:
@@ -218,6 +221,20 @@ def test_one_workload_per_component_with_probes_resources_and_metrics(
         assert env[f"FLAKEHOUSE_{component.upper()}_PORT"] == "7000"
     kinds = {m["metadata"]["name"]: m["kind"] for m in manifests if "spec" in m}
     assert kinds["fh-storage"] == "StatefulSet" and kinds["fh-query"] == "Deployment"
+    # One replication controller and one quota ledger at a time, also during upgrades.
+    for name in ("fh-replication", "fh-quota"):
+        assert find(manifests, "Deployment", name)["spec"]["strategy"] == {"type": "Recreate"}
+    rolling = find(manifests, "Deployment", "fh-query")["spec"]["strategy"]
+    assert rolling["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+
+
+def test_a_component_image_can_be_set_whole() -> None:
+    images = dict(
+        (name, c["image"])
+        for name, c in containers(render("components.query.image=reg/q@sha256:1"))
+    )
+    assert images["fh-query"] == "reg/q@sha256:1"
+    assert images["fh-ingest"] == "flakehouse/ingest:0.1.0"
 
 
 def test_storage_keeps_a_volume_and_its_identity(
@@ -317,6 +334,9 @@ def test_kafka_deploy_adds_a_kraft_cluster_of_3_brokers_used_by_every_service(
     assert voters == [f"{i}@fh-kafka-{i}.fh-kafka-headless.tests.svc:9093" for i in range(3)]
     assert env["KAFKA_DEFAULT_REPLICATION_FACTOR"] == "3"
     assert env["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
+    # Below the volume's root, where a filesystem may keep lost+found.
+    (mount,) = container["volumeMounts"]
+    assert env["KAFKA_LOG_DIRS"].startswith(mount["mountPath"] + "/")
     assert env["KAFKA_NODE_ID"] == {
         "fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}
     }

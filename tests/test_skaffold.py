@@ -65,7 +65,9 @@ def _set(path: str, value: object) -> Callable[[Config], None]:
         pytest.param(_set("build/artifacts/0/docker/dockerFile", "x"), id="misspelt key"),
         pytest.param(_set("build/artifacts/0/docker", "services/ingest/Dockerfile"), id="type"),
         pytest.param(_set("build/tagPolicy/sha256", {}), id="two taggers"),
-        pytest.param(_set("manifests/helm/releases/0/setValueTemplates/image.tag", 1), id="int"),
+        pytest.param(
+            _set("manifests/helm/releases/0/setValueTemplates/components.query.image", 1), id="int"
+        ),
         pytest.param(_set("profiles/0/build/local/push", "no"), id="string for boolean"),
         pytest.param(_set("profiles/0/portForward/0/port", [7000]), id="list for port"),
         pytest.param(_set("apiVersion", "skaffold/v2beta28"), id="other version"),
@@ -97,14 +99,22 @@ def test_helm_release_sets_the_chart_image_values(config: Config) -> None:
     (release,) = config["manifests"]["helm"]["releases"]
     chart = ROOT / release["chartPath"]
     assert (chart / "Chart.yaml").is_file()
-    image_values = yaml.safe_load((chart / "values.yaml").read_text())["image"]
+    components = yaml.safe_load((chart / "values.yaml").read_text())["components"]
+    schema = json.loads((chart / "values.schema.json").read_text())
     templates = release["setValueTemplates"]
-    assert set(templates) == {"image.repository", "image.tag"}
-    assert {"repository", "tag"} <= set(image_values)
-    # Skaffold names an artifact's template values after its image, "/", "-", "." and ":" as "_".
-    sanitized = {re.sub(r"[/.:-]", "_", a["image"]) for a in config["build"]["artifacts"]}
-    used = {m for t in templates.values() for m in re.findall(r"\.IMAGE_\w+?_(flakehouse_\w+)", t)}
-    assert used and used <= sanitized
+    # Every component's image, from the artifact built for it: components.<name>.image, which
+    # the chart's schema allows.
+    assert set(templates) == {f"components.{name}.image" for name in components}
+    for name in components:
+        assert "image" in schema["properties"]["components"]["properties"][name]["properties"]
+        # Skaffold names an artifact's template values after its image, "/" as "_".
+        artifact = re.sub(r"[/.:-]", "_", f"flakehouse/{name}")
+        assert templates[f"components.{name}.image"] == (
+            f"{{{{ .IMAGE_FULLY_QUALIFIED_{artifact} }}}}"
+        )
+    assert {a["image"] for a in config["build"]["artifacts"]} == {
+        f"flakehouse/{name}" for name in components
+    }
 
 
 def test_dev_and_ci_profiles(config: Config) -> None:

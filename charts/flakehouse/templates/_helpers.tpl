@@ -29,7 +29,11 @@ app.kubernetes.io/component: {{ .name }}
 {{- end -}}
 
 {{- define "flakehouse.image" -}}
+{{- if .cfg.image -}}
+{{ .cfg.image }}
+{{- else -}}
 {{ .root.Values.image.repository }}/{{ .name }}:{{ .root.Values.image.tag | default .root.Chart.AppVersion }}
+{{- end -}}
 {{- end -}}
 
 {{- define "flakehouse.address" -}}

@@ -96,6 +96,22 @@ async def test_a_heavy_query_is_not_asked_twice() -> None:
     assert len(cluster.calls) == 8
 
 
+async def test_one_quick_partition_does_not_make_the_others_look_slow() -> None:
+    # The first answers are the quickest: until half the partitions answered, their median is
+    # no yardstick, and the rest of a heavy query is not asked twice.
+    calls: list[tuple[str, int]] = []
+
+    async def call(
+        address: str, partition: int, timeout_s: float, first: bool
+    ) -> tuple[str, str | None]:
+        calls.append((address, partition))
+        await asyncio.sleep(0.02 if partition == 0 else 0.3)
+        return f"{address}:{partition}", None
+
+    result = await fan_out(alternating(8), nodes("a", "b"), call, 3.0, 0.05)
+    assert len(result.answers) == 8 and result.hedged == 0 and len(calls) == 8
+
+
 async def test_a_hung_first_replica_of_every_partition_is_hedged_at_half_the_deadline() -> None:
     cluster = Cluster(a=(5.0, "ok"), b=(0.01, "ok"))
     loop = asyncio.get_running_loop()

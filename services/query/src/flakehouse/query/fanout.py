@@ -11,8 +11,8 @@ an answer covers exactly one partition, so two replicas' answers are never both 
 
 When a call is slow enough to hedge (`_Pace`): after `hedge_after_s` at least, and only when it
 is slow next to the rest of the query, since hedging doubles the work of what it hedges. Once
-some partitions have answered, a call is hedged when it has run for twice their median time: a
-replica behind its peers (a sick or overloaded node). While none has answered, every replica is
+half the partitions have answered, a call is hedged when it has run for twice their median
+time: a replica behind its peers (a sick or overloaded node). Before that, most replicas are
 slow alike: the query is heavy, and asking twice would only share the same cores between twice
 the work; a call is then hedged at half the deadline, which still leaves the other replica the
 other half. A query of one partition has no peers to compare with: hedged at `hedge_after_s`."""
@@ -98,11 +98,13 @@ class _Pace:
 
     def hedge_after(self) -> float:
         """Seconds a call runs before the next replica is asked too."""
-        if self.answered_s:
-            peers = SLOWER_THAN_PEERS * statistics.median(self.answered_s)
-        elif self.partitions == 1:
+        if self.partitions == 1:
             peers = 0.0
+        elif 2 * len(self.answered_s) >= self.partitions:
+            peers = SLOWER_THAN_PEERS * statistics.median(self.answered_s)
         else:
+            # The first answers are the quickest; their median would make everyone else look
+            # slow. Until half have answered, only a call stuck for half the deadline is.
             peers = self.timeout_s / 2
         return max(self.hedge_after_s, peers)
 

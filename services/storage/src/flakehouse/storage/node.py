@@ -98,9 +98,9 @@ class StorageNode:
                 records = [(m.offset, m.value) for m in messages]
                 result = await asyncio.to_thread(replica.apply, records)
                 self.metrics.applied(replica, result)
-            if batches:
+            learned = await self._track_ends()
+            if batches or learned:
                 await self._notify()
-            await self._track_ends()
             for replica in list(self.replicas.values()):
                 if await asyncio.to_thread(replica.seal_if_due, self.seal_policy):
                     self.metrics.segments_sealed.inc()
@@ -217,9 +217,11 @@ class StorageNode:
             return replication_pb2.REPLICA_STATE_ONLINE
         return replication_pb2.REPLICA_STATE_CATCHING_UP
 
-    async def _track_ends(self, refresh: bool = False) -> None:
+    async def _track_ends(self, refresh: bool = False) -> bool:
         """Updates end offsets (from fetch responses, or asked of the broker) and lag, and notices
-        a broker whose end is below what this node applied: a wiped or re-created topic."""
+        a broker whose end is below what this node applied: a wiped or re-created topic. True
+        when a replica learned its end for the first time (a query may be waiting for that)."""
+        learned = False
         tps = {TopicPartition(self.topic(d), p): r for (d, p), r in self.replicas.items()}
         ends: Mapping[TopicPartition, int | None]
         if refresh:
@@ -233,12 +235,14 @@ class StorageNode:
             if end < replica.next_offset:
                 await self._rebase(tp, replica, end)
                 continue
+            learned = learned or replica.end_offset < 0
             replica.end_offset = end
             if replica.next_offset >= end:
                 replica.online = True
             self.metrics.lag.labels(replica.dataset, str(replica.partition)).set(replica.lag)
         if all(r.end_offset >= 0 and r.next_offset >= r.end_offset for r in self.replicas.values()):
             self.caught_up.set()
+        return learned
 
     async def _rebase(self, tp: TopicPartition, replica: Replica, end: int) -> None:
         beginning = (await self.consumer.beginning_offsets([tp]))[tp]
