@@ -14,7 +14,7 @@ import pytest
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.events import values as v
 from flakehouse.sketches import EXACT_LIMIT, DistinctState, QuantileState
-from flakehouse.storage import distinct, fragment, quantiles
+from flakehouse.storage import aggregate, distinct, fragment, quantiles
 
 
 def _answers(kit: Any, result: plan_pb2.PartialResult, q: float = 0.5) -> dict[Any, list[Any]]:
@@ -203,9 +203,18 @@ def test_percentile_per_group_and_time_bucket(kit: Any) -> None:
         assert got is not None and abs(got - want) <= 0.01 * want
 
 
-def test_percentiles_of_one_field_share_their_state(kit: Any) -> None:
+def test_percentiles_of_one_field_share_their_state(
+    kit: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # p50, p95 and p99 of d need one state (the quantile is applied after the merge); each
     # aggregate still gets its column, and min(d) beside them keeps its own.
+    built: list[str] = []
+
+    def counting(agg: plan_pb2.Aggregate) -> quantiles.Percentile:
+        built.append(agg.field)
+        return quantiles.Percentile(agg)
+
+    monkeypatch.setitem(aggregate.AGGREGATORS, plan_pb2.AGGREGATE_FUNCTION_PERCENTILE, counting)
     events = [{"timestamp": i, "g": f"g{i % 3}", "d": float(i % 17)} for i in range(300)]
     plan = kit.plan(
         group_by=["g"],
@@ -225,6 +234,9 @@ def test_percentiles_of_one_field_share_their_state(kit: Any) -> None:
         state = QuantileState.from_bytes(p50.sketch)
         assert state.quantile(0.5) == pytest.approx(8, rel=0.01)
         assert state.quantile(0.99) == pytest.approx(16, rel=0.01)
+    # One percentile state per field, however many quantiles, in each of kit.run's two
+    # executions (open-segment views, then sealed segments).
+    assert sorted(built) == ["d", "d", "x", "x"]
 
 
 def test_percentile_special_values(kit: Any) -> None:

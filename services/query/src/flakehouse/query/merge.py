@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from flakehouse.common.v1 import events_pb2, plan_pb2
-from flakehouse.events.columns import to_value_column
+from flakehouse.events.columns import VALUE_MEMBERS, to_value_column
 from flakehouse.events.values import BOOL, FLOAT, INT, STRING, from_value, to_value, type_of
 from flakehouse.query import finalexpr as fx
 from flakehouse.query.finalexpr import Cell
@@ -106,12 +106,6 @@ def add_partial(planned: PlannedQuery, merged: Merged, partial: plan_pb2.Partial
 
 # -- value columns ---------------------------------------------------------------------------
 
-_MEMBERS: dict[int, str] = {
-    STRING: "string_values",
-    INT: "int_values",
-    FLOAT: "float_values",
-    BOOL: "bool_values",
-}
 _DTYPES: dict[int, type] = {INT: np.int64, FLOAT: np.float64, BOOL: np.bool_}
 
 TypedValues = list[tuple[int, Index | None, Any]]
@@ -138,7 +132,7 @@ def _typed_values(column: plan_pb2.ValueColumn, size: int, what: str) -> TypedVa
         else:
             counts = np.bincount(types, minlength=BOOL + 1).tolist()
             parts = [(kind, np.flatnonzero(types == kind)) for kind, n in enumerate(counts) if n]
-    for kind, member in _MEMBERS.items():
+    for kind, member in VALUE_MEMBERS.items():
         if len(getattr(column, member)) != counts[kind]:
             raise PartialResultError(
                 f"{what} has {len(getattr(column, member))} {member} for {counts[kind]} values"
@@ -150,7 +144,7 @@ def _typed_values(column: plan_pb2.ValueColumn, size: int, what: str) -> TypedVa
         if kind == STRING:
             values = column.string_values[:]
         elif kind != _NULL:
-            values = np.asarray(getattr(column, _MEMBERS[kind]), dtype=_DTYPES[kind])
+            values = np.asarray(getattr(column, VALUE_MEMBERS[kind]), dtype=_DTYPES[kind])
         out.append((kind, positions, values))
     return out
 

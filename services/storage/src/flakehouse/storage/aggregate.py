@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.events import values as v
+from flakehouse.events.columns import VALUE_MEMBERS
 from flakehouse.sketches.arrays import grow as _grow
 from flakehouse.storage.distinct import CountDistinct
 from flakehouse.storage.predicate import Index, ScanSegment
@@ -218,7 +219,7 @@ class _ValueIds:
         if vids is not None:
             kinds, values = kinds[vids], values[vids]
         out.types.extend(kinds.tolist())
-        for kind, member in _VALUE_MEMBERS.items():
+        for kind, member in VALUE_MEMBERS.items():
             mask = kinds == kind
             if mask.any():
                 getattr(out, member).extend(values[mask].tolist())
@@ -670,15 +671,6 @@ AGGREGATORS: dict[int, Callable[[plan_pb2.Aggregate], Aggregator]] = {
     F.AGGREGATE_FUNCTION_COUNT_DISTINCT: CountDistinct,
     F.AGGREGATE_FUNCTION_PERCENTILE: Percentile,
 }
-
-
-_VALUE_MEMBERS: dict[int, str] = {
-    v.STRING: "string_values",
-    v.INT: "int_values",
-    v.FLOAT: "float_values",
-    v.BOOL: "bool_values",
-}
-"""The member of plan.proto's ValueColumn holding the values of each type."""
 
 
 def aggregate(
