@@ -7,10 +7,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import IncompatibleBrokerVersion, UnknownTopicOrPartitionError
+from aiokafka.errors import for_code as kafka_error_for_code
 
 from flakehouse.core.settings import KafkaSettings
 
@@ -18,6 +21,11 @@ log = logging.getLogger(__name__)
 
 INTERNAL_MARK = "__"
 MAX_RECORD_BYTES = 1024 * 1024
+
+
+class TopicConfigRefused(Exception):
+    """The broker answered an AlterConfigs with a refusal (or does not implement it, as tansu
+    does not): asking again will not help."""
 
 
 def dataset_topic(prefix: str, dataset: str) -> str:
@@ -117,18 +125,31 @@ class KafkaAdmin:
             if entry.get("error_code", 0) == 0 and entry["partitions"]
         }
 
-    async def create_topic(self, name: str, partitions: int, *, compact: bool = False) -> bool:
-        """Creates a topic; False if it already existed (whatever its partition count)."""
-        if name in await self.partition_counts([name]):
-            return False
+    def _configs(self, compact: bool, extra: Mapping[str, str] | None) -> dict[str, str]:
+        """A topic's whole config: the durability the settings ask for, then `extra`."""
         configs = {"cleanup.policy": "compact"} if compact else {}
         if self._min_insync_replicas > 1:
             configs["min.insync.replicas"] = str(self._min_insync_replicas)
+        configs.update(extra or {})
+        return configs
+
+    async def create_topic(
+        self,
+        name: str,
+        partitions: int,
+        *,
+        compact: bool = False,
+        configs: Mapping[str, str] | None = None,
+    ) -> bool:
+        """Creates a topic with extra `configs` (e.g. retention.ms); False if it already existed
+        (whatever its partition count and configs)."""
+        if name in await self.partition_counts([name]):
+            return False
         topic = NewTopic(
             name,
             num_partitions=partitions,
             replication_factor=self._replication_factor,
-            topic_configs=configs,
+            topic_configs=self._configs(compact, configs),
         )
         await self._admin.create_topics([topic])
         # Metadata can lag creation; wait until the topic is visible so producers find it.
@@ -139,8 +160,35 @@ class KafkaAdmin:
             await asyncio.sleep(0.05)
         return True
 
-    async def delete_topic(self, name: str) -> None:
-        await self._admin.delete_topics([name])
+    async def alter_topic_config(
+        self, name: str, configs: Mapping[str, str], *, compact: bool = False
+    ) -> None:
+        """Sets a topic's configs with AlterConfigs. That request replaces the topic's whole
+        config (a key left out goes back to the broker default), so the durability configs of
+        create_topic are sent along. Raises TopicConfigRefused when the broker refuses or lacks
+        the request, KafkaError or TimeoutError when it cannot be reached."""
+        resource = ConfigResource(ConfigResourceType.TOPIC, name, self._configs(compact, configs))
+        try:
+            responses = await self._admin.alter_configs([resource])
+        except IncompatibleBrokerVersion as exc:
+            raise TopicConfigRefused(f"the broker does not implement AlterConfigs ({exc})") from exc
+        for response in responses:
+            for error_code, message, _, resource_name in response.resources:
+                if error_code:
+                    error = kafka_error_for_code(error_code)
+                    raise TopicConfigRefused(
+                        f"AlterConfigs of {resource_name} refused: {error.__name__} {message or ''}"
+                    )
+
+    async def delete_topic(self, name: str) -> bool:
+        """Deletes a topic; False if there was none of that name."""
+        response = await self._admin.delete_topics([name])
+        for _, error_code in response.topic_error_codes:
+            if error_code == UnknownTopicOrPartitionError.errno:
+                return False
+            if error_code:
+                raise kafka_error_for_code(error_code)(f"DeleteTopics of {name}")
+        return True
 
 
 async def read_state_topic(

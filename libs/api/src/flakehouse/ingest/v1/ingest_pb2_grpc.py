@@ -65,8 +65,9 @@ class IngestServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def CreateDataset(self, request, context):
-        """Creates a dataset: a Kafka topic with its final partition count. Creating one that exists
-        with the same partition count succeeds; with another count it fails with ALREADY_EXISTS.
+        """Creates a dataset: a Kafka topic with its final partition count, and its limits. Creating one
+        that exists with the same partition count succeeds (its limits are left as they are); with
+        another count it fails with ALREADY_EXISTS.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -85,7 +86,9 @@ class IngestServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteDataset(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Deletes a dataset: its topic, every replica's data, its placement and its limits. The name
+        can be created again at once; the new dataset starts empty.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

@@ -34,12 +34,16 @@ class IngestServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> IngestServiceAsyncStub: ...
     CreateDataset: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.CreateDatasetRequest, _ingest_pb2.CreateDatasetResponse]
-    """Creates a dataset: a Kafka topic with its final partition count. Creating one that exists
-    with the same partition count succeeds; with another count it fails with ALREADY_EXISTS.
+    """Creates a dataset: a Kafka topic with its final partition count, and its limits. Creating one
+    that exists with the same partition count succeeds (its limits are left as they are); with
+    another count it fails with ALREADY_EXISTS.
     """
     GetDataset: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.GetDatasetRequest, _ingest_pb2.GetDatasetResponse]
     ListDatasets: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.ListDatasetsRequest, _ingest_pb2.ListDatasetsResponse]
     DeleteDataset: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.DeleteDatasetRequest, _ingest_pb2.DeleteDatasetResponse]
+    """Deletes a dataset: its topic, every replica's data, its placement and its limits. The name
+    can be created again at once; the new dataset starts empty.
+    """
     Upload: _grpc.StreamUnaryMultiCallable[_ingest_pb2.UploadRequest, _ingest_pb2.UploadResponse]
     """One upload: a header message, then the file's bytes in chunks of any size. Answers once
     Kafka has acknowledged every event (acks=all); a file that fails to parse writes nothing.
@@ -49,12 +53,16 @@ class IngestServiceStub:
 class IngestServiceAsyncStub(IngestServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateDataset: _aio.UnaryUnaryMultiCallable[_ingest_pb2.CreateDatasetRequest, _ingest_pb2.CreateDatasetResponse]  # type: ignore[assignment]
-    """Creates a dataset: a Kafka topic with its final partition count. Creating one that exists
-    with the same partition count succeeds; with another count it fails with ALREADY_EXISTS.
+    """Creates a dataset: a Kafka topic with its final partition count, and its limits. Creating one
+    that exists with the same partition count succeeds (its limits are left as they are); with
+    another count it fails with ALREADY_EXISTS.
     """
     GetDataset: _aio.UnaryUnaryMultiCallable[_ingest_pb2.GetDatasetRequest, _ingest_pb2.GetDatasetResponse]  # type: ignore[assignment]
     ListDatasets: _aio.UnaryUnaryMultiCallable[_ingest_pb2.ListDatasetsRequest, _ingest_pb2.ListDatasetsResponse]  # type: ignore[assignment]
     DeleteDataset: _aio.UnaryUnaryMultiCallable[_ingest_pb2.DeleteDatasetRequest, _ingest_pb2.DeleteDatasetResponse]  # type: ignore[assignment]
+    """Deletes a dataset: its topic, every replica's data, its placement and its limits. The name
+    can be created again at once; the new dataset starts empty.
+    """
     Upload: _aio.StreamUnaryMultiCallable[_ingest_pb2.UploadRequest, _ingest_pb2.UploadResponse]  # type: ignore[assignment]
     """One upload: a header message, then the file's bytes in chunks of any size. Answers once
     Kafka has acknowledged every event (acks=all); a file that fails to parse writes nothing.
@@ -67,8 +75,9 @@ class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ingest_pb2.CreateDatasetRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ingest_pb2.CreateDatasetResponse, _abc.Awaitable[_ingest_pb2.CreateDatasetResponse]]:
-        """Creates a dataset: a Kafka topic with its final partition count. Creating one that exists
-        with the same partition count succeeds; with another count it fails with ALREADY_EXISTS.
+        """Creates a dataset: a Kafka topic with its final partition count, and its limits. Creating one
+        that exists with the same partition count succeeds (its limits are left as they are); with
+        another count it fails with ALREADY_EXISTS.
         """
 
     @_abc_1.abstractmethod
@@ -90,7 +99,10 @@ class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _ingest_pb2.DeleteDatasetRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_ingest_pb2.DeleteDatasetResponse, _abc.Awaitable[_ingest_pb2.DeleteDatasetResponse]]: ...
+    ) -> _typing.Union[_ingest_pb2.DeleteDatasetResponse, _abc.Awaitable[_ingest_pb2.DeleteDatasetResponse]]:
+        """Deletes a dataset: its topic, every replica's data, its placement and its limits. The name
+        can be created again at once; the new dataset starts empty.
+        """
 
     @_abc_1.abstractmethod
     def Upload(

@@ -44,10 +44,30 @@ class QuotaServiceStub:
                 request_serializer=flakehouse_dot_quota_dot_v1_dot_quota__pb2.SetQuotaRequest.SerializeToString,
                 response_deserializer=flakehouse_dot_quota_dot_v1_dot_quota__pb2.SetQuotaResponse.FromString,
                 _registered_method=True)
+        self.DeleteQuota = channel.unary_unary(
+                '/flakehouse.quota.v1.QuotaService/DeleteQuota',
+                request_serializer=flakehouse_dot_quota_dot_v1_dot_quota__pb2.DeleteQuotaRequest.SerializeToString,
+                response_deserializer=flakehouse_dot_quota_dot_v1_dot_quota__pb2.DeleteQuotaResponse.FromString,
+                _registered_method=True)
         self.AcquireLease = channel.unary_unary(
                 '/flakehouse.quota.v1.QuotaService/AcquireLease',
                 request_serializer=flakehouse_dot_quota_dot_v1_dot_quota__pb2.AcquireLeaseRequest.SerializeToString,
                 response_deserializer=flakehouse_dot_quota_dot_v1_dot_quota__pb2.AcquireLeaseResponse.FromString,
+                _registered_method=True)
+        self.AcquireQuerySlot = channel.unary_unary(
+                '/flakehouse.quota.v1.QuotaService/AcquireQuerySlot',
+                request_serializer=flakehouse_dot_quota_dot_v1_dot_quota__pb2.AcquireQuerySlotRequest.SerializeToString,
+                response_deserializer=flakehouse_dot_quota_dot_v1_dot_quota__pb2.AcquireQuerySlotResponse.FromString,
+                _registered_method=True)
+        self.ReleaseQuerySlot = channel.unary_unary(
+                '/flakehouse.quota.v1.QuotaService/ReleaseQuerySlot',
+                request_serializer=flakehouse_dot_quota_dot_v1_dot_quota__pb2.ReleaseQuerySlotRequest.SerializeToString,
+                response_deserializer=flakehouse_dot_quota_dot_v1_dot_quota__pb2.ReleaseQuerySlotResponse.FromString,
+                _registered_method=True)
+        self.WatchLimits = channel.unary_stream(
+                '/flakehouse.quota.v1.QuotaService/WatchLimits',
+                request_serializer=flakehouse_dot_quota_dot_v1_dot_quota__pb2.WatchLimitsRequest.SerializeToString,
+                response_deserializer=flakehouse_dot_quota_dot_v1_dot_quota__pb2.WatchLimitsResponse.FromString,
                 _registered_method=True)
         self.ReportUsage = channel.unary_unary(
                 '/flakehouse.quota.v1.QuotaService/ReportUsage',
@@ -71,7 +91,15 @@ class QuotaServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SetQuota(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Sets some or all limits of an existing dataset.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteQuota(self, request, context):
+        """Forgets a dataset's limits and cutoff (ingest calls it when the dataset is deleted).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -83,8 +111,29 @@ class QuotaServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AcquireQuerySlot(self, request, context):
+        """A query process asks before running a query on a dataset with a concurrency limit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseQuerySlot(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchLimits(self, request, context):
+        """Every dataset's limits and cutoff floor at once, then again on every change: query and
+        ingest keep them locally, so that no query or upload waits for this service.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ReportUsage(self, request, context):
-        """Storage nodes report what they hold.
+        """Storage nodes report what they hold and learn what they may delete.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -109,10 +158,30 @@ def add_QuotaServiceServicer_to_server(servicer, server):
                     request_deserializer=flakehouse_dot_quota_dot_v1_dot_quota__pb2.SetQuotaRequest.FromString,
                     response_serializer=flakehouse_dot_quota_dot_v1_dot_quota__pb2.SetQuotaResponse.SerializeToString,
             ),
+            'DeleteQuota': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteQuota,
+                    request_deserializer=flakehouse_dot_quota_dot_v1_dot_quota__pb2.DeleteQuotaRequest.FromString,
+                    response_serializer=flakehouse_dot_quota_dot_v1_dot_quota__pb2.DeleteQuotaResponse.SerializeToString,
+            ),
             'AcquireLease': grpc.unary_unary_rpc_method_handler(
                     servicer.AcquireLease,
                     request_deserializer=flakehouse_dot_quota_dot_v1_dot_quota__pb2.AcquireLeaseRequest.FromString,
                     response_serializer=flakehouse_dot_quota_dot_v1_dot_quota__pb2.AcquireLeaseResponse.SerializeToString,
+            ),
+            'AcquireQuerySlot': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcquireQuerySlot,
+                    request_deserializer=flakehouse_dot_quota_dot_v1_dot_quota__pb2.AcquireQuerySlotRequest.FromString,
+                    response_serializer=flakehouse_dot_quota_dot_v1_dot_quota__pb2.AcquireQuerySlotResponse.SerializeToString,
+            ),
+            'ReleaseQuerySlot': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseQuerySlot,
+                    request_deserializer=flakehouse_dot_quota_dot_v1_dot_quota__pb2.ReleaseQuerySlotRequest.FromString,
+                    response_serializer=flakehouse_dot_quota_dot_v1_dot_quota__pb2.ReleaseQuerySlotResponse.SerializeToString,
+            ),
+            'WatchLimits': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchLimits,
+                    request_deserializer=flakehouse_dot_quota_dot_v1_dot_quota__pb2.WatchLimitsRequest.FromString,
+                    response_serializer=flakehouse_dot_quota_dot_v1_dot_quota__pb2.WatchLimitsResponse.SerializeToString,
             ),
             'ReportUsage': grpc.unary_unary_rpc_method_handler(
                     servicer.ReportUsage,
@@ -190,6 +259,33 @@ class QuotaService:
             _registered_method=True)
 
     @staticmethod
+    def DeleteQuota(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flakehouse.quota.v1.QuotaService/DeleteQuota',
+            flakehouse_dot_quota_dot_v1_dot_quota__pb2.DeleteQuotaRequest.SerializeToString,
+            flakehouse_dot_quota_dot_v1_dot_quota__pb2.DeleteQuotaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def AcquireLease(request,
             target,
             options=(),
@@ -206,6 +302,87 @@ class QuotaService:
             '/flakehouse.quota.v1.QuotaService/AcquireLease',
             flakehouse_dot_quota_dot_v1_dot_quota__pb2.AcquireLeaseRequest.SerializeToString,
             flakehouse_dot_quota_dot_v1_dot_quota__pb2.AcquireLeaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcquireQuerySlot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flakehouse.quota.v1.QuotaService/AcquireQuerySlot',
+            flakehouse_dot_quota_dot_v1_dot_quota__pb2.AcquireQuerySlotRequest.SerializeToString,
+            flakehouse_dot_quota_dot_v1_dot_quota__pb2.AcquireQuerySlotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseQuerySlot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flakehouse.quota.v1.QuotaService/ReleaseQuerySlot',
+            flakehouse_dot_quota_dot_v1_dot_quota__pb2.ReleaseQuerySlotRequest.SerializeToString,
+            flakehouse_dot_quota_dot_v1_dot_quota__pb2.ReleaseQuerySlotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/flakehouse.quota.v1.QuotaService/WatchLimits',
+            flakehouse_dot_quota_dot_v1_dot_quota__pb2.WatchLimitsRequest.SerializeToString,
+            flakehouse_dot_quota_dot_v1_dot_quota__pb2.WatchLimitsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -24,49 +24,51 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+flakehouse/replication/v1/replication.proto\x12\x19\x66lakehouse.replication.v1\"E\n\x04Node\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0c\n\x04zone\x18\x03 \x01(\t\x12\r\n\x05\x61live\x18\x04 \x01(\x08\"\\\n\x11ReplicaAssignment\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x36\n\x05state\x18\x02 \x01(\x0e\x32\'.flakehouse.replication.v1.ReplicaState\"|\n\x12PartitionPlacement\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x10\n\x08replicas\x18\x02 \x03(\t\x12\x41\n\x0b\x61ssignments\x18\x03 \x03(\x0b\x32,.flakehouse.replication.v1.ReplicaAssignment\"u\n\x10\x44\x61tasetPlacement\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\r\n\x05topic\x18\x02 \x01(\t\x12\x41\n\npartitions\x18\x03 \x03(\x0b\x32-.flakehouse.replication.v1.PartitionPlacement\"\xa7\x01\n\tPlacement\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x1a\n\x12replication_factor\x18\x02 \x01(\r\x12.\n\x05nodes\x18\x03 \x03(\x0b\x32\x1f.flakehouse.replication.v1.Node\x12=\n\x08\x64\x61tasets\x18\x04 \x03(\x0b\x32+.flakehouse.replication.v1.DatasetPlacement\"E\n\x13RegisterNodeRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0c\n\x04zone\x18\x03 \x01(\t\"N\n\x14RegisterNodeResponse\x12\x1d\n\x15heartbeat_interval_ms\x18\x01 \x01(\r\x12\x17\n\x0fnode_timeout_ms\x18\x02 \x01(\r\"\xb0\x01\n\rReplicaReport\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\r\x12\x16\n\x0e\x61pplied_offset\x18\x03 \x01(\x03\x12\x12\n\nend_offset\x18\x04 \x01(\x03\x12\x36\n\x05state\x18\x05 \x01(\x0e\x32\'.flakehouse.replication.v1.ReplicaState\x12\x17\n\x0f\x62ootstrap_bytes\x18\x06 \x01(\x04\"_\n\x10HeartbeatRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12:\n\x08replicas\x18\x02 \x03(\x0b\x32(.flakehouse.replication.v1.ReplicaReport\"B\n\x11HeartbeatResponse\x12\x19\n\x11placement_version\x18\x01 \x01(\x04\x12\x12\n\nreregister\x18\x02 \x01(\x08\"&\n\x13GetPlacementRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\"O\n\x14GetPlacementResponse\x12\x37\n\tplacement\x18\x01 \x01(\x0b\x32$.flakehouse.replication.v1.Placement\"\x17\n\x15WatchPlacementRequest\"Q\n\x16WatchPlacementResponse\x12\x37\n\tplacement\x18\x01 \x01(\x0b\x32$.flakehouse.replication.v1.Placement\"\x19\n\x17GetReplicaStatusRequest\"\xc9\x01\n\rReplicaStatus\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\r\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12\x16\n\x0e\x61pplied_offset\x18\x04 \x01(\x03\x12\x12\n\nend_offset\x18\x05 \x01(\x03\x12\x0b\n\x03lag\x18\x06 \x01(\x03\x12\x12\n\nnode_alive\x18\x07 \x01(\x08\x12\x36\n\x05state\x18\x08 \x01(\x0e\x32\'.flakehouse.replication.v1.ReplicaState\"\xa2\x01\n\x18GetReplicaStatusResponse\x12.\n\x05nodes\x18\x01 \x03(\x0b\x32\x1f.flakehouse.replication.v1.Node\x12:\n\x08replicas\x18\x02 \x03(\x0b\x32(.flakehouse.replication.v1.ReplicaStatus\x12\x1a\n\x12replication_factor\x18\x03 \x01(\r*\xa3\x01\n\x0cReplicaState\x12\x1d\n\x19REPLICA_STATE_UNSPECIFIED\x10\x00\x12\x1f\n\x1bREPLICA_STATE_BOOTSTRAPPING\x10\x01\x12\x1d\n\x19REPLICA_STATE_CATCHING_UP\x10\x02\x12\x18\n\x14REPLICA_STATE_ONLINE\x10\x03\x12\x1a\n\x16REPLICA_STATE_DRAINING\x10\x04\x32\xd4\x04\n\x12ReplicationService\x12o\n\x0cRegisterNode\x12..flakehouse.replication.v1.RegisterNodeRequest\x1a/.flakehouse.replication.v1.RegisterNodeResponse\x12\x66\n\tHeartbeat\x12+.flakehouse.replication.v1.HeartbeatRequest\x1a,.flakehouse.replication.v1.HeartbeatResponse\x12o\n\x0cGetPlacement\x12..flakehouse.replication.v1.GetPlacementRequest\x1a/.flakehouse.replication.v1.GetPlacementResponse\x12w\n\x0eWatchPlacement\x12\x30.flakehouse.replication.v1.WatchPlacementRequest\x1a\x31.flakehouse.replication.v1.WatchPlacementResponse0\x01\x12{\n\x10GetReplicaStatus\x12\x32.flakehouse.replication.v1.GetReplicaStatusRequest\x1a\x33.flakehouse.replication.v1.GetReplicaStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+flakehouse/replication/v1/replication.proto\x12\x19\x66lakehouse.replication.v1\"E\n\x04Node\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0c\n\x04zone\x18\x03 \x01(\t\x12\r\n\x05\x61live\x18\x04 \x01(\x08\"\\\n\x11ReplicaAssignment\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x36\n\x05state\x18\x02 \x01(\x0e\x32\'.flakehouse.replication.v1.ReplicaState\"|\n\x12PartitionPlacement\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x10\n\x08replicas\x18\x02 \x03(\t\x12\x41\n\x0b\x61ssignments\x18\x03 \x03(\x0b\x32,.flakehouse.replication.v1.ReplicaAssignment\"\x89\x01\n\x10\x44\x61tasetPlacement\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\r\n\x05topic\x18\x02 \x01(\t\x12\x41\n\npartitions\x18\x03 \x03(\x0b\x32-.flakehouse.replication.v1.PartitionPlacement\x12\x12\n\ngeneration\x18\x04 \x01(\r\"5\n\x0eRetiredDataset\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x12\n\ngeneration\x18\x02 \x01(\r\"\xe3\x01\n\tPlacement\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x1a\n\x12replication_factor\x18\x02 \x01(\r\x12.\n\x05nodes\x18\x03 \x03(\x0b\x32\x1f.flakehouse.replication.v1.Node\x12=\n\x08\x64\x61tasets\x18\x04 \x03(\x0b\x32+.flakehouse.replication.v1.DatasetPlacement\x12:\n\x07retired\x18\x05 \x03(\x0b\x32).flakehouse.replication.v1.RetiredDataset\"E\n\x13RegisterNodeRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0c\n\x04zone\x18\x03 \x01(\t\"N\n\x14RegisterNodeResponse\x12\x1d\n\x15heartbeat_interval_ms\x18\x01 \x01(\r\x12\x17\n\x0fnode_timeout_ms\x18\x02 \x01(\r\"\xc4\x01\n\rReplicaReport\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\r\x12\x16\n\x0e\x61pplied_offset\x18\x03 \x01(\x03\x12\x12\n\nend_offset\x18\x04 \x01(\x03\x12\x36\n\x05state\x18\x05 \x01(\x0e\x32\'.flakehouse.replication.v1.ReplicaState\x12\x17\n\x0f\x62ootstrap_bytes\x18\x06 \x01(\x04\x12\x12\n\ngeneration\x18\x07 \x01(\r\"_\n\x10HeartbeatRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12:\n\x08replicas\x18\x02 \x03(\x0b\x32(.flakehouse.replication.v1.ReplicaReport\"B\n\x11HeartbeatResponse\x12\x19\n\x11placement_version\x18\x01 \x01(\x04\x12\x12\n\nreregister\x18\x02 \x01(\x08\"&\n\x13GetPlacementRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\"O\n\x14GetPlacementResponse\x12\x37\n\tplacement\x18\x01 \x01(\x0b\x32$.flakehouse.replication.v1.Placement\"\x17\n\x15WatchPlacementRequest\"Q\n\x16WatchPlacementResponse\x12\x37\n\tplacement\x18\x01 \x01(\x0b\x32$.flakehouse.replication.v1.Placement\"\x19\n\x17GetReplicaStatusRequest\"\xc9\x01\n\rReplicaStatus\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\r\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12\x16\n\x0e\x61pplied_offset\x18\x04 \x01(\x03\x12\x12\n\nend_offset\x18\x05 \x01(\x03\x12\x0b\n\x03lag\x18\x06 \x01(\x03\x12\x12\n\nnode_alive\x18\x07 \x01(\x08\x12\x36\n\x05state\x18\x08 \x01(\x0e\x32\'.flakehouse.replication.v1.ReplicaState\"\xa2\x01\n\x18GetReplicaStatusResponse\x12.\n\x05nodes\x18\x01 \x03(\x0b\x32\x1f.flakehouse.replication.v1.Node\x12:\n\x08replicas\x18\x02 \x03(\x0b\x32(.flakehouse.replication.v1.ReplicaStatus\x12\x1a\n\x12replication_factor\x18\x03 \x01(\r*\xa3\x01\n\x0cReplicaState\x12\x1d\n\x19REPLICA_STATE_UNSPECIFIED\x10\x00\x12\x1f\n\x1bREPLICA_STATE_BOOTSTRAPPING\x10\x01\x12\x1d\n\x19REPLICA_STATE_CATCHING_UP\x10\x02\x12\x18\n\x14REPLICA_STATE_ONLINE\x10\x03\x12\x1a\n\x16REPLICA_STATE_DRAINING\x10\x04\x32\xd4\x04\n\x12ReplicationService\x12o\n\x0cRegisterNode\x12..flakehouse.replication.v1.RegisterNodeRequest\x1a/.flakehouse.replication.v1.RegisterNodeResponse\x12\x66\n\tHeartbeat\x12+.flakehouse.replication.v1.HeartbeatRequest\x1a,.flakehouse.replication.v1.HeartbeatResponse\x12o\n\x0cGetPlacement\x12..flakehouse.replication.v1.GetPlacementRequest\x1a/.flakehouse.replication.v1.GetPlacementResponse\x12w\n\x0eWatchPlacement\x12\x30.flakehouse.replication.v1.WatchPlacementRequest\x1a\x31.flakehouse.replication.v1.WatchPlacementResponse0\x01\x12{\n\x10GetReplicaStatus\x12\x32.flakehouse.replication.v1.GetReplicaStatusRequest\x1a\x33.flakehouse.replication.v1.GetReplicaStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'flakehouse.replication.v1.replication_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REPLICASTATE']._serialized_start=1775
-  _globals['_REPLICASTATE']._serialized_end=1938
+  _globals['_REPLICASTATE']._serialized_start=1931
+  _globals['_REPLICASTATE']._serialized_end=2094
   _globals['_NODE']._serialized_start=74
   _globals['_NODE']._serialized_end=143
   _globals['_REPLICAASSIGNMENT']._serialized_start=145
   _globals['_REPLICAASSIGNMENT']._serialized_end=237
   _globals['_PARTITIONPLACEMENT']._serialized_start=239
   _globals['_PARTITIONPLACEMENT']._serialized_end=363
-  _globals['_DATASETPLACEMENT']._serialized_start=365
-  _globals['_DATASETPLACEMENT']._serialized_end=482
-  _globals['_PLACEMENT']._serialized_start=485
-  _globals['_PLACEMENT']._serialized_end=652
-  _globals['_REGISTERNODEREQUEST']._serialized_start=654
-  _globals['_REGISTERNODEREQUEST']._serialized_end=723
-  _globals['_REGISTERNODERESPONSE']._serialized_start=725
-  _globals['_REGISTERNODERESPONSE']._serialized_end=803
-  _globals['_REPLICAREPORT']._serialized_start=806
-  _globals['_REPLICAREPORT']._serialized_end=982
-  _globals['_HEARTBEATREQUEST']._serialized_start=984
-  _globals['_HEARTBEATREQUEST']._serialized_end=1079
-  _globals['_HEARTBEATRESPONSE']._serialized_start=1081
-  _globals['_HEARTBEATRESPONSE']._serialized_end=1147
-  _globals['_GETPLACEMENTREQUEST']._serialized_start=1149
-  _globals['_GETPLACEMENTREQUEST']._serialized_end=1187
-  _globals['_GETPLACEMENTRESPONSE']._serialized_start=1189
-  _globals['_GETPLACEMENTRESPONSE']._serialized_end=1268
-  _globals['_WATCHPLACEMENTREQUEST']._serialized_start=1270
-  _globals['_WATCHPLACEMENTREQUEST']._serialized_end=1293
-  _globals['_WATCHPLACEMENTRESPONSE']._serialized_start=1295
-  _globals['_WATCHPLACEMENTRESPONSE']._serialized_end=1376
-  _globals['_GETREPLICASTATUSREQUEST']._serialized_start=1378
-  _globals['_GETREPLICASTATUSREQUEST']._serialized_end=1403
-  _globals['_REPLICASTATUS']._serialized_start=1406
-  _globals['_REPLICASTATUS']._serialized_end=1607
-  _globals['_GETREPLICASTATUSRESPONSE']._serialized_start=1610
-  _globals['_GETREPLICASTATUSRESPONSE']._serialized_end=1772
-  _globals['_REPLICATIONSERVICE']._serialized_start=1941
-  _globals['_REPLICATIONSERVICE']._serialized_end=2537
+  _globals['_DATASETPLACEMENT']._serialized_start=366
+  _globals['_DATASETPLACEMENT']._serialized_end=503
+  _globals['_RETIREDDATASET']._serialized_start=505
+  _globals['_RETIREDDATASET']._serialized_end=558
+  _globals['_PLACEMENT']._serialized_start=561
+  _globals['_PLACEMENT']._serialized_end=788
+  _globals['_REGISTERNODEREQUEST']._serialized_start=790
+  _globals['_REGISTERNODEREQUEST']._serialized_end=859
+  _globals['_REGISTERNODERESPONSE']._serialized_start=861
+  _globals['_REGISTERNODERESPONSE']._serialized_end=939
+  _globals['_REPLICAREPORT']._serialized_start=942
+  _globals['_REPLICAREPORT']._serialized_end=1138
+  _globals['_HEARTBEATREQUEST']._serialized_start=1140
+  _globals['_HEARTBEATREQUEST']._serialized_end=1235
+  _globals['_HEARTBEATRESPONSE']._serialized_start=1237
+  _globals['_HEARTBEATRESPONSE']._serialized_end=1303
+  _globals['_GETPLACEMENTREQUEST']._serialized_start=1305
+  _globals['_GETPLACEMENTREQUEST']._serialized_end=1343
+  _globals['_GETPLACEMENTRESPONSE']._serialized_start=1345
+  _globals['_GETPLACEMENTRESPONSE']._serialized_end=1424
+  _globals['_WATCHPLACEMENTREQUEST']._serialized_start=1426
+  _globals['_WATCHPLACEMENTREQUEST']._serialized_end=1449
+  _globals['_WATCHPLACEMENTRESPONSE']._serialized_start=1451
+  _globals['_WATCHPLACEMENTRESPONSE']._serialized_end=1532
+  _globals['_GETREPLICASTATUSREQUEST']._serialized_start=1534
+  _globals['_GETREPLICASTATUSREQUEST']._serialized_end=1559
+  _globals['_REPLICASTATUS']._serialized_start=1562
+  _globals['_REPLICASTATUS']._serialized_end=1763
+  _globals['_GETREPLICASTATUSRESPONSE']._serialized_start=1766
+  _globals['_GETREPLICASTATUSRESPONSE']._serialized_end=1928
+  _globals['_REPLICATIONSERVICE']._serialized_start=2097
+  _globals['_REPLICATIONSERVICE']._serialized_end=2693
 # @@protoc_insertion_point(module_scope)

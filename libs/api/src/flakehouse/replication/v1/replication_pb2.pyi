@@ -136,8 +136,13 @@ class DatasetPlacement(_message.Message):
     DATASET_FIELD_NUMBER: _builtins.int
     TOPIC_FIELD_NUMBER: _builtins.int
     PARTITIONS_FIELD_NUMBER: _builtins.int
+    GENERATION_FIELD_NUMBER: _builtins.int
     dataset: _builtins.str
     topic: _builtins.str
+    generation: _builtins.int
+    """The incarnation of the dataset name (see common.v1.DatasetRecord): a node holding data of
+    an older one deletes it.
+    """
     @_builtins.property
     def partitions(self) -> _containers.RepeatedCompositeFieldContainer[Global___PartitionPlacement]: ...
     def __init__(
@@ -146,14 +151,39 @@ class DatasetPlacement(_message.Message):
         dataset: _builtins.str = ...,
         topic: _builtins.str = ...,
         partitions: _abc.Iterable[Global___PartitionPlacement] | None = ...,
+        generation: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "partitions", b"partitions", "topic", b"topic"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "generation", b"generation", "partitions", b"partitions", "topic", b"topic"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DatasetPlacement: _TypeAlias = DatasetPlacement  # noqa: Y015
+
+@_typing.final
+class RetiredDataset(_message.Message):
+    """A deleted dataset: every node deletes what it holds of this generation of the name or older."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATASET_FIELD_NUMBER: _builtins.int
+    GENERATION_FIELD_NUMBER: _builtins.int
+    dataset: _builtins.str
+    generation: _builtins.int
+    def __init__(
+        self,
+        *,
+        dataset: _builtins.str = ...,
+        generation: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "generation", b"generation"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetiredDataset: _TypeAlias = RetiredDataset  # noqa: Y015
 
 @_typing.final
 class Placement(_message.Message):
@@ -163,6 +193,7 @@ class Placement(_message.Message):
     REPLICATION_FACTOR_FIELD_NUMBER: _builtins.int
     NODES_FIELD_NUMBER: _builtins.int
     DATASETS_FIELD_NUMBER: _builtins.int
+    RETIRED_FIELD_NUMBER: _builtins.int
     version: _builtins.int
     """Increases on every change."""
     replication_factor: _builtins.int
@@ -170,6 +201,8 @@ class Placement(_message.Message):
     def nodes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Node]: ...
     @_builtins.property
     def datasets(self) -> _containers.RepeatedCompositeFieldContainer[Global___DatasetPlacement]: ...
+    @_builtins.property
+    def retired(self) -> _containers.RepeatedCompositeFieldContainer[Global___RetiredDataset]: ...
     def __init__(
         self,
         *,
@@ -177,10 +210,11 @@ class Placement(_message.Message):
         replication_factor: _builtins.int = ...,
         nodes: _abc.Iterable[Global___Node] | None = ...,
         datasets: _abc.Iterable[Global___DatasetPlacement] | None = ...,
+        retired: _abc.Iterable[Global___RetiredDataset] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["datasets", b"datasets", "nodes", b"nodes", "replication_factor", b"replication_factor", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["datasets", b"datasets", "nodes", b"nodes", "replication_factor", b"replication_factor", "retired", b"retired", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -246,6 +280,7 @@ class ReplicaReport(_message.Message):
     END_OFFSET_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     BOOTSTRAP_BYTES_FIELD_NUMBER: _builtins.int
+    GENERATION_FIELD_NUMBER: _builtins.int
     dataset: _builtins.str
     partition: _builtins.int
     applied_offset: _builtins.int
@@ -256,6 +291,10 @@ class ReplicaReport(_message.Message):
     """
     bootstrap_bytes: _builtins.int
     """Bytes of sealed segments copied from a peer to bootstrap this replica, so far."""
+    generation: _builtins.int
+    """The incarnation of the dataset the replica holds (DatasetPlacement.generation); a report
+    about another one than the placement's says nothing about the placed replica. 0: the first.
+    """
     def __init__(
         self,
         *,
@@ -265,10 +304,11 @@ class ReplicaReport(_message.Message):
         end_offset: _builtins.int = ...,
         state: Global___ReplicaState.ValueType = ...,
         bootstrap_bytes: _builtins.int = ...,
+        generation: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_offset", b"applied_offset", "bootstrap_bytes", b"bootstrap_bytes", "dataset", b"dataset", "end_offset", b"end_offset", "partition", b"partition", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_offset", b"applied_offset", "bootstrap_bytes", b"bootstrap_bytes", "dataset", b"dataset", "end_offset", b"end_offset", "generation", b"generation", "partition", b"partition", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -52,10 +52,16 @@ class ExecuteFragmentRequest(_message.Message):
     PARTITIONS_FIELD_NUMBER: _builtins.int
     MIN_OFFSETS_FIELD_NUMBER: _builtins.int
     MAX_LAG_FIELD_NUMBER: _builtins.int
+    GENERATION_FIELD_NUMBER: _builtins.int
     max_lag: _builtins.int
     """Decline partitions this replica is more than this many records behind on (its lag as of
     its last fetch), so that the query asks a fresher replica; 0: no limit. The query service
     sets it on the first replica it asks, not on the fallback.
+    """
+    generation: _builtins.int
+    """The incarnation of the dataset the caller's placement names (DatasetPlacement.generation):
+    a replica of another one declines, so that a name deleted and created again never answers
+    with the old one's rows. 0: any.
     """
     @_builtins.property
     def plan(self) -> _plan_pb2.QueryPlan: ...
@@ -74,10 +80,11 @@ class ExecuteFragmentRequest(_message.Message):
         partitions: _abc.Iterable[_builtins.int] | None = ...,
         min_offsets: _abc.Iterable[_builtins.int] | None = ...,
         max_lag: _builtins.int = ...,
+        generation: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["plan", b"plan"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_lag", b"max_lag", "min_offsets", b"min_offsets", "partitions", b"partitions", "plan", b"plan"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["generation", b"generation", "max_lag", b"max_lag", "min_offsets", b"min_offsets", "partitions", b"partitions", "plan", b"plan"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -175,7 +182,10 @@ class DescribeFieldsRequest(_message.Message):
 
     DATASET_FIELD_NUMBER: _builtins.int
     PARTITIONS_FIELD_NUMBER: _builtins.int
+    GENERATION_FIELD_NUMBER: _builtins.int
     dataset: _builtins.str
+    generation: _builtins.int
+    """As ExecuteFragmentRequest.generation."""
     @_builtins.property
     def partitions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
     def __init__(
@@ -183,10 +193,11 @@ class DescribeFieldsRequest(_message.Message):
         *,
         dataset: _builtins.str = ...,
         partitions: _abc.Iterable[_builtins.int] | None = ...,
+        generation: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "partitions", b"partitions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "generation", b"generation", "partitions", b"partitions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -306,17 +317,23 @@ class StreamSegmentsRequest(_message.Message):
 
     DATASET_FIELD_NUMBER: _builtins.int
     PARTITION_FIELD_NUMBER: _builtins.int
+    GENERATION_FIELD_NUMBER: _builtins.int
     dataset: _builtins.str
     partition: _builtins.int
+    generation: _builtins.int
+    """The incarnation of the dataset the receiver builds (common.v1.DatasetRecord.generation);
+    a node holding another one answers NOT_FOUND. 0: the first.
+    """
     def __init__(
         self,
         *,
         dataset: _builtins.str = ...,
         partition: _builtins.int = ...,
+        generation: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "partition", b"partition"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "generation", b"generation", "partition", b"partition"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -453,57 +470,3 @@ class StreamSegmentsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_item) -> _WhichOneofReturnType_item | None: ...
 
 Global___StreamSegmentsResponse: _TypeAlias = StreamSegmentsResponse  # noqa: Y015
-
-@_typing.final
-class DropSegmentsRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    DATASET_FIELD_NUMBER: _builtins.int
-    OLDER_THAN_US_FIELD_NUMBER: _builtins.int
-    KEEP_BYTES_FIELD_NUMBER: _builtins.int
-    dataset: _builtins.str
-    older_than_us: _builtins.int
-    """Drop every sealed segment whose newest event is older than this (microseconds); 0: none."""
-    keep_bytes: _builtins.int
-    """Then drop the oldest sealed segments (by newest event) until the dataset's sealed segments
-    on this node take at most this many bytes; 0: no byte limit.
-    """
-    def __init__(
-        self,
-        *,
-        dataset: _builtins.str = ...,
-        older_than_us: _builtins.int = ...,
-        keep_bytes: _builtins.int = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "keep_bytes", b"keep_bytes", "older_than_us", b"older_than_us"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DropSegmentsRequest: _TypeAlias = DropSegmentsRequest  # noqa: Y015
-
-@_typing.final
-class DropSegmentsResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    SEGMENTS_FIELD_NUMBER: _builtins.int
-    ROWS_FIELD_NUMBER: _builtins.int
-    BYTES_FIELD_NUMBER: _builtins.int
-    segments: _builtins.int
-    rows: _builtins.int
-    bytes: _builtins.int
-    def __init__(
-        self,
-        *,
-        segments: _builtins.int = ...,
-        rows: _builtins.int = ...,
-        bytes: _builtins.int = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes", "rows", b"rows", "segments", b"segments"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DropSegmentsResponse: _TypeAlias = DropSegmentsResponse  # noqa: Y015

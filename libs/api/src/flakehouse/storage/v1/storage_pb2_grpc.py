@@ -54,11 +54,6 @@ class StorageServiceStub:
                 request_serializer=flakehouse_dot_storage_dot_v1_dot_storage__pb2.StreamSegmentsRequest.SerializeToString,
                 response_deserializer=flakehouse_dot_storage_dot_v1_dot_storage__pb2.StreamSegmentsResponse.FromString,
                 _registered_method=True)
-        self.DropSegments = channel.unary_unary(
-                '/flakehouse.storage.v1.StorageService/DropSegments',
-                request_serializer=flakehouse_dot_storage_dot_v1_dot_storage__pb2.DropSegmentsRequest.SerializeToString,
-                response_deserializer=flakehouse_dot_storage_dot_v1_dot_storage__pb2.DropSegmentsResponse.FromString,
-                _registered_method=True)
 
 
 class StorageServiceServicer:
@@ -92,13 +87,6 @@ class StorageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def DropSegments(self, request, context):
-        """Deletes a dataset's oldest sealed segments on this node (retention, stored-bytes quota).
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
 
 def add_StorageServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -121,11 +109,6 @@ def add_StorageServiceServicer_to_server(servicer, server):
                     servicer.StreamSegments,
                     request_deserializer=flakehouse_dot_storage_dot_v1_dot_storage__pb2.StreamSegmentsRequest.FromString,
                     response_serializer=flakehouse_dot_storage_dot_v1_dot_storage__pb2.StreamSegmentsResponse.SerializeToString,
-            ),
-            'DropSegments': grpc.unary_unary_rpc_method_handler(
-                    servicer.DropSegments,
-                    request_deserializer=flakehouse_dot_storage_dot_v1_dot_storage__pb2.DropSegmentsRequest.FromString,
-                    response_serializer=flakehouse_dot_storage_dot_v1_dot_storage__pb2.DropSegmentsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -236,33 +219,6 @@ class StorageService:
             '/flakehouse.storage.v1.StorageService/StreamSegments',
             flakehouse_dot_storage_dot_v1_dot_storage__pb2.StreamSegmentsRequest.SerializeToString,
             flakehouse_dot_storage_dot_v1_dot_storage__pb2.StreamSegmentsResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def DropSegments(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/flakehouse.storage.v1.StorageService/DropSegments',
-            flakehouse_dot_storage_dot_v1_dot_storage__pb2.DropSegmentsRequest.SerializeToString,
-            flakehouse_dot_storage_dot_v1_dot_storage__pb2.DropSegmentsResponse.FromString,
             options,
             channel_credentials,
             insecure,

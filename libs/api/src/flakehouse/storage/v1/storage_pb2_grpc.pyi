@@ -42,8 +42,6 @@ class StorageServiceStub:
     """Streams one partition's sealed segments, then its applied offset, so that a new replica can
     bootstrap from this one instead of replaying Kafka.
     """
-    DropSegments: _grpc.UnaryUnaryMultiCallable[_storage_pb2.DropSegmentsRequest, _storage_pb2.DropSegmentsResponse]
-    """Deletes a dataset's oldest sealed segments on this node (retention, stored-bytes quota)."""
 
 @_typing.type_check_only
 class StorageServiceAsyncStub(StorageServiceStub):
@@ -57,8 +55,6 @@ class StorageServiceAsyncStub(StorageServiceStub):
     """Streams one partition's sealed segments, then its applied offset, so that a new replica can
     bootstrap from this one instead of replaying Kafka.
     """
-    DropSegments: _aio.UnaryUnaryMultiCallable[_storage_pb2.DropSegmentsRequest, _storage_pb2.DropSegmentsResponse]  # type: ignore[assignment]
-    """Deletes a dataset's oldest sealed segments on this node (retention, stored-bytes quota)."""
 
 class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -93,13 +89,5 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
         """Streams one partition's sealed segments, then its applied offset, so that a new replica can
         bootstrap from this one instead of replaying Kafka.
         """
-
-    @_abc_1.abstractmethod
-    def DropSegments(
-        self,
-        request: _storage_pb2.DropSegmentsRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_storage_pb2.DropSegmentsResponse, _abc.Awaitable[_storage_pb2.DropSegmentsResponse]]:
-        """Deletes a dataset's oldest sealed segments on this node (retention, stored-bytes quota)."""
 
 def add_StorageServiceServicer_to_server(servicer: StorageServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,116 @@
+"""The dataset catalog: the compacted topic `<prefix>.__datasets` that says which incarnation of
+each dataset name is live and which topic holds it. Ingest writes it; replication, quota and
+ingest read it with a CatalogReader, which keeps a consumer and reads only what is new."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from flakehouse.common.v1 import datasets_pb2
+from flakehouse.core.kafka import INTERNAL_MARK, KafkaAdmin, make_consumer
+from flakehouse.core.settings import KafkaSettings
+
+
+def catalog_topic(prefix: str) -> str:
+    return f"{prefix}.{INTERNAL_MARK}datasets"
+
+
+def generation_topic(prefix: str, name: str, generation: int) -> str:
+    """`<prefix>.<name>` for the first incarnation of a name (DESIGN.md §3), then
+    `<prefix>.<name>.<generation>`: a name created again gets a topic of its own, even while
+    Kafka is still deleting the old one. Dataset names hold no dots, so these never collide."""
+    base = f"{prefix}.{name}"
+    return base if generation <= 1 else f"{base}.{generation}"
+
+
+@dataclass
+class Catalog:
+    """The latest record of every dataset name, live or deleted."""
+
+    records: dict[str, datasets_pb2.DatasetRecord] = field(default_factory=dict)
+
+    def apply(self, record: datasets_pb2.DatasetRecord) -> None:
+        # A record of an older generation (a late write of a racing creator) never replaces a
+        # newer one, so every reader ends up with the same catalog whatever it read first.
+        known = self.records.get(record.name)
+        if known is None or record.generation >= known.generation:
+            self.records[record.name] = record
+
+    def live(self, name: str) -> datasets_pb2.DatasetRecord | None:
+        record = self.records.get(name)
+        return record if record is not None and not record.deleted_us else None
+
+    def live_records(self) -> list[datasets_pb2.DatasetRecord]:
+        return sorted((r for r in self.records.values() if not r.deleted_us), key=lambda r: r.name)
+
+    def deleted_records(self) -> list[datasets_pb2.DatasetRecord]:
+        return sorted((r for r in self.records.values() if r.deleted_us), key=lambda r: r.name)
+
+    def next_generation(self, name: str) -> int:
+        known = self.records.get(name)
+        return known.generation + 1 if known is not None else 1
+
+
+class CatalogReader:
+    """Follows the catalog topic: `sync()` reads everything appended since the last call (up to
+    the end offset of the moment), so a reader sees every write that was acknowledged before."""
+
+    def __init__(self, settings: KafkaSettings, client_id: str) -> None:
+        self._settings = settings
+        self._client_id = client_id
+        self.topic = catalog_topic(settings.topic_prefix)
+        self._tp = TopicPartition(self.topic, 0)
+        self._consumer: AIOKafkaConsumer | None = None
+        self._lock = asyncio.Lock()
+        self.catalog = Catalog()
+
+    async def start(self) -> None:
+        admin = KafkaAdmin.for_settings(self._settings, self._client_id)
+        await admin.start()
+        try:
+            await admin.create_topic(self.topic, 1, compact=True)
+        finally:
+            await admin.close()
+        self._consumer = make_consumer(self._settings.kafka_bootstrap, self._client_id)
+        await self._consumer.start()
+        self._consumer.assign([self._tp])
+        await self._consumer.seek_to_beginning(self._tp)
+        self._consumer.pause(self._tp)
+        await self.sync()
+
+    async def sync(self) -> Catalog:
+        """Reads up to the current end of the topic and returns the catalog."""
+        consumer = self._consumer
+        assert consumer is not None, "start() first"
+        async with self._lock:
+            end = (await consumer.end_offsets([self._tp]))[self._tp]
+            if await consumer.position(self._tp) >= end:
+                return self.catalog
+            # Paused between syncs: a background fetch parked on the broker for new records
+            # would hold the connection, and make every end_offsets call wait ~500 ms behind it.
+            consumer.resume(self._tp)
+            try:
+                while await consumer.position(self._tp) < end:
+                    batch = await consumer.getmany(self._tp, timeout_ms=500)
+                    for message in batch.get(self._tp, []):
+                        if message.value is not None:
+                            record = datasets_pb2.DatasetRecord.FromString(message.value)
+                            self.catalog.apply(record)
+            finally:
+                consumer.pause(self._tp)
+        return self.catalog
+
+    async def write(self, producer: AIOKafkaProducer, record: datasets_pb2.DatasetRecord) -> None:
+        """Appends a record (acknowledged by Kafka on return) and reads it back."""
+        await producer.send_and_wait(
+            self.topic, record.SerializeToString(), key=record.name.encode()
+        )
+        await self.sync()
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None

@@ -1,0 +1,101 @@
+"""Dataset limits as every service sees them (DESIGN.md §7): what a valid limit is, how the cutoff
+of a moment follows from the limits, and LimitsWatch, the local copy of every dataset's limits
+that query and ingest keep from the quota service's WatchLimits stream."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Callable
+
+import grpc
+
+from flakehouse.core.errors import InvalidArgument
+from flakehouse.quota.v1 import quota_pb2, quota_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+MIN_RETENTION_S = 60
+RETRY_S = 1.0
+QUOTA_FIELDS = (
+    "events_per_second",
+    "bytes_per_second",
+    "max_stored_bytes",
+    "retention_seconds",
+    "max_concurrent_queries",
+)
+CUTOFF_REASONS = {
+    quota_pb2.CUTOFF_REASON_UNSPECIFIED: "",
+    quota_pb2.CUTOFF_REASON_RETENTION: "retention",
+    quota_pb2.CUTOFF_REASON_STORED_BYTES: "stored-bytes limit",
+}
+
+
+def validate_quota(quota: quota_pb2.Quota) -> None:
+    """Raises InvalidArgument naming the first limit that cannot be enforced."""
+    for name in ("events_per_second", "bytes_per_second"):
+        value = getattr(quota, name)
+        if not math.isfinite(value) or value < 0:
+            raise InvalidArgument(f"{name} must be a finite number >= 0 (0: unlimited)")
+    if 0 < quota.retention_seconds < MIN_RETENTION_S:
+        raise InvalidArgument(
+            f"retention_seconds must be at least {MIN_RETENTION_S} (0: keep everything), "
+            f"not {quota.retention_seconds}"
+        )
+    if quota.retention_seconds > 100 * 365 * 86400:
+        raise InvalidArgument("retention_seconds is more than 100 years")
+
+
+def cutoff_at(limits: quota_pb2.DatasetLimits | None, now_us: int) -> quota_pb2.Cutoff:
+    """The cutoff at `now_us`: max(floor, now - retention), with its reason. The query service
+    computes it once per query, so every partition and both replicas use the same one."""
+    if limits is None:
+        return quota_pb2.Cutoff()
+    cutoff = quota_pb2.Cutoff()
+    cutoff.CopyFrom(limits.floor)
+    retention_s = limits.quota.retention_seconds
+    if retention_s:
+        by_age = now_us - retention_s * 1_000_000
+        if by_age >= cutoff.cutoff_us:
+            cutoff.cutoff_us = by_age
+            cutoff.reason = quota_pb2.CUTOFF_REASON_RETENTION
+    return cutoff
+
+
+class LimitsWatch:
+    """Every dataset's limits, kept current by the quota service's WatchLimits stream. When the
+    stream breaks, the last limits stay in force until it is back. Without a quota address,
+    every dataset is unlimited."""
+
+    def __init__(
+        self,
+        stub: quota_pb2_grpc.QuotaServiceAsyncStub | None,
+        on_change: Callable[[dict[str, quota_pb2.DatasetLimits]], None] | None = None,
+    ) -> None:
+        self._stub = stub
+        self._on_change = on_change
+        self.datasets: dict[str, quota_pb2.DatasetLimits] = {}
+        self.ready = asyncio.Event()
+        if stub is None:
+            self.ready.set()
+
+    def limits(self, dataset: str) -> quota_pb2.DatasetLimits | None:
+        return self.datasets.get(dataset)
+
+    def take(self, response: quota_pb2.WatchLimitsResponse) -> None:
+        self.datasets = {d.quota.dataset: d for d in response.datasets}
+        self.ready.set()
+        if self._on_change is not None:
+            self._on_change(self.datasets)
+
+    async def watch_forever(self) -> None:
+        if self._stub is None:
+            return
+        while True:
+            try:
+                async for update in self._stub.WatchLimits(quota_pb2.WatchLimitsRequest()):
+                    self.take(update)
+            except grpc.aio.AioRpcError as exc:
+                log.warning("limits watch broken; reconnecting", extra={"code": exc.code().name})
+            await asyncio.sleep(RETRY_S)
