@@ -1,17 +1,15 @@
-"""The QuotaService servicer: protobuf in and out, the ledger and the limits topic behind."""
+"""The QuotaService servicer: protobuf in and out, the quota service's behaviour behind."""
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
-
-from prometheus_client import CollectorRegistry, Counter
 
 from flakehouse.core.errors import InvalidArgument
 from flakehouse.events.model import validate_dataset_name
-from flakehouse.quota.ledger import Ledger
+from flakehouse.quota.quotas import Quotas
+from flakehouse.quota.usage import UsageView
 from flakehouse.quota.v1 import quota_pb2, quota_pb2_grpc
 
 
@@ -22,73 +20,97 @@ def _dataset(name: str) -> str:
         raise InvalidArgument(str(exc)) from None
 
 
+def _ms(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))
+
+
+def _usage(view: UsageView) -> quota_pb2.DatasetUsage:
+    totals = view.totals
+    return quota_pb2.DatasetUsage(
+        dataset=view.dataset,
+        bytes=totals.bytes,
+        rows=totals.rows,
+        replica_bytes=totals.replica_bytes,
+        oldest_us=totals.oldest_us,
+        newest_us=totals.newest_us,
+        events_per_second=view.events_per_second,
+        bytes_per_second=view.bytes_per_second,
+        cutoff=view.cutoff,
+        quota=view.quota,
+        running_queries=view.running_queries,
+    )
+
+
 class QuotaApi(quota_pb2_grpc.QuotaServiceServicer):
-    def __init__(
-        self,
-        ledger: Ledger,
-        persist: Callable[[quota_pb2.Quota], Awaitable[None]],
-        registry: CollectorRegistry,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._ledger = ledger
-        self._persist = persist
-        self._clock = clock
-        self._leases = Counter(
-            "flakehouse_quota_leases_total",
-            "Lease requests, by dataset and whether they were granted.",
-            ["dataset", "result"],
-            registry=registry,
-        )
+    def __init__(self, quotas: Quotas) -> None:
+        self._quotas = quotas
 
     async def GetQuota(
         self, request: quota_pb2.GetQuotaRequest, context: Any
     ) -> quota_pb2.GetQuotaResponse:
-        return quota_pb2.GetQuotaResponse(quota=self._ledger.quota(_dataset(request.dataset)))
+        return quota_pb2.GetQuotaResponse(quota=self._quotas.quota(_dataset(request.dataset)))
 
     async def SetQuota(
         self, request: quota_pb2.SetQuotaRequest, context: Any
     ) -> quota_pb2.SetQuotaResponse:
-        quota = request.quota
-        _dataset(quota.dataset)
-        for name in ("events_per_second", "bytes_per_second"):
-            value = getattr(quota, name)
-            if not math.isfinite(value) or value < 0:
-                raise InvalidArgument(f"{name} must be a finite number >= 0 (0: unlimited)")
-        # Durable first: a limit that was answered as set survives a restart of this service.
-        await self._persist(quota)
-        self._ledger.set_quota(quota, self._clock())
+        _dataset(request.quota.dataset)
+        quota = await self._quotas.set_quota(request.quota, list(request.update_mask.paths))
         return quota_pb2.SetQuotaResponse(quota=quota)
+
+    async def DeleteQuota(
+        self, request: quota_pb2.DeleteQuotaRequest, context: Any
+    ) -> quota_pb2.DeleteQuotaResponse:
+        await self._quotas.delete_quota(_dataset(request.dataset))
+        return quota_pb2.DeleteQuotaResponse()
 
     async def AcquireLease(
         self, request: quota_pb2.AcquireLeaseRequest, context: Any
     ) -> quota_pb2.AcquireLeaseResponse:
         dataset = _dataset(request.dataset)
-        wait = self._ledger.try_acquire(dataset, request.events, request.bytes, self._clock())
+        wait = self._quotas.acquire_lease(dataset, request.events, request.bytes)
         if wait > 0:
-            self._leases.labels(dataset, "denied").inc()
-            return quota_pb2.AcquireLeaseResponse(retry_after_ms=max(1, math.ceil(wait * 1000)))
-        self._leases.labels(dataset, "granted").inc()
+            return quota_pb2.AcquireLeaseResponse(retry_after_ms=_ms(wait))
         return quota_pb2.AcquireLeaseResponse(
             granted_events=request.events, granted_bytes=request.bytes
         )
+
+    async def AcquireQuerySlot(
+        self, request: quota_pb2.AcquireQuerySlotRequest, context: Any
+    ) -> quota_pb2.AcquireQuerySlotResponse:
+        dataset = _dataset(request.dataset)
+        if not request.hold_ms:
+            raise InvalidArgument("hold_ms is required: how long the slot may be held")
+        answer = await self._quotas.acquire_slot(dataset, request.holder, request.hold_ms / 1000)
+        if answer.slot_id:
+            return quota_pb2.AcquireQuerySlotResponse(slot_id=answer.slot_id)
+        return quota_pb2.AcquireQuerySlotResponse(retry_after_ms=_ms(answer.retry_after_s))
+
+    async def ReleaseQuerySlot(
+        self, request: quota_pb2.ReleaseQuerySlotRequest, context: Any
+    ) -> quota_pb2.ReleaseQuerySlotResponse:
+        await self._quotas.release_slot(_dataset(request.dataset), request.slot_id)
+        return quota_pb2.ReleaseQuerySlotResponse()
+
+    async def WatchLimits(
+        self, request: quota_pb2.WatchLimitsRequest, context: Any
+    ) -> AsyncIterator[quota_pb2.WatchLimitsResponse]:
+        version, datasets = self._quotas.published()
+        yield quota_pb2.WatchLimitsResponse(datasets=datasets)
+        # Ends when the service stops, so the stream closes cleanly rather than being cut.
+        while await self._quotas.wait_for_change(version) is not None:
+            version, datasets = self._quotas.published()
+            yield quota_pb2.WatchLimitsResponse(datasets=datasets)
 
     async def ReportUsage(
         self, request: quota_pb2.ReportUsageRequest, context: Any
     ) -> quota_pb2.ReportUsageResponse:
         if not request.node_id:
             raise InvalidArgument("node_id is required")
-        self._ledger.report(request.node_id, list(request.partitions))
-        return quota_pb2.ReportUsageResponse()
+        drops = self._quotas.report_usage(request.node_id, list(request.partitions))
+        return quota_pb2.ReportUsageResponse(drops=drops)
 
     async def GetUsage(
         self, request: quota_pb2.GetUsageRequest, context: Any
     ) -> quota_pb2.GetUsageResponse:
-        usage = self._ledger.usage()
-        if request.dataset:
-            usage = {k: v for k, v in usage.items() if k == request.dataset}
-        return quota_pb2.GetUsageResponse(
-            datasets=[
-                quota_pb2.DatasetUsage(dataset=name, bytes=u.bytes, rows=u.rows)
-                for name, u in sorted(usage.items())
-            ]
-        )
+        views = await self._quotas.usage(request.dataset)
+        return quota_pb2.GetUsageResponse(datasets=[_usage(view) for view in views])

@@ -1,52 +1,67 @@
-"""The quota service's state: limits per dataset, their token buckets, and reported usage.
-Pure: persistence and time come from outside."""
+"""Every dataset's limits and floor, the generation of the dataset they belong to, and the token
+buckets of its ingest rates. Pure: persistence and time come from outside."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from flakehouse.quota.buckets import DatasetBuckets
+from flakehouse.quota.limits import has_effect
 from flakehouse.quota.v1 import quota_pb2
 
 
 @dataclass(frozen=True)
-class Usage:
-    bytes: int
-    rows: int
+class Entry:
+    limits: quota_pb2.DatasetLimits
+    generation: int
 
 
 class Ledger:
     def __init__(self, burst_s: float) -> None:
         self._burst_s = burst_s
-        self._quotas: dict[str, quota_pb2.Quota] = {}
+        self._entries: dict[str, Entry] = {}
         self._buckets: dict[str, DatasetBuckets] = {}
-        self._usage: dict[tuple[str, str, int], Usage] = {}
+
+    def get(self, dataset: str) -> Entry | None:
+        return self._entries.get(dataset)
+
+    def limits(self, dataset: str) -> quota_pb2.DatasetLimits | None:
+        entry = self._entries.get(dataset)
+        return entry.limits if entry else None
 
     def quota(self, dataset: str) -> quota_pb2.Quota:
         """The dataset's limits; a dataset never configured is unlimited."""
-        return self._quotas.get(dataset) or quota_pb2.Quota(dataset=dataset)
+        entry = self._entries.get(dataset)
+        return entry.limits.quota if entry else quota_pb2.Quota(dataset=dataset)
 
-    def set_quota(self, quota: quota_pb2.Quota, now: float) -> None:
-        self._quotas[quota.dataset] = quota
-        self._buckets[quota.dataset] = DatasetBuckets.for_rates(
-            quota.events_per_second, quota.bytes_per_second, self._burst_s, now
-        )
+    def datasets(self) -> list[str]:
+        return sorted(self._entries)
+
+    def put(self, limits: quota_pb2.DatasetLimits, generation: int, now: float) -> None:
+        dataset = limits.quota.dataset
+        old = self._entries.get(dataset)
+        self._entries[dataset] = Entry(limits, generation)
+        # Buckets start full: rebuilt only when a rate changes, so that moving a floor or
+        # another limit does not hand out a fresh burst.
+        rates = (limits.quota.events_per_second, limits.quota.bytes_per_second)
+        if (
+            old is None
+            or dataset not in self._buckets
+            or (old.limits.quota.events_per_second, old.limits.quota.bytes_per_second) != rates
+        ):
+            self._buckets[dataset] = DatasetBuckets.for_rates(*rates, self._burst_s, now)
+
+    def remove(self, dataset: str) -> None:
+        self._entries.pop(dataset, None)
+        self._buckets.pop(dataset, None)
+
+    def published(self) -> list[quota_pb2.DatasetLimits]:
+        """Every dataset with a limit or a floor, by name: what WatchLimits sends."""
+        return [
+            entry.limits for _, entry in sorted(self._entries.items()) if has_effect(entry.limits)
+        ]
 
     def try_acquire(self, dataset: str, events: int, size: int, now: float) -> float:
         """0 when granted, else the seconds to wait (nothing taken)."""
         buckets = self._buckets.get(dataset)
         return buckets.try_acquire(events, size, now) if buckets else 0.0
-
-    def report(self, node_id: str, usage: list[quota_pb2.PartitionUsage]) -> None:
-        """Replaces what one node holds: partitions it no longer reports are forgotten."""
-        for key in [key for key in self._usage if key[0] == node_id]:
-            del self._usage[key]
-        for part in usage:
-            self._usage[(node_id, part.dataset, part.partition)] = Usage(part.bytes, part.rows)
-
-    def usage(self) -> dict[str, Usage]:
-        totals: dict[str, Usage] = {}
-        for (_, dataset, _), usage in self._usage.items():
-            seen = totals.get(dataset, Usage(0, 0))
-            totals[dataset] = Usage(seen.bytes + usage.bytes, seen.rows + usage.rows)
-        return totals
