@@ -1,5 +1,6 @@
 """A query that reaches a replica before it knows its partition's end offset (the moment after
-the partition was taken, while the broker is asked) waits for it instead of being declined."""
+the partition was taken, while the broker is asked) waits for it instead of being declined; a
+replica of another generation of the dataset declines."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ class FakeReplica:
     online: bool = False
     dataset: str = "ci"
     partition: int = 0
+    generation: int = 1
 
     @property
     def lag(self) -> int:
@@ -78,3 +80,17 @@ async def test_a_replica_that_never_learns_it_declines_in_time(monkeypatch: Any)
     assert loop.time() - started < 1.0
     (error,) = response.unavailable
     assert error.reason == "catching up (end not known yet)"
+
+
+async def test_a_replica_of_another_generation_declines() -> None:
+    """A name deleted and created again: a node still holding the old incarnation must not
+    answer for the new one, whatever its state."""
+    node = FakeNode({0: FakeReplica(end_offset=0, online=True)})
+    asked = request()
+    asked.generation = 2
+    response = await StorageApi(node).ExecuteFragment(asked, Context(5.0))  # type: ignore[arg-type]
+    (error,) = response.unavailable
+    assert error.reason == "holds generation 1, not 2"
+    asked.generation = 1
+    response = await StorageApi(node).ExecuteFragment(asked, Context(5.0))  # type: ignore[arg-type]
+    assert list(response.unavailable) == []

@@ -1,5 +1,6 @@
-"""Compaction (merging small sealed segments) and retention (dropping the oldest) against a real
-RocksDB store: answers stay identical, writes are atomic, offsets untouched."""
+"""Compaction (merging small sealed segments) and retention (deleting segments below a drop
+bound) against a real RocksDB store: answers stay identical, writes are atomic, offsets
+untouched, and neither undoes the other."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 from flakehouse.common.v1 import events_pb2, plan_pb2
 from flakehouse.storage import fragment
 from flakehouse.storage.compaction import merge_segments, pick_run
-from flakehouse.storage.retention import choose_drops
+from flakehouse.storage.retention import behind_us, expired
 from flakehouse.storage.segment import SegmentBuilder
 from flakehouse.storage.store import SegmentStore
 from flakehouse.storage.v1 import storage_pb2
@@ -150,12 +151,87 @@ def test_rebase_moves_the_offset_back_and_keeps_the_rows(tmp_path: Path) -> None
     assert SegmentStore(str(tmp_path / "db")).applied_offset("ci", 0) == 0
 
 
-def test_choose_drops_by_age_then_bytes_oldest_first_across_partitions() -> None:
-    def seg(seq: int, newest_hour: int) -> storage_pb2.Segment:
-        return storage_pb2.Segment(sequence=seq, max_timestamp_us=newest_hour * HOUR_US)
+def seg(seq: int, newest_hour: int, rows: int = 10) -> storage_pb2.Segment:
+    return storage_pb2.Segment(sequence=seq, row_count=rows, max_timestamp_us=newest_hour * HOUR_US)
 
-    sizes = [(0, seg(0, 1), 100), (0, seg(1, 5), 100), (1, seg(0, 2), 100), (1, seg(1, 6), 100)]
-    assert choose_drops(sizes, older_than_us=3 * HOUR_US, keep_bytes=0) == {0: {0}, 1: {0}}
-    assert choose_drops(sizes, older_than_us=0, keep_bytes=250) == {0: {0}, 1: {0}}
-    assert choose_drops(sizes, older_than_us=0, keep_bytes=150) == {0: {0, 1}, 1: {0}}
-    assert choose_drops(sizes, older_than_us=0, keep_bytes=1000) == {}
+
+def test_expired_takes_segments_whose_every_event_is_below_the_bound() -> None:
+    metas = [seg(0, 1), seg(1, 5), seg(2, 2), seg(3, 6), seg(4, 3, rows=0)]
+    assert expired(metas, 3 * HOUR_US) == {0, 2}
+    # The bound is exclusive: a segment whose newest event is at the bound stays.
+    assert expired(metas, 2 * HOUR_US) == {0}
+    assert expired(metas, 2 * HOUR_US + 1) == {0, 2}
+    assert expired(metas, 0) == set()
+    assert expired(metas, -5) == set()
+    assert expired([], 10 * HOUR_US) == set()
+
+
+def test_behind_is_how_far_the_oldest_segment_is_below_the_bound() -> None:
+    metas = [seg(0, 2), seg(1, 5)]
+    assert behind_us(metas, 3 * HOUR_US) == HOUR_US
+    assert behind_us(metas, 2 * HOUR_US) == 0
+    assert behind_us([seg(1, 5)], 3 * HOUR_US) == 0
+    assert behind_us([], 3 * HOUR_US) == 0
+    assert behind_us(metas, 0) == 0
+
+
+def test_drop_expired_deletes_in_one_write_and_keeps_the_offset(tmp_path: Path) -> None:
+    store = SegmentStore(str(tmp_path / "db"))
+    fill(store, segments=5, rows=20)  # segment s holds hour s
+    epoch = store.epoch("ci", 0)
+    writes: list[str] = []
+    real = store._db
+
+    class Recording:
+        def __getattr__(self, name: str) -> Any:
+            if name in ("put", "write", "delete", "delete_range"):
+                writes.append(name)
+            return getattr(real, name)
+
+    store._db = Recording()  # type: ignore[assignment]
+    dropped = store.drop_expired("ci", 0, 3 * HOUR_US)
+    store._db = real
+    assert writes == ["write"]
+    assert [m.sequence for m in dropped] == [0, 1, 2]
+    assert sum(m.row_count for m in dropped) == 60
+    assert store.epoch("ci", 0) != epoch
+    assert [m.sequence for m in store.segment_metas("ci", 0)] == [3, 4]
+    assert store.applied_offset("ci", 0) == 5
+    assert store.drop_expired("ci", 0, 3 * HOUR_US) == []
+    # A bound meant for another generation of the dataset deletes nothing.
+    assert store.drop_expired("ci", 0, 10 * HOUR_US, generation=2) == []
+    assert store.drop_expired("ci", 7, 10 * HOUR_US) == []
+    store.close()
+    reopened = SegmentStore(str(tmp_path / "db"))
+    assert [m.sequence for m in reopened.segment_metas("ci", 0)] == [3, 4]
+    assert reopened.usage("ci", 0)[0] == 40
+    reopened.close()
+
+
+def test_replace_refuses_after_a_drop_even_of_other_segments(tmp_path: Path) -> None:
+    store = SegmentStore(str(tmp_path / "db"))
+    fill(store, segments=6, rows=30)
+    epoch = store.epoch("ci", 0)
+    run = {2, 3, 4, 5}
+    merged = merge_segments(list(store.segment_protos("ci", 0, run)))
+    assert [m.sequence for m in store.drop_expired("ci", 0, 2 * HOUR_US)] == [0, 1]
+    assert not store.replace_segments("ci", 0, run, merged, epoch)
+    assert [m.sequence for m in store.segment_metas("ci", 0)] == [2, 3, 4, 5]
+    # Read again after the drop, the merge goes through.
+    epoch = store.epoch("ci", 0)
+    merged = merge_segments(list(store.segment_protos("ci", 0, run)))
+    assert store.replace_segments("ci", 0, run, merged, epoch)
+    assert [m.sequence for m in store.segment_metas("ci", 0)] == [2]
+    store.close()
+
+
+def test_replace_refuses_when_the_partition_was_deleted_and_refilled(tmp_path: Path) -> None:
+    store = SegmentStore(str(tmp_path / "db"))
+    fill(store, segments=4, rows=10)
+    epoch = store.epoch("ci", 0)
+    merged = merge_segments(list(store.segment_protos("ci", 0)))
+    store.drop_partition("ci", 0)
+    fill(store, segments=4, rows=10, seed=2)  # the same sequence numbers, other rows
+    assert not store.replace_segments("ci", 0, {0, 1, 2, 3}, merged, epoch)
+    assert len(store.segment_metas("ci", 0)) == 4
+    store.close()

@@ -307,3 +307,59 @@ def test_concurrent_seals_queries_and_drops(kit: Any, tmp_path: Path) -> None:
     assert errors == []
     assert [store.usage("ci", p)[::2] for p in range(4)] == [(700, 14)] * 4
     store.close()
+
+
+def test_generation_is_written_with_the_data_and_survives_a_reopen(
+    kit: Any, tmp_path: Path
+) -> None:
+    store = SegmentStore(str(tmp_path / "db"))
+    assert store.generation("ci", 0) is None
+    store.seal(_segment(kit, 0, 0, 0, 10), next_offset=1, generation=3)
+    store.install_segments("ci", 1, [_segment(kit, 1, 0, 0, 5)], applied_offset=9, generation=4)
+    builder = SegmentBuilder("ci", 2, 0)
+    builder.add(kit.batch([]), offset=0)
+    store.seal(builder.seal(), next_offset=1, generation=5)  # only the offset moves
+    assert store.generations() == {("ci", 0): 3, ("ci", 1): 4, ("ci", 2): 5}
+    # Data of another generation is never added to a partition: it is deleted first.
+    with pytest.raises(ValueError, match="holds generation 3, not 4"):
+        store.seal(_segment(kit, 0, 1, 10, 10), next_offset=2, generation=4)
+    store.close()
+
+    store = SegmentStore(str(tmp_path / "db"))
+    assert store.generations() == {("ci", 0): 3, ("ci", 1): 4, ("ci", 2): 5}
+    store.drop_partition("ci", 0)
+    assert store.generation("ci", 0) is None
+    store.seal(_segment(kit, 0, 0, 0, 10), next_offset=1, generation=4)
+    assert store.generation("ci", 0) == 4
+    store.close()
+
+
+def test_rebase_writes_offset_and_generation_in_one_batch(kit: Any, tmp_path: Path) -> None:
+    store = SegmentStore(str(tmp_path / "db"))
+    store.seal(_segment(kit, 0, 0, 0, 10), next_offset=7, generation=3)
+    recorder = _RecordingDb(store._db)
+    store._db = recorder  # type: ignore[assignment]
+    store.rebase_offset("ci", 0, 0)
+    store.rebase_offset("ci", 0, 0, generation=1)
+    assert recorder.calls == ["write", "write"]
+    store._db = recorder._db
+    store.close()
+    store = SegmentStore(str(tmp_path / "db"))
+    assert (store.applied_offset("ci", 0), store.generation("ci", 0)) == (0, 1)
+    assert store.usage("ci", 0)[0] == 10
+    store.close()
+
+
+def test_data_without_a_generation_key_is_generation_one(kit: Any, tmp_path: Path) -> None:
+    """A store written before generations existed: no `g` key."""
+    store = SegmentStore(str(tmp_path / "db"))
+    store.seal(_segment(kit, 0, 0, 0, 10), next_offset=1)
+    prefix = b"p/ci/" + (0).to_bytes(4, "big")
+    assert store._db.get(prefix + b"g") == (1).to_bytes(4, "big")
+    store._db.delete(prefix + b"g")
+    store.close()
+    store = SegmentStore(str(tmp_path / "db"))
+    assert store.generation("ci", 0) == 1
+    store.seal(_segment(kit, 0, 1, 10, 10), next_offset=2, generation=1)
+    assert store.usage("ci", 0)[0] == 20
+    store.close()

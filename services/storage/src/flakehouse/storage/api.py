@@ -13,7 +13,6 @@ from flakehouse.core.errors import InvalidArgument, NotFound
 from flakehouse.storage import fragment
 from flakehouse.storage.node import StorageNode
 from flakehouse.storage.replica import Replica
-from flakehouse.storage.retention import choose_drops
 from flakehouse.storage.segment import SegmentView
 from flakehouse.storage.v1 import storage_pb2, storage_pb2_grpc
 
@@ -32,17 +31,22 @@ class StorageApi(storage_pb2_grpc.StorageServiceServicer):
         partitions: list[int],
         minimums: dict[int, int] | None = None,
         max_lag: int = 0,
+        generation: int = 0,
     ) -> tuple[list[Replica], list[storage_pb2.PartitionError]]:
         """The replicas that can answer, and why the others cannot. A replica that has not yet
         caught up declines (its answer would silently miss data), unless it has applied the
         offset the request asks for: then it holds all the caller needs to see. With `max_lag`,
-        an online replica further behind than that declines too (the caller has fresher ones)."""
+        an online replica further behind than that declines too (the caller has fresher ones).
+        With `generation`, a replica of another incarnation of the dataset declines."""
         held, unavailable = [], []
         for partition in partitions:
             replica = self._node.replica(dataset, partition)
             minimum = (minimums or {}).get(partition, -1)
             if replica is None:
                 unavailable.append(storage_pb2.PartitionError(partition=partition, reason=NOT_HELD))
+            elif generation and replica.generation != generation:
+                reason = f"holds generation {replica.generation}, not {generation}"
+                unavailable.append(storage_pb2.PartitionError(partition=partition, reason=reason))
             elif not replica.online and not (0 <= minimum < replica.next_offset):
                 behind = (
                     f"{replica.lag} records behind" if replica.lag >= 0 else "end not known yet"
@@ -116,7 +120,7 @@ class StorageApi(storage_pb2_grpc.StorageServiceServicer):
             await self._wait_applied(plan.dataset, minimums, context)
         await self._wait_ends_known(plan.dataset, list(request.partitions), context)
         held, unavailable = self._split(
-            plan.dataset, list(request.partitions), minimums, request.max_lag
+            plan.dataset, list(request.partitions), minimums, request.max_lag, request.generation
         )
         try:
             fields = fragment.fields_needed(plan)
@@ -139,7 +143,9 @@ class StorageApi(storage_pb2_grpc.StorageServiceServicer):
     async def DescribeFields(
         self, request: storage_pb2.DescribeFieldsRequest, context: Any
     ) -> storage_pb2.DescribeFieldsResponse:
-        held, unavailable = self._split(request.dataset, list(request.partitions))
+        held, unavailable = self._split(
+            request.dataset, list(request.partitions), generation=request.generation
+        )
 
         def describe() -> list[Any]:
             views: list[SegmentView] = []
@@ -187,6 +193,13 @@ class StorageApi(storage_pb2_grpc.StorageServiceServicer):
         replica = self._node.replica(request.dataset, request.partition)
         if replica is None:
             raise NotFound(f"{request.dataset}/{request.partition} is {NOT_HELD}")
+        # 0: a caller that names no generation means the first.
+        wanted = request.generation or 1
+        if wanted != replica.generation:
+            raise NotFound(
+                f"generation {wanted} of {request.dataset}/{request.partition} is {NOT_HELD} "
+                f"(it holds generation {replica.generation})"
+            )
 
         def sealed() -> tuple[list[storage_pb2.Segment], int]:
             # Under the replica's lock: the segments and the offset they reach belong together.
@@ -198,29 +211,3 @@ class StorageApi(storage_pb2_grpc.StorageServiceServicer):
         for segment in segments:
             yield storage_pb2.StreamSegmentsResponse(segment=segment)
         yield storage_pb2.StreamSegmentsResponse(applied_offset=offset)
-
-    async def DropSegments(
-        self, request: storage_pb2.DropSegmentsRequest, context: Any
-    ) -> storage_pb2.DropSegmentsResponse:
-        if request.older_than_us <= 0 and request.keep_bytes == 0:
-            raise InvalidArgument("give older_than_us, keep_bytes or both")
-        store = self._node.store
-
-        def drop() -> storage_pb2.DropSegmentsResponse:
-            sizes = [
-                (partition, meta, size)
-                for dataset, partition in store.partitions()
-                if dataset == request.dataset
-                for meta, size in store.segment_sizes(dataset, partition)
-            ]
-            chosen = choose_drops(sizes, request.older_than_us, request.keep_bytes)
-            dropped = [(m, size) for p, m, size in sizes if m.sequence in chosen.get(p, ())]
-            for partition, sequences in chosen.items():
-                store.drop_segments(request.dataset, partition, sequences)
-            return storage_pb2.DropSegmentsResponse(
-                segments=len(dropped),
-                rows=sum(m.row_count for m, _ in dropped),
-                bytes=sum(size for _, size in dropped),
-            )
-
-        return await asyncio.to_thread(drop)

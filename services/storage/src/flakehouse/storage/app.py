@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
 
 import grpc
 from prometheus_client import CollectorRegistry
@@ -67,8 +66,12 @@ class StorageApp:
             else None
         )
 
-    async def _fetch_segments(self, peer: Peer, dataset: str, partition: int) -> Transfer:
-        return await fetch_segments(peer, dataset, partition, self.settings.bootstrap_timeout_s)
+    async def _fetch_segments(
+        self, peer: Peer, dataset: str, partition: int, generation: int
+    ) -> Transfer:
+        return await fetch_segments(
+            peer, dataset, partition, generation, self.settings.bootstrap_timeout_s
+        )
 
     @property
     def address(self) -> str:
@@ -139,6 +142,7 @@ class StorageApp:
                     end_offset=r.end_offset,
                     state=replication_pb2.ReplicaState.ValueType(self.node.state_of(key)),
                     bootstrap_bytes=self.node.bootstrap_bytes.get(key, 0),
+                    generation=r.generation,
                 )
                 for key, r in list(self.node.replicas.items())
             ]
@@ -149,6 +153,7 @@ class StorageApp:
                     applied_offset=-1,
                     end_offset=-1,
                     state=replication_pb2.REPLICA_STATE_BOOTSTRAPPING,
+                    generation=self.node.generation(key[0]),
                 )
                 for key in list(self.node.bootstrapping)
             ]
@@ -165,38 +170,25 @@ class StorageApp:
                 log.warning("heartbeat failed", extra={"code": exc.code().name})
 
     async def _report_usage_forever(self) -> None:
+        """Reports usage to quota and, after each report, deletes what quota's drop bounds allow
+        (a drop round at a time; the next report shows what it freed)."""
         assert self.quota_channel is not None
         quota = quota_pb2_grpc.QuotaServiceStub(self.quota_channel)
         while True:
             await asyncio.sleep(self.settings.usage_interval_s)
-            usage = []
-            per_dataset: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-            for replica in list(self.node.replicas.values()):
-                rows, size, sealed = await asyncio.to_thread(
-                    self.store.usage, replica.dataset, replica.partition
-                )
-                rows += replica.open_rows()
-                usage.append(
-                    quota_pb2.PartitionUsage(
-                        dataset=replica.dataset,
-                        partition=replica.partition,
-                        bytes=size,
-                        rows=rows,
-                        sealed_segments=sealed,
-                    )
-                )
-                per_dataset[replica.dataset][0] += size
-                per_dataset[replica.dataset][1] += rows
-            for dataset, (size, rows) in per_dataset.items():
-                self.metrics.stored_bytes.labels(dataset).set(size)
-                self.metrics.stored_rows.labels(dataset).set(rows)
+            usage = await self.node.collect_usage()
             try:
-                await quota.ReportUsage(
+                response = await quota.ReportUsage(
                     quota_pb2.ReportUsageRequest(node_id=self.settings.node_id, partitions=usage),
                     timeout=5,
                 )
             except grpc.aio.AioRpcError as exc:
                 log.warning("usage report failed", extra={"code": exc.code().name})
+                continue
+            try:
+                await self.node.drop_expired(response.drops)
+            except Exception:  # the node serves without deleting; the next round tries again
+                log.exception("dropping expired segments failed")
 
     async def stop(self) -> None:
         await self.server.stop()

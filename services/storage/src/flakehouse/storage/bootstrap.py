@@ -51,10 +51,17 @@ def serving_peers(
     }
 
 
-async def fetch_segments(peer: Peer, dataset: str, partition: int, timeout_s: float) -> Transfer:
-    """Streams the partition's sealed segments from `peer`; raises grpc.aio.AioRpcError (or
-    ValueError for a stream that does not end with the offset) when the copy fails."""
-    request = storage_pb2.StreamSegmentsRequest(dataset=dataset, partition=partition)
+async def fetch_segments(
+    peer: Peer, dataset: str, partition: int, generation: int, timeout_s: float
+) -> Transfer:
+    """Streams the partition's sealed segments of `generation` of the dataset from `peer`;
+    raises grpc.aio.AioRpcError (or ValueError for a stream that does not end with the offset)
+    when the copy fails or the peer holds another generation."""
+    # A peer holding another generation (a deleted dataset of the same name) refuses with
+    # NOT_FOUND rather than seed the new one with it.
+    request = storage_pb2.StreamSegmentsRequest(
+        dataset=dataset, partition=partition, generation=generation
+    )
     segments: list[storage_pb2.Segment] = []
     nbytes = 0
     async with grpc.aio.insecure_channel(peer.address, options=CHANNEL_OPTIONS) as channel:

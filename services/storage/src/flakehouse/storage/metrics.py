@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from flakehouse.quota.v1 import quota_pb2
+from flakehouse.storage.v1 import storage_pb2
+
 if TYPE_CHECKING:
     from flakehouse.storage.replica import ApplyResult, Replica
+
+_DROP_REASONS: dict[int, str] = {
+    quota_pb2.CUTOFF_REASON_RETENTION: "retention",
+    quota_pb2.CUTOFF_REASON_STORED_BYTES: "stored_bytes",
+}
+
+
+def drop_reason(reason: int) -> str:
+    """The `reason` label of a DropBound's CutoffReason."""
+    return _DROP_REASONS.get(reason, "unspecified")
 
 
 class StorageMetrics:
@@ -67,8 +82,51 @@ class StorageMetrics:
             ["dataset"],
             registry=registry,
         )
+        self.dropped_segments = Counter(
+            "flakehouse_storage_dropped_segments_total",
+            "Sealed segments deleted because every event in them is below the dataset's cutoff.",
+            ["dataset", "reason"],
+            registry=registry,
+        )
+        self.dropped_rows = Counter(
+            "flakehouse_storage_dropped_rows_total",
+            "Rows of the sealed segments deleted below the dataset's cutoff.",
+            ["dataset", "reason"],
+            registry=registry,
+        )
+        self.drop_behind_seconds = Gauge(
+            "flakehouse_storage_drop_behind_seconds",
+            "After a drop round, how far below the drop bound the newest event of the oldest "
+            "sealed segment still is; 0 when deletion keeps up.",
+            ["dataset"],
+            registry=registry,
+        )
+        self._behind_datasets: set[str] = set()
 
     def applied(self, replica: Replica, result: ApplyResult) -> None:
         self.rows.labels(replica.dataset).inc(result.rows)
         self.duplicates.labels(replica.dataset).inc(result.duplicates)
         self.bad_records.inc(result.bad_records)
+
+    def usage(self, partitions: Iterable[quota_pb2.PartitionUsage]) -> None:
+        totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for usage in partitions:
+            totals[usage.dataset][0] += usage.bytes
+            totals[usage.dataset][1] += usage.rows
+        for dataset, (size, rows) in totals.items():
+            self.stored_bytes.labels(dataset).set(size)
+            self.stored_rows.labels(dataset).set(rows)
+
+    def dropped(self, dataset: str, reason: int, metas: Iterable[storage_pb2.Segment]) -> None:
+        label = drop_reason(reason)
+        metas = list(metas)
+        self.dropped_segments.labels(dataset, label).inc(len(metas))
+        self.dropped_rows.labels(dataset, label).inc(sum(m.row_count for m in metas))
+
+    def drop_behind(self, behind_us: Mapping[str, int]) -> None:
+        """Per dataset with a drop bound; a dataset that no longer has one loses its series."""
+        for dataset in self._behind_datasets - set(behind_us):
+            self.drop_behind_seconds.remove(dataset)
+        for dataset, micros in behind_us.items():
+            self.drop_behind_seconds.labels(dataset).set(micros / 1e6)
+        self._behind_datasets = set(behind_us)

@@ -1,31 +1,38 @@
 """The storage node's data path: follows its share of the placement, consumes those partitions
 from Kafka with assign() (never a consumer group: placement is the controller's job), applies
 records to replicas and seals segments when due. A partition it is given without local data is
-first bootstrapped from a peer (bootstrap.py); one it is no longer given is deleted."""
+first bootstrapped from a peer (bootstrap.py); one it is no longer given is deleted, and so is
+data of a deleted dataset (identity.py). It also reports usage and deletes sealed segments older
+than quota's drop bounds."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 import grpc
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from flakehouse.core.kafka import dataset_topic
+from flakehouse.quota.v1 import quota_pb2
 from flakehouse.replication.v1 import replication_pb2
 from flakehouse.storage.bootstrap import Peer, Transfer, serving_peers
 from flakehouse.storage.compaction import merge_segments, pick_run
-from flakehouse.storage.metrics import StorageMetrics
+from flakehouse.storage.identity import Identities, identities, to_delete
+from flakehouse.storage.metrics import StorageMetrics, drop_reason
 from flakehouse.storage.replica import Replica, SealPolicy
+from flakehouse.storage.retention import behind_us
 from flakehouse.storage.store import SegmentStore
+from flakehouse.storage.usage import partition_usage
 
 log = logging.getLogger(__name__)
 POLL_MS = 200
 PartitionKey = tuple[str, int]
-# (peer, dataset, partition) -> the peer's sealed segments; see bootstrap.fetch_segments.
-FetchSegments = Callable[[Peer, str, int], Awaitable[Transfer]]
+# (peer, dataset, partition, generation) -> the peer's sealed segments of that generation of the
+# dataset; see bootstrap.fetch_segments.
+FetchSegments = Callable[[Peer, str, int, int], Awaitable[Transfer]]
 BOOTSTRAP_RETRY_S = 1.0
 
 
@@ -60,10 +67,18 @@ class StorageNode:
         self.replicas: dict[PartitionKey, Replica] = {}
         self._fetch_segments = fetch_segments
         self.bootstrapping: dict[PartitionKey, asyncio.Task[None]] = {}
+        self._bootstrap_generation: dict[PartitionKey, int] = {}
+        # Copies being written to the store by a thread, which a cancelled bootstrap cannot stop.
+        self._installs: dict[PartitionKey, asyncio.Future[None]] = {}
         self.bootstrap_bytes: dict[PartitionKey, int] = {}
         self._replay: set[PartitionKey] = set()  # no peer could help: replay Kafka instead
         self._peers: dict[PartitionKey, list[Peer]] = {}
         self._desired: set[PartitionKey] | None = None
+        self._identities = Identities({}, {})
+        # What the consumer is assigned: each replica under its dataset's topic.
+        self._assigned: dict[TopicPartition, Replica] = {}
+        # The partitions of the last usage report and their generation: what drops apply to.
+        self._reported: dict[PartitionKey, int] = {}
         self._desired_changed = asyncio.Event()
         self.placement_seen = asyncio.Event()
         self.caught_up = asyncio.Event()
@@ -74,11 +89,18 @@ class StorageNode:
         """Takes a new placement; the consume loop applies it between polls."""
         self._desired = my_partitions(placement, self.node_id)
         self._peers = serving_peers(placement, self.node_id)
+        self._identities = identities(placement, self.topic_prefix)
         self._desired_changed.set()
         self.placement_seen.set()
 
     def topic(self, dataset: str) -> str:
-        return dataset_topic(self.topic_prefix, dataset)
+        """The topic of the dataset's live generation, as the placement names it."""
+        live = self._identities.live.get(dataset)
+        return live.topic if live is not None else dataset_topic(self.topic_prefix, dataset)
+
+    def generation(self, dataset: str) -> int:
+        live = self._identities.live.get(dataset)
+        return live.generation if live is not None else 1
 
     async def run(self) -> None:
         while True:
@@ -92,7 +114,7 @@ class StorageNode:
                 continue
             batches = await self.consumer.getmany(timeout_ms=POLL_MS, max_records=20_000)
             for tp, messages in batches.items():
-                replica = self.replicas.get((tp.topic[len(self.topic_prefix) + 1 :], tp.partition))
+                replica = self._assigned.get(tp)
                 if replica is None:
                     continue
                 records = [(m.offset, m.value) for m in messages]
@@ -111,54 +133,122 @@ class StorageNode:
 
     async def _reassign(self) -> None:
         desired = self._desired or set()
-        for key in set(self.bootstrapping) - desired:
+        known = self._identities
+        cancelled = [
+            key
+            for key in self.bootstrapping
+            if key not in desired or self._bootstrap_generation[key] != self.generation(key[0])
+        ]
+        for key in cancelled:
             self.bootstrapping.pop(key).cancel()
-        for key in set(self.replicas) - desired:
-            # The controller keeps a moving partition's old replica (draining) until the new
-            # one is online, so by now the data is served elsewhere: delete it here. Unless no
-            # other node serves it (a controller gone wrong): then keep it, just stop following.
-            replica = self.replicas.pop(key)
+            self._bootstrap_generation.pop(key)
+        # A cancelled bootstrap's thread may still be writing what it copied: let it finish, so
+        # that what it wrote is judged below like any other local data.
+        installs = [self._installs[key] for key in cancelled if key in self._installs]
+        if installs:
+            await asyncio.wait(installs)
+        # A replica is kept while it is wanted and holds the live generation of its dataset.
+        released = {
+            key: self.replicas.pop(key)
+            for key in list(self.replicas)
+            if key not in desired or self.replicas[key].generation != self.generation(key[0])
+        }
+        local = await asyncio.to_thread(self.store.generations)
+        local.update({key: r.generation for key, r in released.items()})
+        for key in list(local):
+            if key in self.replicas or key in self.bootstrapping:
+                del local[key]
+        # The controller keeps a moving partition's old replica (draining) until the new one is
+        # online, so a partition no longer given is served elsewhere by now: delete it here.
+        # Unless no other node serves it (a controller gone wrong): then keep it. Data of a
+        # deleted dataset goes in any case.
+        served = {key for key, peers in self._peers.items() if peers}
+        doomed = to_delete(local, desired, known, served)
+        for key, replica in released.items():
             self.metrics.lag.remove(key[0], str(key[1]))
             self._replay.discard(key)
             self.bootstrap_bytes.pop(key, None)
-            served_elsewhere = bool(self._peers.get(key))
-            if served_elsewhere:
-                await asyncio.to_thread(self.store.drop_partition, *key)
-            else:
+            if key not in doomed:
                 await asyncio.to_thread(replica.seal_if_due, self.seal_policy, True)
             log.info(
                 "released partition",
-                extra={"dataset": key[0], "partition": key[1], "deleted": served_elsewhere},
+                extra={
+                    "dataset": key[0],
+                    "partition": key[1],
+                    "generation": replica.generation,
+                    "deleted": key in doomed,
+                },
+            )
+        for key in sorted(doomed):
+            await asyncio.to_thread(self.store.drop_partition, *key)
+            self._replay.discard(key)
+            if key in released:
+                continue
+            log.info(
+                "deleted partition",
+                extra={
+                    "dataset": key[0],
+                    "partition": key[1],
+                    "generation": local[key],
+                    "deleted_dataset": known.stale(key[0], local[key]),
+                },
             )
         for key in sorted(desired - set(self.replicas) - set(self.bootstrapping)):
-            local = await asyncio.to_thread(self.store.applied_offset, *key)
-            can_copy = self._fetch_segments is not None and bool(self._peers.get(key))
-            if local is None and can_copy and key not in self._replay:
-                self.bootstrapping[key] = asyncio.ensure_future(self._bootstrap(key))
-                continue
-            replica = await asyncio.to_thread(
-                Replica, key[0], key[1], self.store, self.dedupe_window
-            )
-            self.replicas[key] = replica
-            log.info(
-                "took partition",
-                extra={"dataset": key[0], "partition": key[1], "offset": replica.next_offset},
-            )
-        tps = {TopicPartition(self.topic(d), p): r for (d, p), r in self.replicas.items()}
-        self.consumer.assign(list(tps))
-        for tp, replica in tps.items():
+            await self._take(key)
+        self._assigned = {
+            TopicPartition(self.topic(d), p): r for (d, p), r in self.replicas.items()
+        }
+        self.consumer.assign(list(self._assigned))
+        for tp, replica in self._assigned.items():
             self.consumer.seek(tp, replica.next_offset)
-        if tps:
+        if self._assigned:
             self.caught_up.clear()
             await self._track_ends(refresh=True)
 
-    async def _bootstrap(self, key: PartitionKey) -> None:
+    async def _take(self, key: PartitionKey) -> None:
+        """Starts following a partition given to this node: from its local data, from a peer's
+        copy, or from the start of its topic."""
+        generation = self.generation(key[0])
+        held = await asyncio.to_thread(self.store.generation, *key)
+        if held is not None and held < generation:  # deleted above already; never mixed
+            await asyncio.to_thread(self.store.drop_partition, *key)
+        elif held is not None and held > generation:
+            # The catalog went back (Kafka wiped, the name created again): as for a wiped topic
+            # (Replica.rebase), keep the stored rows and read the live topic from its beginning;
+            # replayed events are dropped by id.
+            await asyncio.to_thread(self.store.rebase_offset, *key, 0, generation)
+            log.error(
+                "local data of a newer generation than the placement's; kept, reading the topic "
+                "again from its beginning",
+                extra={"dataset": key[0], "partition": key[1], "local": held, "live": generation},
+            )
+        local = await asyncio.to_thread(self.store.applied_offset, *key)
+        can_copy = self._fetch_segments is not None and bool(self._peers.get(key))
+        if local is None and can_copy and key not in self._replay:
+            self._bootstrap_generation[key] = generation
+            self.bootstrapping[key] = asyncio.ensure_future(self._bootstrap(key, generation))
+            return
+        replica = await asyncio.to_thread(
+            Replica, key[0], key[1], self.store, self.dedupe_window, generation
+        )
+        self.replicas[key] = replica
+        log.info(
+            "took partition",
+            extra={
+                "dataset": key[0],
+                "partition": key[1],
+                "generation": generation,
+                "offset": replica.next_offset,
+            },
+        )
+
+    async def _bootstrap(self, key: PartitionKey, generation: int) -> None:
         """Copies the partition's sealed segments from the first peer that can send them, then
         hands the partition to the consume loop, which resumes Kafka from their offset. While
         peers are listed but failing, tries again; with none left, replays Kafka."""
         started = time.monotonic()
         while self._peers.get(key):
-            if await self._copy_from_a_peer(key, started):
+            if await self._copy_from_a_peer(key, generation, started):
                 break
             await asyncio.sleep(BOOTSTRAP_RETRY_S)
         else:
@@ -168,22 +258,31 @@ class StorageNode:
             )
             self._replay.add(key)
         self.bootstrapping.pop(key, None)
+        self._bootstrap_generation.pop(key, None)
         self._desired_changed.set()
 
-    async def _copy_from_a_peer(self, key: PartitionKey, started: float) -> bool:
+    async def _copy_from_a_peer(self, key: PartitionKey, generation: int, started: float) -> bool:
         assert self._fetch_segments is not None
         dataset, partition = key
         failures = []
         for peer in self._peers.get(key, []):
             try:
-                transfer = await self._fetch_segments(peer, dataset, partition)
-                await asyncio.to_thread(
-                    self.store.install_segments,
-                    dataset,
-                    partition,
-                    transfer.segments,
-                    transfer.applied_offset,
+                # The peer refuses unless it holds this generation: a peer still holding the
+                # deleted dataset of the same name never seeds the new one.
+                transfer = await self._fetch_segments(peer, dataset, partition, generation)
+                install = asyncio.ensure_future(
+                    asyncio.to_thread(
+                        self.store.install_segments,
+                        dataset,
+                        partition,
+                        transfer.segments,
+                        transfer.applied_offset,
+                        generation,
+                    )
                 )
+                self._installs[key] = install
+                install.add_done_callback(lambda done: self._forget_install(key, done))
+                await asyncio.shield(install)
             except (grpc.aio.AioRpcError, ValueError) as exc:
                 failures.append(f"{peer.node_id}: {exc}")
                 continue
@@ -208,6 +307,10 @@ class StorageNode:
         )
         return False
 
+    def _forget_install(self, key: PartitionKey, done: asyncio.Future[None]) -> None:
+        if self._installs.get(key) is done:
+            del self._installs[key]
+
     def state_of(self, key: PartitionKey) -> int:
         """The replica's state for heartbeats (replication_pb2.ReplicaState)."""
         replica = self.replicas.get(key)
@@ -222,7 +325,7 @@ class StorageNode:
         a broker whose end is below what this node applied: a wiped or re-created topic. True
         when a replica learned its end for the first time (a query may be waiting for that)."""
         learned = False
-        tps = {TopicPartition(self.topic(d), p): r for (d, p), r in self.replicas.items()}
+        tps = dict(self._assigned)
         ends: Mapping[TopicPartition, int | None]
         if refresh:
             ends = await self.consumer.end_offsets(list(tps))
@@ -248,6 +351,9 @@ class StorageNode:
         beginning = (await self.consumer.beginning_offsets([tp]))[tp]
         note = await asyncio.to_thread(replica.rebase, beginning, end, self.seal_policy)
         self.consumer.seek(tp, beginning)
+        # An empty topic has nothing to read again: the replica is caught up at once (no fetch
+        # would bring a record to say so).
+        replica.online = replica.next_offset >= end
         self.metrics.broker_behind.inc()
         log.error(note, extra={"dataset": replica.dataset, "partition": replica.partition})
 
@@ -266,15 +372,72 @@ class StorageNode:
             sequences = {m.sequence for m in run}
 
             def merge(sequences: set[int] = sequences, key: PartitionKey = key) -> bool:
+                # Read before the segments: if any is deleted meanwhile (a drop, the partition
+                # deleted and its sequence numbers reused), the replace refuses.
+                epoch = self.store.epoch(*key)
                 segments = list(self.store.segment_protos(*key, sequences))
                 if len(segments) != len(sequences):
                     return False
-                return self.store.replace_segments(*key, sequences, merge_segments(segments))
+                merged = merge_segments(segments)
+                return self.store.replace_segments(*key, sequences, merged, epoch)
 
             if await asyncio.to_thread(merge):
                 merged_away += len(sequences) - 1
                 self.metrics.segments_merged.inc(len(sequences))
         return merged_away
+
+    async def collect_usage(self) -> list[quota_pb2.PartitionUsage]:
+        """Usage of every partition followed, for quota's ReportUsage (drops apply to these);
+        also sets the stored bytes and rows gauges."""
+
+        def measure(replica: Replica) -> quota_pb2.PartitionUsage:
+            with replica.lock:  # the open segment and the sealed ones as of one moment
+                sealed = self.store.segment_sizes(replica.dataset, replica.partition)
+                return partition_usage(
+                    replica.dataset,
+                    replica.partition,
+                    sealed,
+                    replica.open_rows(),
+                    replica.open_time_range(),
+                )
+
+        replicas = list(self.replicas.values())
+        usage = [await asyncio.to_thread(measure, replica) for replica in replicas]
+        self._reported = {(r.dataset, r.partition): r.generation for r in replicas}
+        self.metrics.usage(usage)
+        return usage
+
+    async def drop_expired(self, bounds: Iterable[quota_pb2.DropBound]) -> None:
+        """Deletes, in each partition of the last usage report still held with the same
+        generation, the sealed segments whose every event is older than its dataset's bound:
+        one WriteBatch per partition, off the event loop. A crash between partitions leaves each
+        one whole; the next round deletes the rest. Then sets how far behind each bound is."""
+        by_dataset = {b.dataset: b for b in bounds if b.before_us > 0}
+        behind: dict[str, int] = {}
+        for key, generation in sorted(self._reported.items()):
+            bound = by_dataset.get(key[0])
+            replica = self.replicas.get(key)
+            if bound is None or replica is None or replica.generation != generation:
+                continue
+            dropped = await asyncio.to_thread(
+                self.store.drop_expired, *key, bound.before_us, generation
+            )
+            if dropped:
+                self.metrics.dropped(key[0], bound.reason, dropped)
+                log.info(
+                    "dropped segments",
+                    extra={
+                        "dataset": key[0],
+                        "partition": key[1],
+                        "segments": len(dropped),
+                        "rows": sum(m.row_count for m in dropped),
+                        "before_us": bound.before_us,
+                        "reason": drop_reason(bound.reason),
+                    },
+                )
+            left = await asyncio.to_thread(self.store.segment_metas, *key)
+            behind[key[0]] = max(behind.get(key[0], 0), behind_us(left, bound.before_us))
+        self.metrics.drop_behind(behind)
 
     async def seal_all(self) -> None:
         for replica in self.replicas.values():

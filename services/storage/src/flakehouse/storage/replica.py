@@ -37,11 +37,23 @@ class ApplyResult:
 
 class Replica:
     def __init__(
-        self, dataset: str, partition: int, store: SegmentStore, dedupe_window: int
+        self,
+        dataset: str,
+        partition: int,
+        store: SegmentStore,
+        dedupe_window: int,
+        generation: int = 1,
     ) -> None:
         self.dataset = dataset
         self.partition = partition
+        # The incarnation of the dataset name this replica holds; written with every seal.
+        self.generation = generation
         self._store = store
+        held = store.generation(dataset, partition)
+        if held is not None and held != generation:
+            raise ValueError(
+                f"{dataset}/{partition}: the store holds generation {held}, not {generation}"
+            )
         self.lock = threading.Lock()
         applied = store.applied_offset(dataset, partition)
         self.sealed_offset = applied or 0
@@ -111,7 +123,7 @@ class Replica:
                 or age >= policy.age_s
             ):
                 return False
-            self._store.seal(builder.seal(), self.next_offset)
+            self._store.seal(builder.seal(), self.next_offset, self.generation)
             self.sealed_offset = self.next_offset
             self._builder = self._new_builder()
             self._first_row_at = None
@@ -129,7 +141,7 @@ class Replica:
         self.seal_if_due(policy, force=True)
         with self.lock:
             applied = self.next_offset
-            self._store.rebase_offset(self.dataset, self.partition, beginning)
+            self._store.rebase_offset(self.dataset, self.partition, beginning, self.generation)
             self.next_offset = self.sealed_offset = beginning
             self.end_offset = broker_end
             self.online = False
@@ -152,3 +164,7 @@ class Replica:
 
     def open_rows(self) -> int:
         return self._builder.row_count
+
+    def open_time_range(self) -> tuple[int, int] | None:
+        """(oldest, newest) timestamp of the open segment's rows; None while it has none."""
+        return self._builder.time_range

@@ -347,6 +347,13 @@ class SegmentBuilder:
     def row_count(self) -> int:
         return len(self._timestamps)
 
+    @property
+    def time_range(self) -> tuple[int, int] | None:
+        """(oldest, newest) timestamp of the rows added so far; None while there are none."""
+        if self._min_ts is None or self._max_ts is None:
+            return None
+        return self._min_ts, self._max_ts
+
     def add(
         self, batch: events_pb2.EventBatch, offset: int, skip_ids: set[int] | None = None
     ) -> int:

@@ -1,6 +1,6 @@
 """The node's RocksDB: sealed segments of every partition it holds, each partition's applied Kafka
-offset written atomically with its data, and a bounded cache of decoded columns. Blocking: the
-app calls it through asyncio.to_thread. Key layout: FORMAT.md."""
+offset and dataset generation written atomically with its data, and a bounded cache of decoded
+columns. Blocking: the app calls it through asyncio.to_thread. Key layout: FORMAT.md."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 from rocksdict import DBCompressionType, Options, Rdict, Snapshot, WriteBatch
 
+from flakehouse.storage.retention import expired
 from flakehouse.storage.segment import (
     Columns,
     ColumnStats,
@@ -31,6 +32,7 @@ STORE_FORMAT = b"1"
 _DATASET = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _VERSION_KEY = b"v"
 _PARTITION_PREFIX = b"p/"
+_GENERATION = b"g"
 _OFFSET = b"o"
 _META = b"m"
 _DATA = b"s"
@@ -53,7 +55,7 @@ def _partition_prefix(dataset: str, partition: int) -> bytes:
 
 
 def _prefix_end(prefix: bytes) -> bytes:
-    # Every key under a partition continues with one of b"m", b"o", b"s": all below 0xff.
+    # Every key under a partition continues with one of b"g", b"m", b"o", b"s": all below 0xff.
     return prefix + b"\xff"
 
 
@@ -86,6 +88,9 @@ class _SegmentInfo:
 class _Partition:
     offset: int | None = None
     segments: dict[int, _SegmentInfo] = field(default_factory=dict)
+    # The incarnation of the dataset name the data belongs to; data written before generations
+    # existed has no key and counts as the first.
+    generation: int = 1
 
 
 def _encode_meta(meta: storage_pb2.Segment, nbytes: int) -> bytes:
@@ -127,8 +132,8 @@ def _segment_records(prefix: bytes, segment: storage_pb2.Segment) -> list[tuple[
 
 
 class _Cache:
-    """LRU of decoded arrays keyed by (dataset, partition, generation, sequence, part...),
-    bounded in bytes."""
+    """LRU of decoded arrays keyed by (dataset, partition, epoch, sequence, part...), bounded in
+    bytes."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
@@ -189,8 +194,8 @@ class SegmentStore:
         self._cache = _Cache(cache_bytes)
         # Bumped whenever a partition's segments are deleted or replaced, and part of every cache
         # key, so that a query still reading an older snapshot cannot put stale arrays under a
-        # sequence number that gets reused.
-        self._generations: dict[PartitionKey, int] = {}
+        # sequence number that gets reused; compaction checks it too (replace_segments).
+        self._epochs: dict[PartitionKey, int] = {}
         self._closed = False
         version = self._db.get(_VERSION_KEY)
         if version is None:
@@ -218,6 +223,9 @@ class SegmentStore:
             raw_offset = self._db.get(prefix + _OFFSET)
             if raw_offset is not None:
                 part.offset = _I64.unpack(raw_offset)[0]
+            raw_generation = self._db.get(prefix + _GENERATION)
+            if raw_generation is not None:
+                part.generation = _U32.unpack(raw_generation)[0]
             it.seek(prefix + _META)
             while it.valid() and it.key().startswith(prefix + _META):
                 info = _decode_meta(it.value())
@@ -243,6 +251,24 @@ class SegmentStore:
         with self._lock:
             self._check_open()
             return sorted(self._partitions)
+
+    def generation(self, dataset: str, partition: int) -> int | None:
+        """The dataset generation of the partition's data, or None when nothing is held."""
+        with self._lock:
+            self._check_open()
+            part = self._partitions.get((dataset, partition))
+            return part.generation if part is not None else None
+
+    def generations(self) -> dict[PartitionKey, int]:
+        """The dataset generation of every partition held."""
+        with self._lock:
+            self._check_open()
+            return {key: part.generation for key, part in self._partitions.items()}
+
+    def epoch(self, dataset: str, partition: int) -> int:
+        """Changes whenever any of the partition's segments is deleted or replaced."""
+        with self._lock:
+            return self._epochs.get((dataset, partition), 0)
 
     def usage(self, dataset: str, partition: int) -> tuple[int, int, int]:
         """(rows, bytes, sealed segments) of the partition's sealed data."""
@@ -288,12 +314,12 @@ class SegmentStore:
             self._check_open()
             part = self._partitions.get((dataset, partition))
             infos = [part.segments[s] for s in sorted(part.segments)] if part else []
-            generation = self._generations.get((dataset, partition), 0)
-            return self._db.snapshot(), prefix, infos, generation
+            epoch = self._epochs.get((dataset, partition), 0)
+            return self._db.snapshot(), prefix, infos, epoch
 
     def _invalidate(self, dataset: str, partition: int, sequences: set[int] | None = None) -> None:
         key = (dataset, partition)
-        self._generations[key] = self._generations.get(key, 0) + 1
+        self._epochs[key] = self._epochs.get(key, 0) + 1
         self._cache.discard(dataset, partition, sequences)
 
     def segments(
@@ -302,9 +328,9 @@ class SegmentStore:
         """Views of the partition's sealed segments, oldest first, as of this call. Each view
         decodes its timestamps and `fields` (all when None) on first access, through the cache;
         event ids likewise. Do not keep views beyond a query: they hold a RocksDB snapshot."""
-        snap, prefix, infos, gen = self._snapshot(dataset, partition)
-        views = [self._lazy_view(snap, (dataset, partition, gen), prefix, i, fields) for i in infos]
-        return iter(views)
+        snap, prefix, infos, epoch = self._snapshot(dataset, partition)
+        key = (dataset, partition, epoch)
+        return iter([self._lazy_view(snap, key, prefix, info, fields) for info in infos])
 
     def _lazy_view(
         self,
@@ -393,16 +419,21 @@ class SegmentStore:
 
     # -- writes ------------------------------------------------------------------------------
 
-    def seal(self, segment: storage_pb2.Segment, next_offset: int) -> None:
-        """Makes `segment` durable together with the partition's new applied offset, in one
-        WriteBatch: after a crash either both are there or neither. A segment without rows only
-        advances the offset."""
+    def seal(self, segment: storage_pb2.Segment, next_offset: int, generation: int = 1) -> None:
+        """Makes `segment` durable together with the partition's new applied offset and the
+        dataset generation it belongs to, in one WriteBatch: after a crash either all are there
+        or none. A segment without rows only advances the offset. Data of another generation
+        must be deleted first (drop_partition)."""
         dataset, partition = segment.dataset, segment.partition
         prefix = _partition_prefix(dataset, partition)
         records = _segment_records(prefix, segment) if segment.row_count else []
         with self._lock:
             self._check_open()
             part = self._partitions.get((dataset, partition))
+            if part is not None and part.generation != generation:
+                raise ValueError(
+                    f"{dataset}/{partition}: holds generation {part.generation}, not {generation}"
+                )
             if part is not None and part.offset is not None and next_offset < part.offset:
                 raise ValueError(
                     f"{dataset}/{partition}: offset would go back from {part.offset} "
@@ -414,9 +445,11 @@ class SegmentStore:
             for key, value in records:
                 batch.put(key, value)
             batch.put(prefix + _OFFSET, _I64.pack(next_offset))
+            batch.put(prefix + _GENERATION, _U32.pack(generation))
             self._db.write(batch)
             part = self._partitions.setdefault((dataset, partition), _Partition())
             part.offset = next_offset
+            part.generation = generation
             if records:
                 part.segments[segment.sequence] = _decode_meta(records[-1][1])
 
@@ -426,9 +459,11 @@ class SegmentStore:
         partition: int,
         segments: Iterable[storage_pb2.Segment],
         applied_offset: int,
+        generation: int = 1,
     ) -> None:
-        """Replaces the partition's data with `segments` (from a peer) and its offset, in one
-        WriteBatch. The whole transfer is held in memory until written."""
+        """Replaces the partition's data with `segments` (from a peer holding `generation` of
+        the dataset), its offset and generation, in one WriteBatch. The whole transfer is held
+        in memory until written."""
         prefix = _partition_prefix(dataset, partition)
         batch = WriteBatch(raw_mode=True)
         batch.delete_range(prefix, _prefix_end(prefix))
@@ -448,41 +483,71 @@ class SegmentStore:
                 batch.put(key, value)
             installed[segment.sequence] = _decode_meta(records[-1][1])
         batch.put(prefix + _OFFSET, _I64.pack(applied_offset))
+        batch.put(prefix + _GENERATION, _U32.pack(generation))
         with self._lock:
             self._check_open()
             self._db.write(batch)
-            self._partitions[(dataset, partition)] = _Partition(applied_offset, installed)
+            self._partitions[(dataset, partition)] = _Partition(
+                applied_offset, installed, generation
+            )
             self._invalidate(dataset, partition)
 
     def drop_segments(self, dataset: str, partition: int, sequences: Iterable[int]) -> int:
-        """Deletes some sealed segments (retention, quota); the applied offset stays. Returns how
-        many existed."""
-        prefix = _partition_prefix(dataset, partition)
+        """Deletes some sealed segments; the applied offset stays. Returns how many existed."""
         with self._lock:
             self._check_open()
             part = self._partitions.get((dataset, partition))
             if part is None:
                 return 0
-            gone = {s for s in sequences if s in part.segments}
-            batch = WriteBatch(raw_mode=True)
-            for seq in gone:
-                data = _data_prefix(prefix, seq)
-                batch.delete_range(data, data + b"\xff")
-                batch.delete(_meta_key(prefix, seq))
-            if gone:
-                self._db.write(batch)
-            for seq in gone:
-                del part.segments[seq]
-            if gone:
-                self._invalidate(dataset, partition, gone)
-            return len(gone)
+            return len(self._delete(dataset, partition, part, set(sequences)))
+
+    def drop_expired(
+        self, dataset: str, partition: int, before_us: int, generation: int | None = None
+    ) -> list[storage_pb2.Segment]:
+        """Deletes the sealed segments whose every event is older than `before_us`, in one
+        WriteBatch, and returns their metadata. Chosen and deleted under the store's lock, so
+        compaction cannot swap a segment in between; nothing when the partition holds another
+        `generation` of the dataset than the bound was meant for."""
+        with self._lock:
+            self._check_open()
+            part = self._partitions.get((dataset, partition))
+            if part is None or (generation is not None and part.generation != generation):
+                return []
+            chosen = expired((info.meta for info in part.segments.values()), before_us)
+            return self._delete(dataset, partition, part, chosen)
+
+    def _delete(
+        self, dataset: str, partition: int, part: _Partition, sequences: set[int]
+    ) -> list[storage_pb2.Segment]:
+        """Deletes sealed segments of `part` in one WriteBatch: data and metadata go together,
+        so after a crash a segment is either whole or gone. Under the lock."""
+        prefix = _partition_prefix(dataset, partition)
+        gone = sorted(s for s in sequences if s in part.segments)
+        if not gone:
+            return []
+        batch = WriteBatch(raw_mode=True)
+        for seq in gone:
+            data = _data_prefix(prefix, seq)
+            batch.delete_range(data, data + b"\xff")
+            batch.delete(_meta_key(prefix, seq))
+        self._db.write(batch)
+        metas = [part.segments.pop(seq).meta for seq in gone]
+        self._invalidate(dataset, partition, set(gone))
+        return metas
 
     def replace_segments(
-        self, dataset: str, partition: int, old: set[int], merged: storage_pb2.Segment
+        self,
+        dataset: str,
+        partition: int,
+        old: set[int],
+        merged: storage_pb2.Segment,
+        epoch: int | None = None,
     ) -> bool:
         """Replaces sealed segments `old` by `merged` (their rows, compacted) in one WriteBatch;
         the merged segment takes the smallest old sequence, so the order of segments holds.
-        False, and nothing written, if any of `old` is gone meanwhile (dropped by retention)."""
+        False, and nothing written, if any of `old` is gone meanwhile (dropped by retention), or
+        if the partition's epoch is no longer `epoch` (read before the segments were: a segment
+        was deleted since, or the partition deleted and its sequence numbers reused)."""
         prefix = _partition_prefix(dataset, partition)
         if merged.sequence != min(old):
             raise ValueError("the merged segment must take the smallest replaced sequence")
@@ -491,6 +556,8 @@ class SegmentStore:
             self._check_open()
             part = self._partitions.get((dataset, partition))
             if part is None or not old <= set(part.segments):
+                return False
+            if epoch is not None and self._epochs.get((dataset, partition), 0) != epoch:
                 return False
             batch = WriteBatch(raw_mode=True)
             for seq in old:
@@ -506,14 +573,24 @@ class SegmentStore:
             self._invalidate(dataset, partition, old)
             return True
 
-    def rebase_offset(self, dataset: str, partition: int, offset: int) -> None:
-        """Sets the applied offset, also backwards: for a topic that was wiped or re-created,
-        whose offsets start again below what was applied. The sealed segments stay."""
+    def rebase_offset(
+        self, dataset: str, partition: int, offset: int, generation: int | None = None
+    ) -> None:
+        """Sets the applied offset, also backwards, and the generation (when given) in one
+        WriteBatch: for a topic that was wiped or re-created, whose offsets start again below
+        what was applied. The sealed segments stay."""
         prefix = _partition_prefix(dataset, partition)
         with self._lock:
             self._check_open()
-            self._db.put(prefix + _OFFSET, _I64.pack(offset))
-            self._partitions.setdefault((dataset, partition), _Partition()).offset = offset
+            part = self._partitions.setdefault((dataset, partition), _Partition())
+            if generation is None:
+                generation = part.generation
+            batch = WriteBatch(raw_mode=True)
+            batch.put(prefix + _OFFSET, _I64.pack(offset))
+            batch.put(prefix + _GENERATION, _U32.pack(generation))
+            self._db.write(batch)
+            part.offset = offset
+            part.generation = generation
 
     def drop_partition(self, dataset: str, partition: int) -> None:
         """Deletes everything of the partition, its offset included."""
