@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from flakehouse.replication.controller import Controller
+from flakehouse.replication.assignment import Report, State
+from flakehouse.replication.controller import Controller, assignments_of
 from flakehouse.replication.membership import Membership
 from flakehouse.replication.placement import (
     DatasetTopic,
@@ -11,6 +12,7 @@ from flakehouse.replication.placement import (
     moved_fraction,
     replicas_for,
 )
+from flakehouse.replication.v1 import replication_pb2
 
 TOPICS = [
     DatasetTopic("ci", "flakehouse.ci", 64),
@@ -94,3 +96,68 @@ def test_controller_bumps_version_only_on_change_and_restores_without_moving() -
 def test_heartbeat_from_unknown_node_asks_it_to_register() -> None:
     membership = Membership(node_timeout_s=10)
     assert not membership.heartbeat("storage-9", {}, now=0)
+
+
+def test_generations_and_retired_datasets_are_in_the_placement() -> None:
+    controller = Controller(Membership(node_timeout_s=10), 2)
+    controller.membership.register("storage-0", "127.0.0.1:7000", "", now=0)
+    ci_2 = DatasetTopic("ci", "flakehouse.ci.2", 4, generation=2)
+    retired = [replication_pb2.RetiredDataset(dataset="old", generation=3)]
+    assert controller.reconcile([ci_2], now=1, retired=retired)
+    (dataset,) = controller.placement.datasets
+    assert (dataset.topic, dataset.generation) == ("flakehouse.ci.2", 2)
+    assert list(controller.placement.retired) == retired
+
+    restarted = Controller(Membership(node_timeout_s=10), 2)
+    restarted.restore(controller.placement, now=2)
+    assert not restarted.reconcile([ci_2], now=3, retired=retired)
+
+
+def test_a_change_of_retired_datasets_alone_is_a_new_version() -> None:
+    controller = Controller(Membership(node_timeout_s=10), 2)
+    assert controller.reconcile(TOPICS, now=1)
+    version = controller.placement.version
+    gone = replication_pb2.RetiredDataset(dataset="old", generation=1)
+    assert controller.reconcile(None, now=2, retired=[gone])
+    assert controller.placement.version == version + 1
+    assert not controller.reconcile(None, now=3)  # None: the retired datasets stay as they are
+    assert list(controller.placement.retired) == [gone]
+
+
+def test_a_dataset_created_again_starts_its_replicas_afresh() -> None:
+    membership = Membership(node_timeout_s=10)
+    controller = Controller(membership, 1)
+    membership.register("storage-0", "127.0.0.1:7000", "", now=0)
+    ci = DatasetTopic("ci", "flakehouse.ci", 1)
+    controller.reconcile([ci], now=1)
+    membership.heartbeat("storage-0", {("ci", 0): report_online()}, now=2)
+    controller.reconcile([ci], now=2)
+    (partition,) = controller.placement.datasets[0].partitions
+    assert [r.state.name for r in assignments_of(partition)] == ["ONLINE"]
+    # The node has not reported on the new generation yet: its old replica's state does not
+    # carry over to a topic it never read.
+    membership.heartbeat("storage-0", {}, now=3)
+    controller.reconcile([DatasetTopic("ci", "flakehouse.ci.2", 1, generation=2)], now=3)
+    (partition,) = controller.placement.datasets[0].partitions
+    assert [r.state.name for r in assignments_of(partition)] == ["BOOTSTRAPPING"]
+
+
+def test_a_report_about_the_old_generation_says_nothing_about_the_new_one() -> None:
+    membership = Membership(node_timeout_s=10)
+    controller = Controller(membership, 1)
+    membership.register("storage-0", "127.0.0.1:7000", "", now=0)
+    ci_2 = DatasetTopic("ci", "flakehouse.ci.2", 1, generation=2)
+    controller.reconcile([ci_2], now=1)
+    # The node still holds (and reports) generation 1 until it takes the new placement.
+    membership.heartbeat("storage-0", {("ci", 0): report_online(generation=1)}, now=2)
+    controller.reconcile([ci_2], now=2)
+    (partition,) = controller.placement.datasets[0].partitions
+    assert [r.state.name for r in assignments_of(partition)] == ["BOOTSTRAPPING"]
+    membership.heartbeat("storage-0", {("ci", 0): report_online(generation=2)}, now=3)
+    controller.reconcile([ci_2], now=3)
+    (partition,) = controller.placement.datasets[0].partitions
+    assert [r.state.name for r in assignments_of(partition)] == ["ONLINE"]
+
+
+def report_online(generation: int = 1) -> Report:
+    return Report(State.ONLINE, applied_offset=5, end_offset=5, generation=generation)

@@ -12,8 +12,8 @@ from typing import Any
 from flakehouse.core.errors import InvalidArgument, ResourceExhausted, Unavailable
 from flakehouse.events.errors import EventError
 from flakehouse.ingest.datasets import Datasets, checked_name
-from flakehouse.ingest.leases import Leases
 from flakehouse.ingest.metrics import IngestMetrics
+from flakehouse.ingest.quota_client import QuotaClient
 from flakehouse.ingest.settings import IngestSettings
 from flakehouse.ingest.uploads import (
     JSON_LINES,
@@ -46,14 +46,14 @@ class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
         self,
         settings: IngestSettings,
         datasets: Datasets,
-        leases: Leases,
+        quota: QuotaClient,
         produce: Produce,
         workers: ParseWorkers,
         metrics: IngestMetrics,
     ) -> None:
         self._settings = settings
         self._datasets = datasets
-        self._leases = leases
+        self._quota = quota
         self._produce = produce
         self._workers = workers
         self._metrics = metrics
@@ -62,7 +62,9 @@ class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
     async def CreateDataset(
         self, request: ingest_pb2.CreateDatasetRequest, context: Any
     ) -> ingest_pb2.CreateDatasetResponse:
-        dataset, created = await self._datasets.create(request.name, request.partitions)
+        dataset, created = await self._datasets.create(
+            request.name, request.partitions, request.limits
+        )
         return ingest_pb2.CreateDatasetResponse(dataset=dataset, created=created)
 
     async def GetDataset(
@@ -78,8 +80,7 @@ class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
     async def DeleteDataset(
         self, request: ingest_pb2.DeleteDatasetRequest, context: Any
     ) -> ingest_pb2.DeleteDatasetResponse:
-        await self._datasets.delete(request.name)
-        return ingest_pb2.DeleteDatasetResponse()
+        return ingest_pb2.DeleteDatasetResponse(dataset=await self._datasets.delete(request.name))
 
     async def Upload(
         self, request_iterator: AsyncIterator[ingest_pb2.UploadRequest], context: Any
@@ -92,11 +93,10 @@ class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
             try:
                 parsed = await self._parse(header, spool)
                 fmt = parsed.format
-                _, created = await self._datasets.create(header.dataset)
-                await self._leases.acquire(header.dataset, parsed.events, spool.size)
-                topic = (await self._datasets.get(header.dataset)).topic
+                dataset, created = await self._datasets.create(header.dataset)
+                await self._quota.acquire_lease(header.dataset, parsed.events, spool.size)
                 started = time.perf_counter()
-                offsets = await self._produce(topic, parsed.upload_id, spool.records_path)
+                offsets = await self._produce(dataset.topic, parsed.upload_id, spool.records_path)
                 self._metrics.produce_latency.observe(time.perf_counter() - started)
             finally:
                 await asyncio.to_thread(spool.close)

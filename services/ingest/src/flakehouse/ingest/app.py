@@ -1,4 +1,5 @@
-"""Composition root of the ingest service: Kafka admin and producer, quota leases, server."""
+"""Composition root of the ingest service: Kafka admin, producer and dataset catalog, the quota
+client and the limits it publishes, the server."""
 
 from __future__ import annotations
 
@@ -8,46 +9,64 @@ import socket
 
 from prometheus_client import CollectorRegistry
 
+from flakehouse.core.catalog import CatalogReader
 from flakehouse.core.kafka import KafkaAdmin, make_producer
+from flakehouse.core.limits import LimitsWatch
 from flakehouse.core.server import GrpcServer, service_name
+from flakehouse.core.tasks import BackgroundTasks
 from flakehouse.ingest.api import IngestApi
 from flakehouse.ingest.datasets import Datasets
-from flakehouse.ingest.leases import Leases
 from flakehouse.ingest.metrics import IngestMetrics
 from flakehouse.ingest.producer import RecordProducer
+from flakehouse.ingest.quota_client import QuotaClient
+from flakehouse.ingest.retention_follower import RetentionFollower
 from flakehouse.ingest.settings import IngestSettings
 from flakehouse.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from flakehouse.ingest.workers import ParseWorkers
 
 log = logging.getLogger(__name__)
+CLIENT_ID = "flakehouse-ingest"
 
 
 class IngestApp:
     def __init__(self, settings: IngestSettings) -> None:
         self.settings = settings
-        self.failed = asyncio.Event()
+        self.tasks = BackgroundTasks()
+        self.failed = self.tasks.failed
         self.registry = CollectorRegistry()
         self.metrics = IngestMetrics(self.registry)
-        self.admin = KafkaAdmin.for_settings(settings, "flakehouse-ingest")
+        self.admin = KafkaAdmin.for_settings(settings, CLIENT_ID)
         self.producer = make_producer(
-            settings.kafka_bootstrap, "flakehouse-ingest", settings.produce_timeout_s
+            settings.kafka_bootstrap, CLIENT_ID, settings.produce_timeout_s
         )
+        self.catalog = CatalogReader(settings, CLIENT_ID)
         self.records = RecordProducer(self.producer, settings.produce_timeout_s, self.metrics)
         self.workers = ParseWorkers(settings.parse_workers)
-        self.leases = Leases(
+        self.quota = QuotaClient(
             settings.quota_address, f"ingest@{socket.gethostname()}", self.metrics.quota_unchecked
         )
-        datasets = Datasets(
+        self.retention = RetentionFollower(self.admin, self.catalog, settings.produce_timeout_s)
+        self.limits = LimitsWatch(self.quota.stub, on_change=self.retention.on_limits)
+        self.datasets = Datasets(
             self.admin,
-            settings.topic_prefix,
-            settings.default_partitions,
-            settings.produce_timeout_s,
+            self.catalog,
+            self.producer,
+            self.quota,
+            self.retention,
+            prefix=settings.topic_prefix,
+            default_partitions=settings.default_partitions,
+            timeout_s=settings.produce_timeout_s,
         )
         self.server = GrpcServer("ingest", settings, self.registry)
         self.server.add(
             ingest_pb2_grpc.add_IngestServiceServicer_to_server,
             IngestApi(
-                settings, datasets, self.leases, self.records.produce, self.workers, self.metrics
+                settings,
+                self.datasets,
+                self.quota,
+                self.records.produce,
+                self.workers,
+                self.metrics,
             ),
             service_name(ingest_pb2.DESCRIPTOR, "IngestService"),
         )
@@ -55,11 +74,16 @@ class IngestApp:
     async def start(self) -> None:
         await self.admin.start()
         await self.producer.start()
+        await self.catalog.start()
+        await self.datasets.remove_retired_topics()
+        self.tasks.spawn("limits", self.limits.watch_forever())
+        self.tasks.spawn("retention", self.retention.run_forever())
         await self.server.start()
         await self.server.set_serving(True)
 
     async def stop(self) -> None:
         await self.server.stop()
+        await self.tasks.cancel_all()
         await asyncio.to_thread(self.workers.close)
         try:
             async with asyncio.timeout(self.settings.shutdown_grace_s):
@@ -68,5 +92,6 @@ class IngestApp:
             # Kafka is not answering: those uploads were never acknowledged to their clients,
             # who retry them with the same upload id.
             log.warning("Kafka did not take the last records before shutdown; dropped them")
-        await self.leases.close()
+        await self.quota.close()
+        await self.catalog.stop()
         await self.admin.close()

@@ -1,17 +1,36 @@
-"""Dataset lifecycle: one Kafka topic per dataset, created with its final partition count."""
+"""Dataset lifecycle on the catalog (DESIGN.md §7): a dataset is a live record of the catalog
+topic, naming the Kafka topic of its generation; a topic the catalog does not name is not one."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from flakehouse.core.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
-from flakehouse.core.kafka import KafkaAdmin, dataset_of_topic, dataset_topic
+from flakehouse.common.v1 import datasets_pb2
+from flakehouse.core.catalog import Catalog, CatalogReader, generation_topic
+from flakehouse.core.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
+from flakehouse.core.kafka import KafkaAdmin
+from flakehouse.core.limits import QUOTA_FIELDS, validate_quota
 from flakehouse.events.model import validate_dataset_name
+from flakehouse.ingest.quota_client import QuotaClient
+from flakehouse.ingest.retention import retention_configs
+from flakehouse.ingest.retention_follower import RetentionFollower
 from flakehouse.ingest.v1 import ingest_pb2
+from flakehouse.quota.v1 import quota_pb2
+
+log = logging.getLogger(__name__)
 
 KAFKA_RETRY_MS = 1000
 
@@ -23,9 +42,33 @@ def checked_name(name: str) -> str:
         raise InvalidArgument(str(exc)) from None
 
 
+def has_limits(limits: quota_pb2.Quota) -> bool:
+    return any(getattr(limits, name) for name in QUOTA_FIELDS)
+
+
+def dataset_message(record: datasets_pb2.DatasetRecord) -> ingest_pb2.Dataset:
+    return ingest_pb2.Dataset(
+        name=record.name,
+        topic=record.topic,
+        partitions=record.partitions,
+        generation=record.generation,
+        created_us=record.created_us,
+    )
+
+
+def retired_topics(prefix: str, records: Iterable[datasets_pb2.DatasetRecord]) -> list[str]:
+    """The topic of every generation that is no longer live: those before each name's latest
+    record, and the latest one's when it is deleted."""
+    topics: list[str] = []
+    for record in records:
+        last = record.generation if record.deleted_us else record.generation - 1
+        topics.extend(generation_topic(prefix, record.name, g) for g in range(1, last + 1))
+    return topics
+
+
 @contextlib.asynccontextmanager
 async def kafka_call(timeout_s: float) -> AsyncIterator[None]:
-    """Bounds a Kafka admin call and turns its failure into UNAVAILABLE with a retry delay."""
+    """Bounds a Kafka call and turns its failure into UNAVAILABLE with a retry delay."""
     try:
         async with asyncio.timeout(timeout_s):
             yield
@@ -37,68 +80,146 @@ async def kafka_call(timeout_s: float) -> AsyncIterator[None]:
 
 class Datasets:
     def __init__(
-        self, admin: KafkaAdmin, prefix: str, default_partitions: int, timeout_s: float
+        self,
+        admin: KafkaAdmin,
+        catalog: CatalogReader,
+        producer: AIOKafkaProducer,
+        quota: QuotaClient,
+        retention: RetentionFollower,
+        *,
+        prefix: str,
+        default_partitions: int,
+        timeout_s: float,
     ) -> None:
         self._admin = admin
-        self._timeout_s = timeout_s
+        self._catalog = catalog
+        self._producer = producer
+        self._quota = quota
+        self._retention = retention
         self._prefix = prefix
         self._default_partitions = default_partitions
-        self._known: dict[str, int] = {}
-        # One creation at a time: two uploads racing to create a dataset must agree on it.
-        self._create_lock = asyncio.Lock()
+        self._timeout_s = timeout_s
+        # One change at a time in this process: two uploads racing to create a dataset must
+        # agree on its generation.
+        self._lock = asyncio.Lock()
 
-    def _message(self, name: str, partitions: int) -> ingest_pb2.Dataset:
-        return ingest_pb2.Dataset(
-            name=name, topic=dataset_topic(self._prefix, name), partitions=partitions
-        )
+    async def _synced(self) -> Catalog:
+        async with kafka_call(self._timeout_s):
+            return await self._catalog.sync()
 
-    async def partitions(self, name: str) -> int | None:
-        if name not in self._known:
-            topic = dataset_topic(self._prefix, name)
-            async with kafka_call(self._timeout_s):
-                counts = await self._admin.partition_counts([topic])
-            if topic in counts:
-                self._known[name] = counts[topic]
-        return self._known.get(name)
-
-    async def create(self, name: str, partitions: int = 0) -> tuple[ingest_pb2.Dataset, bool]:
+    async def create(
+        self, name: str, partitions: int = 0, limits: quota_pb2.Quota | None = None
+    ) -> tuple[ingest_pb2.Dataset, bool]:
+        """The live dataset of this name, created (with `limits`) if there is none; True when
+        created. An existing one keeps its limits."""
         name = checked_name(name)
-        wanted = partitions or self._default_partitions
-        async with self._create_lock:
-            existing = await self.partitions(name)
+        limits = limits if limits is not None else quota_pb2.Quota()
+        validate_quota(limits)
+        # Uploads to an existing dataset (nearly all) do not wait for each other.
+        existing = await self._existing(name, partitions)
+        if existing is not None:
+            return existing, False
+        async with self._lock:
+            existing = await self._existing(name, partitions)  # created by a racing call
             if existing is not None:
-                if partitions and existing != partitions:
-                    raise AlreadyExists(
-                        f"dataset {name!r} exists with {existing} partitions, not {partitions}"
-                    )
-                return self._message(name, existing), False
-            topic = dataset_topic(self._prefix, name)
-            async with kafka_call(self._timeout_s):
-                created = await self._admin.create_topic(topic, wanted)
-                counts = await self._admin.partition_counts([topic])
-            self._known[name] = counts[topic]
-            return self._message(name, self._known[name]), created
+                return existing, False
+            if has_limits(limits) and self._quota.stub is None:
+                raise FailedPrecondition(
+                    "limits need the quota service, and this ingest has no quota_address"
+                )
+            record = await self._create(name, partitions or self._default_partitions, limits)
+            if has_limits(limits):
+                try:
+                    await self._quota.set_limits(name, limits)
+                except Exception:
+                    # A dataset without the limits asked for would keep them unset for good (a
+                    # retry finds it existing): undo, so that a retry starts afresh.
+                    await self._retire(record)
+                    raise
+        log.info(
+            "dataset created",
+            extra={"dataset": name, "generation": record.generation, "topic": record.topic},
+        )
+        return dataset_message(record), True
+
+    async def _existing(self, name: str, partitions: int) -> ingest_pb2.Dataset | None:
+        live = (await self._synced()).live(name)
+        if live is None:
+            return None
+        if partitions and live.partitions != partitions:
+            raise AlreadyExists(
+                f"dataset {name!r} exists with {live.partitions} partitions, not {partitions}"
+            )
+        return dataset_message(live)
+
+    async def _create(
+        self, name: str, partitions: int, limits: quota_pb2.Quota
+    ) -> datasets_pb2.DatasetRecord:
+        """A new generation: its topic, then its catalog record (which makes it a dataset)."""
+        generation = self._catalog.catalog.next_generation(name)
+        topic = generation_topic(self._prefix, name, generation)
+        async with kafka_call(self._timeout_s):
+            # A topic already there is one a creation left behind before its record was written.
+            await self._admin.create_topic(
+                topic, partitions, configs=retention_configs(limits.retention_seconds)
+            )
+            counts = await self._admin.partition_counts([topic])
+            record = datasets_pb2.DatasetRecord(
+                name=name,
+                generation=generation,
+                topic=topic,
+                partitions=counts[topic],
+                created_us=time.time_ns() // 1000,
+            )
+            await self._catalog.write(self._producer, record)
+        self._retention.created(topic, limits.retention_seconds)
+        return record
 
     async def get(self, name: str) -> ingest_pb2.Dataset:
         name = checked_name(name)
-        partitions = await self.partitions(name)
-        if partitions is None:
+        live = (await self._synced()).live(name)
+        if live is None:
             raise NotFound(f"dataset {name!r} does not exist")
-        return self._message(name, partitions)
+        return dataset_message(live)
 
     async def list(self) -> list[ingest_pb2.Dataset]:
-        async with kafka_call(self._timeout_s):
-            counts = await self._admin.partition_counts()
-        found = {
-            dataset: partitions
-            for topic, partitions in counts.items()
-            if (dataset := dataset_of_topic(self._prefix, topic)) is not None
-        }
-        self._known = found
-        return [self._message(name, n) for name, n in sorted(found.items())]
+        return [dataset_message(r) for r in (await self._synced()).live_records()]
 
-    async def delete(self, name: str) -> None:
-        dataset = await self.get(name)
+    async def delete(self, name: str) -> ingest_pb2.Dataset:
+        """Deletes the live dataset of this name: its record first (from then on it is gone,
+        and the storage nodes delete its data), then its topic and its limits."""
+        name = checked_name(name)
+        async with self._lock:
+            live = (await self._synced()).live(name)
+            if live is None:
+                raise NotFound(f"dataset {name!r} does not exist")
+            await self._retire(live)
+        await self._quota.delete_limits(name)
+        log.info("dataset deleted", extra={"dataset": name, "generation": live.generation})
+        return dataset_message(live)
+
+    async def _retire(self, record: datasets_pb2.DatasetRecord) -> None:
+        retired = datasets_pb2.DatasetRecord()
+        retired.CopyFrom(record)
+        retired.deleted_us = time.time_ns() // 1000
         async with kafka_call(self._timeout_s):
-            await self._admin.delete_topic(dataset.topic)
-        self._known.pop(dataset.name, None)
+            await self._catalog.write(self._producer, retired)
+        self._retention.forget(record.topic)
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                await self._admin.delete_topic(record.topic)
+        except (KafkaError, TimeoutError) as exc:
+            # The dataset is gone already (its record says so); the topic is only space.
+            log.warning(
+                "could not delete a deleted dataset's topic; removed at the next start",
+                extra={"topic": record.topic, "error": type(exc).__name__},
+            )
+
+    async def remove_retired_topics(self) -> None:
+        """Deletes the topics of retired generations that are still there (a delete whose topic
+        deletion failed)."""
+        retired = retired_topics(self._prefix, (await self._synced()).records.values())
+        async with kafka_call(self._timeout_s):
+            for topic in await self._admin.partition_counts(retired):
+                log.info("deleting a deleted dataset's topic", extra={"topic": topic})
+                await self._admin.delete_topic(topic)

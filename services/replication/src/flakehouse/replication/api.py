@@ -51,7 +51,7 @@ class ReplicationApi(replication_pb2_grpc.ReplicationServiceServicer):
     ) -> replication_pb2.GetPlacementResponse:
         placement = self._controller.placement
         if request.dataset and not any(d.dataset == request.dataset for d in placement.datasets):
-            # A dataset created a moment ago: look at Kafka now rather than at the next tick.
+            # A dataset created a moment ago: read the catalog now rather than at the next tick.
             await self._refresh()
             placement = self._controller.placement
         if request.dataset:
@@ -59,6 +59,8 @@ class ReplicationApi(replication_pb2_grpc.ReplicationServiceServicer):
             filtered.CopyFrom(placement)
             del filtered.datasets[:]
             filtered.datasets.extend(d for d in placement.datasets if d.dataset == request.dataset)
+            del filtered.retired[:]
+            filtered.retired.extend(r for r in placement.retired if r.dataset == request.dataset)
             placement = filtered
         return replication_pb2.GetPlacementResponse(placement=placement)
 

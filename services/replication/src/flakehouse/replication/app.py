@@ -1,4 +1,4 @@
-"""Composition root of the replication controller: Kafka topic scans, the placement topic, the
+"""Composition root of the replication controller: the dataset catalog, the placement topic, the
 reconcile loop and the server."""
 
 from __future__ import annotations
@@ -10,13 +10,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from flakehouse.core.kafka import (
-    KafkaAdmin,
-    dataset_of_topic,
-    make_producer,
-    placement_topic,
-    read_state_topic,
-)
+from flakehouse.core.catalog import CatalogReader
+from flakehouse.core.kafka import make_producer, placement_topic, read_state_topic
 from flakehouse.core.server import GrpcServer, service_name
 from flakehouse.core.tasks import BackgroundTasks
 from flakehouse.replication.api import ReplicationApi
@@ -40,7 +35,7 @@ class ReplicationApp:
             Membership(settings.node_timeout_s), settings.replication_factor
         )
         self.topic = placement_topic(settings.topic_prefix)
-        self.admin = KafkaAdmin.for_settings(settings, "flakehouse-replication")
+        self.catalog = CatalogReader(settings, "flakehouse-replication")
         self.producer = make_producer(settings.kafka_bootstrap, "flakehouse-replication")
         self._refresh_lock = asyncio.Lock()
         self.kube: Any = None  # the Kubernetes API client, in Kubernetes
@@ -91,8 +86,8 @@ class ReplicationApp:
         )
 
     async def start(self) -> None:
-        await self.admin.start()
         await self.producer.start()
+        await self.catalog.start()
         await self.server.start()
         if self.settings.kubernetes_namespace:
             # Several controllers may run: only the lease holder acts (and reports SERVING, so
@@ -175,15 +170,19 @@ class ReplicationApp:
             log.info("restored placement", extra={"version": placement.version})
 
     async def refresh(self) -> None:
-        """Scans Kafka for dataset topics, recomputes the placement, persists it if it changed."""
+        """Reads what is new in the dataset catalog, recomputes the placement, persists it if it
+        changed."""
         async with self._refresh_lock:
-            counts = await self.admin.partition_counts()
+            catalog = await self.catalog.sync()
             topics = [
-                DatasetTopic(dataset, topic, partitions)
-                for topic, partitions in counts.items()
-                if (dataset := dataset_of_topic(self.settings.topic_prefix, topic)) is not None
+                DatasetTopic(r.name, r.topic, r.partitions, r.generation)
+                for r in catalog.live_records()
             ]
-            self.controller.reconcile(topics, time.monotonic())
+            retired = [
+                replication_pb2.RetiredDataset(dataset=r.name, generation=r.generation)
+                for r in catalog.deleted_records()
+            ]
+            self.controller.reconcile(topics, time.monotonic(), retired)
             await self._persist()
 
     async def _persist(self) -> None:
@@ -232,4 +231,4 @@ class ReplicationApp:
         if self.kube is not None:
             await self.kube.close()
         await self.producer.stop()
-        await self.admin.close()
+        await self.catalog.stop()

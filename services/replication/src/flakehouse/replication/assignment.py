@@ -49,6 +49,8 @@ class Report:
     applied_offset: int = -1
     end_offset: int = -1
     bootstrap_bytes: int = 0
+    # The dataset incarnation the node's replica holds.
+    generation: int = 1
 
     @property
     def lag(self) -> int:

@@ -1,5 +1,5 @@
-"""The controller's state machine: membership and topics in, a versioned placement out, with a
-broadcast to watchers on every change. No gRPC and no Kafka here; the app feeds it."""
+"""The controller's state machine: membership and the catalog's datasets in, a versioned placement
+out, with a broadcast to watchers on every change. No gRPC and no Kafka here; the app feeds it."""
 
 from __future__ import annotations
 
@@ -44,7 +44,13 @@ def assignments_of(partition: replication_pb2.PartitionPlacement) -> list[Replic
 
 def report_of(report: replication_pb2.ReplicaReport) -> Report:
     state = STATE_OF.get(report.state, State.CATCHING_UP)
-    return Report(state, report.applied_offset, report.end_offset, report.bootstrap_bytes)
+    return Report(
+        state,
+        report.applied_offset,
+        report.end_offset,
+        report.bootstrap_bytes,
+        report.generation or 1,
+    )
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,7 @@ class Controller:
         self.membership = membership
         self.replication_factor = replication_factor
         self.topics: list[DatasetTopic] = []
+        self.retired: list[replication_pb2.RetiredDataset] = []
         self.placement = replication_pb2.Placement(replication_factor=replication_factor)
         self._changed = asyncio.Event()
 
@@ -82,7 +89,11 @@ class Controller:
         """Takes over a placement persisted by a previous controller. Its nodes count as alive
         until they miss heartbeats, so a controller restart moves nothing."""
         self.placement = saved
-        self.topics = [DatasetTopic(d.dataset, d.topic, len(d.partitions)) for d in saved.datasets]
+        self.topics = [
+            DatasetTopic(d.dataset, d.topic, len(d.partitions), d.generation)
+            for d in saved.datasets
+        ]
+        self.retired = list(saved.retired)
         # Dead nodes are restored as dead (last seen beyond the timeout), not forgotten, so the
         # node list is unchanged too.
         dead_since = now - self.membership.node_timeout_s - 1
@@ -90,25 +101,42 @@ class Controller:
             seen = now if node.alive else dead_since
             self.membership.register(node.node_id, node.address, node.zone, seen)
 
-    def reconcile(self, topics: Sequence[DatasetTopic] | None, now: float) -> bool:
-        """Recomputes the placement; True (and watchers woken) when it changed."""
+    def reconcile(
+        self,
+        topics: Sequence[DatasetTopic] | None,
+        now: float,
+        retired: Sequence[replication_pb2.RetiredDataset] | None = None,
+    ) -> bool:
+        """Recomputes the placement from the live datasets' topics and the retired datasets
+        (None: as before); True (and watchers woken) when it changed, be it only `retired`."""
         if topics is not None:
             self.topics = sorted(topics, key=lambda t: t.dataset)
+        if retired is not None:
+            self.retired = sorted(retired, key=lambda r: (r.dataset, r.generation))
         live = self.membership.live_members(now)
         target = compute_placement(
             self.topics, [NodeInfo(m.node_id, m.zone) for m in live], self.replication_factor
         )
         alive = {m.node_id for m in live}
+        # A dataset deleted and created again has a new topic: its replicas start afresh.
+        topic_of = {t.dataset: t.topic for t in self.topics}
+        generation_of = {t.dataset: t.generation or 1 for t in self.topics}
         current = {
             (d.dataset, p.partition): assignments_of(p)
             for d in self.placement.datasets
+            if topic_of.get(d.dataset) == d.topic
             for p in d.partitions
         }
         reports = [(m.node_id, m.replicas) for m in live]
 
         def step(dataset: str, partition: int, wanted: list[str]) -> list[Replica]:
             key = (dataset, partition)
-            said = {node_id: held[key] for node_id, held in reports if key in held}
+            # A report about the old incarnation of a name says nothing about the new one.
+            said = {
+                node_id: held[key]
+                for node_id, held in reports
+                if key in held and held[key].generation == generation_of[dataset]
+            }
             return next_replicas(current.get(key, []), wanted, alive, said)
 
         candidate = replication_pb2.Placement(
@@ -124,6 +152,7 @@ class Controller:
                 replication_pb2.DatasetPlacement(
                     dataset=t.dataset,
                     topic=t.topic,
+                    generation=t.generation,
                     partitions=[
                         _partition_placement(p, step(t.dataset, p, wanted))
                         for p, wanted in sorted(target[t.dataset].items())
@@ -131,6 +160,7 @@ class Controller:
                 )
                 for t in self.topics
             ],
+            retired=self.retired,
         )
         if candidate == self.placement:
             return False

@@ -23,6 +23,7 @@ class DatasetTopic:
     dataset: str
     topic: str
     partitions: int
+    generation: int = 1
 
 
 def score(node_id: str, topic: str, partition: int) -> int:

@@ -16,7 +16,9 @@ class ReplicationSettings(ServiceSettings, KafkaSettings):
     replication_factor: int = Field(2, ge=1, le=5)
     heartbeat_interval_s: float = Field(1.0, gt=0)
     node_timeout_s: float = Field(10.0, gt=0, description="Silence after which a node is dead.")
-    reconcile_interval_s: float = Field(1.0, gt=0, description="How often topics are rescanned.")
+    reconcile_interval_s: float = Field(
+        1.0, gt=0, description="How often the dataset catalog is read and placement recomputed."
+    )
 
     # In Kubernetes: storage membership from the pods and leader election with a Lease.
     kubernetes_namespace: str = Field(

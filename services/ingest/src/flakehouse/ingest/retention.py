@@ -1,0 +1,31 @@
+"""Which dataset topics need their Kafka retention.ms changed: the dataset's retention limit
+against what this process last gave the topic. Pure; RetentionFollower applies it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from flakehouse.common.v1 import datasets_pb2
+from flakehouse.quota.v1 import quota_pb2
+
+
+def retention_configs(retention_seconds: int) -> dict[str, str]:
+    """A dataset topic's configs for a retention; none without one (the broker's default)."""
+    return {"retention.ms": str(retention_seconds * 1000)} if retention_seconds else {}
+
+
+def retention_changes(
+    live: Iterable[datasets_pb2.DatasetRecord],
+    limits: Mapping[str, quota_pb2.DatasetLimits],
+    applied: Mapping[str, int],
+) -> dict[str, int]:
+    """topic -> the retention (seconds, 0: none) to give it. A topic this process never touched
+    gets one only when its dataset has a retention: without, it keeps what it was created with."""
+    changes = {}
+    for record in live:
+        known = limits.get(record.name)
+        wanted = known.quota.retention_seconds if known is not None else 0
+        last = applied.get(record.topic)
+        if (last is None and wanted) or (last is not None and last != wanted):
+            changes[record.topic] = wanted
+    return changes

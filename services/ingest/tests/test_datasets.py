@@ -1,0 +1,228 @@
+"""Dataset lifecycle through the ingest service on the real broker: generations, the catalog as
+the only source of datasets, limits checked before anything is created, set with the dataset and
+dropped with it, and topic retention following the limits on a broker that refuses AlterConfigs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+import pytest
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from flakehouse.core.broker import EmbeddedBroker
+from flakehouse.core.kafka import KafkaAdmin
+from flakehouse.ingest.app import IngestApp
+from flakehouse.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from flakehouse.quota.v1 import quota_pb2
+
+pytestmark = pytest.mark.broker
+
+REPORT = b"""<testsuite name="s"><testcase classname="c" name="a"/></testsuite>"""
+
+
+def stub_of(app: IngestApp) -> ingest_pb2_grpc.IngestServiceAsyncStub:
+    channel = grpc.aio.insecure_channel(app.server.address)
+    return ingest_pb2_grpc.IngestServiceStub(channel)
+
+
+async def refused(call: Awaitable[Any]) -> grpc.StatusCode:
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await call
+    return error.value.code()
+
+
+async def topics(broker: EmbeddedBroker, prefix: str) -> dict[str, int]:
+    admin = KafkaAdmin(broker.bootstrap, "test")
+    await admin.start()
+    try:
+        return {
+            topic: n
+            for topic, n in (await admin.partition_counts()).items()
+            if topic.startswith(f"{prefix}.") and not topic.startswith(f"{prefix}.__")
+        }
+    finally:
+        await admin.close()
+
+
+async def retention_ms(broker: EmbeddedBroker, topic: str) -> str | None:
+    admin = KafkaAdmin(broker.bootstrap, "test")
+    await admin.start()
+    try:
+        resource = ConfigResource(ConfigResourceType.TOPIC, topic)
+        (response,) = await admin._admin.describe_configs([resource])
+        entries = response.resources[0][4]
+        return next((entry[1] for entry in entries if entry[0] == "retention.ms"), None)
+    finally:
+        await admin.close()
+
+
+async def eventually(check: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not check():
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
+async def uploads(dataset: str) -> AsyncIterator[ingest_pb2.UploadRequest]:
+    yield ingest_pb2.UploadRequest(header=ingest_pb2.UploadHeader(dataset=dataset))
+    yield ingest_pb2.UploadRequest(chunk=REPORT)
+
+
+async def test_a_name_deleted_and_created_again_is_a_new_generation(
+    start_ingest: Callable[..., Awaitable[IngestApp]], broker: EmbeddedBroker, topic_prefix: str
+) -> None:
+    app = await start_ingest()
+    stub = stub_of(app)
+    first = await stub.CreateDataset(ingest_pb2.CreateDatasetRequest(name="ci"))
+    assert first.created
+    assert (first.dataset.name, first.dataset.topic) == ("ci", f"{topic_prefix}.ci")
+    assert (first.dataset.generation, first.dataset.partitions) == (1, 2)
+    assert first.dataset.created_us > 0
+
+    same = await stub.CreateDataset(ingest_pb2.CreateDatasetRequest(name="ci", partitions=2))
+    assert not same.created and same.dataset == first.dataset
+    other_count = stub.CreateDataset(ingest_pb2.CreateDatasetRequest(name="ci", partitions=3))
+    assert await refused(other_count) == grpc.StatusCode.ALREADY_EXISTS
+
+    deleted = await stub.DeleteDataset(ingest_pb2.DeleteDatasetRequest(name="ci"))
+    assert deleted.dataset == first.dataset
+    gone = stub.GetDataset(ingest_pb2.GetDatasetRequest(name="ci"))
+    assert await refused(gone) == grpc.StatusCode.NOT_FOUND
+    again = stub.DeleteDataset(ingest_pb2.DeleteDatasetRequest(name="ci"))
+    assert await refused(again) == grpc.StatusCode.NOT_FOUND
+    assert (await stub.ListDatasets(ingest_pb2.ListDatasetsRequest())).datasets == []
+
+    second = await stub.CreateDataset(ingest_pb2.CreateDatasetRequest(name="ci"))
+    assert second.created
+    assert (second.dataset.generation, second.dataset.topic) == (2, f"{topic_prefix}.ci.2")
+    listed = await stub.ListDatasets(ingest_pb2.ListDatasetsRequest())
+    assert list(listed.datasets) == [second.dataset]
+    assert await topics(broker, topic_prefix) == {f"{topic_prefix}.ci.2": 2}
+
+    # Uploads go to the live generation's topic.
+    uploaded = await stub.Upload(uploads("ci"))
+    assert uploaded.events == 1 and not uploaded.dataset_created
+
+    # Another ingest process reads the same catalog.
+    other = stub_of(await start_ingest())
+    got = await other.GetDataset(ingest_pb2.GetDatasetRequest(name="ci"))
+    assert got.dataset == second.dataset
+
+
+async def test_a_topic_the_catalog_does_not_name_is_not_a_dataset(
+    start_ingest: Callable[..., Awaitable[IngestApp]], broker: EmbeddedBroker, topic_prefix: str
+) -> None:
+    app = await start_ingest()
+    await app.admin.create_topic(f"{topic_prefix}.stray", 3)
+    stub = stub_of(app)
+    assert (await stub.ListDatasets(ingest_pb2.ListDatasetsRequest())).datasets == []
+    stray = stub.GetDataset(ingest_pb2.GetDatasetRequest(name="stray"))
+    assert await refused(stray) == grpc.StatusCode.NOT_FOUND
+    # Creating it adopts the topic that is there (one a failed creation left behind).
+    created = await stub.CreateDataset(ingest_pb2.CreateDatasetRequest(name="stray"))
+    assert created.created and created.dataset.partitions == 3
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        quota_pb2.Quota(retention_seconds=10),
+        quota_pb2.Quota(events_per_second=-1),
+        quota_pb2.Quota(bytes_per_second=float("nan")),
+    ],
+)
+async def test_bad_limits_create_nothing(
+    start_ingest: Callable[..., Awaitable[IngestApp]],
+    fake_quota: Any,
+    broker: EmbeddedBroker,
+    topic_prefix: str,
+    limits: quota_pb2.Quota,
+) -> None:
+    stub = stub_of(await start_ingest(quota_address=fake_quota.address))
+    bad = stub.CreateDataset(ingest_pb2.CreateDatasetRequest(name="ci", limits=limits))
+    assert await refused(bad) == grpc.StatusCode.INVALID_ARGUMENT
+    assert (await stub.ListDatasets(ingest_pb2.ListDatasetsRequest())).datasets == []
+    assert await topics(broker, topic_prefix) == {}
+    assert fake_quota.set_calls == []
+    created = await stub.CreateDataset(ingest_pb2.CreateDatasetRequest(name="ci"))
+    assert created.dataset.generation == 1, "a refused creation used no generation"
+
+
+async def test_limits_without_a_quota_service_create_nothing(
+    start_ingest: Callable[..., Awaitable[IngestApp]], broker: EmbeddedBroker, topic_prefix: str
+) -> None:
+    stub = stub_of(await start_ingest())
+    limits = quota_pb2.Quota(retention_seconds=60)
+    limited = ingest_pb2.CreateDatasetRequest(name="ci", limits=limits)
+    assert await refused(stub.CreateDataset(limited)) == grpc.StatusCode.FAILED_PRECONDITION
+    assert await topics(broker, topic_prefix) == {}
+
+
+async def test_limits_are_set_with_the_dataset_and_dropped_with_it(
+    start_ingest: Callable[..., Awaitable[IngestApp]],
+    fake_quota: Any,
+    broker: EmbeddedBroker,
+    topic_prefix: str,
+) -> None:
+    stub = stub_of(await start_ingest(quota_address=fake_quota.address))
+    limits = quota_pb2.Quota(dataset="ignored", retention_seconds=3600, max_concurrent_queries=2)
+    created = await stub.CreateDataset(ingest_pb2.CreateDatasetRequest(name="ci", limits=limits))
+    assert fake_quota.set_calls == [
+        quota_pb2.Quota(dataset="ci", retention_seconds=3600, max_concurrent_queries=2)
+    ]
+    assert await retention_ms(broker, created.dataset.topic) == "3600000"
+
+    # Without limits, quota is not asked; an existing dataset keeps its limits.
+    await stub.CreateDataset(ingest_pb2.CreateDatasetRequest(name="plain"))
+    await stub.CreateDataset(ingest_pb2.CreateDatasetRequest(name="ci", limits=quota_pb2.Quota()))
+    assert len(fake_quota.set_calls) == 1
+
+    await stub.DeleteDataset(ingest_pb2.DeleteDatasetRequest(name="ci"))
+    assert fake_quota.deleted == ["ci"]
+
+
+async def test_limits_quota_refuses_undo_the_creation(
+    start_ingest: Callable[..., Awaitable[IngestApp]],
+    fake_quota: Any,
+    broker: EmbeddedBroker,
+    topic_prefix: str,
+) -> None:
+    stub = stub_of(await start_ingest(quota_address=fake_quota.address))
+    fake_quota.refuse_set = grpc.StatusCode.UNAVAILABLE
+    limits = quota_pb2.Quota(retention_seconds=60)
+    limited = ingest_pb2.CreateDatasetRequest(name="ci", limits=limits)
+    assert await refused(stub.CreateDataset(limited)) == grpc.StatusCode.UNAVAILABLE
+    assert (await stub.ListDatasets(ingest_pb2.ListDatasetsRequest())).datasets == []
+    # Retried once quota is back: created afresh, with its limits.
+    fake_quota.refuse_set = None
+    assert (await stub.CreateDataset(limited)).created
+    assert [q.dataset for q in fake_quota.set_calls] == ["ci"]
+
+
+async def test_retention_follows_the_limits_and_a_refusing_broker_is_logged_once(
+    start_ingest: Callable[..., Awaitable[IngestApp]],
+    fake_quota: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="flakehouse.ingest.retention_follower")
+    app = await start_ingest(quota_address=fake_quota.address)
+    stub = stub_of(app)
+    limits = quota_pb2.Quota(retention_seconds=3600)
+    created = await stub.CreateDataset(ingest_pb2.CreateDatasetRequest(name="ci", limits=limits))
+    topic = created.dataset.topic
+    assert app.retention.applied == {topic: 3600}
+
+    # tansu lacks AlterConfigs: each change is tried, the refusal logged once, nothing crashes.
+    for seconds in (7200, 600, 0):
+        fake_quota.publish(quota_pb2.Quota(dataset="ci", retention_seconds=seconds))
+        await eventually(lambda s=seconds: app.retention.applied.get(topic) == s)  # type: ignore[misc]
+    refusals = [r for r in caplog.records if "refuses to change topic configs" in r.getMessage()]
+    assert len(refusals) == 1 and refusals[0].levelno == logging.WARNING
+    assert not app.failed.is_set()
+    # The service still works.
+    assert (await stub.GetDataset(ingest_pb2.GetDatasetRequest(name="ci"))).dataset.topic == topic
