@@ -1,4 +1,5 @@
-"""The QueryService servicer: plan the SQL, fan fragments out, merge, finalize."""
+"""The QueryService servicer: plan the SQL, apply the dataset's limits, fan fragments out, merge,
+finalize."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import grpc
 
 from flakehouse.common.v1 import events_pb2, plan_pb2
 from flakehouse.core.errors import Internal, InvalidArgument
+from flakehouse.core.limits import LimitsWatch
 from flakehouse.core.server import CHANNEL_OPTIONS
 from flakehouse.events.model import validate_dataset_name
 from flakehouse.events.values import TYPE_NAMES
+from flakehouse.query.cutoff import QueryCutoff, query_cutoff, with_cutoff
 from flakehouse.query.explain import explain_lines
 from flakehouse.query.fanout import FanOutResult, PartitionCall, candidates, fan_out
 from flakehouse.query.merge import PartialResultError, merge_partials, to_response
@@ -21,6 +24,7 @@ from flakehouse.query.metrics import QueryMetrics
 from flakehouse.query.placements import Placements
 from flakehouse.query.planner import Describe, PlannedQuery, QueryError, parse_statement
 from flakehouse.query.settings import QuerySettings
+from flakehouse.query.slots import QuerySlots
 from flakehouse.query.syntax import TIMESTAMP
 from flakehouse.query.v1 import query_pb2, query_pb2_grpc
 from flakehouse.replication.v1 import replication_pb2
@@ -96,11 +100,15 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
         placements: Placements,
         storage: StorageChannels,
         metrics: QueryMetrics,
+        limits: LimitsWatch,
+        slots: QuerySlots,
     ) -> None:
         self._settings = settings
         self._placements = placements
         self._storage = storage
         self._metrics = metrics
+        self._limits = limits
+        self._slots = slots
         self._hedge_after_s = settings.hedge_after_ms / 1000
 
     def _timeout_s(self, request_ms: int) -> float:
@@ -111,17 +119,24 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
     async def Query(self, request: query_pb2.QueryRequest, context: Any) -> query_pb2.QueryResponse:
         started = time.monotonic()
         timeout_s = self._timeout_s(request.timeout_ms)
+        # One moment per query: what now() means and where the cutoff is.
+        now_us = time.time_ns() // 1000
         try:
-            statement = parse_statement(request.sql, now_us=time.time_ns() // 1000)
+            statement = parse_statement(request.sql, now_us=now_us)
         except QueryError as exc:
             raise InvalidArgument(exc.describe(request.sql)) from None
         if isinstance(statement, Describe):
             return await self._describe_statement(statement.dataset, timeout_s, started)
         plan = statement.plan
+        limits = self._limits.limits(plan.dataset)
+        cutoff = query_cutoff(limits, now_us)
+        if cutoff is not None:
+            # In the plan itself, so every partition and replica answers from the same start.
+            plan.time_range.CopyFrom(with_cutoff(plan.time_range, cutoff.start_us))
         dataset, nodes = await self._placements.lookup(plan.dataset)
         minimums = _minimum_offsets(request, dataset)
         if statement.explain:
-            return _explain(statement, dataset, nodes, minimums)
+            return _explain(statement, dataset, nodes, minimums, cutoff)
 
         def fragment(partition: int, first: bool) -> storage_pb2.ExecuteFragmentRequest:
             wanted = [minimums[partition]] if partition in minimums else []
@@ -131,10 +146,12 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
                 min_offsets=wanted,
                 # The first replica asked must be fresh; a fallback answers whatever its lag.
                 max_lag=self._settings.max_replica_lag if first else 0,
+                generation=dataset.generation,
             )
 
         execute = self._storage.call("ExecuteFragment", fragment)
-        result = await fan_out(dataset, nodes, execute, timeout_s, self._hedge_after_s)
+        async with self._slots.held(plan.dataset, limits, timeout_s):
+            result = await fan_out(dataset, nodes, execute, timeout_s, self._hedge_after_s)
         try:
             merged = merge_partials(statement, [a.response.result for a in result.answers])
         except PartialResultError as exc:
@@ -206,7 +223,9 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
         dataset, nodes = await self._placements.lookup(name)
         describe = self._storage.call(
             "DescribeFields",
-            lambda p, _first: storage_pb2.DescribeFieldsRequest(dataset=name, partitions=[p]),
+            lambda p, _first: storage_pb2.DescribeFieldsRequest(
+                dataset=name, partitions=[p], generation=dataset.generation
+            ),
         )
         result = await fan_out(dataset, nodes, describe, timeout_s, self._hedge_after_s)
         counts: dict[tuple[str, int], int] = defaultdict(int)
@@ -267,10 +286,11 @@ def _explain(
     dataset: replication_pb2.DatasetPlacement,
     nodes: dict[str, replication_pb2.Node],
     minimums: dict[int, int],
+    cutoff: QueryCutoff | None = None,
 ) -> query_pb2.QueryResponse:
     """EXPLAIN: the plan's lines, then per partition the replicas the query would ask, in
     order (the first; the next after hedge_after_ms or a failure), one column 'plan'."""
-    lines = explain_lines(planned)
+    lines = explain_lines(planned, cutoff)
     live = candidates(dataset, nodes)
     lines.append(f"partitions: {len(dataset.partitions)} (topic {dataset.topic})")
     for partition in sorted(dataset.partitions, key=lambda p: p.partition):

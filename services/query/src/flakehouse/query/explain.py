@@ -8,12 +8,15 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from flakehouse.common.v1 import events_pb2, plan_pb2
+from flakehouse.core.limits import CUTOFF_REASONS
 from flakehouse.events.values import from_value
 from flakehouse.query import finalexpr as fx
+from flakehouse.query.cutoff import QueryCutoff
 from flakehouse.query.finalexpr import Cell
 from flakehouse.query.planner import PlannedQuery
 from flakehouse.query.scope import aggregate_name
 from flakehouse.query.syntax import TIMESTAMP
+from flakehouse.quota.v1 import quota_pb2
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -35,17 +38,22 @@ _DURATION_UNITS = (
 )
 
 
-def explain_lines(planned: PlannedQuery) -> list[str]:
+def explain_lines(planned: PlannedQuery, cutoff: QueryCutoff | None = None) -> list[str]:
     """The plan as `label: value` lines: first what every storage node runs (dataset, time
-    range, filter, group keys and aggregates, or fields, order and per-partition limit), then
-    what the query service applies after the merge (HAVING, ORDER BY, LIMIT, output columns)."""
+    range, the dataset's cutoff when it has one, filter, group keys and aggregates, or fields,
+    order and per-partition limit), then what the query service applies after the merge
+    (HAVING, ORDER BY, LIMIT, output columns)."""
     plan = planned.plan
     lines = [
         f"dataset: {plan.dataset}",
         f"ir_version: {plan.ir_version}",
         f"time range: {time_range_text(plan.time_range)}",
-        f"filter: {filter_text(plan.filter) if plan.HasField('filter') else 'none (every row)'}",
     ]
+    if cutoff is not None:
+        lines.append(f"cutoff: {cutoff_text(cutoff)}")
+    lines.append(
+        f"filter: {filter_text(plan.filter) if plan.HasField('filter') else 'none (every row)'}"
+    )
     if planned.is_aggregate:
         keys = [_group_key_text(key) for key in plan.group_by]
         lines.append(f"group by: {', '.join(keys) if keys else 'none (one group of all rows)'}")
@@ -96,6 +104,19 @@ def time_range_text(time_range: plan_pb2.TimeRange) -> str:
     if time_range.HasField("end_us"):
         bounds.append(f"timestamp < '{rfc3339(time_range.end_us)}'")
     return " AND ".join(bounds) if bounds else "all"
+
+
+def cutoff_text(cutoff: QueryCutoff) -> str:
+    """The cutoff as a condition on timestamp, with why it is there: `(retention 2h)`,
+    `(stored-bytes limit)`."""
+    why = CUTOFF_REASONS.get(cutoff.reason) or "limits"
+    if cutoff.retention_s:
+        why += f" {duration_text(cutoff.retention_s * 1_000_000)}"
+    elif cutoff.reason == quota_pb2.CUTOFF_REASON_RETENTION:
+        # The floor a retention left when it was lengthened or removed: rows it allowed
+        # replicas to delete do not come back.
+        why += " before it was lengthened or removed"
+    return f"timestamp >= '{rfc3339(cutoff.start_us)}' ({why})"
 
 
 def rfc3339(micros: int) -> str:

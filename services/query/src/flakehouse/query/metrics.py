@@ -35,6 +35,20 @@ class QueryMetrics:
             registry=registry,
         )
 
+        self.refusals = Counter(
+            "flakehouse_query_refusals_total",
+            "Queries refused by a dataset's limits, by dataset and reason (concurrency).",
+            ["dataset", "reason"],
+            registry=registry,
+        )
+        self.limits_unchecked = Counter(
+            "flakehouse_query_limits_unchecked_total",
+            "Queries run without their concurrency limit checked: the quota service could not "
+            "be reached.",
+            ["dataset"],
+            registry=registry,
+        )
+
     def answered(self, dataset: str, missing: int, hedged: int, scan: plan_pb2.ScanStats) -> None:
         self.answers.labels(dataset, "partial" if missing else "complete").inc()
         if missing:

@@ -12,6 +12,9 @@ class QuerySettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="FLAKEHOUSE_QUERY_")
 
     replication_address: str = Field(..., description="host:port of the replication service.")
+    quota_address: str = Field(
+        "", description="host:port of the quota service; empty: no limits apply."
+    )
     default_timeout_ms: int = Field(4000, gt=0, description="Deadline of a query by default.")
     max_timeout_ms: int = Field(60000, gt=0, description="Longest deadline a query may ask for.")
     max_replica_lag: int = Field(
