@@ -1,7 +1,8 @@
-"""The `flakehouse` command: up, ingest, query, flaky, status, junit2json (DESIGN.md §9).
+"""The `flakehouse` command: up, ingest, query, flaky, status, junit2json, and datasets, quota and
+usage (datasets_cli) (DESIGN.md §9).
 
 Exit codes: 0 success; 1 the cluster could not be reached or refused the request; 2 bad input
-(an unparsable file, a bad query, bad arguments)."""
+(an unparsable file, a bad query, bad arguments, a dataset that does not exist or conflicts)."""
 
 from __future__ import annotations
 
@@ -14,16 +15,23 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from flakehouse.client import datasets_cli
 from flakehouse.client.cienv import ci_labels
 from flakehouse.client.client import Client, UploadResult, offsets_of
+from flakehouse.client.clientargs import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    add_client_options,
+    client_from_args,
+)
 from flakehouse.client.cluster import DEFAULT_DIR, DEFAULT_PATH, ClusterFile
 from flakehouse.client.inputs import expand_inputs
 from flakehouse.client.output import RENDERERS
 from flakehouse.client.progress import Progress
 from flakehouse.client.status import render_status_json, render_status_table
-from flakehouse.core.errors import FlakehouseError, InvalidArgument, NotFound
+from flakehouse.core.errors import AlreadyExists, FlakehouseError, InvalidArgument, NotFound
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 # The query service's default MAX_TIMEOUT_MS; the margin leaves its answer time to arrive.
 MAX_QUERY_DEADLINE_MS = 60_000
 QUERY_DEADLINE_MARGIN_MS = 1_000
@@ -41,14 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--storage-nodes", type=int, default=2, help="default: 2")
     up.add_argument("--partitions", type=int, default=8, help="partitions of new datasets")
 
-    def client_options(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--cluster", type=Path, default=DEFAULT_PATH, help="cluster.json to use")
-        sub.add_argument("--ingest", help="ingest address host:port (overrides --cluster)")
-        sub.add_argument("--query", help="query address host:port (overrides --cluster)")
-        sub.add_argument("--timeout", type=float, default=60.0, help="seconds per call")
-
     ingest = commands.add_parser("ingest", help="upload JUnit XML or JSON lines files")
-    client_options(ingest)
+    add_client_options(ingest)
     ingest.add_argument("--dataset", required=True)
     ingest.add_argument(
         "--label", action="append", default=[], metavar="K=V", help="add a field to every event"
@@ -75,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     query = commands.add_parser("query", help="run a SQL query")
-    client_options(query)
+    add_client_options(query)
     query.add_argument("--format", choices=sorted(RENDERERS), default="table")
     query.add_argument(
         "--after",
@@ -92,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
         "marked flaky (flaky = true, or passed after retries), ranked by flake rate: flaky runs "
         "/ runs of the test. See flakehouse.client.flaky for the exact definitions.",
     )
-    client_options(flaky)
+    add_client_options(flaky)
     flaky.add_argument("--dataset", required=True)
     flaky.add_argument(
         "--since", default="7d", help="window: 30m, 12h, 7d, 2w... or 'all' (default 7d)"
@@ -108,22 +110,9 @@ def _parser() -> argparse.ArgumentParser:
 
     convert = commands.add_parser("junit2json", help="convert JUnit XML to JSON lines locally")
     convert.add_argument("files", nargs="+", type=Path, metavar="FILE")
+
+    datasets_cli.register(commands)
     return parser
-
-
-def _client(args: argparse.Namespace) -> Client:
-    ingest, query = args.ingest, args.query
-    if not (ingest and query):
-        try:
-            cluster = ClusterFile.read(args.cluster)
-        except FileNotFoundError:
-            raise FlakehouseError(
-                f"no cluster file at {args.cluster}: start one with `flakehouse up`, "
-                "or pass --cluster / --ingest / --query"
-            ) from None
-        ingest = ingest or cluster.address("ingest")
-        query = query or cluster.address("query")
-    return Client(ingest=ingest, query=query, timeout_s=args.timeout)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -168,7 +157,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         finally:
             progress.file_done()
 
-    with _client(args) as client, ThreadPoolExecutor(args.parallel) as pool:
+    with client_from_args(args, "ingest") as client, ThreadPoolExecutor(args.parallel) as pool:
         for path, future in [(p, pool.submit(send, p)) for p in files]:
             try:
                 result = future.result()
@@ -220,7 +209,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    with client_from_args(args, "query") as client:
         after = read_offsets(args.after) if args.after else None
         result = client.query(args.sql, timeout_ms=query_deadline_ms(args.timeout), after=after)
     print(RENDERERS[args.format](result))
@@ -249,7 +238,7 @@ def cmd_flaky(args: argparse.Namespace) -> int:
             raise ValueError("--limit must be 0 or more")
     except ValueError as exc:
         raise InvalidArgument(str(exc)) from None
-    with _client(args) as client:
+    with client_from_args(args, "query") as client:
         result = flaky_tests(
             client,
             args.dataset,
@@ -309,10 +298,14 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
-    except (InvalidArgument, NotFound) as exc:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or bad usage (2), as a return value
+        return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
+    run = getattr(args, "run", None) or COMMANDS[args.command]
+    try:
+        return int(run(args))
+    except (InvalidArgument, NotFound, AlreadyExists) as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except FlakehouseError as exc:

@@ -1,4 +1,5 @@
-"""A synchronous Python client for the Flakehouse services: uploads, SQL queries, datasets.
+"""A synchronous Python client for the Flakehouse services: uploads, SQL queries, datasets and
+their limits and usage.
 
 Errors come back as the same FlakehouseError subclasses the services raise (InvalidArgument,
 NotFound, ResourceExhausted, Unavailable, ...), with the server's message."""
@@ -23,11 +24,13 @@ from flakehouse.core.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from flakehouse.core.limits import QUOTA_FIELDS
 from flakehouse.core.server import CHANNEL_OPTIONS
 from flakehouse.events.columns import ColumnError, from_value_column
 from flakehouse.events.values import TYPE_NAMES, Scalar, from_value
 from flakehouse.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from flakehouse.query.v1 import query_pb2, query_pb2_grpc
+from flakehouse.quota.v1 import quota_pb2, quota_pb2_grpc
 from flakehouse.replication.v1 import replication_pb2, replication_pb2_grpc
 
 CHUNK_BYTES = 1024 * 1024
@@ -114,10 +117,16 @@ class Client:
         ingest: str | None = None,
         query: str | None = None,
         replication: str | None = None,
+        quota: str | None = None,
         timeout_s: float = 60.0,
         retries: int = 6,
     ) -> None:
-        self._addresses = {"ingest": ingest, "query": query, "replication": replication}
+        self._addresses = {
+            "ingest": ingest,
+            "query": query,
+            "replication": replication,
+            "quota": quota,
+        }
         self._channels: dict[str, grpc.Channel] = {}
         self.timeout_s = timeout_s
         self.retries = retries
@@ -129,6 +138,7 @@ class Client:
             ingest=cluster.address("ingest"),
             query=cluster.address("query"),
             replication=cluster.address("replication"),
+            quota=cluster.address("quota"),
             **kwargs,
         )
 
@@ -151,17 +161,17 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, fn: Callable[[], T]) -> T:
+    def _call(self, fn: Callable[[], T], retries: int | None = None) -> T:
         """Calls once per attempt, retrying UNAVAILABLE and RESOURCE_EXHAUSTED with backoff and
-        jitter (or the server's retry delay). Only for idempotent calls."""
-        for attempt in range(self.retries + 1):
+        jitter (or the server's retry delay). Only idempotent calls retry; others pass
+        retries=0."""
+        retries = self.retries if retries is None else retries
+        for attempt in range(retries + 1):
             try:
                 return fn()
             except grpc.RpcError as exc:
                 error = error_from_rpc(exc)
-                if attempt == self.retries or not isinstance(
-                    error, (Unavailable, ResourceExhausted)
-                ):
+                if attempt == retries or not isinstance(error, (Unavailable, ResourceExhausted)):
                     raise error from None
                 # The server's delay when it gave one, else exponential backoff; jitter so
                 # that many CI jobs retrying at once do not come back in step.
@@ -171,15 +181,71 @@ class Client:
 
     # --- datasets ---------------------------------------------------------------------------
 
-    def create_dataset(self, name: str, partitions: int = 0) -> ingest_pb2.CreateDatasetResponse:
-        stub = ingest_pb2_grpc.IngestServiceStub(self._channel("ingest"))
-        request = ingest_pb2.CreateDatasetRequest(name=name, partitions=partitions)
+    def _ingest(self) -> ingest_pb2_grpc.IngestServiceStub:
+        return ingest_pb2_grpc.IngestServiceStub(self._channel("ingest"))
+
+    def _quota(self) -> quota_pb2_grpc.QuotaServiceStub:
+        return quota_pb2_grpc.QuotaServiceStub(self._channel("quota"))
+
+    def create_dataset(
+        self,
+        name: str,
+        partitions: int = 0,
+        limits: quota_pb2.Quota | None = None,
+        **limit_fields: float,
+    ) -> ingest_pb2.CreateDatasetResponse:
+        """Creates a dataset (partitions 0: the service's default) with its limits, given as a
+        Quota, as keyword arguments named like Quota's fields (`retention_seconds=86400`), or
+        both (the keywords win). Creating one that exists with the same partition count
+        succeeds with `created` false and leaves its limits as they are. Retried: the name makes
+        it idempotent."""
+        request = ingest_pb2.CreateDatasetRequest(
+            name=name, partitions=partitions, limits=quota_of(limits, **limit_fields)
+        )
+        stub = self._ingest()
         return self._call(lambda: stub.CreateDataset(request, timeout=self.timeout_s))
 
+    def get_dataset(self, name: str) -> ingest_pb2.Dataset:
+        stub, request = self._ingest(), ingest_pb2.GetDatasetRequest(name=name)
+        return self._call(lambda: stub.GetDataset(request, timeout=self.timeout_s)).dataset
+
     def list_datasets(self) -> list[ingest_pb2.Dataset]:
-        stub = ingest_pb2_grpc.IngestServiceStub(self._channel("ingest"))
-        request = ingest_pb2.ListDatasetsRequest()
+        stub, request = self._ingest(), ingest_pb2.ListDatasetsRequest()
         return list(self._call(lambda: stub.ListDatasets(request, timeout=self.timeout_s)).datasets)
+
+    def delete_dataset(self, name: str) -> ingest_pb2.Dataset:
+        """Deletes a dataset, its data and its limits; answers the dataset as it was. Not
+        retried: when a delete succeeded but its answer was lost, a second one would answer
+        NOT_FOUND, hiding the success."""
+        stub, request = self._ingest(), ingest_pb2.DeleteDatasetRequest(name=name)
+        return self._call(
+            lambda: stub.DeleteDataset(request, timeout=self.timeout_s), retries=0
+        ).dataset
+
+    # --- limits and usage -------------------------------------------------------------------
+
+    def get_quota(self, dataset: str) -> quota_pb2.Quota:
+        """The dataset's limits; 0 means unlimited."""
+        stub, request = self._quota(), quota_pb2.GetQuotaRequest(dataset=dataset)
+        return self._call(lambda: stub.GetQuota(request, timeout=self.timeout_s)).quota
+
+    def set_quota(self, dataset: str, **changes: float) -> quota_pb2.Quota:
+        """Changes the named limits only (e.g. `retention_seconds=86400`, 0 for unlimited) and
+        answers every limit after the change. Retried: setting a value twice is setting it
+        once."""
+        if not changes:
+            raise ValueError("set_quota needs at least one limit to change")
+        quota = quota_of(None, **changes)
+        quota.dataset = dataset
+        request = quota_pb2.SetQuotaRequest(quota=quota)
+        request.update_mask.paths.extend(sorted(changes))
+        stub = self._quota()
+        return self._call(lambda: stub.SetQuota(request, timeout=self.timeout_s)).quota
+
+    def usage(self, dataset: str | None = None) -> list[quota_pb2.DatasetUsage]:
+        """What each dataset (or the one named) holds and ingests, its cutoff and its limits."""
+        stub, request = self._quota(), quota_pb2.GetUsageRequest(dataset=dataset or "")
+        return list(self._call(lambda: stub.GetUsage(request, timeout=self.timeout_s)).datasets)
 
     # --- uploads ----------------------------------------------------------------------------
 
@@ -294,6 +360,20 @@ def offsets_of(
         for partition, offset in upload.offsets.items():
             parts[partition] = max(parts.get(partition, -1), offset)
     return offsets
+
+
+def quota_of(quota: quota_pb2.Quota | None = None, /, **fields: float) -> quota_pb2.Quota:
+    """A copy of `quota` (or an empty one) with `fields` set; TypeError for a name that is not a
+    limit."""
+    unknown = sorted(set(fields) - set(QUOTA_FIELDS))
+    if unknown:
+        raise TypeError(f"not a limit: {', '.join(unknown)} (limits: {', '.join(QUOTA_FIELDS)})")
+    result = quota_pb2.Quota()
+    if quota is not None:
+        result.CopyFrom(quota)
+    for name, value in fields.items():
+        setattr(result, name, value)
+    return result
 
 
 def _open(source: Path | bytes) -> IO[bytes]:

@@ -159,7 +159,14 @@ class LocalCluster:
                 {"QUOTA_ADDRESS": quota, "DEFAULT_PARTITIONS": str(self.partitions)},
             )
         )
-        specs.append(spec("query", "query", OFFSETS["query"], {"REPLICATION_ADDRESS": replication}))
+        specs.append(
+            spec(
+                "query",
+                "query",
+                OFFSETS["query"],
+                {"REPLICATION_ADDRESS": replication, "QUOTA_ADDRESS": quota},
+            )
+        )
         return specs
 
     # --- lifecycle --------------------------------------------------------------------------

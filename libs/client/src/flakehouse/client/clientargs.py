@@ -1,0 +1,70 @@
+"""What every client command of the CLI shares: its exit codes, the options that find the cluster
+(`--cluster` or explicit addresses, `--timeout`), and the Client they make."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from flakehouse.client.client import Client
+from flakehouse.client.cluster import DEFAULT_PATH, ClusterFile
+from flakehouse.core.errors import FlakehouseError
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+ADDRESSED = ("ingest", "query", "quota")
+"""Services a client command may be pointed at with `--<service> host:port`."""
+T = TypeVar("T")
+
+
+def add_client_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cluster", type=Path, default=DEFAULT_PATH, help="cluster.json to use")
+    for service in ADDRESSED:
+        parser.add_argument(
+            f"--{service}", help=f"{service} address host:port (overrides --cluster)"
+        )
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per call")
+
+
+def client_from_args(args: argparse.Namespace, *needs: str) -> Client:
+    """A Client with the explicit addresses, and the cluster file's for the rest; the cluster
+    file is read only when a service in `needs` has no explicit address."""
+    addresses = {service: getattr(args, service, None) for service in ADDRESSED}
+    if any(not addresses[service] for service in needs):
+        try:
+            cluster = ClusterFile.read(args.cluster)
+        except FileNotFoundError:
+            options = " / ".join(f"--{service}" for service in needs)
+            raise FlakehouseError(
+                f"no cluster file at {args.cluster}: start one with `flakehouse up`, "
+                f"or pass --cluster / {options}"
+            ) from None
+        for service in ADDRESSED:
+            if not addresses[service] and service in cluster.services:
+                addresses[service] = cluster.address(service)
+        missing = [service for service in needs if not addresses[service]]
+        if missing:
+            raise FlakehouseError(
+                f"{args.cluster} names no {missing[0]} service: pass --{missing[0]} host:port"
+            )
+    return Client(
+        ingest=addresses["ingest"],
+        query=addresses["query"],
+        quota=addresses["quota"],
+        timeout_s=args.timeout,
+    )
+
+
+def argument_type(parse: Callable[[str], T], name: str) -> Callable[[str], T]:
+    """`parse` as an argparse `type=`: its ValueError message becomes the usage error (exit 2),
+    which argparse would otherwise replace with a generic "invalid value"."""
+
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = name
+    return convert
