@@ -1,11 +1,11 @@
 """Runs the benchmarks and prints their figures: `python -m benchmarks [NAME...]`, where NAME is
-ingest, large, end-to-end, storage or query (all by default).
+ingest, large, end-to-end, storage, query or limits (all by default).
 
 ingest and large: see benchmarks/ingest.py. end-to-end: a local cluster (`flakehouse up` as
 processes: broker, five services, 2 storage nodes, 8 partitions) takes generated JUnit reports
 through the client; it reports testcases per second until Kafka acknowledged every event, the
 time until every event is queryable, and the median latency of a few queries. storage: see
-benchmarks/storage.py."""
+benchmarks/storage.py. limits: see benchmarks/limits.py."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchmarks import ingest, query, storage
+from benchmarks import ingest, limits, query, storage
 from benchmarks.junitgen import report
 from flakehouse.client import Client
 from tests.localcluster import RunningCluster
@@ -81,6 +81,7 @@ def main() -> None:
     parser.add_argument("--uploaders", type=int, default=4)
     parser.add_argument("--large-mb", type=int, default=200, help="size of the large report")
     parser.add_argument("--events", type=int, default=10_000_000, help="events (storage, query)")
+    parser.add_argument("--days", type=int, default=14, help="days of reports (limits)")
     args = parser.parse_args()
     for name in args.names or list(BENCHMARKS):
         BENCHMARKS[name](args)
@@ -93,6 +94,7 @@ BENCHMARKS = {
     "end-to-end": lambda a: end_to_end(a.files, a.cases_per_file, a.uploaders),
     "storage": lambda a: storage.storage(a.events),
     "query": lambda a: query.query(a.events),
+    "limits": lambda a: limits.back_under_limit(a.days, a.cases_per_file),
 }
 
 

@@ -406,6 +406,85 @@ def cluster_overview() -> db.Dashboard:
                     ),
                 ],
             ),
+            (
+                "Quotas and retention",
+                [
+                    graph(
+                        "Usage against limits",
+                        "Each dataset's usage as a share of each of its limits (stored bytes,"
+                        " ingest rates, concurrent queries). Alerts fire above 90%.",
+                        units.PercentUnit,
+                        Query(
+                            aggregate("max", "flakehouse_quota_usage_ratio", ["dataset", "limit"]),
+                            "{{dataset}} {{limit}}",
+                        ),
+                    ),
+                    graph(
+                        "Logical stored bytes",
+                        "One replica's worth of each dataset (what max_stored_bytes counts), and"
+                        " the limit where one is set.",
+                        units.BytesIEC,
+                        Query(
+                            aggregate("max", "flakehouse_quota_stored_bytes", ["dataset"]),
+                            "{{dataset}}",
+                        ),
+                        Query(
+                            aggregate(
+                                "max",
+                                "flakehouse_quota_limit",
+                                ["dataset"],
+                                'limit="max_stored_bytes"',
+                            ),
+                            "{{dataset}} limit",
+                        ),
+                    ),
+                    graph(
+                        "Age of the cutoff",
+                        "How old the oldest event a query can see is, per dataset with a"
+                        " retention or a stored-bytes limit.",
+                        units.DurationSeconds,
+                        Query(
+                            "time() - "
+                            + aggregate(
+                                "max", "flakehouse_quota_cutoff_timestamp_seconds", ["dataset"]
+                            ),
+                            "{{dataset}}",
+                        ),
+                    ),
+                    graph(
+                        "Rows dropped",
+                        "Rows deleted by storage nodes (every replica counts), by dataset and"
+                        " reason: retention or the stored-bytes limit.",
+                        units.Short,
+                        Query(
+                            sum_increase(
+                                "flakehouse_storage_dropped_rows_total", ["dataset", "reason"]
+                            ),
+                            "{{dataset}} {{reason}}",
+                        ),
+                    ),
+                    graph(
+                        "Drops behind",
+                        "How far below the drop bound a node's oldest sealed segment still"
+                        " is after a drop round: 0 when deletion keeps up.",
+                        units.Seconds,
+                        Query(
+                            aggregate("max", "flakehouse_storage_drop_behind_seconds", ["dataset"]),
+                            "{{dataset}}",
+                        ),
+                    ),
+                    graph(
+                        "Quota refusals",
+                        "Uploads refused for the ingest rate and queries refused for the"
+                        " concurrency limit, per second, by dataset and kind.",
+                        units.RequestsPerSecond,
+                        Query(
+                            sum_rate("flakehouse_quota_refusals_total", ["dataset", "kind"]),
+                            "{{dataset}} {{kind}}",
+                        ),
+                    ),
+                ],
+            ),
         ],
     )
 

@@ -66,7 +66,7 @@ app.kubernetes.io/component: {{ .name }}
 {{- if or (eq .name "storage") (eq .name "query") }}
 - {name: {{ $p }}REPLICATION_ADDRESS, value: {{ include "flakehouse.address" (dict "root" $root "name" "replication") | quote }}}
 {{- end }}
-{{- if or (eq .name "storage") (eq .name "ingest") }}
+{{- if has .name (list "storage" "ingest" "query") }}
 - {name: {{ $p }}QUOTA_ADDRESS, value: {{ include "flakehouse.address" (dict "root" $root "name" "quota") | quote }}}
 {{- end }}
 {{- if eq .name "ingest" }}
