@@ -148,6 +148,7 @@ class Quotas:
 
     async def delete_quota(self, dataset: str) -> None:
         async with self._lock:
+            self._rates.forget(dataset)
             await self._forget(dataset)
 
     async def _apply(self, limits: quota_pb2.DatasetLimits, generation: int) -> None:

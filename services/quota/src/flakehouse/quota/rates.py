@@ -27,6 +27,10 @@ class IngestRates:
         window.bytes += size
         self._expire(dataset, now)
 
+    def forget(self, dataset: str) -> None:
+        """A deleted dataset's rates do not carry over to a new one of the same name."""
+        self._windows.pop(dataset, None)
+
     def rates(self, dataset: str, now: float) -> tuple[float, float]:
         """(events/s, bytes/s) granted over the window that ends now."""
         window = self._expire(dataset, now)
