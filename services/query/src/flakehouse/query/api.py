@@ -151,7 +151,9 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
 
         execute = self._storage.call("ExecuteFragment", fragment)
         async with self._slots.held(plan.dataset, limits, timeout_s):
-            result = await fan_out(dataset, nodes, execute, timeout_s, self._hedge_after_s)
+            # The deadline is the whole query's: a wait for a slot comes off it.
+            remaining_s = max(0.0, timeout_s - (time.monotonic() - started))
+            result = await fan_out(dataset, nodes, execute, remaining_s, self._hedge_after_s)
         try:
             merged = merge_partials(statement, [a.response.result for a in result.answers])
         except PartialResultError as exc:
