@@ -83,8 +83,8 @@ def events(count: int, at: datetime, prefix: str) -> bytes:
 def direct_count(
     address: str, dataset: str, start_us: int | None = None, partitions: int = PARTITIONS
 ) -> int:
-    """count(*) of every partition straight from one storage node (no cutoff applied unless
-    `start_us`): what the node still holds."""
+    """count(*) of every partition straight from one storage node, from `start_us` on. A node
+    that deleted events after that start declines (its drop watermark): see held_rows."""
     plan = plan_pb2.QueryPlan(
         ir_version=1,
         dataset=dataset,
@@ -100,6 +100,18 @@ def direct_count(
     assert not response.unavailable, list(response.unavailable)
     counts = response.result.group_columns.states[0].counts
     return int(counts[0]) if len(counts) else 0
+
+
+def held_rows(address: str, dataset: str, partitions: int = PARTITIONS) -> int:
+    """Every event one storage node still holds, deleted or not by the cutoff (DescribeFields:
+    how many rows hold a timestamp)."""
+    with grpc.insecure_channel(address) as channel:
+        response = storage_pb2_grpc.StorageServiceStub(channel).DescribeFields(
+            storage_pb2.DescribeFieldsRequest(dataset=dataset, partitions=list(range(partitions))),
+            timeout=10,
+        )
+    assert not response.unavailable, list(response.unavailable)
+    return sum(f.count for f in response.fields if f.name == "timestamp")
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +169,7 @@ def wait_restarted(cluster: RunningCluster, node_id: str, old_pid: int) -> None:
 def answers(cluster: RunningCluster, node_id: str, dataset: str) -> bool:
     """Whether the node answers for every partition (it declines until caught up)."""
     try:
-        direct_count(storage_nodes(cluster)[node_id]["grpc"], dataset)
+        held_rows(storage_nodes(cluster)[node_id]["grpc"], dataset)
     except (grpc.RpcError, AssertionError):
         return False
     return True
@@ -182,7 +194,7 @@ def test_retention_answers_only_recent_events_from_either_replica(
     # Storage deletes the expired segments on both replicas; the fresh events stay.
     nodes = storage_nodes(cluster)
     for node in nodes.values():
-        eventually(lambda n=node: direct_count(n["grpc"], "recent") == 200, "expired rows deleted")
+        eventually(lambda n=node: held_rows(n["grpc"], "recent") == 200, "expired rows deleted")
 
     # The same answer from each replica alone.
     for node_id in sorted(nodes):
@@ -262,7 +274,7 @@ def test_deleted_and_created_again_holds_only_the_new_events(
     assert eventually(complete_answer, "a complete answer") == 40
     assert count(client, "SELECT count(*) FROM reborn WHERE name LIKE 'old-%'") == 0
     for node in storage_nodes(cluster).values():
-        eventually(lambda n=node: direct_count(n["grpc"], "reborn") == 40, "old data deleted")
+        eventually(lambda n=node: held_rows(n["grpc"], "reborn") == 40, "old data deleted")
     listed = [d.name for d in client.list_datasets()]
     assert listed.count("reborn") == 1
 

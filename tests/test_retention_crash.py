@@ -21,7 +21,13 @@ import pytest
 
 from flakehouse.client.client import Client, UploadResult, offsets_of
 from tests.localcluster import RunningCluster
-from tests.test_limits import direct_count, eventually, storage_nodes, wait_restarted
+from tests.test_limits import (
+    direct_count,
+    eventually,
+    held_rows,
+    storage_nodes,
+    wait_restarted,
+)
 
 pytestmark = [pytest.mark.processes, pytest.mark.broker]
 
@@ -111,9 +117,7 @@ def test_sigkill_during_a_retention_drop_loses_and_resurrects_nothing(
     # Nothing dropped comes back, and the rest of the expired segments go: the node ends with
     # exactly the fresh events, as its peer does.
     for node in storage_nodes(cluster).values():
-        eventually(
-            lambda n=node: _exactly(_counts(n["grpc"], None), FRESH_EVENTS), "expired all dropped"
-        )
+        eventually(lambda n=node: _exactly(_held(n["grpc"]), FRESH_EVENTS), "expired all dropped")
     answer = client.query("SELECT count(*) FROM expiring")
     assert answer.rows == [[FRESH_EVENTS]] and not answer.partial
     client.close()
@@ -124,8 +128,15 @@ def _exactly(got: int, want: int) -> bool:
     return True
 
 
-def _counts(address: str, start_us: int | None) -> int:
+def _counts(address: str, start_us: int) -> int:
     try:
         return direct_count(address, "expiring", start_us, PARTITIONS)
+    except grpc.RpcError:  # still starting
+        return -1
+
+
+def _held(address: str) -> int:
+    try:
+        return held_rows(address, "expiring", PARTITIONS)
     except grpc.RpcError:  # still starting
         return -1

@@ -21,7 +21,8 @@ class FakeQuota(quota_pb2_grpc.QuotaServiceServicer):
     def __init__(self) -> None:
         self.limits: dict[str, quota_pb2.Quota] = {}
         self.set_calls: list[quota_pb2.Quota] = []
-        self.deleted: list[str] = []
+        # (dataset, generation) of each DeleteQuota.
+        self.deleted: list[tuple[str, int]] = []
         self.refuse_set: grpc.StatusCode | None = None
         self._changed = asyncio.Event()
         self.address = ""
@@ -47,7 +48,7 @@ class FakeQuota(quota_pb2_grpc.QuotaServiceServicer):
     async def DeleteQuota(
         self, request: quota_pb2.DeleteQuotaRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> quota_pb2.DeleteQuotaResponse:
-        self.deleted.append(request.dataset)
+        self.deleted.append((request.dataset, request.generation))
         self.limits.pop(request.dataset, None)
         self._notify()
         return quota_pb2.DeleteQuotaResponse()

@@ -12,9 +12,11 @@ from typing import Any
 import grpc
 import pytest
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError
 
+from flakehouse.common.v1 import datasets_pb2
 from flakehouse.core.broker import EmbeddedBroker
-from flakehouse.core.kafka import KafkaAdmin
+from flakehouse.core.kafka import KafkaAdmin, read_state_topic
 from flakehouse.ingest.app import IngestApp
 from flakehouse.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from flakehouse.quota.v1 import quota_pb2
@@ -66,6 +68,14 @@ async def eventually(check: Callable[[], bool], timeout_s: float = 10.0) -> None
     while not check():
         assert loop.time() < deadline, "condition not reached in time"
         await asyncio.sleep(0.05)
+
+
+async def eventually_async(read: Callable[[], Awaitable[Any]], wanted: Any) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10.0
+    while await read() != wanted:
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.1)
 
 
 async def uploads(dataset: str) -> AsyncIterator[ingest_pb2.UploadRequest]:
@@ -128,6 +138,78 @@ async def test_a_topic_the_catalog_does_not_name_is_not_a_dataset(
     assert created.created and created.dataset.partitions == 3
 
 
+async def test_a_dataset_deleted_while_being_created_is_refused_and_stays_deleted(
+    start_ingest: Callable[..., Awaitable[IngestApp]],
+    broker: EmbeddedBroker,
+    topic_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    creator, deleter = await start_ingest(), await start_ingest()
+    create_topic = creator.admin.create_topic
+
+    async def deleted_elsewhere_meanwhile(topic: str, partitions: int, **options: Any) -> bool:
+        # Another process's creation of the same generation, then its delete, land between
+        # this creator's topic and its catalog record.
+        created = await create_topic(topic, partitions, **options)
+        deleted = datasets_pb2.DatasetRecord(
+            name="ci", generation=1, topic=topic, partitions=partitions, deleted_us=1
+        )
+        await deleter.catalog.write(deleter.producer, deleted)
+        return created
+
+    monkeypatch.setattr(creator.admin, "create_topic", deleted_elsewhere_meanwhile)
+    stub = stub_of(creator)
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await stub.CreateDataset(ingest_pb2.CreateDatasetRequest(name="ci"))
+    assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error.value.details() == "dataset 'ci' was deleted while being created; retry"
+    gone = stub.GetDataset(ingest_pb2.GetDatasetRequest(name="ci"))
+    assert await refused(gone) == grpc.StatusCode.NOT_FOUND
+    assert await topics(broker, topic_prefix) == {}
+    # The deleted record is the topic's last of the name: compaction keeps the dataset deleted.
+    written = await read_state_topic(creator.settings, "test", creator.catalog.topic)
+    deleted_us = [datasets_pb2.DatasetRecord.FromString(v or b"").deleted_us for _, v in written]
+    assert deleted_us == [1, 0, 1]
+
+    monkeypatch.undo()
+    again = await stub.CreateDataset(ingest_pb2.CreateDatasetRequest(name="ci"))
+    assert again.created and again.dataset.generation == 2
+
+
+async def test_a_topic_kafka_will_not_delete_does_not_keep_ingest_from_starting(
+    start_ingest: Callable[..., Awaitable[IngestApp]],
+    broker: EmbeddedBroker,
+    topic_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def refused_delete(self: KafkaAdmin, name: str) -> bool:
+        raise KafkaError("refused by the test")
+
+    first = await start_ingest()
+    stub = stub_of(first)
+    created = await stub.CreateDataset(ingest_pb2.CreateDatasetRequest(name="ci"))
+    monkeypatch.setattr(KafkaAdmin, "delete_topic", refused_delete)
+    await stub.DeleteDataset(ingest_pb2.DeleteDatasetRequest(name="ci"))
+    assert await topics(broker, topic_prefix) == {created.dataset.topic: 2}
+
+    def failures() -> int:
+        text = "could not delete a deleted dataset's topic"
+        return sum(text in r.getMessage() for r in caplog.records)
+
+    assert failures() == 1
+    # The next start tries again, fails, logs it and serves.
+    second = await start_ingest()
+    await eventually(lambda: failures() == 2)
+    assert not second.failed.is_set()
+    listed = await stub_of(second).ListDatasets(ingest_pb2.ListDatasetsRequest())
+    assert list(listed.datasets) == []
+    # Once Kafka deletes topics again, a start removes it.
+    monkeypatch.undo()
+    await start_ingest()
+    await eventually_async(lambda: topics(broker, topic_prefix), {})
+
+
 @pytest.mark.parametrize(
     "limits",
     [
@@ -183,7 +265,8 @@ async def test_limits_are_set_with_the_dataset_and_dropped_with_it(
     assert len(fake_quota.set_calls) == 1
 
     await stub.DeleteDataset(ingest_pb2.DeleteDatasetRequest(name="ci"))
-    assert fake_quota.deleted == ["ci"]
+    # With the generation deleted: quota keeps the limits of a newer one.
+    assert fake_quota.deleted == [("ci", 1)]
 
 
 async def test_limits_quota_refuses_undo_the_creation(

@@ -63,3 +63,15 @@ def test_has_limits_sees_any_non_zero_limit() -> None:
     assert not has_limits(quota_pb2.Quota(dataset="ci"))
     assert has_limits(quota_pb2.Quota(max_concurrent_queries=1))
     assert has_limits(quota_pb2.Quota(bytes_per_second=0.5))
+
+
+def test_limits_of_another_generation_leave_the_topic_as_it_is() -> None:
+    live = [record("ci", 2)]
+    applied = {"p.ci.2": 3600}
+    stale = quota_pb2.DatasetLimits(quota=limits("ci", 600).quota, generation=1)
+    assert retention_changes(live, {"ci": stale}, applied) == {}
+    assert retention_changes(live, {"ci": stale}, {}) == {}
+    current = quota_pb2.DatasetLimits(quota=limits("ci", 600).quota, generation=2)
+    assert retention_changes(live, {"ci": current}, applied) == {"p.ci.2": 600}
+    # Generation 0: quota does not say which, so they apply.
+    assert retention_changes(live, {"ci": limits("ci", 600)}, applied) == {"p.ci.2": 600}

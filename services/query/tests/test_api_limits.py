@@ -25,7 +25,8 @@ RETENTION_S = 3600
 
 
 class FakeQuota(quota_pb2_grpc.QuotaServiceServicer):
-    """Limits of `ci`: one query at a time, an hour of retention. `full`: every slot taken."""
+    """Limits of `ci`: one query at a time, an hour of retention; the same for `reborn`, but of
+    its first generation (deleted since). `full`: every slot taken."""
 
     def __init__(self) -> None:
         self.full = False
@@ -49,15 +50,23 @@ class FakeQuota(quota_pb2_grpc.QuotaServiceServicer):
     async def WatchLimits(
         self, request: quota_pb2.WatchLimitsRequest, context: Any
     ) -> AsyncIterator[quota_pb2.WatchLimitsResponse]:
-        quota = quota_pb2.Quota(
-            dataset="ci", retention_seconds=RETENTION_S, max_concurrent_queries=1
+        yield quota_pb2.WatchLimitsResponse(
+            datasets=[
+                quota_pb2.DatasetLimits(
+                    quota=quota_pb2.Quota(
+                        dataset=name, retention_seconds=RETENTION_S, max_concurrent_queries=1
+                    ),
+                    generation=1,
+                )
+                for name in ("ci", "reborn")
+            ]
         )
-        yield quota_pb2.WatchLimitsResponse(datasets=[quota_pb2.DatasetLimits(quota=quota)])
         await asyncio.Event().wait()
 
 
 class FakeReplication(replication_pb2_grpc.ReplicationServiceServicer):
-    """Datasets `ci` (limited) and `free` (not), one partition each on a node that is down."""
+    """Datasets `ci` (limited), `free` (not) and `reborn` (its second generation), one partition
+    each on a node that is down."""
 
     placement = replication_pb2.Placement(
         version=1,
@@ -67,8 +76,9 @@ class FakeReplication(replication_pb2_grpc.ReplicationServiceServicer):
                 dataset=name,
                 topic=f"flakehouse.{name}",
                 partitions=[replication_pb2.PartitionPlacement(partition=0, replicas=["s0"])],
+                generation=generation,
             )
-            for name in ("ci", "free")
+            for name, generation in (("ci", 1), ("free", 1), ("reborn", 2))
         ],
     )
 
@@ -151,4 +161,11 @@ async def test_explain_and_unlimited_datasets_take_no_slot(cluster: Cluster) -> 
     assert cutoff.endswith(" (retention 1h)")
     free = await cluster.stub.Query(query_pb2.QueryRequest(sql="SELECT count(*) FROM free"))
     assert not free.plan.HasField("time_range")
+    assert cluster.quota.acquired == []
+
+
+async def test_limits_of_an_older_generation_of_the_name_do_not_apply(cluster: Cluster) -> None:
+    cluster.quota.full = True
+    reborn = await cluster.stub.Query(query_pb2.QueryRequest(sql="SELECT count(*) FROM reborn"))
+    assert not reborn.plan.HasField("time_range")
     assert cluster.quota.acquired == []

@@ -4,6 +4,7 @@ range, and shown by EXPLAIN."""
 from __future__ import annotations
 
 from flakehouse.common.v1 import plan_pb2
+from flakehouse.core.limits import current_limits
 from flakehouse.query.cutoff import QueryCutoff, query_cutoff, with_cutoff
 from flakehouse.query.explain import cutoff_text, explain_lines
 from flakehouse.query.planner import PlannedQuery, parse_statement
@@ -89,6 +90,19 @@ def test_a_retention_floor_left_by_a_longer_retention_is_not_the_retention_of_no
     assert query_cutoff(limits(7 * 86400, floor, RETENTION), NOW_US) == QueryCutoff(
         floor, RETENTION
     )
+
+
+def test_limits_of_another_generation_than_the_placements_are_ignored() -> None:
+    old = limits(retention_s=3600)
+    old.generation = 1
+    assert current_limits(old, 2) is None
+    assert query_cutoff(current_limits(old, 2), NOW_US) is None
+    assert current_limits(old, 1) is old
+    # A placement's generation 0 is the first.
+    assert current_limits(old, 0) is old
+    # Limits of generation 0 do not say which: they apply to any.
+    unknown = limits(retention_s=3600)
+    assert current_limits(unknown, 2) is unknown and current_limits(None, 2) is None
 
 
 # -- EXPLAIN ---------------------------------------------------------------------------------

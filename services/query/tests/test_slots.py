@@ -1,6 +1,6 @@
 """Query slots against a scripted quota stub: taken only for datasets with a concurrency limit,
-given back whatever happens to the query, refused with quota's retry delay, and skipped (and
-counted) when quota cannot be reached."""
+given back whatever happens to the query (even cancelled while the slot was being asked for),
+refused with quota's retry delay, and skipped (and counted) when quota cannot be reached."""
 
 from __future__ import annotations
 
@@ -29,6 +29,9 @@ class FakeQuota:
     ) -> None:
         self.answer = answer
         self.release_fails = release_fails
+        # When set, AcquireQuerySlot answers only once it is set: a call in flight.
+        self.gate: asyncio.Event | None = None
+        self.asked = asyncio.Event()
         self.acquired: list[quota_pb2.AcquireQuerySlotRequest] = []
         self.released: list[quota_pb2.ReleaseQuerySlotRequest] = []
 
@@ -36,6 +39,9 @@ class FakeQuota:
         self, request: quota_pb2.AcquireQuerySlotRequest, **options: Any
     ) -> quota_pb2.AcquireQuerySlotResponse:
         self.acquired.append(request)
+        self.asked.set()
+        if self.gate is not None:
+            await self.gate.wait()
         if isinstance(self.answer, Exception):
             raise self.answer
         return self.answer
@@ -93,6 +99,38 @@ async def test_a_failed_or_cancelled_query_still_releases_its_slot() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert len(quota.released) == 2
+
+
+@pytest.mark.parametrize(
+    ("answer", "released"),
+    [(GRANTED, [("ci", "slot-7")]), (quota_pb2.AcquireQuerySlotResponse(retry_after_ms=350), [])],
+)
+async def test_a_query_cancelled_while_asking_for_a_slot_gives_back_a_slot_granted_after(
+    answer: quota_pb2.AcquireQuerySlotResponse, released: list[tuple[str, str]]
+) -> None:
+    quota = FakeQuota(answer)
+    quota.gate = asyncio.Event()
+    query_slots, _, _ = slots(quota)
+    ran = False
+
+    async def query() -> None:
+        nonlocal ran
+        async with query_slots.held("ci", limited(), deadline_s=1.0):
+            ran = True
+
+    task = asyncio.create_task(query())
+    await quota.asked.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert quota.released == []
+    # Quota answers after the caller has gone: a slot granted then is released, a refusal
+    # holds nothing.
+    quota.gate.set()
+    for _ in range(100):
+        await asyncio.sleep(0)
+    assert [(r.dataset, r.slot_id) for r in quota.released] == released
+    assert not ran
 
 
 async def test_datasets_without_a_concurrency_limit_ask_nothing() -> None:

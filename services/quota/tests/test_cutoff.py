@@ -11,9 +11,8 @@ NOW = 1_700_000_000 * US
 
 
 def seg(min_ts: int, max_ts: int, size: int) -> quota_pb2.SegmentUsage:
-    return quota_pb2.SegmentUsage(
-        min_timestamp_us=min_ts, max_timestamp_us=max_ts, bytes=size, rows=1
-    )
+    """A segment of events from `min_ts` to `max_ts`: only its newest event and size count."""
+    return quota_pb2.SegmentUsage(max_timestamp_us=max_ts, bytes=size)
 
 
 OLD = NOW - 10 * HOUR  # far older than the newest hour

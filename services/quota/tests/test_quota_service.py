@@ -5,6 +5,7 @@ bounds, query slots and usage."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -16,9 +17,11 @@ import pytest
 from flakehouse.common.v1 import datasets_pb2
 from flakehouse.core.broker import EmbeddedBroker
 from flakehouse.core.catalog import CatalogReader, generation_topic
+from flakehouse.core.errors import Unavailable
 from flakehouse.core.kafka import make_producer, quotas_topic, read_state_topic
 from flakehouse.quota.app import QuotaApp
 from flakehouse.quota.settings import QuotaSettings
+from flakehouse.quota.store import LimitsStore
 from flakehouse.quota.v1 import quota_pb2, quota_pb2_grpc
 
 pytestmark = pytest.mark.broker
@@ -252,22 +255,57 @@ async def test_a_dataset_created_again_while_quota_was_down_starts_without_limit
     assert records.get(b"ci") is None
 
 
+async def test_a_late_delete_quota_leaves_the_limits_of_the_name_created_again(
+    broker: EmbeddedBroker, topic_prefix: str, catalog: CatalogWriter
+) -> None:
+    await catalog.write("ci")
+    async with quota_service(broker, topic_prefix) as (_, stub):
+        await stub.SetQuota(set_request(dataset="ci", retention_seconds=3600))
+        # Deleted and created again before ingest's DeleteQuota of the first one came.
+        await catalog.write("ci", deleted=True)
+        await catalog.write("ci", generation=2)
+        await stub.SetQuota(set_request(dataset="ci", events_per_second=5))
+        new = quota_pb2.Quota(dataset="ci", events_per_second=5)
+        await stub.DeleteQuota(quota_pb2.DeleteQuotaRequest(dataset="ci", generation=1))
+        assert (await stub.GetQuota(quota_pb2.GetQuotaRequest(dataset="ci"))).quota == new
+
+    async with quota_service(broker, topic_prefix) as (_, stub):
+        # Nor were they deleted from the topic.
+        assert (await stub.GetQuota(quota_pb2.GetQuotaRequest(dataset="ci"))).quota == new
+        await stub.DeleteQuota(quota_pb2.DeleteQuotaRequest(dataset="ci", generation=2))
+        got = await stub.GetQuota(quota_pb2.GetQuotaRequest(dataset="ci"))
+        assert got.quota == quota_pb2.Quota(dataset="ci")
+        # 0: whatever generation.
+        await stub.SetQuota(set_request(dataset="ci", events_per_second=5))
+        await stub.DeleteQuota(quota_pb2.DeleteQuotaRequest(dataset="ci"))
+        got = await stub.GetQuota(quota_pb2.GetQuotaRequest(dataset="ci"))
+        assert got.quota == quota_pb2.Quota(dataset="ci")
+    settings = QuotaSettings(kafka_bootstrap=broker.bootstrap, topic_prefix=topic_prefix)
+    records = dict(await read_state_topic(settings, "test", quotas_topic(topic_prefix)))
+    assert records.get(b"ci") is None
+
+
+SEGMENT_SPAN_US = 1000
+SEGMENT_ROWS = 10
+
+
 def segment(max_ts: int, size: int) -> quota_pb2.SegmentUsage:
-    return quota_pb2.SegmentUsage(
-        min_timestamp_us=max_ts - 1000, max_timestamp_us=max_ts, bytes=size, rows=10
-    )
+    """A segment of SEGMENT_ROWS events over the SEGMENT_SPAN_US up to `max_ts`."""
+    return quota_pb2.SegmentUsage(max_timestamp_us=max_ts, bytes=size)
 
 
-def partition(segments: list[quota_pb2.SegmentUsage]) -> quota_pb2.PartitionUsage:
+def partition(
+    segments: list[quota_pb2.SegmentUsage], dataset: str = "ci", generation: int = 0
+) -> quota_pb2.PartitionUsage:
     return quota_pb2.PartitionUsage(
-        dataset="ci",
+        dataset=dataset,
         partition=0,
         bytes=sum(s.bytes for s in segments),
-        rows=sum(s.rows for s in segments),
-        sealed_segments=len(segments),
+        rows=SEGMENT_ROWS * len(segments),
         segments=segments,
-        min_timestamp_us=min(s.min_timestamp_us for s in segments),
+        min_timestamp_us=min(s.max_timestamp_us for s in segments) - SEGMENT_SPAN_US,
         max_timestamp_us=max(s.max_timestamp_us for s in segments),
+        generation=generation,
     )
 
 
@@ -296,7 +334,7 @@ async def test_past_the_stored_bytes_limit_the_floor_moves_and_storage_learns_it
         usage = await eventually(floor_moved, "floor moved by the stored-bytes limit")
         assert usage.cutoff == quota_pb2.Cutoff(cutoff_us=expected, reason=STORED)
         assert (usage.bytes, usage.rows, usage.replica_bytes) == (180, 30, 300)
-        assert usage.oldest_us == segments[0].min_timestamp_us
+        assert usage.oldest_us == segments[0].max_timestamp_us - SEGMENT_SPAN_US
         assert usage.newest_us == segments[2].max_timestamp_us
         assert app.registry.get_sample_value(
             "flakehouse_quota_cutoff_timestamp_seconds", {"dataset": "ci"}
@@ -310,7 +348,9 @@ async def test_past_the_stored_bytes_limit_the_floor_moves_and_storage_learns_it
 
         # Storage learns the floor once query processes have had it for the grace.
         bounds = await eventually(drops, "drop bound")
-        assert bounds == [quota_pb2.DropBound(dataset="ci", before_us=expected, reason=STORED)]
+        assert bounds == [
+            quota_pb2.DropBound(dataset="ci", before_us=expected, reason=STORED, generation=1)
+        ]
 
     # The floor is durable: it holds after a restart even before any report.
     async with quota_service(broker, topic_prefix) as (_, stub):
@@ -318,9 +358,76 @@ async def test_past_the_stored_bytes_limit_the_floor_moves_and_storage_learns_it
         assert usage.cutoff == quota_pb2.Cutoff(cutoff_us=expected, reason=STORED)
 
 
-async def test_query_slots_across_holders(
+async def test_drop_bounds_only_for_the_live_generation(
+    broker: EmbeddedBroker,
+    topic_prefix: str,
+    catalog: CatalogWriter,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await catalog.write("ci")
+    await catalog.write("web", generation=3)
+    settings = {"cutoff_interval_s": 0.1, "drop_grace_s": 0}
+    async with quota_service(broker, topic_prefix, **settings) as (_, stub):
+        for name in ("ci", "web"):
+            await stub.SetQuota(set_request(dataset=name, retention_seconds=3600))
+        report = quota_pb2.ReportUsageRequest(node_id="n1")
+
+        async def bounds() -> list[tuple[str, int, int]]:
+            drops = (await stub.ReportUsage(report)).drops
+            return [(d.dataset, d.generation, d.reason) for d in drops]
+
+        assert await bounds() == [("ci", 1, RETENTION), ("web", 3, RETENTION)]
+
+        # Deleted, and its limits cannot be forgotten (Kafka refuses the tombstone).
+        tried = asyncio.Event()
+
+        async def refuse(store: LimitsStore, dataset: str) -> None:
+            tried.set()
+            raise Unavailable(f"the limits of {dataset!r} could not be stored")
+
+        monkeypatch.setattr(LimitsStore, "delete", refuse)
+        await catalog.write("ci", deleted=True)
+        for _ in range(2):  # deleted, then created again
+            # The second try comes from a round that read the catalog after the write.
+            for _ in range(2):
+                tried.clear()
+                await asyncio.wait_for(tried.wait(), timeout=10)
+            got = await stub.GetQuota(quota_pb2.GetQuotaRequest(dataset="ci"))
+            assert got.quota.retention_seconds == 3600  # still there...
+            assert await bounds() == [("web", 3, RETENTION)]  # ...but drops nothing
+            await catalog.write("ci", generation=2)
+
+
+async def test_reports_of_a_deleted_generation_do_not_count(
     broker: EmbeddedBroker, topic_prefix: str, catalog: CatalogWriter
 ) -> None:
+    await catalog.write("ci", generation=1, deleted=True)
+    await catalog.write("ci", generation=2)
+    old = now_us() - 10 * HOUR_US
+    deleted = [segment(old + i * HOUR_US, 60) for i in range(3)]
+    live = [segment(old + 5 * HOUR_US, 50)]
+    async with quota_service(broker, topic_prefix, cutoff_interval_s=0.1) as (_, stub):
+        await stub.SetQuota(set_request(dataset="ci", max_stored_bytes=100))
+        # n1 has not swept the first dataset's partition yet; n2 holds the new one's.
+        for node, part in (
+            ("n1", partition(deleted, generation=1)),
+            ("n2", partition(live, generation=2)),
+        ):
+            await stub.ReportUsage(quota_pb2.ReportUsageRequest(node_id=node, partitions=[part]))
+        await asyncio.sleep(0.5)  # a few rounds, each of which could move the floor
+        usage = await usage_of(stub, "ci")
+        assert (usage.bytes, usage.replica_bytes, usage.rows) == (50, 50, SEGMENT_ROWS)
+        assert usage.oldest_us == live[0].max_timestamp_us - SEGMENT_SPAN_US
+        assert usage.cutoff.cutoff_us == 0
+
+
+async def test_query_slots_across_holders(
+    broker: EmbeddedBroker,
+    topic_prefix: str,
+    catalog: CatalogWriter,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="flakehouse.quota.quotas")
     await catalog.write("ci")
     async with quota_service(broker, topic_prefix, query_slot_wait_ms=200) as (app, stub):
         await stub.SetQuota(set_request(dataset="ci", max_concurrent_queries=1))
@@ -341,6 +448,16 @@ async def test_query_slots_across_holders(
             "flakehouse_quota_refusals_total", {"dataset": "ci", "kind": "query_concurrency"}
         )
         assert refusals == 1
+        # The holder is for the logs: which query process got a slot, which was refused.
+        logged = [
+            (r.levelno, r.getMessage(), getattr(r, "holder", None), getattr(r, "running", None))
+            for r in caplog.records
+            if r.name == "flakehouse.quota.quotas" and "query slot" in r.getMessage()
+        ]
+        assert logged == [
+            (logging.DEBUG, "query slot granted", "q1", 1),
+            (logging.INFO, "query slot refused", "q2", 1),
+        ]
 
         waiting = asyncio.ensure_future(ask("q3"))
         await asyncio.sleep(0.05)

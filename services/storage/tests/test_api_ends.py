@@ -1,6 +1,7 @@
 """A query that reaches a replica before it knows its partition's end offset (the moment after
 the partition was taken, while the broker is asked) waits for it instead of being declined; a
-replica of another generation of the dataset declines."""
+replica of another generation of the dataset declines, and so does one that deleted events the
+query's time range still covers (stale limits)."""
 
 from __future__ import annotations
 
@@ -22,12 +23,15 @@ class FakeReplica:
     dataset: str = "ci"
     partition: int = 0
     generation: int = 1
+    drop_watermark_us: int = 0
+    snapshots: int = 0
 
     @property
     def lag(self) -> int:
         return max(0, self.end_offset - self.next_offset) if self.end_offset >= 0 else -1
 
     def snapshot(self, fields: Any) -> list[Any]:
+        self.snapshots += 1
         return []
 
 
@@ -56,8 +60,10 @@ class Context:
         return self.remaining
 
 
-def request() -> storage_pb2.ExecuteFragmentRequest:
+def request(start_us: int | None = None) -> storage_pb2.ExecuteFragmentRequest:
     plan = plan_pb2.QueryPlan(dataset="ci", ir_version=1)
+    if start_us is not None:
+        plan.time_range.start_us = start_us
     plan.aggregates.add(function=plan_pb2.AGGREGATE_FUNCTION_COUNT)
     return storage_pb2.ExecuteFragmentRequest(plan=plan, partitions=[0])
 
@@ -94,3 +100,53 @@ async def test_a_replica_of_another_generation_declines() -> None:
     asked.generation = 1
     response = await StorageApi(node).ExecuteFragment(asked, Context(5.0))  # type: ignore[arg-type]
     assert list(response.unavailable) == []
+
+
+WATERMARK_US = 1_700_000_000_000_000  # 2023-11-14T22:13:20Z
+
+
+async def test_a_replica_that_deleted_events_the_query_covers_declines() -> None:
+    """Quota's bound stays below fresh cutoffs; a query with stale limits starting below what
+    this replica deleted gets an honest refusal, not an answer missing rows the other replica
+    may still hold."""
+    node = FakeNode({0: FakeReplica(end_offset=0, online=True, drop_watermark_us=WATERMARK_US)})
+    for start in (WATERMARK_US - 1, -(2**62)):
+        response = await StorageApi(node).ExecuteFragment(request(start), Context(5.0))  # type: ignore[arg-type]
+        (error,) = response.unavailable
+        assert error.partition == 0
+        assert error.reason.startswith(
+            "deleted events before 2023-11-14T22:13:20.000000Z (retention or stored-bytes "
+            "limit); the query's cutoff "
+        )
+        assert error.reason.endswith(" is older: its limits are stale")
+        assert list(response.progress) == []
+    response = await StorageApi(node).ExecuteFragment(request(), Context(5.0))  # type: ignore[arg-type]
+    (error,) = response.unavailable
+    assert error.reason.endswith("the query has no cutoff: its limits are stale")
+    assert node.replicas[0].snapshots == 0
+    for start in (WATERMARK_US, WATERMARK_US + 1):
+        response = await StorageApi(node).ExecuteFragment(request(start), Context(5.0))  # type: ignore[arg-type]
+        assert list(response.unavailable) == []
+        assert [p.partition for p in response.progress] == [0]
+    # DescribeFields does not filter by time: it answers.
+    described = await StorageApi(node).DescribeFields(
+        storage_pb2.DescribeFieldsRequest(dataset="ci", partitions=[0]),
+        Context(5.0),  # type: ignore[arg-type]
+    )
+    assert list(described.unavailable) == []
+
+
+async def test_a_drop_between_the_check_and_the_snapshot_declines() -> None:
+    """The watermark read after the snapshot covers every deletion the snapshot shows."""
+
+    @dataclass
+    class DroppingReplica(FakeReplica):
+        def snapshot(self, fields: Any) -> list[Any]:
+            self.drop_watermark_us = WATERMARK_US  # a drop round got there first
+            return []
+
+    node = FakeNode({0: DroppingReplica(end_offset=0, online=True)})
+    response = await StorageApi(node).ExecuteFragment(request(WATERMARK_US - 1), Context(5.0))  # type: ignore[arg-type]
+    (error,) = response.unavailable
+    assert "its limits are stale" in error.reason
+    assert list(response.progress) == []

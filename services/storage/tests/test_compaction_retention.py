@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from flakehouse.common.v1 import events_pb2, plan_pb2
+from flakehouse.quota.v1 import quota_pb2
 from flakehouse.storage import fragment
 from flakehouse.storage.compaction import merge_segments, pick_run
-from flakehouse.storage.retention import behind_us, expired
+from flakehouse.storage.retention import behind_us, bound_for, expired
 from flakehouse.storage.segment import SegmentBuilder
 from flakehouse.storage.store import SegmentStore
 from flakehouse.storage.v1 import storage_pb2
@@ -166,6 +167,20 @@ def test_expired_takes_segments_whose_every_event_is_below_the_bound() -> None:
     assert expired([], 10 * HOUR_US) == set()
 
 
+def test_a_bound_applies_to_its_generation_or_to_any() -> None:
+    def bound(dataset: str, before: int, generation: int = 0) -> quota_pb2.DropBound:
+        return quota_pb2.DropBound(dataset=dataset, before_us=before, generation=generation)
+
+    bounds = [bound("ci", 5, generation=2), bound("web", 7), bound("old", 9, generation=1)]
+    assert bound_for(bounds, "ci", 2) == bounds[0]
+    assert bound_for(bounds, "ci", 1) is None  # computed for another incarnation
+    assert bound_for(bounds, "web", 3) == bounds[1]  # 0: any generation
+    assert bound_for(bounds, "other", 1) is None
+    assert bound_for([bound("ci", 0, generation=2)], "ci", 2) is None
+    both = [bound("ci", 5), bound("ci", 8, generation=2), bound("ci", 99, generation=3)]
+    assert bound_for(both, "ci", 2) == both[1]
+
+
 def test_behind_is_how_far_the_oldest_segment_is_below_the_bound() -> None:
     metas = [seg(0, 2), seg(1, 5)]
     assert behind_us(metas, 3 * HOUR_US) == HOUR_US
@@ -191,7 +206,7 @@ def test_drop_expired_deletes_in_one_write_and_keeps_the_offset(tmp_path: Path) 
     store._db = Recording()  # type: ignore[assignment]
     dropped = store.drop_expired("ci", 0, 3 * HOUR_US)
     store._db = real
-    assert writes == ["write"]
+    assert writes == ["write"]  # the segments and the drop watermark together
     assert [m.sequence for m in dropped] == [0, 1, 2]
     assert sum(m.row_count for m in dropped) == 60
     assert store.epoch("ci", 0) != epoch
@@ -206,6 +221,54 @@ def test_drop_expired_deletes_in_one_write_and_keeps_the_offset(tmp_path: Path) 
     assert [m.sequence for m in reopened.segment_metas("ci", 0)] == [3, 4]
     assert reopened.usage("ci", 0)[0] == 40
     reopened.close()
+
+
+def test_the_drop_watermark_rises_with_drops_and_survives_a_restart(tmp_path: Path) -> None:
+    store = SegmentStore(str(tmp_path / "db"))
+    fill(store, segments=5, rows=20)  # segment s holds hour s
+    assert store.drop_watermark("ci", 0) == 0
+    assert store.drop_expired("ci", 0, 0 * HOUR_US + 1) == []  # deletes nothing: no watermark
+    assert store.drop_watermark("ci", 0) == 0
+    assert len(store.drop_expired("ci", 0, 2 * HOUR_US)) == 2
+    assert store.drop_watermark("ci", 0) == 2 * HOUR_US
+    # A later bound that deletes nothing more leaves it (nothing below it was deleted).
+    assert store.drop_expired("ci", 0, 2 * HOUR_US + 5) == []
+    assert store.drop_watermark("ci", 0) == 2 * HOUR_US
+    store.close()
+
+    reopened = SegmentStore(str(tmp_path / "db"))
+    assert reopened.drop_watermark("ci", 0) == 2 * HOUR_US
+    assert len(reopened.drop_expired("ci", 0, 4 * HOUR_US)) == 2
+    assert reopened.drop_watermark("ci", 0) == 4 * HOUR_US
+    # Only up: segments deleted otherwise (drop_segments) do not lower it.
+    assert reopened.drop_segments("ci", 0, {4}) == 1
+    assert reopened.drop_watermark("ci", 0) == 4 * HOUR_US
+    assert reopened.drop_watermark("ci", 9) == 0
+    reopened.close()
+
+
+def test_drop_partition_and_install_set_the_drop_watermark(tmp_path: Path) -> None:
+    store = SegmentStore(str(tmp_path / "db"))
+    fill(store, segments=3, rows=10)
+    store.drop_expired("ci", 0, 1 * HOUR_US)
+    assert store.drop_watermark("ci", 0) == HOUR_US
+    store.drop_partition("ci", 0)
+    assert store.drop_watermark("ci", 0) == 0
+    fill(store, segments=3, rows=10)  # the partition taken again: it lacks nothing
+    assert store.drop_watermark("ci", 0) == 0
+    store.close()
+    reopened = SegmentStore(str(tmp_path / "db"))
+    assert reopened.drop_watermark("ci", 0) == 0
+
+    reopened.drop_expired("ci", 0, 1 * HOUR_US)
+    segments = list(reopened.segment_protos("ci", 0))
+    reopened.install_segments("ci", 0, segments, applied_offset=3)
+    assert reopened.drop_watermark("ci", 0) == 0
+    # A copy from a peer takes the peer's watermark: it lacks what the peer deleted.
+    reopened.install_segments("ci", 0, segments, applied_offset=3, drop_watermark=HOUR_US)
+    assert reopened.drop_watermark("ci", 0) == HOUR_US
+    reopened.close()
+    assert SegmentStore(str(tmp_path / "db")).drop_watermark("ci", 0) == HOUR_US
 
 
 def test_replace_refuses_after_a_drop_even_of_other_segments(tmp_path: Path) -> None:

@@ -66,18 +66,16 @@ def test_partition_usage_covers_sealed_and_open_rows() -> None:
     sealed = [
         (storage_pb2.Segment(row_count=10, min_timestamp_us=50, max_timestamp_us=90), 1000),
         (storage_pb2.Segment(row_count=5, min_timestamp_us=20, max_timestamp_us=60), 400),
+        (storage_pb2.Segment(row_count=0), 0),  # every record a duplicate: nothing to report
     ]
-    usage = partition_usage("ci", 3, sealed, open_rows=7, open_range=(10, 200))
-    assert (usage.dataset, usage.partition) == ("ci", 3)
-    assert (usage.bytes, usage.rows, usage.sealed_segments) == (1400, 22, 2)
+    usage = partition_usage("ci", 3, sealed, open_rows=7, open_range=(10, 200), generation=4)
+    assert (usage.dataset, usage.partition, usage.generation) == ("ci", 3, 4)
+    assert (usage.bytes, usage.rows) == (1400, 22)
     assert (usage.min_timestamp_us, usage.max_timestamp_us) == (10, 200)
-    assert [(s.min_timestamp_us, s.max_timestamp_us, s.bytes, s.rows) for s in usage.segments] == [
-        (50, 90, 1000, 10),
-        (20, 60, 400, 5),
-    ]
+    assert [(s.max_timestamp_us, s.bytes) for s in usage.segments] == [(90, 1000), (60, 400)]
     sealed_only = partition_usage("ci", 3, sealed, open_rows=0, open_range=None)
     assert (sealed_only.min_timestamp_us, sealed_only.max_timestamp_us) == (20, 90)
-    assert sealed_only.rows == 15
+    assert (sealed_only.rows, sealed_only.generation) == (15, 1)
     open_only = partition_usage("ci", 3, [], open_rows=2, open_range=(5, 6))
     assert (open_only.min_timestamp_us, open_only.max_timestamp_us, open_only.bytes) == (5, 6, 0)
     empty = partition_usage("ci", 3, [], open_rows=0, open_range=None)

@@ -338,9 +338,9 @@ async def test_usage_reports_segments_and_drops_delete_below_the_bound(
     await eventually(lambda: (r := node.replica("ci", 0)) is not None and r.online)
 
     (usage,) = await node.collect_usage()
-    assert (usage.dataset, usage.partition, usage.sealed_segments) == ("ci", 0, 6)
+    assert (usage.dataset, usage.partition, usage.generation) == ("ci", 0, 1)
     assert usage.rows == 60 + 50
-    assert [s.rows for s in usage.segments] == [10] * 6
+    assert len(usage.segments) == 6
     assert [s.max_timestamp_us for s in usage.segments] == [
         BASE_US + h * HOUR_US + 9 for h in range(6)
     ]
@@ -364,7 +364,13 @@ async def test_usage_reports_segments_and_drops_delete_below_the_bound(
     labels = {"dataset": "ci", "reason": "retention"}
     assert sample(registry, "flakehouse_storage_dropped_segments_total", **labels) == 3
     assert sample(registry, "flakehouse_storage_dropped_rows_total", **labels) == 30
-    assert sample(registry, "flakehouse_storage_drop_behind_seconds", dataset="ci") == 0
+    assert node.store.drop_watermark("ci", 0) == BASE_US + 3 * HOUR_US
+
+    def behind_s() -> float | None:
+        return sample(registry, "flakehouse_storage_drop_behind_seconds", dataset="ci")
+
+    # Measured before the round: the bound minus the newest event of segment 0.
+    assert behind_s() == (3 * HOUR_US - 9) / 1e6
 
     by_size = quota_pb2.CUTOFF_REASON_STORED_BYTES
     await node.drop_expired(
@@ -374,9 +380,51 @@ async def test_usage_reports_segments_and_drops_delete_below_the_bound(
     labels = {"dataset": "ci", "reason": "stored_bytes"}
     assert sample(registry, "flakehouse_storage_dropped_segments_total", **labels) == 2
     assert node.store.applied_offset("ci", 0) == 0  # the offset is not the drops' business
+    assert behind_s() == (2 * HOUR_US - 9) / 1e6
+    assert node.store.drop_watermark("ci", 0) == BASE_US + 5 * HOUR_US
+
+    # Nothing below the bound: nothing behind.
+    await node.drop_expired([quota_pb2.DropBound(dataset="ci", before_us=BASE_US + 5 * HOUR_US)])
+    assert behind_s() == 0
+
+    # A bound computed for another generation of the dataset does not apply.
+    other = quota_pb2.DropBound(dataset="ci", before_us=BASE_US + 99 * HOUR_US, generation=2)
+    await node.drop_expired([other])
+    assert [m.sequence for m in node.store.segment_metas("ci", 0)] == [5]
+    assert behind_s() is None
 
     await node.drop_expired([])
-    assert sample(registry, "flakehouse_storage_drop_behind_seconds", dataset="ci") is None
+    assert behind_s() is None
+
+
+async def test_drops_that_keep_failing_show_a_growing_backlog(
+    broker: EmbeddedBroker,
+    nodes: Nodes,
+    topic_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    topic = f"{topic_prefix}.ci"
+    await produce(broker.bootstrap, topic, [])
+    store = nodes.store("n1")
+    seal_into(store, "ci", 0, generation=1, hours=3)
+    node = nodes.start("n1", topic_prefix, store)
+    node.follow(placement(dataset("ci", topic, 1, {0: [("n1", ONLINE)]})))
+    await eventually(lambda: (r := node.replica("ci", 0)) is not None and r.online)
+    await node.collect_usage()
+
+    def broken(*args: Any) -> Any:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(node.store, "drop_expired", broken)
+    registry = nodes.registries["n1"]
+    for hours in (5, 6):
+        bound = quota_pb2.DropBound(dataset="ci", generation=1, before_us=BASE_US + hours * HOUR_US)
+        await node.drop_expired([bound])
+        behind = sample(registry, "flakehouse_storage_drop_behind_seconds", dataset="ci")
+        assert behind == (hours * HOUR_US - 9) / 1e6
+    assert [r.getMessage() for r in caplog.records].count("drop failed") == 2
+    assert len(store.segment_metas("ci", 0)) == 3
 
 
 async def test_drops_skip_a_partition_whose_generation_changed_since_the_report(

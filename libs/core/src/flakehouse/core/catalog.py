@@ -26,6 +26,21 @@ def generation_topic(prefix: str, name: str, generation: int) -> str:
     return base if generation <= 1 else f"{base}.{generation}"
 
 
+def supersedes(
+    record: datasets_pb2.DatasetRecord, known: datasets_pb2.DatasetRecord | None
+) -> bool:
+    """Whether `record` replaces `known`, the record of its name read so far. A late write of a
+    racing creator never undoes what is newer: a record of an older generation never wins, and
+    at the same generation a live record never brings back a deleted one. A live record of a
+    higher generation does: the name created again. Every reader so ends up with the same
+    catalog, whatever order it read the records in."""
+    if known is None or record.generation > known.generation:
+        return True
+    if record.generation < known.generation:
+        return False
+    return bool(record.deleted_us) or not known.deleted_us
+
+
 @dataclass
 class Catalog:
     """The latest record of every dataset name, live or deleted."""
@@ -33,10 +48,7 @@ class Catalog:
     records: dict[str, datasets_pb2.DatasetRecord] = field(default_factory=dict)
 
     def apply(self, record: datasets_pb2.DatasetRecord) -> None:
-        # A record of an older generation (a late write of a racing creator) never replaces a
-        # newer one, so every reader ends up with the same catalog whatever it read first.
-        known = self.records.get(record.name)
-        if known is None or record.generation >= known.generation:
+        if supersedes(record, self.records.get(record.name)):
             self.records[record.name] = record
 
     def live(self, name: str) -> datasets_pb2.DatasetRecord | None:

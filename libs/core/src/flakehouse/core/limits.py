@@ -47,6 +47,17 @@ def validate_quota(quota: quota_pb2.Quota) -> None:
         raise InvalidArgument("retention_seconds is more than 100 years")
 
 
+def current_limits(
+    limits: quota_pb2.DatasetLimits | None, generation: int
+) -> quota_pb2.DatasetLimits | None:
+    """`limits` when they belong to the dataset's live `generation`; None when they are another
+    incarnation's (the name deleted and created again, and quota not caught up yet). Limits of
+    generation 0 do not say which, and apply; a `generation` of 0 is the first."""
+    if limits is None or limits.generation in (0, max(generation, 1)):
+        return limits
+    return None
+
+
 def cutoff_at(limits: quota_pb2.DatasetLimits | None, now_us: int) -> quota_pb2.Cutoff:
     """The cutoff at `now_us`: max(floor, now - retention), with its reason. The query service
     computes it once per query, so every partition and both replicas use the same one."""

@@ -75,7 +75,9 @@ class IngestApp:
         await self.admin.start()
         await self.producer.start()
         await self.catalog.start()
-        await self.datasets.remove_retired_topics()
+        # In the background: a leftover topic Kafka will not delete now must not keep ingest
+        # from serving (it logs the failure and tries again at the next start).
+        self.tasks.spawn("retired-topics", self.datasets.remove_retired_topics())
         self.tasks.spawn("limits", self.limits.watch_forever())
         self.tasks.spawn("retention", self.retention.run_forever())
         await self.server.start()

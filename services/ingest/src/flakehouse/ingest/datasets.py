@@ -172,8 +172,24 @@ class Datasets:
                 created_us=time.time_ns() // 1000,
             )
             await self._catalog.write(self._producer, record)
+        await self._confirm(record)
         self._retention.created(topic, limits.retention_seconds)
         return record
+
+    async def _confirm(self, record: datasets_pb2.DatasetRecord) -> None:
+        """Raises FailedPrecondition unless the record just written is the live one: another
+        ingest process may have deleted the dataset meanwhile (or deleted it and created a newer
+        generation), and the catalog keeps theirs (Catalog.apply)."""
+        winner = self._catalog.catalog.records.get(record.name)
+        if winner is not None and winner.generation == record.generation and not winner.deleted_us:
+            return
+        if winner is not None:
+            # Ours may now be the last record of the name in the topic, the one compaction
+            # keeps: the winner written again stays the catalog once compacted.
+            async with kafka_call(self._timeout_s):
+                await self._catalog.write(self._producer, winner)
+        await self._delete_topic(record.topic)
+        raise FailedPrecondition(f"dataset {record.name!r} was deleted while being created; retry")
 
     async def get(self, name: str) -> ingest_pb2.Dataset:
         name = checked_name(name)
@@ -194,7 +210,7 @@ class Datasets:
             if live is None:
                 raise NotFound(f"dataset {name!r} does not exist")
             await self._retire(live)
-        await self._quota.delete_limits(name)
+        await self._quota.delete_limits(name, live.generation)
         log.info("dataset deleted", extra={"dataset": name, "generation": live.generation})
         return dataset_message(live)
 
@@ -205,21 +221,34 @@ class Datasets:
         async with kafka_call(self._timeout_s):
             await self._catalog.write(self._producer, retired)
         self._retention.forget(record.topic)
+        await self._delete_topic(record.topic)
+
+    async def _delete_topic(self, topic: str) -> None:
+        """Deletes a retired generation's topic, best effort: the dataset is gone already (its
+        record says so), the topic is only space."""
         try:
             async with asyncio.timeout(self._timeout_s):
-                await self._admin.delete_topic(record.topic)
+                await self._admin.delete_topic(topic)
         except (KafkaError, TimeoutError) as exc:
-            # The dataset is gone already (its record says so); the topic is only space.
             log.warning(
                 "could not delete a deleted dataset's topic; removed at the next start",
-                extra={"topic": record.topic, "error": type(exc).__name__},
+                extra={"topic": topic, "error": type(exc).__name__},
             )
 
     async def remove_retired_topics(self) -> None:
         """Deletes the topics of retired generations that are still there (a delete whose topic
-        deletion failed)."""
-        retired = retired_topics(self._prefix, (await self._synced()).records.values())
-        async with kafka_call(self._timeout_s):
-            for topic in await self._admin.partition_counts(retired):
-                log.info("deleting a deleted dataset's topic", extra={"topic": topic})
-                await self._admin.delete_topic(topic)
+        deletion failed). Best effort, in the background of the start: a topic left is only
+        space, and must not keep ingest from serving."""
+        try:
+            retired = retired_topics(self._prefix, (await self._synced()).records.values())
+            async with kafka_call(self._timeout_s):
+                present = list(await self._admin.partition_counts(retired))
+        except Unavailable as exc:
+            log.warning(
+                "could not look for deleted datasets' topics; tried again at the next start",
+                extra={"error": exc.message},
+            )
+            return
+        for topic in present:
+            log.info("deleting a deleted dataset's topic", extra={"topic": topic})
+            await self._delete_topic(topic)

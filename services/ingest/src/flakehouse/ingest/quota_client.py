@@ -79,13 +79,16 @@ class QuotaClient:
                 retry_after_ms=QUOTA_RETRY_MS,
             ) from None
 
-    async def delete_limits(self, dataset: str) -> None:
-        """Best effort: the quota service also drops the limits of datasets no longer live."""
+    async def delete_limits(self, dataset: str, generation: int) -> None:
+        """Drops the limits of the deleted `generation` of a dataset: those of a newer one (the
+        name created again meanwhile) stay. Best effort: the quota service also drops the limits
+        of datasets no longer live."""
         if self.stub is None:
             return
         try:
             await self.stub.DeleteQuota(
-                quota_pb2.DeleteQuotaRequest(dataset=dataset), timeout=self._change_timeout_s
+                quota_pb2.DeleteQuotaRequest(dataset=dataset, generation=generation),
+                timeout=self._change_timeout_s,
             )
         except grpc.aio.AioRpcError as exc:
             log.warning(

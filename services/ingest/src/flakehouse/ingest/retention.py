@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from flakehouse.common.v1 import datasets_pb2
+from flakehouse.core.limits import current_limits
 from flakehouse.quota.v1 import quota_pb2
 
 
@@ -20,10 +21,15 @@ def retention_changes(
     applied: Mapping[str, int],
 ) -> dict[str, int]:
     """topic -> the retention (seconds, 0: none) to give it. A topic this process never touched
-    gets one only when its dataset has a retention: without, it keeps what it was created with."""
+    gets one only when its dataset has a retention: without, it keeps what it was created with.
+    Limits of another generation than the live record's are not this topic's."""
     changes = {}
     for record in live:
         known = limits.get(record.name)
+        if known is not None and current_limits(known, record.generation) is None:
+            # Another incarnation's limits (quota has not caught up with the catalog): the
+            # topic keeps what it has until this one's come (0: quota does not say, they apply).
+            continue
         wanted = known.quota.retention_seconds if known is not None else 0
         last = applied.get(record.topic)
         if (last is None and wanted) or (last is not None and last != wanted):

@@ -12,7 +12,7 @@ import grpc
 
 from flakehouse.common.v1 import events_pb2, plan_pb2
 from flakehouse.core.errors import Internal, InvalidArgument
-from flakehouse.core.limits import LimitsWatch
+from flakehouse.core.limits import LimitsWatch, current_limits
 from flakehouse.core.server import CHANNEL_OPTIONS
 from flakehouse.events.model import validate_dataset_name
 from flakehouse.events.values import TYPE_NAMES
@@ -128,12 +128,14 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
         if isinstance(statement, Describe):
             return await self._describe_statement(statement.dataset, timeout_s, started)
         plan = statement.plan
-        limits = self._limits.limits(plan.dataset)
+        # The placement first: it says which incarnation of the name the query reads, and
+        # limits of another one (quota not caught up yet) are not its limits.
+        dataset, nodes = await self._placements.lookup(plan.dataset)
+        limits = current_limits(self._limits.limits(plan.dataset), dataset.generation)
         cutoff = query_cutoff(limits, now_us)
         if cutoff is not None:
             # In the plan itself, so every partition and replica answers from the same start.
             plan.time_range.CopyFrom(with_cutoff(plan.time_range, cutoff.start_us))
-        dataset, nodes = await self._placements.lookup(plan.dataset)
         minimums = _minimum_offsets(request, dataset)
         if statement.explain:
             return _explain(statement, dataset, nodes, minimums, cutoff)

@@ -36,6 +36,8 @@ class QuerySlots:
         self._holder = holder
         self._metrics = metrics
         self._timeout_s = timeout_s
+        # Slots granted after their query was cancelled, being given back.
+        self._late: set[asyncio.Task[None]] = set()
 
     @contextlib.asynccontextmanager
     async def held(
@@ -47,7 +49,16 @@ class QuerySlots:
         if self._stub is None or not limit:
             yield
             return
-        slot_id = await self._acquire(self._stub, dataset, limit, deadline_s)
+        acquire = asyncio.create_task(self._acquire(self._stub, dataset, limit, deadline_s))
+        try:
+            # Shielded: quota may grant the slot after the caller has gone, and only the
+            # answer says which slot to give back.
+            slot_id = await asyncio.shield(acquire)
+        except asyncio.CancelledError:
+            late = asyncio.create_task(self._give_back(self._stub, dataset, acquire))
+            self._late.add(late)
+            late.add_done_callback(self._late.discard)
+            raise
         try:
             yield
         finally:
@@ -85,6 +96,20 @@ class QuerySlots:
                 retry_after_ms=response.retry_after_ms,
             )
         return response.slot_id
+
+    async def _give_back(
+        self,
+        stub: quota_pb2_grpc.QuotaServiceAsyncStub,
+        dataset: str,
+        acquire: asyncio.Task[str],
+    ) -> None:
+        """Releases the slot of a cancelled query once quota answers, if it granted one."""
+        try:
+            slot_id = await acquire
+        except ResourceExhausted:
+            return  # refused: nothing held
+        if slot_id:
+            await self._release(stub, dataset, slot_id)
 
     async def _release(
         self, stub: quota_pb2_grpc.QuotaServiceAsyncStub, dataset: str, slot_id: str

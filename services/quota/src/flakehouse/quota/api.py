@@ -60,7 +60,7 @@ class QuotaApi(quota_pb2_grpc.QuotaServiceServicer):
     async def DeleteQuota(
         self, request: quota_pb2.DeleteQuotaRequest, context: Any
     ) -> quota_pb2.DeleteQuotaResponse:
-        await self._quotas.delete_quota(_dataset(request.dataset))
+        await self._quotas.delete_quota(_dataset(request.dataset), request.generation)
         return quota_pb2.DeleteQuotaResponse()
 
     async def AcquireLease(

@@ -15,7 +15,7 @@ from flakehouse.core.errors import NotFound, Unavailable
 from flakehouse.core.limits import cutoff_at, validate_quota
 from flakehouse.quota.changes import Changes
 from flakehouse.quota.cutoff import stored_bytes_cutoff
-from flakehouse.quota.drops import FloorHistory, drop_bound
+from flakehouse.quota.drops import FloorHistory, RetentionHistory, drop_bound
 from flakehouse.quota.ledger import Entry, Ledger
 from flakehouse.quota.limits import (
     empty_limits,
@@ -70,6 +70,7 @@ class Quotas:
         self._usage = UsageBook(settings.usage_stale_s)
         self._rates = IngestRates()
         self._floors = FloorHistory(settings.drop_grace_s)
+        self._retentions = RetentionHistory(settings.drop_grace_s)
         self._slots = QuerySlots(
             lambda dataset: self._ledger.quota(dataset).max_concurrent_queries, monotonic
         )
@@ -97,9 +98,10 @@ class Quotas:
             # Newer than the catalog only with an empty catalog, whose datasets are the first.
             limits = of_generation(stored, generation)
             self._ledger.put(limits, generation, now)
-            # Published (again) now as far as drops go: a floor persisted just before a crash
-            # may never have reached the query processes.
+            # Published (again) now as far as drops go: a floor or retention persisted just
+            # before a crash may never have reached the query processes.
             self._floors.record(name, limits.floor, now_us)
+            self._retentions.record(name, limits.quota.retention_seconds, now_us)
         log.info(
             "limits loaded",
             extra={"datasets": len(self._ledger.datasets()), "records": len(loaded)},
@@ -146,9 +148,30 @@ class Quotas:
         log.info("limits set", extra={"dataset": name, "quota": str(limits.quota)})
         return limits.quota
 
-    async def delete_quota(self, dataset: str) -> None:
+    async def delete_quota(self, dataset: str, generation: int = 0) -> None:
+        """Forgets the limits of the dataset's `generation` or an earlier one (0: whatever
+        generation): a late call for a deleted dataset leaves those of the name created again."""
+
+        def deleted(of_generation: int) -> bool:
+            return not generation or of_generation <= generation
+
         async with self._lock:
-            self._rates.forget(dataset)
+            entry = self._ledger.get(dataset)
+            if entry is not None and not deleted(entry.generation):
+                log.info(
+                    "limits of a later dataset of the name kept",
+                    extra={
+                        "dataset": dataset,
+                        "generation": generation,
+                        "kept_generation": entry.generation,
+                    },
+                )
+                return
+            live = self._live_generation(dataset)
+            # The ingest rates of the last minute are the name's: those of a dataset created
+            # again meanwhile stay.
+            if live is None or deleted(live):
+                self._rates.forget(dataset)
             await self._forget(dataset)
 
     async def _apply(self, limits: quota_pb2.DatasetLimits, generation: int) -> None:
@@ -157,8 +180,11 @@ class Quotas:
         old = self._ledger.get(name)
         if old is not None and old.generation != generation:
             self._floors.forget(name)
+            self._retentions.forget(name)
         self._ledger.put(limits, generation, self._monotonic())
-        self._floors.record(name, limits.floor, self._wall_us())
+        now_us = self._wall_us()
+        self._floors.record(name, limits.floor, now_us)
+        self._retentions.record(name, limits.quota.retention_seconds, now_us)
         await self._changes.publish()
         if old is None or old.limits.quota.max_concurrent_queries != (
             limits.quota.max_concurrent_queries
@@ -172,6 +198,7 @@ class Quotas:
         await self._store.delete(dataset)
         self._ledger.remove(dataset)
         self._floors.forget(dataset)
+        self._retentions.forget(dataset)
         await self._changes.publish()
         await self._slots.limits_changed()
         self._show_metrics()
@@ -193,8 +220,29 @@ class Quotas:
     async def acquire_slot(self, dataset: str, holder: str, hold_s: float) -> SlotAnswer:
         wait_s = self._settings.query_slot_wait_ms / 1000
         answer = await self._slots.acquire(dataset, holder, hold_s, wait_s)
-        if not answer.slot_id:
+        running = self._slots.running(dataset)
+        if answer.slot_id:
+            log.debug(
+                "query slot granted",
+                extra={
+                    "dataset": dataset,
+                    "holder": holder,
+                    "slot_id": answer.slot_id,
+                    "running": running,
+                },
+            )
+        else:
             self._metrics.refusals.labels(dataset, "query_concurrency").inc()
+            log.info(
+                "query slot refused",
+                extra={
+                    "dataset": dataset,
+                    "holder": holder,
+                    "running": running,
+                    "limit": self._ledger.quota(dataset).max_concurrent_queries,
+                    "retry_after_s": answer.retry_after_s,
+                },
+            )
         return answer
 
     async def release_slot(self, dataset: str, slot_id: str) -> None:
@@ -210,14 +258,20 @@ class Quotas:
         return self.drop_bounds()
 
     def drop_bounds(self) -> list[quota_pb2.DropBound]:
+        """Bounds only from the limits of a dataset's live generation, for that generation:
+        limits of a deleted dataset not forgotten yet (its DeleteQuota failed) must not drop
+        the rows of the name created again, nor those of anything else."""
         now_us = self._wall_us()
         bounds = []
         for name in self._ledger.datasets():
-            retention_s = self._ledger.quota(name).retention_seconds
+            entry = self._ledger.get(name)
+            if entry is None or entry.generation != self._live_generation(name):
+                continue
             bound = drop_bound(
                 name,
+                entry.generation,
                 self._floors.of(name),
-                retention_s,
+                self._retentions.of(name),
                 now_us,
                 self._settings.drop_grace_s,
                 self._settings.clock_skew_s,
@@ -237,7 +291,7 @@ class Quotas:
 
     def _views(self) -> list[UsageView]:
         now, now_us = self._monotonic(), self._wall_us()
-        totals = self._usage.totals(now)
+        totals = self._usage.totals(now, self._live_generation)
         live = {record.name for record in self._catalog.catalog.live_records()}
         views = []
         for name in sorted(set(totals) | set(self._ledger.datasets()) | live):
@@ -255,6 +309,10 @@ class Quotas:
             )
         return views
 
+    def _live_generation(self, dataset: str) -> int | None:
+        """The live generation as of the last read of the catalog."""
+        return _generation_of(self._catalog.catalog, dataset)
+
     def _show_metrics(self) -> None:
         self._metrics.show(self._views())
 
@@ -270,7 +328,7 @@ class Quotas:
 
     async def run_round(self) -> None:
         catalog = await self._catalog.sync()
-        segments = self._usage.segments(self._monotonic())
+        segments = self._usage.segments(self._monotonic(), self._live_generation)
         for name in self._ledger.datasets():
             async with self._lock:
                 entry = self._ledger.get(name)

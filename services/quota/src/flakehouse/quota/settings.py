@@ -21,8 +21,8 @@ class QuotaSettings(ServiceSettings, KafkaSettings):
     drop_grace_s: float = Field(
         10.0,
         ge=0,
-        description="How long a new floor is published before storage may delete what it "
-        "hides: query processes learn it first.",
+        description="How long a new floor or a shorter retention is published before storage "
+        "may delete what it hides: query processes learn it first.",
     )
     clock_skew_s: float = Field(
         60.0,

@@ -4,10 +4,13 @@ is held until released or until its hold time runs out (a query process that die
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
 
 MIN_RETRY_S = 0.1
 MAX_RETRY_S = 5.0
@@ -43,6 +46,12 @@ class QuerySlots:
         """The dataset's slots still held (expired ones freed); not kept when there are none."""
         held = self._held.pop(dataset, {})
         for slot_id in [s for s, slot in held.items() if slot.expires <= now]:
+            # Never released: its query process died, or the release was lost. The holder
+            # says which process.
+            log.info(
+                "query slot expired without release",
+                extra={"dataset": dataset, "holder": held[slot_id].holder, "slot_id": slot_id},
+            )
             del held[slot_id]
         if held:
             self._held[dataset] = held

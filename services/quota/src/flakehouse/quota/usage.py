@@ -1,9 +1,10 @@
 """What storage nodes report they hold, and each dataset's usage from it: one replica's worth
-(per partition, its largest replica) and every replica's. Pure: the time is passed in."""
+(per partition, its largest replica) and every replica's, of the live generation of each dataset
+only. Pure: the time and the live generations are passed in."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from flakehouse.quota.v1 import quota_pb2
@@ -34,6 +35,10 @@ class UsageView:
     running_queries: int
 
 
+# The live generation of a dataset; None when it is not live.
+LiveGeneration = Callable[[str], int | None]
+
+
 @dataclass(frozen=True)
 class _Report:
     received: float
@@ -43,7 +48,11 @@ class _Report:
 class UsageBook:
     """The latest report of every node. A node's report replaces its previous one, and a report
     older than `stale_s` is forgotten: a node that stopped reporting holds nothing we can count
-    on, and the other replica of each partition still counts once."""
+    on, and the other replica of each partition still counts once. A partition of another
+    generation than the live one of its dataset does not count: the data of a deleted
+    incarnation, on its way out, is not the usage of the name created again. Reports are kept
+    whole and filtered when read, as the live generations change (a report may come before
+    the catalog record of a new dataset is read)."""
 
     def __init__(self, stale_s: float) -> None:
         self._stale_s = stale_s
@@ -56,31 +65,35 @@ class UsageBook:
         for node in [n for n, r in self._reports.items() if r.received < now - self._stale_s]:
             del self._reports[node]
 
-    def _fresh(self, now: float) -> Iterator[tuple[str, quota_pb2.PartitionUsage]]:
-        for node_id, report in sorted(self._reports.items()):
+    def _fresh(self, now: float, live: LiveGeneration) -> Iterator[quota_pb2.PartitionUsage]:
+        for _, report in sorted(self._reports.items()):
             if report.received >= now - self._stale_s:
                 for part in report.partitions:
-                    yield node_id, part
+                    # 0: a node from before generations, whose data is the first.
+                    if (part.generation or 1) == live(part.dataset):
+                        yield part
 
-    def _largest(self, now: float) -> dict[tuple[str, int], quota_pb2.PartitionUsage]:
+    def _largest(
+        self, now: float, live: LiveGeneration
+    ) -> dict[tuple[str, int], quota_pb2.PartitionUsage]:
         """The largest replica of each (dataset, partition); the first node by id on a tie."""
         largest: dict[tuple[str, int], quota_pb2.PartitionUsage] = {}
-        for _, part in self._fresh(now):
+        for part in self._fresh(now, live):
             key = (part.dataset, part.partition)
             known = largest.get(key)
             if known is None or (part.bytes, part.rows) > (known.bytes, known.rows):
                 largest[key] = part
         return largest
 
-    def totals(self, now: float) -> dict[str, Totals]:
+    def totals(self, now: float, live: LiveGeneration) -> dict[str, Totals]:
         logical: dict[str, tuple[int, int]] = {}
-        for (dataset, _), part in self._largest(now).items():
+        for (dataset, _), part in self._largest(now, live).items():
             size, rows = logical.get(dataset, (0, 0))
             logical[dataset] = (size + part.bytes, rows + part.rows)
         replica_bytes: dict[str, int] = {}
         oldest: dict[str, int] = {}
         newest: dict[str, int] = {}
-        for _, part in self._fresh(now):
+        for part in self._fresh(now, live):
             dataset = part.dataset
             replica_bytes[dataset] = replica_bytes.get(dataset, 0) + part.bytes
             if part.min_timestamp_us or part.max_timestamp_us:
@@ -101,10 +114,10 @@ class UsageBook:
             for dataset in sorted(logical)
         }
 
-    def segments(self, now: float) -> dict[str, list[quota_pb2.SegmentUsage]]:
+    def segments(self, now: float, live: LiveGeneration) -> dict[str, list[quota_pb2.SegmentUsage]]:
         """Per dataset, the sealed segments of the largest replica of each of its partitions:
         what the stored-bytes limit counts."""
         found: dict[str, list[quota_pb2.SegmentUsage]] = {}
-        for (dataset, _), part in sorted(self._largest(now).items()):
+        for (dataset, _), part in sorted(self._largest(now, live).items()):
             found.setdefault(dataset, []).extend(part.segments)
         return found

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from flakehouse.core.errors import InvalidArgument, NotFound
+from flakehouse.events.timestamps import format_timestamp
 from flakehouse.storage import fragment
 from flakehouse.storage.node import StorageNode
 from flakehouse.storage.replica import Replica
@@ -19,6 +20,35 @@ from flakehouse.storage.v1 import storage_pb2, storage_pb2_grpc
 NOT_HELD = "not held by this node"
 # Longest a query waits for a just-taken replica to learn its partition's end offset.
 ENDS_WAIT_S = 2.0
+# A plan without a start: minus infinity.
+NO_START = -(2**63)
+
+
+def _moment(us: int) -> str:
+    try:
+        return format_timestamp(us)
+    except OverflowError:  # far outside years 1 to 9999
+        return f"{us} µs"
+
+
+def stale_cutoff(replica: Replica, start_us: int | None) -> str | None:
+    """Why the replica must not answer a plan starting at `start_us` (None: no time bound to
+    check), or None. Below its drop watermark the replica lacks events that the other replica,
+    whose segments were cut elsewhere, may still hold: answering would make the result depend
+    on the replica. Quota's bounds stay below every fresh query's cutoff, so only a query with
+    stale limits (its limits watch broken) gets here."""
+    watermark = replica.drop_watermark_us
+    if start_us is None or watermark <= 0 or start_us >= watermark:
+        return None
+    older = (
+        "the query has no cutoff"
+        if start_us == NO_START
+        else f"the query's cutoff {_moment(start_us)} is older"
+    )
+    return (
+        f"deleted events before {_moment(watermark)} (retention or stored-bytes limit); "
+        f"{older}: its limits are stale"
+    )
 
 
 class StorageApi(storage_pb2_grpc.StorageServiceServicer):
@@ -32,12 +62,15 @@ class StorageApi(storage_pb2_grpc.StorageServiceServicer):
         minimums: dict[int, int] | None = None,
         max_lag: int = 0,
         generation: int = 0,
+        start_us: int | None = None,
     ) -> tuple[list[Replica], list[storage_pb2.PartitionError]]:
         """The replicas that can answer, and why the others cannot. A replica that has not yet
         caught up declines (its answer would silently miss data), unless it has applied the
         offset the request asks for: then it holds all the caller needs to see. With `max_lag`,
         an online replica further behind than that declines too (the caller has fresher ones).
-        With `generation`, a replica of another incarnation of the dataset declines."""
+        With `generation`, a replica of another incarnation of the dataset declines. With
+        `start_us` (the plan's time range start, NO_START when it has none), a replica that
+        deleted events from there on declines (stale_cutoff)."""
         held, unavailable = [], []
         for partition in partitions:
             replica = self._node.replica(dataset, partition)
@@ -47,6 +80,8 @@ class StorageApi(storage_pb2_grpc.StorageServiceServicer):
             elif generation and replica.generation != generation:
                 reason = f"holds generation {replica.generation}, not {generation}"
                 unavailable.append(storage_pb2.PartitionError(partition=partition, reason=reason))
+            elif (stale := stale_cutoff(replica, start_us)) is not None:
+                unavailable.append(storage_pb2.PartitionError(partition=partition, reason=stale))
             elif not replica.online and not (0 <= minimum < replica.next_offset):
                 behind = (
                     f"{replica.lag} records behind" if replica.lag >= 0 else "end not known yet"
@@ -119,26 +154,48 @@ class StorageApi(storage_pb2_grpc.StorageServiceServicer):
             minimums = dict(zip(request.partitions, request.min_offsets, strict=True))
             await self._wait_applied(plan.dataset, minimums, context)
         await self._wait_ends_known(plan.dataset, list(request.partitions), context)
+        start_us = plan.time_range.start_us if plan.time_range.HasField("start_us") else NO_START
         held, unavailable = self._split(
-            plan.dataset, list(request.partitions), minimums, request.max_lag, request.generation
+            plan.dataset,
+            list(request.partitions),
+            minimums,
+            request.max_lag,
+            request.generation,
+            start_us,
         )
         try:
             fields = fragment.fields_needed(plan)
-            result = await asyncio.to_thread(self._execute, plan, held, fields)
+            result, held, declined = await asyncio.to_thread(
+                self._execute, plan, held, fields, start_us
+            )
         except fragment.UnsupportedPlan as exc:
             raise InvalidArgument(str(exc)) from None
         return storage_pb2.ExecuteFragmentResponse(
             result=result,
-            unavailable=unavailable,
+            unavailable=[*unavailable, *declined],
             progress=[self._progress(r) for r in held],
         )
 
     @staticmethod
-    def _execute(plan: Any, held: list[Replica], fields: set[str]) -> Any:
+    def _execute(
+        plan: Any, held: list[Replica], fields: set[str], start_us: int
+    ) -> tuple[Any, list[Replica], list[storage_pb2.PartitionError]]:
+        """Executes over the replicas' snapshots; a replica that dropped below the plan's start
+        since _split declines after all. The drop watermark rises in the same write as its
+        deletion, so the one read after the snapshot covers every deletion the snapshot shows."""
         views: list[SegmentView] = []
+        answered, declined = [], []
         for replica in held:
-            views.extend(replica.snapshot(fields))
-        return fragment.execute(plan, views)
+            snapshot = replica.snapshot(fields)
+            stale = stale_cutoff(replica, start_us)
+            if stale is not None:
+                declined.append(
+                    storage_pb2.PartitionError(partition=replica.partition, reason=stale)
+                )
+                continue
+            views.extend(snapshot)
+            answered.append(replica)
+        return fragment.execute(plan, views), answered, declined
 
     async def DescribeFields(
         self, request: storage_pb2.DescribeFieldsRequest, context: Any
@@ -201,13 +258,16 @@ class StorageApi(storage_pb2_grpc.StorageServiceServicer):
                 f"(it holds generation {replica.generation})"
             )
 
-        def sealed() -> tuple[list[storage_pb2.Segment], int]:
+        def sealed() -> tuple[list[storage_pb2.Segment], int, int]:
             # Under the replica's lock: the segments and the offset they reach belong together.
+            # The watermark is read after the segments: a drop in between leaves it above what
+            # the copy lacks (the receiver declines a little more than it must), never below.
             with replica.lock:
-                segments = list(self._node.store.segment_protos(replica.dataset, replica.partition))
-                return segments, replica.sealed_offset
+                store, key = self._node.store, (replica.dataset, replica.partition)
+                segments = list(store.segment_protos(*key))
+                return segments, replica.sealed_offset, store.drop_watermark(*key)
 
-        segments, offset = await asyncio.to_thread(sealed)
+        segments, offset, watermark = await asyncio.to_thread(sealed)
         for segment in segments:
             yield storage_pb2.StreamSegmentsResponse(segment=segment)
-        yield storage_pb2.StreamSegmentsResponse(applied_offset=offset)
+        yield storage_pb2.StreamSegmentsResponse(applied_offset=offset, drop_watermark_us=watermark)

@@ -188,7 +188,7 @@ class StorageApp:
             try:
                 await self.node.drop_expired(response.drops)
             except Exception:  # the node serves without deleting; the next round tries again
-                log.exception("dropping expired segments failed")
+                log.exception("drop failed")
 
     async def stop(self) -> None:
         await self.server.stop()

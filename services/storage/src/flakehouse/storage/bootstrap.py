@@ -27,11 +27,13 @@ class Peer:
 
 @dataclass
 class Transfer:
-    """A partition's sealed segments as a peer sent them, and the offset they reach."""
+    """A partition's sealed segments as a peer sent them, the offset they reach, and the peer's
+    drop watermark (what it deleted below)."""
 
     segments: list[storage_pb2.Segment]
     applied_offset: int
     nbytes: int
+    drop_watermark_us: int = 0
 
 
 def serving_peers(
@@ -71,5 +73,5 @@ async def fetch_segments(
                 segments.append(item.segment)
                 nbytes += item.ByteSize()
             elif item.HasField("applied_offset"):
-                return Transfer(segments, item.applied_offset, nbytes)
+                return Transfer(segments, item.applied_offset, nbytes, item.drop_watermark_us)
     raise ValueError(f"{peer.node_id} ended the segment stream without the applied offset")

@@ -96,8 +96,9 @@ class StorageMetrics:
         )
         self.drop_behind_seconds = Gauge(
             "flakehouse_storage_drop_behind_seconds",
-            "After a drop round, how far below the drop bound the newest event of the oldest "
-            "sealed segment still is; 0 when deletion keeps up.",
+            "Before each drop round, how far below the drop bound the newest event of the "
+            "oldest sealed segment is: the backlog the round faces, 0 when no segment is below "
+            "the bound; it grows while drops fail.",
             ["dataset"],
             registry=registry,
         )

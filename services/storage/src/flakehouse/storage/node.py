@@ -23,7 +23,7 @@ from flakehouse.storage.compaction import merge_segments, pick_run
 from flakehouse.storage.identity import Identities, identities, to_delete
 from flakehouse.storage.metrics import StorageMetrics, drop_reason
 from flakehouse.storage.replica import Replica, SealPolicy
-from flakehouse.storage.retention import behind_us
+from flakehouse.storage.retention import behind_us, bound_for
 from flakehouse.storage.store import SegmentStore
 from flakehouse.storage.usage import partition_usage
 
@@ -278,6 +278,7 @@ class StorageNode:
                         transfer.segments,
                         transfer.applied_offset,
                         generation,
+                        transfer.drop_watermark_us,
                     )
                 )
                 self._installs[key] = install
@@ -399,6 +400,7 @@ class StorageNode:
                     sealed,
                     replica.open_rows(),
                     replica.open_time_range(),
+                    replica.generation,
                 )
 
         replicas = list(self.replicas.values())
@@ -409,35 +411,48 @@ class StorageNode:
 
     async def drop_expired(self, bounds: Iterable[quota_pb2.DropBound]) -> None:
         """Deletes, in each partition of the last usage report still held with the same
-        generation, the sealed segments whose every event is older than its dataset's bound:
-        one WriteBatch per partition, off the event loop. A crash between partitions leaves each
-        one whole; the next round deletes the rest. Then sets how far behind each bound is."""
-        by_dataset = {b.dataset: b for b in bounds if b.before_us > 0}
-        behind: dict[str, int] = {}
+        generation, the sealed segments whose every event is older than the bound for its
+        dataset and generation (retention.bound_for): one WriteBatch per partition, off the
+        event loop. A crash between partitions leaves each one whole; the next round deletes the
+        rest. How far behind each bound is gets measured first, so that drops that keep failing
+        show a growing backlog; a partition whose drop fails is logged and the round goes on."""
+        bounds = list(bounds)
+        due: list[tuple[PartitionKey, int, quota_pb2.DropBound]] = []
         for key, generation in sorted(self._reported.items()):
-            bound = by_dataset.get(key[0])
+            bound = bound_for(bounds, key[0], generation)
             replica = self.replicas.get(key)
-            if bound is None or replica is None or replica.generation != generation:
+            if bound is not None and replica is not None and replica.generation == generation:
+                due.append((key, generation, bound))
+        behind: dict[str, int] = {}
+        for key, _, bound in due:
+            metas = await asyncio.to_thread(self.store.segment_metas, *key)
+            behind[key[0]] = max(behind.get(key[0], 0), behind_us(metas, bound.before_us))
+        self.metrics.drop_behind(behind)
+        for key, generation, bound in due:
+            where = {
+                "dataset": key[0],
+                "partition": key[1],
+                "before_us": bound.before_us,
+                "reason": drop_reason(bound.reason),
+            }
+            try:
+                dropped = await asyncio.to_thread(
+                    self.store.drop_expired, *key, bound.before_us, generation
+                )
+            except Exception:  # this partition waits for the next round; the others go on
+                # The alert on drop_behind_seconds tells operators to look for "drop failed".
+                log.exception("drop failed", extra=where)
                 continue
-            dropped = await asyncio.to_thread(
-                self.store.drop_expired, *key, bound.before_us, generation
-            )
             if dropped:
                 self.metrics.dropped(key[0], bound.reason, dropped)
                 log.info(
                     "dropped segments",
                     extra={
-                        "dataset": key[0],
-                        "partition": key[1],
+                        **where,
                         "segments": len(dropped),
                         "rows": sum(m.row_count for m in dropped),
-                        "before_us": bound.before_us,
-                        "reason": drop_reason(bound.reason),
                     },
                 )
-            left = await asyncio.to_thread(self.store.segment_metas, *key)
-            behind[key[0]] = max(behind.get(key[0], 0), behind_us(left, bound.before_us))
-        self.metrics.drop_behind(behind)
 
     async def seal_all(self) -> None:
         for replica in self.replicas.values():

@@ -162,6 +162,11 @@ class Replica:
                 views.append(self._builder.view())
             return views
 
+    @property
+    def drop_watermark_us(self) -> int:
+        """Events older than this may have been deleted by a drop bound (store.drop_watermark)."""
+        return self._store.drop_watermark(self.dataset, self.partition)
+
     def open_rows(self) -> int:
         return self._builder.row_count
 

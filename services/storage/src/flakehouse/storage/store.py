@@ -1,6 +1,7 @@
 """The node's RocksDB: sealed segments of every partition it holds, each partition's applied Kafka
-offset and dataset generation written atomically with its data, and a bounded cache of decoded
-columns. Blocking: the app calls it through asyncio.to_thread. Key layout: FORMAT.md."""
+offset, dataset generation and drop watermark written atomically with its data, and a bounded
+cache of decoded columns. Blocking: the app calls it through asyncio.to_thread. Key layout:
+FORMAT.md."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ _VERSION_KEY = b"v"
 _PARTITION_PREFIX = b"p/"
 _GENERATION = b"g"
 _OFFSET = b"o"
+_WATERMARK = b"w"
 _META = b"m"
 _DATA = b"s"
 _TIMESTAMPS = b"t"
@@ -55,7 +57,8 @@ def _partition_prefix(dataset: str, partition: int) -> bytes:
 
 
 def _prefix_end(prefix: bytes) -> bytes:
-    # Every key under a partition continues with one of b"g", b"m", b"o", b"s": all below 0xff.
+    # Every key under a partition continues with one of b"g", b"m", b"o", b"s", b"w": all below
+    # 0xff.
     return prefix + b"\xff"
 
 
@@ -91,6 +94,9 @@ class _Partition:
     # The incarnation of the dataset name the data belongs to; data written before generations
     # existed has no key and counts as the first.
     generation: int = 1
+    # The highest drop bound under which segments were deleted: every event deleted was older.
+    # 0: nothing deleted by a bound.
+    watermark: int = 0
 
 
 def _encode_meta(meta: storage_pb2.Segment, nbytes: int) -> bytes:
@@ -226,6 +232,9 @@ class SegmentStore:
             raw_generation = self._db.get(prefix + _GENERATION)
             if raw_generation is not None:
                 part.generation = _U32.unpack(raw_generation)[0]
+            raw_watermark = self._db.get(prefix + _WATERMARK)
+            if raw_watermark is not None:
+                part.watermark = _I64.unpack(raw_watermark)[0]
             it.seek(prefix + _META)
             while it.valid() and it.key().startswith(prefix + _META):
                 info = _decode_meta(it.value())
@@ -264,6 +273,15 @@ class SegmentStore:
         with self._lock:
             self._check_open()
             return {key: part.generation for key, part in self._partitions.items()}
+
+    def drop_watermark(self, dataset: str, partition: int) -> int:
+        """The highest bound under which the partition's segments were deleted (drop_expired):
+        it lacks events older than that, which a replica that dropped less may still hold. 0
+        when none was deleted."""
+        with self._lock:
+            self._check_open()
+            part = self._partitions.get((dataset, partition))
+            return part.watermark if part is not None else 0
 
     def epoch(self, dataset: str, partition: int) -> int:
         """Changes whenever any of the partition's segments is deleted or replaced."""
@@ -460,10 +478,12 @@ class SegmentStore:
         segments: Iterable[storage_pb2.Segment],
         applied_offset: int,
         generation: int = 1,
+        drop_watermark: int = 0,
     ) -> None:
         """Replaces the partition's data with `segments` (from a peer holding `generation` of
-        the dataset), its offset and generation, in one WriteBatch. The whole transfer is held
-        in memory until written."""
+        the dataset), its offset, generation and drop watermark (the peer's: its segments lack
+        what it deleted below it), in one WriteBatch. The whole transfer is held in memory until
+        written."""
         prefix = _partition_prefix(dataset, partition)
         batch = WriteBatch(raw_mode=True)
         batch.delete_range(prefix, _prefix_end(prefix))
@@ -484,11 +504,13 @@ class SegmentStore:
             installed[segment.sequence] = _decode_meta(records[-1][1])
         batch.put(prefix + _OFFSET, _I64.pack(applied_offset))
         batch.put(prefix + _GENERATION, _U32.pack(generation))
+        if drop_watermark > 0:
+            batch.put(prefix + _WATERMARK, _I64.pack(drop_watermark))
         with self._lock:
             self._check_open()
             self._db.write(batch)
             self._partitions[(dataset, partition)] = _Partition(
-                applied_offset, installed, generation
+                applied_offset, installed, generation, drop_watermark
             )
             self._invalidate(dataset, partition)
 
@@ -505,7 +527,8 @@ class SegmentStore:
         self, dataset: str, partition: int, before_us: int, generation: int | None = None
     ) -> list[storage_pb2.Segment]:
         """Deletes the sealed segments whose every event is older than `before_us`, in one
-        WriteBatch, and returns their metadata. Chosen and deleted under the store's lock, so
+        WriteBatch with the raised drop watermark (so that a restart still knows which events
+        are gone), and returns their metadata. Chosen and deleted under the store's lock, so
         compaction cannot swap a segment in between; nothing when the partition holds another
         `generation` of the dataset than the bound was meant for."""
         with self._lock:
@@ -514,13 +537,19 @@ class SegmentStore:
             if part is None or (generation is not None and part.generation != generation):
                 return []
             chosen = expired((info.meta for info in part.segments.values()), before_us)
-            return self._delete(dataset, partition, part, chosen)
+            return self._delete(dataset, partition, part, chosen, watermark=before_us)
 
     def _delete(
-        self, dataset: str, partition: int, part: _Partition, sequences: set[int]
+        self,
+        dataset: str,
+        partition: int,
+        part: _Partition,
+        sequences: set[int],
+        watermark: int = 0,
     ) -> list[storage_pb2.Segment]:
         """Deletes sealed segments of `part` in one WriteBatch: data and metadata go together,
-        so after a crash a segment is either whole or gone. Under the lock."""
+        so after a crash a segment is either whole or gone; a `watermark` above the partition's
+        goes in the same batch. Under the lock."""
         prefix = _partition_prefix(dataset, partition)
         gone = sorted(s for s in sequences if s in part.segments)
         if not gone:
@@ -530,7 +559,12 @@ class SegmentStore:
             data = _data_prefix(prefix, seq)
             batch.delete_range(data, data + b"\xff")
             batch.delete(_meta_key(prefix, seq))
+        raised = watermark > part.watermark
+        if raised:
+            batch.put(prefix + _WATERMARK, _I64.pack(watermark))
         self._db.write(batch)
+        if raised:
+            part.watermark = watermark
         metas = [part.segments.pop(seq).meta for seq in gone]
         self._invalidate(dataset, partition, set(gone))
         return metas
@@ -593,7 +627,7 @@ class SegmentStore:
             part.generation = generation
 
     def drop_partition(self, dataset: str, partition: int) -> None:
-        """Deletes everything of the partition, its offset included."""
+        """Deletes everything of the partition, its offset and drop watermark included."""
         prefix = _partition_prefix(dataset, partition)
         with self._lock:
             self._check_open()

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x66lakehouse/quota/v1/quota.proto\x12\x13\x66lakehouse.quota.v1\x1a google/protobuf/field_mask.proto\"\xa2\x01\n\x05Quota\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x19\n\x11\x65vents_per_second\x18\x02 \x01(\x01\x12\x18\n\x10\x62ytes_per_second\x18\x03 \x01(\x01\x12\x18\n\x10max_stored_bytes\x18\x04 \x01(\x04\x12\x19\n\x11retention_seconds\x18\x05 \x01(\x04\x12\x1e\n\x16max_concurrent_queries\x18\x06 \x01(\r\"\"\n\x0fGetQuotaRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\"=\n\x10GetQuotaResponse\x12)\n\x05quota\x18\x01 \x01(\x0b\x32\x1a.flakehouse.quota.v1.Quota\"m\n\x0fSetQuotaRequest\x12)\n\x05quota\x18\x01 \x01(\x0b\x32\x1a.flakehouse.quota.v1.Quota\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"=\n\x10SetQuotaResponse\x12)\n\x05quota\x18\x01 \x01(\x0b\x32\x1a.flakehouse.quota.v1.Quota\"%\n\x12\x44\x65leteQuotaRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteQuotaResponse\"U\n\x13\x41\x63quireLeaseRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0e\n\x06holder\x18\x02 \x01(\t\x12\x0e\n\x06\x65vents\x18\x03 \x01(\x04\x12\r\n\x05\x62ytes\x18\x04 \x01(\x04\"]\n\x14\x41\x63quireLeaseResponse\x12\x16\n\x0egranted_events\x18\x01 \x01(\x04\x12\x15\n\rgranted_bytes\x18\x02 \x01(\x04\x12\x16\n\x0eretry_after_ms\x18\x03 \x01(\r\"K\n\x17\x41\x63quireQuerySlotRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0e\n\x06holder\x18\x02 \x01(\t\x12\x0f\n\x07hold_ms\x18\x03 \x01(\r\"C\n\x18\x41\x63quireQuerySlotResponse\x12\x0f\n\x07slot_id\x18\x01 \x01(\t\x12\x16\n\x0eretry_after_ms\x18\x02 \x01(\r\";\n\x17ReleaseQuerySlotRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0f\n\x07slot_id\x18\x02 \x01(\t\"\x1a\n\x18ReleaseQuerySlotResponse\"N\n\x06\x43utoff\x12\x11\n\tcutoff_us\x18\x01 \x01(\x03\x12\x31\n\x06reason\x18\x02 \x01(\x0e\x32!.flakehouse.quota.v1.CutoffReason\"z\n\rDatasetLimits\x12)\n\x05quota\x18\x01 \x01(\x0b\x32\x1a.flakehouse.quota.v1.Quota\x12*\n\x05\x66loor\x18\x02 \x01(\x0b\x32\x1b.flakehouse.quota.v1.Cutoff\x12\x12\n\ngeneration\x18\x03 \x01(\r\"\x14\n\x12WatchLimitsRequest\"K\n\x13WatchLimitsResponse\x12\x34\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\".flakehouse.quota.v1.DatasetLimits\"_\n\x0cSegmentUsage\x12\x18\n\x10min_timestamp_us\x18\x01 \x01(\x03\x12\x18\n\x10max_timestamp_us\x18\x02 \x01(\x03\x12\r\n\x05\x62ytes\x18\x03 \x01(\x04\x12\x0c\n\x04rows\x18\x04 \x01(\x04\"\xd3\x01\n\x0ePartitionUsage\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\r\x12\r\n\x05\x62ytes\x18\x03 \x01(\x04\x12\x0c\n\x04rows\x18\x04 \x01(\x04\x12\x17\n\x0fsealed_segments\x18\x05 \x01(\r\x12\x33\n\x08segments\x18\x06 \x03(\x0b\x32!.flakehouse.quota.v1.SegmentUsage\x12\x18\n\x10min_timestamp_us\x18\x07 \x01(\x03\x12\x18\n\x10max_timestamp_us\x18\x08 \x01(\x03\"^\n\x12ReportUsageRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x37\n\npartitions\x18\x02 \x03(\x0b\x32#.flakehouse.quota.v1.PartitionUsage\"b\n\tDropBound\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x11\n\tbefore_us\x18\x02 \x01(\x03\x12\x31\n\x06reason\x18\x03 \x01(\x0e\x32!.flakehouse.quota.v1.CutoffReason\"D\n\x13ReportUsageResponse\x12-\n\x05\x64rops\x18\x01 \x03(\x0b\x32\x1e.flakehouse.quota.v1.DropBound\"\"\n\x0fGetUsageRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\"\x9f\x02\n\x0c\x44\x61tasetUsage\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\r\n\x05\x62ytes\x18\x02 \x01(\x04\x12\x0c\n\x04rows\x18\x03 \x01(\x04\x12\x15\n\rreplica_bytes\x18\x04 \x01(\x04\x12\x11\n\toldest_us\x18\x05 \x01(\x03\x12\x11\n\tnewest_us\x18\x06 \x01(\x03\x12\x19\n\x11\x65vents_per_second\x18\x07 \x01(\x01\x12\x18\n\x10\x62ytes_per_second\x18\x08 \x01(\x01\x12+\n\x06\x63utoff\x18\t \x01(\x0b\x32\x1b.flakehouse.quota.v1.Cutoff\x12)\n\x05quota\x18\n \x01(\x0b\x32\x1a.flakehouse.quota.v1.Quota\x12\x17\n\x0frunning_queries\x18\x0b \x01(\r\"G\n\x10GetUsageResponse\x12\x33\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32!.flakehouse.quota.v1.DatasetUsage*j\n\x0c\x43utoffReason\x12\x1d\n\x19\x43UTOFF_REASON_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43UTOFF_REASON_RETENTION\x10\x01\x12\x1e\n\x1a\x43UTOFF_REASON_STORED_BYTES\x10\x02\x32\x88\x07\n\x0cQuotaService\x12W\n\x08GetQuota\x12$.flakehouse.quota.v1.GetQuotaRequest\x1a%.flakehouse.quota.v1.GetQuotaResponse\x12W\n\x08SetQuota\x12$.flakehouse.quota.v1.SetQuotaRequest\x1a%.flakehouse.quota.v1.SetQuotaResponse\x12`\n\x0b\x44\x65leteQuota\x12\'.flakehouse.quota.v1.DeleteQuotaRequest\x1a(.flakehouse.quota.v1.DeleteQuotaResponse\x12\x63\n\x0c\x41\x63quireLease\x12(.flakehouse.quota.v1.AcquireLeaseRequest\x1a).flakehouse.quota.v1.AcquireLeaseResponse\x12o\n\x10\x41\x63quireQuerySlot\x12,.flakehouse.quota.v1.AcquireQuerySlotRequest\x1a-.flakehouse.quota.v1.AcquireQuerySlotResponse\x12o\n\x10ReleaseQuerySlot\x12,.flakehouse.quota.v1.ReleaseQuerySlotRequest\x1a-.flakehouse.quota.v1.ReleaseQuerySlotResponse\x12\x62\n\x0bWatchLimits\x12\'.flakehouse.quota.v1.WatchLimitsRequest\x1a(.flakehouse.quota.v1.WatchLimitsResponse0\x01\x12`\n\x0bReportUsage\x12\'.flakehouse.quota.v1.ReportUsageRequest\x1a(.flakehouse.quota.v1.ReportUsageResponse\x12W\n\x08GetUsage\x12$.flakehouse.quota.v1.GetUsageRequest\x1a%.flakehouse.quota.v1.GetUsageResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x66lakehouse/quota/v1/quota.proto\x12\x13\x66lakehouse.quota.v1\x1a google/protobuf/field_mask.proto\"\xa2\x01\n\x05Quota\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x19\n\x11\x65vents_per_second\x18\x02 \x01(\x01\x12\x18\n\x10\x62ytes_per_second\x18\x03 \x01(\x01\x12\x18\n\x10max_stored_bytes\x18\x04 \x01(\x04\x12\x19\n\x11retention_seconds\x18\x05 \x01(\x04\x12\x1e\n\x16max_concurrent_queries\x18\x06 \x01(\r\"\"\n\x0fGetQuotaRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\"=\n\x10GetQuotaResponse\x12)\n\x05quota\x18\x01 \x01(\x0b\x32\x1a.flakehouse.quota.v1.Quota\"m\n\x0fSetQuotaRequest\x12)\n\x05quota\x18\x01 \x01(\x0b\x32\x1a.flakehouse.quota.v1.Quota\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"=\n\x10SetQuotaResponse\x12)\n\x05quota\x18\x01 \x01(\x0b\x32\x1a.flakehouse.quota.v1.Quota\"9\n\x12\x44\x65leteQuotaRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x12\n\ngeneration\x18\x02 \x01(\r\"\x15\n\x13\x44\x65leteQuotaResponse\"U\n\x13\x41\x63quireLeaseRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0e\n\x06holder\x18\x02 \x01(\t\x12\x0e\n\x06\x65vents\x18\x03 \x01(\x04\x12\r\n\x05\x62ytes\x18\x04 \x01(\x04\"]\n\x14\x41\x63quireLeaseResponse\x12\x16\n\x0egranted_events\x18\x01 \x01(\x04\x12\x15\n\rgranted_bytes\x18\x02 \x01(\x04\x12\x16\n\x0eretry_after_ms\x18\x03 \x01(\r\"K\n\x17\x41\x63quireQuerySlotRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0e\n\x06holder\x18\x02 \x01(\t\x12\x0f\n\x07hold_ms\x18\x03 \x01(\r\"C\n\x18\x41\x63quireQuerySlotResponse\x12\x0f\n\x07slot_id\x18\x01 \x01(\t\x12\x16\n\x0eretry_after_ms\x18\x02 \x01(\r\";\n\x17ReleaseQuerySlotRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0f\n\x07slot_id\x18\x02 \x01(\t\"\x1a\n\x18ReleaseQuerySlotResponse\"N\n\x06\x43utoff\x12\x11\n\tcutoff_us\x18\x01 \x01(\x03\x12\x31\n\x06reason\x18\x02 \x01(\x0e\x32!.flakehouse.quota.v1.CutoffReason\"z\n\rDatasetLimits\x12)\n\x05quota\x18\x01 \x01(\x0b\x32\x1a.flakehouse.quota.v1.Quota\x12*\n\x05\x66loor\x18\x02 \x01(\x0b\x32\x1b.flakehouse.quota.v1.Cutoff\x12\x12\n\ngeneration\x18\x03 \x01(\r\"\x14\n\x12WatchLimitsRequest\"K\n\x13WatchLimitsResponse\x12\x34\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\".flakehouse.quota.v1.DatasetLimits\"C\n\x0cSegmentUsage\x12\x18\n\x10max_timestamp_us\x18\x02 \x01(\x03\x12\r\n\x05\x62ytes\x18\x03 \x01(\x04J\x04\x08\x01\x10\x02J\x04\x08\x04\x10\x05\"\xd4\x01\n\x0ePartitionUsage\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\r\x12\r\n\x05\x62ytes\x18\x03 \x01(\x04\x12\x0c\n\x04rows\x18\x04 \x01(\x04\x12\x33\n\x08segments\x18\x06 \x03(\x0b\x32!.flakehouse.quota.v1.SegmentUsage\x12\x18\n\x10min_timestamp_us\x18\x07 \x01(\x03\x12\x18\n\x10max_timestamp_us\x18\x08 \x01(\x03\x12\x12\n\ngeneration\x18\t \x01(\rJ\x04\x08\x05\x10\x06\"^\n\x12ReportUsageRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x37\n\npartitions\x18\x02 \x03(\x0b\x32#.flakehouse.quota.v1.PartitionUsage\"v\n\tDropBound\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x11\n\tbefore_us\x18\x02 \x01(\x03\x12\x31\n\x06reason\x18\x03 \x01(\x0e\x32!.flakehouse.quota.v1.CutoffReason\x12\x12\n\ngeneration\x18\x04 \x01(\r\"D\n\x13ReportUsageResponse\x12-\n\x05\x64rops\x18\x01 \x03(\x0b\x32\x1e.flakehouse.quota.v1.DropBound\"\"\n\x0fGetUsageRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\"\x9f\x02\n\x0c\x44\x61tasetUsage\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\r\n\x05\x62ytes\x18\x02 \x01(\x04\x12\x0c\n\x04rows\x18\x03 \x01(\x04\x12\x15\n\rreplica_bytes\x18\x04 \x01(\x04\x12\x11\n\toldest_us\x18\x05 \x01(\x03\x12\x11\n\tnewest_us\x18\x06 \x01(\x03\x12\x19\n\x11\x65vents_per_second\x18\x07 \x01(\x01\x12\x18\n\x10\x62ytes_per_second\x18\x08 \x01(\x01\x12+\n\x06\x63utoff\x18\t \x01(\x0b\x32\x1b.flakehouse.quota.v1.Cutoff\x12)\n\x05quota\x18\n \x01(\x0b\x32\x1a.flakehouse.quota.v1.Quota\x12\x17\n\x0frunning_queries\x18\x0b \x01(\r\"G\n\x10GetUsageResponse\x12\x33\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32!.flakehouse.quota.v1.DatasetUsage*j\n\x0c\x43utoffReason\x12\x1d\n\x19\x43UTOFF_REASON_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43UTOFF_REASON_RETENTION\x10\x01\x12\x1e\n\x1a\x43UTOFF_REASON_STORED_BYTES\x10\x02\x32\x88\x07\n\x0cQuotaService\x12W\n\x08GetQuota\x12$.flakehouse.quota.v1.GetQuotaRequest\x1a%.flakehouse.quota.v1.GetQuotaResponse\x12W\n\x08SetQuota\x12$.flakehouse.quota.v1.SetQuotaRequest\x1a%.flakehouse.quota.v1.SetQuotaResponse\x12`\n\x0b\x44\x65leteQuota\x12\'.flakehouse.quota.v1.DeleteQuotaRequest\x1a(.flakehouse.quota.v1.DeleteQuotaResponse\x12\x63\n\x0c\x41\x63quireLease\x12(.flakehouse.quota.v1.AcquireLeaseRequest\x1a).flakehouse.quota.v1.AcquireLeaseResponse\x12o\n\x10\x41\x63quireQuerySlot\x12,.flakehouse.quota.v1.AcquireQuerySlotRequest\x1a-.flakehouse.quota.v1.AcquireQuerySlotResponse\x12o\n\x10ReleaseQuerySlot\x12,.flakehouse.quota.v1.ReleaseQuerySlotRequest\x1a-.flakehouse.quota.v1.ReleaseQuerySlotResponse\x12\x62\n\x0bWatchLimits\x12\'.flakehouse.quota.v1.WatchLimitsRequest\x1a(.flakehouse.quota.v1.WatchLimitsResponse0\x01\x12`\n\x0bReportUsage\x12\'.flakehouse.quota.v1.ReportUsageRequest\x1a(.flakehouse.quota.v1.ReportUsageResponse\x12W\n\x08GetUsage\x12$.flakehouse.quota.v1.GetUsageRequest\x1a%.flakehouse.quota.v1.GetUsageResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'flakehouse.quota.v1.quota_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CUTOFFREASON']._serialized_start=2286
-  _globals['_CUTOFFREASON']._serialized_end=2392
+  _globals['_CUTOFFREASON']._serialized_start=2299
+  _globals['_CUTOFFREASON']._serialized_end=2405
   _globals['_QUOTA']._serialized_start=91
   _globals['_QUOTA']._serialized_end=253
   _globals['_GETQUOTAREQUEST']._serialized_start=255
@@ -45,45 +45,45 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SETQUOTARESPONSE']._serialized_start=465
   _globals['_SETQUOTARESPONSE']._serialized_end=526
   _globals['_DELETEQUOTAREQUEST']._serialized_start=528
-  _globals['_DELETEQUOTAREQUEST']._serialized_end=565
-  _globals['_DELETEQUOTARESPONSE']._serialized_start=567
-  _globals['_DELETEQUOTARESPONSE']._serialized_end=588
-  _globals['_ACQUIRELEASEREQUEST']._serialized_start=590
-  _globals['_ACQUIRELEASEREQUEST']._serialized_end=675
-  _globals['_ACQUIRELEASERESPONSE']._serialized_start=677
-  _globals['_ACQUIRELEASERESPONSE']._serialized_end=770
-  _globals['_ACQUIREQUERYSLOTREQUEST']._serialized_start=772
-  _globals['_ACQUIREQUERYSLOTREQUEST']._serialized_end=847
-  _globals['_ACQUIREQUERYSLOTRESPONSE']._serialized_start=849
-  _globals['_ACQUIREQUERYSLOTRESPONSE']._serialized_end=916
-  _globals['_RELEASEQUERYSLOTREQUEST']._serialized_start=918
-  _globals['_RELEASEQUERYSLOTREQUEST']._serialized_end=977
-  _globals['_RELEASEQUERYSLOTRESPONSE']._serialized_start=979
-  _globals['_RELEASEQUERYSLOTRESPONSE']._serialized_end=1005
-  _globals['_CUTOFF']._serialized_start=1007
-  _globals['_CUTOFF']._serialized_end=1085
-  _globals['_DATASETLIMITS']._serialized_start=1087
-  _globals['_DATASETLIMITS']._serialized_end=1209
-  _globals['_WATCHLIMITSREQUEST']._serialized_start=1211
-  _globals['_WATCHLIMITSREQUEST']._serialized_end=1231
-  _globals['_WATCHLIMITSRESPONSE']._serialized_start=1233
-  _globals['_WATCHLIMITSRESPONSE']._serialized_end=1308
-  _globals['_SEGMENTUSAGE']._serialized_start=1310
-  _globals['_SEGMENTUSAGE']._serialized_end=1405
-  _globals['_PARTITIONUSAGE']._serialized_start=1408
-  _globals['_PARTITIONUSAGE']._serialized_end=1619
-  _globals['_REPORTUSAGEREQUEST']._serialized_start=1621
-  _globals['_REPORTUSAGEREQUEST']._serialized_end=1715
-  _globals['_DROPBOUND']._serialized_start=1717
-  _globals['_DROPBOUND']._serialized_end=1815
-  _globals['_REPORTUSAGERESPONSE']._serialized_start=1817
-  _globals['_REPORTUSAGERESPONSE']._serialized_end=1885
-  _globals['_GETUSAGEREQUEST']._serialized_start=1887
-  _globals['_GETUSAGEREQUEST']._serialized_end=1921
-  _globals['_DATASETUSAGE']._serialized_start=1924
-  _globals['_DATASETUSAGE']._serialized_end=2211
-  _globals['_GETUSAGERESPONSE']._serialized_start=2213
-  _globals['_GETUSAGERESPONSE']._serialized_end=2284
-  _globals['_QUOTASERVICE']._serialized_start=2395
-  _globals['_QUOTASERVICE']._serialized_end=3299
+  _globals['_DELETEQUOTAREQUEST']._serialized_end=585
+  _globals['_DELETEQUOTARESPONSE']._serialized_start=587
+  _globals['_DELETEQUOTARESPONSE']._serialized_end=608
+  _globals['_ACQUIRELEASEREQUEST']._serialized_start=610
+  _globals['_ACQUIRELEASEREQUEST']._serialized_end=695
+  _globals['_ACQUIRELEASERESPONSE']._serialized_start=697
+  _globals['_ACQUIRELEASERESPONSE']._serialized_end=790
+  _globals['_ACQUIREQUERYSLOTREQUEST']._serialized_start=792
+  _globals['_ACQUIREQUERYSLOTREQUEST']._serialized_end=867
+  _globals['_ACQUIREQUERYSLOTRESPONSE']._serialized_start=869
+  _globals['_ACQUIREQUERYSLOTRESPONSE']._serialized_end=936
+  _globals['_RELEASEQUERYSLOTREQUEST']._serialized_start=938
+  _globals['_RELEASEQUERYSLOTREQUEST']._serialized_end=997
+  _globals['_RELEASEQUERYSLOTRESPONSE']._serialized_start=999
+  _globals['_RELEASEQUERYSLOTRESPONSE']._serialized_end=1025
+  _globals['_CUTOFF']._serialized_start=1027
+  _globals['_CUTOFF']._serialized_end=1105
+  _globals['_DATASETLIMITS']._serialized_start=1107
+  _globals['_DATASETLIMITS']._serialized_end=1229
+  _globals['_WATCHLIMITSREQUEST']._serialized_start=1231
+  _globals['_WATCHLIMITSREQUEST']._serialized_end=1251
+  _globals['_WATCHLIMITSRESPONSE']._serialized_start=1253
+  _globals['_WATCHLIMITSRESPONSE']._serialized_end=1328
+  _globals['_SEGMENTUSAGE']._serialized_start=1330
+  _globals['_SEGMENTUSAGE']._serialized_end=1397
+  _globals['_PARTITIONUSAGE']._serialized_start=1400
+  _globals['_PARTITIONUSAGE']._serialized_end=1612
+  _globals['_REPORTUSAGEREQUEST']._serialized_start=1614
+  _globals['_REPORTUSAGEREQUEST']._serialized_end=1708
+  _globals['_DROPBOUND']._serialized_start=1710
+  _globals['_DROPBOUND']._serialized_end=1828
+  _globals['_REPORTUSAGERESPONSE']._serialized_start=1830
+  _globals['_REPORTUSAGERESPONSE']._serialized_end=1898
+  _globals['_GETUSAGEREQUEST']._serialized_start=1900
+  _globals['_GETUSAGEREQUEST']._serialized_end=1934
+  _globals['_DATASETUSAGE']._serialized_start=1937
+  _globals['_DATASETUSAGE']._serialized_end=2224
+  _globals['_GETUSAGERESPONSE']._serialized_start=2226
+  _globals['_GETUSAGERESPONSE']._serialized_end=2297
+  _globals['_QUOTASERVICE']._serialized_start=2408
+  _globals['_QUOTASERVICE']._serialized_end=3312
 # @@protoc_insertion_point(module_scope)

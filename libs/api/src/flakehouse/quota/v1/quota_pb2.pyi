@@ -171,15 +171,21 @@ class DeleteQuotaRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     DATASET_FIELD_NUMBER: _builtins.int
+    GENERATION_FIELD_NUMBER: _builtins.int
     dataset: _builtins.str
+    generation: _builtins.int
+    """The generation of the dataset that was deleted: limits of a newer one (the name created
+    again meanwhile) stay. 0: whatever generation.
+    """
     def __init__(
         self,
         *,
         dataset: _builtins.str = ...,
+        generation: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "generation", b"generation"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -450,29 +456,25 @@ Global___WatchLimitsResponse: _TypeAlias = WatchLimitsResponse  # noqa: Y015
 
 @_typing.final
 class SegmentUsage(_message.Message):
-    """A sealed segment as the stored-bytes limit sees it."""
+    """A sealed segment as the stored-bytes limit sees it: deleting it frees `bytes` once the cutoff
+    passes its newest event.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    MIN_TIMESTAMP_US_FIELD_NUMBER: _builtins.int
     MAX_TIMESTAMP_US_FIELD_NUMBER: _builtins.int
     BYTES_FIELD_NUMBER: _builtins.int
-    ROWS_FIELD_NUMBER: _builtins.int
-    min_timestamp_us: _builtins.int
     max_timestamp_us: _builtins.int
     bytes: _builtins.int
-    rows: _builtins.int
     def __init__(
         self,
         *,
-        min_timestamp_us: _builtins.int = ...,
         max_timestamp_us: _builtins.int = ...,
         bytes: _builtins.int = ...,
-        rows: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes", "max_timestamp_us", b"max_timestamp_us", "min_timestamp_us", b"min_timestamp_us", "rows", b"rows"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes", "max_timestamp_us", b"max_timestamp_us"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -486,20 +488,23 @@ class PartitionUsage(_message.Message):
     PARTITION_FIELD_NUMBER: _builtins.int
     BYTES_FIELD_NUMBER: _builtins.int
     ROWS_FIELD_NUMBER: _builtins.int
-    SEALED_SEGMENTS_FIELD_NUMBER: _builtins.int
     SEGMENTS_FIELD_NUMBER: _builtins.int
     MIN_TIMESTAMP_US_FIELD_NUMBER: _builtins.int
     MAX_TIMESTAMP_US_FIELD_NUMBER: _builtins.int
+    GENERATION_FIELD_NUMBER: _builtins.int
     dataset: _builtins.str
     partition: _builtins.int
     bytes: _builtins.int
     """Sealed segments only: what deleting segments can free."""
     rows: _builtins.int
     """Sealed and not yet sealed."""
-    sealed_segments: _builtins.int
     min_timestamp_us: _builtins.int
     """Oldest and newest event held, sealed or not; 0 when the partition is empty."""
     max_timestamp_us: _builtins.int
+    generation: _builtins.int
+    """The dataset generation the replica holds: reports of another one than the live one do not
+    count. 0: the first.
+    """
     @_builtins.property
     def segments(self) -> _containers.RepeatedCompositeFieldContainer[Global___SegmentUsage]: ...
     def __init__(
@@ -509,14 +514,14 @@ class PartitionUsage(_message.Message):
         partition: _builtins.int = ...,
         bytes: _builtins.int = ...,
         rows: _builtins.int = ...,
-        sealed_segments: _builtins.int = ...,
         segments: _abc.Iterable[Global___SegmentUsage] | None = ...,
         min_timestamp_us: _builtins.int = ...,
         max_timestamp_us: _builtins.int = ...,
+        generation: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes", "dataset", b"dataset", "max_timestamp_us", b"max_timestamp_us", "min_timestamp_us", b"min_timestamp_us", "partition", b"partition", "rows", b"rows", "sealed_segments", b"sealed_segments", "segments", b"segments"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes", b"bytes", "dataset", b"dataset", "generation", b"generation", "max_timestamp_us", b"max_timestamp_us", "min_timestamp_us", b"min_timestamp_us", "partition", b"partition", "rows", b"rows", "segments", b"segments"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -547,26 +552,31 @@ Global___ReportUsageRequest: _TypeAlias = ReportUsageRequest  # noqa: Y015
 
 @_typing.final
 class DropBound(_message.Message):
-    """A node may delete a dataset's sealed segments whose newest event is older than `before_us`."""
+    """A node may delete a dataset's sealed segments whose newest event is older than `before_us`,
+    in replicas of this generation of the dataset only.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     DATASET_FIELD_NUMBER: _builtins.int
     BEFORE_US_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    GENERATION_FIELD_NUMBER: _builtins.int
     dataset: _builtins.str
     before_us: _builtins.int
     reason: Global___CutoffReason.ValueType
+    generation: _builtins.int
     def __init__(
         self,
         *,
         dataset: _builtins.str = ...,
         before_us: _builtins.int = ...,
         reason: Global___CutoffReason.ValueType = ...,
+        generation: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["before_us", b"before_us", "dataset", b"dataset", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["before_us", b"before_us", "dataset", b"dataset", "generation", b"generation", "reason", b"reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

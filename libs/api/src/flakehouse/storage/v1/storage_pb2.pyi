@@ -451,8 +451,13 @@ class StreamSegmentsResponse(_message.Message):
 
     SEGMENT_FIELD_NUMBER: _builtins.int
     APPLIED_OFFSET_FIELD_NUMBER: _builtins.int
+    DROP_WATERMARK_US_FIELD_NUMBER: _builtins.int
     applied_offset: _builtins.int
     """Sent last: the offset from which the receiver resumes consuming Kafka."""
+    drop_watermark_us: _builtins.int
+    """With applied_offset: the sender's drop watermark (segments whose events were all older
+    were deleted), which the receiver keeps, so that it declines the same stale queries.
+    """
     @_builtins.property
     def segment(self) -> Global___Segment: ...
     def __init__(
@@ -460,10 +465,11 @@ class StreamSegmentsResponse(_message.Message):
         *,
         segment: Global___Segment | None = ...,
         applied_offset: _builtins.int = ...,
+        drop_watermark_us: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["applied_offset", b"applied_offset", "item", b"item", "segment", b"segment"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_offset", b"applied_offset", "item", b"item", "segment", b"segment"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_offset", b"applied_offset", "drop_watermark_us", b"drop_watermark_us", "item", b"item", "segment", b"segment"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_item: _TypeAlias = _typing.Literal["segment", "applied_offset"]  # noqa: Y015
     _WhichOneofArgType_item: _TypeAlias = _typing.Literal["item", b"item"]  # noqa: Y015
