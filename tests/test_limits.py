@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from flakehouse.client.client import Client, UploadResult, offsets_of
 from flakehouse.common.v1 import plan_pb2
@@ -295,7 +296,20 @@ def start_query_process(cluster: RunningCluster, tmp: Path) -> tuple[subprocess.
     process = subprocess.Popen(
         [sys.executable, "-m", "flakehouse.query"], env=env, stdout=log, stderr=subprocess.STDOUT
     )
-    return process, f"127.0.0.1:{port}"
+    address = f"127.0.0.1:{port}"
+    eventually(lambda: serving(address), "the second query process serving")
+    return process, address
+
+
+def serving(address: str) -> bool:
+    with grpc.insecure_channel(address) as channel:
+        try:
+            answer = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=1
+            )
+        except grpc.RpcError:
+            return False
+    return answer.status == health_pb2.HealthCheckResponse.SERVING
 
 
 def test_past_the_concurrency_limit_a_query_is_refused_with_a_retry_delay(
@@ -308,7 +322,7 @@ def test_past_the_concurrency_limit_a_query_is_refused_with_a_retry_delay(
     # A query that holds its slot for its whole deadline: it waits for an offset never written.
     never = {"busy": {p: 10**9 for p in range(PARTITIONS)}}
     holder = threading.Thread(
-        target=lambda: client.query("SELECT count(*) FROM busy", after=never, timeout_ms=6000),
+        target=lambda: client.query("SELECT count(*) FROM busy", after=never, timeout_ms=15_000),
         daemon=True,
     )
     process, address = start_query_process(cluster, tmp_path)
