@@ -28,24 +28,12 @@ class TopicConfigRefused(Exception):
     does not): asking again will not help."""
 
 
-def dataset_topic(prefix: str, dataset: str) -> str:
-    return f"{prefix}.{dataset}"
-
-
 def placement_topic(prefix: str) -> str:
     return f"{prefix}.{INTERNAL_MARK}placement"
 
 
 def quotas_topic(prefix: str) -> str:
     return f"{prefix}.{INTERNAL_MARK}quotas"
-
-
-def dataset_of_topic(prefix: str, topic: str) -> str | None:
-    """The dataset a topic holds, or None for internal and foreign topics."""
-    head = f"{prefix}."
-    if not topic.startswith(head) or topic.startswith(head + INTERNAL_MARK):
-        return None
-    return topic[len(head) :] or None
 
 
 def make_producer(bootstrap: str, client_id: str, timeout_s: float = 15.0) -> AIOKafkaProducer:

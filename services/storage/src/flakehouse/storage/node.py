@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 import grpc
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from flakehouse.core.kafka import dataset_topic
+from flakehouse.core.catalog import generation_topic
 from flakehouse.quota.v1 import quota_pb2
 from flakehouse.replication.v1 import replication_pb2
 from flakehouse.storage.bootstrap import Peer, Transfer, serving_peers
@@ -96,7 +96,7 @@ class StorageNode:
     def topic(self, dataset: str) -> str:
         """The topic of the dataset's live generation, as the placement names it."""
         live = self._identities.live.get(dataset)
-        return live.topic if live is not None else dataset_topic(self.topic_prefix, dataset)
+        return live.topic if live is not None else generation_topic(self.topic_prefix, dataset, 1)
 
     def generation(self, dataset: str) -> int:
         live = self._identities.live.get(dataset)
