@@ -42,11 +42,12 @@ class RunningCluster:
         storage_nodes: int = 2,
         partitions: int = 4,
         env: dict[str, str] | None = None,
+        port_base: int | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.cluster_path = data_dir / "cluster.json"
         self.output = data_dir.parent / "up.out"
-        self.port_base = free_port_base(storage_nodes)
+        self.port_base = port_base or free_port_base(storage_nodes)
         self._out = self.output.open("wb")
         self.process = subprocess.Popen(
             [

@@ -2,7 +2,8 @@
 
 Processes start in dependency order and each must report SERVING on gRPC health before the next
 starts. A process that dies is restarted (its log says so) and cluster.json is rewritten with its
-new pid; everything stops in reverse order on SIGINT/SIGTERM. The embedded broker keeps topics
+new pid; everything stops in reverse order on SIGINT/SIGTERM. What a dead or stopped service left
+in its process group (process_groups.py) is killed. The embedded broker keeps topics
 in memory only, so every `up` starts from an empty cluster: storage directories are cleared.
 
 Maintenance hold: while a file `DIR/hold/<name>` exists (e.g. `DIR/hold/storage-1`), that
@@ -27,8 +28,10 @@ from typing import IO
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from flakehouse.client import process_groups
 from flakehouse.client.cluster import ClusterFile, Endpoint, StorageEndpoint
 from flakehouse.core.broker import EmbeddedBroker
+from flakehouse.core.errors import FailedPrecondition, Unavailable
 from flakehouse.core.net import port_is_free
 
 HOST = "127.0.0.1"
@@ -66,6 +69,8 @@ class Supervised:
     log: IO[bytes] | None = None
     restarts: int = 0
     last_start: float = field(default=0.0)
+    # Whether what the last process left in its group was killed (once per process).
+    reaped: bool = False
 
 
 def _die_with_parent() -> None:
@@ -177,7 +182,7 @@ class LocalCluster:
         ]
         busy = [p for p in ports if not port_is_free(HOST, p)]
         if busy:
-            raise RuntimeError(
+            raise FailedPrecondition(
                 f"ports already in use: {', '.join(map(str, busy))} "
                 "(another cluster running? choose another --port-base)"
             )
@@ -216,6 +221,7 @@ class LocalCluster:
             preexec_fn=_die_with_parent,
         )
         supervised.last_start = time.monotonic()
+        supervised.reaped = False
 
     def _wait_healthy(self, supervised: Supervised, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -224,7 +230,7 @@ class LocalCluster:
             while True:
                 process = supervised.process
                 if process is not None and process.poll() is not None:
-                    raise RuntimeError(
+                    raise Unavailable(
                         f"{supervised.spec.name} exited with {process.returncode}:\n"
                         + _tail(supervised.log_path)
                     )
@@ -235,11 +241,22 @@ class LocalCluster:
                 except grpc.RpcError:
                     pass
                 if time.monotonic() > deadline:
-                    raise RuntimeError(
+                    raise Unavailable(
                         f"{supervised.spec.name} not SERVING after {timeout_s:.0f}s:\n"
                         + _tail(supervised.log_path)
                     )
                 time.sleep(0.1)
+
+    def _reap(self, supervised: Supervised) -> None:
+        """Kills what a service that exited left behind in its process group (a killed ingest's
+        forkserver and parse workers), so that nothing outlives it."""
+        process = supervised.process
+        if process is None:
+            return
+        left = process_groups.kill_group(process.pid)
+        if left:
+            process_groups.wait_group_gone(process.pid, 5.0)
+            self.say(f"{supervised.spec.name}: killed {left} leftover process(es)")
 
     def supervise(self) -> None:
         """Restarts processes that died; call it periodically."""
@@ -247,6 +264,9 @@ class LocalCluster:
             process = supervised.process
             if process is not None and process.poll() is None:
                 continue
+            if process is not None and process.returncode is not None and not supervised.reaped:
+                self._reap(supervised)
+                supervised.reaped = True
             if self.held(supervised):
                 if process is not None:
                     self.say(f"{supervised.spec.name} exited with {process.returncode}; held")
@@ -264,7 +284,8 @@ class LocalCluster:
             self.write_cluster_file()
 
     def stop(self, timeout_s: float = 15.0) -> None:
-        """Reverse order: query and ingest first, then storage, replication, quota, broker."""
+        """Reverse order: query and ingest first, then storage, replication, quota, broker. Each
+        service stops its own children; whatever is left in its process group then is killed."""
         for supervised in reversed(self.processes):
             process = supervised.process
             if process is not None and process.poll() is None:
@@ -275,6 +296,7 @@ class LocalCluster:
                     self.say(f"{supervised.spec.name} did not stop in {timeout_s:.0f}s; killing")
                     process.kill()
                     process.wait()
+            self._reap(supervised)
             if supervised.log is not None:
                 supervised.log.close()
                 supervised.log = None
