@@ -96,8 +96,10 @@ class RunningCluster:
         return self.query_json(sql)
 
     def query_json(self, sql: str, *options: str) -> dict[str, Any]:
-        """`flakehouse query --format json [options] SQL`, parsed."""
-        return dict(json.loads(self.cli("query", "--format", "json", *options, sql).stdout))
+        """`flakehouse query --format json --allow-partial [options] SQL`, parsed: callers look
+        at `partial` themselves."""
+        result = self.cli("query", "--format", "json", "--allow-partial", *options, sql)
+        return dict(json.loads(result.stdout))
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -1192,7 +1192,9 @@ def test_cli_prints_the_partial_answer_when_every_replica_is_frozen(setup: Setup
         finally:
             _thaw(pids)
         wait_complete(client, len(setup.world.events))
-    assert result.returncode == 0, result.stderr
+    # Printed, and exit 3: a script does not take it for the whole answer.
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.startswith(f"error: partial answer: {PARTITIONS} partitions missing")
     answer = json.loads(result.stdout)
     assert answer["partial"] is True
     assert [m["partition"] for m in answer["missing_partitions"]] == list(range(PARTITIONS))

@@ -2,7 +2,9 @@
 usage (datasets_cli) (DESIGN.md §9).
 
 Exit codes: 0 success; 1 the cluster could not be reached or refused the request; 2 bad input
-(an unparsable file, a bad query, bad arguments, a dataset that does not exist or conflicts)."""
+(an unparsable file, a bad query, bad arguments, a dataset that does not exist or conflicts);
+3 a query answered partially (printed, but some partitions are missing: a script must not take
+it for the whole answer), unless --allow-partial."""
 
 from __future__ import annotations
 
@@ -17,11 +19,12 @@ from pathlib import Path
 
 from flakehouse.client import datasets_cli
 from flakehouse.client.cienv import ci_labels
-from flakehouse.client.client import Client, UploadResult, offsets_of
+from flakehouse.client.client import Client, QueryResult, UploadResult, offsets_of
 from flakehouse.client.clientargs import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_OK,
+    EXIT_PARTIAL,
     add_client_options,
     client_from_args,
 )
@@ -79,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     query = commands.add_parser("query", help="run a SQL query")
     add_client_options(query)
     query.add_argument("--format", choices=sorted(RENDERERS), default="table")
+    _partial_option(query)
     query.add_argument(
         "--after",
         type=Path,
@@ -101,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     flaky.add_argument("--limit", type=int, default=50, help="tests listed (default 50; 0: all)")
     flaky.add_argument("--format", choices=sorted(RENDERERS), default="table")
+    _partial_option(flaky)
 
     status = commands.add_parser("status", help="storage nodes, partitions, replica states and lag")
     status.add_argument("--cluster", type=Path, default=DEFAULT_PATH, help="cluster.json to use")
@@ -208,12 +213,34 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _partial_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help=f"exit 0 for a partial answer too (default: exit {EXIT_PARTIAL})",
+    )
+
+
+def answered(args: argparse.Namespace, result: QueryResult) -> int:
+    """Prints an answer; a partial one also says so on stderr and exits EXIT_PARTIAL, unless
+    --allow-partial: a script checking the exit code never takes it for the whole answer."""
+    print(RENDERERS[args.format](result))
+    if not result.partial or args.allow_partial:
+        return EXIT_OK
+    missing = len(result.missing_partitions)
+    print(
+        f"error: partial answer: {missing} partition{'s' if missing != 1 else ''} missing "
+        f"(listed in the answer); --allow-partial accepts it",
+        file=sys.stderr,
+    )
+    return EXIT_PARTIAL
+
+
 def cmd_query(args: argparse.Namespace) -> int:
     with client_from_args(args, "query") as client:
         after = read_offsets(args.after) if args.after else None
         result = client.query(args.sql, timeout_ms=query_deadline_ms(args.timeout), after=after)
-    print(RENDERERS[args.format](result))
-    return EXIT_OK
+    return answered(args, result)
 
 
 def read_offsets(path: Path) -> dict[str, dict[int, int]]:
@@ -246,8 +273,7 @@ def cmd_flaky(args: argparse.Namespace) -> int:
             args.limit or None,
             timeout_ms=query_deadline_ms(args.timeout),
         )
-    print(RENDERERS[args.format](result))
-    return EXIT_OK
+    return answered(args, result)
 
 
 def query_deadline_ms(timeout_s: float) -> int:

@@ -12,7 +12,7 @@ from flakehouse.client.client import Client
 from flakehouse.client.cluster import DEFAULT_PATH, ClusterFile
 from flakehouse.core.errors import FlakehouseError
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_PARTIAL = 0, 1, 2, 3
 ADDRESSED = ("ingest", "query", "quota")
 """Services a client command may be pointed at with `--<service> host:port`."""
 T = TypeVar("T")

@@ -1,0 +1,64 @@
+"""`flakehouse query`: a partial answer is printed, said on stderr and exits 3, so a script never
+takes it for the whole answer; --allow-partial accepts it with exit 0. Through a real gRPC server
+that plays the query service."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import grpc
+import pytest
+
+from flakehouse.client import cli
+from flakehouse.common.v1 import events_pb2
+from flakehouse.query.v1 import query_pb2, query_pb2_grpc
+
+
+class Query(query_pb2_grpc.QueryServiceServicer):
+    def __init__(self) -> None:
+        self.partial = True
+
+    def Query(self, request: Any, context: Any) -> query_pb2.QueryResponse:
+        response = query_pb2.QueryResponse(
+            columns=[query_pb2.ResultColumn(name="count(*)", type=events_pb2.VALUE_TYPE_INT)],
+            rows=[events_pb2.Row(values=[events_pb2.Value(int_value=0)])],
+            partial=self.partial,
+        )
+        if self.partial:
+            response.missing_partitions.add(dataset="ci", partition=3, reason="catching up")
+        return response
+
+
+@pytest.fixture
+def query() -> Iterator[tuple[Query, str]]:
+    server = grpc.server(ThreadPoolExecutor(2))
+    service = Query()
+    query_pb2_grpc.add_QueryServiceServicer_to_server(service, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield service, f"127.0.0.1:{port}"
+    finally:
+        server.stop(None)
+
+
+def test_a_partial_answer_exits_3_unless_allowed(
+    query: tuple[Query, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    service, address = query
+    sql = "SELECT count(*) FROM ci"
+    code = cli.main(["query", "--query", address, "--format", "json", sql])
+    out, err = capsys.readouterr()
+    assert code == cli.EXIT_PARTIAL == 3
+    assert json.loads(out)["partial"] is True  # the answer is still printed
+    assert err.startswith("error: partial answer: 1 partition missing")
+
+    code = cli.main(["query", "--query", address, "--allow-partial", sql])
+    out, err = capsys.readouterr()
+    assert code == 0 and "PARTIAL ANSWER" in out and err == ""
+
+    service.partial = False
+    assert cli.main(["query", "--query", address, sql]) == 0
