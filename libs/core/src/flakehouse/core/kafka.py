@@ -97,12 +97,16 @@ class KafkaAdmin:
     async def close(self) -> None:
         await self._admin.close()
 
+    async def topic_names(self) -> list[str]:
+        """The names of every topic of the broker (one metadata request, no descriptions)."""
+        return list(await self._admin.list_topics())
+
     async def partition_counts(self, topics: Iterable[str] | None = None) -> dict[str, int]:
         """Partition count of each existing topic (of those named, or of all)."""
-        names = list(topics) if topics is not None else await self._admin.list_topics()
+        names = list(topics) if topics is not None else await self.topic_names()
         if not names:
             return {}
-        existing = set(await self._admin.list_topics())
+        existing = set(await self.topic_names())
         names = [name for name in names if name in existing]
         if not names:
             return {}
