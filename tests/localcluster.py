@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -25,8 +26,11 @@ HOST = "127.0.0.1"
 def free_port_base(storage_nodes: int) -> int:
     """A base whose whole range (broker, services, storage nodes, metrics ports) is free."""
     probe = LocalCluster(Path("/nonexistent"), storage_nodes=storage_nodes, say=lambda _: None)
-    offsets = [0] + [
-        p - probe.port_base for s in probe.processes for p in (s.spec.port, s.spec.metrics_port)
+    offsets = [
+        p - probe.port_base
+        for s in probe.processes
+        for p in (s.spec.port, s.spec.metrics_port)
+        if p
     ]
     for _ in range(50):
         base = random.randrange(20000, 60000, 10)
@@ -110,6 +114,41 @@ class RunningCluster:
                 self.process.kill()
                 self.process.wait()
         self._out.close()
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and every process descended from it (Linux /proc), parents first."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat[stat.rfind(")") + 2 :].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def kill_everything(cluster: RunningCluster) -> int:
+    """A power cut, as far as processes go: every process of the cluster (`up`, the broker, the
+    object store, every service and their children) is stopped first, so none reacts to the
+    others' death, then SIGKILLed. Returns how many there were."""
+    tree = process_tree(cluster.process.pid)
+    for pid in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGSTOP)
+    for pid in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    cluster.process.wait(10)
+    return len(tree)
 
 
 def pid_alive(pid: int) -> bool:

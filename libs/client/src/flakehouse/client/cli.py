@@ -51,6 +51,11 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--port-base", type=int, default=7600, help="first port used (default 7600)")
     up.add_argument("--storage-nodes", type=int, default=2, help="default: 2")
     up.add_argument("--partitions", type=int, default=8, help="partitions of new datasets")
+    up.add_argument(
+        "--ephemeral",
+        action="store_true",
+        help="keep topics in memory: every start is empty and nothing survives a stop",
+    )
 
     ingest = commands.add_parser("ingest", help="upload JUnit XML or JSON lines files")
     add_client_options(ingest)
@@ -128,6 +133,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         port_base=args.port_base,
         storage_nodes=args.storage_nodes,
         partitions=args.partitions,
+        ephemeral=args.ephemeral,
         say=lambda message: print(message, flush=True),
     )
     run_until_signalled(cluster)

@@ -32,6 +32,8 @@ class ClusterFile:
     services: dict[str, Endpoint]
     storage: list[StorageEndpoint] = field(default_factory=list)
     data_dir: str = ""
+    # Whether the broker keeps its topics on disk (`flakehouse up --ephemeral`: in memory).
+    durable: bool = True
     version: int = 1
 
     def address(self, service: str) -> str:
@@ -53,5 +55,6 @@ class ClusterFile:
             services={name: Endpoint(**value) for name, value in raw["services"].items()},
             storage=[StorageEndpoint(**value) for value in raw.get("storage", [])],
             data_dir=raw.get("data_dir", ""),
+            durable=raw.get("durable", True),
             version=raw.get("version", 1),
         )

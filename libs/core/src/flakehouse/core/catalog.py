@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from flakehouse.common.v1 import datasets_pb2
-from flakehouse.core.kafka import INTERNAL_MARK, KafkaAdmin, make_consumer
+from flakehouse.core.kafka import INTERNAL_MARK, KafkaAdmin, end_offsets, make_consumer
 from flakehouse.core.settings import KafkaSettings
 
 
@@ -93,12 +93,15 @@ class CatalogReader:
         self._consumer.pause(self._tp)
         await self.sync()
 
-    async def sync(self) -> Catalog:
-        """Reads up to the current end of the topic and returns the catalog."""
+    async def sync(self, at_least: int = 0) -> Catalog:
+        """Reads up to the current end of the topic (and at least to offset `at_least`) and
+        returns the catalog. On tansu the end it learns can be short of a write another process
+        made within the last second (kafka.end_offsets); this process's own writes pass their
+        offset, so it always reads them back."""
         consumer = self._consumer
         assert consumer is not None, "start() first"
         async with self._lock:
-            end = (await consumer.end_offsets([self._tp]))[self._tp]
+            end = max((await end_offsets(consumer, [self._tp]))[self._tp], at_least)
             if await consumer.position(self._tp) >= end:
                 return self.catalog
             # Paused between syncs: a background fetch parked on the broker for new records
@@ -117,10 +120,10 @@ class CatalogReader:
 
     async def write(self, producer: AIOKafkaProducer, record: datasets_pb2.DatasetRecord) -> None:
         """Appends a record (acknowledged by Kafka on return) and reads it back."""
-        await producer.send_and_wait(
+        written = await producer.send_and_wait(
             self.topic, record.SerializeToString(), key=record.name.encode()
         )
-        await self.sync()
+        await self.sync(at_least=written.offset + 1)
 
     async def stop(self) -> None:
         if self._consumer is not None:

@@ -206,23 +206,39 @@ async def read_state_topic(
 async def read_to_end(
     consumer: AIOKafkaConsumer, topic: str, partitions: int
 ) -> list[tuple[bytes | None, bytes | None]]:
-    """Every (key, value) of a topic from its start to the end offsets seen when called; for
-    compacted state topics, where the last value of each key wins. The consumer must be started
-    and is left assigned to the topic's partitions."""
+    """Every (key, value) of a topic from its start to its end; for compacted state topics,
+    where the last value of each key wins. The consumer must be started (and fresh: no fetch in
+    flight) and is left assigned to the topic's partitions.
+
+    The end is the high watermark of fetch responses, which every broker reports exactly: tansu
+    answers ListOffsets(latest) with one past the base offset of some recent batch (its s3 engine
+    picks it by object modification time, to the second), short of the end."""
     tps = [TopicPartition(topic, p) for p in range(partitions)]
     consumer.assign(tps)
     await consumer.seek_to_beginning(*tps)
-    ends = await consumer.end_offsets(tps)
     records: list[tuple[bytes | None, bytes | None]] = []
-    remaining = {tp for tp in tps if ends[tp] > 0}
-    for tp in tps:
-        if ends[tp] > 0 and await consumer.position(tp) >= ends[tp]:
-            remaining.discard(tp)
+    remaining = set(tps)
     while remaining:
         batch = await consumer.getmany(*remaining, timeout_ms=500)
         for messages in batch.values():
             records.extend((m.key, m.value) for m in messages)
         for tp in list(remaining):
-            if await consumer.position(tp) >= ends[tp]:
+            end = consumer.highwater(tp)
+            if end is not None and await consumer.position(tp) >= end:
                 remaining.discard(tp)
     return records
+
+
+async def end_offsets(
+    consumer: AIOKafkaConsumer, tps: Iterable[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """The end of each partition as far as the consumer can tell: the larger of what
+    ListOffsets says (exact on Kafka, short of the end on tansu, see read_to_end) and the high
+    watermark of its last fetch response (exact when it was fetched, but maybe not recent)."""
+    tps = list(tps)
+    listed = await consumer.end_offsets(tps)
+    ends = {}
+    for tp in tps:
+        fetched = consumer.highwater(tp)
+        ends[tp] = max(listed[tp], fetched) if fetched is not None else listed[tp]
+    return ends

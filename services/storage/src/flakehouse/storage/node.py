@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 
 import grpc
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -322,23 +322,25 @@ class StorageNode:
         return replication_pb2.REPLICA_STATE_CATCHING_UP
 
     async def _track_ends(self, refresh: bool = False) -> bool:
-        """Updates end offsets (from fetch responses, or asked of the broker) and lag, and notices
-        a broker whose end is below what this node applied: a wiped or re-created topic. True
-        when a replica learned its end for the first time (a query may be waiting for that)."""
+        """Updates end offsets and lag, and notices a broker whose end is below what this node
+        applied: a wiped or re-created topic. True when a replica learned its end for the first
+        time (a query may be waiting for that).
+
+        Only a fetch response's high watermark is believed below the applied offset: tansu's
+        ListOffsets answers short of the end (kafka.end_offsets), and rebasing on it would read a
+        whole topic again. `refresh` also asks ListOffsets, for an end before the first fetch."""
         learned = False
         tps = dict(self._assigned)
-        ends: Mapping[TopicPartition, int | None]
-        if refresh:
-            ends = await self.consumer.end_offsets(list(tps))
-        else:
-            ends = {tp: self.consumer.highwater(tp) for tp in tps}
+        listed = await self.consumer.end_offsets(list(tps)) if refresh else {}
         for tp, replica in tps.items():
-            end = ends.get(tp)
-            if end is None:
+            fetched = self.consumer.highwater(tp)
+            if fetched is not None and fetched < replica.next_offset:
+                await self._rebase(tp, replica, fetched)
                 continue
-            if end < replica.next_offset:
-                await self._rebase(tp, replica, end)
+            known = [end for end in (fetched, listed.get(tp)) if end is not None]
+            if not known:
                 continue
+            end = max(known)
             learned = learned or replica.end_offset < 0
             replica.end_offset = end
             if replica.next_offset >= end:
