@@ -1,10 +1,12 @@
 """Runs the benchmarks and prints their figures: `python -m benchmarks [NAME...]`, where NAME is
-ingest, large, end-to-end, storage, query or limits (all by default).
+ingest, large, end-to-end, freshness, storage, query or limits (all by default).
 
 ingest and large: see benchmarks/ingest.py. end-to-end: a local cluster (`flakehouse up` as
 processes: broker, five services, 2 storage nodes, 8 partitions) takes generated JUnit reports
 through the client; it reports testcases per second until Kafka acknowledged every event, the
-time until every event is queryable, and the median latency of a few queries. storage: see
+time until every event is queryable, and the median latency of a few queries; once with the
+durable broker (the default) and once with `--ephemeral`. freshness: see benchmarks/freshness.py.
+storage: see
 benchmarks/storage.py. limits: see benchmarks/limits.py."""
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from benchmarks import ingest, limits, query, storage
+from benchmarks.freshness import ack_to_visible
 from benchmarks.junitgen import report
 from flakehouse.client import Client
 from tests.localcluster import RunningCluster
@@ -30,9 +33,11 @@ QUERIES = [
 ]
 
 
-def end_to_end(files: int, cases_per_file: int, uploaders: int) -> None:
+def end_to_end(files: int, cases_per_file: int, uploaders: int, ephemeral: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        cluster = RunningCluster(Path(tmp) / "cluster", storage_nodes=2, partitions=8)
+        cluster = RunningCluster(
+            Path(tmp) / "cluster", storage_nodes=2, partitions=8, ephemeral=ephemeral
+        )
         try:
             cluster.wait_ready()
             client = Client.from_cluster_file(cluster.cluster_path)
@@ -56,7 +61,11 @@ def end_to_end(files: int, cases_per_file: int, uploaders: int) -> None:
                     break
                 time.sleep(0.05)
             visible = time.perf_counter() - started
-            print(f"end-to-end: {files} reports x {cases_per_file} testcases = {total} events")
+            mode = "ephemeral (in-memory)" if ephemeral else "durable"
+            print(
+                f"end-to-end, {mode} broker: {files} reports x {cases_per_file} testcases "
+                f"= {total} events"
+            )
             print(f"  upload until Kafka ack   {acked:7.2f} s   {total / acked:10.0f} testcases/s")
             print(
                 f"  until all queryable      {visible:7.2f} s   {total / visible:10.0f} testcases/s"
@@ -82,6 +91,7 @@ def main() -> None:
     parser.add_argument("--large-mb", type=int, default=200, help="size of the large report")
     parser.add_argument("--events", type=int, default=10_000_000, help="events (storage, query)")
     parser.add_argument("--days", type=int, default=14, help="days of reports (limits)")
+    parser.add_argument("--samples", type=int, default=100, help="uploads timed (freshness)")
     args = parser.parse_args()
     for name in args.names or list(BENCHMARKS):
         BENCHMARKS[name](args)
@@ -91,7 +101,10 @@ def main() -> None:
 BENCHMARKS = {
     "ingest": lambda a: ingest.throughput(a.files, a.cases_per_file, a.uploaders),
     "large": lambda a: ingest.large(a.large_mb),
-    "end-to-end": lambda a: end_to_end(a.files, a.cases_per_file, a.uploaders),
+    "end-to-end": lambda a: [
+        end_to_end(a.files, a.cases_per_file, a.uploaders, ephemeral) for ephemeral in (False, True)
+    ],
+    "freshness": lambda a: [ack_to_visible(a.samples, ephemeral) for ephemeral in (False, True)],
     "storage": lambda a: storage.storage(a.events),
     "query": lambda a: query.query(a.events),
     "limits": lambda a: limits.back_under_limit(a.days, a.cases_per_file),

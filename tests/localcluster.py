@@ -47,6 +47,7 @@ class RunningCluster:
         partitions: int = 4,
         env: dict[str, str] | None = None,
         port_base: int | None = None,
+        ephemeral: bool = False,
     ) -> None:
         self.data_dir = data_dir
         self.cluster_path = data_dir / "cluster.json"
@@ -67,6 +68,7 @@ class RunningCluster:
                 str(storage_nodes),
                 "--partitions",
                 str(partitions),
+                *(["--ephemeral"] if ephemeral else []),
             ],
             stdout=self._out,
             stderr=subprocess.STDOUT,

@@ -162,6 +162,53 @@ async def test_broker_reset_rebases_keeps_stored_rows_and_reads_new_ones(
         broker.stop()
 
 
+async def test_an_idle_caught_up_replica_stays_online_when_its_placement_changes(
+    nodes: Nodes, broker: EmbeddedBroker, topic_prefix: str
+) -> None:
+    """Seen: a fresh dataset's partition answered complete, then both replicas declined it as
+    "catching up (1 records behind)". tansu answers ListOffsets(latest) with one past the base
+    offset of the last batch: after one batch of five records, 1. A placement change (another
+    dataset created) made every node ask ListOffsets again, take 1 < 5 for a wiped broker and
+    read the topic again. Only a fetch's high watermark may say that now."""
+    admin = KafkaAdmin(broker.bootstrap, "test")
+    await admin.start()
+    await admin.create_topic(f"{topic_prefix}.ci", 1)
+    await admin.create_topic(f"{topic_prefix}.other", 1)
+    await admin.close()
+    producer = make_producer(broker.bootstrap, "test")
+    await producer.start()
+    sent = [await producer.send(f"{topic_prefix}.ci", r, partition=0) for r in records("u", 500)]
+    await asyncio.gather(*sent)  # one batch of five records
+    await producer.stop()
+    node = nodes.start(broker.bootstrap, topic_prefix)
+    node.follow(placement("n1", topic_prefix))
+    await eventually(lambda: (r := node.replica("ci", 0)) is not None and r.online)
+    replica = node.replica("ci", 0)
+    assert replica is not None and replica.next_offset == 5
+
+    changed = placement("n1", topic_prefix)
+    changed.version = 2
+    changed.datasets.append(
+        replication_pb2.DatasetPlacement(
+            dataset="other",
+            topic=f"{topic_prefix}.other",
+            partitions=[replication_pb2.PartitionPlacement(partition=0, replicas=["n1"])],
+        )
+    )
+    node.follow(changed)
+    await eventually(lambda: node.replica("other", 0) is not None)
+    for _ in range(20):  # a second of fetches on the idle partition
+        assert replica.online and replica.rebases == 0 and replica.lag == 0, replica.note
+        await asyncio.sleep(0.05)
+    # And it goes on applying what comes.
+    producer = make_producer(broker.bootstrap, "test")
+    await producer.start()
+    await producer.send_and_wait(f"{topic_prefix}.ci", records("v", 100)[0], partition=0)
+    await producer.stop()
+    await eventually(lambda: replica.next_offset == 6, timeout_s=10)
+    assert replica.rebases == 0 and counts([replica]) == {"failed": 72 + 15, "passed": 428 + 85}
+
+
 async def test_segments_stream_to_a_new_replica_with_identical_answers(
     broker: EmbeddedBroker, tmp_path: Path, nodes: Nodes, topic_prefix: str
 ) -> None:
