@@ -20,12 +20,14 @@ from flakehouse.query.v1 import query_pb2, query_pb2_grpc
 class Query(query_pb2_grpc.QueryServiceServicer):
     def __init__(self) -> None:
         self.partial = True
+        self.freshness = query_pb2.Freshness()
 
     def Query(self, request: Any, context: Any) -> query_pb2.QueryResponse:
         response = query_pb2.QueryResponse(
             columns=[query_pb2.ResultColumn(name="count(*)", type=events_pb2.VALUE_TYPE_INT)],
             rows=[events_pb2.Row(values=[events_pb2.Value(int_value=0)])],
             partial=self.partial,
+            freshness=self.freshness,
         )
         if self.partial:
             response.missing_partitions.add(dataset="ci", partition=3, reason="catching up")
@@ -62,3 +64,37 @@ def test_a_partial_answer_exits_3_unless_allowed(
 
     service.partial = False
     assert cli.main(["query", "--query", address, sql]) == 0
+
+
+def test_a_stale_answer_says_how_far_behind_it_is(
+    query: tuple[Query, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    service, address = query
+    service.partial = False
+    sql = "SELECT count(*) FROM ci"
+    assert cli.main(["query", "--query", address, sql]) == 0
+    assert capsys.readouterr().err == ""  # fresh: nothing said
+
+    service.freshness = query_pb2.Freshness(
+        records_behind=120,
+        behind_ms=1400,
+        partitions=[
+            query_pb2.PartitionFreshness(partition=0, node_id="storage-0"),
+            query_pb2.PartitionFreshness(
+                partition=3, node_id="storage-1", records_behind=120, behind_ms=1400
+            ),
+        ],
+    )
+    assert cli.main(["query", "--query", address, "--format", "json", sql]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["freshness"]["records_behind"] == 120
+    assert json.loads(out)["freshness"]["partitions"][1] == {
+        "partition": 3,
+        "node_id": "storage-1",
+        "records_behind": 120,
+        "behind_ms": 1400,
+    }
+    assert err == (
+        "note: stale answer: up to 120 records and 1.4 s behind "
+        "(partition 3 on storage-1: 120 records, 1.4 s)\n"
+    )

@@ -30,6 +30,9 @@ class FakeReplica:
     def lag(self) -> int:
         return max(0, self.end_offset - self.next_offset) if self.end_offset >= 0 else -1
 
+    def behind_s(self, now: float) -> float:
+        return 0.0
+
     def snapshot(self, fields: Any) -> list[Any]:
         self.snapshots += 1
         return []

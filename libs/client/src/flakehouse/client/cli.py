@@ -30,7 +30,7 @@ from flakehouse.client.clientargs import (
 )
 from flakehouse.client.cluster import DEFAULT_DIR, DEFAULT_PATH, ClusterFile
 from flakehouse.client.inputs import expand_inputs
-from flakehouse.client.output import RENDERERS
+from flakehouse.client.output import RENDERERS, describe_staleness
 from flakehouse.client.progress import Progress
 from flakehouse.client.status import render_status_json, render_status_table
 from flakehouse.core.errors import AlreadyExists, FlakehouseError, InvalidArgument, NotFound
@@ -231,6 +231,8 @@ def answered(args: argparse.Namespace, result: QueryResult) -> int:
     """Prints an answer; a partial one also says so on stderr and exits EXIT_PARTIAL, unless
     --allow-partial: a script checking the exit code never takes it for the whole answer."""
     print(RENDERERS[args.format](result))
+    if result.stale:
+        print(f"note: {describe_staleness(result.freshness)}", file=sys.stderr)
     if not result.partial or args.allow_partial:
         return EXIT_OK
     missing = len(result.missing_partitions)

@@ -81,6 +81,13 @@ class QueryResult:
     missing_partitions: list[dict[str, Any]] = field(default_factory=list)
     stats: dict[str, int] = field(default_factory=dict)
     nodes: list[dict[str, Any]] = field(default_factory=list)
+    # How far behind the replicas that answered were (QueryResponse.freshness): the worst
+    # `records_behind` and `behind_ms`, and `partitions`, one entry per partition answered.
+    freshness: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def stale(self) -> bool:
+        return bool(self.freshness.get("records_behind") or self.freshness.get("behind_ms"))
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -88,6 +95,7 @@ class QueryResult:
             "rows": self.rows,
             "partial": self.partial,
             "missing_partitions": self.missing_partitions,
+            "freshness": self.freshness,
         }
 
 
@@ -108,6 +116,22 @@ def _rows(response: query_pb2.QueryResponse) -> list[list[Scalar | None]]:
     if len({len(c) for c in columns}) > 1:
         raise Internal("the answer's columns have different lengths")
     return [list(row) for row in zip(*columns, strict=True)]
+
+
+def _freshness(freshness: query_pb2.Freshness) -> dict[str, Any]:
+    return {
+        "records_behind": freshness.records_behind,
+        "behind_ms": freshness.behind_ms,
+        "partitions": [
+            {
+                "partition": p.partition,
+                "node_id": p.node_id,
+                "records_behind": p.records_behind,
+                "behind_ms": p.behind_ms,
+            }
+            for p in freshness.partitions
+        ],
+    }
 
 
 class Client:
@@ -317,6 +341,7 @@ class Client:
                 {"dataset": m.dataset, "partition": m.partition, "reason": m.reason}
                 for m in response.missing_partitions
             ],
+            freshness=_freshness(response.freshness),
             stats={
                 "rows_scanned": response.stats.scan.rows_scanned,
                 "rows_matched": response.stats.scan.rows_matched,

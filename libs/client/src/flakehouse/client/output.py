@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from typing import Any
 
 from flakehouse.client.client import QueryResult
 from flakehouse.events.values import Scalar
@@ -47,6 +48,22 @@ def render_table(result: QueryResult) -> str:
         )
         out.append(f"PARTIAL ANSWER: missing partitions {missing}")
     return "\n".join(out)
+
+
+def describe_staleness(freshness: dict[str, Any]) -> str:
+    """`stale answer: up to 120 records and 1.4 s behind (partition 3 on storage-1: 120
+    records, 1.4 s, ...)`: the worst, then the three partitions furthest behind."""
+    behind = [p for p in freshness["partitions"] if p["records_behind"] or p["behind_ms"]]
+    worst = ", ".join(
+        f"partition {p['partition']} on {p['node_id']}: {p['records_behind']} records, "
+        f"{p['behind_ms'] / 1000:.1f} s"
+        for p in sorted(behind, key=lambda p: (-p["records_behind"], -p["behind_ms"]))[:3]
+    )
+    more = f" and {len(behind) - 3} more" if len(behind) > 3 else ""
+    return (
+        f"stale answer: up to {freshness['records_behind']} records and "
+        f"{freshness['behind_ms'] / 1000:.1f} s behind ({worst}{more})"
+    )
 
 
 def render_json(result: QueryResult) -> str:

@@ -19,6 +19,7 @@ from flakehouse.events.values import TYPE_NAMES
 from flakehouse.query.cutoff import QueryCutoff, query_cutoff, with_cutoff
 from flakehouse.query.explain import explain_lines
 from flakehouse.query.fanout import FanOutResult, PartitionCall, candidates, fan_out
+from flakehouse.query.freshness import answer_freshness, first_replica_freshness
 from flakehouse.query.merge import PartialResultError, merge_partials, to_response
 from flakehouse.query.metrics import QueryMetrics
 from flakehouse.query.placements import Placements
@@ -138,7 +139,9 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
             plan.time_range.CopyFrom(with_cutoff(plan.time_range, cutoff.start_us))
         minimums = _minimum_offsets(request, dataset)
         if statement.explain:
-            return _explain(statement, dataset, nodes, minimums, cutoff)
+            live = candidates(dataset, nodes)
+            behind = await first_replica_freshness(self._storage.stub, dataset.dataset, live)
+            return _explain(statement, dataset, nodes, minimums, cutoff, behind)
 
         def fragment(partition: int, first: bool) -> storage_pb2.ExecuteFragmentRequest:
             wanted = [minimums[partition]] if partition in minimums else []
@@ -165,6 +168,7 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
         response = to_response(statement, merged, columnar=request.columnar)
         response.partial = bool(result.missing)
         response.missing_partitions.extend(_missing(plan.dataset, result))
+        response.freshness.CopyFrom(answer_freshness(result.answers))
         response.stats.CopyFrom(
             query_pb2.QueryStats(
                 scan=merged.stats,
@@ -291,18 +295,22 @@ def _explain(
     nodes: dict[str, replication_pb2.Node],
     minimums: dict[int, int],
     cutoff: QueryCutoff | None = None,
+    behind: dict[int, str] | None = None,
 ) -> query_pb2.QueryResponse:
     """EXPLAIN: the plan's lines, then per partition the replicas the query would ask, in
-    order (the first; the next after hedge_after_ms or a failure), one column 'plan'."""
+    order (the first; the next after hedge_after_ms or a failure), and how far behind the first
+    one is (`behind`, freshness.first_replica_freshness), one column 'plan'."""
     lines = explain_lines(planned, cutoff)
     live = candidates(dataset, nodes)
     lines.append(f"partitions: {len(dataset.partitions)} (topic {dataset.topic})")
     for partition in sorted(dataset.partitions, key=lambda p: p.partition):
         asked = [node.node_id for node in live[partition.partition]]
+        if asked and partition.partition in (behind or {}):
+            asked[0] += f" ({(behind or {})[partition.partition]})"
         down = [
             f"{n} (down)" if n in nodes else f"{n} (unknown node)"
             for n in partition.replicas
-            if n not in asked
+            if n not in {node.node_id for node in live[partition.partition]}
         ]
         if asked:
             text = "ask " + ", then ".join(asked)

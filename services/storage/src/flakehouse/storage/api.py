@@ -104,6 +104,7 @@ class StorageApi(storage_pb2_grpc.StorageServiceServicer):
             partition=replica.partition,
             applied_offset=replica.next_offset,
             end_offset=replica.end_offset,
+            behind_ms=int(replica.behind_s(time.monotonic()) * 1000),
         )
 
     async def _wait_applied(self, dataset: str, minimums: dict[int, int], context: Any) -> None:

@@ -343,6 +343,7 @@ class StorageNode:
             end = max(known)
             learned = learned or replica.end_offset < 0
             replica.end_offset = end
+            replica.track_behind(time.monotonic())
             if replica.next_offset >= end:
                 replica.online = True
             self.metrics.lag.labels(replica.dataset, str(replica.partition)).set(replica.lag)

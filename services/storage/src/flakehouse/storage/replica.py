@@ -62,6 +62,9 @@ class Replica:
         # False until the replica first reaches the partition's end: before that its answers
         # would silently miss data, so it declines fragments and the query asks another replica.
         self.online = False
+        # Since when (time.monotonic()) the replica has known of records it has not applied;
+        # None while it has applied up to the end it knows of.
+        self.behind_since: float | None = None
         self.rebases = 0
         self.note = ""
         self.dedupe = DedupeWindow(dedupe_window)
@@ -76,6 +79,18 @@ class Replica:
     @property
     def lag(self) -> int:
         return max(0, self.end_offset - self.next_offset) if self.end_offset >= 0 else -1
+
+    def track_behind(self, now: float) -> None:
+        """Starts or ends the time this replica is behind the end it knows of; call it whenever
+        either moves."""
+        if self.lag <= 0:
+            self.behind_since = None
+        elif self.behind_since is None:
+            self.behind_since = now
+
+    def behind_s(self, now: float) -> float:
+        """For how long it has known of records it has not applied (0 when it has none)."""
+        return now - self.behind_since if self.behind_since is not None else 0.0
 
     def apply(self, records: list[tuple[int, bytes | None]]) -> ApplyResult:
         """Adds Kafka records in offset order; records below the next offset are replays of

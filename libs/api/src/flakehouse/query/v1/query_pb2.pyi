@@ -234,6 +234,73 @@ class QueryStats(_message.Message):
 Global___QueryStats: _TypeAlias = QueryStats  # noqa: Y015
 
 @_typing.final
+class PartitionFreshness(_message.Message):
+    """How far behind one partition's answer was: the replica that answered, the records it knew of
+    and had not applied yet (the end of the partition it last saw, less what it applied), and for
+    how long it had known of them. Records Kafka took after the replica's last fetch are not
+    counted: for an answer that must hold given uploads, use QueryRequest.after.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTITION_FIELD_NUMBER: _builtins.int
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    RECORDS_BEHIND_FIELD_NUMBER: _builtins.int
+    BEHIND_MS_FIELD_NUMBER: _builtins.int
+    partition: _builtins.int
+    node_id: _builtins.str
+    records_behind: _builtins.int
+    behind_ms: _builtins.int
+    def __init__(
+        self,
+        *,
+        partition: _builtins.int = ...,
+        node_id: _builtins.str = ...,
+        records_behind: _builtins.int = ...,
+        behind_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["behind_ms", b"behind_ms", "node_id", b"node_id", "partition", b"partition", "records_behind", b"records_behind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PartitionFreshness: _TypeAlias = PartitionFreshness  # noqa: Y015
+
+@_typing.final
+class Freshness(_message.Message):
+    """How fresh a whole answer is."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORDS_BEHIND_FIELD_NUMBER: _builtins.int
+    BEHIND_MS_FIELD_NUMBER: _builtins.int
+    PARTITIONS_FIELD_NUMBER: _builtins.int
+    records_behind: _builtins.int
+    """The worst of `partitions` (each measure on its own): both 0 when every replica that
+    answered had applied all it knew of.
+    """
+    behind_ms: _builtins.int
+    @_builtins.property
+    def partitions(self) -> _containers.RepeatedCompositeFieldContainer[Global___PartitionFreshness]:
+        """One entry per partition answered."""
+
+    def __init__(
+        self,
+        *,
+        records_behind: _builtins.int = ...,
+        behind_ms: _builtins.int = ...,
+        partitions: _abc.Iterable[Global___PartitionFreshness] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["behind_ms", b"behind_ms", "partitions", b"partitions", "records_behind", b"records_behind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Freshness: _TypeAlias = Freshness  # noqa: Y015
+
+@_typing.final
 class QueryResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -244,6 +311,7 @@ class QueryResponse(_message.Message):
     STATS_FIELD_NUMBER: _builtins.int
     PLAN_FIELD_NUMBER: _builtins.int
     COLUMN_VALUES_FIELD_NUMBER: _builtins.int
+    FRESHNESS_FIELD_NUMBER: _builtins.int
     partial: _builtins.bool
     """True when some partitions could not be read; they are listed with the reason."""
     @_builtins.property
@@ -265,6 +333,12 @@ class QueryResponse(_message.Message):
         predates the field answers in `rows`.
         """
 
+    @_builtins.property
+    def freshness(self) -> Global___Freshness:
+        """How far behind the partitions that answered were; EXPLAIN asks each partition's first
+        replica instead.
+        """
+
     def __init__(
         self,
         *,
@@ -275,10 +349,11 @@ class QueryResponse(_message.Message):
         stats: Global___QueryStats | None = ...,
         plan: _plan_pb2.QueryPlan | None = ...,
         column_values: _abc.Iterable[_plan_pb2.ValueColumn] | None = ...,
+        freshness: Global___Freshness | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["plan", b"plan", "stats", b"stats"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["freshness", b"freshness", "plan", b"plan", "stats", b"stats"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["column_values", b"column_values", "columns", b"columns", "missing_partitions", b"missing_partitions", "partial", b"partial", "plan", b"plan", "rows", b"rows", "stats", b"stats"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["column_values", b"column_values", "columns", b"columns", "freshness", b"freshness", "missing_partitions", b"missing_partitions", "partial", b"partial", "plan", b"plan", "rows", b"rows", "stats", b"stats"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -26,15 +26,15 @@ from flakehouse.common.v1 import events_pb2 as flakehouse_dot_common_dot_v1_dot_
 from flakehouse.common.v1 import plan_pb2 as flakehouse_dot_common_dot_v1_dot_plan__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#flakehouse/storage/v1/storage.proto\x12\x15\x66lakehouse.storage.v1\x1a!flakehouse/common/v1/events.proto\x1a\x1f\x66lakehouse/common/v1/plan.proto\"\x95\x01\n\x16\x45xecuteFragmentRequest\x12-\n\x04plan\x18\x01 \x01(\x0b\x32\x1f.flakehouse.common.v1.QueryPlan\x12\x12\n\npartitions\x18\x02 \x03(\r\x12\x13\n\x0bmin_offsets\x18\x03 \x03(\x03\x12\x0f\n\x07max_lag\x18\x04 \x01(\x03\x12\x12\n\ngeneration\x18\x05 \x01(\r\"3\n\x0ePartitionError\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xc6\x01\n\x17\x45xecuteFragmentResponse\x12\x33\n\x06result\x18\x01 \x01(\x0b\x32#.flakehouse.common.v1.PartialResult\x12:\n\x0bunavailable\x18\x02 \x03(\x0b\x32%.flakehouse.storage.v1.PartitionError\x12:\n\x08progress\x18\x03 \x03(\x0b\x32(.flakehouse.storage.v1.PartitionProgress\"c\n\x11PartitionProgress\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\r\x12\x16\n\x0e\x61pplied_offset\x18\x03 \x01(\x03\x12\x12\n\nend_offset\x18\x04 \x01(\x03\"P\n\x15\x44\x65scribeFieldsRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x12\n\npartitions\x18\x02 \x03(\r\x12\x12\n\ngeneration\x18\x03 \x01(\r\"\x88\x01\n\x16\x44\x65scribeFieldsResponse\x12\x32\n\x06\x66ields\x18\x01 \x03(\x0b\x32\".flakehouse.common.v1.FieldSummary\x12:\n\x0bunavailable\x18\x02 \x03(\x0b\x32%.flakehouse.storage.v1.PartitionError\"\xd8\x01\n\x0fPartitionStatus\x12:\n\x08progress\x18\x01 \x01(\x0b\x32(.flakehouse.storage.v1.PartitionProgress\x12\x34\n\x05state\x18\x02 \x01(\x0e\x32%.flakehouse.storage.v1.PartitionState\x12\x17\n\x0fsealed_segments\x18\x03 \x01(\r\x12\x0c\n\x04rows\x18\x04 \x01(\x04\x12\r\n\x05\x62ytes\x18\x05 \x01(\x04\x12\x0f\n\x07rebases\x18\x06 \x01(\r\x12\x0c\n\x04note\x18\x07 \x01(\t\",\n\x19GetPartitionStatusRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\"i\n\x1aGetPartitionStatusResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12:\n\npartitions\x18\x02 \x03(\x0b\x32&.flakehouse.storage.v1.PartitionStatus\"O\n\x15StreamSegmentsRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\r\x12\x12\n\ngeneration\x18\x03 \x01(\r\"\xdf\x01\n\x0b\x43olumnChunk\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\x04type\x18\x02 \x01(\x0e\x32\x1f.flakehouse.common.v1.ValueType\x12\r\n\x05\x63ount\x18\x03 \x01(\r\x12\x0c\n\x04rows\x18\x04 \x01(\x0c\x12\x0e\n\x06values\x18\x05 \x01(\x0c\x12\x12\n\ndictionary\x18\x06 \x03(\t\x12(\n\x03min\x18\x07 \x01(\x0b\x32\x1b.flakehouse.common.v1.Value\x12(\n\x03max\x18\x08 \x01(\x0b\x32\x1b.flakehouse.common.v1.Value\"\xa5\x02\n\x07Segment\x12\x16\n\x0e\x66ormat_version\x18\x01 \x01(\r\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x11\n\tpartition\x18\x03 \x01(\r\x12\x10\n\x08sequence\x18\x04 \x01(\x04\x12\x14\n\x0c\x66irst_offset\x18\x05 \x01(\x03\x12\x13\n\x0blast_offset\x18\x06 \x01(\x03\x12\x11\n\trow_count\x18\x07 \x01(\r\x12\x18\n\x10min_timestamp_us\x18\x08 \x01(\x03\x12\x18\n\x10max_timestamp_us\x18\t \x01(\x03\x12\x12\n\ntimestamps\x18\n \x01(\x0c\x12\x11\n\tevent_ids\x18\x0b \x01(\x0c\x12\x33\n\x07\x63olumns\x18\x0c \x03(\x0b\x32\".flakehouse.storage.v1.ColumnChunk\"\x88\x01\n\x16StreamSegmentsResponse\x12\x31\n\x07segment\x18\x01 \x01(\x0b\x32\x1e.flakehouse.storage.v1.SegmentH\x00\x12\x18\n\x0e\x61pplied_offset\x18\x02 \x01(\x03H\x00\x12\x19\n\x11\x64rop_watermark_us\x18\x03 \x01(\x03\x42\x06\n\x04item*\xaf\x01\n\x0ePartitionState\x12\x1f\n\x1bPARTITION_STATE_UNSPECIFIED\x10\x00\x12!\n\x1dPARTITION_STATE_BOOTSTRAPPING\x10\x01\x12\x1f\n\x1bPARTITION_STATE_CATCHING_UP\x10\x02\x12\x1a\n\x16PARTITION_STATE_ONLINE\x10\x03\x12\x1c\n\x18PARTITION_STATE_DRAINING\x10\x04\x32\xdd\x03\n\x0eStorageService\x12p\n\x0f\x45xecuteFragment\x12-.flakehouse.storage.v1.ExecuteFragmentRequest\x1a..flakehouse.storage.v1.ExecuteFragmentResponse\x12m\n\x0e\x44\x65scribeFields\x12,.flakehouse.storage.v1.DescribeFieldsRequest\x1a-.flakehouse.storage.v1.DescribeFieldsResponse\x12y\n\x12GetPartitionStatus\x12\x30.flakehouse.storage.v1.GetPartitionStatusRequest\x1a\x31.flakehouse.storage.v1.GetPartitionStatusResponse\x12o\n\x0eStreamSegments\x12,.flakehouse.storage.v1.StreamSegmentsRequest\x1a-.flakehouse.storage.v1.StreamSegmentsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#flakehouse/storage/v1/storage.proto\x12\x15\x66lakehouse.storage.v1\x1a!flakehouse/common/v1/events.proto\x1a\x1f\x66lakehouse/common/v1/plan.proto\"\x95\x01\n\x16\x45xecuteFragmentRequest\x12-\n\x04plan\x18\x01 \x01(\x0b\x32\x1f.flakehouse.common.v1.QueryPlan\x12\x12\n\npartitions\x18\x02 \x03(\r\x12\x13\n\x0bmin_offsets\x18\x03 \x03(\x03\x12\x0f\n\x07max_lag\x18\x04 \x01(\x03\x12\x12\n\ngeneration\x18\x05 \x01(\r\"3\n\x0ePartitionError\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xc6\x01\n\x17\x45xecuteFragmentResponse\x12\x33\n\x06result\x18\x01 \x01(\x0b\x32#.flakehouse.common.v1.PartialResult\x12:\n\x0bunavailable\x18\x02 \x03(\x0b\x32%.flakehouse.storage.v1.PartitionError\x12:\n\x08progress\x18\x03 \x03(\x0b\x32(.flakehouse.storage.v1.PartitionProgress\"v\n\x11PartitionProgress\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\r\x12\x16\n\x0e\x61pplied_offset\x18\x03 \x01(\x03\x12\x12\n\nend_offset\x18\x04 \x01(\x03\x12\x11\n\tbehind_ms\x18\x05 \x01(\r\"P\n\x15\x44\x65scribeFieldsRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x12\n\npartitions\x18\x02 \x03(\r\x12\x12\n\ngeneration\x18\x03 \x01(\r\"\x88\x01\n\x16\x44\x65scribeFieldsResponse\x12\x32\n\x06\x66ields\x18\x01 \x03(\x0b\x32\".flakehouse.common.v1.FieldSummary\x12:\n\x0bunavailable\x18\x02 \x03(\x0b\x32%.flakehouse.storage.v1.PartitionError\"\xd8\x01\n\x0fPartitionStatus\x12:\n\x08progress\x18\x01 \x01(\x0b\x32(.flakehouse.storage.v1.PartitionProgress\x12\x34\n\x05state\x18\x02 \x01(\x0e\x32%.flakehouse.storage.v1.PartitionState\x12\x17\n\x0fsealed_segments\x18\x03 \x01(\r\x12\x0c\n\x04rows\x18\x04 \x01(\x04\x12\r\n\x05\x62ytes\x18\x05 \x01(\x04\x12\x0f\n\x07rebases\x18\x06 \x01(\r\x12\x0c\n\x04note\x18\x07 \x01(\t\",\n\x19GetPartitionStatusRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\"i\n\x1aGetPartitionStatusResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12:\n\npartitions\x18\x02 \x03(\x0b\x32&.flakehouse.storage.v1.PartitionStatus\"O\n\x15StreamSegmentsRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\r\x12\x12\n\ngeneration\x18\x03 \x01(\r\"\xdf\x01\n\x0b\x43olumnChunk\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\x04type\x18\x02 \x01(\x0e\x32\x1f.flakehouse.common.v1.ValueType\x12\r\n\x05\x63ount\x18\x03 \x01(\r\x12\x0c\n\x04rows\x18\x04 \x01(\x0c\x12\x0e\n\x06values\x18\x05 \x01(\x0c\x12\x12\n\ndictionary\x18\x06 \x03(\t\x12(\n\x03min\x18\x07 \x01(\x0b\x32\x1b.flakehouse.common.v1.Value\x12(\n\x03max\x18\x08 \x01(\x0b\x32\x1b.flakehouse.common.v1.Value\"\xa5\x02\n\x07Segment\x12\x16\n\x0e\x66ormat_version\x18\x01 \x01(\r\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x11\n\tpartition\x18\x03 \x01(\r\x12\x10\n\x08sequence\x18\x04 \x01(\x04\x12\x14\n\x0c\x66irst_offset\x18\x05 \x01(\x03\x12\x13\n\x0blast_offset\x18\x06 \x01(\x03\x12\x11\n\trow_count\x18\x07 \x01(\r\x12\x18\n\x10min_timestamp_us\x18\x08 \x01(\x03\x12\x18\n\x10max_timestamp_us\x18\t \x01(\x03\x12\x12\n\ntimestamps\x18\n \x01(\x0c\x12\x11\n\tevent_ids\x18\x0b \x01(\x0c\x12\x33\n\x07\x63olumns\x18\x0c \x03(\x0b\x32\".flakehouse.storage.v1.ColumnChunk\"\x88\x01\n\x16StreamSegmentsResponse\x12\x31\n\x07segment\x18\x01 \x01(\x0b\x32\x1e.flakehouse.storage.v1.SegmentH\x00\x12\x18\n\x0e\x61pplied_offset\x18\x02 \x01(\x03H\x00\x12\x19\n\x11\x64rop_watermark_us\x18\x03 \x01(\x03\x42\x06\n\x04item*\xaf\x01\n\x0ePartitionState\x12\x1f\n\x1bPARTITION_STATE_UNSPECIFIED\x10\x00\x12!\n\x1dPARTITION_STATE_BOOTSTRAPPING\x10\x01\x12\x1f\n\x1bPARTITION_STATE_CATCHING_UP\x10\x02\x12\x1a\n\x16PARTITION_STATE_ONLINE\x10\x03\x12\x1c\n\x18PARTITION_STATE_DRAINING\x10\x04\x32\xdd\x03\n\x0eStorageService\x12p\n\x0f\x45xecuteFragment\x12-.flakehouse.storage.v1.ExecuteFragmentRequest\x1a..flakehouse.storage.v1.ExecuteFragmentResponse\x12m\n\x0e\x44\x65scribeFields\x12,.flakehouse.storage.v1.DescribeFieldsRequest\x1a-.flakehouse.storage.v1.DescribeFieldsResponse\x12y\n\x12GetPartitionStatus\x12\x30.flakehouse.storage.v1.GetPartitionStatusRequest\x1a\x31.flakehouse.storage.v1.GetPartitionStatusResponse\x12o\n\x0eStreamSegments\x12,.flakehouse.storage.v1.StreamSegmentsRequest\x1a-.flakehouse.storage.v1.StreamSegmentsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'flakehouse.storage.v1.storage_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PARTITIONSTATE']._serialized_start=1973
-  _globals['_PARTITIONSTATE']._serialized_end=2148
+  _globals['_PARTITIONSTATE']._serialized_start=1992
+  _globals['_PARTITIONSTATE']._serialized_end=2167
   _globals['_EXECUTEFRAGMENTREQUEST']._serialized_start=131
   _globals['_EXECUTEFRAGMENTREQUEST']._serialized_end=280
   _globals['_PARTITIONERROR']._serialized_start=282
@@ -42,25 +42,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXECUTEFRAGMENTRESPONSE']._serialized_start=336
   _globals['_EXECUTEFRAGMENTRESPONSE']._serialized_end=534
   _globals['_PARTITIONPROGRESS']._serialized_start=536
-  _globals['_PARTITIONPROGRESS']._serialized_end=635
-  _globals['_DESCRIBEFIELDSREQUEST']._serialized_start=637
-  _globals['_DESCRIBEFIELDSREQUEST']._serialized_end=717
-  _globals['_DESCRIBEFIELDSRESPONSE']._serialized_start=720
-  _globals['_DESCRIBEFIELDSRESPONSE']._serialized_end=856
-  _globals['_PARTITIONSTATUS']._serialized_start=859
-  _globals['_PARTITIONSTATUS']._serialized_end=1075
-  _globals['_GETPARTITIONSTATUSREQUEST']._serialized_start=1077
-  _globals['_GETPARTITIONSTATUSREQUEST']._serialized_end=1121
-  _globals['_GETPARTITIONSTATUSRESPONSE']._serialized_start=1123
-  _globals['_GETPARTITIONSTATUSRESPONSE']._serialized_end=1228
-  _globals['_STREAMSEGMENTSREQUEST']._serialized_start=1230
-  _globals['_STREAMSEGMENTSREQUEST']._serialized_end=1309
-  _globals['_COLUMNCHUNK']._serialized_start=1312
-  _globals['_COLUMNCHUNK']._serialized_end=1535
-  _globals['_SEGMENT']._serialized_start=1538
-  _globals['_SEGMENT']._serialized_end=1831
-  _globals['_STREAMSEGMENTSRESPONSE']._serialized_start=1834
-  _globals['_STREAMSEGMENTSRESPONSE']._serialized_end=1970
-  _globals['_STORAGESERVICE']._serialized_start=2151
-  _globals['_STORAGESERVICE']._serialized_end=2628
+  _globals['_PARTITIONPROGRESS']._serialized_end=654
+  _globals['_DESCRIBEFIELDSREQUEST']._serialized_start=656
+  _globals['_DESCRIBEFIELDSREQUEST']._serialized_end=736
+  _globals['_DESCRIBEFIELDSRESPONSE']._serialized_start=739
+  _globals['_DESCRIBEFIELDSRESPONSE']._serialized_end=875
+  _globals['_PARTITIONSTATUS']._serialized_start=878
+  _globals['_PARTITIONSTATUS']._serialized_end=1094
+  _globals['_GETPARTITIONSTATUSREQUEST']._serialized_start=1096
+  _globals['_GETPARTITIONSTATUSREQUEST']._serialized_end=1140
+  _globals['_GETPARTITIONSTATUSRESPONSE']._serialized_start=1142
+  _globals['_GETPARTITIONSTATUSRESPONSE']._serialized_end=1247
+  _globals['_STREAMSEGMENTSREQUEST']._serialized_start=1249
+  _globals['_STREAMSEGMENTSREQUEST']._serialized_end=1328
+  _globals['_COLUMNCHUNK']._serialized_start=1331
+  _globals['_COLUMNCHUNK']._serialized_end=1554
+  _globals['_SEGMENT']._serialized_start=1557
+  _globals['_SEGMENT']._serialized_end=1850
+  _globals['_STREAMSEGMENTSRESPONSE']._serialized_start=1853
+  _globals['_STREAMSEGMENTSRESPONSE']._serialized_end=1989
+  _globals['_STORAGESERVICE']._serialized_start=2170
+  _globals['_STORAGESERVICE']._serialized_end=2647
 # @@protoc_insertion_point(module_scope)

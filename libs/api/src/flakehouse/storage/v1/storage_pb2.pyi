@@ -154,12 +154,17 @@ class PartitionProgress(_message.Message):
     PARTITION_FIELD_NUMBER: _builtins.int
     APPLIED_OFFSET_FIELD_NUMBER: _builtins.int
     END_OFFSET_FIELD_NUMBER: _builtins.int
+    BEHIND_MS_FIELD_NUMBER: _builtins.int
     dataset: _builtins.str
     partition: _builtins.int
     applied_offset: _builtins.int
     """Next Kafka offset to apply: everything below it is in the answer."""
     end_offset: _builtins.int
     """The partition's end offset when last seen; -1 if unknown."""
+    behind_ms: _builtins.int
+    """For how long this replica has known of records it has not applied yet, in milliseconds: 0
+    when it has applied up to the end it knows of.
+    """
     def __init__(
         self,
         *,
@@ -167,10 +172,11 @@ class PartitionProgress(_message.Message):
         partition: _builtins.int = ...,
         applied_offset: _builtins.int = ...,
         end_offset: _builtins.int = ...,
+        behind_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_offset", b"applied_offset", "dataset", b"dataset", "end_offset", b"end_offset", "partition", b"partition"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_offset", b"applied_offset", "behind_ms", b"behind_ms", "dataset", b"dataset", "end_offset", b"end_offset", "partition", b"partition"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
