@@ -1,6 +1,6 @@
 """Chaos on the durable local cluster (issue 13): uploads and queries go on while a random
-process of the cluster (ingest, query, quota, replication, a storage node or the broker) is
-SIGKILLed every few seconds and restarted by `flakehouse up`'s supervisor. Seeded: a seed gives
+process of the cluster (ingest, query, quota, replication, a storage node, the broker or its
+object store) is SIGKILLed every few seconds and restarted by `flakehouse up`'s supervisor. Seeded: a seed gives
 the same victims at the same moments.
 
 The checker records every upload (the events it holds, once acknowledged) and every answer:
@@ -38,7 +38,16 @@ from tests.localcluster import RunningCluster, pid_alive
 pytestmark = [pytest.mark.processes, pytest.mark.broker]
 PARTITIONS = 4
 CHAOS_S = 30.0
-VICTIMS = ("ingest", "query", "quota", "replication", "storage-0", "storage-1", "broker")
+VICTIMS = (
+    "ingest",
+    "query",
+    "quota",
+    "replication",
+    "storage-0",
+    "storage-1",
+    "broker",
+    "objects",
+)
 STORAGE_ENV = {
     "FLAKEHOUSE_STORAGE_SEAL_ROWS": "2000",
     "FLAKEHOUSE_STORAGE_SEAL_AGE_S": "0.5",
