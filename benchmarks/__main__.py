@@ -39,7 +39,9 @@ def end_to_end(files: int, cases_per_file: int, uploaders: int, ephemeral: bool)
             Path(tmp) / "cluster", storage_nodes=2, partitions=8, ephemeral=ephemeral
         )
         try:
+            launched = time.perf_counter()
             cluster.wait_ready()
+            ready = time.perf_counter() - launched
             client = Client.from_cluster_file(cluster.cluster_path)
             reports = [report(seed, cases_per_file) for seed in range(files)]
             total = files * cases_per_file
@@ -66,6 +68,7 @@ def end_to_end(files: int, cases_per_file: int, uploaders: int, ephemeral: bool)
                 f"end-to-end, {mode} broker: {files} reports x {cases_per_file} testcases "
                 f"= {total} events"
             )
+            print(f"  start of an empty cluster until ready  {ready:5.2f} s")
             print(f"  upload until Kafka ack   {acked:7.2f} s   {total / acked:10.0f} testcases/s")
             print(
                 f"  until all queryable      {visible:7.2f} s   {total / visible:10.0f} testcases/s"

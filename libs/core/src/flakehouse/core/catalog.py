@@ -5,12 +5,13 @@ ingest read it with a CatalogReader, which keeps a consumer and reads only what 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from flakehouse.common.v1 import datasets_pb2
-from flakehouse.core.kafka import INTERNAL_MARK, KafkaAdmin, end_offsets, make_consumer
+from flakehouse.core.kafka import INTERNAL_MARK, KafkaAdmin, make_consumer
 from flakehouse.core.settings import KafkaSettings
 
 
@@ -67,8 +68,17 @@ class Catalog:
 
 
 class CatalogReader:
-    """Follows the catalog topic: `sync()` reads everything appended since the last call (up to
-    the end offset of the moment), so a reader sees every write that was acknowledged before."""
+    """Follows the catalog topic: `sync()` reads everything appended before it was called, so a
+    reader sees every write that was acknowledged before.
+
+    The end of the topic is learnt from fetch responses, not from ListOffsets, which tansu
+    answers short of the end (kafka.read_to_end), for good when the last records were written
+    within the same second. A sync waits for a fetch response to a request sent after it began:
+    the second response after resuming (the first may answer a request sent before), which the
+    broker holds at most FETCH_WAIT_MS when there is nothing new. Concurrent syncs share one
+    round: a caller is served by any round that began after its call."""
+
+    FETCH_WAIT_MS = 20
 
     def __init__(self, settings: KafkaSettings, client_id: str) -> None:
         self._settings = settings
@@ -77,6 +87,8 @@ class CatalogReader:
         self._tp = TopicPartition(self.topic, 0)
         self._consumer: AIOKafkaConsumer | None = None
         self._lock = asyncio.Lock()
+        # When (time.monotonic()) the last completed round began.
+        self._round_began = float("-inf")
         self.catalog = Catalog()
 
     async def start(self) -> None:
@@ -86,7 +98,9 @@ class CatalogReader:
             await admin.create_topic(self.topic, 1, compact=True)
         finally:
             await admin.close()
-        self._consumer = make_consumer(self._settings.kafka_bootstrap, self._client_id)
+        self._consumer = make_consumer(
+            self._settings.kafka_bootstrap, self._client_id, fetch_wait_ms=self.FETCH_WAIT_MS
+        )
         await self._consumer.start()
         self._consumer.assign([self._tp])
         await self._consumer.seek_to_beginning(self._tp)
@@ -94,29 +108,37 @@ class CatalogReader:
         await self.sync()
 
     async def sync(self, at_least: int = 0) -> Catalog:
-        """Reads up to the current end of the topic (and at least to offset `at_least`) and
-        returns the catalog. On tansu the end it learns can be short of a write another process
-        made within the last second (kafka.end_offsets); this process's own writes pass their
-        offset, so it always reads them back."""
+        """Reads what was appended before this call (and at least up to offset `at_least`, a
+        write of this process) and returns the catalog."""
         consumer = self._consumer
         assert consumer is not None, "start() first"
+        called = time.monotonic()
         async with self._lock:
-            end = max((await end_offsets(consumer, [self._tp]))[self._tp], at_least)
-            if await consumer.position(self._tp) >= end:
-                return self.catalog
-            # Paused between syncs: a background fetch parked on the broker for new records
-            # would hold the connection, and make every end_offsets call wait ~500 ms behind it.
-            consumer.resume(self._tp)
-            try:
-                while await consumer.position(self._tp) < end:
-                    batch = await consumer.getmany(self._tp, timeout_ms=500)
-                    for message in batch.get(self._tp, []):
-                        if message.value is not None:
-                            record = datasets_pb2.DatasetRecord.FromString(message.value)
-                            self.catalog.apply(record)
-            finally:
-                consumer.pause(self._tp)
+            if self._round_began < called or await consumer.position(self._tp) < at_least:
+                began = time.monotonic()
+                await self._read_to_fetched_end(consumer, at_least)
+                self._round_began = began
         return self.catalog
+
+    async def _read_to_fetched_end(self, consumer: AIOKafkaConsumer, at_least: int) -> None:
+        # Paused between syncs: a fetch parked on the broker would only hold the connection.
+        consumer.resume(self._tp)
+        try:
+            responses, last_seen = 0, consumer.last_poll_timestamp(self._tp)
+            while True:
+                batch = await consumer.getmany(self._tp, timeout_ms=self.FETCH_WAIT_MS * 5)
+                for message in batch.get(self._tp, []):
+                    if message.value is not None:
+                        self.catalog.apply(datasets_pb2.DatasetRecord.FromString(message.value))
+                polled = consumer.last_poll_timestamp(self._tp)
+                if polled is not None and polled != last_seen:
+                    responses, last_seen = responses + 1, polled
+                end = consumer.highwater(self._tp)
+                position = await consumer.position(self._tp)
+                if responses >= 2 and end is not None and position >= max(end, at_least):
+                    return
+        finally:
+            consumer.pause(self._tp)
 
     async def write(self, producer: AIOKafkaProducer, record: datasets_pb2.DatasetRecord) -> None:
         """Appends a record (acknowledged by Kafka on return) and reads it back."""

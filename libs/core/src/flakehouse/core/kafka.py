@@ -52,9 +52,11 @@ def make_producer(bootstrap: str, client_id: str, timeout_s: float = 15.0) -> AI
     )
 
 
-def make_consumer(bootstrap: str, client_id: str) -> AIOKafkaConsumer:
-    """A consumer driven by assign() and seek(); no group, no committed offsets."""
+def make_consumer(bootstrap: str, client_id: str, fetch_wait_ms: int = 500) -> AIOKafkaConsumer:
+    """A consumer driven by assign() and seek(); no group, no committed offsets. The broker
+    holds a fetch up to `fetch_wait_ms` when it has nothing new."""
     return AIOKafkaConsumer(
+        fetch_max_wait_ms=fetch_wait_ms,
         bootstrap_servers=bootstrap,
         client_id=client_id,
         group_id=None,
@@ -227,18 +229,3 @@ async def read_to_end(
             if end is not None and await consumer.position(tp) >= end:
                 remaining.discard(tp)
     return records
-
-
-async def end_offsets(
-    consumer: AIOKafkaConsumer, tps: Iterable[TopicPartition]
-) -> dict[TopicPartition, int]:
-    """The end of each partition as far as the consumer can tell: the larger of what
-    ListOffsets says (exact on Kafka, short of the end on tansu, see read_to_end) and the high
-    watermark of its last fetch response (exact when it was fetched, but maybe not recent)."""
-    tps = list(tps)
-    listed = await consumer.end_offsets(tps)
-    ends = {}
-    for tp in tps:
-        fetched = consumer.highwater(tp)
-        ends[tp] = max(listed[tp], fetched) if fetched is not None else listed[tp]
-    return ends
