@@ -120,6 +120,13 @@ class CatalogReader:
                 self._round_began = began
         return self.catalog
 
+    async def recent(self, max_age_s: float) -> Catalog:
+        """The catalog as a sync that began at most `max_age_s` ago left it, else synced now:
+        for a hot path that may miss a change of the last moment (another process's)."""
+        if time.monotonic() - self._round_began <= max_age_s:
+            return self.catalog
+        return await self.sync()
+
     async def _read_to_fetched_end(self, consumer: AIOKafkaConsumer, at_least: int) -> None:
         # Paused between syncs: a fetch parked on the broker would only hold the connection.
         consumer.resume(self._tp)

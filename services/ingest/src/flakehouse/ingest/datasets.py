@@ -33,6 +33,10 @@ from flakehouse.quota.v1 import quota_pb2
 log = logging.getLogger(__name__)
 
 KAFKA_RETRY_MS = 1000
+# An upload to a dataset this process knows to be live trusts a catalog synced up to this long
+# ago (a sync takes two fetch round trips): an upload within that time of a delete made by
+# another ingest process may still land in the deleted dataset, and goes with it.
+UPLOAD_CATALOG_AGE_S = 1.0
 
 
 def checked_name(name: str) -> str:
@@ -115,8 +119,9 @@ class Datasets:
         name = checked_name(name)
         limits = limits if limits is not None else quota_pb2.Quota()
         validate_quota(limits)
-        # Uploads to an existing dataset (nearly all) do not wait for each other.
-        existing = await self._existing(name, partitions)
+        # Uploads to an existing dataset (nearly all) do not wait for each other, nor for a
+        # catalog sync of their own: one begun within UPLOAD_CATALOG_AGE_S will do.
+        existing = await self._existing(name, partitions, UPLOAD_CATALOG_AGE_S)
         if existing is not None:
             return existing, False
         async with self._lock:
@@ -142,8 +147,17 @@ class Datasets:
         )
         return dataset_message(record), True
 
-    async def _existing(self, name: str, partitions: int) -> ingest_pb2.Dataset | None:
-        live = (await self._synced()).live(name)
+    async def _existing(
+        self, name: str, partitions: int, max_age_s: float = 0.0
+    ) -> ingest_pb2.Dataset | None:
+        """The live dataset of the name, from a catalog synced now, or, for a name live in a
+        catalog synced at most `max_age_s` ago, from that one."""
+        live = self._catalog.catalog.live(name) if max_age_s else None
+        if live is not None:
+            async with kafka_call(self._timeout_s):
+                live = (await self._catalog.recent(max_age_s)).live(name)
+        if live is None:
+            live = (await self._synced()).live(name)
         if live is None:
             return None
         if partitions and live.partitions != partitions:
