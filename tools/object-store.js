@@ -8,9 +8,9 @@
 //    broker "created" the watermark again at offset 0 and overwrote acknowledged batches. Here a
 //    PUT carrying either header is checked and done under a lock of its key.
 // 2. Crash-safe objects. s3rver writes an object in place; killed midway, it leaves half an
-//    object. Here every object, its MD5 (the ETag) and its metadata are written to a temporary
-//    file, fsynced and renamed over the old one, and the directory fsynced: an acknowledged PUT
-//    survives a power cut, and a reader never sees half an object.
+//    object. Here an object is written to a temporary file, fsynced, renamed over the old one,
+//    and its directory fsynced before the PUT is answered: an acknowledged PUT survives a power
+//    cut, and a reader never sees half an object.
 //
 // Usage: node object-store.js --directory DIR --address HOST --port PORT --bucket NAME
 'use strict';
@@ -32,16 +32,26 @@ function option(name) {
   return process.argv[at + 1];
 }
 
-async function writeDurably(target, content) {
+// Atomically (a reader sees the old content or the new, never half); durably only with `sync`.
+async function writeAtomically(target, content, sync) {
   const temporary = `${target}.${process.pid}.tmp`;
   const handle = await fs.open(temporary, 'w');
   try {
     await handle.writeFile(content);
-    await handle.sync();
+    if (sync) await handle.sync();
   } finally {
     await handle.close();
   }
   await fs.rename(temporary, target);
+}
+
+async function sameContent(file, content) {
+  try {
+    return (await fs.readFile(file, 'utf8')) === content;
+  } catch (err) {
+    if (err.code === 'ENOENT') return false;
+    throw err;
+  }
 }
 
 async function syncDirectory(directory) {
@@ -62,31 +72,33 @@ function readAll(stream) {
   });
 }
 
-// The object, then its MD5 and metadata: until the new MD5 is in place a reader may see the new
-// object with the old ETag, which only makes a conditional write fail and be tried again.
+// The object's content is fsynced before it is renamed into place, and the directory after:
+// then the PUT is answered. Its MD5 (the ETag) and metadata are renamed into place without an
+// fsync of their own (the directory's covers the renames): the ETag is only a version tag,
+// the same one for GETs and for the conditional writes above, so even one lost to a power cut
+// (read back empty) stays consistent. Metadata that did not change is not written again.
 FilesystemStore.prototype.putObject = async function putObject(object) {
   const objectPath = this.getResourcePath(object.bucket, object.key, 'object');
-  await fs.mkdir(path.dirname(objectPath), { recursive: true });
+  const directory = path.dirname(objectPath);
+  await fs.mkdir(directory, { recursive: true });
   const content = Buffer.isBuffer(object.content) ? object.content : await readAll(object.content);
   const md5 = crypto.createHash('md5').update(content).digest('hex');
-  await writeDurably(objectPath, content);
-  await this.putMetadata(object.bucket, object.key, object.metadata, md5);
-  await syncDirectory(path.dirname(objectPath));
-  return { size: content.length, md5 };
-};
-
-FilesystemStore.prototype.putMetadata = async function putMetadata(bucket, key, metadata, md5) {
-  const kept = {
-    ...pick(metadata, S3Object.ALLOWED_METADATA),
-    ...pickBy(metadata, (value, name) => name.startsWith('x-amz-meta-')),
-  };
-  if (md5) {
-    await writeDurably(this.getResourcePath(bucket, key, 'object.md5'), md5);
-  }
-  await writeDurably(
-    this.getResourcePath(bucket, key, 'metadata.json'),
-    JSON.stringify(kept, null, 2),
+  await writeAtomically(objectPath, content, true);
+  await writeAtomically(`${objectPath}.md5`, md5, false);
+  const metadata = JSON.stringify(
+    {
+      ...pick(object.metadata, S3Object.ALLOWED_METADATA),
+      ...pickBy(object.metadata, (value, name) => name.startsWith('x-amz-meta-')),
+    },
+    null,
+    2,
   );
+  const metadataPath = this.getResourcePath(object.bucket, object.key, 'metadata.json');
+  if (!(await sameContent(metadataPath, metadata))) {
+    await writeAtomically(metadataPath, metadata, false);
+  }
+  await syncDirectory(directory);
+  return { size: content.length, md5 };
 };
 
 const unquoted = etag => (etag || '').replace(/^W\//, '').replace(/"/g, '');
