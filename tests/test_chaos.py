@@ -1,7 +1,7 @@
 """Chaos on the durable local cluster (issue 13): uploads and queries go on while a random
 process of the cluster (ingest, query, quota, replication, a storage node, the broker or its
-object store) is SIGKILLed every few seconds and restarted by `flakehouse up`'s supervisor. Seeded: a seed gives
-the same victims at the same moments.
+object store) is SIGKILLed every few seconds and restarted by `flakehouse up`'s supervisor.
+Seeded: a seed gives the same victims at the same moments.
 
 The checker records every upload (the events it holds, once acknowledged) and every answer:
 - at the end, every acknowledged event is counted exactly once, per status;
@@ -37,7 +37,7 @@ from tests.localcluster import RunningCluster, pid_alive
 
 pytestmark = [pytest.mark.processes, pytest.mark.broker]
 PARTITIONS = 4
-CHAOS_S = 30.0
+CHAOS_S = 20.0
 VICTIMS = (
     "ingest",
     "query",

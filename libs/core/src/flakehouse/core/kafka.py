@@ -185,6 +185,9 @@ class KafkaAdmin:
         return True
 
 
+STATE_FETCH_WAIT_MS = 20
+
+
 async def read_state_topic(
     settings: KafkaSettings, client_id: str, topic: str
 ) -> list[tuple[bytes | None, bytes | None]]:
@@ -197,7 +200,9 @@ async def read_state_topic(
         await admin.create_topic(topic, 1, compact=True)
     finally:
         await admin.close()
-    consumer = make_consumer(bootstrap, client_id)
+    # read_to_end learns the end from a fetch response: an empty topic's would wait out the
+    # broker's whole fetch wait.
+    consumer = make_consumer(bootstrap, client_id, fetch_wait_ms=STATE_FETCH_WAIT_MS)
     await consumer.start()
     try:
         return await read_to_end(consumer, topic, 1)
