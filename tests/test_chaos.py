@@ -54,7 +54,7 @@ STORAGE_ENV = {
     "FLAKEHOUSE_STORAGE_COMPACTION_INTERVAL_S": "2",
 }
 SQL = "SELECT count(*) FROM chaos"
-FETCH_GAP_S = 2.0
+FETCH_GAP_S = 5.0
 
 
 @dataclass
