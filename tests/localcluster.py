@@ -32,8 +32,12 @@ def free_port_base(storage_nodes: int) -> int:
         for p in (s.spec.port, s.spec.metrics_port)
         if p
     ]
+    # Below the kernel's ephemeral range: the cluster's own outgoing connections (the broker's to
+    # its object store above all) take ports there, and one took a port `up` was about to bind.
+    ephemeral_start = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    span = max(offsets) + 1
     for _ in range(50):
-        base = random.randrange(20000, 60000, 10)
+        base = random.randrange(20000, ephemeral_start - span, 10)
         if all(port_is_free(HOST, base + offset) for offset in offsets):
             return base
     raise RuntimeError("no free port range")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flakehouse.query.api import _explain
+from flakehouse.query.fanout import candidates
 from flakehouse.query.planner import PlannedQuery, parse_statement
 from flakehouse.replication.v1 import replication_pb2
 
@@ -29,7 +30,7 @@ def _lines(sql: str, minimums: dict[int, int] | None = None) -> list[str]:
     planned = parse_statement(sql, now_us=0)
     assert isinstance(planned, PlannedQuery) and planned.explain
     dataset, nodes = _placement()
-    response = _explain(planned, dataset, nodes, minimums or {})
+    response = _explain(planned, dataset, nodes, candidates(dataset, nodes), minimums or {})
     assert [c.name for c in response.columns] == ["plan"]
     assert response.plan == planned.plan
     return [row.values[0].string_value for row in response.rows]

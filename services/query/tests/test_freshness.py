@@ -110,7 +110,8 @@ async def test_explain_says_how_far_behind_each_first_replica_is() -> None:
     planned = parse_statement("EXPLAIN SELECT count(*) FROM ci", now_us=0)
     assert isinstance(planned, PlannedQuery)
     lines = [
-        r.values[0].string_value for r in _explain(planned, dataset, nodes, {}, None, behind).rows
+        r.values[0].string_value
+        for r in _explain(planned, dataset, nodes, live, {}, None, behind).rows
     ]
     assert "partition 0: ask a (12 records behind for 2.3 s), then b" in lines
     assert "partition 1: ask b (freshness unknown: UNAVAILABLE), then a" in lines

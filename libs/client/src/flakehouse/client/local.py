@@ -19,6 +19,7 @@ with `--storage-nodes 4` and `storage-3` held)."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import shutil
@@ -310,45 +311,31 @@ class LocalCluster:
         supervised.reaped = False
 
     def _wait_ready(self, supervised: Supervised, timeout_s: float) -> None:
-        if supervised.spec.speaks_grpc:
-            self._wait_serving(supervised, timeout_s)
-            return
-        if supervised.spec.name == "broker":
+        """Until the process is ready: SERVING on gRPC health for a service, listening for the
+        object store and the broker; Unavailable, with its log's tail, if it exits or is not
+        ready in time."""
+        spec = supervised.spec
+        if spec.name == "broker":
             timeout_s = max(timeout_s, BROKER_READY_TIMEOUT_S)
         deadline = time.monotonic() + timeout_s
-        while not wait_for_port(HOST, supervised.spec.port, 0.5):
-            process = supervised.process
-            if process is not None and process.poll() is not None:
-                raise Unavailable(
-                    f"{supervised.spec.name} exited with {process.returncode}:\n"
-                    + _tail(supervised.log_path)
-                )
-            if time.monotonic() > deadline:
-                raise Unavailable(
-                    f"{supervised.spec.name} not listening after {timeout_s:.0f}s:\n"
-                    + _tail(supervised.log_path)
-                )
-
-    def _wait_serving(self, supervised: Supervised, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        with grpc.insecure_channel(supervised.spec.grpc) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            while True:
+        with contextlib.ExitStack() as stack:
+            ready: Callable[[], bool]
+            if spec.speaks_grpc:
+                channel = stack.enter_context(grpc.insecure_channel(spec.grpc))
+                stub = health_pb2_grpc.HealthStub(channel)
+                ready, waiting = (lambda: _serving(stub)), "not SERVING"
+            else:
+                ready, waiting = (lambda: wait_for_port(HOST, spec.port, 0.5)), "not listening"
+            while not ready():
                 process = supervised.process
                 if process is not None and process.poll() is not None:
                     raise Unavailable(
-                        f"{supervised.spec.name} exited with {process.returncode}:\n"
+                        f"{spec.name} exited with {process.returncode}:\n"
                         + _tail(supervised.log_path)
                     )
-                try:
-                    status = stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
-                    if status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                except grpc.RpcError:
-                    pass
                 if time.monotonic() > deadline:
                     raise Unavailable(
-                        f"{supervised.spec.name} not SERVING after {timeout_s:.0f}s:\n"
+                        f"{spec.name} {waiting} after {timeout_s:.0f}s:\n"
                         + _tail(supervised.log_path)
                     )
                 time.sleep(0.1)
@@ -432,6 +419,14 @@ class LocalCluster:
             durable=not self.ephemeral,
             processes={s.spec.name: s.process.pid if s.process else 0 for s in self.processes},
         ).write(self.cluster_path)
+
+
+def _serving(stub: health_pb2_grpc.HealthStub) -> bool:
+    try:
+        status = stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+    except grpc.RpcError:
+        return False
+    return bool(status == health_pb2.HealthCheckResponse.SERVING)
 
 
 def _tail(path: Path, lines: int = 20) -> str:

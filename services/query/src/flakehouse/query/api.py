@@ -141,7 +141,7 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
         if statement.explain:
             live = candidates(dataset, nodes)
             behind = await first_replica_freshness(self._storage.stub, dataset.dataset, live)
-            return _explain(statement, dataset, nodes, minimums, cutoff, behind)
+            return _explain(statement, dataset, nodes, live, minimums, cutoff, behind)
 
         def fragment(partition: int, first: bool) -> storage_pb2.ExecuteFragmentRequest:
             wanted = [minimums[partition]] if partition in minimums else []
@@ -293,15 +293,16 @@ def _explain(
     planned: PlannedQuery,
     dataset: replication_pb2.DatasetPlacement,
     nodes: dict[str, replication_pb2.Node],
+    live: dict[int, list[replication_pb2.Node]],
     minimums: dict[int, int],
     cutoff: QueryCutoff | None = None,
     behind: dict[int, str] | None = None,
 ) -> query_pb2.QueryResponse:
     """EXPLAIN: the plan's lines, then per partition the replicas the query would ask, in
-    order (the first; the next after hedge_after_ms or a failure), and how far behind the first
-    one is (`behind`, freshness.first_replica_freshness), one column 'plan'."""
+    order (`live`, fanout.candidates: the first; the next after hedge_after_ms or a failure), and
+    how far behind the first one is (`behind`, freshness.first_replica_freshness), one column
+    'plan'."""
     lines = explain_lines(planned, cutoff)
-    live = candidates(dataset, nodes)
     lines.append(f"partitions: {len(dataset.partitions)} (topic {dataset.topic})")
     for partition in sorted(dataset.partitions, key=lambda p: p.partition):
         asked = [node.node_id for node in live[partition.partition]]
