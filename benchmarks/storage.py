@@ -353,7 +353,8 @@ def _flakehouse(store: Any, query: Query) -> tuple[float, float, list[tuple[Any,
     and the query service's merge and finalize included; the answer's rows, or None when the
     query service cannot finalize it yet; the scan stats)."""
     from flakehouse.events.values import from_value
-    from flakehouse.query import merge
+    from flakehouse.query.answer import finalize
+    from flakehouse.query.merge import merge_partials
     from flakehouse.query.planner import plan_query
     from flakehouse.storage import fragment
 
@@ -367,7 +368,7 @@ def _flakehouse(store: Any, query: Query) -> tuple[float, float, list[tuple[Any,
     t2 = time.perf_counter()
     answer = None
     if planned is not None:
-        _, answer = merge.finalize(planned, merge.merge_partials(planned, [partial]))
+        _, answer = finalize(planned, merge_partials(planned, [partial]))
     t3 = time.perf_counter()
     rows = None if answer is None else [tuple(from_value(x) for x in r.values) for r in answer]
     return t2 - t1, t3 - t0, rows, partial.stats

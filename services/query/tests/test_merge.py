@@ -24,8 +24,11 @@ from flakehouse.events.values import (
     to_value,
     type_of,
 )
+from flakehouse.kernels import numbering
 from flakehouse.query import merge
-from flakehouse.query.merge import PartialResultError, add_partial, finalize, merge_partials
+from flakehouse.query.answer import finalize, to_response
+from flakehouse.query.merge import add_partial, merge_partials
+from flakehouse.query.partial import PartialResultError
 from flakehouse.query.planner import PlannedQuery, plan_query
 from flakehouse.sketches import DistinctState, QuantileState
 
@@ -130,7 +133,7 @@ def answer(
     columns, result = finalize(planned, merged)
     cells = [[from_value(v) for v in row.values] for row in result]
     # The columnar answer holds the same cells, of the same types.
-    columnar = merge.to_response(planned, merged, columnar=True)
+    columnar = to_response(planned, merged, columnar=True)
     assert not columnar.rows and list(columnar.columns) == columns
     by_column = [from_value_column(c) for c in columnar.column_values]
     assert [[repr(c) for c in row] for row in zip(*by_column, strict=True)] == [
@@ -698,16 +701,16 @@ def test_percentiles_of_one_field_share_equal_states_only() -> None:
 def test_sketches_are_finalized_only_for_the_groups_answered(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from flakehouse.query import merge as merge_module
+    from flakehouse.query import states
 
     asked: list[int] = []
-    original = merge_module.quantiles_of_groups
+    original = states.quantiles_of_groups
 
     def counting(groups: Any, qs: Any) -> Any:
         asked.append(len(groups))
         return original(groups, qs)
 
-    monkeypatch.setattr(merge_module, "quantiles_of_groups", counting)
+    monkeypatch.setattr(states, "quantiles_of_groups", counting)
     planned = plan("SELECT k, count(*) AS n, p95(v) FROM ci GROUP BY k ORDER BY n DESC LIMIT 3")
     partial = groups(*[group([f"k{i:03d}"], count(i), quantiles(float(i))) for i in range(200)])
     _, result = answer(planned, [partial])
@@ -941,7 +944,7 @@ def test_multi_key_groups_when_value_numbers_no_longer_pack(
     bits: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # With 6 bits, 3 per key: from the 9th value of a key on, groups are found by tuples.
-    monkeypatch.setattr(merge, "_PACKED_BITS", bits)
+    monkeypatch.setattr(numbering, "PACKED_BITS", bits)
     rng = random.Random(3)
     planned = plan("SELECT a, b, count(*), max(v) FROM ci GROUP BY a, b")
     pool: list[Cell] = [None, True, 1, 1.0, "1", *range(2, 12), *[f"s{i}" for i in range(6)]]
@@ -975,7 +978,7 @@ def test_multi_key_groups_when_value_numbers_no_longer_pack(
             with pytest.raises(PartialResultError, match="twice"):
                 add_partial(planned, merged, twice)
     assert merged.index is not None
-    assert (merged.index._packed is None) == (bits == 6)  # the way groups were found
+    assert merged.index.keys.packed == (bits == 63)  # the way groups were found
     _, result = finalize(planned, merged)
     got = {tuple(map(_identity, [from_value(v) for v in row.values][:2])): row for row in result}
     assert len(got) == len(result) == len(expected)

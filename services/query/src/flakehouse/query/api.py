@@ -16,12 +16,14 @@ from flakehouse.core.limits import LimitsWatch, current_limits
 from flakehouse.core.server import CHANNEL_OPTIONS
 from flakehouse.events.model import validate_dataset_name
 from flakehouse.events.values import TYPE_NAMES
+from flakehouse.query.answer import to_response
 from flakehouse.query.cutoff import QueryCutoff, query_cutoff, with_cutoff
 from flakehouse.query.explain import explain_lines
 from flakehouse.query.fanout import FanOutResult, PartitionCall, candidates, fan_out
 from flakehouse.query.freshness import answer_freshness, first_replica_freshness
-from flakehouse.query.merge import PartialResultError, merge_partials, to_response
+from flakehouse.query.merge import merge_partials
 from flakehouse.query.metrics import QueryMetrics
+from flakehouse.query.partial import PartialResultError
 from flakehouse.query.placements import Placements
 from flakehouse.query.planner import Describe, PlannedQuery, QueryError, parse_statement
 from flakehouse.query.settings import QuerySettings

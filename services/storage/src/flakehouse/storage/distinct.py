@@ -10,7 +10,6 @@ array hashing — and pairs are deduplicated across segments by sorting. Python 
 from __future__ import annotations
 
 import weakref
-from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -20,10 +19,8 @@ from flakehouse.events import values as v
 from flakehouse.sketches import EXACT_LIMIT, DistinctState
 from flakehouse.sketches.distinct import sorted_unique
 from flakehouse.sketches.hashing import Hashes, hash_bools, hash_floats, hash_ints, hash_strings
+from flakehouse.storage.grouping import SegmentGroups
 from flakehouse.storage.segment import ColumnView
-
-if TYPE_CHECKING:
-    from flakehouse.storage.aggregate import SegmentGroups
 
 Groups = npt.NDArray[np.int64]
 

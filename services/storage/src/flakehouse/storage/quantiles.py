@@ -9,17 +9,13 @@ are summed across segments the same way. Python work is per group (one serializa
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import numpy.typing as npt
 
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.events import values as v
 from flakehouse.sketches.quantiles import bucket_codes, encode_grouped
-
-if TYPE_CHECKING:
-    from flakehouse.storage.aggregate import SegmentGroups
+from flakehouse.storage.grouping import SegmentGroups
 
 Ints = npt.NDArray[np.int64]
 

@@ -1,5 +1,4 @@
-"""Numpy helpers shared by the code that builds and merges per-group states (storage's
-aggregation, the query service's merge)."""
+"""Per-group arrays that grow as groups appear."""
 
 from __future__ import annotations
 
@@ -7,6 +6,9 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+Index = npt.NDArray[np.intp]
+"""Group or value numbers, or positions in an array."""
 
 
 def grow(array: npt.NDArray[Any], n: int, fill: Any) -> npt.NDArray[Any]:
