@@ -250,6 +250,11 @@ _HEADER = len(_MAGIC) + 1
 _MODE_BAD, _MODE_EMPTY = -1, -2
 
 
+def _decode_hll_state(data: bytes) -> Any:
+    """The sketch of a state whose header says HLL."""
+    return _decode_hll(data[_HEADER:])
+
+
 def distinct_of_groups(groups: Sequence[Sequence[bytes]]) -> list[int]:
     """For each group of serialized states, the estimate of their merge: the answers of
     `DistinctState.merge_all(map(DistinctState.from_bytes, group)).estimate()`, with the exact
@@ -279,21 +284,14 @@ def distinct_of_groups(groups: Sequence[Sequence[bytes]]) -> list[int]:
     if len(descending):
         bad.append(states[[packed.first_of(firsts, int(descending[0]))]])
 
-    first_bad = min((int(b.min()) for b in bad if len(b)), default=len(lengths))
+    first_bad = flat.first(bad)
     sketches: dict[int, Any] = {}
     for state in np.flatnonzero(mode == _HLL).tolist():
         if state > first_bad:
             break
-        try:
-            sketches[state] = _decode_hll(flat.states[state][_HEADER:])
-        except SketchFormatError as exc:
-            raise flat.located(state, exc) from None
+        sketches[state] = flat.decode(state, _decode_hll_state)
     if first_bad < len(lengths):
-        try:
-            DistinctState.from_bytes(flat.states[first_bad])
-        except SketchFormatError as exc:
-            raise flat.located(first_bad, exc) from None
-        raise flat.located(first_bad, SketchFormatError("malformed count-distinct state"))
+        flat.refuse(first_bad, DistinctState.from_bytes, "count-distinct")
 
     group_of = flat.group_of
     answers = np.zeros(flat.n_groups, dtype=np.int64)
