@@ -16,7 +16,8 @@ import numpy.typing as npt
 
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.events import values as v
-from flakehouse.sketches.quantiles import bucket_codes, encode_grouped
+from flakehouse.sketches.quantile_buckets import bucket_codes
+from flakehouse.sketches.quantile_codec import encode_grouped
 
 if TYPE_CHECKING:
     from flakehouse.storage.aggregate import SegmentGroups
