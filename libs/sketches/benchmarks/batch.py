@@ -35,7 +35,8 @@ from flakehouse.sketches import (
     hash_ints,
     quantiles_of_groups,
 )
-from flakehouse.sketches.quantiles import bucket_codes, encode_grouped
+from flakehouse.sketches.quantile_buckets import bucket_codes
+from flakehouse.sketches.quantile_codec import encode_grouped
 
 PARTITIONS = 8
 QS = (0.5, 0.95, 0.99)

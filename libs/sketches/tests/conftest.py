@@ -13,7 +13,7 @@ from ddsketch.mapping import LogarithmicMapping
 from ddsketch.pb import ddsketch_pb2
 
 from flakehouse.sketches import RELATIVE_ACCURACY
-from flakehouse.sketches.quantiles import (
+from flakehouse.sketches.quantile_buckets import (
     CODE_NAN,
     CODE_NEG_INF,
     CODE_POS_INF,
@@ -26,7 +26,7 @@ V1 = Callable[..., bytes]
 
 
 def v2_buckets(data: bytes) -> tuple[list[int], list[int]]:
-    """Codes and counts of version 2 bytes, read as the module docstring describes them."""
+    """Codes and counts of version 2 bytes, read as FORMAT.md describes them."""
     magic, n, first, widths = struct.unpack_from("<4sIIB", data)
     assert magic == b"FHQ\x02" and widths < 12
     count_width, step_width = 1 << (widths & 3), 1 << (widths >> 2)

@@ -18,15 +18,8 @@ from ddsketch.pb import ddsketch_pb2
 from ddsketch.pb.proto import DDSketchProto
 
 from flakehouse.sketches import RELATIVE_ACCURACY, QuantileState, SketchFormatError
-from flakehouse.sketches.quantiles import (
-    CODE_ZERO,
-    KEY_MAX,
-    KEY_MIN,
-    N_CODES,
-    bucket_codes,
-    encode_counts,
-    encode_grouped,
-)
+from flakehouse.sketches.quantile_buckets import CODE_ZERO, KEY_MAX, KEY_MIN, N_CODES, bucket_codes
+from flakehouse.sketches.quantile_codec import encode_counts, encode_grouped
 
 QUANTILES = [0.5, 0.9, 0.95, 0.99]
 HEADER = b"FHQ\x01" + bytes(24)  # version 1, no NaN nor infinities

@@ -1,38 +1,5 @@
 """Mergeable count-distinct state: the exact set of the values' typed hashes while it is small,
-an Apache DataSketches HLL sketch beyond that.
-
-Error bounds:
-
-- Up to `EXACT_LIMIT` distinct values (after any merge) the state holds the sorted 64-bit typed
-  hashes of the values (`hashing.py`), and `estimate()` is exact — up to a hash collision
-  between values of different types or between strings, probability below 2^-64 per pair
-  (under 5e-13 for a whole state at the limit). Ints, floats and bools never collide among
-  themselves.
-- Beyond it: HLL with lg_k = 16 (65 536 registers), HLL_4 (32 KiB when dense). Every HLL state
-  is normalized so that its estimate uses the composite estimator of the registers (as a union
-  result does), which makes the estimate a function of the set of values only, independent of
-  merge order. Relative standard error ≈ 0.41 % (DataSketches' `get_rel_err` for unions, one
-  sigma), so the 2 % target is about 5 sigma. Just above the limit the sketch is still in its
-  coupon (list/set) mode, where it is nearly exact.
-
-Merging is commutative and associative: exact + exact stays exact while the union has at most
-`EXACT_LIMIT` hashes, else it becomes HLL; anything with HLL gives HLL.
-
-Batch finalization (`distinct_of_groups`, for the query service's 100 000s of groups): exact
-states, nearly all of them, are validated and read with numpy over their joined bytes, and a
-group's distinct hashes are counted after one sort of all groups' hashes (a group of one state
-needs none). Groups with an HLL state, or whose exact hashes add up to more than `EXACT_LIMIT`,
-go through `merge_all` as before: the estimate is DataSketches' own, so batch answers equal
-per-state ones exactly.
-
-Serialized form (`to_bytes`), the empty state being b"":
-
-    b"FHD" version=1 (1 byte), mode (1 byte: 0 exact, 1 HLL), then
-    exact: n uint64 little-endian hashes, strictly ascending, 1 ≤ n ≤ EXACT_LIMIT
-    HLL:   the DataSketches compact serialization of an HLL_4 sketch with lg_k = 16 (in the
-           sketch's coupon mode, coupons come in hash-table order, so equal states may differ
-           in bytes; their estimates do not)
-"""
+an Apache DataSketches HLL sketch beyond that. Accuracy and bytes: FORMAT.md."""
 
 from __future__ import annotations
 
@@ -50,7 +17,7 @@ from flakehouse.sketches.hashing import Hashes, hash_scalars
 from flakehouse.sketches.packed import Flat, Ints
 
 LG_K = 16
-"""HLL registers: 2^16. See the module docstring for the error this gives."""
+"""HLL registers: 2^16. FORMAT.md gives the error this makes."""
 EXACT_LIMIT = 4096
 """Most distinct values a state holds exactly (8 bytes each)."""
 
@@ -250,6 +217,11 @@ _HEADER = len(_MAGIC) + 1
 _MODE_BAD, _MODE_EMPTY = -1, -2
 
 
+def _decode_hll_state(data: bytes) -> Any:
+    """The sketch of a state whose header says HLL."""
+    return _decode_hll(data[_HEADER:])
+
+
 def distinct_of_groups(groups: Sequence[Sequence[bytes]]) -> list[int]:
     """For each group of serialized states, the estimate of their merge: the answers of
     `DistinctState.merge_all(map(DistinctState.from_bytes, group)).estimate()`, with the exact
@@ -279,21 +251,14 @@ def distinct_of_groups(groups: Sequence[Sequence[bytes]]) -> list[int]:
     if len(descending):
         bad.append(states[[packed.first_of(firsts, int(descending[0]))]])
 
-    first_bad = min((int(b.min()) for b in bad if len(b)), default=len(lengths))
+    first_bad = flat.first(bad)
     sketches: dict[int, Any] = {}
     for state in np.flatnonzero(mode == _HLL).tolist():
         if state > first_bad:
             break
-        try:
-            sketches[state] = _decode_hll(flat.states[state][_HEADER:])
-        except SketchFormatError as exc:
-            raise flat.located(state, exc) from None
+        sketches[state] = flat.decode(state, _decode_hll_state)
     if first_bad < len(lengths):
-        try:
-            DistinctState.from_bytes(flat.states[first_bad])
-        except SketchFormatError as exc:
-            raise flat.located(first_bad, exc) from None
-        raise flat.located(first_bad, SketchFormatError("malformed count-distinct state"))
+        flat.refuse(first_bad, DistinctState.from_bytes, "count-distinct")
 
     group_of = flat.group_of
     answers = np.zeros(flat.n_groups, dtype=np.int64)

@@ -4,7 +4,8 @@ and little-endian unsigned ints read and written at many byte offsets at once wi
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import NoReturn, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -14,6 +15,7 @@ from flakehouse.sketches.errors import SketchFormatError
 Ints = npt.NDArray[np.int64]
 Bytes = npt.NDArray[np.uint8]
 Words = npt.NDArray[np.uint64]
+T = TypeVar("T")
 
 WIDTHS = (1, 2, 4, 8)
 """Byte widths of packed ints, by width class 0..3."""
@@ -96,3 +98,20 @@ class Flat:
         group = int(self.group_of[state])
         position = state - int(np.sum(self.sizes[:group]))
         return SketchFormatError(f"group {group}, state {position}: {error}")
+
+    def first(self, bad: Iterable[Ints]) -> int:
+        """The first state numbered in any of `bad`, or the number of states if none is."""
+        return min((int(states.min()) for states in bad if len(states)), default=len(self.states))
+
+    def decode(self, state: int, decode: Callable[[bytes], T]) -> T:
+        """decode(bytes of state number `state`), raising its SketchFormatError `located`."""
+        try:
+            return decode(self.states[state])
+        except SketchFormatError as exc:
+            raise self.located(state, exc) from None
+
+    def refuse(self, state: int, decode: Callable[[bytes], object], what: str) -> NoReturn:
+        """Raise the error of state number `state`, which the batch checks found malformed: the
+        message of `decode` (the one-state decoder), located, or a generic one naming `what`."""
+        self.decode(state, decode)
+        raise self.located(state, SketchFormatError(f"malformed {what} state"))

@@ -14,7 +14,8 @@ import numpy.typing as npt
 
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.events import values as v
-from flakehouse.sketches.quantiles import bucket_codes, encode_grouped
+from flakehouse.sketches.quantile_buckets import bucket_codes
+from flakehouse.sketches.quantile_codec import encode_grouped
 from flakehouse.storage.grouping import SegmentGroups
 
 Ints = npt.NDArray[np.int64]
