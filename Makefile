@@ -17,6 +17,7 @@ PROMTOOL := tools/bin/promtool
 # registries by the targets below.
 TEST_TOOLS := $(HELM) $(PROMTOOL)
 PACKAGES := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
+SERVICES := $(notdir $(patsubst %/pyproject.toml,%,$(wildcard services/*/pyproject.toml)))
 PROTOS := $(shell find protos -name '*.proto')
 
 .PHONY: help install tools run test lint fmt protos lock bench clean
@@ -77,11 +78,13 @@ fmt: install ## Format and auto-fix the code
 protos: install ## Regenerate the Python code and .pyi stubs from protos/
 	scripts/gen-protos.sh
 
+# The runtime lock holds what the service images need, and no more: not the client's
+# dependencies (the broker that `flakehouse up` starts), nor the dev group.
 lock: $(UV) ## Re-resolve dependencies into requirements.lock and requirements-runtime.lock
 	$(UV) lock --python 3.11
 	$(UV) export --frozen --all-packages --no-emit-workspace --format requirements-txt -o requirements.lock
-	$(UV) export --frozen --all-packages --no-emit-workspace --no-dev --format requirements-txt \
-	  -o requirements-runtime.lock
+	$(UV) export --frozen --no-emit-workspace --no-dev $(foreach s,$(SERVICES),--package flakehouse-$(s)) \
+	  --format requirements-txt -o requirements-runtime.lock
 
 bench: install ## Run the benchmarks and print their figures
 	$(BIN)/python -m benchmarks

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from flakehouse.core.broker import EmbeddedBroker
+from flakehouse.client.broker import EmbeddedBroker
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from pathlib import Path
 from benchmarks.junitgen import report
 from benchmarks.procs import peak_rss_mb
 from flakehouse.client import Client
-from flakehouse.core.broker import EmbeddedBroker
+from flakehouse.client.broker import EmbeddedBroker
 from flakehouse.core.errors import Unavailable
 from flakehouse.core.net import free_port
 

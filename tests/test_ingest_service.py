@@ -12,9 +12,9 @@ from pathlib import Path
 import grpc
 import pytest
 
+from flakehouse.client.broker import EmbeddedBroker
 from flakehouse.client.client import Client
 from flakehouse.common.v1 import events_pb2
-from flakehouse.core.broker import EmbeddedBroker
 from flakehouse.core.errors import InvalidArgument, ResourceExhausted, Unavailable
 from flakehouse.core.kafka import make_consumer, read_to_end
 from flakehouse.events.batch import decode_batch

@@ -8,8 +8,8 @@ import asyncio
 
 import pytest
 
+from flakehouse.client.broker import EmbeddedBroker
 from flakehouse.client.client import Client, UploadResult
-from flakehouse.core.broker import EmbeddedBroker
 from flakehouse.core.errors import ResourceExhausted
 from flakehouse.ingest.app import IngestApp
 from flakehouse.ingest.settings import IngestSettings

@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 import pytest
 
-from flakehouse.core.broker import EmbeddedBroker
+from flakehouse.client.broker import EmbeddedBroker
 from flakehouse.ingest.app import IngestApp
 from flakehouse.ingest.settings import IngestSettings
 from flakehouse.quota.v1 import quota_pb2, quota_pb2_grpc

@@ -14,8 +14,8 @@ import pytest
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
+from flakehouse.client.broker import EmbeddedBroker
 from flakehouse.common.v1 import datasets_pb2
-from flakehouse.core.broker import EmbeddedBroker
 from flakehouse.core.kafka import KafkaAdmin, read_state_topic
 from flakehouse.ingest.app import IngestApp
 from flakehouse.ingest.v1 import ingest_pb2, ingest_pb2_grpc

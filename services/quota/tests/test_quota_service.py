@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 import grpc
 import pytest
 
+from flakehouse.client.broker import EmbeddedBroker
 from flakehouse.common.v1 import datasets_pb2
-from flakehouse.core.broker import EmbeddedBroker
 from flakehouse.core.catalog import CatalogReader, generation_topic
 from flakehouse.core.errors import Unavailable
 from flakehouse.core.kafka import make_producer, quotas_topic, read_state_topic

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 
+from flakehouse.client.broker import EmbeddedBroker
 from flakehouse.common.v1 import datasets_pb2
-from flakehouse.core.broker import EmbeddedBroker
 from flakehouse.core.catalog import CatalogReader, generation_topic
 from flakehouse.core.kafka import KafkaAdmin, make_producer
 from flakehouse.core.settings import KafkaSettings

@@ -14,8 +14,8 @@ import grpc
 import pytest
 from prometheus_client import CollectorRegistry
 
+from flakehouse.client.broker import EmbeddedBroker
 from flakehouse.common.v1 import plan_pb2
-from flakehouse.core.broker import EmbeddedBroker
 from flakehouse.core.kafka import KafkaAdmin, make_consumer, make_producer
 from flakehouse.core.server import GrpcServer, service_name
 from flakehouse.core.settings import ServiceSettings

@@ -36,14 +36,14 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from flakehouse.client import process_groups
-from flakehouse.client.cluster import ClusterFile, Endpoint, StorageEndpoint
-from flakehouse.core.broker import (
+from flakehouse.client.broker import (
     MEMORY_STORAGE,
     S3_STORAGE,
     object_store_command,
     tansu_command,
     tansu_s3_env,
 )
+from flakehouse.client.cluster import ClusterFile, Endpoint, StorageEndpoint
 from flakehouse.core.errors import FailedPrecondition, Unavailable
 from flakehouse.core.net import port_is_free, wait_for_port
 

@@ -20,14 +20,14 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from flakehouse.common.v1 import datasets_pb2
-from flakehouse.core.broker import (
+from flakehouse.client.broker import (
     BUCKET,
     S3_STORAGE,
     object_store_command,
     tansu_command,
     tansu_s3_env,
 )
+from flakehouse.common.v1 import datasets_pb2
 from flakehouse.core.catalog import CatalogReader
 from flakehouse.core.kafka import KafkaAdmin, make_producer
 from flakehouse.core.net import free_port, wait_for_port
