@@ -219,7 +219,7 @@ def _int_keys(kind: int, values: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
     """Int, float or bool values as int64 keys, equal where the values are the same value:
     floats by their bits, with -0.0 as 0.0 and every NaN as one."""
     if kind == INT:
-        return values  # type: ignore[return-value]
+        return values
     if kind == BOOL:
         return values.astype(np.int64)
     floats = values + 0.0  # a copy, and -0.0 + 0.0 is 0.0
@@ -623,7 +623,7 @@ class Sums(Column):
                 out[ints[rest]] = _divide(int_sums[rest], counts[rest])
             else:
                 out[ints] = _divide(int_sums, counts)
-        return out.tolist()  # type: ignore[no-any-return]
+        return out.tolist()
 
 
 def _two_sum(
@@ -732,7 +732,7 @@ class Extremes(Column):
         out[is_float] = floats[is_float]
         out[is_string] = self.strings.best[positions][is_string]
         out[is_bool] = self.bools.best[positions][is_bool]
-        return out.tolist()  # type: ignore[no-any-return]
+        return out.tolist()
 
 
 def _float_wins(
@@ -984,7 +984,7 @@ def _typed(cells: list[Cell]) -> tuple[list[Cell], events_pb2.ValueType.ValueTyp
     kinds = _types(cells)
     if int in kinds:
         # A Value holds int64: an exact int sum beyond it is answered as the nearest float.
-        ints: list[int] = cells if len(kinds) == 1 else [c for c in cells if type(c) is int]  # type: ignore[assignment,misc]
+        ints: list[int] = cells if len(kinds) == 1 else [c for c in cells if type(c) is int]  # type: ignore[assignment]
         if min(ints) < INT64_MIN or max(ints) > INT64_MAX:
             cells = [
                 float(c) if type(c) is int and not INT64_MIN <= c <= INT64_MAX else c for c in cells

@@ -70,11 +70,11 @@ def _value_codes(
         assert col.codes is not None and col.dictionary is not None
         dictionary = col.dictionary
         codes = col.codes if keep is None else col.codes[keep]
-        return codes, len(dictionary), lambda c: dictionary[c].tolist()  # type: ignore[no-any-return]
+        return codes, len(dictionary), lambda c: dictionary[c].tolist()
     assert col.values is not None
     values = col.values if keep is None else col.values[keep]
     if kind == v.BOOL:
-        return values.view(np.uint8), 2, lambda c: c.astype(bool).tolist()  # type: ignore[no-any-return]
+        return values.view(np.uint8), 2, lambda c: c.astype(bool).tolist()
     if kind == v.INT and len(values):
         low, high = int(values.min()), int(values.max())
         if high - low < max(2 * len(values), _DENSE_LIMIT):
@@ -82,7 +82,7 @@ def _value_codes(
     domain, inverse = np.unique(values, return_inverse=True)
     if kind == v.FLOAT:
         return inverse.reshape(-1), len(domain), lambda c: _floats(domain[c].tolist())
-    return inverse.reshape(-1), len(domain), lambda c: domain[c].tolist()  # type: ignore[no-any-return]
+    return inverse.reshape(-1), len(domain), lambda c: domain[c].tolist()
 
 
 def _field_key(seg: ScanSegment, field: str, sel: Index) -> _KeyCodes:
