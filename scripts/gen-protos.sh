@@ -19,11 +19,15 @@ done
   --plugin=protoc-gen-mypy_grpc="../$bin/protoc-gen-mypy_grpc" --mypy_grpc_out="$out" \
   "${protos[@]}") 2> >(grep -v "^Writing mypy to" >&2)
 if [[ "${1:-}" == "--check" ]]; then
-  if ! diff -r -q -x '__pycache__' "$out/flakehouse" libs/api/src/flakehouse \
-      | grep -v '^Only in libs/api/src/flakehouse: py.typed$'; then
-    echo "generated code is fresh"
-  else
+  # diff exits 1 when the trees differ and 2 when it cannot compare them; only 2 is an error
+  # here. (Piping diff into grep under pipefail let diff's 1 mask grep's answer: the check
+  # passed on stale code.)
+  diffs=$(diff -r -q -x '__pycache__' "$out/flakehouse" libs/api/src/flakehouse) || (($? == 1))
+  stale=$(grep -v '^Only in libs/api/src/flakehouse: py.typed$' <<<"$diffs" || true)
+  if [[ -n "$stale" ]]; then
+    echo "$stale" >&2
     echo "error: generated code in libs/api/src is stale: run 'make protos' and commit" >&2
     exit 1
   fi
+  echo "generated code is fresh"
 fi

@@ -53,6 +53,7 @@ def error_from_rpc(exc: grpc.RpcError) -> FlakehouseError:
     """The FlakehouseError matching a failed call's status code, message and retry delay."""
     code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
     details = exc.details() if hasattr(exc, "details") else str(exc)
+    # grpc-stubs types metadata entries as _Metadatum; at run time they are (key, value) pairs.
     trailing: dict[str, Any] = (
         dict(exc.trailing_metadata() or ()) if hasattr(exc, "trailing_metadata") else {}  # type: ignore[arg-type]
     )

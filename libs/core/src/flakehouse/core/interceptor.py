@@ -33,6 +33,7 @@ class RpcMetrics:
         )
 
 
+# ServerInterceptor is generic in grpc-stubs only: the runtime class cannot be subscripted.
 class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Maps FlakehouseError to its status code with its message; anything else becomes INTERNAL
     with a generic message and a logged stack trace, so internals never leak to callers."""

@@ -62,6 +62,7 @@ class GrpcServer:
             interceptors=[ErrorInterceptor(RpcMetrics(service, registry))],
             options=CHANNEL_OPTIONS,
         )
+        # grpc-stubs' health.pyi leaves out the `aio` submodule that health.py imports.
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self._names: list[str] = []

@@ -127,6 +127,8 @@ class _Builder:
         fast = self.fast
         skip = _SKIP
         size = _ROW_BYTES
+        # The branches below test `pytype`, which mypy does not narrow `value` from: hence the
+        # ignores.
         for name, value in event.items():
             pytype = type(value)
             entry = fast.get(name)
@@ -221,7 +223,7 @@ class _Builder:
         columns = [*self.by_name.values(), *self.others.values()]
         columns.sort(key=lambda column: (column.name, column.kind))
         for column in columns:
-            message = batch.columns.add(name=column.name, type=column.kind)  # type: ignore[arg-type]
+            message = batch.columns.add(name=column.name, type=column.kind)
             message.rows.extend(column.rows)
             getattr(message, _VALUE_LISTS[column.kind]).extend(column.values)
         return batch
@@ -394,6 +396,8 @@ def _block_batch(
             timestamps = values
             continue
         size += _COLUMN_OVERHEAD + len(name.encode()) + len(values) * _ROW_INDEX_BYTES
+        # `values` hold one Python type, the one `kind` names; mypy cannot narrow the list from
+        # it: hence the ignores here and on the timestamps below.
         if kind == STRING:
             try:
                 size += len(values) * _STRING_OVERHEAD + len("".join(values).encode())  # type: ignore[arg-type]
@@ -419,7 +423,7 @@ def _block_batch(
     columns.sort(key=lambda column: (column[0], column[1]))
     every_row = range(count)
     for name, kind, rows, values in columns:
-        message = batch.columns.add(name=name, type=kind)  # type: ignore[arg-type]
+        message = batch.columns.add(name=name, type=kind)
         message.rows.extend(every_row if rows is None else rows)
         getattr(message, _VALUE_LISTS[kind]).extend(values)
     return batch

@@ -31,6 +31,8 @@ def to_value_column(cells: Sequence[Scalar | None]) -> plan_pb2.ValueColumn:
     column = plan_pb2.ValueColumn()
     kinds = {type(cell) for cell in cells}
     only = _EXACT_TYPES.get(next(iter(kinds))) if len(kinds) == 1 else None
+    # The stubs type ValueColumn.types as the ValueType enum (a NewType of int); the kinds here
+    # are plain ints: hence the ignores.
     if only is not None:
         column.types.extend([only] * len(cells))  # type: ignore[list-item]
         if only != NULL:

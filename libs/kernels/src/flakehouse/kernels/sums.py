@@ -134,4 +134,4 @@ def int_averages(sums: npt.NDArray[Any], counts: npt.NDArray[Any]) -> list[float
     out[exact] = sums[exact] / counts[exact]
     rest = np.flatnonzero(~exact)
     out[rest] = divide(sums[rest], counts[rest])
-    return out.tolist()  # type: ignore[no-any-return]
+    return out.tolist()

@@ -183,7 +183,7 @@ def _typed(cells: list[Cell]) -> tuple[list[Cell], events_pb2.ValueType.ValueTyp
     kinds = _types(cells)
     if int in kinds:
         # A Value holds int64: an exact int sum beyond it is answered as the nearest float.
-        ints: list[int] = cells if len(kinds) == 1 else [c for c in cells if type(c) is int]  # type: ignore[assignment,misc]
+        ints: list[int] = cells if len(kinds) == 1 else [c for c in cells if type(c) is int]  # type: ignore[assignment]
         if min(ints) < INT64_MIN or max(ints) > INT64_MAX:
             cells = [
                 float(c) if type(c) is int and not INT64_MIN <= c <= INT64_MAX else c for c in cells

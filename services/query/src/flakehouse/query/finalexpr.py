@@ -13,7 +13,7 @@ import operator
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 from flakehouse.events.values import Scalar
 
@@ -147,7 +147,7 @@ def like_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(parts), re.DOTALL)
 
 
-def is_number(value: Cell) -> bool:
+def is_number(value: Cell) -> TypeGuard[int | float]:
     # bool is an int subclass in Python but a type of its own in Flakehouse.
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -229,7 +229,7 @@ def _only(cells: list[Cell], kinds: frozenset[type]) -> bool:
 
 
 def _negate(value: Cell) -> Cell:
-    return -value if is_number(value) else None  # type: ignore[operator]
+    return -value if is_number(value) else None
 
 
 def _not(value: Cell) -> Cell:
@@ -346,6 +346,7 @@ def compare_for_sort(left: Cell, right: Cell, descending: bool) -> int:
     left_nan, right_nan = _is_nan(left), _is_nan(right)
     if left_nan or right_nan:
         return (left_nan - right_nan) * (-1 if descending else 1)
+    # Same rank: both numbers, both strings or both bools, which mypy cannot see.
     result = (left > right) - (left < right)  # type: ignore[operator]
     return -result if descending else result
 
@@ -366,6 +367,7 @@ def sort_column(cells: Sequence[Cell], descending: bool = False) -> list[Any]:
     """
     kinds = set(map(type, cells))
     if kinds <= _NUMBER_TYPES and not (float in kinds and any(c != c for c in cells)):
+        # Every cell is a number (kinds says so; mypy cannot narrow a list from it).
         return [-c for c in cells] if descending else list(cells)  # type: ignore[operator]
     if kinds == {str} and not descending:
         return list(cells)

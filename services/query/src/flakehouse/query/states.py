@@ -206,7 +206,7 @@ class Sums(StateColumn):
                 out[ints] = int_averages(int_sums[ints], counts[ints])
             else:
                 out[ints] = int_sums[ints]
-        return out.tolist()  # type: ignore[no-any-return]
+        return out.tolist()
 
 
 class MinMax(StateColumn):
@@ -248,7 +248,7 @@ class MinMax(StateColumn):
         out[won.is_float] = won.floats[won.is_float]
         out[won.is_string] = won.strings[won.is_string]
         out[won.is_bool] = won.bools[won.is_bool]
-        return out.tolist()  # type: ignore[no-any-return]
+        return out.tolist()
 
 
 _State = TypeVar("_State", DistinctState, QuantileState)

@@ -26,8 +26,7 @@ STATE_OF: dict[replication_pb2.ReplicaState.ValueType, State] = {
     replication_pb2.REPLICA_STATE_DRAINING: State.DRAINING,
 }
 PROTO_STATE: dict[State, replication_pb2.ReplicaState.ValueType] = {
-    state: proto
-    for proto, state in STATE_OF.items()  # type: ignore[misc]
+    state: proto for proto, state in STATE_OF.items()
 }
 
 

@@ -48,7 +48,7 @@ def segment_to_batch(segment: storage_pb2.Segment) -> events_pb2.EventBatch:
     batch.event_ids.extend(view.event_ids.tolist())
     for name, by_type in sorted(view.columns.items()):
         for kind, column in sorted(by_type.items()):
-            out = batch.columns.add(name=name, type=kind)  # type: ignore[arg-type]
+            out = batch.columns.add(name=name, type=kind)
             out.rows.extend(column.rows.tolist())
             if column.codes is not None and column.dictionary is not None:
                 values = column.dictionary[column.codes].tolist()

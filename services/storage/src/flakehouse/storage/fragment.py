@@ -193,6 +193,7 @@ def describe(segments: Iterable[SegmentView]) -> list[events_pb2.FieldSummary]:
                 counts[key] = counts.get(key, 0) + count
     if rows:
         counts[(TIMESTAMP, v.INT)] = rows
+    # `kind` is a ValueType value held as a plain int; the stubs want the enum's NewType.
     return [
         events_pb2.FieldSummary(name=name, type=kind, count=count)  # type: ignore[arg-type]
         for (name, kind), count in sorted(counts.items())

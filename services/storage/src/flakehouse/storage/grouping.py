@@ -64,7 +64,7 @@ def _value_codes(
         assert col.codes is not None and col.dictionary is not None
         dictionary = col.dictionary
         codes = col.codes if keep is None else col.codes[keep]
-        return codes, len(dictionary), lambda c: dictionary[c].tolist()  # type: ignore[no-any-return]
+        return codes, len(dictionary), lambda c: dictionary[c].tolist()
     assert col.values is not None
     values = col.values if keep is None else col.values[keep]
     if kind == v.BOOL:
