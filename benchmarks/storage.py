@@ -354,7 +354,7 @@ def _flakehouse(store: Any, query: Query) -> tuple[float, float, list[tuple[Any,
     query service cannot finalize it yet; the scan stats)."""
     from flakehouse.events.values import from_value
     from flakehouse.query import merge
-    from flakehouse.query.planner import plan_query
+    from flakehouse.query.sql import plan_query
     from flakehouse.storage import fragment
 
     t0 = time.perf_counter()

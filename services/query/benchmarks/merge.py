@@ -23,7 +23,7 @@ from flakehouse.common.v1 import plan_pb2
 from flakehouse.common.v1.events_pb2 import VALUE_TYPE_FLOAT, VALUE_TYPE_INT, VALUE_TYPE_STRING
 from flakehouse.events.values import to_value
 from flakehouse.query.merge import finalize, merge_partials
-from flakehouse.query.planner import PlannedQuery, plan_query
+from flakehouse.query.sql import PlannedQuery, plan_query
 from flakehouse.sketches import DistinctState, QuantileState
 
 QUERIES = [

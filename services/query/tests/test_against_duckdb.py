@@ -22,7 +22,7 @@ import pytest
 from flakehouse.common.v1 import events_pb2, plan_pb2
 from flakehouse.events.values import Scalar, from_value, to_value, type_of
 from flakehouse.query.merge import finalize, merge_partials
-from flakehouse.query.planner import plan_query
+from flakehouse.query.sql import plan_query
 from flakehouse.sketches import DistinctState, QuantileState
 
 Event = dict[str, Scalar]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flakehouse.query.explain import explain_response
 from flakehouse.query.fanout import candidates
-from flakehouse.query.planner import PlannedQuery, parse_statement
+from flakehouse.query.sql import PlannedQuery, parse_statement
 from flakehouse.replication.v1 import replication_pb2
 
 

@@ -10,7 +10,7 @@ import grpc
 from flakehouse.query.explain import explain_response
 from flakehouse.query.fanout import Answer, candidates
 from flakehouse.query.freshness import answer_freshness, describe_behind, first_replica_freshness
-from flakehouse.query.planner import PlannedQuery, parse_statement
+from flakehouse.query.sql import PlannedQuery, parse_statement
 from flakehouse.replication.v1 import replication_pb2
 from flakehouse.storage.v1 import storage_pb2
 

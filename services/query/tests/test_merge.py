@@ -26,7 +26,7 @@ from flakehouse.events.values import (
 )
 from flakehouse.query import merge
 from flakehouse.query.merge import PartialResultError, add_partial, finalize, merge_partials
-from flakehouse.query.planner import PlannedQuery, plan_query
+from flakehouse.query.sql import PlannedQuery, plan_query
 from flakehouse.sketches import DistinctState, QuantileState
 
 UNSPECIFIED = events_pb2.VALUE_TYPE_UNSPECIFIED

@@ -18,10 +18,10 @@ from flakehouse.query.freshness import answer_freshness, first_replica_freshness
 from flakehouse.query.merge import PartialResultError, merge_partials, to_response
 from flakehouse.query.metrics import QueryMetrics
 from flakehouse.query.placements import Placements
-from flakehouse.query.planner import Describe, QueryError, parse_statement
 from flakehouse.query.report import missing_partitions, query_stats
 from flakehouse.query.settings import QuerySettings
 from flakehouse.query.slots import QuerySlots
+from flakehouse.query.sql import Describe, QueryError, parse_statement
 from flakehouse.query.v1 import query_pb2, query_pb2_grpc
 from flakehouse.replication.v1 import replication_pb2
 from flakehouse.storage.v1 import storage_pb2

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from flakehouse.common.v1 import events_pb2
 from flakehouse.events.values import TYPE_NAMES
-from flakehouse.query.syntax import TIMESTAMP
+from flakehouse.query.sql.syntax import TIMESTAMP
 from flakehouse.query.v1 import query_pb2
 from flakehouse.storage.v1 import storage_pb2
 

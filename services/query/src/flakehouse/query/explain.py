@@ -13,9 +13,9 @@ from flakehouse.events.values import from_value
 from flakehouse.query import finalexpr as fx
 from flakehouse.query.cutoff import QueryCutoff
 from flakehouse.query.finalexpr import Cell
-from flakehouse.query.planner import PlannedQuery
-from flakehouse.query.scope import aggregate_name
-from flakehouse.query.syntax import TIMESTAMP
+from flakehouse.query.sql import PlannedQuery
+from flakehouse.query.sql.scope import aggregate_name
+from flakehouse.query.sql.syntax import TIMESTAMP
 from flakehouse.query.v1 import query_pb2
 from flakehouse.quota.v1 import quota_pb2
 from flakehouse.replication.v1 import replication_pb2

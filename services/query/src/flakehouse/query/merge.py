@@ -29,9 +29,9 @@ from flakehouse.events.columns import VALUE_MEMBERS, to_value_column
 from flakehouse.events.values import BOOL, FLOAT, INT, STRING, from_value, to_value, type_of
 from flakehouse.query import finalexpr as fx
 from flakehouse.query.finalexpr import Cell
-from flakehouse.query.planner import PlannedQuery
-from flakehouse.query.scope import SUPPORTED_AGGREGATES
-from flakehouse.query.sqltime import INT64_MAX, INT64_MIN
+from flakehouse.query.sql import PlannedQuery
+from flakehouse.query.sql.scope import SUPPORTED_AGGREGATES
+from flakehouse.query.sql.sqltime import INT64_MAX, INT64_MIN
 from flakehouse.query.v1 import query_pb2
 from flakehouse.sketches import (
     DistinctState,
