@@ -355,7 +355,7 @@ def _flakehouse(store: Any, query: Query) -> tuple[float, float, list[tuple[Any,
     from flakehouse.events.values import from_value
     from flakehouse.query.answer import finalize
     from flakehouse.query.merge import merge_partials
-    from flakehouse.query.planner import plan_query
+    from flakehouse.query.sql import plan_query
     from flakehouse.storage import fragment
 
     t0 = time.perf_counter()

@@ -24,7 +24,7 @@ from flakehouse.common.v1.events_pb2 import VALUE_TYPE_FLOAT, VALUE_TYPE_INT, VA
 from flakehouse.events.values import to_value
 from flakehouse.query.answer import finalize
 from flakehouse.query.merge import merge_partials
-from flakehouse.query.planner import PlannedQuery, plan_query
+from flakehouse.query.sql import PlannedQuery, plan_query
 from flakehouse.sketches import DistinctState, QuantileState
 
 QUERIES = [

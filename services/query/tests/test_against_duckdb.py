@@ -23,7 +23,7 @@ from flakehouse.common.v1 import events_pb2, plan_pb2
 from flakehouse.events.values import Scalar, from_value, to_value, type_of
 from flakehouse.query.answer import finalize
 from flakehouse.query.merge import merge_partials
-from flakehouse.query.planner import plan_query
+from flakehouse.query.sql import plan_query
 from flakehouse.sketches import DistinctState, QuantileState
 
 Event = dict[str, Scalar]

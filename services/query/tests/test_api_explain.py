@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from flakehouse.query.api import _explain
+from flakehouse.query.explain import explain_response
 from flakehouse.query.fanout import candidates
-from flakehouse.query.planner import PlannedQuery, parse_statement
+from flakehouse.query.sql import PlannedQuery, parse_statement
 from flakehouse.replication.v1 import replication_pb2
 
 
@@ -30,7 +30,7 @@ def _lines(sql: str, minimums: dict[int, int] | None = None) -> list[str]:
     planned = parse_statement(sql, now_us=0)
     assert isinstance(planned, PlannedQuery) and planned.explain
     dataset, nodes = _placement()
-    response = _explain(planned, dataset, nodes, candidates(dataset, nodes), minimums or {})
+    response = explain_response(planned, dataset, nodes, candidates(dataset, nodes), minimums or {})
     assert [c.name for c in response.columns] == ["plan"]
     assert response.plan == planned.plan
     return [row.values[0].string_value for row in response.rows]

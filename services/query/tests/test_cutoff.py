@@ -7,7 +7,7 @@ from flakehouse.common.v1 import plan_pb2
 from flakehouse.core.limits import current_limits
 from flakehouse.query.cutoff import QueryCutoff, query_cutoff, with_cutoff
 from flakehouse.query.explain import cutoff_text, explain_lines
-from flakehouse.query.planner import PlannedQuery, parse_statement
+from flakehouse.query.sql import PlannedQuery, parse_statement
 from flakehouse.quota.v1 import quota_pb2
 
 HOUR_US = 3_600_000_000

@@ -9,8 +9,8 @@ from google.protobuf import text_format
 
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.query.explain import duration_text, explain_lines, filter_text, rfc3339
-from flakehouse.query.planner import PlannedQuery, parse_statement
-from flakehouse.query.sqltime import parse_timestamp_us
+from flakehouse.query.sql import PlannedQuery, parse_statement
+from flakehouse.query.sql.sqltime import parse_timestamp_us
 
 NOW = 1_795_000_000_000_000
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import grpc
 
-from flakehouse.query.api import _explain
+from flakehouse.query.explain import explain_response
 from flakehouse.query.fanout import Answer, candidates
 from flakehouse.query.freshness import answer_freshness, describe_behind, first_replica_freshness
-from flakehouse.query.planner import PlannedQuery, parse_statement
+from flakehouse.query.sql import PlannedQuery, parse_statement
 from flakehouse.replication.v1 import replication_pb2
 from flakehouse.storage.v1 import storage_pb2
 
@@ -111,7 +111,7 @@ async def test_explain_says_how_far_behind_each_first_replica_is() -> None:
     assert isinstance(planned, PlannedQuery)
     lines = [
         r.values[0].string_value
-        for r in _explain(planned, dataset, nodes, live, {}, None, behind).rows
+        for r in explain_response(planned, dataset, nodes, live, {}, None, behind).rows
     ]
     assert "partition 0: ask a (12 records behind for 2.3 s), then b" in lines
     assert "partition 1: ask b (freshness unknown: UNAVAILABLE), then a" in lines

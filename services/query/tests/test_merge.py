@@ -29,7 +29,7 @@ from flakehouse.query import merge
 from flakehouse.query.answer import finalize, to_response
 from flakehouse.query.merge import add_partial, merge_partials
 from flakehouse.query.partial import PartialResultError
-from flakehouse.query.planner import PlannedQuery, plan_query
+from flakehouse.query.sql import PlannedQuery, plan_query
 from flakehouse.sketches import DistinctState, QuantileState
 
 UNSPECIFIED = events_pb2.VALUE_TYPE_UNSPECIFIED

@@ -9,8 +9,8 @@ from google.protobuf import text_format
 
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.query import finalexpr as fx
-from flakehouse.query.errors import QueryError
-from flakehouse.query.planner import (
+from flakehouse.query.sql import QueryError
+from flakehouse.query.sql.planner import (
     DEFAULT_RAW_LIMIT,
     MAX_RAW_LIMIT,
     PlannedQuery,

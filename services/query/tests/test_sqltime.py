@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 import sqlglot
 
-from flakehouse.query.errors import QueryError
-from flakehouse.query.sqltime import parse_duration_us, parse_timestamp_us, time_value_us
+from flakehouse.query.sql import QueryError
+from flakehouse.query.sql.sqltime import parse_duration_us, parse_timestamp_us, time_value_us
 
 SECOND = 1_000_000
 NOW = 1_800_000_000 * SECOND

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flakehouse.query.errors import QueryError
-from flakehouse.query.planner import Describe, PlannedQuery, parse_statement, plan_query
+from flakehouse.query.sql import Describe, PlannedQuery, QueryError, parse_statement, plan_query
 
 NOW = 1_795_000_000_000_000
 QUERY = (

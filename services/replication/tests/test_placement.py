@@ -161,3 +161,22 @@ def test_a_report_about_the_old_generation_says_nothing_about_the_new_one() -> N
 
 def report_online(generation: int = 1) -> Report:
     return Report(State.ONLINE, applied_offset=5, end_offset=5, generation=generation)
+
+
+def test_replica_statuses_join_the_placement_with_the_latest_reports() -> None:
+    membership = Membership(node_timeout_s=10)
+    controller = Controller(membership, 2)
+    membership.register("storage-0", "127.0.0.1:7000", "", now=0)
+    membership.register("storage-1", "127.0.0.1:7001", "", now=0)
+    controller.reconcile([DatasetTopic("ci", "flakehouse.ci", 1)], now=1)
+    report = Report(State.CATCHING_UP, applied_offset=3, end_offset=10)
+    membership.heartbeat("storage-0", {("ci", 0): report}, now=2)
+    # storage-1 stops heartbeating: dead at 11, and it never reported its replica.
+    by_node = {s.node_id: s for s in controller.replica_statuses(now=11)}
+    assert set(by_node) == {"storage-0", "storage-1"}
+    reported, silent = by_node["storage-0"], by_node["storage-1"]
+    assert (reported.applied_offset, reported.end_offset, reported.lag) == (3, 10, 7)
+    assert reported.node_alive and reported.dataset == "ci" and reported.partition == 0
+    assert (silent.applied_offset, silent.end_offset, silent.lag) == (-1, -1, -1)
+    assert not silent.node_alive
+    assert silent.state == replication_pb2.REPLICA_STATE_BOOTSTRAPPING

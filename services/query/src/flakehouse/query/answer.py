@@ -22,8 +22,8 @@ from flakehouse.kernels.sums import INT64_MAX, INT64_MIN
 from flakehouse.query import finalexpr as fx
 from flakehouse.query.finalexpr import Cell
 from flakehouse.query.merge import Merged, prepare
-from flakehouse.query.planner import PlannedQuery
 from flakehouse.query.rowwire import encode_rows, plain
+from flakehouse.query.sql import PlannedQuery
 from flakehouse.query.v1 import query_pb2
 
 

@@ -4,96 +4,29 @@ finalize."""
 from __future__ import annotations
 
 import time
-from collections import defaultdict
-from collections.abc import Callable
 from typing import Any
 
-import grpc
-
-from flakehouse.common.v1 import events_pb2, plan_pb2
+from flakehouse.common.v1 import events_pb2
 from flakehouse.core.errors import Internal, InvalidArgument
 from flakehouse.core.limits import LimitsWatch, current_limits
-from flakehouse.core.server import CHANNEL_OPTIONS
 from flakehouse.events.model import validate_dataset_name
-from flakehouse.events.values import TYPE_NAMES
 from flakehouse.query.answer import to_response
-from flakehouse.query.cutoff import QueryCutoff, query_cutoff, with_cutoff
-from flakehouse.query.explain import explain_lines
-from flakehouse.query.fanout import FanOutResult, PartitionCall, candidates, fan_out
+from flakehouse.query.cutoff import query_cutoff, with_cutoff
+from flakehouse.query.describe import describe_table, field_summaries
+from flakehouse.query.explain import explain_response
+from flakehouse.query.fanout import FanOutResult, StorageChannels, candidates, fan_out
 from flakehouse.query.freshness import answer_freshness, first_replica_freshness
 from flakehouse.query.merge import merge_partials
 from flakehouse.query.metrics import QueryMetrics
 from flakehouse.query.partial import PartialResultError
 from flakehouse.query.placements import Placements
-from flakehouse.query.planner import Describe, PlannedQuery, QueryError, parse_statement
+from flakehouse.query.report import missing_partitions, query_stats
 from flakehouse.query.settings import QuerySettings
 from flakehouse.query.slots import QuerySlots
-from flakehouse.query.syntax import TIMESTAMP
+from flakehouse.query.sql import Describe, QueryError, parse_statement
 from flakehouse.query.v1 import query_pb2, query_pb2_grpc
 from flakehouse.replication.v1 import replication_pb2
-from flakehouse.storage.v1 import storage_pb2, storage_pb2_grpc
-
-
-class StorageChannels:
-    """One channel per storage node address, kept for the life of the service."""
-
-    def __init__(self) -> None:
-        self._stubs: dict[str, storage_pb2_grpc.StorageServiceAsyncStub] = {}
-        self._channels: list[grpc.aio.Channel] = []
-
-    def stub(self, address: str) -> storage_pb2_grpc.StorageServiceAsyncStub:
-        if address not in self._stubs:
-            channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
-            self._channels.append(channel)
-            self._stubs[address] = storage_pb2_grpc.StorageServiceStub(channel)
-        return self._stubs[address]
-
-    def call(self, method: str, request_for: Callable[[int, bool], Any]) -> PartitionCall[Any]:
-        """A fan-out call of one StorageService method, for one partition, whose response lists
-        the partitions the node declined in `unavailable`. `request_for(partition, first)`."""
-
-        async def call(
-            address: str, partition: int, remaining_s: float, first: bool
-        ) -> tuple[Any, str | None]:
-            rpc = getattr(self.stub(address), method)
-            response = await rpc(request_for(partition, first), timeout=remaining_s)
-            declined = [e.reason for e in response.unavailable if e.partition == partition]
-            return response, declined[0] if declined else None
-
-        return call
-
-    async def close(self) -> None:
-        for channel in self._channels:
-            await channel.close(None)
-
-
-def _missing(dataset: str, result: FanOutResult[Any]) -> list[query_pb2.MissingPartition]:
-    return [
-        query_pb2.MissingPartition(dataset=dataset, partition=p, reason=reason)
-        for p, reason in sorted(result.missing.items())
-    ]
-
-
-def _node_stats(result: FanOutResult[Any]) -> list[query_pb2.NodeStats]:
-    scans: dict[str, plan_pb2.ScanStats] = defaultdict(plan_pb2.ScanStats)
-    for answer in result.answers:
-        if not isinstance(answer.response, storage_pb2.ExecuteFragmentResponse):
-            continue  # DescribeFields: no scan
-        scan, stats = scans[answer.node_id], answer.response.result.stats
-        scan.rows_scanned += stats.rows_scanned
-        scan.rows_matched += stats.rows_matched
-        scan.segments_scanned += stats.segments_scanned
-        scan.segments_skipped += stats.segments_skipped
-    return [
-        query_pb2.NodeStats(
-            node_id=node_id,
-            partitions=sorted(trace.partitions),
-            elapsed_ms=int(trace.elapsed_s * 1000),
-            scan=scans.get(node_id),
-            errors=trace.errors,
-        )
-        for node_id, trace in sorted(result.nodes.items())
-    ]
+from flakehouse.storage.v1 import storage_pb2
 
 
 class QueryApi(query_pb2_grpc.QueryServiceServicer):
@@ -143,7 +76,7 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
         if statement.explain:
             live = candidates(dataset, nodes)
             behind = await first_replica_freshness(self._storage.stub, dataset.dataset, live)
-            return _explain(statement, dataset, nodes, live, minimums, cutoff, behind)
+            return explain_response(statement, dataset, nodes, live, minimums, cutoff, behind)
 
         def fragment(partition: int, first: bool) -> storage_pb2.ExecuteFragmentRequest:
             wanted = [minimums[partition]] if partition in minimums else []
@@ -169,17 +102,11 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
         self._metrics.answered(plan.dataset, len(result.missing), result.hedged, merged.stats)
         response = to_response(statement, merged, columnar=request.columnar)
         response.partial = bool(result.missing)
-        response.missing_partitions.extend(_missing(plan.dataset, result))
+        response.missing_partitions.extend(missing_partitions(plan.dataset, result))
         response.freshness.CopyFrom(answer_freshness(result.answers))
+        elapsed_s = time.monotonic() - started
         response.stats.CopyFrom(
-            query_pb2.QueryStats(
-                scan=merged.stats,
-                partitions=len(dataset.partitions),
-                nodes_asked=len(result.nodes),
-                elapsed_ms=int((time.monotonic() - started) * 1000),
-                nodes=_node_stats(result),
-                hedged=result.hedged,
-            )
+            query_stats(result, len(dataset.partitions), elapsed_s, scan=merged.stats)
         )
         response.plan.CopyFrom(plan)
         return response
@@ -187,49 +114,22 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
     async def _describe_statement(
         self, name: str, timeout_s: float, started: float
     ) -> query_pb2.QueryResponse:
-        """DESCRIBE <dataset> as a result table: field, type, events holding it, their share."""
+        """DESCRIBE <dataset>: its fields as a result table."""
         fields, result = await self._describe(name, timeout_s)
-        # Every event has a timestamp: its count is the number of events (0: no fields at all).
-        events = sum(f.count for f in fields if f.name == TIMESTAMP) or 1
-        string, integer, real = (
-            events_pb2.VALUE_TYPE_STRING,
-            events_pb2.VALUE_TYPE_INT,
-            events_pb2.VALUE_TYPE_FLOAT,
-        )
-        rows = [
-            events_pb2.Row(
-                values=[
-                    events_pb2.Value(string_value=f.name),
-                    events_pb2.Value(string_value=TYPE_NAMES.get(f.type, "unknown")),
-                    events_pb2.Value(int_value=f.count),
-                    events_pb2.Value(float_value=f.count / events),
-                ]
-            )
-            for f in fields
-        ]
-        columns = [
-            query_pb2.ResultColumn(name=n, type=t)
-            for n, t in (("field", string), ("type", string), ("events", integer), ("share", real))
-        ]
+        columns, rows = describe_table(fields)
+        partitions = len(result.answers) + len(result.missing)
         return query_pb2.QueryResponse(
             columns=columns,
             rows=rows,
             partial=bool(result.missing),
-            missing_partitions=_missing(name, result),
-            stats=query_pb2.QueryStats(
-                partitions=len(result.answers) + len(result.missing),
-                nodes_asked=len(result.nodes),
-                elapsed_ms=int((time.monotonic() - started) * 1000),
-                nodes=_node_stats(result),
-                hedged=result.hedged,
-            ),
+            missing_partitions=missing_partitions(name, result),
+            stats=query_stats(result, partitions, time.monotonic() - started),
         )
 
     async def _describe(
         self, name: str, timeout_s: float
     ) -> tuple[list[events_pb2.FieldSummary], FanOutResult[Any]]:
-        """Every (field, type) of the dataset with the number of events holding it, summed over
-        partitions, sorted by field then type."""
+        """The dataset's fields, summed over the partitions that answered, and the fan-out."""
         dataset, nodes = await self._placements.lookup(name)
         describe = self._storage.call(
             "DescribeFields",
@@ -238,15 +138,7 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
             ),
         )
         result = await fan_out(dataset, nodes, describe, timeout_s, self._hedge_after_s)
-        counts: dict[tuple[str, int], int] = defaultdict(int)
-        for answer in result.answers:
-            for summary in answer.response.fields:
-                counts[(summary.name, summary.type)] += summary.count
-        fields = [
-            events_pb2.FieldSummary(name=n, type=events_pb2.ValueType.ValueType(t), count=c)
-            for (n, t), c in sorted(counts.items())
-        ]
-        return fields, result
+        return field_summaries(a.response for a in result.answers), result
 
     async def ListDatasets(
         self, request: query_pb2.ListDatasetsRequest, context: Any
@@ -270,7 +162,7 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
             dataset=name,
             fields=fields,
             partial=bool(result.missing),
-            missing_partitions=_missing(name, result),
+            missing_partitions=missing_partitions(name, result),
         )
 
 
@@ -289,44 +181,3 @@ def _minimum_offsets(
             f"'after' names partitions {sorted(unknown)} that {dataset.dataset!r} does not have"
         )
     return minimums
-
-
-def _explain(
-    planned: PlannedQuery,
-    dataset: replication_pb2.DatasetPlacement,
-    nodes: dict[str, replication_pb2.Node],
-    live: dict[int, list[replication_pb2.Node]],
-    minimums: dict[int, int],
-    cutoff: QueryCutoff | None = None,
-    behind: dict[int, str] | None = None,
-) -> query_pb2.QueryResponse:
-    """EXPLAIN: the plan's lines, then per partition the replicas the query would ask, in
-    order (`live`, fanout.candidates: the first; the next after hedge_after_ms or a failure), and
-    how far behind the first one is (`behind`, freshness.first_replica_freshness), one column
-    'plan'."""
-    lines = explain_lines(planned, cutoff)
-    lines.append(f"partitions: {len(dataset.partitions)} (topic {dataset.topic})")
-    for partition in sorted(dataset.partitions, key=lambda p: p.partition):
-        asked = [node.node_id for node in live[partition.partition]]
-        if asked and partition.partition in (behind or {}):
-            asked[0] += f" ({(behind or {})[partition.partition]})"
-        down = [
-            f"{n} (down)" if n in nodes else f"{n} (unknown node)"
-            for n in partition.replicas
-            if n not in {node.node_id for node in live[partition.partition]}
-        ]
-        if asked:
-            text = "ask " + ", then ".join(asked)
-            if down:
-                text += "; skip " + ", ".join(down)
-        else:
-            skipped = ", ".join(down) or "no replicas placed"
-            text = f"no live replica ({skipped}): the answer would be partial"
-        if partition.partition in minimums:
-            text += f"; wait for offset {minimums[partition.partition]}"
-        lines.append(f"partition {partition.partition}: {text}")
-    return query_pb2.QueryResponse(
-        columns=[query_pb2.ResultColumn(name="plan", type=events_pb2.VALUE_TYPE_STRING)],
-        rows=[events_pb2.Row(values=[events_pb2.Value(string_value=line)]) for line in lines],
-        plan=planned.plan,
-    )

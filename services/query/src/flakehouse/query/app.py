@@ -14,7 +14,8 @@ from prometheus_client import CollectorRegistry
 from flakehouse.core.limits import LimitsWatch
 from flakehouse.core.server import CHANNEL_OPTIONS, GrpcServer, service_name
 from flakehouse.core.tasks import BackgroundTasks
-from flakehouse.query.api import QueryApi, StorageChannels
+from flakehouse.query.api import QueryApi
+from flakehouse.query.fanout import StorageChannels
 from flakehouse.query.metrics import QueryMetrics
 from flakehouse.query.placements import Placements
 from flakehouse.query.settings import QuerySettings

@@ -1,6 +1,6 @@
 """EXPLAIN: a planned query as readable lines, one per item of the plan (what storage nodes run)
-and of what the query service does after the merge. The servicer adds the partitions and
-replicas it would ask."""
+and of what the query service does after the merge, then per partition the replicas it would
+ask."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ from flakehouse.events.values import from_value
 from flakehouse.query import finalexpr as fx
 from flakehouse.query.cutoff import QueryCutoff
 from flakehouse.query.finalexpr import Cell
-from flakehouse.query.planner import PlannedQuery
-from flakehouse.query.scope import aggregate_name
-from flakehouse.query.syntax import TIMESTAMP
+from flakehouse.query.sql import PlannedQuery
+from flakehouse.query.sql.scope import aggregate_name
+from flakehouse.query.sql.syntax import TIMESTAMP
+from flakehouse.query.v1 import query_pb2
 from flakehouse.quota.v1 import quota_pb2
+from flakehouse.replication.v1 import replication_pb2
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -36,6 +38,60 @@ _DURATION_UNITS = (
     ("ms", 1_000),
     ("us", 1),
 )
+
+
+def explain_response(
+    planned: PlannedQuery,
+    dataset: replication_pb2.DatasetPlacement,
+    nodes: dict[str, replication_pb2.Node],
+    live: dict[int, list[replication_pb2.Node]],
+    minimums: dict[int, int],
+    cutoff: QueryCutoff | None = None,
+    behind: dict[int, str] | None = None,
+) -> query_pb2.QueryResponse:
+    """EXPLAIN's answer, one column 'plan': the plan's lines, then per partition the replicas
+    the query would ask, in order (`live`, fanout.candidates: the first; the next after
+    hedge_after_ms or a failure), how far behind the first one is (`behind`,
+    freshness.first_replica_freshness), and the offset it would wait for (`minimums`)."""
+    lines = explain_lines(planned, cutoff)
+    lines.append(f"partitions: {len(dataset.partitions)} (topic {dataset.topic})")
+    for partition in sorted(dataset.partitions, key=lambda p: p.partition):
+        lines.append(
+            f"partition {partition.partition}: "
+            + _partition_text(partition, nodes, live, minimums, behind or {})
+        )
+    return query_pb2.QueryResponse(
+        columns=[query_pb2.ResultColumn(name="plan", type=events_pb2.VALUE_TYPE_STRING)],
+        rows=[events_pb2.Row(values=[events_pb2.Value(string_value=line)]) for line in lines],
+        plan=planned.plan,
+    )
+
+
+def _partition_text(
+    partition: replication_pb2.PartitionPlacement,
+    nodes: dict[str, replication_pb2.Node],
+    live: dict[int, list[replication_pb2.Node]],
+    minimums: dict[int, int],
+    behind: dict[int, str],
+) -> str:
+    asked = [node.node_id for node in live[partition.partition]]
+    if asked and partition.partition in behind:
+        asked[0] += f" ({behind[partition.partition]})"
+    down = [
+        f"{n} (down)" if n in nodes else f"{n} (unknown node)"
+        for n in partition.replicas
+        if n not in {node.node_id for node in live[partition.partition]}
+    ]
+    if asked:
+        text = "ask " + ", then ".join(asked)
+        if down:
+            text += "; skip " + ", ".join(down)
+    else:
+        skipped = ", ".join(down) or "no replicas placed"
+        text = f"no live replica ({skipped}): the answer would be partial"
+    if partition.partition in minimums:
+        text += f"; wait for offset {minimums[partition.partition]}"
+    return text
 
 
 def explain_lines(planned: PlannedQuery, cutoff: QueryCutoff | None = None) -> list[str]:

@@ -4,7 +4,8 @@ first good answer wins, the other call is cancelled. A
 replica that fails, or declines (not held, catching up, behind the offsets asked for), hands over
 to the next; one that was unreachable gets one more try when no other replica is left (a node
 that just restarted, whose channel is still backing off). What no replica answers before the
-deadline is reported missing, with every replica's reason.
+deadline is reported missing, with every replica's reason. `StorageChannels` makes the calls
+over one channel per storage node.
 
 One call per partition (not one per node for all its partitions) is what makes hedging exact:
 an answer covers exactly one partition, so two replicas' answers are never both merged.
@@ -29,7 +30,9 @@ from typing import Any, Generic, TypeVar
 import grpc
 
 from flakehouse.core.errors import InvalidArgument
+from flakehouse.core.server import CHANNEL_OPTIONS
 from flakehouse.replication.v1 import replication_pb2
+from flakehouse.storage.v1 import storage_pb2_grpc
 
 R = TypeVar("R")
 
@@ -64,6 +67,39 @@ class FanOutResult(Generic[R]):
     missing: dict[int, str] = field(default_factory=dict)
     nodes: dict[str, NodeTrace] = field(default_factory=dict)
     hedged: int = 0
+
+
+class StorageChannels:
+    """One channel per storage node address, kept for the life of the service."""
+
+    def __init__(self) -> None:
+        self._stubs: dict[str, storage_pb2_grpc.StorageServiceAsyncStub] = {}
+        self._channels: list[grpc.aio.Channel] = []
+
+    def stub(self, address: str) -> storage_pb2_grpc.StorageServiceAsyncStub:
+        if address not in self._stubs:
+            channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+            self._channels.append(channel)
+            self._stubs[address] = storage_pb2_grpc.StorageServiceStub(channel)
+        return self._stubs[address]
+
+    def call(self, method: str, request_for: Callable[[int, bool], Any]) -> PartitionCall[Any]:
+        """A fan-out call of one StorageService method, for one partition, whose response lists
+        the partitions the node declined in `unavailable`. `request_for(partition, first)`."""
+
+        async def call(
+            address: str, partition: int, remaining_s: float, first: bool
+        ) -> tuple[Any, str | None]:
+            rpc = getattr(self.stub(address), method)
+            response = await rpc(request_for(partition, first), timeout=remaining_s)
+            declined = [e.reason for e in response.unavailable if e.partition == partition]
+            return response, declined[0] if declined else None
+
+        return call
+
+    async def close(self) -> None:
+        for channel in self._channels:
+            await channel.close(None)
 
 
 def candidates(

@@ -16,7 +16,7 @@ from flakehouse.common.v1 import plan_pb2
 from flakehouse.query.finalexpr import Cell
 from flakehouse.query.groups import GroupIndex
 from flakehouse.query.partial import PartialResultError
-from flakehouse.query.planner import PlannedQuery
+from flakehouse.query.sql import PlannedQuery
 from flakehouse.query.states import StateColumn, state_columns
 
 

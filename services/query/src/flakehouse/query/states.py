@@ -22,7 +22,7 @@ from flakehouse.kernels.extremes import Extremes, Positions
 from flakehouse.kernels.sums import ExactSums, as_floats, fsum, int_averages, two_sum
 from flakehouse.query.finalexpr import Cell
 from flakehouse.query.partial import NULL, PartialResultError, typed_values
-from flakehouse.query.scope import SUPPORTED_AGGREGATES
+from flakehouse.query.sql.scope import SUPPORTED_AGGREGATES
 from flakehouse.sketches import (
     DistinctState,
     QuantileState,

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from flakehouse.core.errors import InvalidArgument
-from flakehouse.replication.controller import PROTO_STATE, Controller, assignments_of, report_of
+from flakehouse.replication.controller import Controller, report_of
 from flakehouse.replication.v1 import replication_pb2, replication_pb2_grpc
 
 
@@ -76,34 +76,8 @@ class ReplicationApi(replication_pb2_grpc.ReplicationServiceServicer):
     async def GetReplicaStatus(
         self, request: replication_pb2.GetReplicaStatusRequest, context: Any
     ) -> replication_pb2.GetReplicaStatusResponse:
-        now = self._clock()
-        membership = self._controller.membership
-        members = {m.node_id: m for m in membership.members()}
-        statuses = []
-        for dataset in self._controller.placement.datasets:
-            for partition in dataset.partitions:
-                key = (dataset.dataset, partition.partition)
-                for replica in assignments_of(partition):
-                    node_id = replica.node_id
-                    member = members.get(node_id)
-                    report = member.replicas.get(key) if member else None
-                    applied, end = (
-                        (report.applied_offset, report.end_offset) if report else (-1, -1)
-                    )
-                    statuses.append(
-                        replication_pb2.ReplicaStatus(
-                            dataset=dataset.dataset,
-                            partition=partition.partition,
-                            node_id=node_id,
-                            applied_offset=applied,
-                            end_offset=end,
-                            lag=report.lag if report else -1,
-                            node_alive=membership.alive(node_id, now),
-                            state=PROTO_STATE[replica.state],
-                        )
-                    )
         return replication_pb2.GetReplicaStatusResponse(
             nodes=self._controller.placement.nodes,
-            replicas=statuses,
+            replicas=self._controller.replica_statuses(self._clock()),
             replication_factor=self._controller.replication_factor,
         )

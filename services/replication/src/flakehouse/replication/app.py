@@ -8,15 +8,16 @@ import logging
 import time
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry
 
 from flakehouse.core.catalog import CatalogReader
 from flakehouse.core.kafka import make_producer, placement_topic, read_state_topic
 from flakehouse.core.server import GrpcServer, service_name
 from flakehouse.core.tasks import BackgroundTasks
 from flakehouse.replication.api import ReplicationApi
-from flakehouse.replication.controller import Controller, replica_health
+from flakehouse.replication.controller import Controller
 from flakehouse.replication.membership import Membership
+from flakehouse.replication.metrics import ReplicationMetrics
 from flakehouse.replication.placement import DatasetTopic
 from flakehouse.replication.settings import ReplicationSettings
 from flakehouse.replication.v1 import replication_pb2, replication_pb2_grpc
@@ -46,44 +47,7 @@ class ReplicationApp:
             ReplicationApi(self.controller, settings.heartbeat_interval_s, self.refresh),
             service_name(replication_pb2.DESCRIPTOR, "ReplicationService"),
         )
-        self._version = Gauge(
-            "flakehouse_replication_placement_version",
-            "Version of the placement.",
-            registry=self.registry,
-        )
-        self._live_nodes = Gauge(
-            "flakehouse_replication_live_nodes",
-            "Storage nodes that heartbeat in time.",
-            registry=self.registry,
-        )
-        self._under_replicated = Gauge(
-            "flakehouse_replication_under_replicated_partitions",
-            "Partitions with fewer serving (online or draining) replicas than the replication"
-            " factor.",
-            registry=self.registry,
-        )
-        self._offline = Gauge(
-            "flakehouse_replication_offline_partitions",
-            "Partitions without any serving replica: queries answer them as missing.",
-            registry=self.registry,
-        )
-        self._replicas = Gauge(
-            "flakehouse_replication_replicas",
-            "Replicas by state.",
-            ["state"],
-            registry=self.registry,
-        )
-        self._lag = Gauge(
-            "flakehouse_replication_replica_lag_records",
-            "Records between a partition's end and what a replica applied, as last reported.",
-            ["dataset", "partition", "node"],
-            registry=self.registry,
-        )
-        self._bootstrap_bytes = Gauge(
-            "flakehouse_replication_bootstrap_bytes",
-            "Bytes copied from peers to bootstrap the replicas currently assigned, as reported.",
-            registry=self.registry,
-        )
+        self.metrics = ReplicationMetrics(self.registry)
 
     async def start(self) -> None:
         await self.producer.start()
@@ -199,23 +163,7 @@ class ReplicationApp:
                     "live_nodes": [n.node_id for n in placement.nodes if n.alive],
                 },
             )
-        self._observe(placement)
-
-    def _observe(self, placement: replication_pb2.Placement) -> None:
-        self._version.set(placement.version)
-        self._live_nodes.set(sum(1 for n in placement.nodes if n.alive))
-        health = replica_health(placement)
-        self._under_replicated.set(health.under_replicated)
-        self._offline.set(health.offline)
-        for state, count in health.by_state.items():
-            self._replicas.labels(state.value).set(count)
-        self._lag.clear()
-        copied = 0
-        for member in self.controller.membership.members():
-            for (dataset, partition), report in member.replicas.items():
-                self._lag.labels(dataset, str(partition), member.node_id).set(report.lag)
-                copied += report.bootstrap_bytes
-        self._bootstrap_bytes.set(copied)
+        self.metrics.observe(placement, self.controller.membership.members())
 
     async def _reconcile_forever(self) -> None:
         while True:

@@ -169,6 +169,35 @@ class Controller:
         self._changed = asyncio.Event()
         return True
 
+    def replica_statuses(self, now: float) -> list[replication_pb2.ReplicaStatus]:
+        """Every assigned replica with what its node last reported of it (offsets -1 when it
+        reported nothing) and whether the node is alive, in the placement's order."""
+        members = {m.node_id: m for m in self.membership.members()}
+        statuses = []
+        for dataset in self.placement.datasets:
+            for partition in dataset.partitions:
+                key = (dataset.dataset, partition.partition)
+                for replica in assignments_of(partition):
+                    node_id = replica.node_id
+                    member = members.get(node_id)
+                    report = member.replicas.get(key) if member else None
+                    applied, end = (
+                        (report.applied_offset, report.end_offset) if report else (-1, -1)
+                    )
+                    statuses.append(
+                        replication_pb2.ReplicaStatus(
+                            dataset=dataset.dataset,
+                            partition=partition.partition,
+                            node_id=node_id,
+                            applied_offset=applied,
+                            end_offset=end,
+                            lag=report.lag if report else -1,
+                            node_alive=self.membership.alive(node_id, now),
+                            state=PROTO_STATE[replica.state],
+                        )
+                    )
+        return statuses
+
     async def wait_for_change(self, after_version: int) -> replication_pb2.Placement:
         while self.placement.version <= after_version:
             await self._changed.wait()

@@ -13,7 +13,7 @@ from sqlglot import Token, exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, TokenError
 
-from flakehouse.query.errors import QueryError, error_at, sql_text
+from flakehouse.query.sql.errors import QueryError, error_at, sql_text
 
 DATASET_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 _MISSING = re.compile(r"Required keyword: '\w+' missing for <class '[\w.]*?(\w+)'>")

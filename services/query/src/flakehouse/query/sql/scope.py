@@ -15,8 +15,8 @@ from sqlglot import exp
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.events.values import Scalar
 from flakehouse.query import finalexpr as fx
-from flakehouse.query.errors import error_at, sql_text
-from flakehouse.query.syntax import (
+from flakehouse.query.sql.errors import error_at, sql_text
+from flakehouse.query.sql.syntax import (
     QUANTILE_SHORTHANDS,
     TIMESTAMP,
     field_name,

@@ -10,17 +10,17 @@ from sqlglot import exp
 
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.query import finalexpr as fx
-from flakehouse.query.errors import QueryError, error_at, sql_text
-from flakehouse.query.filters import translate_where
-from flakehouse.query.parsing import (
+from flakehouse.query.sql.errors import error_at, sql_text
+from flakehouse.query.sql.filters import translate_where
+from flakehouse.query.sql.parsing import (
     check_clauses,
     classify,
     dataset_of,
     parse_describe,
     parse_select,
 )
-from flakehouse.query.scope import Scope, aggregate_name
-from flakehouse.query.syntax import (
+from flakehouse.query.sql.scope import Scope, aggregate_name
+from flakehouse.query.sql.syntax import (
     QUANTILE_SHORTHANDS,
     field_name,
     find_aggregate,
@@ -35,7 +35,6 @@ __all__ = [
     "MAX_RAW_LIMIT",
     "Describe",
     "PlannedQuery",
-    "QueryError",
     "parse_statement",
     "plan_query",
 ]

@@ -16,9 +16,9 @@ from sqlglot import exp
 
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.events.values import Scalar, to_value
-from flakehouse.query.errors import error_at, sql_text
-from flakehouse.query.sqltime import INT64_MAX, time_value_us
-from flakehouse.query.syntax import (
+from flakehouse.query.sql.errors import error_at, sql_text
+from flakehouse.query.sql.sqltime import INT64_MAX, time_value_us
+from flakehouse.query.sql.syntax import (
     TIMESTAMP,
     field_name,
     find_aggregate,

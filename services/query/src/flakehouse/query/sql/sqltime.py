@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlglot import exp
 
-from flakehouse.query.errors import error_at, sql_text
+from flakehouse.query.sql.errors import error_at, sql_text
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
