@@ -25,10 +25,10 @@ from flakehouse.replication.v1 import replication_pb2
 from flakehouse.storage import fragment
 from flakehouse.storage.api import StorageApi
 from flakehouse.storage.bootstrap import Peer, Transfer, fetch_segments
+from flakehouse.storage.builder import SegmentBuilder
 from flakehouse.storage.metrics import StorageMetrics
 from flakehouse.storage.node import StorageNode
 from flakehouse.storage.replica import SealPolicy
-from flakehouse.storage.segment import SegmentBuilder
 from flakehouse.storage.store import SegmentStore
 from flakehouse.storage.v1 import storage_pb2, storage_pb2_grpc
 
