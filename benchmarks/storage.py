@@ -170,7 +170,8 @@ def _segment(
 ) -> Any:
     """The sealed Segment of rows `idx`, as SegmentBuilder.seal() would encode them."""
     from flakehouse.events import values as v
-    from flakehouse.storage.segment import FORMAT_VERSION, ColumnView, encode_column
+    from flakehouse.storage.codec import FORMAT_VERSION, encode_column
+    from flakehouse.storage.segment import ColumnView
     from flakehouse.storage.v1 import storage_pb2
 
     ts = events.timestamps[idx]

@@ -14,7 +14,9 @@ from flakehouse.common.v1 import events_pb2, plan_pb2
 from flakehouse.events import values as v
 from flakehouse.events.values import Scalar
 from flakehouse.storage import fragment
-from flakehouse.storage.segment import SegmentBuilder, SegmentView, decode_segment
+from flakehouse.storage.builder import SegmentBuilder
+from flakehouse.storage.codec import decode_segment
+from flakehouse.storage.segment import SegmentView
 
 _ids = itertools.count(1)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flakehouse.common.v1 import plan_pb2
-from flakehouse.storage import api
+from flakehouse.storage import availability
 from flakehouse.storage.api import StorageApi
 from flakehouse.storage.v1 import storage_pb2
 
@@ -81,7 +81,7 @@ async def test_a_replica_that_learns_its_end_answers() -> None:
 
 
 async def test_a_replica_that_never_learns_it_declines_in_time(monkeypatch: Any) -> None:
-    monkeypatch.setattr(api, "ENDS_WAIT_S", 0.2)
+    monkeypatch.setattr(availability, "ENDS_WAIT_S", 0.2)
     node = FakeNode({0: FakeReplica()})
     loop = asyncio.get_running_loop()
     started = loop.time()

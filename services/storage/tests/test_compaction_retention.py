@@ -11,9 +11,9 @@ from typing import Any
 from flakehouse.common.v1 import events_pb2, plan_pb2
 from flakehouse.quota.v1 import quota_pb2
 from flakehouse.storage import fragment
+from flakehouse.storage.builder import SegmentBuilder
 from flakehouse.storage.compaction import merge_segments, pick_run
 from flakehouse.storage.retention import behind_us, bound_for, expired
-from flakehouse.storage.segment import SegmentBuilder
 from flakehouse.storage.store import SegmentStore
 from flakehouse.storage.v1 import storage_pb2
 

@@ -15,12 +15,9 @@ from typing import Any
 import pytest
 
 from flakehouse.storage import fragment
-from flakehouse.storage.segment import (
-    SegmentBuilder,
-    SegmentView,
-    decode_segment,
-    segment_column_stats,
-)
+from flakehouse.storage.builder import SegmentBuilder
+from flakehouse.storage.codec import decode_segment, segment_column_stats
+from flakehouse.storage.segment import SegmentView
 from flakehouse.storage.v1 import storage_pb2
 
 

@@ -17,7 +17,9 @@ import pytest
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.events import values as v
 from flakehouse.storage import fragment
-from flakehouse.storage.segment import SegmentBuilder, SegmentView, decode_segment
+from flakehouse.storage.builder import SegmentBuilder
+from flakehouse.storage.codec import decode_segment
+from flakehouse.storage.segment import SegmentView
 
 Event = dict[str, Any]
 STATUSES = ["passed", "failed", "error", "skipped"]

@@ -25,10 +25,10 @@ from flakehouse.replication.v1 import replication_pb2
 from flakehouse.storage import fragment
 from flakehouse.storage.api import StorageApi
 from flakehouse.storage.bootstrap import Peer, Transfer, fetch_segments
+from flakehouse.storage.builder import SegmentBuilder
 from flakehouse.storage.metrics import StorageMetrics
 from flakehouse.storage.node import StorageNode
 from flakehouse.storage.replica import SealPolicy
-from flakehouse.storage.segment import SegmentBuilder
 from flakehouse.storage.store import SegmentStore
 from flakehouse.storage.v1 import storage_pb2, storage_pb2_grpc
 
@@ -337,7 +337,7 @@ async def test_usage_reports_segments_and_drops_delete_below_the_bound(
     node.follow(placement(dataset("ci", topic, 1, {0: [("n1", ONLINE)]})))
     await eventually(lambda: (r := node.replica("ci", 0)) is not None and r.online)
 
-    (usage,) = await node.collect_usage()
+    (usage,) = await node.upkeep.collect_usage()
     assert (usage.dataset, usage.partition, usage.generation) == ("ci", 0, 1)
     assert usage.rows == 60 + 50
     assert len(usage.segments) == 6
@@ -358,7 +358,7 @@ async def test_usage_reports_segments_and_drops_delete_below_the_bound(
         quota_pb2.DropBound(dataset="ci", before_us=BASE_US + 3 * HOUR_US, reason=retention),
         quota_pb2.DropBound(dataset="other", before_us=BASE_US + 99 * HOUR_US, reason=retention),
     ]
-    await node.drop_expired(bounds)
+    await node.upkeep.drop_expired(bounds)
     assert [m.sequence for m in node.store.segment_metas("ci", 0)] == [3, 4, 5]
     assert count(node) == 30 + 50
     labels = {"dataset": "ci", "reason": "retention"}
@@ -373,7 +373,7 @@ async def test_usage_reports_segments_and_drops_delete_below_the_bound(
     assert behind_s() == (3 * HOUR_US - 9) / 1e6
 
     by_size = quota_pb2.CUTOFF_REASON_STORED_BYTES
-    await node.drop_expired(
+    await node.upkeep.drop_expired(
         [quota_pb2.DropBound(dataset="ci", before_us=BASE_US + 5 * HOUR_US, reason=by_size)]
     )
     assert [m.sequence for m in node.store.segment_metas("ci", 0)] == [5]
@@ -384,16 +384,18 @@ async def test_usage_reports_segments_and_drops_delete_below_the_bound(
     assert node.store.drop_watermark("ci", 0) == BASE_US + 5 * HOUR_US
 
     # Nothing below the bound: nothing behind.
-    await node.drop_expired([quota_pb2.DropBound(dataset="ci", before_us=BASE_US + 5 * HOUR_US)])
+    await node.upkeep.drop_expired(
+        [quota_pb2.DropBound(dataset="ci", before_us=BASE_US + 5 * HOUR_US)]
+    )
     assert behind_s() == 0
 
     # A bound computed for another generation of the dataset does not apply.
     other = quota_pb2.DropBound(dataset="ci", before_us=BASE_US + 99 * HOUR_US, generation=2)
-    await node.drop_expired([other])
+    await node.upkeep.drop_expired([other])
     assert [m.sequence for m in node.store.segment_metas("ci", 0)] == [5]
     assert behind_s() is None
 
-    await node.drop_expired([])
+    await node.upkeep.drop_expired([])
     assert behind_s() is None
 
 
@@ -411,7 +413,7 @@ async def test_drops_that_keep_failing_show_a_growing_backlog(
     node = nodes.start("n1", topic_prefix, store)
     node.follow(placement(dataset("ci", topic, 1, {0: [("n1", ONLINE)]})))
     await eventually(lambda: (r := node.replica("ci", 0)) is not None and r.online)
-    await node.collect_usage()
+    await node.upkeep.collect_usage()
 
     def broken(*args: Any) -> Any:
         raise OSError("disk gone")
@@ -420,7 +422,7 @@ async def test_drops_that_keep_failing_show_a_growing_backlog(
     registry = nodes.registries["n1"]
     for hours in (5, 6):
         bound = quota_pb2.DropBound(dataset="ci", generation=1, before_us=BASE_US + hours * HOUR_US)
-        await node.drop_expired([bound])
+        await node.upkeep.drop_expired([bound])
         behind = sample(registry, "flakehouse_storage_drop_behind_seconds", dataset="ci")
         assert behind == (hours * HOUR_US - 9) / 1e6
     assert [r.getMessage() for r in caplog.records].count("drop failed") == 2
@@ -438,7 +440,7 @@ async def test_drops_skip_a_partition_whose_generation_changed_since_the_report(
     node = nodes.start("n1", topic_prefix, store)
     node.follow(placement(dataset("ci", first, 1, {0: [("n1", ONLINE)]})))
     await eventually(lambda: (r := node.replica("ci", 0)) is not None and r.online)
-    await node.collect_usage()
+    await node.upkeep.collect_usage()
 
     node.follow(placement(dataset("ci", second, 2, {0: [("n1", ONLINE)]})))
     await eventually(
@@ -446,5 +448,5 @@ async def test_drops_skip_a_partition_whose_generation_changed_since_the_report(
     )
     await node.seal_all()
     bound: Any = quota_pb2.DropBound(dataset="ci", before_us=BASE_US + 99 * HOUR_US)
-    await node.drop_expired([bound])  # meant for generation 1, reported before the change
+    await node.upkeep.drop_expired([bound])  # meant for generation 1, reported before the change
     assert node.store.usage("ci", 0)[0] == 20

@@ -8,13 +8,9 @@ import numpy as np
 import pytest
 
 from flakehouse.events import values as v
-from flakehouse.storage.segment import (
-    FORMAT_VERSION,
-    SegmentBuilder,
-    SegmentView,
-    decode_segment,
-    validate_segment,
-)
+from flakehouse.storage.builder import SegmentBuilder
+from flakehouse.storage.codec import FORMAT_VERSION, decode_segment, validate_segment
+from flakehouse.storage.segment import SegmentView
 
 EVENTS = [
     {"timestamp": 300, "_id": 1, "status": "passed", "duration": 1.5, "retries": 0},

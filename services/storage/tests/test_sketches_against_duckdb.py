@@ -18,7 +18,9 @@ from flakehouse.common.v1 import events_pb2, plan_pb2
 from flakehouse.events import values as v
 from flakehouse.sketches import EXACT_LIMIT, DistinctState, QuantileState
 from flakehouse.storage import fragment
-from flakehouse.storage.segment import SegmentBuilder, SegmentView, decode_segment
+from flakehouse.storage.builder import SegmentBuilder
+from flakehouse.storage.codec import decode_segment
+from flakehouse.storage.segment import SegmentView
 
 ROWS = 240_000
 PARTITIONS = 3

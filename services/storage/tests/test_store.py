@@ -14,7 +14,7 @@ import pytest
 
 from flakehouse.events import values as v
 from flakehouse.storage import fragment
-from flakehouse.storage.segment import SegmentBuilder
+from flakehouse.storage.builder import SegmentBuilder
 from flakehouse.storage.store import SegmentStore
 from flakehouse.storage.v1 import storage_pb2
 
@@ -80,7 +80,7 @@ def test_offset_is_written_with_the_data_in_one_batch(kit: Any, tmp_path: Path) 
         import os, sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from conftest import Kit
-        from flakehouse.storage.segment import SegmentBuilder
+        from flakehouse.storage.builder import SegmentBuilder
         from flakehouse.storage.store import SegmentStore
         store = SegmentStore({str(path)!r})
         builder = SegmentBuilder("ci", 0, 0)

@@ -124,7 +124,7 @@ class StorageApp:
         while True:
             await asyncio.sleep(self.settings.compaction_interval_s)
             try:
-                merged = await self.node.compact(self.settings.compaction_min_segments)
+                merged = await self.node.upkeep.compact(self.settings.compaction_min_segments)
             except Exception:  # the node serves without compaction; try again next round
                 log.exception("compaction failed")
                 continue
@@ -134,33 +134,10 @@ class StorageApp:
     async def _heartbeat_forever(self, interval_s: float) -> None:
         while True:
             await asyncio.sleep(interval_s)
-            reports = [
-                replication_pb2.ReplicaReport(
-                    dataset=r.dataset,
-                    partition=r.partition,
-                    applied_offset=r.next_offset,
-                    end_offset=r.end_offset,
-                    state=replication_pb2.ReplicaState.ValueType(self.node.state_of(key)),
-                    bootstrap_bytes=self.node.bootstrap_bytes.get(key, 0),
-                    generation=r.generation,
-                )
-                for key, r in list(self.node.replicas.items())
-            ]
-            reports += [
-                replication_pb2.ReplicaReport(
-                    dataset=key[0],
-                    partition=key[1],
-                    applied_offset=-1,
-                    end_offset=-1,
-                    state=replication_pb2.REPLICA_STATE_BOOTSTRAPPING,
-                    generation=self.node.generation(key[0]),
-                )
-                for key in list(self.node.bootstrapping)
-            ]
             try:
                 response = await self.replication.Heartbeat(
                     replication_pb2.HeartbeatRequest(
-                        node_id=self.settings.node_id, replicas=reports
+                        node_id=self.settings.node_id, replicas=self.node.replica_reports()
                     ),
                     timeout=max(interval_s, 1.0),
                 )
@@ -176,7 +153,7 @@ class StorageApp:
         quota = quota_pb2_grpc.QuotaServiceStub(self.quota_channel)
         while True:
             await asyncio.sleep(self.settings.usage_interval_s)
-            usage = await self.node.collect_usage()
+            usage = await self.node.upkeep.collect_usage()
             try:
                 response = await quota.ReportUsage(
                     quota_pb2.ReportUsageRequest(node_id=self.settings.node_id, partitions=usage),
@@ -186,7 +163,7 @@ class StorageApp:
                 log.warning("usage report failed", extra={"code": exc.code().name})
                 continue
             try:
-                await self.node.drop_expired(response.drops)
+                await self.node.upkeep.drop_expired(response.drops)
             except Exception:  # the node serves without deleting; the next round tries again
                 log.exception("drop failed")
 

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 
 from flakehouse.common.v1 import events_pb2
 from flakehouse.events import values as v
-from flakehouse.storage.segment import SegmentBuilder, decode_segment
+from flakehouse.storage.builder import SegmentBuilder
+from flakehouse.storage.codec import decode_segment
 from flakehouse.storage.v1 import storage_pb2
 
 _VALUE_FIELDS: dict[int, str] = {

@@ -2,30 +2,31 @@
 from Kafka with assign() (never a consumer group: placement is the controller's job), applies
 records to replicas and seals segments when due. A partition it is given without local data is
 first bootstrapped from a peer (bootstrap.py); one it is no longer given is deleted, and so is
-data of a deleted dataset (identity.py). It also reports usage and deletes sealed segments older
-than quota's drop bounds."""
+data of a deleted dataset (identity.py). Compaction, usage reports and drops: upkeep.py; which
+replica may answer a query: availability.py."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import grpc
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from flakehouse.core.catalog import generation_topic
-from flakehouse.quota.v1 import quota_pb2
+from flakehouse.core.errors import NotFound
 from flakehouse.replication.v1 import replication_pb2
+from flakehouse.storage.availability import NOT_HELD
 from flakehouse.storage.bootstrap import Peer, Transfer, serving_peers
-from flakehouse.storage.compaction import merge_segments, pick_run
 from flakehouse.storage.identity import Identities, identities, to_delete
-from flakehouse.storage.metrics import StorageMetrics, drop_reason
+from flakehouse.storage.metrics import StorageMetrics
 from flakehouse.storage.replica import Replica, SealPolicy
-from flakehouse.storage.retention import behind_us, bound_for
 from flakehouse.storage.store import SegmentStore
-from flakehouse.storage.usage import partition_usage
+from flakehouse.storage.upkeep import Upkeep
+from flakehouse.storage.v1 import storage_pb2
 
 log = logging.getLogger(__name__)
 POLL_MS = 200
@@ -34,6 +35,17 @@ PartitionKey = tuple[str, int]
 # dataset; see bootstrap.fetch_segments.
 FetchSegments = Callable[[Peer, str, int, int], Awaitable[Transfer]]
 BOOTSTRAP_RETRY_S = 1.0
+
+
+@dataclass(frozen=True)
+class HeldPartition:
+    """A replica and what its partition holds: rows (sealed and open), stored bytes of the
+    sealed segments, and how many there are."""
+
+    replica: Replica
+    rows: int
+    bytes: int
+    sealed_segments: int
 
 
 def my_partitions(placement: replication_pb2.Placement, node_id: str) -> set[PartitionKey]:
@@ -77,13 +89,12 @@ class StorageNode:
         self._identities = Identities({}, {})
         # What the consumer is assigned: each replica under its dataset's topic.
         self._assigned: dict[TopicPartition, Replica] = {}
-        # The partitions of the last usage report and their generation: what drops apply to.
-        self._reported: dict[PartitionKey, int] = {}
         self._desired_changed = asyncio.Event()
         self.placement_seen = asyncio.Event()
         self.caught_up = asyncio.Event()
         # Notified whenever records were applied or partitions taken: read-your-writes waits on it.
         self.progress = asyncio.Condition()
+        self.upkeep = Upkeep(store, self.replicas, seal_policy, metrics)
 
     def follow(self, placement: replication_pb2.Placement) -> None:
         """Takes a new placement; the consume loop applies it between polls."""
@@ -312,14 +323,35 @@ class StorageNode:
         if self._installs.get(key) is done:
             del self._installs[key]
 
-    def state_of(self, key: PartitionKey) -> int:
-        """The replica's state for heartbeats (replication_pb2.ReplicaState)."""
-        replica = self.replicas.get(key)
-        if replica is None:
-            return replication_pb2.REPLICA_STATE_BOOTSTRAPPING
-        if replica.online:
-            return replication_pb2.REPLICA_STATE_ONLINE
-        return replication_pb2.REPLICA_STATE_CATCHING_UP
+    def replica_reports(self) -> list[replication_pb2.ReplicaReport]:
+        """What this node holds, for the controller's heartbeat: each replica's progress and
+        state, and the partitions still being copied from a peer."""
+        reports = [
+            replication_pb2.ReplicaReport(
+                dataset=r.dataset,
+                partition=r.partition,
+                applied_offset=r.next_offset,
+                end_offset=r.end_offset,
+                state=replication_pb2.REPLICA_STATE_ONLINE
+                if r.online
+                else replication_pb2.REPLICA_STATE_CATCHING_UP,
+                bootstrap_bytes=self.bootstrap_bytes.get(key, 0),
+                generation=r.generation,
+            )
+            for key, r in self.replicas.items()
+        ]
+        reports += [
+            replication_pb2.ReplicaReport(
+                dataset=key[0],
+                partition=key[1],
+                applied_offset=-1,
+                end_offset=-1,
+                state=replication_pb2.REPLICA_STATE_BOOTSTRAPPING,
+                generation=self.generation(key[0]),
+            )
+            for key in self.bootstrapping
+        ]
+        return reports
 
     async def _track_ends(self, refresh: bool = False) -> bool:
         """Updates end offsets and lag, and notices a broker whose end is below what this node
@@ -361,105 +393,50 @@ class StorageNode:
         self.metrics.broker_behind.inc()
         log.error(note, extra={"dataset": replica.dataset, "partition": replica.partition})
 
-    async def compact(self, min_segments: int) -> int:
-        """Merges runs of small sealed segments (under a quarter of the seal size) into one per
-        run, off the event loop; queries keep reading their snapshot meanwhile. Returns how many
-        segments were merged away."""
-        small, most = self.seal_policy.rows // 4, self.seal_policy.rows
-        merged_away = 0
-        for replica in list(self.replicas.values()):
-            key = (replica.dataset, replica.partition)
-            metas = await asyncio.to_thread(self.store.segment_metas, *key)
-            run = pick_run(metas, small, most, min_segments)
-            if not run:
-                continue
-            sequences = {m.sequence for m in run}
-
-            def merge(sequences: set[int] = sequences, key: PartitionKey = key) -> bool:
-                # Read before the segments: if any is deleted meanwhile (a drop, the partition
-                # deleted and its sequence numbers reused), the replace refuses.
-                epoch = self.store.epoch(*key)
-                segments = list(self.store.segment_protos(*key, sequences))
-                if len(segments) != len(sequences):
-                    return False
-                merged = merge_segments(segments)
-                return self.store.replace_segments(*key, sequences, merged, epoch)
-
-            if await asyncio.to_thread(merge):
-                merged_away += len(sequences) - 1
-                self.metrics.segments_merged.inc(len(sequences))
-        return merged_away
-
-    async def collect_usage(self) -> list[quota_pb2.PartitionUsage]:
-        """Usage of every partition followed, for quota's ReportUsage (drops apply to these);
-        also sets the stored bytes and rows gauges."""
-
-        def measure(replica: Replica) -> quota_pb2.PartitionUsage:
-            with replica.lock:  # the open segment and the sealed ones as of one moment
-                sealed = self.store.segment_sizes(replica.dataset, replica.partition)
-                return partition_usage(
-                    replica.dataset,
-                    replica.partition,
-                    sealed,
-                    replica.open_rows(),
-                    replica.open_time_range(),
-                    replica.generation,
-                )
-
-        replicas = list(self.replicas.values())
-        usage = [await asyncio.to_thread(measure, replica) for replica in replicas]
-        self._reported = {(r.dataset, r.partition): r.generation for r in replicas}
-        self.metrics.usage(usage)
-        return usage
-
-    async def drop_expired(self, bounds: Iterable[quota_pb2.DropBound]) -> None:
-        """Deletes, in each partition of the last usage report still held with the same
-        generation, the sealed segments whose every event is older than the bound for its
-        dataset and generation (retention.bound_for): one WriteBatch per partition, off the
-        event loop. A crash between partitions leaves each one whole; the next round deletes the
-        rest. How far behind each bound is gets measured first, so that drops that keep failing
-        show a growing backlog; a partition whose drop fails is logged and the round goes on."""
-        bounds = list(bounds)
-        due: list[tuple[PartitionKey, int, quota_pb2.DropBound]] = []
-        for key, generation in sorted(self._reported.items()):
-            bound = bound_for(bounds, key[0], generation)
-            replica = self.replicas.get(key)
-            if bound is not None and replica is not None and replica.generation == generation:
-                due.append((key, generation, bound))
-        behind: dict[str, int] = {}
-        for key, _, bound in due:
-            metas = await asyncio.to_thread(self.store.segment_metas, *key)
-            behind[key[0]] = max(behind.get(key[0], 0), behind_us(metas, bound.before_us))
-        self.metrics.drop_behind(behind)
-        for key, generation, bound in due:
-            where = {
-                "dataset": key[0],
-                "partition": key[1],
-                "before_us": bound.before_us,
-                "reason": drop_reason(bound.reason),
-            }
-            try:
-                dropped = await asyncio.to_thread(
-                    self.store.drop_expired, *key, bound.before_us, generation
-                )
-            except Exception:  # this partition waits for the next round; the others go on
-                # The alert on drop_behind_seconds tells operators to look for "drop failed".
-                log.exception("drop failed", extra=where)
-                continue
-            if dropped:
-                self.metrics.dropped(key[0], bound.reason, dropped)
-                log.info(
-                    "dropped segments",
-                    extra={
-                        **where,
-                        "segments": len(dropped),
-                        "rows": sum(m.row_count for m in dropped),
-                    },
-                )
-
     async def seal_all(self) -> None:
         for replica in self.replicas.values():
             await asyncio.to_thread(replica.seal_if_due, self.seal_policy, True)
 
     def replica(self, dataset: str, partition: int) -> Replica | None:
         return self.replicas.get((dataset, partition))
+
+    async def held_partitions(self, dataset: str = "") -> list[HeldPartition]:
+        """Every replica (of `dataset` when given) with what its partition holds, by dataset
+        and partition."""
+        held = []
+        for replica in sorted(
+            (r for r in self.replicas.values() if not dataset or r.dataset == dataset),
+            key=lambda r: (r.dataset, r.partition),
+        ):
+            rows, size, sealed = await asyncio.to_thread(
+                self.store.usage, replica.dataset, replica.partition
+            )
+            held.append(HeldPartition(replica, rows + replica.open_rows(), size, sealed))
+        return held
+
+    async def sealed_copy(
+        self, dataset: str, partition: int, generation: int
+    ) -> tuple[list[storage_pb2.Segment], int, int]:
+        """What a peer bootstraps the partition from: its sealed segments, the offset they
+        reach and the drop watermark. Raises NotFound unless this node holds `generation` of
+        the dataset (0: the first)."""
+        replica = self.replica(dataset, partition)
+        if replica is None:
+            raise NotFound(f"{dataset}/{partition} is {NOT_HELD}")
+        wanted = generation or 1
+        if wanted != replica.generation:
+            raise NotFound(
+                f"generation {wanted} of {dataset}/{partition} is {NOT_HELD} "
+                f"(it holds generation {replica.generation})"
+            )
+
+        def sealed() -> tuple[list[storage_pb2.Segment], int, int]:
+            # Under the replica's lock: the segments and the offset they reach belong together.
+            # The watermark is read after the segments: a drop in between leaves it above what
+            # the copy lacks (the receiver declines a little more than it must), never below.
+            with replica.lock:
+                key = (replica.dataset, replica.partition)
+                segments = list(self.store.segment_protos(*key))
+                return segments, replica.sealed_offset, self.store.drop_watermark(*key)
+
+        return await asyncio.to_thread(sealed)

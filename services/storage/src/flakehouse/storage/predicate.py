@@ -1,6 +1,7 @@
 """Filters over one segment with SQL three-valued logic: every predicate gives a (true, false)
 pair of row masks, and a row in neither is unknown (NULL). Only true rows are kept. Also pruning:
-whether a filter can be true anywhere in a segment, from column statistics alone."""
+whether a filter can be true anywhere in a segment, from column statistics alone. String
+kernels: strings.py."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import math
 import operator
 import re
 from collections.abc import Callable
-from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,7 @@ import numpy.typing as npt
 from flakehouse.common.v1 import events_pb2, plan_pb2
 from flakehouse.events import values as v
 from flakehouse.storage.segment import TIMESTAMP, ColumnStats, ColumnView, SegmentView
+from flakehouse.storage.strings import like_entries, literal_prefix, string_compare
 
 Mask = npt.NDArray[np.bool_]
 Index = npt.NDArray[np.intp]
@@ -108,25 +109,6 @@ class ScanSegment:
         return out
 
 
-def _string_compare(col: ColumnView, op: int, literal: str) -> Mask:
-    """Compares a string column with a literal by binary search in its sorted dictionary."""
-    assert col.codes is not None and col.dictionary is not None
-    codes = col.codes
-    lo = int(np.searchsorted(col.dictionary, literal, side="left"))
-    hi = int(np.searchsorted(col.dictionary, literal, side="right"))
-    if op == plan_pb2.COMPARE_OP_EQ:
-        return codes == lo if hi > lo else np.zeros(len(codes), dtype=bool)
-    if op == plan_pb2.COMPARE_OP_NE:
-        return codes != lo if hi > lo else np.ones(len(codes), dtype=bool)
-    if op == plan_pb2.COMPARE_OP_LT:
-        return codes < lo
-    if op == plan_pb2.COMPARE_OP_LE:
-        return codes < hi
-    if op == plan_pb2.COMPARE_OP_GT:
-        return codes >= hi
-    return codes >= lo
-
-
 def _comparable_types(literal: events_pb2.Value) -> tuple[tuple[int, ...], Any]:
     kind = literal.WhichOneof("kind")
     if kind == "int_value" or kind == "float_value":
@@ -136,71 +118,6 @@ def _comparable_types(literal: events_pb2.Value) -> tuple[tuple[int, ...], Any]:
     if kind == "bool_value":
         return (v.BOOL,), literal.bool_value
     return (), None
-
-
-def _like_regex(pattern: str) -> re.Pattern[str]:
-    # SQL LIKE without an escape character (DuckDB's default): % any run, _ any one character.
-    parts = [".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern]
-    return re.compile("".join(parts), re.DOTALL)
-
-
-def _literal_prefix(pattern: str) -> str:
-    """The characters before the first wildcard."""
-    for i, c in enumerate(pattern):
-        if c in "%_":
-            return pattern[:i]
-    return pattern
-
-
-_MAX_CHAR = chr(0x10FFFF)
-
-
-def _prefix_bound(prefix: str) -> str | None:
-    """The least string above every string that starts with `prefix` (None: there is none)."""
-    stripped = prefix.rstrip(_MAX_CHAR)
-    if not stripped:
-        return None
-    return stripped[:-1] + chr(ord(stripped[-1]) + 1)
-
-
-def _like_match(strings: list[str], pattern: str, regex: re.Pattern[str]) -> Mask:
-    """`regex` (the pattern's) full-matched against each string, with few Python steps per
-    string: a string can only match if it contains the pattern's longest literal piece, and
-    that piece is found for all strings at once by splitting their concatenation at it."""
-    pieces = [p for p in re.split("[%_]", pattern) if p]
-    if not pieces:
-        # Only wildcards: a length test (`_` is one character, `%` any run).
-        lengths = np.fromiter(map(len, strings), dtype=np.int64, count=len(strings))
-        wanted = pattern.count("_")
-        return lengths >= wanted if "%" in pattern else lengths == wanted
-    key = max(pieces, key=len)
-    candidate = np.zeros(len(strings), dtype=bool)
-    sep = "\x00"
-    text = sep.join(strings)
-    if sep in key:
-        # Occurrences could span entries and hide one: every string is a candidate.
-        candidate[:] = True
-    elif text.count(sep) == len(strings) - 1:
-        # No string holds the separator, and the key does not: each occurrence lies in one
-        # entry, whose number is the count of separators before it. Splitting at the
-        # occurrences (left to right, not overlapping) gives those counts part by part.
-        parts = text.split(key)
-        seps = np.fromiter(map(str.count, parts[:-1], repeat(sep)), np.int64, len(parts) - 1)
-        candidate[np.cumsum(seps)] = True
-    else:
-        # Entry i starts at starts[i] (a separator after each), occurrences at `at`.
-        lengths = np.fromiter(map(len, strings), dtype=np.int64, count=len(strings))
-        starts = np.cumsum(lengths + 1) - (lengths + 1)
-        parts = text.split(key)
-        gaps = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))[:-1]
-        at = np.cumsum(gaps) + len(key) * np.arange(len(gaps))
-        candidate[np.searchsorted(starts, at, side="right") - 1] = True
-    if pattern == f"%{key}%":
-        return candidate
-    out = np.zeros(len(strings), dtype=bool)
-    for i in np.flatnonzero(candidate).tolist():
-        out[i] = regex.fullmatch(strings[i]) is not None
-    return out
 
 
 class Filter:
@@ -284,7 +201,7 @@ class Filter:
             if col is None or col.count == 0:
                 continue
             if kind == v.STRING:
-                hit = _string_compare(col, op, lit)
+                hit = string_compare(col, op, lit)
             else:
                 hit = COMPARE_OPS[op](col.values, lit)
             rows = seg.spread(col, hit)
@@ -347,39 +264,12 @@ class Filter:
         col = seg.columns(like.field).get(v.STRING)
         if col is None or col.count == 0:
             return seg.falses(), (seg.falses() if want_false or like.negated else None)
-        assert col.codes is not None
-        hit = self._like_entries(col, like.pattern)[col.codes]
+        assert col.codes is not None and col.dictionary is not None
+        hit = like_entries(col.dictionary, like.pattern, self._like)[col.codes]
         if not (want_false or like.negated):
             return seg.spread(col, hit), None
         true, false = seg.spread(col, hit), seg.spread(col, ~hit)
         return (false, true) if like.negated else (true, false)
-
-    def _like_entries(self, col: ColumnView, pattern: str) -> Mask:
-        """Which dictionary entries match `pattern`. Entries outside the range of its literal
-        prefix are out without a look (the dictionary is sorted)."""
-        dictionary = col.dictionary
-        assert dictionary is not None
-        out = np.zeros(len(dictionary), dtype=bool)
-        prefix = _literal_prefix(pattern)
-        rest = pattern[len(prefix) :]
-        lo, hi = 0, len(dictionary)
-        if prefix:
-            lo = int(np.searchsorted(dictionary, prefix, side="left"))
-            bound = _prefix_bound(prefix)
-            if bound is not None:
-                hi = int(np.searchsorted(dictionary, bound, side="left"))
-        if lo >= hi:
-            return out
-        if not rest:
-            out[lo] = dictionary[lo] == prefix
-        elif set(rest) == {"%"}:
-            out[lo:hi] = True
-        else:
-            regex = self._like.get(pattern)
-            if regex is None:
-                regex = self._like[pattern] = _like_regex(pattern)
-            out[lo:hi] = _like_match(dictionary[lo:hi].tolist(), pattern, regex)
-        return out
 
     # -- pruning ---------------------------------------------------------------------------------
 
@@ -441,7 +331,7 @@ def _possible(expr: plan_pb2.Expr, src: _SegmentStats, want: bool) -> bool:
             return False
         if want == like.negated:
             return True
-        prefix = _literal_prefix(like.pattern)
+        prefix = literal_prefix(like.pattern)
         # A string starting with `prefix` is >= it, and its first len(prefix) characters are
         # >= those of the smallest string.
         return not prefix or (st.max >= prefix and st.min[: len(prefix)] <= prefix)

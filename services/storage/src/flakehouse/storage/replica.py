@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from google.protobuf.message import DecodeError
 
 from flakehouse.common.v1 import events_pb2
+from flakehouse.storage.builder import SegmentBuilder
 from flakehouse.storage.dedupe import DedupeWindow
-from flakehouse.storage.segment import SegmentBuilder, SegmentView
+from flakehouse.storage.segment import SegmentView
 from flakehouse.storage.store import SegmentStore
 
 log = logging.getLogger(__name__)

@@ -1,187 +1,37 @@
 """The node's RocksDB: sealed segments of every partition it holds, each partition's applied Kafka
 offset, dataset generation and drop watermark written atomically with its data, and a bounded
 cache of decoded columns. Blocking: the app calls it through asyncio.to_thread. Key layout:
-FORMAT.md."""
+FORMAT.md and layout.py."""
 
 from __future__ import annotations
 
-import re
-import struct
 import threading
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 from rocksdict import DBCompressionType, Options, Rdict, Snapshot, WriteBatch
 
+from flakehouse.storage import layout
+from flakehouse.storage.cache import ColumnCache, lazy_view
 from flakehouse.storage.retention import expired
-from flakehouse.storage.segment import (
-    Columns,
-    ColumnStats,
-    ColumnView,
-    SegmentView,
-    decode_column,
-    segment_column_stats,
-    validate_segment,
-)
+from flakehouse.storage.segment import SegmentView
 from flakehouse.storage.v1 import storage_pb2
 
 STORE_FORMAT = b"1"
-_DATASET = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-_VERSION_KEY = b"v"
-_PARTITION_PREFIX = b"p/"
-_GENERATION = b"g"
-_OFFSET = b"o"
-_WATERMARK = b"w"
-_META = b"m"
-_DATA = b"s"
-_TIMESTAMPS = b"t"
-_EVENT_IDS = b"i"
-_COLUMN = b"c"
-_U64 = struct.Struct(">Q")
-_I64 = struct.Struct(">q")
-_U32 = struct.Struct(">I")
 
 PartitionKey = tuple[str, int]
-
-
-def _partition_prefix(dataset: str, partition: int) -> bytes:
-    if not _DATASET.match(dataset):
-        raise ValueError(f"invalid dataset name {dataset!r}")
-    if not 0 <= partition < 2**32:
-        raise ValueError(f"invalid partition {partition}")
-    return _PARTITION_PREFIX + dataset.encode() + b"/" + _U32.pack(partition)
-
-
-def _prefix_end(prefix: bytes) -> bytes:
-    # Every key under a partition continues with one of b"g", b"m", b"o", b"s", b"w": all below
-    # 0xff.
-    return prefix + b"\xff"
-
-
-def _meta_key(prefix: bytes, sequence: int) -> bytes:
-    return prefix + _META + _U64.pack(sequence)
-
-
-def _data_prefix(prefix: bytes, sequence: int) -> bytes:
-    return prefix + _DATA + _U64.pack(sequence)
-
-
-def _column_key(prefix: bytes, sequence: int, name: str, kind: int) -> bytes:
-    return _data_prefix(prefix, sequence) + _COLUMN + bytes([kind]) + name.encode()
-
-
-@dataclass(frozen=True)
-class _SegmentInfo:
-    """A sealed segment's metadata (the Segment message without data; its ColumnChunks carry
-    name, type, count and stats only) and the bytes its data takes in RocksDB."""
-
-    meta: storage_pb2.Segment
-    nbytes: int
-    # Per (field, type) min/max/count, for pruning segments without reading their data.
-    column_stats: dict[tuple[str, int], ColumnStats]
-    # Per (field, type) rows holding a value; both are computed once, not per query.
-    column_counts: dict[tuple[str, int], int]
 
 
 @dataclass
 class _Partition:
     offset: int | None = None
-    segments: dict[int, _SegmentInfo] = field(default_factory=dict)
+    segments: dict[int, layout.SegmentInfo] = field(default_factory=dict)
     # The incarnation of the dataset name the data belongs to; data written before generations
     # existed has no key and counts as the first.
     generation: int = 1
     # The highest drop bound under which segments were deleted: every event deleted was older.
     # 0: nothing deleted by a bound.
     watermark: int = 0
-
-
-def _encode_meta(meta: storage_pb2.Segment, nbytes: int) -> bytes:
-    return _U64.pack(nbytes) + meta.SerializeToString()
-
-
-def _decode_meta(raw: bytes) -> _SegmentInfo:
-    meta = storage_pb2.Segment()
-    meta.ParseFromString(raw[_U64.size :])
-    counts = {(c.name, int(c.type)): c.count for c in meta.columns}
-    return _SegmentInfo(meta, _U64.unpack_from(raw)[0], segment_column_stats(meta), counts)
-
-
-def _strip(segment: storage_pb2.Segment) -> storage_pb2.Segment:
-    meta = storage_pb2.Segment()
-    meta.CopyFrom(segment)
-    meta.ClearField("timestamps")
-    meta.ClearField("event_ids")
-    for chunk in meta.columns:
-        chunk.ClearField("rows")
-        chunk.ClearField("values")
-        chunk.ClearField("dictionary")
-    return meta
-
-
-def _segment_records(prefix: bytes, segment: storage_pb2.Segment) -> list[tuple[bytes, bytes]]:
-    """Every key/value of one sealed segment, its metadata record last."""
-    validate_segment(segment)
-    seq = segment.sequence
-    data = _data_prefix(prefix, seq)
-    records = [(data + _TIMESTAMPS, segment.timestamps), (data + _EVENT_IDS, segment.event_ids)]
-    for chunk in segment.columns:
-        records.append(
-            (_column_key(prefix, seq, chunk.name, chunk.type), chunk.SerializeToString())
-        )
-    nbytes = sum(len(value) for _, value in records)
-    records.append((_meta_key(prefix, seq), _encode_meta(_strip(segment), nbytes)))
-    return records
-
-
-class _Cache:
-    """LRU of decoded arrays keyed by (dataset, partition, epoch, sequence, part...), bounded in
-    bytes."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[tuple[Any, ...], tuple[Any, int]] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[Any, ...]) -> Any:
-        with self._lock:
-            item = self._items.get(key)
-            if item is None:
-                return None
-            self._items.move_to_end(key)
-            return item[0]
-
-    def put(self, key: tuple[Any, ...], value: Any, nbytes: int) -> None:
-        if nbytes > self.max_bytes:
-            return
-        with self._lock:
-            old = self._items.pop(key, None)
-            if old is not None:
-                self._bytes -= old[1]
-            self._items[key] = (value, nbytes)
-            self._bytes += nbytes
-            while self._bytes > self.max_bytes:
-                _, (_, size) = self._items.popitem(last=False)
-                self._bytes -= size
-
-    def discard(self, dataset: str, partition: int, sequences: set[int] | None = None) -> None:
-        with self._lock:
-            for key in [
-                k
-                for k in self._items
-                if k[0] == dataset
-                and k[1] == partition
-                and (sequences is None or k[3] in sequences)
-            ]:
-                self._bytes -= self._items.pop(key)[1]
-
-    @property
-    def nbytes(self) -> int:
-        return self._bytes
 
 
 class SegmentStore:
@@ -197,15 +47,15 @@ class SegmentStore:
         options.set_bottommost_compression_type(DBCompressionType.zstd())
         self._db = Rdict(path, options=options)
         self._lock = threading.RLock()
-        self._cache = _Cache(cache_bytes)
+        self._cache = ColumnCache(cache_bytes)
         # Bumped whenever a partition's segments are deleted or replaced, and part of every cache
         # key, so that a query still reading an older snapshot cannot put stale arrays under a
         # sequence number that gets reused; compaction checks it too (replace_segments).
         self._epochs: dict[PartitionKey, int] = {}
         self._closed = False
-        version = self._db.get(_VERSION_KEY)
+        version = self._db.get(layout.VERSION_KEY)
         if version is None:
-            self._db.put(_VERSION_KEY, STORE_FORMAT)
+            self._db.put(layout.VERSION_KEY, STORE_FORMAT)
         elif version != STORE_FORMAT:
             self._db.close()
             raise ValueError(f"store at {path} has format {version!r}, expected {STORE_FORMAT!r}")
@@ -216,31 +66,31 @@ class SegmentStore:
         segment data with one seek per partition."""
         catalog: dict[PartitionKey, _Partition] = {}
         it = self._db.iter()
-        it.seek(_PARTITION_PREFIX)
+        it.seek(layout.PARTITION_PREFIX)
         while it.valid():
             key: bytes = it.key()
-            if not key.startswith(_PARTITION_PREFIX):
+            if not key.startswith(layout.PARTITION_PREFIX):
                 break
-            slash = key.index(b"/", len(_PARTITION_PREFIX))
-            prefix = key[: slash + 1 + _U32.size]
-            dataset = key[len(_PARTITION_PREFIX) : slash].decode()
-            (partition,) = _U32.unpack(prefix[slash + 1 :])
+            slash = key.index(b"/", len(layout.PARTITION_PREFIX))
+            prefix = key[: slash + 1 + layout.U32.size]
+            dataset = key[len(layout.PARTITION_PREFIX) : slash].decode()
+            (partition,) = layout.U32.unpack(prefix[slash + 1 :])
             part = catalog.setdefault((dataset, partition), _Partition())
-            raw_offset = self._db.get(prefix + _OFFSET)
+            raw_offset = self._db.get(prefix + layout.OFFSET)
             if raw_offset is not None:
-                part.offset = _I64.unpack(raw_offset)[0]
-            raw_generation = self._db.get(prefix + _GENERATION)
+                part.offset = layout.I64.unpack(raw_offset)[0]
+            raw_generation = self._db.get(prefix + layout.GENERATION)
             if raw_generation is not None:
-                part.generation = _U32.unpack(raw_generation)[0]
-            raw_watermark = self._db.get(prefix + _WATERMARK)
+                part.generation = layout.U32.unpack(raw_generation)[0]
+            raw_watermark = self._db.get(prefix + layout.WATERMARK)
             if raw_watermark is not None:
-                part.watermark = _I64.unpack(raw_watermark)[0]
-            it.seek(prefix + _META)
-            while it.valid() and it.key().startswith(prefix + _META):
-                info = _decode_meta(it.value())
+                part.watermark = layout.I64.unpack(raw_watermark)[0]
+            it.seek(prefix + layout.META)
+            while it.valid() and it.key().startswith(prefix + layout.META):
+                info = layout.decode_meta(it.value())
                 part.segments[info.meta.sequence] = info
                 it.next()
-            it.seek(_prefix_end(prefix))
+            it.seek(layout.prefix_end(prefix))
         return catalog
 
     def _check_open(self) -> None:
@@ -326,8 +176,8 @@ class SegmentStore:
 
     def _snapshot(
         self, dataset: str, partition: int
-    ) -> tuple[Snapshot, bytes, list[_SegmentInfo], int]:
-        prefix = _partition_prefix(dataset, partition)
+    ) -> tuple[Snapshot, bytes, list[layout.SegmentInfo], int]:
+        prefix = layout.partition_prefix(dataset, partition)
         with self._lock:
             self._check_open()
             part = self._partitions.get((dataset, partition))
@@ -348,57 +198,7 @@ class SegmentStore:
         event ids likewise. Do not keep views beyond a query: they hold a RocksDB snapshot."""
         snap, prefix, infos, epoch = self._snapshot(dataset, partition)
         key = (dataset, partition, epoch)
-        return iter([self._lazy_view(snap, key, prefix, info, fields) for info in infos])
-
-    def _lazy_view(
-        self,
-        snap: Snapshot,
-        cache_key: tuple[str, int, int],
-        prefix: bytes,
-        info: _SegmentInfo,
-        fields: set[str] | None,
-    ) -> SegmentView:
-        meta = info.meta
-        seq = meta.sequence
-        wanted = [key for key in info.column_counts if fields is None or key[0] in fields]
-        data = _data_prefix(prefix, seq)
-
-        def load_array(part: bytes, dtype: str) -> npt.NDArray[Any]:
-            key = (*cache_key, seq, part)
-            cached = self._cache.get(key)
-            if cached is None:
-                cached = np.frombuffer(snap[data + part], dtype=dtype)
-                if len(cached) != meta.row_count:
-                    raise ValueError(f"segment {seq}: {len(cached)} values, {meta.row_count} rows")
-                self._cache.put(key, cached, cached.nbytes)
-            return cached  # type: ignore[no-any-return]
-
-        def load() -> tuple[npt.NDArray[np.int64], Columns]:
-            columns: Columns = {}
-            for name, kind in wanted:
-                key = (*cache_key, seq, _COLUMN, name, kind)
-                col: ColumnView | None = self._cache.get(key)
-                if col is None:
-                    chunk = storage_pb2.ColumnChunk()
-                    chunk.ParseFromString(snap[_column_key(prefix, seq, name, kind)])
-                    col = decode_column(chunk)
-                    self._cache.put(key, col, col.nbytes)
-                columns.setdefault(name, {})[kind] = col
-            return load_array(_TIMESTAMPS, "<i8"), columns
-
-        def load_ids() -> npt.NDArray[np.uint64]:
-            return load_array(_EVENT_IDS, "<u8")
-
-        return SegmentView(
-            row_count=meta.row_count,
-            min_ts=meta.min_timestamp_us,
-            max_ts=meta.max_timestamp_us,
-            sequence=seq,
-            loader=load,
-            ids_loader=load_ids,
-            column_counts=info.column_counts,
-            column_stats=info.column_stats,
-        )
+        return iter([lazy_view(snap, self._cache, key, prefix, info, fields) for info in infos])
 
     def segment_protos(
         self, dataset: str, partition: int, sequences: set[int] | None = None
@@ -406,22 +206,8 @@ class SegmentStore:
         """Full sealed segments (all, or those of `sequences`), oldest first, as of this call:
         what a peer bootstraps from, and what compaction merges."""
         snap, prefix, infos, _ = self._snapshot(dataset, partition)
-
-        def generate() -> Iterator[storage_pb2.Segment]:
-            for info in infos:
-                seq = info.meta.sequence
-                if sequences is not None and seq not in sequences:
-                    continue
-                segment = storage_pb2.Segment()
-                segment.CopyFrom(info.meta)
-                data = _data_prefix(prefix, seq)
-                segment.timestamps = snap[data + _TIMESTAMPS]
-                segment.event_ids = snap[data + _EVENT_IDS]
-                for chunk in segment.columns:
-                    chunk.ParseFromString(snap[_column_key(prefix, seq, chunk.name, chunk.type)])
-                yield segment
-
-        return generate()
+        wanted = [i for i in infos if sequences is None or i.meta.sequence in sequences]
+        return (layout.read_segment(snap, prefix, info) for info in wanted)
 
     def recent_event_ids(self, dataset: str, partition: int, max_ids: int) -> set[int]:
         """Up to `max_ids` event ids of the newest sealed rows, to rebuild the dedupe window."""
@@ -443,8 +229,8 @@ class SegmentStore:
         or none. A segment without rows only advances the offset. Data of another generation
         must be deleted first (drop_partition)."""
         dataset, partition = segment.dataset, segment.partition
-        prefix = _partition_prefix(dataset, partition)
-        records = _segment_records(prefix, segment) if segment.row_count else []
+        prefix = layout.partition_prefix(dataset, partition)
+        records = layout.segment_records(prefix, segment) if segment.row_count else []
         with self._lock:
             self._check_open()
             part = self._partitions.get((dataset, partition))
@@ -462,14 +248,14 @@ class SegmentStore:
             batch = WriteBatch(raw_mode=True)
             for key, value in records:
                 batch.put(key, value)
-            batch.put(prefix + _OFFSET, _I64.pack(next_offset))
-            batch.put(prefix + _GENERATION, _U32.pack(generation))
+            batch.put(prefix + layout.OFFSET, layout.I64.pack(next_offset))
+            batch.put(prefix + layout.GENERATION, layout.U32.pack(generation))
             self._db.write(batch)
             part = self._partitions.setdefault((dataset, partition), _Partition())
             part.offset = next_offset
             part.generation = generation
             if records:
-                part.segments[segment.sequence] = _decode_meta(records[-1][1])
+                part.segments[segment.sequence] = layout.decode_meta(records[-1][1])
 
     def install_segments(
         self,
@@ -484,10 +270,10 @@ class SegmentStore:
         the dataset), its offset, generation and drop watermark (the peer's: its segments lack
         what it deleted below it), in one WriteBatch. The whole transfer is held in memory until
         written."""
-        prefix = _partition_prefix(dataset, partition)
+        prefix = layout.partition_prefix(dataset, partition)
         batch = WriteBatch(raw_mode=True)
-        batch.delete_range(prefix, _prefix_end(prefix))
-        installed: dict[int, _SegmentInfo] = {}
+        batch.delete_range(prefix, layout.prefix_end(prefix))
+        installed: dict[int, layout.SegmentInfo] = {}
         for segment in segments:
             if segment.dataset != dataset or segment.partition != partition:
                 raise ValueError(
@@ -498,14 +284,14 @@ class SegmentStore:
                 raise ValueError(f"segment {segment.sequence} given twice")
             if not segment.row_count:
                 continue
-            records = _segment_records(prefix, segment)
+            records = layout.segment_records(prefix, segment)
             for key, value in records:
                 batch.put(key, value)
-            installed[segment.sequence] = _decode_meta(records[-1][1])
-        batch.put(prefix + _OFFSET, _I64.pack(applied_offset))
-        batch.put(prefix + _GENERATION, _U32.pack(generation))
+            installed[segment.sequence] = layout.decode_meta(records[-1][1])
+        batch.put(prefix + layout.OFFSET, layout.I64.pack(applied_offset))
+        batch.put(prefix + layout.GENERATION, layout.U32.pack(generation))
         if drop_watermark > 0:
-            batch.put(prefix + _WATERMARK, _I64.pack(drop_watermark))
+            batch.put(prefix + layout.WATERMARK, layout.I64.pack(drop_watermark))
         with self._lock:
             self._check_open()
             self._db.write(batch)
@@ -550,18 +336,16 @@ class SegmentStore:
         """Deletes sealed segments of `part` in one WriteBatch: data and metadata go together,
         so after a crash a segment is either whole or gone; a `watermark` above the partition's
         goes in the same batch. Under the lock."""
-        prefix = _partition_prefix(dataset, partition)
+        prefix = layout.partition_prefix(dataset, partition)
         gone = sorted(s for s in sequences if s in part.segments)
         if not gone:
             return []
         batch = WriteBatch(raw_mode=True)
         for seq in gone:
-            data = _data_prefix(prefix, seq)
-            batch.delete_range(data, data + b"\xff")
-            batch.delete(_meta_key(prefix, seq))
+            layout.delete_segment(batch, prefix, seq)
         raised = watermark > part.watermark
         if raised:
-            batch.put(prefix + _WATERMARK, _I64.pack(watermark))
+            batch.put(prefix + layout.WATERMARK, layout.I64.pack(watermark))
         self._db.write(batch)
         if raised:
             part.watermark = watermark
@@ -582,10 +366,10 @@ class SegmentStore:
         False, and nothing written, if any of `old` is gone meanwhile (dropped by retention), or
         if the partition's epoch is no longer `epoch` (read before the segments were: a segment
         was deleted since, or the partition deleted and its sequence numbers reused)."""
-        prefix = _partition_prefix(dataset, partition)
+        prefix = layout.partition_prefix(dataset, partition)
         if merged.sequence != min(old):
             raise ValueError("the merged segment must take the smallest replaced sequence")
-        records = _segment_records(prefix, merged)
+        records = layout.segment_records(prefix, merged)
         with self._lock:
             self._check_open()
             part = self._partitions.get((dataset, partition))
@@ -595,15 +379,13 @@ class SegmentStore:
                 return False
             batch = WriteBatch(raw_mode=True)
             for seq in old:
-                data = _data_prefix(prefix, seq)
-                batch.delete_range(data, data + b"\xff")
-                batch.delete(_meta_key(prefix, seq))
+                layout.delete_segment(batch, prefix, seq)
             for key, value in records:  # after the deletes: a put of a reused key wins
                 batch.put(key, value)
             self._db.write(batch)
             for seq in old:
                 del part.segments[seq]
-            part.segments[merged.sequence] = _decode_meta(records[-1][1])
+            part.segments[merged.sequence] = layout.decode_meta(records[-1][1])
             self._invalidate(dataset, partition, old)
             return True
 
@@ -613,26 +395,26 @@ class SegmentStore:
         """Sets the applied offset, also backwards, and the generation (when given) in one
         WriteBatch: for a topic that was wiped or re-created, whose offsets start again below
         what was applied. The sealed segments stay."""
-        prefix = _partition_prefix(dataset, partition)
+        prefix = layout.partition_prefix(dataset, partition)
         with self._lock:
             self._check_open()
             part = self._partitions.setdefault((dataset, partition), _Partition())
             if generation is None:
                 generation = part.generation
             batch = WriteBatch(raw_mode=True)
-            batch.put(prefix + _OFFSET, _I64.pack(offset))
-            batch.put(prefix + _GENERATION, _U32.pack(generation))
+            batch.put(prefix + layout.OFFSET, layout.I64.pack(offset))
+            batch.put(prefix + layout.GENERATION, layout.U32.pack(generation))
             self._db.write(batch)
             part.offset = offset
             part.generation = generation
 
     def drop_partition(self, dataset: str, partition: int) -> None:
         """Deletes everything of the partition, its offset and drop watermark included."""
-        prefix = _partition_prefix(dataset, partition)
+        prefix = layout.partition_prefix(dataset, partition)
         with self._lock:
             self._check_open()
             batch = WriteBatch(raw_mode=True)
-            batch.delete_range(prefix, _prefix_end(prefix))
+            batch.delete_range(prefix, layout.prefix_end(prefix))
             self._db.write(batch)
             self._partitions.pop((dataset, partition), None)
             self._invalidate(dataset, partition)
