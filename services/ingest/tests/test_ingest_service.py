@@ -25,7 +25,8 @@ from flakehouse.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 
 pytestmark = pytest.mark.broker
 
-CORPUS = Path(__file__).resolve().parent / "corpus"
+# The shared JUnit corpus, vendored under tests/corpus at the repository root.
+CORPUS = Path(__file__).resolve().parents[3] / "tests" / "corpus"
 REPORT = CORPUS / "enricomi" / "testsuite-in-testsuite.xml"
 CORRUPT = CORPUS / "enricomi" / "pytest" / "corrupt-xml.xml"
 
