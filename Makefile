@@ -64,7 +64,7 @@ test: install $(TEST_TOOLS) ## Run the whole test suite (unit, integration, end 
 
 # No process started (cluster, broker, helm, hadolint, pools): conftest.py fails a test that
 # starts one without the marker, so nothing slow slips in.
-test-fast: install ## The edit-test loop: every test that starts no process (a few minutes)
+test-fast: install ## The edit-test loop: every test that starts no process (about 90 s)
 	$(BIN)/pytest -m "not processes and not broker"
 
 lint: install $(BUF) ## ruff, mypy, import-linter, buf lint, and generated-code freshness
