@@ -25,9 +25,12 @@ def eventually(
     for something that must happen; it is generous because a loaded machine is slow."""
     deadline = time.monotonic() + timeout_s
     while True:
-        last = _attempt(check, retry_on)
-        if last and not isinstance(last, BaseException):
-            return last
+        try:
+            last: Any = check()
+            if last:
+                return last  # type: ignore[no-any-return]
+        except (AssertionError, *retry_on) as exc:
+            last = exc
         if time.monotonic() >= deadline:
             raise _timed_out(what, timeout_s, last)
         time.sleep(interval_s)
@@ -47,20 +50,13 @@ async def eventually_async(
         try:
             result = check()
             last: Any = await result if inspect.isawaitable(result) else result
+            if last:
+                return last  # type: ignore[no-any-return]
         except (AssertionError, *retry_on) as exc:
             last = exc
-        if last and not isinstance(last, BaseException):
-            return last  # type: ignore[no-any-return]
         if time.monotonic() >= deadline:
             raise _timed_out(what, timeout_s, last)
         await asyncio.sleep(interval_s)
-
-
-def _attempt(check: Callable[[], T], retry_on: tuple[type[BaseException], ...]) -> Any:
-    try:
-        return check()
-    except (AssertionError, *retry_on) as exc:
-        return exc
 
 
 def _timed_out(what: str, timeout_s: float, last: Any) -> AssertionError:
