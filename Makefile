@@ -20,7 +20,7 @@ PACKAGES := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 SERVICES := $(notdir $(patsubst %/pyproject.toml,%,$(wildcard services/*/pyproject.toml)))
 PROTOS := $(shell find protos -name '*.proto')
 
-.PHONY: help install tools run test lint fmt protos lock bench clean
+.PHONY: help install tools run test test-fast lint fmt protos lock bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -62,6 +62,11 @@ run: install ## Start a local cluster (broker + five services + 2 storage nodes)
 
 test: install $(TEST_TOOLS) ## Run the whole test suite (unit, integration, end to end, chart)
 	$(BIN)/pytest
+
+# No process started (cluster, broker, helm, hadolint, pools): conftest.py fails a test that
+# starts one without the marker, so nothing slow slips in.
+test-fast: install ## The edit-test loop: every test that starts no process (about 90 s)
+	$(BIN)/pytest -m "not processes and not broker"
 
 lint: install $(BUF) ## ruff, mypy, import-linter, buf lint, and generated-code freshness
 	$(BIN)/ruff check .

@@ -1,14 +1,22 @@
-"""Fixtures shared by every test directory: the real Kafka-protocol broker."""
+"""Fixtures shared by every test directory (the real Kafka-protocol broker), and the check that
+tests which start processes say so with their markers, so `make test-fast` can leave them out."""
 
 from __future__ import annotations
 
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from flakehouse.client.broker import EmbeddedBroker
+
+# Audit events (PEP 578) raised whenever this process starts another one.
+SPAWN_EVENTS = frozenset(
+    {"subprocess.Popen", "os.fork", "os.forkpty", "os.posix_spawn", "os.exec", "os.system"}
+)
 
 
 @pytest.fixture(scope="session")
@@ -23,3 +31,57 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
 @pytest.fixture
 def topic_prefix() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
+
+
+class SpawnWatch:
+    """Records what the running test (its setup included) starts as a process."""
+
+    def __init__(self) -> None:
+        self.spawned: list[str] = []
+        self.watching = False
+
+    def __call__(self, event: str, args: tuple[Any, ...]) -> None:
+        # An audit hook must never raise: the exception would abort the spawn itself.
+        if self.watching and event in SPAWN_EVENTS:
+            command = args[1] if event == "subprocess.Popen" and len(args) > 1 else args
+            self.spawned.append(f"{event} {command!r}"[:200])
+
+
+_watch = SpawnWatch()
+sys.addaudithook(_watch)  # audit hooks cannot be removed; it only records while watching
+
+
+def missing_markers(item: pytest.Item, spawned: list[str]) -> list[str]:
+    """The markers a test lacks: `broker` and `processes` when it uses the broker fixture,
+    `processes` when it started a process (the broker fixture may already run for another)."""
+    needed = set()
+    if "broker" in getattr(item, "fixturenames", ()):
+        needed |= {"broker", "processes"}
+    if spawned:
+        needed.add("processes")
+    return sorted(name for name in needed if item.get_closest_marker(name) is None)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    _watch.spawned.clear()
+    _watch.watching = True
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    try:
+        result = yield
+    finally:
+        _watch.watching = False
+    missing = missing_markers(item, _watch.spawned)
+    if missing:
+        started = "; ".join(_watch.spawned[:3]) or "the broker fixture"
+        pytest.fail(
+            f"this test starts processes ({started}) but lacks "
+            + ", ".join(f"@pytest.mark.{name}" for name in missing)
+            + " (a module-level `pytestmark` is simplest): `make test-fast` would run it",
+            pytrace=False,
+        )
+    return result

@@ -1,5 +1,5 @@
 """Runs the benchmarks and prints their figures: `python -m benchmarks [NAME...]`, where NAME is
-ingest, large, end-to-end, freshness, storage, query or limits (all by default).
+ingest, large, end-to-end, freshness, storage, query, limits, parsing or fanout (all by default).
 
 ingest and large: see benchmarks/ingest.py. end-to-end: a local cluster (`flakehouse up` as
 processes: broker, five services, 2 storage nodes, 8 partitions) takes generated JUnit reports
@@ -7,7 +7,8 @@ through the client; it reports testcases per second until Kafka acknowledged eve
 time until every event is queryable, and the median latency of a few queries; once with the
 durable broker (the default) and once with `--ephemeral`. freshness: see benchmarks/freshness.py.
 storage: see
-benchmarks/storage.py. limits: see benchmarks/limits.py."""
+benchmarks/storage.py. limits: see benchmarks/limits.py. parsing and fanout (the times and peaks
+the unit tests no longer assert): see benchmarks/parsing.py and benchmarks/fanout.py."""
 
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from benchmarks import ingest, limits, query, storage
+from benchmarks.fanout import fanout
 from benchmarks.freshness import ack_to_visible
 from benchmarks.junitgen import report
+from benchmarks.parsing import parsing
 from flakehouse.client import Client
 from tests.localcluster import RunningCluster
 
@@ -111,6 +114,8 @@ BENCHMARKS = {
     "storage": lambda a: storage.storage(a.events),
     "query": lambda a: query.query(a.events),
     "limits": lambda a: limits.back_under_limit(a.days, a.cases_per_file),
+    "parsing": lambda a: parsing(),
+    "fanout": lambda a: fanout(),
 }
 
 

@@ -22,6 +22,9 @@ import yaml
 
 from flakehouse.replication.placement import DatasetTopic, NodeInfo, compute_placement
 
+# helm and promtool run as processes.
+pytestmark = pytest.mark.processes
+
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "charts" / "flakehouse"
 HELM = ROOT / "tools" / "bin" / "helm"

@@ -5,7 +5,6 @@ with every acknowledged event there exactly once."""
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import pytest
 from benchmarks.junitgen import report
 from flakehouse.client import Client
 from tests.localcluster import RunningCluster, kill_everything
+from tests.support import eventually
 
 pytestmark = [pytest.mark.processes, pytest.mark.broker]
 PARTITIONS = 4
@@ -37,15 +37,14 @@ def upload(cluster: RunningCluster, seeds: range, sent: Counter[str]) -> None:
 
 def complete_answers(cluster: RunningCluster, sent: Counter[str]) -> list[dict[str, Any]]:
     """The answers to QUERIES once the cluster answers completely with every event sent."""
-    deadline = time.monotonic() + 90
-    while True:
+
+    def complete() -> list[dict[str, Any]] | None:
         counts = cluster.query_json(QUERIES[0])
-        if not counts["partial"] and dict(counts["rows"]) == dict(sent):
-            answers = [cluster.query_json(sql) for sql in QUERIES]
-            if not any(answer["partial"] for answer in answers):
-                return answers
-        assert time.monotonic() < deadline, f"answered {counts}, sent {dict(sent)}"
-        time.sleep(0.3)
+        assert not counts["partial"] and dict(counts["rows"]) == dict(sent), counts
+        answers = [cluster.query_json(sql) for sql in QUERIES]
+        return None if any(answer["partial"] for answer in answers) else answers
+
+    return eventually(complete, f"complete answers with every event sent ({dict(sent)})", 90)
 
 
 def strip_freshness(answers: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import grpc
 import pytest
 
 from tests.localcluster import RunningCluster, node_counts, pid_alive
+from tests.support import eventually
 
 pytestmark = [pytest.mark.processes, pytest.mark.broker]
 
@@ -117,14 +117,13 @@ def wait_for_answer(
     cluster: RunningCluster, sql: str, want: list[tuple[Any, ...]]
 ) -> dict[str, Any]:
     """Storage consumes asynchronously: poll until the answer matches, then return it."""
-    deadline = time.monotonic() + 30
-    while True:
+
+    def matches() -> dict[str, Any]:
         answer = cluster.query(sql)
-        if not answer["partial"] and same_rows(answer["rows"], want):
-            return answer
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{sql}\n got: {answer}\nwant: {want}")
-        time.sleep(0.3)
+        assert not answer["partial"] and same_rows(answer["rows"], want), answer
+        return answer
+
+    return eventually(matches, f"{sql}\nwant: {want}", 30)
 
 
 def test_ingest_query_kill_restart(cluster: RunningCluster, tmp_path: Path) -> None:
@@ -156,24 +155,24 @@ def test_ingest_query_kill_restart(cluster: RunningCluster, tmp_path: Path) -> N
     for ours, theirs in QUERIES.values():
         wait_for_answer(cluster, ours, oracle(truth, theirs))
 
-    deadline = time.monotonic() + 60
-    while True:
-        restarted = cluster.info()["storage"][1]
-        if restarted["pid"] != victim["pid"] and pid_alive(restarted["pid"]):
-            break
-        assert time.monotonic() < deadline, "storage node was not restarted"
-        time.sleep(0.2)
+    def restarted() -> bool:
+        now = cluster.info()["storage"][1]
+        return bool(now["pid"] != victim["pid"] and pid_alive(now["pid"]))
+
+    eventually(restarted, "storage node restarted", 60)
 
     want_counts = {status: n for status, n in oracle(truth, by_status[1])}
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            counts = [node_counts(n["grpc"], "ci", PARTITIONS) for n in cluster.info()["storage"]]
-        except (grpc.RpcError, LookupError):
-            counts = []
-        if counts and all(c == want_counts for c in counts):
-            break
-        assert time.monotonic() < deadline, f"nodes hold {counts}, want {want_counts}"
-        time.sleep(0.3)
+
+    def every_node_holds_all() -> bool:
+        counts = [node_counts(n["grpc"], "ci", PARTITIONS) for n in cluster.info()["storage"]]
+        assert counts and all(c == want_counts for c in counts), f"nodes hold {counts}"
+        return True
+
+    eventually(
+        every_node_holds_all,
+        f"every node holds {want_counts}",
+        60,
+        retry_on=(grpc.RpcError, LookupError),
+    )
     for ours, theirs in QUERIES.values():
         wait_for_answer(cluster, ours, oracle(truth, theirs))

@@ -209,6 +209,7 @@ def test_final_stage_runs_the_service_as_non_root(service: str) -> None:
     assert not [i for i in final if i["instruction"] == "CMD"], "a CMD would add arguments"
 
 
+@pytest.mark.processes  # hadolint
 @pytest.mark.parametrize("service", SERVICES)
 def test_hadolint_passes(service: str) -> None:
     result = subprocess.run(
@@ -220,6 +221,7 @@ def test_hadolint_passes(service: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.processes
 def test_hadolint_fails_a_bad_dockerfile() -> None:
     """The lint above would catch something: an untagged base and unpinned pip install warn."""
     result = subprocess.run(

@@ -10,7 +10,6 @@ import os
 import re
 import signal
 import threading
-import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -21,6 +20,7 @@ from benchmarks.junitgen import report
 from flakehouse.client import Client, UploadResult
 from flakehouse.events.junit import parse_junit_all
 from tests.localcluster import RunningCluster
+from tests.support import eventually
 
 pytestmark = [pytest.mark.processes, pytest.mark.broker]
 CASES = 300_000
@@ -52,10 +52,13 @@ def test_ingest_killed_mid_upload_then_retried_counts_exactly(tmp_path: Path) ->
 
         sender = threading.Thread(target=upload)
         sender.start()
-        deadline = time.monotonic() + 60
-        while metric(ingest["metrics"], "flakehouse_ingest_records_produced_total") < 1:
-            assert time.monotonic() < deadline, "ingest never produced a record"
-            time.sleep(0.005)
+        # Polled fast: the kill must land while the upload is still being produced.
+        eventually(
+            lambda: metric(ingest["metrics"], "flakehouse_ingest_records_produced_total") >= 1,
+            "ingest produced a record",
+            60,
+            interval_s=0.005,
+        )
         os.kill(ingest["pid"], signal.SIGKILL)
         sender.join(120)
         result = outcome["result"]
@@ -64,13 +67,13 @@ def test_ingest_killed_mid_upload_then_retried_counts_exactly(tmp_path: Path) ->
         assert cluster.info()["services"]["ingest"]["pid"] != ingest["pid"]
 
         want = sorted([status, n] for status, n in expected.items())
-        deadline = time.monotonic() + 60
-        while True:
+
+        def complete() -> bool:
             answer = cluster.query("SELECT status, count(*) FROM crash GROUP BY status")
-            if not answer["partial"] and sorted(answer["rows"]) == want:
-                break
-            assert time.monotonic() < deadline, f"got {answer['rows']}, want {want}"
-            time.sleep(0.3)
+            assert not answer["partial"] and sorted(answer["rows"]) == want, answer["rows"]
+            return True
+
+        eventually(complete, f"a complete answer of {want}", 60)
         dropped = sum(
             metric(node["metrics"], "flakehouse_storage_duplicates_dropped_total")
             for node in cluster.info()["storage"]

@@ -14,10 +14,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import pytest
@@ -30,6 +30,7 @@ from flakehouse.core.net import free_port
 from flakehouse.quota.v1 import quota_pb2
 from flakehouse.storage.v1 import storage_pb2, storage_pb2_grpc
 from tests.localcluster import RunningCluster, pid_alive
+from tests.support import eventually
 
 pytestmark = [pytest.mark.processes, pytest.mark.broker]
 
@@ -47,23 +48,6 @@ ENV = {
     "FLAKEHOUSE_QUOTA_CUTOFF_INTERVAL_S": "0.5",
     "FLAKEHOUSE_QUOTA_DROP_GRACE_S": "1",
 }
-T = TypeVar("T")
-
-
-def eventually(check: Callable[[], T], what: str, timeout_s: float = 60) -> T:
-    """Calls `check` until it returns something truthy without raising AssertionError."""
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-            if result:
-                return result
-            last = result
-        except AssertionError as exc:
-            last = exc
-        time.sleep(0.3)
-    raise AssertionError(f"{what}: not within {timeout_s}s (last: {last})")
 
 
 def events(count: int, at: datetime, prefix: str) -> bytes:

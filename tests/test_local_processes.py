@@ -13,7 +13,7 @@ import pytest
 from flakehouse.client.client import Client
 from flakehouse.client.process_groups import members, running
 from tests.localcluster import RunningCluster, pid_alive
-from tests.test_limits import eventually
+from tests.support import eventually
 
 pytestmark = [pytest.mark.processes, pytest.mark.broker]
 

@@ -10,7 +10,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -28,6 +27,7 @@ from flakehouse.client import Client
 from flakehouse.client.client import offsets_of
 from flakehouse.core.net import free_port
 from tests.localcluster import RunningCluster
+from tests.support import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATOR = ROOT / "scripts" / "dashboards.py"
@@ -149,6 +149,7 @@ def run_generator(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.processes  # the generator runs as a script
 def test_checked_in_dashboards_are_what_the_generator_makes(tmp_path: Path) -> None:
     result = run_generator("--check")
     assert result.returncode == 0, result.stderr
@@ -276,18 +277,12 @@ def api(base: str, path: str, **params: str) -> dict[str, Any]:
         return dict(json.load(exc))
 
 
-def eventually(check: Callable[[], T | None], timeout_s: float, what: str, log: Path) -> T:
-    """Polls `check` until it returns something truthy; fails with Prometheus's log if not."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-        except urllib.error.URLError:  # not listening yet
-            result = None
-        if result:
-            return result
-        time.sleep(0.25)
-    pytest.fail(f"{what} within {timeout_s}s; prometheus log:\n{log.read_text()[-3000:]}")
+def prometheus_eventually(check: Callable[[], T], timeout_s: float, what: str, log: Path) -> T:
+    """`eventually`, with Prometheus not listening yet as not yet, and its log on a failure."""
+    try:
+        return eventually(check, what, timeout_s, retry_on=(urllib.error.URLError,))
+    except AssertionError as exc:
+        pytest.fail(f"{exc}; prometheus log:\n{log.read_text()[-3000:]}")
 
 
 def targets_up(base: str, expected: int) -> bool:
@@ -326,9 +321,11 @@ def test_prometheus_scrapes_the_cluster_and_runs_every_query(
         )
     try:
         expected = sum(len(targets) for targets in addresses.values())
-        eventually(lambda: targets_up(base, expected), 30, f"{expected} targets up", log)
+        prometheus_eventually(lambda: targets_up(base, expected), 30, f"{expected} targets up", log)
         for metric in CORE_METRICS:
-            eventually(functools.partial(samples, base, metric), 15, f"{metric} samples", log)
+            prometheus_eventually(
+                functools.partial(samples, base, metric), 15, f"{metric} samples", log
+            )
 
         # Every panel query, with the node picker on "All" as Grafana would send it.
         nodes = "|".join(addresses["storage"])

@@ -16,7 +16,7 @@ from flakehouse.ingest.settings import IngestSettings
 from flakehouse.quota.app import QuotaApp
 from flakehouse.quota.settings import QuotaSettings
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.processes, pytest.mark.broker]
 
 REPORT = b"""<testsuite name="s">
 <testcase classname="c" name="a"/><testcase classname="c" name="b"/>

@@ -35,6 +35,8 @@ from flakehouse.replication.placement import NodeInfo, replicas_for
 from flakehouse.storage.v1 import storage_pb2, storage_pb2_grpc
 from tests.localcluster import RunningCluster, pid_alive
 
+pytestmark = [pytest.mark.processes, pytest.mark.broker]
+
 PARTITIONS = 16
 Capture = pytest.CaptureFixture[str]
 NODE_TIMEOUT_S = 3.0

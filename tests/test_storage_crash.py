@@ -13,6 +13,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -20,6 +21,7 @@ import pytest
 from benchmarks.junitgen import report
 from flakehouse.client import Client
 from tests.localcluster import RunningCluster, node_counts, pid_alive
+from tests.support import eventually
 
 pytestmark = [pytest.mark.processes, pytest.mark.broker]
 PARTITIONS = 4
@@ -29,6 +31,12 @@ STORAGE_ENV = {
     "FLAKEHOUSE_STORAGE_SEAL_AGE_S": "0.3",
     "FLAKEHOUSE_STORAGE_COMPACTION_INTERVAL_S": "1",
 }
+
+
+def restarted(cluster: RunningCluster, victim: dict[str, Any]) -> bool:
+    """The killed node runs again, under a new pid."""
+    now = next(n for n in cluster.info()["storage"] if n["node_id"] == victim["node_id"])
+    return bool(now["pid"] != victim["pid"] and pid_alive(now["pid"]))
 
 
 @pytest.mark.parametrize("seed", [11, 29])
@@ -65,31 +73,29 @@ def test_repeated_sigkill_during_continuous_ingest_loses_and_doubles_nothing(
             time.sleep(rng.uniform(0.3, 2.0))
             victim = rng.choice(cluster.info()["storage"])
             os.kill(victim["pid"], signal.SIGKILL)
-            deadline = time.monotonic() + 30
-            while True:  # the supervisor restarts it; wait for that before the next kill
-                now = next(
-                    n for n in cluster.info()["storage"] if n["node_id"] == victim["node_id"]
-                )
-                if now["pid"] != victim["pid"] and pid_alive(now["pid"]):
-                    break
-                assert time.monotonic() < deadline, f"{victim['node_id']} was not restarted"
-                time.sleep(0.05)
+            # The supervisor restarts it; wait for that before the next kill.
+            eventually(
+                lambda victim=victim: restarted(cluster, victim),
+                f"{victim['node_id']} restarted",
+                30,
+                interval_s=0.05,
+            )
         stop.set()
         feeder.join(120)
         assert not failures, failures
         assert sum(sent.values()) > 20_000, "too little was ingested for the test to mean much"
 
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                held = [
-                    node_counts(n["grpc"], "crash", PARTITIONS) for n in cluster.info()["storage"]
-                ]
-            except (grpc.RpcError, LookupError):
-                held = []
-            if held and all(counts == dict(sent) for counts in held):
-                break
-            assert time.monotonic() < deadline, f"nodes hold {held}, sent {dict(sent)}"
-            time.sleep(0.5)
+        def every_node_holds_all() -> bool:
+            held = [node_counts(n["grpc"], "crash", PARTITIONS) for n in cluster.info()["storage"]]
+            assert held and all(counts == dict(sent) for counts in held), f"nodes hold {held}"
+            return True
+
+        eventually(
+            every_node_holds_all,
+            f"every node holds all sent ({dict(sent)})",
+            90,
+            interval_s=0.5,
+            retry_on=(grpc.RpcError, LookupError),
+        )
     finally:
         cluster.stop()

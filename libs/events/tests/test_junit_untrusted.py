@@ -9,7 +9,6 @@ import builtins
 import io
 import os
 import pickle
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -26,23 +25,21 @@ UPLOAD = 1_700_000_000_000_000
 FILENAME = "untrusted-report.xml"
 
 
-def refuse(data: bytes, limits: Limits = Limits()) -> tuple[EventError, list[Event], float]:  # noqa: B008
-    """Streams ``data`` through the parser; the error, the events yielded before it, and the
-    seconds it took."""
+def refuse(data: bytes, limits: Limits = Limits()) -> tuple[EventError, list[Event]]:  # noqa: B008
+    """Streams ``data`` through the parser; the error and the events yielded before it. (How long
+    hostile input takes to refuse: benchmarks/parsing.py.)"""
     events: list[Event] = []
-    started = time.perf_counter()
     with pytest.raises(EventError) as caught:
         for event in parse_junit(
             io.BytesIO(data), filename=FILENAME, upload_time_us=UPLOAD, limits=limits
         ):
             events.append(event)
-    elapsed = time.perf_counter() - started
     err = caught.value
     assert err.filename == FILENAME
     assert str(err).startswith(f"{FILENAME}:")
     # One clear error: nothing chained that a log line might print.
     assert err.__cause__ is None and (err.__context__ is None or err.__suppress_context__)
-    return err, events, elapsed
+    return err, events
 
 
 # Entity expansion
@@ -61,8 +58,7 @@ def billion_laughs() -> bytes:
 
 
 def test_billion_laughs() -> None:
-    err, events, elapsed = refuse(billion_laughs())
-    assert elapsed < 1.0
+    err, events = refuse(billion_laughs())
     assert err.line == 2 and "DTD" in err.reason
     assert "lol" not in str(err) and not events
 
@@ -75,18 +71,17 @@ def test_quadratic_blowup_with_one_big_entity() -> None:
         f'<testsuite><testcase name="{refs}"><system-out>{refs}</system-out></testcase>'
         "</testsuite>"
     ).encode()
-    err, events, elapsed = refuse(data)
-    assert elapsed < 1.0
+    err, events = refuse(data)
     assert "DTD" in err.reason and "AAAA" not in str(err) and not events
 
 
 @pytest.mark.parametrize("mib", [9, 100])
 def test_quadratic_blowup_with_a_huge_attribute_and_no_entity(mib: int) -> None:
     # expat 2.5 scans an unfinished tag again on every read, so a huge attribute costs time
-    # quadratic in its size: it must be refused, early, not slowly truncated.
+    # quadratic in its size: it must be refused, early, not slowly truncated (the reason says
+    # which; how early: benchmarks/parsing.py).
     data = b'<testsuite>\n<testcase name="' + b"x" * (mib << 20) + b'"/></testsuite>'
-    err, events, elapsed = refuse(data)
-    assert elapsed < 1.0
+    err, events = refuse(data)
     assert err.line == 2
     assert "larger than 8388608 bytes" in err.reason and "markup" in err.reason
     assert "xxxx" not in str(err) and not events
@@ -94,30 +89,28 @@ def test_quadratic_blowup_with_a_huge_attribute_and_no_entity(mib: int) -> None:
 
 def test_a_huge_comment_is_refused_too() -> None:
     data = b"<testsuite><testcase/><!--" + b"c" * (32 << 20) + b"--></testsuite>"
-    err, events, elapsed = refuse(data)
-    assert elapsed < 1.0 and "markup" in err.reason
+    err, events = refuse(data)
+    assert "markup" in err.reason
     assert len(events) <= 1  # the case before it may have been yielded already
 
 
 def test_many_attributes_in_one_tag_are_bounded_by_the_same_limit() -> None:
     attrs = " ".join(f'a{i}="{i}"' for i in range(1_000_000))
-    err, _, elapsed = refuse(f"<testsuite><testcase {attrs}/></testsuite>".encode())
-    assert elapsed < 1.0 and "markup" in err.reason
+    err, _ = refuse(f"<testsuite><testcase {attrs}/></testsuite>".encode())
+    assert "markup" in err.reason
 
 
-def test_a_long_attribute_within_the_limit_is_truncated_quickly() -> None:
+def test_a_long_attribute_within_the_limit_is_truncated() -> None:
     data = b'<testsuite><testcase name="' + b"x" * (6 << 20) + b'"/></testsuite>'
-    started = time.perf_counter()
     (event,) = parse_junit_all(io.BytesIO(data), filename=FILENAME, upload_time_us=UPLOAD)
-    assert time.perf_counter() - started < 1.0
     assert len(str(event["name"])) == Limits().max_attribute_chars
 
 
 def test_markup_limit_is_configurable() -> None:
     data = b'<testsuite><testcase name="' + b"x" * 300_000 + b'"/></testsuite>'
-    err, _, _ = refuse(data, Limits(max_markup_bytes=200_000))
+    err, _ = refuse(data, Limits(max_markup_bytes=200_000))
     assert "larger than 200000 bytes" in err.reason
-    err, _, _ = refuse(
+    err, _ = refuse(
         b"<testsuite>\n<!--" + b"c" * 3000 + b"--></testsuite>", Limits(max_markup_bytes=1000)
     )
     assert err.line == 2 and "larger than 1000 bytes" in err.reason
@@ -210,8 +203,7 @@ def xxe_payloads(path: Path) -> dict[str, str]:
 def test_xxe_never_reads_the_file(kind: str, secret: tuple[Path, str]) -> None:
     path, marker = secret
     data = xxe_payloads(path)[kind].encode()
-    err, events, elapsed = refuse(data)
-    assert elapsed < 1.0
+    err, events = refuse(data)
     assert err.line == 2 and err.reason == "a DTD (<!DOCTYPE>) is not allowed"
     for text in (str(err), repr(err), err.reason, str(events)):
         assert marker not in text and path.name not in text
@@ -228,8 +220,8 @@ def test_xxe_never_reads_the_file(kind: str, secret: tuple[Path, str]) -> None:
 
 def test_an_entity_reference_without_a_dtd_reads_nothing(secret: tuple[Path, str]) -> None:
     _, marker = secret
-    err, events, elapsed = refuse(b'<testsuite>\n<testcase name="&xxe;"/></testsuite>')
-    assert elapsed < 1.0 and err.line == 2 and "undefined entity" in err.reason
+    err, events = refuse(b'<testsuite>\n<testcase name="&xxe;"/></testsuite>')
+    assert err.line == 2 and "undefined entity" in err.reason
     assert marker not in str(err) and not events
 
 
@@ -238,9 +230,9 @@ def test_an_entity_reference_without_a_dtd_reads_nothing(secret: tuple[Path, str
 
 def test_deep_nesting_is_refused_at_the_limit() -> None:
     data = b"<testsuite>" + b"<x>" * 1_000_000 + b"</x>" * 1_000_000 + b"</testsuite>"
-    err, _, elapsed = refuse(data)
-    assert elapsed < 1.0 and "nested deeper than 64 levels" in err.reason
-    err, _, _ = refuse(b"<testsuite>" * 11 + b"</testsuite>" * 11, Limits(max_depth=10))
+    err, _ = refuse(data)
+    assert "nested deeper than 64 levels" in err.reason
+    err, _ = refuse(b"<testsuite>" * 11 + b"</testsuite>" * 11, Limits(max_depth=10))
     assert "nested deeper than 10 levels" in err.reason
 
 
@@ -285,7 +277,7 @@ def test_fields_per_event_limit_counts_case_and_suite_properties() -> None:
         f"<testsuite><properties>{suite}</properties>\n"
         f"<testcase><properties>{case}</properties></testcase></testsuite>"
     ).encode()
-    err, _, _ = refuse(data, Limits(max_fields_per_event=150))
+    err, _ = refuse(data, Limits(max_fields_per_event=150))
     assert err.line == 2 and "204 fields, more than the limit of 150" in err.reason
     (event,) = parse_junit_all(
         io.BytesIO(data),
@@ -315,7 +307,7 @@ class Endless(io.RawIOBase):
 
 
 def test_file_size_limit_is_checked_while_streaming() -> None:
-    started = time.perf_counter()
+    # The source never ends: only the limit, checked while streaming, ends the parse.
     with pytest.raises(EventError) as caught:
         for _ in parse_junit(
             Endless(),  # type: ignore[arg-type]
@@ -324,7 +316,6 @@ def test_file_size_limit_is_checked_while_streaming() -> None:
             limits=Limits(max_file_bytes=300_000),
         ):
             pass
-    assert time.perf_counter() - started < 1.0
     assert caught.value.reason == "file is larger than 300000 bytes"
 
 
@@ -335,6 +326,7 @@ def _parse_in_worker(data: bytes) -> list[Event]:
     return parse_junit_all(io.BytesIO(data), filename=FILENAME, upload_time_us=UPLOAD)
 
 
+@pytest.mark.processes
 def test_event_error_survives_a_process_pool() -> None:
     with ProcessPoolExecutor(1) as pool:
         good = pool.submit(_parse_in_worker, b'<testsuite><testcase name="a"/></testsuite>')

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import random
-import tracemalloc
 from collections.abc import Iterator
 
 from flakehouse.events.batch import MAX_ROWS, decode_batch, encode_batches
@@ -52,38 +51,22 @@ def report(cases: int, seed: int = 7) -> bytes:
     return "".join(out).encode()
 
 
-def test_streamed_pipeline_has_a_small_peak_and_the_list_based_one_does_not() -> None:
+def test_streamed_pipeline_encodes_the_same_bytes_as_the_list_based_one() -> None:
+    # Their peak memory (about 5 MB streamed against 25 MB for the list, which grows with the
+    # report) is measured in benchmarks/parsing.py.
     data = report(CASES)
-    source = io.BytesIO(data)
-
-    tracemalloc.start()
-    try:
-        rows = 0
-        size = 0
-        events = parse_junit(source, filename="big.xml", upload_time_us=UPLOAD)
-        for batch in encode_batches(events, dataset="ci", upload_id="u" * 32):
-            rows += batch.row_count
-            size += len(batch.SerializeToString())
-        streamed_peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    rows = 0
+    size = 0
+    events = parse_junit(io.BytesIO(data), filename="big.xml", upload_time_us=UPLOAD)
+    for batch in encode_batches(events, dataset="ci", upload_id="u" * 32):
+        rows += batch.row_count
+        size += len(batch.SerializeToString())
     assert rows == CASES
 
-    source = io.BytesIO(data)
-    tracemalloc.start()
-    try:
-        every_event = parse_junit_all(source, filename="big.xml", upload_time_us=UPLOAD)
-        batches = list(encode_batches(every_event, dataset="ci", upload_id="u" * 32))
-        listed_peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    every_event = parse_junit_all(io.BytesIO(data), filename="big.xml", upload_time_us=UPLOAD)
+    batches = list(encode_batches(every_event, dataset="ci", upload_id="u" * 32))
     assert sum(b.row_count for b in batches) == CASES
     assert sum(len(b.SerializeToString()) for b in batches) == size
-
-    # Measured: about 5 MB streamed (one block of MAX_ROWS events and its batch) against
-    # 25 MB for the list, which grows with the report.
-    assert streamed_peak < 12_000_000, streamed_peak
-    assert listed_peak > 3 * streamed_peak, (listed_peak, streamed_peak)
 
 
 class CountingEvents:

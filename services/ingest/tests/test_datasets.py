@@ -4,7 +4,6 @@ dropped with it, and topic retention following the limits on a broker that refus
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -20,8 +19,9 @@ from flakehouse.core.kafka import KafkaAdmin, read_state_topic
 from flakehouse.ingest.app import IngestApp
 from flakehouse.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from flakehouse.quota.v1 import quota_pb2
+from tests.support import eventually_async
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.processes, pytest.mark.broker]
 
 REPORT = b"""<testsuite name="s"><testcase classname="c" name="a"/></testsuite>"""
 
@@ -63,24 +63,6 @@ async def retention_ms(broker: EmbeddedBroker, topic: str) -> str | None:
         return next((entry[1] for entry in entries if entry[0] == "retention.ms"), None)
     finally:
         await admin.close()
-
-
-async def eventually(check: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not check():
-        assert loop.time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
-
-
-async def eventually_async(
-    read: Callable[[], Awaitable[Any]], wanted: Any, timeout_s: float = 10.0
-) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while (got := await read()) != wanted:
-        assert loop.time() < deadline, f"still {got!r}, not {wanted!r}"
-        await asyncio.sleep(0.1)
 
 
 async def uploads(dataset: str) -> AsyncIterator[ingest_pb2.UploadRequest]:
@@ -205,7 +187,7 @@ async def test_a_topic_kafka_will_not_delete_does_not_keep_ingest_from_starting(
     assert failures() == 1
     # The next start tries again, fails, logs it and serves.
     second = await start_ingest()
-    await eventually(lambda: failures() == 2)
+    await eventually_async(lambda: failures() == 2)
     assert not second.failed.is_set()
     listed = await stub_of(second).ListDatasets(ingest_pb2.ListDatasetsRequest())
     assert list(listed.datasets) == []
@@ -214,7 +196,13 @@ async def test_a_topic_kafka_will_not_delete_does_not_keep_ingest_from_starting(
     caplog.set_level(logging.INFO, logger="flakehouse.ingest.datasets")
     monkeypatch.undo()
     await start_ingest()
-    await eventually_async(lambda: topics(broker, topic_prefix), {}, timeout_s=30.0)
+
+    async def no_topic_left() -> bool:
+        left = await topics(broker, topic_prefix)
+        assert left == {}, left
+        return True
+
+    await eventually_async(no_topic_left, "the deleted dataset's topic removed", timeout_s=30.0)
 
 
 @pytest.mark.parametrize(
@@ -310,7 +298,7 @@ async def test_retention_follows_the_limits_and_a_refusing_broker_is_logged_once
     # tansu lacks AlterConfigs: each change is tried, the refusal logged once, nothing crashes.
     for seconds in (7200, 600, 0):
         fake_quota.publish(quota_pb2.Quota(dataset="ci", retention_seconds=seconds))
-        await eventually(lambda s=seconds: app.retention.applied.get(topic) == s)  # type: ignore[misc]
+        await eventually_async(lambda s=seconds: app.retention.applied.get(topic) == s)  # type: ignore[misc]
     refusals = [r for r in caplog.records if "refuses to change topic configs" in r.getMessage()]
     assert len(refusals) == 1 and refusals[0].levelno == logging.WARNING
     assert not app.failed.is_set()

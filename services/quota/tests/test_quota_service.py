@@ -7,9 +7,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import pytest
@@ -23,31 +23,18 @@ from flakehouse.quota.app import QuotaApp
 from flakehouse.quota.settings import QuotaSettings
 from flakehouse.quota.store import LimitsStore
 from flakehouse.quota.v1 import quota_pb2, quota_pb2_grpc
+from tests.support import eventually_async
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.processes, pytest.mark.broker]
 
 US = 1_000_000
 HOUR_US = 3600 * US
 STORED = quota_pb2.CUTOFF_REASON_STORED_BYTES
 RETENTION = quota_pb2.CUTOFF_REASON_RETENTION
-T = TypeVar("T")
 
 
 def now_us() -> int:
     return time.time_ns() // 1000
-
-
-async def eventually(
-    check: Callable[[], Awaitable[T | None]], what: str, timeout_s: float = 20
-) -> T:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last: {result!r}")
-        await asyncio.sleep(0.05)
 
 
 class CatalogWriter:
@@ -202,7 +189,7 @@ async def test_deleted_or_recreated_datasets_lose_their_limits(
             got = await stub.GetQuota(quota_pb2.GetQuotaRequest(dataset="gone"))
             return got.quota == quota_pb2.Quota(dataset="gone")
 
-        await eventually(forgotten, "limits of a deleted dataset forgotten")
+        await eventually_async(forgotten, "limits of a deleted dataset forgotten")
         # Created again: the new dataset starts without the old one's limits and floor.
         await catalog.write("again", generation=2)
         await stub.SetQuota(
@@ -331,7 +318,7 @@ async def test_past_the_stored_bytes_limit_the_floor_moves_and_storage_learns_it
             usage = await usage_of(stub, "ci")
             return usage if usage.cutoff.cutoff_us else None
 
-        usage = await eventually(floor_moved, "floor moved by the stored-bytes limit")
+        usage = await eventually_async(floor_moved, "floor moved by the stored-bytes limit")
         assert usage.cutoff == quota_pb2.Cutoff(cutoff_us=expected, reason=STORED)
         assert (usage.bytes, usage.rows, usage.replica_bytes) == (180, 30, 300)
         assert usage.oldest_us == segments[0].max_timestamp_us - SEGMENT_SPAN_US
@@ -347,7 +334,7 @@ async def test_past_the_stored_bytes_limit_the_floor_moves_and_storage_learns_it
             return list((await stub.ReportUsage(report)).drops)
 
         # Storage learns the floor once query processes have had it for the grace.
-        bounds = await eventually(drops, "drop bound")
+        bounds = await eventually_async(drops, "drop bound")
         assert bounds == [
             quota_pb2.DropBound(dataset="ci", before_us=expected, reason=STORED, generation=1)
         ]

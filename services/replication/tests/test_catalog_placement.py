@@ -18,7 +18,7 @@ from flakehouse.replication.app import ReplicationApp
 from flakehouse.replication.settings import ReplicationSettings
 from flakehouse.replication.v1 import replication_pb2, replication_pb2_grpc
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.processes, pytest.mark.broker]
 
 
 class Ingest:

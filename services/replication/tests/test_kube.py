@@ -7,7 +7,7 @@ import asyncio
 import collections
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import aiohttp.test_utils
@@ -18,6 +18,7 @@ from kubernetes.aio import client
 
 from flakehouse.replication.kube_lease import LeaseElector, micro_time
 from flakehouse.replication.kube_members import ZONE_LABEL, PodMember, StoragePods
+from tests.support import eventually_async
 
 NS = "flake"
 SELECTOR = "app.kubernetes.io/component=storage"
@@ -260,13 +261,6 @@ async def running(coro: Awaitable[None]) -> AsyncIterator[asyncio.Task[None]]:
             await task
 
 
-async def eventually(check: Callable[[], bool], within: float = 3.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
-
-
 # --- Storage pods --------------------------------------------------------------------------------
 
 
@@ -338,7 +332,7 @@ class Updates:
         return self.seen[-1] if self.seen else []
 
     async def until(self, expected: list[PodMember]) -> None:
-        await eventually(lambda: self.last == expected)
+        await eventually_async(lambda: self.last == expected)
 
 
 @contextlib.asynccontextmanager
@@ -418,8 +412,8 @@ async def test_zone_is_read_once_per_node_and_empty_when_unknown(fake: FakeApiSe
         )
         await patch_pod(fake, "storage-0", {"status": {"podIP": "10.0.1.1"}})
         await patch_pod(fake, "storage-3", {"status": {"podIP": "10.0.1.4"}})
-        await eventually(lambda: updates.last[0].address == "10.0.1.1:7000")
-        await eventually(lambda: updates.last[3].address == "10.0.1.4:7000")
+        await eventually_async(lambda: updates.last[0].address == "10.0.1.1:7000")
+        await eventually_async(lambda: updates.last[3].address == "10.0.1.4:7000")
     for name in ("node-a", "node-c", "node-gone"):
         assert fake.count(kmock.action.FETCH, NODES, name) == 1, name
 
@@ -428,10 +422,10 @@ async def test_an_expired_watch_is_replaced_by_a_new_list(fake: FakeApiServer) -
     await create_pod(fake, pod("storage-0", "10.0.0.1"))
     await create_pod(fake, pod("storage-1", "10.0.0.2"))
     async with storage_pods(main_port(fake)) as (_, updates):
-        await eventually(lambda: len(updates.last) == 2)
-        await eventually(lambda: fake.count(kmock.action.WATCH, PODS) == 1)
+        await eventually_async(lambda: len(updates.last) == 2)
+        await eventually_async(lambda: fake.count(kmock.action.WATCH, PODS) == 1)
         await create_pod(fake, pod("storage-2", "10.0.0.3"))
-        await eventually(lambda: len(updates.last) == 3)
+        await eventually_async(lambda: len(updates.last) == 3)
         assert fake.count(kmock.action.LIST, PODS) == 1
         # Only a new list can tell that storage-1 is gone: its event was compacted away.
         await fake.forget(PODS, NS, "storage-1")
@@ -457,12 +451,12 @@ async def test_a_watch_that_expires_at_once_is_retried_with_backoff(fake: FakeAp
 async def test_a_watch_that_ends_resumes_from_its_last_version(fake: FakeApiServer) -> None:
     await create_pod(fake, pod("storage-0", "10.0.0.1"))
     async with storage_pods(main_port(fake)) as (_, updates):
-        await eventually(lambda: fake.count(kmock.action.WATCH, PODS) == 1)
+        await eventually_async(lambda: fake.count(kmock.action.WATCH, PODS) == 1)
         await create_pod(fake, pod("storage-1", "10.0.0.2"))
-        await eventually(lambda: len(updates.last) == 2)
+        await eventually_async(lambda: len(updates.last) == 2)
         version = fake.objects[PODS, NS, "storage-1"]["metadata"]["resourceVersion"]
         await fake.end_watches()  # as the server does after timeoutSeconds
-        await eventually(lambda: fake.count(kmock.action.WATCH, PODS) == 2)
+        await eventually_async(lambda: fake.count(kmock.action.WATCH, PODS) == 2)
         resumed = [r for r in fake if r.action == kmock.action.WATCH][-1]
         assert resumed.params["resourceVersion"] == version
         assert fake.count(kmock.action.LIST, PODS) == 1
@@ -479,7 +473,7 @@ async def test_connection_errors_keep_the_last_members_and_retry(fake: FakeApiSe
         storage_pods(endpoint.port, **backoff) as (pods, updates),
     ):
         await updates.until([s0])
-        await eventually(lambda: fake.count(kmock.action.WATCH, PODS) == 1)
+        await eventually_async(lambda: fake.count(kmock.action.WATCH, PODS) == 1)
         await endpoint.stop()  # the controller loses the API server
         await create_pod(fake, pod("storage-1", "10.0.0.2"))
         await asyncio.sleep(0.3)
@@ -579,7 +573,7 @@ async def test_two_electors_elect_one_leader_which_hands_over_when_it_stops(
     port = main_port(fake)
     async with candidate(port, "replication-a") as a, candidate(port, "replication-b") as b:
         async with leader_counts([a, b]) as samples:
-            await eventually(lambda: a.leads or b.leads)
+            await eventually_async(lambda: a.leads or b.leads)
             await asyncio.sleep(0.4)  # several renewals
         assert max(samples) == 1 and samples[-1] == 1
         leader, follower = (a, b) if a.leads else (b, a)
@@ -598,7 +592,7 @@ async def test_two_electors_elect_one_leader_which_hands_over_when_it_stops(
             if r.data["spec"]["holderIdentity"] is None
         ]
         assert len(releases) == 1
-        await eventually(lambda: follower.leads, within=1.0)
+        await eventually_async(lambda: follower.leads, timeout_s=1.0)
         assert time.monotonic() - stopped < 0.5
         assert not overlap(a, b)
         assert lease(fake)["spec"]["holderIdentity"] == follower.identity
@@ -609,15 +603,15 @@ async def test_a_leader_that_cannot_renew_steps_down_before_another_takes_over(
     fake: FakeApiServer,
 ) -> None:
     async with Endpoint(fake) as partitioned, candidate(partitioned.port, "replication-a") as a:
-        await eventually(lambda: a.leads)
+        await eventually_async(lambda: a.leads)
         async with candidate(main_port(fake), "replication-b") as b:
             await asyncio.sleep(0.2)
             assert a.leads and not b.leads
             await partitioned.stop()  # a can no longer reach the API server
             cut = time.monotonic()
-            await eventually(lambda: not a.leads, within=1.0)
+            await eventually_async(lambda: not a.leads, timeout_s=1.0)
             stepped_down = time.monotonic()
-            await eventually(lambda: b.leads, within=2.0)
+            await eventually_async(lambda: b.leads, timeout_s=2.0)
             took_over = time.monotonic()
             assert lease(fake)["spec"]["holderIdentity"] == "replication-b"
     # a gave up before its lease (1 s) could expire (its renew deadline is 0.5 s; what matters
@@ -642,8 +636,8 @@ async def test_a_live_holder_is_waited_for_and_an_expired_one_replaced(fake: Fak
     renewed = time.time() - 0.5  # the 1 s lease has 0.5 s to go
     ghost_lease(fake, renewed)
     async with candidate(main_port(fake), "replication-a") as a:
-        await eventually(lambda: a.elector.observed_holder == "ghost")
-        await eventually(lambda: a.leads, within=2.0)
+        await eventually_async(lambda: a.elector.observed_holder == "ghost")
+        await eventually_async(lambda: a.leads, timeout_s=2.0)
         assert a.wall_starts[0] > renewed + 1.0  # not before the ghost's lease expired
         assert fake.count(kmock.action.UPDATE, LEASES) == 1  # and no write before
     assert "holderIdentity" not in lease(fake)["spec"]  # released at stop
@@ -653,12 +647,12 @@ async def test_expiry_is_judged_by_the_injected_clock(fake: FakeApiServer) -> No
     ghost_lease(fake, time.time())
     # A clock 10 s ahead sees the ghost's lease long expired and takes it at once.
     async with candidate(main_port(fake), "replication-a", clock=lambda: time.time() + 10) as a:
-        await eventually(lambda: a.leads, within=0.5)
+        await eventually_async(lambda: a.leads, timeout_s=0.5)
 
 
 async def test_a_leader_steps_down_when_someone_else_wrote_the_lease(fake: FakeApiServer) -> None:
     async with candidate(main_port(fake), "replication-a") as a:
-        await eventually(lambda: a.leads)
+        await eventually_async(lambda: a.leads)
         # Someone else takes the lease (say, a replica whose clock runs ahead).
         version = lease(fake)["metadata"]["resourceVersion"]
         spec = {"holderIdentity": "intruder", "renewTime": micro_time(time.time() + 5)}
@@ -666,7 +660,7 @@ async def test_a_leader_steps_down_when_someone_else_wrote_the_lease(fake: FakeA
             fake, "PATCH", LEASE_PATH, {"metadata": {"resourceVersion": version}, "spec": spec}
         )
         # a's next renewal names a stale version: 409, a reads the lease and steps down.
-        await eventually(lambda: not a.leads, within=1.0)
+        await eventually_async(lambda: not a.leads, timeout_s=1.0)
         assert a.elector.observed_holder == "intruder"
         await asyncio.sleep(0.2)
         assert not a.leads

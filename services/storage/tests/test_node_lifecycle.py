@@ -6,7 +6,7 @@ with the drops that follow them."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +31,9 @@ from flakehouse.storage.node import StorageNode
 from flakehouse.storage.replica import SealPolicy
 from flakehouse.storage.store import SegmentStore
 from flakehouse.storage.v1 import storage_pb2, storage_pb2_grpc
+from tests.support import eventually_async
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.processes, pytest.mark.broker]
 HOUR_US = 3_600_000_000
 BASE_US = 1_700_000_000_000_000
 ONLINE = replication_pb2.REPLICA_STATE_ONLINE
@@ -128,14 +129,6 @@ def seal_into(store: SegmentStore, name: str, partition: int, generation: int, h
         store.seal(builder.seal(), next_offset=0, generation=generation)
 
 
-async def eventually(check: Callable[[], bool], timeout_s: float = 20) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not check():
-        assert loop.time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
-
-
 def sample(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
     return registry.get_sample_value(name, labels)
 
@@ -217,14 +210,14 @@ async def test_a_name_created_again_starts_empty_on_its_own_topic_and_retirement
     await produce(broker.bootstrap, first, records("g1", 300))
     node = nodes.start("n1", topic_prefix)
     node.follow(placement(dataset("ci", first, 1, {0: [("n1", ONLINE)]})))
-    await eventually(lambda: (r := node.replica("ci", 0)) is not None and r.next_offset == 3)
+    await eventually_async(lambda: (r := node.replica("ci", 0)) is not None and r.next_offset == 3)
     await node.seal_all()
     assert node.store.generation("ci", 0) == 1 and count(node) == 300
 
     # Deleted and created again: generation 2, its own topic, which starts at offset 0 again.
     await produce(broker.bootstrap, second, records("g2", 100))
     node.follow(placement(dataset("ci", second, 2, {0: [("n1", ONLINE)]})))
-    await eventually(
+    await eventually_async(
         lambda: (r := node.replica("ci", 0)) is not None and r.generation == 2 and r.online
     )
     assert node.topic("ci") == second
@@ -235,7 +228,7 @@ async def test_a_name_created_again_starts_empty_on_its_own_topic_and_retirement
 
     # Deleted: the placement retires generation 2 and the data goes.
     node.follow(placement(retired={"ci": 2}))
-    await eventually(lambda: node.replica("ci", 0) is None and node.store.partitions() == [])
+    await eventually_async(lambda: node.replica("ci", 0) is None and node.store.partitions() == [])
 
 
 async def test_a_dataset_absent_from_the_placement_is_kept(
@@ -245,14 +238,14 @@ async def test_a_dataset_absent_from_the_placement_is_kept(
     await produce(broker.bootstrap, topic, records("a", 200))
     node = nodes.start("n1", topic_prefix)
     node.follow(placement(dataset("ci", topic, 1, {0: [("n1", ONLINE)]})))
-    await eventually(lambda: (r := node.replica("ci", 0)) is not None and r.next_offset == 2)
+    await eventually_async(lambda: (r := node.replica("ci", 0)) is not None and r.next_offset == 2)
 
     node.follow(placement())  # Kafka wiped: the catalog no longer knows the name
-    await eventually(lambda: node.replica("ci", 0) is None)
+    await eventually_async(lambda: node.replica("ci", 0) is None)
     assert node.store.usage("ci", 0)[0] == 200  # sealed on the way out, kept
 
     node.follow(placement(dataset("ci", topic, 1, {0: [("n1", ONLINE)]})))
-    await eventually(lambda: (r := node.replica("ci", 0)) is not None and r.online)
+    await eventually_async(lambda: (r := node.replica("ci", 0)) is not None and r.online)
     assert count(node) == 200
 
 
@@ -282,7 +275,7 @@ async def test_first_placement_sweeps_deleted_datasets_and_partitions_served_els
             retired={"old": 1},
         )
     )
-    await eventually(lambda: (r := node.replica("ci", 0)) is not None and r.online)
+    await eventually_async(lambda: (r := node.replica("ci", 0)) is not None and r.online)
     assert count(node) == 100
     assert node.store.partitions() == [("gone", 0), ("web", 2)]
     assert node.store.generations() == {("gone", 0): 3, ("web", 2): 1}
@@ -296,7 +289,7 @@ async def test_a_new_replica_copies_only_a_peer_of_the_same_generation(
     await produce(broker.bootstrap, second, records("g2", 100))
     old = nodes.start("n1", topic_prefix)
     old.follow(placement(dataset("ci", first, 1, {0: [("n1", ONLINE)]})))
-    await eventually(lambda: (r := old.replica("ci", 0)) is not None and r.online)
+    await eventually_async(lambda: (r := old.replica("ci", 0)) is not None and r.online)
     await old.seal_all()
     address = await nodes.serve(old)
     addresses = {"n1": address, "n2": "127.0.0.1:1"}
@@ -310,17 +303,17 @@ async def test_a_new_replica_copies_only_a_peer_of_the_same_generation(
     new = nodes.start("n2", topic_prefix)
     generation_2 = dataset("ci", second, 2, {0: [("n1", ONLINE), ("n2", BOOTSTRAPPING)]})
     new.follow(placement(generation_2, nodes=addresses))
-    await eventually(lambda: ("ci", 0) in new.bootstrapping)
+    await eventually_async(lambda: ("ci", 0) in new.bootstrapping)
     await asyncio.sleep(1.5)  # a refused copy and a retry
     assert new.replica("ci", 0) is None and new.store.partitions() == []
 
     # Once the peer serves generation 2 too, the copy goes through.
     old.follow(placement(generation_2, nodes=addresses))
-    await eventually(
+    await eventually_async(
         lambda: (r := old.replica("ci", 0)) is not None and r.generation == 2 and r.online
     )
     await old.seal_all()
-    await eventually(lambda: (r := new.replica("ci", 0)) is not None and r.online)
+    await eventually_async(lambda: (r := new.replica("ci", 0)) is not None and r.online)
     assert new.bootstrap_bytes[("ci", 0)] > 0
     assert new.store.generation("ci", 0) == 2
     assert count(new) == count(old) == 100
@@ -335,7 +328,7 @@ async def test_usage_reports_segments_and_drops_delete_below_the_bound(
     await produce(broker.bootstrap, topic, records("open", 50, hour=10))
     node = nodes.start("n1", topic_prefix, store)
     node.follow(placement(dataset("ci", topic, 1, {0: [("n1", ONLINE)]})))
-    await eventually(lambda: (r := node.replica("ci", 0)) is not None and r.online)
+    await eventually_async(lambda: (r := node.replica("ci", 0)) is not None and r.online)
 
     (usage,) = await node.upkeep.collect_usage()
     assert (usage.dataset, usage.partition, usage.generation) == ("ci", 0, 1)
@@ -412,7 +405,7 @@ async def test_drops_that_keep_failing_show_a_growing_backlog(
     seal_into(store, "ci", 0, generation=1, hours=3)
     node = nodes.start("n1", topic_prefix, store)
     node.follow(placement(dataset("ci", topic, 1, {0: [("n1", ONLINE)]})))
-    await eventually(lambda: (r := node.replica("ci", 0)) is not None and r.online)
+    await eventually_async(lambda: (r := node.replica("ci", 0)) is not None and r.online)
     await node.upkeep.collect_usage()
 
     def broken(*args: Any) -> Any:
@@ -439,11 +432,11 @@ async def test_drops_skip_a_partition_whose_generation_changed_since_the_report(
     seal_into(store, "ci", 0, generation=1, hours=3)
     node = nodes.start("n1", topic_prefix, store)
     node.follow(placement(dataset("ci", first, 1, {0: [("n1", ONLINE)]})))
-    await eventually(lambda: (r := node.replica("ci", 0)) is not None and r.online)
+    await eventually_async(lambda: (r := node.replica("ci", 0)) is not None and r.online)
     await node.upkeep.collect_usage()
 
     node.follow(placement(dataset("ci", second, 2, {0: [("n1", ONLINE)]})))
-    await eventually(
+    await eventually_async(
         lambda: (r := node.replica("ci", 0)) is not None and r.generation == 2 and r.online
     )
     await node.seal_all()

@@ -72,6 +72,7 @@ def test_seal_then_reopen_gives_identical_answers(kit: Any, tmp_path: Path) -> N
     store.close()
 
 
+@pytest.mark.processes  # the writer runs, and dies, in a process of its own
 def test_offset_is_written_with_the_data_in_one_batch(kit: Any, tmp_path: Path) -> None:
     """A process that seals and dies without closing leaves data and offset together."""
     path = tmp_path / "db"

@@ -4,7 +4,7 @@ applied offset (tansu restarted, a topic re-created), and segment transfer to a 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -25,8 +25,9 @@ from flakehouse.storage.node import StorageNode
 from flakehouse.storage.replica import Replica, SealPolicy
 from flakehouse.storage.store import SegmentStore
 from flakehouse.storage.v1 import storage_pb2, storage_pb2_grpc
+from tests.support import eventually_async
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.processes, pytest.mark.broker]
 COUNT = plan_pb2.QueryPlan(
     ir_version=1,
     dataset="ci",
@@ -76,14 +77,6 @@ def counts(replicas: list[Replica]) -> dict[str, int]:
     groups = fragment.execute(COUNT, views).group_columns
     # strict: every status is a string.
     return dict(zip(groups.keys[0].string_values, groups.states[0].counts, strict=True))
-
-
-async def eventually(check: Callable[[], bool], timeout_s: float = 20) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not check():
-        assert loop.time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
 
 
 class Nodes:
@@ -139,7 +132,9 @@ async def test_broker_reset_rebases_keeps_stored_rows_and_reads_new_ones(
         await produce(broker.bootstrap, topic_prefix, first)
         node = nodes.start(broker.bootstrap, topic_prefix)
         node.follow(placement("n1", topic_prefix))
-        await eventually(lambda: (r := node.replica("ci", 0)) is not None and r.next_offset == 5)
+        await eventually_async(
+            lambda: (r := node.replica("ci", 0)) is not None and r.next_offset == 5
+        )
         replica = node.replica("ci", 0)
         assert replica is not None and counts([replica]) == {"failed": 72, "passed": 428}
 
@@ -150,7 +145,7 @@ async def test_broker_reset_rebases_keeps_stored_rows_and_reads_new_ones(
         broker = EmbeddedBroker(port=port).start()
         replayed = first[:1]  # an old record again: its events must not count twice
         await produce(broker.bootstrap, topic_prefix, [*records("upload-2", 100), *replayed])
-        await eventually(
+        await eventually_async(
             lambda: replica.rebases == 1 and replica.online and replica.next_offset == 2
         )
         assert counts([replica]) == {"failed": 72 + 15, "passed": 428 + 85}
@@ -182,7 +177,7 @@ async def test_an_idle_caught_up_replica_stays_online_when_its_placement_changes
     await producer.stop()
     node = nodes.start(broker.bootstrap, topic_prefix)
     node.follow(placement("n1", topic_prefix))
-    await eventually(lambda: (r := node.replica("ci", 0)) is not None and r.online)
+    await eventually_async(lambda: (r := node.replica("ci", 0)) is not None and r.online)
     replica = node.replica("ci", 0)
     assert replica is not None and replica.next_offset == 5
 
@@ -196,7 +191,7 @@ async def test_an_idle_caught_up_replica_stays_online_when_its_placement_changes
         )
     )
     node.follow(changed)
-    await eventually(lambda: node.replica("other", 0) is not None)
+    await eventually_async(lambda: node.replica("other", 0) is not None)
     for _ in range(20):  # a second of fetches on the idle partition
         assert replica.online and replica.rebases == 0 and replica.lag == 0, replica.note
         await asyncio.sleep(0.05)
@@ -205,7 +200,7 @@ async def test_an_idle_caught_up_replica_stays_online_when_its_placement_changes
     await producer.start()
     await producer.send_and_wait(f"{topic_prefix}.ci", records("v", 100)[0], partition=0)
     await producer.stop()
-    await eventually(lambda: replica.next_offset == 6, timeout_s=10)
+    await eventually_async(lambda: replica.next_offset == 6, timeout_s=10)
     assert replica.rebases == 0 and counts([replica]) == {"failed": 72 + 15, "passed": 428 + 85}
 
 
@@ -215,7 +210,7 @@ async def test_segments_stream_to_a_new_replica_with_identical_answers(
     await produce(broker.bootstrap, topic_prefix, records("upload-t", 1000))
     node = nodes.start(broker.bootstrap, topic_prefix)
     node.follow(placement("n1", topic_prefix))
-    await eventually(lambda: (r := node.replica("ci", 0)) is not None and r.next_offset == 10)
+    await eventually_async(lambda: (r := node.replica("ci", 0)) is not None and r.next_offset == 10)
     await node.seal_all()
     source = node.replica("ci", 0)
     assert source is not None

@@ -1,0 +1,336 @@
+"""The QueryService servicer on a real grpc.aio server with the production interceptors, called
+through the client library: storage nodes and the replication service are fakes served by
+grpc.aio too, so every fragment crosses the wire as it does in production."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import pytest
+from prometheus_client import CollectorRegistry
+
+from flakehouse.client.client import Client
+from flakehouse.common.v1 import events_pb2, plan_pb2
+from flakehouse.core.errors import Internal, InvalidArgument, NotFound
+from flakehouse.core.limits import LimitsWatch
+from flakehouse.core.server import GrpcServer, service_name
+from flakehouse.query.api import QueryApi, StorageChannels
+from flakehouse.query.metrics import QueryMetrics
+from flakehouse.query.placements import Placements
+from flakehouse.query.settings import QuerySettings
+from flakehouse.query.slots import QuerySlots
+from flakehouse.query.v1 import query_pb2, query_pb2_grpc
+from flakehouse.replication.v1 import replication_pb2, replication_pb2_grpc
+from flakehouse.storage.v1 import storage_pb2, storage_pb2_grpc
+
+Key = tuple[str, int]  # (dataset, partition)
+
+# The statuses of each partition's events; every node holding a partition holds all of it.
+DATA: dict[Key, list[str]] = {
+    ("ci", 0): ["passed", "passed", "passed", "failed"],
+    ("ci", 1): ["passed", "passed", "skipped"],
+    ("lost", 0): ["passed", "failed"],
+    ("lost", 1): ["passed"],
+}
+BY_STATUS = "SELECT status, count(*) FROM {} GROUP BY status ORDER BY status"
+
+
+class FakeStorage(storage_pb2_grpc.StorageServiceServicer):
+    """A storage node that answers `status, count(*)` fragments, DescribeFields and
+    GetPartitionStatus for the partitions it holds; it declines the others, and those in
+    `declined` with the reason given."""
+
+    def __init__(self, held: list[Key]) -> None:
+        self.held = held
+        self.declined: dict[Key, str] = {}
+        self.skewed = False  # answers rows to aggregate plans: a node of another version
+        self.asked: list[Key] = []
+
+    def _split(self, dataset: str, partitions: list[int]) -> tuple[list[Key], list[Any]]:
+        answered, unavailable = [], []
+        for partition in partitions:
+            key = (dataset, partition)
+            self.asked.append(key)
+            reason = self.declined.get(key) or ("" if key in self.held else "not held here")
+            if reason:
+                unavailable.append(storage_pb2.PartitionError(partition=partition, reason=reason))
+            else:
+                answered.append(key)
+        return answered, unavailable
+
+    async def ExecuteFragment(
+        self, request: storage_pb2.ExecuteFragmentRequest, context: Any
+    ) -> storage_pb2.ExecuteFragmentResponse:
+        plan = request.plan
+        if [g.field for g in plan.group_by] != ["status"] or [
+            a.function for a in plan.aggregates
+        ] != [plan_pb2.AGGREGATE_FUNCTION_COUNT]:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "the fake counts by status only")
+        answered, unavailable = self._split(plan.dataset, list(request.partitions))
+        counts = Counter(status for key in answered for status in DATA[key])
+        scanned = sum(len(DATA[key]) for key in answered)
+        stats = plan_pb2.ScanStats(rows_scanned=scanned, rows_matched=scanned)
+        if self.skewed:
+            row = events_pb2.Row(values=[events_pb2.Value(string_value="passed")])
+            result = plan_pb2.PartialResult(rows=[row], stats=stats)
+        elif counts:
+            statuses = sorted(counts)
+            columns = plan_pb2.GroupColumns(
+                size=len(statuses),
+                keys=[
+                    plan_pb2.ValueColumn(
+                        types=[events_pb2.VALUE_TYPE_STRING] * len(statuses),
+                        string_values=statuses,
+                    )
+                ],
+                states=[plan_pb2.StateColumn(counts=[counts[s] for s in statuses])],
+            )
+            result = plan_pb2.PartialResult(group_columns=columns, stats=stats)
+        else:
+            result = plan_pb2.PartialResult(stats=stats)
+        return storage_pb2.ExecuteFragmentResponse(result=result, unavailable=unavailable)
+
+    async def DescribeFields(
+        self, request: storage_pb2.DescribeFieldsRequest, context: Any
+    ) -> storage_pb2.DescribeFieldsResponse:
+        answered, unavailable = self._split(request.dataset, list(request.partitions))
+        events = sum(len(DATA[key]) for key in answered)
+        fields = [
+            events_pb2.FieldSummary(name=name, type=kind, count=events)
+            for name, kind in (
+                ("status", events_pb2.VALUE_TYPE_STRING),
+                ("timestamp", events_pb2.VALUE_TYPE_INT),
+            )
+            if events
+        ]
+        return storage_pb2.DescribeFieldsResponse(fields=fields, unavailable=unavailable)
+
+    async def GetPartitionStatus(
+        self, request: storage_pb2.GetPartitionStatusRequest, context: Any
+    ) -> storage_pb2.GetPartitionStatusResponse:
+        """Every partition held is up to date at offset 10."""
+        return storage_pb2.GetPartitionStatusResponse(
+            partitions=[
+                storage_pb2.PartitionStatus(
+                    progress=storage_pb2.PartitionProgress(
+                        dataset=dataset, partition=partition, applied_offset=10, end_offset=10
+                    )
+                )
+                for dataset, partition in self.held
+                if dataset == request.dataset
+            ]
+        )
+
+
+class FakeReplication(replication_pb2_grpc.ReplicationServiceServicer):
+    """The placement: `ci` on s0 and s1 (both alive), `lost` with partition 1 only on s2, which
+    is dead."""
+
+    def __init__(self, addresses: dict[str, str]) -> None:
+        self.placement = replication_pb2.Placement(
+            version=1,
+            nodes=[
+                replication_pb2.Node(node_id="s0", address=addresses["s0"], alive=True),
+                replication_pb2.Node(node_id="s1", address=addresses["s1"], alive=True),
+                replication_pb2.Node(node_id="s2", address="127.0.0.1:1", alive=False),
+            ],
+            datasets=[
+                replication_pb2.DatasetPlacement(
+                    dataset="ci",
+                    topic="flakehouse.ci",
+                    partitions=[
+                        replication_pb2.PartitionPlacement(partition=0, replicas=["s0", "s1"]),
+                        replication_pb2.PartitionPlacement(partition=1, replicas=["s1", "s0"]),
+                    ],
+                ),
+                replication_pb2.DatasetPlacement(
+                    dataset="lost",
+                    topic="flakehouse.lost",
+                    partitions=[
+                        replication_pb2.PartitionPlacement(partition=0, replicas=["s0"]),
+                        replication_pb2.PartitionPlacement(partition=1, replicas=["s2"]),
+                    ],
+                ),
+            ],
+        )
+
+    async def GetPlacement(
+        self, request: replication_pb2.GetPlacementRequest, context: Any
+    ) -> replication_pb2.GetPlacementResponse:
+        return replication_pb2.GetPlacementResponse(placement=self.placement)
+
+    async def WatchPlacement(
+        self, request: replication_pb2.WatchPlacementRequest, context: Any
+    ) -> AsyncIterator[replication_pb2.WatchPlacementResponse]:
+        yield replication_pb2.WatchPlacementResponse(placement=self.placement)
+        await asyncio.Event().wait()
+
+
+async def serve(add: Callable[[grpc.aio.Server], None]) -> tuple[grpc.aio.Server, str]:
+    server = grpc.aio.server()
+    add(server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    return server, f"127.0.0.1:{port}"
+
+
+@dataclass
+class Running:
+    client: Client
+    stub: query_pb2_grpc.QueryServiceAsyncStub
+    nodes: dict[str, FakeStorage]
+    registry: CollectorRegistry
+
+    async def query(self, sql: str, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(self.client.query, sql, **kwargs)
+
+
+@pytest.fixture
+async def running() -> AsyncIterator[Running]:
+    nodes = {"s0": FakeStorage([*DATA]), "s1": FakeStorage([("ci", 0), ("ci", 1)])}
+    fakes, addresses = [], {}
+    for node_id, node in nodes.items():
+        server, addresses[node_id] = await serve(
+            lambda s, node=node: storage_pb2_grpc.add_StorageServiceServicer_to_server(node, s)
+        )
+        fakes.append(server)
+    replication = FakeReplication(addresses)
+    server, replication_address = await serve(
+        lambda s: replication_pb2_grpc.add_ReplicationServiceServicer_to_server(replication, s)
+    )
+    fakes.append(server)
+
+    settings = QuerySettings(replication_address=replication_address, shutdown_grace_s=0)
+    registry = CollectorRegistry()
+    metrics = QueryMetrics(registry)
+    replication_channel = grpc.aio.insecure_channel(replication_address)
+    placements = Placements(replication_pb2_grpc.ReplicationServiceStub(replication_channel))
+    watch = asyncio.ensure_future(placements.watch_forever())
+    storage = StorageChannels()
+    api = QueryApi(
+        settings, placements, storage, metrics, LimitsWatch(None), QuerySlots(None, "t", metrics)
+    )
+    query = GrpcServer("query", settings, registry)
+    query.add(
+        query_pb2_grpc.add_QueryServiceServicer_to_server,
+        api,
+        service_name(query_pb2.DESCRIPTOR, "QueryService"),
+    )
+    await query.start()
+    client = Client(query=query.address, retries=0, timeout_s=30)
+    channel = grpc.aio.insecure_channel(query.address)
+    try:
+        await asyncio.wait_for(placements.ready.wait(), 10)
+        yield Running(client, query_pb2_grpc.QueryServiceStub(channel), nodes, registry)
+    finally:
+        client.close()
+        await channel.close(None)
+        await query.stop()
+        watch.cancel()
+        await asyncio.gather(watch, return_exceptions=True)
+        await storage.close()
+        await replication_channel.close(None)
+        for server in fakes:
+            await server.stop(None)
+
+
+async def test_a_query_merges_every_partition_from_its_first_replica(running: Running) -> None:
+    answer = await running.query(BY_STATUS.format("ci"))
+    assert answer.columns == ["status", "count(*)"]
+    assert answer.rows == [["failed", 1], ["passed", 5], ["skipped", 1]]
+    assert not answer.partial and answer.missing_partitions == []
+    assert answer.stats["partitions"] == 2 and answer.stats["rows_scanned"] == 7
+    assert running.nodes["s0"].asked == [("ci", 0)]
+    assert running.nodes["s1"].asked == [("ci", 1)]
+    assert sorted((n["node_id"], n["partitions"]) for n in answer.nodes) == [
+        ("s0", [0]),
+        ("s1", [1]),
+    ]
+
+
+async def test_a_replica_that_declines_hands_the_partition_to_the_next(running: Running) -> None:
+    running.nodes["s0"].declined[("ci", 0)] = "catching up"
+    answer = await running.query(BY_STATUS.format("ci"))
+    assert answer.rows == [["failed", 1], ["passed", 5], ["skipped", 1]]
+    assert not answer.partial
+    assert ("ci", 0) in running.nodes["s1"].asked
+
+
+async def test_a_partition_without_a_live_replica_leaves_a_partial_answer(
+    running: Running,
+) -> None:
+    answer = await running.query(BY_STATUS.format("lost"))
+    assert answer.rows == [["failed", 1], ["passed", 1]]  # partition 0 only
+    assert answer.partial
+    assert answer.missing_partitions == [
+        {"dataset": "lost", "partition": 1, "reason": "no live replica"}
+    ]
+    assert ("lost", 1) not in running.nodes["s0"].asked + running.nodes["s1"].asked
+
+
+@pytest.mark.parametrize(
+    ("sql", "kwargs", "message"),
+    [
+        ("SELEC status FROM ci", {}, "syntax error"),
+        ("SELECT status, count(*) FROM ci GROUP BY nope", {}, "must appear in GROUP BY"),
+        (BY_STATUS.format("ci"), {"timeout_ms": 60001}, "timeout_ms is at most 60000"),
+        (BY_STATUS.format("ci"), {"after": {"ci": {7: 3}}}, "names partitions [7]"),
+    ],
+)
+async def test_a_query_the_service_cannot_run_is_invalid_argument(
+    running: Running, sql: str, kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InvalidArgument) as refused:
+        await running.query(sql, **kwargs)
+    assert message in refused.value.message
+    assert running.nodes["s0"].asked == running.nodes["s1"].asked == []
+
+
+async def test_an_unknown_dataset_is_not_found(running: Running) -> None:
+    with pytest.raises(NotFound, match="unknown dataset 'nope'"):
+        await running.query(BY_STATUS.format("nope"))
+    with pytest.raises(NotFound, match="unknown dataset 'nope'"):
+        await asyncio.to_thread(running.client.describe, "nope")
+
+
+async def test_an_answer_that_does_not_fit_the_plan_is_internal(running: Running) -> None:
+    running.nodes["s0"].skewed = running.nodes["s1"].skewed = True
+    with pytest.raises(Internal, match="does not fit the plan: rows in the answer"):
+        await running.query(BY_STATUS.format("ci"))
+
+
+async def test_datasets_are_listed_and_described_from_the_placement_and_storage(
+    running: Running,
+) -> None:
+    listed = await running.stub.ListDatasets(query_pb2.ListDatasetsRequest())
+    assert [(d.name, d.partitions) for d in listed.datasets] == [("ci", 2), ("lost", 2)]
+
+    described = await asyncio.to_thread(running.client.describe, "ci")
+    assert [(f.name, f.type, f.count) for f in described.fields] == [
+        ("status", events_pb2.VALUE_TYPE_STRING, 7),
+        ("timestamp", events_pb2.VALUE_TYPE_INT, 7),
+    ]
+    assert not described.partial
+
+    lost = await asyncio.to_thread(running.client.describe, "lost")
+    assert lost.partial and [m.partition for m in lost.missing_partitions] == [1]
+
+    table = await running.query("DESCRIBE ci")
+    assert table.columns == ["field", "type", "events", "share"]
+    assert [row[:3] for row in table.rows] == [["status", "string", 7], ["timestamp", "int", 7]]
+
+    with pytest.raises(InvalidArgument):
+        await asyncio.to_thread(running.client.describe, "not a name!")
+
+
+async def test_explain_names_the_replicas_without_running_the_query(running: Running) -> None:
+    answer = await running.query(f"EXPLAIN {BY_STATUS.format('lost')}")
+    lines = [row[0] for row in answer.rows]
+    assert "partition 0: ask s0 (up to date)" in lines
+    assert any(line.startswith("partition 1: no live replica") for line in lines)
+    assert ("lost", 0) not in running.nodes["s0"].asked  # EXPLAIN executes no fragment
