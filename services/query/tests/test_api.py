@@ -19,7 +19,8 @@ from flakehouse.common.v1 import events_pb2, plan_pb2
 from flakehouse.core.errors import Internal, InvalidArgument, NotFound
 from flakehouse.core.limits import LimitsWatch
 from flakehouse.core.server import GrpcServer, service_name
-from flakehouse.query.api import QueryApi, StorageChannels
+from flakehouse.query.api import QueryApi
+from flakehouse.query.fanout import StorageChannels
 from flakehouse.query.metrics import QueryMetrics
 from flakehouse.query.placements import Placements
 from flakehouse.query.settings import QuerySettings

@@ -5,7 +5,7 @@ array (8 bytes an id, against ~70 for a Python set), and the oldest chunks are f
 rest still cover `capacity` ids. So any id among the last `capacity` applied is remembered, and
 memory stays near 8 x (capacity + CHUNK) bytes. A batch is checked at once with a binary search
 per chunk. A duplicate arrives when an upload is retried or a producer retries, within minutes;
-the window covers far more events than that on a partition (see docs/architecture.md, "Dedupe window")."""
+the window covers far more events than that on a partition (docs/architecture.md, Storage)."""
 
 from __future__ import annotations
 
