@@ -63,6 +63,31 @@ def test_int_table_numbers_duplicates_in_one_call() -> None:
     assert ids.tolist() == [12, 13, 10] and first.tolist() == [1]
 
 
+def test_int_table_gives_the_same_numbers_through_its_dict_and_its_arrays() -> None:
+    # Small calls on a small table go through a dict, the rest through sorted arrays; a
+    # checkpoint taken in one mode restores it even after the table moved to the other.
+    rng = random.Random(5)
+    table, reference = IntTable(), {}
+    saved: tuple[Any, dict[int, int]] | None = None
+    for call in range(60):
+        size = rng.choice([1, 5, 60, 64, 65, 300, 2000])
+        keys = np.array([rng.randrange(-3000, 3000) for _ in range(size)], dtype=np.int64)
+        start = 10_000 * call
+        ids, first = table.number(keys, start)
+        expected, fresh = [], []
+        for i, key in enumerate(keys.tolist()):
+            if key not in reference:
+                reference[key] = start + len(fresh)
+                fresh.append(i)
+            expected.append(reference[key])
+        assert ids.tolist() == expected and first.tolist() == fresh
+        if call == 5:
+            saved = (table.state, dict(reference))
+        if call == 40:
+            assert saved is not None
+            table.state, reference = saved[0], dict(saved[1])
+
+
 def test_rollback_forgets_exactly_what_came_after_the_checkpoint() -> None:
     values = ValueNumbers()
     values.number(STRING, ["a", "b"])

@@ -5,7 +5,8 @@ columns of each partial result it merges; both go through `GroupKeys`, so that a
 same group on both sides: values of different types are different values (1, 1.0, '1' and TRUE
 come from different columns though Python calls them equal), every NaN is one value and -0.0 is
 0.0. Numbers (ints, floats by their bits, bools) are looked up all at once with numpy in a
-sorted array of the known ones (`IntTable`); strings and null with one dict lookup per value.
+sorted array of the known ones, or in a dict while they are few (`IntTable`); strings and null
+with one dict lookup per value.
 
 Every structure can roll back to a checkpoint, so a caller that finds a partial result invalid
 after numbering it forgets it wholly.
@@ -53,28 +54,59 @@ def forget_last(table: dict[Any, int], count: int) -> None:
         del table[key]
 
 
+SMALL_TABLE = 4096
+"""Keys an IntTable keeps in a dict before it moves them into sorted arrays."""
+SMALL_INPUT = 64
+"""Keys in one call that a small IntTable looks up in its dict rather than with numpy."""
+
+
 class IntTable:
-    """Numbers for int64 keys, looked up all at once with numpy in a sorted array of the known
-    ones: several times faster than a dict lookup per key. Updates replace the arrays, so a
-    checkpoint is the pair of them (`state`)."""
+    """Numbers for int64 keys. Many keys are looked up all at once with numpy in a sorted array
+    of the known ones: several times faster than a dict lookup per key. While the table and the
+    keys of a call are few, a dict does it instead: numpy's fixed cost per call would dominate
+    (storage numbers a segment's few time buckets once per segment). Updates replace the
+    arrays, so a checkpoint (`state`) is cheap."""
 
     def __init__(self) -> None:
-        self.keys = np.zeros(0, dtype=np.int64)  # ascending
-        self.numbers = np.zeros(0, dtype=np.intp)
+        self._small: dict[int, int] | None = {}
+        self._keys = np.zeros(0, dtype=np.int64)  # ascending, once not small
+        self._numbers = np.zeros(0, dtype=np.intp)
 
     @property
-    def state(self) -> tuple[npt.NDArray[np.int64], Index]:
-        return self.keys, self.numbers
+    def state(self) -> Any:
+        if self._small is not None:
+            return dict(self._small)
+        return self._keys, self._numbers
 
     @state.setter
-    def state(self, state: tuple[npt.NDArray[np.int64], Index]) -> None:
-        self.keys, self.numbers = state
+    def state(self, state: Any) -> None:
+        if isinstance(state, dict):
+            self._small = dict(state)
+        else:
+            self._small = None
+            self._keys, self._numbers = state
 
     def number(self, keys: npt.NDArray[np.int64], start: int) -> tuple[Index, Index]:
         """The number of each key, adding the new ones numbered from `start` in order of first
         appearance; returns the numbers and where each new key first appears, in number
         order."""
-        known, numbers = self.keys, self.numbers
+        small = self._small
+        if small is not None and len(keys) <= SMALL_INPUT and len(small) < SMALL_TABLE:
+            ids = np.empty(len(keys), dtype=np.intp)
+            first: list[int] = []
+            for i, key in enumerate(keys.tolist()):
+                number = small.get(key)
+                if number is None:
+                    number = small[key] = start + len(first)
+                    first.append(i)
+                ids[i] = number
+            return ids, np.array(first, dtype=np.intp)
+        if small is not None:
+            self._small = None
+            order = sorted(small.items())
+            self._keys = np.array([key for key, _ in order], dtype=np.int64)
+            self._numbers = np.array([number for _, number in order], dtype=np.intp)
+        known, numbers = self._keys, self._numbers
         at = np.searchsorted(known, keys)
         found = at < len(known)
         found[found] = known[at[found]] == keys[found]
@@ -83,14 +115,14 @@ class IntTable:
         new = np.flatnonzero(~found)
         if not len(new):
             return ids, new
-        fresh, first, inverse = np.unique(keys[new], return_index=True, return_inverse=True)
+        fresh, first_at, inverse = np.unique(keys[new], return_index=True, return_inverse=True)
         rank = np.empty(len(fresh), dtype=np.intp)
-        rank[np.argsort(first, kind="stable")] = np.arange(len(fresh))
+        rank[np.argsort(first_at, kind="stable")] = np.arange(len(fresh))
         ids[new] = start + rank[inverse.reshape(-1)]
         where = np.searchsorted(known, fresh)
-        self.keys = np.insert(known, where, fresh)
-        self.numbers = np.insert(numbers, where, start + rank)
-        return ids, new[np.sort(first)]
+        self._keys = np.insert(known, where, fresh)
+        self._numbers = np.insert(numbers, where, start + rank)
+        return ids, new[np.sort(first_at)]
 
 
 def int_keys(values: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
