@@ -9,9 +9,17 @@ from __future__ import annotations
 import io
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
+from benchmarks.hostile import (
+    LazyReport,
+    billion_laughs,
+    huge_attribute,
+    huge_text,
+    many_cases,
+    one_big_entity,
+)
 from benchmarks.junitgen import report
 from flakehouse.events.batch import encode_batches
 from flakehouse.events.errors import EventError
@@ -20,28 +28,6 @@ from flakehouse.events.model import Limits
 
 UPLOAD = 1_700_000_000_000_000
 MB = 1_000_000
-
-
-class LazyReport(io.RawIOBase):
-    """A report produced while it is read: the benchmark holds none of it."""
-
-    def __init__(self, parts: Iterator[bytes], endless: bytes = b"") -> None:
-        self._parts = parts
-        self._endless = endless
-        self._buffer = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int | None = -1) -> bytes:
-        want = size if size is not None and size >= 0 else 1 << 20
-        while len(self._buffer) < want:
-            part = next(self._parts, None) or self._endless
-            if not part:
-                break
-            self._buffer += part
-        data, self._buffer = self._buffer[:want], self._buffer[want:]
-        return data
 
 
 def _drain(source: Any, limits: Limits = Limits()) -> int:  # noqa: B008
@@ -70,52 +56,13 @@ def _peak_mb(run: Callable[[], object]) -> float:
         tracemalloc.stop()
 
 
-def _huge_text() -> Iterator[bytes]:
-    yield b"<testsuite><testcase><system-out>"
-    for _ in range(400):
-        yield b"y" * 50_000  # 20 MB of output in one element
-    yield b"</system-out></testcase></testsuite>"
-
-
-def _many_cases() -> Iterator[bytes]:
-    yield b"<testsuites><testsuite name='s'>"
-    for i in range(30_000):
-        yield b'<testcase classname="c" name="t%d" time="0.1"><failure>x</failure></testcase>' % i
-    yield b"</testsuite></testsuites>"
-
-
-def _billion_laughs() -> bytes:
-    entities = ['<!ENTITY lol0 "lol">'] + [
-        f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, 10)
-    ]
-    return (
-        '<?xml version="1.0"?>\n<!DOCTYPE testsuite [\n'
-        + "\n".join(entities)
-        + '\n]>\n<testsuite name="&lol9;"><testcase name="&lol9;"><failure>&lol9;</failure>'
-        "</testcase></testsuite>\n"
-    ).encode()
-
-
-def _one_big_entity() -> bytes:
-    refs = "&big;" * 20_000  # 4 GB of text if it were expanded
-    return (
-        f'<?xml version="1.0"?>\n<!DOCTYPE testsuite [<!ENTITY big "{"A" * 200_000}">]>\n'
-        f'<testsuite><testcase name="{refs}"><system-out>{refs}</system-out></testcase>'
-        "</testsuite>"
-    ).encode()
-
-
-def _huge_attribute(mib: int) -> bytes:
-    return b'<testsuite>\n<testcase name="' + b"x" * (mib << 20) + b'"/></testsuite>'
-
-
 def parsing() -> None:
     attrs = " ".join(f'a{i}="{i}"' for i in range(1_000_000))
     refused = {
-        "billion laughs (DTD), refused": _billion_laughs(),
-        "one 200 KB entity used 40,000 times, refused": _one_big_entity(),
-        "a 9 MiB attribute, refused": _huge_attribute(9),
-        "a 100 MiB attribute, refused": _huge_attribute(100),
+        "billion laughs (DTD), refused": billion_laughs(),
+        "one 200 KB entity used 40,000 times, refused": one_big_entity(),
+        "a 9 MiB attribute, refused": huge_attribute(9),
+        "a 100 MiB attribute, refused": huge_attribute(100),
         "a 32 MiB comment, refused": b"<testsuite><testcase/><!--"
         + b"c" * (32 << 20)
         + b"--></testsuite>",
@@ -146,9 +93,9 @@ def parsing() -> None:
         print(f"  {what:48} {_seconds(run):6.3f} s   (target < 1 s)")
 
     print("parsing peak memory (tracemalloc)")
-    text = _peak_mb(lambda: _drain(LazyReport(_huge_text()), Limits(max_text_chars=1000)))
+    text = _peak_mb(lambda: _drain(LazyReport(huge_text()), Limits(max_text_chars=1000)))
     print(f"  20 MB of system-out, max_text_chars=1000  {text:6.1f} MB   (target < 4 MB)")
-    cases = _peak_mb(lambda: _drain(LazyReport(_many_cases())))
+    cases = _peak_mb(lambda: _drain(LazyReport(many_cases())))
     print(f"  30,000 testcases streamed                 {cases:6.1f} MB   (target < 4 MB)")
 
     data = report(7, 50_000)

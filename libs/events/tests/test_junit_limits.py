@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.hostile import LazyReport, huge_text, many_cases
 from flakehouse.events.errors import EventError
 from flakehouse.events.junit import parse_junit, parse_junit_all
 from flakehouse.events.model import Event, Limits
@@ -165,27 +166,6 @@ def test_large_attribute_values_are_truncated_not_rejected() -> None:
     assert value.endswith(f"[truncated, {len(classpath)} chars]")
 
 
-class LazyReport(io.RawIOBase):
-    """A report produced while it is read, so that the test itself holds none of it."""
-
-    def __init__(self, parts: Iterator[bytes]) -> None:
-        self._parts = parts
-        self._buffer = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int | None = -1) -> bytes:
-        want = size if size is not None and size >= 0 else 1 << 62
-        while len(self._buffer) < want:
-            part = next(self._parts, None)
-            if part is None:
-                break
-            self._buffer += part
-        data, self._buffer = self._buffer[:want], self._buffer[want:]
-        return data
-
-
 def streamed(parts: Iterator[bytes], limits: Limits) -> list[Event]:
     """The events of a report produced while it is read. Their peak memory, bounded by the
     limits and not by the report: benchmarks/parsing.py."""
@@ -194,24 +174,10 @@ def streamed(parts: Iterator[bytes], limits: Limits) -> list[Event]:
 
 
 def test_20_mb_of_text_in_one_element_streams_to_one_event_cut_to_the_limit() -> None:
-    def parts() -> Iterator[bytes]:
-        yield b"<testsuite><testcase><system-out>"
-        for _ in range(400):
-            yield b"y" * 50_000  # 20 MB of output in one element
-        yield b"</system-out></testcase></testsuite>"
-
-    (event,) = streamed(parts(), Limits(max_text_chars=1000))
+    (event,) = streamed(huge_text(), Limits(max_text_chars=1000))
     assert len(str(event["stdout"])) == 1000
 
 
 def test_many_cases_stream_out_one_event_each() -> None:
-    def parts() -> Iterator[bytes]:
-        yield b"<testsuites><testsuite name='s'>"
-        for i in range(30_000):
-            yield (
-                b'<testcase classname="c" name="t%d" time="0.1"><failure>x</failure></testcase>' % i
-            )
-        yield b"</testsuite></testsuites>"
-
-    events = streamed(parts(), Limits())
+    events = streamed(many_cases(), Limits())
     assert len(events) == 30_000 and events[-1]["name"] == "t29999"

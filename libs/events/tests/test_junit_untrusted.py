@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks.hostile import billion_laughs, huge_attribute, one_big_entity
 from flakehouse.events.errors import EventError
 from flakehouse.events.junit import parse_junit, parse_junit_all
 from flakehouse.events.model import Event, Limits
@@ -45,18 +46,6 @@ def refuse(data: bytes, limits: Limits = Limits()) -> tuple[EventError, list[Eve
 # Entity expansion
 
 
-def billion_laughs() -> bytes:
-    entities = ['<!ENTITY lol0 "lol">'] + [
-        f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, 10)
-    ]
-    return (
-        '<?xml version="1.0"?>\n<!DOCTYPE testsuite [\n'
-        + "\n".join(entities)
-        + '\n]>\n<testsuite name="&lol9;"><testcase name="&lol9;"><failure>&lol9;</failure>'
-        "</testcase></testsuite>\n"
-    ).encode()
-
-
 def test_billion_laughs() -> None:
     err, events = refuse(billion_laughs())
     assert err.line == 2 and "DTD" in err.reason
@@ -64,13 +53,7 @@ def test_billion_laughs() -> None:
 
 
 def test_quadratic_blowup_with_one_big_entity() -> None:
-    big = "A" * 200_000
-    refs = "&big;" * 20_000  # 4 GB of text if it were expanded
-    data = (
-        f'<?xml version="1.0"?>\n<!DOCTYPE testsuite [<!ENTITY big "{big}">]>\n'
-        f'<testsuite><testcase name="{refs}"><system-out>{refs}</system-out></testcase>'
-        "</testsuite>"
-    ).encode()
+    data = one_big_entity()
     err, events = refuse(data)
     assert "DTD" in err.reason and "AAAA" not in str(err) and not events
 
@@ -80,7 +63,7 @@ def test_quadratic_blowup_with_a_huge_attribute_and_no_entity(mib: int) -> None:
     # expat 2.5 scans an unfinished tag again on every read, so a huge attribute costs time
     # quadratic in its size: it must be refused, early, not slowly truncated (the reason says
     # which; how early: benchmarks/parsing.py).
-    data = b'<testsuite>\n<testcase name="' + b"x" * (mib << 20) + b'"/></testsuite>'
+    data = huge_attribute(mib)
     err, events = refuse(data)
     assert err.line == 2
     assert "larger than 8388608 bytes" in err.reason and "markup" in err.reason

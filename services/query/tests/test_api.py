@@ -28,6 +28,7 @@ from flakehouse.query.slots import QuerySlots
 from flakehouse.query.v1 import query_pb2, query_pb2_grpc
 from flakehouse.replication.v1 import replication_pb2, replication_pb2_grpc
 from flakehouse.storage.v1 import storage_pb2, storage_pb2_grpc
+from tests.fakes import PlacementService
 
 Key = tuple[str, int]  # (dataset, partition)
 
@@ -128,48 +129,34 @@ class FakeStorage(storage_pb2_grpc.StorageServiceServicer):
         )
 
 
-class FakeReplication(replication_pb2_grpc.ReplicationServiceServicer):
-    """The placement: `ci` on s0 and s1 (both alive), `lost` with partition 1 only on s2, which
-    is dead."""
-
-    def __init__(self, addresses: dict[str, str]) -> None:
-        self.placement = replication_pb2.Placement(
-            version=1,
-            nodes=[
-                replication_pb2.Node(node_id="s0", address=addresses["s0"], alive=True),
-                replication_pb2.Node(node_id="s1", address=addresses["s1"], alive=True),
-                replication_pb2.Node(node_id="s2", address="127.0.0.1:1", alive=False),
-            ],
-            datasets=[
-                replication_pb2.DatasetPlacement(
-                    dataset="ci",
-                    topic="flakehouse.ci",
-                    partitions=[
-                        replication_pb2.PartitionPlacement(partition=0, replicas=["s0", "s1"]),
-                        replication_pb2.PartitionPlacement(partition=1, replicas=["s1", "s0"]),
-                    ],
-                ),
-                replication_pb2.DatasetPlacement(
-                    dataset="lost",
-                    topic="flakehouse.lost",
-                    partitions=[
-                        replication_pb2.PartitionPlacement(partition=0, replicas=["s0"]),
-                        replication_pb2.PartitionPlacement(partition=1, replicas=["s2"]),
-                    ],
-                ),
-            ],
-        )
-
-    async def GetPlacement(
-        self, request: replication_pb2.GetPlacementRequest, context: Any
-    ) -> replication_pb2.GetPlacementResponse:
-        return replication_pb2.GetPlacementResponse(placement=self.placement)
-
-    async def WatchPlacement(
-        self, request: replication_pb2.WatchPlacementRequest, context: Any
-    ) -> AsyncIterator[replication_pb2.WatchPlacementResponse]:
-        yield replication_pb2.WatchPlacementResponse(placement=self.placement)
-        await asyncio.Event().wait()
+def placement(addresses: dict[str, str]) -> replication_pb2.Placement:
+    """`ci` on s0 and s1 (both alive), `lost` with partition 1 only on s2, which is dead."""
+    return replication_pb2.Placement(
+        version=1,
+        nodes=[
+            replication_pb2.Node(node_id="s0", address=addresses["s0"], alive=True),
+            replication_pb2.Node(node_id="s1", address=addresses["s1"], alive=True),
+            replication_pb2.Node(node_id="s2", address="127.0.0.1:1", alive=False),
+        ],
+        datasets=[
+            replication_pb2.DatasetPlacement(
+                dataset="ci",
+                topic="flakehouse.ci",
+                partitions=[
+                    replication_pb2.PartitionPlacement(partition=0, replicas=["s0", "s1"]),
+                    replication_pb2.PartitionPlacement(partition=1, replicas=["s1", "s0"]),
+                ],
+            ),
+            replication_pb2.DatasetPlacement(
+                dataset="lost",
+                topic="flakehouse.lost",
+                partitions=[
+                    replication_pb2.PartitionPlacement(partition=0, replicas=["s0"]),
+                    replication_pb2.PartitionPlacement(partition=1, replicas=["s2"]),
+                ],
+            ),
+        ],
+    )
 
 
 async def serve(add: Callable[[grpc.aio.Server], None]) -> tuple[grpc.aio.Server, str]:
@@ -200,7 +187,7 @@ async def running() -> AsyncIterator[Running]:
             lambda s, node=node: storage_pb2_grpc.add_StorageServiceServicer_to_server(node, s)
         )
         fakes.append(server)
-    replication = FakeReplication(addresses)
+    replication = PlacementService(placement(addresses))
     server, replication_address = await serve(
         lambda s: replication_pb2_grpc.add_ReplicationServiceServicer_to_server(replication, s)
     )

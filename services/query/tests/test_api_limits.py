@@ -20,6 +20,7 @@ from flakehouse.query.settings import QuerySettings
 from flakehouse.query.v1 import query_pb2, query_pb2_grpc
 from flakehouse.quota.v1 import quota_pb2, quota_pb2_grpc
 from flakehouse.replication.v1 import replication_pb2, replication_pb2_grpc
+from tests.fakes import PlacementService
 
 RETENTION_S = 3600
 
@@ -64,11 +65,10 @@ class FakeQuota(quota_pb2_grpc.QuotaServiceServicer):
         await asyncio.Event().wait()
 
 
-class FakeReplication(replication_pb2_grpc.ReplicationServiceServicer):
+def placement() -> replication_pb2.Placement:
     """Datasets `ci` (limited), `free` (not) and `reborn` (its second generation), one partition
     each on a node that is down."""
-
-    placement = replication_pb2.Placement(
+    return replication_pb2.Placement(
         version=1,
         nodes=[replication_pb2.Node(node_id="s0", address="127.0.0.1:1", alive=False)],
         datasets=[
@@ -82,17 +82,6 @@ class FakeReplication(replication_pb2_grpc.ReplicationServiceServicer):
         ],
     )
 
-    async def GetPlacement(
-        self, request: replication_pb2.GetPlacementRequest, context: Any
-    ) -> replication_pb2.GetPlacementResponse:
-        return replication_pb2.GetPlacementResponse(placement=self.placement)
-
-    async def WatchPlacement(
-        self, request: replication_pb2.WatchPlacementRequest, context: Any
-    ) -> AsyncIterator[replication_pb2.WatchPlacementResponse]:
-        yield replication_pb2.WatchPlacementResponse(placement=self.placement)
-        await asyncio.Event().wait()
-
 
 @dataclass
 class Cluster:
@@ -105,7 +94,9 @@ class Cluster:
 async def cluster() -> AsyncIterator[Cluster]:
     quota, fakes = FakeQuota(), grpc.aio.server()
     quota_pb2_grpc.add_QuotaServiceServicer_to_server(quota, fakes)
-    replication_pb2_grpc.add_ReplicationServiceServicer_to_server(FakeReplication(), fakes)
+    replication_pb2_grpc.add_ReplicationServiceServicer_to_server(
+        PlacementService(placement()), fakes
+    )
     port = fakes.add_insecure_port("127.0.0.1:0")
     await fakes.start()
     app = QueryApp(
