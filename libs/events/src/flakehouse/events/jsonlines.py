@@ -34,11 +34,10 @@ from flakehouse.events.model import (
     check_parse_arguments,
 )
 from flakehouse.events.timestamps import epoch_seconds_to_us, parse_timestamp
+from flakehouse.events.values import INT64_MAX, INT64_MIN
 
 _NO_LABELS: Mapping[str, str] = MappingProxyType({})
 _BOM: Final = b"\xef\xbb\xbf"
-_INT64_MIN: Final = -(2**63)
-_INT64_MAX: Final = 2**63 - 1
 _JSON_TYPES: Final[dict[type, str]] = {dict: "an object", list: "an array"}
 
 
@@ -183,7 +182,7 @@ def _event(
                 except UnicodeEncodeError:
                     raise error(f"field {key!r} holds an unpaired surrogate") from None
         elif kind is int:
-            if not _INT64_MIN <= value <= _INT64_MAX:
+            if not INT64_MIN <= value <= INT64_MAX:
                 raise error(f"field {key!r} is an integer outside the 64-bit range")
         elif kind is float:
             if not math.isfinite(value):

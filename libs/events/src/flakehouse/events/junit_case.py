@@ -10,9 +10,9 @@ from typing import Final
 from flakehouse.events.errors import EventError
 from flakehouse.events.model import PROPERTY_PREFIX, Event, Limits, truncate_text
 from flakehouse.events.timestamps import parse_timestamp
+from flakehouse.events.values import INT64_MAX, INT64_MIN
 
 _TIMESTAMP_CACHE: Final = 4096
-_INT64_MAX: Final = 2**63 - 1
 _SKIP_STATUSES: Final = frozenset({"disabled", "notrun"})
 _THOUSANDS = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?$")
 _NOT_FIELD_CHAR = re.compile(r"[^A-Za-z0-9_.:/-]")
@@ -214,7 +214,7 @@ class CaseMapper:
             value = int(raw.strip())
         except ValueError:
             raise self._error(f"<testcase> line is not an integer: {raw[:64]!r}", line) from None
-        if not -_INT64_MAX - 1 <= value <= _INT64_MAX:
+        if not INT64_MIN <= value <= INT64_MAX:
             raise self._error(f"<testcase> line is out of range: {raw[:64]!r}", line)
         return value
 

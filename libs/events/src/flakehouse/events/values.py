@@ -14,6 +14,10 @@ INT = events_pb2.VALUE_TYPE_INT
 FLOAT = events_pb2.VALUE_TYPE_FLOAT
 BOOL = events_pb2.VALUE_TYPE_BOOL
 
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+"""The range of an INT value (`Value.int_value` is int64)."""
+
 TYPE_NAMES: dict[int, str] = {STRING: "string", INT: "int", FLOAT: "float", BOOL: "bool"}
 
 

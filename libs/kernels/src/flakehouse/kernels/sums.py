@@ -16,8 +16,8 @@ import numpy.typing as npt
 
 from flakehouse.kernels.arrays import Index, grow
 
-INT64_MIN = -(2**63)
-INT64_MAX = 2**63 - 1
+INT64_MIN = int(np.iinfo(np.int64).min)
+INT64_MAX = int(np.iinfo(np.int64).max)
 EXACT_FLOAT = 2**53
 """Whole numbers up to this magnitude convert to float exactly."""
 

@@ -17,8 +17,7 @@ import numpy as np
 
 from flakehouse.common.v1 import events_pb2
 from flakehouse.events.columns import to_value_column
-from flakehouse.events.values import type_of
-from flakehouse.kernels.sums import INT64_MAX, INT64_MIN
+from flakehouse.events.values import INT64_MAX, INT64_MIN, type_of
 from flakehouse.query import finalexpr as fx
 from flakehouse.query.finalexpr import Cell
 from flakehouse.query.merge import Merged, prepare

@@ -15,9 +15,9 @@ from typing import TypeAlias
 from sqlglot import exp
 
 from flakehouse.common.v1 import plan_pb2
-from flakehouse.events.values import Scalar, to_value
+from flakehouse.events.values import INT64_MAX, Scalar, to_value
 from flakehouse.query.sql.errors import error_at, sql_text
-from flakehouse.query.sql.sqltime import INT64_MAX, time_value_us
+from flakehouse.query.sql.sqltime import time_value_us
 from flakehouse.query.sql.syntax import (
     TIMESTAMP,
     field_name,

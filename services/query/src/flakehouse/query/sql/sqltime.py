@@ -11,10 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlglot import exp
 
+from flakehouse.events.values import INT64_MAX, INT64_MIN
 from flakehouse.query.sql.errors import error_at, sql_text
-
-INT64_MIN = -(2**63)
-INT64_MAX = 2**63 - 1
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)

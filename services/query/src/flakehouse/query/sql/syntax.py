@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
-from flakehouse.events.values import Scalar
+from flakehouse.events.values import INT64_MAX, INT64_MIN, Scalar
 from flakehouse.query.sql.errors import error_at, sql_text
-from flakehouse.query.sql.sqltime import INT64_MAX, INT64_MIN, interval_us, parse_duration_us
+from flakehouse.query.sql.sqltime import interval_us, parse_duration_us
 
 FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:/-]{0,127}")
 TIMESTAMP = "timestamp"
