@@ -17,7 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from benchmarks.storage import QUERIES, _same_rows, duckdb_table, generate, run_duckdb
+from benchmarks.storage_duckdb import duckdb_table, run_duckdb, same_rows
+from benchmarks.storage_events import generate
+from benchmarks.storage_queries import QUERIES
 from flakehouse.client import Client
 from tests.localcluster import RunningCluster
 
@@ -88,7 +90,7 @@ def query(n: int, uploaders: int = 4) -> None:
                     rows = [tuple(r) for r in answer.rows]
                 _, duck_s, duck_rows = run_duckdb(con, q)
                 ours = statistics.median(times)
-                same = _same_rows(rows, duck_rows, q.ordered, q.rel)
+                same = same_rows(rows, duck_rows, q.ordered, q.rel)
                 worst = max(worst, ours)
                 print(
                     f"  {q.label:<32}{ours * 1000:>14.1f}{duck_s * 1000:>11.1f}"
