@@ -40,3 +40,10 @@ def test_gauges_follow_the_placement_and_the_latest_reports() -> None:
     metrics.observe(controller.placement, membership.members())
     assert value(lag, dataset="ci", partition="1", node="storage-0") is None
     assert value("flakehouse_replication_bootstrap_bytes") == 0
+
+    # The node stops heartbeating: its replicas count in no state any more, so the bootstrapping
+    # count drops to 0 instead of staying at its last value.
+    controller.reconcile([DatasetTopic("ci", "flakehouse.ci", 2)], now=60)
+    metrics.observe(controller.placement, membership.members())
+    assert value("flakehouse_replication_live_nodes") == 0
+    assert value("flakehouse_replication_replicas", state="bootstrapping") == 0

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Gauge
 
+from flakehouse.replication.assignment import State
 from flakehouse.replication.controller import replica_health
 from flakehouse.replication.membership import Member
 from flakehouse.replication.v1 import replication_pb2
@@ -62,8 +63,9 @@ class ReplicationMetrics:
         health = replica_health(placement)
         self._under_replicated.set(health.under_replicated)
         self._offline.set(health.offline)
-        for state, count in health.by_state.items():
-            self._replicas.labels(state.value).set(count)
+        # Every state, so that one no replica is in any more reads 0, not its last count.
+        for state in State:
+            self._replicas.labels(state.value).set(health.by_state.get(state, 0))
         self._lag.clear()
         copied = 0
         for member in members:
