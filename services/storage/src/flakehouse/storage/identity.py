@@ -15,6 +15,7 @@ from flakehouse.core.catalog import generation_topic
 from flakehouse.replication.v1 import replication_pb2
 
 PartitionKey = tuple[str, int]
+"""(dataset, partition): a partition as storage keys its replicas and segments."""
 
 
 @dataclass(frozen=True)

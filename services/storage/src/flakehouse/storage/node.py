@@ -21,7 +21,7 @@ from flakehouse.core.errors import NotFound
 from flakehouse.replication.v1 import replication_pb2
 from flakehouse.storage.availability import NOT_HELD
 from flakehouse.storage.bootstrap import Peer, Transfer, serving_peers
-from flakehouse.storage.identity import Identities, identities, to_delete
+from flakehouse.storage.identity import Identities, PartitionKey, identities, to_delete
 from flakehouse.storage.metrics import StorageMetrics
 from flakehouse.storage.replica import Replica, SealPolicy
 from flakehouse.storage.store import SegmentStore
@@ -30,7 +30,6 @@ from flakehouse.storage.v1 import storage_pb2
 
 log = logging.getLogger(__name__)
 POLL_MS = 200
-PartitionKey = tuple[str, int]
 # (peer, dataset, partition, generation) -> the peer's sealed segments of that generation of the
 # dataset; see bootstrap.fetch_segments.
 FetchSegments = Callable[[Peer, str, int, int], Awaitable[Transfer]]

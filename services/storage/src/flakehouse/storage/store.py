@@ -13,13 +13,12 @@ from rocksdict import DBCompressionType, Options, Rdict, Snapshot, WriteBatch
 
 from flakehouse.storage import layout
 from flakehouse.storage.cache import ColumnCache, lazy_view
+from flakehouse.storage.identity import PartitionKey
 from flakehouse.storage.retention import expired
 from flakehouse.storage.segment import SegmentView
 from flakehouse.storage.v1 import storage_pb2
 
 STORE_FORMAT = b"1"
-
-PartitionKey = tuple[str, int]
 
 
 @dataclass

@@ -10,10 +10,11 @@ from collections.abc import Iterable, Mapping
 
 from flakehouse.quota.v1 import quota_pb2
 from flakehouse.storage.compaction import merge_segments, pick_run
+from flakehouse.storage.identity import PartitionKey
 from flakehouse.storage.metrics import StorageMetrics, drop_reason
 from flakehouse.storage.replica import Replica, SealPolicy
 from flakehouse.storage.retention import behind_us, bound_for
-from flakehouse.storage.store import PartitionKey, SegmentStore
+from flakehouse.storage.store import SegmentStore
 from flakehouse.storage.usage import partition_usage
 
 log = logging.getLogger(__name__)
