@@ -7,14 +7,14 @@ import math
 
 import pytest
 
-from flakehouse.query import finalexpr as fx
+from flakehouse.query import finalexpr
 from flakehouse.query.finalexpr import Cell
 
-EMPTY = fx.Env()
+EMPTY = finalexpr.Env()
 
 
-def lit(value: Cell) -> fx.Lit:
-    return fx.Lit(value)
+def lit(value: Cell) -> finalexpr.Lit:
+    return finalexpr.Lit(value)
 
 
 @pytest.mark.parametrize(
@@ -38,7 +38,7 @@ def lit(value: Cell) -> fx.Lit:
     ],
 )
 def test_compare(op: str, left: Cell, right: Cell, expected: bool | None) -> None:
-    assert fx.evaluate(fx.Cmp(op, lit(left), lit(right)), EMPTY) is expected
+    assert finalexpr.evaluate(finalexpr.Cmp(op, lit(left), lit(right)), EMPTY) is expected
 
 
 T, F, U = lit(True), lit(False), lit(None)
@@ -47,22 +47,22 @@ T, F, U = lit(True), lit(False), lit(None)
 @pytest.mark.parametrize(
     ("expr", "expected"),
     [
-        (fx.BoolOp("and", (T, T)), True),
-        (fx.BoolOp("and", (T, F)), False),
-        (fx.BoolOp("and", (U, F)), False),
-        (fx.BoolOp("and", (T, U)), None),
-        (fx.BoolOp("or", (F, F)), False),
-        (fx.BoolOp("or", (U, T)), True),
-        (fx.BoolOp("or", (F, U)), None),
-        (fx.NotOp(T), False),
-        (fx.NotOp(U), None),
-        (fx.IsNullOp(U), True),
-        (fx.IsNullOp(lit(0)), False),
-        (fx.IsNullOp(U, negated=True), False),
+        (finalexpr.BoolOp("and", (T, T)), True),
+        (finalexpr.BoolOp("and", (T, F)), False),
+        (finalexpr.BoolOp("and", (U, F)), False),
+        (finalexpr.BoolOp("and", (T, U)), None),
+        (finalexpr.BoolOp("or", (F, F)), False),
+        (finalexpr.BoolOp("or", (U, T)), True),
+        (finalexpr.BoolOp("or", (F, U)), None),
+        (finalexpr.NotOp(T), False),
+        (finalexpr.NotOp(U), None),
+        (finalexpr.IsNullOp(U), True),
+        (finalexpr.IsNullOp(lit(0)), False),
+        (finalexpr.IsNullOp(U, negated=True), False),
     ],
 )
-def test_three_valued_logic(expr: fx.ValueExpr, expected: bool | None) -> None:
-    assert fx.evaluate(expr, EMPTY) is expected
+def test_three_valued_logic(expr: finalexpr.ValueExpr, expected: bool | None) -> None:
+    assert finalexpr.evaluate(expr, EMPTY) is expected
 
 
 @pytest.mark.parametrize(
@@ -82,7 +82,7 @@ def test_three_valued_logic(expr: fx.ValueExpr, expected: bool | None) -> None:
 def test_in_list(
     value: Cell, values: tuple[int | float | str, ...], negated: bool, expected: bool | None
 ) -> None:
-    assert fx.evaluate(fx.InOp(lit(value), values, negated), EMPTY) is expected
+    assert finalexpr.evaluate(finalexpr.InOp(lit(value), values, negated), EMPTY) is expected
 
 
 @pytest.mark.parametrize(
@@ -99,13 +99,15 @@ def test_in_list(
     ],
 )
 def test_like(pattern: str, text: str, expected: bool) -> None:
-    assert fx.evaluate(fx.LikeOp(lit(text), pattern), EMPTY) is expected
-    assert fx.evaluate(fx.LikeOp(lit(text), pattern, negated=True), EMPTY) is (not expected)
+    assert finalexpr.evaluate(finalexpr.LikeOp(lit(text), pattern), EMPTY) is expected
+    assert finalexpr.evaluate(finalexpr.LikeOp(lit(text), pattern, negated=True), EMPTY) is (
+        not expected
+    )
 
 
 def test_like_on_non_strings_is_unknown() -> None:
-    assert fx.evaluate(fx.LikeOp(lit(5), "5"), EMPTY) is None
-    assert fx.evaluate(fx.LikeOp(lit(None), "%", negated=True), EMPTY) is None
+    assert finalexpr.evaluate(finalexpr.LikeOp(lit(5), "5"), EMPTY) is None
+    assert finalexpr.evaluate(finalexpr.LikeOp(lit(None), "%", negated=True), EMPTY) is None
 
 
 @pytest.mark.parametrize(
@@ -122,45 +124,45 @@ def test_like_on_non_strings_is_unknown() -> None:
     ],
 )
 def test_arithmetic(op: str, left: Cell, right: Cell, expected: Cell) -> None:
-    result = fx.evaluate(fx.Arith(op, lit(left), lit(right)), EMPTY)
+    result = finalexpr.evaluate(finalexpr.Arith(op, lit(left), lit(right)), EMPTY)
     assert result == expected
     assert type(result) is type(expected)
 
 
 def test_references_and_negation() -> None:
-    env = fx.Env(keys=["k"], aggregates=[10, None], fields=[1.5])
-    assert fx.evaluate(fx.KeyRef(0), env) == "k"
-    assert fx.evaluate(fx.AggRef(0), env) == 10
-    assert fx.evaluate(fx.FieldRef(0), env) == 1.5
-    assert fx.evaluate(fx.Negate(fx.AggRef(0)), env) == -10
-    assert fx.evaluate(fx.Negate(fx.AggRef(1)), env) is None
-    assert fx.evaluate(fx.Negate(lit(True)), env) is None
+    env = finalexpr.Env(keys=["k"], aggregates=[10, None], fields=[1.5])
+    assert finalexpr.evaluate(finalexpr.KeyRef(0), env) == "k"
+    assert finalexpr.evaluate(finalexpr.AggRef(0), env) == 10
+    assert finalexpr.evaluate(finalexpr.FieldRef(0), env) == 1.5
+    assert finalexpr.evaluate(finalexpr.Negate(finalexpr.AggRef(0)), env) == -10
+    assert finalexpr.evaluate(finalexpr.Negate(finalexpr.AggRef(1)), env) is None
+    assert finalexpr.evaluate(finalexpr.Negate(lit(True)), env) is None
 
 
 def test_sort_order_over_mixed_types_with_nulls_last() -> None:
     values: list[Cell] = [True, "b", None, 2.5, "a", 1, False, None, -3]
-    ascending = fx.sort_by(values, [(lambda v: v, False)])
+    ascending = finalexpr.sort_by(values, [(lambda v: v, False)])
     assert ascending == [-3, 1, 2.5, "a", "b", False, True, None, None]
     # Descending reverses the order within a type; types keep theirs, NULLs stay last.
-    descending = fx.sort_by(values, [(lambda v: v, True)])
+    descending = finalexpr.sort_by(values, [(lambda v: v, True)])
     assert descending == [2.5, 1, -3, "b", "a", True, False, None, None]
 
 
 def test_nan_is_the_greatest_number() -> None:
     nan = float("nan")
     values: list[Cell] = [nan, 1, None, "a", math.inf, -1.0]
-    ascending = fx.sort_by(values, [(lambda v: v, False)])
+    ascending = finalexpr.sort_by(values, [(lambda v: v, False)])
     assert ascending[:2] == [-1.0, 1]
     assert ascending[2] == math.inf and math.isnan(ascending[3])  # type: ignore[arg-type]
     assert ascending[4:] == ["a", None]
-    descending = fx.sort_by(values, [(lambda v: v, True)])
+    descending = finalexpr.sort_by(values, [(lambda v: v, True)])
     assert math.isnan(descending[0])  # type: ignore[arg-type]
     assert descending[1:] == [math.inf, 1, -1.0, "a", None]
 
 
 def test_sort_by_several_keys_is_stable() -> None:
     rows = [("a", 2, "first"), ("b", 1, "x"), ("a", 2, "second"), ("a", 3, "y"), (None, 9, "z")]
-    ordered = fx.sort_by(rows, [(lambda r: r[0], False), (lambda r: r[1], True)])
+    ordered = finalexpr.sort_by(rows, [(lambda r: r[0], False), (lambda r: r[1], True)])
     assert ordered == [
         ("a", 3, "y"),
         ("a", 2, "first"),
@@ -211,57 +213,62 @@ def _sign(a: object, b: object) -> int:
     ],
 )
 def test_sort_keys_order_as_compare_for_sort(cells: list[Cell], descending: bool) -> None:
-    keys = fx.sort_column(cells, descending)
+    keys = finalexpr.sort_column(cells, descending)
     for i, left in enumerate(cells):
         for j, right in enumerate(cells):
-            expected = fx.compare_for_sort(left, right, descending)
+            expected = finalexpr.compare_for_sort(left, right, descending)
             assert _sign(keys[i], keys[j]) == expected, (left, right)
 
 
 def test_ordered_takes_the_first_rows_with_a_heap_like_a_full_sort() -> None:
     values = [(i * 7919) % 101 for i in range(1_000)]  # many ties
-    column = fx.sort_column(values, descending=True)
-    full = fx.ordered([column])
+    column = finalexpr.sort_column(values, descending=True)
+    full = finalexpr.ordered([column])
     assert [values[i] for i in full] == sorted(values, reverse=True)
     # Ties keep their order: positions ascending among equal values.
     assert all(a < b for a, b in itertools.pairwise(full) if values[a] == values[b])
     for count in (0, 1, 7, 100, 999, 5_000):
-        assert fx.ordered([column], count) == full[:count]
-    second = fx.sort_column([i % 3 for i in range(1_000)])
-    assert fx.ordered([column, second], 10) == fx.ordered([column, second])[:10]
+        assert finalexpr.ordered([column], count) == full[:count]
+    second = finalexpr.sort_column([i % 3 for i in range(1_000)])
+    assert finalexpr.ordered([column, second], 10) == finalexpr.ordered([column, second])[:10]
 
 
 def test_evaluating_columns_agrees_with_evaluating_rows() -> None:
     keys: list[Cell] = [1, 2.5, "a", None, True, 0, math.nan, -3, "b"]
     aggregates: list[Cell] = [2, 0, "a", 1, False, None, 1.5, 4, "c"]
-    k, a = fx.KeyRef(0), fx.AggRef(0)
-    expressions: list[fx.ValueExpr] = [
-        fx.Arith("+", k, a),
-        fx.Arith("/", k, a),
-        fx.Arith("*", k, lit(2)),
-        fx.Negate(k),
-        fx.Cmp("<", k, a),
-        fx.Cmp("=", k, a),
-        fx.Cmp(">=", k, lit(1)),
-        fx.BoolOp("or", (fx.Cmp(">", k, lit(0)), fx.IsNullOp(a))),
-        fx.NotOp(fx.Cmp("!=", a, lit("a"))),
-        fx.InOp(k, (1, "a"), negated=True),
-        fx.LikeOp(a, "%"),
+    k, a = finalexpr.KeyRef(0), finalexpr.AggRef(0)
+    expressions: list[finalexpr.ValueExpr] = [
+        finalexpr.Arith("+", k, a),
+        finalexpr.Arith("/", k, a),
+        finalexpr.Arith("*", k, lit(2)),
+        finalexpr.Negate(k),
+        finalexpr.Cmp("<", k, a),
+        finalexpr.Cmp("=", k, a),
+        finalexpr.Cmp(">=", k, lit(1)),
+        finalexpr.BoolOp("or", (finalexpr.Cmp(">", k, lit(0)), finalexpr.IsNullOp(a))),
+        finalexpr.NotOp(finalexpr.Cmp("!=", a, lit("a"))),
+        finalexpr.InOp(k, (1, "a"), negated=True),
+        finalexpr.LikeOp(a, "%"),
     ]
 
-    def column(ref: fx.Ref) -> list[Cell]:
-        return list(keys if isinstance(ref, fx.KeyRef) else aggregates)
+    def column(ref: finalexpr.Ref) -> list[Cell]:
+        return list(keys if isinstance(ref, finalexpr.KeyRef) else aggregates)
 
     for expr in expressions:
         by_row = [
-            fx.evaluate(expr, fx.Env(keys=[x], aggregates=[y]))
+            finalexpr.evaluate(expr, finalexpr.Env(keys=[x], aggregates=[y]))
             for x, y in zip(keys, aggregates, strict=True)
         ]
-        by_column = fx.evaluate_columns(expr, column, len(keys))
+        by_column = finalexpr.evaluate_columns(expr, column, len(keys))
         assert repr(by_column) == repr(by_row), expr
     # Columns of only numbers (or only strings) take the fast path; same answers.
-    numbers = fx.evaluate_columns(fx.Cmp("<", k, lit(2)), lambda ref: [1, 2.5, -3], 3)
+    numbers = finalexpr.evaluate_columns(finalexpr.Cmp("<", k, lit(2)), lambda ref: [1, 2.5, -3], 3)
     assert numbers == [True, False, True]
-    strings = fx.evaluate_columns(fx.Cmp(">", k, lit("a")), lambda ref: ["b", "a", ""], 3)
+    strings = finalexpr.evaluate_columns(
+        finalexpr.Cmp(">", k, lit("a")), lambda ref: ["b", "a", ""], 3
+    )
     assert strings == [True, False, False]
-    assert fx.evaluate_columns(fx.Arith("-", k, lit(1)), lambda ref: [1, 2.5], 2) == [0, 1.5]
+    assert finalexpr.evaluate_columns(finalexpr.Arith("-", k, lit(1)), lambda ref: [1, 2.5], 2) == [
+        0,
+        1.5,
+    ]

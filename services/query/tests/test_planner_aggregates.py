@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from flakehouse.common.v1 import plan_pb2
-from flakehouse.query import finalexpr as fx
+from flakehouse.query import finalexpr
 from services.query.tests.planner_helpers import DAY, HOUR, SECOND, cmp, ir, micros, plan
 
 # -- the design's example and the overall shape --------------------------------------------
@@ -30,8 +30,8 @@ def test_design_example_without_percentile() -> None:
     )
     assert planned.is_aggregate
     assert planned.columns == ["suite", "runs", "avg(duration)"]
-    assert planned.outputs == [fx.KeyRef(0), fx.AggRef(0), fx.AggRef(1)]
-    assert planned.order == [fx.SortKey(fx.AggRef(0), descending=True)]
+    assert planned.outputs == [finalexpr.KeyRef(0), finalexpr.AggRef(0), finalexpr.AggRef(1)]
+    assert planned.order == [finalexpr.SortKey(finalexpr.AggRef(0), descending=True)]
     assert planned.having is None
     assert (planned.limit, planned.offset) == (20, 0)
 
@@ -68,7 +68,7 @@ def test_design_example_with_percentile() -> None:
         """
     )
     assert planned.columns == ["suite", "runs", "percentile(duration, 0.95)"]
-    assert planned.outputs == [fx.KeyRef(0), fx.AggRef(0), fx.AggRef(1)]
+    assert planned.outputs == [finalexpr.KeyRef(0), finalexpr.AggRef(0), finalexpr.AggRef(1)]
 
 
 def test_count_distinct_and_percentile_forms() -> None:
@@ -98,8 +98,11 @@ def test_count_distinct_and_percentile_forms() -> None:
         plan_pb2.Aggregate(function=F.AGGREGATE_FUNCTION_COUNT_DISTINCT, field="status"),
     ]
     # Equal aggregates are computed once: p95(d) is percentile(d, 0.95).
-    assert planned.outputs[:8] == [fx.KeyRef(0), *map(fx.AggRef, [0, 0, 1, 1, 2, 3, 4])]
-    assert planned.outputs[8] == fx.Arith("-", fx.AggRef(5), fx.AggRef(6))
+    assert planned.outputs[:8] == [
+        finalexpr.KeyRef(0),
+        *map(finalexpr.AggRef, [0, 0, 1, 1, 2, 3, 4]),
+    ]
+    assert planned.outputs[8] == finalexpr.Arith("-", finalexpr.AggRef(5), finalexpr.AggRef(6))
     assert planned.columns == [
         "suite",
         "count(DISTINCT name)",
@@ -111,8 +114,8 @@ def test_count_distinct_and_percentile_forms() -> None:
         "percentile(duration, 1)",
         "spread",
     ]
-    assert planned.having == fx.Cmp(">", fx.AggRef(7), fx.Lit(1))
-    assert planned.order == [fx.SortKey(fx.AggRef(3), descending=True)]
+    assert planned.having == finalexpr.Cmp(">", finalexpr.AggRef(7), finalexpr.Lit(1))
+    assert planned.order == [finalexpr.SortKey(finalexpr.AggRef(3), descending=True)]
 
 
 def test_count_forms() -> None:
@@ -122,7 +125,12 @@ def test_count_forms() -> None:
         plan_pb2.Aggregate(function=plan_pb2.AGGREGATE_FUNCTION_COUNT_FIELD, field="duration"),
     ]
     # count(1) is count(*): the same aggregate, computed once.
-    assert planned.outputs == [fx.AggRef(0), fx.AggRef(0), fx.AggRef(1), fx.AggRef(0)]
+    assert planned.outputs == [
+        finalexpr.AggRef(0),
+        finalexpr.AggRef(0),
+        finalexpr.AggRef(1),
+        finalexpr.AggRef(0),
+    ]
     assert planned.columns == ["count(*)", "count(*)", "count(duration)", "n"]
 
 
@@ -149,7 +157,7 @@ def test_dataset_name_with_dash_and_digits_quoted() -> None:
 def test_time_bucket_widths(width: str, micros_: int) -> None:
     planned = plan(f"SELECT time_bucket(timestamp, {width}), count(*) FROM ci GROUP BY 1")
     assert list(planned.plan.group_by) == [plan_pb2.GroupKey(time_bucket_us=micros_)]
-    assert planned.outputs == [fx.KeyRef(0), fx.AggRef(0)]
+    assert planned.outputs == [finalexpr.KeyRef(0), finalexpr.AggRef(0)]
 
 
 def test_time_bucket_name_and_matching_spellings() -> None:
@@ -158,7 +166,7 @@ def test_time_bucket_name_and_matching_spellings() -> None:
         " GROUP BY time_bucket(timestamp, '60 minutes')"
     )
     assert planned.columns == ["time_bucket(timestamp, '1h')", "count(*)"]
-    assert planned.outputs == [fx.KeyRef(0), fx.AggRef(0)]
+    assert planned.outputs == [finalexpr.KeyRef(0), finalexpr.AggRef(0)]
     # DuckDB's argument order works too.
     swapped = plan("SELECT time_bucket(interval '1 day', timestamp) AS d FROM ci GROUP BY d")
     assert list(swapped.plan.group_by) == [plan_pb2.GroupKey(time_bucket_us=DAY)]
@@ -174,14 +182,19 @@ def test_group_by_fields_aliases_and_positions() -> None:
         plan_pb2.GroupKey(time_bucket_us=DAY),
         plan_pb2.GroupKey(field="status"),
     ]
-    assert planned.outputs == [fx.KeyRef(0), fx.KeyRef(1), fx.KeyRef(2), fx.AggRef(0)]
+    assert planned.outputs == [
+        finalexpr.KeyRef(0),
+        finalexpr.KeyRef(1),
+        finalexpr.KeyRef(2),
+        finalexpr.AggRef(0),
+    ]
     assert planned.columns == ["s", "day", "status", "count(*)"]
 
 
 def test_group_keys_need_not_be_selected() -> None:
     planned = plan("SELECT count(*) FROM ci GROUP BY suite, status")
     assert [k.field for k in planned.plan.group_by] == ["suite", "status"]
-    assert planned.outputs == [fx.AggRef(0)]
+    assert planned.outputs == [finalexpr.AggRef(0)]
 
 
 def test_group_by_without_aggregates_adds_a_hidden_count() -> None:
@@ -192,7 +205,7 @@ def test_group_by_without_aggregates_adds_a_hidden_count() -> None:
     ]
     assert not planned.plan.select_fields
     assert planned.plan.limit == 0
-    assert planned.outputs == [fx.KeyRef(0)]
+    assert planned.outputs == [finalexpr.KeyRef(0)]
     assert planned.columns == ["suite"]
 
 
@@ -206,18 +219,18 @@ def test_having_and_order_by_add_hidden_aggregates() -> None:
         plan_pb2.AGGREGATE_FUNCTION_MAX,
         plan_pb2.AGGREGATE_FUNCTION_AVG,
     ]
-    assert planned.outputs == [fx.KeyRef(0), fx.AggRef(0)]
+    assert planned.outputs == [finalexpr.KeyRef(0), finalexpr.AggRef(0)]
     assert planned.columns == ["suite", "runs"]
-    assert planned.having == fx.BoolOp(
+    assert planned.having == finalexpr.BoolOp(
         "and",
         (
-            fx.Cmp(">", fx.AggRef(1), fx.Lit(2)),
-            fx.Cmp(">=", fx.AggRef(0), fx.Lit(10)),
+            finalexpr.Cmp(">", finalexpr.AggRef(1), finalexpr.Lit(2)),
+            finalexpr.Cmp(">=", finalexpr.AggRef(0), finalexpr.Lit(10)),
         ),
     )
     assert planned.order == [
-        fx.SortKey(fx.AggRef(2), descending=True),
-        fx.SortKey(fx.KeyRef(0), descending=False),
+        finalexpr.SortKey(finalexpr.AggRef(2), descending=True),
+        finalexpr.SortKey(finalexpr.KeyRef(0), descending=False),
     ]
 
 
@@ -226,9 +239,9 @@ def test_order_by_position_and_alias() -> None:
         "SELECT suite, count(*) AS runs FROM ci GROUP BY suite ORDER BY 2 DESC, runs ASC, 1"
     )
     assert planned.order == [
-        fx.SortKey(fx.AggRef(0), True),
-        fx.SortKey(fx.AggRef(0), False),
-        fx.SortKey(fx.KeyRef(0), False),
+        finalexpr.SortKey(finalexpr.AggRef(0), True),
+        finalexpr.SortKey(finalexpr.AggRef(0), False),
+        finalexpr.SortKey(finalexpr.KeyRef(0), False),
     ]
 
 
@@ -238,31 +251,33 @@ def test_expressions_over_aggregates() -> None:
         " FROM ci GROUP BY suite HAVING (sum(duration) / count(*)) > 0.5"
         " AND suite IN ('a', 'b') AND suite NOT LIKE 'x%' AND NOT suite IS NULL"
     )
-    sum_, count, min_ = fx.AggRef(0), fx.AggRef(1), fx.AggRef(2)
+    sum_, count, min_ = finalexpr.AggRef(0), finalexpr.AggRef(1), finalexpr.AggRef(2)
     assert planned.outputs == [
-        fx.KeyRef(0),
-        fx.Arith("/", sum_, count),
-        fx.Negate(min_),
-        fx.Arith("+", fx.Arith("*", count, fx.Lit(2)), fx.Lit(1)),
+        finalexpr.KeyRef(0),
+        finalexpr.Arith("/", sum_, count),
+        finalexpr.Negate(min_),
+        finalexpr.Arith("+", finalexpr.Arith("*", count, finalexpr.Lit(2)), finalexpr.Lit(1)),
     ]
     assert planned.columns == ["suite", "mean", "-min(retries)", "count(*) * 2 + 1"]
-    assert planned.having == fx.BoolOp(
+    assert planned.having == finalexpr.BoolOp(
         "and",
         (
-            fx.BoolOp(
+            finalexpr.BoolOp(
                 "and",
                 (
-                    fx.BoolOp(
+                    finalexpr.BoolOp(
                         "and",
                         (
-                            fx.Cmp(">", fx.Arith("/", sum_, count), fx.Lit(0.5)),
-                            fx.InOp(fx.KeyRef(0), ("a", "b")),
+                            finalexpr.Cmp(
+                                ">", finalexpr.Arith("/", sum_, count), finalexpr.Lit(0.5)
+                            ),
+                            finalexpr.InOp(finalexpr.KeyRef(0), ("a", "b")),
                         ),
                     ),
-                    fx.LikeOp(fx.KeyRef(0), "x%", negated=True),
+                    finalexpr.LikeOp(finalexpr.KeyRef(0), "x%", negated=True),
                 ),
             ),
-            fx.NotOp(fx.IsNullOp(fx.KeyRef(0))),
+            finalexpr.NotOp(finalexpr.IsNullOp(finalexpr.KeyRef(0))),
         ),
     )
 

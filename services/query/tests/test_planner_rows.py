@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flakehouse.query import finalexpr as fx
+from flakehouse.query import finalexpr
 from flakehouse.query.sql.planner import DEFAULT_RAW_LIMIT, MAX_RAW_LIMIT
 from services.query.tests.planner_helpers import cmp, error, ir, plan
 
@@ -19,7 +19,7 @@ def test_raw_rows_default_limit() -> None:
     )
     assert not planned.is_aggregate
     assert planned.columns == ["timestamp", "name", "os"]
-    assert planned.outputs == [fx.FieldRef(0), fx.FieldRef(1), fx.FieldRef(2)]
+    assert planned.outputs == [finalexpr.FieldRef(0), finalexpr.FieldRef(1), finalexpr.FieldRef(2)]
     assert (planned.limit, planned.offset) == (DEFAULT_RAW_LIMIT, 0)
 
 
@@ -41,13 +41,13 @@ def test_raw_rows_order_by_hidden_fields_alias_and_position() -> None:
         """
     )
     # Hidden fields are fetched for sorting but not output.
-    assert planned.outputs == [fx.FieldRef(0), fx.FieldRef(1)]
+    assert planned.outputs == [finalexpr.FieldRef(0), finalexpr.FieldRef(1)]
     assert planned.columns == ["name", "d"]
     assert planned.order == [
-        fx.SortKey(fx.FieldRef(2), True),
-        fx.SortKey(fx.FieldRef(1), False),
-        fx.SortKey(fx.FieldRef(0), True),
-        fx.SortKey(fx.FieldRef(3), False),
+        finalexpr.SortKey(finalexpr.FieldRef(2), True),
+        finalexpr.SortKey(finalexpr.FieldRef(1), False),
+        finalexpr.SortKey(finalexpr.FieldRef(0), True),
+        finalexpr.SortKey(finalexpr.FieldRef(3), False),
     ]
     assert (planned.limit, planned.offset) == (10, 5)
 
@@ -66,4 +66,4 @@ def test_raw_rows_limit_bounds() -> None:
 def test_same_field_twice_is_fetched_once() -> None:
     planned = plan("SELECT name, name AS again FROM ci ORDER BY name")
     assert list(planned.plan.select_fields) == ["name"]
-    assert planned.outputs == [fx.FieldRef(0), fx.FieldRef(0)]
+    assert planned.outputs == [finalexpr.FieldRef(0), finalexpr.FieldRef(0)]

@@ -18,7 +18,7 @@ import numpy as np
 from flakehouse.common.v1 import events_pb2
 from flakehouse.events.columns import to_value_column
 from flakehouse.events.values import INT64_MAX, INT64_MIN, type_of
-from flakehouse.query import finalexpr as fx
+from flakehouse.query import finalexpr
 from flakehouse.query.finalexpr import Cell
 from flakehouse.query.merge import Merged, prepare
 from flakehouse.query.rowwire import encode_rows, plain
@@ -73,19 +73,19 @@ def _aggregate_columns(planned: PlannedQuery, merged: Merged) -> list[list[Cell]
         kept = answer.cells(planned.having, None)
         positions = [p for p, keep in enumerate(kept) if keep is True]
     sort_columns = [
-        fx.sort_column(answer.cells(sort.expr, positions), sort.descending)
+        finalexpr.sort_column(answer.cells(sort.expr, positions), sort.descending)
         for sort in planned.order
     ]
     # Then the group keys ascending: equal rows must not come out in whatever order the
     # partials happened to arrive. An int and a float of equal value tie there too: the int
     # comes first.
-    keys = [answer.cells(fx.KeyRef(i), positions) for i in range(len(plan.group_by))]
-    sort_columns += [fx.sort_column(cells) for cells in keys]
+    keys = [answer.cells(finalexpr.KeyRef(i), positions) for i in range(len(plan.group_by))]
+    sort_columns += [finalexpr.sort_column(cells) for cells in keys]
     if any(int in kinds and float in kinds for kinds in map(_types, keys)):
         sort_columns.append(list(zip(*[[type(c) is float for c in k] for k in keys], strict=True)))
     end = None if planned.limit is None else planned.offset + planned.limit
     if sort_columns:
-        order = fx.ordered(sort_columns, end)[planned.offset : end]
+        order = finalexpr.ordered(sort_columns, end)[planned.offset : end]
     else:
         # No GROUP BY: the one group of all rows, if HAVING kept it.
         order = list(range(answer.size if positions is None else len(positions)))
@@ -105,16 +105,16 @@ class _Groups:
         self._finals: dict[int, list[Cell]] = {}
         self._keys: dict[int, list[Cell]] = {}
 
-    def cells(self, expr: fx.ValueExpr, positions: list[int] | None) -> list[Cell]:
-        def column(ref: fx.Ref) -> list[Cell]:
-            if isinstance(ref, fx.KeyRef):
+    def cells(self, expr: finalexpr.ValueExpr, positions: list[int] | None) -> list[Cell]:
+        def column(ref: finalexpr.Ref) -> list[Cell]:
+            if isinstance(ref, finalexpr.KeyRef):
                 return _gather(self._key(ref.index), positions)
-            if isinstance(ref, fx.AggRef):
+            if isinstance(ref, finalexpr.AggRef):
                 return self._aggregate(ref.index, positions)
             raise TypeError(f"{ref!r} in an aggregate query")
 
         size = self.size if positions is None else len(positions)
-        return fx.evaluate_columns(expr, column, size)
+        return finalexpr.evaluate_columns(expr, column, size)
 
     def _key(self, index: int) -> list[Cell]:
         cells = self._keys.get(index)
@@ -151,21 +151,22 @@ def _raw_columns(planned: PlannedQuery, merged: Merged) -> list[list[Cell]]:
     end = None if planned.limit is None else planned.offset + planned.limit
     if planned.order:
         sort_columns = [
-            fx.sort_column(_field_cells(sort.expr, rows), sort.descending) for sort in planned.order
+            finalexpr.sort_column(_field_cells(sort.expr, rows), sort.descending)
+            for sort in planned.order
         ]
-        rows = [rows[i] for i in fx.ordered(sort_columns, end)[planned.offset : end]]
+        rows = [rows[i] for i in finalexpr.ordered(sort_columns, end)[planned.offset : end]]
     else:
         rows = rows[planned.offset : end]
     return [_field_cells(output, rows) for output in planned.outputs]
 
 
-def _field_cells(expr: fx.ValueExpr, rows: list[list[Cell]]) -> list[Cell]:
-    def column(ref: fx.Ref) -> list[Cell]:
-        if isinstance(ref, fx.FieldRef):
+def _field_cells(expr: finalexpr.ValueExpr, rows: list[list[Cell]]) -> list[Cell]:
+    def column(ref: finalexpr.Ref) -> list[Cell]:
+        if isinstance(ref, finalexpr.FieldRef):
             return [row[ref.index] for row in rows]
         raise TypeError(f"{ref!r} in a raw-rows query")
 
-    return fx.evaluate_columns(expr, column, len(rows))
+    return finalexpr.evaluate_columns(expr, column, len(rows))
 
 
 _VALUE_TYPES: dict[type, events_pb2.ValueType.ValueType] = {

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from flakehouse.common.v1 import events_pb2, plan_pb2
 from flakehouse.core.limits import CUTOFF_REASONS
 from flakehouse.events.values import from_value
-from flakehouse.query import finalexpr as fx
+from flakehouse.query import finalexpr
 from flakehouse.query.cutoff import QueryCutoff
 from flakehouse.query.finalexpr import Cell
 from flakehouse.query.sql import PlannedQuery
@@ -127,7 +127,9 @@ def explain_lines(planned: PlannedQuery, cutoff: QueryCutoff | None = None) -> l
         if order:
             lines.append(f"after merge, order by: {', '.join(order)}")
     else:
-        shown = {output.index for output in planned.outputs if isinstance(output, fx.FieldRef)}
+        shown = {
+            output.index for output in planned.outputs if isinstance(output, finalexpr.FieldRef)
+        }
         fields = [
             _name(name) if i in shown else f"{_name(name)} (for ORDER BY only)"
             for i, name in enumerate(plan.select_fields)
@@ -258,65 +260,72 @@ def _literal(value: Cell) -> str:
 # -- post-merge expressions ------------------------------------------------------------------
 
 
-def _aggregates_in(expr: fx.ValueExpr) -> set[int]:
+def _aggregates_in(expr: finalexpr.ValueExpr) -> set[int]:
     """Indexes of the aggregates an expression reads."""
     match expr:
-        case fx.AggRef(index):
+        case finalexpr.AggRef(index):
             return {index}
-        case fx.Arith(_, left, right) | fx.Cmp(_, left, right):
+        case finalexpr.Arith(_, left, right) | finalexpr.Cmp(_, left, right):
             return _aggregates_in(left) | _aggregates_in(right)
-        case fx.BoolOp(_, operands):
+        case finalexpr.BoolOp(_, operands):
             return set().union(*(_aggregates_in(o) for o in operands))
-        case fx.Negate(operand) | fx.NotOp(operand) | fx.IsNullOp(operand) | fx.InOp(operand):
+        case (
+            finalexpr.Negate(operand)
+            | finalexpr.NotOp(operand)
+            | finalexpr.IsNullOp(operand)
+            | finalexpr.InOp(operand)
+        ):
             return _aggregates_in(operand)
-        case fx.LikeOp():
+        case finalexpr.LikeOp():
             return _aggregates_in(expr.operand)
     return set()
 
 
-def _column_text(name: str, output: fx.ValueExpr, planned: PlannedQuery) -> str:
+def _column_text(name: str, output: finalexpr.ValueExpr, planned: PlannedQuery) -> str:
     text = _value_text(output, planned)
     return text if text in (name, _name(name)) else f"{text} AS {_name(name)}"
 
 
-def _sort_text(sort: fx.SortKey, planned: PlannedQuery) -> str:
+def _sort_text(sort: finalexpr.SortKey, planned: PlannedQuery) -> str:
     return _value_text(sort.expr, planned) + (" DESC" if sort.descending else "")
 
 
-def _value_text(expr: fx.ValueExpr, planned: PlannedQuery) -> str:
+def _value_text(expr: finalexpr.ValueExpr, planned: PlannedQuery) -> str:
     """A post-merge expression as SQL over the plan's group keys, aggregates and fields."""
     plan = planned.plan
 
-    def text(e: fx.ValueExpr) -> str:
+    def text(e: finalexpr.ValueExpr) -> str:
         match e:
-            case fx.KeyRef(index):
+            case finalexpr.KeyRef(index):
                 return _group_key_text(plan.group_by[index])
-            case fx.AggRef(index):
+            case finalexpr.AggRef(index):
                 return aggregate_name(plan.aggregates[index])
-            case fx.FieldRef(index):
+            case finalexpr.FieldRef(index):
                 return _name(plan.select_fields[index])
-            case fx.Lit(value):
+            case finalexpr.Lit(value):
                 return _literal(value)
-            case fx.Arith(op, left, right) | fx.Cmp(op, left, right):
+            case finalexpr.Arith(op, left, right) | finalexpr.Cmp(op, left, right):
                 return f"{operand(left)} {op} {operand(right)}"
-            case fx.Negate(operand_expr):
+            case finalexpr.Negate(operand_expr):
                 return f"-{operand(operand_expr)}"
-            case fx.BoolOp(op, operands):
+            case finalexpr.BoolOp(op, operands):
                 return f" {op.upper()} ".join(operand(o) for o in operands)
-            case fx.NotOp(operand_expr):
+            case finalexpr.NotOp(operand_expr):
                 return f"NOT {operand(operand_expr)}"
-            case fx.IsNullOp(operand_expr, negated):
+            case finalexpr.IsNullOp(operand_expr, negated):
                 return f"{operand(operand_expr)} IS{' NOT' if negated else ''} NULL"
-            case fx.InOp(operand_expr, values, negated):
+            case finalexpr.InOp(operand_expr, values, negated):
                 listed = ", ".join(_literal(v) for v in values)
                 return f"{operand(operand_expr)}{' NOT' if negated else ''} IN ({listed})"
-            case fx.LikeOp():
+            case finalexpr.LikeOp():
                 not_ = " NOT" if e.negated else ""
                 return f"{operand(e.operand)}{not_} LIKE {_literal(e.pattern)}"
         return "?"
 
-    def operand(e: fx.ValueExpr) -> str:
-        simple = isinstance(e, fx.KeyRef | fx.AggRef | fx.FieldRef | fx.Lit)
+    def operand(e: finalexpr.ValueExpr) -> str:
+        simple = isinstance(
+            e, finalexpr.KeyRef | finalexpr.AggRef | finalexpr.FieldRef | finalexpr.Lit
+        )
         return text(e) if simple else f"({text(e)})"
 
     return text(expr)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from sqlglot import exp
 
 from flakehouse.common.v1 import plan_pb2
-from flakehouse.query import finalexpr as fx
+from flakehouse.query import finalexpr
 from flakehouse.query.sql.errors import error_at, sql_text
 from flakehouse.query.sql.filters import translate_where
 from flakehouse.query.sql.parsing import (
@@ -60,9 +60,9 @@ class PlannedQuery:
 
     plan: plan_pb2.QueryPlan
     columns: list[str]
-    outputs: list[fx.ValueExpr]
-    having: fx.ValueExpr | None = None
-    order: list[fx.SortKey] = field(default_factory=list)
+    outputs: list[finalexpr.ValueExpr]
+    having: finalexpr.ValueExpr | None = None
+    order: list[finalexpr.SortKey] = field(default_factory=list)
     limit: int | None = None
     offset: int = 0
     explain: bool = False
@@ -201,13 +201,13 @@ def _plan_raw(
     limit: int | None,
     offset: int,
 ) -> PlannedQuery:
-    def slot(name: str) -> fx.FieldRef:
+    def slot(name: str) -> finalexpr.FieldRef:
         if name not in plan.select_fields:
             plan.select_fields.append(name)
-        return fx.FieldRef(list(plan.select_fields).index(name))
+        return finalexpr.FieldRef(list(plan.select_fields).index(name))
 
     columns: list[str] = []
-    outputs: list[fx.ValueExpr] = []
+    outputs: list[finalexpr.ValueExpr] = []
     for item in items:
         if time_bucket(item.node) is not None:
             raise error_at(item.origin, "time_bucket() needs GROUP BY")
@@ -222,7 +222,7 @@ def _plan_raw(
         outputs.append(slot(name))
         columns.append(item.alias or name)
 
-    order: list[fx.SortKey] = []
+    order: list[finalexpr.SortKey] = []
     for ordered in _ordered(select.args.get("order")):
         target = _ordinal(ordered.this, items, "ORDER BY") or _aliased(ordered.this, items)
         node = target.node if target is not None else ordered.this
@@ -233,7 +233,7 @@ def _plan_raw(
         name = field_name(node, table_names)
         descending = bool(ordered.args.get("desc"))
         plan.order_by.append(plan_pb2.OrderBy(field=name, descending=descending))
-        order.append(fx.SortKey(slot(name), descending))
+        order.append(finalexpr.SortKey(slot(name), descending))
 
     if limit is None:
         limit = DEFAULT_RAW_LIMIT
@@ -265,7 +265,7 @@ def _plan_aggregate(
         scope.add_group_key(item.node if item is not None else key, key)
 
     columns: list[str] = []
-    outputs: list[fx.ValueExpr] = []
+    outputs: list[finalexpr.ValueExpr] = []
     for item in items:
         output = scope.value(item.node)
         outputs.append(output)
@@ -281,7 +281,7 @@ def _plan_aggregate(
         if scope.static_type(having) not in (None, "bool"):
             raise error_at(having_node.this, "HAVING needs a condition, such as count(*) > 10")
 
-    order: list[fx.SortKey] = []
+    order: list[finalexpr.SortKey] = []
     for ordered in _ordered(select.args.get("order")):
         node = ordered.this
         item = _ordinal(node, items, "ORDER BY")
@@ -291,7 +291,7 @@ def _plan_aggregate(
             raise error_at(node, f"ORDER BY {sql_text(node)}: order by a column, alias or position")
         else:
             expr = scope.value(node, aliases)
-        order.append(fx.SortKey(expr, bool(ordered.args.get("desc"))))
+        order.append(finalexpr.SortKey(expr, bool(ordered.args.get("desc"))))
 
     if not scope.aggregates:
         # GROUP BY without aggregates: storage tells the modes apart by the aggregates, so

@@ -14,7 +14,7 @@ from sqlglot import exp
 
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.events.values import Scalar
-from flakehouse.query import finalexpr as fx
+from flakehouse.query import finalexpr
 from flakehouse.query.sql.errors import error_at, sql_text
 from flakehouse.query.sql.syntax import (
     QUANTILE_SHORTHANDS,
@@ -166,7 +166,7 @@ class Scope:
                 )
             field = self._aggregate_field(name, args[0], node)
             quantile = literal_value(args[1]) if is_literal(args[1]) else None
-            if not (fx.is_number(quantile) and 0 < quantile <= 1):
+            if not (finalexpr.is_number(quantile) and 0 < quantile <= 1):
                 raise error_at(
                     args[1], f"the quantile must be a number in (0, 1], got {sql_text(args[1])}"
                 )
@@ -227,21 +227,21 @@ class Scope:
     # -- post-merge expressions -------------------------------------------------------------
 
     def value(
-        self, node: exp.Expr, aliases: Mapping[str, fx.ValueExpr] | None = None
-    ) -> fx.ValueExpr:
+        self, node: exp.Expr, aliases: Mapping[str, finalexpr.ValueExpr] | None = None
+    ) -> finalexpr.ValueExpr:
         """A post-merge expression; bare names in `aliases` stand for those SELECT items."""
         if isinstance(node, exp.Paren):
             return self.value(node.this, aliases)
         if aliases and isinstance(node, exp.Column) and not node.table and node.name in aliases:
             return aliases[node.name]
         if is_aggregate_call(node):
-            return fx.AggRef(self.aggregate(node))
+            return finalexpr.AggRef(self.aggregate(node))
         bucket = time_bucket(node)
         if bucket is not None:
             index = self._keys.get(("bucket", bucket.width_us))
             if index is None:
                 raise error_at(node, f"{bucket.name} must appear in GROUP BY")
-            return fx.KeyRef(index)
+            return finalexpr.KeyRef(index)
         if is_field(node):
             name = field_name(node, self.table_names)
             index = self._keys.get(("field", name))
@@ -250,20 +250,22 @@ class Scope:
                     node,
                     f"field {name} must appear in GROUP BY or be used in an aggregate function",
                 )
-            return fx.KeyRef(index)
+            return finalexpr.KeyRef(index)
         if is_literal(node):
-            return fx.Lit(literal_value(node))
+            return finalexpr.Lit(literal_value(node))
         if isinstance(node, exp.Neg):
-            return fx.Negate(self._number(node.this, aliases))
+            return finalexpr.Negate(self._number(node.this, aliases))
         if type(node) in _ARITHMETIC:
-            return fx.Arith(
+            return finalexpr.Arith(
                 _ARITHMETIC[type(node)],
                 self._number(node.this, aliases),
                 self._number(node.expression, aliases),
             )
         return self._predicate(node, aliases)
 
-    def _number(self, node: exp.Expr, aliases: Mapping[str, fx.ValueExpr] | None) -> fx.ValueExpr:
+    def _number(
+        self, node: exp.Expr, aliases: Mapping[str, finalexpr.ValueExpr] | None
+    ) -> finalexpr.ValueExpr:
         value = self.value(node, aliases)
         kind = self.static_type(value)
         if kind not in (None, "number"):
@@ -273,19 +275,19 @@ class Scope:
         return value
 
     def _predicate(
-        self, node: exp.Expr, aliases: Mapping[str, fx.ValueExpr] | None
-    ) -> fx.ValueExpr:
+        self, node: exp.Expr, aliases: Mapping[str, finalexpr.ValueExpr] | None
+    ) -> finalexpr.ValueExpr:
         if isinstance(node, exp.Not):
-            return fx.NotOp(self.value(node.this, aliases))
+            return finalexpr.NotOp(self.value(node.this, aliases))
         if isinstance(node, exp.And | exp.Or):
             op = "and" if isinstance(node, exp.And) else "or"
-            return fx.BoolOp(
+            return finalexpr.BoolOp(
                 op, (self.value(node.this, aliases), self.value(node.expression, aliases))
             )
         if type(node) in _COMPARISONS:
             left, right = self.value(node.this, aliases), self.value(node.expression, aliases)
             self._check_comparable(node, left, right)
-            return fx.Cmp(_COMPARISONS[type(node)], left, right)
+            return finalexpr.Cmp(_COMPARISONS[type(node)], left, right)
         if isinstance(node, exp.Between):
             operand = self.value(node.this, aliases)
             low, high = (
@@ -294,20 +296,24 @@ class Scope:
             )
             self._check_comparable(node, operand, low)
             self._check_comparable(node, operand, high)
-            return fx.BoolOp("and", (fx.Cmp(">=", operand, low), fx.Cmp("<=", operand, high)))
+            return finalexpr.BoolOp(
+                "and", (finalexpr.Cmp(">=", operand, low), finalexpr.Cmp("<=", operand, high))
+            )
         if isinstance(node, exp.Is):
             if not isinstance(node.expression, exp.Null):
                 raise error_at(
                     node, f"only IS NULL and IS NOT NULL are supported, not {sql_text(node)}"
                 )
-            return fx.IsNullOp(self.value(node.this, aliases))
+            return finalexpr.IsNullOp(self.value(node.this, aliases))
         if isinstance(node, exp.In):
             return self._in(node, aliases)
         if isinstance(node, exp.Like):
             return self._like(node, aliases)
         raise _unsupported(node)
 
-    def _in(self, node: exp.In, aliases: Mapping[str, fx.ValueExpr] | None) -> fx.ValueExpr:
+    def _in(
+        self, node: exp.In, aliases: Mapping[str, finalexpr.ValueExpr] | None
+    ) -> finalexpr.ValueExpr:
         if node.args.get("query") is not None:
             raise error_at(node, "subqueries are not supported")
         if not node.expressions:
@@ -317,12 +323,14 @@ class Scope:
         for item in node.expressions:
             if not is_literal(item) or literal_value(item) is None:
                 raise error_at(item, f"IN lists hold literal values, got {sql_text(item)}")
-            self._check_comparable(item, operand, fx.Lit(literal_value(item)))
+            self._check_comparable(item, operand, finalexpr.Lit(literal_value(item)))
             # Not None: checked above (mypy does not narrow a call's result across calls).
             values.append(literal_value(item))  # type: ignore[arg-type]
-        return fx.InOp(operand, tuple(values))
+        return finalexpr.InOp(operand, tuple(values))
 
-    def _like(self, node: exp.Like, aliases: Mapping[str, fx.ValueExpr] | None) -> fx.ValueExpr:
+    def _like(
+        self, node: exp.Like, aliases: Mapping[str, finalexpr.ValueExpr] | None
+    ) -> finalexpr.ValueExpr:
         operand = self.value(node.this, aliases)
         pattern = node.expression
         if not (isinstance(pattern, exp.Literal) and pattern.is_string):
@@ -334,11 +342,13 @@ class Scope:
             raise error_at(
                 node, f"type mismatch: LIKE works on strings, {sql_text(node.this)} is a {kind}"
             )
-        return fx.LikeOp(operand, pattern.this, bool(node.args.get("negate")))
+        return finalexpr.LikeOp(operand, pattern.this, bool(node.args.get("negate")))
 
-    def _check_comparable(self, node: exp.Expr, left: fx.ValueExpr, right: fx.ValueExpr) -> None:
-        if (isinstance(left, fx.Lit) and left.value is None) or (
-            isinstance(right, fx.Lit) and right.value is None
+    def _check_comparable(
+        self, node: exp.Expr, left: finalexpr.ValueExpr, right: finalexpr.ValueExpr
+    ) -> None:
+        if (isinstance(left, finalexpr.Lit) and left.value is None) or (
+            isinstance(right, finalexpr.Lit) and right.value is None
         ):
             raise error_at(node, "a comparison with NULL is never true; use IS NULL or IS NOT NULL")
         left_type, right_type = self.static_type(left), self.static_type(right)
@@ -349,27 +359,34 @@ class Scope:
                 f" cannot compare a {left_type} with a {right_type}",
             )
 
-    def static_type(self, expr: fx.ValueExpr) -> str | None:
+    def static_type(self, expr: finalexpr.ValueExpr) -> str | None:
         """'number', 'string' or 'bool' when known before running the query, else None."""
         match expr:
-            case fx.Lit(value):
+            case finalexpr.Lit(value):
                 if value is None:
                     return None
                 if isinstance(value, bool):
                     return "bool"
                 return "string" if isinstance(value, str) else "number"
-            case fx.AggRef(index):
+            case finalexpr.AggRef(index):
                 aggregate = self.aggregates[index]
                 if aggregate.function in _NUMERIC_AGGREGATES or aggregate.field == TIMESTAMP:
                     return "number"
                 return None
-            case fx.KeyRef(index):
+            case finalexpr.KeyRef(index):
                 key = self.group_by[index]
                 is_time = key.WhichOneof("kind") == "time_bucket_us" or key.field == TIMESTAMP
                 return "number" if is_time else None
-            case fx.Arith() | fx.Negate():
+            case finalexpr.Arith() | finalexpr.Negate():
                 return "number"
-            case fx.Cmp() | fx.BoolOp() | fx.NotOp() | fx.IsNullOp() | fx.InOp() | fx.LikeOp():
+            case (
+                finalexpr.Cmp()
+                | finalexpr.BoolOp()
+                | finalexpr.NotOp()
+                | finalexpr.IsNullOp()
+                | finalexpr.InOp()
+                | finalexpr.LikeOp()
+            ):
                 return "bool"
         return None
 
