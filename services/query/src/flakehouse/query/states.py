@@ -31,8 +31,6 @@ from flakehouse.sketches import (
     quantiles_of_groups,
 )
 
-F = plan_pb2.AggregateFunction
-
 _REPEATED = ("counts", "sums", "int_sums", "float_seen", "sketches")
 
 
@@ -79,14 +77,14 @@ def state_columns(plan: plan_pb2.QueryPlan) -> list[StateColumn]:
     for aggregate in plan.aggregates:
         function = aggregate.function
         if function not in SUPPORTED_AGGREGATES:
-            raise PartialResultError(f"cannot merge {F.Name(function)}")
-        if function in (F.AGGREGATE_FUNCTION_COUNT, F.AGGREGATE_FUNCTION_COUNT_FIELD):
+            raise PartialResultError(f"cannot merge {plan_pb2.AggregateFunction.Name(function)}")
+        if function in (plan_pb2.AGGREGATE_FUNCTION_COUNT, plan_pb2.AGGREGATE_FUNCTION_COUNT_FIELD):
             columns.append(Counts())
-        elif function in (F.AGGREGATE_FUNCTION_SUM, F.AGGREGATE_FUNCTION_AVG):
-            columns.append(Sums(average=function == F.AGGREGATE_FUNCTION_AVG))
-        elif function in (F.AGGREGATE_FUNCTION_MIN, F.AGGREGATE_FUNCTION_MAX):
-            columns.append(MinMax(maximum=function == F.AGGREGATE_FUNCTION_MAX))
-        elif function == F.AGGREGATE_FUNCTION_COUNT_DISTINCT:
+        elif function in (plan_pb2.AGGREGATE_FUNCTION_SUM, plan_pb2.AGGREGATE_FUNCTION_AVG):
+            columns.append(Sums(average=function == plan_pb2.AGGREGATE_FUNCTION_AVG))
+        elif function in (plan_pb2.AGGREGATE_FUNCTION_MIN, plan_pb2.AGGREGATE_FUNCTION_MAX):
+            columns.append(MinMax(maximum=function == plan_pb2.AGGREGATE_FUNCTION_MAX))
+        elif function == plan_pb2.AGGREGATE_FUNCTION_COUNT_DISTINCT:
             columns.append(Sketches(DistinctState, _distinct_batch))
         else:
             columns.append(Sketches(QuantileState, _quantile_batch(aggregate.quantile)))

@@ -15,20 +15,17 @@ from flakehouse.storage.grouping import GroupIndex, LocalGroups, SegmentGroups, 
 from flakehouse.storage.predicate import Index, ScanSegment
 from flakehouse.storage.quantiles import Percentile
 
-F = plan_pb2.AggregateFunction
-
-
 # COUNT_DISTINCT and PERCENTILE keep flakehouse.sketches states per group (distinct.py,
 # quantiles.py) and serialize them into AggregateState.sketch.
 AGGREGATORS: dict[int, Callable[[plan_pb2.Aggregate], Aggregator]] = {
-    F.AGGREGATE_FUNCTION_COUNT: Count,
-    F.AGGREGATE_FUNCTION_COUNT_FIELD: Count,
-    F.AGGREGATE_FUNCTION_SUM: Sum,
-    F.AGGREGATE_FUNCTION_AVG: Sum,
-    F.AGGREGATE_FUNCTION_MIN: Extreme,
-    F.AGGREGATE_FUNCTION_MAX: Extreme,
-    F.AGGREGATE_FUNCTION_COUNT_DISTINCT: CountDistinct,
-    F.AGGREGATE_FUNCTION_PERCENTILE: Percentile,
+    plan_pb2.AGGREGATE_FUNCTION_COUNT: Count,
+    plan_pb2.AGGREGATE_FUNCTION_COUNT_FIELD: Count,
+    plan_pb2.AGGREGATE_FUNCTION_SUM: Sum,
+    plan_pb2.AGGREGATE_FUNCTION_AVG: Sum,
+    plan_pb2.AGGREGATE_FUNCTION_MIN: Extreme,
+    plan_pb2.AGGREGATE_FUNCTION_MAX: Extreme,
+    plan_pb2.AGGREGATE_FUNCTION_COUNT_DISTINCT: CountDistinct,
+    plan_pb2.AGGREGATE_FUNCTION_PERCENTILE: Percentile,
 }
 
 

@@ -19,7 +19,6 @@ from flakehouse.kernels.sums import ExactSums, group_int_sums, wire_int_sums
 from flakehouse.storage.grouping import SegmentGroups
 from flakehouse.storage.segment import TIMESTAMP, ColumnView
 
-F = plan_pb2.AggregateFunction
 _I64 = np.iinfo(np.int64)
 
 
@@ -35,7 +34,7 @@ class Count:
     """COUNT (rows) and COUNT_FIELD (rows where the field has a value of any type)."""
 
     def __init__(self, agg: plan_pb2.Aggregate) -> None:
-        self.field = agg.field if agg.function == F.AGGREGATE_FUNCTION_COUNT_FIELD else None
+        self.field = agg.field if agg.function == plan_pb2.AGGREGATE_FUNCTION_COUNT_FIELD else None
         self.counts = np.zeros(0, dtype=np.int64)
 
     def add(self, part: SegmentGroups) -> None:
@@ -107,7 +106,7 @@ class Extreme:
 
     def __init__(self, agg: plan_pb2.Aggregate) -> None:
         self.field = agg.field
-        self.is_min = agg.function == F.AGGREGATE_FUNCTION_MIN
+        self.is_min = agg.function == plan_pb2.AGGREGATE_FUNCTION_MIN
         self.state = Extremes(maximum=not self.is_min)
 
     def _local(
