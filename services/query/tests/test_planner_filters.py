@@ -11,6 +11,7 @@ from services.query.tests.planner_helpers import (
     NOW,
     SECOND,
     cmp,
+    error,
     expr,
     micros,
     plan,
@@ -213,3 +214,38 @@ def test_no_where_leaves_filter_and_time_range_unset() -> None:
     planned = plan("SELECT name FROM ci").plan
     assert not planned.HasField("filter")
     assert not planned.HasField("time_range")
+
+
+@pytest.mark.parametrize(
+    ("condition", "unit", "moment", "micros_text"),
+    [
+        ("timestamp > 1700000000", "seconds", "2023-11-14T22:13:20Z", "1700000000000000"),
+        (
+            "timestamp >= 1700000000123",
+            "milliseconds",
+            "2023-11-14T22:13:20.123000Z",
+            "1700000000123000",
+        ),
+        ("timestamp IN (1700000000)", "seconds", "2023-11-14T22:13:20Z", "1700000000000000"),
+        (
+            "timestamp BETWEEN 946684800 AND 4102444799",
+            "seconds",
+            "2000-01-01T00:00:00Z",
+            "946684800000000",
+        ),
+    ],
+)
+def test_epoch_seconds_or_milliseconds_are_an_error_not_1970(
+    condition: str, unit: str, moment: str, micros_text: str
+) -> None:
+    found = error(f"SELECT count(*) FROM ci WHERE {condition}")
+    assert f"looks like {unit} since the epoch ({moment})" in found.message
+    assert f"write '{moment}' or {micros_text}" in found.message
+    assert found.position is not None
+
+
+def test_ints_that_are_not_plausible_seconds_or_milliseconds_stay_microseconds() -> None:
+    # 0, a moment of 1970 in milliseconds' range but before 2000, and real microseconds.
+    assert time_range("timestamp >= 0") == (0, None)
+    assert time_range("timestamp >= 900000000") == (900_000_000, None)
+    assert time_range("timestamp < 4102444800") == (None, 4_102_444_800)

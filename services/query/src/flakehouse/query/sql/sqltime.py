@@ -119,12 +119,12 @@ def _time_value(node: exp.Expr, now_us: int) -> int:
         if node.is_string:
             return _timestamp_literal(node, node.this)
         if node.is_int:
-            return int(node.this)
+            return _microseconds(node, int(node.this))
         raise error_at(
             node, f"a time must be a date string or int microseconds, not {sql_text(node)}"
         )
     if isinstance(node, exp.Neg) and isinstance(node.this, exp.Literal) and node.this.is_int:
-        return -int(node.this.this)
+        return _microseconds(node, -int(node.this.this))
     if (
         isinstance(node, exp.Cast)
         and isinstance(node.this, exp.Literal)
@@ -155,6 +155,32 @@ def _time_value(node: exp.Expr, now_us: int) -> int:
         f"cannot use {sql_text(node)} as a time; use a date string like '2026-11-01',"
         " int microseconds, or now() - interval '7 days'",
     )
+
+
+# An int compared with `timestamp` is microseconds. Read as seconds or milliseconds, a time from
+# these years is what someone meant who wrote `timestamp > 1700000000`; as microseconds it would be
+# a moment of January 1970, when no test ran.
+_PLAUSIBLE_US = (
+    (datetime(2000, 1, 1, tzinfo=UTC) - _EPOCH) // _MICROSECOND,
+    (datetime(2100, 1, 1, tzinfo=UTC) - _EPOCH) // _MICROSECOND,
+)
+_OTHER_UNITS = (("seconds", _SECOND_US), ("milliseconds", 1_000))
+
+
+def _microseconds(node: exp.Expr, value: int) -> int:
+    """`value`, an int compared with `timestamp`, unless it reads as epoch seconds or
+    milliseconds of a plausible date: then an error that says so and what to write."""
+    low, high = _PLAUSIBLE_US
+    for unit, scale in _OTHER_UNITS:
+        if low <= value * scale < high:
+            moment = _EPOCH + value * scale * _MICROSECOND
+            text = moment.isoformat().replace("+00:00", "Z")
+            raise error_at(
+                node,
+                f"{value} looks like {unit} since the epoch ({text}), but an int compared with"
+                f" timestamp is microseconds; write '{text}' or {value * scale}",
+            )
+    return value
 
 
 def _timestamp_literal(node: exp.Expr, text: str) -> int:
