@@ -93,6 +93,14 @@ def battery(world: World) -> list[Case]:
             sketch={1: "quantile", 2: "quantile"},
         ),
         Case(
+            "other engines' spellings of percentiles and count distinct",
+            "SELECT suite, median(duration), quantile_cont(duration, 0.9), "
+            "approx_quantile(duration, 0.95), approx_count_distinct(name) FROM ci GROUP BY suite",
+            "SELECT suite, median(duration), quantile_cont(duration, 0.9), "
+            "quantile_cont(duration, 0.95), count(DISTINCT name) FROM events GROUP BY suite",
+            sketch={1: "quantile", 2: "quantile", 3: "quantile", 4: "distinct"},
+        ),
+        Case(
             "percentile of an int field",
             "SELECT p50(retries), p99(retries) FROM ci WHERE retries > 0",
             "SELECT quantile_cont(retries, 0.5), quantile_cont(retries, 0.99) FROM events "

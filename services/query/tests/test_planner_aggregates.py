@@ -7,7 +7,7 @@ import pytest
 
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.query import finalexpr
-from services.query.tests.planner_helpers import DAY, HOUR, SECOND, cmp, ir, micros, plan
+from services.query.tests.planner_helpers import DAY, HOUR, SECOND, cmp, error, ir, micros, plan
 
 # -- the design's example and the overall shape --------------------------------------------
 
@@ -293,3 +293,45 @@ def test_aggregate_over_timestamp() -> None:
     assert list(planned.plan.aggregates) == [
         plan_pb2.Aggregate(function=plan_pb2.AGGREGATE_FUNCTION_MAX, field="timestamp")
     ]
+
+
+def test_other_engines_spellings_of_percentiles_and_count_distinct() -> None:
+    planned = plan(
+        "SELECT median(duration), quantile_cont(duration, 0.9), approx_quantile(duration, 0.95),"
+        " quantile(duration, 0.25), approx_count_distinct(name), p95(duration) FROM ci"
+    )
+    assert planned.columns == [
+        "median(duration)",
+        "quantile_cont(duration, 0.9)",
+        "approx_quantile(duration, 0.95)",
+        "quantile(duration, 0.25)",
+        "approx_count_distinct(name)",
+        "p95(duration)",
+    ]
+    percentile, distinct = (
+        plan_pb2.AGGREGATE_FUNCTION_PERCENTILE,
+        plan_pb2.AGGREGATE_FUNCTION_COUNT_DISTINCT,
+    )
+    assert [(a.function, a.field, a.quantile) for a in planned.plan.aggregates] == [
+        (percentile, "duration", 0.5),
+        (percentile, "duration", 0.9),
+        (percentile, "duration", 0.95),
+        (percentile, "duration", 0.25),
+        (distinct, "name", 0.0),
+    ]  # p95 is the same aggregate as approx_quantile(duration, 0.95): computed once
+
+
+@pytest.mark.parametrize(
+    ("sql", "message"),
+    [
+        ("SELECT quantile_cont(duration) FROM ci", "quantile_cont() takes a field and a quantile"),
+        (
+            "SELECT approx_quantile(duration, 1.5) FROM ci",
+            "the quantile must be a number in (0, 1]",
+        ),
+        ("SELECT median(*) FROM ci", "median(*) is not valid; name a field"),
+        ("SELECT stddev(duration) FROM ci", "also spelled median, quantile_cont"),
+    ],
+)
+def test_the_spellings_are_checked_like_the_originals(sql: str, message: str) -> None:
+    assert message in error(sql).message

@@ -21,6 +21,7 @@ from flakehouse.query.sql.parsing import (
 )
 from flakehouse.query.sql.scope import Scope, aggregate_name
 from flakehouse.query.sql.syntax import (
+    QUANTILE_ALIASES,
     QUANTILE_SHORTHANDS,
     field_name,
     find_aggregate,
@@ -324,9 +325,11 @@ def _display_name(node: exp.Expr, scope: Scope) -> str:
     if find_aggregate(node) is node:
         aggregate = scope.aggregates[scope.aggregate(node)]
         shorthand = function_name(node)
-        if shorthand in QUANTILE_SHORTHANDS:
+        if shorthand in QUANTILE_SHORTHANDS or shorthand in ("median", "approx_count_distinct"):
             # As written: p95(duration), not percentile(duration, 0.95).
             return f"{shorthand}({aggregate.field})"
+        if shorthand in QUANTILE_ALIASES:
+            return f"{shorthand}({aggregate.field}, {aggregate.quantile:g})"
         return aggregate_name(aggregate)
     bucket = time_bucket(node)
     if bucket is not None:

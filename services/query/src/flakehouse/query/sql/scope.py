@@ -158,22 +158,27 @@ class Scope:
                 raise error_at(node, f"{name}() takes one field, got {1 + len(node.expressions)}")
             field = self._aggregate_field(name, node.this, node)
             return plan_pb2.Aggregate(function=_SIMPLE_AGGREGATES[type(node)], field=field)
-        if isinstance(node, exp.Anonymous) and name == "percentile":
+        if isinstance(node, exp.Anonymous) and name in ("percentile", "quantile_cont"):
             args = node.expressions
             if len(args) != 2:
-                raise error_at(
-                    node, "percentile() takes a field and a quantile: percentile(f, 0.95)"
-                )
-            field = self._aggregate_field(name, args[0], node)
-            quantile = literal_value(args[1]) if is_literal(args[1]) else None
-            if not (finalexpr.is_number(quantile) and 0 < quantile <= 1):
-                raise error_at(
-                    args[1], f"the quantile must be a number in (0, 1], got {sql_text(args[1])}"
-                )
+                raise error_at(node, f"{name}() takes a field and a quantile: {name}(f, 0.95)")
+            return self._percentile(name, args[0], args[1], node)
+        if isinstance(node, exp.Quantile | exp.ApproxQuantile):
+            extra = [k for k in node.args if k not in ("this", "quantile") and node.args[k]]
+            if extra:
+                raise error_at(node, f"{name}() takes a field and a quantile: {name}(f, 0.95)")
+            return self._percentile(name, node.this, node.args["quantile"], node)
+        if isinstance(node, exp.Median):
+            field = self._aggregate_field(name, node.this, node)
             return plan_pb2.Aggregate(
-                function=plan_pb2.AGGREGATE_FUNCTION_PERCENTILE,
-                field=field,
-                quantile=float(quantile),
+                function=plan_pb2.AGGREGATE_FUNCTION_PERCENTILE, field=field, quantile=0.5
+            )
+        if isinstance(node, exp.ApproxDistinct):
+            if node.args.get("accuracy") is not None:
+                raise error_at(node, f"{name}() takes one field")
+            field = self._aggregate_field(name, node.this, node)
+            return plan_pb2.Aggregate(
+                function=plan_pb2.AGGREGATE_FUNCTION_COUNT_DISTINCT, field=field
             )
         if isinstance(node, exp.Anonymous) and name in QUANTILE_SHORTHANDS:
             if len(node.expressions) != 1:
@@ -187,7 +192,22 @@ class Scope:
         raise error_at(
             node,
             f"aggregate function {name}() is not supported;"
-            " use count, sum, avg, min, max, percentile or p50/p90/p95/p99",
+            " use count, sum, avg, min, max, percentile or p50/p90/p95/p99 (also spelled"
+            " median, quantile_cont, approx_quantile, approx_count_distinct)",
+        )
+
+    def _percentile(
+        self, name: str, field_arg: exp.Expr | None, quantile_arg: exp.Expr, call: exp.Expr
+    ) -> plan_pb2.Aggregate:
+        field = self._aggregate_field(name, field_arg, call)
+        quantile = literal_value(quantile_arg) if is_literal(quantile_arg) else None
+        if not (finalexpr.is_number(quantile) and 0 < quantile <= 1):
+            raise error_at(
+                quantile_arg,
+                f"the quantile must be a number in (0, 1], got {sql_text(quantile_arg)}",
+            )
+        return plan_pb2.Aggregate(
+            function=plan_pb2.AGGREGATE_FUNCTION_PERCENTILE, field=field, quantile=float(quantile)
         )
 
     def _count(self, node: exp.Count) -> plan_pb2.Aggregate:

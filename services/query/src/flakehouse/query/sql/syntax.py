@@ -18,7 +18,11 @@ TIMESTAMP = "timestamp"
 
 # Quantile shorthands; percentile(f, q) is the general form.
 QUANTILE_SHORTHANDS = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
-_ANONYMOUS_AGGREGATES = {"percentile", *QUANTILE_SHORTHANDS}
+# Spellings other engines use for the same aggregates (DuckDB's, mostly): name -> how the
+# column is named when the query gives no alias. median is percentile 0.5; quantile_cont,
+# quantile and approx_quantile take the quantile as their second argument.
+QUANTILE_ALIASES = {"median", "quantile_cont", "quantile", "approx_quantile"}
+_ANONYMOUS_AGGREGATES = {"percentile", "quantile_cont", *QUANTILE_SHORTHANDS}
 
 
 def is_field(node: exp.Expr) -> bool:
@@ -95,6 +99,8 @@ def function_name(node: exp.Expr) -> str:
     """Lower-case name of a function call, as the user would recognise it."""
     if isinstance(node, exp.Anonymous):
         return node.name.lower()
+    if isinstance(node, exp.ApproxDistinct):
+        return "approx_count_distinct"
     if isinstance(node, exp.Func):
         return node.sql_name().lower()
     return type(node).__name__.lower()
