@@ -21,6 +21,7 @@ class Query(query_pb2_grpc.QueryServiceServicer):
     def __init__(self) -> None:
         self.partial = True
         self.freshness = query_pb2.Freshness()
+        self.truncated = False
 
     def Query(self, request: Any, context: Any) -> query_pb2.QueryResponse:
         response = query_pb2.QueryResponse(
@@ -28,6 +29,7 @@ class Query(query_pb2_grpc.QueryServiceServicer):
             rows=[events_pb2.Row(values=[events_pb2.Value(int_value=0)])],
             partial=self.partial,
             freshness=self.freshness,
+            truncated=self.truncated,
         )
         if self.partial:
             response.missing_partitions.add(dataset="ci", partition=3, reason="catching up")
@@ -97,4 +99,24 @@ def test_a_stale_answer_says_how_far_behind_it_is(
     assert err == (
         "note: stale answer: up to 120 records and 1.4 s behind "
         "(partition 3 on storage-1: 120 records, 1.4 s)\n"
+    )
+
+
+def test_an_answer_cut_at_the_default_limit_says_so(
+    query: tuple[Query, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    service, address = query
+    service.partial = False
+    sql = "SELECT name FROM ci"
+    assert cli.main(["query", "--query", address, "--format", "json", sql]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["truncated"] is False and err == ""
+
+    service.truncated = True
+    assert cli.main(["query", "--query", address, "--format", "json", sql]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["truncated"] is True
+    assert err == (
+        "note: only the first 1 rows are shown (the default LIMIT); more matched: add LIMIT n"
+        " (up to 100000), an ORDER BY, or a narrower WHERE\n"
     )

@@ -7,7 +7,7 @@ import gc
 
 from flakehouse.common.v1 import events_pb2
 from flakehouse.events.values import BOOL, FLOAT, INT, STRING, from_value
-from flakehouse.query.answer import finalize
+from flakehouse.query.answer import finalize, to_response
 from flakehouse.query.merge import merge_partials
 from services.query.tests.merge_helpers import (
     UNSPECIFIED,
@@ -195,3 +195,20 @@ def test_rows_outlive_the_merge() -> None:
     gc.collect()
     assert [[from_value(v) for v in row.values] for row in result] == [["a", 2]]
     assert events_pb2.Row.FromString(result[0].SerializeToString()) == result[0]
+
+
+def test_an_answer_cut_at_the_default_limit_says_so() -> None:
+    def truncated(sql: str, *counts: int) -> tuple[bool, int]:
+        planned = plan(sql)
+        partials = [rows(*[[f"t{p}-{i}"] for i in range(n)]) for p, n in enumerate(counts)]
+        response = to_response(planned, merge_partials(planned, partials))
+        return response.truncated, len(response.rows)
+
+    # Storage sends up to 1001 rows a partition under the default LIMIT of 1000.
+    assert truncated("SELECT name FROM ci", 600, 401) == (True, 1000)
+    assert truncated("SELECT name FROM ci", 1001) == (True, 1000)
+    assert truncated("SELECT name FROM ci", 600, 400) == (False, 1000)
+    assert truncated("SELECT name FROM ci OFFSET 10", 1011) == (True, 1000)
+    # An explicit LIMIT is what was asked for: never flagged.
+    assert truncated("SELECT name FROM ci LIMIT 5", 10) == (False, 5)
+    assert truncated("SELECT name FROM ci LIMIT 1000", 1000, 1000) == (False, 1000)

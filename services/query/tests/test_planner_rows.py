@@ -14,13 +14,16 @@ def test_raw_rows_default_limit() -> None:
         ir_version: 1 dataset: "ci"
         filter {{ {cmp("EQ", "status", 'string_value: "failed"')} }}
         select_fields: "timestamp" select_fields: "name" select_fields: "prop.os"
-        limit: {DEFAULT_RAW_LIMIT}
+        limit: {DEFAULT_RAW_LIMIT + 1}
         """
-    )
+    )  # one row more than answered: the answer can tell it was cut
     assert not planned.is_aggregate
     assert planned.columns == ["timestamp", "name", "os"]
     assert planned.outputs == [finalexpr.FieldRef(0), finalexpr.FieldRef(1), finalexpr.FieldRef(2)]
     assert (planned.limit, planned.offset) == (DEFAULT_RAW_LIMIT, 0)
+    assert planned.default_limit
+    explicit = plan(f"SELECT name FROM ci LIMIT {DEFAULT_RAW_LIMIT}")
+    assert explicit.plan.limit == DEFAULT_RAW_LIMIT and not explicit.default_limit
 
 
 def test_raw_rows_order_by_hidden_fields_alias_and_position() -> None:

@@ -233,6 +233,12 @@ def answered(args: argparse.Namespace, result: QueryResult) -> int:
     print(RENDERERS[args.format](result))
     if result.stale:
         print(f"note: {describe_staleness(result.freshness)}", file=sys.stderr)
+    if result.truncated:
+        print(
+            f"note: only the first {len(result.rows)} rows are shown (the default LIMIT); more"
+            " matched: add LIMIT n (up to 100000), an ORDER BY, or a narrower WHERE",
+            file=sys.stderr,
+        )
     if not result.partial or args.allow_partial:
         return EXIT_OK
     missing = len(result.missing_partitions)

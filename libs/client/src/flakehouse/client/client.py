@@ -85,6 +85,8 @@ class QueryResult:
     # How far behind the replicas that answered were (QueryResponse.freshness): the worst
     # `records_behind` and `behind_ms`, and `partitions`, one entry per partition answered.
     freshness: dict[str, Any] = field(default_factory=dict)
+    # Raw rows without LIMIT: the query matched more rows than the default LIMIT answered.
+    truncated: bool = False
 
     @property
     def stale(self) -> bool:
@@ -97,6 +99,7 @@ class QueryResult:
             "partial": self.partial,
             "missing_partitions": self.missing_partitions,
             "freshness": self.freshness,
+            "truncated": self.truncated,
         }
 
 
@@ -343,6 +346,7 @@ class Client:
                 for m in response.missing_partitions
             ],
             freshness=_freshness(response.freshness),
+            truncated=response.truncated,
             stats={
                 "rows_scanned": response.stats.scan.rows_scanned,
                 "rows_matched": response.stats.scan.rows_matched,

@@ -39,7 +39,7 @@ def to_response(
         cells.append(column)
         kinds.append(column_kinds)
         columns.append(query_pb2.ResultColumn(name=name, type=value_type))
-    response = query_pb2.QueryResponse(columns=columns)
+    response = query_pb2.QueryResponse(columns=columns, truncated=_truncated(planned, merged))
     if columnar:
         response.column_values.extend(
             to_value_column(plain(c, k)) for c, k in zip(cells, kinds, strict=True)
@@ -47,6 +47,14 @@ def to_response(
     else:
         response.MergeFromString(encode_rows(cells, kinds))
     return response
+
+
+def _truncated(planned: PlannedQuery, merged: Merged) -> bool:
+    """Whether a raw-rows answer under the default LIMIT left matching rows out: storage sent
+    one row more than answered if it had it."""
+    if not planned.default_limit or planned.limit is None:
+        return False
+    return len(merged.rows) > planned.offset + planned.limit
 
 
 def finalize(

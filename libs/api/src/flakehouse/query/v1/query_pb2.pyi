@@ -312,8 +312,13 @@ class QueryResponse(_message.Message):
     PLAN_FIELD_NUMBER: _builtins.int
     COLUMN_VALUES_FIELD_NUMBER: _builtins.int
     FRESHNESS_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
     partial: _builtins.bool
     """True when some partitions could not be read; they are listed with the reason."""
+    truncated: _builtins.bool
+    """A raw-rows query without LIMIT is answered its first rows (the default LIMIT, 1000): true
+    when it matched more than that, so the answer is cut. Never set with an explicit LIMIT.
+    """
     @_builtins.property
     def columns(self) -> _containers.RepeatedCompositeFieldContainer[Global___ResultColumn]: ...
     @_builtins.property
@@ -350,10 +355,11 @@ class QueryResponse(_message.Message):
         plan: _plan_pb2.QueryPlan | None = ...,
         column_values: _abc.Iterable[_plan_pb2.ValueColumn] | None = ...,
         freshness: Global___Freshness | None = ...,
+        truncated: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["freshness", b"freshness", "plan", b"plan", "stats", b"stats"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["column_values", b"column_values", "columns", b"columns", "freshness", b"freshness", "missing_partitions", b"missing_partitions", "partial", b"partial", "plan", b"plan", "rows", b"rows", "stats", b"stats"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["column_values", b"column_values", "columns", b"columns", "freshness", b"freshness", "missing_partitions", b"missing_partitions", "partial", b"partial", "plan", b"plan", "rows", b"rows", "stats", b"stats", "truncated", b"truncated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

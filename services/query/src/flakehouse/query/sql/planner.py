@@ -67,6 +67,9 @@ class PlannedQuery:
     limit: int | None = None
     offset: int = 0
     explain: bool = False
+    default_limit: bool = False
+    """The raw-rows query had no LIMIT: storage is asked one row more than the default, so the
+    answer can say it was cut (`truncated`)."""
 
     @property
     def is_aggregate(self) -> bool:
@@ -236,6 +239,7 @@ def _plan_raw(
         plan.order_by.append(plan_pb2.OrderBy(field=name, descending=descending))
         order.append(finalexpr.SortKey(slot(name), descending))
 
+    default_limit = limit is None
     if limit is None:
         limit = DEFAULT_RAW_LIMIT
     if limit + offset > MAX_RAW_LIMIT:
@@ -243,9 +247,12 @@ def _plan_raw(
             select.args.get("limit") or select.args.get("offset"),
             f"LIMIT + OFFSET may be at most {MAX_RAW_LIMIT} rows in a query without aggregates",
         )
-    # Each partition sends its first LIMIT + OFFSET rows; 0 would read as "no limit".
-    plan.limit = max(1, limit + offset)
-    return PlannedQuery(plan, columns, outputs, None, order, limit, offset)
+    # Each partition sends its first LIMIT + OFFSET rows (one more under the default LIMIT: more
+    # rows merged than answered means the answer is cut); 0 would read as "no limit".
+    plan.limit = max(1, limit + offset + default_limit)
+    return PlannedQuery(
+        plan, columns, outputs, None, order, limit, offset, default_limit=default_limit
+    )
 
 
 # -- aggregates ------------------------------------------------------------------------------
