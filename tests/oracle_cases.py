@@ -114,6 +114,7 @@ def battery(world: World) -> list[Case]:
             "SELECT timestamp - timestamp % 86400000000 AS day, count(*), avg(duration) "
             "FROM events GROUP BY day ORDER BY day",
             ordered=True,
+            times=(0,),
         ),
         Case(
             "time_bucket 6h, DuckDB argument order, with status",
@@ -121,6 +122,7 @@ def battery(world: World) -> list[Case]:
             "WHERE status != 'passed' GROUP BY b, status",
             "SELECT timestamp - timestamp % 21600000000 AS b, status, count(*) FROM events "
             "WHERE status != 'passed' GROUP BY b, status",
+            times=(0,),
         ),
         Case(
             "string =",
@@ -291,6 +293,7 @@ def battery(world: World) -> list[Case]:
             "SELECT timestamp, classname, name, status FROM events WHERE status = 'error' "
             "ORDER BY timestamp DESC LIMIT 25",
             ordered=True,
+            times=(0,),
         ),
         Case(
             "raw rows LIMIT OFFSET on a dotted field",
@@ -299,6 +302,7 @@ def battery(world: World) -> list[Case]:
             'SELECT timestamp, name, "prop.os" FROM events WHERE "prop.os" = \'macos\' '
             "ORDER BY timestamp LIMIT 10 OFFSET 5",
             ordered=True,
+            times=(0,),
         ),
         Case(
             "aggregates over no rows",
@@ -346,6 +350,7 @@ def battery(world: World) -> list[Case]:
             "SELECT timestamp - timestamp % 3600000000 AS h, count(*) AS n FROM events "
             "WHERE status = 'failed' GROUP BY h ORDER BY h DESC LIMIT 5",
             ordered=True,
+            times=(0,),
         ),
         Case(
             "timestamp > and <= an exact stored value",
@@ -353,6 +358,7 @@ def battery(world: World) -> list[Case]:
             f"WHERE timestamp > {t_lo} AND timestamp <= {t_hi}",
             f"SELECT count(*), min(timestamp), max(timestamp) FROM events "
             f"WHERE timestamp > {t_lo} AND timestamp <= {t_hi}",
+            times=(1, 2),
         ),
         Case(
             "timestamp BETWEEN dates",
@@ -406,6 +412,7 @@ def battery(world: World) -> list[Case]:
             "SELECT timestamp, \"prop.browser\" FROM events WHERE suite = 'ui' "
             "AND name LIKE 'test_l%' ORDER BY \"prop.browser\" DESC NULLS LAST, timestamp",
             ordered=True,
+            times=(0,),
         ),
         Case(
             "raw ORDER BY unselected bool and float fields",

@@ -18,6 +18,7 @@ import random
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -251,6 +252,9 @@ class Case:
     post: Callable[[Row], Row] | None = None  # DuckDB row -> our row's shape
     bug: str | None = None  # a known bug: the case is expected to fail (strict xfail)
     empty: bool = False  # DuckDB's answer has no rows, on purpose
+    # Columns answered as times (RFC 3339 text in JSON, datetime from the Python client):
+    # DuckDB's int microseconds there are compared as that text.
+    times: tuple[int, ...] = ()
 
 
 def _is_number(value: object) -> bool:
@@ -283,6 +287,7 @@ def _row_key(row: Row) -> tuple[str, ...]:
 
 def mismatch(case: Case, got: list[list[Any]], want: list[Row]) -> str | None:
     """None when our rows answer the case as DuckDB's do, else what differs."""
+    got = [[_as_text(v) for v in row] for row in got]
     if len(got) != len(want):
         return f"{len(got)} rows, DuckDB has {len(want)}"
     pairs = list(zip(got, want, strict=True))
@@ -303,7 +308,27 @@ def mismatch(case: Case, got: list[list[Any]], want: list[Row]) -> str | None:
 
 def expected(db: duckdb.DuckDBPyConnection, case: Case) -> list[Row]:
     rows = [tuple(r) for r in db.execute(case.theirs).fetchall()]
-    return [case.post(r) for r in rows] if case.post else rows
+    rows = [case.post(r) for r in rows] if case.post else rows
+    if case.times:
+        rows = [
+            tuple(_rfc3339(v) if i in case.times and v is not None else v for i, v in enumerate(r))
+            for r in rows
+        ]
+    return rows
+
+
+def _rfc3339(micros: int) -> str:
+    """Microseconds since the epoch as the answers show times: 2026-11-20T09:14:03.512345Z."""
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _as_text(value: Any) -> Any:
+    """Our cell as the JSON answer shows it: a datetime (from the Python client) as RFC 3339."""
+    if isinstance(value, datetime):
+        assert value.utcoffset() == timedelta(0), f"{value!r} is not in UTC"
+        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value
 
 
 def describe(case: Case, answer: dict[str, Any], want: list[Row], why: str) -> str:

@@ -7,13 +7,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
 import pytest
 
 from flakehouse.client import cli
+from flakehouse.client.client import Client
 from flakehouse.common.v1 import events_pb2
+from flakehouse.events.columns import to_value_column
 from flakehouse.query.v1 import query_pb2, query_pb2_grpc
 
 
@@ -22,8 +25,13 @@ class Query(query_pb2_grpc.QueryServiceServicer):
         self.partial = True
         self.freshness = query_pb2.Freshness()
         self.truncated = False
+        self.time_column = False
+        self.requests: list[query_pb2.QueryRequest] = []
 
     def Query(self, request: Any, context: Any) -> query_pb2.QueryResponse:
+        self.requests.append(request)
+        if self.time_column:
+            return self._times(request)
         response = query_pb2.QueryResponse(
             columns=[query_pb2.ResultColumn(name="count(*)", type=events_pb2.VALUE_TYPE_INT)],
             rows=[events_pb2.Row(values=[events_pb2.Value(int_value=0)])],
@@ -34,6 +42,19 @@ class Query(query_pb2_grpc.QueryServiceServicer):
         if self.partial:
             response.missing_partitions.add(dataset="ci", partition=3, reason="catching up")
         return response
+
+    def _times(self, request: query_pb2.QueryRequest) -> query_pb2.QueryResponse:
+        kind = events_pb2.VALUE_TYPE_INT if request.raw_times else events_pb2.VALUE_TYPE_TIMESTAMP
+        return query_pb2.QueryResponse(
+            columns=[
+                query_pb2.ResultColumn(name="h", type=kind),
+                query_pb2.ResultColumn(name="n", type=events_pb2.VALUE_TYPE_INT),
+            ],
+            column_values=[
+                to_value_column([1_763_630_043_512_345, None]),
+                to_value_column([3, 4]),
+            ],
+        )
 
 
 @pytest.fixture
@@ -120,3 +141,36 @@ def test_an_answer_cut_at_the_default_limit_says_so(
         "note: only the first 1 rows are shown (the default LIMIT); more matched: add LIMIT n"
         " (up to 100000), an ORDER BY, or a narrower WHERE\n"
     )
+
+
+def test_times_are_shown_as_rfc3339_in_utc_unless_raw_times(
+    query: tuple[Query, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    service, address = query
+    service.partial, service.time_column = False, True
+    sql = "SELECT time_bucket(timestamp, '1h') AS h, count(*) AS n FROM ci GROUP BY h"
+    moment = "2025-11-20T09:14:03.512345Z"
+    for fmt, shown in (
+        ("json", f'"rows": [["{moment}", 3], [null, 4]]'),
+        ("csv", f"h,n\n{moment},3\n,4"),
+        ("table", f"{moment}  3\nNULL                         4"),
+    ):
+        assert cli.main(["query", "--query", address, "--format", fmt, sql]) == 0
+        assert shown in capsys.readouterr().out, fmt
+    assert not service.requests[-1].raw_times
+
+    assert cli.main(["query", "--query", address, "--raw-times", "--format", "csv", sql]) == 0
+    assert capsys.readouterr().out == "h,n\n1763630043512345,3\n,4\n"
+    assert service.requests[-1].raw_times
+
+
+def test_the_client_gives_times_as_utc_datetimes(query: tuple[Query, str]) -> None:
+    service, address = query
+    service.partial, service.time_column = False, True
+    with Client(query=address) as client:
+        result = client.query("SELECT …")
+        assert result.types == ["timestamp", "int"]
+        assert result.rows[0][0] == datetime(2025, 11, 20, 9, 14, 3, 512345, tzinfo=UTC)
+        assert result.rows[1][0] is None
+        raw = client.query("SELECT …", raw_times=True)
+        assert raw.types == ["int", "int"] and raw.rows[0][0] == 1_763_630_043_512_345

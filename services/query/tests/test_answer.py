@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gc
 
-from flakehouse.common.v1 import events_pb2
+from flakehouse.common.v1 import events_pb2, plan_pb2
 from flakehouse.events.values import BOOL, FLOAT, INT, STRING, from_value
 from flakehouse.query.answer import finalize, to_response
 from flakehouse.query.merge import merge_partials
@@ -212,3 +212,32 @@ def test_an_answer_cut_at_the_default_limit_says_so() -> None:
     # An explicit LIMIT is what was asked for: never flagged.
     assert truncated("SELECT name FROM ci LIMIT 5", 10) == (False, 5)
     assert truncated("SELECT name FROM ci LIMIT 1000", 1000, 1000) == (False, 1000)
+
+
+def test_time_columns_are_typed_timestamp_unless_raw_times_is_asked() -> None:
+    def types(sql: str, partial: plan_pb2.PartialResult, raw_times: bool = False) -> list[str]:
+        planned = plan(sql)
+        merged = merge_partials(planned, [partial])
+        response = to_response(planned, merged, raw_times=raw_times)
+        return [events_pb2.ValueType.Name(c.type) for c in response.columns]
+
+    bucket = "SELECT time_bucket(timestamp, '1h') AS h, count(*) FROM ci GROUP BY h"
+    hour = 3_600_000_000
+    partial = groups(group([hour], count(2)), group([2 * hour], count(1)))
+    assert types(bucket, partial) == ["VALUE_TYPE_TIMESTAMP", "VALUE_TYPE_INT"]
+    assert types(bucket, partial, raw_times=True) == ["VALUE_TYPE_INT", "VALUE_TYPE_INT"]
+    extremes = groups(group([], extreme(5), extreme(9), extreme(3)))
+    assert types("SELECT min(timestamp), max(timestamp), max(retries) FROM ci", extremes) == [
+        "VALUE_TYPE_TIMESTAMP",
+        "VALUE_TYPE_TIMESTAMP",
+        "VALUE_TYPE_INT",
+    ]
+    raw = rows([hour, "a"], [2 * hour, "b"])
+    assert types("SELECT timestamp, name FROM ci", raw) == [
+        "VALUE_TYPE_TIMESTAMP",
+        "VALUE_TYPE_STRING",
+    ]
+    # Arithmetic on times is a number (a span of microseconds here).
+    span = groups(group([], count(3), extreme(9), extreme(3)))
+    sql = "SELECT count(*), max(timestamp) - min(timestamp) AS span FROM ci"
+    assert types(sql, span) == ["VALUE_TYPE_INT", "VALUE_TYPE_INT"]

@@ -89,6 +89,11 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("--format", choices=sorted(RENDERERS), default="table")
     _partial_option(query)
     query.add_argument(
+        "--raw-times",
+        action="store_true",
+        help="times as int microseconds since the epoch, not RFC 3339",
+    )
+    query.add_argument(
         "--after",
         type=Path,
         metavar="OFFSETS_FILE",
@@ -253,7 +258,12 @@ def answered(args: argparse.Namespace, result: QueryResult) -> int:
 def cmd_query(args: argparse.Namespace) -> int:
     with client_from_args(args, "query") as client:
         after = read_offsets(args.after) if args.after else None
-        result = client.query(args.sql, timeout_ms=query_deadline_ms(args.timeout), after=after)
+        result = client.query(
+            args.sql,
+            timeout_ms=query_deadline_ms(args.timeout),
+            after=after,
+            raw_times=args.raw_times,
+        )
     return answered(args, result)
 
 

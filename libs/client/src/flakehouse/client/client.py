@@ -10,12 +10,14 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import grpc
 
 from flakehouse.client.cluster import ClusterFile
+from flakehouse.client.times import from_micros
 from flakehouse.core.errors import (
     ERRORS_BY_CODE,
     RETRY_AFTER_KEY,
@@ -27,7 +29,7 @@ from flakehouse.core.errors import (
 from flakehouse.core.limits import QUOTA_FIELDS
 from flakehouse.core.server import CHANNEL_OPTIONS
 from flakehouse.events.columns import ColumnError, from_value_column
-from flakehouse.events.values import TYPE_NAMES, Scalar, from_value
+from flakehouse.events.values import TIMESTAMP, TYPE_NAMES, Scalar, from_value
 from flakehouse.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from flakehouse.query.v1 import query_pb2, query_pb2_grpc
 from flakehouse.quota.v1 import quota_pb2, quota_pb2_grpc
@@ -73,11 +75,15 @@ class UploadResult:
     format: str
 
 
+Cell = Scalar | datetime | None
+"""A value in an answer: a time column's values are `datetime`s in UTC (unless `raw_times`)."""
+
+
 @dataclass
 class QueryResult:
     columns: list[str]
     types: list[str]
-    rows: list[list[Scalar | None]]
+    rows: list[list[Cell]]
     partial: bool
     missing_partitions: list[dict[str, Any]] = field(default_factory=list)
     stats: dict[str, int] = field(default_factory=dict)
@@ -120,6 +126,20 @@ def _rows(response: query_pb2.QueryResponse) -> list[list[Scalar | None]]:
     if len({len(c) for c in columns}) > 1:
         raise Internal("the answer's columns have different lengths")
     return [list(row) for row in zip(*columns, strict=True)]
+
+
+def _with_times(
+    response: query_pb2.QueryResponse, rows: list[list[Scalar | None]]
+) -> list[list[Cell]]:
+    """`rows` with the ints of TIMESTAMP columns as datetimes."""
+    times = [i for i, column in enumerate(response.columns) if column.type == TIMESTAMP]
+    out: list[list[Cell]] = [list(row) for row in rows]
+    for row in out:
+        for i in times:
+            value = row[i]
+            if type(value) is int:
+                row[i] = from_micros(value)
+    return out
 
 
 def _freshness(freshness: query_pb2.Freshness) -> dict[str, Any]:
@@ -321,15 +341,24 @@ class Client:
 
     # --- queries ----------------------------------------------------------------------------
 
-    def query(self, sql: str, *, timeout_ms: int = 0, after: Offsets | None = None) -> QueryResult:
+    def query(
+        self,
+        sql: str,
+        *,
+        timeout_ms: int = 0,
+        after: Offsets | None = None,
+        raw_times: bool = False,
+    ) -> QueryResult:
         """Runs a query. With `after` (dataset → partition → offset, e.g. `offsets_of(uploads)`),
         the replicas answer only once they applied those offsets: read-your-writes for a job
-        that uploads and then asks."""
+        that uploads and then asks. Time columns come as `datetime`s in UTC, or with
+        `raw_times` as int microseconds since the epoch (typed "int")."""
         stub = query_pb2_grpc.QueryServiceStub(self._channel("query"))
         request = query_pb2.QueryRequest(
             sql=sql,
             timeout_ms=timeout_ms,
             columnar=True,
+            raw_times=raw_times,
             after=[
                 query_pb2.DatasetOffsets(dataset=dataset, offsets=dict(offsets))
                 for dataset, offsets in sorted((after or {}).items())
@@ -339,7 +368,7 @@ class Client:
         return QueryResult(
             columns=[c.name for c in response.columns],
             types=[TYPE_NAMES.get(c.type, "mixed") for c in response.columns],
-            rows=_rows(response),
+            rows=_with_times(response, _rows(response)),
             partial=response.partial,
             missing_partitions=[
                 {"dataset": m.dataset, "partition": m.partition, "reason": m.reason}

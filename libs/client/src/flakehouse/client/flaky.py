@@ -25,9 +25,10 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from flakehouse.client.client import Client, QueryResult
+from flakehouse.client.client import Cell, Client, QueryResult
 from flakehouse.events.values import Scalar
 
 COLUMNS = [
@@ -66,7 +67,7 @@ class FlakyTest:
     def flake_rate(self) -> float:
         return self.flaky_runs / self.runs if self.runs else 0.0
 
-    def row(self) -> list[Scalar | None]:
+    def row(self) -> list[Cell]:
         return [
             self.classname,
             self.name,
@@ -188,15 +189,27 @@ def flaky_tests(
 ) -> QueryResult:
     """Runs the queries and ranks: a QueryResult with COLUMNS, partial when either query was."""
     runs_sql, marked_sql = queries(dataset, since)
-    runs = client.query(runs_sql, timeout_ms=timeout_ms)
-    marked = client.query(marked_sql, timeout_ms=timeout_ms)
+    runs = client.query(runs_sql, timeout_ms=timeout_ms, raw_times=True)
+    marked = client.query(marked_sql, timeout_ms=timeout_ms, raw_times=True)
     missing: dict[tuple[Any, ...], dict[str, Any]] = {}
     for m in runs.missing_partitions + marked.missing_partitions:
         missing.setdefault((m["dataset"], m["partition"]), m)
     return QueryResult(
         columns=list(COLUMNS),
         types=list(TYPES),
-        rows=[t.row() for t in rank(runs.rows, marked.rows, limit)],
+        rows=[t.row() for t in rank(_scalars(runs.rows), _scalars(marked.rows), limit)],
         partial=runs.partial or marked.partial,
         missing_partitions=[missing[k] for k in sorted(missing)],
     )
+
+
+def _scalars(rows: list[list[Cell]]) -> list[Row]:
+    """The rows of a query asked with raw_times, typed as what they are: no datetime in them."""
+    out: list[Row] = []
+    for row in rows:
+        scalars: list[Scalar | None] = []
+        for cell in row:
+            assert not isinstance(cell, datetime), "the flaky queries ask for raw times"
+            scalars.append(cell)
+        out.append(scalars)
+    return out

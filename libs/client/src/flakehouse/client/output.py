@@ -5,15 +5,18 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import datetime
 from typing import Any
 
-from flakehouse.client.client import QueryResult
-from flakehouse.events.values import Scalar
+from flakehouse.client.client import Cell, QueryResult
+from flakehouse.client.times import rfc3339
 
 
-def _cell(value: Scalar | None) -> str:
+def _cell(value: Cell) -> str:
     if value is None:
         return "NULL"
+    if isinstance(value, datetime):
+        return rfc3339(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
@@ -66,15 +69,24 @@ def describe_staleness(freshness: dict[str, Any]) -> str:
     )
 
 
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return rfc3339(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def render_json(result: QueryResult) -> str:
-    return json.dumps(result.to_json_dict())
+    return json.dumps(result.to_json_dict(), default=_json_default)
 
 
 def render_csv(result: QueryResult) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(result.columns)
-    writer.writerows(["" if v is None else v for v in row] for row in result.rows)
+    writer.writerows(
+        ["" if v is None else rfc3339(v) if isinstance(v, datetime) else v for v in row]
+        for row in result.rows
+    )
     return buffer.getvalue().rstrip("\n")
 
 

@@ -13,12 +13,20 @@ STRING = events_pb2.VALUE_TYPE_STRING
 INT = events_pb2.VALUE_TYPE_INT
 FLOAT = events_pb2.VALUE_TYPE_FLOAT
 BOOL = events_pb2.VALUE_TYPE_BOOL
+TIMESTAMP = events_pb2.VALUE_TYPE_TIMESTAMP
+"""In answers only: a time as int microseconds since the epoch, UTC."""
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 """The range of an INT value (`Value.int_value` is int64)."""
 
-TYPE_NAMES: dict[int, str] = {STRING: "string", INT: "int", FLOAT: "float", BOOL: "bool"}
+TYPE_NAMES: dict[int, str] = {
+    STRING: "string",
+    INT: "int",
+    FLOAT: "float",
+    BOOL: "bool",
+    TIMESTAMP: "timestamp",
+}
 
 
 def type_of(value: Scalar) -> int:

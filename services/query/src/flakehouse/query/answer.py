@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from flakehouse.common.v1 import events_pb2
+from flakehouse.common.v1 import events_pb2, plan_pb2
 from flakehouse.events.columns import to_value_column
 from flakehouse.events.values import INT64_MAX, INT64_MIN, type_of
 from flakehouse.query import finalexpr
@@ -23,19 +23,24 @@ from flakehouse.query.finalexpr import Cell
 from flakehouse.query.merge import Merged, prepare
 from flakehouse.query.rowwire import encode_rows, plain
 from flakehouse.query.sql import PlannedQuery
+from flakehouse.query.sql.syntax import TIMESTAMP
 from flakehouse.query.v1 import query_pb2
 
 
 def to_response(
-    planned: PlannedQuery, merged: Merged, *, columnar: bool = False
+    planned: PlannedQuery, merged: Merged, *, columnar: bool = False, raw_times: bool = False
 ) -> query_pb2.QueryResponse:
     """A QueryResponse holding the answer's columns (typed when the values agree) and rows, or
     with `columnar` their values column by column (`column_values`); the caller sets the rest.
-    Rows are parsed from their serialized form straight into it (no Row messages copied)."""
+    Rows are parsed from their serialized form straight into it (no Row messages copied). Time
+    columns are typed TIMESTAMP, or INT with `raw_times`: int microseconds either way."""
     rows_of = _aggregate_columns if planned.is_aggregate else _raw_columns
     cells, kinds, columns = [], [], []
-    for name, column in zip(planned.columns, rows_of(planned, merged), strict=True):
+    outputs = zip(planned.columns, planned.outputs, rows_of(planned, merged), strict=True)
+    for name, output, column in outputs:
         column, value_type, column_kinds = _typed(column)
+        if value_type == events_pb2.VALUE_TYPE_INT and not raw_times and is_time(planned, output):
+            value_type = events_pb2.VALUE_TYPE_TIMESTAMP
         cells.append(column)
         kinds.append(column_kinds)
         columns.append(query_pb2.ResultColumn(name=name, type=value_type))
@@ -47,6 +52,22 @@ def to_response(
     else:
         response.MergeFromString(encode_rows(cells, kinds))
     return response
+
+
+def is_time(planned: PlannedQuery, output: finalexpr.ValueExpr) -> bool:
+    """Whether an output column is a time: the `timestamp` field, a time_bucket key (or GROUP
+    BY timestamp), or min/max of `timestamp`. An expression over them is a number."""
+    plan = planned.plan
+    if isinstance(output, finalexpr.FieldRef):
+        return plan.select_fields[output.index] == TIMESTAMP
+    if isinstance(output, finalexpr.KeyRef):
+        key = plan.group_by[output.index]
+        return key.WhichOneof("kind") == "time_bucket_us" or key.field == TIMESTAMP
+    if isinstance(output, finalexpr.AggRef):
+        aggregate = plan.aggregates[output.index]
+        extremes = (plan_pb2.AGGREGATE_FUNCTION_MIN, plan_pb2.AGGREGATE_FUNCTION_MAX)
+        return aggregate.function in extremes and aggregate.field == TIMESTAMP
+    return False
 
 
 def _truncated(planned: PlannedQuery, merged: Merged) -> bool:

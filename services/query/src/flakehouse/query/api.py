@@ -100,7 +100,9 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
             # A storage node answered something that does not fit the plan: a version skew.
             raise Internal(f"a storage node's answer does not fit the plan: {exc}") from None
         self._metrics.answered(plan.dataset, len(result.missing), result.hedged, merged.stats)
-        response = to_response(statement, merged, columnar=request.columnar)
+        response = to_response(
+            statement, merged, columnar=request.columnar, raw_times=request.raw_times
+        )
         response.partial = bool(result.missing)
         response.missing_partitions.extend(missing_partitions(plan.dataset, result))
         response.freshness.CopyFrom(answer_freshness(result.answers))

@@ -30,6 +30,10 @@ class _ValueTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ValueType.V
     VALUE_TYPE_INT: _ValueType.ValueType  # 2
     VALUE_TYPE_FLOAT: _ValueType.ValueType  # 3
     VALUE_TYPE_BOOL: _ValueType.ValueType  # 4
+    VALUE_TYPE_TIMESTAMP: _ValueType.ValueType  # 5
+    """In answers only (ResultColumn.type): a time, carried as int_value, microseconds since the
+    epoch (UTC). Events and storage never hold it: their `timestamp` is an INT.
+    """
 
 class ValueType(_ValueType, metaclass=_ValueTypeEnumTypeWrapper):
     """The type of one column. A field can arrive with several types; storage keeps one column per
@@ -41,6 +45,10 @@ VALUE_TYPE_STRING: ValueType.ValueType  # 1
 VALUE_TYPE_INT: ValueType.ValueType  # 2
 VALUE_TYPE_FLOAT: ValueType.ValueType  # 3
 VALUE_TYPE_BOOL: ValueType.ValueType  # 4
+VALUE_TYPE_TIMESTAMP: ValueType.ValueType  # 5
+"""In answers only (ResultColumn.type): a time, carried as int_value, microseconds since the
+epoch (UTC). Events and storage never hold it: their `timestamp` is an INT.
+"""
 Global___ValueType: _TypeAlias = ValueType  # noqa: Y015
 
 @_typing.final

@@ -30,12 +30,17 @@ class QueryRequest(_message.Message):
     TIMEOUT_MS_FIELD_NUMBER: _builtins.int
     AFTER_FIELD_NUMBER: _builtins.int
     COLUMNAR_FIELD_NUMBER: _builtins.int
+    RAW_TIMES_FIELD_NUMBER: _builtins.int
     sql: _builtins.str
     timeout_ms: _builtins.int
     """Deadline for the whole query; 0: the service's default."""
     columnar: _builtins.bool
     """Answer in QueryResponse.column_values instead of `rows`: one column at a time, far less
     work on both ends for a large answer.
+    """
+    raw_times: _builtins.bool
+    """Type time columns (`timestamp`, time_bucket keys, min/max(timestamp)) as INT instead of
+    TIMESTAMP; the values are int microseconds either way.
     """
     @_builtins.property
     def after(self) -> _containers.RepeatedCompositeFieldContainer[Global___DatasetOffsets]:
@@ -53,10 +58,11 @@ class QueryRequest(_message.Message):
         timeout_ms: _builtins.int = ...,
         after: _abc.Iterable[Global___DatasetOffsets] | None = ...,
         columnar: _builtins.bool = ...,
+        raw_times: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "columnar", b"columnar", "sql", b"sql", "timeout_ms", b"timeout_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "columnar", b"columnar", "raw_times", b"raw_times", "sql", b"sql", "timeout_ms", b"timeout_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
