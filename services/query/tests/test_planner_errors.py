@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from services.query.tests.planner_helpers import error
+from flakehouse.common.v1 import plan_pb2
+from flakehouse.query.sql import QueryError, parse_statement
+from services.query.tests.planner_helpers import error, plan
 
 
 def at(sql: str, token: str) -> int:
@@ -320,3 +322,41 @@ def test_semantic_error_line_and_column() -> None:
     caught = error(sql)
     assert caught.line_column(sql) == (3, 8)
     assert str(caught) == f"{caught.message} (at character {sql.index('status')})"
+
+
+# -- hostile or machine-written SQL: an answer or a located error, never a RecursionError ------
+
+
+def test_deeply_nested_parentheses_are_refused_where_they_get_too_deep() -> None:
+    sql = "SELECT count(*) FROM ci WHERE " + "(" * 3000 + "status = 'x'" + ")" * 3000
+    found = error(sql)
+    assert "parentheses nested more than 32 deep" in found.message
+    assert found.position == sql.index("WHERE (") + len("WHERE ") + 32  # the 33rd
+    ok = "SELECT count(*) FROM ci WHERE " + "(" * 32 + "status = 'x'" + ")" * 32
+    assert plan(ok).plan.filter.compare.field == "status"
+    # Parentheses inside strings and quoted names do not count.
+    quoted = "SELECT count(*) FROM ci WHERE name = '" + "(" * 100 + "'"
+    assert plan(quoted).plan.filter.compare.value.string_value == "(" * 100
+
+
+def test_a_long_or_chain_plans_as_one_flat_junction() -> None:
+    terms = [f"name = 't{i}'" for i in range(20_000)]
+    planned = plan(
+        "SELECT count(*) FROM ci WHERE status = 'failed' AND (" + " OR ".join(terms) + ")"
+    )
+    status, names = planned.plan.filter.junction.operands
+    assert status.compare.field == "status"
+    assert names.junction.op == plan_pb2.JUNCTION_OP_OR
+    assert [o.compare.value.string_value for o in names.junction.operands] == [
+        f"t{i}" for i in range(20_000)
+    ]
+    # The plan travels to storage: protobuf parses it back (its nesting stays shallow).
+    assert plan_pb2.QueryPlan.FromString(planned.plan.SerializeToString()) == planned.plan
+    negated = plan("SELECT count(*) FROM ci WHERE NOT (" + " OR ".join(terms[:3]) + ")")
+    assert negated.plan.filter.junction.op == plan_pb2.JUNCTION_OP_AND  # De Morgan, flat
+
+
+def test_any_other_chain_too_deep_to_plan_is_an_error_not_a_crash() -> None:
+    sql = "SELECT count(*) + " + " + ".join("1" for _ in range(5000)) + " FROM ci"
+    with pytest.raises(QueryError, match="nested too deeply to plan"):
+        parse_statement(sql, now_us=0)

@@ -151,6 +151,23 @@ def _junction(op: JunctionOp, operands: list[plan_pb2.Expr]) -> plan_pb2.Expr:
     return plan_pb2.Expr(junction=plan_pb2.Junction(op=op, operands=flat))
 
 
+def _chain(node: exp.Expr, kind: type[exp.Expr]) -> list[exp.Expr]:
+    """The operands of a chain of ANDs (or ORs), in order, found without recursion: the parser
+    builds `a OR b OR c …` as a tree one level deeper per term, and a script's 20,000 terms would
+    exhaust Python's stack."""
+    operands: list[exp.Expr] = []
+    pending = [node]
+    while pending:
+        current = pending.pop()
+        while isinstance(current, exp.Paren) and isinstance(current.this, kind):
+            current = current.this
+        if isinstance(current, kind):
+            pending += [current.expression, current.this]
+        else:
+            operands.append(current)
+    return operands
+
+
 class _Translator:
     def __init__(self, now_us: int, table_names: Collection[str]) -> None:
         self._now_us = now_us
@@ -165,10 +182,7 @@ class _Translator:
             # De Morgan: NOT (a AND b) is NOT a OR NOT b.
             is_and = isinstance(node, exp.And) != negate
             junction = plan_pb2.JUNCTION_OP_AND if is_and else plan_pb2.JUNCTION_OP_OR
-            operands = [
-                self.translate(node.this, negate=negate),
-                self.translate(node.expression, negate=negate),
-            ]
+            operands = [self.translate(o, negate=negate) for o in _chain(node, type(node))]
             return _junction(junction, operands)
         if type(node) in _OPS:
             return self._compare(node, negate)

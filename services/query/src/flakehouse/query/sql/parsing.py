@@ -55,10 +55,38 @@ def parse_select(sql: str) -> exp.Select:
     return root
 
 
+MAX_NESTING = 32
+"""Parentheses nested deeper than this are refused before parsing: the parser and the plan
+(a protobuf message, nested as deep as the expression) recurse once per level."""
+
+
+def _check_nesting(sql: str) -> None:
+    """A located error at the parenthesis that opens level MAX_NESTING + 1 (outside strings and
+    quoted names)."""
+    depth, quote = 0, ""
+    for at, char in enumerate(sql):
+        if quote:
+            if char == quote:
+                quote = ""
+        elif char in "'\"`":
+            quote = char
+        elif char == "(":
+            depth += 1
+            if depth > MAX_NESTING:
+                raise QueryError(
+                    f"parentheses nested more than {MAX_NESTING} deep; flatten the expression"
+                    " (a long OR of equalities is an IN list)",
+                    at,
+                )
+        elif char == ")":
+            depth -= 1
+
+
 def _parse_one(sql: str, expected: str) -> exp.Expr:
     """The one statement in `sql`, parsed; `expected` is its shape, for messages."""
     if not sql.strip():
         raise QueryError(f"empty query; expected {expected}")
+    _check_nesting(sql)
     try:
         statements = [s for s in sqlglot.parse(sql, read=_Dialect) if s is not None]
     except ParseError as error:

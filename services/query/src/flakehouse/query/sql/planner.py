@@ -10,7 +10,7 @@ from sqlglot import exp
 
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.query import finalexpr
-from flakehouse.query.sql.errors import error_at, sql_text
+from flakehouse.query.sql.errors import QueryError, error_at, sql_text
 from flakehouse.query.sql.filters import translate_where
 from flakehouse.query.sql.parsing import (
     check_clauses,
@@ -92,7 +92,14 @@ def parse_statement(sql: str, *, now_us: int) -> PlannedQuery | Describe:
     statement = classify(sql)
     if statement.kind == "describe":
         return Describe(parse_describe(statement.sql, statement.keyword))
-    planned = plan_query(statement.sql, now_us=now_us)
+    try:
+        planned = plan_query(statement.sql, now_us=now_us)
+    except RecursionError:
+        # A backstop: nesting is checked before parsing and AND/OR chains are walked without
+        # recursion, but another long chain (a + b + … in SELECT) could still be too deep.
+        raise QueryError(
+            "the query is nested too deeply to plan; flatten long chains of operators"
+        ) from None
     planned.explain = statement.kind == "explain"
     return planned
 
