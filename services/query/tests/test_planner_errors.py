@@ -138,8 +138,8 @@ def at(sql: str, token: str) -> int:
         ),
         # intervals and times
         (
-            "SELECT name FROM ci WHERE timestamp > now() - interval '3 months'",
-            "bad interval: months and years",
+            "SELECT name FROM ci WHERE timestamp > now() - interval '3 fortnights'",
+            "bad interval: unknown time unit 'FORTNIGHTS'",
             "now",
         ),
         (

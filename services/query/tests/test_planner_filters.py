@@ -3,8 +3,12 @@ leaves, and bounds on timestamp are lifted into the time range."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+import duckdb
 import pytest
 
+from flakehouse.query.sql import plan_query
 from services.query.tests.planner_helpers import (
     DAY,
     HOUR,
@@ -249,3 +253,22 @@ def test_ints_that_are_not_plausible_seconds_or_milliseconds_stay_microseconds()
     assert time_range("timestamp >= 0") == (0, None)
     assert time_range("timestamp >= 900000000") == (900_000_000, None)
     assert time_range("timestamp < 4102444800") == (None, 4_102_444_800)
+
+
+@pytest.mark.parametrize(
+    ("now", "time"),
+    [
+        ("2026-03-31 12:00:00", "now() - interval '3 months'"),
+        ("2026-03-31 12:00:00", "now() - interval '1 month'"),
+        ("2026-03-31 12:00:00", "now() - interval '1 year 2 months 1 day'"),
+        ("2024-02-29 00:00:00", "now() + interval '1 year'"),
+        ("2026-01-31 06:30:00", "now() + interval '1 month 12 hours'"),
+        ("2026-12-07 08:00:00", "now() - interval 2 year"),
+    ],
+)
+def test_months_and_years_move_along_the_calendar_as_in_duckdb(now: str, time: str) -> None:
+    now_us = int(datetime.fromisoformat(now).replace(tzinfo=UTC).timestamp()) * SECOND
+    planned = plan_query(f"SELECT count(*) FROM ci WHERE timestamp >= {time}", now_us=now_us)
+    theirs = time.replace("now()", f"TIMESTAMP '{now}'")
+    (want,) = duckdb.connect().execute(f"SELECT epoch_us({theirs})").fetchall()[0]
+    assert planned.plan.time_range.start_us == want

@@ -6,6 +6,7 @@ pseudo-field, so storage never parses a date.
 
 from __future__ import annotations
 
+import calendar
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -31,8 +32,11 @@ for _names, _us in (
     for _name in _names:
         _UNITS_US[_name] = _us
 
-# Months and years have no fixed length in microseconds; refusing them beats a silent 30 days.
-_CALENDAR_UNITS = {"mon", "mons", "month", "months", "y", "yr", "yrs", "year", "years"}
+# Months and years have no fixed length in microseconds: a width (time_bucket) in them is
+# refused, and a time plus or minus them moves along the calendar (`_shift_months`).
+_MONTH_UNITS = {"mon", "mons", "month", "months"}
+_YEAR_UNITS = {"y", "yr", "yrs", "year", "years"}
+_CALENDAR_UNITS = _MONTH_UNITS | _YEAR_UNITS
 
 _DURATION = re.compile(r"\s*(?:\d+\s*[A-Za-z]+\s*)+")
 _DURATION_PART = re.compile(r"(\d+)\s*([A-Za-z]+)")
@@ -86,18 +90,56 @@ def parse_timestamp_us(text: str) -> int:
     return (moment - _EPOCH) // _MICROSECOND
 
 
-def interval_us(node: exp.Interval) -> int:
-    """Microseconds of an SQL INTERVAL: `interval '7 days'`, `interval 1 hour`, …"""
+def _interval_text(node: exp.Interval) -> str:
     value = node.this
     unit = node.args.get("unit")
     if not isinstance(value, exp.Literal) or (unit is not None and not isinstance(unit, exp.Var)):
         raise error_at(node, f"unsupported interval {sql_text(node)}; write e.g. interval '7 days'")
     # sqlglot splits interval '7 days' into ('7', DAYS); put it back together.
-    text = value.name if unit is None else f"{value.name} {unit.name}"
+    return value.name if unit is None else f"{value.name} {unit.name}"
+
+
+def interval_us(node: exp.Interval) -> int:
+    """Microseconds of an SQL INTERVAL of fixed length: `interval '7 days'`, `interval 1 hour`."""
     try:
-        return parse_duration_us(text)
+        return parse_duration_us(_interval_text(node))
     except ValueError as error:
         raise error_at(node, f"bad interval: {error}") from None
+
+
+def _calendar_interval(node: exp.Interval) -> tuple[int, int]:
+    """(months, microseconds) of an INTERVAL that may count months and years:
+    `interval '3 months'`, `interval '1 year 2 days'`."""
+    text = _interval_text(node)
+    months, rest = 0, []
+    for count, unit in _DURATION_PART.findall(text):
+        key = unit.lower()
+        if key in _MONTH_UNITS:
+            months += int(count)
+        elif key in _YEAR_UNITS:
+            months += 12 * int(count)
+        else:
+            rest.append(f"{count} {unit}")
+    if not _DURATION.fullmatch(text):
+        raise error_at(node, f"bad interval: not a duration: {text!r}")
+    try:
+        return months, parse_duration_us(" ".join(rest)) if rest else 0
+    except ValueError as error:
+        raise error_at(node, f"bad interval: {error}") from None
+
+
+def _shift_months(node: exp.Expr, micros: int, months: int) -> int:
+    """`micros` moved by `months` along the UTC calendar; a day past the end of the target month
+    becomes its last day (March 31 minus a month is February 28 or 29), as in DuckDB."""
+    try:
+        moment = _EPOCH + micros * _MICROSECOND
+        month_index = moment.year * 12 + moment.month - 1 + months
+        year, month = divmod(month_index, 12)
+        day = min(moment.day, calendar.monthrange(year, month + 1)[1])
+        shifted = moment.replace(year=year, month=month + 1, day=day)
+    except (OverflowError, ValueError):
+        raise error_at(node, f"time out of range: {sql_text(node)}") from None
+    return (shifted - _EPOCH) // _MICROSECOND
 
 
 def time_value_us(node: exp.Expr, now_us: int) -> int:
@@ -140,12 +182,15 @@ def _time_value(node: exp.Expr, now_us: int) -> int:
         return now_us - now_us % (86400 * _SECOND_US)
     if isinstance(node, exp.Add | exp.Sub):
         left, right = node.this, node.expression
-        if isinstance(right, exp.Interval):
-            delta = interval_us(right)
-            base = _time_value(left, now_us)
-            return base + delta if isinstance(node, exp.Add) else base - delta
         if isinstance(node, exp.Add) and isinstance(left, exp.Interval):
-            return interval_us(left) + _time_value(right, now_us)
+            left, right = right, left
+        if isinstance(right, exp.Interval):
+            months, delta = _calendar_interval(right)
+            sign = 1 if isinstance(node, exp.Add) else -1
+            base = _time_value(left, now_us)
+            if months:
+                base = _shift_months(node, base, sign * months)
+            return base + sign * delta
     if isinstance(node, exp.Interval):
         raise error_at(
             node, "an interval alone is not a time; write e.g. now() - interval '7 days'"
