@@ -317,17 +317,20 @@ def expected(db: duckdb.DuckDBPyConnection, case: Case) -> list[Row]:
     return rows
 
 
+_TIME_TEXT = "%Y-%m-%dT%H:%M:%S.%fZ"
+"""How answers show a time in UTC: 2026-11-20T09:14:03.512345Z."""
+
+
 def _rfc3339(micros: int) -> str:
-    """Microseconds since the epoch as the answers show times: 2026-11-20T09:14:03.512345Z."""
     moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.strftime(_TIME_TEXT)
 
 
 def _as_text(value: Any) -> Any:
     """Our cell as the JSON answer shows it: a datetime (from the Python client) as RFC 3339."""
     if isinstance(value, datetime):
         assert value.utcoffset() == timedelta(0), f"{value!r} is not in UTC"
-        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return value.strftime(_TIME_TEXT)
     return value
 
 

@@ -109,7 +109,7 @@ class QueryResult:
         }
 
 
-def _rows(response: query_pb2.QueryResponse) -> list[list[Scalar | None]]:
+def _rows(response: query_pb2.QueryResponse) -> list[list[Cell]]:
     """The answer's rows, from its columns when the service sent them so (`columnar`), else from
     its rows (DESCRIBE and EXPLAIN, or a service that predates columnar answers)."""
     if not response.column_values:
@@ -128,18 +128,15 @@ def _rows(response: query_pb2.QueryResponse) -> list[list[Scalar | None]]:
     return [list(row) for row in zip(*columns, strict=True)]
 
 
-def _with_times(
-    response: query_pb2.QueryResponse, rows: list[list[Scalar | None]]
-) -> list[list[Cell]]:
-    """`rows` with the ints of TIMESTAMP columns as datetimes."""
+def _with_times(response: query_pb2.QueryResponse, rows: list[list[Cell]]) -> list[list[Cell]]:
+    """`rows`, changed in place: the ints of TIMESTAMP columns become datetimes."""
     times = [i for i, column in enumerate(response.columns) if column.type == TIMESTAMP]
-    out: list[list[Cell]] = [list(row) for row in rows]
-    for row in out:
+    for row in rows if times else ():
         for i in times:
             value = row[i]
             if type(value) is int:
                 row[i] = from_micros(value)
-    return out
+    return rows
 
 
 def _freshness(freshness: query_pb2.Freshness) -> dict[str, Any]:

@@ -39,7 +39,7 @@ def to_response(
     outputs = zip(planned.columns, planned.outputs, rows_of(planned, merged), strict=True)
     for name, output, column in outputs:
         column, value_type, column_kinds = _typed(column)
-        if value_type == events_pb2.VALUE_TYPE_INT and not raw_times and is_time(planned, output):
+        if value_type == events_pb2.VALUE_TYPE_INT and not raw_times and _is_time(planned, output):
             value_type = events_pb2.VALUE_TYPE_TIMESTAMP
         cells.append(column)
         kinds.append(column_kinds)
@@ -54,7 +54,7 @@ def to_response(
     return response
 
 
-def is_time(planned: PlannedQuery, output: finalexpr.ValueExpr) -> bool:
+def _is_time(planned: PlannedQuery, output: finalexpr.ValueExpr) -> bool:
     """Whether an output column is a time: the `timestamp` field, a time_bucket key (or GROUP
     BY timestamp), or min/max of `timestamp`. An expression over them is a number."""
     plan = planned.plan

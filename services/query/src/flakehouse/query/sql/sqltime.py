@@ -36,7 +36,6 @@ for _names, _us in (
 # refused, and a time plus or minus them moves along the calendar (`_shift_months`).
 _MONTH_UNITS = {"mon", "mons", "month", "months"}
 _YEAR_UNITS = {"y", "yr", "yrs", "year", "years"}
-_CALENDAR_UNITS = _MONTH_UNITS | _YEAR_UNITS
 
 _DURATION = re.compile(r"\s*(?:\d+\s*[A-Za-z]+\s*)+")
 _DURATION_PART = re.compile(r"(\d+)\s*([A-Za-z]+)")
@@ -54,24 +53,34 @@ def parse_duration_us(text: str) -> int:
 
     Raises ValueError with a message fit for the user.
     """
+    months, total = _months_and_us(text)
+    if months:
+        raise ValueError(f"months and years have no fixed length; use days or weeks in {text!r}")
+    return total
+
+
+def _months_and_us(text: str) -> tuple[int, int]:
+    """The calendar months (years count 12) and the microseconds of a duration such as
+    '1 year 2 months 3 days'. Raises ValueError with a message fit for the user."""
     if not _DURATION.fullmatch(text):
         raise ValueError(
             f"not a duration: {text!r} (expected e.g. '30s', '5m', '1h', '7d' or '1 hour')"
         )
-    total = 0
+    months = total = 0
     for count, unit in _DURATION_PART.findall(text):
         key = unit.lower()
-        if key in _CALENDAR_UNITS:
-            raise ValueError(
-                f"months and years have no fixed length; use days or weeks in {text!r}"
-            )
-        if key not in _UNITS_US:
+        if key in _MONTH_UNITS:
+            months += int(count)
+        elif key in _YEAR_UNITS:
+            months += 12 * int(count)
+        elif key in _UNITS_US:
+            total += int(count) * _UNITS_US[key]
+        else:
             raise ValueError(
                 f"unknown time unit {unit!r} in {text!r}"
                 " (use us, ms, s, m, h, d or w, or their names)"
             )
-        total += int(count) * _UNITS_US[key]
-    return total
+    return months, total
 
 
 def parse_timestamp_us(text: str) -> int:
@@ -110,20 +119,8 @@ def interval_us(node: exp.Interval) -> int:
 def _calendar_interval(node: exp.Interval) -> tuple[int, int]:
     """(months, microseconds) of an INTERVAL that may count months and years:
     `interval '3 months'`, `interval '1 year 2 days'`."""
-    text = _interval_text(node)
-    months, rest = 0, []
-    for count, unit in _DURATION_PART.findall(text):
-        key = unit.lower()
-        if key in _MONTH_UNITS:
-            months += int(count)
-        elif key in _YEAR_UNITS:
-            months += 12 * int(count)
-        else:
-            rest.append(f"{count} {unit}")
-    if not _DURATION.fullmatch(text):
-        raise error_at(node, f"bad interval: not a duration: {text!r}")
     try:
-        return months, parse_duration_us(" ".join(rest)) if rest else 0
+        return _months_and_us(_interval_text(node))
     except ValueError as error:
         raise error_at(node, f"bad interval: {error}") from None
 
