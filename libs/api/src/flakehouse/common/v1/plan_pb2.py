@@ -25,51 +25,61 @@ _sym_db = _symbol_database.Default()
 from flakehouse.common.v1 import events_pb2 as flakehouse_dot_common_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x66lakehouse/common/v1/plan.proto\x12\x14\x66lakehouse.common.v1\x1a!flakehouse/common/v1/events.proto\"\xcf\x02\n\tQueryPlan\x12\x12\n\nir_version\x18\x01 \x01(\r\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x33\n\ntime_range\x18\x03 \x01(\x0b\x32\x1f.flakehouse.common.v1.TimeRange\x12*\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x1a.flakehouse.common.v1.Expr\x12\x30\n\x08group_by\x18\x05 \x03(\x0b\x32\x1e.flakehouse.common.v1.GroupKey\x12\x33\n\naggregates\x18\x06 \x03(\x0b\x32\x1f.flakehouse.common.v1.Aggregate\x12\x15\n\rselect_fields\x18\x07 \x03(\t\x12/\n\x08order_by\x18\x08 \x03(\x0b\x32\x1d.flakehouse.common.v1.OrderBy\x12\r\n\x05limit\x18\t \x01(\r\"O\n\tTimeRange\x12\x15\n\x08start_us\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x13\n\x06\x65nd_us\x18\x02 \x01(\x03H\x01\x88\x01\x01\x42\x0b\n\t_start_usB\t\n\x07_end_us\"\xac\x02\n\x04\x45xpr\x12\x30\n\x07\x63ompare\x18\x01 \x01(\x0b\x32\x1d.flakehouse.common.v1.CompareH\x00\x12/\n\x07in_list\x18\x02 \x01(\x0b\x32\x1c.flakehouse.common.v1.InListH\x00\x12*\n\x04like\x18\x03 \x01(\x0b\x32\x1a.flakehouse.common.v1.LikeH\x00\x12/\n\x07is_null\x18\x04 \x01(\x0b\x32\x1c.flakehouse.common.v1.IsNullH\x00\x12\x32\n\x08junction\x18\x05 \x01(\x0b\x32\x1e.flakehouse.common.v1.JunctionH\x00\x12(\n\x03not\x18\x06 \x01(\x0b\x32\x19.flakehouse.common.v1.NotH\x00\x42\x06\n\x04kind\"q\n\x07\x43ompare\x12+\n\x02op\x18\x01 \x01(\x0e\x32\x1f.flakehouse.common.v1.CompareOp\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12*\n\x05value\x18\x03 \x01(\x0b\x32\x1b.flakehouse.common.v1.Value\"U\n\x06InList\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12+\n\x06values\x18\x02 \x03(\x0b\x32\x1b.flakehouse.common.v1.Value\x12\x0f\n\x07negated\x18\x03 \x01(\x08\"7\n\x04Like\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0f\n\x07pattern\x18\x02 \x01(\t\x12\x0f\n\x07negated\x18\x03 \x01(\x08\"(\n\x06IsNull\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0f\n\x07negated\x18\x02 \x01(\x08\"f\n\x08Junction\x12,\n\x02op\x18\x01 \x01(\x0e\x32 .flakehouse.common.v1.JunctionOp\x12,\n\x08operands\x18\x02 \x03(\x0b\x32\x1a.flakehouse.common.v1.Expr\"2\n\x03Not\x12+\n\x07operand\x18\x01 \x01(\x0b\x32\x1a.flakehouse.common.v1.Expr\"=\n\x08GroupKey\x12\x0f\n\x05\x66ield\x18\x01 \x01(\tH\x00\x12\x18\n\x0etime_bucket_us\x18\x02 \x01(\x03H\x00\x42\x06\n\x04kind\"g\n\tAggregate\x12\x39\n\x08\x66unction\x18\x01 \x01(\x0e\x32\'.flakehouse.common.v1.AggregateFunction\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x10\n\x08quantile\x18\x03 \x01(\x01\",\n\x07OrderBy\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x12\n\ndescending\x18\x02 \x01(\x08\"\x93\x01\n\x0bValueColumn\x12.\n\x05types\x18\x01 \x03(\x0e\x32\x1f.flakehouse.common.v1.ValueType\x12\x15\n\rstring_values\x18\x02 \x03(\t\x12\x12\n\nint_values\x18\x03 \x03(\x12\x12\x14\n\x0c\x66loat_values\x18\x04 \x03(\x01\x12\x13\n\x0b\x62ool_values\x18\x05 \x03(\x08\"\x98\x01\n\x0bStateColumn\x12\x0e\n\x06\x63ounts\x18\x01 \x03(\x03\x12\x0c\n\x04sums\x18\x02 \x03(\x01\x12\x10\n\x08int_sums\x18\x03 \x03(\x12\x12\x12\n\nfloat_seen\x18\x04 \x03(\x08\x12\x33\n\x08\x65xtremes\x18\x05 \x01(\x0b\x32!.flakehouse.common.v1.ValueColumn\x12\x10\n\x08sketches\x18\x06 \x03(\x0c\"\x80\x01\n\x0cGroupColumns\x12\x0c\n\x04size\x18\x01 \x01(\r\x12/\n\x04keys\x18\x02 \x03(\x0b\x32!.flakehouse.common.v1.ValueColumn\x12\x31\n\x06states\x18\x03 \x03(\x0b\x32!.flakehouse.common.v1.StateColumn\"k\n\tScanStats\x12\x14\n\x0crows_scanned\x18\x01 \x01(\x04\x12\x14\n\x0crows_matched\x18\x02 \x01(\x04\x12\x18\n\x10segments_scanned\x18\x03 \x01(\r\x12\x18\n\x10segments_skipped\x18\x04 \x01(\r\"\xb1\x01\n\rPartialResult\x12\x39\n\rgroup_columns\x18\x04 \x01(\x0b\x32\".flakehouse.common.v1.GroupColumns\x12\'\n\x04rows\x18\x02 \x03(\x0b\x32\x19.flakehouse.common.v1.Row\x12.\n\x05stats\x18\x03 \x01(\x0b\x32\x1f.flakehouse.common.v1.ScanStatsJ\x04\x08\x01\x10\x02R\x06groups*\x99\x01\n\tCompareOp\x12\x1a\n\x16\x43OMPARE_OP_UNSPECIFIED\x10\x00\x12\x11\n\rCOMPARE_OP_EQ\x10\x01\x12\x11\n\rCOMPARE_OP_NE\x10\x02\x12\x11\n\rCOMPARE_OP_LT\x10\x03\x12\x11\n\rCOMPARE_OP_LE\x10\x04\x12\x11\n\rCOMPARE_OP_GT\x10\x05\x12\x11\n\rCOMPARE_OP_GE\x10\x06*R\n\nJunctionOp\x12\x1b\n\x17JUNCTION_OP_UNSPECIFIED\x10\x00\x12\x13\n\x0fJUNCTION_OP_AND\x10\x01\x12\x12\n\x0eJUNCTION_OP_OR\x10\x02*\xb3\x02\n\x11\x41ggregateFunction\x12\"\n\x1e\x41GGREGATE_FUNCTION_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41GGREGATE_FUNCTION_COUNT\x10\x01\x12\"\n\x1e\x41GGREGATE_FUNCTION_COUNT_FIELD\x10\x02\x12\x1a\n\x16\x41GGREGATE_FUNCTION_SUM\x10\x03\x12\x1a\n\x16\x41GGREGATE_FUNCTION_AVG\x10\x04\x12\x1a\n\x16\x41GGREGATE_FUNCTION_MIN\x10\x05\x12\x1a\n\x16\x41GGREGATE_FUNCTION_MAX\x10\x06\x12%\n!AGGREGATE_FUNCTION_COUNT_DISTINCT\x10\x07\x12!\n\x1d\x41GGREGATE_FUNCTION_PERCENTILE\x10\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x66lakehouse/common/v1/plan.proto\x12\x14\x66lakehouse.common.v1\x1a!flakehouse/common/v1/events.proto\"\x93\x03\n\tQueryPlan\x12\x12\n\nir_version\x18\x01 \x01(\r\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x33\n\ntime_range\x18\x03 \x01(\x0b\x32\x1f.flakehouse.common.v1.TimeRange\x12*\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x1a.flakehouse.common.v1.Expr\x12\x30\n\x08group_by\x18\x05 \x03(\x0b\x32\x1e.flakehouse.common.v1.GroupKey\x12\x33\n\naggregates\x18\x06 \x03(\x0b\x32\x1f.flakehouse.common.v1.Aggregate\x12\x15\n\rselect_fields\x18\x07 \x03(\t\x12/\n\x08order_by\x18\x08 \x03(\x0b\x32\x1d.flakehouse.common.v1.OrderBy\x12\r\n\x05limit\x18\t \x01(\r\x12.\n\x08\x63omputed\x18\n \x03(\x0b\x32\x1c.flakehouse.common.v1.Scalar\x12\x12\n\nmax_groups\x18\x0b \x01(\r\"O\n\tTimeRange\x12\x15\n\x08start_us\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x13\n\x06\x65nd_us\x18\x02 \x01(\x03H\x01\x88\x01\x01\x42\x0b\n\t_start_usB\t\n\x07_end_us\"\xac\x02\n\x04\x45xpr\x12\x30\n\x07\x63ompare\x18\x01 \x01(\x0b\x32\x1d.flakehouse.common.v1.CompareH\x00\x12/\n\x07in_list\x18\x02 \x01(\x0b\x32\x1c.flakehouse.common.v1.InListH\x00\x12*\n\x04like\x18\x03 \x01(\x0b\x32\x1a.flakehouse.common.v1.LikeH\x00\x12/\n\x07is_null\x18\x04 \x01(\x0b\x32\x1c.flakehouse.common.v1.IsNullH\x00\x12\x32\n\x08junction\x18\x05 \x01(\x0b\x32\x1e.flakehouse.common.v1.JunctionH\x00\x12(\n\x03not\x18\x06 \x01(\x0b\x32\x19.flakehouse.common.v1.NotH\x00\x42\x06\n\x04kind\"q\n\x07\x43ompare\x12+\n\x02op\x18\x01 \x01(\x0e\x32\x1f.flakehouse.common.v1.CompareOp\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12*\n\x05value\x18\x03 \x01(\x0b\x32\x1b.flakehouse.common.v1.Value\"U\n\x06InList\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12+\n\x06values\x18\x02 \x03(\x0b\x32\x1b.flakehouse.common.v1.Value\x12\x0f\n\x07negated\x18\x03 \x01(\x08\"7\n\x04Like\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0f\n\x07pattern\x18\x02 \x01(\t\x12\x0f\n\x07negated\x18\x03 \x01(\x08\"(\n\x06IsNull\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0f\n\x07negated\x18\x02 \x01(\x08\"f\n\x08Junction\x12,\n\x02op\x18\x01 \x01(\x0e\x32 .flakehouse.common.v1.JunctionOp\x12,\n\x08operands\x18\x02 \x03(\x0b\x32\x1a.flakehouse.common.v1.Expr\"2\n\x03Not\x12+\n\x07operand\x18\x01 \x01(\x0b\x32\x1a.flakehouse.common.v1.Expr\"=\n\x08GroupKey\x12\x0f\n\x05\x66ield\x18\x01 \x01(\tH\x00\x12\x18\n\x0etime_bucket_us\x18\x02 \x01(\x03H\x00\x42\x06\n\x04kind\"\xb8\x01\n\x06Scalar\x12\x0f\n\x05\x66ield\x18\x01 \x01(\tH\x00\x12.\n\x07literal\x18\x02 \x01(\x0b\x32\x1b.flakehouse.common.v1.ValueH\x00\x12\x30\n\x04\x63\x61ll\x18\x03 \x01(\x0b\x32 .flakehouse.common.v1.ScalarCallH\x00\x12\x33\n\tcase_when\x18\x04 \x01(\x0b\x32\x1e.flakehouse.common.v1.CaseWhenH\x00\x42\x06\n\x04kind\"p\n\nScalarCall\x12\x36\n\x08\x66unction\x18\x01 \x01(\x0e\x32$.flakehouse.common.v1.ScalarFunction\x12*\n\x04\x61rgs\x18\x02 \x03(\x0b\x32\x1c.flakehouse.common.v1.Scalar\"m\n\x08\x43\x61seWhen\x12\x30\n\x08\x62ranches\x18\x01 \x03(\x0b\x32\x1e.flakehouse.common.v1.WhenThen\x12/\n\totherwise\x18\x02 \x01(\x0b\x32\x1c.flakehouse.common.v1.Scalar\"f\n\x08WhenThen\x12-\n\tcondition\x18\x01 \x01(\x0b\x32\x1a.flakehouse.common.v1.Expr\x12+\n\x05value\x18\x02 \x01(\x0b\x32\x1c.flakehouse.common.v1.Scalar\"\x93\x01\n\tAggregate\x12\x39\n\x08\x66unction\x18\x01 \x01(\x0e\x32\'.flakehouse.common.v1.AggregateFunction\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x10\n\x08quantile\x18\x03 \x01(\x01\x12*\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x1a.flakehouse.common.v1.Expr\",\n\x07OrderBy\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x12\n\ndescending\x18\x02 \x01(\x08\"\x93\x01\n\x0bValueColumn\x12.\n\x05types\x18\x01 \x03(\x0e\x32\x1f.flakehouse.common.v1.ValueType\x12\x15\n\rstring_values\x18\x02 \x03(\t\x12\x12\n\nint_values\x18\x03 \x03(\x12\x12\x14\n\x0c\x66loat_values\x18\x04 \x03(\x01\x12\x13\n\x0b\x62ool_values\x18\x05 \x03(\x08\"\xb8\x01\n\x0bStateColumn\x12\x0e\n\x06\x63ounts\x18\x01 \x03(\x03\x12\x0c\n\x04sums\x18\x02 \x03(\x01\x12\x10\n\x08int_sums\x18\x03 \x03(\x12\x12\x12\n\nfloat_seen\x18\x04 \x03(\x08\x12\x33\n\x08\x65xtremes\x18\x05 \x01(\x0b\x32!.flakehouse.common.v1.ValueColumn\x12\x10\n\x08sketches\x18\x06 \x03(\x0c\x12\r\n\x05means\x18\x07 \x03(\x01\x12\x0f\n\x07squares\x18\x08 \x03(\x01\"\x80\x01\n\x0cGroupColumns\x12\x0c\n\x04size\x18\x01 \x01(\r\x12/\n\x04keys\x18\x02 \x03(\x0b\x32!.flakehouse.common.v1.ValueColumn\x12\x31\n\x06states\x18\x03 \x03(\x0b\x32!.flakehouse.common.v1.StateColumn\"k\n\tScanStats\x12\x14\n\x0crows_scanned\x18\x01 \x01(\x04\x12\x14\n\x0crows_matched\x18\x02 \x01(\x04\x12\x18\n\x10segments_scanned\x18\x03 \x01(\r\x12\x18\n\x10segments_skipped\x18\x04 \x01(\r\"\xb1\x01\n\rPartialResult\x12\x39\n\rgroup_columns\x18\x04 \x01(\x0b\x32\".flakehouse.common.v1.GroupColumns\x12\'\n\x04rows\x18\x02 \x03(\x0b\x32\x19.flakehouse.common.v1.Row\x12.\n\x05stats\x18\x03 \x01(\x0b\x32\x1f.flakehouse.common.v1.ScanStatsJ\x04\x08\x01\x10\x02R\x06groups*\x99\x01\n\tCompareOp\x12\x1a\n\x16\x43OMPARE_OP_UNSPECIFIED\x10\x00\x12\x11\n\rCOMPARE_OP_EQ\x10\x01\x12\x11\n\rCOMPARE_OP_NE\x10\x02\x12\x11\n\rCOMPARE_OP_LT\x10\x03\x12\x11\n\rCOMPARE_OP_LE\x10\x04\x12\x11\n\rCOMPARE_OP_GT\x10\x05\x12\x11\n\rCOMPARE_OP_GE\x10\x06*R\n\nJunctionOp\x12\x1b\n\x17JUNCTION_OP_UNSPECIFIED\x10\x00\x12\x13\n\x0fJUNCTION_OP_AND\x10\x01\x12\x12\n\x0eJUNCTION_OP_OR\x10\x02*\xeb\x03\n\x0eScalarFunction\x12\x1f\n\x1bSCALAR_FUNCTION_UNSPECIFIED\x10\x00\x12\x17\n\x13SCALAR_FUNCTION_ADD\x10\x01\x12\x1c\n\x18SCALAR_FUNCTION_SUBTRACT\x10\x02\x12\x1c\n\x18SCALAR_FUNCTION_MULTIPLY\x10\x03\x12\x1a\n\x16SCALAR_FUNCTION_DIVIDE\x10\x04\x12\x1a\n\x16SCALAR_FUNCTION_MODULO\x10\x05\x12\x1a\n\x16SCALAR_FUNCTION_NEGATE\x10\x06\x12\x19\n\x15SCALAR_FUNCTION_LOWER\x10\x07\x12\x19\n\x15SCALAR_FUNCTION_UPPER\x10\x08\x12\x1a\n\x16SCALAR_FUNCTION_LENGTH\x10\t\x12\x1a\n\x16SCALAR_FUNCTION_SUBSTR\x10\n\x12\x1e\n\x1aSCALAR_FUNCTION_SPLIT_PART\x10\x0b\x12\"\n\x1eSCALAR_FUNCTION_REGEXP_MATCHES\x10\x0c\x12\x1c\n\x18SCALAR_FUNCTION_COALESCE\x10\r\x12\x1e\n\x1aSCALAR_FUNCTION_DATE_TRUNC\x10\x0e\x12\x1f\n\x1bSCALAR_FUNCTION_TIME_BUCKET\x10\x0f*\xfa\x02\n\x11\x41ggregateFunction\x12\"\n\x1e\x41GGREGATE_FUNCTION_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41GGREGATE_FUNCTION_COUNT\x10\x01\x12\"\n\x1e\x41GGREGATE_FUNCTION_COUNT_FIELD\x10\x02\x12\x1a\n\x16\x41GGREGATE_FUNCTION_SUM\x10\x03\x12\x1a\n\x16\x41GGREGATE_FUNCTION_AVG\x10\x04\x12\x1a\n\x16\x41GGREGATE_FUNCTION_MIN\x10\x05\x12\x1a\n\x16\x41GGREGATE_FUNCTION_MAX\x10\x06\x12%\n!AGGREGATE_FUNCTION_COUNT_DISTINCT\x10\x07\x12!\n\x1d\x41GGREGATE_FUNCTION_PERCENTILE\x10\x08\x12\"\n\x1e\x41GGREGATE_FUNCTION_STDDEV_SAMP\x10\t\x12!\n\x1d\x41GGREGATE_FUNCTION_STDDEV_POP\x10\nb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'flakehouse.common.v1.plan_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_COMPAREOP']._serialized_start=2211
-  _globals['_COMPAREOP']._serialized_end=2364
-  _globals['_JUNCTIONOP']._serialized_start=2366
-  _globals['_JUNCTIONOP']._serialized_end=2448
-  _globals['_AGGREGATEFUNCTION']._serialized_start=2451
-  _globals['_AGGREGATEFUNCTION']._serialized_end=2758
+  _globals['_COMPAREOP']._serialized_start=2872
+  _globals['_COMPAREOP']._serialized_end=3025
+  _globals['_JUNCTIONOP']._serialized_start=3027
+  _globals['_JUNCTIONOP']._serialized_end=3109
+  _globals['_SCALARFUNCTION']._serialized_start=3112
+  _globals['_SCALARFUNCTION']._serialized_end=3603
+  _globals['_AGGREGATEFUNCTION']._serialized_start=3606
+  _globals['_AGGREGATEFUNCTION']._serialized_end=3984
   _globals['_QUERYPLAN']._serialized_start=93
-  _globals['_QUERYPLAN']._serialized_end=428
-  _globals['_TIMERANGE']._serialized_start=430
-  _globals['_TIMERANGE']._serialized_end=509
-  _globals['_EXPR']._serialized_start=512
-  _globals['_EXPR']._serialized_end=812
-  _globals['_COMPARE']._serialized_start=814
-  _globals['_COMPARE']._serialized_end=927
-  _globals['_INLIST']._serialized_start=929
-  _globals['_INLIST']._serialized_end=1014
-  _globals['_LIKE']._serialized_start=1016
-  _globals['_LIKE']._serialized_end=1071
-  _globals['_ISNULL']._serialized_start=1073
-  _globals['_ISNULL']._serialized_end=1113
-  _globals['_JUNCTION']._serialized_start=1115
-  _globals['_JUNCTION']._serialized_end=1217
-  _globals['_NOT']._serialized_start=1219
-  _globals['_NOT']._serialized_end=1269
-  _globals['_GROUPKEY']._serialized_start=1271
-  _globals['_GROUPKEY']._serialized_end=1332
-  _globals['_AGGREGATE']._serialized_start=1334
-  _globals['_AGGREGATE']._serialized_end=1437
-  _globals['_ORDERBY']._serialized_start=1439
-  _globals['_ORDERBY']._serialized_end=1483
-  _globals['_VALUECOLUMN']._serialized_start=1486
-  _globals['_VALUECOLUMN']._serialized_end=1633
-  _globals['_STATECOLUMN']._serialized_start=1636
-  _globals['_STATECOLUMN']._serialized_end=1788
-  _globals['_GROUPCOLUMNS']._serialized_start=1791
-  _globals['_GROUPCOLUMNS']._serialized_end=1919
-  _globals['_SCANSTATS']._serialized_start=1921
-  _globals['_SCANSTATS']._serialized_end=2028
-  _globals['_PARTIALRESULT']._serialized_start=2031
-  _globals['_PARTIALRESULT']._serialized_end=2208
+  _globals['_QUERYPLAN']._serialized_end=496
+  _globals['_TIMERANGE']._serialized_start=498
+  _globals['_TIMERANGE']._serialized_end=577
+  _globals['_EXPR']._serialized_start=580
+  _globals['_EXPR']._serialized_end=880
+  _globals['_COMPARE']._serialized_start=882
+  _globals['_COMPARE']._serialized_end=995
+  _globals['_INLIST']._serialized_start=997
+  _globals['_INLIST']._serialized_end=1082
+  _globals['_LIKE']._serialized_start=1084
+  _globals['_LIKE']._serialized_end=1139
+  _globals['_ISNULL']._serialized_start=1141
+  _globals['_ISNULL']._serialized_end=1181
+  _globals['_JUNCTION']._serialized_start=1183
+  _globals['_JUNCTION']._serialized_end=1285
+  _globals['_NOT']._serialized_start=1287
+  _globals['_NOT']._serialized_end=1337
+  _globals['_GROUPKEY']._serialized_start=1339
+  _globals['_GROUPKEY']._serialized_end=1400
+  _globals['_SCALAR']._serialized_start=1403
+  _globals['_SCALAR']._serialized_end=1587
+  _globals['_SCALARCALL']._serialized_start=1589
+  _globals['_SCALARCALL']._serialized_end=1701
+  _globals['_CASEWHEN']._serialized_start=1703
+  _globals['_CASEWHEN']._serialized_end=1812
+  _globals['_WHENTHEN']._serialized_start=1814
+  _globals['_WHENTHEN']._serialized_end=1916
+  _globals['_AGGREGATE']._serialized_start=1919
+  _globals['_AGGREGATE']._serialized_end=2066
+  _globals['_ORDERBY']._serialized_start=2068
+  _globals['_ORDERBY']._serialized_end=2112
+  _globals['_VALUECOLUMN']._serialized_start=2115
+  _globals['_VALUECOLUMN']._serialized_end=2262
+  _globals['_STATECOLUMN']._serialized_start=2265
+  _globals['_STATECOLUMN']._serialized_end=2449
+  _globals['_GROUPCOLUMNS']._serialized_start=2452
+  _globals['_GROUPCOLUMNS']._serialized_end=2580
+  _globals['_SCANSTATS']._serialized_start=2582
+  _globals['_SCANSTATS']._serialized_end=2689
+  _globals['_PARTIALRESULT']._serialized_start=2692
+  _globals['_PARTIALRESULT']._serialized_end=2869
 # @@protoc_insertion_point(module_scope)

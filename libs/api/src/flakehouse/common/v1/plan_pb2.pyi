@@ -64,6 +64,99 @@ JUNCTION_OP_AND: JunctionOp.ValueType  # 1
 JUNCTION_OP_OR: JunctionOp.ValueType  # 2
 Global___JunctionOp: _TypeAlias = JunctionOp  # noqa: Y015
 
+class _ScalarFunction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ScalarFunctionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ScalarFunction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SCALAR_FUNCTION_UNSPECIFIED: _ScalarFunction.ValueType  # 0
+    SCALAR_FUNCTION_ADD: _ScalarFunction.ValueType  # 1
+    """Arithmetic on numbers (ints and floats): int op int stays int except DIVIDE, which is float
+    division as in DuckDB; division or modulo by zero is NULL; an int result beyond int64 is
+    NULL.
+    """
+    SCALAR_FUNCTION_SUBTRACT: _ScalarFunction.ValueType  # 2
+    SCALAR_FUNCTION_MULTIPLY: _ScalarFunction.ValueType  # 3
+    SCALAR_FUNCTION_DIVIDE: _ScalarFunction.ValueType  # 4
+    SCALAR_FUNCTION_MODULO: _ScalarFunction.ValueType  # 5
+    SCALAR_FUNCTION_NEGATE: _ScalarFunction.ValueType  # 6
+    """One argument."""
+    SCALAR_FUNCTION_LOWER: _ScalarFunction.ValueType  # 7
+    """Strings (one argument): lower/upper case, length in characters (an int)."""
+    SCALAR_FUNCTION_UPPER: _ScalarFunction.ValueType  # 8
+    SCALAR_FUNCTION_LENGTH: _ScalarFunction.ValueType  # 9
+    SCALAR_FUNCTION_SUBSTR: _ScalarFunction.ValueType  # 10
+    """substr(string, start, [length]): characters from the 1-based start, as DuckDB's substring."""
+    SCALAR_FUNCTION_SPLIT_PART: _ScalarFunction.ValueType  # 11
+    """split_part(string, separator, index): the index-th (1-based; negative from the end) part,
+    '' when there is no such part, as DuckDB.
+    """
+    SCALAR_FUNCTION_REGEXP_MATCHES: _ScalarFunction.ValueType  # 12
+    """regexp_matches(string, pattern): a bool, whether the RE2-like pattern matches anywhere in
+    the string (Python `re.search`).
+    """
+    SCALAR_FUNCTION_COALESCE: _ScalarFunction.ValueType  # 13
+    """coalesce(a, b, …): the first argument that is not NULL."""
+    SCALAR_FUNCTION_DATE_TRUNC: _ScalarFunction.ValueType  # 14
+    """date_trunc(unit, timestamp, zone): args are a string literal unit ('hour', 'day', 'week',
+    'month', 'year'; weeks start on Monday), the timestamp, and an IANA zone name literal
+    ('UTC' included). The start, in microseconds since the epoch, of the unit holding the
+    timestamp on the zone's calendar: a day in a zone with daylight saving is 23 or 25 hours.
+    """
+    SCALAR_FUNCTION_TIME_BUCKET: _ScalarFunction.ValueType  # 15
+    """time_bucket(timestamp, width_us, months, zone): args are the timestamp, an int literal
+    width in microseconds, an int literal width in months, and a zone literal; exactly one of
+    the widths is not 0. Buckets are laid on the zone's wall clock from 2000-01-03 (fixed
+    widths) or 2000-01-01 (months), as DuckDB's time_bucket(width, ts, zone); the answer is
+    the bucket's start in microseconds since the epoch.
+    """
+
+class ScalarFunction(_ScalarFunction, metaclass=_ScalarFunctionEnumTypeWrapper): ...
+
+SCALAR_FUNCTION_UNSPECIFIED: ScalarFunction.ValueType  # 0
+SCALAR_FUNCTION_ADD: ScalarFunction.ValueType  # 1
+"""Arithmetic on numbers (ints and floats): int op int stays int except DIVIDE, which is float
+division as in DuckDB; division or modulo by zero is NULL; an int result beyond int64 is
+NULL.
+"""
+SCALAR_FUNCTION_SUBTRACT: ScalarFunction.ValueType  # 2
+SCALAR_FUNCTION_MULTIPLY: ScalarFunction.ValueType  # 3
+SCALAR_FUNCTION_DIVIDE: ScalarFunction.ValueType  # 4
+SCALAR_FUNCTION_MODULO: ScalarFunction.ValueType  # 5
+SCALAR_FUNCTION_NEGATE: ScalarFunction.ValueType  # 6
+"""One argument."""
+SCALAR_FUNCTION_LOWER: ScalarFunction.ValueType  # 7
+"""Strings (one argument): lower/upper case, length in characters (an int)."""
+SCALAR_FUNCTION_UPPER: ScalarFunction.ValueType  # 8
+SCALAR_FUNCTION_LENGTH: ScalarFunction.ValueType  # 9
+SCALAR_FUNCTION_SUBSTR: ScalarFunction.ValueType  # 10
+"""substr(string, start, [length]): characters from the 1-based start, as DuckDB's substring."""
+SCALAR_FUNCTION_SPLIT_PART: ScalarFunction.ValueType  # 11
+"""split_part(string, separator, index): the index-th (1-based; negative from the end) part,
+'' when there is no such part, as DuckDB.
+"""
+SCALAR_FUNCTION_REGEXP_MATCHES: ScalarFunction.ValueType  # 12
+"""regexp_matches(string, pattern): a bool, whether the RE2-like pattern matches anywhere in
+the string (Python `re.search`).
+"""
+SCALAR_FUNCTION_COALESCE: ScalarFunction.ValueType  # 13
+"""coalesce(a, b, …): the first argument that is not NULL."""
+SCALAR_FUNCTION_DATE_TRUNC: ScalarFunction.ValueType  # 14
+"""date_trunc(unit, timestamp, zone): args are a string literal unit ('hour', 'day', 'week',
+'month', 'year'; weeks start on Monday), the timestamp, and an IANA zone name literal
+('UTC' included). The start, in microseconds since the epoch, of the unit holding the
+timestamp on the zone's calendar: a day in a zone with daylight saving is 23 or 25 hours.
+"""
+SCALAR_FUNCTION_TIME_BUCKET: ScalarFunction.ValueType  # 15
+"""time_bucket(timestamp, width_us, months, zone): args are the timestamp, an int literal
+width in microseconds, an int literal width in months, and a zone literal; exactly one of
+the widths is not 0. Buckets are laid on the zone's wall clock from 2000-01-03 (fixed
+widths) or 2000-01-01 (months), as DuckDB's time_bucket(width, ts, zone); the answer is
+the bucket's start in microseconds since the epoch.
+"""
+Global___ScalarFunction: _TypeAlias = ScalarFunction  # noqa: Y015
+
 class _AggregateFunction:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -81,6 +174,9 @@ class _AggregateFunctionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Agg
     AGGREGATE_FUNCTION_MAX: _AggregateFunction.ValueType  # 6
     AGGREGATE_FUNCTION_COUNT_DISTINCT: _AggregateFunction.ValueType  # 7
     AGGREGATE_FUNCTION_PERCENTILE: _AggregateFunction.ValueType  # 8
+    AGGREGATE_FUNCTION_STDDEV_SAMP: _AggregateFunction.ValueType  # 9
+    """Standard deviation of the numeric values: sample (n - 1) and population (n)."""
+    AGGREGATE_FUNCTION_STDDEV_POP: _AggregateFunction.ValueType  # 10
 
 class AggregateFunction(_AggregateFunction, metaclass=_AggregateFunctionEnumTypeWrapper): ...
 
@@ -95,6 +191,9 @@ AGGREGATE_FUNCTION_MIN: AggregateFunction.ValueType  # 5
 AGGREGATE_FUNCTION_MAX: AggregateFunction.ValueType  # 6
 AGGREGATE_FUNCTION_COUNT_DISTINCT: AggregateFunction.ValueType  # 7
 AGGREGATE_FUNCTION_PERCENTILE: AggregateFunction.ValueType  # 8
+AGGREGATE_FUNCTION_STDDEV_SAMP: AggregateFunction.ValueType  # 9
+"""Standard deviation of the numeric values: sample (n - 1) and population (n)."""
+AGGREGATE_FUNCTION_STDDEV_POP: AggregateFunction.ValueType  # 10
 Global___AggregateFunction: _TypeAlias = AggregateFunction  # noqa: Y015
 
 @_typing.final
@@ -115,10 +214,16 @@ class QueryPlan(_message.Message):
     SELECT_FIELDS_FIELD_NUMBER: _builtins.int
     ORDER_BY_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    COMPUTED_FIELD_NUMBER: _builtins.int
+    MAX_GROUPS_FIELD_NUMBER: _builtins.int
     ir_version: _builtins.int
     """Version of this IR; storage rejects versions it does not know."""
     dataset: _builtins.str
     limit: _builtins.int
+    max_groups: _builtins.int
+    """Aggregate plans: the most groups a fragment may hold; past it, storage stops with
+    RESOURCE_EXHAUSTED naming the limit, instead of growing without bound. 0: no limit.
+    """
     @_builtins.property
     def time_range(self) -> Global___TimeRange: ...
     @_builtins.property
@@ -137,6 +242,14 @@ class QueryPlan(_message.Message):
     def order_by(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrderBy]:
         """Raw-rows mode: ordering and the per-partition row limit."""
 
+    @_builtins.property
+    def computed(self) -> _containers.RepeatedCompositeFieldContainer[Global___Scalar]:
+        """Columns computed per row (lower(name), duration * 1000, CASE …, date_trunc(…)), named `$0`,
+        `$1`, … in this order. Every field reference of the plan (filter, group key, aggregate,
+        select field, order) may name one; a computed column may use earlier ones. No field's name
+        starts with `$` (events' field names start with a letter or `_`).
+        """
+
     def __init__(
         self,
         *,
@@ -149,10 +262,12 @@ class QueryPlan(_message.Message):
         select_fields: _abc.Iterable[_builtins.str] | None = ...,
         order_by: _abc.Iterable[Global___OrderBy] | None = ...,
         limit: _builtins.int = ...,
+        computed: _abc.Iterable[Global___Scalar] | None = ...,
+        max_groups: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "time_range", b"time_range"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregates", b"aggregates", "dataset", b"dataset", "filter", b"filter", "group_by", b"group_by", "ir_version", b"ir_version", "limit", b"limit", "order_by", b"order_by", "select_fields", b"select_fields", "time_range", b"time_range"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregates", b"aggregates", "computed", b"computed", "dataset", b"dataset", "filter", b"filter", "group_by", b"group_by", "ir_version", b"ir_version", "limit", b"limit", "max_groups", b"max_groups", "order_by", b"order_by", "select_fields", b"select_fields", "time_range", b"time_range"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -385,8 +500,12 @@ class GroupKey(_message.Message):
     FIELD_FIELD_NUMBER: _builtins.int
     TIME_BUCKET_US_FIELD_NUMBER: _builtins.int
     field: _builtins.str
+    """A field or a computed column (`$0`, …)."""
     time_bucket_us: _builtins.int
-    """time_bucket(timestamp, width): the bucket's start, in microseconds."""
+    """time_bucket(timestamp, width) in UTC: the start of the bucket holding the timestamp, in
+    microseconds, buckets being laid end to end from 2000-01-03T00:00:00Z (a Monday, as
+    DuckDB's origin): ORIGIN + floor((ts - ORIGIN) / width) * width.
+    """
     def __init__(
         self,
         *,
@@ -404,27 +523,148 @@ class GroupKey(_message.Message):
 Global___GroupKey: _TypeAlias = GroupKey  # noqa: Y015
 
 @_typing.final
+class Scalar(_message.Message):
+    """A value computed for each row. A row where an operand is missing (or of a type the function
+    does not take) gets NULL, so the column is sparse like a field's.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIELD_FIELD_NUMBER: _builtins.int
+    LITERAL_FIELD_NUMBER: _builtins.int
+    CALL_FIELD_NUMBER: _builtins.int
+    CASE_WHEN_FIELD_NUMBER: _builtins.int
+    field: _builtins.str
+    """A field, "timestamp", or an earlier computed column."""
+    @_builtins.property
+    def literal(self) -> _events_pb2.Value: ...
+    @_builtins.property
+    def call(self) -> Global___ScalarCall: ...
+    @_builtins.property
+    def case_when(self) -> Global___CaseWhen: ...
+    def __init__(
+        self,
+        *,
+        field: _builtins.str = ...,
+        literal: _events_pb2.Value | None = ...,
+        call: Global___ScalarCall | None = ...,
+        case_when: Global___CaseWhen | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["call", b"call", "case_when", b"case_when", "field", b"field", "kind", b"kind", "literal", b"literal"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call", b"call", "case_when", b"case_when", "field", b"field", "kind", b"kind", "literal", b"literal"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["field", "literal", "call", "case_when"]  # noqa: Y015
+    _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
+
+Global___Scalar: _TypeAlias = Scalar  # noqa: Y015
+
+@_typing.final
+class ScalarCall(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FUNCTION_FIELD_NUMBER: _builtins.int
+    ARGS_FIELD_NUMBER: _builtins.int
+    function: Global___ScalarFunction.ValueType
+    @_builtins.property
+    def args(self) -> _containers.RepeatedCompositeFieldContainer[Global___Scalar]: ...
+    def __init__(
+        self,
+        *,
+        function: Global___ScalarFunction.ValueType = ...,
+        args: _abc.Iterable[Global___Scalar] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "function", b"function"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScalarCall: _TypeAlias = ScalarCall  # noqa: Y015
+
+@_typing.final
+class CaseWhen(_message.Message):
+    """CASE WHEN c1 THEN v1 WHEN c2 THEN v2 … ELSE otherwise END: the value of the first branch
+    whose condition is TRUE (unknown counts as not true), else `otherwise` (unset: NULL).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BRANCHES_FIELD_NUMBER: _builtins.int
+    OTHERWISE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def branches(self) -> _containers.RepeatedCompositeFieldContainer[Global___WhenThen]: ...
+    @_builtins.property
+    def otherwise(self) -> Global___Scalar: ...
+    def __init__(
+        self,
+        *,
+        branches: _abc.Iterable[Global___WhenThen] | None = ...,
+        otherwise: Global___Scalar | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["otherwise", b"otherwise"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["branches", b"branches", "otherwise", b"otherwise"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CaseWhen: _TypeAlias = CaseWhen  # noqa: Y015
+
+@_typing.final
+class WhenThen(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONDITION_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def condition(self) -> Global___Expr: ...
+    @_builtins.property
+    def value(self) -> Global___Scalar: ...
+    def __init__(
+        self,
+        *,
+        condition: Global___Expr | None = ...,
+        value: Global___Scalar | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "value", b"value"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["condition", b"condition", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WhenThen: _TypeAlias = WhenThen  # noqa: Y015
+
+@_typing.final
 class Aggregate(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     FUNCTION_FIELD_NUMBER: _builtins.int
     FIELD_FIELD_NUMBER: _builtins.int
     QUANTILE_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
     function: Global___AggregateFunction.ValueType
     field: _builtins.str
     """Empty for count(*)."""
     quantile: _builtins.float
     """For PERCENTILE: in (0, 1]."""
+    @_builtins.property
+    def filter(self) -> Global___Expr:
+        """FILTER (WHERE …), count_if(…): the aggregate takes only the rows where this is TRUE. Unset:
+        every row of the group.
+        """
+
     def __init__(
         self,
         *,
         function: Global___AggregateFunction.ValueType = ...,
         field: _builtins.str = ...,
         quantile: _builtins.float = ...,
+        filter: Global___Expr | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["field", b"field", "function", b"function", "quantile", b"quantile"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["field", b"field", "filter", b"filter", "function", b"function", "quantile", b"quantile"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -506,6 +746,8 @@ class StateColumn(_message.Message):
       MIN, MAX: `extremes`, null where the group has no value.
       COUNT_DISTINCT, PERCENTILE: `sketches`, flakehouse.sketches states; empty bytes where the
         group has no value.
+      STDDEV_SAMP, STDDEV_POP: `counts` (of numeric values), `means` (their mean) and `squares`
+        (the sum of squared differences from that mean), merged with Chan et al.'s formula.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -516,6 +758,8 @@ class StateColumn(_message.Message):
     FLOAT_SEEN_FIELD_NUMBER: _builtins.int
     EXTREMES_FIELD_NUMBER: _builtins.int
     SKETCHES_FIELD_NUMBER: _builtins.int
+    MEANS_FIELD_NUMBER: _builtins.int
+    SQUARES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def counts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
     @_builtins.property
@@ -528,6 +772,10 @@ class StateColumn(_message.Message):
     def extremes(self) -> Global___ValueColumn: ...
     @_builtins.property
     def sketches(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    @_builtins.property
+    def means(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+    @_builtins.property
+    def squares(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
     def __init__(
         self,
         *,
@@ -537,10 +785,12 @@ class StateColumn(_message.Message):
         float_seen: _abc.Iterable[_builtins.bool] | None = ...,
         extremes: Global___ValueColumn | None = ...,
         sketches: _abc.Iterable[_builtins.bytes] | None = ...,
+        means: _abc.Iterable[_builtins.float] | None = ...,
+        squares: _abc.Iterable[_builtins.float] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["extremes", b"extremes"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["counts", b"counts", "extremes", b"extremes", "float_seen", b"float_seen", "int_sums", b"int_sums", "sketches", b"sketches", "sums", b"sums"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counts", b"counts", "extremes", b"extremes", "float_seen", b"float_seen", "int_sums", b"int_sums", "means", b"means", "sketches", b"sketches", "squares", b"squares", "sums", b"sums"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -26,7 +26,7 @@ from flakehouse.common.v1 import events_pb2 as flakehouse_dot_common_dot_v1_dot_
 from flakehouse.common.v1 import plan_pb2 as flakehouse_dot_common_dot_v1_dot_plan__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x66lakehouse/query/v1/query.proto\x12\x13\x66lakehouse.query.v1\x1a!flakehouse/common/v1/events.proto\x1a\x1f\x66lakehouse/common/v1/plan.proto\"\x88\x01\n\x0cQueryRequest\x12\x0b\n\x03sql\x18\x01 \x01(\t\x12\x12\n\ntimeout_ms\x18\x02 \x01(\r\x12\x32\n\x05\x61\x66ter\x18\x03 \x03(\x0b\x32#.flakehouse.query.v1.DatasetOffsets\x12\x10\n\x08\x63olumnar\x18\x04 \x01(\x08\x12\x11\n\traw_times\x18\x05 \x01(\x08\"\x94\x01\n\x0e\x44\x61tasetOffsets\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x41\n\x07offsets\x18\x02 \x03(\x0b\x32\x30.flakehouse.query.v1.DatasetOffsets.OffsetsEntry\x1a.\n\x0cOffsetsEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"K\n\x0cResultColumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\x04type\x18\x02 \x01(\x0e\x32\x1f.flakehouse.common.v1.ValueType\"F\n\x10MissingPartition\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\r\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x83\x01\n\tNodeStats\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x12\n\npartitions\x18\x02 \x03(\r\x12\x12\n\nelapsed_ms\x18\x03 \x01(\r\x12-\n\x04scan\x18\x04 \x01(\x0b\x32\x1f.flakehouse.common.v1.ScanStats\x12\x0e\n\x06\x65rrors\x18\x05 \x03(\t\"\xb7\x01\n\nQueryStats\x12-\n\x04scan\x18\x01 \x01(\x0b\x32\x1f.flakehouse.common.v1.ScanStats\x12\x12\n\npartitions\x18\x02 \x01(\r\x12\x13\n\x0bnodes_asked\x18\x03 \x01(\r\x12\x12\n\nelapsed_ms\x18\x04 \x01(\r\x12-\n\x05nodes\x18\x05 \x03(\x0b\x32\x1e.flakehouse.query.v1.NodeStats\x12\x0e\n\x06hedged\x18\x06 \x01(\r\"c\n\x12PartitionFreshness\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x16\n\x0erecords_behind\x18\x03 \x01(\x03\x12\x11\n\tbehind_ms\x18\x04 \x01(\r\"s\n\tFreshness\x12\x16\n\x0erecords_behind\x18\x01 \x01(\x03\x12\x11\n\tbehind_ms\x18\x02 \x01(\r\x12;\n\npartitions\x18\x03 \x03(\x0b\x32\'.flakehouse.query.v1.PartitionFreshness\"\x9f\x03\n\rQueryResponse\x12\x32\n\x07\x63olumns\x18\x01 \x03(\x0b\x32!.flakehouse.query.v1.ResultColumn\x12\'\n\x04rows\x18\x02 \x03(\x0b\x32\x19.flakehouse.common.v1.Row\x12\x0f\n\x07partial\x18\x03 \x01(\x08\x12\x41\n\x12missing_partitions\x18\x04 \x03(\x0b\x32%.flakehouse.query.v1.MissingPartition\x12.\n\x05stats\x18\x05 \x01(\x0b\x32\x1f.flakehouse.query.v1.QueryStats\x12-\n\x04plan\x18\x06 \x01(\x0b\x32\x1f.flakehouse.common.v1.QueryPlan\x12\x38\n\rcolumn_values\x18\x07 \x03(\x0b\x32!.flakehouse.common.v1.ValueColumn\x12\x31\n\tfreshness\x18\x08 \x01(\x0b\x32\x1e.flakehouse.query.v1.Freshness\x12\x11\n\ttruncated\x18\t \x01(\x08\"\x15\n\x13ListDatasetsRequest\"/\n\x0b\x44\x61tasetInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\npartitions\x18\x02 \x01(\r\"J\n\x14ListDatasetsResponse\x12\x32\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32 .flakehouse.query.v1.DatasetInfo\")\n\x16\x44\x65scribeDatasetRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\"\xb2\x01\n\x17\x44\x65scribeDatasetResponse\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x32\n\x06\x66ields\x18\x02 \x03(\x0b\x32\".flakehouse.common.v1.FieldSummary\x12\x0f\n\x07partial\x18\x03 \x01(\x08\x12\x41\n\x12missing_partitions\x18\x04 \x03(\x0b\x32%.flakehouse.query.v1.MissingPartition2\xb1\x02\n\x0cQueryService\x12N\n\x05Query\x12!.flakehouse.query.v1.QueryRequest\x1a\".flakehouse.query.v1.QueryResponse\x12\x63\n\x0cListDatasets\x12(.flakehouse.query.v1.ListDatasetsRequest\x1a).flakehouse.query.v1.ListDatasetsResponse\x12l\n\x0f\x44\x65scribeDataset\x12+.flakehouse.query.v1.DescribeDatasetRequest\x1a,.flakehouse.query.v1.DescribeDatasetResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x66lakehouse/query/v1/query.proto\x12\x13\x66lakehouse.query.v1\x1a!flakehouse/common/v1/events.proto\x1a\x1f\x66lakehouse/common/v1/plan.proto\"\x9b\x01\n\x0cQueryRequest\x12\x0b\n\x03sql\x18\x01 \x01(\t\x12\x12\n\ntimeout_ms\x18\x02 \x01(\r\x12\x32\n\x05\x61\x66ter\x18\x03 \x03(\x0b\x32#.flakehouse.query.v1.DatasetOffsets\x12\x10\n\x08\x63olumnar\x18\x04 \x01(\x08\x12\x11\n\traw_times\x18\x05 \x01(\x08\x12\x11\n\ttime_zone\x18\x06 \x01(\t\"\x94\x01\n\x0e\x44\x61tasetOffsets\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x41\n\x07offsets\x18\x02 \x03(\x0b\x32\x30.flakehouse.query.v1.DatasetOffsets.OffsetsEntry\x1a.\n\x0cOffsetsEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"K\n\x0cResultColumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\x04type\x18\x02 \x01(\x0e\x32\x1f.flakehouse.common.v1.ValueType\"F\n\x10MissingPartition\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\r\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x83\x01\n\tNodeStats\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x12\n\npartitions\x18\x02 \x03(\r\x12\x12\n\nelapsed_ms\x18\x03 \x01(\r\x12-\n\x04scan\x18\x04 \x01(\x0b\x32\x1f.flakehouse.common.v1.ScanStats\x12\x0e\n\x06\x65rrors\x18\x05 \x03(\t\"\xb7\x01\n\nQueryStats\x12-\n\x04scan\x18\x01 \x01(\x0b\x32\x1f.flakehouse.common.v1.ScanStats\x12\x12\n\npartitions\x18\x02 \x01(\r\x12\x13\n\x0bnodes_asked\x18\x03 \x01(\r\x12\x12\n\nelapsed_ms\x18\x04 \x01(\r\x12-\n\x05nodes\x18\x05 \x03(\x0b\x32\x1e.flakehouse.query.v1.NodeStats\x12\x0e\n\x06hedged\x18\x06 \x01(\r\"c\n\x12PartitionFreshness\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x16\n\x0erecords_behind\x18\x03 \x01(\x03\x12\x11\n\tbehind_ms\x18\x04 \x01(\r\"s\n\tFreshness\x12\x16\n\x0erecords_behind\x18\x01 \x01(\x03\x12\x11\n\tbehind_ms\x18\x02 \x01(\r\x12;\n\npartitions\x18\x03 \x03(\x0b\x32\'.flakehouse.query.v1.PartitionFreshness\"\x9f\x03\n\rQueryResponse\x12\x32\n\x07\x63olumns\x18\x01 \x03(\x0b\x32!.flakehouse.query.v1.ResultColumn\x12\'\n\x04rows\x18\x02 \x03(\x0b\x32\x19.flakehouse.common.v1.Row\x12\x0f\n\x07partial\x18\x03 \x01(\x08\x12\x41\n\x12missing_partitions\x18\x04 \x03(\x0b\x32%.flakehouse.query.v1.MissingPartition\x12.\n\x05stats\x18\x05 \x01(\x0b\x32\x1f.flakehouse.query.v1.QueryStats\x12-\n\x04plan\x18\x06 \x01(\x0b\x32\x1f.flakehouse.common.v1.QueryPlan\x12\x38\n\rcolumn_values\x18\x07 \x03(\x0b\x32!.flakehouse.common.v1.ValueColumn\x12\x31\n\tfreshness\x18\x08 \x01(\x0b\x32\x1e.flakehouse.query.v1.Freshness\x12\x11\n\ttruncated\x18\t \x01(\x08\"\x15\n\x13ListDatasetsRequest\"/\n\x0b\x44\x61tasetInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\npartitions\x18\x02 \x01(\r\"J\n\x14ListDatasetsResponse\x12\x32\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32 .flakehouse.query.v1.DatasetInfo\")\n\x16\x44\x65scribeDatasetRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\"\xb2\x01\n\x17\x44\x65scribeDatasetResponse\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x32\n\x06\x66ields\x18\x02 \x03(\x0b\x32\".flakehouse.common.v1.FieldSummary\x12\x0f\n\x07partial\x18\x03 \x01(\x08\x12\x41\n\x12missing_partitions\x18\x04 \x03(\x0b\x32%.flakehouse.query.v1.MissingPartition2\xb1\x02\n\x0cQueryService\x12N\n\x05Query\x12!.flakehouse.query.v1.QueryRequest\x1a\".flakehouse.query.v1.QueryResponse\x12\x63\n\x0cListDatasets\x12(.flakehouse.query.v1.ListDatasetsRequest\x1a).flakehouse.query.v1.ListDatasetsResponse\x12l\n\x0f\x44\x65scribeDataset\x12+.flakehouse.query.v1.DescribeDatasetRequest\x1a,.flakehouse.query.v1.DescribeDatasetResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,35 +36,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DATASETOFFSETS_OFFSETSENTRY']._loaded_options = None
   _globals['_DATASETOFFSETS_OFFSETSENTRY']._serialized_options = b'8\001'
   _globals['_QUERYREQUEST']._serialized_start=125
-  _globals['_QUERYREQUEST']._serialized_end=261
-  _globals['_DATASETOFFSETS']._serialized_start=264
-  _globals['_DATASETOFFSETS']._serialized_end=412
-  _globals['_DATASETOFFSETS_OFFSETSENTRY']._serialized_start=366
-  _globals['_DATASETOFFSETS_OFFSETSENTRY']._serialized_end=412
-  _globals['_RESULTCOLUMN']._serialized_start=414
-  _globals['_RESULTCOLUMN']._serialized_end=489
-  _globals['_MISSINGPARTITION']._serialized_start=491
-  _globals['_MISSINGPARTITION']._serialized_end=561
-  _globals['_NODESTATS']._serialized_start=564
-  _globals['_NODESTATS']._serialized_end=695
-  _globals['_QUERYSTATS']._serialized_start=698
-  _globals['_QUERYSTATS']._serialized_end=881
-  _globals['_PARTITIONFRESHNESS']._serialized_start=883
-  _globals['_PARTITIONFRESHNESS']._serialized_end=982
-  _globals['_FRESHNESS']._serialized_start=984
-  _globals['_FRESHNESS']._serialized_end=1099
-  _globals['_QUERYRESPONSE']._serialized_start=1102
-  _globals['_QUERYRESPONSE']._serialized_end=1517
-  _globals['_LISTDATASETSREQUEST']._serialized_start=1519
-  _globals['_LISTDATASETSREQUEST']._serialized_end=1540
-  _globals['_DATASETINFO']._serialized_start=1542
-  _globals['_DATASETINFO']._serialized_end=1589
-  _globals['_LISTDATASETSRESPONSE']._serialized_start=1591
-  _globals['_LISTDATASETSRESPONSE']._serialized_end=1665
-  _globals['_DESCRIBEDATASETREQUEST']._serialized_start=1667
-  _globals['_DESCRIBEDATASETREQUEST']._serialized_end=1708
-  _globals['_DESCRIBEDATASETRESPONSE']._serialized_start=1711
-  _globals['_DESCRIBEDATASETRESPONSE']._serialized_end=1889
-  _globals['_QUERYSERVICE']._serialized_start=1892
-  _globals['_QUERYSERVICE']._serialized_end=2197
+  _globals['_QUERYREQUEST']._serialized_end=280
+  _globals['_DATASETOFFSETS']._serialized_start=283
+  _globals['_DATASETOFFSETS']._serialized_end=431
+  _globals['_DATASETOFFSETS_OFFSETSENTRY']._serialized_start=385
+  _globals['_DATASETOFFSETS_OFFSETSENTRY']._serialized_end=431
+  _globals['_RESULTCOLUMN']._serialized_start=433
+  _globals['_RESULTCOLUMN']._serialized_end=508
+  _globals['_MISSINGPARTITION']._serialized_start=510
+  _globals['_MISSINGPARTITION']._serialized_end=580
+  _globals['_NODESTATS']._serialized_start=583
+  _globals['_NODESTATS']._serialized_end=714
+  _globals['_QUERYSTATS']._serialized_start=717
+  _globals['_QUERYSTATS']._serialized_end=900
+  _globals['_PARTITIONFRESHNESS']._serialized_start=902
+  _globals['_PARTITIONFRESHNESS']._serialized_end=1001
+  _globals['_FRESHNESS']._serialized_start=1003
+  _globals['_FRESHNESS']._serialized_end=1118
+  _globals['_QUERYRESPONSE']._serialized_start=1121
+  _globals['_QUERYRESPONSE']._serialized_end=1536
+  _globals['_LISTDATASETSREQUEST']._serialized_start=1538
+  _globals['_LISTDATASETSREQUEST']._serialized_end=1559
+  _globals['_DATASETINFO']._serialized_start=1561
+  _globals['_DATASETINFO']._serialized_end=1608
+  _globals['_LISTDATASETSRESPONSE']._serialized_start=1610
+  _globals['_LISTDATASETSRESPONSE']._serialized_end=1684
+  _globals['_DESCRIBEDATASETREQUEST']._serialized_start=1686
+  _globals['_DESCRIBEDATASETREQUEST']._serialized_end=1727
+  _globals['_DESCRIBEDATASETRESPONSE']._serialized_start=1730
+  _globals['_DESCRIBEDATASETRESPONSE']._serialized_end=1908
+  _globals['_QUERYSERVICE']._serialized_start=1911
+  _globals['_QUERYSERVICE']._serialized_end=2216
 # @@protoc_insertion_point(module_scope)

@@ -31,6 +31,7 @@ class QueryRequest(_message.Message):
     AFTER_FIELD_NUMBER: _builtins.int
     COLUMNAR_FIELD_NUMBER: _builtins.int
     RAW_TIMES_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
     sql: _builtins.str
     timeout_ms: _builtins.int
     """Deadline for the whole query; 0: the service's default."""
@@ -41,6 +42,11 @@ class QueryRequest(_message.Message):
     raw_times: _builtins.bool
     """Type time columns (`timestamp`, time_bucket keys, min/max(timestamp)) as INT instead of
     TIMESTAMP; the values are int microseconds either way.
+    """
+    time_zone: _builtins.str
+    """The query's time zone, an IANA name (`Europe/Paris`): date_trunc and time_bucket without a
+    zone argument follow its calendar, and time_bucket's fixed widths its wall clock. Empty:
+    UTC. Answers stay in microseconds since the epoch; clients render them in this zone.
     """
     @_builtins.property
     def after(self) -> _containers.RepeatedCompositeFieldContainer[Global___DatasetOffsets]:
@@ -59,10 +65,11 @@ class QueryRequest(_message.Message):
         after: _abc.Iterable[Global___DatasetOffsets] | None = ...,
         columnar: _builtins.bool = ...,
         raw_times: _builtins.bool = ...,
+        time_zone: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "columnar", b"columnar", "raw_times", b"raw_times", "sql", b"sql", "timeout_ms", b"timeout_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "columnar", b"columnar", "raw_times", b"raw_times", "sql", b"sql", "time_zone", b"time_zone", "timeout_ms", b"timeout_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
