@@ -26,6 +26,7 @@ from flakehouse.client.clientargs import (
     EXIT_OK,
     EXIT_PARTIAL,
     add_client_options,
+    argument_type,
     client_from_args,
 )
 from flakehouse.client.cluster import DEFAULT_DIR, DEFAULT_PATH, ClusterFile
@@ -34,11 +35,22 @@ from flakehouse.client.inputs import expand_inputs
 from flakehouse.client.output import RENDERERS, describe_staleness
 from flakehouse.client.progress import Progress
 from flakehouse.client.status import render_status_json, render_status_table
+from flakehouse.client.times import check_zone
 from flakehouse.core.errors import AlreadyExists, FlakehouseError, InvalidArgument, NotFound
 
 # The query service's default MAX_TIMEOUT_MS; the margin leaves its answer time to arrive.
 MAX_QUERY_DEADLINE_MS = 60_000
 QUERY_DEADLINE_MARGIN_MS = 1_000
+
+
+def _zone_name(name: str) -> str:
+    """`name` once it names a time zone: a typo exits 2 before any call. The request carries the
+    name, not the zone."""
+    check_zone(name)
+    return name
+
+
+ZONE = argument_type(_zone_name, "time zone")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -93,6 +105,14 @@ def _parser() -> argparse.ArgumentParser:
         "--raw-times",
         action="store_true",
         help="times as int microseconds since the epoch, not RFC 3339",
+    )
+    query.add_argument(
+        "--tz",
+        type=ZONE,
+        default="",
+        metavar="ZONE",
+        help="the query's time zone, an IANA name (Europe/Paris): date_trunc and time_bucket "
+        "follow its calendar, and times are shown with its offset (default: UTC)",
     )
     query.add_argument(
         "--after",
@@ -274,6 +294,7 @@ def cmd_query(args: argparse.Namespace) -> int:
             timeout_ms=query_deadline_ms(args.timeout),
             after=after,
             raw_times=args.raw_times,
+            time_zone=args.tz,
         )
     return answered(args, result)
 

@@ -17,6 +17,7 @@ from sqlglot import exp
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.events.values import INT64_MAX, Scalar, to_value
 from flakehouse.query.sql.errors import error_at, sql_text
+from flakehouse.query.sql.inlists import lifted_values
 from flakehouse.query.sql.sqltime import time_value_us
 from flakehouse.query.sql.syntax import (
     TIMESTAMP,
@@ -253,8 +254,16 @@ class _Translator:
         if not node.expressions:
             raise error_at(node, "an IN list needs at least one value")
         field = self._field(node.this)
-        values = [to_value(self._operand(field, value)) for value in node.expressions]
-        return plan_pb2.Expr(in_list=plan_pb2.InList(field=field, values=values, negated=negate))
+        expr = plan_pb2.Expr()
+        in_list = expr.in_list  # filled in place: 100,000 values are not copied
+        in_list.field, in_list.negated = field, negate
+        lifted = lifted_values(node)  # a long list, read without sqlglot: see inlists
+        if lifted is not None and field != TIMESTAMP:
+            lifted.add_values(in_list.values)
+        else:
+            nodes = node.expressions if lifted is None else lifted.nodes()
+            in_list.values.extend(to_value(self._operand(field, value)) for value in nodes)
+        return expr
 
     def _like(self, node: exp.Like, negate: bool) -> plan_pb2.Expr:
         if not is_field(node.this):
