@@ -8,6 +8,7 @@ ones storage applies when it builds the partial states.
 
 from __future__ import annotations
 
+import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -19,6 +20,7 @@ from flakehouse.common.v1 import plan_pb2
 from flakehouse.events.values import BOOL, FLOAT, INT, STRING
 from flakehouse.kernels.arrays import Index, grow
 from flakehouse.kernels.extremes import Extremes, Positions
+from flakehouse.kernels.moments import combine
 from flakehouse.kernels.sums import ExactSums, as_floats, fsum, int_averages, two_sum
 from flakehouse.query.finalexpr import Cell
 from flakehouse.query.partial import NULL, PartialResultError, typed_values
@@ -31,7 +33,7 @@ from flakehouse.sketches import (
     quantiles_of_groups,
 )
 
-_REPEATED = ("counts", "sums", "int_sums", "float_seen", "sketches")
+_REPEATED = ("counts", "sums", "int_sums", "float_seen", "sketches", "means", "squares")
 
 
 class StateColumn(ABC):
@@ -86,6 +88,11 @@ def state_columns(plan: plan_pb2.QueryPlan) -> list[StateColumn]:
             columns.append(MinMax(maximum=function == plan_pb2.AGGREGATE_FUNCTION_MAX))
         elif function == plan_pb2.AGGREGATE_FUNCTION_COUNT_DISTINCT:
             columns.append(Sketches(DistinctState, _distinct_batch))
+        elif function in (
+            plan_pb2.AGGREGATE_FUNCTION_STDDEV_SAMP,
+            plan_pb2.AGGREGATE_FUNCTION_STDDEV_POP,
+        ):
+            columns.append(Moments(sample=function == plan_pb2.AGGREGATE_FUNCTION_STDDEV_SAMP))
         else:
             columns.append(Sketches(QuantileState, _quantile_batch(aggregate.quantile)))
     return columns
@@ -247,6 +254,98 @@ class MinMax(StateColumn):
         out[won.is_string] = won.strings[won.is_string]
         out[won.is_bool] = won.bools[won.is_bool]
         return out.tolist()
+
+
+_Moments = tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]
+"""Counts, means and squares, one entry per group."""
+_MomentsPart = tuple[Index, npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]
+"""A partial's states: their groups, counts, means and squares."""
+
+
+class Moments(StateColumn):
+    """STDDEV_SAMP and STDDEV_POP: counts, means and squared differences from the mean (see
+    plan.proto's StateColumn), merged with Chan et al.'s formula (flakehouse.kernels.moments).
+
+    The formula rounds differently when states are merged in another order, so each partial's
+    states are kept as they arrive and merged when finalized, every group's in an order the
+    states themselves fix (by count, then mean, then squares): the answer does not depend on the
+    order in which partitions reply. That keeps 32 bytes per group and partial until then, as
+    Sums keeps its float sums."""
+
+    members = ("counts", "means", "squares")
+
+    def __init__(self, sample: bool) -> None:
+        self.sample = sample
+        self.size = 0
+        self._parts: list[_MomentsPart] = []
+        self._merged: _Moments | None = None
+
+    def _decode(self, state: plan_pb2.StateColumn, size: int, what: str) -> Any:
+        counts = np.asarray(state.counts, dtype=np.int64)
+        if size and counts.min() < 0:
+            raise PartialResultError(f"{what} has a negative count")
+        means = np.asarray(state.means, dtype=np.float64)
+        return counts, means, np.asarray(state.squares, dtype=np.float64)
+
+    def resize(self, size: int) -> None:
+        if size > self.size:
+            self.size = size
+            self._merged = None
+
+    def merge(self, target: Index, data: Any, size: int) -> None:
+        self.resize(size)
+        counts, means, squares = data
+        # A state over no values changes nothing (its mean and squares mean nothing).
+        kept = np.flatnonzero(counts)
+        if len(kept):
+            self._parts.append((target[kept], counts[kept], means[kept], squares[kept]))
+            self._merged = None
+
+    def _moments(self) -> _Moments:
+        if self._merged is None:
+            self._merged = _merge_moments(self._parts, self.size)
+        return self._merged
+
+    def finals(self, positions: Positions) -> list[Cell]:
+        counts, _, squares = self._moments()
+        counts = counts[positions]
+        # Rounding can leave a sum of squares a hair below 0; NaN stays NaN.
+        squares = np.maximum(squares[positions], 0.0)
+        out = np.full(len(counts), None, dtype=object)
+        # As DuckDB: the sample's is NULL below 2 values, the population's below 1.
+        answered = np.flatnonzero(counts >= (2 if self.sample else 1))
+        if len(answered):
+            divisor = as_floats(counts[answered] - int(self.sample))
+            out[answered] = np.sqrt(squares[answered] / divisor)
+        return out.tolist()
+
+
+def _merge_moments(parts: list[_MomentsPart], size: int) -> _Moments:
+    """Every group's states merged, in the order of (group, count, mean, squares): the k-th
+    state of every group at once, k = 0, 1, … (vectorized over groups)."""
+    merged: _Moments = (
+        np.zeros(size, dtype=np.int64),
+        np.zeros(size, dtype=np.float64),
+        np.zeros(size, dtype=np.float64),
+    )
+    if not parts:
+        return merged
+    groups, counts, means, squares = (np.concatenate(member) for member in zip(*parts, strict=True))
+    order = np.lexsort((squares, means, counts, groups))
+    groups, counts, means, squares = groups[order], counts[order], means[order], squares[order]
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    rank = np.arange(len(groups)) - np.repeat(starts, np.diff(np.r_[starts, len(groups)]))
+    by_rank = np.argsort(rank, kind="stable")
+    bounds = np.searchsorted(rank[by_rank], np.arange(int(rank.max()) + 2))
+    for low, high in itertools.pairwise(bounds.tolist()):
+        states = by_rank[low:high]
+        target = groups[states]
+        n, mean, square = combine(
+            (merged[0][target], merged[1][target], merged[2][target]),
+            (counts[states], means[states], squares[states]),
+        )
+        merged[0][target], merged[1][target], merged[2][target] = n, mean, square
+    return merged
 
 
 _State = TypeVar("_State", DistinctState, QuantileState)

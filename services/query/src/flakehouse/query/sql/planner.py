@@ -333,13 +333,17 @@ _OPERATORS: dict[type[exp.Expr], str] = {
 }
 
 
+# Spellings of one-field aggregates that name their column as written.
+_AS_WRITTEN = ("median", "approx_count_distinct", "stddev")
+
+
 def _display_name(node: exp.Expr, scope: Scope) -> str:
     """A readable column name for a SELECT item without alias: `count(*)`, `sum(duration)`,
     `time_bucket(timestamp, '1h')`, a field's name, or the expression built from those."""
     if find_aggregate(node) is node:
         aggregate = scope.aggregates[scope.aggregate(node)]
         shorthand = function_name(node)
-        if shorthand in QUANTILE_SHORTHANDS or shorthand in ("median", "approx_count_distinct"):
+        if shorthand in QUANTILE_SHORTHANDS or shorthand in _AS_WRITTEN:
             # As written: p95(duration), not percentile(duration, 0.95).
             return f"{shorthand}({aggregate.field})"
         if shorthand in QUANTILE_ALIASES:

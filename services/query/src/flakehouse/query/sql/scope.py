@@ -42,6 +42,8 @@ SUPPORTED_AGGREGATES: frozenset[AggregateFunction] = frozenset(
         plan_pb2.AGGREGATE_FUNCTION_MAX,
         plan_pb2.AGGREGATE_FUNCTION_COUNT_DISTINCT,
         plan_pb2.AGGREGATE_FUNCTION_PERCENTILE,
+        plan_pb2.AGGREGATE_FUNCTION_STDDEV_SAMP,
+        plan_pb2.AGGREGATE_FUNCTION_STDDEV_POP,
     }
 )
 _SIMPLE_AGGREGATES: dict[type[exp.Expr], AggregateFunction] = {
@@ -49,6 +51,10 @@ _SIMPLE_AGGREGATES: dict[type[exp.Expr], AggregateFunction] = {
     exp.Avg: plan_pb2.AGGREGATE_FUNCTION_AVG,
     exp.Min: plan_pb2.AGGREGATE_FUNCTION_MIN,
     exp.Max: plan_pb2.AGGREGATE_FUNCTION_MAX,
+    # stddev is the sample's, as in DuckDB and PostgreSQL.
+    exp.Stddev: plan_pb2.AGGREGATE_FUNCTION_STDDEV_SAMP,
+    exp.StddevSamp: plan_pb2.AGGREGATE_FUNCTION_STDDEV_SAMP,
+    exp.StddevPop: plan_pb2.AGGREGATE_FUNCTION_STDDEV_POP,
 }
 # Aggregates whose result is always a number (or NULL), for type checks before the query runs.
 _NUMERIC_AGGREGATES: frozenset[AggregateFunction] = frozenset(
@@ -59,6 +65,8 @@ _NUMERIC_AGGREGATES: frozenset[AggregateFunction] = frozenset(
         plan_pb2.AGGREGATE_FUNCTION_AVG,
         plan_pb2.AGGREGATE_FUNCTION_COUNT_DISTINCT,
         plan_pb2.AGGREGATE_FUNCTION_PERCENTILE,
+        plan_pb2.AGGREGATE_FUNCTION_STDDEV_SAMP,
+        plan_pb2.AGGREGATE_FUNCTION_STDDEV_POP,
     }
 )
 
@@ -93,6 +101,8 @@ def aggregate_name(aggregate: plan_pb2.Aggregate) -> str:
         plan_pb2.AGGREGATE_FUNCTION_AVG: "avg",
         plan_pb2.AGGREGATE_FUNCTION_MIN: "min",
         plan_pb2.AGGREGATE_FUNCTION_MAX: "max",
+        plan_pb2.AGGREGATE_FUNCTION_STDDEV_SAMP: "stddev_samp",
+        plan_pb2.AGGREGATE_FUNCTION_STDDEV_POP: "stddev_pop",
     }[fn]
     return f"{short}({field})"
 
@@ -191,9 +201,10 @@ class Scope:
             )
         raise error_at(
             node,
-            f"aggregate function {name}() is not supported;"
-            " use count, sum, avg, min, max, percentile or p50/p90/p95/p99 (also spelled"
-            " median, quantile_cont, approx_quantile, approx_count_distinct)",
+            f"aggregate function {name}() is not supported; use count, count_if, sum, avg, min,"
+            " max, stddev (stddev_samp, stddev_pop), percentile or p50/p90/p95/p99 (also spelled"
+            " median, quantile_cont, approx_quantile, approx_count_distinct), any of them with"
+            " FILTER (WHERE …)",
         )
 
     def _percentile(
