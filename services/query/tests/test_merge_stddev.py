@@ -94,6 +94,27 @@ def test_over_no_rows_and_with_nan() -> None:
     assert math.isnan(row[0]) and row[1] == 0.0  # NaN among the values: NaN, as in DuckDB
 
 
+@pytest.mark.parametrize(
+    ("parts", "samp", "pop"),
+    [
+        ([[math.inf]], None, 0.0),  # one value deviates by 0, whatever it is (DuckDB)
+        ([[math.nan]], None, 0.0),
+        ([[math.inf], [1.0]], math.nan, math.nan),
+        ([[math.inf, math.inf]], math.nan, math.nan),
+        ([[1.0, -math.inf], [2.0]], math.nan, math.nan),
+        ([[1.0], [math.nan]], math.nan, math.nan),
+    ],
+)
+def test_infinities_and_nan_answer_as_duckdb(
+    parts: list[list[float]], samp: float | None, pop: float
+) -> None:
+    planned = plan("SELECT stddev_samp(v), stddev_pop(v) FROM ci")
+    partials = [groups(group([], moments(*part), moments(*part))) for part in parts]
+    for order in (partials, partials[::-1]):
+        (row,) = answer(planned, order)[1]
+        assert repr(row) == repr([samp, pop])
+
+
 def test_having_and_order_by_stddev() -> None:
     planned = plan(
         "SELECT k FROM ci GROUP BY k HAVING stddev_pop(v) > 0 ORDER BY stddev_samp(v) DESC"

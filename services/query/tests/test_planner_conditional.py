@@ -346,10 +346,17 @@ def test_stddev_spellings_share_one_aggregate() -> None:
         ),
         ("SELECT stddev_pop(*) FROM ci", "stddev_pop(*) is not valid; name a field", "*"),
         (
-            "SELECT variance(d) FROM ci",
-            "aggregate function variance() is not supported; use count, count_if, sum, avg, min,"
+            "SELECT var_pop(d), variance(d) FROM ci",
+            "the variance is not supported; it is the square of the standard deviation:"
+            " stddev_pop(f) * stddev_pop(f)",
+            "var_pop",
+        ),
+        ("SELECT var_samp(d) FROM ci", "stddev_samp(f) * stddev_samp(f)", "var_samp"),
+        (
+            "SELECT covar_pop(d, e) FROM ci",
+            "aggregate function covar_pop() is not supported; use count, count_if, sum, avg, min,"
             " max, stddev (stddev_samp, stddev_pop), percentile or p50/p90/p95/p99",
-            "variance",
+            "covar_pop",
         ),
         (
             "SELECT count_if(a = 1) > 'x' FROM ci",

@@ -34,9 +34,9 @@ def at(sql: str, token: str) -> int:
         ("SELECT avg(DISTINCT x) FROM ci", "DISTINCT is only supported in count()", "x"),
         ("SELECT sum(count(*)) FROM ci", "the argument of sum() must be a field", "count"),
         (
-            "SELECT variance(x) FROM ci",
-            "aggregate function variance() is not supported",
-            "variance",
+            "SELECT kurtosis(x) FROM ci",
+            "aggregate function kurtosis() is not supported",
+            "kurtosis",
         ),
         ("SELECT percentile(x) FROM ci", "percentile() takes a field and a quantile", "percentile"),
         ("SELECT percentile(x, 95) FROM ci", "the quantile must be a number in (0, 1]", "95"),

@@ -23,13 +23,15 @@ def group_moments(values: Floats, groups: Index, n: int) -> tuple[Counts, Floats
     (`groups[i]`: the group of `values[i]`, in [0, n)), in two passes; a group without values
     has count 0, mean 0 and squares 0."""
     counts = np.bincount(groups, minlength=n).astype(np.int64)
-    sums = np.bincount(groups, weights=values, minlength=n)
-    means = np.divide(sums, counts, out=np.zeros(n), where=counts > 0)
-    deviations = values - means[groups]
-    # bincount with weights counts in float64 (asarray only tells mypy so, without a copy).
-    squares = np.asarray(
-        np.bincount(groups, weights=deviations * deviations, minlength=n), np.float64
-    )
+    # Infinities and NaN make NaN, as IEEE says: no warnings.
+    with np.errstate(invalid="ignore", over="ignore"):
+        sums = np.bincount(groups, weights=values, minlength=n)
+        means = np.divide(sums, counts, out=np.zeros(n), where=counts > 0)
+        deviations = values - means[groups]
+        # bincount with weights counts in float64 (asarray only tells mypy so, without a copy).
+        squares = np.asarray(
+            np.bincount(groups, weights=deviations * deviations, minlength=n), np.float64
+        )
     return counts, means, squares
 
 
@@ -44,10 +46,11 @@ def combine(
     # Weights as floats: n_a * n_b overflows int64 past 3·10^9 values a side.
     total = np.maximum(n, 1).astype(np.float64)
     weight_b = n_b / total
-    delta = mean_b - mean_a
-    # A count-0 side adds nothing, even when its mean is not 0 (or not a number).
-    delta = np.where((n_a == 0) | (n_b == 0), 0.0, delta)
-    mean = np.where(n_a == 0, mean_b, mean_a + delta * weight_b)
-    squares = squares_a + squares_b + delta * delta * (n_a * weight_b)
+    with np.errstate(invalid="ignore", over="ignore"):  # infinities and NaN make NaN
+        delta = mean_b - mean_a
+        # A count-0 side adds nothing, even when its mean is not 0 (or not a number).
+        delta = np.where((n_a == 0) | (n_b == 0), 0.0, delta)
+        mean = np.where(n_a == 0, mean_b, mean_a + delta * weight_b)
+        squares = squares_a + squares_b + delta * delta * (n_a * weight_b)
     squares = np.where(n_a == 0, squares_b, np.where(n_b == 0, squares_a, squares))
     return n, mean, squares

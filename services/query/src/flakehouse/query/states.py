@@ -307,16 +307,22 @@ class Moments(StateColumn):
         return self._merged
 
     def finals(self, positions: Positions) -> list[Cell]:
-        counts, _, squares = self._moments()
-        counts = counts[positions]
-        # Rounding can leave a sum of squares a hair below 0; NaN stays NaN.
-        squares = np.maximum(squares[positions], 0.0)
+        counts, means, squares = self._moments()
+        counts, means, squares = counts[positions], means[positions], squares[positions]
         out = np.full(len(counts), None, dtype=object)
         # As DuckDB: the sample's is NULL below 2 values, the population's below 1.
         answered = np.flatnonzero(counts >= (2 if self.sample else 1))
-        if len(answered):
-            divisor = as_floats(counts[answered] - int(self.sample))
-            out[answered] = np.sqrt(squares[answered] / divisor)
+        if not len(answered):
+            return out.tolist()
+        n = counts[answered]
+        with np.errstate(invalid="ignore", over="ignore"):
+            # Rounding can leave a sum of squares a hair below 0; NaN stays NaN.
+            variances = np.maximum(squares[answered], 0.0) / as_floats(n - int(self.sample))
+        # As DuckDB: a NaN or an infinity among the values makes NaN (the mean is not finite
+        # then), but one value alone deviates by 0, whatever it is.
+        variances[~np.isfinite(means[answered])] = np.nan
+        variances[n == 1] = 0.0
+        out[answered] = np.sqrt(variances)
         return out.tolist()
 
 

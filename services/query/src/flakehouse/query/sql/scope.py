@@ -218,6 +218,14 @@ class Scope:
                 field=field,
                 quantile=QUANTILE_SHORTHANDS[name],
             )
+        if isinstance(node, exp.Variance | exp.VariancePop):
+            kind = "pop" if isinstance(node, exp.VariancePop) else "samp"
+            raise error_at(
+                node,
+                # The parser names var_pop() variance_pop(): say what it is, not its name.
+                f"the variance is not supported; it is the square of the standard deviation:"
+                f" stddev_{kind}(f) * stddev_{kind}(f)",
+            )
         raise error_at(
             node,
             f"aggregate function {name}() is not supported; use count, count_if, sum, avg, min,"
