@@ -73,6 +73,17 @@ def test_the_answer_does_not_depend_on_arrival_order() -> None:
     assert len(answers) == 1  # bit for bit, not merely close
 
 
+def test_partials_with_equal_means_merge_in_one_order_too() -> None:
+    # Partitions often agree on a mean (retries is 0 in most) but not on counts and spreads.
+    rng = random.Random(2)
+    parts = [[0.1] * 3, [0.3, 0.1, -0.1], *([rng.choice([-1, 1]) * 0.1] * 2 for _ in range(3))]
+    parts += [[0.1] * 5, [0.2, 0.0], [0.7] * 2, [0.1] * 2, [0.4, -0.2]]
+    partials = [groups(group([], moments(*part))) for part in parts]
+    planned = plan("SELECT stddev_pop(v) FROM ci")
+    orders = [rng.sample(partials, len(partials)) for _ in range(200)]
+    assert len({repr(answer(planned, order)[1]) for order in orders}) == 1
+
+
 def test_a_small_spread_far_from_zero_keeps_its_digits() -> None:
     # Sums of squares would be 10^18 apart from each other and leave nothing of a spread of 1.
     rng = random.Random(8)

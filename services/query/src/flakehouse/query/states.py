@@ -8,7 +8,6 @@ ones storage applies when it builds the partial states.
 
 from __future__ import annotations
 
-import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -268,7 +267,7 @@ class Moments(StateColumn):
 
     The formula rounds differently when states are merged in another order, so each partial's
     states are kept as they arrive and merged when finalized, every group's in an order the
-    states themselves fix (by count, then mean, then squares): the answer does not depend on the
+    states themselves fix (by mean, then squares, then count): the answer does not depend on the
     order in which partitions reply. That keeps 32 bytes per group and partial until then, as
     Sums keeps its float sums."""
 
@@ -327,8 +326,12 @@ class Moments(StateColumn):
 
 
 def _merge_moments(parts: list[_MomentsPart], size: int) -> _Moments:
-    """Every group's states merged, in the order of (group, count, mean, squares): the k-th
-    state of every group at once, k = 0, 1, … (vectorized over groups)."""
+    """Every group's states merged, in the order of their (mean, squares, count).
+
+    Groups are taken together by how many states they have (k): their states side by side,
+    one row of k per group, sorted within rows, then merged a column at a time, vectorized over
+    the rows. Sorting short rows by one float key is an order of magnitude faster than one sort
+    of every state by group and three keys; a NaN mean makes the answer NaN in any order."""
     merged: _Moments = (
         np.zeros(size, dtype=np.int64),
         np.zeros(size, dtype=np.float64),
@@ -336,21 +339,45 @@ def _merge_moments(parts: list[_MomentsPart], size: int) -> _Moments:
     )
     if not parts:
         return merged
-    groups, counts, means, squares = (np.concatenate(member) for member in zip(*parts, strict=True))
-    order = np.lexsort((squares, means, counts, groups))
-    groups, counts, means, squares = groups[order], counts[order], means[order], squares[order]
-    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
-    rank = np.arange(len(groups)) - np.repeat(starts, np.diff(np.r_[starts, len(groups)]))
-    by_rank = np.argsort(rank, kind="stable")
-    bounds = np.searchsorted(rank[by_rank], np.arange(int(rank.max()) + 2))
-    for low, high in itertools.pairwise(bounds.tolist()):
-        states = by_rank[low:high]
-        target = groups[states]
-        n, mean, square = combine(
-            (merged[0][target], merged[1][target], merged[2][target]),
-            (counts[states], means[states], squares[states]),
-        )
-        merged[0][target], merged[1][target], merged[2][target] = n, mean, square
+    # Each group's states next to each other (a counting sort): a partial's groups are
+    # distinct, so a state's place within its group is how many partials before had the group.
+    per_group = np.zeros(size, dtype=np.int64)
+    places = []
+    for target, *_ in parts:
+        places.append(per_group[target])
+        per_group[target] += 1
+    starts = np.cumsum(per_group) - per_group
+    at = np.concatenate(
+        [starts[part[0]] + place for part, place in zip(parts, places, strict=True)]
+    )
+    counts = np.empty(len(at), dtype=np.int64)
+    means, squares = np.empty(len(at)), np.empty(len(at))
+    counts[at] = np.concatenate([part[1] for part in parts])
+    means[at] = np.concatenate([part[2] for part in parts])
+    squares[at] = np.concatenate([part[3] for part in parts])
+
+    by_size = np.argsort(per_group, kind="stable")
+    sizes = per_group[by_size]
+    bounds = np.searchsorted(sizes, np.arange(int(sizes[-1]) + 2))
+    for k in range(1, int(sizes[-1]) + 1):
+        rows = by_size[bounds[k] : bounds[k + 1]]
+        if not len(rows):
+            continue
+        states = starts[rows][:, None] + np.arange(k)
+        if k > 1:
+            states = np.take_along_axis(states, np.argsort(means[states], axis=1), axis=1)
+            # Equal means were left in arrival order: those rows are sorted by all three.
+            ordered = means[states]
+            tied = np.flatnonzero((ordered[:, 1:] == ordered[:, :-1]).any(axis=1))
+            if len(tied):
+                ties = states[tied]
+                keys = (counts[ties], squares[ties], means[ties])
+                states[tied] = np.take_along_axis(ties, np.lexsort(keys, axis=1), axis=1)
+        total = (counts[states[:, 0]], means[states[:, 0]], squares[states[:, 0]])
+        for column in range(1, k):
+            state = states[:, column]
+            total = combine(total, (counts[state], means[state], squares[state]))
+        merged[0][rows], merged[1][rows], merged[2][rows] = total
     return merged
 
 
