@@ -123,7 +123,9 @@ def _duck_groups(
     keys = [
         f'"{k.field}"'
         if k.WhichOneof("kind") == "field"
-        else f'(floor("timestamp" / {k.time_bucket_us}) * {k.time_bucket_us})::BIGINT'
+        # DuckDB's own time_bucket, whose origin (2000-01-03) the plan's buckets share.
+        else f"epoch_us(time_bucket(to_microseconds({k.time_bucket_us}::BIGINT),"
+        ' make_timestamp("timestamp")))'
         for k in plan.group_by
     ]
     F = plan_pb2.AggregateFunction

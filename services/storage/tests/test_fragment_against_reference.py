@@ -27,6 +27,9 @@ from services.storage.tests.random_plans import (
     segments,
 )
 
+ORIGIN = 946_857_600_000_000
+"""2000-01-03T00:00:00Z, from which time buckets are laid."""
+
 # -- the reference: one row at a time, straight from the documented rules ------------------------
 
 
@@ -87,7 +90,8 @@ def _ref_key(plan: plan_pb2.QueryPlan, ev: Event) -> tuple[Any, ...]:
         if k.WhichOneof("kind") == "field":
             key.append(_ref_tag(ev.get(k.field)))
         else:
-            key.append(("int", ev["timestamp"] // k.time_bucket_us * k.time_bucket_us))
+            width = k.time_bucket_us
+            key.append(("int", ORIGIN + (ev["timestamp"] - ORIGIN) // width * width))
     return tuple(key)
 
 
