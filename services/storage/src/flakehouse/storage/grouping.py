@@ -327,6 +327,20 @@ class SegmentGroups:
             taken = self._taken[id(col)] = (groups[keep], keep)
         return taken[0], data[taken[1]]
 
+    def where(self, mask: npt.NDArray[np.bool_]) -> SegmentGroups | None:
+        """This share restricted to its rows where `mask` (over the segment's rows) holds, with
+        the same local and global groups (a group without such rows keeps its place); None
+        when no row is left."""
+        keep = mask if self.everything else mask[self.sel]
+        if keep.all():
+            return self
+        kept = np.flatnonzero(keep)
+        if not len(kept):
+            return None
+        return SegmentGroups(
+            self.seg, self.sel[kept], self.group[kept], self.n_local, self.target, self.n_global
+        )
+
     def counts(self, groups: Index) -> npt.NDArray[np.int64]:
         return np.bincount(groups, minlength=self.n_local)
 
