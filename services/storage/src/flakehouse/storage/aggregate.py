@@ -38,6 +38,17 @@ _SAME_STATE = {
 }
 
 
+class TooManyGroups(Exception):
+    """The fragment's groups outgrew the plan's max_groups (maps to RESOURCE_EXHAUSTED)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"the query holds more than {limit} groups (max_groups); narrow it with WHERE or "
+            "fewer GROUP BY keys"
+        )
+        self.limit = limit
+
+
 class _Filtered:
     """The aggregators that take the rows of one filter (None: every row of their groups)."""
 
@@ -80,6 +91,9 @@ def aggregate(
             continue
         local = local_groups(plan, seg, sel)
         target = index.targets(local)
+        if plan.max_groups and len(index) > plan.max_groups:
+            # Before any state grows for them.
+            raise TooManyGroups(plan.max_groups)
         part = SegmentGroups(
             seg, sel, local.group, len(local.sizes), target, len(index), sizes=local.sizes
         )
