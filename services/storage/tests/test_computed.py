@@ -11,7 +11,9 @@ import duckdb
 import pytest
 
 from flakehouse.common.v1 import plan_pb2
+from flakehouse.events import values as v
 from flakehouse.storage import fragment, string_columns, string_functions
+from flakehouse.storage.computed import ComputedColumns
 from flakehouse.storage.fragment import UnsupportedPlan
 from flakehouse.storage.string_columns import StringFunction
 
@@ -171,6 +173,28 @@ def test_string_functions_run_once_per_dictionary_entry(kit: Any, monkeypatch: A
     # lower() merges nothing here but re-sorts: 'straße', 'beta', … each a group.
     assert sum(g[0]["count"] for g in groups.values()) == len(events)
     assert (("string", "beta"),) in groups and (("string", "i\u0307x"),) not in groups
+
+
+def test_a_string_function_that_keeps_the_order_keeps_the_codes(kit: Any) -> None:
+    """lower() of strings in lower case is the column itself; of strings whose order it keeps,
+    the same codes over a new dictionary; else a new sorted dictionary and codes."""
+    from flakehouse.storage.predicate import ScanSegment
+
+    def computed(names: list[str]) -> tuple[Any, Any]:
+        events = [{"timestamp": i, "name": names[i % len(names)]} for i in range(20)]
+        (view,) = kit.views(events)[1]
+        seg = ScanSegment(view, ComputedColumns([kit.call("lower", "name")]))
+        return seg.columns("name")[v.STRING], seg.columns("$0")[v.STRING]
+
+    field, lowered = computed(["alpha", "beta", "gamma"])
+    assert lowered is field
+    field, lowered = computed(["Alpha", "Beta", "Gamma"])
+    assert lowered.codes is field.codes and list(lowered.dictionary) == ["alpha", "beta", "gamma"]
+    field, lowered = computed(["B", "a", "b"])  # 'B' < 'a' < 'b'; lower: 'b', 'a', 'b'
+    assert list(lowered.dictionary) == ["a", "b"]
+    assert [lowered.dictionary[c] for c in lowered.codes] == [
+        field.dictionary[c].lower() for c in field.codes
+    ]
 
 
 def test_regexp_patterns_compile_once() -> None:

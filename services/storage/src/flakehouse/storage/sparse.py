@@ -3,6 +3,7 @@ in several columns at once, subsets, and the union of pieces holding disjoint ro
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -72,10 +73,12 @@ def subset(col: ColumnView, positions: Positions) -> ColumnView:
 
 
 def dictionary_of(strings: Sequence[str]) -> tuple[npt.NDArray[np.object_], npt.NDArray[Any]]:
-    """A sorted dictionary of the distinct `strings`, and the code of each of them in it."""
+    """A sorted dictionary of the distinct `strings`, and the code of each of them in it. The
+    strings are interned, as decoded dictionaries' are: group keys are looked up in a dict
+    across segments, and equal strings that are one object compare by identity."""
     if not strings:
         return object_array([]), np.zeros(0, dtype=CODE_DTYPE)
-    dictionary, codes = np.unique(object_array(list(strings)), return_inverse=True)
+    dictionary, codes = np.unique(object_array(list(map(sys.intern, strings))), return_inverse=True)
     return dictionary, codes.reshape(-1).astype(CODE_DTYPE)
 
 

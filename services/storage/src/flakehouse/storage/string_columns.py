@@ -6,6 +6,9 @@ combination of its arguments' values."""
 
 from __future__ import annotations
 
+import itertools
+import operator
+import sys
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,6 +20,7 @@ import numpy.typing as npt
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.events import values as v
 from flakehouse.storage import string_functions as strings
+from flakehouse.storage.codec import object_array
 from flakehouse.storage.segment import ColumnView
 from flakehouse.storage.sparse import Column, align, dictionary_of, take
 
@@ -74,11 +78,28 @@ def _encode(function: StringFunction, results: list[Any]) -> Any:
     return np.array(results, dtype=np.int64 if function.result == v.INT else np.bool_)
 
 
+def _encode_entries(
+    function: StringFunction, results: list[Any], dictionary: npt.NDArray[np.object_]
+) -> Any:
+    """`_encode` for results per entry of a sorted `dictionary`. Where the strings come out in
+    the same order, distinct (lower() of strings already in lower case, or of one casing), the
+    codes stay as they are: (dictionary, None), the very same dictionary if nothing changed."""
+    if function.result == v.STRING and all(
+        map(operator.lt, results, itertools.islice(results, 1, None))
+    ):
+        if results == dictionary.tolist():
+            return dictionary, None
+        return object_array(list(map(sys.intern, results))), None
+    return _encode(function, results)
+
+
 def _column(function: StringFunction, rows: Any, encoded: Any, codes: Any) -> ColumnView:
     """The column holding, on `rows`, the results numbered `codes` in `encoded`."""
     if function.result == v.STRING:
         dictionary, remap = encoded
-        return ColumnView(rows, codes=remap[codes], dictionary=dictionary)
+        return ColumnView(
+            rows, codes=codes if remap is None else remap[codes], dictionary=dictionary
+        )
     return ColumnView(rows, values=encoded[codes])
 
 
@@ -89,7 +110,9 @@ def _per_entry(code: int, function: StringFunction, col: ColumnView, literals: l
     encoded = memo.get(key)
     if encoded is None:
         results = [function.apply(s, *literals) for s in col.dictionary.tolist()]
-        encoded = memo[key] = _encode(function, results)
+        encoded = memo[key] = _encode_entries(function, results, col.dictionary)
+    if function.result == v.STRING and encoded[0] is col.dictionary:
+        return {v.STRING: col}  # the function changed no string
     return {function.result: _column(function, col.rows, encoded, col.codes)}
 
 
