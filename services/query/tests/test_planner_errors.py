@@ -33,7 +33,11 @@ def at(sql: str, token: str) -> int:
         ("SELECT sum(*) FROM ci", "sum(*) is not valid; name a field", "*"),
         ("SELECT avg(DISTINCT x) FROM ci", "DISTINCT is only supported in count()", "x"),
         ("SELECT sum(count(*)) FROM ci", "the argument of sum() must be a field", "count"),
-        ("SELECT stddev(x) FROM ci", "aggregate function stddev() is not supported", "stddev"),
+        (
+            "SELECT kurtosis(x) FROM ci",
+            "aggregate function kurtosis() is not supported",
+            "kurtosis",
+        ),
         ("SELECT percentile(x) FROM ci", "percentile() takes a field and a quantile", "percentile"),
         ("SELECT percentile(x, 95) FROM ci", "the quantile must be a number in (0, 1]", "95"),
         ("SELECT p95(x, 1) FROM ci", "p95() takes one field, got 2", "p95"),

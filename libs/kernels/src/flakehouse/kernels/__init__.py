@@ -8,6 +8,8 @@
   exactly rounded float sums.
 - `extremes`: MIN and MAX over mixed types (numbers beat strings beat bools; ints and floats
   compared exactly, an int wins a tie; NaN never beats a number).
+- `moments`: count, mean and squared differences from the mean per group, for STDDEV, and
+  Chan et al.'s merge of two such states.
 
 Value types are flakehouse.events' (`INT`, `FLOAT`, `STRING`, `BOOL`, 0 for null); this
 library depends on numpy only, so the types are passed in as plain ints.

@@ -115,7 +115,7 @@ def explain_lines(planned: PlannedQuery, cutoff: QueryCutoff | None = None) -> l
         lines.append(f"group by: {', '.join(keys) if keys else 'none (one group of all rows)'}")
         answered = {i for output in planned.outputs for i in _aggregates_in(output)}
         aggregates = [
-            aggregate_name(aggregate) + ("" if i in answered else " (not in the answer)")
+            aggregate_text(aggregate) + ("" if i in answered else " (not in the answer)")
             for i, aggregate in enumerate(plan.aggregates)
         ]
         lines.append(f"aggregates: {', '.join(aggregates)}")
@@ -217,6 +217,15 @@ def filter_text(expr: plan_pb2.Expr) -> str:
     return "?"
 
 
+def aggregate_text(aggregate: plan_pb2.Aggregate) -> str:
+    """An aggregate as SQL, with the rows it takes when it has a condition:
+    `count(*) FILTER (WHERE status = 'failed')` (so is count_if(status = 'failed'))."""
+    text = aggregate_name(aggregate)
+    if aggregate.HasField("filter"):
+        text += f" FILTER (WHERE {filter_text(aggregate.filter)})"
+    return text
+
+
 def _operand_text(expr: plan_pb2.Expr) -> str:
     text = filter_text(expr)
     return f"({text})" if expr.WhichOneof("kind") == "junction" else text
@@ -299,7 +308,7 @@ def _value_text(expr: finalexpr.ValueExpr, planned: PlannedQuery) -> str:
             case finalexpr.KeyRef(index):
                 return _group_key_text(plan.group_by[index])
             case finalexpr.AggRef(index):
-                return aggregate_name(plan.aggregates[index])
+                return aggregate_text(plan.aggregates[index])
             case finalexpr.FieldRef(index):
                 return _name(plan.select_fields[index])
             case finalexpr.Lit(value):

@@ -87,6 +87,31 @@ def translate_where(where: exp.Expr | None, *, now_us: int, table_names: Collect
     return lift_time_range(expr)
 
 
+def translate_filter(
+    condition: exp.Expr, *, now_us: int, table_names: Collection[str]
+) -> plan_pb2.Expr:
+    """An aggregate's condition (`FILTER (WHERE …)`, `count_if(…)`), translated as WHERE is.
+
+    Bounds on timestamp stay in the expression: only the plan's filter may narrow the plan's
+    time range, which every aggregate of the plan shares.
+    """
+    if isinstance(condition, exp.Where):
+        condition = condition.this
+    aggregate = find_aggregate(condition)
+    if aggregate is not None:
+        raise error_at(
+            aggregate,
+            f"aggregate function {function_name(aggregate)}() is not allowed in an aggregate's"
+            " condition, which picks the rows the aggregate takes; compare aggregates in HAVING",
+        )
+    return _Translator(now_us, table_names).translate(condition, negate=False)
+
+
+def all_of(operands: list[plan_pb2.Expr]) -> plan_pb2.Expr:
+    """The AND of the operands (nested ANDs flattened); one operand is itself."""
+    return _junction(plan_pb2.JUNCTION_OP_AND, operands)
+
+
 def lift_time_range(expr: plan_pb2.Expr) -> Filter:
     """Move the top-level AND-ed bounds on timestamp into a half-open TimeRange.
 

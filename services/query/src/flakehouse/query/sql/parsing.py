@@ -16,9 +16,13 @@ from sqlglot.errors import ParseError, TokenError
 
 from flakehouse.query.sql import inlists
 from flakehouse.query.sql.errors import QueryError, error_at, sql_text
+from flakehouse.query.sql.syntax import is_aggregate_call
 
 DATASET_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 _MISSING = re.compile(r"Required keyword: '\w+' missing for <class '[\w.]*?(\w+)'>")
+
+# Calls the parser refuses without an argument, and what to write instead.
+_USAGE = {"CountIf": "count_if() takes one condition: count_if(status = 'failed')"}
 
 _CLAUSES = {"expressions", "from_", "where", "group", "having", "order", "limit", "offset"}
 _UNSUPPORTED_CLAUSES = {
@@ -143,7 +147,9 @@ def _syntax_error(sql: str, error: ParseError) -> QueryError:
     # "Required keyword: 'this' missing for <class 'sqlglot…Where'>" means an unfinished clause.
     missing = _MISSING.match(description)
     if missing:
-        description = f"incomplete {missing.group(1).upper()} expression"
+        description = _USAGE.get(
+            missing.group(1), f"incomplete {missing.group(1).upper()} expression"
+        )
     highlight = details.get("highlight") or ""
     line, column = details.get("line"), details.get("col")
     position = None
@@ -163,7 +169,7 @@ def check_clauses(select: exp.Select) -> None:
         if isinstance(node, exp.Window):
             raise error_at(node, "window functions (OVER) are not supported")
         if isinstance(node, exp.Filter):
-            raise error_at(node, "aggregate FILTER (WHERE …) is not supported")
+            _check_filter(node)
     for key, value in select.args.items():
         if key in _CLAUSES or not value:
             continue
@@ -184,6 +190,23 @@ def check_clauses(select: exp.Select) -> None:
             if isinstance(node, exp.Rollup | exp.Cube | exp.GroupingSets):
                 name = node.key.replace("groupingsets", "grouping sets").upper()
                 raise error_at(node, f"GROUP BY {name} is not supported; list the keys")
+
+
+def _check_filter(node: exp.Filter) -> None:
+    """FILTER (WHERE …) follows an aggregate call, once."""
+    call = node.this
+    if isinstance(call, exp.Paren) and is_aggregate_call(call.this):
+        raise error_at(
+            node,
+            f"write FILTER right after the aggregate, without parentheses:"
+            f" {sql_text(call.this)} FILTER (WHERE …)",
+        )
+    if not is_aggregate_call(call) or isinstance(call, exp.Filter):
+        raise error_at(
+            node,
+            f"FILTER (WHERE …) follows an aggregate, as in count(*) FILTER (WHERE status ="
+            f" 'failed'), and {sql_text(call)} is not one; to keep only some rows, use WHERE",
+        )
 
 
 def dataset_of(select: exp.Select) -> tuple[str, set[str]]:

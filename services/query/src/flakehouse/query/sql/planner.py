@@ -28,6 +28,7 @@ from flakehouse.query.sql.syntax import (
     function_name,
     is_field,
     time_bucket,
+    unknown_function,
 )
 
 __all__ = [
@@ -130,7 +131,7 @@ def plan_query(sql: str, *, now_us: int) -> PlannedQuery:
         plan.filter.CopyFrom(where.expr)
     limit, offset = _limit_offset(select)
     if _is_aggregate_query(select, items):
-        return _plan_aggregate(select, items, plan, table_names, limit, offset)
+        return _plan_aggregate(select, items, plan, table_names, limit, offset, now_us)
     return _plan_raw(select, items, plan, table_names, limit, offset)
 
 
@@ -223,7 +224,7 @@ def _plan_raw(
         if time_bucket(item.node) is not None:
             raise error_at(item.origin, "time_bucket() needs GROUP BY")
         if isinstance(item.node, exp.Anonymous):
-            raise error_at(item.origin, f"unknown function {function_name(item.node)}()")
+            raise error_at(item.origin, unknown_function(item.node))
         if not is_field(item.node):
             raise error_at(
                 item.origin,
@@ -272,8 +273,9 @@ def _plan_aggregate(
     table_names: set[str],
     limit: int | None,
     offset: int,
+    now_us: int,
 ) -> PlannedQuery:
-    scope = Scope(table_names)
+    scope = Scope(table_names, now_us=now_us)
     group = select.args.get("group")
     for key in group.expressions if group is not None else []:
         item = _ordinal(key, items, "GROUP BY") or _aliased(key, items)
@@ -333,18 +335,21 @@ _OPERATORS: dict[type[exp.Expr], str] = {
 }
 
 
+# Spellings of one-field aggregates that name their column as written.
+_AS_WRITTEN = ("median", "approx_count_distinct", "stddev")
+
+
 def _display_name(node: exp.Expr, scope: Scope) -> str:
     """A readable column name for a SELECT item without alias: `count(*)`, `sum(duration)`,
     `time_bucket(timestamp, '1h')`, a field's name, or the expression built from those."""
     if find_aggregate(node) is node:
         aggregate = scope.aggregates[scope.aggregate(node)]
-        shorthand = function_name(node)
-        if shorthand in QUANTILE_SHORTHANDS or shorthand in ("median", "approx_count_distinct"):
-            # As written: p95(duration), not percentile(duration, 0.95).
-            return f"{shorthand}({aggregate.field})"
-        if shorthand in QUANTILE_ALIASES:
-            return f"{shorthand}({aggregate.field}, {aggregate.quantile:g})"
-        return aggregate_name(aggregate)
+        if isinstance(node, exp.Filter):
+            condition = node.expression
+            if isinstance(condition, exp.Where):
+                condition = condition.this
+            return f"{_call_name(node.this, aggregate)} FILTER (WHERE {sql_text(condition)})"
+        return _call_name(node, aggregate)
     bucket = time_bucket(node)
     if bucket is not None:
         return bucket.name
@@ -359,3 +364,16 @@ def _display_name(node: exp.Expr, scope: Scope) -> str:
         left, right = _display_name(node.this, scope), _display_name(node.expression, scope)
         return f"{left} {operator} {right}"
     return sql_text(node)
+
+
+def _call_name(call: exp.Expr, aggregate: plan_pb2.Aggregate) -> str:
+    """An aggregate call's column name: shorthands and other engines' spellings as written
+    (`p95(duration)`, not `percentile(duration, 0.95)`), the others by what they compute."""
+    name = function_name(call)
+    if isinstance(call, exp.CountIf):
+        return f"{name}({sql_text(call.this)})"
+    if name in QUANTILE_SHORTHANDS or name in _AS_WRITTEN:
+        return f"{name}({aggregate.field})"
+    if name in QUANTILE_ALIASES:
+        return f"{name}({aggregate.field}, {aggregate.quantile:g})"
+    return aggregate_name(aggregate)
