@@ -51,13 +51,16 @@ class FakeStorage(storage_pb2_grpc.StorageServiceServicer):
         self.held = held
         self.declined: dict[Key, str] = {}
         self.skewed = False  # answers rows to aggregate plans: a node of another version
-        self.asked: list[Key] = []
+        self.asked: list[Key] = []  # fragments
+        self.described: list[Key] = []  # DescribeFields
 
-    def _split(self, dataset: str, partitions: list[int]) -> tuple[list[Key], list[Any]]:
+    def _split(
+        self, dataset: str, partitions: list[int], log: list[Key]
+    ) -> tuple[list[Key], list[Any]]:
         answered, unavailable = [], []
         for partition in partitions:
             key = (dataset, partition)
-            self.asked.append(key)
+            log.append(key)
             reason = self.declined.get(key) or ("" if key in self.held else "not held here")
             if reason:
                 unavailable.append(storage_pb2.PartitionError(partition=partition, reason=reason))
@@ -73,7 +76,7 @@ class FakeStorage(storage_pb2_grpc.StorageServiceServicer):
             a.function for a in plan.aggregates
         ] != [plan_pb2.AGGREGATE_FUNCTION_COUNT]:
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "the fake counts by status only")
-        answered, unavailable = self._split(plan.dataset, list(request.partitions))
+        answered, unavailable = self._split(plan.dataset, list(request.partitions), self.asked)
         counts = Counter(status for key in answered for status in DATA[key])
         scanned = sum(len(DATA[key]) for key in answered)
         stats = plan_pb2.ScanStats(rows_scanned=scanned, rows_matched=scanned)
@@ -100,7 +103,9 @@ class FakeStorage(storage_pb2_grpc.StorageServiceServicer):
     async def DescribeFields(
         self, request: storage_pb2.DescribeFieldsRequest, context: Any
     ) -> storage_pb2.DescribeFieldsResponse:
-        answered, unavailable = self._split(request.dataset, list(request.partitions))
+        answered, unavailable = self._split(
+            request.dataset, list(request.partitions), self.described
+        )
         events = sum(len(DATA[key]) for key in answered)
         fields = [
             events_pb2.FieldSummary(name=name, type=kind, count=events)
@@ -277,6 +282,46 @@ async def test_a_query_the_service_cannot_run_is_invalid_argument(
         await running.query(sql, **kwargs)
     assert message in refused.value.message
     assert running.nodes["s0"].asked == running.nodes["s1"].asked == []
+
+
+async def test_a_field_no_event_has_is_an_error_that_names_the_closest_one(
+    running: Running,
+) -> None:
+    with pytest.raises(InvalidArgument) as typo:
+        await running.query("SELECT statuz, count(*) FROM ci GROUP BY statuz")
+    assert typo.value.message == (
+        "unknown field statuz: no event in ci has it; did you mean status? (line 1, column 8)"
+    )
+    with pytest.raises(InvalidArgument, match="did you mean status"):
+        await running.query("EXPLAIN SELECT count(*) FROM ci WHERE statuz = 'failed'")
+    assert running.nodes["s0"].asked == running.nodes["s1"].asked == []
+    described = len(running.nodes["s0"].described + running.nodes["s1"].described)
+    assert described == 2 * 2  # both partitions, once per query: a field not known refreshes
+
+    # A known field: the cache answers, storage is not asked what fields there are.
+    await running.query(BY_STATUS.format("ci"))
+    await running.query(BY_STATUS.format("ci"))
+    assert len(running.nodes["s0"].described + running.nodes["s1"].described) == described
+
+
+async def test_a_field_is_not_refused_when_partitions_could_not_say(running: Running) -> None:
+    answer = await running.query(
+        "SELECT status, count(*) FROM lost WHERE statuz = 'x' GROUP BY status"
+    )
+    assert answer.partial  # the fake ignores the filter; what matters is that it ran
+
+
+async def test_a_read_your_writes_query_looks_for_its_fields_after_the_partitions_answered(
+    running: Running,
+) -> None:
+    # The field may be in the events the query waits for: it runs, then the field is looked
+    # for again, and only then refused.
+    with pytest.raises(InvalidArgument, match="unknown field statuz"):
+        await running.query(
+            "SELECT status, count(*) FROM ci WHERE statuz = 'x' GROUP BY status",
+            after={"ci": {0: 3}},
+        )
+    assert running.nodes["s0"].asked == [("ci", 0)]
 
 
 async def test_an_unknown_dataset_is_not_found(running: Running) -> None:

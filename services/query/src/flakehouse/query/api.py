@@ -12,18 +12,20 @@ from flakehouse.core.limits import LimitsWatch, current_limits
 from flakehouse.events.model import validate_dataset_name
 from flakehouse.query.answer import to_response
 from flakehouse.query.cutoff import query_cutoff, with_cutoff
-from flakehouse.query.describe import describe_table, field_summaries
+from flakehouse.query.describe import describe_table, field_summaries, known_fields
 from flakehouse.query.explain import explain_response
 from flakehouse.query.fanout import FanOutResult, StorageChannels, candidates, fan_out
 from flakehouse.query.freshness import answer_freshness, first_replica_freshness
+from flakehouse.query.knownfields import FieldCatalog, KnownFields, unknown_field_error
 from flakehouse.query.merge import merge_partials
 from flakehouse.query.metrics import QueryMetrics
 from flakehouse.query.partial import PartialResultError
 from flakehouse.query.placements import Placements
+from flakehouse.query.planfields import plan_fields
 from flakehouse.query.report import missing_partitions, query_stats
 from flakehouse.query.settings import QuerySettings
 from flakehouse.query.slots import QuerySlots
-from flakehouse.query.sql import Describe, QueryError, parse_statement
+from flakehouse.query.sql import Describe, PlannedQuery, QueryError, parse_statement
 from flakehouse.query.v1 import query_pb2, query_pb2_grpc
 from flakehouse.replication.v1 import replication_pb2
 from flakehouse.storage.v1 import storage_pb2
@@ -46,6 +48,7 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
         self._limits = limits
         self._slots = slots
         self._hedge_after_s = settings.hedge_after_ms / 1000
+        self._fields = FieldCatalog(self._known_fields)
 
     def _timeout_s(self, request_ms: int) -> float:
         if request_ms > self._settings.max_timeout_ms:
@@ -67,12 +70,18 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
         # The placement first: it says which incarnation of the name the query reads, and
         # limits of another one (quota not caught up yet) are not its limits.
         dataset, nodes = await self._placements.lookup(plan.dataset)
+        minimums = _minimum_offsets(request, dataset)
+        # Read-your-writes: a field the query waits for may be in no replica yet; it is looked
+        # for again once the partitions have answered, that is once they hold it.
+        wait_s = max(0.0, timeout_s - (time.monotonic() - started))
+        unknown = await self._unknown_field(request.sql, statement, dataset.generation, wait_s)
+        if unknown is not None and (statement.explain or not minimums):
+            raise unknown
         limits = current_limits(self._limits.limits(plan.dataset), dataset.generation)
         cutoff = query_cutoff(limits, now_us)
         if cutoff is not None:
             # In the plan itself, so every partition and replica answers from the same start.
             plan.time_range.CopyFrom(with_cutoff(plan.time_range, cutoff.start_us))
-        minimums = _minimum_offsets(request, dataset)
         if statement.explain:
             live = candidates(dataset, nodes)
             behind = await first_replica_freshness(self._storage.stub, dataset.dataset, live)
@@ -90,10 +99,16 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
             )
 
         execute = self._storage.call("ExecuteFragment", fragment)
+
         async with self._slots.held(plan.dataset, limits, timeout_s):
             # The deadline is the whole query's: a wait for a slot comes off it.
             remaining_s = max(0.0, timeout_s - (time.monotonic() - started))
             result = await fan_out(dataset, nodes, execute, remaining_s, self._hedge_after_s)
+        if unknown is not None:
+            wait_s = max(0.0, timeout_s - (time.monotonic() - started))
+            unknown = await self._unknown_field(request.sql, statement, dataset.generation, wait_s)
+            if unknown is not None:
+                raise unknown
         try:
             merged = merge_partials(statement, [a.response.result for a in result.answers])
         except PartialResultError as exc:
@@ -113,11 +128,28 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
         response.plan.CopyFrom(plan)
         return response
 
+    async def _unknown_field(
+        self, sql: str, planned: PlannedQuery, generation: int, wait_s: float
+    ) -> InvalidArgument | None:
+        """The error for a field the query names that no event of its dataset has, if any
+        (knownfields.py)."""
+        dataset = planned.plan.dataset
+        unknown = await self._fields.unknown(dataset, generation, plan_fields(planned.plan), wait_s)
+        if unknown is None:
+            return None
+        return InvalidArgument(unknown_field_error(sql, unknown).describe(sql))
+
+    async def _known_fields(self, name: str, timeout_s: float) -> KnownFields:
+        """The field catalog's source: the DESCRIBE fan-out."""
+        fields, result, generation = await self._describe(name, timeout_s)
+        return known_fields(fields, not result.missing, generation)
+
     async def _describe_statement(
         self, name: str, timeout_s: float, started: float
     ) -> query_pb2.QueryResponse:
         """DESCRIBE <dataset>: its fields as a result table."""
-        fields, result = await self._describe(name, timeout_s)
+        fields, result, generation = await self._describe(name, timeout_s)
+        self._fields.remember(name, known_fields(fields, not result.missing, generation))
         columns, rows = describe_table(fields)
         partitions = len(result.answers) + len(result.missing)
         return query_pb2.QueryResponse(
@@ -130,8 +162,9 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
 
     async def _describe(
         self, name: str, timeout_s: float
-    ) -> tuple[list[events_pb2.FieldSummary], FanOutResult[Any]]:
-        """The dataset's fields, summed over the partitions that answered, and the fan-out."""
+    ) -> tuple[list[events_pb2.FieldSummary], FanOutResult[Any], int]:
+        """The dataset's fields, summed over the partitions that answered, the fan-out, and the
+        generation of the dataset described."""
         dataset, nodes = await self._placements.lookup(name)
         describe = self._storage.call(
             "DescribeFields",
@@ -140,7 +173,7 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
             ),
         )
         result = await fan_out(dataset, nodes, describe, timeout_s, self._hedge_after_s)
-        return field_summaries(a.response for a in result.answers), result
+        return field_summaries(a.response for a in result.answers), result, dataset.generation
 
     async def ListDatasets(
         self, request: query_pb2.ListDatasetsRequest, context: Any
@@ -159,7 +192,8 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
             name = validate_dataset_name(request.dataset)
         except ValueError as exc:
             raise InvalidArgument(str(exc)) from None
-        fields, result = await self._describe(name, self._timeout_s(0))
+        fields, result, generation = await self._describe(name, self._timeout_s(0))
+        self._fields.remember(name, known_fields(fields, not result.missing, generation))
         return query_pb2.DescribeDatasetResponse(
             dataset=name,
             fields=fields,
