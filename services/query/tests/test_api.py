@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from flakehouse.client.client import Client
 from flakehouse.common.v1 import events_pb2, plan_pb2
-from flakehouse.core.errors import Internal, InvalidArgument, NotFound
+from flakehouse.core.errors import Internal, InvalidArgument, NotFound, ResourceExhausted
 from flakehouse.core.limits import LimitsWatch
 from flakehouse.core.server import GrpcServer, service_name
 from flakehouse.query.api import QueryApi
@@ -51,6 +51,8 @@ class FakeStorage(storage_pb2_grpc.StorageServiceServicer):
         self.held = held
         self.declined: dict[Key, str] = {}
         self.skewed = False  # answers rows to aggregate plans: a node of another version
+        self.exhausted = ""  # refuses fragments with RESOURCE_EXHAUSTED and this message
+        self.plans: list[plan_pb2.QueryPlan] = []
         self.asked: list[Key] = []  # fragments
         self.described: list[Key] = []  # DescribeFields
 
@@ -72,6 +74,9 @@ class FakeStorage(storage_pb2_grpc.StorageServiceServicer):
         self, request: storage_pb2.ExecuteFragmentRequest, context: Any
     ) -> storage_pb2.ExecuteFragmentResponse:
         plan = request.plan
+        self.plans.append(plan)
+        if self.exhausted:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, self.exhausted)
         if [g.field for g in plan.group_by] != ["status"] or [
             a.function for a in plan.aggregates
         ] != [plan_pb2.AGGREGATE_FUNCTION_COUNT]:
@@ -178,6 +183,7 @@ class Running:
     stub: query_pb2_grpc.QueryServiceAsyncStub
     nodes: dict[str, FakeStorage]
     registry: CollectorRegistry
+    settings: QuerySettings
 
     async def query(self, sql: str, **kwargs: Any) -> Any:
         return await asyncio.to_thread(self.client.query, sql, **kwargs)
@@ -219,7 +225,7 @@ async def running() -> AsyncIterator[Running]:
     channel = grpc.aio.insecure_channel(query.address)
     try:
         await asyncio.wait_for(placements.ready.wait(), 10)
-        yield Running(client, query_pb2_grpc.QueryServiceStub(channel), nodes, registry)
+        yield Running(client, query_pb2_grpc.QueryServiceStub(channel), nodes, registry, settings)
     finally:
         client.close()
         await channel.close(None)
@@ -322,6 +328,33 @@ async def test_a_read_your_writes_query_looks_for_its_fields_after_the_partition
             after={"ci": {0: 3}},
         )
     assert running.nodes["s0"].asked == [("ci", 0)]
+
+
+async def test_a_storage_node_past_max_groups_fails_the_whole_query_at_once(
+    running: Running,
+) -> None:
+    message = "the query holds more than 1000000 groups (max_groups); narrow the query"
+    running.nodes["s0"].exhausted = running.nodes["s1"].exhausted = message
+    with pytest.raises(ResourceExhausted) as refused:
+        await running.query(BY_STATUS.format("ci"))
+    assert refused.value.message == message
+    # Not handed to the other replica, not a missing partition: one call per partition.
+    plans = running.nodes["s0"].plans + running.nodes["s1"].plans
+    assert len(plans) <= 2 and {p.max_groups for p in plans} == {1_000_000}
+
+
+async def test_the_query_service_holds_no_more_than_max_groups_either(running: Running) -> None:
+    # Each partition has 2 statuses, 3 in all: the fakes ignore max_groups, as storage nodes
+    # that predate it do. Past 2, the merge stops; past 1, the first answer does.
+    for limit in (2, 1):
+        running.settings.max_groups = limit
+        with pytest.raises(ResourceExhausted) as refused:
+            await running.query(BY_STATUS.format("ci"))
+        assert refused.value.message.startswith(
+            f"the query holds more than {limit} groups (max_groups); narrow the query: a WHERE"
+        )
+    running.settings.max_groups = 3
+    assert len((await running.query(BY_STATUS.format("ci"))).rows) == 3
 
 
 async def test_an_unknown_dataset_is_not_found(running: Running) -> None:

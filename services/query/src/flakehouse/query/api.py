@@ -16,6 +16,7 @@ from flakehouse.query.describe import describe_table, field_summaries, known_fie
 from flakehouse.query.explain import explain_response
 from flakehouse.query.fanout import FanOutResult, StorageChannels, candidates, fan_out
 from flakehouse.query.freshness import answer_freshness, first_replica_freshness
+from flakehouse.query.guardrails import check_groups, check_raw_limit
 from flakehouse.query.knownfields import FieldCatalog, KnownFields, unknown_field_error
 from flakehouse.query.merge import merge_partials
 from flakehouse.query.metrics import QueryMetrics
@@ -67,6 +68,10 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
         if isinstance(statement, Describe):
             return await self._describe_statement(statement.dataset, timeout_s, started)
         plan = statement.plan
+        if statement.is_aggregate:
+            plan.max_groups = self._settings.max_groups
+        elif statement.limit is not None:
+            check_raw_limit(statement.limit, self._settings.max_answer_rows)
         # The placement first: it says which incarnation of the name the query reads, and
         # limits of another one (quota not caught up yet) are not its limits.
         dataset, nodes = await self._placements.lookup(plan.dataset)
@@ -98,7 +103,16 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
                 generation=dataset.generation,
             )
 
-        execute = self._storage.call("ExecuteFragment", fragment)
+        call = self._storage.call("ExecuteFragment", fragment)
+
+        async def execute(
+            address: str, partition: int, remaining_s: float, first: bool
+        ) -> tuple[storage_pb2.ExecuteFragmentResponse, str | None]:
+            response, declined = await call(address, partition, remaining_s, first)
+            # Storage enforces max_groups itself; a node that predates it is stopped here, as
+            # soon as its answer arrives, rather than after every partition's.
+            check_groups(response.result.group_columns.size, plan.max_groups)
+            return response, declined
 
         async with self._slots.held(plan.dataset, limits, timeout_s):
             # The deadline is the whole query's: a wait for a slot comes off it.
@@ -116,7 +130,11 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
             raise Internal(f"a storage node's answer does not fit the plan: {exc}") from None
         self._metrics.answered(plan.dataset, len(result.missing), result.hedged, merged.stats)
         response = to_response(
-            statement, merged, columnar=request.columnar, raw_times=request.raw_times
+            statement,
+            merged,
+            columnar=request.columnar,
+            raw_times=request.raw_times,
+            max_rows=self._settings.max_answer_rows,
         )
         response.partial = bool(result.missing)
         response.missing_partitions.extend(missing_partitions(plan.dataset, result))
