@@ -333,14 +333,14 @@ async def test_a_read_your_writes_query_looks_for_its_fields_after_the_partition
 async def test_a_storage_node_past_max_groups_fails_the_whole_query_at_once(
     running: Running,
 ) -> None:
-    message = "the query holds more than 1000000 groups (max_groups); narrow the query"
+    message = "the query holds more than 100000 groups (max_groups); narrow the query"
     running.nodes["s0"].exhausted = running.nodes["s1"].exhausted = message
     with pytest.raises(ResourceExhausted) as refused:
         await running.query(BY_STATUS.format("ci"))
     assert refused.value.message == message
     # Not handed to the other replica, not a missing partition: one call per partition.
     plans = running.nodes["s0"].plans + running.nodes["s1"].plans
-    assert len(plans) <= 2 and {p.max_groups for p in plans} == {1_000_000}
+    assert len(plans) <= 2 and {p.max_groups for p in plans} == {100_000}
 
 
 async def test_the_query_service_holds_no_more_than_max_groups_either(running: Running) -> None:

@@ -31,7 +31,7 @@ def names(*keys: str, n: int = 1) -> list[object]:
 
 def test_the_defaults_and_what_the_settings_accept() -> None:
     settings = QuerySettings(replication_address="x:1")
-    assert settings.max_groups == 1_000_000 and settings.max_answer_rows == 100_000
+    assert settings.max_groups == 100_000 and settings.max_answer_rows == 100_000
     assert QuerySettings(replication_address="x:1", max_groups=0, max_answer_rows=0)
     with pytest.raises(ValidationError, match="less than 1000, the default LIMIT"):
         QuerySettings(replication_address="x:1", max_answer_rows=999)
