@@ -83,7 +83,6 @@ class FieldCatalog:
         self._clock = clock
         self._entries: dict[str, _Entry] = {}
         self._refreshing: dict[str, asyncio.Task[KnownFields]] = {}
-        self.refreshes = 0
 
     def remember(self, dataset: str, known: KnownFields) -> None:
         """Keep what a DESCRIBE statement just learned."""
@@ -133,7 +132,6 @@ class FieldCatalog:
             return None
 
     async def _refresh(self, dataset: str) -> KnownFields:
-        self.refreshes += 1
         started = self._clock()
         known = await self._describe(dataset, self._refresh_timeout_s)
         self._entries[dataset] = _Entry(known, started)
