@@ -29,6 +29,7 @@ from flakehouse.query.v1 import query_pb2, query_pb2_grpc
 from flakehouse.replication.v1 import replication_pb2, replication_pb2_grpc
 from flakehouse.storage.v1 import storage_pb2, storage_pb2_grpc
 from tests.fakes import PlacementService
+from tests.support import eventually_async
 
 Key = tuple[str, int]  # (dataset, partition)
 
@@ -52,6 +53,8 @@ class FakeStorage(storage_pb2_grpc.StorageServiceServicer):
         self.declined: dict[Key, str] = {}
         self.skewed = False  # answers rows to aggregate plans: a node of another version
         self.exhausted = ""  # refuses fragments with RESOURCE_EXHAUSTED and this message
+        self.fragment_delay = self.describe_delay = 0.0  # seconds before answering
+        self.cancelled = 0  # fragments the query service cancelled
         self.plans: list[plan_pb2.QueryPlan] = []
         self.asked: list[Key] = []  # fragments
         self.described: list[Key] = []  # DescribeFields
@@ -75,6 +78,11 @@ class FakeStorage(storage_pb2_grpc.StorageServiceServicer):
     ) -> storage_pb2.ExecuteFragmentResponse:
         plan = request.plan
         self.plans.append(plan)
+        try:
+            await asyncio.sleep(self.fragment_delay)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
         if self.exhausted:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, self.exhausted)
         if [g.field for g in plan.group_by] != ["status"] or [
@@ -108,6 +116,7 @@ class FakeStorage(storage_pb2_grpc.StorageServiceServicer):
     async def DescribeFields(
         self, request: storage_pb2.DescribeFieldsRequest, context: Any
     ) -> storage_pb2.DescribeFieldsResponse:
+        await asyncio.sleep(self.describe_delay)
         answered, unavailable = self._split(
             request.dataset, list(request.partitions), self.described
         )
@@ -300,7 +309,7 @@ async def test_a_field_no_event_has_is_an_error_that_names_the_closest_one(
     )
     with pytest.raises(InvalidArgument, match="did you mean status"):
         await running.query("EXPLAIN SELECT count(*) FROM ci WHERE statuz = 'failed'")
-    assert running.nodes["s0"].asked == running.nodes["s1"].asked == []
+    # The fields are looked up beside the fragments, which the error cancels or discards.
     described = len(running.nodes["s0"].described + running.nodes["s1"].described)
     assert described == 2 * 2  # both partitions, once per query: a field not known refreshes
 
@@ -308,6 +317,28 @@ async def test_a_field_no_event_has_is_an_error_that_names_the_closest_one(
     await running.query(BY_STATUS.format("ci"))
     await running.query(BY_STATUS.format("ci"))
     assert len(running.nodes["s0"].described + running.nodes["s1"].described) == described
+
+
+async def test_looking_fields_up_takes_nothing_from_the_query_deadline(running: Running) -> None:
+    # Listing fields takes storage 3 s (the lookup gives up after 1 s) and the fragments 1.5 s:
+    # one after the other, they would not fit in the query's 2.5 s; side by side, they do.
+    for node in running.nodes.values():
+        node.describe_delay, node.fragment_delay = 3.0, 1.5
+    answer = await running.query(BY_STATUS.format("ci"), timeout_ms=2500)
+    assert not answer.partial and len(answer.rows) == 3
+
+
+async def test_a_misspelt_field_stops_the_query_it_is_in(running: Running) -> None:
+    for node in running.nodes.values():
+        node.fragment_delay = 30.0
+    with pytest.raises(InvalidArgument, match="unknown field statuz"):
+        await running.query(
+            "SELECT status, count(*) FROM ci WHERE statuz = 'x' GROUP BY status", timeout_ms=60000
+        )
+    # Refused long before the fragments answer, and their calls cancelled.
+    await eventually_async(
+        lambda: sum(node.cancelled for node in running.nodes.values()) == 2, "cancelled"
+    )
 
 
 async def test_a_field_is_not_refused_when_partitions_could_not_say(running: Running) -> None:

@@ -3,10 +3,12 @@ finalize."""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
-from flakehouse.common.v1 import events_pb2
+from flakehouse.common.v1 import events_pb2, plan_pb2
 from flakehouse.core.errors import Internal, InvalidArgument
 from flakehouse.core.limits import LimitsWatch, current_limits
 from flakehouse.events.model import validate_dataset_name
@@ -30,6 +32,8 @@ from flakehouse.query.sql import Describe, PlannedQuery, QueryError, parse_state
 from flakehouse.query.v1 import query_pb2, query_pb2_grpc
 from flakehouse.replication.v1 import replication_pb2
 from flakehouse.storage.v1 import storage_pb2
+
+T = TypeVar("T")
 
 
 class QueryApi(query_pb2_grpc.QueryServiceServicer):
@@ -76,53 +80,55 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
         # limits of another one (quota not caught up yet) are not its limits.
         dataset, nodes = await self._placements.lookup(plan.dataset)
         minimums = _minimum_offsets(request, dataset)
-        # Read-your-writes: a field the query waits for may be in no replica yet; it is looked
-        # for again once the partitions have answered, that is once they hold it.
-        wait_s = max(0.0, timeout_s - (time.monotonic() - started))
-        unknown = await self._unknown_field(request.sql, statement, dataset.generation, wait_s)
-        if unknown is not None and (statement.explain or not minimums):
-            raise unknown
         limits = current_limits(self._limits.limits(plan.dataset), dataset.generation)
         cutoff = query_cutoff(limits, now_us)
         if cutoff is not None:
             # In the plan itself, so every partition and replica answers from the same start.
             plan.time_range.CopyFrom(with_cutoff(plan.time_range, cutoff.start_us))
-        if statement.explain:
-            live = candidates(dataset, nodes)
-            behind = await first_replica_freshness(self._storage.stub, dataset.dataset, live)
-            return explain_response(statement, dataset, nodes, live, minimums, cutoff, behind)
-
-        def fragment(partition: int, first: bool) -> storage_pb2.ExecuteFragmentRequest:
-            wanted = [minimums[partition]] if partition in minimums else []
-            return storage_pb2.ExecuteFragmentRequest(
-                plan=plan,
-                partitions=[partition],
-                min_offsets=wanted,
-                # The first replica asked must be fresh; a fallback answers whatever its lag.
-                max_lag=self._settings.max_replica_lag if first else 0,
-                generation=dataset.generation,
+        # Whether the query names a field no event has is looked up beside the query, so that
+        # asking storage (a field the cache lacks) never takes from the query's deadline.
+        wait_s = max(0.0, timeout_s - (time.monotonic() - started))
+        fields = asyncio.ensure_future(
+            self._unknown_field(request.sql, statement, dataset.generation, wait_s)
+        )
+        try:
+            if statement.explain:
+                live = candidates(dataset, nodes)
+                behind = await first_replica_freshness(self._storage.stub, dataset.dataset, live)
+                await _refuse_unknown(fields)
+                return explain_response(statement, dataset, nodes, live, minimums, cutoff, behind)
+            call = self._storage.call(
+                "ExecuteFragment",
+                _fragments(plan, minimums, dataset, self._settings.max_replica_lag),
             )
 
-        call = self._storage.call("ExecuteFragment", fragment)
+            async def execute(
+                address: str, partition: int, remaining_s: float, first: bool
+            ) -> tuple[storage_pb2.ExecuteFragmentResponse, str | None]:
+                response, declined = await call(address, partition, remaining_s, first)
+                # Storage enforces max_groups itself; a node that predates it is stopped here,
+                # as soon as its answer arrives, rather than after every partition's.
+                check_groups(response.result.group_columns.size, plan.max_groups)
+                return response, declined
 
-        async def execute(
-            address: str, partition: int, remaining_s: float, first: bool
-        ) -> tuple[storage_pb2.ExecuteFragmentResponse, str | None]:
-            response, declined = await call(address, partition, remaining_s, first)
-            # Storage enforces max_groups itself; a node that predates it is stopped here, as
-            # soon as its answer arrives, rather than after every partition's.
-            check_groups(response.result.group_columns.size, plan.max_groups)
-            return response, declined
-
-        async with self._slots.held(plan.dataset, limits, timeout_s):
-            # The deadline is the whole query's: a wait for a slot comes off it.
-            remaining_s = max(0.0, timeout_s - (time.monotonic() - started))
-            result = await fan_out(dataset, nodes, execute, remaining_s, self._hedge_after_s)
-        if unknown is not None:
-            wait_s = max(0.0, timeout_s - (time.monotonic() - started))
-            unknown = await self._unknown_field(request.sql, statement, dataset.generation, wait_s)
+            async with self._slots.held(plan.dataset, limits, timeout_s):
+                # The deadline is the whole query's: a wait for a slot comes off it.
+                remaining_s = max(0.0, timeout_s - (time.monotonic() - started))
+                running = fan_out(dataset, nodes, execute, remaining_s, self._hedge_after_s)
+                # Read-your-writes: the events the query waits for may be the first to hold the
+                # field, so its absence before they arrive stops nothing.
+                result = await _unless_unknown(running, fields, final=not minimums)
+            unknown = await fields
+            if unknown is not None and minimums:
+                # Now that the partitions hold what the query waited for, once more.
+                wait_s = max(0.0, timeout_s - (time.monotonic() - started))
+                unknown = await self._unknown_field(
+                    request.sql, statement, dataset.generation, wait_s
+                )
             if unknown is not None:
                 raise unknown
+        finally:
+            fields.cancel()
         try:
             merged = merge_partials(statement, [a.response.result for a in result.answers])
         except PartialResultError as exc:
@@ -218,6 +224,55 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
             partial=bool(result.missing),
             missing_partitions=missing_partitions(name, result),
         )
+
+
+def _fragments(
+    plan: plan_pb2.QueryPlan,
+    minimums: dict[int, int],
+    dataset: replication_pb2.DatasetPlacement,
+    max_replica_lag: int,
+) -> Callable[[int, bool], storage_pb2.ExecuteFragmentRequest]:
+    """The ExecuteFragment request for a partition; `first`: its first replica asked."""
+
+    def fragment(partition: int, first: bool) -> storage_pb2.ExecuteFragmentRequest:
+        wanted = [minimums[partition]] if partition in minimums else []
+        return storage_pb2.ExecuteFragmentRequest(
+            plan=plan,
+            partitions=[partition],
+            min_offsets=wanted,
+            # The first replica asked must be fresh; a fallback answers whatever its lag.
+            max_lag=max_replica_lag if first else 0,
+            generation=dataset.generation,
+        )
+
+    return fragment
+
+
+Unknown = asyncio.Future[InvalidArgument | None]
+"""The field check of a query (QueryApi._unknown_field), running beside it."""
+
+
+async def _refuse_unknown(fields: Unknown) -> None:
+    unknown = await fields
+    if unknown is not None:
+        raise unknown
+
+
+async def _unless_unknown(work: Awaitable[T], fields: Unknown, *, final: bool) -> T:
+    """What `work` gives, unless the field check (`final`: whose answer stands) finds an
+    unknown field first: then the work is cancelled, and the error raised."""
+    task = asyncio.ensure_future(work)
+    try:
+        if final:
+            either: set[asyncio.Future[Any]] = {task, fields}
+            done, _ = await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            if task not in done:
+                await _refuse_unknown(fields)
+        return await task
+    finally:
+        if not task.done():
+            task.cancel()  # fan_out then cancels its calls: wait for that, leave nothing behind
+            await asyncio.gather(task, return_exceptions=True)
 
 
 def _minimum_offsets(
