@@ -4,7 +4,9 @@ first good answer wins, the other call is cancelled. A
 replica that fails, or declines (not held, catching up, behind the offsets asked for), hands over
 to the next; one that was unreachable gets one more try when no other replica is left (a node
 that just restarted, whose channel is still backing off). What no replica answers before the
-deadline is reported missing, with every replica's reason. `StorageChannels` makes the calls
+deadline is reported missing, with every replica's reason. A request a replica calls invalid,
+or one past a limit (RESOURCE_EXHAUSTED), fails the whole query at once: the other replica
+would answer alike. `StorageChannels` makes the calls
 over one channel per storage node.
 
 One call per partition (not one per node for all its partitions) is what makes hedging exact:

@@ -13,7 +13,8 @@ NARROW = (
 
 
 def too_many_groups(max_groups: int) -> ResourceExhausted:
-    """The query holds more groups than `max_groups`; the wording storage nodes use too."""
+    """The query holds more groups than `max_groups`: the query service's words for it, which a
+    storage node's refusal of its fragment (plan.max_groups) should match."""
     return ResourceExhausted(
         f"the query holds more than {max_groups} groups (max_groups); {NARROW}"
     )
