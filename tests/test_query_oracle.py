@@ -472,3 +472,28 @@ def test_errors_point_into_explain_and_describe(setup: Setup) -> None:
     assert "unknown function nosuch() (line 1, column 16)" in bad.stderr
     unknown = cluster.cli("query", "DESCRIBE nowhere", check=False)
     assert unknown.returncode == 2 and "unknown dataset 'nowhere'" in unknown.stderr
+
+
+def test_errors_for_a_field_no_event_has_and_null_for_one_absent_from_the_rows(
+    setup: Setup,
+) -> None:
+    cluster = setup.cluster
+    typo = cluster.cli("query", "SELECT count(*) FROM ci WHERE statuz = 'failed'", check=False)
+    assert typo.returncode == 2 and typo.stdout == ""
+    assert typo.stderr == (
+        "error: unknown field statuz: no event in ci has it; did you mean status?"
+        " (line 1, column 31)\n"
+    )
+    grouped = cluster.cli(
+        "query", "EXPLAIN SELECT statuz, count(*) FROM ci GROUP BY statuz", check=False
+    )
+    assert grouped.returncode == 2
+    assert "unknown field statuz: no event in ci has it; did you mean status?" in grouped.stderr
+    assert grouped.stderr.endswith("(line 1, column 16)\n")  # EXPLAIN included
+    # `message` is on failed and skipped events only: over passed ones it is NULL, as it was.
+    passed = [e for e in setup.world.events if e.get("status") == "passed"]
+    assert not any(e.get("message") is not None for e in passed)
+    answer = cluster.query(
+        "SELECT count(message), count(*) FROM ci WHERE status = 'passed' AND message IS NULL"
+    )
+    assert answer["rows"] == [[0, len(passed)]] and answer["partial"] is False

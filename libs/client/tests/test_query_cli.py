@@ -29,10 +29,13 @@ class Query(query_pb2_grpc.QueryServiceServicer):
         self.truncated = False
         self.time_column = False
         self.times: list[int | None] = [1_763_630_043_512_345, None]
+        self.refusal = ""  # RESOURCE_EXHAUSTED with this message, without a retry delay
         self.requests: list[query_pb2.QueryRequest] = []
 
     def Query(self, request: Any, context: Any) -> query_pb2.QueryResponse:
         self.requests.append(request)
+        if self.refusal:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, self.refusal)
         if self.time_column:
             return self._times(request)
         response = query_pb2.QueryResponse(
@@ -258,3 +261,15 @@ def test_the_client_gives_times_as_aware_datetimes_in_the_query_zone(
     assert moment == datetime(2025, 11, 20, 9, 14, 3, 512345, tzinfo=UTC)
     assert result.rows[1][0] is None
     assert service.requests[-1].time_zone == "Asia/Kathmandu"
+
+
+def test_a_query_past_a_limit_is_printed_as_an_error_and_not_retried(
+    query: tuple[Query, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    service, address = query
+    service.refusal = "the query holds more than 1000000 groups (max_groups); narrow the query"
+    code = cli.main(["query", "--query", address, "SELECT name, count(*) FROM ci GROUP BY name"])
+    out, err = capsys.readouterr()
+    assert code == cli.EXIT_FAILED == 1
+    assert out == "" and err == f"error: {service.refusal}\n"
+    assert len(service.requests) == 1  # the same query would only fail again

@@ -211,16 +211,20 @@ class Client:
         self.close()
 
     def _call(self, fn: Callable[[], T], retries: int | None = None) -> T:
-        """Calls once per attempt, retrying UNAVAILABLE and RESOURCE_EXHAUSTED with backoff and
-        jitter (or the server's retry delay). Only idempotent calls retry; others pass
-        retries=0."""
+        """Calls once per attempt, retrying UNAVAILABLE, and RESOURCE_EXHAUSTED that comes with
+        a retry delay, with backoff and jitter (or the server's retry delay). Only idempotent
+        calls retry; others pass retries=0. RESOURCE_EXHAUSTED without a delay is a limit that
+        the same request would hit again (a query past max_groups): it is not retried."""
         retries = self.retries if retries is None else retries
         for attempt in range(retries + 1):
             try:
                 return fn()
             except grpc.RpcError as exc:
                 error = error_from_rpc(exc)
-                if attempt == retries or not isinstance(error, (Unavailable, ResourceExhausted)):
+                transient = isinstance(error, Unavailable) or (
+                    isinstance(error, ResourceExhausted) and error.retry_after_ms is not None
+                )
+                if attempt == retries or not transient:
                     raise error from None
                 # The server's delay when it gave one, else exponential backoff; jitter so
                 # that many CI jobs retrying at once do not come back in step.
