@@ -14,5 +14,6 @@
   (`zones`: offsets and wall times from the tzdata package; `daybuckets`: ICU's day arithmetic).
 
 Value types are flakehouse.events' (`INT`, `FLOAT`, `STRING`, `BOOL`, 0 for null); this
-library depends on numpy (and the tzdata package, for zones) only, so the types are passed in as plain ints.
+library depends on numpy (and the tzdata package, for zones) only, so the types are passed
+in as plain ints.
 """
