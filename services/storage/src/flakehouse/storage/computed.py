@@ -48,6 +48,8 @@ def _compile(scalar: plan_pb2.Scalar) -> Node:
 
 def _compile_call(call: plan_pb2.ScalarCall) -> Node:
     function = call.function
+    if function in string_columns.FUNCTIONS:
+        return _compile_string_call(call)
     args = [_compile(arg) for arg in call.args]
     if function in arithmetic.BINARY:
         left, right = args
@@ -55,8 +57,6 @@ def _compile_call(call: plan_pb2.ScalarCall) -> Node:
     if function == plan_pb2.SCALAR_FUNCTION_NEGATE:
         (operand,) = args
         return lambda seg: arithmetic.negate(operand(seg))
-    if function in string_columns.FUNCTIONS:
-        return _compile_string_call(call)
     if function == plan_pb2.SCALAR_FUNCTION_COALESCE:
         return lambda seg: _coalesce(seg, args)
     raise AssertionError(f"unchecked function {function}")
