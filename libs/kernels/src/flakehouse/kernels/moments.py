@@ -20,18 +20,20 @@ Counts = npt.NDArray[np.int64]
 
 def group_moments(values: Floats, groups: Index, n: int) -> tuple[Counts, Floats, Floats]:
     """Count, mean and sum of squared differences from the mean of `values` per group
-    (`groups[i]`: the group of `values[i]`, in [0, n)), in two passes; a group without values
-    has count 0, mean 0 and squares 0."""
+    (`groups[i]`: the group of `values[i]`, in [0, n)); a group without values has count 0,
+    mean 0 and squares 0. Corrected two-pass: the mean, then the differences from it, whose sum
+    (zero but for rounding) corrects both."""
     counts = np.bincount(groups, minlength=n).astype(np.int64)
+    sizes = np.maximum(counts, 1).astype(np.float64)
     # Infinities and NaN make NaN, as IEEE says: no warnings.
     with np.errstate(invalid="ignore", over="ignore"):
-        sums = np.bincount(groups, weights=values, minlength=n)
-        means = np.divide(sums, counts, out=np.zeros(n), where=counts > 0)
+        means = np.bincount(groups, weights=values, minlength=n) / sizes
         deviations = values - means[groups]
-        # bincount with weights counts in float64 (asarray only tells mypy so, without a copy).
-        squares = np.asarray(
-            np.bincount(groups, weights=deviations * deviations, minlength=n), np.float64
-        )
+        residue = np.bincount(groups, weights=deviations, minlength=n)
+        summed = np.bincount(groups, weights=deviations * deviations, minlength=n)
+        # Rounding can take a sum of squares a hair below zero (NaN stays NaN).
+        squares: Floats = np.maximum(summed - residue * residue / sizes, 0.0)
+        means += residue / sizes
     return counts, means, squares
 
 

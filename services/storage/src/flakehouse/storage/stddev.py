@@ -1,8 +1,7 @@
 """STDDEV_SAMP and STDDEV_POP partial states: per group, the count of the field's numbers (ints
 and floats; other types ignored), their mean and the sum of their squared differences from it
-(StateColumn's counts, means and squares). Two passes per segment keep it exact-ish where the
-values are large and close together (1e9 plus a little noise), where summing squares would lose
-every digit; segments merge into the global groups with Chan et al.'s formula, as the query
+(StateColumn's counts, means and squares), computed and merged by flakehouse.kernels.moments:
+two passes per segment, then Chan et al.'s formula into the global groups, as the query
 service merges partials."""
 
 from __future__ import annotations
@@ -13,27 +12,10 @@ import numpy.typing as npt
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.events import values as v
 from flakehouse.kernels.arrays import grow
+from flakehouse.kernels.moments import combine, group_moments
 from flakehouse.storage.grouping import SegmentGroups
 
 Floats = npt.NDArray[np.float64]
-
-
-def _moments(
-    groups: npt.NDArray[np.intp], x: Floats, n_groups: int
-) -> tuple[npt.NDArray[np.int64], Floats, Floats]:
-    """Per group: count, mean and sum of squared differences from the mean. Corrected two-pass:
-    the mean, then the differences from it, whose sum (zero but for rounding) corrects both."""
-    counts: npt.NDArray[np.int64] = np.bincount(groups, minlength=n_groups)
-    sizes = np.maximum(counts, 1).astype(np.float64)
-    means = np.bincount(groups, weights=x, minlength=n_groups) / sizes
-    with np.errstate(invalid="ignore"):
-        deviations = x - means[groups]
-        residue = np.bincount(groups, weights=deviations, minlength=n_groups)
-        summed = np.bincount(groups, weights=deviations * deviations, minlength=n_groups)
-    # Rounding can take a sum of squares a hair below zero (NaN stays NaN).
-    squares: Floats = np.maximum(summed - residue * residue / sizes, 0.0)
-    means += residue / sizes
-    return counts, means, squares
 
 
 class StdDev:
@@ -63,7 +45,7 @@ class StdDev:
             return
         groups = np.concatenate([g for g, _ in taken])
         x = np.concatenate([values.astype(np.float64, copy=False) for _, values in taken])
-        counts, means, squares = _moments(groups, x, part.n_local)
+        counts, means, squares = group_moments(x, groups, part.n_local)
         has = np.flatnonzero(counts)
         self.merge(part.target[has], counts[has], means[has], squares[has])
 
@@ -74,18 +56,15 @@ class StdDev:
         means: Floats,
         squares: Floats,
     ) -> None:
-        """Chan et al.: the moments of two sets from each one's (targets distinct, counts > 0)."""
-        before = self.counts[target]
-        total = before + counts
-        delta = means - self.means[target]
-        share = counts / total
-        with np.errstate(invalid="ignore"):
-            merged = self.squares[target] + squares + delta * delta * (before * share)
-        first = before == 0
-        # A group's first values take their own moments exactly (inf - 0 would make NaN of 0 * inf).
-        self.means[target] = np.where(first, means, self.means[target] + delta * share)
-        self.squares[target] = np.where(first, squares, merged)
-        self.counts[target] = total
+        """Adds a segment's moments to groups `target` (distinct) with Chan et al.'s formula,
+        the query service's rule for merging partials (flakehouse.kernels.moments)."""
+        before = (self.counts[target], self.means[target], self.squares[target])
+        total, merged_means, merged_squares = combine(before, (counts, means, squares))
+        self.counts[target], self.means[target], self.squares[target] = (
+            total,
+            merged_means,
+            merged_squares,
+        )
 
     def states(self, n: int, out: plan_pb2.StateColumn) -> None:
         self._reserve(n)
