@@ -1,5 +1,6 @@
 """The battery of tests/test_query_oracle.py: each SQL case as we ask it and as DuckDB answers it,
-for a given world of events (the cases over the mixed-type field are in tests/oracle_mixed.py)."""
+for a given world of events (the cases over the mixed-type field are in tests/oracle_mixed.py,
+those over scalar expressions and time zones in tests/oracle_scalars.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.oracle_mixed import mixed_field_cases
+from tests.oracle_scalars import scalar_cases
 from tests.oracle_world import DAY_US, HOUR_US, RELATIVE_DAYS, Case, World
 
 
@@ -443,6 +445,7 @@ def battery(world: World) -> list[Case]:
             sketch={0: "quantile"},
         ),
         *mixed_field_cases(world.twin_build),
+        *scalar_cases(world),
     ]
 
 
