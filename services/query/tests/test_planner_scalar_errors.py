@@ -188,6 +188,11 @@ from services.query.tests.test_planner_errors import at
             "status",
         ),
         (
+            "SELECT DISTINCT suite FROM ci ORDER BY count(*) DESC",
+            "SELECT DISTINCT with aggregates is not supported",
+            "count",
+        ),
+        (
             "SELECT DISTINCT max(duration) FROM ci",
             "SELECT DISTINCT with aggregates is not supported",
             "max",

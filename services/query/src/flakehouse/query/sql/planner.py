@@ -177,8 +177,10 @@ def _check_distinct(select: exp.Select, items: list[_Item], distinct: exp.Distin
         )
     if select.args.get("having") is not None:
         raise error_at(select.args["having"].this, "SELECT DISTINCT with HAVING is not supported")
-    for item in items:
-        aggregate = find_aggregate(item.node)
+    order = select.args.get("order")
+    ordered = [o.this for o in order.expressions] if order is not None else []
+    for node in [item.node for item in items] + ordered:
+        aggregate = find_aggregate(node)
         if aggregate is not None:
             raise error_at(
                 aggregate,

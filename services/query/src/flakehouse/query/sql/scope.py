@@ -298,7 +298,7 @@ class Scope:
     def _group_key(self, node: exp.Expr) -> int | None:
         """The group key an expression over fields is (`lower(hostname)` after GROUP BY
         lower(hostname), a time bucket), if it is one."""
-        if find_aggregate(node) is not None:
+        if not self._keys or find_aggregate(node) is not None:
             return None
         width_us = self._fixed_bucket_us(node)
         if width_us is not None:
