@@ -3,9 +3,11 @@ arguments and SELECT DISTINCT, date_trunc and zone-aware time buckets, folding, 
 
 from __future__ import annotations
 
+import duckdb
 import pytest
 
 from flakehouse.common.v1 import events_pb2, plan_pb2
+from flakehouse.events.values import from_value
 from flakehouse.query import finalexpr
 from flakehouse.query.answer import to_response
 from flakehouse.query.explain import explain_lines, scalar_text
@@ -419,3 +421,38 @@ def test_explain_shows_the_computed_columns() -> None:
         "aggregates: count(*)",
     ]
     assert lines[-1] == "columns: $1 AS host, count(*)"
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "7 / 2",
+        "-7 / 2",
+        "7 % 3",
+        "-7 % 3",
+        "7 % -3",
+        "7.5 % 2",
+        "-7.5 % 2",
+        "2 * 3 + 4 - 1",
+        "-(3 - 5)",
+        "1.5 * 2",
+        "9223372036854775807 - 1",
+        "lower('ÀB-c')",
+        "upper('école x')",
+        "length('héllo')",
+        "coalesce(NULL, 2, 3)",
+    ],
+)
+def test_folding_agrees_with_duckdb(expression: str) -> None:
+    [(want,)] = duckdb.connect().execute(f"SELECT {expression}").fetchall()
+    got = from_value(where(f"x = {expression}").filter.compare.value)
+    assert got == want, (expression, got, want)  # DuckDB's decimals equal our floats
+    assert isinstance(got, int) == isinstance(want, int), (expression, got, want)
+
+
+def test_folding_division_by_zero_and_overflow_are_null() -> None:
+    # DuckDB answers inf, raises or overflows; the IR says NULL, and a comparison with NULL is
+    # refused.
+    for expression in ("1 / 0", "5 % 0", "9223372036854775807 + 1", "-(-9223372036854775807 - 1)"):
+        with pytest.raises(QueryError, match="a comparison with NULL is never true"):
+            where(f"x = {expression}")
