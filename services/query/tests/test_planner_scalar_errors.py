@@ -74,6 +74,11 @@ from services.query.tests.test_planner_errors import at
         ),
         ("SELECT regexp_matches(name, 'a(') FROM ci", "bad regular expression 'a('", "'a('"),
         (
+            "SELECT regexp_matches(name, suite) FROM ci",
+            "the pattern of regexp_matches() is a string in quotes, got suite",
+            "suite",
+        ),
+        (
             "SELECT timestamp + interval '1 hour' FROM ci",
             "interval arithmetic is supported only in a time compared with timestamp",
             "timestamp",

@@ -327,16 +327,17 @@ class Scalars:
                 node, "regexp_matches() takes two arguments: regexp_matches(string, 'pattern')"
             )
         pattern = args[1]
-        if isinstance(pattern, exp.Literal) and pattern.is_string:
-            try:
-                re.compile(pattern.this)
-            except re.error as error:
-                message = f"bad regular expression {pattern.this!r}: {error}"
-                raise error_at(pattern, message) from None
-        typed = [
-            self._string(args[0], node),
-            self._typed_arg(pattern, "string", "regexp_matches()"),
-        ]
+        if not (isinstance(pattern, exp.Literal) and pattern.is_string):
+            raise error_at(
+                pattern,
+                f"the pattern of regexp_matches() is a string in quotes, got {sql_text(pattern)}",
+            )
+        try:
+            re.compile(pattern.this)
+        except re.error as error:
+            message = f"bad regular expression {pattern.this!r}: {error}"
+            raise error_at(pattern, message) from None
+        typed = [self._string(args[0], node), self.translate(pattern)]
         return self._call(plan_pb2.SCALAR_FUNCTION_REGEXP_MATCHES, typed, "bool")
 
     def _coalesce(self, node: exp.Coalesce) -> Typed:
@@ -425,6 +426,18 @@ class Scalars:
         return Typed(plan_pb2.Scalar(call=call), "time")
 
 
+# DuckDB lower-cases one code point at a time. Python's str.lower differs from that only for the
+# capital I with dot above (two code points in Python, `i` in DuckDB) and a word-final capital
+# sigma (U+03C2 in Python, U+03C3 in DuckDB); storage's lower() (string_functions.py) makes the
+# same two exceptions, so a pattern lowered here matches what storage lowers.
+_DUCKDB_LOWER = str.maketrans({"\u0130": "i", "\u03a3": "\u03c3"})
+
+
+def duckdb_lower(text: str) -> str:
+    """`text` in lower case as DuckDB's lower() (and ILIKE) has it."""
+    return text.translate(_DUCKDB_LOWER).lower()
+
+
 def unsupported_function(node: exp.Expr) -> QueryError:
     """The error for an expression no scalar translation exists for, listing what there is."""
     supported = f"scalar functions: {SCALAR_FUNCTIONS}; aggregates: {AGGREGATE_FUNCTIONS}"
@@ -506,9 +519,10 @@ _NUMBER_FOLDS: dict[ScalarFunction, Callable[[float, float], float | None]] = {
     plan_pb2.SCALAR_FUNCTION_DIVIDE: _divide,
     plan_pb2.SCALAR_FUNCTION_MODULO: _modulo,
 }
+# upper() is not folded: DuckDB's (and storage's) upper maps each code point to one, which takes
+# a table of exceptions to Python's.
 _STRING_FOLDS: dict[ScalarFunction, Callable[[str], Scalar]] = {
-    plan_pb2.SCALAR_FUNCTION_LOWER: str.lower,
-    plan_pb2.SCALAR_FUNCTION_UPPER: str.upper,
+    plan_pb2.SCALAR_FUNCTION_LOWER: lambda text: duckdb_lower(text),
     plan_pb2.SCALAR_FUNCTION_LENGTH: len,
 }
 _FOLDABLE = frozenset({*_NUMBER_FOLDS, *_STRING_FOLDS, plan_pb2.SCALAR_FUNCTION_NEGATE})
