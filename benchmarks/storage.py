@@ -10,6 +10,8 @@ Three processes, one after the other, so that each one's timings and peak memory
    cache, so chunks are read and decoded from RocksDB) and warm runs (median); its peak RSS.
 3. this process: the same events into a DuckDB table (default threads), the same queries, and a
    check that both engines give the same answers.
+Some queries are measured against a plain counterpart too (storage_queries.PAIRS: a conditional
+aggregate against the plain one, GROUP BY lower(f) against GROUP BY f), their runs alternating.
 
 `python -m benchmarks.storage --compression [--events N]` measures instead the stored size and
 read time of the same store under each RocksDB compression (FORMAT.md, "Compression").
@@ -30,7 +32,7 @@ from collections.abc import Sequence
 from benchmarks.storage_compression import compression
 from benchmarks.storage_duckdb import duckdb_table, duckdb_version, run_duckdb, same_rows
 from benchmarks.storage_events import generate
-from benchmarks.storage_queries import QUERIES, WARM_RUNS, run_storage
+from benchmarks.storage_queries import PAIRED_RUNS, PAIRS, QUERIES, WARM_RUNS, run_storage
 from benchmarks.storage_store import CACHE_BYTES, PARTITIONS, SEAL_ROWS, build, in_process
 
 
@@ -97,6 +99,14 @@ def storage(n: int) -> None:
             f"{skipped:>9}  {check}"
         )
     print(f"  peak RSS of the storage process (queries, cache included): {fh['peak_mb']:,.0f} MB")
+    print(
+        "  storage time of a query over its plain counterpart's (median of the ratios of "
+        f"{PAIRED_RUNS} runs of each, alternating; target):"
+    )
+    for label, base, target in PAIRS:
+        ratio = fh["pairs"][label]
+        verdict = "ok" if ratio <= target else "OVER TARGET"
+        print(f"    {label:30} / {base:22} {ratio:5.2f}  (<= {target})  {verdict}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -13,6 +13,8 @@ from benchmarks.storage_events import DAYS, START_US
 from benchmarks.storage_store import CACHE_BYTES, DATASET, PARTITIONS, peak_rss_mb
 
 WARM_RUNS = 5
+PAIRED_RUNS = 9
+"""Runs of each PAIRS query, alternating with its counterpart's."""
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,53 @@ class Query:
     """Compare only the first `ordered` columns, in order (ORDER BY with ties)."""
     rel: float = 0.0
     """Relative tolerance of numbers, for the sketch-based aggregates (else float rounding)."""
+
+
+def _grouped(key: str, *aggregates: Any, computed: tuple[Any, ...] = ()) -> Any:
+    """An aggregate plan grouped by one field or computed column, for what the planner does not
+    plan yet (FILTER, GROUP BY an expression)."""
+    from flakehouse.common.v1 import plan_pb2
+
+    plan = plan_pb2.QueryPlan(
+        ir_version=1, dataset=DATASET, aggregates=aggregates, computed=computed
+    )
+    plan.group_by.add(field=key)
+    return plan
+
+
+def _failed() -> Any:
+    from flakehouse.common.v1 import events_pb2, plan_pb2
+
+    value = events_pb2.Value(string_value="failed")
+    compare = plan_pb2.Compare(op=plan_pb2.COMPARE_OP_EQ, field="status", value=value)
+    return plan_pb2.Expr(compare=compare)
+
+
+def _count(filtered: bool = False) -> Any:
+    from flakehouse.common.v1 import plan_pb2
+
+    return plan_pb2.Aggregate(
+        function=plan_pb2.AGGREGATE_FUNCTION_COUNT, filter=_failed() if filtered else None
+    )
+
+
+def _sum(field: str, filtered: bool = False) -> Any:
+    from flakehouse.common.v1 import plan_pb2
+
+    return plan_pb2.Aggregate(
+        function=plan_pb2.AGGREGATE_FUNCTION_SUM,
+        field=field,
+        filter=_failed() if filtered else None,
+    )
+
+
+def _lower(field: str) -> Any:
+    from flakehouse.common.v1 import plan_pb2
+
+    call = plan_pb2.ScalarCall(
+        function=plan_pb2.SCALAR_FUNCTION_LOWER, args=[plan_pb2.Scalar(field=field)]
+    )
+    return plan_pb2.Scalar(call=call)
 
 
 _HOUR, _DAY = 3_600_000_000, 86_400_000_000
@@ -101,7 +150,41 @@ QUERIES = [
         " quantile_cont(duration, 0.99) FROM bench GROUP BY suite",
         rel=0.01,
     ),
+    # Conditional aggregates against the plain ones over the same rows and groups, and GROUP BY
+    # an expression of a dictionary-encoded string against GROUP BY the string (PAIRS).
+    Query("count by name", "SELECT name, count(*) FROM bench GROUP BY name"),
+    Query(
+        "count FILTER failed by name",
+        "SELECT name, count(*) FILTER (WHERE status = 'failed') FROM bench GROUP BY name",
+        ir=lambda: _grouped("name", _count(filtered=True)),
+    ),
+    Query("sum(duration) by name", "SELECT name, sum(duration) FROM bench GROUP BY name"),
+    Query(
+        "sum(duration) FILTER by name",
+        "SELECT name, sum(duration) FILTER (WHERE status = 'failed') FROM bench GROUP BY name",
+        ir=lambda: _grouped("name", _sum("duration", filtered=True)),
+    ),
+    Query(
+        "count by lower(name)",
+        "SELECT lower(name), count(*) FROM bench GROUP BY 1",
+        ir=lambda: _grouped("$0", _count(), computed=(_lower("name"),)),
+    ),
+    Query("count by classname", "SELECT classname, count(*) FROM bench GROUP BY classname"),
+    Query(
+        "count by lower(classname)",
+        "SELECT lower(classname), count(*) FROM bench GROUP BY 1",
+        ir=lambda: _grouped("$0", _count(), computed=(_lower("classname"),)),
+    ),
 ]
+
+PAIRS = [
+    ("count FILTER failed by name", "count by name", 1.5),
+    ("sum(duration) FILTER by name", "sum(duration) by name", 1.5),
+    ("count by lower(name)", "count by name", 1.2),
+    ("count by lower(classname)", "count by classname", 1.2),
+]
+"""(query, the query it is measured against, the most its storage time may be as a multiple).
+Names are in lower case already (lower() changes none); class names are not."""
 
 
 def _flakehouse(store: Any, query: Query) -> tuple[float, float, list[tuple[Any, ...]] | None, Any]:
@@ -127,8 +210,42 @@ def _flakehouse(store: Any, query: Query) -> tuple[float, float, list[tuple[Any,
     if planned is not None:
         _, answer = finalize(planned, merge_partials(planned, [partial]))
     t3 = time.perf_counter()
-    rows = None if answer is None else [tuple(from_value(x) for x in r.values) for r in answer]
+    rows: list[tuple[Any, ...]] | None
+    if answer is not None:
+        rows = [tuple(from_value(x) for x in r.values) for r in answer]
+    else:
+        rows = _partial_rows(plan, partial)
     return t2 - t1, t3 - t0, rows, partial.stats
+
+
+def _partial_rows(plan: Any, partial: Any) -> list[tuple[Any, ...]] | None:
+    """The answer of a plan built directly (one partial: nothing to merge), for the COUNT and
+    SUM it uses, so that it is compared with DuckDB's too; None for other aggregates."""
+    from flakehouse.common.v1 import plan_pb2
+    from flakehouse.events.columns import VALUE_MEMBERS
+
+    readable = (plan_pb2.AGGREGATE_FUNCTION_COUNT, plan_pb2.AGGREGATE_FUNCTION_SUM)
+    if not all(a.function in readable for a in plan.aggregates):
+        return None
+    columns = partial.group_columns
+    keys = []
+    for column in columns.keys:
+        taken = {kind: iter(getattr(column, member)) for kind, member in VALUE_MEMBERS.items()}
+        keys.append([next(taken[t]) if t else None for t in column.types])
+    answers = []
+    for a, state in zip(plan.aggregates, columns.states, strict=True):
+        if a.function == plan_pb2.AGGREGATE_FUNCTION_COUNT:
+            answers.append(list(state.counts))
+            continue
+        answers.append(
+            [
+                None if not n else (i + f if seen else i)
+                for n, i, f, seen in zip(
+                    state.counts, state.int_sums, state.sums, state.float_seen, strict=True
+                )
+            ]
+        )
+    return [tuple(column[g] for column in [*keys, *answers]) for g in range(columns.size)]
 
 
 def run_storage(path: str) -> dict[str, Any]:
@@ -156,5 +273,30 @@ def run_storage(path: str) -> dict[str, Any]:
             "scanned": stats.segments_scanned,
             "skipped": stats.segments_skipped,
         }
+    out["pairs"] = _paired(path)
     out["peak_mb"] = peak_rss_mb()
+    return out
+
+
+def _paired(path: str) -> dict[str, float]:
+    """The storage time of each PAIRS query over its counterpart's: the median of the ratios of
+    runs made one after the other, so that a machine whose load changes during the benchmark
+    slows both alike (medians of runs taken seconds apart can differ by more than the
+    difference measured)."""
+    from flakehouse.storage.store import SegmentStore
+
+    by_label = {q.label: q for q in QUERIES}
+    out: dict[str, float] = {}
+    store = SegmentStore(path, cache_bytes=CACHE_BYTES)
+    try:
+        for label, base, _ in PAIRS:
+            query, counterpart = by_label[label], by_label[base]
+            _flakehouse(store, query)  # warm both: their computed dictionaries too
+            _flakehouse(store, counterpart)
+            ratios = []
+            for _ in range(PAIRED_RUNS):
+                ratios.append(_flakehouse(store, query)[0] / _flakehouse(store, counterpart)[0])
+            out[label] = statistics.median(ratios)
+    finally:
+        store.close()
     return out

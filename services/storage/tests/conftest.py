@@ -48,6 +48,8 @@ class State:
     float_seen: bool = False
     extreme: events_pb2.Value | None = None
     sketch: bytes = b""
+    mean: float = 0.0
+    square: float = 0.0
 
 
 @dataclass
@@ -85,6 +87,8 @@ def _states(column: plan_pb2.StateColumn, size: int) -> list[State]:
         "int_sums": "int_sum",
         "float_seen": "float_seen",
         "sketches": "sketch",
+        "means": "mean",
+        "squares": "square",
     }
     lists = {name: list(getattr(column, name)) for name in members}
     for name, values in lists.items():
@@ -178,12 +182,56 @@ class Kit:
         return expr
 
     @staticmethod
-    def agg(function: str, field: str = "", quantile: float = 0.0) -> plan_pb2.Aggregate:
-        return plan_pb2.Aggregate(
+    def agg(
+        function: str,
+        field: str = "",
+        quantile: float = 0.0,
+        filter: plan_pb2.Expr | None = None,
+    ) -> plan_pb2.Aggregate:
+        agg = plan_pb2.Aggregate(
             function=F.Value(f"AGGREGATE_FUNCTION_{function.upper()}"),
             field=field,
             quantile=quantile,
         )
+        if filter is not None:
+            agg.filter.CopyFrom(filter)
+        return agg
+
+    # -- computed columns: Scalars from short calls ------------------------------------------------
+
+    @staticmethod
+    def ref(name: str) -> plan_pb2.Scalar:
+        return plan_pb2.Scalar(field=name)
+
+    @staticmethod
+    def lit(x: Scalar | None) -> plan_pb2.Scalar:
+        return plan_pb2.Scalar(literal=v.to_value(x))
+
+    @staticmethod
+    def call(function: str, *args: plan_pb2.Scalar | str | Scalar | None) -> plan_pb2.Scalar:
+        """function: the ScalarFunction's short name (`lower`); a str argument naming a field
+        (`name`, `$0`) when it is the first, a literal elsewhere: pass Scalars to choose."""
+        scalars = []
+        for i, arg in enumerate(args):
+            if isinstance(arg, plan_pb2.Scalar):
+                scalars.append(arg)
+            elif i == 0 and isinstance(arg, str):
+                scalars.append(Kit.ref(arg))
+            else:
+                scalars.append(Kit.lit(arg))
+        code = plan_pb2.ScalarFunction.Value(f"SCALAR_FUNCTION_{function.upper()}")
+        return plan_pb2.Scalar(call=plan_pb2.ScalarCall(function=code, args=scalars))
+
+    @staticmethod
+    def case(
+        *branches: tuple[plan_pb2.Expr, plan_pb2.Scalar], otherwise: plan_pb2.Scalar | None = None
+    ) -> plan_pb2.Scalar:
+        case = plan_pb2.CaseWhen()
+        for condition, value in branches:
+            case.branches.add(condition=condition, value=value)
+        if otherwise is not None:
+            case.otherwise.CopyFrom(otherwise)
+        return plan_pb2.Scalar(case_when=case)
 
     @staticmethod
     def plan(
@@ -196,8 +244,11 @@ class Kit:
         limit: int = 0,
         start: int | None = None,
         end: int | None = None,
+        computed: Sequence[plan_pb2.Scalar] = (),
+        max_groups: int = 0,
     ) -> plan_pb2.QueryPlan:
-        """group_by: a str is a field, an int a time-bucket width in µs; order_by: (field, desc)."""
+        """group_by: a str is a field, an int a time-bucket width in µs; order_by: (field, desc);
+        computed: the columns `$0`, `$1`, … ."""
         plan = plan_pb2.QueryPlan(
             ir_version=1,
             dataset="ci",
@@ -205,6 +256,8 @@ class Kit:
             select_fields=select,
             order_by=[plan_pb2.OrderBy(field=f, descending=d) for f, d in order_by],
             limit=limit,
+            computed=computed,
+            max_groups=max_groups,
         )
         if filter is not None:
             plan.filter.CopyFrom(filter)

@@ -282,14 +282,35 @@ def test_group_by_time_bucket_and_field(kit: Any) -> None:
     }
 
 
+ORIGIN_US = 946_857_600_000_000
+"""2000-01-03T00:00:00Z: time buckets are laid from it."""
+
+
 def test_dense_time_buckets(kit: Any) -> None:
     events = [{"timestamp": 1_000 + t} for t in range(100)]
     plan = kit.plan(group_by=[7], aggregates=[kit.agg("count")])
     expected: dict[Any, list[Any]] = {}
     for e in events:
-        key = (("int", e["timestamp"] // 7 * 7),)
+        key = (("int", ORIGIN_US + (e["timestamp"] - ORIGIN_US) // 7 * 7),)
         expected[key] = [_state(expected.get(key, [_state()])[0]["count"] + 1)]
     assert kit.groups(kit.run(plan, events[:50], events[50:])) == expected
+
+
+def test_week_buckets_start_on_monday(kit: Any) -> None:
+    """Buckets are laid from 2000-01-03, a Monday (DuckDB's origin): a week starts on Monday,
+    where from the epoch (a Thursday) it started on Thursday; widths that divide a day keep
+    their buckets."""
+    day, week = 86_400_000_000, 7 * 86_400_000_000
+    thursday = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
+    monday = thursday - 3 * day  # 2025-12-29
+    events = [{"timestamp": thursday + i * day + 5} for i in range(8)]  # Thu 1 Jan .. Thu 8 Jan
+    weeks = kit.groups(kit.run(kit.plan(group_by=[week], aggregates=[kit.agg("count")]), events))
+    assert weeks == {(("int", monday),): [_state(4)], (("int", monday + week),): [_state(4)]}
+    days = kit.groups(kit.run(kit.plan(group_by=[day], aggregates=[kit.agg("count")]), events))
+    assert sorted(days) == [(("int", thursday + i * day),) for i in range(8)]
+    extreme = [{"timestamp": -(2**63) + 3}, {"timestamp": 2**63 - 1}]
+    far = kit.groups(kit.run(kit.plan(group_by=[week], aggregates=[kit.agg("count")]), extreme))
+    assert (("int", ORIGIN_US + (2**63 - 1 - ORIGIN_US) // week * week),) in far
 
 
 def test_group_by_without_aggregates_lists_groups(kit: Any) -> None:

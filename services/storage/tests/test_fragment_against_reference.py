@@ -1,250 +1,32 @@
 """Randomized checks of the executor: thousands of generated events with mixed-type fields and
 hundreds of generated plans (random_plans.py), against a row-at-a-time pure-Python reference of
-the documented semantics."""
+the documented semantics (reference.py)."""
 
 from __future__ import annotations
 
-import functools
-import math
 import random
-import re
 from typing import Any
 
 import pytest
 
-from flakehouse.common.v1 import plan_pb2
 from flakehouse.events import values as v
-from flakehouse.storage import fragment
 from flakehouse.storage.builder import SegmentBuilder
 from flakehouse.storage.codec import decode_segment
-from flakehouse.storage.segment import SegmentView
-from services.storage.tests.random_plans import (
-    PY_OPS,
-    STATUSES,
-    SUITES,
-    Event,
-    random_plan,
-    segments,
-)
-
-# -- the reference: one row at a time, straight from the documented rules ------------------------
-
-
-def _is_number(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool)
-
-
-def _ref_compare(x: Any, op: int, literal: Any) -> bool | None:
-    if literal is None or x is None:
-        return None
-    comparable = _is_number(x) if _is_number(literal) else type(x) is type(literal)
-    return PY_OPS[op](x, literal) if comparable else None
-
-
-def _ref_eval(expr: plan_pb2.Expr, ev: Event) -> bool | None:
-    kind = expr.WhichOneof("kind")
-    if kind == "compare":
-        c = expr.compare
-        return _ref_compare(ev.get(c.field), c.op, v.from_value(c.value))
-    if kind == "in_list":
-        x = ev.get(expr.in_list.field)
-        literals = [v.from_value(val) for val in expr.in_list.values]
-        if any(_ref_compare(x, plan_pb2.COMPARE_OP_EQ, lit) for lit in literals):
-            result: bool | None = True
-        elif x is None or None in literals:
-            result = None
-        else:
-            result = False
-        return result if not expr.in_list.negated or result is None else not result
-    if kind == "like":
-        x = ev.get(expr.like.field)
-        if not isinstance(x, str):
-            return None
-        regex = "".join(
-            ".*" if c == "%" else "." if c == "_" else re.escape(c) for c in expr.like.pattern
-        )
-        matched = re.fullmatch(regex, x, re.DOTALL) is not None
-        return matched != expr.like.negated
-    if kind == "is_null":
-        return (ev.get(expr.is_null.field) is None) != expr.is_null.negated
-    if kind == "not":
-        inner = _ref_eval(getattr(expr, "not").operand, ev)
-        return None if inner is None else not inner
-    j = expr.junction
-    results = [_ref_eval(o, ev) for o in j.operands]
-    if j.op == plan_pb2.JUNCTION_OP_AND:
-        return False if False in results else None if None in results else True
-    return True if True in results else None if None in results else False
-
-
-def _ref_tag(x: Any) -> tuple[str, Any] | None:
-    return None if x is None else (v.TYPE_NAMES[v.type_of(x)], x)
-
-
-def _ref_key(plan: plan_pb2.QueryPlan, ev: Event) -> tuple[Any, ...]:
-    key = []
-    for k in plan.group_by:
-        if k.WhichOneof("kind") == "field":
-            key.append(_ref_tag(ev.get(k.field)))
-        else:
-            key.append(("int", ev["timestamp"] // k.time_bucket_us * k.time_bucket_us))
-    return tuple(key)
-
-
-def _num_better(new: Any, old: Any, is_min: bool) -> bool:
-    if new == old:
-        return isinstance(new, int) and isinstance(old, float)
-    return new < old if is_min else new > old
-
-
-def _ref_state(agg: plan_pb2.Aggregate, rows: list[Event]) -> dict[str, Any]:
-    state: dict[str, Any] = {
-        "count": 0,
-        "sum": 0.0,
-        "int_sum": 0,
-        "float_seen": False,
-        "extreme": None,
-    }
-    F = plan_pb2.AggregateFunction
-    xs = [r.get(agg.field) for r in rows]
-    if agg.function == F.AGGREGATE_FUNCTION_COUNT:
-        state["count"] = len(rows)
-    elif agg.function == F.AGGREGATE_FUNCTION_COUNT_FIELD:
-        state["count"] = sum(x is not None for x in xs)
-    elif agg.function in (F.AGGREGATE_FUNCTION_SUM, F.AGGREGATE_FUNCTION_AVG):
-        ints = [x for x in xs if _is_number(x) and isinstance(x, int)]
-        floats = [x for x in xs if isinstance(x, float)]
-        state.update(
-            count=len(ints) + len(floats),
-            int_sum=sum(ints),
-            sum=math.fsum(floats),
-            float_seen=bool(floats),
-        )
-    else:
-        is_min = agg.function == F.AGGREGATE_FUNCTION_MIN
-        numbers = [x for x in xs if _is_number(x)]
-        if numbers:
-            best = numbers[0]
-            for x in numbers[1:]:
-                if _num_better(x, best, is_min):
-                    best = x
-            state["extreme"] = _ref_tag(best)
-        else:
-            for kind in (str, bool):
-                typed = [x for x in xs if type(x) is kind]
-                if typed:
-                    state["extreme"] = _ref_tag(min(typed) if is_min else max(typed))
-                    break
-    return state
-
-
-def _ref_matches(plan: plan_pb2.QueryPlan, events: list[Event]) -> list[Event]:
-    tr = plan.time_range
-    return [
-        e
-        for e in events
-        if (not tr.HasField("start_us") or e["timestamp"] >= tr.start_us)
-        and (not tr.HasField("end_us") or e["timestamp"] < tr.end_us)
-        and (not plan.HasField("filter") or _ref_eval(plan.filter, e) is True)
-    ]
-
-
-def _ref_groups(plan: plan_pb2.QueryPlan, matched: list[Event]) -> dict[Any, list[Any]]:
-    buckets: dict[Any, list[Event]] = {}
-    for e in matched:
-        buckets.setdefault(_ref_key(plan, e), []).append(e)
-    if not plan.group_by and not buckets:
-        buckets[()] = []
-    return {k: [_ref_state(a, rows) for a in plan.aggregates] for k, rows in buckets.items()}
-
-
-def _order_rank(x: Any) -> tuple[int, Any]:
-    if x is None:
-        return (3, None)
-    if _is_number(x):
-        return (0, x)
-    return (1, x) if isinstance(x, str) else (2, x)
-
-
-def _ref_compare_rows(plan: plan_pb2.QueryPlan, a: Event, b: Event) -> int:
-    for ob in plan.order_by:
-        (ra, xa), (rb, xb) = _order_rank(a.get(ob.field)), _order_rank(b.get(ob.field))
-        if ra != rb:
-            return -1 if ra < rb else 1
-        if ra == 3 or xa == xb:
-            continue
-        less = xa < xb
-        return (1 if less else -1) if ob.descending else (-1 if less else 1)
-    return 0
-
-
-# -- generated events ----------------------------------------------------------------------------
-
-
-def _mixed_events(rng: random.Random, n: int) -> list[Event]:
-    events = []
-    for i in range(n):
-        e: Event = {"timestamp": rng.randrange(-50_000, 10_000_000), "id": i, "_id": 10_000 + i}
-        r = rng.random()
-        if r < 0.85:
-            e["status"] = rng.choice(STATUSES)
-        elif r < 0.93:
-            e["status"] = rng.randrange(3)
-        if rng.random() < 0.9:
-            e["suite"] = rng.choice(SUITES)
-        r = rng.random()
-        if r < 0.6:
-            e["duration"] = rng.randrange(0, 400) / 4
-        elif r < 0.8:
-            e["duration"] = rng.randrange(0, 100)
-        elif r < 0.85:
-            e["duration"] = rng.choice(["slow", "fast"])
-        r = rng.random()
-        if r < 0.5:
-            e["retries"] = rng.randrange(4)
-        elif r < 0.6:
-            e["retries"] = rng.random() < 0.5
-        if rng.random() < 0.4:
-            e["flaky"] = rng.random() < 0.3
-        if rng.random() < 0.3:
-            e["line"] = rng.randrange(-(2**40), 2**40)
-        events.append(e)
-    return events
-
-
-def _close(a: dict[Any, Any], b: dict[Any, Any]) -> bool:
-    """Group maps equal, float sums within rounding (summation order differs)."""
-    if a.keys() != b.keys():
-        return False
-    for key in a:
-        for sa, sb in zip(a[key], b[key], strict=True):
-            if not math.isclose(sa["sum"], sb["sum"], rel_tol=1e-9, abs_tol=1e-9):
-                return False
-            if {**sa, "sum": 0} != {**sb, "sum": 0}:
-                return False
-    return True
-
-
-def _row_dicts(plan: plan_pb2.QueryPlan, result: plan_pb2.PartialResult) -> list[Event]:
-    out = []
-    for row in result.rows:
-        d = {f: v.from_value(x) for f, x in zip(plan.select_fields, row.values, strict=True)}
-        out.append({k: x for k, x in d.items() if x is not None})
-    return out
-
-
-def _project(plan: plan_pb2.QueryPlan, rows: list[Event]) -> list[tuple[Any, ...]]:
-    return [tuple(_ref_tag(r.get(f)) for f in plan.select_fields) for r in rows]
-
+from services.storage.tests.random_plans import Event, random_plan, segments
+from services.storage.tests.reference import check_reference, mixed_events
 
 FIELDS = ["status", "suite", "duration", "retries", "flaky", "line", "timestamp", "id"]
+
+
+def _plans(kit: Any, rng: random.Random, count: int) -> Any:
+    return (random_plan(rng, kit, FIELDS, FIELDS, typed=False) for _ in range(count))
 
 
 @pytest.mark.parametrize("seed", range(3))
 def test_execute_matches_reference_on_mixed_types(kit: Any, seed: int) -> None:
     rng = random.Random(seed)
-    events = _mixed_events(rng, 3000)
-    _check_reference(kit, rng, events, segments(kit, rng, events), 120)
+    events = mixed_events(rng, 3000)
+    check_reference(events, segments(kit, rng, events), _plans(kit, rng, 120), kit)
 
 
 def _dense(events: list[Event]) -> list[Event]:
@@ -259,8 +41,8 @@ def _dense(events: list[Event]) -> list[Event]:
 @pytest.mark.parametrize("seed", range(2))
 def test_dense_columns_match_reference(kit: Any, seed: int) -> None:
     rng = random.Random(200 + seed)
-    events = _dense(_mixed_events(rng, 3000))
-    _check_reference(kit, rng, events, segments(kit, rng, events), 100)
+    events = _dense(mixed_events(rng, 3000))
+    check_reference(events, segments(kit, rng, events), _plans(kit, rng, 100), kit)
 
 
 def _sort_rank(x: Any) -> tuple[Any, ...]:
@@ -271,50 +53,11 @@ def _sort_rank(x: Any) -> tuple[Any, ...]:
 def test_clustered_segments_prune_and_match_reference(kit: Any, seed: int, field: str) -> None:
     # Segments cut from events sorted by a field have narrow min/max stats: many are skipped.
     rng = random.Random(300 + seed)
-    events = sorted(_mixed_events(rng, 3000), key=lambda e: _sort_rank(e.get(field)))
+    events = sorted(mixed_events(rng, 3000), key=lambda e: _sort_rank(e.get(field)))
     views = []
     for seq, lo in enumerate(range(0, len(events), 200)):
         builder = SegmentBuilder("ci", 0, seq)
         builder.add(kit.batch(events[lo : lo + 200]), offset=seq)
         views.append(decode_segment(builder.seal()) if seq % 3 else builder.view())
-    skipped = _check_reference(kit, rng, events, views, 150)
+    skipped = check_reference(events, views, _plans(kit, rng, 150), kit)
     assert skipped > 0
-
-
-def _check_reference(
-    kit: Any, rng: random.Random, events: list[Event], views: list[SegmentView], plans: int
-) -> int:
-    """Random plans over `views` (holding `events`) against the reference; returns how many
-    segments were skipped in all."""
-    skipped = 0
-    for _ in range(plans):
-        plan = random_plan(rng, kit, FIELDS, FIELDS, typed=False)
-        result = fragment.execute(plan, views)
-        skipped += result.stats.segments_skipped
-        matched = _ref_matches(plan, events)
-        assert result.stats.rows_matched == len(matched) or (not plan.order_by and plan.limit), plan
-        if plan.aggregates or plan.group_by:
-            assert _close(kit.groups(result), _ref_groups(plan, matched)), plan
-            continue
-        got = _row_dicts(plan, result)
-        ordered = sorted(
-            matched, key=functools.cmp_to_key(functools.partial(_ref_compare_rows, plan))
-        )
-        if plan.limit:
-            ordered = ordered[: plan.limit]
-        assert len(got) == len(ordered), plan
-        if plan.order_by:
-            # Ties may come in any order: compare the order keys, and the rows as multisets
-            # when nothing was cut off.
-            fields_ordered = [ob.field for ob in plan.order_by]
-            # Numbers compare by value: 1 and 1.0 are a tie.
-            assert [[_order_rank(r.get(f)) for f in fields_ordered] for r in got] == [
-                [_order_rank(r.get(f)) for f in fields_ordered] for r in ordered
-            ], plan
-        by_id = {e["id"]: e for e in matched}
-        # Every row is a matching event, with its values, each at most once.
-        assert len({r["id"] for r in got}) == len(got)
-        assert _project(plan, got) == _project(plan, [by_id[r["id"]] for r in got]), plan
-        if not plan.limit:
-            assert {r["id"] for r in got} == set(by_id)
-    return skipped

@@ -7,8 +7,9 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-from flakehouse.core.errors import InvalidArgument
+from flakehouse.core.errors import InvalidArgument, ResourceExhausted
 from flakehouse.storage import availability, fragment
+from flakehouse.storage.aggregate import TooManyGroups
 from flakehouse.storage.availability import Declined
 from flakehouse.storage.node import StorageNode
 from flakehouse.storage.replica import Replica
@@ -53,6 +54,8 @@ class StorageApi(storage_pb2_grpc.StorageServiceServicer):
             )
         except fragment.UnsupportedPlan as exc:
             raise InvalidArgument(str(exc)) from None
+        except TooManyGroups as exc:
+            raise ResourceExhausted(str(exc)) from None
         return storage_pb2.ExecuteFragmentResponse(
             result=answer.result,
             unavailable=_errors(answer.declined),

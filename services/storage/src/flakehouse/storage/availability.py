@@ -172,7 +172,7 @@ async def execute_fragment(
 ) -> FragmentAnswer:
     """Runs `plan` over those of `partitions` whose replica may answer (split), once they
     applied `minimums` and know their end or the wait is over. Raises fragment.UnsupportedPlan
-    for a plan this node cannot run."""
+    for a plan this node cannot run, aggregate.TooManyGroups past the plan's max_groups."""
     if minimums:
         await wait_applied(node, plan.dataset, minimums, time_remaining)
     await wait_ends_known(node, plan.dataset, partitions, time_remaining)

@@ -11,83 +11,20 @@ import numpy as np
 
 from flakehouse.common.v1 import events_pb2, plan_pb2
 from flakehouse.events import values as v
-from flakehouse.storage.aggregate import AGGREGATORS, aggregate
-from flakehouse.storage.predicate import (
-    COMPARE_OPS,
-    Filter,
-    Index,
-    Mask,
-    ScanSegment,
-    not_operand,
-)
+from flakehouse.storage.aggregate import aggregate
+from flakehouse.storage.computed import ComputedColumns
+from flakehouse.storage.predicate import Filter, Index, Mask, ScanSegment, not_operand
 from flakehouse.storage.rows import raw_rows
-from flakehouse.storage.segment import TIMESTAMP, SegmentView
+from flakehouse.storage.segment import TIMESTAMP, SegmentView, is_computed
+from flakehouse.storage.validation import IR_VERSION, UnsupportedPlan, check_plan
 
-IR_VERSION = 1
-_F = plan_pb2.AggregateFunction
-
-
-class UnsupportedPlan(ValueError):
-    """The plan uses something this storage node cannot execute (maps to INVALID_ARGUMENT)."""
-
-
-# -- plan checks ---------------------------------------------------------------------------------
-
-
-def _check_expr(expr: plan_pb2.Expr) -> None:
-    kind = expr.WhichOneof("kind")
-    if kind == "compare":
-        if expr.compare.op not in COMPARE_OPS:
-            raise UnsupportedPlan(f"unknown compare op {expr.compare.op}")
-    elif kind == "junction":
-        if expr.junction.op not in (plan_pb2.JUNCTION_OP_AND, plan_pb2.JUNCTION_OP_OR):
-            raise UnsupportedPlan(f"unknown junction op {expr.junction.op}")
-        for operand in expr.junction.operands:
-            _check_expr(operand)
-    elif kind == "not":
-        if not getattr(expr, "not").HasField("operand"):
-            raise UnsupportedPlan("NOT without an operand")
-        _check_expr(not_operand(expr))
-    elif kind is None:
-        raise UnsupportedPlan("empty filter expression")
-
-
-def _check_plan(plan: plan_pb2.QueryPlan) -> None:
-    if plan.ir_version != IR_VERSION:
-        raise UnsupportedPlan(
-            f"query plan IR version {plan.ir_version} is not supported (this node runs "
-            f"{IR_VERSION})"
-        )
-    if plan.HasField("filter"):
-        _check_expr(plan.filter)
-    for key in plan.group_by:
-        kind = key.WhichOneof("kind")
-        if kind is None:
-            raise UnsupportedPlan("empty group-by key")
-        if kind == "time_bucket_us" and key.time_bucket_us <= 0:
-            raise UnsupportedPlan(f"time bucket width must be positive, not {key.time_bucket_us}")
-    for agg in plan.aggregates:
-        if agg.function not in AGGREGATORS:
-            name = _F.Name(agg.function) if agg.function in _F.values() else str(agg.function)
-            raise UnsupportedPlan(f"aggregate {name} is not supported by this storage node yet")
-        if agg.function != _F.AGGREGATE_FUNCTION_COUNT and not agg.field:
-            raise UnsupportedPlan(f"aggregate {_F.Name(agg.function)} needs a field")
-        if agg.function == _F.AGGREGATE_FUNCTION_PERCENTILE and not 0 < agg.quantile <= 1:
-            raise UnsupportedPlan(f"PERCENTILE quantile must be in (0, 1], not {agg.quantile}")
-    if not plan.aggregates and not plan.group_by and not plan.select_fields:
-        raise UnsupportedPlan("plan has no aggregates, group-by keys or select fields")
+__all__ = ["IR_VERSION", "UnsupportedPlan", "describe", "execute", "fields_needed"]
 
 
 def _expr_fields(expr: plan_pb2.Expr, out: set[str]) -> None:
     kind = expr.WhichOneof("kind")
-    if kind == "compare":
-        out.add(expr.compare.field)
-    elif kind == "in_list":
-        out.add(expr.in_list.field)
-    elif kind == "like":
-        out.add(expr.like.field)
-    elif kind == "is_null":
-        out.add(expr.is_null.field)
+    if kind in ("compare", "in_list", "like", "is_null"):
+        out.add(getattr(expr, kind).field)
     elif kind == "junction":
         for operand in expr.junction.operands:
             _expr_fields(operand, out)
@@ -95,19 +32,41 @@ def _expr_fields(expr: plan_pb2.Expr, out: set[str]) -> None:
         _expr_fields(not_operand(expr), out)
 
 
+def _scalar_fields(scalar: plan_pb2.Scalar, out: set[str]) -> None:
+    kind = scalar.WhichOneof("kind")
+    if kind == "field":
+        out.add(scalar.field)
+    elif kind == "call":
+        for arg in scalar.call.args:
+            _scalar_fields(arg, out)
+    elif kind == "case_when":
+        for branch in scalar.case_when.branches:
+            _expr_fields(branch.condition, out)
+            _scalar_fields(branch.value, out)
+        if scalar.case_when.HasField("otherwise"):
+            _scalar_fields(scalar.case_when.otherwise, out)
+
+
 def fields_needed(plan: plan_pb2.QueryPlan) -> set[str]:
-    """The fields whose columns `execute` reads; `timestamp` is always loaded, so not listed."""
+    """The fields whose columns `execute` reads, those read by computed columns and by
+    aggregates' filters included; `timestamp` is always loaded, so not listed, and computed
+    columns (`$k`) are not stored fields."""
     out: set[str] = set()
     if plan.HasField("filter"):
         _expr_fields(plan.filter, out)
+    for scalar in plan.computed:
+        _scalar_fields(scalar, out)
     out.update(k.field for k in plan.group_by if k.WhichOneof("kind") == "field")
-    out.update(a.field for a in plan.aggregates if a.field)
+    for a in plan.aggregates:
+        out.add(a.field)
+        if a.HasField("filter"):
+            _expr_fields(a.filter, out)
     if not plan.aggregates and not plan.group_by:
         out.update(plan.select_fields)
         out.update(o.field for o in plan.order_by)
     out.discard(TIMESTAMP)
     out.discard("")
-    return out
+    return {name for name in out if not is_computed(name)}
 
 
 @dataclass
@@ -137,6 +96,7 @@ def _scan(
     end = tr.end_us if tr.HasField("end_us") else None
     empty_range = start is not None and end is not None and start >= end
     flt = Filter(plan.filter) if plan.HasField("filter") else None
+    computed = ComputedColumns(plan.computed) if plan.computed else None
     for view in segments:
         if view.row_count == 0:
             continue
@@ -150,7 +110,7 @@ def _scan(
             continue
         stats.segments_scanned += 1
         stats.rows_scanned += view.row_count
-        seg = ScanSegment(view)
+        seg = ScanSegment(view, computed)
         mask: Mask | None = None
         if start is not None and view.min_ts < start:
             mask = seg.timestamps >= start
@@ -170,7 +130,7 @@ def _scan(
 
 def execute(plan: plan_pb2.QueryPlan, segments: Iterable[SegmentView]) -> plan_pb2.PartialResult:
     """The partial result of `plan` over `segments` (views holding at least `fields_needed`)."""
-    _check_plan(plan)
+    check_plan(plan)
     stats = _Stats()
     result = plan_pb2.PartialResult()
     scanned = _scan(plan, segments, stats)

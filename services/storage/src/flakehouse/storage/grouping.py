@@ -24,6 +24,9 @@ from flakehouse.storage.segment import ColumnView
 
 # Code ranges up to this size are counted with bincount instead of sorted with np.unique.
 _DENSE_LIMIT = 1 << 16
+BUCKET_ORIGIN_US = 946_857_600_000_000
+"""2000-01-03T00:00:00Z, a Monday: time_bucket_us buckets are laid end to end from it, as
+DuckDB's time_bucket lays them (so 7-day buckets start on Mondays)."""
 
 Values = npt.NDArray[Any] | Sequence[Any]
 """A key's values: a numpy array of numbers or bools, or a list of strings."""
@@ -106,24 +109,32 @@ def _field_key(seg: ScanSegment, field: str, sel: Index) -> _KeyCodes:
 
 
 def _bucket_key(seg: ScanSegment, width: int, sel: Index) -> _KeyCodes:
-    """time_bucket: floor(ts / width) * width, coded relative to the segment's first bucket."""
-    low, high = seg.view.min_ts // width, seg.view.max_ts // width
+    """time_bucket: ORIGIN + floor((ts - ORIGIN) / width) * width, coded relative to the
+    segment's first bucket. With `shift` = ORIGIN mod width (0 for widths that divide a day) that
+    is shift + floor((ts - shift) / width) * width."""
+    shift = BUCKET_ORIGIN_US % width
+    low, high = (seg.view.min_ts - shift) // width, (seg.view.max_ts - shift) // width
 
     def starts(codes: npt.NDArray[np.int64]) -> Values:
-        return (low + codes) * width
+        return (low + codes) * width + shift
 
     if low == high:
         # The whole segment lies in one bucket: no division at all.
         return _KeyCodes(np.zeros(len(sel), dtype=np.intp), 1, [_Piece(0, 1, v.INT, starts)], None)
     ts = seg.timestamps if len(sel) == seg.n else seg.timestamps[sel]
-    quotient = np.floor_divide(ts, width)
+    if shift:
+        # floor((ts - shift) / width) without computing ts - shift, which could wrap.
+        quotient, remainder = np.divmod(ts, width)
+        quotient -= remainder < shift
+    else:
+        quotient = np.floor_divide(ts, width)
     span = high - low + 1
     if span <= max(2 * len(sel), _DENSE_LIMIT):
         return _KeyCodes(quotient - low, span, [_Piece(0, span, v.INT, starts)], None)
     uniq, inverse = np.unique(quotient, return_inverse=True)
 
     def unique_starts(codes: npt.NDArray[np.int64]) -> Values:
-        return uniq[codes] * width
+        return uniq[codes] * width + shift
 
     return _KeyCodes(
         inverse.reshape(-1), len(uniq), [_Piece(0, len(uniq), v.INT, unique_starts)], None
@@ -315,6 +326,20 @@ class SegmentGroups:
             keep = np.flatnonzero(groups >= 0)
             taken = self._taken[id(col)] = (groups[keep], keep)
         return taken[0], data[taken[1]]
+
+    def where(self, mask: npt.NDArray[np.bool_]) -> SegmentGroups | None:
+        """This share restricted to its rows where `mask` (over the segment's rows) holds, with
+        the same local and global groups (a group without such rows keeps its place); None
+        when no row is left."""
+        keep = mask if self.everything else mask[self.sel]
+        if keep.all():
+            return self
+        kept = np.flatnonzero(keep)
+        if not len(kept):
+            return None
+        return SegmentGroups(
+            self.seg, self.sel[kept], self.group[kept], self.n_local, self.target, self.n_global
+        )
 
     def counts(self, groups: Index) -> npt.NDArray[np.int64]:
         return np.bincount(groups, minlength=self.n_local)

@@ -9,14 +9,21 @@ import math
 import operator
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from flakehouse.common.v1 import events_pb2, plan_pb2
 from flakehouse.events import values as v
-from flakehouse.storage.segment import TIMESTAMP, ColumnStats, ColumnView, SegmentView
+from flakehouse.storage.segment import (
+    TIMESTAMP,
+    ColumnStats,
+    ColumnView,
+    SegmentView,
+    computed_index,
+    is_computed,
+)
 from flakehouse.storage.strings import like_entries, literal_prefix, string_compare
 
 Mask = npt.NDArray[np.bool_]
@@ -58,21 +65,46 @@ def not_operand(expr: plan_pb2.Expr) -> plan_pb2.Expr:
     return operand
 
 
-class ScanSegment:
-    """A segment under evaluation, caching what several expressions share."""
+class ColumnSource(Protocol):
+    """Computes the plan's computed columns (computed.py)."""
 
-    def __init__(self, view: SegmentView) -> None:
+    def evaluate(self, seg: ScanSegment, index: int) -> dict[int, ColumnView]: ...
+
+
+class ScanSegment:
+    """A segment under evaluation, caching what several expressions share: the plan's computed
+    columns among them, each evaluated once, on first use."""
+
+    def __init__(self, view: SegmentView, computed: ColumnSource | None = None) -> None:
         self.view = view
         self.n = view.row_count
         self.timestamps = view.timestamps
+        self._computed = computed
         self._all_rows: Index | None = None
         self._present: dict[str, Mask] = {}
+        self._made: dict[str, dict[int, ColumnView]] = {}
+
+    def all_rows(self) -> Index:
+        """0..n-1 (cached: do not modify)."""
+        if self._all_rows is None:
+            self._all_rows = np.arange(self.n, dtype=np.intp)
+        return self._all_rows
 
     def columns(self, field: str) -> dict[int, ColumnView]:
+        """The column of each type of a field, `timestamp` or a computed column (`$k`)."""
         if field == TIMESTAMP:
-            if self._all_rows is None:
-                self._all_rows = np.arange(self.n, dtype=np.intp)
-            return {v.INT: ColumnView(self._all_rows, values=self.timestamps)}
+            made = self._made.get(field)
+            if made is None:
+                made = self._made[field] = {v.INT: ColumnView(self.all_rows(), self.timestamps)}
+            return made
+        if is_computed(field):
+            made = self._made.get(field)
+            if made is None:
+                index = computed_index(field)
+                # The plan check refuses names of computed columns the plan does not have.
+                assert self._computed is not None and index is not None
+                made = self._made[field] = self._computed.evaluate(self, index)
+            return made
         return self.view.columns.get(field, {})
 
     def present(self, field: str) -> Mask:
@@ -288,6 +320,7 @@ class _SegmentStats:
         self.n = view.row_count
 
     def stats(self, field: str) -> dict[int, ColumnStats]:
+        assert not is_computed(field), "no statistics describe a computed column"
         if field == TIMESTAMP:
             return {v.INT: ColumnStats(self.n, self.view.min_ts, self.view.max_ts)}
         known = self.view.column_stats(field)
@@ -306,9 +339,22 @@ class _SegmentStats:
         return sum(st.count for st in self.stats(field).values())
 
 
+def _leaf_field(expr: plan_pb2.Expr) -> str | None:
+    kind = expr.WhichOneof("kind")
+    if kind in ("compare", "in_list", "like", "is_null"):
+        field: str = getattr(expr, kind).field
+        return field
+    return None
+
+
 def _possible(expr: plan_pb2.Expr, src: _SegmentStats, want: bool) -> bool:
     """Whether `expr` may be TRUE (want) or FALSE (not want) on some row. Errs towards True:
     only a proof of impossibility prunes."""
+    field = _leaf_field(expr)
+    if field is not None and is_computed(field):
+        # A sealed segment's statistics know stored fields only: nothing is known of a computed
+        # column's values, and the absence of its name from them proves nothing.
+        return True
     kind = expr.WhichOneof("kind")
     if kind == "compare":
         c = expr.compare
