@@ -476,6 +476,7 @@ def test_errors_point_into_explain_and_describe(setup: Setup) -> None:
     bad = cluster.cli("query", "EXPLAIN SELECT nosuch(x) FROM ci", check=False)
     assert bad.returncode == 2
     # The position is that of the original statement, EXPLAIN included.
-    assert "unknown function nosuch() (line 1, column 16)" in bad.stderr
+    assert "unknown function nosuch(); scalar functions: lower, upper" in bad.stderr
+    assert "(line 1, column 16)" in bad.stderr
     unknown = cluster.cli("query", "DESCRIBE nowhere", check=False)
     assert unknown.returncode == 2 and "unknown dataset 'nowhere'" in unknown.stderr
