@@ -1,13 +1,15 @@
 """Per-group kernels: the rules that storage (building partial aggregates) and the query service
 (merging them) must apply identically, in one place.
 
-- `arrays`: per-group arrays that grow as groups appear.
+- `arrays`: per-group arrays that grow as groups appear, and functions evaluated per key.
 - `numbering`: numbers for group-by key values and for combinations of them, in order of first
   appearance, vectorized (NaN is one value, -0.0 is 0.0, 1 and 1.0 are different values).
 - `sums`: exact integer sums (int64 until one could overflow, Python ints from then on) and
   exactly rounded float sums.
 - `extremes`: MIN and MAX over mixed types (numbers beat strings beat bools; ints and floats
   compared exactly, an int wins a tie; NaN never beats a number).
+- `calendar`: date_trunc and time_bucket on a time zone's calendar, as DuckDB computes them
+  (`zones`: offsets and wall times from the tzdata package; `daybuckets`: ICU's day arithmetic).
 
 Value types are flakehouse.events' (`INT`, `FLOAT`, `STRING`, `BOOL`, 0 for null); this
 library depends on numpy only, so the types are passed in as plain ints.
