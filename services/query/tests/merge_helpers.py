@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from flakehouse.common.v1 import events_pb2, plan_pb2
 from flakehouse.events.columns import from_value_column
 from flakehouse.events.values import (
@@ -17,6 +19,7 @@ from flakehouse.events.values import (
     to_value,
     type_of,
 )
+from flakehouse.kernels.moments import group_moments
 from flakehouse.query.answer import finalize, to_response
 from flakehouse.query.merge import merge_partials
 from flakehouse.query.sql import PlannedQuery, plan_query
@@ -31,6 +34,7 @@ USES = {
     "sum": ("counts", "sums", "int_sums", "float_seen"),
     "extreme": ("extremes",),
     "sketch": ("sketches",),
+    "moments": ("counts", "means", "squares"),
 }
 
 
@@ -49,6 +53,8 @@ class State:
     float_seen: bool = False
     extreme: Cell = None
     sketch: bytes = b""
+    mean: float = 0.0
+    squares: float = 0.0
 
 
 def count(n: int) -> State:
@@ -69,6 +75,13 @@ def distinct(*values: Cell) -> State:
 
 def quantiles(*values: float) -> State:
     return State("sketch", sketch=QuantileState.from_values(values).to_bytes())
+
+
+def moments(*values: float) -> State:
+    """The STDDEV state of these numbers, as storage builds it (flakehouse.kernels.moments)."""
+    array = np.array(values, dtype=np.float64)
+    (n,), (mean,), (squares,) = group_moments(array, np.zeros(len(array), dtype=np.intp), 1)
+    return State("moments", count=int(n), mean=float(mean), squares=float(squares))
 
 
 Group = tuple[Sequence[Cell], Sequence[State]]
@@ -104,6 +117,9 @@ def state_column(states: Sequence[State]) -> plan_pb2.StateColumn:
         column.extremes.CopyFrom(value_column([state.extreme for state in states]))
     if "sketches" in uses:
         column.sketches.extend(state.sketch for state in states)
+    if "means" in uses:
+        column.means.extend(state.mean for state in states)
+        column.squares.extend(state.squares for state in states)
     return column
 
 

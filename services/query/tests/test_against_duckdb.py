@@ -150,6 +150,8 @@ State = dict[str, Any]
 
 
 def aggregate_state(aggregate: plan_pb2.Aggregate, events: list[Event]) -> State:
+    if aggregate.HasField("filter"):
+        events = [e for e in events if matches(aggregate.filter, e)]
     fn = aggregate.function
     values = [e.get(aggregate.field) for e in events]
     present = [v for v in values if v is not None]
@@ -162,6 +164,14 @@ def aggregate_state(aggregate: plan_pb2.Aggregate, events: list[Event]) -> State
     if fn == plan_pb2.AGGREGATE_FUNCTION_PERCENTILE:
         numbers = [float(v) for v in present if is_number(v)]
         return {"sketches": QuantileState.from_values(numbers).to_bytes()}
+    if fn in (plan_pb2.AGGREGATE_FUNCTION_STDDEV_SAMP, plan_pb2.AGGREGATE_FUNCTION_STDDEV_POP):
+        numbers = [float(v) for v in present if is_number(v)]
+        mean = math.fsum(numbers) / len(numbers) if numbers else 0.0
+        return {
+            "counts": len(numbers),
+            "means": mean,
+            "squares": math.fsum((x - mean) ** 2 for x in numbers),
+        }
     if fn in (plan_pb2.AGGREGATE_FUNCTION_SUM, plan_pb2.AGGREGATE_FUNCTION_AVG):
         ints = [v for v in present if is_number(v) and isinstance(v, int)]
         floats = [v for v in present if isinstance(v, float)]
@@ -400,6 +410,53 @@ QUERIES: list[tuple[str, str | None]] = [
         None,
     ),
     ("SELECT count(DISTINCT name), count(*) FROM ci WHERE suite = 'nope'", None),
+    # Conditional aggregates: one scan, a condition per aggregate.
+    (
+        "SELECT suite, count(*) FILTER (WHERE status = 'failed') * 1.0 / count(*) AS failure_rate"
+        " FROM ci GROUP BY suite ORDER BY failure_rate DESC",
+        "SELECT suite, count(*) FILTER (WHERE status = 'failed') * 1.0 / count(*) AS failure_rate"
+        " FROM ci GROUP BY suite ORDER BY failure_rate DESC, suite NULLS LAST",
+    ),
+    (
+        "SELECT status, count_if(flaky), countif(retries > 0), count_if(NOT flaky),"
+        " count(retries) FILTER (WHERE duration > 2) FROM ci GROUP BY status ORDER BY status",
+        None,
+    ),
+    (
+        "SELECT sum(duration) FILTER (WHERE status = 'passed'), avg(retries) FILTER (WHERE flaky),"
+        " min(duration) FILTER (WHERE suite IN ('unit', 'e2e')), max(name) FILTER (WHERE NOT"
+        " (retries > 1 OR retries IS NULL)), count(DISTINCT name) FILTER (WHERE duration < 1),"
+        " sum(retries) FILTER (WHERE suite = 'nope'), avg(duration) FROM ci",
+        None,
+    ),
+    (
+        "SELECT suite, count(*) FILTER (WHERE timestamp >= now() - interval '4 hours') AS recent,"
+        " count(*) FROM ci WHERE timestamp < now() GROUP BY suite ORDER BY recent DESC, suite",
+        f"SELECT suite, count(*) FILTER (WHERE timestamp >= {NOW - 4 * HOUR}) AS recent,"
+        f" count(*) FROM ci WHERE timestamp < {NOW} GROUP BY suite"
+        " ORDER BY recent DESC, suite NULLS LAST",
+    ),
+    (
+        "SELECT suite FROM ci GROUP BY suite HAVING count_if(status = 'failed') >= 2"
+        " ORDER BY max(duration) FILTER (WHERE status = 'failed') DESC",
+        None,
+    ),
+    # Standard deviations.
+    (
+        "SELECT suite, stddev(duration), stddev_samp(retries), stddev_pop(duration),"
+        " stddev_pop(retries) FILTER (WHERE status = 'passed') FROM ci GROUP BY suite"
+        " ORDER BY suite",
+        None,
+    ),
+    (
+        "SELECT stddev_samp(duration), stddev_pop(duration), stddev(timestamp) FROM ci",
+        None,
+    ),
+    (
+        "SELECT name, stddev_samp(duration), stddev_pop(duration) FROM ci"
+        " WHERE status = 'failed' GROUP BY name ORDER BY name",
+        None,
+    ),
 ]
 
 
@@ -442,6 +499,12 @@ PERCENTILE_QUERIES: list[tuple[str, str]] = [
         " WHERE status != 'passed'",
         "SELECT quantile_cont(duration, 0.95), quantile_cont(retries, 0.5),"
         " quantile_cont(timestamp, 1.0) FROM ci WHERE status != 'passed'",
+    ),
+    (
+        "SELECT suite, p95(duration) FILTER (WHERE status = 'passed') FROM ci GROUP BY suite"
+        " ORDER BY suite",
+        "SELECT suite, quantile_cont(duration, 0.95) FILTER (WHERE status = 'passed') FROM ci"
+        " GROUP BY suite ORDER BY suite",
     ),
     (
         "SELECT status, p90(duration) AS slow FROM ci GROUP BY status"

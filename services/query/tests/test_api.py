@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from flakehouse.client.client import Client
 from flakehouse.common.v1 import events_pb2, plan_pb2
-from flakehouse.core.errors import Internal, InvalidArgument, NotFound
+from flakehouse.core.errors import Internal, InvalidArgument, NotFound, ResourceExhausted
 from flakehouse.core.limits import LimitsWatch
 from flakehouse.core.server import GrpcServer, service_name
 from flakehouse.query.api import QueryApi
@@ -29,6 +29,7 @@ from flakehouse.query.v1 import query_pb2, query_pb2_grpc
 from flakehouse.replication.v1 import replication_pb2, replication_pb2_grpc
 from flakehouse.storage.v1 import storage_pb2, storage_pb2_grpc
 from tests.fakes import PlacementService
+from tests.support import eventually_async
 
 Key = tuple[str, int]  # (dataset, partition)
 
@@ -51,13 +52,20 @@ class FakeStorage(storage_pb2_grpc.StorageServiceServicer):
         self.held = held
         self.declined: dict[Key, str] = {}
         self.skewed = False  # answers rows to aggregate plans: a node of another version
-        self.asked: list[Key] = []
+        self.exhausted = ""  # refuses fragments with RESOURCE_EXHAUSTED and this message
+        self.fragment_delay = self.describe_delay = 0.0  # seconds before answering
+        self.cancelled = 0  # fragments the query service cancelled
+        self.plans: list[plan_pb2.QueryPlan] = []
+        self.asked: list[Key] = []  # fragments
+        self.described: list[Key] = []  # DescribeFields
 
-    def _split(self, dataset: str, partitions: list[int]) -> tuple[list[Key], list[Any]]:
+    def _split(
+        self, dataset: str, partitions: list[int], log: list[Key]
+    ) -> tuple[list[Key], list[Any]]:
         answered, unavailable = [], []
         for partition in partitions:
             key = (dataset, partition)
-            self.asked.append(key)
+            log.append(key)
             reason = self.declined.get(key) or ("" if key in self.held else "not held here")
             if reason:
                 unavailable.append(storage_pb2.PartitionError(partition=partition, reason=reason))
@@ -69,11 +77,19 @@ class FakeStorage(storage_pb2_grpc.StorageServiceServicer):
         self, request: storage_pb2.ExecuteFragmentRequest, context: Any
     ) -> storage_pb2.ExecuteFragmentResponse:
         plan = request.plan
+        self.plans.append(plan)
+        try:
+            await asyncio.sleep(self.fragment_delay)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        if self.exhausted:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, self.exhausted)
         if [g.field for g in plan.group_by] != ["status"] or [
             a.function for a in plan.aggregates
         ] != [plan_pb2.AGGREGATE_FUNCTION_COUNT]:
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "the fake counts by status only")
-        answered, unavailable = self._split(plan.dataset, list(request.partitions))
+        answered, unavailable = self._split(plan.dataset, list(request.partitions), self.asked)
         counts = Counter(status for key in answered for status in DATA[key])
         scanned = sum(len(DATA[key]) for key in answered)
         stats = plan_pb2.ScanStats(rows_scanned=scanned, rows_matched=scanned)
@@ -100,7 +116,10 @@ class FakeStorage(storage_pb2_grpc.StorageServiceServicer):
     async def DescribeFields(
         self, request: storage_pb2.DescribeFieldsRequest, context: Any
     ) -> storage_pb2.DescribeFieldsResponse:
-        answered, unavailable = self._split(request.dataset, list(request.partitions))
+        await asyncio.sleep(self.describe_delay)
+        answered, unavailable = self._split(
+            request.dataset, list(request.partitions), self.described
+        )
         events = sum(len(DATA[key]) for key in answered)
         fields = [
             events_pb2.FieldSummary(name=name, type=kind, count=events)
@@ -173,6 +192,7 @@ class Running:
     stub: query_pb2_grpc.QueryServiceAsyncStub
     nodes: dict[str, FakeStorage]
     registry: CollectorRegistry
+    settings: QuerySettings
 
     async def query(self, sql: str, **kwargs: Any) -> Any:
         return await asyncio.to_thread(self.client.query, sql, **kwargs)
@@ -214,7 +234,7 @@ async def running() -> AsyncIterator[Running]:
     channel = grpc.aio.insecure_channel(query.address)
     try:
         await asyncio.wait_for(placements.ready.wait(), 10)
-        yield Running(client, query_pb2_grpc.QueryServiceStub(channel), nodes, registry)
+        yield Running(client, query_pb2_grpc.QueryServiceStub(channel), nodes, registry, settings)
     finally:
         client.close()
         await channel.close(None)
@@ -295,6 +315,95 @@ async def test_the_request_time_zone_is_the_query_zone(running: Running) -> None
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "bad time_zone" in str(refused.value.details())
     assert "Europe/Paris'" in str(refused.value.details())  # the suggestion
+
+
+async def test_a_field_no_event_has_is_an_error_that_names_the_closest_one(
+    running: Running,
+) -> None:
+    with pytest.raises(InvalidArgument) as typo:
+        await running.query("SELECT statuz, count(*) FROM ci GROUP BY statuz")
+    assert typo.value.message == (
+        "unknown field statuz: no event in ci has it; did you mean status? (line 1, column 8)"
+    )
+    with pytest.raises(InvalidArgument, match="did you mean status"):
+        await running.query("EXPLAIN SELECT count(*) FROM ci WHERE statuz = 'failed'")
+    # The fields are looked up beside the fragments, which the error cancels or discards.
+    described = len(running.nodes["s0"].described + running.nodes["s1"].described)
+    assert described == 2 * 2  # both partitions, once per query: a field not known refreshes
+
+    # A known field: the cache answers, storage is not asked what fields there are.
+    await running.query(BY_STATUS.format("ci"))
+    await running.query(BY_STATUS.format("ci"))
+    assert len(running.nodes["s0"].described + running.nodes["s1"].described) == described
+
+
+async def test_looking_fields_up_takes_nothing_from_the_query_deadline(running: Running) -> None:
+    # Listing fields takes storage 3 s (the lookup gives up after 1 s) and the fragments 1.5 s:
+    # one after the other, they would not fit in the query's 2.5 s; side by side, they do.
+    for node in running.nodes.values():
+        node.describe_delay, node.fragment_delay = 3.0, 1.5
+    answer = await running.query(BY_STATUS.format("ci"), timeout_ms=2500)
+    assert not answer.partial and len(answer.rows) == 3
+
+
+async def test_a_misspelt_field_stops_the_query_it_is_in(running: Running) -> None:
+    for node in running.nodes.values():
+        node.fragment_delay = 30.0
+    with pytest.raises(InvalidArgument, match="unknown field statuz"):
+        await running.query(
+            "SELECT status, count(*) FROM ci WHERE statuz = 'x' GROUP BY status", timeout_ms=60000
+        )
+    # Refused long before the fragments answer, and their calls cancelled.
+    await eventually_async(
+        lambda: sum(node.cancelled for node in running.nodes.values()) == 2, "cancelled"
+    )
+
+
+async def test_a_field_is_not_refused_when_partitions_could_not_say(running: Running) -> None:
+    answer = await running.query(
+        "SELECT status, count(*) FROM lost WHERE statuz = 'x' GROUP BY status"
+    )
+    assert answer.partial  # the fake ignores the filter; what matters is that it ran
+
+
+async def test_a_read_your_writes_query_looks_for_its_fields_after_the_partitions_answered(
+    running: Running,
+) -> None:
+    # The field may be in the events the query waits for: it runs, then the field is looked
+    # for again, and only then refused.
+    with pytest.raises(InvalidArgument, match="unknown field statuz"):
+        await running.query(
+            "SELECT status, count(*) FROM ci WHERE statuz = 'x' GROUP BY status",
+            after={"ci": {0: 3}},
+        )
+    assert running.nodes["s0"].asked == [("ci", 0)]
+
+
+async def test_a_storage_node_past_max_groups_fails_the_whole_query_at_once(
+    running: Running,
+) -> None:
+    message = "the query holds more than 100000 groups (max_groups); narrow the query"
+    running.nodes["s0"].exhausted = running.nodes["s1"].exhausted = message
+    with pytest.raises(ResourceExhausted) as refused:
+        await running.query(BY_STATUS.format("ci"))
+    assert refused.value.message == message
+    # Not handed to the other replica, not a missing partition: one call per partition.
+    plans = running.nodes["s0"].plans + running.nodes["s1"].plans
+    assert len(plans) <= 2 and {p.max_groups for p in plans} == {100_000}
+
+
+async def test_the_query_service_holds_no_more_than_max_groups_either(running: Running) -> None:
+    # Each partition has 2 statuses, 3 in all: the fakes ignore max_groups, as storage nodes
+    # that predate it do. Past 2, the merge stops; past 1, the first answer does.
+    for limit in (2, 1):
+        running.settings.max_groups = limit
+        with pytest.raises(ResourceExhausted) as refused:
+            await running.query(BY_STATUS.format("ci"))
+        assert refused.value.message.startswith(
+            f"the query holds more than {limit} groups (max_groups); narrow the query: a WHERE"
+        )
+    running.settings.max_groups = 3
+    assert len((await running.query(BY_STATUS.format("ci"))).rows) == 3
 
 
 async def test_an_unknown_dataset_is_not_found(running: Running) -> None:

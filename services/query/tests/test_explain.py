@@ -75,6 +75,34 @@ def test_global_aggregate_and_hidden_count() -> None:
     )
 
 
+def test_each_aggregate_shows_the_rows_it_takes() -> None:
+    assert explained(
+        "EXPLAIN SELECT name, count(*) FILTER (WHERE status = 'failed') * 1.0 / count(*) AS rate,"
+        " count_if(flaky), stddev(duration) FILTER (WHERE timestamp >= '2026-11-01'"
+        " AND status IN ('passed', 'failed'))"
+        " FROM ci WHERE timestamp >= '2026-10-01' GROUP BY name"
+        " HAVING p95(duration) FILTER (WHERE NOT flaky) > 1 ORDER BY rate DESC"
+    )[2:] == [
+        # The time range is WHERE's; an aggregate's bound on timestamp stays with it.
+        "time range: timestamp >= '2026-10-01T00:00:00Z'",
+        "filter: none (every row)",
+        "group by: name",
+        "aggregates: count(*) FILTER (WHERE status = 'failed'), count(*),"
+        " count(*) FILTER (WHERE flaky = TRUE),"
+        " stddev_samp(duration) FILTER (WHERE timestamp >= '2026-11-01T00:00:00Z'"
+        " AND status IN ('passed', 'failed')),"
+        " percentile(duration, 0.95) FILTER (WHERE flaky != TRUE) (not in the answer)",
+        "after merge, having: percentile(duration, 0.95) FILTER (WHERE flaky != TRUE) > 1",
+        "after merge, order by: (count(*) FILTER (WHERE status = 'failed') * 1.0) / count(*)"
+        " DESC, then the group keys ascending",
+        "columns: name, (count(*) FILTER (WHERE status = 'failed') * 1.0) / count(*) AS rate,"
+        ' count(*) FILTER (WHERE flaky = TRUE) AS "count_if(flaky)",'
+        " stddev_samp(duration) FILTER (WHERE timestamp >= '2026-11-01T00:00:00Z'"
+        " AND status IN ('passed', 'failed')) AS \"stddev(duration) FILTER (WHERE timestamp >="
+        " '2026-11-01' AND status IN ('passed', 'failed'))\"",
+    ]
+
+
 def test_raw_rows_query() -> None:
     assert explained(
         "EXPLAIN SELECT name, d FROM ci"

@@ -8,9 +8,11 @@ from collections.abc import Callable
 import grpc
 import pytest
 
-from flakehouse.core.errors import InvalidArgument
+from flakehouse.core.errors import InvalidArgument, ResourceExhausted
 from flakehouse.query.fanout import fan_out
 from flakehouse.replication.v1 import replication_pb2
+
+GROUPS = "the query holds more than 10 groups (max_groups); narrow the query"
 
 Behaviour = Callable[[int], object]  # partition -> "ok", "declined", an exception, or a delay
 
@@ -51,6 +53,8 @@ class Cluster:
             raise TimeoutError()
         if outcome == "invalid":
             raise _rpc_error(grpc.StatusCode.INVALID_ARGUMENT, "unknown ir_version")
+        if outcome == "exhausted":
+            raise _rpc_error(grpc.StatusCode.RESOURCE_EXHAUSTED, GROUPS)
         return f"{address}:{partition}", ("catching up" if outcome == "declined" else None)
 
 
@@ -172,6 +176,33 @@ async def test_an_invalid_request_fails_the_query_instead_of_a_partial_answer() 
     cluster = Cluster(a=(0.0, "invalid"), b=(0.0, "ok"))
     with pytest.raises(InvalidArgument, match="unknown ir_version"):
         await fan_out(placement(1, ["a", "b"]), nodes("a", "b"), cluster, 2.0, 1.0)
+
+
+async def test_a_query_past_a_limit_fails_at_once_without_asking_the_other_replica() -> None:
+    # b would answer, but it would hold as many groups: it is not asked, and the partitions
+    # still running on a slow c are cancelled.
+    cluster = Cluster(a=(0.0, "exhausted"), b=(0.0, "ok"), c=(5.0, "ok"))
+    layout = placement(3, ["c", "b"])
+    layout.partitions[0].replicas[:] = ["a", "b"]
+    with pytest.raises(ResourceExhausted) as refused:
+        await fan_out(layout, nodes("a", "b", "c"), cluster, 10.0, 3.0)
+    assert refused.value.message == GROUPS
+    assert ("b", 0) not in cluster.calls
+    assert sorted(cluster.cancelled) == [("c", 1), ("c", 2)]
+
+
+async def test_an_answer_too_large_for_a_message_says_what_to_do() -> None:
+    async def call(
+        address: str, partition: int, timeout_s: float, first: bool
+    ) -> tuple[str, str | None]:
+        raise _rpc_error(
+            grpc.StatusCode.RESOURCE_EXHAUSTED, "Received message larger than max (9 vs. 8)"
+        )
+
+    with pytest.raises(ResourceExhausted) as refused:
+        await fan_out(placement(1, ["a", "b"]), nodes("a", "b"), call, 2.0, 1.0)
+    assert refused.value.message.startswith("a storage node's answer to the query is too large")
+    assert "narrow the query" in refused.value.message
 
 
 async def test_an_unreachable_replica_gets_one_more_try_when_no_other_is_left() -> None:

@@ -87,6 +87,41 @@ ONE = plan_pb2.StateColumn(counts=[1])
             columns(1, [], [plan_pb2.StateColumn(extremes=plan_pb2.ValueColumn(types=[INT]))]),
             "0 int_values for 1 values",
         ),
+        (
+            "SELECT stddev(v) FROM ci",
+            columns(1, [], [plan_pb2.StateColumn(counts=[2], means=[1.0])]),
+            "0 squares, expected 1",
+        ),
+        (
+            "SELECT stddev_pop(v) FROM ci",
+            columns(1, [], [plan_pb2.StateColumn(counts=[2], means=[1.0], squares=[1, 2])]),
+            "2 squares, expected 1",
+        ),
+        (
+            "SELECT stddev(v) FROM ci",
+            columns(
+                1, [], [plan_pb2.StateColumn(counts=[2], sums=[2.0], means=[1.0], squares=[0])]
+            ),
+            "1 sums, expected 0",
+        ),
+        (
+            "SELECT stddev(v) FROM ci",
+            columns(1, [], [plan_pb2.StateColumn(counts=[-2], means=[1.0], squares=[0])]),
+            "has a negative count",
+        ),
+        (
+            "SELECT sum(v) FROM ci",
+            columns(
+                1,
+                [],
+                [
+                    plan_pb2.StateColumn(
+                        counts=[1], sums=[1], int_sums=[0], float_seen=[1], means=[1]
+                    )
+                ],
+            ),
+            "1 means, expected 0",
+        ),
         ("SELECT count(*) FROM ci", rows([1]), "rows in the answer to an aggregate query"),
         ("SELECT a FROM ci", groups(group([], count(1))), "groups in the answer to a raw-rows"),
         ("SELECT a, b FROM ci", rows([1]), "a row has 1 values, expected 2"),

@@ -41,7 +41,11 @@ def at(sql: str, token: str) -> int:
             "aggregate functions cannot be nested: count() inside sum()",
             "count",
         ),
-        ("SELECT stddev(x) FROM ci", "aggregate function stddev() is not supported", "stddev"),
+        (
+            "SELECT kurtosis(x) FROM ci",
+            "aggregate function kurtosis() is not supported",
+            "kurtosis",
+        ),
         ("SELECT percentile(x) FROM ci", "percentile() takes a field and a quantile", "percentile"),
         ("SELECT percentile(x, 95) FROM ci", "the quantile must be a number in (0, 1]", "95"),
         ("SELECT p95(x, 1) FROM ci", "p95() takes one field, got 2", "p95"),
@@ -298,11 +302,29 @@ def test_empty_query(sql: str) -> None:
     assert "empty query" in error(sql).message
 
 
-def test_unclosed_quote() -> None:
-    assert (
-        "cannot read the SQL (an unclosed quote?)"
-        in error("SELECT name FROM ci WHERE a = 'x").message
-    )
+@pytest.mark.parametrize(
+    ("sql", "message", "token"),
+    [
+        (
+            "SELECT name FROM ci WHERE a = 'it''s",
+            "cannot read the SQL (an unclosed quote?): this ' is never closed",
+            "= |'",
+        ),
+        (
+            "SELECT \"a b FROM ci WHERE c = 'd'",
+            'cannot read the SQL (an unclosed quote?): this " is never closed',
+            '"',
+        ),
+        (
+            "SELECT name FROM ci /* ok */ WHERE a = 1 /* no end",
+            "cannot read the SQL: this comment is never closed",
+            "1 |/*",
+        ),
+    ],
+)
+def test_what_is_never_closed_is_pointed_at(sql: str, message: str, token: str) -> None:
+    caught = error(sql)
+    assert (caught.message, caught.position) == (message, at(sql, token))
 
 
 def test_syntax_error_position_on_a_later_line() -> None:

@@ -17,7 +17,7 @@ from services.query.tests.test_planner_errors import at
             "SELECT nosuch(name) FROM ci",
             "unknown function nosuch(); scalar functions: lower, upper, length, substr,"
             " split_part, regexp_matches, coalesce, date_trunc, time_bucket, CASE WHEN … END"
-            " and + - * / %; aggregates: count, sum, avg",
+            " and + - * / %; aggregates: count, count_if, sum, avg",
             "nosuch",
         ),
         ("SELECT round(duration) FROM ci", "function round() is not supported; scalar", "round"),

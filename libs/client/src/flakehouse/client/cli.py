@@ -26,18 +26,31 @@ from flakehouse.client.clientargs import (
     EXIT_OK,
     EXIT_PARTIAL,
     add_client_options,
+    argument_type,
     client_from_args,
 )
 from flakehouse.client.cluster import DEFAULT_DIR, DEFAULT_PATH, ClusterFile
+from flakehouse.client.flaky import DEFAULT_MIN_RUNS
 from flakehouse.client.inputs import expand_inputs
 from flakehouse.client.output import RENDERERS, describe_staleness
 from flakehouse.client.progress import Progress
 from flakehouse.client.status import render_status_json, render_status_table
+from flakehouse.client.times import check_zone
 from flakehouse.core.errors import AlreadyExists, FlakehouseError, InvalidArgument, NotFound
 
 # The query service's default MAX_TIMEOUT_MS; the margin leaves its answer time to arrive.
 MAX_QUERY_DEADLINE_MS = 60_000
 QUERY_DEADLINE_MARGIN_MS = 1_000
+
+
+def _zone_name(name: str) -> str:
+    """`name` once it names a time zone: a typo exits 2 before any call. The request carries the
+    name, not the zone."""
+    check_zone(name)
+    return name
+
+
+ZONE = argument_type(_zone_name, "time zone")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -94,6 +107,14 @@ def _parser() -> argparse.ArgumentParser:
         help="times as int microseconds since the epoch, not RFC 3339",
     )
     query.add_argument(
+        "--tz",
+        type=ZONE,
+        default="",
+        metavar="ZONE",
+        help="the query's time zone, an IANA name (Europe/Paris): date_trunc and time_bucket "
+        "follow its calendar, and times are shown with its offset (default: UTC)",
+    )
+    query.add_argument(
         "--after",
         type=Path,
         metavar="OFFSETS_FILE",
@@ -103,15 +124,25 @@ def _parser() -> argparse.ArgumentParser:
 
     flaky = commands.add_parser(
         "flaky",
-        help="list flaky tests ranked by flake rate",
-        description="Tests that both passed and failed on the same commit, or that the runner "
-        "marked flaky (flaky = true, or passed after retries), ranked by flake rate: flaky runs "
-        "/ runs of the test. See flakehouse.client.flaky for the exact definitions.",
+        help="list flaky tests, worst first",
+        description="Tests that failed where the same code also passed (on the same commit; "
+        "without commit labels, in the same job), or that the runner marked flaky, ranked by "
+        "flake rate: the share of their runs that were such flaky failures. Pass-to-fail flips "
+        "across consecutive commits are a second signal. docs/queries.md ('Flaky tests') has "
+        "the definitions and the queries this sends.",
     )
     add_client_options(flaky)
     flaky.add_argument("--dataset", required=True)
     flaky.add_argument(
         "--since", default="7d", help="window: 30m, 12h, 7d, 2w... or 'all' (default 7d)"
+    )
+    flaky.add_argument("--branch", help="only runs whose branch label is BRANCH")
+    flaky.add_argument(
+        "--min-runs",
+        type=int,
+        default=DEFAULT_MIN_RUNS,
+        metavar="N",
+        help=f"leave out tests with fewer than N runs (default {DEFAULT_MIN_RUNS})",
     )
     flaky.add_argument("--limit", type=int, default=50, help="tests listed (default 50; 0: all)")
     flaky.add_argument("--format", choices=sorted(RENDERERS), default="table")
@@ -263,6 +294,7 @@ def cmd_query(args: argparse.Namespace) -> int:
             timeout_ms=query_deadline_ms(args.timeout),
             after=after,
             raw_times=args.raw_times,
+            time_zone=args.tz,
         )
     return answered(args, result)
 
@@ -287,6 +319,8 @@ def cmd_flaky(args: argparse.Namespace) -> int:
             since_interval(since)
         if args.limit < 0:
             raise ValueError("--limit must be 0 or more")
+        if args.min_runs < 1:
+            raise ValueError("--min-runs must be 1 or more")
     except ValueError as exc:
         raise InvalidArgument(str(exc)) from None
     with client_from_args(args, "query") as client:
@@ -295,6 +329,8 @@ def cmd_flaky(args: argparse.Namespace) -> int:
             args.dataset,
             since,
             args.limit or None,
+            branch=args.branch,
+            min_runs=args.min_runs,
             timeout_ms=query_deadline_ms(args.timeout),
         )
     return answered(args, result)

@@ -10,19 +10,20 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import grpc
 
 from flakehouse.client.cluster import ClusterFile
-from flakehouse.client.times import from_micros
+from flakehouse.client.times import check_zone, from_micros
 from flakehouse.core.errors import (
     ERRORS_BY_CODE,
     RETRY_AFTER_KEY,
     FlakehouseError,
     Internal,
+    InvalidArgument,
     ResourceExhausted,
     Unavailable,
 )
@@ -76,7 +77,8 @@ class UploadResult:
 
 
 Cell = Scalar | datetime | None
-"""A value in an answer: a time column's values are `datetime`s in UTC (unless `raw_times`)."""
+"""A value in an answer: a time column's values are `datetime`s in the query's time zone (UTC
+unless `time_zone`), or ints with `raw_times`."""
 
 
 @dataclass
@@ -128,14 +130,16 @@ def _rows(response: query_pb2.QueryResponse) -> list[list[Cell]]:
     return [list(row) for row in zip(*columns, strict=True)]
 
 
-def _with_times(response: query_pb2.QueryResponse, rows: list[list[Cell]]) -> list[list[Cell]]:
-    """`rows`, changed in place: the ints of TIMESTAMP columns become datetimes."""
+def _with_times(
+    response: query_pb2.QueryResponse, rows: list[list[Cell]], zone: tzinfo
+) -> list[list[Cell]]:
+    """`rows`, changed in place: the ints of TIMESTAMP columns become datetimes in `zone`."""
     times = [i for i, column in enumerate(response.columns) if column.type == TIMESTAMP]
     for row in rows if times else ():
         for i in times:
             value = row[i]
             if type(value) is int:
-                row[i] = from_micros(value)
+                row[i] = from_micros(value, zone)
     return rows
 
 
@@ -207,16 +211,20 @@ class Client:
         self.close()
 
     def _call(self, fn: Callable[[], T], retries: int | None = None) -> T:
-        """Calls once per attempt, retrying UNAVAILABLE and RESOURCE_EXHAUSTED with backoff and
-        jitter (or the server's retry delay). Only idempotent calls retry; others pass
-        retries=0."""
+        """Calls once per attempt, retrying UNAVAILABLE, and RESOURCE_EXHAUSTED that comes with
+        a retry delay, with backoff and jitter (or the server's retry delay). Only idempotent
+        calls retry; others pass retries=0. RESOURCE_EXHAUSTED without a delay is a limit that
+        the same request would hit again (a query past max_groups): it is not retried."""
         retries = self.retries if retries is None else retries
         for attempt in range(retries + 1):
             try:
                 return fn()
             except grpc.RpcError as exc:
                 error = error_from_rpc(exc)
-                if attempt == retries or not isinstance(error, (Unavailable, ResourceExhausted)):
+                transient = isinstance(error, Unavailable) or (
+                    isinstance(error, ResourceExhausted) and error.retry_after_ms is not None
+                )
+                if attempt == retries or not transient:
                     raise error from None
                 # The server's delay when it gave one, else exponential backoff; jitter so
                 # that many CI jobs retrying at once do not come back in step.
@@ -345,17 +353,25 @@ class Client:
         timeout_ms: int = 0,
         after: Offsets | None = None,
         raw_times: bool = False,
+        time_zone: str = "",
     ) -> QueryResult:
         """Runs a query. With `after` (dataset → partition → offset, e.g. `offsets_of(uploads)`),
         the replicas answer only once they applied those offsets: read-your-writes for a job
-        that uploads and then asks. Time columns come as `datetime`s in UTC, or with
-        `raw_times` as int microseconds since the epoch (typed "int")."""
+        that uploads and then asks. `time_zone` (an IANA name, `Europe/Paris`; default UTC) is
+        the zone of date_trunc and time_bucket, and time columns come as aware `datetime`s in
+        it, or with `raw_times` as int microseconds since the epoch (typed "int"). An unknown
+        zone raises InvalidArgument before anything is sent."""
+        try:
+            zone = check_zone(time_zone)
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from None
         stub = query_pb2_grpc.QueryServiceStub(self._channel("query"))
         request = query_pb2.QueryRequest(
             sql=sql,
             timeout_ms=timeout_ms,
             columnar=True,
             raw_times=raw_times,
+            time_zone=time_zone,
             after=[
                 query_pb2.DatasetOffsets(dataset=dataset, offsets=dict(offsets))
                 for dataset, offsets in sorted((after or {}).items())
@@ -365,7 +381,7 @@ class Client:
         return QueryResult(
             columns=[c.name for c in response.columns],
             types=[TYPE_NAMES.get(c.type, "mixed") for c in response.columns],
-            rows=_with_times(response, _rows(response)),
+            rows=_with_times(response, _rows(response), zone),
             partial=response.partial,
             missing_partitions=[
                 {"dataset": m.dataset, "partition": m.partition, "reason": m.reason}

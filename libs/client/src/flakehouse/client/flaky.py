@@ -1,55 +1,46 @@
-"""`flakehouse flaky`: the tests of a dataset that flake, ranked by flake rate, computed from two
-SQL queries through the query service and combined here (the SQL subset has no CASE/FILTER).
-
-Definitions, over the runs in the window (`--since`, on `timestamp`):
-
-- A *test* is a (`classname`, `name`) pair. A *run* is one event of the test whose `status` is
-  `passed`, `failed` or `error`; skipped runs are not runs here (they say nothing either way).
-- A *mixed commit* of a test is a `commit` value on which the test has at least one `passed` run
-  and at least one `failed` or `error` run: the same code both passed and failed. Runs without a
-  `commit` never make a mixed commit, since nothing says they ran the same code.
-- A run is *flaky* when its commit is a mixed commit of its test (every run of the test on that
-  commit, whatever its status), or when the runner marked it: `flaky = true`, or `retries > 0`
-  with status `passed` (it passed only after retrying). A run is counted once even when both
-  hold.
-- *Flake rate* = flaky runs ÷ runs of the test, in [0, 1].
-
-Listed: the tests with at least one flaky run, by flake rate descending, then flaky runs
-descending, then classname and name ascending; `--limit` keeps the first N. The answer is partial
-(and says which partitions are missing) when either query was.
-"""
+"""`flakehouse flaky`: the tests of a dataset that flake, from two SQL queries through the query
+service. The definitions, and the queries to adapt, are in docs/queries.md ("Flaky tests")."""
 
 from __future__ import annotations
 
 import re
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import pairwise
 from typing import Any
 
 from flakehouse.client.client import Cell, Client, QueryResult
+from flakehouse.client.times import from_micros
 from flakehouse.events.values import Scalar
 
-COLUMNS = [
-    "classname",
-    "name",
-    "flake_rate",
-    "flaky_runs",
-    "runs",
-    "failed_runs",
-    "mixed_commits",
-    "marked_runs",
+# name, type: the report's columns
+COLUMNS_AND_TYPES = [
+    ("classname", "string"),
+    ("name", "string"),
+    ("flake_rate", "float"),
+    ("flaky_failures", "int"),
+    ("runs", "int"),
+    ("failed_runs", "int"),
+    ("marked_runs", "int"),
+    ("flaky_in", "int"),
+    ("ran_in", "int"),
+    ("signal", "string"),
+    ("flips", "int"),
+    ("last_seen", "timestamp"),
 ]
-TYPES = ["string", "string", "float", "int", "int", "int", "int", "int"]
+COLUMNS = [name for name, _ in COLUMNS_AND_TYPES]
+TYPES = [kind for _, kind in COLUMNS_AND_TYPES]
 FAILING = ("failed", "error")
-_RUN_STATUSES = "('passed', 'failed', 'error')"
+DEFAULT_MIN_RUNS = 2
+# One pass→fail flip is what any regression looks like; a second means the test failed again
+# after passing in between, which is how a flake shows when each commit runs the test once.
+FLIPS_TO_LIST = 2
 _SINCE = re.compile(r"^\s*(\d+)\s*(m|h|d|w)\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 Row = Sequence[Scalar | None]
-TestKey = tuple[Scalar | None, Scalar | None]
-# A group key that keeps types apart, as the query engine does: commit 1 and "1" differ.
+# A key that keeps types apart, as the query engine's groups do: commit 1 and "1" differ.
 TypedKey = tuple[str, Scalar | None]
 
 
@@ -57,40 +48,35 @@ TypedKey = tuple[str, Scalar | None]
 class FlakyTest:
     classname: Scalar | None
     name: Scalar | None
+    flaky_failures: int
     runs: int
-    flaky_runs: int
     failed_runs: int
-    mixed_commits: int
     marked_runs: int
+    signal: str  # "commits", "jobs" or "runs": what ran_in and flaky_in count
+    ran_in: int
+    flaky_in: int
+    flips: int | None  # None for the "runs" signal: runs alone have no order
+    last_seen: int  # microseconds since the epoch
 
     @property
     def flake_rate(self) -> float:
-        return self.flaky_runs / self.runs if self.runs else 0.0
+        return self.flaky_failures / self.runs if self.runs else 0.0
 
     def row(self) -> list[Cell]:
         return [
             self.classname,
             self.name,
             round(self.flake_rate, 6),
-            self.flaky_runs,
+            self.flaky_failures,
             self.runs,
             self.failed_runs,
-            self.mixed_commits,
             self.marked_runs,
+            self.flaky_in,
+            self.ran_in,
+            self.signal,
+            self.flips,
+            from_micros(self.last_seen),
         ]
-
-
-@dataclass
-class _Commit:
-    passed: int = 0
-    failing: int = 0
-    other: int = 0
-    marked: int = 0
-
-
-@dataclass
-class _Test:
-    commits: dict[TypedKey, _Commit] = field(default_factory=dict)
 
 
 def since_interval(text: str) -> str:
@@ -108,23 +94,33 @@ def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def queries(dataset: str, since: str | None) -> tuple[str, str]:
-    """The two SQL queries: runs by (classname, name, commit, status), and runs the runner
-    marked flaky by (classname, name, commit)."""
-    source = _quote(dataset)
-    window = f" AND timestamp >= now() - interval '{since_interval(since)}'" if since else ""
-    runs = (
-        'SELECT "classname", "name", "commit", "status", count(*) '
-        f'FROM {source} WHERE "status" IN {_RUN_STATUSES}{window} '
-        'GROUP BY "classname", "name", "commit", "status"'
-    )
-    marked = (
-        'SELECT "classname", "name", "commit", count(*) '
-        f'FROM {source} WHERE "status" IN {_RUN_STATUSES}{window} '
-        'AND ("flaky" = TRUE OR ("retries" > 0 AND "status" = \'passed\')) '
-        'GROUP BY "classname", "name", "commit"'
-    )
-    return runs, marked
+def _string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def queries(dataset: str, since: str | None = None, branch: str | None = None) -> tuple[str, str]:
+    """The two SQL queries: runs on a commit by (classname, name, commit, status, flaky), and
+    runs without one by (classname, name, build, job, status, flaky). They read disjoint runs,
+    so a run that arrives between them is never counted twice."""
+    where = ["\"name\" IS NOT NULL AND \"status\" IN ('passed', 'failed', 'error')"]
+    tail = []
+    if branch is not None:
+        tail.append(f'"branch" = {_string(branch)}')
+    if since is not None:
+        tail.append(f"timestamp >= now() - interval '{since_interval(since)}'")
+
+    def query(unit: list[str], commit: str) -> str:
+        keys = ", ".join(_quote(f) for f in ["classname", "name", *unit, "status", "flaky"])
+        conditions = "\n  AND ".join([*where, f'"commit" {commit}', *tail])
+        return (
+            f"SELECT {keys},\n"
+            "       count(*) AS runs, min(timestamp) AS first_run, max(timestamp) AS last_run\n"
+            f"FROM {_quote(dataset)}\n"
+            f"WHERE {conditions}\n"
+            f"GROUP BY {keys}"
+        )
+
+    return query(["commit"], "IS NOT NULL"), query(["build", "job"], "IS NULL")
 
 
 def _typed(value: Scalar | None) -> TypedKey:
@@ -137,47 +133,142 @@ def _count(value: Scalar | None) -> int:
     return value
 
 
-def rank(runs: Iterable[Row], marked: Iterable[Row], limit: int | None = None) -> list[FlakyTest]:
-    """Flaky tests, ranked (module docstring), from the rows of the two queries of `queries`:
-    `runs` rows are (classname, name, commit, status, count), `marked` rows are (classname,
-    name, commit, count). Pure: no I/O."""
-    tests: dict[TestKey, _Test] = defaultdict(_Test)
-    for classname, name, commit, status, count in runs:
-        entry = tests[(classname, name)].commits.setdefault(_typed(commit), _Commit())
-        n = _count(count)
-        if status == "passed":
-            entry.passed += n
-        elif status in FAILING:
-            entry.failing += n
-        else:  # not asked for; counted as runs all the same rather than dropped silently
-            entry.other += n
-    for classname, name, commit, count in marked:
-        test = tests.get((classname, name))
-        # A marked run is also a run, so the first query saw it; if not, the two queries read
-        # different data (ingest in between): the run count wins, the mark is ignored.
-        if test is not None and _typed(commit) in test.commits:
-            test.commits[_typed(commit)].marked += _count(count)
+@dataclass
+class _Unit:
+    """What one unit (a commit, or a job) saw of one test."""
 
-    ranked = []
-    for (classname, name), test in tests.items():
-        total = flaky = failed = mixed = marked_runs = 0
-        for (_, commit), c in test.commits.items():
-            runs_here = c.passed + c.failing + c.other
-            total += runs_here
-            failed += c.failing
-            marked_here = min(c.marked, runs_here)
-            marked_runs += marked_here
-            if commit is not None and c.passed and c.failing:
-                mixed += 1
-                flaky += runs_here
-            else:
-                flaky += marked_here
-        if flaky:
-            ranked.append(FlakyTest(classname, name, total, flaky, failed, mixed, marked_runs))
-    ranked.sort(
-        key=lambda t: (-t.flake_rate, -t.flaky_runs, _sort_key(t.classname), _sort_key(t.name))
+    first: int
+    passed: int = 0  # marked runs included: they passed in the end
+    failing: int = 0
+    marked: int = 0
+
+    @property
+    def flaky(self) -> bool:
+        return bool(self.marked or (self.passed and self.failing))
+
+    @property
+    def flaky_failures(self) -> int:
+        # Failures on code that also passed, and the failed attempts hidden in marked runs.
+        return self.marked + (self.failing if self.passed else 0)
+
+
+@dataclass
+class _Test:
+    commits: dict[TypedKey, _Unit] = field(default_factory=dict)
+    jobs: dict[tuple[TypedKey, TypedKey], _Unit] = field(default_factory=dict)
+    runs: int = 0
+    failed: int = 0
+    marked: int = 0
+    lone_marked: int = 0  # marked runs in no unit
+    last: int | None = None
+
+    def add(self, unit: _Unit | None, status: Any, flaky: Any, n: int, last: int) -> None:
+        failing = n if status in FAILING else 0
+        passed = n if status == "passed" else 0
+        marked = passed if flaky is True else 0
+        self.runs += n
+        self.failed += failing
+        self.marked += marked
+        self.last = last if self.last is None else max(self.last, last)
+        if unit is None:
+            self.lone_marked += marked
+        else:
+            unit.failing += failing
+            unit.passed += passed
+            unit.marked += marked
+
+    def result(self, classname: Scalar | None, name: Scalar | None) -> FlakyTest:
+        flaky_failures = self.lone_marked + sum(
+            u.flaky_failures for units in (self.commits, self.jobs) for u in units.values()
+        )
+        units: Iterable[tuple[Any, _Unit]]
+        if self.commits:
+            signal, units = "commits", self.commits.items()
+        elif self.jobs:
+            signal, units = "jobs", self.jobs.items()
+        else:
+            signal, units = "runs", ()
+        ordered = [u for _, u in sorted(units, key=lambda item: (item[1].first, item[0]))]
+        if ordered:
+            ran_in, flaky_in = len(ordered), sum(u.flaky for u in ordered)
+            flips: int | None = sum(1 for a, b in pairwise(ordered) if not a.failing and b.failing)
+        else:
+            ran_in, flaky_in, flips = self.runs, self.marked, None
+        assert self.last is not None
+        return FlakyTest(
+            classname,
+            name,
+            flaky_failures=flaky_failures,
+            runs=self.runs,
+            failed_runs=self.failed,
+            marked_runs=self.marked,
+            signal=signal,
+            ran_in=ran_in,
+            flaky_in=flaky_in,
+            flips=flips,
+            last_seen=self.last,
+        )
+
+
+def rank(
+    commit_rows: Iterable[Row],
+    job_rows: Iterable[Row],
+    *,
+    min_runs: int = DEFAULT_MIN_RUNS,
+    limit: int | None = None,
+) -> list[FlakyTest]:
+    """The flaky tests, worst first (docs/queries.md, "Flaky tests"), from the rows of the two
+    queries of `queries`: (classname, name, commit, status, flaky, runs, first_run, last_run)
+    and (classname, name, build, job, status, flaky, runs, first_run, last_run), times in
+    microseconds. Pure: no I/O; one pass over the rows, then a sort of each test's units."""
+    tests: dict[tuple[TypedKey, TypedKey], _Test] = {}
+    names: dict[tuple[TypedKey, TypedKey], tuple[Scalar | None, Scalar | None]] = {}
+
+    def test_of(classname: Scalar | None, name: Scalar | None) -> _Test:
+        key = (_typed(classname), _typed(name))
+        if key not in tests:
+            tests[key], names[key] = _Test(), (classname, name)
+        return tests[key]
+
+    for classname, name, commit, status, flaky, runs, first, last in commit_rows:
+        if name is None:  # not a test: the queries leave these out, and so does the rule
+            continue
+        test = test_of(classname, name)
+        unit = test.commits.setdefault(_typed(commit), _Unit(_count(first)))
+        unit.first = min(unit.first, _count(first))
+        test.add(unit, status, flaky, _count(runs), _count(last))
+    for classname, name, build, job, status, flaky, runs, first, last in job_rows:
+        if name is None:
+            continue
+        test = test_of(classname, name)
+        job_unit = None
+        if build is not None:  # a job name alone repeats in every pipeline: not one job
+            job_unit = test.jobs.setdefault((_typed(build), _typed(job)), _Unit(_count(first)))
+            job_unit.first = min(job_unit.first, _count(first))
+        test.add(job_unit, status, flaky, _count(runs), _count(last))
+
+    listed = []
+    for key, test in tests.items():
+        if test.runs < min_runs:
+            continue
+        found = test.result(*names[key])
+        if found.flaky_failures or (found.flips or 0) >= FLIPS_TO_LIST:
+            listed.append(found)
+    listed.sort(key=order)
+    return listed if limit is None else listed[:limit]
+
+
+def order(test: FlakyTest) -> tuple[Any, ...]:
+    """Worst first: flake rate, flips, flaky failures and runs descending, then classname and
+    name ascending (a missing one last)."""
+    return (
+        -test.flake_rate,
+        -(test.flips or 0),
+        -test.flaky_failures,
+        -test.runs,
+        _sort_key(test.classname),
+        _sort_key(test.name),
     )
-    return ranked if limit is None else ranked[:limit]
 
 
 def _sort_key(value: Scalar | None) -> tuple[int, str]:
@@ -185,20 +276,31 @@ def _sort_key(value: Scalar | None) -> tuple[int, str]:
 
 
 def flaky_tests(
-    client: Client, dataset: str, since: str | None, limit: int | None, timeout_ms: int = 0
+    client: Client,
+    dataset: str,
+    since: str | None,
+    limit: int | None,
+    *,
+    branch: str | None = None,
+    min_runs: int = DEFAULT_MIN_RUNS,
+    timeout_ms: int = 0,
 ) -> QueryResult:
     """Runs the queries and ranks: a QueryResult with COLUMNS, partial when either query was."""
-    runs_sql, marked_sql = queries(dataset, since)
-    runs = client.query(runs_sql, timeout_ms=timeout_ms, raw_times=True)
-    marked = client.query(marked_sql, timeout_ms=timeout_ms, raw_times=True)
+    answers = [
+        client.query(sql, timeout_ms=timeout_ms, raw_times=True)
+        for sql in queries(dataset, since, branch)
+    ]
     missing: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for m in runs.missing_partitions + marked.missing_partitions:
-        missing.setdefault((m["dataset"], m["partition"]), m)
+    for answer in answers:
+        for m in answer.missing_partitions:
+            missing.setdefault((m["dataset"], m["partition"]), m)
+    commit_rows, job_rows = (_scalars(answer.rows) for answer in answers)
+    ranked = rank(commit_rows, job_rows, min_runs=min_runs, limit=limit)
     return QueryResult(
         columns=list(COLUMNS),
         types=list(TYPES),
-        rows=[t.row() for t in rank(_scalars(runs.rows), _scalars(marked.rows), limit)],
-        partial=runs.partial or marked.partial,
+        rows=[t.row() for t in ranked],
+        partial=any(answer.partial for answer in answers),
         missing_partitions=[missing[k] for k in sorted(missing)],
     )
 

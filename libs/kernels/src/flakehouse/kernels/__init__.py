@@ -8,9 +8,12 @@
   exactly rounded float sums.
 - `extremes`: MIN and MAX over mixed types (numbers beat strings beat bools; ints and floats
   compared exactly, an int wins a tie; NaN never beats a number).
+- `moments`: count, mean and squared differences from the mean per group, for STDDEV, and
+  Chan et al.'s merge of two such states.
 - `calendar`: date_trunc and time_bucket on a time zone's calendar, as DuckDB computes them
   (`zones`: offsets and wall times from the tzdata package; `daybuckets`: ICU's day arithmetic).
 
 Value types are flakehouse.events' (`INT`, `FLOAT`, `STRING`, `BOOL`, 0 for null); this
-library depends on numpy only, so the types are passed in as plain ints.
+library depends on numpy (and the tzdata package, for zones) only, so the types are passed
+in as plain ints.
 """

@@ -20,6 +20,7 @@ from flakehouse.events.columns import to_value_column
 from flakehouse.events.values import INT64_MAX, INT64_MIN, type_of
 from flakehouse.query import finalexpr
 from flakehouse.query.finalexpr import Cell
+from flakehouse.query.guardrails import check_answer_rows
 from flakehouse.query.merge import Merged, prepare
 from flakehouse.query.rowwire import encode_rows, plain
 from flakehouse.query.sql import PlannedQuery
@@ -28,15 +29,25 @@ from flakehouse.query.v1 import query_pb2
 
 
 def to_response(
-    planned: PlannedQuery, merged: Merged, *, columnar: bool = False, raw_times: bool = False
+    planned: PlannedQuery,
+    merged: Merged,
+    *,
+    columnar: bool = False,
+    raw_times: bool = False,
+    max_rows: int = 0,
 ) -> query_pb2.QueryResponse:
     """A QueryResponse holding the answer's columns (typed when the values agree) and rows, or
     with `columnar` their values column by column (`column_values`); the caller sets the rest.
     Rows are parsed from their serialized form straight into it (no Row messages copied). Time
-    columns are typed TIMESTAMP, or INT with `raw_times`: int microseconds either way."""
-    rows_of = _aggregate_columns if planned.is_aggregate else _raw_columns
+    columns are typed TIMESTAMP, or INT with `raw_times`: int microseconds either way. An
+    aggregate answer of more than `max_rows` rows (0: no limit) is refused, as soon as HAVING
+    has said how many there are (guardrails.check_answer_rows)."""
+    if planned.is_aggregate:
+        answered = _aggregate_columns(planned, merged, max_rows)
+    else:
+        answered = _raw_columns(planned, merged)
     cells, kinds, columns = [], [], []
-    outputs = zip(planned.columns, planned.outputs, rows_of(planned, merged), strict=True)
+    outputs = zip(planned.columns, planned.outputs, answered, strict=True)
     for name, output, column in outputs:
         column, value_type, column_kinds = _typed(column)
         if value_type == events_pb2.VALUE_TYPE_INT and not raw_times and _is_time(planned, output):
@@ -87,7 +98,7 @@ def finalize(
     return list(response.columns), list(response.rows)
 
 
-def _aggregate_columns(planned: PlannedQuery, merged: Merged) -> list[list[Cell]]:
+def _aggregate_columns(planned: PlannedQuery, merged: Merged, max_rows: int) -> list[list[Cell]]:
     """The output columns of an aggregate query, a list of cells each."""
     plan = planned.plan
     index = prepare(plan, merged)
@@ -102,6 +113,9 @@ def _aggregate_columns(planned: PlannedQuery, merged: Merged) -> list[list[Cell]
     if planned.having is not None:
         kept = answer.cells(planned.having, None)
         positions = [p for p, keep in enumerate(kept) if keep is True]
+    # Before the sort, which is the work an answer too large would waste.
+    rows = max(0, (answer.size if positions is None else len(positions)) - planned.offset)
+    check_answer_rows(rows if planned.limit is None else min(rows, planned.limit), max_rows)
     sort_columns = [
         finalexpr.sort_column(answer.cells(sort.expr, positions), sort.descending)
         for sort in planned.order

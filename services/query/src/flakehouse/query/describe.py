@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 from flakehouse.common.v1 import events_pb2
 from flakehouse.events.values import TYPE_NAMES
+from flakehouse.query.knownfields import KnownFields
 from flakehouse.query.sql.syntax import TIMESTAMP
 from flakehouse.query.v1 import query_pb2
 from flakehouse.storage.v1 import storage_pb2
@@ -55,3 +56,16 @@ def describe_table(
         for f in fields
     ]
     return columns, rows
+
+
+def known_fields(
+    fields: list[events_pb2.FieldSummary], complete: bool, generation: int
+) -> KnownFields:
+    """What a DESCRIBE tells the field catalog (knownfields.py): the names, and how many events
+    there are (the count of `timestamp`)."""
+    return KnownFields(
+        names=frozenset(f.name for f in fields),
+        events=sum(f.count for f in fields if f.name == TIMESTAMP),
+        complete=complete,
+        generation=generation,
+    )

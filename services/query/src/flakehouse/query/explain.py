@@ -121,7 +121,7 @@ def explain_lines(planned: PlannedQuery, cutoff: QueryCutoff | None = None) -> l
         lines.append(f"group by: {', '.join(keys) if keys else 'none (one group of all rows)'}")
         answered = {i for output in planned.outputs for i in _aggregates_in(output)}
         aggregates = [
-            aggregate_name(aggregate) + ("" if i in answered else " (not in the answer)")
+            aggregate_text(aggregate, plan) + ("" if i in answered else " (not in the answer)")
             for i, aggregate in enumerate(plan.aggregates)
         ]
         lines.append(f"aggregates: {', '.join(aggregates)}")
@@ -221,6 +221,15 @@ def filter_text(expr: plan_pb2.Expr, plan: plan_pb2.QueryPlan | None = None) -> 
         # `not` is a Python keyword: the field is reached with getattr.
         return f"NOT {_operand_text(getattr(expr, 'not').operand, plan)}"
     return "?"
+
+
+def aggregate_text(aggregate: plan_pb2.Aggregate, plan: plan_pb2.QueryPlan | None = None) -> str:
+    """An aggregate as SQL, with the rows it takes when it has a condition:
+    `count(*) FILTER (WHERE status = 'failed')` (so is count_if(status = 'failed'))."""
+    text = aggregate_name(aggregate)
+    if aggregate.HasField("filter"):
+        text += f" FILTER (WHERE {filter_text(aggregate.filter, plan)})"
+    return text
 
 
 def _operand_text(expr: plan_pb2.Expr, plan: plan_pb2.QueryPlan | None) -> str:
@@ -369,7 +378,7 @@ def _value_text(expr: finalexpr.ValueExpr, planned: PlannedQuery) -> str:
             case finalexpr.KeyRef(index):
                 return _group_key_text(plan.group_by[index])
             case finalexpr.AggRef(index):
-                return aggregate_name(plan.aggregates[index])
+                return aggregate_text(plan.aggregates[index], plan)
             case finalexpr.FieldRef(index):
                 return _name(plan.select_fields[index])
             case finalexpr.Lit(value):

@@ -4,7 +4,9 @@ first good answer wins, the other call is cancelled. A
 replica that fails, or declines (not held, catching up, behind the offsets asked for), hands over
 to the next; one that was unreachable gets one more try when no other replica is left (a node
 that just restarted, whose channel is still backing off). What no replica answers before the
-deadline is reported missing, with every replica's reason. `StorageChannels` makes the calls
+deadline is reported missing, with every replica's reason. A request a replica calls invalid,
+or one past a limit (RESOURCE_EXHAUSTED), fails the whole query at once: the other replica
+would answer alike. `StorageChannels` makes the calls
 over one channel per storage node.
 
 One call per partition (not one per node for all its partitions) is what makes hedging exact:
@@ -29,8 +31,9 @@ from typing import Any, Generic, TypeVar
 
 import grpc
 
-from flakehouse.core.errors import InvalidArgument
+from flakehouse.core.errors import InvalidArgument, ResourceExhausted
 from flakehouse.core.server import CHANNEL_OPTIONS
+from flakehouse.query.guardrails import NARROW
 from flakehouse.replication.v1 import replication_pb2
 from flakehouse.storage.v1 import storage_pb2_grpc
 
@@ -156,12 +159,19 @@ async def fan_out(
     result: FanOutResult[R] = FanOutResult()
     choices = candidates(dataset, nodes)
     pace = _Pace(len(choices), timeout_s, hedge_after_s)
-    await asyncio.gather(
-        *(
-            _partition(p, replicas, call, deadline, pace, result)
-            for p, replicas in sorted(choices.items())
-        )
-    )
+    partitions = [
+        asyncio.ensure_future(_partition(p, replicas, call, deadline, pace, result))
+        for p, replicas in sorted(choices.items())
+    ]
+    try:
+        await asyncio.gather(*partitions)
+    except BaseException:
+        # A failure of the whole query (an invalid plan, a limit): the other partitions' calls
+        # are work nobody will read.
+        for task in partitions:
+            task.cancel()
+        await asyncio.gather(*partitions, return_exceptions=True)
+        raise
     result.answers.sort(key=lambda a: a.partition)
     return result
 
@@ -260,15 +270,29 @@ async def _partition(
 
 
 def _failure(task: asyncio.Task[tuple[R, str | None]]) -> str | None:
-    """Why a call failed, or None if it returned. A request the storage node calls invalid is
-    the query's fault, not the replica's: it fails the whole query."""
+    """Why a call failed, or None if it returned. A request the storage node calls invalid, or
+    a query past a limit (RESOURCE_EXHAUSTED: max_groups, or an answer too large to send), is
+    the query's fault, not the replica's: the other replica would fail alike, so it fails the
+    whole query at once."""
     exc = task.exception()
     if exc is None:
         return None
+    if isinstance(exc, ResourceExhausted):
+        raise exc  # the call's own check of the answer (api.py: groups past max_groups)
     if isinstance(exc, grpc.aio.AioRpcError):
         if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
             raise InvalidArgument(exc.details() or "invalid request") from None
+        if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            raise ResourceExhausted(_exhausted(exc.details() or "")) from None
         return f"{exc.code().name.lower()}: {exc.details()}"
     if isinstance(exc, TimeoutError):
         return "timed out"
     return type(exc).__name__
+
+
+def _exhausted(details: str) -> str:
+    """The message of a storage node's RESOURCE_EXHAUSTED: its own when it names the limit,
+    else (gRPC's "Received message larger than max") what it means and what to do."""
+    if "max_groups" in details:
+        return details
+    return f"a storage node's answer to the query is too large ({details}); {NARROW}"

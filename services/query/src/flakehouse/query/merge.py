@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.query.finalexpr import Cell
 from flakehouse.query.groups import GroupIndex
+from flakehouse.query.guardrails import check_groups, too_many_groups
 from flakehouse.query.partial import PartialResultError
 from flakehouse.query.sql import PlannedQuery
 from flakehouse.query.states import StateColumn, state_columns
@@ -36,7 +37,9 @@ class Merged:
 
 
 def merge_partials(planned: PlannedQuery, partials: Iterable[plan_pb2.PartialResult]) -> Merged:
-    """Merge partial results; raises PartialResultError when one does not fit the plan."""
+    """Merge partial results; raises PartialResultError when one does not fit the plan, and
+    ResourceExhausted (guardrails.too_many_groups) as soon as the groups exceed the plan's
+    max_groups."""
     merged = Merged()
     for partial in partials:
         add_partial(planned, merged, partial)
@@ -77,6 +80,7 @@ def prepare(plan: plan_pb2.QueryPlan, merged: Merged) -> GroupIndex:
 
 
 def _merge_groups(plan: plan_pb2.QueryPlan, merged: Merged, groups: plan_pb2.GroupColumns) -> None:
+    check_groups(groups.size, plan.max_groups)
     index = prepare(plan, merged)
     columns, size = merged.columns, groups.size
     if len(groups.keys) != len(plan.group_by):
@@ -93,6 +97,11 @@ def _merge_groups(plan: plan_pb2.QueryPlan, merged: Merged, groups: plan_pb2.Gro
         for i, (column, state) in enumerate(zip(columns, groups.states, strict=True))
     ]
     target = index.targets(groups.keys, size)
+    if plan.max_groups and index.size > plan.max_groups:
+        # Before the states grow to that many groups, where the memory goes; and the merge
+        # stays as it was, as after any refused partial.
+        index.keys.rollback()
+        raise too_many_groups(plan.max_groups)
     merged.size = index.size
     for column, data in zip(columns, states, strict=True):
         column.merge(target, data, merged.size)

@@ -19,6 +19,7 @@ from flakehouse.common.v1 import plan_pb2
 from flakehouse.events.values import BOOL, FLOAT, INT, STRING
 from flakehouse.kernels.arrays import Index, grow
 from flakehouse.kernels.extremes import Extremes, Positions
+from flakehouse.kernels.moments import combine
 from flakehouse.kernels.sums import ExactSums, as_floats, fsum, int_averages, two_sum
 from flakehouse.query.finalexpr import Cell
 from flakehouse.query.partial import NULL, PartialResultError, typed_values
@@ -31,7 +32,7 @@ from flakehouse.sketches import (
     quantiles_of_groups,
 )
 
-_REPEATED = ("counts", "sums", "int_sums", "float_seen", "sketches")
+_REPEATED = ("counts", "sums", "int_sums", "float_seen", "sketches", "means", "squares")
 
 
 class StateColumn(ABC):
@@ -86,6 +87,11 @@ def state_columns(plan: plan_pb2.QueryPlan) -> list[StateColumn]:
             columns.append(MinMax(maximum=function == plan_pb2.AGGREGATE_FUNCTION_MAX))
         elif function == plan_pb2.AGGREGATE_FUNCTION_COUNT_DISTINCT:
             columns.append(Sketches(DistinctState, _distinct_batch))
+        elif function in (
+            plan_pb2.AGGREGATE_FUNCTION_STDDEV_SAMP,
+            plan_pb2.AGGREGATE_FUNCTION_STDDEV_POP,
+        ):
+            columns.append(Moments(sample=function == plan_pb2.AGGREGATE_FUNCTION_STDDEV_SAMP))
         else:
             columns.append(Sketches(QuantileState, _quantile_batch(aggregate.quantile)))
     return columns
@@ -247,6 +253,132 @@ class MinMax(StateColumn):
         out[won.is_string] = won.strings[won.is_string]
         out[won.is_bool] = won.bools[won.is_bool]
         return out.tolist()
+
+
+_Moments = tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]
+"""Counts, means and squares, one entry per group."""
+_MomentsPart = tuple[Index, npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]
+"""A partial's states: their groups, counts, means and squares."""
+
+
+class Moments(StateColumn):
+    """STDDEV_SAMP and STDDEV_POP: counts, means and squared differences from the mean (see
+    plan.proto's StateColumn), merged with Chan et al.'s formula (flakehouse.kernels.moments).
+
+    The formula rounds differently when states are merged in another order, so each partial's
+    states are kept as they arrive and merged when finalized, every group's in an order the
+    states themselves fix (by mean, then squares, then count): the answer does not depend on the
+    order in which partitions reply. That keeps 32 bytes per group and partial until then, as
+    Sums keeps its float sums."""
+
+    members = ("counts", "means", "squares")
+
+    def __init__(self, sample: bool) -> None:
+        self.sample = sample
+        self.size = 0
+        self._parts: list[_MomentsPart] = []
+        self._merged: _Moments | None = None
+
+    def _decode(self, state: plan_pb2.StateColumn, size: int, what: str) -> Any:
+        counts = np.asarray(state.counts, dtype=np.int64)
+        if size and counts.min() < 0:
+            raise PartialResultError(f"{what} has a negative count")
+        means = np.asarray(state.means, dtype=np.float64)
+        return counts, means, np.asarray(state.squares, dtype=np.float64)
+
+    def resize(self, size: int) -> None:
+        if size > self.size:
+            self.size = size
+            self._merged = None
+
+    def merge(self, target: Index, data: Any, size: int) -> None:
+        self.resize(size)
+        counts, means, squares = data
+        # A state over no values changes nothing (its mean and squares mean nothing).
+        kept = np.flatnonzero(counts)
+        if len(kept):
+            self._parts.append((target[kept], counts[kept], means[kept], squares[kept]))
+            self._merged = None
+
+    def _moments(self) -> _Moments:
+        if self._merged is None:
+            self._merged = _merge_moments(self._parts, self.size)
+        return self._merged
+
+    def finals(self, positions: Positions) -> list[Cell]:
+        counts, means, squares = self._moments()
+        counts, means, squares = counts[positions], means[positions], squares[positions]
+        out = np.full(len(counts), None, dtype=object)
+        # As DuckDB: the sample's is NULL below 2 values, the population's below 1.
+        answered = np.flatnonzero(counts >= (2 if self.sample else 1))
+        if not len(answered):
+            return out.tolist()
+        n = counts[answered]
+        with np.errstate(invalid="ignore", over="ignore"):
+            # Rounding can leave a sum of squares a hair below 0; NaN stays NaN.
+            variances = np.maximum(squares[answered], 0.0) / as_floats(n - int(self.sample))
+        # As DuckDB: a NaN or an infinity among the values makes NaN (the mean is not finite
+        # then), but one value alone deviates by 0, whatever it is.
+        variances[~np.isfinite(means[answered])] = np.nan
+        variances[n == 1] = 0.0
+        out[answered] = np.sqrt(variances)
+        return out.tolist()
+
+
+def _merge_moments(parts: list[_MomentsPart], size: int) -> _Moments:
+    """Every group's states merged, in the order of their (mean, squares, count).
+
+    Groups are taken together by how many states they have (k): their states side by side,
+    one row of k per group, sorted within rows, then merged a column at a time, vectorized over
+    the rows. Sorting short rows by one float key is an order of magnitude faster than one sort
+    of every state by group and three keys; a NaN mean makes the answer NaN in any order."""
+    merged: _Moments = (
+        np.zeros(size, dtype=np.int64),
+        np.zeros(size, dtype=np.float64),
+        np.zeros(size, dtype=np.float64),
+    )
+    if not parts:
+        return merged
+    # Each group's states next to each other (a counting sort): a partial's groups are
+    # distinct, so a state's place within its group is how many partials before had the group.
+    per_group = np.zeros(size, dtype=np.int64)
+    places = []
+    for target, *_ in parts:
+        places.append(per_group[target])
+        per_group[target] += 1
+    starts = np.cumsum(per_group) - per_group
+    at = np.concatenate(
+        [starts[part[0]] + place for part, place in zip(parts, places, strict=True)]
+    )
+    counts = np.empty(len(at), dtype=np.int64)
+    means, squares = np.empty(len(at)), np.empty(len(at))
+    counts[at] = np.concatenate([part[1] for part in parts])
+    means[at] = np.concatenate([part[2] for part in parts])
+    squares[at] = np.concatenate([part[3] for part in parts])
+
+    by_size = np.argsort(per_group, kind="stable")
+    sizes = per_group[by_size]
+    bounds = np.searchsorted(sizes, np.arange(int(sizes[-1]) + 2))
+    for k in range(1, int(sizes[-1]) + 1):
+        rows = by_size[bounds[k] : bounds[k + 1]]
+        if not len(rows):
+            continue
+        states = starts[rows][:, None] + np.arange(k)
+        if k > 1:
+            states = np.take_along_axis(states, np.argsort(means[states], axis=1), axis=1)
+            # Equal means were left in arrival order: those rows are sorted by all three.
+            ordered = means[states]
+            tied = np.flatnonzero((ordered[:, 1:] == ordered[:, :-1]).any(axis=1))
+            if len(tied):
+                ties = states[tied]
+                keys = (counts[ties], squares[ties], means[ties])
+                states[tied] = np.take_along_axis(ties, np.lexsort(keys, axis=1), axis=1)
+        total = (counts[states[:, 0]], means[states[:, 0]], squares[states[:, 0]])
+        for column in range(1, k):
+            state = states[:, column]
+            total = combine(total, (counts[state], means[state], squares[state]))
+        merged[0][rows], merged[1][rows], merged[2][rows] = total
+    return merged
 
 
 _State = TypeVar("_State", DistinctState, QuantileState)

@@ -16,6 +16,7 @@ from sqlglot import exp
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.events.values import INT64_MAX, Scalar, to_value
 from flakehouse.query.sql.errors import QueryError, error_at, sql_text
+from flakehouse.query.sql.inlists import lifted_values
 from flakehouse.query.sql.scalars import Scalars, duckdb_lower, kind_of_value
 from flakehouse.query.sql.sqltime import time_value_us
 from flakehouse.query.sql.syntax import (
@@ -85,6 +86,29 @@ def translate_where(where: exp.Expr | None, scalars: Scalars) -> Filter:
 def translate_condition(node: exp.Expr, scalars: Scalars, negate: bool) -> plan_pb2.Expr:
     """A condition (negated when told) as a plan Expr, for WHERE and for CASE WHEN."""
     return _Translator(scalars).translate(node, negate=negate)
+
+
+def translate_filter(condition: exp.Expr, scalars: Scalars) -> plan_pb2.Expr:
+    """An aggregate's condition (`FILTER (WHERE …)`, `count_if(…)`), translated as WHERE is.
+
+    Bounds on timestamp stay in the expression: only the plan's filter may narrow the plan's
+    time range, which every aggregate of the plan shares.
+    """
+    if isinstance(condition, exp.Where):
+        condition = condition.this
+    aggregate = find_aggregate(condition)
+    if aggregate is not None:
+        raise error_at(
+            aggregate,
+            f"aggregate function {function_name(aggregate)}() is not allowed in an aggregate's"
+            " condition, which picks the rows the aggregate takes; compare aggregates in HAVING",
+        )
+    return _Translator(scalars).translate(condition, negate=False)
+
+
+def all_of(operands: list[plan_pb2.Expr]) -> plan_pb2.Expr:
+    """The AND of the operands (nested ANDs flattened); one operand is itself."""
+    return _junction(plan_pb2.JUNCTION_OP_AND, operands)
 
 
 def lift_time_range(expr: plan_pb2.Expr) -> Filter:
@@ -282,8 +306,20 @@ class _Translator:
         column = self._column(node.this, "IN")
         if not node.expressions:
             raise error_at(node, "an IN list needs at least one value")
-        values = [to_value(self._operand(column, node.this, value)) for value in node.expressions]
-        return plan_pb2.Expr(in_list=plan_pb2.InList(field=column, values=values, negated=negate))
+        expr = plan_pb2.Expr()
+        in_list = expr.in_list  # filled in place: 100,000 values are not copied
+        in_list.field, in_list.negated = column, negate
+        # A long list, read without sqlglot (see inlists): only of a plain field, whose type is
+        # not known, so its values need no check but timestamp's, which are times.
+        lifted = lifted_values(node)
+        if lifted is not None and self._scalars.kind(column) is None:
+            lifted.add_values(in_list.values)
+        else:
+            nodes = node.expressions if lifted is None else lifted.nodes()
+            in_list.values.extend(
+                to_value(self._operand(column, node.this, value)) for value in nodes
+            )
+        return expr
 
     def _like(self, node: exp.Like | exp.ILike, negate: bool) -> plan_pb2.Expr:
         ilike = isinstance(node, exp.ILike)

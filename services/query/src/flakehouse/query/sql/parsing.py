@@ -4,6 +4,7 @@ DESCRIBE statements apart from queries."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -13,10 +14,15 @@ from sqlglot import Token, exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, TokenError
 
+from flakehouse.query.sql import inlists
 from flakehouse.query.sql.errors import QueryError, error_at, sql_text
+from flakehouse.query.sql.syntax import is_aggregate_call
 
 DATASET_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 _MISSING = re.compile(r"Required keyword: '\w+' missing for <class '[\w.]*?(\w+)'>")
+
+# Calls the parser refuses without an argument, and what to write instead.
+_USAGE = {"CountIf": "count_if() takes one condition: count_if(status = 'failed')"}
 
 # DISTINCT is planned as a grouping (planner._check_distinct says when it cannot be).
 _CLAUSES = {
@@ -48,7 +54,20 @@ class _Dialect(Dialect):
 
 
 def parse_select(sql: str) -> exp.Select:
-    """The one SELECT statement in `sql`; anything else is a QueryError."""
+    """The one SELECT statement in `sql`; anything else is a QueryError. Long IN lists of
+    literals in WHERE are read without sqlglot (`inlists`)."""
+    text, lifted = inlists.lift(sql)
+    if lifted:
+        try:
+            select = _parse_select(text)
+            if inlists.claim(select, lifted):
+                return select
+        except QueryError:
+            pass  # the error as the SQL is written, below
+    return _parse_select(sql)
+
+
+def _parse_select(sql: str) -> exp.Select:
     root = _parse_one(sql, "SELECT … FROM <dataset>")
     if isinstance(root, exp.SetOperation):
         raise error_at(root, "UNION, INTERSECT and EXCEPT are not supported")
@@ -70,23 +89,23 @@ MAX_NESTING = 32
 (a protobuf message, nested as deep as the expression) recurse once per level."""
 
 
+# A parenthesis, or a string or quoted name (to its closing quote or the end) stepped over.
+_PARENTHESIS_OR_QUOTED = re.compile(r"""[()]|'[^']*'?|"[^"]*"?|`[^`]*`?""")
+
+
 def _check_nesting(sql: str) -> None:
     """A located error at the parenthesis that opens level MAX_NESTING + 1 (outside strings and
     quoted names)."""
-    depth, quote = 0, ""
-    for at, char in enumerate(sql):
-        if quote:
-            if char == quote:
-                quote = ""
-        elif char in "'\"`":
-            quote = char
-        elif char == "(":
+    depth = 0
+    for found in _PARENTHESIS_OR_QUOTED.finditer(sql):
+        char = found.group()
+        if char == "(":
             depth += 1
             if depth > MAX_NESTING:
                 raise QueryError(
                     f"parentheses nested more than {MAX_NESTING} deep; flatten the expression"
                     " (a long OR of equalities is an IN list)",
-                    at,
+                    found.start(),
                 )
         elif char == ")":
             depth -= 1
@@ -102,12 +121,34 @@ def _parse_one(sql: str, expected: str) -> exp.Expr:
     except ParseError as error:
         raise _syntax_error(sql, error) from None
     except TokenError as error:
-        raise QueryError(f"cannot read the SQL (an unclosed quote?): {error}") from None
+        raise _token_error(sql, error) from None
     if not statements:
         raise QueryError(f"empty query; expected {expected}")
     if len(statements) > 1:
         raise error_at(statements[1], "one statement per query, please")
     return statements[0]
+
+
+# Strings, quoted names and comments that are closed, or (group 1) the start of one that is not.
+# Possessive (*+): `'it''s` is one unclosed string, not the string 'it' and then another.
+_UNCLOSED = re.compile(
+    r"""'[^']*+(?:''[^']*+)*+'|"[^"]*+(?:""[^"]*+)*+"|/\*.*?\*/|--[^\n]*|(['"]|/\*)""", re.DOTALL
+)
+
+
+def _token_error(sql: str, error: TokenError) -> QueryError:
+    """sqlglot's tokenizer says only that it failed, near some text: point at the quote or the
+    comment that is never closed when there is one."""
+    for found in _UNCLOSED.finditer(sql):
+        opening = found.group(1)
+        if opening == "/*":
+            return QueryError("cannot read the SQL: this comment is never closed", found.start())
+        if opening:
+            return QueryError(
+                f"cannot read the SQL (an unclosed quote?): this {opening} is never closed",
+                found.start(),
+            )
+    return QueryError(f"cannot read the SQL: {error}")
 
 
 def _syntax_error(sql: str, error: ParseError) -> QueryError:
@@ -116,7 +157,9 @@ def _syntax_error(sql: str, error: ParseError) -> QueryError:
     # "Required keyword: 'this' missing for <class 'sqlglot…Where'>" means an unfinished clause.
     missing = _MISSING.match(description)
     if missing:
-        description = f"incomplete {missing.group(1).upper()} expression"
+        description = _USAGE.get(
+            missing.group(1), f"incomplete {missing.group(1).upper()} expression"
+        )
     highlight = details.get("highlight") or ""
     line, column = details.get("line"), details.get("col")
     position = None
@@ -136,7 +179,7 @@ def check_clauses(select: exp.Select) -> None:
         if isinstance(node, exp.Window):
             raise error_at(node, "window functions (OVER) are not supported")
         if isinstance(node, exp.Filter):
-            raise error_at(node, "aggregate FILTER (WHERE …) is not supported")
+            _check_filter(node)
     for key, value in select.args.items():
         if key in _CLAUSES or not value:
             continue
@@ -155,6 +198,23 @@ def check_clauses(select: exp.Select) -> None:
             if isinstance(node, exp.Rollup | exp.Cube | exp.GroupingSets):
                 name = node.key.replace("groupingsets", "grouping sets").upper()
                 raise error_at(node, f"GROUP BY {name} is not supported; list the keys")
+
+
+def _check_filter(node: exp.Filter) -> None:
+    """FILTER (WHERE …) follows an aggregate call, once."""
+    call = node.this
+    if isinstance(call, exp.Paren) and is_aggregate_call(call.this):
+        raise error_at(
+            node,
+            f"write FILTER right after the aggregate, without parentheses:"
+            f" {sql_text(call.this)} FILTER (WHERE …)",
+        )
+    if not is_aggregate_call(call) or isinstance(call, exp.Filter):
+        raise error_at(
+            node,
+            f"FILTER (WHERE …) follows an aggregate, as in count(*) FILTER (WHERE status ="
+            f" 'failed'), and {sql_text(call)} is not one; to keep only some rows, use WHERE",
+        )
 
 
 def dataset_of(select: exp.Select) -> tuple[str, set[str]]:
@@ -246,7 +306,24 @@ def classify(sql: str) -> Statement:
     return Statement("select", sql)
 
 
+_LOOKAHEAD = 64
+"""Characters past a token that the tokenizer may read to end it (a multi-word keyword)."""
+
+
 def _first_token(sql: str) -> Token | None:
+    """The statement's first token, from as short a prefix as holds it: tokenizing a whole
+    megabyte of SQL for its first word took a second."""
+    size = 256
+    while size < len(sql):
+        tokenizer = _Dialect().tokenizer()
+        # Cut in a string or a comment, the tokens before the cut stand.
+        with contextlib.suppress(TokenError):
+            tokenizer.tokenize(sql[:size])
+        tokens = tokenizer.tokens
+        # A token this far from the cut is whole: the scanner looks only a keyword ahead.
+        if tokens and tokens[0].end < size - _LOOKAHEAD:
+            return tokens[0]
+        size *= 4
     try:
         tokens = _Dialect().tokenize(sql)
     except TokenError:

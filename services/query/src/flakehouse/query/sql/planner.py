@@ -385,20 +385,21 @@ _OPERATORS: dict[type[exp.Expr], str] = {
 }
 
 
+# Spellings of one-field aggregates that name their column as written.
+_AS_WRITTEN = ("median", "approx_count_distinct", "stddev")
+
+
 def _display_name(node: exp.Expr, scope: Scope) -> str:
     """A readable column name for a SELECT item without alias: `count(*)`, `sum(duration)`,
     `time_bucket(timestamp, '1h')`, a field's name, or the expression built from those."""
     if find_aggregate(node) is node:
         aggregate = scope.aggregates[scope.aggregate(node)]
-        if computed_index(aggregate.field) is not None:
-            return sql_text(node)  # as written: sum(duration * 1000)
-        shorthand = function_name(node)
-        if shorthand in QUANTILE_SHORTHANDS or shorthand in ("median", "approx_count_distinct"):
-            # As written: p95(duration), not percentile(duration, 0.95).
-            return f"{shorthand}({aggregate.field})"
-        if shorthand in QUANTILE_ALIASES:
-            return f"{shorthand}({aggregate.field}, {aggregate.quantile:g})"
-        return aggregate_name(aggregate)
+        if isinstance(node, exp.Filter):
+            condition = node.expression
+            if isinstance(condition, exp.Where):
+                condition = condition.this
+            return f"{_call_name(node.this, aggregate)} FILTER (WHERE {sql_text(condition)})"
+        return _call_name(node, aggregate)
     bucket = time_bucket(node, scope.scalars.zone, scope.table_names)
     if bucket is not None:
         return bucket.name
@@ -413,3 +414,18 @@ def _display_name(node: exp.Expr, scope: Scope) -> str:
         left, right = _display_name(node.this, scope), _display_name(node.expression, scope)
         return f"{left} {operator} {right}"
     return sql_text(node)
+
+
+def _call_name(call: exp.Expr, aggregate: plan_pb2.Aggregate) -> str:
+    """An aggregate call's column name: shorthands and other engines' spellings as written
+    (`p95(duration)`, not `percentile(duration, 0.95)`), the others by what they compute."""
+    name = function_name(call)
+    if isinstance(call, exp.CountIf):
+        return f"{name}({sql_text(call.this)})"
+    if computed_index(aggregate.field) is not None:
+        return sql_text(call)  # as written: sum(duration * 1000)
+    if name in QUANTILE_SHORTHANDS or name in _AS_WRITTEN:
+        return f"{name}({aggregate.field})"
+    if name in QUANTILE_ALIASES:
+        return f"{name}({aggregate.field}, {aggregate.quantile:g})"
+    return aggregate_name(aggregate)

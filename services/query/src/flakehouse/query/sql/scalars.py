@@ -24,6 +24,7 @@ from flakehouse.query.sql.syntax import (
     is_field,
     is_literal,
     literal_value,
+    unknown_function,
 )
 from flakehouse.query.sql.timefuncs import date_trunc, time_bucket
 
@@ -442,7 +443,7 @@ def unsupported_function(node: exp.Expr) -> QueryError:
     """The error for an expression no scalar translation exists for, listing what there is."""
     supported = f"scalar functions: {SCALAR_FUNCTIONS}; aggregates: {AGGREGATE_FUNCTIONS}"
     if isinstance(node, exp.Anonymous):
-        return error_at(node, f"unknown function {function_name(node)}(); {supported}")
+        return error_at(node, f"{unknown_function(node)}; {supported}")
     if isinstance(node, exp.Func):
         return error_at(node, f"function {function_name(node)}() is not supported; {supported}")
     if isinstance(node, exp.Subquery | exp.Select | exp.Exists):

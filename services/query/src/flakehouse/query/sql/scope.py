@@ -16,8 +16,10 @@ from flakehouse.common.v1 import plan_pb2
 from flakehouse.events.values import Scalar
 from flakehouse.query import finalexpr
 from flakehouse.query.sql.errors import QueryError, error_at, sql_text
+from flakehouse.query.sql.filters import all_of, translate_filter
 from flakehouse.query.sql.scalars import Scalars, unsupported_function
 from flakehouse.query.sql.syntax import (
+    AGGREGATE_FUNCTIONS,
     QUANTILE_SHORTHANDS,
     field_name,
     find_aggregate,
@@ -43,6 +45,8 @@ SUPPORTED_AGGREGATES: frozenset[AggregateFunction] = frozenset(
         plan_pb2.AGGREGATE_FUNCTION_MAX,
         plan_pb2.AGGREGATE_FUNCTION_COUNT_DISTINCT,
         plan_pb2.AGGREGATE_FUNCTION_PERCENTILE,
+        plan_pb2.AGGREGATE_FUNCTION_STDDEV_SAMP,
+        plan_pb2.AGGREGATE_FUNCTION_STDDEV_POP,
     }
 )
 _SIMPLE_AGGREGATES: dict[type[exp.Expr], AggregateFunction] = {
@@ -50,6 +54,10 @@ _SIMPLE_AGGREGATES: dict[type[exp.Expr], AggregateFunction] = {
     exp.Avg: plan_pb2.AGGREGATE_FUNCTION_AVG,
     exp.Min: plan_pb2.AGGREGATE_FUNCTION_MIN,
     exp.Max: plan_pb2.AGGREGATE_FUNCTION_MAX,
+    # stddev is the sample's, as in DuckDB and PostgreSQL.
+    exp.Stddev: plan_pb2.AGGREGATE_FUNCTION_STDDEV_SAMP,
+    exp.StddevSamp: plan_pb2.AGGREGATE_FUNCTION_STDDEV_SAMP,
+    exp.StddevPop: plan_pb2.AGGREGATE_FUNCTION_STDDEV_POP,
 }
 # Aggregates whose result is always a number (or NULL), for type checks before the query runs.
 _NUMERIC_AGGREGATES: frozenset[AggregateFunction] = frozenset(
@@ -60,6 +68,8 @@ _NUMERIC_AGGREGATES: frozenset[AggregateFunction] = frozenset(
         plan_pb2.AGGREGATE_FUNCTION_AVG,
         plan_pb2.AGGREGATE_FUNCTION_COUNT_DISTINCT,
         plan_pb2.AGGREGATE_FUNCTION_PERCENTILE,
+        plan_pb2.AGGREGATE_FUNCTION_STDDEV_SAMP,
+        plan_pb2.AGGREGATE_FUNCTION_STDDEV_POP,
     }
 )
 
@@ -94,6 +104,8 @@ def aggregate_name(aggregate: plan_pb2.Aggregate) -> str:
         plan_pb2.AGGREGATE_FUNCTION_AVG: "avg",
         plan_pb2.AGGREGATE_FUNCTION_MIN: "min",
         plan_pb2.AGGREGATE_FUNCTION_MAX: "max",
+        plan_pb2.AGGREGATE_FUNCTION_STDDEV_SAMP: "stddev_samp",
+        plan_pb2.AGGREGATE_FUNCTION_STDDEV_POP: "stddev_pop",
     }[fn]
     return f"{short}({field})"
 
@@ -109,7 +121,9 @@ class Scope:
         self.group_by: list[plan_pb2.GroupKey] = []
         self.aggregates: list[plan_pb2.Aggregate] = []
         self._keys: dict[tuple[str, str | int], int] = {}
-        self._aggregate_ids: dict[tuple[AggregateFunction, str, float], int] = {}
+        # (function, field, quantile, filter serialized): the same aggregate under another
+        # condition is another aggregate.
+        self._aggregate_ids: dict[tuple[AggregateFunction, str, float, bytes], int] = {}
 
     # -- group keys -------------------------------------------------------------------------
 
@@ -138,21 +152,35 @@ class Scope:
 
     def aggregate(self, node: exp.Expr) -> int:
         """Index in the plan of the aggregate `node` calls, adding it when new."""
-        aggregate = self._aggregate_proto(node)
+        if isinstance(node, exp.Filter):
+            # agg(…) FILTER (WHERE cond); count_if(c) FILTER (WHERE cond) takes both conditions.
+            aggregate = self._aggregate_proto(node.this)
+            condition = self._condition(node.expression)
+            if aggregate.HasField("filter"):
+                condition = all_of([aggregate.filter, condition])
+            aggregate.filter.CopyFrom(condition)
+        else:
+            aggregate = self._aggregate_proto(node)
         if aggregate.function not in SUPPORTED_AGGREGATES:
             name = function_name(node)
             written = f"{name}({aggregate.field})" if name in QUANTILE_SHORTHANDS else None
             raise error_at(node, f"{written or aggregate_name(aggregate)} is not supported yet")
-        key = (aggregate.function, aggregate.field, aggregate.quantile)
+        rows = aggregate.filter.SerializeToString(deterministic=True)
+        key = (aggregate.function, aggregate.field, aggregate.quantile, rows)
         if key not in self._aggregate_ids:
             self._aggregate_ids[key] = len(self.aggregates)
             self.aggregates.append(aggregate)
         return self._aggregate_ids[key]
 
+    def _condition(self, node: exp.Expr) -> plan_pb2.Expr:
+        return translate_filter(node, self.scalars)
+
     def _aggregate_proto(self, node: exp.Expr) -> plan_pb2.Aggregate:
         name = function_name(node)
         if isinstance(node, exp.Count):
             return self._count(node)
+        if isinstance(node, exp.CountIf):
+            return self._count_if(node)
         if type(node) in _SIMPLE_AGGREGATES:
             if node.expressions:
                 raise error_at(node, f"{name}() takes one field, got {1 + len(node.expressions)}")
@@ -189,11 +217,16 @@ class Scope:
                 field=field,
                 quantile=QUANTILE_SHORTHANDS[name],
             )
+        if isinstance(node, exp.Variance | exp.VariancePop):
+            kind = "pop" if isinstance(node, exp.VariancePop) else "samp"
+            raise error_at(
+                node,
+                # The parser names var_pop() variance_pop(): say what it is, not its name.
+                f"the variance is not supported; it is the square of the standard deviation:"
+                f" stddev_{kind}(f) * stddev_{kind}(f)",
+            )
         raise error_at(
-            node,
-            f"aggregate function {name}() is not supported;"
-            " use count, sum, avg, min, max, percentile or p50/p90/p95/p99 (also spelled"
-            " median, quantile_cont, approx_quantile, approx_count_distinct)",
+            node, f"aggregate function {name}() is not supported; use {AGGREGATE_FUNCTIONS}"
         )
 
     def _percentile(
@@ -232,6 +265,19 @@ class Scope:
             return plan_pb2.Aggregate(function=plan_pb2.AGGREGATE_FUNCTION_COUNT)
         field = self._aggregate_field("count", arg, node)
         return plan_pb2.Aggregate(function=plan_pb2.AGGREGATE_FUNCTION_COUNT_FIELD, field=field)
+
+    def _count_if(self, node: exp.CountIf) -> plan_pb2.Aggregate:
+        """count_if(cond) (countif, countIf) is count(*) FILTER (WHERE cond)."""
+        usage = "count_if() takes one condition: count_if(status = 'failed')"
+        condition = node.this
+        extra = [value for key, value in node.args.items() if key != "this" and value]
+        if extra:
+            raise error_at(extra[0], usage)
+        if isinstance(condition, exp.Star | exp.Distinct):
+            raise error_at(condition, usage)
+        return plan_pb2.Aggregate(
+            function=plan_pb2.AGGREGATE_FUNCTION_COUNT, filter=self._condition(condition)
+        )
 
     def _aggregate_field(self, name: str, arg: exp.Expr | None, call: exp.Expr) -> str:
         if arg is None:

@@ -22,8 +22,9 @@ QUANTILE_SHORTHANDS = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
 QUANTILE_ALIASES = {"median", "quantile_cont", "quantile", "approx_quantile"}
 # For messages that list what there is.
 AGGREGATE_FUNCTIONS = (
-    "count, sum, avg, min, max, count(DISTINCT …), percentile and p50/p90/p95/p99 (also spelled"
-    " median, quantile_cont, approx_quantile, approx_count_distinct)"
+    "count, count_if, sum, avg, min, max, stddev (stddev_samp, stddev_pop), percentile or"
+    " p50/p90/p95/p99 (also spelled median, quantile_cont, approx_quantile,"
+    " approx_count_distinct), any of them with FILTER (WHERE …)"
 )
 _ANONYMOUS_AGGREGATES = {"percentile", "quantile_cont", *QUANTILE_SHORTHANDS}
 
@@ -99,7 +100,10 @@ def literal_value(node: exp.Expr) -> Scalar | None:
 
 
 def function_name(node: exp.Expr) -> str:
-    """Lower-case name of a function call, as the user would recognise it."""
+    """Lower-case name of a function call, as the user would recognise it (of the aggregate
+    for `agg(…) FILTER (WHERE …)`)."""
+    if isinstance(node, exp.Filter):
+        return function_name(node.this)
     if isinstance(node, exp.Anonymous):
         return node.name.lower()
     if isinstance(node, exp.ApproxDistinct):
@@ -109,8 +113,27 @@ def function_name(node: exp.Expr) -> str:
     return type(node).__name__.lower()
 
 
+# ClickHouse's conditional aggregates (sumIf(f, cond), …); countIf(cond) is count_if.
+_IF_COMBINATOR = re.compile(r"(sum|avg|min|max|median|stddev\w*)if")
+
+
+def unknown_function(node: exp.Expr) -> str:
+    """The message for a call of a function that does not exist here, with what to write when
+    another engine knows it."""
+    name = function_name(node)
+    conditional = _IF_COMBINATOR.fullmatch(name)
+    if conditional:
+        return (
+            f"unknown function {name}(); a conditional aggregate is written"
+            f" {conditional.group(1)}(f) FILTER (WHERE condition)"
+        )
+    return f"unknown function {name}()"
+
+
 def is_aggregate_call(node: exp.Expr) -> bool:
-    if isinstance(node, exp.AggFunc):
+    """An aggregate function call, `agg(…) FILTER (WHERE …)` included (parsing refuses FILTER
+    after anything but an aggregate)."""
+    if isinstance(node, exp.AggFunc | exp.Filter):
         return True
     return isinstance(node, exp.Anonymous) and node.name.lower() in _ANONYMOUS_AGGREGATES
 
