@@ -113,6 +113,23 @@ def scalar_sql(scalar: plan_pb2.Scalar, names: Names) -> str:
         return f"(CASE WHEN {args[1]} = 0 THEN NULL ELSE TRY({args[0]} % {args[1]}) END)"
     if call.function == plan_pb2.SCALAR_FUNCTION_NEGATE:
         return f"TRY(-{args[0]})"
+    if call.function == plan_pb2.SCALAR_FUNCTION_DATE_TRUNC:
+        # The zone's wall clock and back (exact for UTC, which the random plans use; the zones'
+        # own rules are test_computed_dates').
+        unit, ts, zone = args
+        wall = f"timezone({zone}, make_timestamptz({ts}))"
+        return f"epoch_us(timezone({zone}, date_trunc({unit}, {wall})))"
+    if call.function == plan_pb2.SCALAR_FUNCTION_TIME_BUCKET:
+        ts, width, months, zone = call.args
+        interval = (
+            f"to_months({months.literal.int_value})"
+            if months.literal.int_value
+            else f"to_microseconds({width.literal.int_value})"
+        )
+        return (
+            f"epoch_us(time_bucket({interval}, make_timestamptz({args[0]}),"
+            f" {sql_literal(zone.literal.string_value)}))"
+        )
     return f"{_NAMED[call.function]}({', '.join(args)})"
 
 

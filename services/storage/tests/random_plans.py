@@ -175,6 +175,7 @@ _ARITHMETIC = [
 ]
 _PATTERNS = ["e", "^s", "d$", "[0-9]", "(?i)PASS", "a|u", "ss+"]
 _SEPARATORS = ["e", "0", "", "ss", "-"]
+_UTC = plan_pb2.Scalar(literal=v.to_value("UTC"))
 
 
 def _field(name: str) -> plan_pb2.Scalar:
@@ -268,7 +269,16 @@ class ScalarMaker:
     def _int(self, depth: int) -> plan_pb2.Scalar:
         rng = self.rng
         r = rng.random()
-        if r < 0.2:
+        if r < 0.1:
+            # On the timestamp: others may be beyond the calendar's range (and DuckDB's).
+            unit = _literal_scalar(rng.choice(["hour", "day", "week", "month", "year"]))
+            return _call(_S.SCALAR_FUNCTION_DATE_TRUNC, unit, _field("timestamp"), _UTC)
+        if r < 0.15:
+            width = _literal_scalar(rng.choice([7, 1_000_000, 3_600_000_000, 86_400_000_000]))
+            return _call(
+                _S.SCALAR_FUNCTION_TIME_BUCKET, _field("timestamp"), width, _literal_scalar(0), _UTC
+            )
+        if r < 0.3:
             return _call(_S.SCALAR_FUNCTION_LENGTH, self._sub("str", depth))
         if r < 0.3:
             return _call(_S.SCALAR_FUNCTION_NEGATE, self._sub("int", depth))

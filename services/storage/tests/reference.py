@@ -12,8 +12,11 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
+
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.events import values as v
+from flakehouse.kernels import calendar
 from flakehouse.storage import fragment, string_functions
 from flakehouse.storage.segment import SegmentView
 from services.storage.tests.random_plans import PY_OPS, STATUSES, SUITES, Event
@@ -140,6 +143,19 @@ def _string_call(function: int, args: list[Any]) -> Any:
     return string_functions.split_part(s, separator, index)
 
 
+def _calendar(function: int, args: list[Any]) -> Any:
+    """The calendar kernels, one value at a time (libs/kernels checks them against DuckDB)."""
+    if function == plan_pb2.SCALAR_FUNCTION_DATE_TRUNC:
+        unit, ts, zone = args
+        start = lambda t: calendar.date_trunc(t, unit, zone)  # noqa: E731
+    else:
+        ts, width, months, zone = args
+        start = lambda t: calendar.time_bucket(t, width, months, zone)  # noqa: E731
+    if not _is_int(ts):
+        return None
+    return int(start(np.array([ts], dtype=np.int64))[0])
+
+
 def ref_scalar(scalar: plan_pb2.Scalar, ev: Event) -> Any:
     """The value of a computed column on one event (None: NULL)."""
     kind = scalar.WhichOneof("kind")
@@ -164,6 +180,8 @@ def ref_scalar(scalar: plan_pb2.Scalar, ev: Event) -> Any:
         return -a
     if plan_pb2.SCALAR_FUNCTION_ADD <= call.function <= plan_pb2.SCALAR_FUNCTION_MODULO:
         return _arithmetic(call.function, *args)
+    if call.function in (plan_pb2.SCALAR_FUNCTION_DATE_TRUNC, plan_pb2.SCALAR_FUNCTION_TIME_BUCKET):
+        return _calendar(call.function, args)
     return _string_call(call.function, args)
 
 

@@ -1,16 +1,19 @@
 """The plan's computed columns (`$0`, `$1`, …) over a segment: each is evaluated on first use,
 once per segment (ScanSegment keeps it), into a sparse column per type like a field's, so that
 filters, group keys, aggregates and raw rows read it unchanged. The plan is checked first
-(validation.py); arithmetic is in arithmetic.py, string functions in string_columns.py."""
+(validation.py); arithmetic is in arithmetic.py, string functions in string_columns.py, the
+calendar (date_trunc, time_bucket in a zone) in flakehouse.kernels.calendar."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.events import values as v
+from flakehouse.kernels import calendar
 from flakehouse.storage import arithmetic, string_columns
 from flakehouse.storage.predicate import Filter, Mask, ScanSegment
 from flakehouse.storage.segment import ColumnView
@@ -18,6 +21,7 @@ from flakehouse.storage.sparse import Column, assemble, constant, subset
 
 Node = Callable[[ScanSegment], Column]
 """A compiled Scalar: its column over a segment."""
+Ints = npt.NDArray[np.int64]
 
 
 class ComputedColumns:
@@ -48,6 +52,8 @@ def _compile(scalar: plan_pb2.Scalar) -> Node:
 
 def _compile_call(call: plan_pb2.ScalarCall) -> Node:
     function = call.function
+    if function in string_columns.FUNCTIONS:
+        return _compile_string_call(call)
     args = [_compile(arg) for arg in call.args]
     if function in arithmetic.BINARY:
         left, right = args
@@ -55,11 +61,41 @@ def _compile_call(call: plan_pb2.ScalarCall) -> Node:
     if function == plan_pb2.SCALAR_FUNCTION_NEGATE:
         (operand,) = args
         return lambda seg: arithmetic.negate(operand(seg))
-    if function in string_columns.FUNCTIONS:
-        return _compile_string_call(call)
     if function == plan_pb2.SCALAR_FUNCTION_COALESCE:
         return lambda seg: _coalesce(seg, args)
+    if function == plan_pb2.SCALAR_FUNCTION_DATE_TRUNC:
+        unit, zone = call.args[0].literal.string_value, call.args[2].literal.string_value
+        times = args[1]
+        return lambda seg: _times(times(seg), lambda ts: calendar.date_trunc(ts, unit, zone))
+    if function == plan_pb2.SCALAR_FUNCTION_TIME_BUCKET:
+        width, months = call.args[1].literal.int_value, call.args[2].literal.int_value
+        zone = call.args[3].literal.string_value
+        times = args[0]
+        return lambda seg: _times(
+            times(seg), lambda ts: calendar.time_bucket(ts, width, months, zone)
+        )
     raise AssertionError(f"unchecked function {function}")
+
+
+_CALENDAR_LIMIT_US = 1 << 62
+"""The calendar kernels refuse timestamps this far from 1970 (about 146,000 years): beyond it,
+their arithmetic would overflow. Such a value gets NULL rather than failing the query."""
+
+
+def _times(col: Column, start: Callable[[Ints], Ints]) -> Column:
+    """`start` (the unit's or bucket's start) of the INT values of `col`, in microseconds; other
+    types give NULL."""
+    ints = col.get(v.INT)
+    if ints is None or not ints.count:
+        return {}
+    assert ints.values is not None
+    rows, values = ints.rows, ints.values
+    if values.min() <= -_CALENDAR_LIMIT_US or values.max() >= _CALENDAR_LIMIT_US:
+        keep = np.flatnonzero((values > -_CALENDAR_LIMIT_US) & (values < _CALENDAR_LIMIT_US))
+        rows, values = rows[keep], values[keep]
+        if not len(keep):
+            return {}
+    return {v.INT: ColumnView(rows, values=start(values))}
 
 
 def _compile_string_call(call: plan_pb2.ScalarCall) -> Node:

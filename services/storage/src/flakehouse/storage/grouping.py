@@ -18,15 +18,13 @@ import numpy.typing as npt
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.events import values as v
 from flakehouse.events.columns import VALUE_MEMBERS
+from flakehouse.kernels.calendar import ORIGIN_US
 from flakehouse.kernels.numbering import GroupKeys, ValueNumbers
 from flakehouse.storage.predicate import Index, ScanSegment
 from flakehouse.storage.segment import ColumnView
 
 # Code ranges up to this size are counted with bincount instead of sorted with np.unique.
 _DENSE_LIMIT = 1 << 16
-BUCKET_ORIGIN_US = 946_857_600_000_000
-"""2000-01-03T00:00:00Z, a Monday: time_bucket_us buckets are laid end to end from it, as
-DuckDB's time_bucket lays them (so 7-day buckets start on Mondays)."""
 
 Values = npt.NDArray[Any] | Sequence[Any]
 """A key's values: a numpy array of numbers or bools, or a list of strings."""
@@ -109,10 +107,11 @@ def _field_key(seg: ScanSegment, field: str, sel: Index) -> _KeyCodes:
 
 
 def _bucket_key(seg: ScanSegment, width: int, sel: Index) -> _KeyCodes:
-    """time_bucket: ORIGIN + floor((ts - ORIGIN) / width) * width, coded relative to the
-    segment's first bucket. With `shift` = ORIGIN mod width (0 for widths that divide a day) that
-    is shift + floor((ts - shift) / width) * width."""
-    shift = BUCKET_ORIGIN_US % width
+    """time_bucket in UTC: ORIGIN + floor((ts - ORIGIN) / width) * width, ORIGIN being
+    2000-01-03T00:00:00Z (a Monday, as DuckDB's), coded relative to the segment's first bucket.
+    With `shift` = ORIGIN mod width (0 for widths that divide a day) that is
+    shift + floor((ts - shift) / width) * width."""
+    shift = ORIGIN_US % width
     low, high = (seg.view.min_ts - shift) // width, (seg.view.max_ts - shift) // width
 
     def starts(codes: npt.NDArray[np.int64]) -> Values:

@@ -5,10 +5,12 @@ a computed column, only earlier ones)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.events import values as v
+from flakehouse.kernels import calendar
 from flakehouse.storage.aggregate import AGGREGATORS
 from flakehouse.storage.predicate import COMPARE_OPS, not_operand
 from flakehouse.storage.segment import computed_index
@@ -66,6 +68,10 @@ _SIGNATURES: dict[int, _Signature] = {
     _S.SCALAR_FUNCTION_SPLIT_PART: _Signature((_STRING, _STRING, _INT), 3),
     _S.SCALAR_FUNCTION_REGEXP_MATCHES: _Signature((_STRING, _STRING_LITERAL), 2),
     _S.SCALAR_FUNCTION_COALESCE: _Signature((_ANY,), 1, variadic=True),
+    _S.SCALAR_FUNCTION_DATE_TRUNC: _Signature((_STRING_LITERAL, _INT, _STRING_LITERAL), 3),
+    _S.SCALAR_FUNCTION_TIME_BUCKET: _Signature(
+        (_INT, _INT_LITERAL, _INT_LITERAL, _STRING_LITERAL), 4
+    ),
 }
 
 
@@ -166,6 +172,24 @@ def _check_call(call: plan_pb2.ScalarCall, refs: _Refs) -> None:
             regex(pattern)
         except re.error as exc:
             raise UnsupportedPlan(f"REGEXP_MATCHES pattern {pattern!r}: {exc}") from None
+    elif call.function == _S.SCALAR_FUNCTION_DATE_TRUNC:
+        _check_calendar(name, calendar.check_unit, call.args[0].literal.string_value)
+        _check_calendar(name, calendar.check_zone, call.args[2].literal.string_value)
+    elif call.function == _S.SCALAR_FUNCTION_TIME_BUCKET:
+        width, months = call.args[1].literal.int_value, call.args[2].literal.int_value
+        if width < 0 or months < 0 or (width == 0) == (months == 0):
+            raise UnsupportedPlan(
+                "TIME_BUCKET takes one positive width, in microseconds or in months, and 0 for "
+                f"the other: not {width} µs and {months} months"
+            )
+        _check_calendar(name, calendar.check_zone, call.args[3].literal.string_value)
+
+
+def _check_calendar(name: str, check: Callable[[str], object], value: str) -> None:
+    try:
+        check(value)
+    except ValueError as exc:
+        raise UnsupportedPlan(f"{name}: {exc}") from None
 
 
 def _check_scalar(scalar: plan_pb2.Scalar, refs: _Refs) -> None:
