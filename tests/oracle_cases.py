@@ -1,6 +1,7 @@
 """The battery of tests/test_query_oracle.py: each SQL case as we ask it and as DuckDB answers it,
 for a given world of events (the cases over the mixed-type field are in tests/oracle_mixed.py,
-those of conditional aggregates and stddev in tests/oracle_conditional.py)."""
+those of conditional aggregates and stddev in tests/oracle_conditional.py, those over scalar
+expressions and time zones in tests/oracle_scalars.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from tests.oracle_conditional import conditional_cases
 from tests.oracle_mixed import mixed_field_cases
+from tests.oracle_scalars import scalar_cases
 from tests.oracle_world import DAY_US, HOUR_US, RELATIVE_DAYS, Case, World
 
 
@@ -446,6 +448,7 @@ def battery(world: World) -> list[Case]:
         ),
         *mixed_field_cases(world.twin_build),
         *conditional_cases(now_us),
+        *scalar_cases(world),
     ]
 
 

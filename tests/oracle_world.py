@@ -8,6 +8,10 @@ string in others, ten days of timestamps, `branch` and `commit`, and tests plant
 DuckDB needs one type per column, so `build` is two columns there, `build_int` and `build_str`,
 and each DuckDB query spells out the documented coercion (numbers compare with numbers only, a
 string never becomes a number, groups and distinct values are keyed by type and value).
+
+Skipped runs around the last two daylight-saving changes of Europe/Paris and
+America/New_York before now (`DST_ZONES`) put days of 23 and 25 hours in the data, for the cases
+that bucket by a zone's calendar.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import duckdb
 
@@ -41,6 +46,15 @@ CLASSES = ["Auth", "Parser", "Store", "Render"]
 WORDS = ["login", "logout", "query", "insert", "render", "parse", "retry", "cache", "sync", "load"]
 BRANCHES = ["main"] * 6 + ["release/1.x"] * 2 + ["feature/login", "feature/search"]
 OSES = ["linux", "windows", "macos"]
+DST_ZONES = ("Europe/Paris", "America/New_York")
+# Around each change: a skipped run every hour for a day either side, every 30 minutes for the
+# 6 hours either side (both runs of a repeated hour, when clocks go back).
+DST_OFFSETS_US = sorted(
+    {
+        *range(-24 * HOUR_US, 24 * HOUR_US, HOUR_US),
+        *range(-6 * HOUR_US, 6 * HOUR_US, 30 * MINUTE_US),
+    }
+)
 BROWSERS = ["chrome", "firefox", "webkit"]
 DUCKDB_COLUMNS = {
     "timestamp": "BIGINT",
@@ -197,8 +211,55 @@ def generate(seed: int, now_us: int) -> World:
                         event["build"] = build
                     job.append(event)
             jobs.append(job)
+    for zone in DST_ZONES:
+        for change in dst_changes(zone, now_us):
+            job = []
+            for delta in DST_OFFSETS_US:
+                suite, classname, name, _ = rng.choice(tests)
+                # Skipped: `flakehouse flaky` counts no skipped run, whatever its time.
+                job.append(
+                    {
+                        "timestamp": unique(change + delta + rng.randrange(MINUTE_US)),
+                        "suite": suite,
+                        "classname": classname,
+                        "name": name,
+                        "status": "skipped",
+                        "hostname": f"ci-{rng.randrange(8)}",
+                        "line": 10 + len(name) * 3,
+                        "run_id": f"dst-{zone}-{change}-{len(job)}",
+                        "message": "skipped: not on this platform",
+                    }
+                )
+            jobs.append(job)
     events = [e for job in jobs for e in job]
     return World(events, jobs, mixed, marked, now_us, twin_build=123)
+
+
+def dst_changes(zone: str, before_us: int, count: int = 2) -> list[int]:
+    """The last `count` changes of a zone's UTC offset before a time (on the hour, within 400
+    days), latest first, in microseconds; fewer when there are none (a zone without daylight
+    saving, or a time before zones had it)."""
+    info = ZoneInfo(zone)
+    hour = before_us - before_us % HOUR_US
+    changes: list[int] = []
+
+    def offset(micros: int) -> timedelta | None:
+        return (
+            (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros))
+            .astimezone(info)
+            .utcoffset()
+        )
+
+    current = offset(hour)
+    for _ in range(400 * 24):
+        if len(changes) == count:
+            break
+        previous = offset(hour - HOUR_US)
+        if previous != current:
+            changes.append(hour)
+            current = previous
+        hour -= HOUR_US
+    return changes
 
 
 def write_jsonl(path: Path, events: Sequence[Event]) -> Path:
@@ -255,6 +316,9 @@ class Case:
     # Columns answered as times (RFC 3339 text in JSON, datetime from the Python client):
     # DuckDB's int microseconds there are compared as that text.
     times: tuple[int, ...] = ()
+    # The query's time zone: our QueryRequest.time_zone, and DuckDB's TimeZone setting for the
+    # case (UTC otherwise, whatever the machine's zone).
+    zone: str = ""
 
 
 def _is_number(value: object) -> bool:
@@ -307,6 +371,7 @@ def mismatch(case: Case, got: list[list[Any]], want: list[Row]) -> str | None:
 
 
 def expected(db: duckdb.DuckDBPyConnection, case: Case) -> list[Row]:
+    db.execute(f"SET TimeZone = '{case.zone or 'UTC'}'")
     rows = [tuple(r) for r in db.execute(case.theirs).fetchall()]
     rows = [case.post(r) for r in rows] if case.post else rows
     if case.times:

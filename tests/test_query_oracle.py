@@ -41,25 +41,32 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import grpc
 import pytest
 
 from flakehouse.client import Client
+from flakehouse.common.v1 import events_pb2
 from flakehouse.events.timestamps import format_timestamp
+from flakehouse.events.values import from_value
+from flakehouse.query.v1 import query_pb2, query_pb2_grpc
 from flakehouse.replication.v1 import replication_pb2, replication_pb2_grpc
 from tests.localcluster import RunningCluster, node_counts, pid_alive
 from tests.oracle_cases import battery, cases_with_marks
 from tests.oracle_world import (
     DAY_US,
+    DST_ZONES,
     FLAKY_DAYS,
     SEED,
     Case,
     Row,
     World,
     describe,
+    dst_changes,
     duckdb_table,
     expected,
     flaky_oracle,
@@ -155,6 +162,11 @@ def test_generated_events_cover_what_the_battery_needs(setup: Setup) -> None:
     assert len(days) >= 9
     assert len(setup.world.partition_of_job) == len(setup.world.jobs)
     assert len(set(setup.world.partition_of_job.values())) >= 4
+    # Days of 23 and 25 hours, in both zones the cases bucket by.
+    for zone in DST_ZONES:
+        for change in dst_changes(zone, setup.world.now_us):
+            near = [e for e in events if abs(int(e["timestamp"]) - change) < 3_600_000_000]
+            assert len(near) >= 4, (zone, change)
     assert battery(setup.world), "no cases"
 
 
@@ -163,7 +175,7 @@ def test_query_matches_duckdb(setup: Setup, name: str) -> None:
     case = next(c for c in battery(setup.world) if c.name == name)
     want = expected(setup.db, case)
     assert bool(want) != case.empty, f"{case.name}: DuckDB answers {want}"
-    answer = setup.cluster.query(case.ours)
+    answer = ask_zoned(setup.cluster, case) if case.zone else setup.cluster.query(case.ours)
     setup.wants[name] = want
     assert not answer["partial"], describe(case, answer, want, "partial answer")
     assert answer["missing_partitions"] == []
@@ -236,6 +248,29 @@ def test_flaky_command_without_commit_labels(setup: Setup) -> None:
     }
 
 
+def ask_zoned(cluster: RunningCluster, case: Case) -> dict[str, Any]:
+    """Our answer to a case in a time zone (QueryRequest.time_zone), as `query --format json`
+    gives one: times as instants, in UTC. The client does not send a zone yet."""
+    address = cluster.info()["services"]["query"]["grpc"]
+    with grpc.insecure_channel(address) as channel:
+        request = query_pb2.QueryRequest(sql=case.ours, time_zone=case.zone)
+        response = query_pb2_grpc.QueryServiceStub(channel).Query(request, timeout=60)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    times = [c.type == events_pb2.VALUE_TYPE_TIMESTAMP for c in response.columns]
+    rows = [
+        [
+            epoch + timedelta(microseconds=v) if time and isinstance(v, int) else v
+            for time, v in zip(times, map(from_value, row.values), strict=True)
+        ]
+        for row in response.rows
+    ]
+    missing = [
+        {"dataset": m.dataset, "partition": m.partition, "reason": m.reason}
+        for m in response.missing_partitions
+    ]
+    return {"rows": rows, "partial": response.partial, "missing_partitions": missing}
+
+
 # --- failures --------------------------------------------------------------------------------
 
 
@@ -244,6 +279,15 @@ def run_battery(client: Client, setup: Setup, cases: list[Case]) -> list[str]:
     problems = []
     for case in cases:
         want = setup.wants.get(case.name) or expected(setup.db, case)
+        if case.zone:
+            answer = ask_zoned(setup.cluster, case)
+            if answer["partial"]:
+                problems.append(describe(case, answer, want, "partial answer"))
+                continue
+            why = mismatch(case, answer["rows"], want)
+            if why:
+                problems.append(describe(case, answer, want, why))
+            continue
         result = client.query(case.ours)
         answer = result.to_json_dict()
         if result.partial:
@@ -469,7 +513,8 @@ def test_errors_point_into_explain_and_describe(setup: Setup) -> None:
     bad = cluster.cli("query", "EXPLAIN SELECT nosuch(x) FROM ci", check=False)
     assert bad.returncode == 2
     # The position is that of the original statement, EXPLAIN included.
-    assert "unknown function nosuch() (line 1, column 16)" in bad.stderr
+    assert "unknown function nosuch(); scalar functions: lower, upper" in bad.stderr
+    assert "(line 1, column 16)" in bad.stderr
     unknown = cluster.cli("query", "DESCRIBE nowhere", check=False)
     assert unknown.returncode == 2 and "unknown dataset 'nowhere'" in unknown.stderr
 

@@ -299,6 +299,24 @@ async def test_a_query_the_service_cannot_run_is_invalid_argument(
     assert running.nodes["s0"].asked == running.nodes["s1"].asked == []
 
 
+async def test_the_request_time_zone_is_the_query_zone(running: Running) -> None:
+    sql = (
+        "SELECT status, count(*) FROM ci WHERE date_trunc('day', timestamp) >= '2026-01-01'"
+        " GROUP BY status"
+    )
+    zoned = await running.stub.Query(query_pb2.QueryRequest(sql=sql, time_zone="Europe/Paris"))
+    assert [row.values[1].int_value for row in zoned.rows] == [1, 5, 1]
+    [trunc] = zoned.plan.computed
+    assert trunc.call.args[2].literal.string_value == "Europe/Paris"
+    utc = await running.stub.Query(query_pb2.QueryRequest(sql=sql))
+    assert utc.plan.computed[0].call.args[2].literal.string_value == "UTC"
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await running.stub.Query(query_pb2.QueryRequest(sql=sql, time_zone="Europe/Pariss"))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "bad time_zone" in str(refused.value.details())
+    assert "Europe/Paris'" in str(refused.value.details())  # the suggestion
+
+
 async def test_a_field_no_event_has_is_an_error_that_names_the_closest_one(
     running: Running,
 ) -> None:

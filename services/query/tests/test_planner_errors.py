@@ -26,13 +26,21 @@ def at(sql: str, token: str) -> int:
         # functions and arity
         ("SELECT foo(x) FROM ci GROUP BY x", "unknown function foo()", "foo"),
         ("SELECT foo(x) FROM ci", "unknown function foo()", "foo"),
-        ("SELECT length(name), count(*) FROM ci", "function length() is not supported", "length"),
+        (
+            "SELECT length(name), count(*) FROM ci",
+            "length(name) must appear in GROUP BY or be used in an aggregate function",
+            "length",
+        ),
         ("SELECT min(a, b) FROM ci", "min() takes one field, got 2", "min"),
         ("SELECT count(a, b) FROM ci", "count() takes one argument", "count"),
         ("SELECT count() FROM ci", "count() needs an argument", "count"),
         ("SELECT sum(*) FROM ci", "sum(*) is not valid; name a field", "*"),
         ("SELECT avg(DISTINCT x) FROM ci", "DISTINCT is only supported in count()", "x"),
-        ("SELECT sum(count(*)) FROM ci", "the argument of sum() must be a field", "count"),
+        (
+            "SELECT sum(count(*)) FROM ci",
+            "aggregate functions cannot be nested: count() inside sum()",
+            "count",
+        ),
         (
             "SELECT kurtosis(x) FROM ci",
             "aggregate function kurtosis() is not supported",
@@ -93,7 +101,6 @@ def at(sql: str, token: str) -> int:
             "time_bucket(timestamp, '1h') must appear in GROUP BY",
             "time_bucket",
         ),
-        ("SELECT suite FROM ci GROUP BY suite + 1", "cannot GROUP BY suite + 1", "suite + 1"),
         (
             "SELECT suite FROM ci GROUP BY 3",
             "GROUP BY position 3 is not in the select list (1 to 1)",
@@ -116,9 +123,9 @@ def at(sql: str, token: str) -> int:
             "'0s'",
         ),
         (
-            "SELECT time_bucket(timestamp, '1 month') AS t FROM ci GROUP BY t",
-            "months and years have no fixed length",
-            "'1 month'",
+            "SELECT time_bucket(timestamp, '1 month 2 days') AS t FROM ci GROUP BY t",
+            "a time_bucket width is months (or years) or a fixed time, not both",
+            "'1 month 2 days'",
         ),
         (
             "SELECT time_bucket(duration, '1h') AS t FROM ci GROUP BY t",
@@ -127,18 +134,13 @@ def at(sql: str, token: str) -> int:
         ),
         (
             "SELECT time_bucket(timestamp) AS t FROM ci GROUP BY t",
-            "time_bucket() takes two arguments, got 1",
+            "time_bucket() takes two or three arguments, got 1",
             "time_bucket",
         ),
         (
             "SELECT time_bucket(timestamp, 3600) AS t FROM ci GROUP BY t",
             "bad time_bucket width 3600",
             "3600",
-        ),
-        (
-            "SELECT time_bucket(timestamp, '1h') FROM ci",
-            "time_bucket() needs GROUP BY",
-            "time_bucket",
         ),
         # intervals and times
         (
@@ -186,7 +188,6 @@ def at(sql: str, token: str) -> int:
             "only IS NULL and IS NOT NULL are supported",
             "flaky",
         ),
-        ("SELECT name FROM ci WHERE name ILIKE 'a'", "ILIKE is not supported", "WHERE |name"),
         (
             "SELECT name FROM ci WHERE name LIKE 'a!%' ESCAPE '!'",
             "ESCAPE is not supported",
@@ -198,9 +199,9 @@ def at(sql: str, token: str) -> int:
             "9999",
         ),
         (
-            "SELECT name FROM ci WHERE length(name) > 3",
-            "function length() is not supported in WHERE",
-            "length",
+            "SELECT name FROM ci WHERE abs(duration) > 3",
+            "function abs() is not supported; scalar functions: lower, upper, length",
+            "abs",
         ),
         (
             "SELECT suite FROM ci GROUP BY suite HAVING count(*) > 'many'",
@@ -240,9 +241,9 @@ def at(sql: str, token: str) -> int:
         # query shape
         ("SELECT * FROM ci", "SELECT * is not supported; list the fields", "*"),
         (
-            "SELECT DISTINCT suite FROM ci",
-            "SELECT DISTINCT is not supported; use GROUP BY",
-            "suite",
+            "SELECT DISTINCT suite, count(*) FROM ci",
+            "SELECT DISTINCT with aggregates is not supported",
+            "count",
         ),
         ("SELECT name FROM ci JOIN other ON a = b", "joins are not supported", "other"),
         ("SELECT name FROM ci, other", "joins are not supported", "other"),
@@ -266,14 +267,9 @@ def at(sql: str, token: str) -> int:
         ('SELECT "1abc" FROM ci', "invalid field name '1abc'", '"1abc"'),
         ('SELECT "a b" FROM ci', "invalid field name 'a b'", '"a b"'),
         (
-            "SELECT name, 1 FROM ci",
-            "1 is not a field: without aggregates a query returns fields",
-            "1",
-        ),
-        (
-            "SELECT name FROM ci ORDER BY length(name)",
-            "without aggregates, order by fields",
-            "length",
+            "SELECT name FROM ci ORDER BY 'x'",
+            "order by a field, an expression over fields, an alias or a position",
+            "'x'",
         ),
         (
             "SELECT name FROM ci ORDER BY name NULLS FIRST",

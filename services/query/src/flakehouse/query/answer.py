@@ -24,7 +24,7 @@ from flakehouse.query.guardrails import check_answer_rows
 from flakehouse.query.merge import Merged, prepare
 from flakehouse.query.rowwire import encode_rows, plain
 from flakehouse.query.sql import PlannedQuery
-from flakehouse.query.sql.syntax import TIMESTAMP
+from flakehouse.query.sql.scalars import is_time_column
 from flakehouse.query.v1 import query_pb2
 
 
@@ -66,18 +66,19 @@ def to_response(
 
 
 def _is_time(planned: PlannedQuery, output: finalexpr.ValueExpr) -> bool:
-    """Whether an output column is a time: the `timestamp` field, a time_bucket key (or GROUP
-    BY timestamp), or min/max of `timestamp`. An expression over them is a number."""
+    """Whether an output column is a time: the `timestamp` field, date_trunc(…) and
+    time_bucket(…) (as group keys or raw-row columns), GROUP BY timestamp, or min/max of
+    those. An expression over them is a number."""
     plan = planned.plan
     if isinstance(output, finalexpr.FieldRef):
-        return plan.select_fields[output.index] == TIMESTAMP
+        return is_time_column(plan, plan.select_fields[output.index])
     if isinstance(output, finalexpr.KeyRef):
         key = plan.group_by[output.index]
-        return key.WhichOneof("kind") == "time_bucket_us" or key.field == TIMESTAMP
+        return key.WhichOneof("kind") == "time_bucket_us" or is_time_column(plan, key.field)
     if isinstance(output, finalexpr.AggRef):
         aggregate = plan.aggregates[output.index]
         extremes = (plan_pb2.AGGREGATE_FUNCTION_MIN, plan_pb2.AGGREGATE_FUNCTION_MAX)
-        return aggregate.function in extremes and aggregate.field == TIMESTAMP
+        return aggregate.function in extremes and is_time_column(plan, aggregate.field)
     return False
 
 

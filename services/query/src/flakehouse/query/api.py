@@ -66,7 +66,7 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
         # One moment per query: what now() means and where the cutoff is.
         now_us = time.time_ns() // 1000
         try:
-            statement = parse_statement(request.sql, now_us=now_us)
+            statement = parse_statement(request.sql, now_us=now_us, zone=request.time_zone)
         except QueryError as exc:
             raise InvalidArgument(exc.describe(request.sql)) from None
         if isinstance(statement, Describe):

@@ -14,6 +14,7 @@ from flakehouse.query import finalexpr
 from flakehouse.query.cutoff import QueryCutoff
 from flakehouse.query.finalexpr import Cell
 from flakehouse.query.sql import PlannedQuery
+from flakehouse.query.sql.scalars import computed_index, computed_name, is_time_column
 from flakehouse.query.sql.scope import aggregate_name
 from flakehouse.query.sql.syntax import TIMESTAMP
 from flakehouse.query.v1 import query_pb2
@@ -107,15 +108,20 @@ def explain_lines(planned: PlannedQuery, cutoff: QueryCutoff | None = None) -> l
     ]
     if cutoff is not None:
         lines.append(f"cutoff: {cutoff_text(cutoff)}")
-    lines.append(
-        f"filter: {filter_text(plan.filter) if plan.HasField('filter') else 'none (every row)'}"
-    )
+    if plan.computed:
+        computed = [
+            f"{computed_name(i)} = {scalar_text(scalar, plan)}"
+            for i, scalar in enumerate(plan.computed)
+        ]
+        lines.append(f"computed: {', '.join(computed)}")
+    filtered = filter_text(plan.filter, plan) if plan.HasField("filter") else "none (every row)"
+    lines.append(f"filter: {filtered}")
     if planned.is_aggregate:
         keys = [_group_key_text(key) for key in plan.group_by]
         lines.append(f"group by: {', '.join(keys) if keys else 'none (one group of all rows)'}")
         answered = {i for output in planned.outputs for i in _aggregates_in(output)}
         aggregates = [
-            aggregate_text(aggregate) + ("" if i in answered else " (not in the answer)")
+            aggregate_text(aggregate, plan) + ("" if i in answered else " (not in the answer)")
             for i, aggregate in enumerate(plan.aggregates)
         ]
         lines.append(f"aggregates: {', '.join(aggregates)}")
@@ -190,16 +196,16 @@ def rfc3339(micros: int) -> str:
     return f"{text}Z"
 
 
-def filter_text(expr: plan_pb2.Expr) -> str:
-    """An IR filter as SQL."""
+def filter_text(expr: plan_pb2.Expr, plan: plan_pb2.QueryPlan | None = None) -> str:
+    """An IR filter as SQL; `plan` tells which computed columns hold times."""
     kind = expr.WhichOneof("kind")
     if kind == "compare":
         compare = expr.compare
         op = _COMPARE_OPS.get(compare.op, "?")
-        return f"{_name(compare.field)} {op} {_field_value(compare.field, compare.value)}"
+        return f"{_name(compare.field)} {op} {_field_value(compare.field, compare.value, plan)}"
     if kind == "in_list":
         in_list = expr.in_list
-        values = ", ".join(_field_value(in_list.field, v) for v in in_list.values)
+        values = ", ".join(_field_value(in_list.field, v, plan) for v in in_list.values)
         negated = " NOT" if in_list.negated else ""
         return f"{_name(in_list.field)}{negated} IN ({values})"
     if kind == "like":
@@ -210,32 +216,94 @@ def filter_text(expr: plan_pb2.Expr) -> str:
         return f"{_name(expr.is_null.field)} IS{negated} NULL"
     if kind == "junction":
         op = " AND " if expr.junction.op == plan_pb2.JUNCTION_OP_AND else " OR "
-        return op.join(_operand_text(operand) for operand in expr.junction.operands)
+        return op.join(_operand_text(operand, plan) for operand in expr.junction.operands)
     if kind == "not":
         # `not` is a Python keyword: the field is reached with getattr.
-        return f"NOT {_operand_text(getattr(expr, 'not').operand)}"
+        return f"NOT {_operand_text(getattr(expr, 'not').operand, plan)}"
     return "?"
 
 
-def aggregate_text(aggregate: plan_pb2.Aggregate) -> str:
+def aggregate_text(aggregate: plan_pb2.Aggregate, plan: plan_pb2.QueryPlan | None = None) -> str:
     """An aggregate as SQL, with the rows it takes when it has a condition:
     `count(*) FILTER (WHERE status = 'failed')` (so is count_if(status = 'failed'))."""
     text = aggregate_name(aggregate)
     if aggregate.HasField("filter"):
-        text += f" FILTER (WHERE {filter_text(aggregate.filter)})"
+        text += f" FILTER (WHERE {filter_text(aggregate.filter, plan)})"
     return text
 
 
-def _operand_text(expr: plan_pb2.Expr) -> str:
-    text = filter_text(expr)
+def _operand_text(expr: plan_pb2.Expr, plan: plan_pb2.QueryPlan | None) -> str:
+    text = filter_text(expr, plan)
     return f"({text})" if expr.WhichOneof("kind") == "junction" else text
 
 
-def _field_value(field: str, value: events_pb2.Value) -> str:
+def _field_value(field: str, value: events_pb2.Value, plan: plan_pb2.QueryPlan | None) -> str:
     literal = from_value(value)
-    if field == TIMESTAMP and isinstance(literal, int) and not isinstance(literal, bool):
+    is_time = field == TIMESTAMP or (plan is not None and is_time_column(plan, field))
+    if is_time and isinstance(literal, int) and not isinstance(literal, bool):
         return f"'{rfc3339(literal)}'"
     return _literal(literal)
+
+
+_FUNCTION_NAMES = {
+    plan_pb2.SCALAR_FUNCTION_LOWER: "lower",
+    plan_pb2.SCALAR_FUNCTION_UPPER: "upper",
+    plan_pb2.SCALAR_FUNCTION_LENGTH: "length",
+    plan_pb2.SCALAR_FUNCTION_SUBSTR: "substr",
+    plan_pb2.SCALAR_FUNCTION_SPLIT_PART: "split_part",
+    plan_pb2.SCALAR_FUNCTION_REGEXP_MATCHES: "regexp_matches",
+    plan_pb2.SCALAR_FUNCTION_COALESCE: "coalesce",
+    plan_pb2.SCALAR_FUNCTION_DATE_TRUNC: "date_trunc",
+}
+_OPERATORS = {
+    plan_pb2.SCALAR_FUNCTION_ADD: "+",
+    plan_pb2.SCALAR_FUNCTION_SUBTRACT: "-",
+    plan_pb2.SCALAR_FUNCTION_MULTIPLY: "*",
+    plan_pb2.SCALAR_FUNCTION_DIVIDE: "/",
+    plan_pb2.SCALAR_FUNCTION_MODULO: "%",
+}
+
+
+def scalar_text(scalar: plan_pb2.Scalar, plan: plan_pb2.QueryPlan | None = None) -> str:
+    """A computed column's expression as SQL: `lower(hostname)`, `duration * 1000`."""
+    kind = scalar.WhichOneof("kind")
+    if kind == "field":
+        return _name(scalar.field)
+    if kind == "literal":
+        return _literal(from_value(scalar.literal))
+    if kind == "case_when":
+        branches = " ".join(
+            f"WHEN {filter_text(b.condition, plan)} THEN {scalar_text(b.value, plan)}"
+            for b in scalar.case_when.branches
+        )
+        otherwise = scalar.case_when.otherwise
+        rest = f" ELSE {scalar_text(otherwise, plan)}" if otherwise.ListFields() else ""
+        return f"CASE {branches}{rest} END"
+    if kind != "call":
+        return "?"
+    function, args = scalar.call.function, scalar.call.args
+    if function in _OPERATORS and len(args) == 2:
+        left, right = (_scalar_operand(a, plan) for a in args)
+        return f"{left} {_OPERATORS[function]} {right}"
+    if function == plan_pb2.SCALAR_FUNCTION_NEGATE and len(args) == 1:
+        return f"-{_scalar_operand(args[0], plan)}"
+    if function == plan_pb2.SCALAR_FUNCTION_TIME_BUCKET and len(args) == 4:
+        width_us, months = (from_value(a.literal) for a in args[1:3])
+        width = _months_text(int(months or 0)) if months else duration_text(int(width_us or 0))
+        rest = f"'{width}', {scalar_text(args[3], plan)}"
+        return f"time_bucket({scalar_text(args[0], plan)}, {rest})"
+    name = _FUNCTION_NAMES.get(function, "?")
+    return f"{name}({', '.join(scalar_text(a, plan) for a in args)})"
+
+
+def _months_text(months: int) -> str:
+    count, unit = (months // 12, "year") if months % 12 == 0 else (months, "month")
+    return f"{count} {unit}{'s' if count != 1 else ''}"
+
+
+def _scalar_operand(scalar: plan_pb2.Scalar, plan: plan_pb2.QueryPlan | None) -> str:
+    text = scalar_text(scalar, plan)
+    return text if scalar.WhichOneof("kind") in ("field", "literal") else f"({text})"
 
 
 def _group_key_text(key: plan_pb2.GroupKey) -> str:
@@ -253,6 +321,8 @@ def duration_text(micros: int) -> str:
 
 
 def _name(field: str) -> str:
+    if computed_index(field) is not None:
+        return field  # `$0`: a computed column, defined on the `computed:` line
     return field if _PLAIN_NAME.fullmatch(field) else '"' + field.replace('"', '""') + '"'
 
 
@@ -308,7 +378,7 @@ def _value_text(expr: finalexpr.ValueExpr, planned: PlannedQuery) -> str:
             case finalexpr.KeyRef(index):
                 return _group_key_text(plan.group_by[index])
             case finalexpr.AggRef(index):
-                return aggregate_text(plan.aggregates[index])
+                return aggregate_text(plan.aggregates[index], plan)
             case finalexpr.FieldRef(index):
                 return _name(plan.select_fields[index])
             case finalexpr.Lit(value):

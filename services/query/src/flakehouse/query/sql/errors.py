@@ -61,7 +61,18 @@ def position_of(node: exp.Expr | None) -> int | None:
 
 
 def sql_text(node: exp.Expr) -> str:
-    """SQL of a node for messages, with function names as people write them (lower case)."""
+    """SQL of a node for messages and column names, with function names and date_trunc's unit
+    as people write them (lower case; sqlglot reads the unit upper-cased)."""
+
+    def lower_unit(n: exp.Expr) -> exp.Expr:
+        unit = n.args.get("unit") if isinstance(n, exp.DateTrunc) else None
+        if isinstance(unit, exp.Literal):
+            n = n.copy()
+            n.set("unit", exp.Literal.string(unit.name.lower()))
+        return n
+
+    if any(isinstance(n, exp.DateTrunc) for n in node.walk()):
+        node = node.transform(lower_unit)
     return node.sql(normalize_functions="lower")
 
 

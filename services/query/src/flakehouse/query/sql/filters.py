@@ -8,7 +8,6 @@ evaluates Not: the IR promises that a row without the field never matches a comp
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -16,12 +15,12 @@ from sqlglot import exp
 
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.events.values import INT64_MAX, Scalar, to_value
-from flakehouse.query.sql.errors import error_at, sql_text
+from flakehouse.query.sql.errors import QueryError, error_at, sql_text
 from flakehouse.query.sql.inlists import lifted_values
+from flakehouse.query.sql.scalars import Scalars, duckdb_lower, kind_of_value
 from flakehouse.query.sql.sqltime import time_value_us
 from flakehouse.query.sql.syntax import (
     TIMESTAMP,
-    field_name,
     find_aggregate,
     function_name,
     is_field,
@@ -60,10 +59,6 @@ _COMPLEMENT: dict[CompareOp, CompareOp] = {
 }
 
 
-# Functions that do mean something in WHERE, as the value side of a comparison with timestamp.
-_TIME_FUNCTIONS = (exp.CurrentTimestamp, exp.CurrentDate, exp.Cast)
-
-
 @dataclass
 class Filter:
     """A translated WHERE clause: bounds on timestamp, and the rest (None: no condition)."""
@@ -72,7 +67,9 @@ class Filter:
     expr: plan_pb2.Expr | None
 
 
-def translate_where(where: exp.Expr | None, *, now_us: int, table_names: Collection[str]) -> Filter:
+def translate_where(where: exp.Expr | None, scalars: Scalars) -> Filter:
+    """WHERE as a time range and a filter; expressions over fields (`lower(name) = 'x'`) become
+    computed columns of `scalars`."""
     if where is None:
         return Filter(plan_pb2.TimeRange(), None)
     if isinstance(where, exp.Where):
@@ -83,13 +80,15 @@ def translate_where(where: exp.Expr | None, *, now_us: int, table_names: Collect
             aggregate,
             f"aggregate function {function_name(aggregate)}() is not allowed in WHERE; use HAVING",
         )
-    expr = _Translator(now_us, table_names).translate(where, negate=False)
-    return lift_time_range(expr)
+    return lift_time_range(translate_condition(where, scalars, False))
 
 
-def translate_filter(
-    condition: exp.Expr, *, now_us: int, table_names: Collection[str]
-) -> plan_pb2.Expr:
+def translate_condition(node: exp.Expr, scalars: Scalars, negate: bool) -> plan_pb2.Expr:
+    """A condition (negated when told) as a plan Expr, for WHERE and for CASE WHEN."""
+    return _Translator(scalars).translate(node, negate=negate)
+
+
+def translate_filter(condition: exp.Expr, scalars: Scalars) -> plan_pb2.Expr:
     """An aggregate's condition (`FILTER (WHERE …)`, `count_if(…)`), translated as WHERE is.
 
     Bounds on timestamp stay in the expression: only the plan's filter may narrow the plan's
@@ -104,7 +103,7 @@ def translate_filter(
             f"aggregate function {function_name(aggregate)}() is not allowed in an aggregate's"
             " condition, which picks the rows the aggregate takes; compare aggregates in HAVING",
         )
-    return _Translator(now_us, table_names).translate(condition, negate=False)
+    return _Translator(scalars).translate(condition, negate=False)
 
 
 def all_of(operands: list[plan_pb2.Expr]) -> plan_pb2.Expr:
@@ -194,10 +193,13 @@ def _chain(node: exp.Expr, kind: type[exp.Expr]) -> list[exp.Expr]:
     return operands
 
 
+def _reads_fields(node: exp.Expr) -> bool:
+    return any(is_field(n) for n in node.walk())
+
+
 class _Translator:
-    def __init__(self, now_us: int, table_names: Collection[str]) -> None:
-        self._now_us = now_us
-        self._table_names = table_names
+    def __init__(self, scalars: Scalars) -> None:
+        self._scalars = scalars
 
     def translate(self, node: exp.Expr, *, negate: bool) -> plan_pb2.Expr:
         if isinstance(node, exp.Paren):
@@ -214,96 +216,137 @@ class _Translator:
             return self._compare(node, negate)
         if isinstance(node, exp.In):
             return self._in_list(node, negate)
-        if isinstance(node, exp.Like):
+        if isinstance(node, exp.Like | exp.ILike):
             return self._like(node, negate)
         if isinstance(node, exp.Is):
             return self._is(node, negate)
         if isinstance(node, exp.Between):
             return self._between(node, negate)
-        if is_field(node):
-            # A bare boolean field, as in `WHERE flaky`.
-            field = self._field(node)
-            op = plan_pb2.COMPARE_OP_NE if negate else plan_pb2.COMPARE_OP_EQ
-            return _compare_expr(op, field, True)
-        raise self._unsupported(node)
+        if isinstance(node, exp.Escape):
+            raise error_at(node, "LIKE … ESCAPE is not supported")
+        if isinstance(node, exp.Subquery | exp.Select | exp.Exists):
+            raise error_at(node, "subqueries are not supported")
+        if not _reads_fields(node):
+            raise error_at(node, f"a condition needs a field: {sql_text(node)}")
+        # A bool field (`WHERE flaky`) or expression (`WHERE regexp_matches(name, 'x')`).
+        column = self._scalars.column(node)
+        kind = self._scalars.kind(column)
+        if kind not in (None, "bool"):
+            raise error_at(
+                node,
+                f"{sql_text(node)} is a {kind}, not a condition; compare it with a value",
+            )
+        op = plan_pb2.COMPARE_OP_NE if negate else plan_pb2.COMPARE_OP_EQ
+        return _compare_expr(op, column, True)
 
-    def _field(self, node: exp.Expr) -> str:
-        return field_name(node, self._table_names)
+    def _column(self, node: exp.Expr, what: str) -> str:
+        """The field or computed column a condition tests; `what` names the condition."""
+        if not _reads_fields(node):
+            raise error_at(node, f"{what} needs a field on its left, got {sql_text(node)}")
+        return self._scalars.column(node)
 
     def _compare(self, node: exp.Expr, negate: bool) -> plan_pb2.Expr:
         op = _OPS[type(node)]
         left, right = node.this, node.expression
-        if is_field(left) and is_field(right):
+        if _reads_fields(left) and _reads_fields(right):
+            if is_field(left) and is_field(right):
+                raise error_at(
+                    node,
+                    f"comparing two fields is not supported: {sql_text(node)}; compare a field"
+                    " with a value",
+                )
             raise error_at(
                 node,
-                f"comparing two fields is not supported: {sql_text(node)}; compare a field"
-                " with a value",
+                f"comparing two expressions over fields is not supported: {sql_text(node)};"
+                " compare one with a value",
             )
-        if not is_field(left):
-            if not is_field(right):
-                call = next((side for side in (left, right) if isinstance(side, exp.Func)), None)
-                if call is not None and not isinstance(call, _TIME_FUNCTIONS):
-                    raise error_at(
-                        call,
-                        f"function {function_name(call)}() is not supported in WHERE;"
-                        " compare a field with a value",
-                    )
+        if not _reads_fields(left):
+            if not _reads_fields(right):
                 raise error_at(node, f"a condition needs a field: {sql_text(node)}")
             left, right, op = right, left, _MIRRORED[op]
         if negate:
             op = _COMPLEMENT[op]
-        field = self._field(left)
-        return _compare_expr(op, field, self._operand(field, right))
+        column = self._scalars.column(left)
+        return _compare_expr(op, column, self._operand(column, left, right))
 
-    def _operand(self, field: str, node: exp.Expr) -> Scalar:
-        """The value a field is compared with; times become microseconds for timestamp."""
-        if field == TIMESTAMP:
+    def _operand(self, column: str, tested: exp.Expr, node: exp.Expr) -> Scalar:
+        """The value a column is compared with; times become microseconds for a time column
+        (timestamp, date_trunc(…), time_bucket(…))."""
+        kind = self._scalars.kind(column)
+        if kind == "time":
             if isinstance(node, exp.Boolean):
-                raise error_at(node, "type mismatch: timestamp is a time, not a bool")
-            return time_value_us(node, self._now_us)
-        if not is_literal(node):
+                raise error_at(node, f"type mismatch: {sql_text(tested)} is a time, not a bool")
+            return time_value_us(node, self._scalars.now_us)
+        if is_literal(node):
+            folded, value = True, literal_value(node)
+        else:
+            try:
+                folded, value = self._scalars.constant(node)
+            except QueryError:
+                folded, value = False, None  # now() where no time is wanted, say
+        if not folded:
             raise error_at(
                 node,
                 f"expected a literal value (string, number, TRUE or FALSE), got {sql_text(node)}",
             )
-        value = literal_value(node)
         if value is None:
             raise error_at(node, "a comparison with NULL is never true; use IS NULL or IS NOT NULL")
+        value_kind = kind_of_value(value)
+        if kind is not None and kind != value_kind:
+            raise error_at(
+                node,
+                f"type mismatch: {sql_text(tested)} is a {kind}, {sql_text(node)} is a"
+                f" {value_kind}",
+            )
         return value
 
     def _in_list(self, node: exp.In, negate: bool) -> plan_pb2.Expr:
         if node.args.get("query") is not None:
             raise error_at(node.args["query"], "subqueries are not supported")
-        if not is_field(node.this):
-            raise error_at(node, f"IN needs a field on its left, got {sql_text(node.this)}")
+        column = self._column(node.this, "IN")
         if not node.expressions:
             raise error_at(node, "an IN list needs at least one value")
-        field = self._field(node.this)
         expr = plan_pb2.Expr()
         in_list = expr.in_list  # filled in place: 100,000 values are not copied
-        in_list.field, in_list.negated = field, negate
-        lifted = lifted_values(node)  # a long list, read without sqlglot: see inlists
-        if lifted is not None and field != TIMESTAMP:
+        in_list.field, in_list.negated = column, negate
+        # A long list, read without sqlglot (see inlists): only of a plain field, whose type is
+        # not known, so its values need no check but timestamp's, which are times.
+        lifted = lifted_values(node)
+        if lifted is not None and self._scalars.kind(column) is None:
             lifted.add_values(in_list.values)
         else:
             nodes = node.expressions if lifted is None else lifted.nodes()
-            in_list.values.extend(to_value(self._operand(field, value)) for value in nodes)
+            in_list.values.extend(
+                to_value(self._operand(column, node.this, value)) for value in nodes
+            )
         return expr
 
-    def _like(self, node: exp.Like, negate: bool) -> plan_pb2.Expr:
-        if not is_field(node.this):
-            raise error_at(node, f"LIKE needs a field on its left, got {sql_text(node.this)}")
-        field = self._field(node.this)
+    def _like(self, node: exp.Like | exp.ILike, negate: bool) -> plan_pb2.Expr:
+        ilike = isinstance(node, exp.ILike)
+        operator = "ILIKE" if ilike else "LIKE"
         pattern = node.expression
         if not (isinstance(pattern, exp.Literal) and pattern.is_string):
             raise error_at(
-                pattern, f"type mismatch: LIKE needs a string pattern, got {sql_text(pattern)}"
+                pattern,
+                f"type mismatch: {operator} needs a string pattern, got {sql_text(pattern)}",
             )
-        if field == TIMESTAMP:
-            raise error_at(node, "type mismatch: LIKE works on strings, and timestamp is a time")
+        tested = node.this
+        column = self._column(tested, operator)
+        kind = self._scalars.kind(column)
+        if kind not in (None, "string"):
+            article = "a time" if kind == "time" else f"a {kind}"
+            raise error_at(
+                node,
+                f"type mismatch: {operator} works on strings, and {sql_text(tested)} is {article}",
+            )
+        text = pattern.this
+        if ilike:
+            # DuckDB's ILIKE is LIKE between the lower-cased string and the lower-cased pattern.
+            column = self._scalars.column(exp.Lower(this=tested.copy()))
+            text = duckdb_lower(text)
         # sqlglot writes `x NOT LIKE p` as Like(negate=True) rather than Not(Like).
         negated = bool(node.args.get("negate")) != negate
-        return plan_pb2.Expr(like=plan_pb2.Like(field=field, pattern=pattern.this, negated=negated))
+        return plan_pb2.Expr(like=plan_pb2.Like(field=column, pattern=text, negated=negated))
 
     def _is(self, node: exp.Is, negate: bool) -> plan_pb2.Expr:
         if not isinstance(node.expression, exp.Null):
@@ -312,46 +355,29 @@ class _Translator:
                 f"only IS NULL and IS NOT NULL are supported, not {sql_text(node)};"
                 " use = TRUE or = FALSE",
             )
-        if not is_field(node.this):
-            raise error_at(node, f"IS NULL needs a field, got {sql_text(node.this)}")
-        field = self._field(node.this)
-        return plan_pb2.Expr(is_null=plan_pb2.IsNull(field=field, negated=negate))
+        column = self._column(node.this, "IS NULL")
+        return plan_pb2.Expr(is_null=plan_pb2.IsNull(field=column, negated=negate))
 
     def _between(self, node: exp.Between, negate: bool) -> plan_pb2.Expr:
-        if not is_field(node.this):
-            raise error_at(node, f"BETWEEN needs a field on its left, got {sql_text(node.this)}")
-        field = self._field(node.this)
-        low = self._operand(field, node.args["low"])
-        high = self._operand(field, node.args["high"])
+        column = self._column(node.this, "BETWEEN")
+        low = self._operand(column, node.this, node.args["low"])
+        high = self._operand(column, node.this, node.args["high"])
         # x BETWEEN a AND b is x >= a AND x <= b; negated, x < a OR x > b.
         if negate:
             return _junction(
                 plan_pb2.JUNCTION_OP_OR,
                 [
-                    _compare_expr(plan_pb2.COMPARE_OP_LT, field, low),
-                    _compare_expr(plan_pb2.COMPARE_OP_GT, field, high),
+                    _compare_expr(plan_pb2.COMPARE_OP_LT, column, low),
+                    _compare_expr(plan_pb2.COMPARE_OP_GT, column, high),
                 ],
             )
         return _junction(
             plan_pb2.JUNCTION_OP_AND,
             [
-                _compare_expr(plan_pb2.COMPARE_OP_GE, field, low),
-                _compare_expr(plan_pb2.COMPARE_OP_LE, field, high),
+                _compare_expr(plan_pb2.COMPARE_OP_GE, column, low),
+                _compare_expr(plan_pb2.COMPARE_OP_LE, column, high),
             ],
         )
-
-    def _unsupported(self, node: exp.Expr) -> Exception:
-        if isinstance(node, exp.ILike):
-            return error_at(node, "ILIKE is not supported; LIKE is case-sensitive")
-        if isinstance(node, exp.Escape):
-            return error_at(node, "LIKE … ESCAPE is not supported")
-        if isinstance(node, exp.Subquery | exp.Select | exp.Exists):
-            return error_at(node, "subqueries are not supported")
-        if is_literal(node):
-            return error_at(node, f"a condition needs a field: {sql_text(node)}")
-        if isinstance(node, exp.Func):
-            return error_at(node, f"function {function_name(node)}() is not supported in WHERE")
-        return error_at(node, f"unsupported condition in WHERE: {sql_text(node)}")
 
 
 def _compare_expr(op: CompareOp, field: str, value: Scalar) -> plan_pb2.Expr:

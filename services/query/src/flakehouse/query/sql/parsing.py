@@ -24,10 +24,20 @@ _MISSING = re.compile(r"Required keyword: '\w+' missing for <class '[\w.]*?(\w+)
 # Calls the parser refuses without an argument, and what to write instead.
 _USAGE = {"CountIf": "count_if() takes one condition: count_if(status = 'failed')"}
 
-_CLAUSES = {"expressions", "from_", "where", "group", "having", "order", "limit", "offset"}
+# DISTINCT is planned as a grouping (planner._check_distinct says when it cannot be).
+_CLAUSES = {
+    "expressions",
+    "distinct",
+    "from_",
+    "where",
+    "group",
+    "having",
+    "order",
+    "limit",
+    "offset",
+}
 _UNSUPPORTED_CLAUSES = {
     "with_": "WITH (common table expressions) is not supported",
-    "distinct": "SELECT DISTINCT is not supported; use GROUP BY",
     "joins": "joins are not supported: a query reads one dataset",
     "laterals": "LATERAL is not supported",
     "windows": "WINDOW is not supported",
@@ -175,8 +185,6 @@ def check_clauses(select: exp.Select) -> None:
             continue
         message = _UNSUPPORTED_CLAUSES.get(key, f"{key.rstrip('_').upper()} is not supported")
         first = value[0] if isinstance(value, list) else value
-        if key == "distinct":
-            first = select.expressions[0]  # the DISTINCT keyword itself carries no position
         raise error_at(first if isinstance(first, exp.Expr) else select, message)
     if isinstance(select.args.get("limit"), exp.Fetch):
         raise error_at(select.args["limit"], "FETCH is not supported; use LIMIT n")

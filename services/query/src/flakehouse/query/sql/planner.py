@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from sqlglot import exp
 
 from flakehouse.common.v1 import plan_pb2
+from flakehouse.events.values import from_value
 from flakehouse.query import finalexpr
 from flakehouse.query.sql.errors import QueryError, error_at, sql_text
-from flakehouse.query.sql.filters import translate_where
+from flakehouse.query.sql.filters import translate_condition, translate_where
 from flakehouse.query.sql.parsing import (
     check_clauses,
     classify,
@@ -19,6 +20,7 @@ from flakehouse.query.sql.parsing import (
     parse_describe,
     parse_select,
 )
+from flakehouse.query.sql.scalars import Scalars, computed_index
 from flakehouse.query.sql.scope import Scope, aggregate_name
 from flakehouse.query.sql.syntax import (
     QUANTILE_ALIASES,
@@ -27,9 +29,9 @@ from flakehouse.query.sql.syntax import (
     find_aggregate,
     function_name,
     is_field,
-    time_bucket,
-    unknown_function,
+    is_literal,
 )
+from flakehouse.query.sql.timefuncs import UTC, query_zone, time_bucket
 
 __all__ = [
     "DEFAULT_RAW_LIMIT",
@@ -84,7 +86,7 @@ class Describe:
     dataset: str
 
 
-def parse_statement(sql: str, *, now_us: int) -> PlannedQuery | Describe:
+def parse_statement(sql: str, *, now_us: int, zone: str = UTC) -> PlannedQuery | Describe:
     """Plan any statement the service answers: a query (as `plan_query`), EXPLAIN <query> (its
     PlannedQuery with `explain` set), or DESCRIBE <dataset> (a Describe).
 
@@ -94,7 +96,7 @@ def parse_statement(sql: str, *, now_us: int) -> PlannedQuery | Describe:
     if statement.kind == "describe":
         return Describe(parse_describe(statement.sql, statement.keyword))
     try:
-        planned = plan_query(statement.sql, now_us=now_us)
+        planned = plan_query(statement.sql, now_us=now_us, zone=zone)
     except RecursionError:
         # A backstop: nesting is checked before parsing and AND/OR chains are walked without
         # recursion, but another long chain (a + b + … in SELECT) could still be too deep.
@@ -114,25 +116,37 @@ class _Item:
     origin: exp.Expr
 
 
-def plan_query(sql: str, *, now_us: int) -> PlannedQuery:
-    """Plan `sql`; `now_us` (microseconds since the epoch) is what now() means.
+def plan_query(sql: str, *, now_us: int, zone: str = UTC) -> PlannedQuery:
+    """Plan `sql`; `now_us` (microseconds since the epoch) is what now() means, and `zone` (an
+    IANA name, QueryRequest.time_zone; empty is UTC) the calendar of date_trunc and time_bucket
+    calls that name none.
 
     Raises QueryError, positioned at the offending token when known.
     """
+    zone = query_zone(zone)
     select = parse_select(sql)
     check_clauses(select)
     dataset, table_names = dataset_of(select)
     items = _select_items(select)
-    where = translate_where(select.args.get("where"), now_us=now_us, table_names=table_names)
+    scalars = Scalars(table_names, zone=zone, now_us=now_us, conditions=translate_condition)
+    where = translate_where(select.args.get("where"), scalars)
     plan = plan_pb2.QueryPlan(ir_version=IR_VERSION, dataset=dataset)
     if where.time_range.ListFields():
         plan.time_range.CopyFrom(where.time_range)
     if where.expr is not None:
         plan.filter.CopyFrom(where.expr)
     limit, offset = _limit_offset(select)
-    if _is_aggregate_query(select, items):
-        return _plan_aggregate(select, items, plan, table_names, limit, offset, now_us)
-    return _plan_raw(select, items, plan, table_names, limit, offset)
+    distinct = select.args.get("distinct")
+    if distinct is not None:
+        _check_distinct(select, items, distinct)
+        planned = _plan_aggregate(select, items, plan, scalars, limit, offset, distinct=True)
+    elif _is_aggregate_query(select, items):
+        planned = _plan_aggregate(select, items, plan, scalars, limit, offset)
+    else:
+        planned = _plan_raw(select, items, plan, scalars, limit, offset)
+    # Last: every clause may have added computed columns.
+    plan.computed.extend(scalars.computed)
+    return planned
 
 
 def _select_items(select: exp.Select) -> list[_Item]:
@@ -147,6 +161,32 @@ def _select_items(select: exp.Select) -> list[_Item]:
     if not items:
         raise error_at(select, "SELECT needs at least one column")
     return items
+
+
+def _check_distinct(select: exp.Select, items: list[_Item], distinct: exp.Distinct) -> None:
+    """SELECT DISTINCT f, g is GROUP BY f, g; with aggregates or GROUP BY it would need a
+    second grouping after the first."""
+    first = select.expressions[0]  # the DISTINCT keyword itself carries no position
+    if distinct.args.get("on") is not None:
+        raise error_at(first, "SELECT DISTINCT ON is not supported; use GROUP BY")
+    group = select.args.get("group")
+    if group is not None:
+        raise error_at(
+            group.expressions[0] if group.expressions else first,
+            "SELECT DISTINCT with GROUP BY is not supported; list the keys in GROUP BY only",
+        )
+    if select.args.get("having") is not None:
+        raise error_at(select.args["having"].this, "SELECT DISTINCT with HAVING is not supported")
+    order = select.args.get("order")
+    ordered = [o.this for o in order.expressions] if order is not None else []
+    for node in [item.node for item in items] + ordered:
+        aggregate = find_aggregate(node)
+        if aggregate is not None:
+            raise error_at(
+                aggregate,
+                "SELECT DISTINCT with aggregates is not supported: DISTINCT applies to the"
+                " SELECT list; use GROUP BY (or count(DISTINCT …) inside the aggregate)",
+            )
 
 
 def _is_aggregate_query(select: exp.Select, items: list[_Item]) -> bool:
@@ -209,7 +249,7 @@ def _plan_raw(
     select: exp.Select,
     items: list[_Item],
     plan: plan_pb2.QueryPlan,
-    table_names: set[str],
+    scalars: Scalars,
     limit: int | None,
     offset: int,
 ) -> PlannedQuery:
@@ -221,28 +261,31 @@ def _plan_raw(
     columns: list[str] = []
     outputs: list[finalexpr.ValueExpr] = []
     for item in items:
-        if time_bucket(item.node) is not None:
-            raise error_at(item.origin, "time_bucket() needs GROUP BY")
-        if isinstance(item.node, exp.Anonymous):
-            raise error_at(item.origin, unknown_function(item.node))
-        if not is_field(item.node):
-            raise error_at(
-                item.origin,
-                f"{sql_text(item.node)} is not a field: without aggregates a query returns fields",
-            )
-        name = field_name(item.node, table_names)
-        outputs.append(slot(name))
-        columns.append(item.alias or name)
+        if is_field(item.node):
+            name = field_name(item.node, scalars.table_names)
+            outputs.append(slot(name))
+            columns.append(item.alias or name)
+            continue
+        # An expression: a computed column, fetched as a field is; a constant is answered by
+        # the query service itself.
+        typed = scalars.translate(item.node)
+        if typed.scalar.WhichOneof("kind") == "literal":
+            outputs.append(finalexpr.Lit(from_value(typed.scalar.literal)))
+        else:
+            outputs.append(slot(scalars.register(typed)))
+        columns.append(item.alias or sql_text(item.node))
 
     order: list[finalexpr.SortKey] = []
     for ordered in _ordered(select.args.get("order")):
         target = _ordinal(ordered.this, items, "ORDER BY") or _aliased(ordered.this, items)
         node = target.node if target is not None else ordered.this
-        if not is_field(node):
+        if is_literal(node) or not any(is_field(n) for n in node.walk()):
             raise error_at(
-                ordered.this, f"ORDER BY {sql_text(node)}: without aggregates, order by fields"
+                ordered.this,
+                f"ORDER BY {sql_text(node)}: order by a field, an expression over fields, an"
+                " alias or a position",
             )
-        name = field_name(node, table_names)
+        name = scalars.column(node)
         descending = bool(ordered.args.get("desc"))
         plan.order_by.append(plan_pb2.OrderBy(field=name, descending=descending))
         order.append(finalexpr.SortKey(slot(name), descending))
@@ -270,12 +313,19 @@ def _plan_aggregate(
     select: exp.Select,
     items: list[_Item],
     plan: plan_pb2.QueryPlan,
-    table_names: set[str],
+    scalars: Scalars,
     limit: int | None,
     offset: int,
-    now_us: int,
+    *,
+    distinct: bool = False,
 ) -> PlannedQuery:
-    scope = Scope(table_names, now_us=now_us)
+    if distinct:
+        scope = Scope(scalars, "the SELECT DISTINCT list")
+        for selected in items:
+            if not is_literal(selected.node):
+                scope.add_group_key(selected.node, selected.origin)
+    else:
+        scope = Scope(scalars)
     group = select.args.get("group")
     for key in group.expressions if group is not None else []:
         item = _ordinal(key, items, "GROUP BY") or _aliased(key, items)
@@ -350,7 +400,7 @@ def _display_name(node: exp.Expr, scope: Scope) -> str:
                 condition = condition.this
             return f"{_call_name(node.this, aggregate)} FILTER (WHERE {sql_text(condition)})"
         return _call_name(node, aggregate)
-    bucket = time_bucket(node)
+    bucket = time_bucket(node, scope.scalars.zone, scope.table_names)
     if bucket is not None:
         return bucket.name
     if is_field(node):
@@ -372,6 +422,8 @@ def _call_name(call: exp.Expr, aggregate: plan_pb2.Aggregate) -> str:
     name = function_name(call)
     if isinstance(call, exp.CountIf):
         return f"{name}({sql_text(call.this)})"
+    if computed_index(aggregate.field) is not None:
+        return sql_text(call)  # as written: sum(duration * 1000)
     if name in QUANTILE_SHORTHANDS or name in _AS_WRITTEN:
         return f"{name}({aggregate.field})"
     if name in QUANTILE_ALIASES:

@@ -7,7 +7,7 @@ an aggregate that only HAVING or ORDER BY uses still reaches the plan (and stays
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from typing import TypeAlias
 
 from sqlglot import exp
@@ -15,20 +15,21 @@ from sqlglot import exp
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.events.values import Scalar
 from flakehouse.query import finalexpr
-from flakehouse.query.sql.errors import error_at, sql_text
+from flakehouse.query.sql.errors import QueryError, error_at, sql_text
 from flakehouse.query.sql.filters import all_of, translate_filter
+from flakehouse.query.sql.scalars import Scalars, unsupported_function
 from flakehouse.query.sql.syntax import (
+    AGGREGATE_FUNCTIONS,
     QUANTILE_SHORTHANDS,
-    TIMESTAMP,
     field_name,
+    find_aggregate,
     function_name,
     is_aggregate_call,
     is_field,
     is_literal,
     literal_value,
-    time_bucket,
-    unknown_function,
 )
+from flakehouse.query.sql.timefuncs import fixed_bucket_us, time_bucket
 
 AggregateFunction: TypeAlias = plan_pb2.AggregateFunction.ValueType
 
@@ -112,9 +113,11 @@ def aggregate_name(aggregate: plan_pb2.Aggregate) -> str:
 class Scope:
     """Translates expressions of an aggregate query against its group keys and aggregates."""
 
-    def __init__(self, table_names: Collection[str], *, now_us: int) -> None:
-        self.table_names = table_names
-        self.now_us = now_us  # what now() means in aggregates' conditions
+    def __init__(self, scalars: Scalars, grouping: str = "GROUP BY") -> None:
+        self.scalars = scalars
+        self.table_names = scalars.table_names
+        self.grouping = grouping
+        """Where group keys come from, for messages: GROUP BY, or the SELECT DISTINCT list."""
         self.group_by: list[plan_pb2.GroupKey] = []
         self.aggregates: list[plan_pb2.Aggregate] = []
         self._keys: dict[tuple[str, str | int], int] = {}
@@ -132,19 +135,15 @@ class Scope:
                 origin,
                 f"aggregate function {function_name(aggregate)}() is not allowed in GROUP BY",
             )
-        bucket = time_bucket(node)
-        if bucket is not None:
-            key: tuple[str, str | int] = ("bucket", bucket.width_us)
-            proto = plan_pb2.GroupKey(time_bucket_us=bucket.width_us)
-        elif is_field(node):
-            name = field_name(node, self.table_names)
-            key, proto = ("field", name), plan_pb2.GroupKey(field=name)
+        width_us = self._fixed_bucket_us(node)
+        if width_us is not None:
+            # Storage's fast UTC bucket, also for date_trunc('day', timestamp) in UTC.
+            key: tuple[str, str | int] = ("bucket", width_us)
+            proto = plan_pb2.GroupKey(time_bucket_us=width_us)
         else:
-            raise error_at(
-                origin,
-                f"cannot GROUP BY {sql_text(node)}:"
-                " group by fields and time_bucket(timestamp, width)",
-            )
+            # A field, or an expression over fields: a computed column.
+            name = self.scalars.column(node)
+            key, proto = ("field", name), plan_pb2.GroupKey(field=name)
         if key not in self._keys:
             self._keys[key] = len(self.group_by)
             self.group_by.append(proto)
@@ -174,7 +173,7 @@ class Scope:
         return self._aggregate_ids[key]
 
     def _condition(self, node: exp.Expr) -> plan_pb2.Expr:
-        return translate_filter(node, now_us=self.now_us, table_names=self.table_names)
+        return translate_filter(node, self.scalars)
 
     def _aggregate_proto(self, node: exp.Expr) -> plan_pb2.Aggregate:
         name = function_name(node)
@@ -227,11 +226,7 @@ class Scope:
                 f" stddev_{kind}(f) * stddev_{kind}(f)",
             )
         raise error_at(
-            node,
-            f"aggregate function {name}() is not supported; use count, count_if, sum, avg, min,"
-            " max, stddev (stddev_samp, stddev_pop), percentile or p50/p90/p95/p99 (also spelled"
-            " median, quantile_cont, approx_quantile, approx_count_distinct), any of them with"
-            " FILTER (WHERE …)",
+            node, f"aggregate function {name}() is not supported; use {AGGREGATE_FUNCTIONS}"
         )
 
     def _percentile(
@@ -291,9 +286,20 @@ class Scope:
             raise error_at(arg, f"DISTINCT is only supported in count(), not in {name}()")
         if isinstance(arg, exp.Star):
             raise error_at(arg, f"{name}(*) is not valid; name a field")
-        if not is_field(arg):
-            raise error_at(arg, f"the argument of {name}() must be a field, got {sql_text(arg)}")
-        return field_name(arg, self.table_names)
+        nested = find_aggregate(arg)
+        if nested is not None:
+            raise error_at(
+                nested,
+                f"aggregate functions cannot be nested: {function_name(nested)}() inside {name}()",
+            )
+        if is_literal(arg):
+            raise error_at(
+                arg,
+                f"the argument of {name}() must be a field or an expression over fields,"
+                f" got {sql_text(arg)}",
+            )
+        # A field, or a computed column for an expression: sum(CASE WHEN … THEN 1 ELSE 0 END).
+        return self.scalars.column(arg)
 
     # -- post-merge expressions -------------------------------------------------------------
 
@@ -307,23 +313,21 @@ class Scope:
             return aliases[node.name]
         if is_aggregate_call(node):
             return finalexpr.AggRef(self.aggregate(node))
-        bucket = time_bucket(node)
-        if bucket is not None:
-            index = self._keys.get(("bucket", bucket.width_us))
-            if index is None:
-                raise error_at(node, f"{bucket.name} must appear in GROUP BY")
-            return finalexpr.KeyRef(index)
         if is_field(node):
             name = field_name(node, self.table_names)
             index = self._keys.get(("field", name))
             if index is None:
                 raise error_at(
                     node,
-                    f"field {name} must appear in GROUP BY or be used in an aggregate function",
+                    f"field {name} must appear in {self.grouping} or be used in an aggregate"
+                    " function",
                 )
             return finalexpr.KeyRef(index)
         if is_literal(node):
             return finalexpr.Lit(literal_value(node))
+        key = self._group_key(node)
+        if key is not None:
+            return finalexpr.KeyRef(key)
         if isinstance(node, exp.Neg):
             return finalexpr.Negate(self._number(node.this, aliases))
         if type(node) in _ARITHMETIC:
@@ -333,6 +337,38 @@ class Scope:
                 self._number(node.expression, aliases),
             )
         return self._predicate(node, aliases)
+
+    def _fixed_bucket_us(self, node: exp.Expr) -> int | None:
+        return fixed_bucket_us(node, self.scalars.zone, self.table_names)
+
+    def _group_key(self, node: exp.Expr) -> int | None:
+        """The group key an expression over fields is (`lower(hostname)` after GROUP BY
+        lower(hostname), a time bucket), if it is one."""
+        if not self._keys or find_aggregate(node) is not None:
+            return None
+        width_us = self._fixed_bucket_us(node)
+        if width_us is not None:
+            return self._keys.get(("bucket", width_us))
+        try:
+            name = self.scalars.existing(node)
+        except QueryError:
+            return None  # not a scalar expression: a comparison of keys, say
+        return None if name is None else self._keys.get(("field", name))
+
+    def _not_grouped(self, node: exp.Expr) -> Exception:
+        """The error for a scalar expression over fields that is no group key."""
+        if find_aggregate(node) is not None:
+            return error_at(
+                node,
+                f"{function_name(node)}() of aggregates is not supported; scalar functions apply"
+                " to fields (inside an aggregate, or as a group key)",
+            )
+        self.scalars.existing(node)  # raises the error of an unsupported function
+        bucket = time_bucket(node, self.scalars.zone, self.table_names)
+        shown = bucket.name if bucket is not None else sql_text(node)
+        return error_at(
+            node, f"{shown} must appear in {self.grouping} or be used in an aggregate function"
+        )
 
     def _number(
         self, node: exp.Expr, aliases: Mapping[str, finalexpr.ValueExpr] | None
@@ -380,6 +416,8 @@ class Scope:
             return self._in(node, aliases)
         if isinstance(node, exp.Like):
             return self._like(node, aliases)
+        if isinstance(node, exp.Func | exp.Mod):
+            raise self._not_grouped(node)
         raise _unsupported(node)
 
     def _in(
@@ -441,13 +479,17 @@ class Scope:
                 return "string" if isinstance(value, str) else "number"
             case finalexpr.AggRef(index):
                 aggregate = self.aggregates[index]
-                if aggregate.function in _NUMERIC_AGGREGATES or aggregate.field == TIMESTAMP:
+                if aggregate.function in _NUMERIC_AGGREGATES:
                     return "number"
-                return None
+                # min and max: of the argument's type.
+                kind = self.scalars.kind(aggregate.field)
+                return "number" if kind == "time" else kind
             case finalexpr.KeyRef(index):
                 key = self.group_by[index]
-                is_time = key.WhichOneof("kind") == "time_bucket_us" or key.field == TIMESTAMP
-                return "number" if is_time else None
+                if key.WhichOneof("kind") == "time_bucket_us":
+                    return "number"
+                kind = self.scalars.kind(key.field)
+                return "number" if kind == "time" else kind
             case finalexpr.Arith() | finalexpr.Negate():
                 return "number"
             case (
@@ -466,9 +508,11 @@ def _unsupported(node: exp.Expr) -> Exception:
     if isinstance(node, exp.Subquery | exp.Select | exp.Exists):
         return error_at(node, "subqueries are not supported")
     if isinstance(node, exp.ILike):
-        return error_at(node, "ILIKE is not supported; LIKE is case-sensitive")
-    if isinstance(node, exp.Anonymous):
-        return error_at(node, unknown_function(node))
+        return error_at(
+            node,
+            "ILIKE on group keys and aggregates is not supported (it is in WHERE); LIKE is"
+            " case-sensitive",
+        )
     if isinstance(node, exp.Func):
-        return error_at(node, f"function {function_name(node)}() is not supported")
+        return unsupported_function(node)
     return error_at(node, f"unsupported expression: {sql_text(node)}")

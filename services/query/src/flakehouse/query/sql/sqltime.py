@@ -32,8 +32,8 @@ for _names, _us in (
     for _name in _names:
         _UNITS_US[_name] = _us
 
-# Months and years have no fixed length in microseconds: a width (time_bucket) in them is
-# refused, and a time plus or minus them moves along the calendar (`_shift_months`).
+# Months and years have no fixed length in microseconds: a time_bucket width in them counts
+# calendar months, and a time plus or minus them moves along the calendar (`_shift_months`).
 _MONTH_UNITS = {"mon", "mons", "month", "months"}
 _YEAR_UNITS = {"y", "yr", "yrs", "year", "years"}
 
@@ -53,13 +53,13 @@ def parse_duration_us(text: str) -> int:
 
     Raises ValueError with a message fit for the user.
     """
-    months, total = _months_and_us(text)
+    months, total = months_and_us(text)
     if months:
         raise ValueError(f"months and years have no fixed length; use days or weeks in {text!r}")
     return total
 
 
-def _months_and_us(text: str) -> tuple[int, int]:
+def months_and_us(text: str) -> tuple[int, int]:
     """The calendar months (years count 12) and the microseconds of a duration such as
     '1 year 2 months 3 days'. Raises ValueError with a message fit for the user."""
     if not _DURATION.fullmatch(text):
@@ -116,11 +116,11 @@ def interval_us(node: exp.Interval) -> int:
         raise error_at(node, f"bad interval: {error}") from None
 
 
-def _calendar_interval(node: exp.Interval) -> tuple[int, int]:
+def calendar_interval(node: exp.Interval) -> tuple[int, int]:
     """(months, microseconds) of an INTERVAL that may count months and years:
     `interval '3 months'`, `interval '1 year 2 days'`."""
     try:
-        return _months_and_us(_interval_text(node))
+        return months_and_us(_interval_text(node))
     except ValueError as error:
         raise error_at(node, f"bad interval: {error}") from None
 
@@ -182,7 +182,7 @@ def _time_value(node: exp.Expr, now_us: int) -> int:
         if isinstance(node, exp.Add) and isinstance(left, exp.Interval):
             left, right = right, left
         if isinstance(right, exp.Interval):
-            months, delta = _calendar_interval(right)
+            months, delta = calendar_interval(right)
             sign = 1 if isinstance(node, exp.Add) else -1
             base = _time_value(left, now_us)
             if months:

@@ -1,17 +1,15 @@
-"""Reading the pieces of a sqlglot tree that several clauses share: field names, literal
-values, which calls are aggregates, and time_bucket() calls."""
+"""Reading the pieces of a sqlglot tree that several clauses share: field names, literal values,
+and which calls are aggregates."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Collection
-from dataclasses import dataclass
 
 from sqlglot import exp
 
 from flakehouse.events.values import INT64_MAX, INT64_MIN, Scalar
 from flakehouse.query.sql.errors import error_at, sql_text
-from flakehouse.query.sql.sqltime import interval_us, parse_duration_us
 
 FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:/-]{0,127}")
 TIMESTAMP = "timestamp"
@@ -22,6 +20,12 @@ QUANTILE_SHORTHANDS = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
 # column is named when the query gives no alias. median is percentile 0.5; quantile_cont,
 # quantile and approx_quantile take the quantile as their second argument.
 QUANTILE_ALIASES = {"median", "quantile_cont", "quantile", "approx_quantile"}
+# For messages that list what there is.
+AGGREGATE_FUNCTIONS = (
+    "count, count_if, sum, avg, min, max, stddev (stddev_samp, stddev_pop), percentile or"
+    " p50/p90/p95/p99 (also spelled median, quantile_cont, approx_quantile,"
+    " approx_count_distinct), any of them with FILTER (WHERE …)"
+)
 _ANONYMOUS_AGGREGATES = {"percentile", "quantile_cont", *QUANTILE_SHORTHANDS}
 
 
@@ -140,38 +144,3 @@ def find_aggregate(node: exp.Expr) -> exp.Expr | None:
         if is_aggregate_call(candidate):
             return candidate
     return None
-
-
-@dataclass(frozen=True)
-class TimeBucket:
-    width_us: int
-    name: str
-
-
-def time_bucket(node: exp.Expr) -> TimeBucket | None:
-    """The bucket of a `time_bucket(timestamp, '1h')` call (either argument order), else None."""
-    if not (isinstance(node, exp.Anonymous) and node.name.lower() == "time_bucket"):
-        return None
-    usage = "write time_bucket(timestamp, '1h')"
-    args = node.expressions
-    if len(args) != 2:
-        raise error_at(node, f"time_bucket() takes two arguments, got {len(args)}; {usage}")
-    fields = [arg for arg in args if is_field(arg)]
-    if len(fields) != 1:
-        raise error_at(node, f"time_bucket() needs the timestamp field and a width; {usage}")
-    name = field_name(fields[0], ())
-    if name != TIMESTAMP:
-        raise error_at(fields[0], f"time_bucket() buckets timestamp, not {name}")
-    width = args[1] if args[0] is fields[0] else args[0]
-    if isinstance(width, exp.Interval):
-        width_us = interval_us(width)
-    elif isinstance(width, exp.Literal) and width.is_string:
-        try:
-            width_us = parse_duration_us(width.this)
-        except ValueError as error:
-            raise error_at(width, f"bad time_bucket width: {error}") from None
-    else:
-        raise error_at(width, f"bad time_bucket width {sql_text(width)}; {usage}")
-    if width_us <= 0:
-        raise error_at(width, "time_bucket width must be positive")
-    return TimeBucket(width_us, f"time_bucket({TIMESTAMP}, {sql_text(width)})")
