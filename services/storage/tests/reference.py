@@ -17,7 +17,8 @@ import numpy as np
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.events import values as v
 from flakehouse.kernels import calendar
-from flakehouse.storage import fragment, string_functions
+from flakehouse.kernels import text as string_functions
+from flakehouse.storage import fragment
 from flakehouse.storage.segment import SegmentView
 from services.storage.tests.random_plans import PY_OPS, STATUSES, SUITES, Event
 

@@ -12,7 +12,8 @@ import pytest
 
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.events import values as v
-from flakehouse.storage import fragment, string_columns, string_functions
+from flakehouse.kernels import text as string_functions
+from flakehouse.storage import fragment, string_columns
 from flakehouse.storage.computed import ComputedColumns
 from flakehouse.storage.fragment import UnsupportedPlan
 from flakehouse.storage.string_columns import StringFunction

@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.events import values as v
-from flakehouse.storage import string_functions as strings
+from flakehouse.kernels import text as strings
 from flakehouse.storage.codec import object_array
 from flakehouse.storage.segment import ColumnView
 from flakehouse.storage.sparse import Column, align, dictionary_of, take

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.events import values as v
 from flakehouse.kernels import calendar
+from flakehouse.kernels.text import regex
 from flakehouse.storage.aggregate import AGGREGATORS
 from flakehouse.storage.predicate import COMPARE_OPS, not_operand
 from flakehouse.storage.segment import computed_index
-from flakehouse.storage.string_functions import regex
 
 IR_VERSION = 1
 _F = plan_pb2.AggregateFunction

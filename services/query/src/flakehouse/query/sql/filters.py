@@ -15,9 +15,10 @@ from sqlglot import exp
 
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.events.values import INT64_MAX, Scalar, to_value
+from flakehouse.kernels.text import lower
 from flakehouse.query.sql.errors import QueryError, error_at, sql_text
 from flakehouse.query.sql.inlists import lifted_values
-from flakehouse.query.sql.scalars import Scalars, duckdb_lower, kind_of_value
+from flakehouse.query.sql.scalars import Scalars, kind_of_value
 from flakehouse.query.sql.sqltime import time_value_us
 from flakehouse.query.sql.syntax import (
     TIMESTAMP,
@@ -343,7 +344,7 @@ class _Translator:
         if ilike:
             # DuckDB's ILIKE is LIKE between the lower-cased string and the lower-cased pattern.
             column = self._scalars.column(exp.Lower(this=tested.copy()))
-            text = duckdb_lower(text)
+            text = lower(text)
         # sqlglot writes `x NOT LIKE p` as Like(negate=True) rather than Not(Like).
         negated = bool(node.args.get("negate")) != negate
         return plan_pb2.Expr(like=plan_pb2.Like(field=column, pattern=text, negated=negated))

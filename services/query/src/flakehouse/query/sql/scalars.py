@@ -14,6 +14,7 @@ from sqlglot import exp
 
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.events.values import INT64_MAX, INT64_MIN, Scalar, from_value, to_value
+from flakehouse.kernels import text
 from flakehouse.query.sql.errors import QueryError, error_at, sql_text
 from flakehouse.query.sql.syntax import (
     AGGREGATE_FUNCTIONS,
@@ -427,18 +428,6 @@ class Scalars:
         return Typed(plan_pb2.Scalar(call=call), "time")
 
 
-# DuckDB lower-cases one code point at a time. Python's str.lower differs from that only for the
-# capital I with dot above (two code points in Python, `i` in DuckDB) and a word-final capital
-# sigma (U+03C2 in Python, U+03C3 in DuckDB); storage's lower() (string_functions.py) makes the
-# same two exceptions, so a pattern lowered here matches what storage lowers.
-_DUCKDB_LOWER = str.maketrans({"\u0130": "i", "\u03a3": "\u03c3"})
-
-
-def duckdb_lower(text: str) -> str:
-    """`text` in lower case as DuckDB's lower() (and ILIKE) has it."""
-    return text.translate(_DUCKDB_LOWER).lower()
-
-
 def unsupported_function(node: exp.Expr) -> QueryError:
     """The error for an expression no scalar translation exists for, listing what there is."""
     supported = f"scalar functions: {SCALAR_FUNCTIONS}; aggregates: {AGGREGATE_FUNCTIONS}"
@@ -520,10 +509,10 @@ _NUMBER_FOLDS: dict[ScalarFunction, Callable[[float, float], float | None]] = {
     plan_pb2.SCALAR_FUNCTION_DIVIDE: _divide,
     plan_pb2.SCALAR_FUNCTION_MODULO: _modulo,
 }
-# upper() is not folded: DuckDB's (and storage's) upper maps each code point to one, which takes
-# a table of exceptions to Python's.
+# As storage computes them (flakehouse.kernels.text: DuckDB's case mapping, not Python's).
 _STRING_FOLDS: dict[ScalarFunction, Callable[[str], Scalar]] = {
-    plan_pb2.SCALAR_FUNCTION_LOWER: lambda text: duckdb_lower(text),
+    plan_pb2.SCALAR_FUNCTION_LOWER: text.lower,
+    plan_pb2.SCALAR_FUNCTION_UPPER: text.upper,
     plan_pb2.SCALAR_FUNCTION_LENGTH: len,
 }
 _FOLDABLE = frozenset({*_NUMBER_FOLDS, *_STRING_FOLDS, plan_pb2.SCALAR_FUNCTION_NEGATE})

@@ -1,6 +1,7 @@
 """The string functions of computed columns on one Python string, as DuckDB 2.0 computes them:
 case mapping one code point at a time, lengths and positions in code points, split_part's and
-substring's edge cases. string_columns.py applies them to a column's dictionary."""
+substring's edge cases. Storage applies them to a column's dictionary (string_columns.py); the
+query service folds literals and lowers ILIKE patterns with them, so both sides agree."""
 
 from __future__ import annotations
 
