@@ -98,10 +98,35 @@ def _string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def queries(dataset: str, since: str | None = None, branch: str | None = None) -> tuple[str, str]:
+OPTIONAL_FIELDS = ("classname", "commit", "build", "job", "flaky")
+"""Fields the queries leave out when no event of the dataset carries them: the query service
+refuses a field it has never seen (a typo), and these are labels many datasets lack."""
+
+
+def absent_fields(client: Client, dataset: str) -> frozenset[str]:
+    """The OPTIONAL_FIELDS that DESCRIBE says no event of `dataset` carries. A partial or empty
+    description proves nothing (the service then checks no field either): none."""
+    described = client.describe(dataset)
+    if described.partial or not described.fields:
+        return frozenset()
+    known = {f.name for f in described.fields}
+    return frozenset(f for f in OPTIONAL_FIELDS if f not in known)
+
+
+def _keys(unit: list[str], absent: frozenset[str]) -> list[str]:
+    return [f for f in ["classname", "name", *unit, "status", "flaky"] if f not in absent]
+
+
+def queries(
+    dataset: str,
+    since: str | None = None,
+    branch: str | None = None,
+    absent: frozenset[str] = frozenset(),
+) -> tuple[str | None, str]:
     """The two SQL queries: runs on a commit by (classname, name, commit, status, flaky), and
     runs without one by (classname, name, build, job, status, flaky). They read disjoint runs,
-    so a run that arrives between them is never counted twice."""
+    so a run that arrives between them is never counted twice. Fields in `absent` are left
+    out (their values are NULL), and without a `commit` field there is no first query."""
     where = ["\"name\" IS NOT NULL AND \"status\" IN ('passed', 'failed', 'error')"]
     tail = []
     if branch is not None:
@@ -109,9 +134,10 @@ def queries(dataset: str, since: str | None = None, branch: str | None = None) -
     if since is not None:
         tail.append(f"timestamp >= now() - interval '{since_interval(since)}'")
 
-    def query(unit: list[str], commit: str) -> str:
-        keys = ", ".join(_quote(f) for f in ["classname", "name", *unit, "status", "flaky"])
-        conditions = "\n  AND ".join([*where, f'"commit" {commit}', *tail])
+    def query(unit: list[str], commit: str | None) -> str:
+        keys = ", ".join(_quote(f) for f in _keys(unit, absent))
+        on_commit = [] if commit is None else [f'"commit" {commit}']
+        conditions = "\n  AND ".join([*where, *on_commit, *tail])
         return (
             f"SELECT {keys},\n"
             "       count(*) AS runs, min(timestamp) AS first_run, max(timestamp) AS last_run\n"
@@ -120,7 +146,21 @@ def queries(dataset: str, since: str | None = None, branch: str | None = None) -
             f"GROUP BY {keys}"
         )
 
+    if "commit" in absent:
+        return None, query(["build", "job"], None)
     return query(["commit"], "IS NOT NULL"), query(["build", "job"], "IS NULL")
+
+
+def _padded(rows: list[Row], unit: list[str], absent: frozenset[str]) -> list[Row]:
+    """Rows of a query that left `absent` fields out, with NULL in their places."""
+    if not absent & {"classname", *unit, "flaky"}:
+        return rows
+    every = [*_keys(unit, frozenset()), "runs", "first_run", "last_run"]
+    present = [f for f in every if f not in absent]
+    return [
+        [dict(zip(present, row, strict=True)).get(f) for f in every]  # absent: None
+        for row in rows
+    ]
 
 
 def _typed(value: Scalar | None) -> TypedKey:
@@ -286,15 +326,22 @@ def flaky_tests(
     timeout_ms: int = 0,
 ) -> QueryResult:
     """Runs the queries and ranks: a QueryResult with COLUMNS, partial when either query was."""
-    answers = [
-        client.query(sql, timeout_ms=timeout_ms, raw_times=True)
-        for sql in queries(dataset, since, branch)
-    ]
+    absent = absent_fields(client, dataset)
+    answers = []
+    rows: list[list[Row]] = []
+    units = (["commit"], ["build", "job"])
+    for sql, unit in zip(queries(dataset, since, branch, absent), units, strict=True):
+        if sql is None:
+            rows.append([])
+            continue
+        answer = client.query(sql, timeout_ms=timeout_ms, raw_times=True)
+        answers.append(answer)
+        rows.append(_padded(_scalars(answer.rows), unit, absent))
     missing: dict[tuple[Any, ...], dict[str, Any]] = {}
     for answer in answers:
         for m in answer.missing_partitions:
             missing.setdefault((m["dataset"], m["partition"]), m)
-    commit_rows, job_rows = (_scalars(answer.rows) for answer in answers)
+    commit_rows, job_rows = rows
     ranked = rank(commit_rows, job_rows, min_runs=min_runs, limit=limit)
     return QueryResult(
         columns=list(COLUMNS),
