@@ -29,7 +29,7 @@ def test_failure_rate_is_one_plan_with_two_aggregates() -> None:
     )
     assert planned.plan == ir(
         f"""
-        ir_version: 1 dataset: "ci"
+        ir_version: 2 dataset: "ci"
         group_by {{ field: "name" }}
         aggregates {{ function: AGGREGATE_FUNCTION_COUNT filter {{ {FAILED} }} }}
         aggregates {{ function: AGGREGATE_FUNCTION_COUNT }}
@@ -134,7 +134,7 @@ def test_count_if_is_count_star_with_a_filter(spelling: str) -> None:
     )
     assert planned.plan == ir(
         f"""
-        ir_version: 1 dataset: "ci"
+        ir_version: 2 dataset: "ci"
         aggregates {{ function: AGGREGATE_FUNCTION_COUNT filter {{ {FAILED} }} }}
         aggregates {{ function: AGGREGATE_FUNCTION_COUNT }}
         """
@@ -186,7 +186,7 @@ def test_a_condition_on_timestamp_stays_in_the_aggregate() -> None:
     )
     assert planned.plan == ir(
         f"""
-        ir_version: 1 dataset: "ci"
+        ir_version: 2 dataset: "ci"
         time_range {{ start_us: {NOW - 7 * DAY} }}
         aggregates {{
           function: AGGREGATE_FUNCTION_COUNT

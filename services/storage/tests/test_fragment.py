@@ -457,7 +457,7 @@ def test_exact_int_sums_merge_across_segments(kit: Any) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda p: setattr(p, "ir_version", 2), "IR version 2"),
+        (lambda p: setattr(p, "ir_version", 3), "IR version 3"),
         (lambda p: p.aggregates.add(function=7), "COUNT_DISTINCT needs a field"),
         (lambda p: p.aggregates.add(function=8, field="x"), r"quantile must be in \(0, 1\]"),
         (lambda p: p.aggregates.add(function=8, field="x", quantile=1.5), "not 1.5"),

@@ -16,7 +16,10 @@ from flakehouse.storage.aggregate import AGGREGATORS
 from flakehouse.storage.predicate import COMPARE_OPS, not_operand
 from flakehouse.storage.segment import computed_index
 
-IR_VERSION = 1
+IR_VERSION = 2
+"""The newest IR this node runs; a plan of IR 1 (what a query service of the release before
+sends, and plans without v2's features still say) is a v2 plan without them."""
+IR_VERSIONS = (1, IR_VERSION)
 _F = plan_pb2.AggregateFunction
 _S = plan_pb2.ScalarFunction
 
@@ -215,10 +218,10 @@ def _check_scalar(scalar: plan_pb2.Scalar, refs: _Refs) -> None:
 
 def check_plan(plan: plan_pb2.QueryPlan) -> None:
     """Raises UnsupportedPlan, saying why, for a plan this node cannot run."""
-    if plan.ir_version != IR_VERSION:
+    if plan.ir_version not in IR_VERSIONS:
         raise UnsupportedPlan(
             f"query plan IR version {plan.ir_version} is not supported (this node runs "
-            f"{IR_VERSION})"
+            f"IR versions {', '.join(map(str, IR_VERSIONS))})"
         )
     for k, scalar in enumerate(plan.computed):
         _check_scalar(scalar, _Refs(k, inside=k))

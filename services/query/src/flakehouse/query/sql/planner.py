@@ -43,7 +43,10 @@ __all__ = [
     "plan_query",
 ]
 
-IR_VERSION = 1
+IR_VERSION = 2
+"""The IR a plan that computes columns, filters an aggregate, asks for STDDEV or lays week buckets
+needs; other plans say 1, so storage nodes of the release before keep answering them during a
+rolling upgrade and refuse, rather than misread, the rest."""
 DEFAULT_RAW_LIMIT = 1000
 """Rows a raw-rows query returns when it has no LIMIT."""
 MAX_RAW_LIMIT = 100_000
@@ -130,7 +133,7 @@ def plan_query(sql: str, *, now_us: int, zone: str = UTC) -> PlannedQuery:
     items = _select_items(select)
     scalars = Scalars(table_names, zone=zone, now_us=now_us, conditions=translate_condition)
     where = translate_where(select.args.get("where"), scalars)
-    plan = plan_pb2.QueryPlan(ir_version=IR_VERSION, dataset=dataset)
+    plan = plan_pb2.QueryPlan(dataset=dataset)
     if where.time_range.ListFields():
         plan.time_range.CopyFrom(where.time_range)
     if where.expr is not None:
@@ -146,7 +149,23 @@ def plan_query(sql: str, *, now_us: int, zone: str = UTC) -> PlannedQuery:
         planned = _plan_raw(select, items, plan, scalars, limit, offset)
     # Last: every clause may have added computed columns.
     plan.computed.extend(scalars.computed)
+    plan.ir_version = IR_VERSION if _needs_v2(plan) else 1
     return planned
+
+
+_DAY_US = 86_400_000_000
+_STDDEV = (plan_pb2.AGGREGATE_FUNCTION_STDDEV_SAMP, plan_pb2.AGGREGATE_FUNCTION_STDDEV_POP)
+
+
+def _needs_v2(plan: plan_pb2.QueryPlan) -> bool:
+    """Whether a storage node of IR 1 would misread `plan`: it knows no computed column, filter
+    per aggregate or STDDEV, and laid time buckets from the epoch, which moves those whose width
+    does not divide a day (weeks started on Thursday)."""
+    return (
+        len(plan.computed) > 0
+        or any(a.HasField("filter") or a.function in _STDDEV for a in plan.aggregates)
+        or any(_DAY_US % k.time_bucket_us for k in plan.group_by if k.time_bucket_us)
+    )
 
 
 def _select_items(select: exp.Select) -> list[_Item]:
