@@ -7,6 +7,7 @@ make_timestamptz() (in the case's TimeZone) makes it a time, epoch_us() an int a
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from tests.oracle_world import HOUR_US, Case, World, dst_changes
 
@@ -22,6 +23,11 @@ def scalar_cases(world: World) -> list[Case]:
     start, end = ny_change - 6 * HOUR_US, ny_change + 6 * HOUR_US
     around = f"timestamp BETWEEN '{_text(start)}' AND '{_text(end)}'"
     around_duck = f"timestamp BETWEEN {start} AND {end}"
+    # The Paris day of its last clock change (25 hours long in the autumn), as a date alone.
+    [paris_change, *_] = dst_changes("Europe/Paris", world.now_us) or [0]
+    paris_day = (
+        datetime.fromtimestamp(paris_change // 1_000_000, ZoneInfo("Europe/Paris")).date()
+    ).isoformat()
     return [
         Case(
             "scalar: lower, upper, length as group keys and aggregate arguments",
@@ -247,6 +253,16 @@ def scalar_cases(world: World) -> list[Case]:
             " AS w, count(*) FROM events GROUP BY m, w",
             times=(0, 1),
             zone="America/New_York",
+        ),
+        Case(
+            "dates and day intervals written in a zoned query are the zone's (Europe/Paris)",
+            "SELECT count(*), min(timestamp), max(timestamp) FROM ci"
+            f" WHERE timestamp >= '{paris_day}' AND timestamp < '{paris_day}' + interval '1 day'",
+            "SELECT count(*), min(timestamp), max(timestamp) FROM events"
+            f" WHERE make_timestamptz(timestamp) >= TIMESTAMPTZ '{paris_day}'"
+            f" AND make_timestamptz(timestamp) < TIMESTAMPTZ '{paris_day}' + interval '1 day'",
+            times=(1, 2),
+            zone="Europe/Paris",
         ),
         Case(
             "hours around New York's last clock change, in its zone",

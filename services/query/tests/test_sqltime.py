@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
+import duckdb
 import pytest
 import sqlglot
 
@@ -120,3 +122,44 @@ def test_time_expressions(expression: str, expected: int) -> None:
 def test_bad_time_expressions(expression: str, message: str) -> None:
     with pytest.raises(QueryError, match=message):
         _time(expression)
+
+
+# Around the clock changes of 2026: Paris skips 02:00-03:00 on 29 March and repeats it on 25
+# October; New York skips on 8 March and repeats 01:00-02:00 on 1 November.
+ZONED = [
+    "'2026-03-29 02:30:00'",
+    "'2026-10-25 02:30:00'",
+    "'2026-11-01 01:30:00'",
+    "'2026-03-08 02:30:00'",
+    "'2026-11-01'",
+    "'2026-11-01T12:00:00+05:00'",
+    "TIMESTAMP '2026-03-28 12:00:00' + interval '1 day'",
+    "TIMESTAMP '2026-03-28 12:00:00' + interval '36 hours'",
+    "'2026-10-24 12:00:00' + interval '1 week 2 hours'",
+    "'2026-03-31 02:30:00' - interval '1 month'",
+    "'2026-05-29 02:30:00' - interval '2 months 1 day'",
+    "now() - interval '3 days'",
+    "now() - interval '1 year'",
+    "current_date",
+]
+
+
+@pytest.mark.parametrize("zone", ["Europe/Paris", "America/New_York", "Asia/Kathmandu", "UTC"])
+def test_wall_times_and_calendar_intervals_follow_the_query_zone_as_duckdb(zone: str) -> None:
+    # The query's zone is DuckDB's TimeZone setting, and a time literal a TIMESTAMPTZ: a date
+    # without an offset is a wall time there, an interval's days and months move along its
+    # calendar and its hours are elapsed time. (DuckDB's plain TIMESTAMP '…' + interval would
+    # add on the wall clock, zone-free: 36 hours from noon before a skipped hour land at 00:00,
+    # not 01:00.)
+    now = micros(2026, 3, 29, 0, 30)  # 01:30 in Paris, before its clock change
+    db = duckdb.connect()
+    db.execute(f"SET TimeZone = '{zone}'")
+    for expression in ZONED:
+        duck = (
+            re.sub(r"(TIMESTAMP )?'(\d{4}-)", r"TIMESTAMPTZ '\2", expression)
+            .replace("now()", f"make_timestamptz({now})")
+            .replace("current_date", f"CAST(CAST(make_timestamptz({now}) AS DATE) AS TIMESTAMPTZ)")
+        )
+        [(want,)] = db.execute(f"SELECT epoch_us(CAST({duck} AS TIMESTAMPTZ))").fetchall()
+        node = sqlglot.parse_one(f"SELECT {expression}").expressions[0]
+        assert time_value_us(node, now, zone) == want, (zone, expression)

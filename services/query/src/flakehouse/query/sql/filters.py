@@ -277,7 +277,7 @@ class _Translator:
         if kind == "time":
             if isinstance(node, exp.Boolean):
                 raise error_at(node, f"type mismatch: {sql_text(tested)} is a time, not a bool")
-            return time_value_us(node, self._scalars.now_us)
+            return time_value_us(node, self._scalars.now_us, self._scalars.zone)
         if is_literal(node):
             folded, value = True, literal_value(node)
         else:

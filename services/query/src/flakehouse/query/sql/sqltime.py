@@ -1,7 +1,8 @@
 """Time in SQL: durations ('1h', '7 days'), timestamps ('2026-11-01') and `now() - interval …`.
 
 Everything becomes int64 microseconds since the Unix epoch (UTC), the unit of the timestamp
-pseudo-field, so storage never parses a date.
+pseudo-field, so storage never parses a date. Wall times (a date without an offset,
+current_date, an interval's days and months) are read in the query's time zone.
 """
 
 from __future__ import annotations
@@ -10,15 +11,19 @@ import calendar
 import re
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 from sqlglot import exp
 
 from flakehouse.events.values import INT64_MAX, INT64_MIN
+from flakehouse.kernels import zones
+from flakehouse.kernels.zones import UTC as UTC_ZONE
 from flakehouse.query.sql.errors import error_at, sql_text
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 _SECOND_US = 1_000_000
+_DAY_US = 86400 * _SECOND_US
 _UNITS_US: dict[str, int] = {}
 for _names, _us in (
     (("us", "usec", "usecs", "microsecond", "microseconds"), 1),
@@ -33,7 +38,7 @@ for _names, _us in (
         _UNITS_US[_name] = _us
 
 # Months and years have no fixed length in microseconds: a time_bucket width in them counts
-# calendar months, and a time plus or minus them moves along the calendar (`_shift_months`).
+# calendar months, and a time plus or minus them moves along the calendar (`_shift`).
 _MONTH_UNITS = {"mon", "mons", "month", "months"}
 _YEAR_UNITS = {"y", "yr", "yrs", "year", "years"}
 
@@ -62,17 +67,28 @@ def parse_duration_us(text: str) -> int:
 def months_and_us(text: str) -> tuple[int, int]:
     """The calendar months (years count 12) and the microseconds of a duration such as
     '1 year 2 months 3 days'. Raises ValueError with a message fit for the user."""
+    months, days, micros = interval_parts(text)
+    return months, days * _DAY_US + micros
+
+
+def interval_parts(text: str) -> tuple[int, int, int]:
+    """The months (years count 12), days (weeks count 7) and microseconds of a duration, kept
+    apart as an SQL interval keeps them: in a time zone, a day is a day of its calendar (23 or
+    25 hours across a clock change) while hours and less are elapsed time. Raises ValueError
+    with a message fit for the user."""
     if not _DURATION.fullmatch(text):
         raise ValueError(
             f"not a duration: {text!r} (expected e.g. '30s', '5m', '1h', '7d' or '1 hour')"
         )
-    months = total = 0
+    months = days = total = 0
     for count, unit in _DURATION_PART.findall(text):
         key = unit.lower()
         if key in _MONTH_UNITS:
             months += int(count)
         elif key in _YEAR_UNITS:
             months += 12 * int(count)
+        elif key in _UNITS_US and _UNITS_US[key] % _DAY_US == 0:
+            days += int(count) * (_UNITS_US[key] // _DAY_US)
         elif key in _UNITS_US:
             total += int(count) * _UNITS_US[key]
         else:
@@ -80,13 +96,14 @@ def months_and_us(text: str) -> tuple[int, int]:
                 f"unknown time unit {unit!r} in {text!r}"
                 " (use us, ms, s, m, h, d or w, or their names)"
             )
-    return months, total
+    return months, days, total
 
 
-def parse_timestamp_us(text: str) -> int:
+def parse_timestamp_us(text: str, zone: str = UTC_ZONE) -> int:
     """Microseconds since the epoch of a date or an ISO 8601 / RFC 3339 date-time.
 
-    A date-time without a zone is UTC, as everywhere in Flakehouse.
+    A date-time without an offset is a wall time in `zone`, the query's (UTC unless the query
+    says otherwise), read as DuckDB reads it under that TimeZone.
     """
     try:
         moment = datetime.fromisoformat(text.strip())
@@ -95,8 +112,24 @@ def parse_timestamp_us(text: str) -> int:
             f"not a date or time: {text!r} (expected e.g. '2026-11-01' or '2026-11-01T12:00:00Z')"
         ) from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
+        return _instant(moment.replace(tzinfo=UTC), zone)
     return (moment - _EPOCH) // _MICROSECOND
+
+
+def _instant(wall: datetime, zone: str) -> int:
+    """The instant of a wall time in `zone` (`wall` carries UTC only to do arithmetic), with
+    DuckDB's rules for skipped and repeated wall times (flakehouse.kernels.zones)."""
+    wall_us = (wall - _EPOCH) // _MICROSECOND
+    if zone == UTC_ZONE:
+        return wall_us
+    return int(zones.resolve(zone, np.array([wall_us], dtype=np.int64))[0])
+
+
+def _wall(micros: int, zone: str) -> datetime:
+    """The wall time in `zone` of an instant, as a datetime labelled UTC (for arithmetic)."""
+    if zone != UTC_ZONE:
+        micros += int(zones.offsets_at(zone, np.array([micros], dtype=np.int64))[0])
+    return _EPOCH + micros * _MICROSECOND
 
 
 def _interval_text(node: exp.Interval) -> str:
@@ -116,6 +149,13 @@ def interval_us(node: exp.Interval) -> int:
         raise error_at(node, f"bad interval: {error}") from None
 
 
+def _interval_parts(node: exp.Interval) -> tuple[int, int, int]:
+    try:
+        return interval_parts(_interval_text(node))
+    except ValueError as error:
+        raise error_at(node, f"bad interval: {error}") from None
+
+
 def calendar_interval(node: exp.Interval) -> tuple[int, int]:
     """(months, microseconds) of an INTERVAL that may count months and years:
     `interval '3 months'`, `interval '1 year 2 days'`."""
@@ -125,38 +165,42 @@ def calendar_interval(node: exp.Interval) -> tuple[int, int]:
         raise error_at(node, f"bad interval: {error}") from None
 
 
-def _shift_months(node: exp.Expr, micros: int, months: int) -> int:
-    """`micros` moved by `months` along the UTC calendar; a day past the end of the target month
-    becomes its last day (March 31 minus a month is February 28 or 29), as in DuckDB."""
+def _shift(node: exp.Expr, micros: int, months: int, days: int, zone: str) -> int:
+    """`micros` moved by `months` and `days` along the calendar of `zone`, as DuckDB adds an
+    interval to a TIMESTAMPTZ: the wall time moves (a day past the end of the target month
+    becomes its last day: March 31 minus a month is February 28 or 29), then is read back in
+    the zone, so a day across a clock change is 23 or 25 hours."""
     try:
-        moment = _EPOCH + micros * _MICROSECOND
+        moment = _wall(micros, zone)
         month_index = moment.year * 12 + moment.month - 1 + months
         year, month = divmod(month_index, 12)
         day = min(moment.day, calendar.monthrange(year, month + 1)[1])
-        shifted = moment.replace(year=year, month=month + 1, day=day)
+        shifted = moment.replace(year=year, month=month + 1, day=day) + timedelta(days=days)
     except (OverflowError, ValueError):
         raise error_at(node, f"time out of range: {sql_text(node)}") from None
-    return (shifted - _EPOCH) // _MICROSECOND
+    return _instant(shifted, zone)
 
 
-def time_value_us(node: exp.Expr, now_us: int) -> int:
+def time_value_us(node: exp.Expr, now_us: int, zone: str = UTC_ZONE) -> int:
     """The microseconds a time expression stands for, in a comparison with `timestamp`.
 
     Accepted: a date/time string, an int of microseconds, CAST/typed literals of those strings,
-    now(), current_timestamp, current_date, and any of them plus or minus an INTERVAL.
+    now(), current_timestamp, current_date, and any of them plus or minus an INTERVAL. Dates and
+    times without an offset, current_date, and days, months and years of intervals follow the
+    calendar of `zone`, the query's time zone.
     """
-    value = _time_value(node, now_us)
+    value = _time_value(node, now_us, zone)
     if not INT64_MIN <= value <= INT64_MAX:
         raise error_at(node, f"time out of range: {sql_text(node)}")
     return value
 
 
-def _time_value(node: exp.Expr, now_us: int) -> int:
+def _time_value(node: exp.Expr, now_us: int, zone: str) -> int:
     if isinstance(node, exp.Paren):
-        return _time_value(node.this, now_us)
+        return _time_value(node.this, now_us, zone)
     if isinstance(node, exp.Literal):
         if node.is_string:
-            return _timestamp_literal(node, node.this)
+            return _timestamp_literal(node, node.this, zone)
         if node.is_int:
             return _microseconds(node, int(node.this))
         raise error_at(
@@ -170,23 +214,28 @@ def _time_value(node: exp.Expr, now_us: int) -> int:
         and node.this.is_string
         and node.to.this in _TIME_TYPES
     ):
-        return _timestamp_literal(node, node.this.this)
+        return _timestamp_literal(node, node.this.this, zone)
     if isinstance(node, exp.CurrentTimestamp) or (
         isinstance(node, exp.Anonymous) and node.name.lower() == "now" and not node.expressions
     ):
         return now_us
     if isinstance(node, exp.CurrentDate):
-        return now_us - now_us % (86400 * _SECOND_US)
+        today = _wall(now_us, zone)
+        return _instant(today.replace(hour=0, minute=0, second=0, microsecond=0), zone)
     if isinstance(node, exp.Add | exp.Sub):
         left, right = node.this, node.expression
         if isinstance(node, exp.Add) and isinstance(left, exp.Interval):
             left, right = right, left
         if isinstance(right, exp.Interval):
-            months, delta = calendar_interval(right)
+            months, days, delta = _interval_parts(right)
             sign = 1 if isinstance(node, exp.Add) else -1
-            base = _time_value(left, now_us)
+            base = _time_value(left, now_us, zone)
+            # One step at a time, each read back in the zone, as ICU adds fields (a month that
+            # lands on a skipped wall time moves past it before the days are added).
             if months:
-                base = _shift_months(node, base, sign * months)
+                base = _shift(node, base, sign * months, 0, zone)
+            if days:
+                base = _shift(node, base, 0, sign * days, zone)
             return base + sign * delta
     if isinstance(node, exp.Interval):
         raise error_at(
@@ -225,8 +274,8 @@ def _microseconds(node: exp.Expr, value: int) -> int:
     return value
 
 
-def _timestamp_literal(node: exp.Expr, text: str) -> int:
+def _timestamp_literal(node: exp.Expr, text: str, zone: str) -> int:
     try:
-        return parse_timestamp_us(text)
+        return parse_timestamp_us(text, zone)
     except ValueError as error:
         raise error_at(node, str(error)) from None
