@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,59 +23,10 @@ class Query:
     """Flakehouse SQL, planned by the query service's planner."""
     duck: str = ""
     """DuckDB SQL when it differs."""
-    ir: Callable[[], Any] | None = None
-    """Builds the QueryPlan directly, for what the planner does not take yet."""
     ordered: int = 0
     """Compare only the first `ordered` columns, in order (ORDER BY with ties)."""
     rel: float = 0.0
     """Relative tolerance of numbers, for the sketch-based aggregates (else float rounding)."""
-
-
-def _grouped(key: str, *aggregates: Any, computed: tuple[Any, ...] = ()) -> Any:
-    """An aggregate plan grouped by one field or computed column, for what the planner does not
-    plan yet (FILTER, GROUP BY an expression)."""
-    from flakehouse.common.v1 import plan_pb2
-
-    plan = plan_pb2.QueryPlan(
-        ir_version=1, dataset=DATASET, aggregates=aggregates, computed=computed
-    )
-    plan.group_by.add(field=key)
-    return plan
-
-
-def _failed() -> Any:
-    from flakehouse.common.v1 import events_pb2, plan_pb2
-
-    value = events_pb2.Value(string_value="failed")
-    compare = plan_pb2.Compare(op=plan_pb2.COMPARE_OP_EQ, field="status", value=value)
-    return plan_pb2.Expr(compare=compare)
-
-
-def _count(filtered: bool = False) -> Any:
-    from flakehouse.common.v1 import plan_pb2
-
-    return plan_pb2.Aggregate(
-        function=plan_pb2.AGGREGATE_FUNCTION_COUNT, filter=_failed() if filtered else None
-    )
-
-
-def _sum(field: str, filtered: bool = False) -> Any:
-    from flakehouse.common.v1 import plan_pb2
-
-    return plan_pb2.Aggregate(
-        function=plan_pb2.AGGREGATE_FUNCTION_SUM,
-        field=field,
-        filter=_failed() if filtered else None,
-    )
-
-
-def _lower(field: str) -> Any:
-    from flakehouse.common.v1 import plan_pb2
-
-    call = plan_pb2.ScalarCall(
-        function=plan_pb2.SCALAR_FUNCTION_LOWER, args=[plan_pb2.Scalar(field=field)]
-    )
-    return plan_pb2.Scalar(call=call)
 
 
 _HOUR, _DAY = 3_600_000_000, 86_400_000_000
@@ -156,24 +106,20 @@ QUERIES = [
     Query(
         "count FILTER failed by name",
         "SELECT name, count(*) FILTER (WHERE status = 'failed') FROM bench GROUP BY name",
-        ir=lambda: _grouped("name", _count(filtered=True)),
     ),
     Query("sum(duration) by name", "SELECT name, sum(duration) FROM bench GROUP BY name"),
     Query(
         "sum(duration) FILTER by name",
         "SELECT name, sum(duration) FILTER (WHERE status = 'failed') FROM bench GROUP BY name",
-        ir=lambda: _grouped("name", _sum("duration", filtered=True)),
     ),
     Query(
         "count by lower(name)",
         "SELECT lower(name), count(*) FROM bench GROUP BY 1",
-        ir=lambda: _grouped("$0", _count(), computed=(_lower("name"),)),
     ),
     Query("count by classname", "SELECT classname, count(*) FROM bench GROUP BY classname"),
     Query(
         "count by lower(classname)",
         "SELECT lower(classname), count(*) FROM bench GROUP BY 1",
-        ir=lambda: _grouped("$0", _count(), computed=(_lower("classname"),)),
     ),
 ]
 
@@ -199,53 +145,17 @@ def _flakehouse(store: Any, query: Query) -> tuple[float, float, list[tuple[Any,
     from flakehouse.storage import fragment
 
     t0 = time.perf_counter()
-    planned = None if query.ir is not None else plan_query(query.sql, now_us=0)
-    plan = query.ir() if query.ir is not None else planned.plan  # type: ignore[union-attr]
+    planned = plan_query(query.sql, now_us=0)
+    plan = planned.plan
     t1 = time.perf_counter()
     fields = fragment.fields_needed(plan)
     views = [v for p in range(PARTITIONS) for v in store.segments(DATASET, p, fields)]
     partial = fragment.execute(plan, views)
     t2 = time.perf_counter()
-    answer = None
-    if planned is not None:
-        _, answer = finalize(planned, merge_partials(planned, [partial]))
+    _, answer = finalize(planned, merge_partials(planned, [partial]))
     t3 = time.perf_counter()
-    rows: list[tuple[Any, ...]] | None
-    if answer is not None:
-        rows = [tuple(from_value(x) for x in r.values) for r in answer]
-    else:
-        rows = _partial_rows(plan, partial)
+    rows = [tuple(from_value(x) for x in r.values) for r in answer]
     return t2 - t1, t3 - t0, rows, partial.stats
-
-
-def _partial_rows(plan: Any, partial: Any) -> list[tuple[Any, ...]] | None:
-    """The answer of a plan built directly (one partial: nothing to merge), for the COUNT and
-    SUM it uses, so that it is compared with DuckDB's too; None for other aggregates."""
-    from flakehouse.common.v1 import plan_pb2
-    from flakehouse.events.columns import VALUE_MEMBERS
-
-    readable = (plan_pb2.AGGREGATE_FUNCTION_COUNT, plan_pb2.AGGREGATE_FUNCTION_SUM)
-    if not all(a.function in readable for a in plan.aggregates):
-        return None
-    columns = partial.group_columns
-    keys = []
-    for column in columns.keys:
-        taken = {kind: iter(getattr(column, member)) for kind, member in VALUE_MEMBERS.items()}
-        keys.append([next(taken[t]) if t else None for t in column.types])
-    answers = []
-    for a, state in zip(plan.aggregates, columns.states, strict=True):
-        if a.function == plan_pb2.AGGREGATE_FUNCTION_COUNT:
-            answers.append(list(state.counts))
-            continue
-        answers.append(
-            [
-                None if not n else (i + f if seen else i)
-                for n, i, f, seen in zip(
-                    state.counts, state.int_sums, state.sums, state.float_seen, strict=True
-                )
-            ]
-        )
-    return [tuple(column[g] for column in [*keys, *answers]) for g in range(columns.size)]
 
 
 def run_storage(path: str) -> dict[str, Any]:
