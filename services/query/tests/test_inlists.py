@@ -68,6 +68,14 @@ def test_what_looks_like_a_list_in_a_string_a_comment_or_select_is_left_to_sqlgl
         assert as_lifted(sql) == as_sqlglot_reads_it(sql), sql
 
 
+def test_digits_of_other_scripts_are_no_numbers_in_a_long_list() -> None:
+    # Python's \d takes Arabic-Indic digits and int() reads them (U+0661 U+0662 is 12);
+    # sqlglot refuses them, in a short list or a long one.
+    values = ", ".join(["\u0661\u0662"] * 150)
+    sql = f"SELECT name FROM ci WHERE duration IN ({values})"
+    assert planned(sql) == as_sqlglot_reads_it(sql)
+
+
 def test_a_bad_value_in_a_long_list_is_refused_where_it_is() -> None:
     good = ", ".join(str(i) for i in range(200))
     sql = f"SELECT name FROM ci WHERE n IN ({good}, -9223372036854775809, 1)"

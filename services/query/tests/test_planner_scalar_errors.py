@@ -32,6 +32,11 @@ from services.query.tests.test_planner_errors import at
             "function cast() is not",
             "retries",
         ),
+        (
+            "SELECT time_bucket(timestamp, '300000 years') AS t, count(*) FROM ci GROUP BY t",
+            "time_bucket width '300000 years' is more than 10,000 years",
+            "'300000 years'",
+        ),
         # argument counts and types
         ("SELECT lower(5) FROM ci", "type mismatch: lower() takes a string, 5 is a number", "5"),
         ("SELECT length(name, 2) FROM ci", "length() takes one string", "length"),

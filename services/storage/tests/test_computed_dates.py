@@ -145,6 +145,8 @@ def _bucket(k: Any, width: Any, months: Any, zone: Any = "UTC") -> Any:
         (lambda k: _bucket(k, k.lit(0), k.lit(0)), "one positive width"),
         (lambda k: _bucket(k, k.lit(HOUR), k.lit(1)), "one positive width"),
         (lambda k: _bucket(k, k.lit(-HOUR), k.lit(0)), "one positive width"),
+        (lambda k: _bucket(k, k.lit(0), k.lit(3_600_000)), "at most 10,000 years"),
+        (lambda k: _bucket(k, k.lit(2**62), k.lit(0)), "at most 10,000 years"),
         (lambda k: _bucket(k, k.lit(HOUR), k.lit(0), k.lit("Nowhere")), "TIME_BUCKET: unknown"),
         (lambda k: _bucket(k, k.lit(1.5), k.lit(0), k.lit("UTC")), "must be int"),
         (lambda k: _bucket(k, k.ref("w"), k.lit(0), k.lit("UTC")), "must be a literal"),

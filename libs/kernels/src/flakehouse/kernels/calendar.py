@@ -45,7 +45,16 @@ from flakehouse.kernels.zones import (
     resolve,
 )
 
-__all__ = ["ORIGIN_US", "TRUNC_UNITS", "check_unit", "check_zone", "date_trunc", "time_bucket"]
+__all__ = [
+    "MAX_BUCKET_MONTHS",
+    "MAX_BUCKET_US",
+    "ORIGIN_US",
+    "TRUNC_UNITS",
+    "check_unit",
+    "check_zone",
+    "date_trunc",
+    "time_bucket",
+]
 
 TRUNC_UNITS: tuple[str, ...] = (
     "second",
@@ -59,6 +68,10 @@ TRUNC_UNITS: tuple[str, ...] = (
 )
 
 ORIGIN_US = 946_857_600_000_000
+MAX_BUCKET_MONTHS = 12 * 10_000
+"""The widest bucket, 10,000 years: wider ones would start outside int64 microseconds (DuckDB
+says out of range), and no test history is that long."""
+MAX_BUCKET_US = 10_000 * 366 * 86_400_000_000
 """2000-01-03T00:00:00Z, a Monday: DuckDB's time_bucket origin for widths in days or less."""
 
 _MONTHS_ORIGIN = 360
@@ -124,6 +137,8 @@ def time_bucket(
             "time_bucket needs one positive width, in microseconds or in months"
             f" (got {width_us} µs and {months} months)"
         )
+    if width_us > MAX_BUCKET_US or months > MAX_BUCKET_MONTHS:
+        raise ValueError("a time_bucket width may be at most 10,000 years")
     name = check_zone(zone)
     instants = _checked(timestamps)
     if not len(instants):

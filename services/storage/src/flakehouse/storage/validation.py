@@ -185,6 +185,10 @@ def _check_call(call: plan_pb2.ScalarCall, refs: _Refs) -> None:
                 "TIME_BUCKET takes one positive width, in microseconds or in months, and 0 for "
                 f"the other: not {width} µs and {months} months"
             )
+        if width > calendar.MAX_BUCKET_US or months > calendar.MAX_BUCKET_MONTHS:
+            raise UnsupportedPlan(
+                f"TIME_BUCKET width {width} µs or {months} months: at most 10,000 years"
+            )
         _check_calendar(name, calendar.check_zone, call.args[3].literal.string_value)
 
 

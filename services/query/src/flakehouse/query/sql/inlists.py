@@ -28,7 +28,8 @@ LONG_LIST = 100
 # Quotes doubled inside, no other escape in our dialect; possessive (*+) as the tokenizer reads
 # it: `'it''s` is one unclosed string, not 'it' and then another.
 _STRING = r"'[^']*+(?:''[^']*+)*+'"
-_NUMBER = r"-?\d+(?:\.\d+)?"  # sqlglot reads `-5` as minus, then the literal 5
+# ASCII digits only: `\d` would take ٣ (and int() read it as 3), which sqlglot refuses.
+_NUMBER = r"-?[0-9]+(?:\.[0-9]+)?"  # sqlglot reads `-5` as minus, then the literal 5
 # What the scanner steps over (strings, quoted names, comments, each to its end or to the end
 # of the SQL when unclosed), and the start of an IN list.
 _SCAN = re.compile(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
-from flakehouse.kernels.calendar import check_unit, check_zone
+from flakehouse.kernels.calendar import MAX_BUCKET_MONTHS, MAX_BUCKET_US, check_unit, check_zone
 from flakehouse.query.sql.errors import QueryError, error_at, sql_text
 from flakehouse.query.sql.sqltime import calendar_interval, months_and_us
 from flakehouse.query.sql.syntax import TIMESTAMP, field_name, is_field
@@ -122,6 +122,8 @@ def _width(width: exp.Expr) -> tuple[int, int]:
         )
     if months <= 0 and width_us <= 0:
         raise error_at(width, "time_bucket width must be positive")
+    if months > MAX_BUCKET_MONTHS or width_us > MAX_BUCKET_US:
+        raise error_at(width, f"time_bucket width {sql_text(width)} is more than 10,000 years")
     return months, width_us
 
 
