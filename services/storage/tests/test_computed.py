@@ -349,6 +349,10 @@ def _bad_call(kit: Any, function: int, *args: plan_pb2.Scalar) -> plan_pb2.Scala
             "argument 2 of REGEXP_MATCHES must be a literal",
         ),
         (lambda k: _plan_with(k, k.call("regexp_matches", "a", "(")), "pattern '\\(':"),
+        (
+            lambda k: _plan_with(k, k.call("regexp_matches", "a", "x(?=y)")),
+            r"pattern 'x\(\?=y\)': invalid perl operator: \(\?= \(RE2's syntax",
+        ),
         (lambda k: _plan_with(k, k.call("regexp_matches", "a", None)), "must not be NULL"),
         (lambda k: _plan_with(k, k.ref("$0")), r"computed column \$0 refers to itself"),
         (
