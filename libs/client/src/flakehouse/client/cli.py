@@ -35,7 +35,7 @@ from flakehouse.client.inputs import expand_inputs
 from flakehouse.client.output import RENDERERS, describe_staleness
 from flakehouse.client.progress import Progress
 from flakehouse.client.status import render_status_json, render_status_table
-from flakehouse.client.times import check_zone
+from flakehouse.client.times import query_zone
 from flakehouse.core.errors import AlreadyExists, FlakehouseError, InvalidArgument, NotFound
 
 # The query service's default MAX_TIMEOUT_MS; the margin leaves its answer time to arrive.
@@ -46,7 +46,7 @@ QUERY_DEADLINE_MARGIN_MS = 1_000
 def _zone_name(name: str) -> str:
     """`name` once it names a time zone: a typo exits 2 before any call. The request carries the
     name, not the zone."""
-    check_zone(name)
+    query_zone(name)
     return name
 
 
