@@ -244,7 +244,8 @@ def test_queries_quote_names_and_bound_the_window_and_branch() -> None:
 
 @pytest.mark.parametrize(("since", "branch"), [(None, None), ("30m", "main"), ("2w", "a'b")])
 def test_the_planner_takes_the_queries(since: str | None, branch: str | None) -> None:
-    # The subset of today's SQL (no FILTER, no CASE): planned as the query service would.
+    # Plain GROUP BY and counts (the ranking combines the rows itself): planned as the query
+    # service would.
     for sql in queries("ci", since, branch):
         planned = parse_statement(sql, now_us=1_800_000_000_000_000)
         assert isinstance(planned, PlannedQuery)

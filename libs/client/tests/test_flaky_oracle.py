@@ -23,6 +23,7 @@ from flakehouse.client.client import Cell, Client, QueryResult
 from flakehouse.client.flaky import absent_fields, flaky_tests, queries
 from flakehouse.client.times import from_micros, rfc3339
 from flakehouse.common.v1 import events_pb2
+from flakehouse.core.errors import DeadlineExceeded, FlakehouseError, NotFound, Unavailable
 from flakehouse.events.columns import to_value_column
 from flakehouse.query.v1 import query_pb2, query_pb2_grpc
 from tests.flaky_reference import Event, flaky_reference
@@ -229,6 +230,41 @@ def test_a_partial_answer_says_so_with_every_missing_partition() -> None:
     assert result.partial and [m["partition"] for m in result.missing_partitions] == [1, 2]
 
 
+@pytest.mark.parametrize("error", [DeadlineExceeded, Unavailable])
+def test_a_describe_that_fails_leaves_out_no_field(error: type[FlakehouseError]) -> None:
+    """Every replica frozen: DESCRIBE times out, but the queries still give what they can (a
+    partial answer, exit 3 from the command), instead of the report failing on it."""
+
+    class Frozen:
+        def __init__(self) -> None:
+            self.sql: list[str] = []
+
+        def describe(self, dataset: str) -> query_pb2.DescribeDatasetResponse:
+            raise error("deadline exceeded")
+
+        def query(self, sql: str, *, timeout_ms: int = 0, raw_times: bool = False) -> QueryResult:
+            self.sql.append(sql)
+            missing = [{"dataset": "ci", "partition": 0, "reason": "frozen"}]
+            return QueryResult(
+                columns=[], types=[], rows=[], partial=True, missing_partitions=missing
+            )
+
+    client = Frozen()
+    assert absent_fields(cast(Client, client), "ci") == frozenset()
+    result = flaky_tests(cast(Client, client), "ci", None, None)
+    assert result.partial and result.missing_partitions[0]["reason"] == "frozen"
+    assert client.sql == list(queries("ci"))  # both, with every optional field
+
+
+def test_a_describe_refused_for_another_reason_still_fails() -> None:
+    class Missing:
+        def describe(self, dataset: str) -> query_pb2.DescribeDatasetResponse:
+            raise NotFound(f"no dataset {dataset}")
+
+    with pytest.raises(NotFound):
+        flaky_tests(cast(Client, Missing()), "ci", None, None)
+
+
 # --- the CLI, through a real gRPC server that answers from DuckDB -----------------------------
 
 
@@ -301,6 +337,36 @@ def test_the_command_prints_the_report(
     assert cli.main([*command, "--format", "csv", "--min-runs", "3"]) == 0
     csv_lines = capsys.readouterr().out.splitlines()
     assert len(csv_lines) == 1 + len(reference_rows(events, min_runs=3))
+
+
+class Refusing(query_pb2_grpc.QueryServiceServicer):
+    """A query service whose DESCRIBE times out and whose queries hold too many groups."""
+
+    def DescribeDataset(self, request: Any, context: grpc.ServicerContext) -> Any:
+        context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
+
+    def Query(self, request: Any, context: grpc.ServicerContext) -> Any:
+        context.abort(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "the query holds more than 100000 groups (max_groups); narrow the query: a WHERE"
+            " that keeps fewer rows, fewer GROUP BY keys or wider time buckets",
+        )
+
+
+def test_too_many_groups_says_how_to_narrow_the_report(capsys: pytest.CaptureFixture[str]) -> None:
+    server = grpc.server(ThreadPoolExecutor(2))
+    query_pb2_grpc.add_QueryServiceServicer_to_server(Refusing(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        code = cli.main(["flaky", "--query", f"127.0.0.1:{port}", "--dataset", "ci"])
+    finally:
+        server.stop(None)
+    assert code == cli.EXIT_FAILED
+    err = capsys.readouterr().err
+    assert err.startswith("error: the query holds more than 100000 groups (max_groups)")
+    assert "\nhint: the report groups the window's runs by test, commit" in err
+    assert "--since (e.g. --since 1d) or --branch, or raise the query service's MAX_GROUPS" in err
 
 
 @pytest.mark.parametrize(

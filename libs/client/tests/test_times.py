@@ -3,18 +3,25 @@ text with that zone's offset at each instant."""
 
 from __future__ import annotations
 
+import pickle
+import subprocess
+import sys
+import zoneinfo
 from datetime import UTC, datetime, timedelta, timezone
+from importlib import resources
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from flakehouse.client.times import check_zone, from_micros, rfc3339
+from flakehouse.client.times import from_micros, query_zone, rfc3339
+from flakehouse.kernels import tzdb
 
 PARIS = ZoneInfo("Europe/Paris")
 
 
 def shown(us: int, zone: str = "") -> str:
-    moment = from_micros(us, check_zone(zone))
+    moment = from_micros(us, query_zone(zone))
     assert isinstance(moment, datetime)
     return rfc3339(moment)
 
@@ -48,7 +55,7 @@ def test_times_in_a_zone_carry_its_offset_at_each_instant_across_dst_changes() -
 
 def test_utc_is_z_and_other_zones_at_plus_zero_are_not() -> None:
     us = 1_768_467_600_000_000  # 2026-01-15T09:00:00Z
-    assert check_zone("") is UTC
+    assert query_zone("") is UTC
     for name in ("", "UTC", "Etc/UTC"):
         assert shown(us, name) == "2026-01-15T09:00:00.000000Z", name
     # London in winter is at +00:00 but is not UTC: the offset says which clock it is.
@@ -75,7 +82,7 @@ def test_a_time_beyond_what_datetime_holds_stays_an_int() -> None:
         ("Europe/Pari", "unknown time zone 'Europe/Pari'; did you mean 'Europe/Paris'?"),
         ("europe/paris", "unknown time zone 'europe/paris'; did you mean 'Europe/Paris'?"),
         ("Asia/Katmandoo", "unknown time zone 'Asia/Katmandoo'; did you mean 'Asia/Katmandu'?"),
-        ("xyzzy", "unknown time zone 'xyzzy' (an IANA name: Europe/Paris)"),
+        ("xyzzy", "unknown time zone 'xyzzy'; use an IANA name such as 'Europe/Paris'"),
         # Files zoneinfo would read that are not zones of the IANA database, or not files.
         ("localtime", "unknown time zone 'localtime'"),
         ("Europe", "unknown time zone 'Europe'"),
@@ -85,5 +92,44 @@ def test_a_time_beyond_what_datetime_holds_stays_an_int() -> None:
 )
 def test_an_unknown_zone_is_refused_with_the_closest_name(name: str, message: str) -> None:
     with pytest.raises(ValueError) as raised:
-        check_zone(name)
+        query_zone(name)
     assert str(raised.value).startswith(message)
+
+
+def test_zones_come_from_the_tzdata_package_not_the_host(tmp_path: Path) -> None:
+    """As the services read them: a host whose zone files say otherwise (here a Europe/Paris
+    holding Tokyo's rules) changes nothing."""
+    tokyo = resources.files("tzdata.zoneinfo").joinpath("Asia", "Tokyo").read_bytes()
+    (tmp_path / "Europe").mkdir()
+    (tmp_path / "Europe" / "Paris").write_bytes(tokyo)
+    winter = 1_768_467_600_000_000  # 2026-01-15T09:00:00Z
+    zoneinfo.reset_tzpath([str(tmp_path)])
+    ZoneInfo.clear_cache()
+    tzdb.zone.cache_clear()
+    try:
+        host = ZoneInfo.no_cache("Europe/Paris")
+        assert shown(winter, "Asia/Tokyo") == rfc3339(from_micros(winter, host))  # the trap
+        assert shown(winter, "Europe/Paris") == "2026-01-15T10:00:00.000000+01:00"
+    finally:
+        zoneinfo.reset_tzpath()
+        ZoneInfo.clear_cache()
+
+
+def test_times_in_a_zone_pickle_as_that_zone() -> None:
+    moment = from_micros(1_792_891_800_000_000, query_zone("Europe/Paris"))
+    again = pickle.loads(pickle.dumps(moment))
+    assert (
+        again == moment
+        and again.tzinfo is moment.tzinfo
+        and again.utcoffset() == moment.utcoffset()
+    )
+
+
+@pytest.mark.processes
+def test_the_clients_zones_import_no_numpy() -> None:
+    """numpy costs the CLI about 0.2 s a start: the client's zones (kernels' tzdb) do without."""
+    code = (
+        "import sys, flakehouse.client.times, flakehouse.kernels.tzdb;"
+        "sys.exit('numpy' in sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -78,6 +78,23 @@ from services.query.tests.test_planner_errors import at
             "'i'",
         ),
         ("SELECT regexp_matches(name, 'a(') FROM ci", "bad regular expression 'a('", "'a('"),
+        # RE2's syntax, as DuckDB's: Python's look-around and back-references are refused
+        (
+            "SELECT count(*) FROM ci WHERE regexp_matches(name, '(?<!x)y')",
+            "bad regular expression '(?<!x)y': invalid perl operator: (?<! (RE2's syntax, as in"
+            " DuckDB: no look-around, no back-references)",
+            "'(?<!x)y'",
+        ),
+        (
+            "SELECT regexp_matches(name, '(a)\\1') FROM ci",
+            "bad regular expression '(a)\\1': invalid escape sequence: \\1 (RE2's syntax",
+            "'(a)",
+        ),
+        (
+            "SELECT regexp_matches(name, 'a\\Z') FROM ci",
+            "bad regular expression 'a\\Z': invalid escape sequence: \\Z",
+            "'a",
+        ),
         (
             "SELECT regexp_matches(name, suite) FROM ci",
             "the pattern of regexp_matches() is a string in quotes, got suite",

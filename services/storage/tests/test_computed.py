@@ -5,17 +5,21 @@ computed column; the plan checks; the fields a plan reads."""
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import duckdb
+import numpy as np
 import pytest
 
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.events import values as v
 from flakehouse.kernels import text as string_functions
 from flakehouse.storage import fragment, string_columns
+from flakehouse.storage.codec import object_array
 from flakehouse.storage.computed import ComputedColumns
 from flakehouse.storage.fragment import UnsupportedPlan
+from flakehouse.storage.segment import ColumnView
 from flakehouse.storage.string_columns import StringFunction
 
 MIXED = [
@@ -198,6 +202,25 @@ def test_a_string_function_that_keeps_the_order_keeps_the_codes(kit: Any) -> Non
     ]
 
 
+def test_remembered_results_go_with_their_dictionary() -> None:
+    """An open segment's dictionary is rebuilt after each ingest: what was remembered for it must
+    go when it does, also where the function changed no string (lower() of lower-case names,
+    whose result is the column itself)."""
+    gc.collect()
+    before = len(string_columns._MEMO)
+    for i in range(1000):
+        dictionary = object_array([f"alpha{i}", f"beta{i}"])
+        col = ColumnView(np.arange(2), codes=np.arange(2, dtype=np.uint32), dictionary=dictionary)
+        lowered = string_columns.evaluate(plan_pb2.SCALAR_FUNCTION_LOWER, {v.STRING: col}, [], 2)
+        assert lowered[v.STRING] is col
+        upper = string_columns.evaluate(plan_pb2.SCALAR_FUNCTION_UPPER, {v.STRING: col}, [], 2)
+        assert list(upper[v.STRING].dictionary) == [f"ALPHA{i}", f"BETA{i}"]
+    assert len(string_columns._MEMO) > before  # the last one's, still alive
+    del dictionary, col, lowered, upper
+    gc.collect()
+    assert len(string_columns._MEMO) <= before
+
+
 def test_regexp_patterns_compile_once() -> None:
     string_functions.regex.cache_clear()
     for _ in range(3):
@@ -349,6 +372,10 @@ def _bad_call(kit: Any, function: int, *args: plan_pb2.Scalar) -> plan_pb2.Scala
             "argument 2 of REGEXP_MATCHES must be a literal",
         ),
         (lambda k: _plan_with(k, k.call("regexp_matches", "a", "(")), "pattern '\\(':"),
+        (
+            lambda k: _plan_with(k, k.call("regexp_matches", "a", "x(?=y)")),
+            r"pattern 'x\(\?=y\)': invalid perl operator: \(\?= \(RE2's syntax",
+        ),
         (lambda k: _plan_with(k, k.call("regexp_matches", "a", None)), "must not be NULL"),
         (lambda k: _plan_with(k, k.ref("$0")), r"computed column \$0 refers to itself"),
         (

@@ -35,8 +35,14 @@ from flakehouse.client.inputs import expand_inputs
 from flakehouse.client.output import RENDERERS, describe_staleness
 from flakehouse.client.progress import Progress
 from flakehouse.client.status import render_status_json, render_status_table
-from flakehouse.client.times import check_zone
-from flakehouse.core.errors import AlreadyExists, FlakehouseError, InvalidArgument, NotFound
+from flakehouse.client.times import query_zone
+from flakehouse.core.errors import (
+    AlreadyExists,
+    FlakehouseError,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+)
 
 # The query service's default MAX_TIMEOUT_MS; the margin leaves its answer time to arrive.
 MAX_QUERY_DEADLINE_MS = 60_000
@@ -46,7 +52,7 @@ QUERY_DEADLINE_MARGIN_MS = 1_000
 def _zone_name(name: str) -> str:
     """`name` once it names a time zone: a typo exits 2 before any call. The request carries the
     name, not the zone."""
-    check_zone(name)
+    query_zone(name)
     return name
 
 
@@ -310,6 +316,14 @@ def read_offsets(path: Path) -> dict[str, dict[int, int]]:
         raise InvalidArgument(f"{path}: not an offsets file ({exc})") from None
 
 
+FLAKY_TOO_BIG = (
+    "hint: the report groups the window's runs by test, commit (or build and job), status and "
+    "flaky mark, and there are more such groups than the query service allows: narrow it with "
+    "--since (e.g. --since 1d) or --branch, or raise the query service's MAX_GROUPS and "
+    'MAX_ANSWER_ROWS (docs/queries.md, "Flaky tests")'
+)
+
+
 def cmd_flaky(args: argparse.Namespace) -> int:
     from flakehouse.client.flaky import flaky_tests, since_interval
 
@@ -324,15 +338,22 @@ def cmd_flaky(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise InvalidArgument(str(exc)) from None
     with client_from_args(args, "query") as client:
-        result = flaky_tests(
-            client,
-            args.dataset,
-            since,
-            args.limit or None,
-            branch=args.branch,
-            min_runs=args.min_runs,
-            timeout_ms=query_deadline_ms(args.timeout),
-        )
+        try:
+            result = flaky_tests(
+                client,
+                args.dataset,
+                since,
+                args.limit or None,
+                branch=args.branch,
+                min_runs=args.min_runs,
+                timeout_ms=query_deadline_ms(args.timeout),
+            )
+        except ResourceExhausted as exc:
+            if exc.retry_after_ms is not None:
+                raise  # a quota's rate or slots, retried until the client gave up: not a limit
+            # The query service's advice (a WHERE, fewer GROUP BY keys) is about SQL that the
+            # command writes itself: say what to change here instead.
+            raise ResourceExhausted(f"{exc.message}\n{FLAKY_TOO_BIG}") from None
     return answered(args, result)
 
 

@@ -17,7 +17,7 @@ from typing import IO, Any, TypeVar
 import grpc
 
 from flakehouse.client.cluster import ClusterFile
-from flakehouse.client.times import check_zone, from_micros
+from flakehouse.client.times import from_micros, query_zone
 from flakehouse.core.errors import (
     ERRORS_BY_CODE,
     RETRY_AFTER_KEY,
@@ -362,7 +362,7 @@ class Client:
         it, or with `raw_times` as int microseconds since the epoch (typed "int"). An unknown
         zone raises InvalidArgument before anything is sent."""
         try:
-            zone = check_zone(time_zone)
+            zone = query_zone(time_zone)
         except ValueError as exc:
             raise InvalidArgument(str(exc)) from None
         stub = query_pb2_grpc.QueryServiceStub(self._channel("query"))

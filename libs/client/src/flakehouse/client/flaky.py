@@ -12,6 +12,7 @@ from typing import Any
 
 from flakehouse.client.client import Cell, Client, QueryResult
 from flakehouse.client.times import from_micros
+from flakehouse.core.errors import DeadlineExceeded, Unavailable
 from flakehouse.events.values import Scalar
 
 # name, type: the report's columns
@@ -105,8 +106,13 @@ refuses a field it has never seen (a typo), and these are labels many datasets l
 
 def absent_fields(client: Client, dataset: str) -> frozenset[str]:
     """The OPTIONAL_FIELDS that DESCRIBE says no event of `dataset` carries. A partial or empty
-    description proves nothing (the service then checks no field either): none."""
-    described = client.describe(dataset)
+    description proves nothing (the service then checks no field either): none. Nor does a
+    DESCRIBE that timed out or found no service: the queries still run, and say what they can
+    (a partial answer where replicas are down) rather than the report failing on this."""
+    try:
+        described = client.describe(dataset)
+    except (DeadlineExceeded, Unavailable):
+        return frozenset()
     if described.partial or not described.fields:
         return frozenset()
     known = {f.name for f in described.fields}

@@ -11,9 +11,12 @@
 - `moments`: count, mean and squared differences from the mean per group, for STDDEV, and
   Chan et al.'s merge of two such states.
 - `calendar`: date_trunc and time_bucket on a time zone's calendar, as DuckDB computes them
-  (`zones`: offsets and wall times from the tzdata package; `daybuckets`: ICU's day arithmetic).
+  (`zones`: offsets and wall times; `daybuckets`: ICU's day arithmetic).
+- `tzdb`: the zones of the tzdata package by name, and the check of a name; the client uses it
+  too, so it imports no numpy (nor does this package's `__init__`).
+- `text`: the string functions of computed columns, regexp_matches on RE2 as DuckDB's.
 
 Value types are flakehouse.events' (`INT`, `FLOAT`, `STRING`, `BOOL`, 0 for null); this
-library depends on numpy (and the tzdata package, for zones) only, so the types are passed
-in as plain ints.
+library depends on numpy, the tzdata package (for zones) and google-re2 only, so the types are
+passed in as plain ints.
 """

@@ -34,16 +34,8 @@ import numpy.typing as npt
 
 from flakehouse.kernels.arrays import per_key
 from flakehouse.kernels.daybuckets import day_buckets
-from flakehouse.kernels.zones import (
-    DAY_US,
-    SECOND_US,
-    UTC,
-    Micros,
-    check_zone,
-    not_after,
-    offsets_at,
-    resolve,
-)
+from flakehouse.kernels.tzdb import check_zone
+from flakehouse.kernels.zones import DAY_US, SECOND_US, UTC, Micros, not_after, offsets_at, resolve
 
 __all__ = [
     "MAX_BUCKET_MONTHS",

@@ -1,12 +1,16 @@
 """The string functions of computed columns on one Python string, as DuckDB 2.0 computes them:
 case mapping one code point at a time, lengths and positions in code points, split_part's and
-substring's edge cases. Storage applies them to a column's dictionary (string_columns.py); the
-query service folds literals and lowers ILIKE patterns with them, so both sides agree."""
+substring's edge cases, regular expressions by RE2. Storage applies them to a column's dictionary
+(string_columns.py); the query service folds literals, lowers ILIKE patterns and checks regular
+expressions with them, so both sides agree."""
 
 from __future__ import annotations
 
 import functools
 import re
+from typing import Any
+
+import re2
 
 # Code points that Python upper-cases into several (ß → SS, ﬁ → FI): DuckDB maps each code point
 # to one, its simple mapping. Most stay as they are; the Greek small letters with a iota
@@ -92,12 +96,32 @@ def split_part(s: str, separator: str, index: int) -> str:
     return ""
 
 
+# As DuckDB compiles a pattern without options: case-sensitive, `.` not matching a newline, `^`
+# and `$` at the ends of the string, UTF-8; its errors raised, not also written to stderr.
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False
+# RE2's reasons for look-around ((?=, (?!, (?<=, (?<!) and back-references (\1, (?P=n), \k<n>),
+# which a pattern written for Python or PCRE may use.
+_NOT_RE2 = re.compile(r"invalid (perl operator: \(\?(<?[=!]|P$)|escape sequence: \\([1-9]|k))")
+
+
 @functools.lru_cache(maxsize=256)
-def regex(pattern: str) -> re.Pattern[str]:
-    """The compiled pattern (raises re.error), cached: a plan's pattern is compiled once, not
-    per segment."""
-    return re.compile(pattern)
+def regex(pattern: str) -> Any:
+    """The pattern compiled by RE2, DuckDB's engine (its time is linear in the string's length:
+    no backtracking, and `\\d \\w \\s \\b` are ASCII), cached: a plan's pattern is compiled
+    once, not per segment. Raises ValueError with RE2's reason where RE2 refuses the pattern."""
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        reason = exc.args[0]
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        if _NOT_RE2.match(reason):
+            reason += " (RE2's syntax, as in DuckDB: no look-around, no back-references)"
+        raise ValueError(reason) from None
 
 
 def regexp_matches(s: str, pattern: str) -> bool:
-    return regex(pattern).search(s) is not None
+    """DuckDB's regexp_matches: the pattern matches somewhere in `s`."""
+    # Bytes, not str: the wrapper then skips mapping the match's byte offsets back to characters.
+    return regex(pattern).search(s.encode()) is not None

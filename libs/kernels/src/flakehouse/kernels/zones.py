@@ -1,5 +1,6 @@
 """UTC offsets of IANA time zones for many instants at once, and wall times read back as
-instants as ICU (so DuckDB) reads them: zoneinfo is asked per day of time spanned, once (cached).
+instants as ICU (so DuckDB) reads them: zoneinfo is asked per day of time spanned, once (cached),
+with the zones of the tzdata package (`tzdb`).
 
 ICU's rules: a wall time skipped by a change of offset is read with the offset before the
 change (02:30 on New York's spring-forward night is 03:30 EDT), a wall time that happens twice
@@ -8,14 +9,14 @@ is its later occurrence (01:30 on the fall-back night is 01:30 EST).
 
 from __future__ import annotations
 
-import difflib
 import functools
 from datetime import datetime
-from importlib import resources
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
+
+from flakehouse.kernels.tzdb import zone
 
 Micros = npt.NDArray[np.int64]
 """Instants or wall times in microseconds since 1970-01-01T00:00."""
@@ -45,45 +46,12 @@ change this late), which repeat every 400 Gregorian years; later instants are pr
 earlier, so that all of DuckDB's range (to the year 294247) gets offsets."""
 _CYCLE_S = 146_097 * 86_400
 
-_TZDATA = "tzdata"
-"""Zones come from the tzdata package (pinned in the lock), never from the host's zoneinfo
-directory: every node must give the same answer, and the host's copy can be older than
-DuckDB's ICU data (Debian's 2025b has Tehran's 1979 change of offset an hour later)."""
 
-
-@functools.cache
-def zone_names() -> frozenset[str]:
-    """The IANA zone names that the tzdata package holds."""
-    return frozenset(resources.files(_TZDATA).joinpath("zones").read_text().split())
-
-
-def check_zone(name: str) -> str:
-    """`name` when it names an IANA time zone ('UTC' included), else ValueError suggesting the
-    closest name: the same name in other case first, then difflib's best match."""
-    if not name:
-        raise ValueError("time zone name is empty; use an IANA name such as 'Europe/Paris'")
-    names = zone_names()
-    if name in names:
-        return name
-    same_case = [candidate for candidate in names if candidate.lower() == name.lower()]
-    guesses = sorted(same_case) or difflib.get_close_matches(name, sorted(names), n=1)
-    if guesses:
-        raise ValueError(f"unknown time zone {name!r}; did you mean {guesses[0]!r}?")
-    raise ValueError(f"unknown time zone {name!r}; use an IANA name such as 'Europe/Paris'")
-
-
-@functools.lru_cache(maxsize=256)
-def _zone(name: str) -> ZoneInfo:
-    path = resources.files(f"{_TZDATA}.zoneinfo").joinpath(*name.split("/"))
-    with path.open("rb") as data:
-        return ZoneInfo.from_file(data, key=name)
-
-
-def _offset_s(zone: ZoneInfo, second: int) -> int:
+def _offset_s(rules: ZoneInfo, second: int) -> int:
     """The zone's UTC offset in seconds at an instant given in seconds since the epoch."""
     if second >= _CYCLE_FROM_S:
         second = _CYCLE_FROM_S + (second - _CYCLE_FROM_S) % _CYCLE_S
-    offset = datetime.fromtimestamp(max(second, _FIRST_S), zone).utcoffset()
+    offset = datetime.fromtimestamp(max(second, _FIRST_S), rules).utcoffset()
     assert offset is not None  # a ZoneInfo always has one
     return offset.days * 86_400 + offset.seconds
 
@@ -92,21 +60,21 @@ def _offset_s(zone: ZoneInfo, second: int) -> int:
 def _chunk_changes(name: str, chunk: int) -> tuple[tuple[int, int], ...]:
     """(second, offset in seconds from then on) at the start of a chunk and at each change of
     offset within it."""
-    zone = _zone(name)
+    rules = zone(name)
     start = chunk << _CHUNK_BITS
     last = start + (1 << _CHUNK_BITS) - 1
-    offset = _offset_s(zone, start)
+    offset = _offset_s(rules, start)
     changes = [(start, offset)]
     before, probe = start, start
     while probe < last:
         probe = min(probe + _PROBE_S, last)
-        now = _offset_s(zone, probe)
+        now = _offset_s(rules, probe)
         if now != offset:
             # The change lies in (before, probe]: bisect to its first second.
             low, high = before, probe
             while high - low > 1:
                 middle = (low + high) // 2
-                if _offset_s(zone, middle) == offset:
+                if _offset_s(rules, middle) == offset:
                     low = middle
                 else:
                     high = middle

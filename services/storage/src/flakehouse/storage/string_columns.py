@@ -58,7 +58,10 @@ class Literal:
 Argument = Column | Literal
 
 # Per dictionary (by id, dropped when the array is), per (function, literals): the results.
+# No value may refer to the dictionary itself: that would keep it alive, and its entry with it.
 _MEMO: dict[int, dict[tuple[Any, ...], Any]] = {}
+_UNCHANGED = object()
+"""The results of a string function that changed no string: the column is its own result."""
 
 
 def _memo(dictionary: npt.NDArray[np.object_]) -> dict[tuple[Any, ...], Any]:
@@ -83,12 +86,12 @@ def _encode_entries(
 ) -> Any:
     """`_encode` for results per entry of a sorted `dictionary`. Where the strings come out in
     the same order, distinct (lower() of strings already in lower case, or of one casing), the
-    codes stay as they are: (dictionary, None), the very same dictionary if nothing changed."""
+    codes stay as they are: (new dictionary, None), or _UNCHANGED if no string changed."""
     if function.result == v.STRING and all(
         map(operator.lt, results, itertools.islice(results, 1, None))
     ):
         if results == dictionary.tolist():
-            return dictionary, None
+            return _UNCHANGED
         return object_array(list(map(sys.intern, results))), None
     return _encode(function, results)
 
@@ -111,8 +114,8 @@ def _per_entry(code: int, function: StringFunction, col: ColumnView, literals: l
     if encoded is None:
         results = [function.apply(s, *literals) for s in col.dictionary.tolist()]
         encoded = memo[key] = _encode_entries(function, results, col.dictionary)
-    if function.result == v.STRING and encoded[0] is col.dictionary:
-        return {v.STRING: col}  # the function changed no string
+    if encoded is _UNCHANGED:
+        return {v.STRING: col}
     return {function.result: _column(function, col.rows, encoded, col.codes)}
 
 

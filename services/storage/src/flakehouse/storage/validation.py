@@ -4,7 +4,6 @@ a computed column, only earlier ones)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -173,7 +172,7 @@ def _check_call(call: plan_pb2.ScalarCall, refs: _Refs) -> None:
         pattern = call.args[1].literal.string_value
         try:
             regex(pattern)
-        except re.error as exc:
+        except ValueError as exc:
             raise UnsupportedPlan(f"REGEXP_MATCHES pattern {pattern!r}: {exc}") from None
     elif call.function == _S.SCALAR_FUNCTION_DATE_TRUNC:
         _check_calendar(name, calendar.check_unit, call.args[0].literal.string_value)

@@ -5,7 +5,6 @@ columns `$0`, `$1`, …, each expression once, with what is known of its type be
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
@@ -335,9 +334,9 @@ class Scalars:
                 f"the pattern of regexp_matches() is a string in quotes, got {sql_text(pattern)}",
             )
         try:
-            re.compile(pattern.this)
-        except re.error as error:
-            message = f"bad regular expression {pattern.this!r}: {error}"
+            text.regex(pattern.this)
+        except ValueError as error:
+            message = f"bad regular expression {sql_text(pattern)}: {error}"
             raise error_at(pattern, message) from None
         typed = [self._string(args[0], node), self.translate(pattern)]
         return self._call(plan_pb2.SCALAR_FUNCTION_REGEXP_MATCHES, typed, "bool")
