@@ -10,6 +10,7 @@ from sqlglot import exp
 
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.events.values import from_value
+from flakehouse.kernels.computed_names import computed_index
 from flakehouse.query import finalexpr
 from flakehouse.query.sql.errors import QueryError, error_at, sql_text
 from flakehouse.query.sql.filters import translate_condition, translate_where
@@ -20,7 +21,7 @@ from flakehouse.query.sql.parsing import (
     parse_describe,
     parse_select,
 )
-from flakehouse.query.sql.scalars import Scalars, computed_index
+from flakehouse.query.sql.scalars import Scalars
 from flakehouse.query.sql.scope import Scope, aggregate_name
 from flakehouse.query.sql.syntax import (
     QUANTILE_ALIASES,

@@ -15,6 +15,7 @@ from sqlglot import exp
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.events.values import INT64_MAX, INT64_MIN, Scalar, from_value, to_value
 from flakehouse.kernels import text
+from flakehouse.kernels.computed_names import computed_index, computed_name
 from flakehouse.query.sql.errors import QueryError, error_at, sql_text
 from flakehouse.query.sql.syntax import (
     AGGREGATE_FUNCTIONS,
@@ -73,15 +74,6 @@ _PREDICATES = (
 _TIME_FUNCTIONS = frozenset(
     {plan_pb2.SCALAR_FUNCTION_DATE_TRUNC, plan_pb2.SCALAR_FUNCTION_TIME_BUCKET}
 )
-
-
-def computed_name(index: int) -> str:
-    return f"${index}"
-
-
-def computed_index(name: str) -> int | None:
-    """k for `$k`, the name of a computed column; None for a field's name."""
-    return int(name[1:]) if name.startswith("$") else None
 
 
 def is_time_column(plan: plan_pb2.QueryPlan, name: str) -> bool:
