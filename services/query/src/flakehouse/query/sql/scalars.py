@@ -172,6 +172,10 @@ class Scalars:
         index = computed_index(name)
         return None if index is None else self._kinds[index]
 
+    def kind_of(self, node: exp.Expr) -> Kind:
+        """The type of `node`, leaving the plan as it was (no column added for it)."""
+        return self._translate_only(node).kind
+
     def constant(self, node: exp.Expr) -> tuple[bool, Scalar | None]:
         """(True, value) when `node` is a literal or folds to one (`5 * 1000`), else (False,
         None)."""
