@@ -204,12 +204,11 @@ class Scalars:
                 " expression",
             )
         if isinstance(node, exp.Neg):
-            operand = self._number(node.this, "-")
+            operand = self._number(node.this, node)
             return self._call(plan_pb2.SCALAR_FUNCTION_NEGATE, [operand], "number")
         if type(node) in _ARITHMETIC:
-            operator = sql_text(node)
-            left = self._number(node.this, operator)
-            right = self._number(node.expression, operator)
+            left = self._number(node.this, node)
+            right = self._number(node.expression, node)
             return self._call(_ARITHMETIC[type(node)], [left, right], "number")
         if type(node) in _STRING_FUNCTIONS:
             function, kind = _STRING_FUNCTIONS[type(node)]
@@ -255,7 +254,10 @@ class Scalars:
             )
         return typed
 
-    def _number(self, node: exp.Expr, operator: str) -> Typed:
+    def _number(self, node: exp.Expr, operation: exp.Expr) -> Typed:
+        """An operand of arithmetic `operation`, which is written out only for an error: as SQL
+        it is as long as the operands, and writing it at every level of a + b + c + … took
+        time quadratic in the terms."""
         if isinstance(node, exp.Interval):
             raise error_at(
                 node,
@@ -268,7 +270,7 @@ class Scalars:
             raise error_at(
                 node,
                 f"type mismatch: arithmetic needs numbers, {sql_text(node)} is a {kind}"
-                f" (in {operator})",
+                f" (in {sql_text(operation)})",
             )
         return typed
 
