@@ -4,9 +4,11 @@ for what is missing rather than wrong (an empty query, no FROM) and for keywords
 no position (NULL, TRUE, INTERVAL in a SELECT list).
 
 The grammar writes queries the planner supports, almost supports and does not support (fields,
-aggregates, functions, literals, nested AND/OR/NOT, IN, LIKE, GROUP BY, ORDER BY, LIMIT), then
-mutates some of them with junk tokens and unicode. Derandomized: CI runs the same examples every
-time, so a failure here is a bug to fix, not a flake."""
+aggregates, functions, literals, nested AND/OR/NOT, IN, LIKE, long arithmetic chains and nested
+CASEs, GROUP BY, ORDER BY, LIMIT), then mutates some of them with junk tokens and unicode. Every
+plan must reach storage whole: it serializes into the request and parses back, which a plan
+nested past protobuf's limit does not. Derandomized: CI runs the same examples every time, so a
+failure here is a bug to fix, not a flake."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flakehouse.query.sql import Describe, PlannedQuery, QueryError, parse_statement
+from flakehouse.storage.v1 import storage_pb2
 from services.query.tests.planner_helpers import NOW
 
 FIELDS = st.sampled_from(
@@ -106,7 +109,38 @@ VALUES = st.one_of(FIELDS, LITERALS, AGGREGATES, FUNCTIONS)
 ARITHMETIC = st.tuples(VALUES, st.sampled_from(["+", "-", "*", "/", "%", "||"]), VALUES).map(
     " ".join
 )
-OPERANDS = st.one_of(VALUES, ARITHMETIC)
+OPERATORS = st.sampled_from(["+", "-", "*", "/", "%"])
+
+
+def chains(terms: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    """a + b * c - …, up to 70 terms: one level deeper per operator of a precedence."""
+    return st.tuples(terms, st.lists(st.tuples(OPERATORS, terms), min_size=1, max_size=70)).map(
+        lambda chain: chain[0] + "".join(f" {op} {term}" for op, term in chain[1])
+    )
+
+
+def nested_cases(
+    conditions: st.SearchStrategy[str], values: st.SearchStrategy[str]
+) -> st.SearchStrategy[str]:
+    """CASE WHEN … THEN CASE … END … END, up to 45 deep, each inner one in THEN or ELSE."""
+
+    @st.composite
+    def nest(draw: st.DrawFn) -> str:
+        case = draw(values)
+        for _ in range(draw(st.integers(min_value=1, max_value=45))):
+            condition, other = draw(conditions), draw(values)
+            if draw(st.booleans()):
+                case = f"CASE WHEN {condition} THEN {case} ELSE {other} END"
+            else:
+                case = f"CASE WHEN {condition} THEN {other} ELSE {case} END"
+        return case
+
+    return nest()
+
+
+OPERANDS = st.one_of(
+    VALUES, ARITHMETIC, chains(VALUES), nested_cases(st.one_of(FIELDS, LITERALS), VALUES)
+)
 COMPARISONS = st.one_of(
     st.tuples(OPERANDS, st.sampled_from(["=", "!=", "<>", "<", "<=", ">", ">="]), OPERANDS).map(
         " ".join
@@ -202,14 +236,25 @@ GOOD_CONDITIONS = st.recursive(
 )
 
 
+GOOD_NUMBERS = st.one_of(st.just("duration"), st.integers(-1000, 1000).map(str))
+# Computed columns, as deep as the planner takes and deeper.
+GOOD_SCALARS = st.one_of(
+    chains(GOOD_NUMBERS),
+    nested_cases(GOOD_CONDITIONS, st.one_of(GOOD_NUMBERS, chains(GOOD_NUMBERS))),
+)
+
+
 @st.composite
 def good_queries(draw: st.DrawFn) -> str:
     where = f" WHERE {draw(GOOD_CONDITIONS)}" if draw(st.booleans()) else ""
+    if draw(st.booleans()):
+        where += f"{' AND' if where else ' WHERE'} {draw(GOOD_SCALARS)} > 0"
     limit = f" LIMIT {draw(st.integers(0, 100_000))}" if draw(st.booleans()) else ""
     if draw(st.booleans()):  # raw rows
         fields = draw(st.lists(GOOD_FIELDS, min_size=1, max_size=3, unique=True))
         order = f" ORDER BY {fields[0]} DESC" if draw(st.booleans()) else ""
-        return f"SELECT {', '.join(fields)} FROM ci{where}{order}{limit}"
+        computed = f", {draw(GOOD_SCALARS)} AS v" if draw(st.booleans()) else ""
+        return f"SELECT {', '.join(fields)}{computed} FROM ci{where}{order}{limit}"
     keys = draw(
         st.lists(
             st.one_of(GOOD_FIELDS, st.just("time_bucket(timestamp, '1h')")),
@@ -218,6 +263,8 @@ def good_queries(draw: st.DrawFn) -> str:
         )
     )
     aggregates = draw(st.lists(AGGREGATES, min_size=1, max_size=3))
+    if draw(st.booleans()):
+        aggregates.append(f"sum({draw(GOOD_SCALARS)})")
     group = f" GROUP BY {', '.join(keys)}" if keys else ""
     having = " HAVING count(*) > 1" if keys and draw(st.booleans()) else ""
     return f"SELECT {', '.join([*keys, *aggregates])} FROM ci{where}{group}{having}{limit}"
@@ -313,4 +360,8 @@ def test_planning_answers_a_plan_or_a_located_query_error(sql: str) -> None:
     else:
         assert isinstance(planned, PlannedQuery | Describe)
         if isinstance(planned, PlannedQuery):
-            planned.plan.SerializeToString()
+            # As the query service sends it; storage parses it back.
+            request = storage_pb2.ExecuteFragmentRequest(plan=planned.plan, partitions=[0])
+            assert storage_pb2.ExecuteFragmentRequest.FromString(request.SerializeToString()) == (
+                request
+            )

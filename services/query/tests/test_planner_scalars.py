@@ -122,6 +122,34 @@ def test_ilike_is_like_on_lower_cased_string_and_pattern() -> None:
     assert negated.filter.like.negated and negated.filter.like.pattern == "a%"
 
 
+@pytest.mark.parametrize(
+    ("condition", "plan_lines"),
+    [
+        # lower() twice is lower() once: no lower(lower(name)) beside an unused lower(name).
+        (
+            "lower(name) ILIKE '%FOO%'",
+            ["computed: $0 = lower(name)", "filter: $0 LIKE '%foo%'"],
+        ),
+        (
+            "(lower(name)) NOT ILIKE 'A%' AND lower(name) = 'b'",
+            ["computed: $0 = lower(name)", "filter: $0 NOT LIKE 'a%' AND $0 = 'b'"],
+        ),
+        # The expression under ILIKE is typed, not added as a column of its own.
+        (
+            "substr(name, 1, 3) ILIKE 'AB%'",
+            ["computed: $0 = lower(substr(name, 1, 3))", "filter: $0 LIKE 'ab%'"],
+        ),
+        (
+            "upper(name) ILIKE 'a%'",
+            ["computed: $0 = lower(upper(name))", "filter: $0 LIKE 'a%'"],
+        ),
+    ],
+)
+def test_ilike_computes_only_the_lower_cased_column(condition: str, plan_lines: list[str]) -> None:
+    lines = explain_lines(plan_query(f"SELECT count(*) FROM ci WHERE {condition}", now_us=NOW))
+    assert [line for line in lines if line.startswith(("computed:", "filter:"))] == plan_lines
+
+
 def test_time_range_stays_on_timestamp_beside_expressions() -> None:
     query_plan = where("timestamp >= '2026-11-01' AND length(name) > 3")
     assert query_plan.time_range.start_us == micros(2026, 11, 1)

@@ -2,6 +2,7 @@
 (merging them) must apply identically, in one place.
 
 - `arrays`: per-group arrays that grow as groups appear, and functions evaluated per key.
+- `computed_names`: how a plan names its computed columns (`$0`, `$1`, …).
 - `numbering`: numbers for group-by key values and for combinations of them, in order of first
   appearance, vectorized (NaN is one value, -0.0 is 0.0, 1 and 1.0 are different values).
 - `sums`: exact integer sums (int64 until one could overflow, Python ints from then on) and

@@ -10,11 +10,12 @@ from datetime import UTC, datetime, timedelta
 from flakehouse.common.v1 import events_pb2, plan_pb2
 from flakehouse.core.limits import CUTOFF_REASONS
 from flakehouse.events.values import from_value
+from flakehouse.kernels.computed_names import computed_index, computed_name
 from flakehouse.query import finalexpr
 from flakehouse.query.cutoff import QueryCutoff
 from flakehouse.query.finalexpr import Cell
 from flakehouse.query.sql import PlannedQuery
-from flakehouse.query.sql.scalars import computed_index, computed_name, is_time_column
+from flakehouse.query.sql.scalars import is_time_column
 from flakehouse.query.sql.scope import aggregate_name
 from flakehouse.query.sql.syntax import TIMESTAMP
 from flakehouse.query.v1 import query_pb2

@@ -4,10 +4,8 @@ their filters, select fields, order, and the computed columns (CASE conditions i
 from __future__ import annotations
 
 from flakehouse.common.v1 import plan_pb2
+from flakehouse.kernels.computed_names import is_computed
 from flakehouse.query.sql.syntax import TIMESTAMP
-
-COMPUTED_PREFIX = "$"
-"""Computed columns are named `$0`, `$1`, …; no event field starts with `$`."""
 
 _EXPR_LEAVES = ("compare", "in_list", "like", "is_null")
 
@@ -59,4 +57,4 @@ def plan_fields(plan: plan_pb2.QueryPlan) -> list[str]:
             exprs.append(getattr(expr, "not").operand)
     names.pop(TIMESTAMP, None)
     names.pop("", None)
-    return [name for name in names if not name.startswith(COMPUTED_PREFIX)]
+    return [name for name in names if not is_computed(name)]

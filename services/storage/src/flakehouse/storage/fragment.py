@@ -11,11 +11,12 @@ import numpy as np
 
 from flakehouse.common.v1 import events_pb2, plan_pb2
 from flakehouse.events import values as v
+from flakehouse.kernels.computed_names import is_computed
 from flakehouse.storage.aggregate import aggregate
 from flakehouse.storage.computed import ComputedColumns
 from flakehouse.storage.predicate import Filter, Index, Mask, ScanSegment, not_operand
 from flakehouse.storage.rows import raw_rows
-from flakehouse.storage.segment import TIMESTAMP, SegmentView, is_computed
+from flakehouse.storage.segment import TIMESTAMP, SegmentView
 from flakehouse.storage.validation import IR_VERSION, UnsupportedPlan, check_plan
 
 __all__ = ["IR_VERSION", "UnsupportedPlan", "describe", "execute", "fields_needed"]

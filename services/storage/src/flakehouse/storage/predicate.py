@@ -16,13 +16,12 @@ import numpy.typing as npt
 
 from flakehouse.common.v1 import events_pb2, plan_pb2
 from flakehouse.events import values as v
+from flakehouse.kernels.computed_names import computed_index, is_computed
 from flakehouse.storage.segment import (
     TIMESTAMP,
     ColumnStats,
     ColumnView,
     SegmentView,
-    computed_index,
-    is_computed,
 )
 from flakehouse.storage.strings import like_entries, literal_prefix, string_compare
 

@@ -14,25 +14,6 @@ from flakehouse.events import values as v
 
 TIMESTAMP = "timestamp"
 """The pseudo-field naming the timestamps array; a column of that name is shadowed by it."""
-COMPUTED_PREFIX = "$"
-"""Names of the plan's computed columns (`$0`, `$1`, …): no event field starts with it."""
-
-
-def computed_index(name: str) -> int | None:
-    """k for the name `$k` of a computed column, None for a field's name, -1 for a malformed `$`
-    name (which names nothing: the plan check refuses it)."""
-    if not name.startswith(COMPUTED_PREFIX):
-        return None
-    digits = name[len(COMPUTED_PREFIX) :]
-    if not digits.isdigit() or not digits.isascii() or str(int(digits)) != digits:
-        return -1
-    return int(digits)
-
-
-def is_computed(name: str) -> bool:
-    """Whether `name` names a computed column rather than a field (or `timestamp`)."""
-    return name.startswith(COMPUTED_PREFIX)
-
 
 ROW_DTYPE = np.dtype("<u4")
 CODE_DTYPE = np.dtype("<u4")

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.events import values as v
 from flakehouse.kernels import calendar
+from flakehouse.kernels.computed_names import computed_index, is_computed
 from flakehouse.kernels.text import regex
 from flakehouse.storage.aggregate import AGGREGATORS
 from flakehouse.storage.predicate import COMPARE_OPS, not_operand
-from flakehouse.storage.segment import computed_index
 
 IR_VERSION = 2
 """The newest IR this node runs; a plan of IR 1 (what a query service of the release before
@@ -92,10 +92,10 @@ class _Refs:
         """The computed column being checked, if any."""
 
     def check(self, name: str) -> None:
+        if not is_computed(name):
+            return
         index = computed_index(name)
         if index is None:
-            return
-        if index < 0:
             raise UnsupportedPlan(f"{name!r} names no computed column (they are $0, $1, …)")
         if self.inside is None:
             if index >= self.limit:

@@ -194,6 +194,12 @@ def _chain(node: exp.Expr, kind: type[exp.Expr]) -> list[exp.Expr]:
     return operands
 
 
+def _unparenthesized(node: exp.Expr) -> exp.Expr:
+    while isinstance(node, exp.Paren):
+        node = node.this
+    return node
+
+
 def _reads_fields(node: exp.Expr) -> bool:
     return any(is_field(n) for n in node.walk())
 
@@ -332,8 +338,10 @@ class _Translator:
                 f"type mismatch: {operator} needs a string pattern, got {sql_text(pattern)}",
             )
         tested = node.this
-        column = self._column(tested, operator)
-        kind = self._scalars.kind(column)
+        if not _reads_fields(tested):
+            raise error_at(tested, f"{operator} needs a field on its left, got {sql_text(tested)}")
+        # Typed, not added: under ILIKE the column tested is lower(tested), not tested itself.
+        kind = self._scalars.kind_of(tested)
         if kind not in (None, "string"):
             article = "a time" if kind == "time" else f"a {kind}"
             raise error_at(
@@ -343,8 +351,12 @@ class _Translator:
         text = pattern.this
         if ilike:
             # DuckDB's ILIKE is LIKE between the lower-cased string and the lower-cased pattern.
-            column = self._scalars.column(exp.Lower(this=tested.copy()))
+            # A string lower-cased already stays as it is: lower() maps each code point to one
+            # that lower() keeps.
+            if not isinstance(_unparenthesized(tested), exp.Lower):
+                tested = exp.Lower(this=tested.copy())
             text = lower(text)
+        column = self._scalars.column(tested)
         # sqlglot writes `x NOT LIKE p` as Like(negate=True) rather than Not(Like).
         negated = bool(node.args.get("negate")) != negate
         return plan_pb2.Expr(like=plan_pb2.Like(field=column, pattern=text, negated=negated))

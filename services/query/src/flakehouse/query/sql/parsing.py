@@ -85,29 +85,34 @@ def _parse_select(sql: str) -> exp.Select:
 
 
 MAX_NESTING = 32
-"""Parentheses nested deeper than this are refused before parsing: the parser and the plan
-(a protobuf message, nested as deep as the expression) recurse once per level."""
+"""Parentheses and CASE … END nested deeper than this are refused before parsing: the parser
+recurses some twenty frames per level (Python's stack holds 1,000), and the plan nests as deep
+as the expression (depth.MAX_DEPTH checks that once parsed)."""
 
 
-# A parenthesis, or a string or quoted name (to its closing quote or the end) stepped over.
-_PARENTHESIS_OR_QUOTED = re.compile(r"""[()]|'[^']*'?|"[^"]*"?|`[^`]*`?""")
+# A parenthesis, CASE or END, or a string, quoted name or comment (to its end) stepped over.
+_NESTING = re.compile(
+    r"""[()]|(?<![\w.])(?:case|end)\b|'[^']*'?|"[^"]*"?|`[^`]*`?|--[^\n]*|/\*.*?(?:\*/|\Z)""",
+    re.IGNORECASE | re.DOTALL,
+)
 
 
 def _check_nesting(sql: str) -> None:
-    """A located error at the parenthesis that opens level MAX_NESTING + 1 (outside strings and
-    quoted names)."""
+    """A located error at the parenthesis or CASE that opens level MAX_NESTING + 1 (outside
+    strings, quoted names and comments)."""
     depth = 0
-    for found in _PARENTHESIS_OR_QUOTED.finditer(sql):
-        char = found.group()
-        if char == "(":
+    for found in _NESTING.finditer(sql):
+        token = found.group().lower()
+        if token in ("(", "case"):
             depth += 1
             if depth > MAX_NESTING:
                 raise QueryError(
-                    f"parentheses nested more than {MAX_NESTING} deep; flatten the expression"
-                    " (a long OR of equalities is an IN list)",
+                    f"parentheses and CASEs nested more than {MAX_NESTING} deep; flatten the"
+                    " expression (a long OR of equalities is an IN list, and one CASE takes"
+                    " many WHEN branches)",
                     found.start(),
                 )
-        elif char == ")":
+        elif token in (")", "end"):
             depth -= 1
 
 

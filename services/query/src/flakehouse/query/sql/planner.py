@@ -6,11 +6,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from google.protobuf.message import DecodeError, EncodeError
 from sqlglot import exp
 
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.events.values import from_value
+from flakehouse.kernels.computed_names import computed_index
 from flakehouse.query import finalexpr
+from flakehouse.query.sql.depth import check_depth
 from flakehouse.query.sql.errors import QueryError, error_at, sql_text
 from flakehouse.query.sql.filters import translate_condition, translate_where
 from flakehouse.query.sql.parsing import (
@@ -20,7 +23,7 @@ from flakehouse.query.sql.parsing import (
     parse_describe,
     parse_select,
 )
-from flakehouse.query.sql.scalars import Scalars, computed_index
+from flakehouse.query.sql.scalars import Scalars
 from flakehouse.query.sql.scope import Scope, aggregate_name
 from flakehouse.query.sql.syntax import (
     QUANTILE_ALIASES,
@@ -100,9 +103,10 @@ def parse_statement(sql: str, *, now_us: int, zone: str = UTC) -> PlannedQuery |
         return Describe(parse_describe(statement.sql, statement.keyword))
     try:
         planned = plan_query(statement.sql, now_us=now_us, zone=zone)
-    except RecursionError:
-        # A backstop: nesting is checked before parsing and AND/OR chains are walked without
-        # recursion, but another long chain (a + b + … in SELECT) could still be too deep.
+    except (RecursionError, DecodeError, EncodeError):
+        # A backstop: parentheses are counted before parsing and expressions' depth after
+        # (depth.check_depth), which keeps the plan within what Python's stack and protobuf's
+        # nesting limit take; a construct that check missed is still the user's error.
         raise QueryError(
             "the query is nested too deeply to plan; flatten long chains of operators"
         ) from None
@@ -129,6 +133,7 @@ def plan_query(sql: str, *, now_us: int, zone: str = UTC) -> PlannedQuery:
     zone = query_zone(zone)
     select = parse_select(sql)
     check_clauses(select)
+    check_depth(select)
     dataset, table_names = dataset_of(select)
     items = _select_items(select)
     scalars = Scalars(table_names, zone=zone, now_us=now_us, conditions=translate_condition)

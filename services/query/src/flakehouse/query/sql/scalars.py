@@ -14,6 +14,7 @@ from sqlglot import exp
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.events.values import INT64_MAX, INT64_MIN, Scalar, from_value, to_value
 from flakehouse.kernels import text
+from flakehouse.kernels.computed_names import computed_index, computed_name
 from flakehouse.query.sql.errors import QueryError, error_at, sql_text
 from flakehouse.query.sql.syntax import (
     AGGREGATE_FUNCTIONS,
@@ -72,15 +73,6 @@ _PREDICATES = (
 _TIME_FUNCTIONS = frozenset(
     {plan_pb2.SCALAR_FUNCTION_DATE_TRUNC, plan_pb2.SCALAR_FUNCTION_TIME_BUCKET}
 )
-
-
-def computed_name(index: int) -> str:
-    return f"${index}"
-
-
-def computed_index(name: str) -> int | None:
-    """k for `$k`, the name of a computed column; None for a field's name."""
-    return int(name[1:]) if name.startswith("$") else None
 
 
 def is_time_column(plan: plan_pb2.QueryPlan, name: str) -> bool:
@@ -179,6 +171,10 @@ class Scalars:
         index = computed_index(name)
         return None if index is None else self._kinds[index]
 
+    def kind_of(self, node: exp.Expr) -> Kind:
+        """The type of `node`, leaving the plan as it was (no column added for it)."""
+        return self._translate_only(node).kind
+
     def constant(self, node: exp.Expr) -> tuple[bool, Scalar | None]:
         """(True, value) when `node` is a literal or folds to one (`5 * 1000`), else (False,
         None)."""
@@ -207,12 +203,11 @@ class Scalars:
                 " expression",
             )
         if isinstance(node, exp.Neg):
-            operand = self._number(node.this, "-")
+            operand = self._number(node.this, node)
             return self._call(plan_pb2.SCALAR_FUNCTION_NEGATE, [operand], "number")
         if type(node) in _ARITHMETIC:
-            operator = sql_text(node)
-            left = self._number(node.this, operator)
-            right = self._number(node.expression, operator)
+            left = self._number(node.this, node)
+            right = self._number(node.expression, node)
             return self._call(_ARITHMETIC[type(node)], [left, right], "number")
         if type(node) in _STRING_FUNCTIONS:
             function, kind = _STRING_FUNCTIONS[type(node)]
@@ -258,7 +253,10 @@ class Scalars:
             )
         return typed
 
-    def _number(self, node: exp.Expr, operator: str) -> Typed:
+    def _number(self, node: exp.Expr, operation: exp.Expr) -> Typed:
+        """An operand of arithmetic `operation`, which is written out only for an error: as SQL
+        it is as long as the operands, and writing it at every level of a + b + c + … took
+        time quadratic in the terms."""
         if isinstance(node, exp.Interval):
             raise error_at(
                 node,
@@ -271,7 +269,7 @@ class Scalars:
             raise error_at(
                 node,
                 f"type mismatch: arithmetic needs numbers, {sql_text(node)} is a {kind}"
-                f" (in {operator})",
+                f" (in {sql_text(operation)})",
             )
         return typed
 
