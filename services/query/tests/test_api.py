@@ -19,7 +19,7 @@ from flakehouse.common.v1 import events_pb2, plan_pb2
 from flakehouse.core.errors import Internal, InvalidArgument, NotFound, ResourceExhausted
 from flakehouse.core.limits import LimitsWatch
 from flakehouse.core.server import GrpcServer, service_name
-from flakehouse.query.api import QueryApi
+from flakehouse.query.api import PLAN_IN_THREAD_CHARS, QueryApi
 from flakehouse.query.fanout import StorageChannels
 from flakehouse.query.metrics import QueryMetrics
 from flakehouse.query.placements import Placements
@@ -267,6 +267,20 @@ async def test_a_replica_that_declines_hands_the_partition_to_the_next(running: 
     assert answer.rows == [["failed", 1], ["passed", 5], ["skipped", 1]]
     assert not answer.partial
     assert ("ci", 0) in running.nodes["s1"].asked
+
+
+async def test_long_machine_written_sql_is_planned_off_the_event_loop_and_answered(
+    running: Running,
+) -> None:
+    # Past PLAN_IN_THREAD_CHARS the planner runs in a worker thread: same answer, same errors.
+    statuses = ", ".join(["'failed'", "'passed'", *(f"'s{i}'" for i in range(2000))])
+    sql = f"SELECT status, count(*) FROM ci WHERE status IN ({statuses}) GROUP BY status"
+    assert len(sql) > PLAN_IN_THREAD_CHARS
+    answer = await running.query(sql)  # the fake nodes answer by status, whatever the filter
+    assert answer.rows == [["failed", 1], ["passed", 5], ["skipped", 1]]
+    assert running.nodes["s0"].asked == [("ci", 0)]
+    with pytest.raises(InvalidArgument, match="syntax error"):
+        await running.query(sql.replace("GROUP BY", "GROUP"))
 
 
 async def test_a_partition_without_a_live_replica_leaves_a_partial_answer(

@@ -34,6 +34,9 @@ from flakehouse.replication.v1 import replication_pb2
 from flakehouse.storage.v1 import storage_pb2
 
 T = TypeVar("T")
+PLAN_IN_THREAD_CHARS = 10_000
+"""SQL longer than this is planned in a worker thread (a hop costs more than planning a
+typical query)."""
 
 
 class QueryApi(query_pb2_grpc.QueryServiceServicer):
@@ -66,7 +69,14 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
         # One moment per query: what now() means and where the cutoff is.
         now_us = time.time_ns() // 1000
         try:
-            statement = parse_statement(request.sql, now_us=now_us, zone=request.time_zone)
+            if len(request.sql) > PLAN_IN_THREAD_CHARS:
+                # Machine-written SQL (20,000 OR terms, long IN lists) takes up to seconds to
+                # plan: not on the event loop, which serves every other query meanwhile.
+                statement = await asyncio.to_thread(
+                    parse_statement, request.sql, now_us=now_us, zone=request.time_zone
+                )
+            else:
+                statement = parse_statement(request.sql, now_us=now_us, zone=request.time_zone)
         except QueryError as exc:
             raise InvalidArgument(exc.describe(request.sql)) from None
         if isinstance(statement, Describe):
