@@ -13,7 +13,6 @@ import json
 import os
 import sys
 import time
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -88,8 +87,22 @@ def _parser() -> argparse.ArgumentParser:
         help="add branch, commit, job, build... from GitHub Actions, GitLab CI, Jenkins or "
         "Buildkite variables (explicit --label wins)",
     )
-    ingest.add_argument("--format", choices=["junit", "json"], help="default: from the content")
-    ingest.add_argument("--parallel", type=int, default=4, help="files uploaded at once")
+    ingest.add_argument(
+        "--format",
+        choices=["junit", "json"],
+        help="the files' format (default: from their content); for what the command prints, "
+        "see --output",
+    )
+    ingest.add_argument(
+        "--output",
+        choices=["text", "json"],
+        default="text",
+        help="text: a line per file and a summary; json: one document at the end with every "
+        "upload (id, events, offsets) and every rejection",
+    )
+    ingest.add_argument(
+        "--parallel", type=int, default=4, metavar="N", help="files uploaded at once (default 4)"
+    )
     ingest.add_argument(
         "--offsets-file",
         type=Path,
@@ -183,6 +196,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from flakehouse.client.ingest_report import IngestReport
     from flakehouse.events.model import parse_label
 
     labels = ci_labels(os.environ) if args.ci_env else {}
@@ -190,10 +204,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         labels.update(parse_label(label) for label in args.label)  # explicit labels win
     except ValueError as exc:
         raise InvalidArgument(str(exc)) from None
-    files, rejected = expand_inputs(args.files)
-    uploaded: list[UploadResult] = []
-    totals: Counter[str] = Counter()
-    events = done = 0
+    if args.parallel < 1:
+        raise InvalidArgument("--parallel must be 1 or more")
+    files, problems = expand_inputs(args.files)
+    report = IngestReport(args.dataset)
+    for argument, reason in problems:
+        print(report.refused(argument, reason), file=sys.stderr)
     progress = Progress(sum(p.stat().st_size for p in files), len(files))
     started = time.monotonic()
 
@@ -215,33 +231,26 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             try:
                 result = future.result()
             except (InvalidArgument, NotFound) as exc:
-                rejected.append(exc.message)
-                progress.print(f"error: {exc.message}", sys.stderr)
+                progress.print(report.refused(str(path), exc.message), sys.stderr)
                 continue
-            done += 1
-            events += result.events
-            uploaded.append(result)
-            totals.update(result.by_status)
-            progress.print(f"{path}: {result.events} events ({_statuses(result.by_status)})")
+            line = report.uploaded(path, result)
+            if args.output == "text":
+                progress.print(line)
     progress.close()
-    if args.offsets_file is not None and uploaded:
+    if args.offsets_file is not None and report.uploads:
+        uploaded = [result for _, result in report.uploads]
         offsets = offsets_of(uploaded, into=read_offsets(args.offsets_file))
         args.offsets_file.write_text(json.dumps(offsets, sort_keys=True) + "\n")
     elapsed = time.monotonic() - started
-    print(
-        f"ingested {done} file{'s' if done != 1 else ''}, {events} events into "
-        f"{args.dataset!r} in {elapsed:.1f}s ({_statuses(totals)})"
-    )
-    if rejected:
-        print(f"rejected {len(rejected)} file(s):", file=sys.stderr)
-        for reason in rejected:
-            print(f"  {reason}", file=sys.stderr)
+    if args.output == "json":
+        print(report.to_json(elapsed))
+    else:
+        print(report.summary(elapsed))
+    rejections = report.rejections()
+    if rejections:
+        print(rejections, file=sys.stderr)
         return EXIT_BAD_INPUT
     return EXIT_OK
-
-
-def _statuses(counts: dict[str, int] | Counter[str]) -> str:
-    return ", ".join(f"{name} {count}" for name, count in sorted(counts.items())) or "no cases"
 
 
 def cmd_status(args: argparse.Namespace) -> int:
