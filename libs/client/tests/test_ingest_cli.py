@@ -1,5 +1,5 @@
-"""`flakehouse ingest`: a rejected file said once, and `--output json`. Through a real gRPC server
-that plays the ingest service."""
+"""`flakehouse ingest`: a rejected file said once, a bad dataset name refused before any upload,
+and `--output json`. Through a real gRPC server that plays the ingest service."""
 
 from __future__ import annotations
 
@@ -76,6 +76,36 @@ def test_a_rejected_file_is_said_once(
     assert err.endswith("2 files rejected (said above): a rejected file writes nothing\n")
     assert f"{reports / 'good.xml'}: 12 events (failed 1, passed 11)" in out
     assert "ingested 1 file, 12 events into 'ci'" in out and "malformed" not in out
+
+
+@pytest.mark.parametrize("name", ["CI", "ci/main", "-ci", "c" * 64, "ci\n"])
+def test_a_bad_dataset_name_is_refused_before_any_upload(
+    ingest: tuple[Ingest, str], reports: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    service, address = ingest
+    code = cli.main(["ingest", "--ingest", address, f"--dataset={name}", str(reports)])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_BAD_INPUT
+    assert service.headers == []  # nothing sent
+    assert err.count("invalid dataset name") == 1  # once, not once per file
+    assert "use 1 to 63 characters of a-z, 0-9, '_' and '-'" in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["flaky", "--query", "127.0.0.1:1", "--dataset", "Nightly"],
+        ["datasets", "create", "Nightly", "--ingest", "127.0.0.1:1"],
+        ["quota", "set", "Nightly", "--quota", "127.0.0.1:1", "--retention", "1d"],
+        ["usage", "Nightly", "--quota", "127.0.0.1:1"],
+    ],
+)
+def test_every_command_refuses_a_bad_dataset_name_before_calling(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Port 1 answers nothing: a call would fail with exit 1 (after retries), not 2.
+    assert cli.main(argv) == cli.EXIT_BAD_INPUT
+    assert "invalid dataset name 'Nightly'" in capsys.readouterr().err
 
 
 def test_output_json(

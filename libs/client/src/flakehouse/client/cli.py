@@ -59,12 +59,24 @@ ZONE = argument_type(_zone_name, "time zone")
 
 
 def _parser() -> argparse.ArgumentParser:
+    # Imported here rather than at the top: the CLI loads what a command needs when it runs.
+    from flakehouse.client.clientargs import DATASET
+    from flakehouse.client.helptext import help_of
+
     parser = argparse.ArgumentParser(
-        prog="flakehouse", description="Flakehouse: a store for test results."
+        prog="flakehouse",
+        description="Flakehouse: a store for test results.",
+        **help_of("flakehouse"),
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    up = commands.add_parser("up", help="run a local cluster in the foreground")
+    up = commands.add_parser(
+        "up",
+        help="run a local cluster in the foreground",
+        description="Run a local cluster in the foreground: a broker, the services and the "
+        "storage nodes, until Ctrl-C. It writes DIR/cluster.json, which the other commands read.",
+        **help_of("up"),
+    )
     up.add_argument("--data-dir", type=Path, default=DEFAULT_DIR, help="default: .flakehouse")
     up.add_argument("--port-base", type=int, default=7600, help="first port used (default 7600)")
     up.add_argument("--storage-nodes", type=int, default=2, help="default: 2")
@@ -75,9 +87,14 @@ def _parser() -> argparse.ArgumentParser:
         help="keep topics in memory: every start is empty and nothing survives a stop",
     )
 
-    ingest = commands.add_parser("ingest", help="upload JUnit XML or JSON lines files")
-    add_client_options(ingest)
-    ingest.add_argument("--dataset", required=True)
+    ingest = commands.add_parser(
+        "ingest",
+        help="upload JUnit XML or JSON lines files",
+        description="Upload JUnit XML or JSON lines files into a dataset (created on first use).",
+        **help_of("ingest"),
+    )
+    add_client_options(ingest, "ingest")
+    ingest.add_argument("--dataset", required=True, type=DATASET, metavar="NAME")
     ingest.add_argument(
         "--label", action="append", default=[], metavar="K=V", help="add a field to every event"
     )
@@ -106,6 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument(
         "--offsets-file",
         type=Path,
+        metavar="FILE",
         help="record the offsets written in this JSON file (merged with what it holds), for "
         "`flakehouse query --after` to see these uploads at once",
     )
@@ -116,8 +134,13 @@ def _parser() -> argparse.ArgumentParser:
         help="files, directories (searched for *.xml, *.json, *.jsonl) or glob patterns",
     )
 
-    query = commands.add_parser("query", help="run a SQL query")
-    add_client_options(query)
+    query = commands.add_parser(
+        "query",
+        help="run a SQL query",
+        description="Run a SQL query.",
+        **help_of("query"),
+    )
+    add_client_options(query, "query")
     query.add_argument("--format", choices=sorted(RENDERERS), default="table")
     _partial_option(query)
     query.add_argument(
@@ -149,9 +172,10 @@ def _parser() -> argparse.ArgumentParser:
         "flake rate: the share of their runs that were such flaky failures. Pass-to-fail flips "
         "across consecutive commits are a second signal. docs/queries.md ('Flaky tests') has "
         "the definitions and the queries this sends.",
+        **help_of("flaky"),
     )
-    add_client_options(flaky)
-    flaky.add_argument("--dataset", required=True)
+    add_client_options(flaky, "query")
+    flaky.add_argument("--dataset", required=True, type=DATASET, metavar="NAME")
     flaky.add_argument(
         "--since", default="7d", help="window: 30m, 12h, 7d, 2w... or 'all' (default 7d)"
     )
@@ -167,13 +191,37 @@ def _parser() -> argparse.ArgumentParser:
     flaky.add_argument("--format", choices=sorted(RENDERERS), default="table")
     _partial_option(flaky)
 
-    status = commands.add_parser("status", help="storage nodes, partitions, replica states and lag")
-    status.add_argument("--cluster", type=Path, default=DEFAULT_PATH, help="cluster.json to use")
-    status.add_argument("--replication", help="replication address host:port (overrides --cluster)")
-    status.add_argument("--timeout", type=float, default=10.0, help="seconds")
+    status = commands.add_parser(
+        "status",
+        help="storage nodes, partitions, replica states and lag",
+        description="The storage nodes, and every partition with its replicas, their states "
+        "and lag, as the replication controller sees them.",
+        **help_of("status"),
+    )
+    status.add_argument(
+        "--cluster",
+        type=Path,
+        default=DEFAULT_PATH,
+        metavar="PATH",
+        help=f"the cluster file naming the services' addresses (default {DEFAULT_PATH})",
+    )
+    status.add_argument(
+        "--replication",
+        metavar="HOST:PORT",
+        help="the replication service's address (overrides --cluster)",
+    )
+    status.add_argument(
+        "--timeout", type=float, default=10.0, metavar="SECONDS", help="default: 10"
+    )
     status.add_argument("--format", choices=["table", "json"], default="table")
 
-    convert = commands.add_parser("junit2json", help="convert JUnit XML to JSON lines locally")
+    convert = commands.add_parser(
+        "junit2json",
+        help="convert JUnit XML to JSON lines locally",
+        description="Convert JUnit XML files to JSON lines, one event per line, as ingest "
+        "would store them; no cluster needed. A bad file prints only its error and exits 2.",
+        **help_of("junit2json"),
+    )
     convert.add_argument("files", nargs="+", type=Path, metavar="FILE")
 
     datasets_cli.register(commands)

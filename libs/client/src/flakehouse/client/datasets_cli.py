@@ -9,11 +9,13 @@ from collections.abc import Callable
 from flakehouse.client import dataset_views as views
 from flakehouse.client.client import Client, quota_of
 from flakehouse.client.clientargs import (
+    DATASET,
     EXIT_OK,
     add_client_options,
     argument_type,
     client_from_args,
 )
+from flakehouse.client.helptext import help_of
 from flakehouse.client.units import parse_age, parse_count, parse_rate, parse_size, render_age
 from flakehouse.core.errors import InvalidArgument
 from flakehouse.core.limits import MIN_RETENTION_S, QUOTA_FIELDS, validate_quota
@@ -57,12 +59,19 @@ PARTITIONS = argument_type(parse_partitions, "partitions")
 
 def _command(
     group: argparse._SubParsersAction[argparse.ArgumentParser],
-    name: str,
+    command: str,
     run: Command,
     help: str,
+    services: tuple[str, ...],
 ) -> argparse.ArgumentParser:
-    parser = group.add_parser(name, help=help, description=help[:1].upper() + help[1:] + ".")
-    add_client_options(parser)
+    """`command` ("datasets list"), which calls `services`."""
+    parser = group.add_parser(
+        command.split()[-1],
+        help=help,
+        description=help[:1].upper() + help[1:] + ".",
+        **help_of(command),
+    )
+    add_client_options(parser, *services)
     parser.add_argument("--format", choices=["table", "json"], default="table")
     parser.set_defaults(run=run)
     return parser
@@ -90,11 +99,22 @@ def _stored_bytes_option(parser: argparse.ArgumentParser) -> None:
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Adds the `datasets`, `quota` and `usage` commands; each sets `run` to its function."""
-    datasets = commands.add_parser("datasets", help="create, list, describe and delete datasets")
+    datasets = commands.add_parser(
+        "datasets",
+        help="create, list, describe and delete datasets",
+        description="Create, list, describe and delete datasets.",
+        **help_of("datasets"),
+    )
     group = datasets.add_subparsers(dest="action", required=True, metavar="ACTION")
-    _command(group, "list", cmd_datasets_list, "list the datasets")
-    create = _command(group, "create", cmd_datasets_create, "create a dataset with its limits")
-    create.add_argument("name", metavar="NAME")
+    _command(group, "datasets list", cmd_datasets_list, "list the datasets", ("ingest",))
+    create = _command(
+        group,
+        "datasets create",
+        cmd_datasets_create,
+        "create a dataset with its limits",
+        ("ingest",),
+    )
+    create.add_argument("name", metavar="NAME", type=DATASET)
     create.add_argument(
         "--partitions",
         type=PARTITIONS,
@@ -104,21 +124,40 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     _retention_option(create)
     _stored_bytes_option(create)
     describe = _command(
-        group, "describe", cmd_datasets_describe, "show a dataset, its limits and its usage"
+        group,
+        "datasets describe",
+        cmd_datasets_describe,
+        "show a dataset, its limits and its usage",
+        ("ingest", "quota"),
     )
-    describe.add_argument("name", metavar="NAME")
+    describe.add_argument("name", metavar="NAME", type=DATASET)
     delete = _command(
-        group, "delete", cmd_datasets_delete, "delete a dataset with its data and limits"
+        group,
+        "datasets delete",
+        cmd_datasets_delete,
+        "delete a dataset with its data and limits",
+        ("ingest",),
     )
-    delete.add_argument("name", metavar="NAME")
+    delete.add_argument("name", metavar="NAME", type=DATASET)
     delete.add_argument("--yes", action="store_true", help="confirm: nothing can bring it back")
 
-    quota = commands.add_parser("quota", help="show or change a dataset's limits")
+    quota = commands.add_parser(
+        "quota",
+        help="show or change a dataset's limits",
+        description="Show or change a dataset's limits.",
+        **help_of("quota"),
+    )
     group = quota.add_subparsers(dest="action", required=True, metavar="ACTION")
-    get = _command(group, "get", cmd_quota_get, "show a dataset's limits")
-    get.add_argument("name", metavar="NAME")
-    set_ = _command(group, "set", cmd_quota_set, "change some of a dataset's limits (0: unlimited)")
-    set_.add_argument("name", metavar="NAME")
+    get = _command(group, "quota get", cmd_quota_get, "show a dataset's limits", ("quota",))
+    get.add_argument("name", metavar="NAME", type=DATASET)
+    set_ = _command(
+        group,
+        "quota set",
+        cmd_quota_set,
+        "change some of a dataset's limits (0: unlimited)",
+        ("quota",),
+    )
+    set_.add_argument("name", metavar="NAME", type=DATASET)
     set_.add_argument(
         "--events-per-second",
         type=RATE,
@@ -141,9 +180,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
 
     usage = _command(
-        commands, "usage", cmd_usage, "what datasets store and ingest, against their limits"
+        commands,
+        "usage",
+        cmd_usage,
+        "what datasets store and ingest, against their limits",
+        ("quota",),
     )
-    usage.add_argument("name", nargs="?", metavar="NAME", help="default: every dataset")
+    usage.add_argument(
+        "name", nargs="?", metavar="NAME", type=DATASET, help="default: every dataset"
+    )
 
 
 def _limits(args: argparse.Namespace) -> dict[str, float]:
