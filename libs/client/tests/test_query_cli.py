@@ -4,10 +4,12 @@ that plays the query service."""
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -276,3 +278,61 @@ def test_a_query_past_a_limit_is_printed_as_an_error_and_not_retried(
     assert code == cli.EXIT_FAILED == 1
     assert out == "" and err == f"error: {service.refusal}\n"
     assert len(service.requests) == 1  # the same query would only fail again
+
+
+# --- the SQL from a file or stdin ------------------------------------------------------------
+
+
+def test_the_query_comes_from_a_file_or_stdin(
+    query: tuple[Query, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    service, address = query
+    service.partial = False
+    sql = "-- failures per day\nSELECT count(*)\nFROM ci\nWHERE status = 'failed';\n"
+    (tmp_path / "q.sql").write_text(sql)
+    base = ["query", "--query", address, "--format", "json"]
+    assert cli.main([*base, "-f", str(tmp_path / "q.sql")]) == 0
+    assert service.requests[-1].sql == sql
+    assert cli.main([*base, "--file", str(tmp_path / "q.sql")]) == 0
+    assert service.requests[-1].sql == sql
+    for argv in (["-"], ["-f", "-"]):
+        monkeypatch.setattr("sys.stdin", io.StringIO("SELECT 1 FROM ci"))
+        assert cli.main([*base, *argv]) == 0
+        assert service.requests[-1].sql == "SELECT 1 FROM ci"
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    ("argv", "stdin", "error"),
+    [
+        (
+            ["-f", "q.sql", "SELECT 1 FROM ci"],
+            "",
+            "give the query once: as the SQL argument or with -f FILE",
+        ),
+        ([], "", "no query: give it as the SQL argument, with -f FILE, or on stdin (-)"),
+        (["-f", "nowhere.sql"], "", "nowhere.sql: No such file or directory"),
+        (["-"], " \n", "stdin: no SQL in it"),
+        (["-f", "empty.sql"], "", "empty.sql: no SQL in it"),
+    ],
+)
+def test_a_missing_or_doubled_query_exits_2_before_sending(
+    query: tuple[Query, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    argv: list[str],
+    stdin: str,
+    error: str,
+) -> None:
+    service, address = query
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "q.sql").write_text("SELECT 1 FROM ci")
+    (tmp_path / "empty.sql").write_text("")
+    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    assert cli.main(["query", "--query", address, *argv]) == cli.EXIT_BAD_INPUT
+    assert capsys.readouterr().err == f"error: {error}\n"
+    assert service.requests == []

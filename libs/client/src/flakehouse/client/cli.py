@@ -137,7 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     query = commands.add_parser(
         "query",
         help="run a SQL query",
-        description="Run a SQL query.",
+        description="Run a SQL query, given as an argument, in a file (-f) or on stdin (-).",
         **help_of("query"),
     )
     add_client_options(query, "query")
@@ -162,7 +162,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="OFFSETS_FILE",
         help="answer only once the uploads recorded by `ingest --offsets-file` are applied",
     )
-    query.add_argument("sql", metavar="SQL")
+    query.add_argument(
+        "-f",
+        "--file",
+        metavar="FILE",
+        help="read the query from FILE ('-': from stdin) instead of the SQL argument",
+    )
+    query.add_argument("sql", nargs="?", metavar="SQL", help="the query; '-' reads it from stdin")
 
     flaky = commands.add_parser(
         "flaky",
@@ -350,16 +356,39 @@ def answered(args: argparse.Namespace, result: QueryResult) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
+    sql = query_text(args)
     with client_from_args(args, "query") as client:
         after = read_offsets(args.after) if args.after else None
         result = client.query(
-            args.sql,
+            sql,
             timeout_ms=query_deadline_ms(args.timeout),
             after=after,
             raw_times=args.raw_times,
             time_zone=args.tz,
         )
     return answered(args, result)
+
+
+def query_text(args: argparse.Namespace) -> str:
+    """The SQL of `flakehouse query`: its argument, or the file of -f, or stdin for `-`."""
+    if args.file is not None and args.sql is not None:
+        raise InvalidArgument("give the query once: as the SQL argument or with -f FILE")
+    if args.file is None and args.sql is None:
+        raise InvalidArgument(
+            "no query: give it as the SQL argument, with -f FILE, or on stdin (-)"
+        )
+    if args.file is None and args.sql != "-":
+        return str(args.sql)
+    source = args.file if args.file is not None else "-"
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidArgument(f"{source}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise InvalidArgument(f"{source}: not UTF-8 text") from None
+    if not text.strip():
+        raise InvalidArgument(f"{'stdin' if source == '-' else source}: no SQL in it")
+    return text
 
 
 def read_offsets(path: Path) -> dict[str, dict[int, int]]:

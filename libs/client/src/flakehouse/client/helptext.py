@@ -41,8 +41,9 @@ docs/queries.md ("Read-your-writes")""",
     "query": """\
 examples:
   flakehouse query "SELECT status, count(*) FROM ci GROUP BY status"
-  flakehouse query --format csv "SELECT name, max(duration) FROM ci GROUP BY name" > slow.csv
-  flakehouse query "DESCRIBE ci"
+  flakehouse query --format csv -f slowest.sql > slowest.csv
+  echo "DESCRIBE ci" | flakehouse query -
+  flakehouse query --tz Europe/Paris -f failures_by_day.sql   # days of Paris
 
 SQL: services/query/SQL.md; the command, freshness and exit codes: docs/queries.md""",
     "flaky": """\
