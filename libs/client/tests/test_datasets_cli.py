@@ -393,7 +393,11 @@ def test_delete_is_not_retried(capsys: pytest.CaptureFixture[str], fake: tuple[F
     service, address = fake
     service.failures["DeleteDataset"] = 1
     code, _, err = run(capsys, "datasets", "delete", "ci", "--yes", *addresses(address, "ingest"))
-    assert (code, err) == (1, "error: busy\n")
+    assert (code, err) == (
+        1,
+        "error: busy: the cluster cannot answer for now; try again in a moment "
+        "(`flakehouse status` shows what is down)\n",
+    )
     assert deletes(service) == 1 and "ci" in service.datasets
     code, out, _ = run(
         capsys,

@@ -403,10 +403,9 @@ def read_offsets(path: Path) -> dict[str, dict[int, int]]:
 
 
 FLAKY_TOO_BIG = (
-    "hint: the report groups the window's runs by test, commit (or build and job), status and "
-    "flaky mark, and there are more such groups than the query service allows: narrow it with "
-    "--since (e.g. --since 1d) or --branch, or raise the query service's MAX_GROUPS and "
-    'MAX_ANSWER_ROWS (docs/queries.md, "Flaky tests")'
+    "the report groups the window's runs by test, commit (or build and job), status and flaky "
+    "mark: narrow it with --since (e.g. --since 1d) or --branch, or raise the query service's "
+    'MAX_GROUPS and MAX_ANSWER_ROWS (docs/queries.md, "Flaky tests")'
 )
 
 
@@ -438,8 +437,9 @@ def cmd_flaky(args: argparse.Namespace) -> int:
             if exc.retry_after_ms is not None:
                 raise  # a quota's rate or slots, retried until the client gave up: not a limit
             # The query service's advice (a WHERE, fewer GROUP BY keys) is about SQL that the
-            # command writes itself: say what to change here instead.
-            raise ResourceExhausted(f"{exc.message}\n{FLAKY_TOO_BIG}") from None
+            # command writes itself: keep what happened, and say what to change here instead.
+            happened = exc.message.split("; ", 1)[0]
+            raise ResourceExhausted(f"{happened}; {FLAKY_TOO_BIG}") from None
     return answered(args, result)
 
 
@@ -498,12 +498,12 @@ def main(argv: list[str] | None = None) -> int:
     run = getattr(args, "run", None) or COMMANDS[args.command]
     try:
         return int(run(args))
-    except (InvalidArgument, NotFound, AlreadyExists) as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return EXIT_BAD_INPUT
     except FlakehouseError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return EXIT_FAILED
+        from flakehouse.client.errortext import one_line
+
+        print(f"error: {one_line(exc, args)}", file=sys.stderr)
+        bad_input = isinstance(exc, InvalidArgument | NotFound | AlreadyExists)
+        return EXIT_BAD_INPUT if bad_input else EXIT_FAILED
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
