@@ -84,6 +84,7 @@ CALLS = {
     "junit2json": set(),
 }
 """The services each command calls: the address options it should offer."""
+TABLES = {"query", "flaky", "status", "datasets list", "usage"}
 
 
 def options(parser: argparse.ArgumentParser) -> set[str]:
@@ -96,6 +97,7 @@ def test_options_that_do_nothing_are_not_offered(words: tuple[str, ...]) -> None
     offered = options(parser)
     services = {"ingest", "query", "quota", "replication"}
     assert {o[2:] for o in offered} & services == CALLS[" ".join(words)]
+    assert ("--full-width" in offered) == (" ".join(words) in TABLES)
     if CALLS[" ".join(words)]:
         assert {"--cluster", "--timeout"} <= offered
 

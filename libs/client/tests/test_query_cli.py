@@ -18,6 +18,7 @@ import pytest
 
 from flakehouse.client import cli
 from flakehouse.client.client import Client
+from flakehouse.client.tables import PIPED_CELL
 from flakehouse.common.v1 import events_pb2
 from flakehouse.core.errors import InvalidArgument
 from flakehouse.events.columns import to_value_column
@@ -336,3 +337,48 @@ def test_a_missing_or_doubled_query_exits_2_before_sending(
     assert cli.main(["query", "--query", address, *argv]) == cli.EXIT_BAD_INPUT
     assert capsys.readouterr().err == f"error: {error}\n"
     assert service.requests == []
+
+
+# --- tables that fit ---------------------------------------------------------------------------
+
+
+class Names(query_pb2_grpc.QueryServiceServicer):
+    """Answers one row: a 272-character test name, a failure rate and a count."""
+
+    def Query(self, request: Any, context: Any) -> query_pb2.QueryResponse:
+        return query_pb2.QueryResponse(
+            columns=[
+                query_pb2.ResultColumn(name="name", type=events_pb2.VALUE_TYPE_STRING),
+                query_pb2.ResultColumn(name="failure_rate", type=events_pb2.VALUE_TYPE_FLOAT),
+            ],
+            column_values=[to_value_column([LONG_NAME, "short"]), to_value_column([0.25, 0.5])],
+        )
+
+
+LONG_NAME = "test_" + "x" * 267
+
+
+def test_a_long_name_is_cut_in_tables_only(capsys: pytest.CaptureFixture[str]) -> None:
+    server = grpc.server(ThreadPoolExecutor(2))
+    query_pb2_grpc.add_QueryServiceServicer_to_server(Names(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    base = ["query", "--query", f"127.0.0.1:{port}", "SELECT name, failure_rate FROM ci"]
+    try:
+        assert cli.main(base) == 0
+        table = capsys.readouterr().out.splitlines()
+        assert cli.main([*base, "--full-width"]) == 0
+        full = capsys.readouterr().out.splitlines()
+        assert cli.main([*base, "--format", "csv"]) == 0
+        csv_text = capsys.readouterr().out
+        assert cli.main([*base, "--format", "json"]) == 0
+        answer = json.loads(capsys.readouterr().out)
+    finally:
+        server.stop(None)
+    # Not a terminal (captured): cells of PIPED_CELL at most, so every row is as wide as that
+    # and the failure_rate column, not 272 and more.
+    assert [len(line) for line in table[2:4]] == [PIPED_CELL + 2 + len("failure_rate")] * 2
+    assert table[2].split()[0] == LONG_NAME[: PIPED_CELL - 1] + "…"
+    assert table[2].split()[1] == "0.25"  # a plain SQL answer: its numbers are not guessed at
+    assert full[2].split() == [LONG_NAME, "0.25"]
+    assert f"{LONG_NAME},0.25" in csv_text and answer["rows"][0] == [LONG_NAME, 0.25]

@@ -62,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     # Imported here rather than at the top: the CLI loads what a command needs when it runs.
     from flakehouse.client.clientargs import DATASET
     from flakehouse.client.helptext import help_of
+    from flakehouse.client.tables import add_full_width_option
 
     parser = argparse.ArgumentParser(
         prog="flakehouse",
@@ -142,6 +143,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_client_options(query, "query")
     query.add_argument("--format", choices=sorted(RENDERERS), default="table")
+    add_full_width_option(query)
     _partial_option(query)
     query.add_argument(
         "--raw-times",
@@ -195,6 +197,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     flaky.add_argument("--limit", type=int, default=50, help="tests listed (default 50; 0: all)")
     flaky.add_argument("--format", choices=sorted(RENDERERS), default="table")
+    add_full_width_option(flaky)
     _partial_option(flaky)
 
     status = commands.add_parser(
@@ -220,6 +223,7 @@ def _parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=10.0, metavar="SECONDS", help="default: 10"
     )
     status.add_argument("--format", choices=["table", "json"], default="table")
+    add_full_width_option(status)
 
     convert = commands.add_parser(
         "junit2json",
@@ -319,8 +323,12 @@ def cmd_status(args: argparse.Namespace) -> int:
             ) from None
     with Client(replication=address, timeout_s=args.timeout) as client:
         response = client.status()
-    render = render_status_json if args.format == "json" else render_status_table
-    print(render(response))
+    if args.format == "json":
+        print(render_status_json(response))
+    else:
+        from flakehouse.client.tables import fit_for
+
+        print(render_status_table(response, fit_for(args.full_width)))
     return EXIT_OK
 
 
@@ -332,10 +340,17 @@ def _partial_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def answered(args: argparse.Namespace, result: QueryResult) -> int:
-    """Prints an answer; a partial one also says so on stderr and exits EXIT_PARTIAL, unless
-    --allow-partial: a script checking the exit code never takes it for the whole answer."""
-    print(RENDERERS[args.format](result))
+def answered(args: argparse.Namespace, result: QueryResult, shares: tuple[str, ...] = ()) -> int:
+    """Prints an answer (the columns named in `shares` as percentages in a table); a partial one
+    also says so on stderr and exits EXIT_PARTIAL, unless --allow-partial: a script checking the
+    exit code never takes it for the whole answer."""
+    if args.format == "table":
+        from flakehouse.client.output import render_table
+        from flakehouse.client.tables import fit_for
+
+        print(render_table(result, fit=fit_for(args.full_width), shares=shares))
+    else:
+        print(RENDERERS[args.format](result))
     if result.stale:
         print(f"note: {describe_staleness(result.freshness)}", file=sys.stderr)
     if result.truncated:
@@ -440,7 +455,7 @@ def cmd_flaky(args: argparse.Namespace) -> int:
             # command writes itself: keep what happened, and say what to change here instead.
             happened = exc.message.split("; ", 1)[0]
             raise ResourceExhausted(f"{happened}; {FLAKY_TOO_BIG}") from None
-    return answered(args, result)
+    return answered(args, result, shares=("flake_rate",))
 
 
 def query_deadline_ms(timeout_s: float) -> int:

@@ -16,6 +16,7 @@ from flakehouse.client.clientargs import (
     client_from_args,
 )
 from flakehouse.client.helptext import help_of
+from flakehouse.client.tables import add_full_width_option, fit_for
 from flakehouse.client.units import parse_age, parse_count, parse_rate, parse_size, render_age
 from flakehouse.core.errors import InvalidArgument
 from flakehouse.core.limits import MIN_RETENTION_S, QUOTA_FIELDS, validate_quota
@@ -63,8 +64,11 @@ def _command(
     run: Command,
     help: str,
     services: tuple[str, ...],
+    *,
+    table: bool = False,
 ) -> argparse.ArgumentParser:
-    """`command` ("datasets list"), which calls `services`."""
+    """`command` ("datasets list"), which calls `services`; `table`: it prints a table (and so
+    takes --full-width)."""
     parser = group.add_parser(
         command.split()[-1],
         help=help,
@@ -73,6 +77,8 @@ def _command(
     )
     add_client_options(parser, *services)
     parser.add_argument("--format", choices=["table", "json"], default="table")
+    if table:
+        add_full_width_option(parser)
     parser.set_defaults(run=run)
     return parser
 
@@ -106,7 +112,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         **help_of("datasets"),
     )
     group = datasets.add_subparsers(dest="action", required=True, metavar="ACTION")
-    _command(group, "datasets list", cmd_datasets_list, "list the datasets", ("ingest",))
+    _command(
+        group, "datasets list", cmd_datasets_list, "list the datasets", ("ingest",), table=True
+    )
     create = _command(
         group,
         "datasets create",
@@ -185,6 +193,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         cmd_usage,
         "what datasets store and ingest, against their limits",
         ("quota",),
+        table=True,
     )
     usage.add_argument(
         "name", nargs="?", metavar="NAME", type=DATASET, help="default: every dataset"
@@ -208,7 +217,11 @@ def _print(args: argparse.Namespace, table: str, json_text: str) -> int:
 def cmd_datasets_list(args: argparse.Namespace) -> int:
     with client_from_args(args, "ingest") as client:
         datasets = client.list_datasets()
-    return _print(args, views.datasets_table(datasets), views.datasets_json(datasets))
+    return _print(
+        args,
+        views.datasets_table(datasets, fit_for(args.full_width)),
+        views.datasets_json(datasets),
+    )
 
 
 def cmd_datasets_create(args: argparse.Namespace) -> int:
@@ -266,4 +279,6 @@ def cmd_quota_set(args: argparse.Namespace) -> int:
 def cmd_usage(args: argparse.Namespace) -> int:
     with client_from_args(args, "quota") as client:
         usages = [dataset_usage(client, args.name)] if args.name else client.usage()
-    return _print(args, views.usage_table(usages), views.usage_json(usages))
+    return _print(
+        args, views.usage_table(usages, fit_for(args.full_width)), views.usage_json(usages)
+    )

@@ -51,6 +51,7 @@ examples:
   flakehouse flaky --dataset ci
   flakehouse flaky --dataset ci --branch main --since 30d --limit 0 --format csv > flaky.csv
 
+flake_rate shows as a percentage in the table; --format json and csv give the share (0 to 1).
 docs: docs/queries.md ("Flaky tests": the definitions and the SQL it sends)""",
     "status": """\
 examples:
