@@ -186,8 +186,13 @@ def usage_of_ci() -> quota_pb2.DatasetUsage:
     )
 
 
-def addresses(address: str) -> list[str]:
-    return ["--ingest", address, "--quota", address, "--timeout", "5"]
+def addresses(address: str, *services: str) -> list[str]:
+    """The options that point a command at the fake as each of `services`: a command offers
+    only the address options of the services it calls."""
+    return [*(arg for service in services for arg in (f"--{service}", address)), "--timeout", "5"]
+
+
+SERVICES = {"datasets": ("ingest", "quota"), "usage": ("quota",), "quota": ("quota",)}
 
 
 def test_set_quota_sends_exactly_the_changed_limits(
@@ -195,7 +200,7 @@ def test_set_quota_sends_exactly_the_changed_limits(
 ) -> None:
     service, address = fake
     argv = ["quota", "set", "ci", "--max-stored-bytes", "500MiB", "--retention", "0"]
-    code, out, _ = run(capsys, *argv, *addresses(address), "--format", "json")
+    code, out, _ = run(capsys, *argv, *addresses(address, "quota"), "--format", "json")
     assert code == 0
     request = service.requests[-1]
     assert sorted(request.update_mask.paths) == ["max_stored_bytes", "retention_seconds"]
@@ -210,7 +215,7 @@ def test_set_quota_sends_exactly_the_changed_limits(
             "max_concurrent_queries": 0,
         },
     }
-    code, out, _ = run(capsys, "quota", "get", "ci", *addresses(address))
+    code, out, _ = run(capsys, "quota", "get", "ci", *addresses(address, "quota"))
     assert code == 0
     assert out.splitlines() == [
         "limits of 'ci'",
@@ -227,7 +232,7 @@ def test_create_sends_partitions_and_limits(
 ) -> None:
     service, address = fake
     argv = ["datasets", "create", "web", "--partitions", "4", "--retention", "2w"]
-    code, out, _ = run(capsys, *argv, "--max-stored-bytes", "20GB", *addresses(address))
+    code, out, _ = run(capsys, *argv, "--max-stored-bytes", "20GB", *addresses(address, "ingest"))
     assert code == 0
     request = service.requests[-1]
     assert (request.name, request.partitions) == ("web", 4)
@@ -236,17 +241,21 @@ def test_create_sends_partitions_and_limits(
     assert out.strip() == (
         "created dataset 'web': 4 partitions, generation 1, topic flakehouse.web"
     )
-    code, out, _ = run(capsys, "datasets", "create", "ci", *addresses(address), "--format", "json")
+    code, out, _ = run(
+        capsys, "datasets", "create", "ci", *addresses(address, "ingest"), "--format", "json"
+    )
     assert code == 0 and json.loads(out)["created"] is False
     code, out, err = run(
-        capsys, "datasets", "create", "ci", "--partitions", "4", *addresses(address)
+        capsys, "datasets", "create", "ci", "--partitions", "4", *addresses(address, "ingest")
     )
     assert (code, out, err) == (2, "", "error: exists with 8 partitions\n")
 
 
 def test_list(capsys: pytest.CaptureFixture[str], fake: tuple[Fake, str]) -> None:
     _, address = fake
-    code, out, _ = run(capsys, "datasets", "list", *addresses(address), "--format", "json")
+    code, out, _ = run(
+        capsys, "datasets", "list", *addresses(address, "ingest"), "--format", "json"
+    )
     assert code == 0
     assert json.loads(out) == {
         "datasets": [
@@ -259,7 +268,7 @@ def test_list(capsys: pytest.CaptureFixture[str], fake: tuple[Fake, str]) -> Non
             }
         ]
     }
-    code, out, _ = run(capsys, "datasets", "list", *addresses(address))
+    code, out, _ = run(capsys, "datasets", "list", *addresses(address, "ingest"))
     assert out.splitlines() == [
         "name  partitions  generation  created               topic",
         "----  ----------  ----------  --------------------  ---------------",
@@ -273,7 +282,7 @@ def test_describe_shows_dataset_limits_and_usage(
 ) -> None:
     service, address = fake
     service.usages = [usage_of_ci()]
-    code, out, _ = run(capsys, "datasets", "describe", "ci", *addresses(address))
+    code, out, _ = run(capsys, "datasets", "describe", "ci", *addresses(address, "ingest", "quota"))
     assert code == 0
     assert out.splitlines() == [
         "dataset     ci",
@@ -301,7 +310,13 @@ def test_describe_shows_dataset_limits_and_usage(
         "  running queries  1 of 4",
     ]
     code, out, _ = run(
-        capsys, "datasets", "describe", "ci", *addresses(address), "--format", "json"
+        capsys,
+        "datasets",
+        "describe",
+        "ci",
+        *addresses(address, "ingest", "quota"),
+        "--format",
+        "json",
     )
     described = json.loads(out)
     assert described["dataset"]["generation"] == 2
@@ -326,7 +341,13 @@ def test_describe_of_an_empty_dataset_shows_its_limits(
 ) -> None:
     _, address = fake
     code, out, _ = run(
-        capsys, "datasets", "describe", "ci", *addresses(address), "--format", "json"
+        capsys,
+        "datasets",
+        "describe",
+        "ci",
+        *addresses(address, "ingest", "quota"),
+        "--format",
+        "json",
     )
     assert code == 0
     described = json.loads(out)
@@ -340,14 +361,14 @@ def test_unknown_dataset_exits_2(
 ) -> None:
     _, address = fake
     for argv in (["datasets", "describe", "nope"], ["usage", "nope"], ["quota", "get", "nope"]):
-        code, out, err = run(capsys, *argv, *addresses(address))
+        code, out, err = run(capsys, *argv, *addresses(address, *SERVICES[argv[0]]))
         assert (code, out) == (2, "") and err == "error: no dataset 'nope'\n"
 
 
 def test_usage_table_and_json(capsys: pytest.CaptureFixture[str], fake: tuple[Fake, str]) -> None:
     service, address = fake
     service.usages = [usage_of_ci(), quota_pb2.DatasetUsage(dataset="aa", rows=3, bytes=1500)]
-    code, out, _ = run(capsys, "usage", *addresses(address))
+    code, out, _ = run(capsys, "usage", *addresses(address, "quota"))
     assert code == 0
     lines = out.splitlines()
     assert lines[0].split("  ")[0] == "dataset"
@@ -357,7 +378,7 @@ def test_usage_table_and_json(capsys: pytest.CaptureFixture[str], fake: tuple[Fa
     assert "3 GiB (75% of 4 GiB)" in lines[3] and "1 of 4" in lines[3]
     assert "2025-12-31T23:00:00Z (stored-bytes limit)" in lines[3]
     assert lines[-1] == "(2 datasets)"
-    code, out, _ = run(capsys, "usage", *addresses(address), "--format", "json")
+    code, out, _ = run(capsys, "usage", *addresses(address, "quota"), "--format", "json")
     usages = json.loads(out)["datasets"]
     assert [u["dataset"] for u in usages] == ["ci", "aa"]
     assert usages[0]["limits"]["max_concurrent_queries"] == 4
@@ -371,11 +392,22 @@ def deletes(service: Fake) -> int:
 def test_delete_is_not_retried(capsys: pytest.CaptureFixture[str], fake: tuple[Fake, str]) -> None:
     service, address = fake
     service.failures["DeleteDataset"] = 1
-    code, _, err = run(capsys, "datasets", "delete", "ci", "--yes", *addresses(address))
-    assert (code, err) == (1, "error: busy\n")
+    code, _, err = run(capsys, "datasets", "delete", "ci", "--yes", *addresses(address, "ingest"))
+    assert (code, err) == (
+        1,
+        "error: busy: the cluster cannot answer for now; try again in a moment "
+        "(`flakehouse status` shows what is down)\n",
+    )
     assert deletes(service) == 1 and "ci" in service.datasets
     code, out, _ = run(
-        capsys, "datasets", "delete", "ci", "--yes", *addresses(address), "--format", "json"
+        capsys,
+        "datasets",
+        "delete",
+        "ci",
+        "--yes",
+        *addresses(address, "ingest"),
+        "--format",
+        "json",
     )
     assert code == 0 and json.loads(out)["deleted"]["generation"] == 2
     assert deletes(service) == 2 and "ci" not in service.datasets
@@ -406,3 +438,21 @@ def test_client_retries_set_quota_but_not_delete(fake: tuple[Fake, str]) -> None
             client.delete_dataset("ci")
     assert sum(isinstance(r, quota_pb2.SetQuotaRequest) for r in service.requests) == 2
     assert deletes(service) == 1
+
+
+def test_usage_against_a_limit_is_a_percentage_in_tables_and_a_number_in_json(
+    capsys: pytest.CaptureFixture[str], fake: tuple[Fake, str]
+) -> None:
+    service, address = fake
+    usage = usage_of_ci()
+    usage.quota.events_per_second, usage.quota.bytes_per_second = 100, 4 * 1024**2
+    service.usages = [usage]
+    code, out, _ = run(capsys, "usage", *addresses(address, "quota"))
+    assert code == 0
+    row = out.splitlines()[2]
+    assert "3 GiB (75% of 4 GiB)" in row
+    assert "12.5 (12.5% of 100)" in row and "2 MiB (50% of 4 MiB)" in row
+    code, out, _ = run(capsys, "usage", *addresses(address, "quota"), "--format", "json")
+    [shown] = json.loads(out)["datasets"]
+    assert (shown["events_per_second"], shown["limits"]["events_per_second"]) == (12.5, 100)
+    assert (shown["bytes"], shown["limits"]["max_stored_bytes"]) == (3 * 1024**3, 4 * 1024**3)

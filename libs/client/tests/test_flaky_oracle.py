@@ -21,6 +21,7 @@ import pytest
 from flakehouse.client import cli
 from flakehouse.client.client import Cell, Client, QueryResult
 from flakehouse.client.flaky import absent_fields, flaky_tests, queries
+from flakehouse.client.tables import percent
 from flakehouse.client.times import from_micros, rfc3339
 from flakehouse.common.v1 import events_pb2
 from flakehouse.core.errors import DeadlineExceeded, FlakehouseError, NotFound, Unavailable
@@ -333,10 +334,16 @@ def test_the_command_prints_the_report(
     top = reference_rows(events, limit=2)
     assert [line.split()[-1] for line in lines[2:4]] == [rfc3339(r[-1]) for r in top]
     assert lines[-1] == "(2 rows)"
+    # The flake rate is a percentage in the table (right-aligned under its header), the share
+    # in JSON (above) and CSV.
+    end = lines[0].index("flake_rate") + len("flake_rate")
+    shown = [line[:end].rsplit(" ", 1)[-1] for line in lines[2:4]]
+    assert shown == [percent(r[2]) for r in top] and all(s.endswith("%") for s in shown)
 
     assert cli.main([*command, "--format", "csv", "--min-runs", "3"]) == 0
     csv_lines = capsys.readouterr().out.splitlines()
     assert len(csv_lines) == 1 + len(reference_rows(events, min_runs=3))
+    assert "%" not in "".join(csv_lines)
 
 
 class Refusing(query_pb2_grpc.QueryServiceServicer):
@@ -365,7 +372,9 @@ def test_too_many_groups_says_how_to_narrow_the_report(capsys: pytest.CaptureFix
     assert code == cli.EXIT_FAILED
     err = capsys.readouterr().err
     assert err.startswith("error: the query holds more than 100000 groups (max_groups)")
-    assert "\nhint: the report groups the window's runs by test, commit" in err
+    assert "(max_groups); the report groups the window's runs by test, commit" in err
+    assert "narrow the query" not in err  # the service's advice is about SQL the user did not write
+    assert err.count("\n") == 1  # one line
     assert "--since (e.g. --since 1d) or --branch, or raise the query service's MAX_GROUPS" in err
 
 

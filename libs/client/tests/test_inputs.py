@@ -27,8 +27,8 @@ def test_arguments_that_name_nothing_are_reported(tmp_path: Path) -> None:
         [str(tmp_path / "missing.xml"), str(tmp_path / "*.nothing"), str(tmp_path / "empty")]
     )
     assert files == []
-    assert [p.split(": ", 1)[1] for p in problems] == [
-        "no such file or directory",
-        "no file matches",
-        "no report files (*.xml, *.json, *.jsonl) in directory",
+    assert problems == [
+        (str(tmp_path / "missing.xml"), "no such file or directory"),
+        (str(tmp_path / "*.nothing"), "no file matches"),
+        (str(tmp_path / "empty"), "no report files (*.xml, *.json, *.jsonl) in directory"),
     ]

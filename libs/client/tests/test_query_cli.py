@@ -4,10 +4,12 @@ that plays the query service."""
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -16,6 +18,7 @@ import pytest
 
 from flakehouse.client import cli
 from flakehouse.client.client import Client
+from flakehouse.client.tables import PIPED_CELL
 from flakehouse.common.v1 import events_pb2
 from flakehouse.core.errors import InvalidArgument
 from flakehouse.events.columns import to_value_column
@@ -276,3 +279,106 @@ def test_a_query_past_a_limit_is_printed_as_an_error_and_not_retried(
     assert code == cli.EXIT_FAILED == 1
     assert out == "" and err == f"error: {service.refusal}\n"
     assert len(service.requests) == 1  # the same query would only fail again
+
+
+# --- the SQL from a file or stdin ------------------------------------------------------------
+
+
+def test_the_query_comes_from_a_file_or_stdin(
+    query: tuple[Query, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    service, address = query
+    service.partial = False
+    sql = "-- failures per day\nSELECT count(*)\nFROM ci\nWHERE status = 'failed';\n"
+    (tmp_path / "q.sql").write_text(sql)
+    base = ["query", "--query", address, "--format", "json"]
+    assert cli.main([*base, "-f", str(tmp_path / "q.sql")]) == 0
+    assert service.requests[-1].sql == sql
+    assert cli.main([*base, "--file", str(tmp_path / "q.sql")]) == 0
+    assert service.requests[-1].sql == sql
+    for argv in (["-"], ["-f", "-"]):
+        monkeypatch.setattr("sys.stdin", io.StringIO("SELECT 1 FROM ci"))
+        assert cli.main([*base, *argv]) == 0
+        assert service.requests[-1].sql == "SELECT 1 FROM ci"
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    ("argv", "stdin", "error"),
+    [
+        (
+            ["-f", "q.sql", "SELECT 1 FROM ci"],
+            "",
+            "give the query once: as the SQL argument or with -f FILE",
+        ),
+        ([], "", "no query: give it as the SQL argument, with -f FILE, or on stdin (-)"),
+        (["-f", "nowhere.sql"], "", "nowhere.sql: No such file or directory"),
+        (["-"], " \n", "stdin: no SQL in it"),
+        (["-f", "empty.sql"], "", "empty.sql: no SQL in it"),
+    ],
+)
+def test_a_missing_or_doubled_query_exits_2_before_sending(
+    query: tuple[Query, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    argv: list[str],
+    stdin: str,
+    error: str,
+) -> None:
+    service, address = query
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "q.sql").write_text("SELECT 1 FROM ci")
+    (tmp_path / "empty.sql").write_text("")
+    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    assert cli.main(["query", "--query", address, *argv]) == cli.EXIT_BAD_INPUT
+    assert capsys.readouterr().err == f"error: {error}\n"
+    assert service.requests == []
+
+
+# --- tables that fit ---------------------------------------------------------------------------
+
+
+class Names(query_pb2_grpc.QueryServiceServicer):
+    """Answers one row: a 272-character test name, a failure rate and a count."""
+
+    def Query(self, request: Any, context: Any) -> query_pb2.QueryResponse:
+        return query_pb2.QueryResponse(
+            columns=[
+                query_pb2.ResultColumn(name="name", type=events_pb2.VALUE_TYPE_STRING),
+                query_pb2.ResultColumn(name="failure_rate", type=events_pb2.VALUE_TYPE_FLOAT),
+            ],
+            column_values=[to_value_column([LONG_NAME, "short"]), to_value_column([0.25, 0.5])],
+        )
+
+
+LONG_NAME = "test_" + "x" * 267
+
+
+def test_a_long_name_is_cut_in_tables_only(capsys: pytest.CaptureFixture[str]) -> None:
+    server = grpc.server(ThreadPoolExecutor(2))
+    query_pb2_grpc.add_QueryServiceServicer_to_server(Names(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    base = ["query", "--query", f"127.0.0.1:{port}", "SELECT name, failure_rate FROM ci"]
+    try:
+        assert cli.main(base) == 0
+        table = capsys.readouterr().out.splitlines()
+        assert cli.main([*base, "--full-width"]) == 0
+        full = capsys.readouterr().out.splitlines()
+        assert cli.main([*base, "--format", "csv"]) == 0
+        csv_text = capsys.readouterr().out
+        assert cli.main([*base, "--format", "json"]) == 0
+        answer = json.loads(capsys.readouterr().out)
+    finally:
+        server.stop(None)
+    # Not a terminal (captured): cells of PIPED_CELL at most, so every row is as wide as that
+    # and the failure_rate column, not 272 and more.
+    assert [len(line) for line in table[2:4]] == [PIPED_CELL + 2 + len("failure_rate")] * 2
+    assert table[2].split()[0] == LONG_NAME[: PIPED_CELL - 1] + "…"
+    assert table[2].split()[1] == "0.25"  # a plain SQL answer: its numbers are not guessed at
+    assert full[2].split() == [LONG_NAME, "0.25"]
+    assert f"{LONG_NAME},0.25" in csv_text and answer["rows"][0] == [LONG_NAME, 0.25]

@@ -13,7 +13,6 @@ import json
 import os
 import sys
 import time
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -60,12 +59,25 @@ ZONE = argument_type(_zone_name, "time zone")
 
 
 def _parser() -> argparse.ArgumentParser:
+    # Imported here rather than at the top: the CLI loads what a command needs when it runs.
+    from flakehouse.client.clientargs import DATASET
+    from flakehouse.client.helptext import help_of
+    from flakehouse.client.tables import add_full_width_option
+
     parser = argparse.ArgumentParser(
-        prog="flakehouse", description="Flakehouse: a store for test results."
+        prog="flakehouse",
+        description="Flakehouse: a store for test results.",
+        **help_of("flakehouse"),
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    up = commands.add_parser("up", help="run a local cluster in the foreground")
+    up = commands.add_parser(
+        "up",
+        help="run a local cluster in the foreground",
+        description="Run a local cluster in the foreground: a broker, the services and the "
+        "storage nodes, until Ctrl-C. It writes DIR/cluster.json, which the other commands read.",
+        **help_of("up"),
+    )
     up.add_argument("--data-dir", type=Path, default=DEFAULT_DIR, help="default: .flakehouse")
     up.add_argument("--port-base", type=int, default=7600, help="first port used (default 7600)")
     up.add_argument("--storage-nodes", type=int, default=2, help="default: 2")
@@ -76,9 +88,14 @@ def _parser() -> argparse.ArgumentParser:
         help="keep topics in memory: every start is empty and nothing survives a stop",
     )
 
-    ingest = commands.add_parser("ingest", help="upload JUnit XML or JSON lines files")
-    add_client_options(ingest)
-    ingest.add_argument("--dataset", required=True)
+    ingest = commands.add_parser(
+        "ingest",
+        help="upload JUnit XML or JSON lines files",
+        description="Upload JUnit XML or JSON lines files into a dataset (created on first use).",
+        **help_of("ingest"),
+    )
+    add_client_options(ingest, "ingest")
+    ingest.add_argument("--dataset", required=True, type=DATASET, metavar="NAME")
     ingest.add_argument(
         "--label", action="append", default=[], metavar="K=V", help="add a field to every event"
     )
@@ -88,11 +105,26 @@ def _parser() -> argparse.ArgumentParser:
         help="add branch, commit, job, build... from GitHub Actions, GitLab CI, Jenkins or "
         "Buildkite variables (explicit --label wins)",
     )
-    ingest.add_argument("--format", choices=["junit", "json"], help="default: from the content")
-    ingest.add_argument("--parallel", type=int, default=4, help="files uploaded at once")
+    ingest.add_argument(
+        "--format",
+        choices=["junit", "json"],
+        help="the files' format (default: from their content); for what the command prints, "
+        "see --output",
+    )
+    ingest.add_argument(
+        "--output",
+        choices=["text", "json"],
+        default="text",
+        help="text: a line per file and a summary; json: one document at the end with every "
+        "upload (id, events, offsets) and every rejection",
+    )
+    ingest.add_argument(
+        "--parallel", type=int, default=4, metavar="N", help="files uploaded at once (default 4)"
+    )
     ingest.add_argument(
         "--offsets-file",
         type=Path,
+        metavar="FILE",
         help="record the offsets written in this JSON file (merged with what it holds), for "
         "`flakehouse query --after` to see these uploads at once",
     )
@@ -103,9 +135,15 @@ def _parser() -> argparse.ArgumentParser:
         help="files, directories (searched for *.xml, *.json, *.jsonl) or glob patterns",
     )
 
-    query = commands.add_parser("query", help="run a SQL query")
-    add_client_options(query)
+    query = commands.add_parser(
+        "query",
+        help="run a SQL query",
+        description="Run a SQL query, given as an argument, in a file (-f) or on stdin (-).",
+        **help_of("query"),
+    )
+    add_client_options(query, "query")
     query.add_argument("--format", choices=sorted(RENDERERS), default="table")
+    add_full_width_option(query)
     _partial_option(query)
     query.add_argument(
         "--raw-times",
@@ -126,7 +164,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="OFFSETS_FILE",
         help="answer only once the uploads recorded by `ingest --offsets-file` are applied",
     )
-    query.add_argument("sql", metavar="SQL")
+    query.add_argument(
+        "-f",
+        "--file",
+        metavar="FILE",
+        help="read the query from FILE ('-': from stdin) instead of the SQL argument",
+    )
+    query.add_argument("sql", nargs="?", metavar="SQL", help="the query; '-' reads it from stdin")
 
     flaky = commands.add_parser(
         "flaky",
@@ -136,9 +180,10 @@ def _parser() -> argparse.ArgumentParser:
         "flake rate: the share of their runs that were such flaky failures. Pass-to-fail flips "
         "across consecutive commits are a second signal. docs/queries.md ('Flaky tests') has "
         "the definitions and the queries this sends.",
+        **help_of("flaky"),
     )
-    add_client_options(flaky)
-    flaky.add_argument("--dataset", required=True)
+    add_client_options(flaky, "query")
+    flaky.add_argument("--dataset", required=True, type=DATASET, metavar="NAME")
     flaky.add_argument(
         "--since", default="7d", help="window: 30m, 12h, 7d, 2w... or 'all' (default 7d)"
     )
@@ -152,15 +197,41 @@ def _parser() -> argparse.ArgumentParser:
     )
     flaky.add_argument("--limit", type=int, default=50, help="tests listed (default 50; 0: all)")
     flaky.add_argument("--format", choices=sorted(RENDERERS), default="table")
+    add_full_width_option(flaky)
     _partial_option(flaky)
 
-    status = commands.add_parser("status", help="storage nodes, partitions, replica states and lag")
-    status.add_argument("--cluster", type=Path, default=DEFAULT_PATH, help="cluster.json to use")
-    status.add_argument("--replication", help="replication address host:port (overrides --cluster)")
-    status.add_argument("--timeout", type=float, default=10.0, help="seconds")
+    status = commands.add_parser(
+        "status",
+        help="storage nodes, partitions, replica states and lag",
+        description="The storage nodes, and every partition with its replicas, their states "
+        "and lag, as the replication controller sees them.",
+        **help_of("status"),
+    )
+    status.add_argument(
+        "--cluster",
+        type=Path,
+        default=DEFAULT_PATH,
+        metavar="PATH",
+        help=f"the cluster file naming the services' addresses (default {DEFAULT_PATH})",
+    )
+    status.add_argument(
+        "--replication",
+        metavar="HOST:PORT",
+        help="the replication service's address (overrides --cluster)",
+    )
+    status.add_argument(
+        "--timeout", type=float, default=10.0, metavar="SECONDS", help="default: 10"
+    )
     status.add_argument("--format", choices=["table", "json"], default="table")
+    add_full_width_option(status)
 
-    convert = commands.add_parser("junit2json", help="convert JUnit XML to JSON lines locally")
+    convert = commands.add_parser(
+        "junit2json",
+        help="convert JUnit XML to JSON lines locally",
+        description="Convert JUnit XML files to JSON lines, one event per line, as ingest "
+        "would store them; no cluster needed. A bad file prints only its error and exits 2.",
+        **help_of("junit2json"),
+    )
     convert.add_argument("files", nargs="+", type=Path, metavar="FILE")
 
     datasets_cli.register(commands)
@@ -183,6 +254,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from flakehouse.client.ingest_report import IngestReport
     from flakehouse.events.model import parse_label
 
     labels = ci_labels(os.environ) if args.ci_env else {}
@@ -190,10 +262,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         labels.update(parse_label(label) for label in args.label)  # explicit labels win
     except ValueError as exc:
         raise InvalidArgument(str(exc)) from None
-    files, rejected = expand_inputs(args.files)
-    uploaded: list[UploadResult] = []
-    totals: Counter[str] = Counter()
-    events = done = 0
+    if args.parallel < 1:
+        raise InvalidArgument("--parallel must be 1 or more")
+    files, problems = expand_inputs(args.files)
+    report = IngestReport(args.dataset)
+    for argument, reason in problems:
+        print(report.refused(argument, reason), file=sys.stderr)
     progress = Progress(sum(p.stat().st_size for p in files), len(files))
     started = time.monotonic()
 
@@ -215,33 +289,26 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             try:
                 result = future.result()
             except (InvalidArgument, NotFound) as exc:
-                rejected.append(exc.message)
-                progress.print(f"error: {exc.message}", sys.stderr)
+                progress.print(report.refused(str(path), exc.message), sys.stderr)
                 continue
-            done += 1
-            events += result.events
-            uploaded.append(result)
-            totals.update(result.by_status)
-            progress.print(f"{path}: {result.events} events ({_statuses(result.by_status)})")
+            line = report.uploaded(path, result)
+            if args.output == "text":
+                progress.print(line)
     progress.close()
-    if args.offsets_file is not None and uploaded:
+    if args.offsets_file is not None and report.uploads:
+        uploaded = [result for _, result in report.uploads]
         offsets = offsets_of(uploaded, into=read_offsets(args.offsets_file))
         args.offsets_file.write_text(json.dumps(offsets, sort_keys=True) + "\n")
     elapsed = time.monotonic() - started
-    print(
-        f"ingested {done} file{'s' if done != 1 else ''}, {events} events into "
-        f"{args.dataset!r} in {elapsed:.1f}s ({_statuses(totals)})"
-    )
-    if rejected:
-        print(f"rejected {len(rejected)} file(s):", file=sys.stderr)
-        for reason in rejected:
-            print(f"  {reason}", file=sys.stderr)
+    if args.output == "json":
+        print(report.to_json(elapsed))
+    else:
+        print(report.summary(elapsed))
+    rejections = report.rejections()
+    if rejections:
+        print(rejections, file=sys.stderr)
         return EXIT_BAD_INPUT
     return EXIT_OK
-
-
-def _statuses(counts: dict[str, int] | Counter[str]) -> str:
-    return ", ".join(f"{name} {count}" for name, count in sorted(counts.items())) or "no cases"
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -256,8 +323,12 @@ def cmd_status(args: argparse.Namespace) -> int:
             ) from None
     with Client(replication=address, timeout_s=args.timeout) as client:
         response = client.status()
-    render = render_status_json if args.format == "json" else render_status_table
-    print(render(response))
+    if args.format == "json":
+        print(render_status_json(response))
+    else:
+        from flakehouse.client.tables import fit_for
+
+        print(render_status_table(response, fit_for(args.full_width)))
     return EXIT_OK
 
 
@@ -269,10 +340,17 @@ def _partial_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def answered(args: argparse.Namespace, result: QueryResult) -> int:
-    """Prints an answer; a partial one also says so on stderr and exits EXIT_PARTIAL, unless
-    --allow-partial: a script checking the exit code never takes it for the whole answer."""
-    print(RENDERERS[args.format](result))
+def answered(args: argparse.Namespace, result: QueryResult, shares: tuple[str, ...] = ()) -> int:
+    """Prints an answer (the columns named in `shares` as percentages in a table); a partial one
+    also says so on stderr and exits EXIT_PARTIAL, unless --allow-partial: a script checking the
+    exit code never takes it for the whole answer."""
+    if args.format == "table":
+        from flakehouse.client.output import render_table
+        from flakehouse.client.tables import fit_for
+
+        print(render_table(result, fit=fit_for(args.full_width), shares=shares))
+    else:
+        print(RENDERERS[args.format](result))
     if result.stale:
         print(f"note: {describe_staleness(result.freshness)}", file=sys.stderr)
     if result.truncated:
@@ -293,16 +371,39 @@ def answered(args: argparse.Namespace, result: QueryResult) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
+    sql = query_text(args)
     with client_from_args(args, "query") as client:
         after = read_offsets(args.after) if args.after else None
         result = client.query(
-            args.sql,
+            sql,
             timeout_ms=query_deadline_ms(args.timeout),
             after=after,
             raw_times=args.raw_times,
             time_zone=args.tz,
         )
     return answered(args, result)
+
+
+def query_text(args: argparse.Namespace) -> str:
+    """The SQL of `flakehouse query`: its argument, or the file of -f, or stdin for `-`."""
+    if args.file is not None and args.sql is not None:
+        raise InvalidArgument("give the query once: as the SQL argument or with -f FILE")
+    if args.file is None and args.sql is None:
+        raise InvalidArgument(
+            "no query: give it as the SQL argument, with -f FILE, or on stdin (-)"
+        )
+    if args.file is None and args.sql != "-":
+        return str(args.sql)
+    source = args.file if args.file is not None else "-"
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidArgument(f"{source}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise InvalidArgument(f"{source}: not UTF-8 text") from None
+    if not text.strip():
+        raise InvalidArgument(f"{'stdin' if source == '-' else source}: no SQL in it")
+    return text
 
 
 def read_offsets(path: Path) -> dict[str, dict[int, int]]:
@@ -317,10 +418,9 @@ def read_offsets(path: Path) -> dict[str, dict[int, int]]:
 
 
 FLAKY_TOO_BIG = (
-    "hint: the report groups the window's runs by test, commit (or build and job), status and "
-    "flaky mark, and there are more such groups than the query service allows: narrow it with "
-    "--since (e.g. --since 1d) or --branch, or raise the query service's MAX_GROUPS and "
-    'MAX_ANSWER_ROWS (docs/queries.md, "Flaky tests")'
+    "the report groups the window's runs by test, commit (or build and job), status and flaky "
+    "mark: narrow it with --since (e.g. --since 1d) or --branch, or raise the query service's "
+    'MAX_GROUPS and MAX_ANSWER_ROWS (docs/queries.md, "Flaky tests")'
 )
 
 
@@ -352,9 +452,10 @@ def cmd_flaky(args: argparse.Namespace) -> int:
             if exc.retry_after_ms is not None:
                 raise  # a quota's rate or slots, retried until the client gave up: not a limit
             # The query service's advice (a WHERE, fewer GROUP BY keys) is about SQL that the
-            # command writes itself: say what to change here instead.
-            raise ResourceExhausted(f"{exc.message}\n{FLAKY_TOO_BIG}") from None
-    return answered(args, result)
+            # command writes itself: keep what happened, and say what to change here instead.
+            happened = exc.message.split("; ", 1)[0]
+            raise ResourceExhausted(f"{happened}; {FLAKY_TOO_BIG}") from None
+    return answered(args, result, shares=("flake_rate",))
 
 
 def query_deadline_ms(timeout_s: float) -> int:
@@ -412,12 +513,12 @@ def main(argv: list[str] | None = None) -> int:
     run = getattr(args, "run", None) or COMMANDS[args.command]
     try:
         return int(run(args))
-    except (InvalidArgument, NotFound, AlreadyExists) as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return EXIT_BAD_INPUT
     except FlakehouseError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return EXIT_FAILED
+        from flakehouse.client.errortext import one_line
+
+        print(f"error: {one_line(exc, args)}", file=sys.stderr)
+        bad_input = isinstance(exc, InvalidArgument | NotFound | AlreadyExists)
+        return EXIT_BAD_INPUT if bad_input else EXIT_FAILED
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -18,13 +18,30 @@ ADDRESSED = ("ingest", "query", "quota")
 T = TypeVar("T")
 
 
-def add_client_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cluster", type=Path, default=DEFAULT_PATH, help="cluster.json to use")
-    for service in ADDRESSED:
+def add_client_options(parser: argparse.ArgumentParser, *services: str) -> None:
+    """`--cluster`, `--timeout`, and an address option for each of the `services` the command
+    calls (those only: an option that changes nothing is not offered)."""
+    parser.add_argument(
+        "--cluster",
+        type=Path,
+        default=DEFAULT_PATH,
+        metavar="PATH",
+        help=f"the cluster file naming the services' addresses (default {DEFAULT_PATH})",
+    )
+    for service in services:
+        assert service in ADDRESSED, service
         parser.add_argument(
-            f"--{service}", help=f"{service} address host:port (overrides --cluster)"
+            f"--{service}",
+            metavar="HOST:PORT",
+            help=f"the {service} service's address (overrides --cluster)",
         )
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per call")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long each call may take (default 60)",
+    )
 
 
 def client_from_args(args: argparse.Namespace, *needs: str) -> Client:
@@ -68,3 +85,15 @@ def argument_type(parse: Callable[[str], T], name: str) -> Callable[[str], T]:
 
     convert.__name__ = name
     return convert
+
+
+def _dataset_name(text: str) -> str:
+    # Imported here: building the parser should not load the event model.
+    from flakehouse.events.model import validate_dataset_name
+
+    return validate_dataset_name(text)
+
+
+DATASET = argument_type(_dataset_name, "dataset name")
+"""A dataset name, checked as the services check it: a bad one exits 2 before any call (before
+any upload: otherwise every file of an ingest would be refused for it, one by one)."""

@@ -24,7 +24,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from flakehouse.client.output import format_table
+from flakehouse.client.tables import FULL, Fit, format_table, percent
 from flakehouse.client.units import parse_size, render_age, render_number, render_size
 from flakehouse.core.limits import CUTOFF_REASONS, QUOTA_FIELDS
 from flakehouse.events.timestamps import format_timestamp
@@ -158,16 +158,21 @@ def limit_pairs(quota: quota_pb2.Quota) -> list[tuple[str, str]]:
     ]
 
 
-def _of(used: str, value: float, limit: str) -> str:
+def _of(used: str, limit_value: float, limit: str) -> str:
     """`used of limit`, or `used` alone for an unlimited one."""
-    return f"{used} of {limit}" if value else used
+    return f"{used} of {limit}" if limit_value else used
+
+
+def _share_of(used: str, used_value: float, limit_value: float, limit: str) -> str:
+    """`used (share of limit)`, or `used` alone for an unlimited one."""
+    if not limit_value:
+        return used
+    return f"{used} ({percent(used_value / limit_value)} of {limit})"
 
 
 def _stored(usage: quota_pb2.DatasetUsage) -> str:
     limit = usage.quota.max_stored_bytes
-    if not limit:
-        return render_size(usage.bytes)
-    return f"{render_size(usage.bytes)} ({usage.bytes / limit:.0%} of {render_size(limit)})"
+    return _share_of(render_size(usage.bytes), usage.bytes, limit, render_size(limit))
 
 
 def usage_pairs(usage: quota_pb2.DatasetUsage) -> list[tuple[str, str]]:
@@ -181,16 +186,18 @@ def usage_pairs(usage: quota_pb2.DatasetUsage) -> list[tuple[str, str]]:
         ("cutoff", _cutoff(usage.cutoff)),
         (
             "events/s",
-            _of(
+            _share_of(
                 render_number(usage.events_per_second),
+                usage.events_per_second,
                 quota.events_per_second,
                 render_number(quota.events_per_second),
             ),
         ),
         (
             "bytes/s",
-            _of(
+            _share_of(
                 render_size(usage.bytes_per_second),
+                usage.bytes_per_second,
                 quota.bytes_per_second,
                 render_size(quota.bytes_per_second),
             ),
@@ -210,7 +217,7 @@ def _count(n: int, word: str) -> str:
     return f"({n} {word}{'s' if n != 1 else ''})"
 
 
-def datasets_table(datasets: list[ingest_pb2.Dataset]) -> str:
+def datasets_table(datasets: list[ingest_pb2.Dataset], fit: Fit = FULL) -> str:
     rows = [
         [d.name, str(d.partitions), str(d.generation), _when(d.created_us), d.topic]
         for d in sorted(datasets, key=lambda d: d.name)
@@ -219,6 +226,7 @@ def datasets_table(datasets: list[ingest_pb2.Dataset]) -> str:
         ["name", "partitions", "generation", "created", "topic"],
         rows,
         [False, True, True, False, False],
+        fit,
     )
     out.append(_count(len(rows), "dataset"))
     return "\n".join(out)
@@ -263,7 +271,7 @@ def quota_table(dataset: str, quota: quota_pb2.Quota) -> str:
     return "\n".join([f"limits of {dataset!r}", *_pairs(limit_pairs(quota), "  ")])
 
 
-def usage_table(usages: list[quota_pb2.DatasetUsage]) -> str:
+def usage_table(usages: list[quota_pb2.DatasetUsage], fit: Fit = FULL) -> str:
     header = [
         "dataset",
         "stored",
@@ -294,7 +302,7 @@ def usage_table(usages: list[quota_pb2.DatasetUsage]) -> str:
             ]
         )
     out = format_table(
-        header, rows, [False, True, True, True, False, False, True, True, True, False]
+        header, rows, [False, True, True, True, False, False, True, True, True, False], fit
     )
     out.append(_count(len(rows), "dataset"))
     return "\n".join(out)

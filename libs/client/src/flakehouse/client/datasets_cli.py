@@ -9,11 +9,14 @@ from collections.abc import Callable
 from flakehouse.client import dataset_views as views
 from flakehouse.client.client import Client, quota_of
 from flakehouse.client.clientargs import (
+    DATASET,
     EXIT_OK,
     add_client_options,
     argument_type,
     client_from_args,
 )
+from flakehouse.client.helptext import help_of
+from flakehouse.client.tables import add_full_width_option, fit_for
 from flakehouse.client.units import parse_age, parse_count, parse_rate, parse_size, render_age
 from flakehouse.core.errors import InvalidArgument
 from flakehouse.core.limits import MIN_RETENTION_S, QUOTA_FIELDS, validate_quota
@@ -57,13 +60,25 @@ PARTITIONS = argument_type(parse_partitions, "partitions")
 
 def _command(
     group: argparse._SubParsersAction[argparse.ArgumentParser],
-    name: str,
+    command: str,
     run: Command,
     help: str,
+    services: tuple[str, ...],
+    *,
+    table: bool = False,
 ) -> argparse.ArgumentParser:
-    parser = group.add_parser(name, help=help, description=help[:1].upper() + help[1:] + ".")
-    add_client_options(parser)
+    """`command` ("datasets list"), which calls `services`; `table`: it prints a table (and so
+    takes --full-width)."""
+    parser = group.add_parser(
+        command.split()[-1],
+        help=help,
+        description=help[:1].upper() + help[1:] + ".",
+        **help_of(command),
+    )
+    add_client_options(parser, *services)
     parser.add_argument("--format", choices=["table", "json"], default="table")
+    if table:
+        add_full_width_option(parser)
     parser.set_defaults(run=run)
     return parser
 
@@ -90,11 +105,24 @@ def _stored_bytes_option(parser: argparse.ArgumentParser) -> None:
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Adds the `datasets`, `quota` and `usage` commands; each sets `run` to its function."""
-    datasets = commands.add_parser("datasets", help="create, list, describe and delete datasets")
+    datasets = commands.add_parser(
+        "datasets",
+        help="create, list, describe and delete datasets",
+        description="Create, list, describe and delete datasets.",
+        **help_of("datasets"),
+    )
     group = datasets.add_subparsers(dest="action", required=True, metavar="ACTION")
-    _command(group, "list", cmd_datasets_list, "list the datasets")
-    create = _command(group, "create", cmd_datasets_create, "create a dataset with its limits")
-    create.add_argument("name", metavar="NAME")
+    _command(
+        group, "datasets list", cmd_datasets_list, "list the datasets", ("ingest",), table=True
+    )
+    create = _command(
+        group,
+        "datasets create",
+        cmd_datasets_create,
+        "create a dataset with its limits",
+        ("ingest",),
+    )
+    create.add_argument("name", metavar="NAME", type=DATASET)
     create.add_argument(
         "--partitions",
         type=PARTITIONS,
@@ -104,21 +132,40 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     _retention_option(create)
     _stored_bytes_option(create)
     describe = _command(
-        group, "describe", cmd_datasets_describe, "show a dataset, its limits and its usage"
+        group,
+        "datasets describe",
+        cmd_datasets_describe,
+        "show a dataset, its limits and its usage",
+        ("ingest", "quota"),
     )
-    describe.add_argument("name", metavar="NAME")
+    describe.add_argument("name", metavar="NAME", type=DATASET)
     delete = _command(
-        group, "delete", cmd_datasets_delete, "delete a dataset with its data and limits"
+        group,
+        "datasets delete",
+        cmd_datasets_delete,
+        "delete a dataset with its data and limits",
+        ("ingest",),
     )
-    delete.add_argument("name", metavar="NAME")
+    delete.add_argument("name", metavar="NAME", type=DATASET)
     delete.add_argument("--yes", action="store_true", help="confirm: nothing can bring it back")
 
-    quota = commands.add_parser("quota", help="show or change a dataset's limits")
+    quota = commands.add_parser(
+        "quota",
+        help="show or change a dataset's limits",
+        description="Show or change a dataset's limits.",
+        **help_of("quota"),
+    )
     group = quota.add_subparsers(dest="action", required=True, metavar="ACTION")
-    get = _command(group, "get", cmd_quota_get, "show a dataset's limits")
-    get.add_argument("name", metavar="NAME")
-    set_ = _command(group, "set", cmd_quota_set, "change some of a dataset's limits (0: unlimited)")
-    set_.add_argument("name", metavar="NAME")
+    get = _command(group, "quota get", cmd_quota_get, "show a dataset's limits", ("quota",))
+    get.add_argument("name", metavar="NAME", type=DATASET)
+    set_ = _command(
+        group,
+        "quota set",
+        cmd_quota_set,
+        "change some of a dataset's limits (0: unlimited)",
+        ("quota",),
+    )
+    set_.add_argument("name", metavar="NAME", type=DATASET)
     set_.add_argument(
         "--events-per-second",
         type=RATE,
@@ -141,9 +188,16 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
 
     usage = _command(
-        commands, "usage", cmd_usage, "what datasets store and ingest, against their limits"
+        commands,
+        "usage",
+        cmd_usage,
+        "what datasets store and ingest, against their limits",
+        ("quota",),
+        table=True,
     )
-    usage.add_argument("name", nargs="?", metavar="NAME", help="default: every dataset")
+    usage.add_argument(
+        "name", nargs="?", metavar="NAME", type=DATASET, help="default: every dataset"
+    )
 
 
 def _limits(args: argparse.Namespace) -> dict[str, float]:
@@ -163,7 +217,11 @@ def _print(args: argparse.Namespace, table: str, json_text: str) -> int:
 def cmd_datasets_list(args: argparse.Namespace) -> int:
     with client_from_args(args, "ingest") as client:
         datasets = client.list_datasets()
-    return _print(args, views.datasets_table(datasets), views.datasets_json(datasets))
+    return _print(
+        args,
+        views.datasets_table(datasets, fit_for(args.full_width)),
+        views.datasets_json(datasets),
+    )
 
 
 def cmd_datasets_create(args: argparse.Namespace) -> int:
@@ -221,4 +279,6 @@ def cmd_quota_set(args: argparse.Namespace) -> int:
 def cmd_usage(args: argparse.Namespace) -> int:
     with client_from_args(args, "quota") as client:
         usages = [dataset_usage(client, args.name)] if args.name else client.usage()
-    return _print(args, views.usage_table(usages), views.usage_json(usages))
+    return _print(
+        args, views.usage_table(usages, fit_for(args.full_width)), views.usage_json(usages)
+    )

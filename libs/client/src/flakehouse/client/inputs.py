@@ -10,11 +10,11 @@ REPORT_SUFFIXES = {".xml", ".json", ".jsonl", ".ndjson"}
 GLOB_CHARS = set("*?[")
 
 
-def expand_inputs(arguments: list[str]) -> tuple[list[Path], list[str]]:
+def expand_inputs(arguments: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
     """The files to upload, in a stable order without repeats, and the arguments that named
-    nothing (each with its reason)."""
+    nothing, each with its reason."""
     files: dict[Path, None] = {}
-    problems: list[str] = []
+    problems: list[tuple[str, str]] = []
     for argument in arguments:
         path = Path(argument)
         if path.is_file():
@@ -24,17 +24,15 @@ def expand_inputs(arguments: list[str]) -> tuple[list[Path], list[str]]:
                 p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in REPORT_SUFFIXES
             )
             if not found:
-                problems.append(
-                    f"{argument}: no report files (*.xml, *.json, *.jsonl) in directory"
-                )
+                problems.append((argument, "no report files (*.xml, *.json, *.jsonl) in directory"))
             files.update(dict.fromkeys(found))
         elif GLOB_CHARS & set(argument):
             found = sorted(
                 Path(p) for p in glob.glob(argument, recursive=True) if Path(p).is_file()
             )
             if not found:
-                problems.append(f"{argument}: no file matches")
+                problems.append((argument, "no file matches"))
             files.update(dict.fromkeys(found))
         else:
-            problems.append(f"{argument}: no such file or directory")
+            problems.append((argument, "no such file or directory"))
     return list(files), problems

@@ -1,14 +1,16 @@
-"""Rendering query results as a table, JSON or CSV."""
+"""Rendering query results as a table, JSON or CSV; only tables are ever cut or rounded."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
 from flakehouse.client.client import Cell, QueryResult
+from flakehouse.client.tables import FULL, Fit, format_table, percent
 from flakehouse.client.times import rfc3339
 
 
@@ -24,26 +26,17 @@ def _cell(value: Cell) -> str:
     return str(value)
 
 
-def format_table(
-    header: list[str], rows: list[list[str]], right: list[bool] | None = None
-) -> list[str]:
-    """Lines of an aligned text table: the header, a rule, the rows; columns flagged in `right`
-    (numbers) are right-aligned."""
-    widths = [max([len(name), *(len(row[i]) for row in rows)]) for i, name in enumerate(header)]
-    flags = right or [False] * len(header)
-
-    def line(values: list[str]) -> str:
-        return "  ".join(
-            v.rjust(w) if r else v.ljust(w) for v, w, r in zip(values, widths, flags, strict=True)
-        ).rstrip()
-
-    return [line(header), line(["-" * w for w in widths]), *(line(row) for row in rows)]
-
-
-def render_table(result: QueryResult) -> str:
-    cells = [[_cell(v) for v in row] for row in result.rows]
+def render_table(result: QueryResult, *, fit: Fit = FULL, shares: Collection[str] = ()) -> str:
+    """The answer as an aligned table cut to `fit`. The columns named in `shares` hold shares
+    (0 to 1), shown as percentages; JSON and CSV keep the numbers. Plain SQL answers name none:
+    a column's name does not say what its numbers are."""
+    is_share = [name in shares for name in result.columns]
+    cells = [
+        [_share(v) if share else _cell(v) for v, share in zip(row, is_share, strict=True)]
+        for row in result.rows
+    ]
     numeric = [t in ("int", "float") for t in result.types]
-    out = format_table(result.columns, cells, numeric)
+    out = format_table(result.columns, cells, numeric, fit)
     out.append(f"({len(result.rows)} row{'s' if len(result.rows) != 1 else ''})")
     if result.partial:
         missing = ", ".join(
@@ -51,6 +44,12 @@ def render_table(result: QueryResult) -> str:
         )
         out.append(f"PARTIAL ANSWER: missing partitions {missing}")
     return "\n".join(out)
+
+
+def _share(value: Cell) -> str:
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        return percent(value)
+    return _cell(value)
 
 
 def describe_staleness(freshness: dict[str, Any]) -> str:

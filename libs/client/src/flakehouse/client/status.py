@@ -7,7 +7,7 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from flakehouse.client.output import format_table
+from flakehouse.client.tables import FULL, Fit, format_table
 from flakehouse.replication.v1 import replication_pb2
 
 STATE_NAMES = {
@@ -62,7 +62,7 @@ def render_status_json(response: replication_pb2.GetReplicaStatusResponse) -> st
     return json.dumps(status_dict(response))
 
 
-def render_status_table(response: replication_pb2.GetReplicaStatusResponse) -> str:
+def render_status_table(response: replication_pb2.GetReplicaStatusResponse, fit: Fit = FULL) -> str:
     status = status_dict(response)
     out = format_table(
         ["node", "address", "zone", "alive", "replicas"],
@@ -76,6 +76,7 @@ def render_status_table(response: replication_pb2.GetReplicaStatusResponse) -> s
             ]
             for n in status["nodes"]
         ],
+        fit=fit,
     )
     out.append("")
     out += format_table(
@@ -89,6 +90,7 @@ def render_status_table(response: replication_pb2.GetReplicaStatusResponse) -> s
             ]
             for p in status["partitions"]
         ],
+        fit=fit,
     )
     out.append("")
     out.append(

@@ -1,0 +1,155 @@
+"""`flakehouse ingest`: a rejected file said once, a bad dataset name refused before any upload,
+and `--output json`. Through a real gRPC server that plays the ingest service."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from flakehouse.client import cli
+from flakehouse.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+
+
+class Ingest(ingest_pb2_grpc.IngestServiceServicer):
+    """Takes every file but those named bad*, which it refuses as the real service does: with a
+    message that starts with the file name and the line."""
+
+    def __init__(self) -> None:
+        self.headers: list[ingest_pb2.UploadHeader] = []
+
+    def Upload(self, requests: Iterator[Any], context: Any) -> ingest_pb2.UploadResponse:
+        header = next(requests).header
+        self.headers.append(header)
+        size = sum(len(r.chunk) for r in requests)
+        if Path(header.filename).name.startswith("bad"):
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{header.filename}:11: malformed XML: no element found (column 22)",
+            )
+        return ingest_pb2.UploadResponse(
+            upload_id=f"u-{Path(header.filename).name}",
+            dataset=header.dataset,
+            events=size,
+            events_by_status={"passed": size - 1, "failed": 1},
+            offsets=[ingest_pb2.PartitionOffset(partition=3, offset=41 + size)],
+            format=ingest_pb2.UPLOAD_FORMAT_JUNIT_XML,
+        )
+
+
+@pytest.fixture
+def ingest() -> Iterator[tuple[Ingest, str]]:
+    server = grpc.server(ThreadPoolExecutor(4))
+    service = Ingest()
+    ingest_pb2_grpc.add_IngestServiceServicer_to_server(service, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield service, f"127.0.0.1:{port}"
+    finally:
+        server.stop(None)
+
+
+@pytest.fixture
+def reports(tmp_path: Path) -> Path:
+    (tmp_path / "good.xml").write_text("<testsuite/>")  # 12 bytes: 12 "events"
+    (tmp_path / "bad.xml").write_text("<testsuite")
+    return tmp_path
+
+
+def test_a_rejected_file_is_said_once(
+    ingest: tuple[Ingest, str], reports: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, address = ingest
+    missing = str(reports / "missing.xml")
+    code = cli.main(["ingest", "--ingest", address, "--dataset", "ci", str(reports), missing])
+    out, err = capsys.readouterr()
+    assert code == cli.EXIT_BAD_INPUT
+    reason = f"{reports / 'bad.xml'}:11: malformed XML: no element found (column 22)"
+    assert err.count("malformed XML") == 1 and f"error: {reason}\n" in err
+    assert err.count("missing.xml") == 1 and f"error: {missing}: no such file or directory" in err
+    assert err.endswith("2 files rejected (said above): a rejected file writes nothing\n")
+    assert f"{reports / 'good.xml'}: 12 events (failed 1, passed 11)" in out
+    assert "ingested 1 file, 12 events into 'ci'" in out and "malformed" not in out
+
+
+@pytest.mark.parametrize("name", ["CI", "ci/main", "-ci", "c" * 64, "ci\n"])
+def test_a_bad_dataset_name_is_refused_before_any_upload(
+    ingest: tuple[Ingest, str], reports: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    service, address = ingest
+    code = cli.main(["ingest", "--ingest", address, f"--dataset={name}", str(reports)])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_BAD_INPUT
+    assert service.headers == []  # nothing sent
+    assert err.count("invalid dataset name") == 1  # once, not once per file
+    assert "use 1 to 63 characters of a-z, 0-9, '_' and '-'" in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["flaky", "--query", "127.0.0.1:1", "--dataset", "Nightly"],
+        ["datasets", "create", "Nightly", "--ingest", "127.0.0.1:1"],
+        ["quota", "set", "Nightly", "--quota", "127.0.0.1:1", "--retention", "1d"],
+        ["usage", "Nightly", "--quota", "127.0.0.1:1"],
+    ],
+)
+def test_every_command_refuses_a_bad_dataset_name_before_calling(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Port 1 answers nothing: a call would fail with exit 1 (after retries), not 2.
+    assert cli.main(argv) == cli.EXIT_BAD_INPUT
+    assert "invalid dataset name 'Nightly'" in capsys.readouterr().err
+
+
+def test_output_json(
+    ingest: tuple[Ingest, str], reports: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, address = ingest
+    argv = ["ingest", "--ingest", address, "--dataset", "ci", "--output", "json", str(reports)]
+    assert cli.main(argv) == cli.EXIT_BAD_INPUT
+    out, err = capsys.readouterr()
+    report = json.loads(out)  # the whole of stdout: one document
+    assert report["elapsed_s"] >= 0
+    del report["elapsed_s"]
+    assert report == {
+        "dataset": "ci",
+        "files": 1,
+        "events": 12,
+        "by_status": {"failed": 1, "passed": 11},
+        "uploads": [
+            {
+                "file": str(reports / "good.xml"),
+                "upload_id": "u-good.xml",
+                "events": 12,
+                "by_status": {"failed": 1, "passed": 11},
+                "format": "junit",
+                "dataset_created": False,
+                "offsets": {"3": 53},
+            }
+        ],
+        "rejected": [
+            {
+                "file": str(reports / "bad.xml"),
+                "error": f"{reports / 'bad.xml'}:11: malformed XML: no element found (column 22)",
+            }
+        ],
+    }
+    assert err.count("malformed XML") == 1  # said on stderr too, once
+
+
+def test_format_is_the_input_format_and_output_is_what_is_printed(
+    ingest: tuple[Ingest, str], reports: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    service, address = ingest
+    good = str(reports / "good.xml")
+    argv = ["ingest", "--ingest", address, "--dataset", "ci", "--format", "json", good]
+    assert cli.main(argv) == 0
+    assert service.headers[-1].format == ingest_pb2.UPLOAD_FORMAT_JSON_LINES
+    assert capsys.readouterr().out.startswith(f"{good}: 12 events")
