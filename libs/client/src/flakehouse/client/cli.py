@@ -36,6 +36,7 @@ from flakehouse.client.output import RENDERERS, describe_staleness
 from flakehouse.client.progress import Progress
 from flakehouse.client.status import render_status_json, render_status_table
 from flakehouse.client.times import query_zone
+from flakehouse.client.uploads import UploadProgress
 from flakehouse.core.errors import (
     AlreadyExists,
     FlakehouseError,
@@ -198,15 +199,27 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     started = time.monotonic()
 
     def send(path: Path) -> UploadResult:
+        acknowledged = 0
+
+        def report(reached: UploadProgress) -> None:
+            nonlocal acknowledged
+            if reached.stage == "receiving":
+                progress.advance(reached.received_bytes - acknowledged)
+                acknowledged = reached.received_bytes
+            else:
+                progress.events(path, reached.events)
+
         try:
-            return client.upload(
+            result = client.upload(
                 path,
                 dataset=args.dataset,
                 labels=labels,
                 filename=str(path),
                 format=args.format,
-                on_progress=progress.advance,
+                on_progress=report,
             )
+            progress.events(path, result.events)
+            return result
         finally:
             progress.file_done()
 
@@ -232,12 +245,30 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         f"ingested {done} file{'s' if done != 1 else ''}, {events} events into "
         f"{args.dataset!r} in {elapsed:.1f}s ({_statuses(totals)})"
     )
+    if uploaded:
+        print(_where_time_went(uploaded))
     if rejected:
         print(f"rejected {len(rejected)} file(s):", file=sys.stderr)
         for reason in rejected:
             print(f"  {reason}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return EXIT_OK
+
+
+def _where_time_went(uploaded: list[UploadResult]) -> str:
+    """The server's time per stage, summed over the files (uploads overlap with --parallel),
+    and what resuming cost."""
+    seconds: Counter[str] = Counter()
+    for result in uploaded:
+        seconds.update(result.seconds)
+    line = "server time: " + ", ".join(
+        f"{stage} {seconds[stage]:.1f}s" for stage in ("receive", "parse", "produce")
+    )
+    resumed = sum(result.streams - 1 for result in uploaded)
+    if resumed:
+        sent = sum(result.sent_bytes for result in uploaded)
+        line += f"; resumed {resumed} time(s), {sent / 1e6:.1f} MB sent in all"
+    return line
 
 
 def _statuses(counts: dict[str, int] | Counter[str]) -> str:
