@@ -24,7 +24,12 @@ def add_client_options(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
             f"--{service}", help=f"{service} address host:port (overrides --cluster)"
         )
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per call")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds per call; an upload has no deadline, only this long without progress",
+    )
 
 
 def client_from_args(args: argparse.Namespace, *needs: str) -> Client:
