@@ -23,23 +23,40 @@ class Ingest(ingest_pb2_grpc.IngestServiceServicer):
     def __init__(self) -> None:
         self.headers: list[ingest_pb2.UploadHeader] = []
 
-    def Upload(self, requests: Iterator[Any], context: Any) -> ingest_pb2.UploadResponse:
+    def Upload(self, requests: Iterator[Any], context: Any) -> Iterator[ingest_pb2.UploadResponse]:
         header = next(requests).header
         self.headers.append(header)
-        size = sum(len(r.chunk) for r in requests)
+        size = 0
+        yield _received(size)  # a new upload: send from the start
+        for request in requests:
+            size += len(request.chunk)
+            yield _received(size)
         if Path(header.filename).name.startswith("bad"):
             context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"{header.filename}:11: malformed XML: no element found (column 22)",
             )
-        return ingest_pb2.UploadResponse(
-            upload_id=f"u-{Path(header.filename).name}",
-            dataset=header.dataset,
-            events=size,
-            events_by_status={"passed": size - 1, "failed": 1},
-            offsets=[ingest_pb2.PartitionOffset(partition=3, offset=41 + size)],
-            format=ingest_pb2.UPLOAD_FORMAT_JUNIT_XML,
+        yield ingest_pb2.UploadResponse(
+            result=ingest_pb2.UploadResult(
+                upload_id=f"u-{Path(header.filename).name}",
+                dataset=header.dataset,
+                events=size,
+                events_by_status={"passed": size - 1, "failed": 1},
+                offsets=[ingest_pb2.PartitionOffset(partition=3, offset=41 + size)],
+                format=ingest_pb2.UPLOAD_FORMAT_JUNIT_XML,
+                receive_seconds=0.5,
+                parse_seconds=0.25,
+                produce_seconds=0.125,
+            )
         )
+
+
+def _received(size: int) -> ingest_pb2.UploadResponse:
+    return ingest_pb2.UploadResponse(
+        progress=ingest_pb2.UploadProgress(
+            stage=ingest_pb2.UPLOAD_STAGE_RECEIVING, received_bytes=size
+        )
+    )
 
 
 @pytest.fixture
@@ -76,6 +93,7 @@ def test_a_rejected_file_is_said_once(
     assert err.endswith("2 files rejected (said above): a rejected file writes nothing\n")
     assert f"{reports / 'good.xml'}: 12 events (failed 1, passed 11)" in out
     assert "ingested 1 file, 12 events into 'ci'" in out and "malformed" not in out
+    assert "server time: receive 0.5s, parse 0.2s, produce 0.1s" in out
 
 
 @pytest.mark.parametrize("name", ["CI", "ci/main", "-ci", "c" * 64, "ci\n"])
@@ -123,6 +141,7 @@ def test_output_json(
         "files": 1,
         "events": 12,
         "by_status": {"failed": 1, "passed": 11},
+        "server_seconds": {"receive": 0.5, "parse": 0.25, "produce": 0.125},
         "uploads": [
             {
                 "file": str(reports / "good.xml"),
@@ -132,6 +151,9 @@ def test_output_json(
                 "format": "junit",
                 "dataset_created": False,
                 "offsets": {"3": 53},
+                "server_seconds": {"receive": 0.5, "parse": 0.25, "produce": 0.125},
+                "streams": 1,
+                "sent_bytes": 12,
             }
         ],
         "rejected": [

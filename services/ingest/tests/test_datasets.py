@@ -102,7 +102,8 @@ async def test_a_name_deleted_and_created_again_is_a_new_generation(
     assert await topics(broker, topic_prefix) == {f"{topic_prefix}.ci.2": 2}
 
     # Uploads go to the live generation's topic.
-    uploaded = await stub.Upload(uploads("ci"))
+    replies = [reply async for reply in stub.Upload(uploads("ci"))]
+    uploaded = replies[-1].result
     assert uploaded.events == 1 and not uploaded.dataset_created
 
     # Another ingest process reads the same catalog.

@@ -125,7 +125,7 @@ async def test_busy_ingest_answers_resource_exhausted_with_a_delay(
     try:
         async with grpc.aio.insecure_channel(app.server.address) as channel:
             stub = ingest_pb2_grpc.IngestServiceStub(channel)
-            first = asyncio.ensure_future(stub.Upload(held_upload()))
+            first = asyncio.ensure_future(result_of(stub.Upload(held_upload())))
             await asyncio.sleep(0.2)
             client = Client(ingest=app.server.address, retries=0)
             with pytest.raises(ResourceExhausted) as busy:
@@ -137,6 +137,14 @@ async def test_busy_ingest_answers_resource_exhausted_with_a_delay(
             client.close()
     finally:
         await app.stop()
+
+
+async def result_of(call: AsyncIterator[ingest_pb2.UploadResponse]) -> ingest_pb2.UploadResult:
+    """The result at the end of an Upload stream's replies."""
+    async for reply in call:
+        if reply.HasField("result"):
+            return reply.result
+    raise AssertionError("the stream ended without a result")
 
 
 async def test_kafka_gone_gives_unavailable_with_a_delay_not_a_hang(topic_prefix: str) -> None:

@@ -35,6 +35,7 @@ from flakehouse.client.output import RENDERERS, describe_staleness
 from flakehouse.client.progress import Progress
 from flakehouse.client.status import render_status_json, render_status_table
 from flakehouse.client.times import query_zone
+from flakehouse.client.uploads import UploadProgress
 from flakehouse.core.errors import (
     AlreadyExists,
     FlakehouseError,
@@ -272,15 +273,27 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     started = time.monotonic()
 
     def send(path: Path) -> UploadResult:
+        acknowledged = 0
+
+        def on_progress(reached: UploadProgress) -> None:
+            nonlocal acknowledged
+            if reached.stage == "receiving":
+                progress.advance(reached.received_bytes - acknowledged)
+                acknowledged = reached.received_bytes
+            else:
+                progress.events(path, reached.events)
+
         try:
-            return client.upload(
+            result = client.upload(
                 path,
                 dataset=args.dataset,
                 labels=labels,
                 filename=str(path),
                 format=args.format,
-                on_progress=progress.advance,
+                on_progress=on_progress,
             )
+            progress.events(path, result.events)
+            return result
         finally:
             progress.file_done()
 

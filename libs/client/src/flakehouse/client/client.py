@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
 import grpc
 
 from flakehouse.client.cluster import ClusterFile
 from flakehouse.client.times import from_micros, query_zone
+from flakehouse.client.uploads import UploadProgress, open_source, upload_resumably
 from flakehouse.core.errors import (
     ERRORS_BY_CODE,
     RETRY_AFTER_KEY,
@@ -36,7 +37,6 @@ from flakehouse.query.v1 import query_pb2, query_pb2_grpc
 from flakehouse.quota.v1 import quota_pb2, quota_pb2_grpc
 from flakehouse.replication.v1 import replication_pb2, replication_pb2_grpc
 
-CHUNK_BYTES = 1024 * 1024
 MAX_BACKOFF_S = 8.0
 FORMATS = {
     None: ingest_pb2.UPLOAD_FORMAT_UNSPECIFIED,
@@ -74,6 +74,12 @@ class UploadResult:
     offsets: dict[int, int]
     dataset_created: bool
     format: str
+    # Where the time went on the server: receive, parse, produce (seconds).
+    seconds: dict[str, float] = field(default_factory=dict)
+    # Bytes sent over every stream of the upload, and how many streams it took (more than one
+    # when it resumed after a cut).
+    sent_bytes: int = 0
+    streams: int = 1
 
 
 Cell = Scalar | datetime | None
@@ -311,12 +317,12 @@ class Client:
         filename: str | None = None,
         upload_id: str = "",
         format: str | None = None,
-        on_progress: Callable[[int], None] | None = None,
+        on_progress: Callable[[UploadProgress], None] | None = None,
     ) -> UploadResult:
-        """Streams one file (or bytes) as one upload. Safe to retry: without an explicit
-        upload_id the server derives one from the content, so a resent upload never counts
-        twice."""
-        stub = ingest_pb2_grpc.IngestServiceStub(self._channel("ingest"))
+        """Streams one file (or bytes) as one resumable upload: a stream cut in the middle (a
+        dropped connection, an ingest restart, `timeout_s` without progress) continues where
+        the server's bytes end. Safe to retry as a whole too: without an explicit upload_id the
+        server derives one from the content, so a resent upload never counts twice."""
         header = ingest_pb2.UploadHeader(
             dataset=dataset,
             filename=filename or (str(source) if isinstance(source, Path) else "upload"),
@@ -324,24 +330,30 @@ class Client:
             labels=dict(labels or {}),
             upload_id=upload_id,
         )
-
-        def requests() -> Iterator[ingest_pb2.UploadRequest]:
-            yield ingest_pb2.UploadRequest(header=header)
-            with _open(source) as stream:
-                while chunk := stream.read(CHUNK_BYTES):
-                    yield ingest_pb2.UploadRequest(chunk=chunk)
-                    if on_progress:
-                        on_progress(len(chunk))
-
-        response = self._call(lambda: stub.Upload(requests(), timeout=self.timeout_s))
+        result, stats = upload_resumably(
+            ingest_pb2_grpc.IngestServiceStub(self._channel("ingest")),
+            header,
+            open_source(source),
+            stall_s=self.timeout_s,
+            retries=self.retries,
+            error_from_rpc=error_from_rpc,
+            on_progress=on_progress,
+        )
         return UploadResult(
-            upload_id=response.upload_id,
-            dataset=response.dataset,
-            events=response.events,
-            by_status=dict(response.events_by_status),
-            offsets={o.partition: o.offset for o in response.offsets},
-            dataset_created=response.dataset_created,
-            format=FORMAT_NAMES.get(response.format, "unknown"),
+            upload_id=result.upload_id,
+            dataset=result.dataset,
+            events=result.events,
+            by_status=dict(result.events_by_status),
+            offsets={o.partition: o.offset for o in result.offsets},
+            dataset_created=result.dataset_created,
+            format=FORMAT_NAMES.get(result.format, "unknown"),
+            seconds={
+                "receive": result.receive_seconds,
+                "parse": result.parse_seconds,
+                "produce": result.produce_seconds,
+            },
+            sent_bytes=stats.sent_bytes,
+            streams=stats.streams,
         )
 
     # --- queries ----------------------------------------------------------------------------
@@ -446,9 +458,3 @@ def quota_of(quota: quota_pb2.Quota | None = None, /, **fields: float) -> quota_
     for name, value in fields.items():
         setattr(result, name, value)
     return result
-
-
-def _open(source: Path | bytes) -> IO[bytes]:
-    import io
-
-    return source.open("rb") if isinstance(source, Path) else io.BytesIO(source)

@@ -40,7 +40,8 @@ def add_client_options(parser: argparse.ArgumentParser, *services: str) -> None:
         type=float,
         default=60.0,
         metavar="SECONDS",
-        help="how long each call may take (default 60)",
+        help="how long each call may take (default 60); an upload has no deadline, only this "
+        "long without progress",
     )
 
 

@@ -11,6 +11,8 @@ from typing import Any
 
 from flakehouse.client.client import UploadResult
 
+STAGES = ("receive", "parse", "produce")
+
 
 def statuses(counts: dict[str, int] | Counter[str]) -> str:
     return ", ".join(f"{name} {count}" for name, count in sorted(counts.items())) or "no cases"
@@ -46,12 +48,29 @@ class IngestReport:
             totals.update(result.by_status)
         return totals
 
+    def server_seconds(self) -> dict[str, float]:
+        """The server's time per stage (receive, parse, produce), summed over the uploads
+        (which overlap with --parallel)."""
+        seconds: Counter[str] = Counter()
+        for _, result in self.uploads:
+            seconds.update(result.seconds)
+        return {stage: round(seconds[stage], 3) for stage in STAGES}
+
     def summary(self, elapsed_s: float) -> str:
         done = len(self.uploads)
-        return (
+        line = (
             f"ingested {done} file{'s' if done != 1 else ''}, {self.events} events into "
             f"{self.dataset!r} in {elapsed_s:.1f}s ({statuses(self.by_status())})"
         )
+        if not done:
+            return line
+        seconds = self.server_seconds()
+        line += "\nserver time: " + ", ".join(f"{s} {seconds[s]:.1f}s" for s in STAGES)
+        resumed = sum(result.streams - 1 for _, result in self.uploads)
+        if resumed:
+            sent = sum(result.sent_bytes for _, result in self.uploads)
+            line += f"; resumed {resumed} time(s), {sent / 1e6:.1f} MB sent in all"
+        return line
 
     def rejections(self) -> str | None:
         """The closing line for stderr when something was rejected."""
@@ -69,6 +88,7 @@ class IngestReport:
                 "events": self.events,
                 "by_status": dict(sorted(self.by_status().items())),
                 "elapsed_s": round(elapsed_s, 3),
+                "server_seconds": self.server_seconds(),
                 "uploads": [_upload(path, result) for path, result in self.uploads],
                 "rejected": self.rejected,
             }
@@ -84,4 +104,7 @@ def _upload(path: Path, result: UploadResult) -> dict[str, Any]:
         "format": result.format,
         "dataset_created": result.dataset_created,
         "offsets": {str(p): o for p, o in sorted(result.offsets.items())},
+        "server_seconds": result.seconds,
+        "streams": result.streams,
+        "sent_bytes": result.sent_bytes,
     }

@@ -230,7 +230,12 @@ class LocalCluster:
                 "ingest",
                 "ingest",
                 OFFSETS["ingest"],
-                {"QUOTA_ADDRESS": quota, "DEFAULT_PARTITIONS": str(self.partitions)},
+                {
+                    "QUOTA_ADDRESS": quota,
+                    "DEFAULT_PARTITIONS": str(self.partitions),
+                    # In the data directory, so a resumable upload outlives an ingest restart.
+                    "SPOOL_DIR": str(self.data_dir / "spool"),
+                },
             )
         )
         specs.append(

@@ -1,4 +1,5 @@
-"""A one-line progress bar on stderr for long uploads; silent when stderr is not a terminal."""
+"""A one-line progress bar on stderr for long uploads: the bytes the server acknowledged, files
+done, events parsed or produced, and their rates; silent when stderr is not a terminal."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ class Progress:
         self.total_files = total_files
         self.sent = 0
         self.files_done = 0
+        self._events: dict[object, int] = {}
         self._lock = threading.Lock()
         self._last = 0.0
         self._started = time.monotonic()
@@ -26,6 +28,12 @@ class Progress:
     def advance(self, sent_bytes: int) -> None:
         with self._lock:
             self.sent += sent_bytes
+            self._draw()
+
+    def events(self, upload: object, events: int) -> None:
+        """The events one upload reached so far (parsed, then acknowledged by Kafka)."""
+        with self._lock:
+            self._events[upload] = events
             self._draw()
 
     def file_done(self) -> None:
@@ -56,10 +64,12 @@ class Progress:
         self._last = now
         share = min(1.0, self.sent / self.total_bytes)
         filled = int(share * WIDTH)
-        rate = self.sent / max(now - self._started, 1e-6) / 1e6
+        elapsed = max(now - self._started, 1e-6)
+        events = sum(self._events.values())
         self.stream.write(
             f"\r[{'#' * filled}{'.' * (WIDTH - filled)}] {share:4.0%} "
             f"{self.sent / 1e6:.1f}/{self.total_bytes / 1e6:.1f} MB "
-            f"{self.files_done}/{self.total_files} files {rate:.1f} MB/s"
+            f"{self.files_done}/{self.total_files} files {events:,} events "
+            f"{self.sent / elapsed / 1e6:.1f} MB/s {events / elapsed:,.0f} events/s\033[K"
         )
         self.stream.flush()

@@ -45,6 +45,10 @@ class DeadlineExceeded(FlakehouseError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
+class Aborted(FlakehouseError):
+    code = grpc.StatusCode.ABORTED
+
+
 class Unimplemented(FlakehouseError):
     code = grpc.StatusCode.UNIMPLEMENTED
 
@@ -63,6 +67,7 @@ ERRORS_BY_CODE: dict[grpc.StatusCode, type[FlakehouseError]] = {
         ResourceExhausted,
         Unavailable,
         DeadlineExceeded,
+        Aborted,
         Unimplemented,
         Internal,
     )

@@ -11,19 +11,13 @@ from typing import Any
 
 from flakehouse.core.errors import InvalidArgument, ResourceExhausted, Unavailable
 from flakehouse.events.errors import EventError
-from flakehouse.ingest.datasets import Datasets, checked_name
+from flakehouse.ingest.datasets import Datasets
 from flakehouse.ingest.metrics import IngestMetrics
 from flakehouse.ingest.quota_client import QuotaClient
+from flakehouse.ingest.resumable import ResumableSpools
 from flakehouse.ingest.settings import IngestSettings
-from flakehouse.ingest.uploads import (
-    JSON_LINES,
-    JUNIT_XML,
-    UPLOAD_ID,
-    ParsedUpload,
-    Spool,
-    UploadTooLarge,
-    parse_to_records,
-)
+from flakehouse.ingest.upload_stream import Produced, UploadStream
+from flakehouse.ingest.uploads import JSON_LINES, JUNIT_XML, ParsedUpload, Spool, parse_to_records
 from flakehouse.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from flakehouse.ingest.workers import ParseWorkers
 
@@ -37,7 +31,9 @@ FORMAT_ENUMS = {
     JSON_LINES: ingest_pb2.UPLOAD_FORMAT_JSON_LINES,
 }
 
-Produce = Callable[[str, str, Path], Awaitable[dict[int, int]]]
+Produce = Callable[[str, str, Path, Callable[[int], None]], Awaitable[dict[int, int]]]
+"""(topic, key, record file, called with the events of each record Kafka acknowledged) →
+the last offset written in each partition."""
 BUSY_RETRY_MS = 1000
 
 
@@ -50,8 +46,10 @@ class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
         produce: Produce,
         workers: ParseWorkers,
         metrics: IngestMetrics,
+        resumable: ResumableSpools,
     ) -> None:
         self._settings = settings
+        self._resumable = resumable
         self._datasets = datasets
         self._quota = quota
         self._produce = produce
@@ -84,41 +82,67 @@ class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
 
     async def Upload(
         self, request_iterator: AsyncIterator[ingest_pb2.UploadRequest], context: Any
-    ) -> ingest_pb2.UploadResponse:
+    ) -> AsyncIterator[ingest_pb2.UploadResponse]:
         await self._admit()
-        fmt = "unknown"
         self._metrics.in_flight.inc()
+        upload = UploadStream(
+            self._settings, self._metrics, self._resumable, aiter(request_iterator)
+        )
+        outcome = "failed"
         try:
-            header, spool = await self._receive(request_iterator)
-            try:
-                parsed = await self._parse(header, spool)
-                fmt = parsed.format
-                dataset, created = await self._datasets.create(header.dataset)
-                await self._quota.acquire_lease(header.dataset, parsed.events, spool.size)
-                started = time.perf_counter()
-                offsets = await self._produce(dataset.topic, parsed.upload_id, spool.records_path)
-                self._metrics.produce_latency.observe(time.perf_counter() - started)
-            finally:
-                await asyncio.to_thread(spool.close)
-        except Exception:
-            self._metrics.uploads.labels(fmt, "failed").inc()
-            raise
+            async for reply in self._stages(upload):
+                yield reply
+            outcome = "ok"
         finally:
             self._metrics.in_flight.dec()
+            self._metrics.uploads.labels(upload.format, outcome).inc()
             self._slots.release()
-        self._metrics.uploads.labels(fmt, "ok").inc()
-        return ingest_pb2.UploadResponse(
-            upload_id=parsed.upload_id,
-            dataset=header.dataset,
-            events=parsed.events,
-            events_by_status=parsed.by_status,
-            offsets=[
-                ingest_pb2.PartitionOffset(partition=p, offset=o)
-                for p, o in sorted(offsets.items())
-            ],
-            dataset_created=created,
-            format=FORMAT_ENUMS[parsed.format],
-        )
+
+    async def _stages(self, upload: UploadStream) -> AsyncIterator[ingest_pb2.UploadResponse]:
+        """Receive, parse, produce, each reporting progress; the result last."""
+        header = await upload.header()
+        if (done := upload.finished()) is not None:
+            yield ingest_pb2.UploadResponse(result=done)
+            return
+        async with upload.spooled() as spool:
+            async for reply in upload.receive(spool):
+                yield reply
+            parse = asyncio.ensure_future(self._parse(header, spool))
+            async for reply in upload.while_running(
+                parse, ingest_pb2.UPLOAD_STAGE_PARSING, spool.parsed_events
+            ):
+                yield reply
+            parsed = parse.result()
+            upload.format = parsed.format
+            dataset, created = await self._datasets.create(header.dataset)
+            await self._quota.acquire_lease(header.dataset, parsed.events, spool.size)
+            produced = Produced()
+            produce = asyncio.ensure_future(
+                self._produce(dataset.topic, parsed.upload_id, spool.records_path, produced.add)
+            )
+            async for reply in upload.while_running(
+                produce, ingest_pb2.UPLOAD_STAGE_PRODUCING, produced
+            ):
+                yield reply
+            offsets = produce.result()
+            self._metrics.produce_latency.observe(upload.timings.produce_s)
+            result = ingest_pb2.UploadResult(
+                upload_id=parsed.upload_id,
+                dataset=header.dataset,
+                events=parsed.events,
+                events_by_status=parsed.by_status,
+                offsets=[
+                    ingest_pb2.PartitionOffset(partition=p, offset=o)
+                    for p, o in sorted(offsets.items())
+                ],
+                dataset_created=created,
+                format=FORMAT_ENUMS[parsed.format],
+                receive_seconds=upload.timings.receive_s,
+                parse_seconds=upload.timings.parse_s,
+                produce_seconds=upload.timings.produce_s,
+            )
+            upload.succeeded(result)
+        yield ingest_pb2.UploadResponse(result=result)
 
     async def _admit(self) -> None:
         """Takes an upload slot, waiting a little for one; past that the caller is told to come
@@ -135,38 +159,6 @@ class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
                 retry_after_ms=BUSY_RETRY_MS,
             ) from None
 
-    async def _receive(
-        self, request_iterator: AsyncIterator[ingest_pb2.UploadRequest]
-    ) -> tuple[ingest_pb2.UploadHeader, Spool]:
-        header: ingest_pb2.UploadHeader | None = None
-        spool = await asyncio.to_thread(Spool.create, self._settings.spool_dir)
-        try:
-            async for message in request_iterator:
-                if message.HasField("header"):
-                    if header is not None:
-                        raise InvalidArgument("an upload has exactly one header")
-                    header = message.header
-                elif header is None:
-                    raise InvalidArgument("the first message of an upload must be its header")
-                else:
-                    spool.write(message.chunk, self._settings.max_upload_bytes)
-                    self._metrics.bytes.inc(len(message.chunk))
-            if header is None:
-                raise InvalidArgument("empty upload: no header")
-            checked_name(header.dataset)
-            if header.upload_id and not UPLOAD_ID.fullmatch(header.upload_id):
-                raise InvalidArgument("upload_id must match " + UPLOAD_ID.pattern)
-            spool.finish()
-            return header, spool
-        except UploadTooLarge as exc:
-            self._metrics.rejections.labels("too_large").inc()
-            spool.close()
-            raise InvalidArgument(f"{_name(header)}: {exc}") from None
-        except BaseException:
-            self._metrics.rejections.labels("bad_request").inc()
-            spool.close()
-            raise
-
     async def _parse(self, header: ingest_pb2.UploadHeader, spool: Spool) -> ParsedUpload:
         try:
             return await self._workers.run(
@@ -180,6 +172,7 @@ class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
                 upload_id=header.upload_id,
                 content_digest=spool.digest.digest(),
                 upload_time_us=header.upload_time_us or time.time_ns() // 1000,
+                progress_path=spool.progress_path,
             )
         except EventError as exc:
             self._metrics.rejections.labels("unparsable").inc()

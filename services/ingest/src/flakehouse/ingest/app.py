@@ -19,6 +19,7 @@ from flakehouse.ingest.datasets import Datasets
 from flakehouse.ingest.metrics import IngestMetrics
 from flakehouse.ingest.producer import RecordProducer
 from flakehouse.ingest.quota_client import QuotaClient
+from flakehouse.ingest.resumable import ResumableSpools
 from flakehouse.ingest.retention_follower import RetentionFollower
 from flakehouse.ingest.settings import IngestSettings
 from flakehouse.ingest.v1 import ingest_pb2, ingest_pb2_grpc
@@ -42,6 +43,7 @@ class IngestApp:
         self.catalog = CatalogReader(settings, CLIENT_ID)
         self.records = RecordProducer(self.producer, settings.produce_timeout_s, self.metrics)
         self.workers = ParseWorkers(settings.parse_workers)
+        self.resumable = ResumableSpools(settings.spool_dir, settings.resume_ttl_s)
         self.quota = QuotaClient(
             settings.quota_address, f"ingest@{socket.gethostname()}", self.metrics.quota_unchecked
         )
@@ -67,6 +69,7 @@ class IngestApp:
                 self.records.produce,
                 self.workers,
                 self.metrics,
+                self.resumable,
             ),
             service_name(ingest_pb2.DESCRIPTOR, "IngestService"),
         )
@@ -80,8 +83,17 @@ class IngestApp:
         self.tasks.spawn("retired-topics", self.datasets.remove_retired_topics())
         self.tasks.spawn("limits", self.limits.watch_forever())
         self.tasks.spawn("retention", self.retention.run_forever())
+        self.tasks.spawn("resumable-sweep", self._sweep_forever())
         await self.server.start()
         await self.server.set_serving(True)
+
+    async def _sweep_forever(self) -> None:
+        """Removes the bytes of resumable uploads that nobody came back for."""
+        while True:
+            removed = await asyncio.to_thread(self.resumable.sweep)
+            if removed:
+                log.info("removed %d abandoned resumable upload(s)", removed)
+            await asyncio.sleep(min(60.0, self.settings.resume_ttl_s / 4))
 
     async def stop(self) -> None:
         await self.server.stop()

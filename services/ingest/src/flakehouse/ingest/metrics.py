@@ -42,6 +42,16 @@ class IngestMetrics:
             "Uploads holding a slot (receiving, parsing or producing).",
             registry=registry,
         )
+        self.resumed = Counter(
+            "flakehouse_ingest_uploads_resumed_total",
+            "Upload streams that continued a resumable upload from bytes already spooled.",
+            registry=registry,
+        )
+        self.resumed_bytes = Counter(
+            "flakehouse_ingest_resumed_bytes_total",
+            "Bytes that resumed uploads did not have to send again.",
+            registry=registry,
+        )
         self.quota_unchecked = Counter(
             "flakehouse_ingest_quota_unchecked_total",
             "Uploads let through because the quota service could not be reached.",

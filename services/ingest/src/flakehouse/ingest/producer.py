@@ -30,8 +30,11 @@ class RecordProducer:
         self._timeout_s = timeout_s
         self._metrics = metrics
 
-    async def produce(self, topic: str, key: str, records_path: Path) -> dict[int, int]:
-        """The last offset written in each partition."""
+    async def produce(
+        self, topic: str, key: str, records_path: Path, on_acked: Callable[[int], None]
+    ) -> dict[int, int]:
+        """The last offset written in each partition; on_acked is called with the events of
+        each record Kafka acknowledged."""
         reader = await asyncio.to_thread(RecordReader, records_path)
         pending: list[asyncio.Future[Any]] = []
         try:
@@ -40,7 +43,7 @@ class RecordProducer:
                     future = await asyncio.wait_for(
                         self._producer.send(topic, payload, key=key.encode()), self._timeout_s
                     )
-                    future.add_done_callback(self._counter(events))
+                    future.add_done_callback(self._counter(events, on_acked))
                     pending.append(future)
             acknowledged = await self._acknowledged(pending)
         except (KafkaError, TimeoutError) as exc:
@@ -63,10 +66,13 @@ class RecordProducer:
             results.append(await asyncio.wait_for(asyncio.shield(future), self._timeout_s))
         return results
 
-    def _counter(self, events: int) -> Callable[[asyncio.Future[Any]], None]:
+    def _counter(
+        self, events: int, on_acked: Callable[[int], None]
+    ) -> Callable[[asyncio.Future[Any]], None]:
         def count(future: asyncio.Future[Any]) -> None:
             if not future.cancelled() and future.exception() is None:
                 self._metrics.records_produced.inc()
                 self._metrics.events.inc(events)
+                on_acked(events)
 
         return count

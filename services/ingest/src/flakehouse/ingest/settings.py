@@ -12,12 +12,23 @@ class IngestSettings(ServiceSettings, KafkaSettings):
     model_config = SettingsConfigDict(env_prefix="FLAKEHOUSE_INGEST_")
 
     default_partitions: int = Field(8, ge=1, le=1024, description="Partitions of a new dataset.")
-    max_upload_bytes: int = Field(512 * 1024 * 1024, gt=0, description="Largest accepted file.")
+    max_upload_bytes: int = Field(4 * 1024**3, gt=0, description="Largest accepted file.")
     max_concurrent_uploads: int = Field(4, ge=1, description="Uploads parsed/produced at once.")
     admission_wait_s: float = Field(
         2.0, ge=0, description="How long an upload waits for a free slot before RESOURCE_EXHAUSTED."
     )
-    spool_dir: str | None = Field(None, description="Where uploads are spooled; default: tmp.")
+    spool_dir: str | None = Field(
+        None,
+        description="Where uploads are spooled; default: tmp. Resumable uploads keep their bytes "
+        "in its `resumable` directory between streams: put it on a volume that outlives the "
+        "process.",
+    )
+    resume_ttl_s: float = Field(
+        3600.0, gt=0, description="How long a resumable upload's bytes wait for its next stream."
+    )
+    receive_idle_s: float = Field(
+        120.0, gt=0, description="An upload stream that sends nothing for this long is dropped."
+    )
     parse_workers: int = Field(
         2, ge=0, description="Worker processes that parse uploads; 0: a thread in the service."
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import secrets
 import struct
 import tempfile
 from collections import Counter
@@ -30,6 +31,7 @@ UPLOAD_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 JUNIT_XML = "junit_xml"
 JSON_LINES = "json_lines"
 RECORD_HEADER = struct.Struct("<II")  # record length, events in the record
+EVENTS_SO_FAR = struct.Struct("<Q")  # the parser's progress file
 
 
 class UploadTooLarge(ValueError):
@@ -38,12 +40,16 @@ class UploadTooLarge(ValueError):
 
 @dataclass
 class Spool:
-    """An upload's bytes on disk, with their size and digest."""
+    """An upload's bytes on disk, with their size and digest. ``keep`` is a file that lives and
+    goes with the spool (a resumable upload's header); the record file and the parse progress
+    are named per spool object, so two streams of one resumable upload never share them."""
 
     path: Path
-    out: BinaryIO
+    out: BinaryIO | None
     size: int = 0
     digest: hashlib._Hash = field(default_factory=hashlib.sha256)
+    keep: Path | None = None
+    token: str = field(default_factory=lambda: secrets.token_hex(4))
 
     @classmethod
     def create(cls, directory: str | None) -> Spool:
@@ -51,24 +57,50 @@ class Spool:
         return cls(Path(name), os.fdopen(fd, "wb"))
 
     def write(self, chunk: bytes, max_bytes: int) -> None:
-        self.size += len(chunk)
-        if self.size > max_bytes:
+        if self.size + len(chunk) > max_bytes:
             raise UploadTooLarge(f"upload exceeds the limit of {max_bytes} bytes")
-        self.digest.update(chunk)
+        assert self.out is not None, "write after finish"
         self.out.write(chunk)
+        self.out.flush()  # what is acknowledged is in the file, should this process die
+        self.size += len(chunk)
+        self.digest.update(chunk)
 
     def finish(self) -> None:
         """All bytes received: flushed and closed, ready for the parser to open by path."""
-        self.out.close()
+        if self.out is not None:
+            self.out.close()
 
     @property
     def records_path(self) -> Path:
-        return self.path.with_name(self.path.name + ".records")
+        return self.path.with_name(f"{self.path.name}.{self.token}.records")
+
+    @property
+    def progress_path(self) -> Path:
+        return self.path.with_name(f"{self.path.name}.{self.token}.progress")
+
+    def parsed_events(self) -> int:
+        """Events the parser reported so far (0 before its first report)."""
+        try:
+            data = self.progress_path.read_bytes()[: EVENTS_SO_FAR.size]
+            events: int = EVENTS_SO_FAR.unpack(data)[0]
+            return events
+        except (FileNotFoundError, struct.error):
+            return 0
+
+    def release(self) -> None:
+        """Removes what this stream made, keeping the received bytes (a resumable upload that
+        another stream may continue)."""
+        if self.out is not None:
+            self.out.close()
+        self.records_path.unlink(missing_ok=True)
+        self.progress_path.unlink(missing_ok=True)
 
     def close(self) -> None:
-        self.out.close()
+        """Removes the spool and everything that goes with it."""
+        self.release()
         self.path.unlink(missing_ok=True)
-        self.records_path.unlink(missing_ok=True)
+        if self.keep is not None:
+            self.keep.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -104,10 +136,12 @@ def parse_to_records(
     upload_id: str,
     content_digest: bytes,
     upload_time_us: int,
+    progress_path: Path | None = None,
 ) -> ParsedUpload:
     """Parses the spooled file as a stream and writes its encoded records to records_path.
     Raises EventError for a bad file (the caller then discards the record file). Runs in a
-    worker process: arguments and result are plain, picklable values."""
+    worker process: arguments and result are plain, picklable values. The number of events
+    parsed so far is rewritten in progress_path after each record."""
     fmt = recognise(spool_path, declared_format, filename)
     upload_id = upload_id or upload_id_for(dataset, labels, content_digest)
     parse = parse_junit if fmt == JUNIT_XML else parse_json_lines
@@ -121,14 +155,21 @@ def parse_to_records(
             yield event
 
     records = events = 0
-    with spool_path.open("rb") as source, records_path.open("wb") as out:
-        stream = parse(source, filename=filename, upload_time_us=upload_time_us, labels=labels)
-        for batch in encode_batches(counted(stream), dataset=dataset, upload_id=upload_id):
-            payload = batch.SerializeToString()
-            out.write(RECORD_HEADER.pack(len(payload), batch.row_count))
-            out.write(payload)
-            records += 1
-            events += batch.row_count
+    progress = os.open(progress_path, os.O_WRONLY | os.O_CREAT, 0o600) if progress_path else None
+    try:
+        with spool_path.open("rb") as source, records_path.open("wb") as out:
+            stream = parse(source, filename=filename, upload_time_us=upload_time_us, labels=labels)
+            for batch in encode_batches(counted(stream), dataset=dataset, upload_id=upload_id):
+                payload = batch.SerializeToString()
+                out.write(RECORD_HEADER.pack(len(payload), batch.row_count))
+                out.write(payload)
+                records += 1
+                events += batch.row_count
+                if progress is not None:
+                    os.pwrite(progress, EVENTS_SO_FAR.pack(events), 0)
+    finally:
+        if progress is not None:
+            os.close(progress)
     return ParsedUpload(fmt, upload_id, records, events, dict(by_status))
 
 

@@ -41,6 +41,31 @@ UPLOAD_FORMAT_JUNIT_XML: UploadFormat.ValueType  # 1
 UPLOAD_FORMAT_JSON_LINES: UploadFormat.ValueType  # 2
 Global___UploadFormat: _TypeAlias = UploadFormat  # noqa: Y015
 
+class _UploadStage:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _UploadStageEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_UploadStage.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    UPLOAD_STAGE_UNSPECIFIED: _UploadStage.ValueType  # 0
+    UPLOAD_STAGE_RECEIVING: _UploadStage.ValueType  # 1
+    """Receiving bytes; received_bytes is what the server holds on disk."""
+    UPLOAD_STAGE_PARSING: _UploadStage.ValueType  # 2
+    """Every byte received; parsing (events counts events parsed so far)."""
+    UPLOAD_STAGE_PRODUCING: _UploadStage.ValueType  # 3
+    """Parsed; producing to Kafka (events counts events Kafka acknowledged so far)."""
+
+class UploadStage(_UploadStage, metaclass=_UploadStageEnumTypeWrapper): ...
+
+UPLOAD_STAGE_UNSPECIFIED: UploadStage.ValueType  # 0
+UPLOAD_STAGE_RECEIVING: UploadStage.ValueType  # 1
+"""Receiving bytes; received_bytes is what the server holds on disk."""
+UPLOAD_STAGE_PARSING: UploadStage.ValueType  # 2
+"""Every byte received; parsing (events counts events parsed so far)."""
+UPLOAD_STAGE_PRODUCING: UploadStage.ValueType  # 3
+"""Parsed; producing to Kafka (events counts events Kafka acknowledged so far)."""
+Global___UploadStage: _TypeAlias = UploadStage  # noqa: Y015
+
 @_typing.final
 class Dataset(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -274,6 +299,7 @@ class UploadHeader(_message.Message):
     LABELS_FIELD_NUMBER: _builtins.int
     UPLOAD_ID_FIELD_NUMBER: _builtins.int
     UPLOAD_TIME_US_FIELD_NUMBER: _builtins.int
+    RESUME_KEY_FIELD_NUMBER: _builtins.int
     dataset: _builtins.str
     filename: _builtins.str
     """Shown in errors and logs; not stored."""
@@ -284,6 +310,13 @@ class UploadHeader(_message.Message):
     """
     upload_time_us: _builtins.int
     """Fallback timestamp for events that carry none, in microseconds; 0: the time of upload."""
+    resume_key: _builtins.str
+    """Makes the upload resumable: the server keeps the bytes it received under this key (same
+    syntax as upload_id; a random one per upload is right) until the upload ends or
+    `resume_ttl_s` passes, so that a stream cut in the middle continues where it stopped. A
+    second header with the same key must carry the same dataset, labels, format and upload_id.
+    Empty: not resumable.
+    """
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Added to every event as top-level fields (branch, commit, job, ...)."""
@@ -297,10 +330,11 @@ class UploadHeader(_message.Message):
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         upload_id: _builtins.str = ...,
         upload_time_us: _builtins.int = ...,
+        resume_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "filename", b"filename", "format", b"format", "labels", b"labels", "upload_id", b"upload_id", "upload_time_us", b"upload_time_us"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "filename", b"filename", "format", b"format", "labels", b"labels", "resume_key", b"resume_key", "upload_id", b"upload_id", "upload_time_us", b"upload_time_us"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -356,7 +390,7 @@ class PartitionOffset(_message.Message):
 Global___PartitionOffset: _TypeAlias = PartitionOffset  # noqa: Y015
 
 @_typing.final
-class UploadResponse(_message.Message):
+class UploadResult(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     @_typing.final
@@ -386,12 +420,21 @@ class UploadResponse(_message.Message):
     OFFSETS_FIELD_NUMBER: _builtins.int
     DATASET_CREATED_FIELD_NUMBER: _builtins.int
     FORMAT_FIELD_NUMBER: _builtins.int
+    RECEIVE_SECONDS_FIELD_NUMBER: _builtins.int
+    PARSE_SECONDS_FIELD_NUMBER: _builtins.int
+    PRODUCE_SECONDS_FIELD_NUMBER: _builtins.int
     upload_id: _builtins.str
     dataset: _builtins.str
     events: _builtins.int
     dataset_created: _builtins.bool
     """True when the dataset did not exist and this upload created it."""
     format: Global___UploadFormat.ValueType
+    receive_seconds: _builtins.float
+    """Where the time went on the server, in seconds: receiving and spooling the bytes (this
+    stream's part of it), parsing and encoding, producing to Kafka until acknowledged.
+    """
+    parse_seconds: _builtins.float
+    produce_seconds: _builtins.float
     @_builtins.property
     def events_by_status(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
         """Events per value of `status` (JUnit uploads)."""
@@ -408,11 +451,68 @@ class UploadResponse(_message.Message):
         offsets: _abc.Iterable[Global___PartitionOffset] | None = ...,
         dataset_created: _builtins.bool = ...,
         format: Global___UploadFormat.ValueType = ...,
+        receive_seconds: _builtins.float = ...,
+        parse_seconds: _builtins.float = ...,
+        produce_seconds: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "dataset_created", b"dataset_created", "events", b"events", "events_by_status", b"events_by_status", "format", b"format", "offsets", b"offsets", "upload_id", b"upload_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "dataset_created", b"dataset_created", "events", b"events", "events_by_status", b"events_by_status", "format", b"format", "offsets", b"offsets", "parse_seconds", b"parse_seconds", "produce_seconds", b"produce_seconds", "receive_seconds", b"receive_seconds", "upload_id", b"upload_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UploadResult: _TypeAlias = UploadResult  # noqa: Y015
+
+@_typing.final
+class UploadProgress(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STAGE_FIELD_NUMBER: _builtins.int
+    RECEIVED_BYTES_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
+    stage: Global___UploadStage.ValueType
+    received_bytes: _builtins.int
+    """Bytes of the file the server holds: the client's acknowledgement. The first reply of an
+    upload says where the client's chunks must start.
+    """
+    events: _builtins.int
+    def __init__(
+        self,
+        *,
+        stage: Global___UploadStage.ValueType = ...,
+        received_bytes: _builtins.int = ...,
+        events: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "received_bytes", b"received_bytes", "stage", b"stage"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UploadProgress: _TypeAlias = UploadProgress  # noqa: Y015
+
+@_typing.final
+class UploadResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROGRESS_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def progress(self) -> Global___UploadProgress: ...
+    @_builtins.property
+    def result(self) -> Global___UploadResult: ...
+    def __init__(
+        self,
+        *,
+        progress: Global___UploadProgress | None = ...,
+        result: Global___UploadResult | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["progress", b"progress", "reply", b"reply", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["progress", b"progress", "reply", b"reply", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_reply: _TypeAlias = _typing.Literal["progress", "result"]  # noqa: Y015
+    _WhichOneofArgType_reply: _TypeAlias = _typing.Literal["reply", b"reply"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_reply) -> _WhichOneofReturnType_reply | None: ...
 
 Global___UploadResponse: _TypeAlias = UploadResponse  # noqa: Y015

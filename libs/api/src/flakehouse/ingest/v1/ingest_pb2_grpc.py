@@ -54,7 +54,7 @@ class IngestServiceStub:
                 request_serializer=flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.DeleteDatasetRequest.SerializeToString,
                 response_deserializer=flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.DeleteDatasetResponse.FromString,
                 _registered_method=True)
-        self.Upload = channel.stream_unary(
+        self.Upload = channel.stream_stream(
                 '/flakehouse.ingest.v1.IngestService/Upload',
                 request_serializer=flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.UploadRequest.SerializeToString,
                 response_deserializer=flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.UploadResponse.FromString,
@@ -94,8 +94,11 @@ class IngestServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Upload(self, request_iterator, context):
-        """One upload: a header message, then the file's bytes in chunks of any size. Answers once
-        Kafka has acknowledged every event (acks=all); a file that fails to parse writes nothing.
+        """One upload: a header message, then the file's bytes in chunks of any size. The server first
+        answers with the number of bytes it already holds for the header's resume_key (0 for a new
+        upload): the client sends the file from there. While it receives, parses and produces, the
+        server reports progress; its last message is the result, once Kafka has acknowledged every
+        event (acks=all). A file that fails to parse writes nothing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -124,7 +127,7 @@ def add_IngestServiceServicer_to_server(servicer, server):
                     request_deserializer=flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.DeleteDatasetRequest.FromString,
                     response_serializer=flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.DeleteDatasetResponse.SerializeToString,
             ),
-            'Upload': grpc.stream_unary_rpc_method_handler(
+            'Upload': grpc.stream_stream_rpc_method_handler(
                     servicer.Upload,
                     request_deserializer=flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.UploadRequest.FromString,
                     response_serializer=flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.UploadResponse.SerializeToString,
@@ -259,7 +262,7 @@ class IngestService:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.stream_unary(
+        return grpc.experimental.stream_stream(
             request_iterator,
             target,
             '/flakehouse.ingest.v1.IngestService/Upload',
