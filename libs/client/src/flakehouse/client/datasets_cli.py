@@ -16,7 +16,7 @@ from flakehouse.client.clientargs import (
 )
 from flakehouse.client.units import parse_age, parse_count, parse_rate, parse_size, render_age
 from flakehouse.core.errors import InvalidArgument
-from flakehouse.core.limits import MIN_RETENTION_S, QUOTA_FIELDS, validate_quota
+from flakehouse.core.limit_rules import MIN_RETENTION_S, QUOTA_FIELDS, validate_quota
 from flakehouse.quota.v1 import quota_pb2
 
 Command = Callable[[argparse.Namespace], int]
