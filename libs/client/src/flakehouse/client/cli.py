@@ -14,12 +14,11 @@ import os
 import sys
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flakehouse.client import datasets_cli
 from flakehouse.client.cienv import ci_labels
-from flakehouse.client.client import Client, QueryResult, UploadResult, offsets_of
 from flakehouse.client.clientargs import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -34,7 +33,6 @@ from flakehouse.client.flaky import DEFAULT_MIN_RUNS
 from flakehouse.client.inputs import expand_inputs
 from flakehouse.client.output import RENDERERS, describe_staleness
 from flakehouse.client.progress import Progress
-from flakehouse.client.status import render_status_json, render_status_table
 from flakehouse.client.times import query_zone
 from flakehouse.core.errors import (
     AlreadyExists,
@@ -43,6 +41,11 @@ from flakehouse.core.errors import (
     NotFound,
     ResourceExhausted,
 )
+
+if TYPE_CHECKING:
+    # What starts the CLI imports no gRPC or protobuf (--help, --version, a bad argument): the
+    # commands that call a service import the client when they run.
+    from flakehouse.client.client import QueryResult, UploadResult
 
 # The query service's default MAX_TIMEOUT_MS; the margin leaves its answer time to arrive.
 MAX_QUERY_DEADLINE_MS = 60_000
@@ -183,6 +186,9 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from flakehouse.client.client import offsets_of
     from flakehouse.events.model import parse_label
 
     labels = ci_labels(os.environ) if args.ci_env else {}
@@ -245,6 +251,9 @@ def _statuses(counts: dict[str, int] | Counter[str]) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from flakehouse.client.client import Client
+    from flakehouse.client.status import render_status_json, render_status_table
+
     address = args.replication
     if not address:
         try:

@@ -6,10 +6,12 @@ import csv
 import io
 import json
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flakehouse.client.client import Cell, QueryResult
 from flakehouse.client.times import rfc3339
+
+if TYPE_CHECKING:
+    from flakehouse.client.client import Cell, QueryResult
 
 
 def _cell(value: Cell) -> str:
