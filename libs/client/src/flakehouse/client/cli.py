@@ -14,8 +14,9 @@ import os
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flakehouse.client import datasets_cli
 from flakehouse.client.cienv import ci_labels
@@ -60,12 +61,38 @@ def _zone_name(name: str) -> str:
 
 
 ZONE = argument_type(_zone_name, "time zone")
+DISTRIBUTION = "flakehouse-client"
+
+
+class _Version(argparse.Action):
+    """`--version`: the installed distribution's version, looked up only when asked (the
+    metadata machinery would cost every start of the CLI)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        kwargs.setdefault("help", "show the version and exit")
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"{parser.prog} {version(DISTRIBUTION)}")
+        except PackageNotFoundError:
+            print(f"{parser.prog}: unknown version ({DISTRIBUTION} is not installed)")
+        parser.exit()
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flakehouse", description="Flakehouse: a store for test results."
     )
+    parser.add_argument("--version", action=_Version)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = commands.add_parser("up", help="run a local cluster in the foreground")
