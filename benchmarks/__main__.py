@@ -1,6 +1,6 @@
 """Runs the benchmarks and prints their figures: `python -m benchmarks [NAME...]`, where NAME is
-ingest, large, end-to-end, freshness, storage, query, limits, parsing, fanout or groups (all by
-default).
+ingest, large, end-to-end, freshness, storage, query, limits, parsing, fanout, groups or startup
+(all by default).
 
 ingest and large: see benchmarks/ingest.py. end-to-end: a local cluster (`flakehouse up` as
 processes: broker, five services, 2 storage nodes, 8 partitions) takes generated JUnit reports
@@ -10,7 +10,9 @@ durable broker (the default) and once with `--ephemeral`. freshness: see benchma
 storage: see
 benchmarks/storage.py. limits: see benchmarks/limits.py. parsing and fanout (the times and peaks
 the unit tests no longer assert): see benchmarks/parsing.py and benchmarks/fanout.py. groups (the
-memory of a query with a million groups, behind max_groups): see benchmarks/groups_memory.py."""
+memory of a query with a million groups, behind max_groups): see benchmarks/groups_memory.py.
+startup (how long the `flakehouse` command takes to start and to answer a small query): see
+benchmarks/startup.py."""
 
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from benchmarks.freshness import ack_to_visible
 from benchmarks.groups_memory import groups_memory
 from benchmarks.junitgen import report
 from benchmarks.parsing import parsing
+from benchmarks.startup import startup
 from flakehouse.client import Client
 from tests.localcluster import RunningCluster
 
@@ -101,6 +104,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10_000_000, help="events (storage, query)")
     parser.add_argument("--days", type=int, default=14, help="days of reports (limits)")
     parser.add_argument("--samples", type=int, default=100, help="uploads timed (freshness)")
+    parser.add_argument("--runs", type=int, default=10, help="runs of each command (startup)")
     args = parser.parse_args()
     for name in args.names or list(BENCHMARKS):
         BENCHMARKS[name](args)
@@ -120,6 +124,7 @@ BENCHMARKS = {
     "parsing": lambda a: parsing(),
     "fanout": lambda a: fanout(),
     "groups": lambda a: groups_memory(),
+    "startup": lambda a: startup(a.runs),
 }
 
 

@@ -10,7 +10,7 @@ import asyncio
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from flakehouse.core.server import CHANNEL_OPTIONS
+from flakehouse.core.channel import CHANNEL_OPTIONS
 
 
 class FreezingProxy:

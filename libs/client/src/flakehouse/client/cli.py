@@ -13,12 +13,12 @@ import json
 import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from flakehouse.client import datasets_cli
 from flakehouse.client.cienv import ci_labels
-from flakehouse.client.client import Client, QueryResult, UploadResult, offsets_of
 from flakehouse.client.clientargs import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -33,9 +33,7 @@ from flakehouse.client.flaky import DEFAULT_MIN_RUNS
 from flakehouse.client.inputs import expand_inputs
 from flakehouse.client.output import RENDERERS, describe_staleness
 from flakehouse.client.progress import Progress
-from flakehouse.client.status import render_status_json, render_status_table
 from flakehouse.client.times import query_zone
-from flakehouse.client.uploads import UploadProgress
 from flakehouse.core.errors import (
     AlreadyExists,
     FlakehouseError,
@@ -43,6 +41,12 @@ from flakehouse.core.errors import (
     NotFound,
     ResourceExhausted,
 )
+
+if TYPE_CHECKING:
+    # What starts the CLI imports no gRPC or protobuf (--help, --version, a bad argument): the
+    # commands that call a service import the client when they run.
+    from flakehouse.client.client import QueryResult, UploadResult
+    from flakehouse.client.uploads import UploadProgress
 
 # The query service's default MAX_TIMEOUT_MS; the margin leaves its answer time to arrive.
 MAX_QUERY_DEADLINE_MS = 60_000
@@ -57,6 +61,31 @@ def _zone_name(name: str) -> str:
 
 
 ZONE = argument_type(_zone_name, "time zone")
+DISTRIBUTION = "flakehouse-client"
+
+
+class _Version(argparse.Action):
+    """`--version`: the installed distribution's version, looked up only when asked (the
+    metadata machinery would cost every start of the CLI)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        kwargs.setdefault("help", "show the version and exit")
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"{parser.prog} {version(DISTRIBUTION)}")
+        except PackageNotFoundError:
+            print(f"{parser.prog}: unknown version ({DISTRIBUTION} is not installed)")
+        parser.exit()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Flakehouse: a store for test results.",
         **help_of("flakehouse"),
     )
+    parser.add_argument("--version", action=_Version)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = commands.add_parser(
@@ -255,6 +285,9 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from flakehouse.client.client import offsets_of
     from flakehouse.client.ingest_report import IngestReport
     from flakehouse.events.model import parse_label
 
@@ -325,6 +358,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from flakehouse.client.client import Client
+    from flakehouse.client.status import render_status_json, render_status_table
+
     address = args.replication
     if not address:
         try:

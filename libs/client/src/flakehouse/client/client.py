@@ -19,8 +19,9 @@ import grpc
 from flakehouse.client.cluster import ClusterFile
 from flakehouse.client.times import from_micros, query_zone
 from flakehouse.client.uploads import UploadProgress, open_source, upload_resumably
+from flakehouse.core.channel import CHANNEL_OPTIONS
 from flakehouse.core.errors import (
-    ERRORS_BY_CODE,
+    ERRORS_BY_STATUS,
     RETRY_AFTER_KEY,
     FlakehouseError,
     Internal,
@@ -28,8 +29,7 @@ from flakehouse.core.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from flakehouse.core.limits import QUOTA_FIELDS
-from flakehouse.core.server import CHANNEL_OPTIONS
+from flakehouse.core.limit_rules import QUOTA_FIELDS
 from flakehouse.events.columns import ColumnError, from_value_column
 from flakehouse.events.values import TIMESTAMP, TYPE_NAMES, Scalar, from_value
 from flakehouse.ingest.v1 import ingest_pb2, ingest_pb2_grpc
@@ -61,7 +61,7 @@ def error_from_rpc(exc: grpc.RpcError) -> FlakehouseError:
         dict(exc.trailing_metadata() or ()) if hasattr(exc, "trailing_metadata") else {}  # type: ignore[arg-type]
     )
     retry = trailing.get(RETRY_AFTER_KEY)
-    cls = ERRORS_BY_CODE.get(code, Internal)
+    cls = ERRORS_BY_STATUS.get(code.name, Internal)
     return cls(details or code.name, retry_after_ms=int(retry) if retry else None)
 
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from flakehouse.client.client import Client
 from flakehouse.client.cluster import DEFAULT_PATH, ClusterFile
 from flakehouse.core.errors import FlakehouseError
+
+if TYPE_CHECKING:
+    from flakehouse.client.client import Client
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_PARTIAL = 0, 1, 2, 3
 ADDRESSED = ("ingest", "query", "quota")
@@ -48,6 +50,8 @@ def add_client_options(parser: argparse.ArgumentParser, *services: str) -> None:
 def client_from_args(args: argparse.Namespace, *needs: str) -> Client:
     """A Client with the explicit addresses, and the cluster file's for the rest; the cluster
     file is read only when a service in `needs` has no explicit address."""
+    from flakehouse.client.client import Client  # gRPC: only for the commands that call
+
     addresses = {service: getattr(args, service, None) for service in ADDRESSED}
     if any(not addresses[service] for service in needs):
         try:

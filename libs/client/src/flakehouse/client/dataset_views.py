@@ -26,7 +26,8 @@ from typing import Any
 
 from flakehouse.client.tables import FULL, Fit, format_table, percent
 from flakehouse.client.units import parse_size, render_age, render_number, render_size
-from flakehouse.core.limits import CUTOFF_REASONS, QUOTA_FIELDS
+from flakehouse.core.limit_rules import QUOTA_FIELDS
+from flakehouse.core.limits import CUTOFF_REASONS
 from flakehouse.events.timestamps import format_timestamp
 from flakehouse.ingest.v1 import ingest_pb2
 from flakehouse.quota.v1 import quota_pb2

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from flakehouse.client import dataset_views as views
-from flakehouse.client.client import Client, quota_of
 from flakehouse.client.clientargs import (
     DATASET,
     EXIT_OK,
@@ -19,8 +18,12 @@ from flakehouse.client.helptext import help_of
 from flakehouse.client.tables import add_full_width_option, fit_for
 from flakehouse.client.units import parse_age, parse_count, parse_rate, parse_size, render_age
 from flakehouse.core.errors import InvalidArgument
-from flakehouse.core.limits import MIN_RETENTION_S, QUOTA_FIELDS, validate_quota
-from flakehouse.quota.v1 import quota_pb2
+from flakehouse.core.limit_rules import MIN_RETENTION_S, QUOTA_FIELDS, validate_quota
+
+if TYPE_CHECKING:
+    # Every CLI command registers these: the commands import gRPC and protobuf when they run.
+    from flakehouse.client.client import Client
+    from flakehouse.quota.v1 import quota_pb2
 
 Command = Callable[[argparse.Namespace], int]
 OPTIONS = {
@@ -202,6 +205,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def _limits(args: argparse.Namespace) -> dict[str, float]:
     """The limits given on the command line, checked as the cluster checks them."""
+    from flakehouse.client.client import quota_of
+
     limits = {
         name: value for name in QUOTA_FIELDS if (value := getattr(args, name, None)) is not None
     }
@@ -215,6 +220,8 @@ def _print(args: argparse.Namespace, table: str, json_text: str) -> int:
 
 
 def cmd_datasets_list(args: argparse.Namespace) -> int:
+    from flakehouse.client import dataset_views as views
+
     with client_from_args(args, "ingest") as client:
         datasets = client.list_datasets()
     return _print(
@@ -225,6 +232,9 @@ def cmd_datasets_list(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets_create(args: argparse.Namespace) -> int:
+    from flakehouse.client import dataset_views as views
+    from flakehouse.client.client import quota_of
+
     limits = _limits(args)
     with client_from_args(args, "ingest") as client:
         response = client.create_dataset(args.name, args.partitions or 0, quota_of(**limits))
@@ -234,6 +244,8 @@ def cmd_datasets_create(args: argparse.Namespace) -> int:
 def dataset_usage(client: Client, name: str) -> quota_pb2.DatasetUsage:
     """The dataset's usage, or, when quota has no usage for it yet (nothing stored), none with
     the dataset's limits."""
+    from flakehouse.quota.v1 import quota_pb2
+
     for usage in client.usage(name):
         if usage.dataset == name:
             return usage
@@ -241,6 +253,8 @@ def dataset_usage(client: Client, name: str) -> quota_pb2.DatasetUsage:
 
 
 def cmd_datasets_describe(args: argparse.Namespace) -> int:
+    from flakehouse.client import dataset_views as views
+
     with client_from_args(args, "ingest", "quota") as client:
         dataset = client.get_dataset(args.name)
         usage = dataset_usage(client, args.name)
@@ -248,6 +262,8 @@ def cmd_datasets_describe(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets_delete(args: argparse.Namespace) -> int:
+    from flakehouse.client import dataset_views as views
+
     if not args.yes:
         raise InvalidArgument(
             f"deleting dataset {args.name!r} removes its events from every replica for good; "
@@ -259,12 +275,16 @@ def cmd_datasets_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_quota_get(args: argparse.Namespace) -> int:
+    from flakehouse.client import dataset_views as views
+
     with client_from_args(args, "quota") as client:
         quota = client.get_quota(args.name)
     return _print(args, views.quota_table(args.name, quota), views.quota_json(args.name, quota))
 
 
 def cmd_quota_set(args: argparse.Namespace) -> int:
+    from flakehouse.client import dataset_views as views
+
     changes = _limits(args)
     if not changes:
         raise InvalidArgument(
@@ -277,6 +297,8 @@ def cmd_quota_set(args: argparse.Namespace) -> int:
 
 
 def cmd_usage(args: argparse.Namespace) -> int:
+    from flakehouse.client import dataset_views as views
+
     with client_from_args(args, "quota") as client:
         usages = [dataset_usage(client, args.name)] if args.name else client.usage()
     return _print(

@@ -8,12 +8,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import pairwise
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-from flakehouse.client.client import Cell, Client, QueryResult
 from flakehouse.client.times import from_micros
 from flakehouse.core.errors import DeadlineExceeded, Unavailable
-from flakehouse.events.values import Scalar
+
+if TYPE_CHECKING:
+    # The CLI imports this module to build its options: gRPC and protobuf only for the command.
+    from flakehouse.client.client import Cell, Client, QueryResult
+    from flakehouse.events.values import Scalar
 
 # name, type: the report's columns
 COLUMNS_AND_TYPES = [
@@ -40,9 +43,9 @@ FLIPS_TO_LIST = 2
 _SINCE = re.compile(r"^\s*(\d+)\s*(m|h|d|w)\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
-Row = Sequence[Scalar | None]
+Row: TypeAlias = "Sequence[Scalar | None]"
 # A key that keeps types apart, as the query engine's groups do: commit 1 and "1" differ.
-TypedKey = tuple[str, Scalar | None]
+TypedKey: TypeAlias = "tuple[str, Scalar | None]"
 
 
 @dataclass(frozen=True)
@@ -332,6 +335,8 @@ def flaky_tests(
     timeout_ms: int = 0,
 ) -> QueryResult:
     """Runs the queries and ranks: a QueryResult with COLUMNS, partial when either query was."""
+    from flakehouse.client.client import QueryResult
+
     absent = absent_fields(client, dataset)
     answers = []
     rows: list[list[Row]] = []

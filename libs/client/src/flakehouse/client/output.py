@@ -7,11 +7,13 @@ import io
 import json
 from collections.abc import Collection
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flakehouse.client.client import Cell, QueryResult
 from flakehouse.client.tables import FULL, Fit, format_table, percent
 from flakehouse.client.times import rfc3339
+
+if TYPE_CHECKING:
+    from flakehouse.client.client import Cell, QueryResult
 
 
 def _cell(value: Cell) -> str:

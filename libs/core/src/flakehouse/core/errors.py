@@ -1,15 +1,15 @@
 """Domain errors that carry their gRPC status, mapped once by the server interceptor and back by
-the client."""
+the client. By name, without importing grpc: the CLI needs these errors for every command, and
+gRPC only for the commands that talk to a service."""
 
 from __future__ import annotations
-
-import grpc
 
 
 class FlakehouseError(Exception):
     """Base of errors whose message is safe to show to the caller."""
 
-    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    status = "INTERNAL"
+    """The name of its grpc.StatusCode."""
 
     def __init__(self, message: str, *, retry_after_ms: int | None = None) -> None:
         super().__init__(message)
@@ -18,47 +18,47 @@ class FlakehouseError(Exception):
 
 
 class InvalidArgument(FlakehouseError):
-    code = grpc.StatusCode.INVALID_ARGUMENT
+    status = "INVALID_ARGUMENT"
 
 
 class NotFound(FlakehouseError):
-    code = grpc.StatusCode.NOT_FOUND
+    status = "NOT_FOUND"
 
 
 class AlreadyExists(FlakehouseError):
-    code = grpc.StatusCode.ALREADY_EXISTS
+    status = "ALREADY_EXISTS"
 
 
 class FailedPrecondition(FlakehouseError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    status = "FAILED_PRECONDITION"
 
 
 class ResourceExhausted(FlakehouseError):
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    status = "RESOURCE_EXHAUSTED"
 
 
 class Unavailable(FlakehouseError):
-    code = grpc.StatusCode.UNAVAILABLE
+    status = "UNAVAILABLE"
 
 
 class DeadlineExceeded(FlakehouseError):
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    status = "DEADLINE_EXCEEDED"
 
 
 class Aborted(FlakehouseError):
-    code = grpc.StatusCode.ABORTED
+    status = "ABORTED"
 
 
 class Unimplemented(FlakehouseError):
-    code = grpc.StatusCode.UNIMPLEMENTED
+    status = "UNIMPLEMENTED"
 
 
 class Internal(FlakehouseError):
-    code = grpc.StatusCode.INTERNAL
+    status = "INTERNAL"
 
 
-ERRORS_BY_CODE: dict[grpc.StatusCode, type[FlakehouseError]] = {
-    cls.code: cls
+ERRORS_BY_STATUS: dict[str, type[FlakehouseError]] = {
+    cls.status: cls
     for cls in (
         InvalidArgument,
         NotFound,
@@ -72,6 +72,7 @@ ERRORS_BY_CODE: dict[grpc.StatusCode, type[FlakehouseError]] = {
         Internal,
     )
 }
+"""The error a status name comes back as (the client's static table)."""
 
 RETRY_AFTER_KEY = "retry-after-ms"
 """Trailing-metadata key that carries a retry delay with RESOURCE_EXHAUSTED or UNAVAILABLE."""

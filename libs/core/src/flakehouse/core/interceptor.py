@@ -112,7 +112,11 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
 
 
 def status_of(exc: Exception) -> grpc.StatusCode:
-    return exc.code if isinstance(exc, FlakehouseError) else grpc.StatusCode.INTERNAL
+    return (
+        grpc.StatusCode[exc.status]
+        if isinstance(exc, FlakehouseError)
+        else grpc.StatusCode.INTERNAL
+    )
 
 
 async def _abort(

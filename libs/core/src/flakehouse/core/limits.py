@@ -1,50 +1,25 @@
-"""Dataset limits as every service sees them (DESIGN.md §7): what a valid limit is, how the cutoff
-of a moment follows from the limits, and LimitsWatch, the local copy of every dataset's limits
-that query and ingest keep from the quota service's WatchLimits stream."""
+"""Dataset limits as every service sees them (DESIGN.md §7): how the cutoff of a moment follows
+from the limits, and LimitsWatch, the local copy of every dataset's limits that query and ingest
+keep from the quota service's WatchLimits stream. What a valid limit is: limit_rules."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Callable
 
 import grpc
 
-from flakehouse.core.errors import InvalidArgument
 from flakehouse.quota.v1 import quota_pb2, quota_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-MIN_RETENTION_S = 60
 RETRY_S = 1.0
-QUOTA_FIELDS = (
-    "events_per_second",
-    "bytes_per_second",
-    "max_stored_bytes",
-    "retention_seconds",
-    "max_concurrent_queries",
-)
 CUTOFF_REASONS = {
     quota_pb2.CUTOFF_REASON_UNSPECIFIED: "",
     quota_pb2.CUTOFF_REASON_RETENTION: "retention",
     quota_pb2.CUTOFF_REASON_STORED_BYTES: "stored-bytes limit",
 }
-
-
-def validate_quota(quota: quota_pb2.Quota) -> None:
-    """Raises InvalidArgument naming the first limit that cannot be enforced."""
-    for name in ("events_per_second", "bytes_per_second"):
-        value = getattr(quota, name)
-        if not math.isfinite(value) or value < 0:
-            raise InvalidArgument(f"{name} must be a finite number >= 0 (0: unlimited)")
-    if 0 < quota.retention_seconds < MIN_RETENTION_S:
-        raise InvalidArgument(
-            f"retention_seconds must be at least {MIN_RETENTION_S} (0: keep everything), "
-            f"not {quota.retention_seconds}"
-        )
-    if quota.retention_seconds > 100 * 365 * 86400:
-        raise InvalidArgument("retention_seconds is more than 100 years")
 
 
 def current_limits(

@@ -14,33 +14,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
+from flakehouse.core.channel import CHANNEL_OPTIONS
 from flakehouse.core.interceptor import ErrorInterceptor, RpcMetrics
 from flakehouse.core.logging import configure_logging
 from flakehouse.core.settings import ServiceSettings, load_settings
 
 log = logging.getLogger(__name__)
-
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-CHANNEL_OPTIONS = [
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    # A peer that restarts is back within seconds: reconnect within a second of it, rather
-    # than after gRPC's default backoff (up to 120 s), during which calls fail at once.
-    ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.min_reconnect_backoff_ms", 200),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-    # Long-lived streams (WatchPlacement, WatchLimits) must notice a peer whose machine died
-    # without closing the connection: ping after 10 s without traffic, give up after 5 s more,
-    # and reconnect. Pings on an idle stream are allowed on both sides (the server's default
-    # would count them as abuse and close the connection).
-    ("grpc.keepalive_time_ms", 10_000),
-    ("grpc.keepalive_timeout_ms", 5_000),
-    # What gRPC core enforces today for an unanswered ping (keepalive_timeout_ms alone is not
-    # applied by every version).
-    ("grpc.http2.ping_timeout_ms", 5_000),
-    ("grpc.http2.max_pings_without_data", 0),
-    ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
-]
 
 
 LIVENESS_SERVICE = "liveness"

@@ -22,7 +22,7 @@ from flakehouse.core.errors import (
     Unavailable,
 )
 from flakehouse.core.kafka import KafkaAdmin
-from flakehouse.core.limits import QUOTA_FIELDS, validate_quota
+from flakehouse.core.limit_rules import QUOTA_FIELDS, validate_quota
 from flakehouse.events.model import validate_dataset_name
 from flakehouse.ingest.quota_client import QuotaClient
 from flakehouse.ingest.retention import retention_configs

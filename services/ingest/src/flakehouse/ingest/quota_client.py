@@ -10,8 +10,8 @@ import logging
 import grpc
 from prometheus_client import Counter
 
+from flakehouse.core.channel import CHANNEL_OPTIONS
 from flakehouse.core.errors import InvalidArgument, ResourceExhausted, Unavailable
-from flakehouse.core.server import CHANNEL_OPTIONS
 from flakehouse.quota.v1 import quota_pb2, quota_pb2_grpc
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,9 @@ import socket
 import grpc
 from prometheus_client import CollectorRegistry
 
+from flakehouse.core.channel import CHANNEL_OPTIONS
 from flakehouse.core.limits import LimitsWatch
-from flakehouse.core.server import CHANNEL_OPTIONS, GrpcServer, service_name
+from flakehouse.core.server import GrpcServer, service_name
 from flakehouse.core.tasks import BackgroundTasks
 from flakehouse.query.api import QueryApi
 from flakehouse.query.fanout import StorageChannels

@@ -31,8 +31,8 @@ from typing import Any, Generic, TypeVar
 
 import grpc
 
+from flakehouse.core.channel import CHANNEL_OPTIONS
 from flakehouse.core.errors import InvalidArgument, ResourceExhausted
-from flakehouse.core.server import CHANNEL_OPTIONS
 from flakehouse.query.guardrails import NARROW
 from flakehouse.replication.v1 import replication_pb2
 from flakehouse.storage.v1 import storage_pb2_grpc

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from flakehouse.core.errors import InvalidArgument
-from flakehouse.core.limits import QUOTA_FIELDS, validate_quota
+from flakehouse.core.limit_rules import QUOTA_FIELDS, validate_quota
 from flakehouse.quota.v1 import quota_pb2
 
 US = 1_000_000

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from flakehouse.core.limits import QUOTA_FIELDS
+from flakehouse.core.limit_rules import QUOTA_FIELDS
 from flakehouse.quota.usage import UsageView
 
 Labels = tuple[str, ...]

@@ -12,7 +12,8 @@ from aiokafka.errors import KafkaError
 
 from flakehouse.core.catalog import Catalog, CatalogReader
 from flakehouse.core.errors import NotFound, Unavailable
-from flakehouse.core.limits import cutoff_at, validate_quota
+from flakehouse.core.limit_rules import validate_quota
+from flakehouse.core.limits import cutoff_at
 from flakehouse.quota.changes import Changes
 from flakehouse.quota.cutoff import stored_bytes_cutoff
 from flakehouse.quota.drops import FloorHistory, RetentionHistory, drop_bound

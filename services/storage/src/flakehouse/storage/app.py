@@ -10,8 +10,9 @@ import logging
 import grpc
 from prometheus_client import CollectorRegistry
 
+from flakehouse.core.channel import CHANNEL_OPTIONS
 from flakehouse.core.kafka import make_consumer
-from flakehouse.core.server import CHANNEL_OPTIONS, GrpcServer, service_name
+from flakehouse.core.server import GrpcServer, service_name
 from flakehouse.core.tasks import BackgroundTasks
 from flakehouse.quota.v1 import quota_pb2, quota_pb2_grpc
 from flakehouse.replication.v1 import replication_pb2, replication_pb2_grpc

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from flakehouse.core.server import CHANNEL_OPTIONS
+from flakehouse.core.channel import CHANNEL_OPTIONS
 from flakehouse.replication.v1 import replication_pb2
 from flakehouse.storage.v1 import storage_pb2, storage_pb2_grpc
 
