@@ -68,6 +68,7 @@ async def retention_ms(broker: EmbeddedBroker, topic: str) -> str | None:
 async def uploads(dataset: str) -> AsyncIterator[ingest_pb2.UploadRequest]:
     yield ingest_pb2.UploadRequest(header=ingest_pb2.UploadHeader(dataset=dataset))
     yield ingest_pb2.UploadRequest(chunk=REPORT)
+    yield ingest_pb2.UploadRequest(end=ingest_pb2.UploadEnd(size=len(REPORT)))
 
 
 async def test_a_name_deleted_and_created_again_is_a_new_generation(

@@ -120,7 +120,9 @@ async def test_busy_ingest_answers_resource_exhausted_with_a_delay(
     async def held_upload() -> AsyncIterator[ingest_pb2.UploadRequest]:
         yield ingest_pb2.UploadRequest(header=ingest_pb2.UploadHeader(dataset="ci"))
         await release.wait()
-        yield ingest_pb2.UploadRequest(chunk=REPORT.read_bytes())
+        data = REPORT.read_bytes()
+        yield ingest_pb2.UploadRequest(chunk=data)
+        yield ingest_pb2.UploadRequest(end=ingest_pb2.UploadEnd(size=len(data)))
 
     try:
         async with grpc.aio.insecure_channel(app.server.address) as channel:

@@ -73,6 +73,7 @@ async def send_rest(
 ) -> ingest_pb2.UploadResult:
     for offset in range(start, len(data), CHUNK):
         await call.write(ingest_pb2.UploadRequest(chunk=data[offset : offset + CHUNK]))
+    await call.write(ingest_pb2.UploadRequest(end=ingest_pb2.UploadEnd(size=len(data))))
     await call.done_writing()
     while (reply := await call.read()) is not grpc.aio.EOF:
         if reply.HasField("result"):
@@ -120,6 +121,28 @@ async def test_a_cut_stream_resumes_from_the_bytes_the_server_holds(
     await again.write(header("cut-1"))
     await again.done_writing()
     assert (await first_reply(again)).result == result
+
+
+async def test_a_stream_without_its_end_message_is_cut_not_finished(ingest: IngestApp) -> None:
+    # A cancelled call can look to the server like one that ended normally: cut at a line
+    # boundary, this file would parse, and its first half would count as the whole upload.
+    data = json_lines(1000)
+    half = data[: data.index(b"\n", len(data) // 2) + 1]
+    stub = stub_of(ingest)
+    call = stub.Upload()
+    await call.write(header("half"))
+    await first_reply(call)
+    await call.write(ingest_pb2.UploadRequest(chunk=half))
+    await call.done_writing()
+    with pytest.raises(grpc.aio.AioRpcError) as cut:
+        while await call.read() is not grpc.aio.EOF:
+            pass
+    assert cut.value.code() == grpc.StatusCode.ABORTED
+
+    resumed = stub.Upload()
+    await resumed.write(header("half"))
+    assert (await first_reply(resumed)).progress.received_bytes == len(half)
+    assert (await send_rest(resumed, data, len(half))).events == 1000
 
 
 async def test_a_key_belongs_to_one_upload(ingest: IngestApp) -> None:

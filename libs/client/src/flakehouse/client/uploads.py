@@ -90,6 +90,7 @@ class _Stream:
             while self._wait_for_window(offset):
                 chunk = source.read(CHUNK_BYTES)
                 if not chunk:
+                    yield ingest_pb2.UploadRequest(end=ingest_pb2.UploadEnd(size=offset))
                     return
                 offset += len(chunk)
                 self.sent += len(chunk)

@@ -103,10 +103,14 @@ class ResumableSpools:
         cutoff = time.time() - self._ttl_s
         removed = 0
         for path in self._root.iterdir():
-            if path.suffix in (".header", ".records") or path.name in self._owners:
-                continue
             try:
-                if path.stat().st_mtime < cutoff:
+                if path.suffix == ".header" or path.stat().st_mtime >= cutoff:
+                    continue
+                if path.suffix in (".records", ".progress"):
+                    # A stream's own files, left by a parse that outlived its stream.
+                    if path.name.rsplit(".", 2)[0] not in self._owners:
+                        path.unlink(missing_ok=True)
+                elif path.name not in self._owners:
                     Spool(path, None, keep=path.with_name(path.name + ".header")).close()
                     removed += 1
             except FileNotFoundError:

@@ -1,6 +1,7 @@
 """One upload's stream, stage by stage: its header, the bytes it spools (acknowledged as they
-reach the file, from where an earlier stream of the same resumable upload stopped), and the
-progress it reports while the parse and the produce run. The servicer strings them together."""
+reach the file, from where an earlier stream of the same resumable upload stopped) up to its end
+message, and the progress it reports while the parse and the produce run. The servicer strings
+them together."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from flakehouse.core.errors import DeadlineExceeded, FlakehouseError, InvalidArgument
+from flakehouse.core.errors import Aborted, DeadlineExceeded, FlakehouseError, InvalidArgument
 from flakehouse.ingest.datasets import checked_name
 from flakehouse.ingest.metrics import IngestMetrics
 from flakehouse.ingest.resumable import Owner, ResumableSpools, check_owner
@@ -124,6 +125,8 @@ class UploadStream:
         yield _progress(ingest_pb2.UPLOAD_STAGE_RECEIVING, spool.size)
         try:
             while (message := await self._next()) is not None:
+                if message.HasField("end"):
+                    break
                 if message.HasField("header"):
                     raise InvalidArgument("an upload has exactly one header")
                 if self._owner is not None:
@@ -131,6 +134,15 @@ class UploadStream:
                 spool.write(message.chunk, self._settings.max_upload_bytes)
                 self._metrics.bytes.inc(len(message.chunk))
                 yield _progress(ingest_pb2.UPLOAD_STAGE_RECEIVING, spool.size)
+            else:
+                # A cancelled call can end like a finished one: without the end message the
+                # file may be cut short, so nothing of it is parsed.
+                raise Aborted(f"{self.name}: the stream ended before the upload's end message")
+            if message.end.size != spool.size:
+                raise InvalidArgument(
+                    f"{self.name}: the server holds {spool.size} bytes of the upload, the "
+                    f"client says it has {message.end.size} (did the file change?)"
+                )
         except UploadTooLarge as exc:
             self._metrics.rejections.labels("too_large").inc()
             raise InvalidArgument(f"{self.name}: {exc}") from None

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from flakehouse.quota.v1 import quota_pb2 as flakehouse_dot_quota_dot_v1_dot_quota__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!flakehouse/ingest/v1/ingest.proto\x12\x14\x66lakehouse.ingest.v1\x1a\x1f\x66lakehouse/quota/v1/quota.proto\"b\n\x07\x44\x61taset\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05topic\x18\x02 \x01(\t\x12\x12\n\npartitions\x18\x03 \x01(\r\x12\x12\n\ngeneration\x18\x04 \x01(\r\x12\x12\n\ncreated_us\x18\x05 \x01(\x03\"d\n\x14\x43reateDatasetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\npartitions\x18\x02 \x01(\r\x12*\n\x06limits\x18\x03 \x01(\x0b\x32\x1a.flakehouse.quota.v1.Quota\"X\n\x15\x43reateDatasetResponse\x12.\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x1d.flakehouse.ingest.v1.Dataset\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"!\n\x11GetDatasetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"D\n\x12GetDatasetResponse\x12.\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x1d.flakehouse.ingest.v1.Dataset\"\x15\n\x13ListDatasetsRequest\"G\n\x14ListDatasetsResponse\x12/\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x1d.flakehouse.ingest.v1.Dataset\"$\n\x14\x44\x65leteDatasetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"G\n\x15\x44\x65leteDatasetResponse\x12.\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x1d.flakehouse.ingest.v1.Dataset\"\x93\x02\n\x0cUploadHeader\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x32\n\x06\x66ormat\x18\x03 \x01(\x0e\x32\".flakehouse.ingest.v1.UploadFormat\x12>\n\x06labels\x18\x04 \x03(\x0b\x32..flakehouse.ingest.v1.UploadHeader.LabelsEntry\x12\x11\n\tupload_id\x18\x05 \x01(\t\x12\x16\n\x0eupload_time_us\x18\x06 \x01(\x03\x12\x12\n\nresume_key\x18\x07 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"a\n\rUploadRequest\x12\x34\n\x06header\x18\x01 \x01(\x0b\x32\".flakehouse.ingest.v1.UploadHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"4\n\x0fPartitionOffset\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x0e\n\x06offset\x18\x02 \x01(\x03\"\x99\x03\n\x0cUploadResult\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x0e\n\x06\x65vents\x18\x03 \x01(\x04\x12P\n\x10\x65vents_by_status\x18\x04 \x03(\x0b\x32\x36.flakehouse.ingest.v1.UploadResult.EventsByStatusEntry\x12\x36\n\x07offsets\x18\x05 \x03(\x0b\x32%.flakehouse.ingest.v1.PartitionOffset\x12\x17\n\x0f\x64\x61taset_created\x18\x06 \x01(\x08\x12\x32\n\x06\x66ormat\x18\x07 \x01(\x0e\x32\".flakehouse.ingest.v1.UploadFormat\x12\x17\n\x0freceive_seconds\x18\x08 \x01(\x01\x12\x15\n\rparse_seconds\x18\t \x01(\x01\x12\x17\n\x0fproduce_seconds\x18\n \x01(\x01\x1a\x35\n\x13\x45ventsByStatusEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"j\n\x0eUploadProgress\x12\x30\n\x05stage\x18\x01 \x01(\x0e\x32!.flakehouse.ingest.v1.UploadStage\x12\x16\n\x0ereceived_bytes\x18\x02 \x01(\x04\x12\x0e\n\x06\x65vents\x18\x03 \x01(\x04\"\x89\x01\n\x0eUploadResponse\x12\x38\n\x08progress\x18\x01 \x01(\x0b\x32$.flakehouse.ingest.v1.UploadProgressH\x00\x12\x34\n\x06result\x18\x02 \x01(\x0b\x32\".flakehouse.ingest.v1.UploadResultH\x00\x42\x07\n\x05reply*h\n\x0cUploadFormat\x12\x1d\n\x19UPLOAD_FORMAT_UNSPECIFIED\x10\x00\x12\x1b\n\x17UPLOAD_FORMAT_JUNIT_XML\x10\x01\x12\x1c\n\x18UPLOAD_FORMAT_JSON_LINES\x10\x02*}\n\x0bUploadStage\x12\x1c\n\x18UPLOAD_STAGE_UNSPECIFIED\x10\x00\x12\x1a\n\x16UPLOAD_STAGE_RECEIVING\x10\x01\x12\x18\n\x14UPLOAD_STAGE_PARSING\x10\x02\x12\x1a\n\x16UPLOAD_STAGE_PRODUCING\x10\x03\x32\x84\x04\n\rIngestService\x12h\n\rCreateDataset\x12*.flakehouse.ingest.v1.CreateDatasetRequest\x1a+.flakehouse.ingest.v1.CreateDatasetResponse\x12_\n\nGetDataset\x12\'.flakehouse.ingest.v1.GetDatasetRequest\x1a(.flakehouse.ingest.v1.GetDatasetResponse\x12\x65\n\x0cListDatasets\x12).flakehouse.ingest.v1.ListDatasetsRequest\x1a*.flakehouse.ingest.v1.ListDatasetsResponse\x12h\n\rDeleteDataset\x12*.flakehouse.ingest.v1.DeleteDatasetRequest\x1a+.flakehouse.ingest.v1.DeleteDatasetResponse\x12W\n\x06Upload\x12#.flakehouse.ingest.v1.UploadRequest\x1a$.flakehouse.ingest.v1.UploadResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!flakehouse/ingest/v1/ingest.proto\x12\x14\x66lakehouse.ingest.v1\x1a\x1f\x66lakehouse/quota/v1/quota.proto\"b\n\x07\x44\x61taset\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05topic\x18\x02 \x01(\t\x12\x12\n\npartitions\x18\x03 \x01(\r\x12\x12\n\ngeneration\x18\x04 \x01(\r\x12\x12\n\ncreated_us\x18\x05 \x01(\x03\"d\n\x14\x43reateDatasetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\npartitions\x18\x02 \x01(\r\x12*\n\x06limits\x18\x03 \x01(\x0b\x32\x1a.flakehouse.quota.v1.Quota\"X\n\x15\x43reateDatasetResponse\x12.\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x1d.flakehouse.ingest.v1.Dataset\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"!\n\x11GetDatasetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"D\n\x12GetDatasetResponse\x12.\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x1d.flakehouse.ingest.v1.Dataset\"\x15\n\x13ListDatasetsRequest\"G\n\x14ListDatasetsResponse\x12/\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x1d.flakehouse.ingest.v1.Dataset\"$\n\x14\x44\x65leteDatasetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"G\n\x15\x44\x65leteDatasetResponse\x12.\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x1d.flakehouse.ingest.v1.Dataset\"\x93\x02\n\x0cUploadHeader\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x32\n\x06\x66ormat\x18\x03 \x01(\x0e\x32\".flakehouse.ingest.v1.UploadFormat\x12>\n\x06labels\x18\x04 \x03(\x0b\x32..flakehouse.ingest.v1.UploadHeader.LabelsEntry\x12\x11\n\tupload_id\x18\x05 \x01(\t\x12\x16\n\x0eupload_time_us\x18\x06 \x01(\x03\x12\x12\n\nresume_key\x18\x07 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x91\x01\n\rUploadRequest\x12\x34\n\x06header\x18\x01 \x01(\x0b\x32\".flakehouse.ingest.v1.UploadHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x12.\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x1f.flakehouse.ingest.v1.UploadEndH\x00\x42\t\n\x07payload\"\x19\n\tUploadEnd\x12\x0c\n\x04size\x18\x01 \x01(\x04\"4\n\x0fPartitionOffset\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x0e\n\x06offset\x18\x02 \x01(\x03\"\x99\x03\n\x0cUploadResult\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x0e\n\x06\x65vents\x18\x03 \x01(\x04\x12P\n\x10\x65vents_by_status\x18\x04 \x03(\x0b\x32\x36.flakehouse.ingest.v1.UploadResult.EventsByStatusEntry\x12\x36\n\x07offsets\x18\x05 \x03(\x0b\x32%.flakehouse.ingest.v1.PartitionOffset\x12\x17\n\x0f\x64\x61taset_created\x18\x06 \x01(\x08\x12\x32\n\x06\x66ormat\x18\x07 \x01(\x0e\x32\".flakehouse.ingest.v1.UploadFormat\x12\x17\n\x0freceive_seconds\x18\x08 \x01(\x01\x12\x15\n\rparse_seconds\x18\t \x01(\x01\x12\x17\n\x0fproduce_seconds\x18\n \x01(\x01\x1a\x35\n\x13\x45ventsByStatusEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"j\n\x0eUploadProgress\x12\x30\n\x05stage\x18\x01 \x01(\x0e\x32!.flakehouse.ingest.v1.UploadStage\x12\x16\n\x0ereceived_bytes\x18\x02 \x01(\x04\x12\x0e\n\x06\x65vents\x18\x03 \x01(\x04\"\x89\x01\n\x0eUploadResponse\x12\x38\n\x08progress\x18\x01 \x01(\x0b\x32$.flakehouse.ingest.v1.UploadProgressH\x00\x12\x34\n\x06result\x18\x02 \x01(\x0b\x32\".flakehouse.ingest.v1.UploadResultH\x00\x42\x07\n\x05reply*h\n\x0cUploadFormat\x12\x1d\n\x19UPLOAD_FORMAT_UNSPECIFIED\x10\x00\x12\x1b\n\x17UPLOAD_FORMAT_JUNIT_XML\x10\x01\x12\x1c\n\x18UPLOAD_FORMAT_JSON_LINES\x10\x02*}\n\x0bUploadStage\x12\x1c\n\x18UPLOAD_STAGE_UNSPECIFIED\x10\x00\x12\x1a\n\x16UPLOAD_STAGE_RECEIVING\x10\x01\x12\x18\n\x14UPLOAD_STAGE_PARSING\x10\x02\x12\x1a\n\x16UPLOAD_STAGE_PRODUCING\x10\x03\x32\x84\x04\n\rIngestService\x12h\n\rCreateDataset\x12*.flakehouse.ingest.v1.CreateDatasetRequest\x1a+.flakehouse.ingest.v1.CreateDatasetResponse\x12_\n\nGetDataset\x12\'.flakehouse.ingest.v1.GetDatasetRequest\x1a(.flakehouse.ingest.v1.GetDatasetResponse\x12\x65\n\x0cListDatasets\x12).flakehouse.ingest.v1.ListDatasetsRequest\x1a*.flakehouse.ingest.v1.ListDatasetsResponse\x12h\n\rDeleteDataset\x12*.flakehouse.ingest.v1.DeleteDatasetRequest\x1a+.flakehouse.ingest.v1.DeleteDatasetResponse\x12W\n\x06Upload\x12#.flakehouse.ingest.v1.UploadRequest\x1a$.flakehouse.ingest.v1.UploadResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,10 +36,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPLOADHEADER_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_UPLOADRESULT_EVENTSBYSTATUSENTRY']._loaded_options = None
   _globals['_UPLOADRESULT_EVENTSBYSTATUSENTRY']._serialized_options = b'8\001'
-  _globals['_UPLOADFORMAT']._serialized_start=1787
-  _globals['_UPLOADFORMAT']._serialized_end=1891
-  _globals['_UPLOADSTAGE']._serialized_start=1893
-  _globals['_UPLOADSTAGE']._serialized_end=2018
+  _globals['_UPLOADFORMAT']._serialized_start=1863
+  _globals['_UPLOADFORMAT']._serialized_end=1967
+  _globals['_UPLOADSTAGE']._serialized_start=1969
+  _globals['_UPLOADSTAGE']._serialized_end=2094
   _globals['_DATASET']._serialized_start=92
   _globals['_DATASET']._serialized_end=190
   _globals['_CREATEDATASETREQUEST']._serialized_start=192
@@ -62,18 +62,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPLOADHEADER']._serialized_end=972
   _globals['_UPLOADHEADER_LABELSENTRY']._serialized_start=927
   _globals['_UPLOADHEADER_LABELSENTRY']._serialized_end=972
-  _globals['_UPLOADREQUEST']._serialized_start=974
-  _globals['_UPLOADREQUEST']._serialized_end=1071
-  _globals['_PARTITIONOFFSET']._serialized_start=1073
-  _globals['_PARTITIONOFFSET']._serialized_end=1125
-  _globals['_UPLOADRESULT']._serialized_start=1128
-  _globals['_UPLOADRESULT']._serialized_end=1537
-  _globals['_UPLOADRESULT_EVENTSBYSTATUSENTRY']._serialized_start=1484
-  _globals['_UPLOADRESULT_EVENTSBYSTATUSENTRY']._serialized_end=1537
-  _globals['_UPLOADPROGRESS']._serialized_start=1539
-  _globals['_UPLOADPROGRESS']._serialized_end=1645
-  _globals['_UPLOADRESPONSE']._serialized_start=1648
-  _globals['_UPLOADRESPONSE']._serialized_end=1785
-  _globals['_INGESTSERVICE']._serialized_start=2021
-  _globals['_INGESTSERVICE']._serialized_end=2537
+  _globals['_UPLOADREQUEST']._serialized_start=975
+  _globals['_UPLOADREQUEST']._serialized_end=1120
+  _globals['_UPLOADEND']._serialized_start=1122
+  _globals['_UPLOADEND']._serialized_end=1147
+  _globals['_PARTITIONOFFSET']._serialized_start=1149
+  _globals['_PARTITIONOFFSET']._serialized_end=1201
+  _globals['_UPLOADRESULT']._serialized_start=1204
+  _globals['_UPLOADRESULT']._serialized_end=1613
+  _globals['_UPLOADRESULT_EVENTSBYSTATUSENTRY']._serialized_start=1560
+  _globals['_UPLOADRESULT_EVENTSBYSTATUSENTRY']._serialized_end=1613
+  _globals['_UPLOADPROGRESS']._serialized_start=1615
+  _globals['_UPLOADPROGRESS']._serialized_end=1721
+  _globals['_UPLOADRESPONSE']._serialized_start=1724
+  _globals['_UPLOADRESPONSE']._serialized_end=1861
+  _globals['_INGESTSERVICE']._serialized_start=2097
+  _globals['_INGESTSERVICE']._serialized_end=2613
 # @@protoc_insertion_point(module_scope)

@@ -94,11 +94,12 @@ class IngestServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Upload(self, request_iterator, context):
-        """One upload: a header message, then the file's bytes in chunks of any size. The server first
-        answers with the number of bytes it already holds for the header's resume_key (0 for a new
-        upload): the client sends the file from there. While it receives, parses and produces, the
-        server reports progress; its last message is the result, once Kafka has acknowledged every
-        event (acks=all). A file that fails to parse writes nothing.
+        """One upload: a header message, the file's bytes in chunks of any size, and an end message
+        with the file's size. The server first answers with the number of bytes it already holds
+        for the header's resume_key (0 for a new upload): the client sends the file from there.
+        While it receives, parses and produces, the server reports progress; its last message is
+        the result, once Kafka has acknowledged every event (acks=all). A file that fails to parse
+        writes nothing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -45,11 +45,12 @@ class IngestServiceStub:
     can be created again at once; the new dataset starts empty.
     """
     Upload: _grpc.StreamStreamMultiCallable[_ingest_pb2.UploadRequest, _ingest_pb2.UploadResponse]
-    """One upload: a header message, then the file's bytes in chunks of any size. The server first
-    answers with the number of bytes it already holds for the header's resume_key (0 for a new
-    upload): the client sends the file from there. While it receives, parses and produces, the
-    server reports progress; its last message is the result, once Kafka has acknowledged every
-    event (acks=all). A file that fails to parse writes nothing.
+    """One upload: a header message, the file's bytes in chunks of any size, and an end message
+    with the file's size. The server first answers with the number of bytes it already holds
+    for the header's resume_key (0 for a new upload): the client sends the file from there.
+    While it receives, parses and produces, the server reports progress; its last message is
+    the result, once Kafka has acknowledged every event (acks=all). A file that fails to parse
+    writes nothing.
     """
 
 @_typing.type_check_only
@@ -67,11 +68,12 @@ class IngestServiceAsyncStub(IngestServiceStub):
     can be created again at once; the new dataset starts empty.
     """
     Upload: _aio.StreamStreamMultiCallable[_ingest_pb2.UploadRequest, _ingest_pb2.UploadResponse]  # type: ignore[assignment]
-    """One upload: a header message, then the file's bytes in chunks of any size. The server first
-    answers with the number of bytes it already holds for the header's resume_key (0 for a new
-    upload): the client sends the file from there. While it receives, parses and produces, the
-    server reports progress; its last message is the result, once Kafka has acknowledged every
-    event (acks=all). A file that fails to parse writes nothing.
+    """One upload: a header message, the file's bytes in chunks of any size, and an end message
+    with the file's size. The server first answers with the number of bytes it already holds
+    for the header's resume_key (0 for a new upload): the client sends the file from there.
+    While it receives, parses and produces, the server reports progress; its last message is
+    the result, once Kafka has acknowledged every event (acks=all). A file that fails to parse
+    writes nothing.
     """
 
 class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -116,11 +118,12 @@ class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_ingest_pb2.UploadRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_ingest_pb2.UploadResponse], _abc.AsyncIterator[_ingest_pb2.UploadResponse]]:
-        """One upload: a header message, then the file's bytes in chunks of any size. The server first
-        answers with the number of bytes it already holds for the header's resume_key (0 for a new
-        upload): the client sends the file from there. While it receives, parses and produces, the
-        server reports progress; its last message is the result, once Kafka has acknowledged every
-        event (acks=all). A file that fails to parse writes nothing.
+        """One upload: a header message, the file's bytes in chunks of any size, and an end message
+        with the file's size. The server first answers with the number of bytes it already holds
+        for the header's resume_key (0 for a new upload): the client sends the file from there.
+        While it receives, parses and produces, the server reports progress; its last message is
+        the result, once Kafka has acknowledged every event (acks=all). A file that fails to parse
+        writes nothing.
         """
 
 def add_IngestServiceServicer_to_server(servicer: IngestServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
