@@ -112,7 +112,7 @@ def test_ingest_killed_while_receiving_the_upload_resumes_from_its_spool(tmp_pat
             on_progress=kill_a_third_of_the_way,
         )
         assert killed and cluster.info()["services"]["ingest"]["pid"] != ingest["pid"]
-        assert result.events == lines and result.streams == 2
+        assert result.events == lines and result.streams >= 2  # refused while it restarted
         # What the dead process had taken but not acknowledged is sent again: one window at most.
         assert len(data) < result.sent_bytes <= len(data) + WINDOW_BYTES
 
