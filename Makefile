@@ -32,8 +32,10 @@ $(UV): | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 # Third-party packages from the hashed lock, then the workspace's own packages in editable mode.
+# Compiled to bytecode at install: where PYTHONDONTWRITEBYTECODE is set (as on CI machines),
+# every CLI start would otherwise compile grpc and protobuf again (0.7 s of a 0.8 s `--help`).
 $(INSTALLED): requirements.lock $(PACKAGES) | $(UV)
-	$(UV) pip install --quiet --python $(BIN)/python --require-hashes -r requirements.lock
+	$(UV) pip install --quiet --python $(BIN)/python --require-hashes --compile-bytecode -r requirements.lock
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps $(foreach p,$(PACKAGES),-e $(dir $(p)))
 	@touch $@
 
