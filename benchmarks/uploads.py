@@ -1,0 +1,157 @@
+"""Uploads through the CLI, whole process against a local cluster (`flakehouse up`: broker, five
+services, 2 storage nodes, 8 partitions), every figure until every event is queryable:
+
+- json: one JSON-lines file of `--json-lines` events through `flakehouse ingest`, alone and
+  then again while other uploads and queries run (4 small uploads and a query in a loop);
+- small-files: `--small-files` JUnit reports of 5 testcases each in one `flakehouse ingest`
+  command (a CI job's worth of small reports)."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from benchmarks.junitgen import report
+from flakehouse.client import Client
+from tests.localcluster import RunningCluster
+
+STATUSES = (b"passed",) * 17 + (b"failed", b"skipped", b"error")
+
+
+def json_lines(path: Path, lines: int, seed: int = 1) -> int:
+    """Writes `lines` flat JSON events shaped like junit2json's output; the file's size."""
+    rng = random.Random(seed)
+    with path.open("wb") as out:
+        for i in range(lines):
+            out.write(
+                b'{"timestamp": "2026-11-%02dT10:%02d:%02d.%06dZ", "suite": "suite_%d", '
+                b'"classname": "pkg.module_%d.TestClass", "name": "test_%d", "status": "%s", '
+                b'"duration": %.4f, "hostname": "ci-runner-%d", "branch": "main", '
+                b'"commit": "%040x"}\n'
+                % (
+                    1 + i % 28,
+                    i % 60,
+                    i % 60,
+                    i % 1_000_000,
+                    rng.randrange(300),
+                    rng.randrange(2000),
+                    rng.randrange(20_000),
+                    rng.choice(STATUSES),
+                    rng.lognormvariate(-3, 1.5),
+                    rng.randrange(8),
+                    rng.getrandbits(160),
+                )
+            )
+    return path.stat().st_size
+
+
+def _ingest(cluster: RunningCluster, dataset: str, *paths: Path) -> float:
+    """Seconds `flakehouse ingest` took, as a whole process."""
+    started = time.perf_counter()
+    command = [sys.executable, "-m", "flakehouse.client.cli", "ingest"]
+    command += ["--cluster", str(cluster.cluster_path), "--dataset", dataset, *map(str, paths)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"flakehouse ingest failed:\n{done.stdout}\n{done.stderr}")
+    print("    " + done.stdout.strip().replace("\n", "\n    "))
+    return elapsed
+
+
+def _until_queryable(client: Client, dataset: str, events: int, started: float) -> float:
+    while True:
+        answer = client.query(f"SELECT count(*) FROM {dataset}")
+        if answer.rows and answer.rows[0][0] == events and not answer.partial:
+            return time.perf_counter() - started
+        time.sleep(0.05)
+
+
+class _Load:
+    """Other work on the cluster meanwhile: small uploads and a query, each in a loop."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._stop = threading.Event()
+        self.uploads = self.queries = 0
+        self._threads = [threading.Thread(target=self._upload, args=(i,)) for i in range(4)]
+        self._threads.append(threading.Thread(target=self._query))
+
+    def __enter__(self) -> _Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+    def _upload(self, worker: int) -> None:
+        seed = worker * 1_000_000
+        while not self._stop.is_set():
+            self._client.upload(report(seed, 200), dataset="other", filename=f"o{seed}.xml")
+            seed += 1
+            self.uploads += 1
+
+    def _query(self) -> None:
+        while not self._stop.is_set():
+            self._client.query("SELECT status, count(*) FROM other GROUP BY status")
+            self.queries += 1
+
+
+def json_upload(lines: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "events.jsonl"
+        size = json_lines(path, lines)
+        cluster = RunningCluster(Path(tmp) / "cluster", storage_nodes=2, partitions=8)
+        try:
+            cluster.wait_ready()
+            client = Client.from_cluster_file(cluster.cluster_path)
+            client.upload(report(0, 10), dataset="other", filename="first.xml")
+            print(f"json lines through the CLI: {lines:,} events, {size / 1e6:.0f} MB, one file")
+            for label, dataset in (("alone", "json_alone"), ("with other load", "json_loaded")):
+                started = time.perf_counter()
+                if dataset == "json_alone":
+                    acked = _ingest(cluster, dataset, path)
+                    load = ""
+                else:
+                    with _Load(client) as other:
+                        acked = _ingest(cluster, dataset, path)
+                    load = f" ({other.uploads} other uploads, {other.queries} queries meanwhile)"
+                visible = _until_queryable(client, dataset, lines, started)
+                print(
+                    f"  {label}: CLI done {acked:6.1f} s {lines / acked:9,.0f} events/s; "
+                    f"all queryable {visible:6.1f} s {lines / visible:9,.0f} events/s{load}"
+                )
+            client.close()
+        finally:
+            cluster.stop()
+
+
+def small_files(files: int, cases: int = 5) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        reports = Path(tmp) / "reports"
+        reports.mkdir()
+        for seed in range(files):
+            (reports / f"report-{seed:05d}.xml").write_bytes(report(seed, cases, suites=3))
+        cluster = RunningCluster(Path(tmp) / "cluster", storage_nodes=2, partitions=8)
+        try:
+            cluster.wait_ready()
+            client = Client.from_cluster_file(cluster.cluster_path)
+            client.upload(report(0, 10), dataset="warm", filename="first.xml")
+            print(f"many small files through the CLI: {files} reports x {cases} testcases")
+            started = time.perf_counter()
+            acked = _ingest(cluster, "small", reports)
+            visible = _until_queryable(client, "small", files * cases, started)
+            print(
+                f"  one `flakehouse ingest DIR`: {acked:5.1f} s ({files / acked:6.0f} files/s); "
+                f"all queryable {visible:5.1f} s"
+            )
+            client.close()
+        finally:
+            cluster.stop()
