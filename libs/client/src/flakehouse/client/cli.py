@@ -150,7 +150,7 @@ def _parser() -> argparse.ArgumentParser:
         "upload (id, events, offsets) and every rejection",
     )
     ingest.add_argument(
-        "--parallel", type=int, default=4, metavar="N", help="files uploaded at once (default 4)"
+        "--parallel", type=int, default=8, metavar="N", help="files uploaded at once (default 8)"
     )
     ingest.add_argument(
         "--offsets-file",

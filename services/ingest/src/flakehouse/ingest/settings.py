@@ -13,7 +13,9 @@ class IngestSettings(ServiceSettings, KafkaSettings):
 
     default_partitions: int = Field(8, ge=1, le=1024, description="Partitions of a new dataset.")
     max_upload_bytes: int = Field(4 * 1024**3, gt=0, description="Largest accepted file.")
-    max_concurrent_uploads: int = Field(4, ge=1, description="Uploads parsed/produced at once.")
+    max_concurrent_uploads: int = Field(
+        16, ge=1, description="Uploads received, parsed and produced at once."
+    )
     admission_wait_s: float = Field(
         2.0, ge=0, description="How long an upload waits for a free slot before RESOURCE_EXHAUSTED."
     )
