@@ -14,6 +14,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from benchmarks.junitgen import report
@@ -59,7 +61,8 @@ def _ingest(cluster: RunningCluster, dataset: str, *paths: Path) -> float:
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"flakehouse ingest failed:\n{done.stdout}\n{done.stderr}")
-    print("    " + done.stdout.strip().replace("\n", "\n    "))
+    summary = done.stdout.strip().splitlines()[-2:]  # the totals and the server's time
+    print("\n".join("    " + line for line in summary))
     return elapsed
 
 
@@ -104,15 +107,24 @@ class _Load:
             self.queries += 1
 
 
+@contextmanager
+def _local_cluster(directory: Path) -> Iterator[tuple[RunningCluster, Client]]:
+    """A local cluster, ready and warm (one upload went through), and a client of it."""
+    cluster = RunningCluster(directory / "cluster", storage_nodes=2, partitions=8)
+    try:
+        cluster.wait_ready()
+        with Client.from_cluster_file(cluster.cluster_path) as client:
+            client.upload(report(0, 10), dataset="other", filename="first.xml")
+            yield cluster, client
+    finally:
+        cluster.stop()
+
+
 def json_upload(lines: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "events.jsonl"
         size = json_lines(path, lines)
-        cluster = RunningCluster(Path(tmp) / "cluster", storage_nodes=2, partitions=8)
-        try:
-            cluster.wait_ready()
-            client = Client.from_cluster_file(cluster.cluster_path)
-            client.upload(report(0, 10), dataset="other", filename="first.xml")
+        with _local_cluster(Path(tmp)) as (cluster, client):
             print(f"json lines through the CLI: {lines:,} events, {size / 1e6:.0f} MB, one file")
             for label, dataset in (("alone", "json_alone"), ("with other load", "json_loaded")):
                 started = time.perf_counter()
@@ -128,9 +140,6 @@ def json_upload(lines: int) -> None:
                     f"  {label}: CLI done {acked:6.1f} s {lines / acked:9,.0f} events/s; "
                     f"all queryable {visible:6.1f} s {lines / visible:9,.0f} events/s{load}"
                 )
-            client.close()
-        finally:
-            cluster.stop()
 
 
 def small_files(files: int, cases: int = 5) -> None:
@@ -139,11 +148,7 @@ def small_files(files: int, cases: int = 5) -> None:
         reports.mkdir()
         for seed in range(files):
             (reports / f"report-{seed:05d}.xml").write_bytes(report(seed, cases, suites=3))
-        cluster = RunningCluster(Path(tmp) / "cluster", storage_nodes=2, partitions=8)
-        try:
-            cluster.wait_ready()
-            client = Client.from_cluster_file(cluster.cluster_path)
-            client.upload(report(0, 10), dataset="warm", filename="first.xml")
+        with _local_cluster(Path(tmp)) as (cluster, client):
             print(f"many small files through the CLI: {files} reports x {cases} testcases")
             started = time.perf_counter()
             acked = _ingest(cluster, "small", reports)
@@ -152,6 +157,3 @@ def small_files(files: int, cases: int = 5) -> None:
                 f"  one `flakehouse ingest DIR`: {acked:5.1f} s ({files / acked:6.0f} files/s); "
                 f"all queryable {visible:5.1f} s"
             )
-            client.close()
-        finally:
-            cluster.stop()

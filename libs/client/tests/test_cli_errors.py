@@ -6,10 +6,8 @@ from __future__ import annotations
 import argparse
 import socket
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import grpc
 import pytest
 
 from flakehouse.client import cli
@@ -21,6 +19,7 @@ from flakehouse.core.errors import (
     Unavailable,
 )
 from flakehouse.query.v1 import query_pb2, query_pb2_grpc
+from libs.client.tests.fake_servers import serving
 
 
 class Slow(query_pb2_grpc.QueryServiceServicer):
@@ -30,15 +29,8 @@ class Slow(query_pb2_grpc.QueryServiceServicer):
 
 
 def test_a_deadline_names_the_option_that_raises_it(capsys: pytest.CaptureFixture[str]) -> None:
-    server = grpc.server(ThreadPoolExecutor(2))
-    query_pb2_grpc.add_QueryServiceServicer_to_server(Slow(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        argv = ["query", "--query", f"127.0.0.1:{port}", "--timeout", "0.3", "SELECT 1 FROM ci"]
-        code = cli.main(argv)
-    finally:
-        server.stop(None)
+    with serving(Slow(), query_pb2_grpc.add_QueryServiceServicer_to_server) as address:
+        code = cli.main(["query", "--query", address, "--timeout", "0.3", "SELECT 1 FROM ci"])
     assert code == cli.EXIT_FAILED
     assert capsys.readouterr().err == (
         "error: no answer within 0.3 s: allow longer with --timeout SECONDS (e.g. --timeout 120)\n"

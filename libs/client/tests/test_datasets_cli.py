@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
@@ -16,6 +15,7 @@ from flakehouse.client.client import Client
 from flakehouse.core.errors import Unavailable
 from flakehouse.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from flakehouse.quota.v1 import quota_pb2, quota_pb2_grpc
+from libs.client.tests.fake_servers import serving
 
 T0_US = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
 DATASET = ingest_pb2.Dataset(
@@ -151,16 +151,13 @@ class Fake(ingest_pb2_grpc.IngestServiceServicer, quota_pb2_grpc.QuotaServiceSer
 
 @pytest.fixture
 def fake() -> Iterator[tuple[Fake, str]]:
-    server = grpc.server(ThreadPoolExecutor(4))
     service = Fake()
-    ingest_pb2_grpc.add_IngestServiceServicer_to_server(service, server)
-    quota_pb2_grpc.add_QuotaServiceServicer_to_server(service, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        yield service, f"127.0.0.1:{port}"
-    finally:
-        server.stop(None)
+    with serving(
+        service,
+        ingest_pb2_grpc.add_IngestServiceServicer_to_server,
+        quota_pb2_grpc.add_QuotaServiceServicer_to_server,
+    ) as address:
+        yield service, address
 
 
 def usage_of_ci() -> quota_pb2.DatasetUsage:

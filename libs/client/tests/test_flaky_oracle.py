@@ -9,7 +9,6 @@ import random
 import time
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -27,6 +26,7 @@ from flakehouse.common.v1 import events_pb2
 from flakehouse.core.errors import DeadlineExceeded, FlakehouseError, NotFound, Unavailable
 from flakehouse.events.columns import to_value_column
 from flakehouse.query.v1 import query_pb2, query_pb2_grpc
+from libs.client.tests.fake_servers import serving
 from tests.flaky_reference import Event, flaky_reference
 
 MINUTE_US = 60_000_000
@@ -291,16 +291,9 @@ def world(tmp_path: Path) -> Iterator[tuple[list[Event], str]]:
     rng, now_us = random.Random(2), time.time_ns() // 1000
     # Several worlds in one: the same test names in each, with and without commits.
     events = [e for style in STYLES for _ in range(2) for e in generate(rng, now_us, style)]
-    server = grpc.server(ThreadPoolExecutor(2))
-    query_pb2_grpc.add_QueryServiceServicer_to_server(
-        DuckDBQuery(duckdb_of(events, tmp_path / "events.jsonl")), server
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        yield events, f"127.0.0.1:{port}"
-    finally:
-        server.stop(None)
+    duckdb = DuckDBQuery(duckdb_of(events, tmp_path / "events.jsonl"))
+    with serving(duckdb, query_pb2_grpc.add_QueryServiceServicer_to_server) as address:
+        yield events, address
 
 
 def test_the_command_prints_the_report(
@@ -361,14 +354,8 @@ class Refusing(query_pb2_grpc.QueryServiceServicer):
 
 
 def test_too_many_groups_says_how_to_narrow_the_report(capsys: pytest.CaptureFixture[str]) -> None:
-    server = grpc.server(ThreadPoolExecutor(2))
-    query_pb2_grpc.add_QueryServiceServicer_to_server(Refusing(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        code = cli.main(["flaky", "--query", f"127.0.0.1:{port}", "--dataset", "ci"])
-    finally:
-        server.stop(None)
+    with serving(Refusing(), query_pb2_grpc.add_QueryServiceServicer_to_server) as address:
+        code = cli.main(["flaky", "--query", address, "--dataset", "ci"])
     assert code == cli.EXIT_FAILED
     err = capsys.readouterr().err
     assert err.startswith("error: the query holds more than 100000 groups (max_groups)")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import pytest
 
 from flakehouse.client import cli
 from flakehouse.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from libs.client.tests.fake_servers import serving
 
 
 class Ingest(ingest_pb2_grpc.IngestServiceServicer):
@@ -61,15 +61,9 @@ def _received(size: int) -> ingest_pb2.UploadResponse:
 
 @pytest.fixture
 def ingest() -> Iterator[tuple[Ingest, str]]:
-    server = grpc.server(ThreadPoolExecutor(4))
     service = Ingest()
-    ingest_pb2_grpc.add_IngestServiceServicer_to_server(service, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        yield service, f"127.0.0.1:{port}"
-    finally:
-        server.stop(None)
+    with serving(service, ingest_pb2_grpc.add_IngestServiceServicer_to_server) as address:
+        yield service, address
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from flakehouse.common.v1 import events_pb2
 from flakehouse.core.errors import InvalidArgument
 from flakehouse.events.columns import to_value_column
 from flakehouse.query.v1 import query_pb2, query_pb2_grpc
+from libs.client.tests.fake_servers import serving
 
 
 class Query(query_pb2_grpc.QueryServiceServicer):
@@ -68,15 +69,9 @@ class Query(query_pb2_grpc.QueryServiceServicer):
 
 @pytest.fixture
 def query() -> Iterator[tuple[Query, str]]:
-    server = grpc.server(ThreadPoolExecutor(2))
     service = Query()
-    query_pb2_grpc.add_QueryServiceServicer_to_server(service, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        yield service, f"127.0.0.1:{port}"
-    finally:
-        server.stop(None)
+    with serving(service, query_pb2_grpc.add_QueryServiceServicer_to_server) as address:
+        yield service, address
 
 
 def test_a_partial_answer_exits_3_unless_allowed(

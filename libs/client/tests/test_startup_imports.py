@@ -7,17 +7,16 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 
 from flakehouse.common.v1 import events_pb2
 from flakehouse.events.columns import to_value_column
 from flakehouse.query.v1 import query_pb2, query_pb2_grpc
+from libs.client.tests.fake_servers import serving
 
 pytestmark = pytest.mark.processes
 
@@ -94,14 +93,8 @@ class Query(query_pb2_grpc.QueryServiceServicer):
 
 @pytest.fixture
 def query_address() -> Iterator[str]:
-    server = grpc.server(ThreadPoolExecutor(2))
-    query_pb2_grpc.add_QueryServiceServicer_to_server(Query(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.stop(None)
+    with serving(Query(), query_pb2_grpc.add_QueryServiceServicer_to_server) as address:
+        yield address
 
 
 @pytest.mark.parametrize("output", ["table", "json", "csv"])
