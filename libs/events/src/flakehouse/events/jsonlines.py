@@ -15,15 +15,21 @@ and of tools that write events directly.
 
 As with JUnit, events are yielded line by line; :func:`parse_json_lines_all` parses the whole
 file before returning anything, for callers that must write nothing from a bad file.
+
+Lines are read with orjson, and a line it cannot take for certain goes through the standard
+library's parser, whose reading and messages are the reference: see :func:`_quick`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, BinaryIO, Final
+
+import orjson
 
 from flakehouse.events.errors import EventError
 from flakehouse.events.model import (
@@ -39,6 +45,12 @@ from flakehouse.events.values import INT64_MAX, INT64_MIN
 _NO_LABELS: Mapping[str, str] = MappingProxyType({})
 _BOM: Final = b"\xef\xbb\xbf"
 _JSON_TYPES: Final[dict[type, str]] = {dict: "an object", list: "an array"}
+_KEY_END: Final = re.compile(rb'"[ \t\r\n]*:')
+# orjson reads an integer literal beyond 64 bits as a float, where the standard library keeps
+# the int (and the int is then refused): a float this large is checked the standard way.
+_FLOAT_BOUND: Final = 2.0**63
+# Bounds on the quick path's memory of names already checked and timestamps already parsed.
+_CACHED: Final = 4096
 
 
 def _describe(value: Any) -> str:
@@ -105,9 +117,12 @@ def parse_json_lines_all(
 def _parse(
     source: BinaryIO, filename: str, upload_time_us: int, labels: dict[str, str], limits: Limits
 ) -> Iterator[Event]:
+    quick = _quick(upload_time_us, labels, limits)
+    readline = source.readline
+    bound = limits.max_line_bytes + 1
     size = 0
     number = 0
-    while raw := source.readline(limits.max_line_bytes + 1):
+    while raw := readline(bound):
         number += 1
         size += len(raw)
         if size > limits.max_file_bytes:
@@ -116,10 +131,112 @@ def _parse(
             raise EventError(filename, f"line is longer than {limits.max_line_bytes} bytes", number)
         if number == 1 and raw.startswith(_BOM):
             raw = raw[len(_BOM) :]
-        if not raw.strip():
+            if not raw:
+                continue
+        if raw.isspace():
             continue
-        obj = _load(raw, filename, number)
-        yield _event(obj, raw, filename, number, upload_time_us, labels, limits)
+        event = quick(raw)
+        if event is None:
+            obj = _load(raw, filename, number)
+            event = _event(obj, raw, filename, number, upload_time_us, labels, limits)
+        yield event
+
+
+def _quick(
+    upload_time_us: int, labels: dict[str, str], limits: Limits
+) -> Callable[[bytes], Event | None]:
+    """The quick reading of one line: its event, or None when the line must go the exact way
+    (:func:`_load` and :func:`_event`, with the standard library's parser), which then gives
+    the event or the error. None for every bad line, so errors are always the exact path's,
+    and for the good lines that orjson could read differently from the standard library:
+
+    - repeated keys, of which orjson keeps the last silently: see the count below;
+    - integers beyond 64 bits, which orjson reads as floats: every float of 2**63 or more;
+    - lone surrogates, NaN, Infinity and 1e999, which orjson refuses outright.
+
+    What remains is read the same by both: strings, ints and floats (both round correctly)."""
+    max_chars = limits.max_attribute_chars
+    max_fields = limits.max_fields_per_event
+    loads = orjson.loads
+    decode_error = orjson.JSONDecodeError
+    valid_name = FIELD_NAME.fullmatch
+    names: set[str] = set()  # field names known to be valid
+    stamps: dict[str, int] = {}  # timestamp strings already parsed
+    count_keys = _KEY_END.findall
+    bound = _FLOAT_BOUND
+
+    def quick(raw: bytes) -> Event | None:
+        try:
+            obj = loads(raw)
+        except decode_error:
+            return None
+        if type(obj) is not dict:
+            return None
+        strings = 0
+        nulls = False
+        for key, value in obj.items():
+            kind = type(value)
+            if kind is str:
+                if len(value) > max_chars:
+                    return None
+                strings += 1
+            elif kind is int:
+                if not INT64_MIN <= value <= INT64_MAX:
+                    return None
+            elif kind is float:
+                if not -bound < value < bound:
+                    return None
+            elif value is None:
+                nulls = True
+            elif kind is not bool:
+                return None
+            if key not in names:
+                if not valid_name(key):
+                    return None
+                if len(names) < _CACHED:
+                    names.add(key)
+        # No repeated keys. Without a backslash in the line, every '"' opens or closes a key or
+        # a string value, so a line with exactly 2 * (keys + string values) of them has no key
+        # beyond those kept (a repeat adds at least its key's two). With a backslash, every key
+        # still ends in a match of '"\s*:', and so does an escaped '\":' in a value: as many
+        # matches as keys means no repeats (more only means a value holds '":').
+        if b"\\" in raw:
+            if len(count_keys(raw)) != len(obj):
+                return None
+        elif raw.count(b'"') != 2 * (len(obj) + strings):
+            return None
+        stamp = obj.get(TIMESTAMP)
+        if nulls:
+            for key in [key for key, value in obj.items() if value is None]:
+                del obj[key]
+        if stamp is None:
+            obj[TIMESTAMP] = upload_time_us
+        elif type(stamp) is str:
+            us = stamps.get(stamp)
+            if us is None:
+                try:
+                    us = parse_timestamp(stamp)
+                except ValueError:
+                    return None
+                if len(stamps) >= _CACHED:
+                    stamps.clear()
+                stamps[stamp] = us
+            obj[TIMESTAMP] = us
+        else:
+            # An int or a float (a bool, too, which the exact path refuses).
+            if type(stamp) is bool:
+                return None
+            try:
+                obj[TIMESTAMP] = epoch_seconds_to_us(stamp)
+            except ValueError:
+                return None
+        if labels:
+            obj.update(labels)
+        if len(obj) > max_fields:
+            return None
+        return obj
+
+    return quick
 
 
 def _load(raw: bytes, filename: str, number: int) -> dict[str, Any]:
@@ -134,6 +251,10 @@ def _load(raw: bytes, filename: str, number: int) -> dict[str, Any]:
         obj = json.loads(text, object_pairs_hook=_object, parse_constant=_constant)
     except json.JSONDecodeError as err:
         raise error(f"invalid JSON: {err.msg} (column {err.colno})") from None
+    except ValueError:
+        # Python refuses to convert an integer literal of more than 4300 digits (a guard
+        # against quadratic time); its message suggests a setting to the reader.
+        raise error("invalid JSON: an integer too long to read (values are 64-bit)") from None
     except _DuplicateKey as err:
         raise error(f"field {err.key[:128]!r} appears twice") from None
     except _NonFinite as err:
