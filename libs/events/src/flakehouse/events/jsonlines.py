@@ -1,7 +1,8 @@
 """JSON lines to events: one flat JSON object per line, the format of ``flakehouse junit2json``
 and of tools that write events directly.
 
-- Blank lines are skipped; a UTF-8 BOM at the start is ignored; the text must be UTF-8.
+- Blank lines are skipped; a UTF-8 BOM at the start is ignored; the text must be UTF-8. A
+  pretty-printed (multi-line) JSON document is refused as such: one object per line.
 - ``timestamp`` is optional: absent or null means the upload's time. It is either an RFC 3339 /
   ISO 8601 string (no zone means UTC; ``Z``, offsets and a `` UTC`` suffix accepted) or a
   number of seconds since the epoch, int or float (fractions down to the microsecond). Years
@@ -51,6 +52,8 @@ _KEY_END: Final = re.compile(rb'"[ \t\r\n]*:')
 _FLOAT_BOUND: Final = 2.0**63
 # Bounds on the quick path's memory of names already checked and timestamps already parsed.
 _CACHED: Final = 4096
+_LONE_BRACKETS: Final = frozenset({"{", "[", "}", "]", "},", "],"})
+_PROPERTY_LINE: Final = re.compile(r'"(?:[^"\\]|\\.)*"\s*:')
 
 
 def _describe(value: Any) -> str:
@@ -250,6 +253,12 @@ def _load(raw: bytes, filename: str, number: int) -> dict[str, Any]:
     try:
         obj = json.loads(text, object_pairs_hook=_object, parse_constant=_constant)
     except json.JSONDecodeError as err:
+        if _pretty_printed(text):
+            raise error(
+                f"expected one JSON object per line, but line {number} is "
+                f"{_clip(text.strip())}: the file looks pretty-printed (one object over several "
+                "lines); write each event on a line of its own, e.g. with `jq -c .`"
+            ) from None
         raise error(f"invalid JSON: {err.msg} (column {err.colno})") from None
     except ValueError:
         # Python refuses to convert an integer literal of more than 4300 digits (a guard
@@ -264,6 +273,22 @@ def _load(raw: bytes, filename: str, number: int) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise error(f"expected a JSON object, got {_describe(obj)}")
     return obj
+
+
+def _pretty_printed(text: str) -> bool:
+    """Whether a line that is not JSON looks like a piece of a JSON document written over
+    several lines: a bracket alone, a line that leaves an object or array open, or a
+    ``"key": value`` line."""
+    line = text.strip()
+    return (
+        line in _LONE_BRACKETS
+        or line.endswith(("{", "[", ","))
+        or _PROPERTY_LINE.match(line) is not None
+    )
+
+
+def _clip(line: str) -> str:
+    return repr(line) if len(line) <= 40 else repr(line[:40]) + "…"
 
 
 def _event(
