@@ -8,7 +8,7 @@ import json
 import struct
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
-from itertools import accumulate, repeat
+from itertools import accumulate, compress, repeat
 from operator import add, itemgetter
 from typing import Any, Final, NamedTuple
 
@@ -399,7 +399,7 @@ def _block_batch(
             values = list(map(itemgetter(name), block))
         else:
             members = {index for index, shape in enumerate(shapes) if name in shape}
-            rows = [row for row, shape in enumerate(shape_of) if shape in members]
+            rows = list(compress(range(count), map(members.__contains__, shape_of)))
             values = [block[row][name] for row in rows]
         types = set(map(type, values))
         if len(types) != 1:
@@ -492,10 +492,12 @@ def _rows_that_fit(columns: list[_BlockColumn], count: int, budget: int) -> int:
         if rows is None and width is not None:
             continue
         # The bytes of each value, beyond those counted in every_row. `values` hold one Python
-        # type, the one `kind` names: hence the ignores.
+        # type, the one `kind` names: hence the ignores. ASCII strings are as long as their
+        # encoding (isascii() is O(1)).
         sizes: Iterable[int]
         if column.kind == STRING:
-            sizes = map(len, map(str.encode, values))  # type: ignore[arg-type]
+            all_ascii = "".join(values).isascii()  # type: ignore[arg-type]
+            sizes = map(len, values if all_ascii else map(str.encode, values))  # type: ignore[arg-type]
         elif width is None:
             sizes = map(_int_bytes, values)  # type: ignore[arg-type]
         else:

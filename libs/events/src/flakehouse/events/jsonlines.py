@@ -166,6 +166,7 @@ def _quick(
     names: set[str] = set()  # field names known to be valid
     stamps: dict[str, int] = {}  # timestamp strings already parsed
     count_keys = _KEY_END.findall
+    low, high = INT64_MIN, INT64_MAX
     bound = _FLOAT_BOUND
 
     def quick(raw: bytes) -> Event | None:
@@ -177,14 +178,12 @@ def _quick(
             return None
         strings = 0
         nulls = False
-        for key, value in obj.items():
+        for value in obj.values():
             kind = type(value)
             if kind is str:
-                if len(value) > max_chars:
-                    return None
                 strings += 1
             elif kind is int:
-                if not INT64_MIN <= value <= INT64_MAX:
+                if not low <= value <= high:
                     return None
             elif kind is float:
                 if not -bound < value < bound:
@@ -193,7 +192,13 @@ def _quick(
                 nulls = True
             elif kind is not bool:
                 return None
-            if key not in names:
+        # A string has no more characters than the line has bytes.
+        if len(raw) > max_chars and any(
+            type(value) is str and len(value) > max_chars for value in obj.values()
+        ):
+            return None
+        if not obj.keys() <= names:
+            for key in obj.keys() - names:
                 if not valid_name(key):
                     return None
                 if len(names) < _CACHED:
