@@ -263,6 +263,7 @@ def encode_batches(
     block_start = 0
     exact: _Builder | None = None
     full: events_pb2.EventBatch | None = None  # handed out once the next event is known good
+    reach = max_rows  # the length of block at which to look for a batch
     for event in events:
         if full is not None:
             _check_values(event)
@@ -279,21 +280,27 @@ def encode_batches(
             block_start = position
         block.append(event)
         position += 1
-        if len(block) == max_rows:
+        if len(block) == reach:
             found = _block_batch(block, upload_id, block_start, id_of, max_bytes)
             if found is None:
                 exact = yield from _replay(
                     block, upload_id, block_start, id_of, max_rows, max_bytes
                 )
-                block = []
+                block, reach = [], max_rows
             elif found[1] == max_rows:
                 full, block = found[0], []
+            elif found[1] == reach:
+                # All fit, and more may: only max_rows events or one that does not fit end a
+                # batch.
+                reach = max_rows
             else:
                 # Closed by size: the event after the batch is in the block, known good, and
-                # begins the next block.
+                # begins the next block. The next batch likely holds about as many events:
+                # looking for it a little past that sizes fewer events twice.
                 yield found[0]
                 del block[: found[1]]
                 block_start += found[1]
+                reach = min(max_rows, max(len(block) + 1, found[1] + found[1] // 8 + 1))
     if full is not None:
         yield full
     while exact is None and block:
