@@ -7,7 +7,7 @@ import hashlib
 import json
 import struct
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from itertools import accumulate, compress, repeat
 from operator import add, itemgetter
 from typing import Any, Final, NamedTuple
@@ -554,6 +554,15 @@ def decode_batch(batch: events_pb2.EventBatch) -> list[Event]:
                 raise ValueError(f"column {name!r} names row {row} of {count}")
             events[row][name] = value
     return events
+
+
+def column_values(column: events_pb2.Column) -> Sequence[Scalar]:
+    """The values of a batch's column, one per row it names (the list of its type)."""
+    list_name = _VALUE_LISTS.get(column.type)
+    if list_name is None:
+        raise ValueError(f"column {column.name!r} has unknown type {column.type}")
+    values: Sequence[Scalar] = getattr(column, list_name)
+    return values
 
 
 def event_to_json(event: Event) -> str:
