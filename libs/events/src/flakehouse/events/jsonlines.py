@@ -203,15 +203,13 @@ def _quick(
                     return None
                 if len(names) < _CACHED:
                     names.add(key)
-        # No repeated keys. Without a backslash in the line, every '"' opens or closes a key or
-        # a string value, so a line with exactly 2 * (keys + string values) of them has no key
-        # beyond those kept (a repeat adds at least its key's two). With a backslash, every key
-        # still ends in a match of '"\s*:', and so does an escaped '\":' in a value: as many
-        # matches as keys means no repeats (more only means a value holds '":').
-        if b"\\" in raw:
-            if len(count_keys(raw)) != len(obj):
-                return None
-        elif raw.count(b'"') != 2 * (len(obj) + strings):
+        # No repeated keys. Every '"' in the line opens or closes a string (a key or a value)
+        # or is escaped in one, so a line with exactly 2 * (keys + string values) of them has no
+        # key beyond those kept: a repeat adds at least its key's two. A line with escaped
+        # quotes has more; then every key still ends in a match of '"\s*:', as does an escaped
+        # '\":' in a value: as many matches as keys means no repeats (more only means a value
+        # holds '":').
+        if raw.count(b'"') != 2 * (len(obj) + strings) and len(count_keys(raw)) != len(obj):
             return None
         stamp = obj.get(TIMESTAMP)
         if nulls:
