@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -47,6 +48,16 @@ class IngestProcess:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
+
+    def produce_seconds(self) -> float:
+        """Time spent producing to Kafka, summed over the uploads (from the service's metrics)."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text = response.read().decode()
+        for line in text.splitlines():
+            if line.startswith("flakehouse_ingest_produce_duration_seconds_sum "):
+                return float(line.split()[1])
+        raise RuntimeError("no produce duration in the ingest metrics")
 
     def peak_mb(self) -> tuple[float, float]:
         """(the service process, the whole tree with its parse workers)."""
@@ -140,9 +151,11 @@ def large_json(events: int) -> None:
             result = ingest.client.upload(path, dataset="large", filename="large.jsonl")
             elapsed = time.perf_counter() - started
             assert result.events == events, (result.events, events)
+            produce = ingest.produce_seconds()
             service, whole = ingest.peak_mb()
         finally:
             ingest.stop()
     print(f"ingest large JSON lines: one {size:.0f} MB file, {events} events")
     print(f"  into Kafka (acks=all)   {elapsed:7.2f} s   {events / elapsed:10.0f} events/s")
+    print(f"  of which producing      {produce:7.2f} s (after the whole file is parsed)")
     print(f"  peak RSS                service {service:.0f} MB, with parse workers {whole:.0f} MB")
