@@ -1,25 +1,5 @@
-"""JSON lines to events: one flat JSON object per line, the format of ``flakehouse junit2json``
-and of tools that write events directly.
-
-- Blank lines are skipped; a UTF-8 BOM at the start is ignored; the text must be UTF-8. A
-  pretty-printed (multi-line) JSON document is refused as such: one object per line.
-- ``timestamp`` is optional: absent or null means the upload's time. It is either an RFC 3339 /
-  ISO 8601 string (no zone means UTC; ``Z``, offsets and a `` UTC`` suffix accepted) or a
-  number of seconds since the epoch, int or float (fractions down to the microsecond). Years
-  outside 1 to 9999 are rejected, which also catches milliseconds passed as seconds.
-- Every other value is a string, an int (64-bit), a finite float or a bool; null means the
-  field is absent and is dropped. Objects and arrays are rejected (events are flat), as are
-  invalid field names, repeated keys, and strings longer than ``Limits.max_attribute_chars``
-  (unlike JUnit attributes these are not truncated: whoever wrote the file should hear that a
-  value does not fit).
-- Labels are added to every event and win over a field of the same name.
-
-As with JUnit, events are yielded line by line; :func:`parse_json_lines_all` parses the whole
-file before returning anything, for callers that must write nothing from a bad file.
-
-Lines are read with orjson, and a line it cannot take for certain goes through the standard
-library's parser, whose reading and messages are the reference: see :func:`_quick`.
-"""
+"""JSON lines to events: one flat JSON object per line, read with orjson, and with the standard
+library's parser wherever the two could differ (the rules: libs/events/JSONLINES.md)."""
 
 from __future__ import annotations
 
@@ -96,7 +76,7 @@ def parse_json_lines(
     """Events of a JSON lines file, one per non-blank line, yielded as the stream is read.
 
     Raises ValueError at once for a bad label, and EventError (while iterating) naming the line
-    and the field for input that breaks the rules in the module docstring."""
+    and the field for input that breaks the rules in libs/events/JSONLINES.md."""
     checked = check_parse_arguments(labels, upload_time_us)
     return _parse(source, filename, upload_time_us, checked, limits)
 
@@ -150,14 +130,8 @@ def _quick(
 ) -> Callable[[bytes], Event | None]:
     """The quick reading of one line: its event, or None when the line must go the exact way
     (:func:`_load` and :func:`_event`, with the standard library's parser), which then gives
-    the event or the error. None for every bad line, so errors are always the exact path's,
-    and for the good lines that orjson could read differently from the standard library:
-
-    - repeated keys, of which orjson keeps the last silently: see the count below;
-    - integers beyond 64 bits, which orjson reads as floats: every float of 2**63 or more;
-    - lone surrogates, NaN, Infinity and 1e999, which orjson refuses outright.
-
-    What remains is read the same by both: strings, ints and floats (both round correctly)."""
+    the event or the error: for every bad line, and for the good ones that orjson could read
+    differently (JSONLINES.md, "Two readings of a line")."""
     max_chars = limits.max_attribute_chars
     max_fields = limits.max_fields_per_event
     loads = orjson.loads
