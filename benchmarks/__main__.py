@@ -1,19 +1,19 @@
 """Runs the benchmarks and prints their figures: `python -m benchmarks [NAME...]`, where NAME is
-ingest, large, end-to-end, freshness, storage, query, limits, parsing, fanout, groups, startup,
-json-upload or small-files (all by default).
+ingest, large, large-json, end-to-end, freshness, storage, query, limits, parsing, fanout, groups,
+startup, json-upload or small-files (all by default).
 
-ingest and large: see benchmarks/ingest.py. end-to-end: a local cluster (`flakehouse up` as
-processes: broker, five services, 2 storage nodes, 8 partitions) takes generated JUnit reports
-through the client; it reports testcases per second until Kafka acknowledged every event, the
-time until every event is queryable, and the median latency of a few queries; once with the
-durable broker (the default) and once with `--ephemeral`. freshness: see benchmarks/freshness.py.
-storage: see
-benchmarks/storage.py. limits: see benchmarks/limits.py. parsing and fanout (the times and peaks
-the unit tests no longer assert): see benchmarks/parsing.py and benchmarks/fanout.py. groups (the
-memory of a query with a million groups, behind max_groups): see benchmarks/groups_memory.py.
-startup (how long the `flakehouse` command takes to start and to answer a small query): see
-benchmarks/startup.py. json-upload and small-files (a large JSON-lines file, and a thousand
-small reports, through the CLI until queryable): see benchmarks/uploads.py."""
+ingest, large and large-json: see benchmarks/ingest.py. end-to-end: a local cluster
+(`flakehouse up` as processes: broker, five services, 2 storage nodes, 8 partitions) takes
+generated JUnit reports through the client; it reports testcases per second until Kafka
+acknowledged every event, the time until every event is queryable, and the median latency of a
+few queries; once with the durable broker (the default) and once with `--ephemeral`. freshness:
+see benchmarks/freshness.py. storage: see benchmarks/storage.py. limits: see
+benchmarks/limits.py. parsing and fanout (the times and peaks the unit tests no longer assert):
+see benchmarks/parsing.py and benchmarks/fanout.py. groups (the memory of a query with a million
+groups, behind max_groups): see benchmarks/groups_memory.py. startup (how long the `flakehouse`
+command takes to start and to answer a small query): see benchmarks/startup.py. json-upload and
+small-files (a large JSON-lines file, and a thousand small reports, through the CLI until
+queryable): see benchmarks/uploads.py."""
 
 from __future__ import annotations
 
@@ -102,6 +102,9 @@ def main() -> None:
     parser.add_argument("--cases-per-file", type=int, default=5000)
     parser.add_argument("--uploaders", type=int, default=4)
     parser.add_argument("--large-mb", type=int, default=200, help="size of the large report")
+    parser.add_argument(
+        "--large-json-events", type=int, default=1_000_000, help="events (large-json)"
+    )
     parser.add_argument("--events", type=int, default=10_000_000, help="events (storage, query)")
     parser.add_argument("--days", type=int, default=14, help="days of reports (limits)")
     parser.add_argument("--samples", type=int, default=100, help="uploads timed (freshness)")
@@ -117,6 +120,7 @@ def main() -> None:
 BENCHMARKS = {
     "ingest": lambda a: ingest.throughput(a.files, a.cases_per_file, a.uploaders),
     "large": lambda a: ingest.large(a.large_mb),
+    "large-json": lambda a: ingest.large_json(a.large_json_events),
     "end-to-end": lambda a: [
         end_to_end(a.files, a.cases_per_file, a.uploaders, ephemeral) for ephemeral in (False, True)
     ],

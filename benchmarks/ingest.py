@@ -1,8 +1,11 @@
 """Ingest benchmarks: one ingest process (2 parse workers) against the embedded broker.
 
 - throughput: generated JUnit reports uploaded by concurrent clients; testcases per second
-  until Kafka acknowledged every record, and the ingest process tree's peak memory.
-- large: one very large report (200 MB by default) streamed in; time and peak memory."""
+  until Kafka acknowledged every record, and the ingest process tree's peak memory. Then the
+  same testcases as JSON lines (benchmarks/junitgen.py's json_lines), through a fresh ingest
+  process.
+- large: one very large report (200 MB by default) streamed in; time and peak memory.
+- large_json: one JSON-lines file of a million events (about 370 MB), as issue 16 measured."""
 
 from __future__ import annotations
 
@@ -11,10 +14,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchmarks.junitgen import report
+from benchmarks.junitgen import json_lines, report
 from benchmarks.procs import peak_rss_mb
 from flakehouse.client import Client
 from flakehouse.client.broker import EmbeddedBroker
@@ -45,6 +49,16 @@ class IngestProcess:
                     raise
                 time.sleep(0.1)
 
+    def produce_seconds(self) -> float:
+        """Time spent producing to Kafka, summed over the uploads (from the service's metrics)."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text = response.read().decode()
+        for line in text.splitlines():
+            if line.startswith("flakehouse_ingest_produce_duration_seconds_sum "):
+                return float(line.split()[1])
+        raise RuntimeError("no produce duration in the ingest metrics")
+
     def peak_mb(self) -> tuple[float, float]:
         """(the service process, the whole tree with its parse workers)."""
         peaks = peak_rss_mb(self.process.pid)
@@ -57,8 +71,16 @@ class IngestProcess:
 
 
 def throughput(reports: int, cases: int, uploaders: int) -> None:
-    payloads = [report(seed, cases) for seed in range(reports)]
-    total = reports * cases
+    for what, generate, suffix in [
+        ("JUnit XML", report, "xml"),
+        ("JSON lines", json_lines, "jsonl"),
+    ]:
+        payloads = [generate(seed, cases) for seed in range(reports)]
+        _throughput(what, payloads, suffix, cases, uploaders)
+
+
+def _throughput(what: str, payloads: list[bytes], suffix: str, cases: int, uploaders: int) -> None:
+    total = len(payloads) * cases
     with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
         ingest = IngestProcess(broker.bootstrap, Path(tmp))
         try:
@@ -67,7 +89,7 @@ def throughput(reports: int, cases: int, uploaders: int) -> None:
             with ThreadPoolExecutor(uploaders) as pool:
                 results = list(
                     pool.map(
-                        lambda p: ingest.client.upload(p, dataset="bench", filename="r.xml"),
+                        lambda p: ingest.client.upload(p, dataset="bench", filename=f"r.{suffix}"),
                         payloads,
                     )
                 )
@@ -78,7 +100,7 @@ def throughput(reports: int, cases: int, uploaders: int) -> None:
             ingest.stop()
     size = sum(map(len, payloads)) / 1e6
     print(
-        f"ingest throughput: {reports} reports x {cases} testcases ({size:.0f} MB), "
+        f"ingest throughput, {what}: {len(payloads)} reports x {cases} testcases ({size:.0f} MB), "
         f"{uploaders} concurrent uploads"
     )
     print(f"  into Kafka (acks=all)   {elapsed:7.2f} s   {total / elapsed:10.0f} testcases/s")
@@ -113,4 +135,27 @@ def large(megabytes: int) -> None:
             ingest.stop()
     print(f"ingest large report: one {size:.0f} MB file, {cases} testcases")
     print(f"  into Kafka (acks=all)   {elapsed:7.2f} s   {cases / elapsed:10.0f} testcases/s")
+    print(f"  peak RSS                service {service:.0f} MB, with parse workers {whole:.0f} MB")
+
+
+def large_json(events: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
+        path = Path(tmp) / "large.jsonl"
+        with path.open("wb") as out:
+            for seed, start in enumerate(range(0, events, 20_000)):
+                out.write(json_lines(seed, min(20_000, events - start)))
+        size = path.stat().st_size / 1e6
+        ingest = IngestProcess(broker.bootstrap, Path(tmp))
+        try:
+            started = time.perf_counter()
+            result = ingest.client.upload(path, dataset="large", filename="large.jsonl")
+            elapsed = time.perf_counter() - started
+            assert result.events == events, (result.events, events)
+            produce = ingest.produce_seconds()
+            service, whole = ingest.peak_mb()
+        finally:
+            ingest.stop()
+    print(f"ingest large JSON lines: one {size:.0f} MB file, {events} events")
+    print(f"  into Kafka (acks=all)   {elapsed:7.2f} s   {events / elapsed:10.0f} events/s")
+    print(f"  of which producing      {produce:7.2f} s (after the whole file is parsed)")
     print(f"  peak RSS                service {service:.0f} MB, with parse workers {whole:.0f} MB")

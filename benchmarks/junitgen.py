@@ -1,10 +1,16 @@
 """Generated JUnit XML reports with realistic shape: hundreds of suites, thousands of test names,
-a few percent failures and skips, properties on some suites."""
+a few percent failures and skips, properties on some suites; and the same testcases as JSON
+lines."""
 
 from __future__ import annotations
 
+import io
+import json
 import random
 from xml.sax.saxutils import quoteattr
+
+from flakehouse.events.junit import parse_junit
+from flakehouse.events.timestamps import format_timestamp
 
 
 def report(seed: int, cases: int, suites: int = 300, names: int = 20_000) -> bytes:
@@ -43,3 +49,22 @@ def report(seed: int, cases: int, suites: int = 300, names: int = 20_000) -> byt
         out.append("</testsuite>")
     out.append("</testsuites>\n")
     return "".join(out).encode()
+
+
+def json_lines(seed: int, cases: int) -> bytes:
+    """The testcases of ``report(seed, cases)`` as a tool would write them as JSON lines: the
+    events of ``flakehouse junit2json`` with the fields CI tools add to each line (branch,
+    commit, job, a pipeline id), spaced as ``json.dumps`` writes by default. About 370 bytes a
+    line, like the 375 MB file of a million events that issue 16 measured."""
+    rng = random.Random(seed)
+    common = {
+        "branch": "main",
+        "commit": f"{rng.getrandbits(160):040x}",
+        "job": "unit-tests (ubuntu-latest, 3.12)",
+        "pipeline_id": rng.randrange(10**9),
+    }
+    lines = []
+    for event in parse_junit(io.BytesIO(report(seed, cases)), filename="r.xml", upload_time_us=0):
+        timestamp = format_timestamp(int(event.pop("timestamp")))
+        lines.append(json.dumps({"timestamp": timestamp, **event, **common}))
+    return ("\n".join(lines) + "\n").encode()

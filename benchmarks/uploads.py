@@ -8,7 +8,6 @@ services, 2 storage nodes, 8 partitions), every figure until every event is quer
 
 from __future__ import annotations
 
-import random
 import subprocess
 import sys
 import tempfile
@@ -18,38 +17,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from benchmarks.junitgen import report
+from benchmarks.junitgen import json_lines, report
 from flakehouse.client import Client
 from tests.localcluster import RunningCluster
-
-STATUSES = (b"passed",) * 17 + (b"failed", b"skipped", b"error")
-
-
-def json_lines(path: Path, lines: int, seed: int = 1) -> int:
-    """Writes `lines` flat JSON events shaped like junit2json's output; the file's size."""
-    rng = random.Random(seed)
-    with path.open("wb") as out:
-        for i in range(lines):
-            out.write(
-                b'{"timestamp": "2026-11-%02dT10:%02d:%02d.%06dZ", "suite": "suite_%d", '
-                b'"classname": "pkg.module_%d.TestClass", "name": "test_%d", "status": "%s", '
-                b'"duration": %.4f, "hostname": "ci-runner-%d", "branch": "main", '
-                b'"commit": "%040x"}\n'
-                % (
-                    1 + i % 28,
-                    i % 60,
-                    i % 60,
-                    i % 1_000_000,
-                    rng.randrange(300),
-                    rng.randrange(2000),
-                    rng.randrange(20_000),
-                    rng.choice(STATUSES),
-                    rng.lognormvariate(-3, 1.5),
-                    rng.randrange(8),
-                    rng.getrandbits(160),
-                )
-            )
-    return path.stat().st_size
 
 
 def _ingest(cluster: RunningCluster, dataset: str, *paths: Path) -> float:
@@ -123,7 +93,8 @@ def _local_cluster(directory: Path) -> Iterator[tuple[RunningCluster, Client]]:
 def json_upload(lines: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "events.jsonl"
-        size = json_lines(path, lines)
+        path.write_bytes(json_lines(seed=1, cases=lines))
+        size = path.stat().st_size
         with _local_cluster(Path(tmp)) as (cluster, client):
             print(f"json lines through the CLI: {lines:,} events, {size / 1e6:.0f} MB, one file")
             for label, dataset in (("alone", "json_alone"), ("with other load", "json_loaded")):

@@ -5,11 +5,19 @@ from __future__ import annotations
 import io
 import json
 import random
+from collections.abc import Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flakehouse.common.v1 import events_pb2
 from flakehouse.events.batch import (
+    MAX_BYTES,
+    MAX_ROWS,
+    _Builder,
+    _ids,
+    _place,
     decode_batch,
     encode_batches,
     event_id,
@@ -215,3 +223,101 @@ def test_junit_to_json_to_events_round_trip() -> None:
     events = parse_junit_all(io.BytesIO(xml), filename="x", upload_time_us=0, labels={"b": "m"})
     data = "\n".join(event_to_json(e) for e in events).encode()
     assert parse_json_lines_all(io.BytesIO(data), filename="y", upload_time_us=1) == events
+
+
+def exact_batches(
+    events: list[Event], max_rows: int = MAX_ROWS, max_bytes: int = MAX_BYTES
+) -> Iterator[events_pb2.EventBatch]:
+    """The batches of the exact path alone, event by event: what the block path must match."""
+    id_of = _ids("ci", "up1")
+    builder = _Builder("up1", 0)
+    for position, event in enumerate(events):
+        builder = yield from _place(builder, event, position, id_of(position), max_rows, max_bytes)
+    if builder.timestamps:
+        yield builder.build()
+
+
+def outcome(batches: Iterator[events_pb2.EventBatch]) -> tuple[list[bytes], str | None]:
+    """The bytes of every batch handed out, and the error that ended them, if any."""
+    out: list[bytes] = []
+    try:
+        for batch in batches:
+            out.append(batch.SerializeToString())
+    except (ValueError, TypeError) as err:
+        return out, f"{type(err).__name__}: {err}"
+    return out, None
+
+
+def wide_events(count: int) -> list[Event]:
+    rng = random.Random(count)
+    return [
+        {
+            "timestamp": 1_700_000_000_000_000 + i,
+            "name": f"test_{rng.randrange(20_000)}",
+            "commit": "c386bbc4cd613e30d8f16adf91b7584a2265b1f5",
+            "job": "unit-tests (ubuntu-latest, 3.12)",
+            "pipeline_id": 123456789,
+            "duration": rng.random(),
+            **({"message": "é" * rng.randrange(300)} if rng.random() < 0.1 else {}),
+        }
+        for i in range(count)
+    ]
+
+
+def test_blocks_too_large_for_a_batch_are_cut_column_by_column(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    events = wide_events(12_000)
+    expected = outcome(exact_batches(events, max_bytes=200_000))
+    assert len(expected[0]) > 6 and expected[1] is None
+    # Cut by the block path: the event-by-event path is not taken at all.
+    monkeypatch.setattr(_Builder, "add", None)
+    assert outcome(encode_batches(events, dataset="ci", upload_id="up1", max_bytes=200_000)) == (
+        expected
+    )
+
+
+KINDS = [
+    st.text(max_size=40),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.integers(min_value=-100, max_value=100),
+    st.sampled_from([2**40, 2**40 + 1, 2**41 - 1, -(2**40), 0]),
+    st.floats(allow_nan=False),
+    st.booleans(),
+]
+
+
+@st.composite
+def event_lists(draw: st.DrawFn) -> list[Event]:
+    # Each field keeps one type in most examples (so that blocks take the block path), and
+    # gets a second one in others.
+    fields = {name: draw(st.sampled_from(KINDS)) for name in ("name", "n", "flag", "d", "msg")}
+    mixed = draw(st.booleans())
+    events: list[Event] = []
+    for i in range(draw(st.integers(min_value=0, max_value=60))):
+        event: Event = {"timestamp": draw(st.integers(min_value=-(2**63), max_value=2**63 - 1))}
+        for name in draw(st.lists(st.sampled_from(sorted(fields)), unique=True, max_size=5)):
+            kind = draw(st.sampled_from(KINDS)) if mixed and draw(st.booleans()) else fields[name]
+            event[name] = draw(kind)
+        if i % 7 == 3 and draw(st.booleans()):
+            event = dict(reversed(event.items()))
+        events.append(event)
+    return events
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    events=event_lists(),
+    max_rows=st.integers(min_value=1, max_value=25),
+    max_bytes=st.integers(min_value=60, max_value=1500),
+)
+def test_block_and_exact_paths_give_the_same_bytes(
+    events: list[Event], max_rows: int, max_bytes: int
+) -> None:
+    expected = outcome(exact_batches(events, max_rows, max_bytes))
+    got = outcome(
+        encode_batches(
+            events, dataset="ci", upload_id="up1", max_rows=max_rows, max_bytes=max_bytes
+        )
+    )
+    assert got == expected

@@ -170,3 +170,38 @@ def test_streaming_yields_before_a_later_error() -> None:
     assert next(stream)["a"] == 1
     with pytest.raises(EventError):
         next(stream)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "shown"),
+    [
+        ('{\n  "a": 1,\n  "b": 2\n}\n', 1, "'{'"),
+        ('[\n  {"a": 1},\n  {"a": 2}\n]\n', 1, "'['"),
+        ('{"a": 1}\n{"b": 2,\n "c": 3}\n', 2, "'{\"b\": 2,'"),
+        ('{"a": 1}\n{\n"b": 2}\n', 2, "'{'"),
+        ('[{"a": 1},\n {"a": 2}]\n', 1, "'[{\"a\": 1},'"),
+        ('{"a": {\n  "b": 1}}\n', 1, "'{\"a\": {'"),
+    ],
+)
+def test_a_pretty_printed_file_is_told_one_object_per_line(
+    text: str, line: int, shown: str
+) -> None:
+    err = rejected(text)
+    assert err.line == line
+    assert err.reason.startswith(
+        f"expected one JSON object per line, but line {line} is {shown}: the file looks "
+        "pretty-printed"
+    )
+    assert "jq -c" in err.reason
+
+
+@pytest.mark.parametrize("line", ['  "name": "t",', '"name": "t"', "}", "},", "]", '  "a" : {'])
+def test_a_piece_of_a_pretty_printed_object_is_recognised(line: str) -> None:
+    err = rejected('{"ok": 1}\n' + line + "\n")
+    assert err.line == 2 and "expected one JSON object per line" in err.reason
+
+
+@pytest.mark.parametrize("line", ['{"a": 1 "b": 2}', '{"a": 1,}', "{'a': 1}", '{"a": tru}'])
+def test_a_broken_line_is_not_called_pretty_printed(line: str) -> None:
+    err = rejected(line)
+    assert err.reason.startswith("invalid JSON: ")

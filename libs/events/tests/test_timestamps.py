@@ -84,7 +84,7 @@ def test_epoch_seconds() -> None:
     assert epoch_seconds_to_us(1) == 1_000_000
     assert epoch_seconds_to_us(1.000001) == 1_000_001
     assert epoch_seconds_to_us(-0.5) == -500_000
-    for bad in (float("nan"), float("inf"), 1e15, True):
+    for bad in (float("nan"), float("inf"), 1e15, 1.8e302, -1e308, True):
         with pytest.raises(ValueError):
             epoch_seconds_to_us(bad)
 

@@ -6,8 +6,11 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
-from typing import Final
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from itertools import accumulate, compress, repeat
+from operator import add, itemgetter
+from typing import Any, Final, NamedTuple
 
 from flakehouse.common.v1 import events_pb2
 from flakehouse.events.model import SCHEMA_VERSION, TIMESTAMP, Event
@@ -247,9 +250,10 @@ def encode_batches(
     large the report. Events must not be changed after they are handed over.
 
     A batch is the longest run of events that fits both bounds. It is normally found a whole
-    block of ``max_rows`` events at a time, column by column (see :func:`_block_batch`);
-    a block that does not fit ``max_bytes``, or that holds anything unusual (a field with two
-    types, a scalar subclass, a bad event), goes through :class:`_Builder` event by event,
+    block of ``max_rows`` events at a time, column by column (see :func:`_block_batch`): the
+    whole block, or, when it does not fit ``max_bytes``, as many of its first events as fit,
+    the others beginning the next block. A block that holds anything unusual (a field with two
+    types, a scalar subclass, a bad event) goes through :class:`_Builder` event by event,
     which gives the same batches, ids and bytes."""
     if max_rows < 1 or max_bytes < 1:
         raise ValueError("max_rows and max_bytes must be positive")
@@ -259,6 +263,7 @@ def encode_batches(
     block_start = 0
     exact: _Builder | None = None
     full: events_pb2.EventBatch | None = None  # handed out once the next event is known good
+    reach = max_rows  # the length of block at which to look for a batch
     for event in events:
         if full is not None:
             _check_values(event)
@@ -275,21 +280,37 @@ def encode_batches(
             block_start = position
         block.append(event)
         position += 1
-        if len(block) == max_rows:
-            full = _block_batch(block, upload_id, block_start, id_of, max_bytes)
-            if full is None:
+        if len(block) == reach:
+            found = _block_batch(block, upload_id, block_start, id_of, max_bytes)
+            if found is None:
                 exact = yield from _replay(
                     block, upload_id, block_start, id_of, max_rows, max_bytes
                 )
-            block = []
+                block, reach = [], max_rows
+            elif found[1] == max_rows:
+                full, block = found[0], []
+            elif found[1] == reach:
+                # All fit, and more may: only max_rows events or one that does not fit end a
+                # batch.
+                reach = max_rows
+            else:
+                # Closed by size: the event after the batch is in the block, known good, and
+                # begins the next block. The next batch likely holds about as many events:
+                # looking for it a little past that sizes fewer events twice.
+                yield found[0]
+                del block[: found[1]]
+                block_start += found[1]
+                reach = min(max_rows, max(len(block) + 1, found[1] + found[1] // 8 + 1))
     if full is not None:
         yield full
-    if exact is None and block:
-        batch = _block_batch(block, upload_id, block_start, id_of, max_bytes)
-        if batch is not None:
-            yield batch
-            return
-        exact = yield from _replay(block, upload_id, block_start, id_of, max_rows, max_bytes)
+    while exact is None and block:
+        found = _block_batch(block, upload_id, block_start, id_of, max_bytes)
+        if found is None:
+            exact = yield from _replay(block, upload_id, block_start, id_of, max_rows, max_bytes)
+            break
+        yield found[0]
+        del block[: found[1]]
+        block_start += found[1]
     if exact is not None and exact.timestamps:
         yield exact.build()
 
@@ -356,33 +377,36 @@ def _block_batch(
     first_position: int,
     id_of: Callable[[int], int],
     max_bytes: int,
-) -> events_pb2.EventBatch | None:
-    """The whole block as one batch, built column by column with list comprehensions rather
-    than value by value; None when the block does not fit ``max_bytes`` or is unusual (the
-    caller then takes the exact path). The size estimate is the exact path's, summed by
-    column, so both paths agree on whether the block fits."""
+) -> tuple[events_pb2.EventBatch, int] | None:
+    """The longest run of the block's first events that fits ``max_bytes``, as one batch built
+    column by column with list comprehensions rather than value by value, and how many events
+    it holds; None when the block is unusual, or when its first event alone does not fit (the
+    caller then takes the exact path). The size estimate is the exact path's, summed by column
+    (and, when the block does not fit, by row: see :func:`_rows_that_fit`), so both paths
+    agree on where a batch ends."""
     count = len(block)
     # Events with the same fields, in the same order, share a shape.
     keys = list(map(tuple, block))
-    shape_index: dict[tuple[str, ...], int] = {}
-    for key in keys:
-        if key not in shape_index:
-            shape_index[key] = len(shape_index)
+    shape_index = {key: index for index, key in enumerate(dict.fromkeys(keys))}
     shapes = [frozenset(key) for key in shape_index]
     names = frozenset().union(*shapes)
     if TIMESTAMP not in names:
         return None
     shape_of = list(map(shape_index.__getitem__, keys)) if len(shapes) > 1 else None
-    size = _BATCH_OVERHEAD + len(upload_id.encode()) + count * _ROW_BYTES
-    timestamps: list[Scalar] | None = None
-    columns: list[tuple[str, int, list[int] | None, list[Scalar]]] = []
+    base = _BATCH_OVERHEAD + len(upload_id.encode())
+    size = base + count * _ROW_BYTES
+    timestamps: list[int] | None = None
+    columns: list[_BlockColumn] = []
     for name in names:
         rows: list[int] | None = None
+        # Any: the values are checked below to be of one type, which mypy cannot narrow a list
+        # to.
+        values: list[Any]
         if shape_of is None or all(name in shape for shape in shapes):
-            values = [event[name] for event in block]
+            values = list(map(itemgetter(name), block))
         else:
             members = {index for index, shape in enumerate(shapes) if name in shape}
-            rows = [row for row, shape in enumerate(shape_of) if shape in members]
+            rows = list(compress(range(count), map(members.__contains__, shape_of)))
             values = [block[row][name] for row in rows]
         types = set(map(type, values))
         if len(types) != 1:
@@ -395,38 +419,114 @@ def _block_batch(
                 return None
             timestamps = values
             continue
-        size += _COLUMN_OVERHEAD + len(name.encode()) + len(values) * _ROW_INDEX_BYTES
-        # `values` hold one Python type, the one `kind` names; mypy cannot narrow the list from
-        # it: hence the ignores here and on the timestamps below.
+        width: int | None  # bytes of every value, or None when they differ
         if kind == STRING:
             try:
-                size += len(values) * _STRING_OVERHEAD + len("".join(values).encode())  # type: ignore[arg-type]
+                text = len("".join(values).encode())
             except UnicodeEncodeError:
                 return None
+            width = None
+            size += len(values) * _STRING_OVERHEAD + text
         elif kind == INT:
-            if min(values) > -64 and max(values) < 64:  # type: ignore[operator]
-                size += len(values)
+            width = _int_width(values)
+            if width is None:
+                size += sum(map(_int_bytes, values))
             else:
-                size += sum(map(_int_bytes, values))  # type: ignore[arg-type]
-        elif kind == FLOAT:
-            size += len(values) * 8
+                size += len(values) * width
         else:
-            size += len(values)
-        columns.append((name, kind, rows, values))
-    if size > max_bytes or timestamps is None:
+            width = 8 if kind == FLOAT else 1
+            size += len(values) * width
+        size += _COLUMN_OVERHEAD + len(name.encode()) + len(values) * _ROW_INDEX_BYTES
+        columns.append(_BlockColumn(name, kind, rows, values, width))
+    if timestamps is None:
         return None
+    taken = count
+    if size > max_bytes:
+        taken = _rows_that_fit(columns, count, max_bytes - base)
+        if taken == 0:
+            return None
     batch = events_pb2.EventBatch(
-        schema_version=SCHEMA_VERSION, upload_id=upload_id, row_count=count
+        schema_version=SCHEMA_VERSION, upload_id=upload_id, row_count=taken
     )
-    batch.timestamps.extend(timestamps)  # type: ignore[arg-type]
-    batch.event_ids.extend(map(id_of, range(first_position, first_position + count)))
-    columns.sort(key=lambda column: (column[0], column[1]))
-    every_row = range(count)
-    for name, kind, rows, values in columns:
-        message = batch.columns.add(name=name, type=kind)
+    batch.timestamps.extend(timestamps[:taken])
+    batch.event_ids.extend(map(id_of, range(first_position, first_position + taken)))
+    columns.sort(key=lambda column: (column.name, column.kind))
+    every_row = range(taken)
+    for column in columns:
+        rows, values = column.rows, column.values
+        if taken < count:
+            if rows is None:
+                values = values[:taken]
+            else:
+                present = bisect_left(rows, taken)
+                if present == 0:
+                    continue
+                rows, values = rows[:present], values[:present]
+        message = batch.columns.add(name=column.name, type=column.kind)
         message.rows.extend(every_row if rows is None else rows)
-        getattr(message, _VALUE_LISTS[kind]).extend(values)
-    return batch
+        getattr(message, _VALUE_LISTS[column.kind]).extend(values)
+    return batch, taken
+
+
+class _BlockColumn(NamedTuple):
+    """One (field, type) column of a block: its rows (None: every row), its values, and the
+    encoded bytes of each value when they are all alike (None when they differ)."""
+
+    name: str
+    kind: int
+    rows: list[int] | None
+    values: list[Scalar]
+    width: int | None
+
+
+def _rows_that_fit(columns: list[_BlockColumn], count: int, budget: int) -> int:
+    """How many of a block's first rows fit in ``budget`` bytes: each row costs what
+    :meth:`_Builder.add` would count for it, a column's overhead falling on its first row."""
+    # What every row costs: its timestamp and id, and a value of each column it always has
+    # whose values all take the same bytes.
+    every_row = _ROW_BYTES
+    for column in columns:
+        if column.rows is None:
+            every_row += _ROW_INDEX_BYTES
+            if column.width is not None:
+                every_row += column.width
+            elif column.kind == STRING:
+                every_row += _STRING_OVERHEAD
+    by_row = [every_row] * count
+    for column in columns:
+        rows, values, width = column.rows, column.values, column.width
+        by_row[0 if rows is None else rows[0]] += _COLUMN_OVERHEAD + len(column.name.encode())
+        if rows is None and width is not None:
+            continue
+        # The bytes of each value, beyond those counted in every_row. `values` hold one Python
+        # type, the one `kind` names: hence the ignores. ASCII strings are as long as their
+        # encoding (isascii() is O(1)).
+        sizes: Iterable[int]
+        if column.kind == STRING:
+            all_ascii = "".join(values).isascii()  # type: ignore[arg-type]
+            sizes = map(len, values if all_ascii else map(str.encode, values))  # type: ignore[arg-type]
+        elif width is None:
+            sizes = map(_int_bytes, values)  # type: ignore[arg-type]
+        else:
+            sizes = repeat(width, len(values))
+        if rows is None:
+            by_row = list(map(add, by_row, sizes))
+        else:
+            extra = _STRING_ROW_BYTES if column.kind == STRING else _ROW_INDEX_BYTES
+            for row, size in zip(rows, sizes, strict=True):
+                by_row[row] += extra + size
+    return max(0, bisect_right(list(accumulate(by_row, initial=0)), budget) - 1)
+
+
+def _int_width(values: list[int]) -> int | None:
+    """The bytes that each value takes when it is the same for all (as when they share a sign
+    and the smallest and the largest take the same), else None."""
+    low, high = min(values), max(values)
+    if low > -64 and high < 64:
+        return 1
+    if (low >= 0 or high <= 0) and _int_bytes(low) == _int_bytes(high):
+        return _int_bytes(low)
+    return None
 
 
 def decode_batch(batch: events_pb2.EventBatch) -> list[Event]:
@@ -454,6 +554,15 @@ def decode_batch(batch: events_pb2.EventBatch) -> list[Event]:
                 raise ValueError(f"column {name!r} names row {row} of {count}")
             events[row][name] = value
     return events
+
+
+def column_values(column: events_pb2.Column) -> Sequence[Scalar]:
+    """The values of a batch's column, one per row it names (the list of its type)."""
+    list_name = _VALUE_LISTS.get(column.type)
+    if list_name is None:
+        raise ValueError(f"column {column.name!r} has unknown type {column.type}")
+    values: Sequence[Scalar] = getattr(column, list_name)
+    return values
 
 
 def event_to_json(event: Event) -> str:

@@ -1,29 +1,16 @@
-"""JSON lines to events: one flat JSON object per line, the format of ``flakehouse junit2json``
-and of tools that write events directly.
-
-- Blank lines are skipped; a UTF-8 BOM at the start is ignored; the text must be UTF-8.
-- ``timestamp`` is optional: absent or null means the upload's time. It is either an RFC 3339 /
-  ISO 8601 string (no zone means UTC; ``Z``, offsets and a `` UTC`` suffix accepted) or a
-  number of seconds since the epoch, int or float (fractions down to the microsecond). Years
-  outside 1 to 9999 are rejected, which also catches milliseconds passed as seconds.
-- Every other value is a string, an int (64-bit), a finite float or a bool; null means the
-  field is absent and is dropped. Objects and arrays are rejected (events are flat), as are
-  invalid field names, repeated keys, and strings longer than ``Limits.max_attribute_chars``
-  (unlike JUnit attributes these are not truncated: whoever wrote the file should hear that a
-  value does not fit).
-- Labels are added to every event and win over a field of the same name.
-
-As with JUnit, events are yielded line by line; :func:`parse_json_lines_all` parses the whole
-file before returning anything, for callers that must write nothing from a bad file.
-"""
+"""JSON lines to events: one flat JSON object per line, read with orjson, and with the standard
+library's parser wherever the two could differ (the rules: libs/events/JSONLINES.md)."""
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, BinaryIO, Final
+
+import orjson
 
 from flakehouse.events.errors import EventError
 from flakehouse.events.model import (
@@ -39,6 +26,14 @@ from flakehouse.events.values import INT64_MAX, INT64_MIN
 _NO_LABELS: Mapping[str, str] = MappingProxyType({})
 _BOM: Final = b"\xef\xbb\xbf"
 _JSON_TYPES: Final[dict[type, str]] = {dict: "an object", list: "an array"}
+_KEY_END: Final = re.compile(rb'"[ \t\r\n]*:')
+# orjson reads an integer literal beyond 64 bits as a float, where the standard library keeps
+# the int (and the int is then refused): a float this large is checked the standard way.
+_FLOAT_BOUND: Final = 2.0**63
+# Bounds on the quick path's memory of names already checked and timestamps already parsed.
+_CACHED: Final = 4096
+_LONE_BRACKETS: Final = frozenset({"{", "[", "}", "]", "},", "],"})
+_PROPERTY_LINE: Final = re.compile(r'"(?:[^"\\]|\\.)*"\s*:')
 
 
 def _describe(value: Any) -> str:
@@ -81,7 +76,7 @@ def parse_json_lines(
     """Events of a JSON lines file, one per non-blank line, yielded as the stream is read.
 
     Raises ValueError at once for a bad label, and EventError (while iterating) naming the line
-    and the field for input that breaks the rules in the module docstring."""
+    and the field for input that breaks the rules in libs/events/JSONLINES.md."""
     checked = check_parse_arguments(labels, upload_time_us)
     return _parse(source, filename, upload_time_us, checked, limits)
 
@@ -105,9 +100,12 @@ def parse_json_lines_all(
 def _parse(
     source: BinaryIO, filename: str, upload_time_us: int, labels: dict[str, str], limits: Limits
 ) -> Iterator[Event]:
+    quick = _quick(upload_time_us, labels, limits)
+    readline = source.readline
+    bound = limits.max_line_bytes + 1
     size = 0
     number = 0
-    while raw := source.readline(limits.max_line_bytes + 1):
+    while raw := readline(bound):
         number += 1
         size += len(raw)
         if size > limits.max_file_bytes:
@@ -116,10 +114,109 @@ def _parse(
             raise EventError(filename, f"line is longer than {limits.max_line_bytes} bytes", number)
         if number == 1 and raw.startswith(_BOM):
             raw = raw[len(_BOM) :]
-        if not raw.strip():
+            if not raw:
+                continue
+        if raw.isspace():
             continue
-        obj = _load(raw, filename, number)
-        yield _event(obj, raw, filename, number, upload_time_us, labels, limits)
+        event = quick(raw)
+        if event is None:
+            obj = _load(raw, filename, number)
+            event = _event(obj, raw, filename, number, upload_time_us, labels, limits)
+        yield event
+
+
+def _quick(
+    upload_time_us: int, labels: dict[str, str], limits: Limits
+) -> Callable[[bytes], Event | None]:
+    """The quick reading of one line: its event, or None when the line must go the exact way
+    (:func:`_load` and :func:`_event`, with the standard library's parser), which then gives
+    the event or the error: for every bad line, and for the good ones that orjson could read
+    differently (JSONLINES.md, "Two readings of a line")."""
+    max_chars = limits.max_attribute_chars
+    max_fields = limits.max_fields_per_event
+    loads = orjson.loads
+    decode_error = orjson.JSONDecodeError
+    valid_name = FIELD_NAME.fullmatch
+    names: set[str] = set()  # field names known to be valid
+    stamps: dict[str, int] = {}  # timestamp strings already parsed
+    count_keys = _KEY_END.findall
+    low, high = INT64_MIN, INT64_MAX
+    bound = _FLOAT_BOUND
+
+    def quick(raw: bytes) -> Event | None:
+        try:
+            obj = loads(raw)
+        except decode_error:
+            return None
+        if type(obj) is not dict:
+            return None
+        strings = 0
+        nulls = False
+        for value in obj.values():
+            kind = type(value)
+            if kind is str:
+                strings += 1
+            elif kind is int:
+                if not low <= value <= high:
+                    return None
+            elif kind is float:
+                if not -bound < value < bound:
+                    return None
+            elif value is None:
+                nulls = True
+            elif kind is not bool:
+                return None
+        # A string has no more characters than the line has bytes.
+        if len(raw) > max_chars and any(
+            type(value) is str and len(value) > max_chars for value in obj.values()
+        ):
+            return None
+        if not obj.keys() <= names:
+            for key in obj.keys() - names:
+                if not valid_name(key):
+                    return None
+                if len(names) < _CACHED:
+                    names.add(key)
+        # No repeated keys. Every '"' in the line opens or closes a string (a key or a value)
+        # or is escaped in one, so a line with exactly 2 * (keys + string values) of them has no
+        # key beyond those kept: a repeat adds at least its key's two. A line with escaped
+        # quotes has more; then every key still ends in a match of '"\s*:', as does an escaped
+        # '\":' in a value: as many matches as keys means no repeats (more only means a value
+        # holds '":').
+        if raw.count(b'"') != 2 * (len(obj) + strings) and len(count_keys(raw)) != len(obj):
+            return None
+        stamp = obj.get(TIMESTAMP)
+        if nulls:
+            for key in [key for key, value in obj.items() if value is None]:
+                del obj[key]
+        if stamp is None:
+            obj[TIMESTAMP] = upload_time_us
+        elif type(stamp) is str:
+            us = stamps.get(stamp)
+            if us is None:
+                try:
+                    us = parse_timestamp(stamp)
+                except ValueError:
+                    return None
+                if len(stamps) >= _CACHED:
+                    stamps.clear()
+                stamps[stamp] = us
+            obj[TIMESTAMP] = us
+        else:
+            # An int or a float (a bool, too, which the exact path refuses).
+            if type(stamp) is bool:
+                return None
+            try:
+                obj[TIMESTAMP] = epoch_seconds_to_us(stamp)
+            except ValueError:
+                return None
+        if labels:
+            obj.update(labels)
+        if len(obj) > max_fields:
+            return None
+        return obj
+
+    return quick
 
 
 def _load(raw: bytes, filename: str, number: int) -> dict[str, Any]:
@@ -133,7 +230,17 @@ def _load(raw: bytes, filename: str, number: int) -> dict[str, Any]:
     try:
         obj = json.loads(text, object_pairs_hook=_object, parse_constant=_constant)
     except json.JSONDecodeError as err:
+        if _pretty_printed(text):
+            raise error(
+                f"expected one JSON object per line, but line {number} is "
+                f"{_clip(text.strip())}: the file looks pretty-printed (one object over several "
+                "lines); write each event on a line of its own, e.g. with `jq -c .`"
+            ) from None
         raise error(f"invalid JSON: {err.msg} (column {err.colno})") from None
+    except ValueError:
+        # Python refuses to convert an integer literal of more than 4300 digits (a guard
+        # against quadratic time); its message suggests a setting to the reader.
+        raise error("invalid JSON: an integer too long to read (values are 64-bit)") from None
     except _DuplicateKey as err:
         raise error(f"field {err.key[:128]!r} appears twice") from None
     except _NonFinite as err:
@@ -143,6 +250,22 @@ def _load(raw: bytes, filename: str, number: int) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise error(f"expected a JSON object, got {_describe(obj)}")
     return obj
+
+
+def _pretty_printed(text: str) -> bool:
+    """Whether a line that is not JSON looks like a piece of a JSON document written over
+    several lines: a bracket alone, a line that leaves an object or array open, or a
+    ``"key": value`` line."""
+    line = text.strip()
+    return (
+        line in _LONE_BRACKETS
+        or line.endswith(("{", "[", ","))
+        or _PROPERTY_LINE.match(line) is not None
+    )
+
+
+def _clip(line: str) -> str:
+    return repr(line) if len(line) <= 40 else repr(line[:40]) + "…"
 
 
 def _event(

@@ -67,14 +67,22 @@ def epoch_seconds_to_us(seconds: int | float) -> int:
     if isinstance(seconds, float):
         if not math.isfinite(seconds):
             raise ValueError(f"epoch seconds must be finite, got {seconds!r}")
-        us = round(seconds * 1_000_000)
-    else:
-        us = seconds * 1_000_000
+        scaled = seconds * 1_000_000
+        # Checked before rounding: past 1.8e302 seconds the product is infinite, which round()
+        # cannot take. The bounds are far beyond 2**53, where every float is a whole number.
+        if not MIN_US <= scaled <= MAX_US:
+            raise _outside(seconds)
+        return round(scaled)
+    us = seconds * 1_000_000
     if not MIN_US <= us <= MAX_US:
-        raise ValueError(
-            f"epoch seconds {seconds!r} is outside years 1 to 9999 (milliseconds given as seconds?)"
-        )
+        raise _outside(seconds)
     return us
+
+
+def _outside(seconds: int | float) -> ValueError:
+    return ValueError(
+        f"epoch seconds {seconds!r} is outside years 1 to 9999 (milliseconds given as seconds?)"
+    )
 
 
 def format_timestamp(us: int) -> str:

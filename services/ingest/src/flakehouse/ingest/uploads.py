@@ -15,23 +15,24 @@ import secrets
 import struct
 import tempfile
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from flakehouse.events.batch import encode_batches, upload_id_for
+from flakehouse.common.v1 import events_pb2
+from flakehouse.events.batch import column_values, encode_batches, upload_id_for
 from flakehouse.events.detect import HEAD_BYTES, detect_format
 from flakehouse.events.errors import EventError
 from flakehouse.events.jsonlines import parse_json_lines
 from flakehouse.events.junit import parse_junit
-from flakehouse.events.model import Event
 
 UPLOAD_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 JUNIT_XML = "junit_xml"
 JSON_LINES = "json_lines"
 RECORD_HEADER = struct.Struct("<II")  # record length, events in the record
 EVENTS_SO_FAR = struct.Struct("<Q")  # the parser's progress file
+STATUS = "status"
 
 
 class UploadTooLarge(ValueError):
@@ -146,31 +147,32 @@ def parse_to_records(
     upload_id = upload_id or upload_id_for(dataset, labels, content_digest)
     parse = parse_junit if fmt == JUNIT_XML else parse_json_lines
     by_status: Counter[str] = Counter()
-
-    def counted(events: Iterator[Event]) -> Iterator[Event]:
-        for event in events:
-            status = event.get("status")
-            if status is not None:
-                by_status[str(status)] += 1
-            yield event
-
     records = events = 0
     progress = os.open(progress_path, os.O_WRONLY | os.O_CREAT, 0o600) if progress_path else None
     try:
         with spool_path.open("rb") as source, records_path.open("wb") as out:
             stream = parse(source, filename=filename, upload_time_us=upload_time_us, labels=labels)
-            for batch in encode_batches(counted(stream), dataset=dataset, upload_id=upload_id):
+            for batch in encode_batches(stream, dataset=dataset, upload_id=upload_id):
                 payload = batch.SerializeToString()
                 out.write(RECORD_HEADER.pack(len(payload), batch.row_count))
                 out.write(payload)
                 records += 1
                 events += batch.row_count
+                _count_statuses(batch, by_status)
                 if progress is not None:
                     os.pwrite(progress, EVENTS_SO_FAR.pack(events), 0)
     finally:
         if progress is not None:
             os.close(progress)
     return ParsedUpload(fmt, upload_id, records, events, dict(by_status))
+
+
+def _count_statuses(batch: events_pb2.EventBatch, by_status: Counter[str]) -> None:
+    """Adds the batch's events to the count by status, as a string whatever its type. Counted
+    from the batch's columns, not event by event: a column's values go to Counter at C speed."""
+    for column in batch.columns:
+        if column.name == STATUS:
+            by_status.update(map(str, column_values(column)))
 
 
 class RecordReader:
