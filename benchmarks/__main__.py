@@ -1,6 +1,6 @@
 """Runs the benchmarks and prints their figures: `python -m benchmarks [NAME...]`, where NAME is
-ingest, large, end-to-end, freshness, storage, query, limits, parsing, fanout, groups or startup
-(all by default).
+ingest, large, end-to-end, freshness, storage, query, limits, parsing, fanout, groups, startup or
+cli-query (all by default).
 
 ingest and large: see benchmarks/ingest.py. end-to-end: a local cluster (`flakehouse up` as
 processes: broker, five services, 2 storage nodes, 8 partitions) takes generated JUnit reports
@@ -12,7 +12,8 @@ benchmarks/storage.py. limits: see benchmarks/limits.py. parsing and fanout (the
 the unit tests no longer assert): see benchmarks/parsing.py and benchmarks/fanout.py. groups (the
 memory of a query with a million groups, behind max_groups): see benchmarks/groups_memory.py.
 startup (how long the `flakehouse` command takes to start and to answer a small query): see
-benchmarks/startup.py."""
+benchmarks/startup.py. cli-query (a `flakehouse query` process against a DuckDB process over the
+same million events): see benchmarks/cli_query.py."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from benchmarks import ingest, limits, query, storage
+from benchmarks.cli_query import cli_query
 from benchmarks.fanout import fanout
 from benchmarks.freshness import ack_to_visible
 from benchmarks.groups_memory import groups_memory
@@ -104,7 +106,10 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10_000_000, help="events (storage, query)")
     parser.add_argument("--days", type=int, default=14, help="days of reports (limits)")
     parser.add_argument("--samples", type=int, default=100, help="uploads timed (freshness)")
-    parser.add_argument("--runs", type=int, default=10, help="runs of each command (startup)")
+    parser.add_argument(
+        "--runs", type=int, default=10, help="runs of each command (startup, cli-query)"
+    )
+    parser.add_argument("--cli-events", type=int, default=1_000_000, help="events (cli-query)")
     args = parser.parse_args()
     for name in args.names or list(BENCHMARKS):
         BENCHMARKS[name](args)
@@ -125,6 +130,7 @@ BENCHMARKS = {
     "fanout": lambda a: fanout(),
     "groups": lambda a: groups_memory(),
     "startup": lambda a: startup(a.runs),
+    "cli-query": lambda a: cli_query(a.cli_events, a.runs),
 }
 
 
