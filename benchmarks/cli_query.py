@@ -48,6 +48,8 @@ DUCKDB_SCRIPT = (
     "print(duckdb.connect(sys.argv[1], read_only=True).sql(sys.argv[2]).fetchall())"
 )
 WARM_CLIENT_RUNS = 5
+Run = tuple[float, float]
+"""Seconds of wall-clock and of CPU of one process."""
 
 
 def _duckdb_file(con: Any, path: Path) -> None:
@@ -103,56 +105,77 @@ def cli_query(n: int, runs: int, uploaders: int = 4) -> None:
             ]:
                 walls = [wall for wall, _ in timed(command, runs, env)]
                 print(f"  {label:<26} median (min-max) ms {_ms(walls)}")
-            print(
-                f"  {'query':<24}{'flakehouse ms (min-max)':>24}{'CPU':>5}"
-                f"{'DuckDB ms (min-max)':>22}{'CPU':>5}{'ratio':>7}"
-                f"{'warm client':>13}{'service':>9}  answer"
-            )
-            ratios = []
-            for query in QUERIES:
-                ratio = _compare(query, flakehouse, database, runs, env, cluster.cluster_path)
-                ratios.append(ratio)
-            print(f"  median ratio {statistics.median(ratios):.2f}")
+            _battery(flakehouse, database, runs, env, cluster.cluster_path)
             print(f"  load average after: {_load_average()}")
         finally:
             cluster.stop()
 
 
-def _compare(
-    query: Query,
-    flakehouse: list[str],
-    database: Path,
-    runs: int,
-    env: dict[str, str],
-    cluster_path: Path,
-) -> float:
-    """Times `query` as processes and from a warm client, prints a line; returns the ratio of
-    the processes' medians."""
-    ours = [*flakehouse, query.sql]
+def _battery(
+    flakehouse: list[str], database: Path, runs: int, env: dict[str, str], cluster: Path
+) -> None:
+    """Times every query as the two processes, and from a warm client; prints the figures."""
+    commands = [_commands(q, flakehouse, database) for q in QUERIES]
+    same = [_same_answers(q, c, flakehouse, env) for q, c in zip(QUERIES, commands, strict=True)]
+    # Round after round of every query, so that a change in load (the cluster settling after
+    # ingest, other work on the machine) does not fall on one query alone.
+    times: list[tuple[list[Run], list[Run]]] = [([], []) for _ in QUERIES]
+    for _ in range(runs):
+        for (ours, duck), (ours_times, duck_times) in zip(commands, times, strict=True):
+            ours_times.append(run_timed(ours, env)[:2])
+            duck_times.append(run_timed(duck, env)[:2])
+    print(
+        f"  {'query':<24}{'flakehouse ms (min-max)':>24}{'CPU':>5}"
+        f"{'DuckDB ms (min-max)':>22}{'CPU':>5}{'ratio':>7}"
+        f"{'warm client':>13}{'service':>9}  answer"
+    )
+    ratios = []
+    with Client.from_cluster_file(cluster) as client:
+        for query, (ours_times, duck_times), agree in zip(QUERIES, times, same, strict=True):
+            ratios.append(_line(query, ours_times, duck_times, _warm(client, query), agree))
+    print(f"  median ratio {statistics.median(ratios):.2f}")
+
+
+def _commands(query: Query, flakehouse: list[str], database: Path) -> tuple[list[str], list[str]]:
+    """The two processes that answer `query`: Flakehouse's and DuckDB's."""
     duck = [sys.executable, "-c", DUCKDB_SCRIPT, str(database), query.duck or query.sql]
-    # The unmeasured first runs, whose answers are compared.
+    return [*flakehouse, query.sql], duck
+
+
+def _same_answers(
+    query: Query, commands: tuple[list[str], list[str]], flakehouse: list[str], env: dict[str, str]
+) -> bool:
+    """Whether both processes answer `query` alike; their unmeasured first runs."""
+    ours, duck = commands
+    run_timed(ours, env)
     answer = json.loads(run_timed([*flakehouse, "--format", "json", query.sql], env, True)[2])
     duck_rows = ast.literal_eval(run_timed(duck, env, capture=True)[2])
-    same = same_rows([tuple(r) for r in answer["rows"]], duck_rows, query.ordered, query.rel)
-    ours_times, duck_times = [], []
-    for _ in range(runs):
-        ours_times.append(run_timed(ours, env)[:2])
-        duck_times.append(run_timed(duck, env)[:2])
-    with Client.from_cluster_file(cluster_path) as client:
-        warm, service = [], []
-        for _ in range(WARM_CLIENT_RUNS):
-            t0 = time.perf_counter()
-            result = client.query(query.sql)
-            warm.append(time.perf_counter() - t0)
-            service.append(result.stats["elapsed_ms"])
-    ours_wall = [wall for wall, _ in ours_times]
-    duck_wall = [wall for wall, _ in duck_times]
+    return same_rows([tuple(r) for r in answer["rows"]], duck_rows, query.ordered, query.rel)
+
+
+def _warm(client: Client, query: Query) -> tuple[float, float]:
+    """Median seconds of `query` from a warm client, and of the query service's own time."""
+    warm, service = [], []
+    for _ in range(WARM_CLIENT_RUNS):
+        t0 = time.perf_counter()
+        result = client.query(query.sql)
+        warm.append(time.perf_counter() - t0)
+        service.append(result.stats["elapsed_ms"] / 1000)
+    return statistics.median(warm), statistics.median(service)
+
+
+def _line(
+    query: Query, ours: list[Run], duck: list[Run], warm: tuple[float, float], same: bool
+) -> float:
+    """Prints the figures of `query`; returns the ratio of the processes' median times."""
+    ours_wall = [wall for wall, _ in ours]
+    duck_wall = [wall for wall, _ in duck]
     ratio = statistics.median(ours_wall) / statistics.median(duck_wall)
     print(
         f"  {query.label:<24}{_ms(ours_wall):>24}"
-        f"{statistics.median(cpu for _, cpu in ours_times) * 1000:>5.0f}"
-        f"{_ms(duck_wall):>22}{statistics.median(cpu for _, cpu in duck_times) * 1000:>5.0f}"
-        f"{ratio:>7.2f}{statistics.median(warm) * 1000:>13.0f}{statistics.median(service):>9.0f}"
+        f"{statistics.median(cpu for _, cpu in ours) * 1000:>5.0f}"
+        f"{_ms(duck_wall):>22}{statistics.median(cpu for _, cpu in duck) * 1000:>5.0f}"
+        f"{ratio:>7.2f}{warm[0] * 1000:>13.0f}{warm[1] * 1000:>9.0f}"
         f"  {'same as DuckDB' if same else 'DIFFERENT'}"
     )
     return ratio
