@@ -8,8 +8,8 @@ console script, table output) and as a Python process that imports duckdb, opens
 only and prints the answer, their runs alternating so that a change in the machine's load slows
 both alike. Both read their bytecode from a private cache, written by the unmeasured first runs
 (startup.cached_bytecode). The first run of each also checks the answers agree. Beside the
-processes: the same query from a warm client, and the query service's own time from its stats,
-to show where a process's time goes."""
+processes: the same query from a warm client, and from its answer's stats the query service's
+time and the slowest storage node's, to show where a process's time goes."""
 
 from __future__ import annotations
 
@@ -127,7 +127,7 @@ def _battery(
     print(
         f"  {'query':<24}{'flakehouse ms (min-max)':>24}{'CPU':>5}"
         f"{'DuckDB ms (min-max)':>22}{'CPU':>5}{'ratio':>7}"
-        f"{'warm client':>13}{'service':>9}  answer"
+        f"{'warm client':>13}{'service':>9}{'storage':>9}  answer"
     )
     ratios = []
     with Client.from_cluster_file(cluster) as client:
@@ -153,19 +153,21 @@ def _same_answers(
     return same_rows([tuple(r) for r in answer["rows"]], duck_rows, query.ordered, query.rel)
 
 
-def _warm(client: Client, query: Query) -> tuple[float, float]:
-    """Median seconds of `query` from a warm client, and of the query service's own time."""
-    warm, service = [], []
+def _warm(client: Client, query: Query) -> tuple[float, float, float]:
+    """Median seconds of `query` from a warm client, of the query service's own time, and of
+    the slowest storage node's (each node's time as it reports it)."""
+    warm, service, storage = [], [], []
     for _ in range(WARM_CLIENT_RUNS):
         t0 = time.perf_counter()
         result = client.query(query.sql)
         warm.append(time.perf_counter() - t0)
         service.append(result.stats["elapsed_ms"] / 1000)
-    return statistics.median(warm), statistics.median(service)
+        storage.append(max(node["elapsed_ms"] for node in result.nodes) / 1000)
+    return statistics.median(warm), statistics.median(service), statistics.median(storage)
 
 
 def _line(
-    query: Query, ours: list[Run], duck: list[Run], warm: tuple[float, float], same: bool
+    query: Query, ours: list[Run], duck: list[Run], warm: tuple[float, float, float], same: bool
 ) -> float:
     """Prints the figures of `query`; returns the ratio of the processes' median times."""
     ours_wall = [wall for wall, _ in ours]
@@ -175,7 +177,7 @@ def _line(
         f"  {query.label:<24}{_ms(ours_wall):>24}"
         f"{statistics.median(cpu for _, cpu in ours) * 1000:>5.0f}"
         f"{_ms(duck_wall):>22}{statistics.median(cpu for _, cpu in duck) * 1000:>5.0f}"
-        f"{ratio:>7.2f}{warm[0] * 1000:>13.0f}{warm[1] * 1000:>9.0f}"
+        f"{ratio:>7.2f}{warm[0] * 1000:>13.0f}{warm[1] * 1000:>9.0f}{warm[2] * 1000:>9.0f}"
         f"  {'same as DuckDB' if same else 'DIFFERENT'}"
     )
     return ratio
