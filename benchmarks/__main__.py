@@ -1,6 +1,6 @@
 """Runs the benchmarks and prints their figures: `python -m benchmarks [NAME...]`, where NAME is
 ingest, large, large-json, end-to-end, freshness, storage, query, limits, parsing, fanout, groups,
-startup, json-upload or small-files (all by default).
+startup, cli-query, json-upload or small-files (all by default).
 
 ingest, large and large-json: see benchmarks/ingest.py. end-to-end: a local cluster
 (`flakehouse up` as processes: broker, five services, 2 storage nodes, 8 partitions) takes
@@ -11,7 +11,9 @@ see benchmarks/freshness.py. storage: see benchmarks/storage.py. limits: see
 benchmarks/limits.py. parsing and fanout (the times and peaks the unit tests no longer assert):
 see benchmarks/parsing.py and benchmarks/fanout.py. groups (the memory of a query with a million
 groups, behind max_groups): see benchmarks/groups_memory.py. startup (how long the `flakehouse`
-command takes to start and to answer a small query): see benchmarks/startup.py. json-upload and
+command takes to start and to answer a small query): see benchmarks/startup.py. cli-query (a
+`flakehouse query` process against a DuckDB process over the same million events): see
+benchmarks/cli_query.py. json-upload and
 small-files (a large JSON-lines file, and a thousand small reports, through the CLI until
 queryable): see benchmarks/uploads.py."""
 
@@ -25,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from benchmarks import ingest, limits, query, storage, uploads
+from benchmarks.cli_query import cli_query
 from benchmarks.fanout import fanout
 from benchmarks.freshness import ack_to_visible
 from benchmarks.groups_memory import groups_memory
@@ -110,7 +113,10 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=100, help="uploads timed (freshness)")
     parser.add_argument("--json-lines", type=int, default=1_000_000, help="events (json-upload)")
     parser.add_argument("--small-files", type=int, default=1000, help="reports (small-files)")
-    parser.add_argument("--runs", type=int, default=10, help="runs of each command (startup)")
+    parser.add_argument(
+        "--runs", type=int, default=10, help="runs of each command (startup, cli-query)"
+    )
+    parser.add_argument("--cli-events", type=int, default=1_000_000, help="events (cli-query)")
     args = parser.parse_args()
     for name in args.names or list(BENCHMARKS):
         BENCHMARKS[name](args)
@@ -134,6 +140,7 @@ BENCHMARKS = {
     "json-upload": lambda a: uploads.json_upload(a.json_lines),
     "small-files": lambda a: uploads.small_files(a.small_files),
     "startup": lambda a: startup(a.runs),
+    "cli-query": lambda a: cli_query(a.cli_events, a.runs),
 }
 
 

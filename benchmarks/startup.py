@@ -42,23 +42,34 @@ def flakehouse_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "flakehouse.client.cli"]
 
 
+def run_timed(
+    command: list[str], env: dict[str, str], capture: bool = False
+) -> tuple[float, float, str]:
+    """Seconds of wall-clock and of CPU (user and system) of one run of `command`, and its
+    output if `capture` (else discarded); fails if the command does. The CPU time hardly moves
+    when other work shares the machine, the wall-clock time does."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run(
+        command,
+        check=True,
+        stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        text=True,
+    )
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return wall, cpu, done.stdout or ""
+
+
 def timed(command: list[str], runs: int, env: dict[str, str]) -> list[tuple[float, float]]:
-    """Seconds of wall-clock and of CPU (user and system) per run of `command`, output discarded,
-    after WARMUP unmeasured runs (the page and bytecode caches); fails if the command does. The
-    CPU time hardly moves when other work shares the machine, the wall-clock time does."""
-    times = []
-    for i in range(WARMUP + runs):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        started = time.perf_counter()
-        subprocess.run(
-            command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
-        )
-        wall = time.perf_counter() - started
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
-        if i >= WARMUP:
-            times.append((wall, cpu))
-    return times
+    """(wall-clock, CPU) seconds of each of `runs` runs of `command` (run_timed), after WARMUP
+    unmeasured runs (the page and bytecode caches)."""
+    for _ in range(WARMUP):
+        run_timed(command, env)
+    return [run_timed(command, env)[:2] for _ in range(runs)]
 
 
 def _print(label: str, times: list[tuple[float, float]]) -> None:
