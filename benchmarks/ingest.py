@@ -124,15 +124,7 @@ def large(megabytes: int) -> None:
                 seed += 1
             out.write(b"</testsuites>\n")
         size = path.stat().st_size / 1e6
-        ingest = IngestProcess(broker.bootstrap, Path(tmp))
-        try:
-            started = time.perf_counter()
-            result = ingest.client.upload(path, dataset="large", filename="large.xml")
-            elapsed = time.perf_counter() - started
-            assert result.events == cases, (result.events, cases)
-            service, whole = ingest.peak_mb()
-        finally:
-            ingest.stop()
+        elapsed, _, service, whole = _one_upload(broker, Path(tmp), path, cases)
     print(f"ingest large report: one {size:.0f} MB file, {cases} testcases")
     print(f"  into Kafka (acks=all)   {elapsed:7.2f} s   {cases / elapsed:10.0f} testcases/s")
     print(f"  peak RSS                service {service:.0f} MB, with parse workers {whole:.0f} MB")
@@ -145,17 +137,24 @@ def large_json(events: int) -> None:
             for seed, start in enumerate(range(0, events, 20_000)):
                 out.write(json_lines(seed, min(20_000, events - start)))
         size = path.stat().st_size / 1e6
-        ingest = IngestProcess(broker.bootstrap, Path(tmp))
-        try:
-            started = time.perf_counter()
-            result = ingest.client.upload(path, dataset="large", filename="large.jsonl")
-            elapsed = time.perf_counter() - started
-            assert result.events == events, (result.events, events)
-            produce = ingest.produce_seconds()
-            service, whole = ingest.peak_mb()
-        finally:
-            ingest.stop()
+        elapsed, produce, service, whole = _one_upload(broker, Path(tmp), path, events)
     print(f"ingest large JSON lines: one {size:.0f} MB file, {events} events")
     print(f"  into Kafka (acks=all)   {elapsed:7.2f} s   {events / elapsed:10.0f} events/s")
     print(f"  of which producing      {produce:7.2f} s (after the whole file is parsed)")
     print(f"  peak RSS                service {service:.0f} MB, with parse workers {whole:.0f} MB")
+
+
+def _one_upload(
+    broker: EmbeddedBroker, tmp: Path, path: Path, events: int
+) -> tuple[float, float, float, float]:
+    """One file through one ingest process into Kafka: seconds in all, seconds producing, and
+    the peak RSS of the service and of it with its parse workers (MB)."""
+    ingest = IngestProcess(broker.bootstrap, tmp)
+    try:
+        started = time.perf_counter()
+        result = ingest.client.upload(path, dataset="large", filename=path.name)
+        elapsed = time.perf_counter() - started
+        assert result.events == events, (result.events, events)
+        return elapsed, ingest.produce_seconds(), *ingest.peak_mb()
+    finally:
+        ingest.stop()
