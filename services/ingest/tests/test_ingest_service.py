@@ -8,6 +8,7 @@ import io
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -167,3 +168,40 @@ async def test_kafka_gone_gives_unavailable_with_a_delay_not_a_hang(topic_prefix
     finally:
         await app.stop()
         own.stop()
+
+
+async def test_a_large_json_lines_upload_is_parsed_in_parts(
+    broker: EmbeddedBroker, topic_prefix: str
+) -> None:
+    app = await start_ingest(
+        broker.bootstrap, topic_prefix, parse_workers=2, parse_in_parts_bytes=4096
+    )
+    lines = [
+        b'{"name": "t%d", "status": "%s"}\n' % (i, b"failed" if i % 4 else b"passed")
+        for i in range(5000)
+    ]
+    ran: list[str] = []
+    run = app.workers.run
+
+    async def recorded(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        ran.append(fn.__name__)
+        return await run(fn, *args, **kwargs)
+
+    app.workers.run = recorded  # type: ignore[method-assign]
+    try:
+        client = Client(ingest=app.server.address, retries=0)
+        result = await upload(client, b"".join(lines), filename="big.jsonl")
+        assert ran == ["parse_part_to_records"] * 2
+        assert result.events == 5000 and result.by_status == {"failed": 3750, "passed": 1250}
+        batches = await read_topic(broker.bootstrap, f"{topic_prefix}.ci", 2)
+        ids = [event_id for batch in batches for event_id in batch.event_ids]
+        assert len(ids) == len(set(ids)) == 5000  # every part's positions, none twice
+        names = [e["name"] for batch in batches for e in decode_batch(batch)]
+        assert names == [f"t{i}" for i in range(5000)], "the parts' records in order"
+
+        lines[4000] = b'{"name": \n'
+        with pytest.raises(InvalidArgument, match=r"^big\.jsonl:4001: "):
+            await upload(client, b"".join(lines), filename="big.jsonl")
+        client.close()
+    finally:
+        await app.stop()

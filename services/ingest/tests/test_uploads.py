@@ -13,7 +13,14 @@ from flakehouse.common.v1 import events_pb2
 from flakehouse.events.batch import decode_batch
 from flakehouse.events.errors import EventError
 from flakehouse.events.jsonlines import parse_json_lines_all
-from flakehouse.ingest.uploads import RecordReader, parse_to_records
+from flakehouse.ingest.uploads import (
+    ParsedUpload,
+    RecordReader,
+    join_records,
+    json_parts,
+    parse_part_to_records,
+    parse_to_records,
+)
 
 LINES = (
     b'{"timestamp": 1793534400, "name": "a", "status": "passed"}\n'
@@ -75,3 +82,96 @@ def test_statuses_are_counted_across_batches(tmp_path: Path) -> None:
 def test_a_bad_line_is_an_event_error(tmp_path: Path) -> None:
     with pytest.raises(EventError, match=r"e\.jsonl:2: field 'a' appears twice"):
         parse(tmp_path, b'{"a": 1}\n{"a": 1, "a": 2}\n')
+
+
+def records_of(path: Path) -> list[events_pb2.EventBatch]:
+    reader = RecordReader(path)
+    try:
+        return [events_pb2.EventBatch.FromString(payload) for payload, _ in reader.next_many(10**6)]
+    finally:
+        reader.close()
+
+
+def ids_and_events(batches: list[events_pb2.EventBatch]) -> list[tuple[int, dict[str, object]]]:
+    return [
+        (event_id, event)
+        for batch in batches
+        for event_id, event in zip(batch.event_ids, decode_batch(batch), strict=True)
+    ]
+
+
+def in_parts(tmp_path: Path, data: bytes, parts: int) -> list[ParsedUpload | EventError]:
+    spool = tmp_path / "upload"
+    spool.write_bytes(data)
+    results: list[ParsedUpload | EventError] = []
+    paths = []
+    for index, (start, end) in enumerate(json_parts(spool, len(data), parts)):
+        paths.append(tmp_path / f"records.{index}")
+        try:
+            results.append(
+                parse_part_to_records(
+                    spool,
+                    paths[-1],
+                    start=start,
+                    end=end,
+                    dataset="ci",
+                    filename="e.jsonl",
+                    labels={"branch": "main"},
+                    upload_id="u1",
+                    upload_time_us=1_700_000_000_000_000,
+                    progress_path=tmp_path / f"progress.{index}",
+                )
+            )
+        except EventError as exc:
+            results.append(exc)
+    if not any(isinstance(r, EventError) for r in results):
+        join_records(paths, tmp_path / "joined")
+    return results
+
+
+@pytest.mark.parametrize("parts", [2, 3, 7])
+def test_a_file_parsed_in_parts_gives_the_records_of_one_parse(tmp_path: Path, parts: int) -> None:
+    # A BOM, blank and whitespace lines, CRLF: what moves line numbers and event positions.
+    body = b"".join(
+        b'{"name": "t%d", "status": "%s", "duration": %d}%s'
+        % (i, b"failed" if i % 7 == 0 else b"passed", i, b"\r\n" if i % 5 else b"\n")
+        + (b"\n  \n" if i % 11 == 0 else b"")
+        for i in range(3000)
+    )
+    data = b"\xef\xbb\xbf" + body
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    spool = whole / "upload"
+    spool.write_bytes(data)
+    one = parse_to_records(
+        spool,
+        whole / "records",
+        dataset="ci",
+        filename="e.jsonl",
+        declared_format=None,
+        labels={"branch": "main"},
+        upload_id="u1",
+        content_digest=b"\0" * 32,
+        upload_time_us=1_700_000_000_000_000,
+    )
+    results = in_parts(tmp_path, data, parts)
+    assert len(results) == parts
+    assert sum(r.events for r in results if isinstance(r, ParsedUpload)) == one.events == 3000
+    assert sum(
+        (Counter(r.by_status) for r in results if isinstance(r, ParsedUpload)), Counter()
+    ) == Counter(one.by_status)
+    got = ids_and_events(records_of(tmp_path / "joined"))
+    assert got == ids_and_events(records_of(whole / "records"))
+
+
+def test_an_error_in_a_later_part_names_the_line_of_the_whole_file(tmp_path: Path) -> None:
+    lines = [b'{"name": "t%d"}\n' % i for i in range(2000)]
+    lines[1500] = b'{"name": \n'
+    data = b"\n" + b"".join(lines)  # a blank first line: line numbers are not positions
+    results = in_parts(tmp_path, data, 2)
+    assert isinstance(results[0], ParsedUpload)
+    assert isinstance(results[1], EventError)
+    with pytest.raises(EventError) as whole:
+        parse_json_lines_all(io.BytesIO(data), filename="e.jsonl", upload_time_us=1)
+    assert str(results[1]) == str(whole.value)
+    assert str(whole.value).startswith("e.jsonl:1502: ")

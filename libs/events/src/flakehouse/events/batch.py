@@ -239,11 +239,13 @@ def encode_batches(
     upload_id: str,
     max_rows: int = MAX_ROWS,
     max_bytes: int = MAX_BYTES,
+    first_position: int = 0,
 ) -> Iterator[events_pb2.EventBatch]:
     """Columnar batches of at most ``max_rows`` events and (by a conservative estimate)
-    ``max_bytes`` bytes each. Event ids use the event's position in ``events``, counted across
-    batches. ValueError for an event without an int timestamp, a value that is not a scalar,
-    or an event that alone does not fit in ``max_bytes``.
+    ``max_bytes`` bytes each. Event ids use the event's position in the upload: in ``events``,
+    counted across batches, plus ``first_position`` (the events before, when ``events`` is a
+    part of an upload). ValueError for an event without an int timestamp, a value that is not
+    a scalar, or an event that alone does not fit in ``max_bytes``.
 
     ``events`` is consumed lazily, one batch at a time: given the iterator of
     :func:`~flakehouse.events.junit.parse_junit`, memory stays bounded by one batch however
@@ -258,9 +260,9 @@ def encode_batches(
     if max_rows < 1 or max_bytes < 1:
         raise ValueError("max_rows and max_bytes must be positive")
     id_of = _ids(dataset, upload_id)
-    position = 0  # of the next event read
+    position = first_position  # of the next event read
     block: list[Event] = []
-    block_start = 0
+    block_start = first_position
     exact: _Builder | None = None
     full: events_pb2.EventBatch | None = None  # handed out once the next event is known good
     reach = max_rows  # the length of block at which to look for a batch

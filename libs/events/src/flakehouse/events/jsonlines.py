@@ -72,13 +72,39 @@ def parse_json_lines(
     upload_time_us: int,
     labels: Mapping[str, str] = _NO_LABELS,
     limits: Limits = Limits(),  # noqa: B008 (frozen, so sharing the default is safe)
+    after: tuple[int, int] = (0, 0),
 ) -> Iterator[Event]:
     """Events of a JSON lines file, one per non-blank line, yielded as the stream is read.
+
+    ``after`` is (lines, bytes) of the file before ``source`` when it is a part of a file that
+    starts at a line (see :func:`count_json_lines`): errors then name the file's line numbers,
+    and the size limit counts the bytes before.
 
     Raises ValueError at once for a bad label, and EventError (while iterating) naming the line
     and the field for input that breaks the rules in libs/events/JSONLINES.md."""
     checked = check_parse_arguments(labels, upload_time_us)
-    return _parse(source, filename, upload_time_us, checked, limits)
+    return _parse(source, filename, upload_time_us, checked, limits, after)
+
+
+def count_json_lines(
+    source: BinaryIO,
+    end: int,
+    limits: Limits = Limits(),  # noqa: B008
+) -> tuple[int, int]:
+    """(lines, events) in the first ``end`` bytes of a JSON lines file (``end`` at the start of
+    a line), counted as the parser counts them: what a part of the file starting there needs
+    for its line numbers and its events' positions."""
+    readline = source.readline
+    bound = limits.max_line_bytes + 1
+    lines = events = read = 0
+    while read < end and (raw := readline(min(bound, end - read))):
+        lines += 1
+        read += len(raw)
+        if lines == 1 and raw.startswith(_BOM):
+            raw = raw[len(_BOM) :]
+        if raw and not raw.isspace():
+            events += 1
+    return lines, events
 
 
 def parse_json_lines_all(
@@ -98,13 +124,17 @@ def parse_json_lines_all(
 
 
 def _parse(
-    source: BinaryIO, filename: str, upload_time_us: int, labels: dict[str, str], limits: Limits
+    source: BinaryIO,
+    filename: str,
+    upload_time_us: int,
+    labels: dict[str, str],
+    limits: Limits,
+    after: tuple[int, int],
 ) -> Iterator[Event]:
     quick = _quick(upload_time_us, labels, limits)
     readline = source.readline
     bound = limits.max_line_bytes + 1
-    size = 0
-    number = 0
+    number, size = after
     while raw := readline(bound):
         number += 1
         size += len(raw)

@@ -34,6 +34,11 @@ class IngestSettings(ServiceSettings, KafkaSettings):
     parse_workers: int = Field(
         2, ge=0, description="Worker processes that parse uploads; 0: a thread in the service."
     )
+    parse_in_parts_bytes: int = Field(
+        32 * 1024 * 1024,
+        gt=0,
+        description="A JSON lines upload this large is parsed in parts, one per parse worker.",
+    )
     quota_address: str = Field("", description="host:port of the quota service; empty: none.")
     produce_timeout_s: float = Field(
         15.0, gt=0, description="Longest wait for Kafka to acknowledge an upload's records."

@@ -20,6 +20,7 @@ def _warm() -> None:
 
 class ParseWorkers:
     def __init__(self, processes: int) -> None:
+        self.processes = processes
         self._executor: Executor
         if processes > 0:
             # forkserver, not fork: forking a process that runs gRPC threads is unsafe.
