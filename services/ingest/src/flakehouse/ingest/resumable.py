@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import tempfile
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ class Owner:
 
 class ResumableSpools:
     def __init__(self, spool_dir: str | None, ttl_s: float) -> None:
-        self._root = Path(spool_dir or _default_dir()) / "resumable"
+        self._root = Path(spool_dir or tempfile.gettempdir()) / "resumable"
         self._root.mkdir(parents=True, exist_ok=True)
         self._ttl_s = ttl_s
         self._owners: dict[str, Owner] = {}
@@ -139,9 +140,3 @@ def _identity(header: ingest_pb2.UploadHeader) -> bytes:
         upload_time_us=header.upload_time_us,
     )
     return same.SerializeToString(deterministic=True)
-
-
-def _default_dir() -> str:
-    import tempfile
-
-    return tempfile.gettempdir()

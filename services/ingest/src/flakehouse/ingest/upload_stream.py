@@ -57,7 +57,6 @@ class UploadStream:
         self._requests = requests
         self._header: ingest_pb2.UploadHeader | None = None
         self._owner: Owner | None = None
-        self._succeeded = False
         self.format = "unknown"
         self.timings = Timings()
 
@@ -90,7 +89,6 @@ class UploadStream:
         return self._resumable.finished(key) if key else None
 
     def succeeded(self, result: ingest_pb2.UploadResult) -> None:
-        self._succeeded = True
         if self._header and self._header.resume_key:
             self._resumable.remember(self._header.resume_key, result)
 
