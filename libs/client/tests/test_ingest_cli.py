@@ -12,16 +12,18 @@ import grpc
 import pytest
 
 from flakehouse.client import cli
+from flakehouse.client.inputs import SMALL_FILE_BYTES
 from flakehouse.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from libs.client.tests.fake_servers import serving
 
 
 class Ingest(ingest_pb2_grpc.IngestServiceServicer):
     """Takes every file but those named bad*, which it refuses as the real service does: with a
-    message that starts with the file name and the line."""
+    message that starts with the file name and the line. A file of N bytes has N events."""
 
     def __init__(self) -> None:
         self.headers: list[ingest_pb2.UploadHeader] = []
+        self.files_calls: list[ingest_pb2.UploadFilesRequest] = []
 
     def Upload(self, requests: Iterator[Any], context: Any) -> Iterator[ingest_pb2.UploadResponse]:
         header = next(requests).header
@@ -31,24 +33,48 @@ class Ingest(ingest_pb2_grpc.IngestServiceServicer):
         for request in requests:
             size += len(request.chunk)
             yield _received(size)
-        if Path(header.filename).name.startswith("bad"):
-            context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"{header.filename}:11: malformed XML: no element found (column 22)",
-            )
-        yield ingest_pb2.UploadResponse(
-            result=ingest_pb2.UploadResult(
-                upload_id=f"u-{Path(header.filename).name}",
-                dataset=header.dataset,
-                events=size,
-                events_by_status={"passed": size - 1, "failed": 1},
-                offsets=[ingest_pb2.PartitionOffset(partition=3, offset=41 + size)],
-                format=ingest_pb2.UPLOAD_FORMAT_JUNIT_XML,
-                receive_seconds=0.5,
-                parse_seconds=0.25,
-                produce_seconds=0.125,
-            )
-        )
+        if _refused(header.filename):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, _refusal(header.filename))
+        yield ingest_pb2.UploadResponse(result=_result(header.filename, header.dataset, size))
+
+    def UploadFiles(
+        self, request: ingest_pb2.UploadFilesRequest, context: Any
+    ) -> ingest_pb2.UploadFilesResponse:
+        self.files_calls.append(request)
+        response = ingest_pb2.UploadFilesResponse()
+        for file in request.files:
+            if _refused(file.filename):
+                rejection = ingest_pb2.FileRejection(
+                    code="INVALID_ARGUMENT", message=_refusal(file.filename)
+                )
+                response.outcomes.add(rejection=rejection)
+            else:
+                result = _result(file.filename, request.dataset, len(file.content))
+                result.receive_seconds = 0.5  # the real service says 0: the figures add up here
+                response.outcomes.add(result=result)
+        return response
+
+
+def _refused(filename: str) -> bool:
+    return Path(filename).name.startswith("bad")
+
+
+def _refusal(filename: str) -> str:
+    return f"{filename}:11: malformed XML: no element found (column 22)"
+
+
+def _result(filename: str, dataset: str, size: int) -> ingest_pb2.UploadResult:
+    return ingest_pb2.UploadResult(
+        upload_id=f"u-{Path(filename).name}",
+        dataset=dataset,
+        events=size,
+        events_by_status={"passed": size - 1, "failed": 1},
+        offsets=[ingest_pb2.PartitionOffset(partition=3, offset=41 + size)],
+        format=ingest_pb2.UPLOAD_FORMAT_JUNIT_XML,
+        receive_seconds=0.5,
+        parse_seconds=0.25,
+        produce_seconds=0.125,
+    )
 
 
 def _received(size: int) -> ingest_pb2.UploadResponse:
@@ -98,7 +124,7 @@ def test_a_bad_dataset_name_is_refused_before_any_upload(
     code = cli.main(["ingest", "--ingest", address, f"--dataset={name}", str(reports)])
     err = capsys.readouterr().err
     assert code == cli.EXIT_BAD_INPUT
-    assert service.headers == []  # nothing sent
+    assert service.headers == [] and service.files_calls == []  # nothing sent
     assert err.count("invalid dataset name") == 1  # once, not once per file
     assert "use 1 to 63 characters of a-z, 0-9, '_' and '-'" in err
 
@@ -167,5 +193,30 @@ def test_format_is_the_input_format_and_output_is_what_is_printed(
     good = str(reports / "good.xml")
     argv = ["ingest", "--ingest", address, "--dataset", "ci", "--format", "json", good]
     assert cli.main(argv) == 0
-    assert service.headers[-1].format == ingest_pb2.UPLOAD_FORMAT_JSON_LINES
+    assert service.files_calls[-1].format == ingest_pb2.UPLOAD_FORMAT_JSON_LINES
     assert capsys.readouterr().out.startswith(f"{good}: 12 events")
+
+
+def test_small_files_go_several_per_call_and_a_large_one_as_a_stream(
+    ingest: tuple[Ingest, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    service, address = ingest
+    names = [f"r{i:02d}.xml" for i in range(10)]
+    for name in names:
+        (tmp_path / name).write_text("<testsuite/>")
+    big = tmp_path / "r05x-big.xml"  # sorts between r05 and r06
+    big.write_bytes(b"<testsuite>" + b" " * SMALL_FILE_BYTES + b"</testsuite>")
+    argv = ["ingest", "--ingest", address, "--dataset", "ci", "--parallel", "2", str(tmp_path)]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    # 10 small files, 2 calls at once: groups of 5, cut where the large file comes.
+    calls = sorted([Path(f.filename).name for f in c.files] for c in service.files_calls)
+    assert calls == [
+        names[:5],
+        names[5:6],
+        names[6:],
+    ]
+    assert [Path(h.filename).name for h in service.headers] == ["r05x-big.xml"]
+    printed = [line.split(":")[0] for line in out.splitlines()[:11]]
+    assert printed == [str(tmp_path / n) for n in [*names[:6], "r05x-big.xml", *names[6:]]]
+    assert "ingested 11 files" in out

@@ -95,9 +95,7 @@ async def start_ingest(broker: EmbeddedBroker, topic_prefix: str) -> AsyncIterat
         settings = IngestSettings(
             kafka_bootstrap=broker.bootstrap,
             topic_prefix=topic_prefix,
-            default_partitions=2,
-            parse_workers=0,
-            **overrides,
+            **{"default_partitions": 2, "parse_workers": 0, **overrides},
         )
         app = IngestApp(settings)
         await app.start()

@@ -32,7 +32,6 @@ from flakehouse.client.cluster import DEFAULT_DIR, DEFAULT_PATH, ClusterFile
 from flakehouse.client.flaky import DEFAULT_MIN_RUNS
 from flakehouse.client.inputs import expand_inputs
 from flakehouse.client.output import RENDERERS, describe_staleness
-from flakehouse.client.progress import Progress
 from flakehouse.client.times import query_zone
 from flakehouse.core.errors import (
     AlreadyExists,
@@ -45,8 +44,7 @@ from flakehouse.core.errors import (
 if TYPE_CHECKING:
     # What starts the CLI imports no gRPC or protobuf (--help, --version, a bad argument): the
     # commands that call a service import the client when they run.
-    from flakehouse.client.client import QueryResult, UploadResult
-    from flakehouse.client.uploads import UploadProgress
+    from flakehouse.client.client import QueryResult
 
 # The query service's default MAX_TIMEOUT_MS; the margin leaves its answer time to arrive.
 MAX_QUERY_DEADLINE_MS = 60_000
@@ -150,7 +148,11 @@ def _parser() -> argparse.ArgumentParser:
         "upload (id, events, offsets) and every rejection",
     )
     ingest.add_argument(
-        "--parallel", type=int, default=8, metavar="N", help="files uploaded at once (default 8)"
+        "--parallel",
+        type=int,
+        default=8,
+        metavar="N",
+        help="uploads at once: a large file each, or up to 64 small ones (default 8)",
     )
     ingest.add_argument(
         "--offsets-file",
@@ -285,10 +287,9 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from concurrent.futures import ThreadPoolExecutor
-
     from flakehouse.client.client import offsets_of
     from flakehouse.client.ingest_report import IngestReport
+    from flakehouse.client.ingest_run import IngestRun
     from flakehouse.events.model import parse_label
 
     labels = ci_labels(os.environ) if args.ci_env else {}
@@ -302,45 +303,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     report = IngestReport(args.dataset)
     for argument, reason in problems:
         print(report.refused(argument, reason), file=sys.stderr)
-    progress = Progress(sum(p.stat().st_size for p in files), len(files))
     started = time.monotonic()
-
-    def send(path: Path) -> UploadResult:
-        acknowledged = 0
-
-        def on_progress(reached: UploadProgress) -> None:
-            nonlocal acknowledged
-            if reached.stage == "receiving":
-                progress.advance(reached.received_bytes - acknowledged)
-                acknowledged = reached.received_bytes
-            else:
-                progress.events(path, reached.events)
-
-        try:
-            result = client.upload(
-                path,
-                dataset=args.dataset,
-                labels=labels,
-                filename=str(path),
-                format=args.format,
-                on_progress=on_progress,
-            )
-            progress.events(path, result.events)
-            return result
-        finally:
-            progress.file_done()
-
-    with client_from_args(args, "ingest") as client, ThreadPoolExecutor(args.parallel) as pool:
-        for path, future in [(p, pool.submit(send, p)) for p in files]:
-            try:
-                result = future.result()
-            except (InvalidArgument, NotFound) as exc:
-                progress.print(report.refused(str(path), exc.message), sys.stderr)
-                continue
-            line = report.uploaded(path, result)
-            if args.output == "text":
-                progress.print(line)
-    progress.close()
+    with client_from_args(args, "ingest") as client:
+        run = IngestRun(
+            client, report, labels=labels, format=args.format, print_lines=args.output == "text"
+        )
+        run.upload(files, args.parallel)
     if args.offsets_file is not None and report.uploads:
         uploaded = [result for _, result in report.uploads]
         offsets = offsets_of(uploaded, into=read_offsets(args.offsets_file))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from pathlib import Path
@@ -23,6 +23,7 @@ from flakehouse.core.channel import CHANNEL_OPTIONS
 from flakehouse.core.errors import (
     ERRORS_BY_STATUS,
     RETRY_AFTER_KEY,
+    DeadlineExceeded,
     FlakehouseError,
     Internal,
     InvalidArgument,
@@ -216,19 +217,25 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, fn: Callable[[], T], retries: int | None = None) -> T:
+    def _call(
+        self, fn: Callable[[], T], retries: int | None = None, retry_deadlines: bool = False
+    ) -> T:
         """Calls once per attempt, retrying UNAVAILABLE, and RESOURCE_EXHAUSTED that comes with
         a retry delay, with backoff and jitter (or the server's retry delay). Only idempotent
         calls retry; others pass retries=0. RESOURCE_EXHAUSTED without a delay is a limit that
-        the same request would hit again (a query past max_groups): it is not retried."""
+        the same request would hit again (a query past max_groups): it is not retried.
+        DEADLINE_EXCEEDED is retried only for calls that ask (a query that took too long would
+        take too long again)."""
         retries = self.retries if retries is None else retries
         for attempt in range(retries + 1):
             try:
                 return fn()
             except grpc.RpcError as exc:
                 error = error_from_rpc(exc)
-                transient = isinstance(error, Unavailable) or (
-                    isinstance(error, ResourceExhausted) and error.retry_after_ms is not None
+                transient = (
+                    isinstance(error, Unavailable)
+                    or (isinstance(error, ResourceExhausted) and error.retry_after_ms is not None)
+                    or (retry_deadlines and isinstance(error, DeadlineExceeded))
                 )
                 if attempt == retries or not transient:
                     raise error from None
@@ -339,22 +346,37 @@ class Client:
             error_from_rpc=error_from_rpc,
             on_progress=on_progress,
         )
-        return UploadResult(
-            upload_id=result.upload_id,
-            dataset=result.dataset,
-            events=result.events,
-            by_status=dict(result.events_by_status),
-            offsets={o.partition: o.offset for o in result.offsets},
-            dataset_created=result.dataset_created,
-            format=FORMAT_NAMES.get(result.format, "unknown"),
-            seconds={
-                "receive": result.receive_seconds,
-                "parse": result.parse_seconds,
-                "produce": result.produce_seconds,
-            },
-            sent_bytes=stats.sent_bytes,
-            streams=stats.streams,
+        return _upload_result(result, sent_bytes=stats.sent_bytes, streams=stats.streams)
+
+    def upload_files(
+        self,
+        files: Sequence[tuple[str, bytes]],
+        *,
+        dataset: str,
+        labels: Mapping[str, str] | None = None,
+        format: str | None = None,
+    ) -> list[UploadResult | FlakehouseError]:
+        """Several small files, (filename, content) each, in one call: each is its own upload
+        with its own result, or its own error for a file that does not parse (which writes
+        nothing of it; the others go in). For a CI job's many small reports: together at most
+        FILES_CALL_BYTES of content; larger files go through `upload`. Retried as a whole when
+        the call fails: each file's upload id comes from its content, so none counts twice."""
+        request = ingest_pb2.UploadFilesRequest(
+            dataset=dataset,
+            format=FORMATS[format],
+            labels=dict(labels or {}),
+            files=[ingest_pb2.FileUpload(filename=name, content=data) for name, data in files],
         )
+        stub = self._ingest()
+        response = self._call(
+            lambda: stub.UploadFiles(request, timeout=self.timeout_s), retry_deadlines=True
+        )
+        return [
+            _upload_result(outcome.result, sent_bytes=len(file.content), streams=1)
+            if outcome.HasField("result")
+            else ERRORS_BY_STATUS.get(outcome.rejection.code, Internal)(outcome.rejection.message)
+            for file, outcome in zip(request.files, response.outcomes, strict=True)
+        ]
 
     # --- queries ----------------------------------------------------------------------------
 
@@ -458,3 +480,24 @@ def quota_of(quota: quota_pb2.Quota | None = None, /, **fields: float) -> quota_
     for name, value in fields.items():
         setattr(result, name, value)
     return result
+
+
+def _upload_result(
+    result: ingest_pb2.UploadResult, *, sent_bytes: int, streams: int
+) -> UploadResult:
+    return UploadResult(
+        upload_id=result.upload_id,
+        dataset=result.dataset,
+        events=result.events,
+        by_status=dict(result.events_by_status),
+        offsets={o.partition: o.offset for o in result.offsets},
+        dataset_created=result.dataset_created,
+        format=FORMAT_NAMES.get(result.format, "unknown"),
+        seconds={
+            "receive": result.receive_seconds,
+            "parse": result.parse_seconds,
+            "produce": result.produce_seconds,
+        },
+        sent_bytes=sent_bytes,
+        streams=streams,
+    )

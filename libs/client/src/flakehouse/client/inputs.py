@@ -4,6 +4,7 @@ and directories searched for report files."""
 from __future__ import annotations
 
 import glob
+from dataclasses import dataclass
 from pathlib import Path
 
 REPORT_SUFFIXES = {".xml", ".json", ".jsonl", ".ndjson"}
@@ -36,3 +37,42 @@ def expand_inputs(arguments: list[str]) -> tuple[list[Path], list[tuple[str, str
         else:
             problems.append((argument, "no such file or directory"))
     return list(files), problems
+
+
+# Small files go several per UploadFiles call: a CI job's thousand small reports take a few
+# calls, and their Kafka records share batches. The ingest service takes up to 16 MiB of files
+# per call by default (max_files_request_bytes); a call stays well under it.
+SMALL_FILE_BYTES = 256 * 1024
+FILES_CALL_BYTES = 4 * 1024 * 1024
+FILES_PER_CALL = 64
+
+
+@dataclass(frozen=True)
+class UploadCall:
+    paths: list[Path]
+    streamed: bool
+    """One large file as a resumable stream, or small files in one UploadFiles call."""
+
+
+def upload_calls(files: list[tuple[Path, int]], parallel: int) -> list[UploadCall]:
+    """(file, size) in order → the calls that send them, in the same order: a large file alone,
+    a run of small files in groups of at most FILES_PER_CALL files and FILES_CALL_BYTES, and no
+    larger than it takes to keep `parallel` calls busy."""
+    small = sum(1 for _, size in files if size <= SMALL_FILE_BYTES)
+    per_call = min(FILES_PER_CALL, max(1, -(-small // max(parallel, 1))))
+    calls: list[UploadCall] = []
+    group: list[Path] = []
+    group_bytes = 0
+    for path, size in files:
+        full = len(group) == per_call or group_bytes + size > FILES_CALL_BYTES
+        if group and (size > SMALL_FILE_BYTES or full):
+            calls.append(UploadCall(group, streamed=False))
+            group, group_bytes = [], 0
+        if size > SMALL_FILE_BYTES:
+            calls.append(UploadCall([path], streamed=True))
+        else:
+            group.append(path)
+            group_bytes += size
+    if group:
+        calls.append(UploadCall(group, streamed=False))
+    return calls

@@ -5,23 +5,24 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures.process import BrokenProcessPool
-from pathlib import Path
 from typing import Any
 
 from flakehouse.core.errors import InvalidArgument, ResourceExhausted, Unavailable
 from flakehouse.events.batch import upload_id_for
 from flakehouse.events.errors import EventError
 from flakehouse.ingest.datasets import Datasets
+from flakehouse.ingest.files_call import FilesCall
+from flakehouse.ingest.formats import FORMAT_ENUMS, FORMATS
 from flakehouse.ingest.metrics import IngestMetrics
+from flakehouse.ingest.producer import RecordProducer
 from flakehouse.ingest.quota_client import QuotaClient
 from flakehouse.ingest.resumable import ResumableSpools
 from flakehouse.ingest.settings import IngestSettings
 from flakehouse.ingest.upload_stream import Produced, UploadStream
 from flakehouse.ingest.uploads import (
     JSON_LINES,
-    JUNIT_XML,
     ParsedUpload,
     Spool,
     join_records,
@@ -33,19 +34,6 @@ from flakehouse.ingest.uploads import (
 from flakehouse.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from flakehouse.ingest.workers import ParseWorkers
 
-FORMATS = {
-    ingest_pb2.UPLOAD_FORMAT_UNSPECIFIED: None,
-    ingest_pb2.UPLOAD_FORMAT_JUNIT_XML: JUNIT_XML,
-    ingest_pb2.UPLOAD_FORMAT_JSON_LINES: JSON_LINES,
-}
-FORMAT_ENUMS = {
-    JUNIT_XML: ingest_pb2.UPLOAD_FORMAT_JUNIT_XML,
-    JSON_LINES: ingest_pb2.UPLOAD_FORMAT_JSON_LINES,
-}
-
-Produce = Callable[[str, str, Path, Callable[[int], None]], Awaitable[dict[int, int]]]
-"""(topic, key, record file, called with the events of each record Kafka acknowledged) →
-the last offset written in each partition."""
 BUSY_RETRY_MS = 1000
 
 
@@ -55,7 +43,7 @@ class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
         settings: IngestSettings,
         datasets: Datasets,
         quota: QuotaClient,
-        produce: Produce,
+        records: RecordProducer,
         workers: ParseWorkers,
         metrics: IngestMetrics,
         resumable: ResumableSpools,
@@ -64,7 +52,8 @@ class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
         self._resumable = resumable
         self._datasets = datasets
         self._quota = quota
-        self._produce = produce
+        self._records = records
+        self._files = FilesCall(settings, datasets, quota, records, workers, metrics)
         self._workers = workers
         self._metrics = metrics
         self._slots = asyncio.Semaphore(settings.max_concurrent_uploads)
@@ -110,6 +99,17 @@ class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
             self._metrics.uploads.labels(upload.format, outcome).inc()
             self._slots.release()
 
+    async def UploadFiles(
+        self, request: ingest_pb2.UploadFilesRequest, context: Any
+    ) -> ingest_pb2.UploadFilesResponse:
+        await self._admit()
+        self._metrics.in_flight.inc()
+        try:
+            return await self._files.run(request)
+        finally:
+            self._metrics.in_flight.dec()
+            self._slots.release()
+
     async def _stages(self, upload: UploadStream) -> AsyncIterator[ingest_pb2.UploadResponse]:
         """Receive, parse, produce, each reporting progress; the result last."""
         header = await upload.header()
@@ -130,7 +130,9 @@ class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
             await self._quota.acquire_lease(header.dataset, parsed.events, spool.size)
             produced = Produced()
             produce = asyncio.ensure_future(
-                self._produce(dataset.topic, parsed.upload_id, spool.records_path, produced.add)
+                self._records.produce(
+                    dataset.topic, parsed.upload_id, spool.records_path, produced.add
+                )
             )
             async for reply in upload.while_running(
                 produce, ingest_pb2.UPLOAD_STAGE_PRODUCING, produced

@@ -66,7 +66,7 @@ class IngestApp:
                 settings,
                 self.datasets,
                 self.quota,
-                self.records.produce,
+                self.records,
                 self.workers,
                 self.metrics,
                 self.resumable,

@@ -9,7 +9,8 @@ keeps acknowledging; a Kafka that stops answering gives UNAVAILABLE with a retry
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,26 +39,42 @@ class RecordProducer:
         reader = await asyncio.to_thread(RecordReader, records_path)
         pending: list[asyncio.Future[Any]] = []
         try:
-            while records := await asyncio.to_thread(reader.next_many, READ_AHEAD):
-                for payload, events in records:
-                    future = await asyncio.wait_for(
-                        self._producer.send(topic, payload, key=key.encode()), self._timeout_s
-                    )
-                    future.add_done_callback(self._counter(events, on_acked))
-                    pending.append(future)
-            acknowledged = await self._acknowledged(pending)
-        except (KafkaError, TimeoutError) as exc:
-            raise Unavailable(
-                f"Kafka did not acknowledge the upload ({type(exc).__name__}); "
-                "retrying with the same upload id never counts twice",
-                retry_after_ms=KAFKA_RETRY_MS,
-            ) from None
+            with _unavailable_without_kafka():
+                while records := await asyncio.to_thread(reader.next_many, READ_AHEAD):
+                    for payload, events in records:
+                        pending.append(await self._send(topic, key, payload, events, on_acked))
+                acknowledged = await self._acknowledged(pending)
         finally:
             await asyncio.to_thread(reader.close)
-        offsets: dict[int, int] = {}
-        for meta in acknowledged:
-            offsets[meta.partition] = max(offsets.get(meta.partition, -1), meta.offset)
-        return offsets
+        return last_offsets((meta.partition, meta.offset) for meta in acknowledged)
+
+    async def produce_many(
+        self, topic: str, records: Sequence[tuple[str, bytes, int]]
+    ) -> list[tuple[int, int]]:
+        """(key, payload, events) records of several uploads, sent at once (aiokafka puts those
+        of one partition in one batch, which is what makes many small uploads cheap); the
+        (partition, offset) of each, in order, once Kafka acknowledged them all."""
+        with _unavailable_without_kafka():
+            pending = [
+                await self._send(topic, key, payload, events, None)
+                for key, payload, events in records
+            ]
+            acknowledged = await self._acknowledged(pending)
+        return [(meta.partition, meta.offset) for meta in acknowledged]
+
+    async def _send(
+        self,
+        topic: str,
+        key: str,
+        payload: bytes,
+        events: int,
+        on_acked: Callable[[int], None] | None,
+    ) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = await asyncio.wait_for(
+            self._producer.send(topic, payload, key=key.encode()), self._timeout_s
+        )
+        future.add_done_callback(self._counter(events, on_acked))
+        return future
 
     async def _acknowledged(self, pending: list[asyncio.Future[Any]]) -> list[Any]:
         """Waits for every acknowledgement, each within the timeout of the one before."""
@@ -67,12 +84,33 @@ class RecordProducer:
         return results
 
     def _counter(
-        self, events: int, on_acked: Callable[[int], None]
+        self, events: int, on_acked: Callable[[int], None] | None
     ) -> Callable[[asyncio.Future[Any]], None]:
         def count(future: asyncio.Future[Any]) -> None:
             if not future.cancelled() and future.exception() is None:
                 self._metrics.records_produced.inc()
                 self._metrics.events.inc(events)
-                on_acked(events)
+                if on_acked is not None:
+                    on_acked(events)
 
         return count
+
+
+def last_offsets(landed: Iterable[tuple[int, int]]) -> dict[int, int]:
+    """The last offset written in each partition, of records' (partition, offset)."""
+    offsets: dict[int, int] = {}
+    for partition, offset in landed:
+        offsets[partition] = max(offsets.get(partition, -1), offset)
+    return offsets
+
+
+@contextmanager
+def _unavailable_without_kafka() -> Iterator[None]:
+    try:
+        yield
+    except (KafkaError, TimeoutError) as exc:
+        raise Unavailable(
+            f"Kafka did not acknowledge the upload ({type(exc).__name__}); "
+            "retrying with the same upload id never counts twice",
+            retry_after_ms=KAFKA_RETRY_MS,
+        ) from None

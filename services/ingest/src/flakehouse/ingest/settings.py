@@ -13,6 +13,12 @@ class IngestSettings(ServiceSettings, KafkaSettings):
 
     default_partitions: int = Field(8, ge=1, le=1024, description="Partitions of a new dataset.")
     max_upload_bytes: int = Field(4 * 1024**3, gt=0, description="Largest accepted file.")
+    max_files_request_bytes: int = Field(
+        16 * 1024 * 1024,
+        gt=0,
+        le=48 * 1024 * 1024,  # under gRPC's message limit, with room for the rest of the call
+        description="Most bytes of files in one UploadFiles call (a batch of small files).",
+    )
     max_concurrent_uploads: int = Field(
         16, ge=1, description="Uploads received, parsed and produced at once."
     )

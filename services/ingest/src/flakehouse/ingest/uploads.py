@@ -130,7 +130,11 @@ def recognise(path: Path, declared: str | None, filename: str) -> str:
     if declared:
         return declared
     with path.open("rb") as source:
-        head = source.read(HEAD_BYTES)
+        return format_of(source.read(HEAD_BYTES), filename)
+
+
+def format_of(head: bytes, filename: str) -> str:
+    """The format the first bytes of a file show; EventError for an empty file."""
     if not head:
         raise EventError(filename, "the file is empty")
     return detect_format(head, filename=filename)
@@ -247,13 +251,11 @@ def _write_records(
     progress = os.open(progress_path, os.O_WRONLY | os.O_CREAT, 0o600) if progress_path else None
     try:
         with records_path.open("wb") as out:
-            for batch in batches:
-                payload = batch.SerializeToString()
-                out.write(RECORD_HEADER.pack(len(payload), batch.row_count))
+            for payload, batch_events in encoded(batches, by_status):
+                out.write(RECORD_HEADER.pack(len(payload), batch_events))
                 out.write(payload)
                 records += 1
-                events += batch.row_count
-                _count_statuses(batch, by_status)
+                events += batch_events
                 if progress is not None:
                     os.pwrite(progress, EVENTS_SO_FAR.pack(events), 0)
     finally:
@@ -269,6 +271,16 @@ def _events_so_far(progress_path: Path) -> int:
         return events
     except (FileNotFoundError, struct.error):
         return 0
+
+
+def encoded(
+    batches: Iterator[events_pb2.EventBatch], by_status: Counter[str]
+) -> Iterator[tuple[bytes, int]]:
+    """Each batch as a Kafka record's payload, with its number of events; adds the batches'
+    events to the count by status as they go."""
+    for batch in batches:
+        _count_statuses(batch, by_status)
+        yield batch.SerializeToString(), batch.row_count
 
 
 def _count_statuses(batch: events_pb2.EventBatch, by_status: Counter[str]) -> None:

@@ -59,6 +59,11 @@ class IngestServiceStub:
                 request_serializer=flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.UploadRequest.SerializeToString,
                 response_deserializer=flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.UploadResponse.FromString,
                 _registered_method=True)
+        self.UploadFiles = channel.unary_unary(
+                '/flakehouse.ingest.v1.IngestService/UploadFiles',
+                request_serializer=flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.UploadFilesRequest.SerializeToString,
+                response_deserializer=flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.UploadFilesResponse.FromString,
+                _registered_method=True)
 
 
 class IngestServiceServicer:
@@ -105,6 +110,18 @@ class IngestServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UploadFiles(self, request, context):
+        """Several small files in one call (a CI job's reports): each is its own upload, with its own
+        upload id, events and result, or its own error (a bad file writes nothing and the others go
+        in); they are parsed together and produced together, so a thousand small reports take a few
+        calls instead of a thousand streams. The request is at most `max_files_request_bytes` of
+        content (INVALID_ARGUMENT above it): larger files go through Upload. Not resumable: a call
+        that fails is sent again whole, and files without an upload_id never count twice.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngestServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -132,6 +149,11 @@ def add_IngestServiceServicer_to_server(servicer, server):
                     servicer.Upload,
                     request_deserializer=flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.UploadRequest.FromString,
                     response_serializer=flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.UploadResponse.SerializeToString,
+            ),
+            'UploadFiles': grpc.unary_unary_rpc_method_handler(
+                    servicer.UploadFiles,
+                    request_deserializer=flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.UploadFilesRequest.FromString,
+                    response_serializer=flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.UploadFilesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -269,6 +291,33 @@ class IngestService:
             '/flakehouse.ingest.v1.IngestService/Upload',
             flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.UploadRequest.SerializeToString,
             flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.UploadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadFiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flakehouse.ingest.v1.IngestService/UploadFiles',
+            flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.UploadFilesRequest.SerializeToString,
+            flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.UploadFilesResponse.FromString,
             options,
             channel_credentials,
             insecure,

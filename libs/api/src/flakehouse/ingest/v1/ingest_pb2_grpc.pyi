@@ -52,6 +52,14 @@ class IngestServiceStub:
     the result, once Kafka has acknowledged every event (acks=all). A file that fails to parse
     writes nothing.
     """
+    UploadFiles: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.UploadFilesRequest, _ingest_pb2.UploadFilesResponse]
+    """Several small files in one call (a CI job's reports): each is its own upload, with its own
+    upload id, events and result, or its own error (a bad file writes nothing and the others go
+    in); they are parsed together and produced together, so a thousand small reports take a few
+    calls instead of a thousand streams. The request is at most `max_files_request_bytes` of
+    content (INVALID_ARGUMENT above it): larger files go through Upload. Not resumable: a call
+    that fails is sent again whole, and files without an upload_id never count twice.
+    """
 
 @_typing.type_check_only
 class IngestServiceAsyncStub(IngestServiceStub):
@@ -74,6 +82,14 @@ class IngestServiceAsyncStub(IngestServiceStub):
     While it receives, parses and produces, the server reports progress; its last message is
     the result, once Kafka has acknowledged every event (acks=all). A file that fails to parse
     writes nothing.
+    """
+    UploadFiles: _aio.UnaryUnaryMultiCallable[_ingest_pb2.UploadFilesRequest, _ingest_pb2.UploadFilesResponse]  # type: ignore[assignment]
+    """Several small files in one call (a CI job's reports): each is its own upload, with its own
+    upload id, events and result, or its own error (a bad file writes nothing and the others go
+    in); they are parsed together and produced together, so a thousand small reports take a few
+    calls instead of a thousand streams. The request is at most `max_files_request_bytes` of
+    content (INVALID_ARGUMENT above it): larger files go through Upload. Not resumable: a call
+    that fails is sent again whole, and files without an upload_id never count twice.
     """
 
 class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -124,6 +140,20 @@ class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
         While it receives, parses and produces, the server reports progress; its last message is
         the result, once Kafka has acknowledged every event (acks=all). A file that fails to parse
         writes nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def UploadFiles(
+        self,
+        request: _ingest_pb2.UploadFilesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingest_pb2.UploadFilesResponse, _abc.Awaitable[_ingest_pb2.UploadFilesResponse]]:
+        """Several small files in one call (a CI job's reports): each is its own upload, with its own
+        upload id, events and result, or its own error (a bad file writes nothing and the others go
+        in); they are parsed together and produced together, so a thousand small reports take a few
+        calls instead of a thousand streams. The request is at most `max_files_request_bytes` of
+        content (INVALID_ARGUMENT above it): larger files go through Upload. Not resumable: a call
+        that fails is sent again whole, and files without an upload_id never count twice.
         """
 
 def add_IngestServiceServicer_to_server(servicer: IngestServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
