@@ -19,6 +19,20 @@ SPAWN_EVENTS = frozenset(
 )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """TLS for the whole session before any test builds a service's settings (see
+    tests/certificates.py); the directory goes with the session."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from tests import certificates
+
+    directory = Path(tempfile.mkdtemp(prefix="flakehouse-tls-"))
+    atexit.register(shutil.rmtree, directory, True)
+    certificates.install(directory / "pki")
+
+
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
     """One tansu broker on a free loopback port for the whole session; tests isolate themselves

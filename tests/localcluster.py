@@ -13,12 +13,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import grpc
-
 from flakehouse.client.local import LocalCluster
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.core.net import port_is_free
 from flakehouse.storage.v1 import storage_pb2, storage_pb2_grpc
+from tests import certificates
 
 HOST = "127.0.0.1"
 
@@ -58,6 +57,7 @@ class RunningCluster:
         self.output = data_dir.parent / "up.out"
         self.port_base = port_base or free_port_base(storage_nodes)
         self._out = self.output.open("wb")
+        certificates.seed_local_cluster(data_dir)
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -174,7 +174,7 @@ def node_counts(address: str, dataset: str, partitions: int) -> dict[str, int]:
         group_by=[plan_pb2.GroupKey(field="status")],
         aggregates=[plan_pb2.Aggregate(function=plan_pb2.AGGREGATE_FUNCTION_COUNT)],
     )
-    with grpc.insecure_channel(address) as channel:
+    with certificates.channel(address) as channel:
         response = storage_pb2_grpc.StorageServiceStub(channel).ExecuteFragment(
             storage_pb2.ExecuteFragmentRequest(plan=plan, partitions=list(range(partitions))),
             timeout=10,

@@ -20,6 +20,7 @@ from flakehouse.replication.controller import Controller
 from flakehouse.replication.membership import Membership
 from flakehouse.replication.placement import DatasetTopic
 from flakehouse.replication.v1 import replication_pb2, replication_pb2_grpc
+from tests import certificates
 
 HEARTBEAT_S = 0.5
 NODE_TIMEOUT_S = 10.0
@@ -62,14 +63,18 @@ async def running() -> AsyncIterator[Running]:
     controller = Controller(Membership(NODE_TIMEOUT_S), replication_factor=2)
     catalog = Catalog(controller, clock)
     api = ReplicationApi(controller, HEARTBEAT_S, catalog.refresh, clock=lambda: clock[0])
-    server = GrpcServer("replication", ServiceSettings(shutdown_grace_s=0), CollectorRegistry())
+    server = GrpcServer(
+        "replication",
+        ServiceSettings(shutdown_grace_s=0, **certificates.tls_settings()),
+        CollectorRegistry(),
+    )
     server.add(
         replication_pb2_grpc.add_ReplicationServiceServicer_to_server,
         api,
         service_name(replication_pb2.DESCRIPTOR, "ReplicationService"),
     )
     await server.start()
-    channel = grpc.aio.insecure_channel(server.address)
+    channel = certificates.aio_channel(server.address)
     client = Client(replication=server.address, retries=0, timeout_s=30)
     try:
         yield Running(catalog, clock, replication_pb2_grpc.ReplicationServiceStub(channel), client)

@@ -31,6 +31,7 @@ from flakehouse.storage.node import StorageNode
 from flakehouse.storage.replica import SealPolicy
 from flakehouse.storage.store import SegmentStore
 from flakehouse.storage.v1 import storage_pb2, storage_pb2_grpc
+from tests import certificates
 from tests.support import eventually_async
 
 pytestmark = [pytest.mark.processes, pytest.mark.broker]
@@ -167,7 +168,9 @@ class Nodes:
         return node
 
     async def serve(self, node: StorageNode) -> str:
-        server = GrpcServer("storage", ServiceSettings(), CollectorRegistry())
+        server = GrpcServer(
+            "storage", ServiceSettings(**certificates.tls_settings()), CollectorRegistry()
+        )
         server.add(
             storage_pb2_grpc.add_StorageServiceServicer_to_server,
             StorageApi(node),

@@ -6,6 +6,7 @@ NotFound, ResourceExhausted, Unavailable, ...), with the server's message."""
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -16,7 +17,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from flakehouse.client.cluster import ClusterFile
+from flakehouse.client.cluster import CA_FILE_ENV, ClusterFile
 from flakehouse.client.times import from_micros, query_zone
 from flakehouse.client.uploads import UploadProgress, open_source, upload_resumably
 from flakehouse.core.channel import CHANNEL_OPTIONS
@@ -31,6 +32,7 @@ from flakehouse.core.errors import (
     Unavailable,
 )
 from flakehouse.core.limit_rules import QUOTA_FIELDS
+from flakehouse.core.tls import channel_credentials
 from flakehouse.events.columns import ColumnError, from_value_column
 from flakehouse.events.values import TIMESTAMP, TYPE_NAMES, Scalar, from_value
 from flakehouse.ingest.v1 import ingest_pb2, ingest_pb2_grpc
@@ -176,7 +178,12 @@ class Client:
         quota: str | None = None,
         timeout_s: float = 60.0,
         retries: int = 6,
+        ca_file: str | Path | None = None,
     ) -> None:
+        """Every call goes over TLS: the services' certificates are verified against ca_file,
+        else FLAKEHOUSE_CA_FILE, else the system's roots (a cluster whose certificates come
+        from a public CA)."""
+        self._ca_file = ca_file or os.environ.get(CA_FILE_ENV) or None
         self._addresses = {
             "ingest": ingest,
             "query": query,
@@ -190,6 +197,7 @@ class Client:
     @classmethod
     def from_cluster_file(cls, path: Path, **kwargs: Any) -> Client:
         cluster = ClusterFile.read(path)
+        kwargs.setdefault("ca_file", cluster.ca_file or None)
         return cls(
             ingest=cluster.address("ingest"),
             query=cluster.address("query"),
@@ -203,7 +211,10 @@ class Client:
             address = self._addresses.get(service)
             if not address:
                 raise Unavailable(f"no address for the {service} service")
-            self._channels[service] = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+            credentials = channel_credentials(self._ca_file)
+            self._channels[service] = grpc.secure_channel(
+                address, credentials, options=CHANNEL_OPTIONS
+            )
         return self._channels[service]
 
     def close(self) -> None:

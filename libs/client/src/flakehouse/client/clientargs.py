@@ -38,6 +38,13 @@ def add_client_options(parser: argparse.ArgumentParser, *services: str) -> None:
             help=f"the {service} service's address (overrides --cluster)",
         )
     parser.add_argument(
+        "--ca",
+        type=Path,
+        metavar="FILE",
+        help="the cluster CA (PEM) to verify the services against (default: the cluster file's "
+        "ca_file, else FLAKEHOUSE_CA_FILE, else the system's roots)",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         default=60.0,
@@ -49,10 +56,13 @@ def add_client_options(parser: argparse.ArgumentParser, *services: str) -> None:
 
 def client_from_args(args: argparse.Namespace, *needs: str) -> Client:
     """A Client with the explicit addresses, and the cluster file's for the rest; the cluster
-    file is read only when a service in `needs` has no explicit address."""
+    file is read only when a service in `needs` has no explicit address. The CA follows the
+    addresses: --ca, else the cluster file's when it was read, else FLAKEHOUSE_CA_FILE (the
+    Client's own default), else the system's roots."""
     from flakehouse.client.client import Client  # gRPC: only for the commands that call
 
     addresses = {service: getattr(args, service, None) for service in ADDRESSED}
+    ca_file: str | Path | None = args.ca
     if any(not addresses[service] for service in needs):
         try:
             cluster = ClusterFile.read(args.cluster)
@@ -62,6 +72,7 @@ def client_from_args(args: argparse.Namespace, *needs: str) -> Client:
                 f"no cluster file at {args.cluster}: start one with `flakehouse up`, "
                 f"or pass --cluster / {options}"
             ) from None
+        ca_file = ca_file or cluster.ca_file
         for service in ADDRESSED:
             if not addresses[service] and service in cluster.services:
                 addresses[service] = cluster.address(service)
@@ -75,6 +86,7 @@ def client_from_args(args: argparse.Namespace, *needs: str) -> Client:
         query=addresses["query"],
         quota=addresses["quota"],
         timeout_s=args.timeout,
+        ca_file=ca_file or None,
     )
 
 

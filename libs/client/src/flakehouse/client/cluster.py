@@ -11,6 +11,8 @@ from pathlib import Path
 DEFAULT_DIR = Path(".flakehouse")
 DEFAULT_PATH = DEFAULT_DIR / "cluster.json"
 SERVICES = ("ingest", "query", "replication", "quota")
+CA_FILE_ENV = "FLAKEHOUSE_CA_FILE"
+"""The cluster CA for clients given no --ca and no cluster file that names one."""
 
 
 @dataclass
@@ -38,6 +40,8 @@ class ClusterFile:
     # pid, 0 while it is not running.
     processes: dict[str, int] = field(default_factory=dict)
     version: int = 1
+    # The cluster CA (PEM): what clients verify the services' certificates against.
+    ca_file: str = ""
 
     def address(self, service: str) -> str:
         if service not in self.services:
@@ -61,4 +65,5 @@ class ClusterFile:
             durable=raw.get("durable", True),
             processes=raw.get("processes", {}),
             version=raw.get("version", 1),
+            ca_file=raw.get("ca_file", ""),
         )

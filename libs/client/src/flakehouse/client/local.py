@@ -46,6 +46,7 @@ from flakehouse.client.broker import (
 from flakehouse.client.cluster import ClusterFile, Endpoint, StorageEndpoint
 from flakehouse.core.errors import FailedPrecondition, Unavailable
 from flakehouse.core.net import port_is_free, wait_for_port
+from flakehouse.core.tls import channel_credentials
 
 HOST = "127.0.0.1"
 DEFAULT_PORT_BASE = 7600
@@ -125,6 +126,16 @@ class LocalCluster:
         return self.data_dir / "cluster.json"
 
     @property
+    def tls_dir(self) -> Path:
+        """The cluster CA and every service's certificate (see pki.py): kept across starts, so
+        clients keep trusting the cluster, and renewed by a start when they near expiry."""
+        return self.data_dir / "tls"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.tls_dir / "ca.pem"
+
+    @property
     def hold_dir(self) -> Path:
         return self.data_dir / "hold"
 
@@ -187,6 +198,9 @@ class LocalCluster:
             prefix = f"FLAKEHOUSE_{module.upper()}_"
             env = {
                 "HOST": HOST,
+                "TLS_CERT_FILE": str(self.tls_dir / f"{name}.pem"),
+                "TLS_KEY_FILE": str(self.tls_dir / f"{name}.key"),
+                "TLS_CA_FILE": str(self.ca_file),
                 "PORT": str(base + offset),
                 "METRICS_HOST": HOST,
                 "METRICS_PORT": str(base + METRICS_OFFSET + offset),
@@ -259,6 +273,7 @@ class LocalCluster:
                 "(another cluster running? choose another --port-base)"
             )
         self._prepare_data()
+        self._prepare_certificates()
         (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
         try:
             for supervised in self.processes:
@@ -272,6 +287,7 @@ class LocalCluster:
             self.stop()
             raise
         self.write_cluster_file()
+        self.say(f"{'tls':<12} CA {self.ca_file} (clients verify the services against it)")
 
     def _prepare_data(self) -> None:
         """Ephemeral: empty storage directories (the broker starts empty). Durable: storage data
@@ -291,6 +307,17 @@ class LocalCluster:
         if stale:
             self.say(f"no broker data in {self.broker_dir}: cleared the storage directories")
         self.broker_dir.mkdir(parents=True)
+
+    def _prepare_certificates(self) -> None:
+        """The CA and a certificate per service, for the names clients use: 127.0.0.1 and
+        localhost. Reused as they are unless they near expiry."""
+        from flakehouse.client.pki import LocalPki  # cryptography: only for `up`
+
+        pki = LocalPki(self.tls_dir)
+        pki.ensure_ca()
+        for supervised in self.processes:
+            if supervised.spec.speaks_grpc:
+                pki.issue(supervised.spec.name, [HOST, "localhost"])
 
     def _listening(self, spec: ProcessSpec) -> str:
         if spec.name == "objects":
@@ -326,7 +353,8 @@ class LocalCluster:
         with contextlib.ExitStack() as stack:
             ready: Callable[[], bool]
             if spec.speaks_grpc:
-                channel = stack.enter_context(grpc.insecure_channel(spec.grpc))
+                credentials = channel_credentials(self.ca_file)
+                channel = stack.enter_context(grpc.secure_channel(spec.grpc, credentials))
                 stub = health_pb2_grpc.HealthStub(channel)
                 ready, waiting = (lambda: _serving(stub)), "not SERVING"
             else:
@@ -423,6 +451,7 @@ class LocalCluster:
             str(self.data_dir),
             durable=not self.ephemeral,
             processes={s.spec.name: s.process.pid if s.process else 0 for s in self.processes},
+            ca_file=str(self.ca_file),
         ).write(self.cluster_path)
 
 

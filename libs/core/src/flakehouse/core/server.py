@@ -12,12 +12,14 @@ from typing import Any, Protocol, TypeVar
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from flakehouse.core.channel import CHANNEL_OPTIONS
+from flakehouse.core.http_endpoint import HttpEndpoint
 from flakehouse.core.interceptor import ErrorInterceptor, RpcMetrics
 from flakehouse.core.logging import configure_logging
 from flakehouse.core.settings import ServiceSettings, load_settings
+from flakehouse.core.tls import CertificateFiles
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +31,9 @@ restarted for it). Readiness probes ask for the overall status, service ""."""
 
 
 class GrpcServer:
-    """Owns a service's grpc.aio server and its metrics endpoint. Health starts NOT_SERVING;
-    the app says when it is ready with set_serving(True). `LIVENESS_SERVICE` is SERVING as soon
-    as the server runs."""
+    """Owns a service's grpc.aio server (TLS only) and its HTTP endpoint (metrics and probes).
+    Health starts NOT_SERVING; the app says when it is ready with set_serving(True).
+    `LIVENESS_SERVICE` is SERVING as soon as the server runs."""
 
     def __init__(self, service: str, settings: ServiceSettings, registry: CollectorRegistry):
         self.service = service
@@ -45,7 +47,8 @@ class GrpcServer:
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self._names: list[str] = []
-        self._metrics_server: Any = None
+        self._ready = False
+        self._http = HttpEndpoint(registry, lambda: self._ready)
         self.port = 0
         self.metrics_port = 0
 
@@ -67,16 +70,16 @@ class GrpcServer:
             ],
             self.server,
         )
-        self.port = self.server.add_insecure_port(f"{self.settings.host}:{self.settings.port}")
+        certificate = CertificateFiles(self.settings.tls_cert_file, self.settings.tls_key_file)
+        self.port = self.server.add_secure_port(
+            f"{self.settings.host}:{self.settings.port}", certificate.server_credentials()
+        )
         if self.port == 0:
             raise OSError(f"cannot bind {self.settings.host}:{self.settings.port}")
         await self.set_serving(False)
         await self.health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         await self.server.start()
-        self._metrics_server, _ = start_http_server(
-            self.settings.metrics_port, self.settings.metrics_host, registry=self.registry
-        )
-        self.metrics_port = self._metrics_server.server_port
+        self.metrics_port = self._http.start(self.settings.metrics_host, self.settings.metrics_port)
         log.info(
             "%s listening",
             self.service,
@@ -94,14 +97,14 @@ class GrpcServer:
         )
         for name in ["", *self._names]:
             await self.health.set(name, status)
+        self._ready = serving
 
     async def stop(self) -> None:
         """NOT_SERVING first so load balancers stop sending, then give in-flight calls the grace."""
+        self._ready = False
         await self.health.enter_graceful_shutdown()
         await self.server.stop(self.settings.shutdown_grace_s)
-        if self._metrics_server is not None:
-            self._metrics_server.shutdown()
-            self._metrics_server.server_close()
+        self._http.stop()
 
 
 class App(Protocol):

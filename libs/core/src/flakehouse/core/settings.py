@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, FilePath, ValidationError, model_validator
 from pydantic_settings import BaseSettings
 
 S = TypeVar("S", bound="ServiceSettings")
@@ -19,6 +19,14 @@ class ServiceSettings(BaseSettings):
     metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus port; 0 picks one.")
     log_level: str = Field("info", pattern="^(debug|info|warning|error)$")
     shutdown_grace_s: float = Field(5.0, ge=0, description="Time given to in-flight calls.")
+    # TLS is not optional (DESIGN.md §10): a service without its certificate does not start.
+    tls_cert_file: FilePath = Field(
+        description="This service's certificate chain (PEM); gRPC is served over TLS only."
+    )
+    tls_key_file: FilePath = Field(description="The private key of tls_cert_file (PEM).")
+    tls_ca_file: FilePath = Field(
+        description="The cluster CA (PEM): the services this one calls are verified against it."
+    )
 
 
 class KafkaSettings(BaseSettings):

@@ -45,7 +45,10 @@ class IngestApp:
         self.workers = ParseWorkers(settings.parse_workers)
         self.resumable = ResumableSpools(settings.spool_dir, settings.resume_ttl_s)
         self.quota = QuotaClient(
-            settings.quota_address, f"ingest@{socket.gethostname()}", self.metrics.quota_unchecked
+            settings.quota_address,
+            settings.tls_ca_file,
+            f"ingest@{socket.gethostname()}",
+            self.metrics.quota_unchecked,
         )
         self.retention = RetentionFollower(self.admin, self.catalog, settings.produce_timeout_s)
         self.limits = LimitsWatch(self.quota.stub, on_change=self.retention.on_limits)

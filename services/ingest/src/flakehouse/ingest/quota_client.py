@@ -6,12 +6,13 @@ not be checked."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import grpc
 from prometheus_client import Counter
 
-from flakehouse.core.channel import CHANNEL_OPTIONS
 from flakehouse.core.errors import InvalidArgument, ResourceExhausted, Unavailable
+from flakehouse.core.tls import service_channel
 from flakehouse.quota.v1 import quota_pb2, quota_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ class QuotaClient:
     def __init__(
         self,
         address: str,
+        ca_file: Path,
         holder: str,
         unchecked: Counter,
         timeout_s: float = 2.0,
@@ -35,9 +37,7 @@ class QuotaClient:
         self._timeout_s = timeout_s
         # Setting or dropping limits writes to Kafka on quota's side: allow it longer than a lease.
         self._change_timeout_s = change_timeout_s
-        self._channel = (
-            grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) if address else None
-        )
+        self._channel = service_channel(address, ca_file) if address else None
         self.stub = quota_pb2_grpc.QuotaServiceStub(self._channel) if self._channel else None
 
     async def acquire_lease(self, dataset: str, events: int, size: int) -> None:

@@ -8,13 +8,12 @@ import logging
 import os
 import socket
 
-import grpc
 from prometheus_client import CollectorRegistry
 
-from flakehouse.core.channel import CHANNEL_OPTIONS
 from flakehouse.core.limits import LimitsWatch
 from flakehouse.core.server import GrpcServer, service_name
 from flakehouse.core.tasks import BackgroundTasks
+from flakehouse.core.tls import service_channel
 from flakehouse.query.api import QueryApi
 from flakehouse.query.fanout import StorageChannels
 from flakehouse.query.metrics import QueryMetrics
@@ -38,11 +37,9 @@ class QueryApp:
         self.registry = CollectorRegistry()
         self.tasks = BackgroundTasks()
         self.failed = self.tasks.failed
-        self.channel = grpc.aio.insecure_channel(
-            settings.replication_address, options=CHANNEL_OPTIONS
-        )
+        self.channel = service_channel(settings.replication_address, settings.tls_ca_file)
         self.quota_channel = (
-            grpc.aio.insecure_channel(settings.quota_address, options=CHANNEL_OPTIONS)
+            service_channel(settings.quota_address, settings.tls_ca_file)
             if settings.quota_address
             else None
         )
@@ -51,7 +48,7 @@ class QueryApp:
         self.placements = Placements(replication_pb2_grpc.ReplicationServiceStub(self.channel))
         self.limits = LimitsWatch(quota)
         slots = QuerySlots(quota, f"query-{socket.gethostname()}-{os.getpid()}", metrics)
-        self.storage = StorageChannels()
+        self.storage = StorageChannels(settings.tls_ca_file)
         self.server = GrpcServer("query", settings, self.registry)
         self.server.add(
             query_pb2_grpc.add_QueryServiceServicer_to_server,

@@ -27,12 +27,13 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import grpc
 
-from flakehouse.core.channel import CHANNEL_OPTIONS
 from flakehouse.core.errors import InvalidArgument, ResourceExhausted
+from flakehouse.core.tls import service_channel
 from flakehouse.query.guardrails import NARROW
 from flakehouse.replication.v1 import replication_pb2
 from flakehouse.storage.v1 import storage_pb2_grpc
@@ -75,13 +76,14 @@ class FanOutResult(Generic[R]):
 class StorageChannels:
     """One channel per storage node address, kept for the life of the service."""
 
-    def __init__(self) -> None:
+    def __init__(self, ca_file: Path) -> None:
+        self._ca_file = ca_file
         self._stubs: dict[str, storage_pb2_grpc.StorageServiceAsyncStub] = {}
         self._channels: list[grpc.aio.Channel] = []
 
     def stub(self, address: str) -> storage_pb2_grpc.StorageServiceAsyncStub:
         if address not in self._stubs:
-            channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+            channel = service_channel(address, self._ca_file)
             self._channels.append(channel)
             self._stubs[address] = storage_pb2_grpc.StorageServiceStub(channel)
         return self._stubs[address]

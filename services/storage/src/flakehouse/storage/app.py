@@ -10,10 +10,10 @@ import logging
 import grpc
 from prometheus_client import CollectorRegistry
 
-from flakehouse.core.channel import CHANNEL_OPTIONS
 from flakehouse.core.kafka import make_consumer
 from flakehouse.core.server import GrpcServer, service_name
 from flakehouse.core.tasks import BackgroundTasks
+from flakehouse.core.tls import service_channel
 from flakehouse.quota.v1 import quota_pb2, quota_pb2_grpc
 from flakehouse.replication.v1 import replication_pb2, replication_pb2_grpc
 from flakehouse.storage.api import StorageApi
@@ -57,12 +57,10 @@ class StorageApp:
             StorageApi(self.node),
             service_name(storage_pb2.DESCRIPTOR, "StorageService"),
         )
-        self.channel = grpc.aio.insecure_channel(
-            settings.replication_address, options=CHANNEL_OPTIONS
-        )
+        self.channel = service_channel(settings.replication_address, settings.tls_ca_file)
         self.replication = replication_pb2_grpc.ReplicationServiceStub(self.channel)
         self.quota_channel = (
-            grpc.aio.insecure_channel(settings.quota_address, options=CHANNEL_OPTIONS)
+            service_channel(settings.quota_address, settings.tls_ca_file)
             if settings.quota_address
             else None
         )
@@ -71,7 +69,12 @@ class StorageApp:
         self, peer: Peer, dataset: str, partition: int, generation: int
     ) -> Transfer:
         return await fetch_segments(
-            peer, dataset, partition, generation, self.settings.bootstrap_timeout_s
+            peer,
+            dataset,
+            partition,
+            generation,
+            self.settings.bootstrap_timeout_s,
+            self.settings.tls_ca_file,
         )
 
     @property

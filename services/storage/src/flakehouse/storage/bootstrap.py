@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
-import grpc
-
-from flakehouse.core.channel import CHANNEL_OPTIONS
+from flakehouse.core.tls import service_channel
 from flakehouse.replication.v1 import replication_pb2
 from flakehouse.storage.v1 import storage_pb2, storage_pb2_grpc
 
@@ -54,7 +53,7 @@ def serving_peers(
 
 
 async def fetch_segments(
-    peer: Peer, dataset: str, partition: int, generation: int, timeout_s: float
+    peer: Peer, dataset: str, partition: int, generation: int, timeout_s: float, ca_file: Path
 ) -> Transfer:
     """Streams the partition's sealed segments of `generation` of the dataset from `peer`;
     raises grpc.aio.AioRpcError (or ValueError for a stream that does not end with the offset)
@@ -66,7 +65,7 @@ async def fetch_segments(
     )
     segments: list[storage_pb2.Segment] = []
     nbytes = 0
-    async with grpc.aio.insecure_channel(peer.address, options=CHANNEL_OPTIONS) as channel:
+    async with service_channel(peer.address, ca_file) as channel:
         stub = storage_pb2_grpc.StorageServiceStub(channel)
         async for item in stub.StreamSegments(request, timeout=timeout_s):
             if item.HasField("segment"):
