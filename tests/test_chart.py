@@ -215,8 +215,6 @@ def test_one_workload_per_component_with_probes_resources_and_metrics(
     for name, container in seen.items():
         component = name.removeprefix("fh-")
         assert container["image"] == f"flakehouse/{component}:0.1.0"
-        assert container["readinessProbe"]["grpc"] == {"port": 7000}
-        assert container["livenessProbe"]["grpc"] == {"port": 7000, "service": "liveness"}
         assert container["resources"]["requests"] and container["resources"]["limits"]
         assert {"name": "metrics", "containerPort": 9100, "protocol": "TCP"} in container["ports"]
         assert container["securityContext"]["allowPrivilegeEscalation"] is False
@@ -229,6 +227,30 @@ def test_one_workload_per_component_with_probes_resources_and_metrics(
         assert find(manifests, "Deployment", name)["spec"]["strategy"] == {"type": "Recreate"}
     rolling = find(manifests, "Deployment", "fh-query")["spec"]["strategy"]
     assert rolling["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+
+
+def test_probes_ask_the_plaintext_metrics_port_over_http(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    """The gRPC port speaks TLS only, which the kubelet's gRPC probes cannot: readiness and
+    liveness are HTTP on the metrics port, with the timings the gRPC probes had."""
+    for name, container in containers(rendered["default"]):
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        ready, alive = container["readinessProbe"], container["livenessProbe"]
+        assert ready == {
+            "httpGet": {"path": "/readyz", "port": "metrics"},
+            "periodSeconds": 5,
+            "failureThreshold": 2,
+        }, name
+        assert alive == {
+            "httpGet": {"path": "/healthz", "port": "metrics"},
+            "initialDelaySeconds": 10,
+            "periodSeconds": 10,
+            "failureThreshold": 6,
+        }, name
+        env = env_of(container)
+        prefix = f"FLAKEHOUSE_{name.removeprefix('fh-').upper()}_"
+        assert ports["metrics"] == int(env[prefix + "METRICS_PORT"]) != ports["grpc"]
 
 
 def test_a_component_image_can_be_set_whole() -> None:

@@ -146,14 +146,15 @@ containers:
     ports:
       - {name: grpc, containerPort: {{ .cfg.grpcPort }}, protocol: TCP}
       - {name: metrics, containerPort: {{ .cfg.metricsPort }}, protocol: TCP}
-    # Ready: gRPC health SERVING (a storage node catching up is not). Alive: the "liveness"
-    # health service, SERVING from start to shutdown, so catching up never restarts a pod.
+    # On the plaintext metrics port: the gRPC port speaks TLS only, which the kubelet's gRPC
+    # probes cannot. Ready: /readyz 200 (a storage node catching up is not). Alive: /healthz,
+    # 200 from start to shutdown, so catching up never restarts a pod.
     readinessProbe:
-      grpc: {port: {{ .cfg.grpcPort }}}
+      httpGet: {path: /readyz, port: metrics}
       periodSeconds: 5
       failureThreshold: 2
     livenessProbe:
-      grpc: {port: {{ .cfg.grpcPort }}, service: liveness}
+      httpGet: {path: /healthz, port: metrics}
       initialDelaySeconds: 10
       periodSeconds: 10
       failureThreshold: 6
