@@ -1,24 +1,34 @@
 """The Helm chart, checked without a cluster: `helm lint --strict`; `helm template` with default
-values, with `kafka.deploy=true` and with monitoring on, every manifest validated against the
-Kubernetes schemas (kubernetes-validate, strict: unknown fields fail); the alert rules checked
-with promtool; bad values refused; and what the manifests promise, read from them: storage
-pods never share a node, so with storage.replicas=4 and 16 partitions no two replicas of a
-partition can be scheduled on one node.
+values, with `kafka.deploy=true`, with monitoring on and in each TLS mode, every manifest
+validated against the Kubernetes schemas (kubernetes-validate, strict: unknown fields fail; the
+cert-manager Certificate against tests/schemas); the alert rules checked with promtool; bad
+values refused; and what the manifests promise, read from them: storage pods never share a
+node, so with storage.replicas=4 and 16 partitions no two replicas of a partition can be
+scheduled on one node; the generated certificate is signed by its CA and valid for every name
+the components are reached by.
 
 helm and promtool come from `make tools` (tools/bin)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import ipaddress
 import json
 import shutil
 import subprocess
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from jsonschema import Draft202012Validator
 
 from flakehouse.replication.placement import DatasetTopic, NodeInfo, compute_placement
 
@@ -37,6 +47,15 @@ MONITORING_ON = [
     "monitoring.serviceMonitor.enabled=true",
     "monitoring.prometheusRule.enabled=true",
 ]
+# Nor for cert-manager's Certificate: a hand-written subset of its CRD's schema.
+CERTIFICATE_SCHEMA = ROOT / "tests" / "schemas" / "cert-manager-certificate-v1.schema.json"
+TLS_SECRET_MODE = ["tls.mode=secret", "tls.existingSecret=flakehouse-certs"]
+TLS_CERT_MANAGER = [
+    "tls.mode=certManager",
+    "tls.certManager.issuerRef.name=cluster-ca",
+    "tls.certManager.issuerRef.kind=ClusterIssuer",
+]
+TLS_DIR = "/etc/flakehouse/tls"
 
 
 def _tool(path: Path) -> Path:
@@ -67,6 +86,11 @@ def find(manifests: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any
     return match
 
 
+def find_kind(manifests: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    (match,) = [m for m in manifests if m["kind"] == kind]
+    return match
+
+
 def containers(manifests: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
     for m in manifests:
         if m["kind"] in ("Deployment", "StatefulSet"):
@@ -83,6 +107,8 @@ VARIANTS = {
     "kafka": ["kafka.deploy=true"],
     "monitoring": MONITORING_ON,
     "scaled": ["components.storage.replicas=4", "partitionsPerDataset=16", *MONITORING_ON],
+    "tls-secret": TLS_SECRET_MODE,
+    "tls-cert-manager": TLS_CERT_MANAGER,
 }
 
 
@@ -94,7 +120,9 @@ def rendered() -> dict[str, list[dict[str, Any]]]:
 # -- lint and schemas ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("sets", [[], ["kafka.deploy=true", *MONITORING_ON]])
+@pytest.mark.parametrize(
+    "sets", [[], ["kafka.deploy=true", *MONITORING_ON], TLS_SECRET_MODE, TLS_CERT_MANAGER]
+)
 def test_helm_lint_strict(sets: list[str]) -> None:
     args = ["lint", "--strict", str(CHART)]
     for value in sets:
@@ -111,7 +139,10 @@ def test_every_manifest_is_valid_kubernetes_in_strict_mode(
     for manifest in manifests:
         if manifest["kind"] in OPERATOR_KINDS:
             continue
-        kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+        if manifest["kind"] == "Certificate":
+            assert certificate_errors(manifest) == []
+        else:
+            kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
         checked += 1
     assert checked >= 15
 
@@ -120,6 +151,37 @@ def test_an_unknown_field_fails_the_validation_used_above() -> None:
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}, "spec": {"containerz": []}}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
+
+
+def certificate_errors(certificate: dict[str, Any]) -> list[str]:
+    schema = json.loads(CERTIFICATE_SCHEMA.read_text())
+    Draft202012Validator.check_schema(schema)
+    return [
+        f"/{'/'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in Draft202012Validator(schema).iter_errors(certificate)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (["spec", "dnsName"], ["x"]),
+        (["spec", "privateKey", "algorithm"], "EC"),
+        (["spec", "issuerRef"], {"kind": "Issuer"}),
+        (["spec", "duration"], "90d"),
+        (["spec", "usages"], ["server"]),
+    ],
+)
+def test_the_certificate_schema_refuses_a_broken_certificate(
+    rendered: dict[str, list[dict[str, Any]]], path: list[str], value: object
+) -> None:
+    """The schema is closed and typed, so the check above can fail."""
+    certificate = json.loads(json.dumps(find_kind(rendered["tls-cert-manager"], "Certificate")))
+    node = certificate
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    assert certificate_errors(certificate)
 
 
 @pytest.mark.parametrize(
@@ -140,6 +202,11 @@ def test_an_unknown_field_fails_the_validation_used_above() -> None:
         # Every address the services are given uses default.grpcPort: no per-component port.
         (["components.quota.grpcPort=7100"], "Additional property grpcPort"),
         (["components.replication.replicas=2"], "components.replication.replicas"),
+        (["tls.mode=selfSigned"], "tls.mode"),
+        (["tls.mode=secret"], "tls.mode=secret needs tls.existingSecret"),
+        (["tls.mode=certManager"], "tls.mode=certManager needs tls.certManager.issuerRef.name"),
+        (["tls.certManager.duration=90d"], "duration"),
+        (["tls.key=x"], "Additional property key"),
     ],
 )
 def test_bad_values_are_refused_with_a_message(sets: list[str], message: str) -> None:
@@ -215,8 +282,6 @@ def test_one_workload_per_component_with_probes_resources_and_metrics(
     for name, container in seen.items():
         component = name.removeprefix("fh-")
         assert container["image"] == f"flakehouse/{component}:0.1.0"
-        assert container["readinessProbe"]["grpc"] == {"port": 7000}
-        assert container["livenessProbe"]["grpc"] == {"port": 7000, "service": "liveness"}
         assert container["resources"]["requests"] and container["resources"]["limits"]
         assert {"name": "metrics", "containerPort": 9100, "protocol": "TCP"} in container["ports"]
         assert container["securityContext"]["allowPrivilegeEscalation"] is False
@@ -229,6 +294,30 @@ def test_one_workload_per_component_with_probes_resources_and_metrics(
         assert find(manifests, "Deployment", name)["spec"]["strategy"] == {"type": "Recreate"}
     rolling = find(manifests, "Deployment", "fh-query")["spec"]["strategy"]
     assert rolling["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+
+
+def test_probes_ask_the_plaintext_metrics_port_over_http(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    """The gRPC port speaks TLS only, which the kubelet's gRPC probes cannot: readiness and
+    liveness are HTTP on the metrics port, with the timings the gRPC probes had."""
+    for name, container in containers(rendered["default"]):
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        ready, alive = container["readinessProbe"], container["livenessProbe"]
+        assert ready == {
+            "httpGet": {"path": "/readyz", "port": "metrics"},
+            "periodSeconds": 5,
+            "failureThreshold": 2,
+        }, name
+        assert alive == {
+            "httpGet": {"path": "/healthz", "port": "metrics"},
+            "initialDelaySeconds": 10,
+            "periodSeconds": 10,
+            "failureThreshold": 6,
+        }, name
+        env = env_of(container)
+        prefix = f"FLAKEHOUSE_{name.removeprefix('fh-').upper()}_"
+        assert ports["metrics"] == int(env[prefix + "METRICS_PORT"]) != ports["grpc"]
 
 
 def test_a_component_image_can_be_set_whole() -> None:
@@ -320,6 +409,236 @@ def test_replication_may_watch_pods_read_nodes_and_hold_a_lease_only(
     )
 
 
+# -- TLS ---------------------------------------------------------------------------------------
+
+
+def workloads(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [m for m in manifests if m["kind"] in ("Deployment", "StatefulSet")]
+
+
+def tls_volume(workload: dict[str, Any]) -> dict[str, Any]:
+    spec = workload["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == TLS_DIR]
+    assert mount.get("readOnly") is True
+    (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    secret: dict[str, Any] = volume["secret"]
+    return secret
+
+
+def names_components_are_reached_by(
+    manifests: list[dict[str, Any]], namespace: str = "tests"
+) -> set[str]:
+    """Read from the manifests: every Service selecting a pod that mounts the TLS Secret, in
+    the forms a caller may use; every pod of a StatefulSet under its governing Service; the
+    hosts of the addresses the services are given (`$(POD_NAME)` and `$(POD_NAMESPACE)`
+    filled in for each pod); and localhost, where port-forwards arrive."""
+    names = {"localhost"}
+
+    def qualified(name: str) -> list[str]:
+        svc = f"{name}.{namespace}.svc"
+        return [f"{name}.{namespace}", svc, f"{svc}.cluster.local"]
+
+    mounting = [w for w in workloads(manifests) if tls_volume(w)]
+    for service in (m for m in manifests if m["kind"] == "Service"):
+        selector = service["spec"]["selector"].items()
+        if any(selector <= w["spec"]["template"]["metadata"]["labels"].items() for w in mounting):
+            names |= {service["metadata"]["name"], *qualified(service["metadata"]["name"])}
+    for workload in mounting:
+        pods = [workload["metadata"]["name"]]
+        if workload["kind"] == "StatefulSet":
+            governing = workload["spec"]["serviceName"]
+            pods = [
+                f"{workload['metadata']['name']}-{i}" for i in range(workload["spec"]["replicas"])
+            ]
+            for pod in pods:
+                names |= set(qualified(f"{pod}.{governing}"))
+        (container,) = workload["spec"]["template"]["spec"]["containers"]
+        for key, value in env_of(container).items():
+            if key.endswith("_ADDRESS") and isinstance(value, str):
+                for pod in pods:
+                    filled = value.replace("$(POD_NAME)", pod).replace(
+                        "$(POD_NAMESPACE)", namespace
+                    )
+                    names.add(filled.rsplit(":", 1)[0])
+    assert not [n for n in names if "$" in n], names
+    return names
+
+
+def name_matches(pattern: str, host: str) -> bool:
+    """RFC 6125 as gRPC and OpenSSL apply it: the same name, or `*.` standing for one whole
+    leftmost label with at least two labels after it."""
+    pattern, host = pattern.lower(), host.lower()
+    if not pattern.startswith("*."):
+        return pattern == host
+    label, _, rest = host.partition(".")
+    return bool(label) and rest == pattern[2:] and "." in rest
+
+
+def uncovered(patterns: list[str], hosts: set[str]) -> list[str]:
+    return sorted(h for h in hosts if not any(name_matches(p, h) for p in patterns))
+
+
+def test_the_name_matching_used_below_can_fail() -> None:
+    assert name_matches("*.fh-storage.tests.svc", "fh-storage-0.fh-storage.tests.svc")
+    assert not name_matches("*.fh-storage.tests.svc", "a.b.fh-storage.tests.svc")
+    assert not name_matches("*.fh-storage", "fh-storage-0.fh-storage")
+    assert not name_matches("fh-quota", "fh-quota.tests")
+    hosts = names_components_are_reached_by(render())
+    assert {"fh-quota", "fh-storage-2.fh-storage.tests.svc", "localhost"} <= hosts
+    assert uncovered(["fh-quota"], hosts)
+
+
+def generated_secret(manifests: list[dict[str, Any]]) -> dict[str, Any]:
+    return find_kind(manifests, "Secret")
+
+
+def pem(secret: dict[str, Any], key: str) -> bytes:
+    return base64.b64decode(secret["data"][key])
+
+
+@pytest.mark.parametrize("variant", ["default", "scaled"])
+def test_the_generated_certificate_is_signed_by_its_ca_for_every_name_components_use(
+    rendered: dict[str, list[dict[str, Any]]], variant: str
+) -> None:
+    manifests = rendered[variant]
+    secret = generated_secret(manifests)
+    assert secret["metadata"]["name"] == "fh-tls"
+    assert secret["type"] == "kubernetes.io/tls"
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert sorted(secret["data"]) == ["ca.crt", "tls.crt", "tls.key"]
+
+    ca = x509.load_pem_x509_certificate(pem(secret, "ca.crt"))
+    cert = x509.load_pem_x509_certificate(pem(secret, "tls.crt"))
+    key = serialization.load_pem_private_key(pem(secret, "tls.key"), password=None)
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is True
+    cert.verify_directly_issued_by(ca)  # raises unless ca signed it
+    spki = (serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert key.public_key().public_bytes(*spki) == cert.public_key().public_bytes(*spki)
+    assert ca.not_valid_after_utc - ca.not_valid_before_utc == timedelta(days=3650)
+    assert cert.not_valid_after_utc - cert.not_valid_before_utc == timedelta(days=825)
+    usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert ExtendedKeyUsageOID.SERVER_AUTH in usages
+
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    dns_names = sans.get_values_for_type(x509.DNSName)
+    hosts = names_components_are_reached_by(manifests)
+    assert uncovered(dns_names, hosts) == []
+    assert ipaddress.ip_address("127.0.0.1") in sans.get_values_for_type(x509.IPAddress)
+    if variant == "scaled":
+        assert "fh-storage-3.fh-storage.tests.svc" in hosts
+
+
+def test_every_component_mounts_the_tls_secret_and_is_told_its_three_files(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    manifests = rendered["default"]
+    secret = generated_secret(manifests)
+    certificates = {k: secret["data"][k] for k in ("ca.crt", "tls.crt")}
+    checksum = hashlib.sha256(
+        json.dumps(certificates, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+    mounted = workloads(manifests)
+    assert sorted(w["metadata"]["name"] for w in mounted) == [f"fh-{c}" for c in COMPONENTS]
+    for workload in mounted:
+        volume = tls_volume(workload)
+        assert volume["secretName"] == secret["metadata"]["name"]
+        # Owned by root, readable by the pod's group: fsGroup, which the process runs in.
+        assert volume["defaultMode"] == 0o440
+        pod = workload["spec"]["template"]
+        security = pod["spec"]["securityContext"]
+        assert security["fsGroup"] == security["runAsGroup"]
+        # A new certificate changes the pod template, so every pod restarts with it.
+        assert pod["metadata"]["annotations"]["checksum/tls"] == checksum
+        (container,) = pod["spec"]["containers"]
+        prefix = f"FLAKEHOUSE_{workload['metadata']['name'].removeprefix('fh-').upper()}_"
+        env = env_of(container)
+        files = {k: v for k, v in env.items() if "_TLS_" in k}
+        assert files == {
+            prefix + "TLS_CERT_FILE": f"{TLS_DIR}/tls.crt",
+            prefix + "TLS_KEY_FILE": f"{TLS_DIR}/tls.key",
+            prefix + "TLS_CA_FILE": f"{TLS_DIR}/ca.crt",
+        }
+        assert {f.removeprefix(TLS_DIR + "/") for f in files.values()} == set(secret["data"])
+
+
+def test_pod_annotations_stay_beside_the_certificate_checksum() -> None:
+    manifests = render("components.query.podAnnotations.team=search")
+    query = find(manifests, "Deployment", "fh-query")["spec"]["template"]["metadata"]
+    assert query["annotations"]["team"] == "search"
+    assert "checksum/tls" in query["annotations"]
+
+
+def test_secret_mode_mounts_the_named_secret_and_renders_none(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    manifests = rendered["tls-secret"]
+    assert not [m for m in manifests if m["kind"] in ("Secret", "Certificate")]
+    for workload in workloads(manifests):
+        assert tls_volume(workload)["secretName"] == "flakehouse-certs"
+        # The chart does not know the certificate, so nothing to restart the pods on.
+        annotations = workload["spec"]["template"]["metadata"].get("annotations", {})
+        assert "checksum/tls" not in annotations
+
+
+def test_cert_manager_mode_asks_for_the_same_certificate_and_generates_none(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    manifests = rendered["tls-cert-manager"]
+    assert not [m for m in manifests if m["kind"] == "Secret"]
+    certificate = find_kind(manifests, "Certificate")
+    assert certificate_errors(certificate) == []
+    spec = certificate["spec"]
+    assert spec["issuerRef"] == {
+        "name": "cluster-ca",
+        "kind": "ClusterIssuer",
+        "group": "cert-manager.io",
+    }
+    assert spec["privateKey"]["algorithm"] == "ECDSA"
+    assert (spec["duration"], spec["renewBefore"]) == ("2160h", "720h")
+    assert {"server auth", "client auth"} <= set(spec["usages"])
+    assert spec["ipAddresses"] == ["127.0.0.1"]
+    for workload in workloads(manifests):
+        assert tls_volume(workload)["secretName"] == spec["secretName"] == "fh-tls"
+    assert uncovered(spec["dnsNames"], names_components_are_reached_by(manifests)) == []
+    # The same names as the generated certificate's.
+    generated = x509.load_pem_x509_certificate(
+        pem(generated_secret(rendered["default"]), "tls.crt")
+    )
+    sans = generated.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sorted(spec["dnsNames"]) == sorted(sans.get_values_for_type(x509.DNSName))
+
+
+def test_an_issuer_kind_defaults_to_issuer() -> None:
+    certificate = find_kind(
+        render("tls.mode=certManager", "tls.certManager.issuerRef.name=ca"), "Certificate"
+    )
+    assert certificate["spec"]["issuerRef"]["kind"] == "Issuer"
+
+
+def test_no_key_in_values_defaults_nor_in_any_config_map(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    text = (CHART / "values.yaml").read_text()
+    assert "PRIVATE KEY" not in text and "BEGIN" not in text
+    tls = yaml.safe_load(text)["tls"]
+    assert tls["mode"] == "generate" and tls["existingSecret"] == ""
+    secret = generated_secret(rendered["default"])
+    key_pem = pem(secret, "tls.key").decode()
+    assert "PRIVATE KEY" in key_pem
+    key_body = "".join(key_pem.strip().splitlines()[1:-1])
+    for variant, manifests in rendered.items():
+        for manifest in manifests:
+            if manifest["kind"] == "Secret":
+                continue
+            dumped = json.dumps(manifest)
+            assert "PRIVATE KEY" not in dumped, (variant, manifest["metadata"]["name"])
+            assert "tls.key" not in dumped or manifest["kind"] != "ConfigMap"
+            if variant == "default":
+                assert key_body[:64] not in dumped
+                assert secret["data"]["tls.key"][:64] not in dumped
+
+
 # -- Kafka ---------------------------------------------------------------------------------------
 
 
@@ -388,3 +707,4 @@ def test_notes_tell_how_to_port_forward_and_run_a_first_query(tmp_path: Path) ->
     assert "port-forward svc/fh-query 7002:7000" in notes
     assert 'flakehouse query --query 127.0.0.1:7002 "SELECT' in notes
     assert "storage      3 pod(s)" in notes
+    assert "get secret fh-tls -o jsonpath='{.data.ca\\.crt}' | base64 -d > fh-ca.crt" in notes

@@ -40,6 +40,58 @@ app.kubernetes.io/component: {{ .name }}
 {{ .root.Release.Name }}-{{ .name }}:{{ .root.Values.default.grpcPort }}
 {{- end -}}
 
+{{- /*
+The names a certificate must carry (JSON list): every component's Service in the forms its
+callers may use (`fh-quota` is what the services are given, flakehouse.address), the storage
+pods under their headless Service (`<pod>.fh-storage.<ns>.svc`, their advertised address) as
+wildcards, and localhost for port-forwards. No `*.fh-storage` wildcard: gRPC and OpenSSL accept
+a wildcard only with two labels after it, so it would match nothing.
+*/ -}}
+{{- define "flakehouse.tlsDnsNames" -}}
+{{- $ns := .Release.Namespace -}}
+{{- $domain := .Values.tls.clusterDomain -}}
+{{- $names := list -}}
+{{- range $name := keys .Values.components | sortAlpha -}}
+{{- $service := include "flakehouse.fullname" (dict "root" $ "name" $name) -}}
+{{- $names = concat $names (list $service (printf "%s.%s" $service $ns) (printf "%s.%s.svc" $service $ns) (printf "%s.%s.svc.%s" $service $ns $domain)) -}}
+{{- if eq $name "storage" -}}
+{{- $names = concat $names (list (printf "*.%s.%s" $service $ns) (printf "*.%s.%s.svc" $service $ns) (printf "*.%s.%s.svc.%s" $service $ns $domain)) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson (append $names "localhost") -}}
+{{- end -}}
+
+{{- define "flakehouse.tlsSecretName" -}}
+{{- if eq .Values.tls.mode "secret" -}}
+{{ .Values.tls.existingSecret }}
+{{- else -}}
+{{ include "flakehouse.fullname" (dict "root" . "name" "tls") }}
+{{- end -}}
+{{- end -}}
+
+{{- /*
+tls.mode=generate: the Secret's data (YAML), computed once per render and kept in .Values, so
+that the Secret and the pods' checksum annotation see the same certificate. An installed
+Secret (lookup; `helm template` has no cluster and always generates) is reused as it is: an
+upgrade never rotates it. The CA's key is discarded after signing.
+*/ -}}
+{{- define "flakehouse.tlsGenerated" -}}
+{{- if not (hasKey .Values "__tlsGenerated") -}}
+{{- $name := include "flakehouse.tlsSecretName" . -}}
+{{- $installed := lookup "v1" "Secret" .Release.Namespace $name -}}
+{{- $data := dict -}}
+{{- if and $installed $installed.data (hasKey $installed.data "ca.crt") (hasKey $installed.data "tls.crt") (hasKey $installed.data "tls.key") -}}
+{{- $data = pick $installed.data "ca.crt" "tls.crt" "tls.key" -}}
+{{- else -}}
+{{- $ca := genCA (printf "flakehouse CA %s/%s" .Release.Namespace .Release.Name | trunc 64) 3650 -}}
+{{- $cert := genSignedCert (printf "flakehouse %s/%s" .Release.Namespace .Release.Name | trunc 64) (list "127.0.0.1") (include "flakehouse.tlsDnsNames" . | fromJsonArray) 825 $ca -}}
+{{- $data = dict "ca.crt" ($ca.Cert | b64enc) "tls.crt" ($cert.Cert | b64enc) "tls.key" ($cert.Key | b64enc) -}}
+{{- end -}}
+{{- $_ := set .Values "__tlsGenerated" $data -}}
+{{- end -}}
+{{- toYaml (get .Values "__tlsGenerated") -}}
+{{- end -}}
+
 {{- define "flakehouse.kafkaBootstrap" -}}
 {{- if .Values.kafka.deploy -}}
 {{ .Release.Name }}-kafka:9092
@@ -57,6 +109,9 @@ app.kubernetes.io/component: {{ .name }}
 - {name: {{ $p }}METRICS_HOST, value: "0.0.0.0"}
 - {name: {{ $p }}METRICS_PORT, value: {{ .cfg.metricsPort | quote }}}
 - {name: {{ $p }}LOG_LEVEL, value: {{ .cfg.logLevel | quote }}}
+- {name: {{ $p }}TLS_CERT_FILE, value: /etc/flakehouse/tls/tls.crt}
+- {name: {{ $p }}TLS_KEY_FILE, value: /etc/flakehouse/tls/tls.key}
+- {name: {{ $p }}TLS_CA_FILE, value: /etc/flakehouse/tls/ca.crt}
 {{- if ne .name "query" }}
 - {name: {{ $p }}KAFKA_BOOTSTRAP, value: {{ include "flakehouse.kafkaBootstrap" $root | quote }}}
 - {name: {{ $p }}TOPIC_PREFIX, value: {{ $root.Values.kafka.topicPrefix | quote }}}
@@ -146,14 +201,15 @@ containers:
     ports:
       - {name: grpc, containerPort: {{ .cfg.grpcPort }}, protocol: TCP}
       - {name: metrics, containerPort: {{ .cfg.metricsPort }}, protocol: TCP}
-    # Ready: gRPC health SERVING (a storage node catching up is not). Alive: the "liveness"
-    # health service, SERVING from start to shutdown, so catching up never restarts a pod.
+    # On the plaintext metrics port: the gRPC port speaks TLS only, which the kubelet's gRPC
+    # probes cannot. Ready: /readyz 200 (a storage node catching up is not). Alive: /healthz,
+    # 200 from start to shutdown, so catching up never restarts a pod.
     readinessProbe:
-      grpc: {port: {{ .cfg.grpcPort }}}
+      httpGet: {path: /readyz, port: metrics}
       periodSeconds: 5
       failureThreshold: 2
     livenessProbe:
-      grpc: {port: {{ .cfg.grpcPort }}, service: liveness}
+      httpGet: {path: /healthz, port: metrics}
       initialDelaySeconds: 10
       periodSeconds: 10
       failureThreshold: 6
@@ -165,10 +221,16 @@ containers:
     env: {{- include "flakehouse.env" . | nindent 6 }}
     volumeMounts:
       - {name: tmp, mountPath: /tmp}
+      - {name: tls, mountPath: /etc/flakehouse/tls, readOnly: true}
       {{- if eq .name "storage" }}
       - {name: data, mountPath: /data}
       {{- end }}
 volumes:
   - name: tmp
     emptyDir: {}
+  # Readable by the pod's group (fsGroup) only: the key is in it.
+  - name: tls
+    secret:
+      secretName: {{ include "flakehouse.tlsSecretName" .root }}
+      defaultMode: 0440
 {{- end -}}
