@@ -51,13 +51,17 @@ class RunningCluster:
         env: dict[str, str] | None = None,
         port_base: int | None = None,
         ephemeral: bool = False,
+        session_ca: bool = True,
     ) -> None:
+        """session_ca: the cluster's certificates come from the test session's CA, which every
+        test channel trusts (tests/certificates.py); False lets `flakehouse up` make its own."""
         self.data_dir = data_dir
         self.cluster_path = data_dir / "cluster.json"
         self.output = data_dir.parent / "up.out"
         self.port_base = port_base or free_port_base(storage_nodes)
         self._out = self.output.open("wb")
-        certificates.seed_local_cluster(data_dir)
+        if session_ca:
+            certificates.seed_local_cluster(data_dir)
         self.process = subprocess.Popen(
             [
                 sys.executable,

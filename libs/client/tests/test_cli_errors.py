@@ -6,12 +6,14 @@ from __future__ import annotations
 import argparse
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from flakehouse.client import cli
 from flakehouse.client.errortext import one_line
+from flakehouse.client.pki import LocalPki
 from flakehouse.core.errors import (
     DeadlineExceeded,
     InvalidArgument,
@@ -95,3 +97,41 @@ def test_every_error_is_one_line() -> None:
     assert one_line(limit, args()) == limit.message
     # Without a --timeout to name, a deadline keeps its message.
     assert one_line(DeadlineExceeded("Deadline Exceeded"), args()) == "Deadline Exceeded"
+
+
+def test_a_certificate_from_another_ca_says_which_ca_to_pass_and_is_not_retried(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr("flakehouse.client.client.time.sleep", slept.append)
+    other_ca = LocalPki(tmp_path / "other").ensure_ca()
+    with serving(Slow(), query_pb2_grpc.add_QueryServiceServicer_to_server) as address:
+        argv = ["query", "--query", address, "--ca", str(other_ca), "SELECT 1 FROM ci"]
+        assert cli.main(argv) == cli.EXIT_FAILED
+        assert capsys.readouterr().err == (
+            f"error: cannot verify {address}: its certificate is not signed by the CA this "
+            "command trusts: pass the cluster's CA with --ca FILE or FLAKEHOUSE_CA_FILE (a local "
+            "cluster's cluster.json names it as ca_file)\n"
+        )
+        assert slept == []  # the same call would fail the same way
+
+
+@pytest.mark.parametrize(
+    ("grpc_says", "advice"),
+    [
+        (
+            "ipv4:127.0.0.1:7602: Custom verification check failed with error: UNAUTHENTICATED: "
+            "Hostname Verification Check failed.",
+            "its certificate does not name the host dialled",
+        ),
+        (
+            "ipv4:127.0.0.1:7602: Tls handshake failed (TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL: "
+            "error:100000f7:SSL routines:OPENSSL_internal:WRONG_VERSION_NUMBER",
+            "it does not speak TLS",
+        ),
+    ],
+)
+def test_other_tls_failures_say_what_is_wrong(grpc_says: str, advice: str) -> None:
+    message = f"failed to connect to all addresses; last error: UNKNOWN: {grpc_says}"
+    line = one_line(Unavailable(message), args(query="127.0.0.1:7602"))
+    assert line.startswith(f"cannot verify 127.0.0.1:7602: {advice}")

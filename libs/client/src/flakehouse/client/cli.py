@@ -24,6 +24,7 @@ from flakehouse.client.clientargs import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_PARTIAL,
+    add_ca_option,
     add_client_options,
     argument_type,
     client_from_args,
@@ -252,6 +253,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="the replication service's address (overrides --cluster)",
     )
+    add_ca_option(status)
     status.add_argument(
         "--timeout", type=float, default=10.0, metavar="SECONDS", help="default: 10"
     )
@@ -329,16 +331,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     from flakehouse.client.client import Client
     from flakehouse.client.status import render_status_json, render_status_table
 
-    address = args.replication
+    address, ca_file = args.replication, args.ca
     if not address:
         try:
-            address = ClusterFile.read(args.cluster).address("replication")
+            cluster = ClusterFile.read(args.cluster)
         except FileNotFoundError:
             raise FlakehouseError(
                 f"no cluster file at {args.cluster}: start one with `flakehouse up`, "
                 "or pass --cluster / --replication"
             ) from None
-    with Client(replication=address, timeout_s=args.timeout) as client:
+        address, ca_file = cluster.address("replication"), ca_file or cluster.ca_file or None
+    with Client(replication=address, timeout_s=args.timeout, ca_file=ca_file) as client:
         response = client.status()
     if args.format == "json":
         print(render_status_json(response))
@@ -528,6 +531,10 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: --help (0) or bad usage (2), as a return value
         return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
     run = getattr(args, "run", None) or COMMANDS[args.command]
+    if args.command != "up":
+        # gRPC's own log lines (a failed TLS handshake is three of them) would come before the
+        # one error line the command prints; set GRPC_VERBOSITY to see them.
+        os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     try:
         return int(run(args))
     except FlakehouseError as exc:

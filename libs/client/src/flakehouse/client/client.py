@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import grpc
 
 from flakehouse.client.cluster import CA_FILE_ENV, ClusterFile
+from flakehouse.client.errortext import tls_failure
 from flakehouse.client.times import from_micros, query_zone
 from flakehouse.client.uploads import UploadProgress, open_source, upload_resumably
 from flakehouse.core.channel import CHANNEL_OPTIONS
@@ -244,7 +245,7 @@ class Client:
             except grpc.RpcError as exc:
                 error = error_from_rpc(exc)
                 transient = (
-                    isinstance(error, Unavailable)
+                    (isinstance(error, Unavailable) and not tls_failure(error.message))
                     or (isinstance(error, ResourceExhausted) and error.retry_after_ms is not None)
                     or (retry_deadlines and isinstance(error, DeadlineExceeded))
                 )

@@ -37,13 +37,7 @@ def add_client_options(parser: argparse.ArgumentParser, *services: str) -> None:
             metavar="HOST:PORT",
             help=f"the {service} service's address (overrides --cluster)",
         )
-    parser.add_argument(
-        "--ca",
-        type=Path,
-        metavar="FILE",
-        help="the cluster CA (PEM) to verify the services against (default: the cluster file's "
-        "ca_file, else FLAKEHOUSE_CA_FILE, else the system's roots)",
-    )
+    add_ca_option(parser)
     parser.add_argument(
         "--timeout",
         type=float,
@@ -51,6 +45,16 @@ def add_client_options(parser: argparse.ArgumentParser, *services: str) -> None:
         metavar="SECONDS",
         help="how long each call may take (default 60); an upload has no deadline, only this "
         "long without progress",
+    )
+
+
+def add_ca_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ca",
+        type=Path,
+        metavar="FILE",
+        help="the cluster CA (PEM) to verify the services against (default: the cluster file's "
+        "ca_file, else FLAKEHOUSE_CA_FILE, else the system's roots)",
     )
 
 

@@ -21,6 +21,15 @@ UNREACHABLE = re.compile(
 )
 ADDRESS = re.compile(r"(?:ipv4:|ipv6:|unix:|resolving )(\[?[\w.:-]+?\]?:\d+)")
 RETRY_IN = re.compile(r";? ?retry in \d+ ?ms\.?$")
+# gRPC's words when TLS failed: the same call would fail again, so it is not retried either.
+TLS_FAILURES = {
+    "CERTIFICATE_VERIFY_FAILED": "its certificate is not signed by the CA this command trusts: "
+    "pass the cluster's CA with --ca FILE or FLAKEHOUSE_CA_FILE (a local cluster's cluster.json "
+    "names it as ca_file)",
+    "Hostname Verification": "its certificate does not name the host dialled: use an address "
+    "the certificate carries (a local cluster's: 127.0.0.1 or localhost)",
+    "WRONG_VERSION_NUMBER": "it does not speak TLS: is that a Flakehouse service?",
+}
 LOCATING = ("cluster", "ingest", "query", "quota", "replication")
 """The options that say where the cluster is, as the commands name them."""
 
@@ -34,6 +43,9 @@ def one_line(error: FlakehouseError, args: argparse.Namespace) -> str:
             f"(e.g. --timeout {max(2 * timeout, 120):g})"
         )
     message = "; ".join(line.strip() for line in error.message.splitlines() if line.strip())
+    if isinstance(error, Unavailable) and (why := tls_failure(message)):
+        found = ADDRESS.search(message)
+        return f"cannot verify {found.group(1) if found else 'the cluster'}: {why}"
     if isinstance(error, Unavailable) and UNREACHABLE.search(message):
         return _unreachable(message, args)
     if isinstance(error, Unavailable):
@@ -47,6 +59,14 @@ def one_line(error: FlakehouseError, args: argparse.Namespace) -> str:
             "(`flakehouse quota set`)"
         )
     return message
+
+
+def tls_failure(message: str) -> str | None:
+    """What to do about a TLS failure that gRPC's message describes; None for another error."""
+    for words, advice in TLS_FAILURES.items():
+        if words in message:
+            return advice
+    return None
 
 
 def _without_retry_in(message: str) -> str:

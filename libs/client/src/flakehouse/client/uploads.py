@@ -21,6 +21,7 @@ from typing import IO, Protocol
 
 import grpc
 
+from flakehouse.client.errortext import tls_failure
 from flakehouse.core.errors import (
     Aborted,
     DeadlineExceeded,
@@ -264,6 +265,8 @@ def _one_stream(
 def _transient(error: FlakehouseError) -> bool:
     if isinstance(error, ResourceExhausted):
         return error.retry_after_ms is not None
+    if tls_failure(error.message):
+        return False
     return isinstance(error, Unavailable | Aborted | DeadlineExceeded)
 
 
