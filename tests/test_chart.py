@@ -5,7 +5,7 @@ cert-manager Certificate against tests/schemas); the alert rules checked with pr
 values refused; and what the manifests promise, read from them: storage pods never share a
 node, so with storage.replicas=4 and 16 partitions no two replicas of a partition can be
 scheduled on one node; the generated certificate is signed by its CA and valid for every name
-the components are reached by.
+the components are reached by, including the storage pods' names replication dials.
 
 helm and promtool come from `make tools` (tools/bin)."""
 
@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from jsonschema import Draft202012Validator
 
+from flakehouse.replication.kube_members import pod_address
 from flakehouse.replication.placement import DatasetTopic, NodeInfo, compute_placement
 
 # helm and promtool run as processes.
@@ -407,6 +408,51 @@ def test_replication_may_watch_pods_read_nodes_and_hold_a_lease_only(
     assert env["FLAKEHOUSE_REPLICATION_STORAGE_SELECTOR"] == (
         "app.kubernetes.io/instance=fh,app.kubernetes.io/component=storage"
     )
+
+
+def storage_statefulset(manifests: list[dict[str, Any]]) -> dict[str, Any]:
+    (storage,) = [
+        m
+        for m in manifests
+        if m["kind"] == "StatefulSet"
+        and m["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == "storage"
+    ]
+    return storage
+
+
+@pytest.mark.parametrize("release", ["fh", "other"])
+def test_replication_dials_storage_pods_at_the_names_they_advertise_and_the_certificate_covers(
+    release: str,
+) -> None:
+    """Replication registers each storage pod at <pod>.<serviceName>.<ns>.svc (pod_address),
+    overwriting what the node advertised: both must be the same name, under the StatefulSet's
+    governing (headless) Service, and covered by the certificate, or TLS host checks fail."""
+    manifests = render(release=release)
+    storage = storage_statefulset(manifests)
+    governing = storage["spec"]["serviceName"]
+    headless = find(manifests, "Service", governing)
+    assert headless["spec"]["clusterIP"] == "None"
+    replication = find(manifests, "Deployment", f"{release}-replication")
+    env = env_of(replication["spec"]["template"]["spec"]["containers"][0])
+    assert env["FLAKEHOUSE_REPLICATION_STORAGE_SERVICE"] == governing
+
+    (container,) = storage["spec"]["template"]["spec"]["containers"]
+    advertised = env_of(container)["FLAKEHOUSE_STORAGE_ADVERTISED_ADDRESS"]
+    cert = x509.load_pem_x509_certificate(pem(generated_secret(manifests), "tls.crt"))
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    dns_names = sans.get_values_for_type(x509.DNSName)
+    for i in range(storage["spec"]["replicas"]):
+        pod = f"{storage['metadata']['name']}-{i}"
+        dialled = pod_address(
+            pod,
+            env["FLAKEHOUSE_REPLICATION_STORAGE_SERVICE"],
+            "tests",
+            int(env["FLAKEHOUSE_REPLICATION_STORAGE_GRPC_PORT"]),
+        )
+        assert dialled == advertised.replace("$(POD_NAME)", pod).replace(
+            "$(POD_NAMESPACE)", "tests"
+        )
+        assert uncovered(dns_names, {dialled.rsplit(":", 1)[0]}) == []
 
 
 # -- TLS ---------------------------------------------------------------------------------------

@@ -132,6 +132,10 @@ upgrade never rotates it. The CA's key is discarded after signing.
 - name: {{ $p }}KUBERNETES_NAMESPACE
   valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
 - {name: {{ $p }}STORAGE_SELECTOR, value: {{ printf "app.kubernetes.io/instance=%s,app.kubernetes.io/component=storage" $root.Release.Name | quote }}}
+{{- /* The storage StatefulSet's serviceName: replication dials each pod as
+<pod>.<service>.<ns>.svc, a name the certificate carries (an IP is not), as storage advertises
+itself below. */}}
+- {name: {{ $p }}STORAGE_SERVICE, value: {{ include "flakehouse.fullname" (dict "root" $root "name" "storage") | quote }}}
 - {name: {{ $p }}STORAGE_GRPC_PORT, value: {{ $root.Values.default.grpcPort | quote }}}
 - {name: {{ $p }}LEASE_NAME, value: {{ printf "%s-replication" $root.Release.Name | quote }}}
 - name: {{ $p }}IDENTITY
@@ -144,7 +148,7 @@ upgrade never rotates it. The CA's key is discarded after signing.
   valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
 - name: {{ $p }}NODE_ID
   valueFrom: {fieldRef: {fieldPath: metadata.name}}
-- {name: {{ $p }}ADVERTISED_ADDRESS, value: "$(POD_NAME).{{ $root.Release.Name }}-storage.$(POD_NAMESPACE).svc:{{ .cfg.grpcPort }}"}
+- {name: {{ $p }}ADVERTISED_ADDRESS, value: "$(POD_NAME).{{ include "flakehouse.fullname" . }}.$(POD_NAMESPACE).svc:{{ .cfg.grpcPort }}"}
 - {name: {{ $p }}DATA_DIR, value: /data}
 {{- end }}
 {{- range $key, $value := .cfg.env }}

@@ -25,6 +25,7 @@ from services.replication.tests.kube_fake import (
 from tests.support import eventually_async
 
 SELECTOR = "app.kubernetes.io/component=storage"
+SERVICE = "fh-storage"
 
 
 def pod(
@@ -96,16 +97,15 @@ class Updates:
 @contextlib.asynccontextmanager
 async def storage_pods(port: int, **options: Any) -> AsyncIterator[tuple[StoragePods, Updates]]:
     async with api_client(port) as api:
-        pods = StoragePods(api, NS, SELECTOR, 7000, **options)
+        pods = StoragePods(api, NS, SELECTOR, SERVICE, 7000, **options)
         updates = Updates(pods)
         async with running(pods.run()), running(updates.run()):
             yield pods, updates
 
 
-def member(
-    name: str, ip: str, zone: str = "", ready: bool = True, leaving: bool = False
-) -> PodMember:
-    return PodMember(name, f"{ip}:7000", zone, ready, leaving)
+def member(name: str, zone: str = "", ready: bool = True, leaving: bool = False) -> PodMember:
+    """At the pod's name under the headless Service, which the certificate covers: never its IP."""
+    return PodMember(name, f"{name}.{SERVICE}.{NS}.svc:7000", zone, ready, leaving)
 
 
 async def test_members_follow_pods_being_added_readied_and_deleted(fake: FakeApiServer) -> None:
@@ -115,24 +115,25 @@ async def test_members_follow_pods_being_added_readied_and_deleted(fake: FakeApi
     await create_pod(fake, pod("query-0", "10.0.0.9", component="query"))
     async with storage_pods(main_port(fake)) as (pods, updates):
         await asyncio.wait_for(pods.synced.wait(), 3)
-        s0 = member("storage-0", "10.0.0.1", "zone-a")
+        s0 = member("storage-0", "zone-a")
         await updates.until([s0])
 
-        # A new pod is a member once it has an IP; it serves once Ready.
+        # A new pod is a member once it has an IP (its DNS name resolves from then on); it
+        # serves once Ready.
         await create_pod(fake, pod("storage-1", None, "node-b", ready=False))
         await create_pod(fake, pod("query-1", "10.0.0.8", component="query"))
         await patch_pod(fake, "storage-1", {"status": {"podIP": "10.0.0.2"}})
-        await updates.until([s0, member("storage-1", "10.0.0.2", "zone-b", ready=False)])
+        await updates.until([s0, member("storage-1", "zone-b", ready=False)])
         ready = {"status": {"conditions": [{"type": "Ready", "status": "True"}]}}
         await patch_pod(fake, "storage-1", ready)
-        s1 = member("storage-1", "10.0.0.2", "zone-b")
+        s1 = member("storage-1", "zone-b")
         await updates.until([s0, s1])
 
         # A pod being deleted is leaving (not ready) until it is gone.
         await create_pod(fake, pod("storage-2", "10.0.0.3", "node-a", finalizers=["test/hold"]))
-        await updates.until([s0, s1, member("storage-2", "10.0.0.3", "zone-a")])
+        await updates.until([s0, s1, member("storage-2", "zone-a")])
         await delete_pod(fake, "storage-2")
-        leaving = member("storage-2", "10.0.0.3", "zone-a", ready=False, leaving=True)
+        leaving = member("storage-2", "zone-a", ready=False, leaving=True)
         await updates.until([s0, s1, leaving])
         await patch_pod(fake, "storage-2", {"metadata": {"finalizers": []}})
         await updates.until([s0, s1])
@@ -150,6 +151,23 @@ async def test_members_follow_pods_being_added_readied_and_deleted(fake: FakeApi
         [("storage-1", True)],
     ]
     assert pods.members() == [s1]
+    addresses = {m.address for members in updates.seen for m in members}
+    assert addresses == {f"storage-{i}.{SERVICE}.{NS}.svc:7000" for i in range(3)}
+
+
+async def test_a_pod_is_addressed_by_dns_name_whatever_its_ip(fake: FakeApiServer) -> None:
+    """The address must be the name the storage certificate covers: a pod IP would fail TLS
+    host verification for every caller. A new IP (a restarted pod) changes nothing."""
+    await create_pod(fake, pod("storage-0", "10.0.0.1", ready=False))
+    async with storage_pods(main_port(fake)) as (_, updates):
+        await updates.until([member("storage-0", ready=False)])
+        ready = [{"type": "Ready", "status": "True"}]
+        await patch_pod(fake, "storage-0", {"status": {"podIP": "10.0.7.7", "conditions": ready}})
+        await updates.until([member("storage-0")])
+    assert [m.address for members in updates.seen for m in members] == [
+        "storage-0.fh-storage.flake.svc:7000",
+        "storage-0.fh-storage.flake.svc:7000",
+    ]
 
 
 async def test_zone_is_read_once_per_node_and_empty_when_unknown(fake: FakeApiServer) -> None:
@@ -162,16 +180,18 @@ async def test_zone_is_read_once_per_node_and_empty_when_unknown(fake: FakeApiSe
     async with storage_pods(main_port(fake)) as (_, updates):
         await updates.until(
             [
-                member("storage-0", "10.0.0.1", "zone-a"),
-                member("storage-1", "10.0.0.2", "zone-a"),
-                member("storage-2", "10.0.0.3", ""),
-                member("storage-3", "10.0.0.4", ""),
+                member("storage-0", "zone-a"),
+                member("storage-1", "zone-a"),
+                member("storage-2", ""),
+                member("storage-3", ""),
             ]
         )
-        await patch_pod(fake, "storage-0", {"status": {"podIP": "10.0.1.1"}})
-        await patch_pod(fake, "storage-3", {"status": {"podIP": "10.0.1.4"}})
-        await eventually_async(lambda: updates.last[0].address == "10.0.1.1:7000")
-        await eventually_async(lambda: updates.last[3].address == "10.0.1.4:7000")
+        # More events for the same nodes: published again, their zones not read again.
+        not_ready = {"status": {"conditions": [{"type": "Ready", "status": "False"}]}}
+        await patch_pod(fake, "storage-0", not_ready)
+        await patch_pod(fake, "storage-3", not_ready)
+        await eventually_async(lambda: not updates.last[0].ready)
+        await eventually_async(lambda: not updates.last[3].ready)
     for name in ("node-a", "node-c", "node-gone"):
         assert fake.count(kmock.action.FETCH, NODES, name) == 1, name
 
@@ -188,7 +208,7 @@ async def test_an_expired_watch_is_replaced_by_a_new_list(fake: FakeApiServer) -
         # Only a new list can tell that storage-1 is gone: its event was compacted away.
         await fake.forget(PODS, NS, "storage-1")
         await fake.expire_watches()
-        s0, s2 = member("storage-0", "10.0.0.1"), member("storage-2", "10.0.0.3")
+        s0, s2 = member("storage-0"), member("storage-2")
         await updates.until([s0, s2])
         assert fake.count(kmock.action.LIST, PODS) == 2
         # The new watch carries on from the new list.
@@ -200,7 +220,7 @@ async def test_a_watch_that_expires_at_once_is_retried_with_backoff(fake: FakeAp
     await create_pod(fake, pod("storage-0", "10.0.0.1"))
     fake.expire_every_watch = True
     async with storage_pods(main_port(fake), backoff_initial_s=0.1) as (_, updates):
-        await updates.until([member("storage-0", "10.0.0.1")])
+        await updates.until([member("storage-0")])
         await asyncio.sleep(0.5)
     # Backoff of 0.1, 0.2, 0.4 s: a handful of lists, not hundreds.
     assert 2 <= fake.count(kmock.action.LIST, PODS) <= 4
@@ -219,12 +239,12 @@ async def test_a_watch_that_ends_resumes_from_its_last_version(fake: FakeApiServ
         assert resumed.params["resourceVersion"] == version
         assert fake.count(kmock.action.LIST, PODS) == 1
         await delete_pod(fake, "storage-0")
-        await updates.until([member("storage-1", "10.0.0.2")])
+        await updates.until([member("storage-1")])
 
 
 async def test_connection_errors_keep_the_last_members_and_retry(fake: FakeApiServer) -> None:
     await create_pod(fake, pod("storage-0", "10.0.0.1"))
-    s0 = member("storage-0", "10.0.0.1")
+    s0 = member("storage-0")
     backoff = {"backoff_initial_s": 0.05, "backoff_max_s": 0.2}
     async with (
         Endpoint(fake) as endpoint,
@@ -238,5 +258,5 @@ async def test_connection_errors_keep_the_last_members_and_retry(fake: FakeApiSe
         assert pods.members() == [s0] and updates.last == [s0]
         assert fake.count(kmock.action.LIST, PODS) == 1
         async with Endpoint(fake, endpoint.port):  # back: a new list catches up
-            await updates.until([s0, member("storage-1", "10.0.0.2")])
+            await updates.until([s0, member("storage-1")])
         assert fake.count(kmock.action.LIST, PODS) == 2

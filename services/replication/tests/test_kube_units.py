@@ -1,5 +1,5 @@
-"""The pure parts of the Kubernetes integration: pod → member, node → zone, lease expiry, time
-format, and the settings, without any server."""
+"""The pure parts of the Kubernetes integration: pod → member (at its DNS name), node → zone,
+lease expiry, time format, and the settings, without any server."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from flakehouse.replication.kube_members import (
     ZONE_LABEL,
     PodMember,
     node_zone,
+    pod_address,
     pod_member,
     pod_node_name,
     pod_ready,
@@ -32,11 +33,32 @@ def pod(**status: Any) -> client.V1Pod:
     return client.V1Pod.from_dict(body)
 
 
-def test_a_ready_pod_is_a_serving_member_at_its_ip_and_grpc_port() -> None:
-    assert pod_member(pod(), "zone-a", 7000) == PodMember(
-        "storage-0", "10.1.2.3:7000", "zone-a", True
+ADDRESSING = {"service": "fh-storage", "namespace": "flake", "grpc_port": 7000}
+
+
+def member_of(pod: client.V1Pod, zone: str = "", **addressing: Any) -> PodMember | None:
+    return pod_member(pod, zone, **{**ADDRESSING, **addressing})
+
+
+def test_a_ready_pod_is_a_serving_member_at_its_dns_name_and_grpc_port() -> None:
+    assert member_of(pod(), "zone-a") == PodMember(
+        "storage-0", "storage-0.fh-storage.flake.svc:7000", "zone-a", True
     )
     assert pod_node_name(pod()) == "node-a"
+
+
+def test_a_member_is_addressed_by_its_name_under_the_headless_service_never_its_ip() -> None:
+    """Clients verify the certificate against the host they dial, and the certificate names
+    `*.<service>.<namespace>.svc`, never a pod IP: an IP here fails every TLS handshake."""
+    for ip in ("10.1.2.3", "fd00::1"):
+        member = member_of(pod(podIP=ip), service="st", namespace="ns", grpc_port=7010)
+        assert member is not None
+        host, _, port = member.address.rpartition(":")
+        assert (host, port) == ("storage-0.st.ns.svc", "7010")
+        assert ip not in member.address
+    assert pod_address("storage-3", "fh-storage", "flake", 7000) == (
+        "storage-3.fh-storage.flake.svc:7000"
+    )
 
 
 def test_readiness_comes_from_the_ready_condition() -> None:
@@ -59,20 +81,16 @@ def test_a_pod_being_deleted_is_leaving() -> None:
     leaving = pod()
     assert leaving.metadata is not None
     leaving.metadata.deletion_timestamp = datetime(2026, 1, 1, tzinfo=UTC)
-    member = pod_member(leaving, "", 7000)
+    member = member_of(leaving)
     assert member is not None and not member.ready
 
 
 def test_a_pod_without_ip_or_name_is_not_a_member_yet() -> None:
-    assert pod_member(pod(podIP=None), "", 7000) is None
-    assert pod_member(client.V1Pod.from_dict({"status": {"podIP": "10.0.0.1"}}), "", 7000) is None
-    assert pod_member(client.V1Pod(), "", 7000) is None
+    # No IP: the headless Service has no DNS record for it yet, so its name would not resolve.
+    assert member_of(pod(podIP=None)) is None
+    assert member_of(client.V1Pod.from_dict({"status": {"podIP": "10.0.0.1"}})) is None
+    assert member_of(client.V1Pod()) is None
     assert pod_node_name(client.V1Pod()) == ""
-
-
-def test_an_ipv6_address_is_bracketed() -> None:
-    member = pod_member(pod(podIP="fd00::1"), "", 7010)
-    assert member is not None and member.address == "[fd00::1]:7010"
 
 
 def test_zone_from_the_node_label_then_the_legacy_one() -> None:
@@ -136,15 +154,26 @@ def test_kubernetes_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = ReplicationSettings()
     assert settings.kubernetes_namespace == ""
     assert settings.storage_selector == "app.kubernetes.io/component=storage"
+    assert settings.storage_service == ""
     assert settings.storage_grpc_port == 7000
     assert (settings.lease_name, settings.lease_duration_s) == ("flakehouse-replication", 15)
     assert settings.identity
     monkeypatch.setenv("FLAKEHOUSE_REPLICATION_KUBERNETES_NAMESPACE", "flake")
     monkeypatch.setenv("FLAKEHOUSE_REPLICATION_IDENTITY", "replication-1")
     monkeypatch.setenv("FLAKEHOUSE_REPLICATION_LEASE_DURATION_S", "30")
+    # In Kubernetes the storage pods' headless Service is required: without it they have no
+    # address the certificate covers.
+    with pytest.raises(ValueError, match="storage_service is required"):
+        ReplicationSettings()
+    monkeypatch.setenv("FLAKEHOUSE_REPLICATION_STORAGE_SERVICE", "fh-storage")
     settings = ReplicationSettings()
     assert (settings.kubernetes_namespace, settings.identity) == ("flake", "replication-1")
-    assert settings.lease_duration_s == 30
+    assert (settings.storage_service, settings.lease_duration_s) == ("fh-storage", 30)
+    for bad in ("fh_storage", "fh-storage.flake", "Fh-storage", "0fh"):
+        monkeypatch.setenv("FLAKEHOUSE_REPLICATION_STORAGE_SERVICE", bad)
+        with pytest.raises(ValueError):
+            ReplicationSettings()
+    monkeypatch.setenv("FLAKEHOUSE_REPLICATION_STORAGE_SERVICE", "fh-storage")
     monkeypatch.setenv("FLAKEHOUSE_REPLICATION_LEASE_NAME", "Not_A_Name")
     with pytest.raises(ValueError):
         ReplicationSettings()

@@ -79,6 +79,7 @@ class ReplicationApp:
             self.kube,
             settings.kubernetes_namespace,
             settings.storage_selector,
+            settings.storage_service,
             settings.storage_grpc_port,
         )
         self.elector = LeaseElector(
@@ -105,10 +106,11 @@ class ReplicationApp:
         self.failed.set()
 
     async def _follow_pods(self) -> None:
-        """Storage pods are members from the Kubernetes API: address and zone from the pod and
-        its node; a pod being deleted (or gone) is dead at once, without waiting for its
-        heartbeats to stop. Readiness is not used: a storage pod reports ready only once it
-        holds its partitions, which needs it placed first."""
+        """Storage pods are members from the Kubernetes API: address (the pod's DNS name, the
+        one storage advertises) and zone from the pod and its node; a pod being deleted (or
+        gone) is dead at once, without waiting for its heartbeats to stop. Readiness is not
+        used: a storage pod reports ready only once it holds its partitions, which needs it
+        placed first."""
         async for members in self.pods.updates():
             now = time.monotonic()
             listed = {m.node_id for m in members}

@@ -1,5 +1,5 @@
 """Storage membership from the Kubernetes API: the storage pods of a namespace, listed then
-watched, each turned into a member with its address, its zone (from its Node) and readiness."""
+watched, each turned into a member with its DNS address, its zone (from its Node) and readiness."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ class PodMember:
     node_id: str
     """The pod's name, which the storage node also uses as its node id."""
     address: str
-    """host:port of the node's gRPC server."""
+    """host:port of the node's gRPC server: its DNS name, never its IP (pod_address)."""
     zone: str
     """Zone of the pod's Kubernetes Node; empty when unknown."""
     ready: bool
@@ -50,15 +50,28 @@ def node_zone(node: client.V1Node) -> str:
     return labels.get(ZONE_LABEL) or labels.get(LEGACY_ZONE_LABEL) or ""
 
 
-def pod_member(pod: client.V1Pod, zone: str, grpc_port: int) -> PodMember | None:
+def pod_address(name: str, service: str, namespace: str, grpc_port: int) -> str:
+    """The pod's stable name under the StatefulSet's headless Service. Not its IP: clients verify
+    the server's certificate against the host they dial, and the certificate can name the pods
+    only this way (their IPs are not known in advance). It is also what storage advertises, so
+    the follower's registration does not overwrite the node's own with another name."""
+    return f"{name}.{service}.{namespace}.svc:{grpc_port}"
+
+
+def pod_member(
+    pod: client.V1Pod, zone: str, *, service: str, namespace: str, grpc_port: int
+) -> PodMember | None:
     """None for a pod that cannot be a member yet: no name or no IP (not scheduled or started)."""
     name = pod.metadata.name if pod.metadata is not None else None
+    # The IP is not the address, only the sign that the name resolves: the headless Service
+    # publishes a pod's DNS record once the pod has an IP (ready or not, as the chart's Service
+    # publishes not-ready addresses), so before that the node could not be dialled.
     ip = pod.status.pod_ip if pod.status is not None else None
     if not name or not ip:
         return None
-    host = f"[{ip}]" if ":" in ip else ip
     leaving = pod.metadata is not None and pod.metadata.deletion_timestamp is not None
-    return PodMember(name, f"{host}:{grpc_port}", zone, pod_ready(pod), leaving)
+    address = pod_address(name, service, namespace, grpc_port)
+    return PodMember(name, address, zone, pod_ready(pod), leaving)
 
 
 class StoragePods:
@@ -75,6 +88,7 @@ class StoragePods:
         api: client.ApiClient,
         namespace: str,
         label_selector: str,
+        service: str,
         grpc_port: int,
         *,
         watch_timeout_s: int = 300,
@@ -85,6 +99,7 @@ class StoragePods:
         self.core = client.CoreV1Api(api)
         self.namespace = namespace
         self.label_selector = label_selector
+        self.service = service
         self.grpc_port = grpc_port
         self.watch_timeout_s = watch_timeout_s
         self.request_timeout_s = request_timeout_s
@@ -207,7 +222,13 @@ class StoragePods:
     async def _publish(self) -> None:
         members = []
         for pod in self._pods.values():
-            member = pod_member(pod, await self._zone(pod_node_name(pod)), self.grpc_port)
+            member = pod_member(
+                pod,
+                await self._zone(pod_node_name(pod)),
+                service=self.service,
+                namespace=self.namespace,
+                grpc_port=self.grpc_port,
+            )
             if member is not None:
                 members.append(member)
         members.sort()

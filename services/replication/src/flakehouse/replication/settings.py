@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from flakehouse.core.settings import KafkaSettings, ServiceSettings
@@ -31,6 +31,14 @@ class ReplicationSettings(ServiceSettings, KafkaSettings):
         min_length=1,
         description="Label selector of the storage pods.",
     )
+    storage_service: str = Field(
+        "",
+        pattern=r"^([a-z]([-a-z0-9]{0,61}[a-z0-9])?)?$",
+        description="The headless Service governing the storage StatefulSet (its serviceName): "
+        "each storage pod is addressed as <pod>.<storage_service>.<namespace>.svc:"
+        "<storage_grpc_port>, a name its TLS certificate carries (a pod IP is not). Required "
+        "with kubernetes_namespace.",
+    )
     storage_grpc_port: int = Field(
         7000, ge=1, le=65535, description="gRPC port of the storage pods (the chart's grpcPort)."
     )
@@ -47,3 +55,12 @@ class ReplicationSettings(ServiceSettings, KafkaSettings):
         min_length=1,
         description="This replica's name in the lease; the pod name by default.",
     )
+
+    @model_validator(mode="after")
+    def _storage_service_in_kubernetes(self) -> ReplicationSettings:
+        if self.kubernetes_namespace and not self.storage_service:
+            raise ValueError(
+                "storage_service is required with kubernetes_namespace: the headless Service "
+                "of the storage StatefulSet, under which its pods are addressed"
+            )
+        return self
