@@ -57,6 +57,18 @@ class Internal(FlakehouseError):
     status = "INTERNAL"
 
 
+class Unauthenticated(FlakehouseError):
+    """No valid token: missing, malformed, unknown or revoked. The message never holds it."""
+
+    status = "UNAUTHENTICATED"
+
+
+class PermissionDenied(FlakehouseError):
+    """A valid token that does not grant what the call needs; the message says what is missing."""
+
+    status = "PERMISSION_DENIED"
+
+
 ERRORS_BY_STATUS: dict[str, type[FlakehouseError]] = {
     cls.status: cls
     for cls in (
@@ -70,6 +82,8 @@ ERRORS_BY_STATUS: dict[str, type[FlakehouseError]] = {
         Aborted,
         Unimplemented,
         Internal,
+        Unauthenticated,
+        PermissionDenied,
     )
 }
 """The error a status name comes back as (the client's static table)."""

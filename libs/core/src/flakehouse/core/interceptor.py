@@ -50,28 +50,10 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         if handler is None:
             return handler
         method = handler_call_details.method.rsplit("/", 1)[-1]
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(method, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(
-                self._wrap_unary(method, handler.stream_unary),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(method, handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return grpc.stream_stream_rpc_method_handler(
-            self._wrap_stream(method, handler.stream_stream),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
+        return rewrapped(
+            handler,
+            lambda behavior: self._wrap_unary(method, behavior),
+            lambda behavior: self._wrap_stream(method, behavior),
         )
 
     def _wrap_unary(self, method: str, behavior: Any) -> Any:
@@ -109,6 +91,26 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         finally:
             self._metrics.latency.labels(method).observe(time.perf_counter() - started)
             self._metrics.requests.labels(method, code.name).inc()
+
+
+def rewrapped(
+    handler: Any, wrap_unary: Callable[[Any], Any], wrap_stream: Callable[[Any], Any]
+) -> Any:
+    """`handler` with its behavior wrapped: by wrap_unary when it answers one response, by
+    wrap_stream when it streams them (whatever the requests are)."""
+    serializers = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(wrap_unary(handler.unary_unary), **serializers)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(wrap_unary(handler.stream_unary), **serializers)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(
+            wrap_stream(handler.unary_stream), **serializers
+        )
+    return grpc.stream_stream_rpc_method_handler(wrap_stream(handler.stream_stream), **serializers)
 
 
 def status_of(exc: Exception) -> grpc.StatusCode:

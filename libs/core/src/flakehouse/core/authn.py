@@ -1,0 +1,179 @@
+"""Who calls, and whether they may: the interceptor every server runs (DESIGN.md §10). It reads
+the one `authorization: Bearer <token>` header, asks the token verifier (local state: no call),
+and applies the RPC's rule from flakehouse.core.access; an RPC missing from the table is
+refused. The principal is available to the servicer (current_principal) for what only it can
+check: a query's datasets, which datasets a listing may show. Refusals name what is missing,
+never the token, and are counted by reason."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextvars import ContextVar
+from typing import Any, Protocol
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter
+
+from flakehouse.core.access import RULES, Need, Rule
+from flakehouse.core.errors import PermissionDenied, Unauthenticated
+from flakehouse.core.grants import Principal, describe
+from flakehouse.core.interceptor import rewrapped
+
+MAX_HEADER_CHARS = 512
+HOW_TO_SEND = (
+    "send `authorization: Bearer <token>` (flakehouse: --token, FLAKEHOUSE_TOKEN or the "
+    "cluster file's token_file)"
+)
+
+current_principal: ContextVar[Principal | None] = ContextVar("principal", default=None)
+
+
+class TokenVerifier(Protocol):
+    def principal(self, secret: str) -> Principal | None:
+        """The principal a token's secret stands for; None for an unknown or revoked one."""
+        ...
+
+
+def principal() -> Principal:
+    """The caller of the RPC being served (the interceptor has authenticated it)."""
+    caller = current_principal.get()
+    if caller is None:
+        raise Unauthenticated("no authenticated caller")
+    return caller
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    def __init__(
+        self,
+        service: str,
+        verifier: TokenVerifier,
+        registry: CollectorRegistry,
+        rules: dict[str, Rule] = RULES,
+    ) -> None:
+        self._verifier = verifier
+        self._rules = rules
+        self._failures = Counter(
+            f"flakehouse_{service}_auth_failures_total",
+            "Calls refused by authentication or authorization, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Any:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        rule = self._rules.get(method)
+        if handler is None or (rule is not None and rule.need is Need.PUBLIC):
+            return handler
+        metadata = handler_call_details.invocation_metadata or ()
+
+        def admit(request: Any) -> Principal:
+            if rule is None:
+                self._failures.labels("unlisted").inc()
+                raise PermissionDenied(f"{method} is not open to any caller")
+            caller = self._authenticate(metadata)
+            self._authorize(caller, rule, request)
+            return caller
+
+        return rewrapped(
+            handler,
+            lambda behavior: _guard_unary(behavior, admit),
+            lambda behavior: _guard_stream(behavior, admit),
+        )
+
+    def _authenticate(self, metadata: Sequence[tuple[str, str | bytes]]) -> Principal:
+        values = [value for key, value in metadata if key == "authorization"]
+        if not values:
+            self._failures.labels("missing").inc()
+            raise Unauthenticated(f"no token: {HOW_TO_SEND}")
+        if len(values) > 1:
+            self._failures.labels("malformed").inc()
+            raise Unauthenticated(f"{len(values)} authorization headers: send exactly one")
+        value = values[0]
+        scheme, _, secret = value.partition(" ") if isinstance(value, str) else ("", "", "")
+        well_formed = (
+            len(value) <= MAX_HEADER_CHARS
+            and scheme.lower() == "bearer"
+            and secret
+            and secret.isascii()
+            and secret.isprintable()
+            and " " not in secret
+        )
+        if not well_formed:
+            self._failures.labels("malformed").inc()
+            raise Unauthenticated(f"the authorization header is not a bearer token: {HOW_TO_SEND}")
+        caller = self._verifier.principal(secret)
+        if caller is None:
+            self._failures.labels("unknown").inc()
+            raise Unauthenticated("the token is not valid: unknown, or revoked")
+        return caller
+
+    def _authorize(self, caller: Principal, rule: Rule, request: Any) -> None:
+        need = rule.need
+        if need is Need.AUTHENTICATED or caller.service:
+            return
+        if need is Need.CLUSTER_ADMIN and caller.cluster_admin:
+            return
+        if need is Need.DATASET and rule.role is not None:
+            dataset = _field(request, rule.field)
+            if caller.may(rule.role, dataset):
+                return
+            wanted = f"{rule.role.name.lower()} on dataset {dataset!r}"
+        elif need is Need.SERVICE:
+            wanted = "the services' own credentials (a user's token never reaches this RPC)"
+        else:
+            wanted = "cluster-admin"
+        self._failures.labels("denied").inc()
+        raise PermissionDenied(
+            f"token {caller.name!r} does not grant {wanted}; it grants {describe(caller)}"
+        )
+
+
+def _field(request: Any, path: str) -> str:
+    value = request
+    for name in path.split("."):
+        value = getattr(value, name)
+    return str(value)
+
+
+def _guard_unary(behavior: Any, admit: Callable[[Any], Principal]) -> Any:
+    async def guarded(request: Any, context: Any) -> Any:
+        request = await _admitted(request, admit)
+        return await behavior(request, context)
+
+    return guarded
+
+
+def _guard_stream(behavior: Any, admit: Callable[[Any], Principal]) -> Any:
+    async def guarded(request: Any, context: Any) -> AsyncIterator[Any]:
+        request = await _admitted(request, admit)
+        async for response in behavior(request, context):
+            yield response
+
+    return guarded
+
+
+async def _admitted(request: Any, admit: Callable[[Any], Principal]) -> Any:
+    """The request once its caller is admitted. A streamed request is checked on its first
+    message (an upload's header), which the servicer then reads as if nothing happened."""
+    if not hasattr(request, "__aiter__"):
+        current_principal.set(admit(request))
+        return request
+    iterator = aiter(request)
+    try:
+        first = await anext(iterator)
+    except StopAsyncIteration:
+        first = None
+    current_principal.set(admit(first))
+
+    async def replay() -> AsyncIterator[Any]:
+        if first is not None:
+            yield first
+        async for message in iterator:
+            yield message
+
+    return replay()

@@ -1,0 +1,83 @@
+"""Token secrets and the table every service checks them against (DESIGN.md §10).
+
+A secret is 256 random bits; only its SHA-256 is ever stored, so the table (and the topic it
+follows, `<prefix>.__tokens`) holds nothing a caller could present. A fast hash is enough: a
+256-bit secret cannot be guessed, so there is nothing to slow down. Two principals come from
+files rather than the topic: the services' own token (their identity when they call each other)
+and the first admin token, which is how the first real tokens get created."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+import time
+from pathlib import Path
+
+from flakehouse.auth.v1 import tokens_pb2
+from flakehouse.core.grants import Grant, Principal, Role
+
+SECRET_PREFIX = "fh_"
+SECRET_BYTES = 32
+SERVICE_PRINCIPAL = "service"
+ADMIN_PRINCIPAL = "admin"
+ROLES = {tokens_pb2.ROLE_READ: Role.READ, tokens_pb2.ROLE_WRITE: Role.WRITE}
+ROLES[tokens_pb2.ROLE_ADMIN] = Role.ADMIN
+
+
+def new_secret() -> str:
+    return SECRET_PREFIX + secrets.token_urlsafe(SECRET_BYTES)
+
+
+def secret_hash(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def read_secret(path: Path) -> str:
+    """A token kept in a file (a Secret's key, `flakehouse up`'s token files): its one line."""
+    secret = path.read_text().strip()
+    if not secret or "\n" in secret:
+        raise ValueError(f"{path}: expected one token on one line")
+    return secret
+
+
+def principal_of(record: tokens_pb2.TokenRecord) -> Principal:
+    info = record.info
+    grants = tuple(Grant(ROLES[g.role], g.pattern) for g in info.grants if g.role in ROLES)
+    return Principal(info.name, grants, info.cluster_admin, token_hash=record.secret_sha256)
+
+
+class TokenTable:
+    """Principals by the hash of their secret: the services' and the first admin's from files,
+    the others as the token topic says. Also when each token was last used here."""
+
+    def __init__(self, service_secret: str, admin_secret: str | None = None) -> None:
+        self._static = {secret_hash(service_secret): Principal(SERVICE_PRINCIPAL, service=True)}
+        if admin_secret:
+            admin = Principal(ADMIN_PRINCIPAL, (Grant(Role.ADMIN, "*"),), cluster_admin=True)
+            self._static[secret_hash(admin_secret)] = admin
+        self._by_hash: dict[bytes, Principal] = {}
+        self._by_name: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+        self.last_used_us: dict[str, int] = {}
+
+    def apply(self, name: str, record: tokens_pb2.TokenRecord | None) -> None:
+        """A record of the token topic: a token created, or (None, a tombstone) revoked."""
+        with self._lock:
+            old = self._by_name.pop(name, None)
+            if old is not None:
+                self._by_hash.pop(old, None)
+            if record is not None:
+                self._by_name[name] = record.secret_sha256
+                self._by_hash[record.secret_sha256] = principal_of(record)
+
+    def principal(self, secret: str) -> Principal | None:
+        digest = secret_hash(secret)
+        caller = self._static.get(digest) or self._by_hash.get(digest)
+        if caller is not None and not caller.service:
+            self.last_used_us[caller.name] = time.time_ns() // 1000
+        return caller
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._by_name)
