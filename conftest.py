@@ -21,16 +21,16 @@ SPAWN_EVENTS = frozenset(
 
 def pytest_configure(config: pytest.Config) -> None:
     """TLS for the whole session before any test builds a service's settings (see
-    tests/certificates.py); the directory goes with the session."""
+    tests/credentials.py); the directory goes with the session."""
     import atexit
     import shutil
     import tempfile
 
-    from tests import certificates
+    from tests import credentials
 
     directory = Path(tempfile.mkdtemp(prefix="flakehouse-tls-"))
     atexit.register(shutil.rmtree, directory, True)
-    certificates.install(directory / "pki")
+    credentials.install(directory / "pki")
 
 
 @pytest.fixture(scope="session")

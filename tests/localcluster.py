@@ -13,11 +13,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from flakehouse.client.cluster import CA_FILE_ENV, TOKEN_ENV
 from flakehouse.client.local import LocalCluster
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.core.net import port_is_free
 from flakehouse.storage.v1 import storage_pb2, storage_pb2_grpc
-from tests import certificates
+from tests import credentials
 
 HOST = "127.0.0.1"
 
@@ -51,17 +52,20 @@ class RunningCluster:
         env: dict[str, str] | None = None,
         port_base: int | None = None,
         ephemeral: bool = False,
-        session_ca: bool = True,
+        session_secrets: bool = True,
     ) -> None:
-        """session_ca: the cluster's certificates come from the test session's CA, which every
-        test channel trusts (tests/certificates.py); False lets `flakehouse up` make its own."""
+        """session_secrets: the cluster's certificates come from the test session's CA and it
+        takes the session's tokens, as every test channel and client does (tests/
+        credentials.py); False lets `flakehouse up` make its own, and the CLI run by cli() then
+        finds them through the cluster file alone."""
+        self._session_secrets = session_secrets
         self.data_dir = data_dir
         self.cluster_path = data_dir / "cluster.json"
         self.output = data_dir.parent / "up.out"
         self.port_base = port_base or free_port_base(storage_nodes)
         self._out = self.output.open("wb")
-        if session_ca:
-            certificates.seed_local_cluster(data_dir)
+        if session_secrets:
+            credentials.seed_local_cluster(data_dir)
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -101,7 +105,11 @@ class RunningCluster:
         command = [sys.executable, "-m", "flakehouse.client.cli", *args]
         if args and args[0] in ("ingest", "query"):
             command[4:4] = ["--cluster", str(self.cluster_path)]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        env = dict(os.environ)
+        if not self._session_secrets:
+            env.pop(TOKEN_ENV, None)
+            env.pop(CA_FILE_ENV, None)
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
         if check and result.returncode != 0:
             raise AssertionError(f"{args[:2]} failed ({result.returncode}):\n{result.stderr}")
         return result
@@ -178,7 +186,7 @@ def node_counts(address: str, dataset: str, partitions: int) -> dict[str, int]:
         group_by=[plan_pb2.GroupKey(field="status")],
         aggregates=[plan_pb2.Aggregate(function=plan_pb2.AGGREGATE_FUNCTION_COUNT)],
     )
-    with certificates.channel(address) as channel:
+    with credentials.channel(address) as channel:
         response = storage_pb2_grpc.StorageServiceStub(channel).ExecuteFragment(
             storage_pb2.ExecuteFragmentRequest(plan=plan, partitions=list(range(partitions))),
             timeout=10,

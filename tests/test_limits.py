@@ -29,7 +29,7 @@ from flakehouse.core.errors import ResourceExhausted
 from flakehouse.core.net import free_port
 from flakehouse.quota.v1 import quota_pb2
 from flakehouse.storage.v1 import storage_pb2, storage_pb2_grpc
-from tests import certificates
+from tests import credentials
 from tests.localcluster import RunningCluster, pid_alive
 from tests.support import eventually
 
@@ -78,7 +78,7 @@ def direct_count(
     )
     if start_us is not None:
         plan.time_range.start_us = start_us
-    with certificates.channel(address) as channel:
+    with credentials.channel(address) as channel:
         response = storage_pb2_grpc.StorageServiceStub(channel).ExecuteFragment(
             storage_pb2.ExecuteFragmentRequest(plan=plan, partitions=list(range(partitions))),
             timeout=10,
@@ -91,7 +91,7 @@ def direct_count(
 def held_rows(address: str, dataset: str, partitions: int = PARTITIONS) -> int:
     """Every event one storage node still holds, deleted or not by the cutoff (DescribeFields:
     how many rows hold a timestamp)."""
-    with certificates.channel(address) as channel:
+    with credentials.channel(address) as channel:
         response = storage_pb2_grpc.StorageServiceStub(channel).DescribeFields(
             storage_pb2.DescribeFieldsRequest(dataset=dataset, partitions=list(range(partitions))),
             timeout=10,
@@ -287,7 +287,7 @@ def start_query_process(cluster: RunningCluster, tmp: Path) -> tuple[subprocess.
 
 
 def serving(address: str) -> bool:
-    with certificates.channel(address) as channel:
+    with credentials.channel(address) as channel:
         try:
             answer = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(), timeout=1

@@ -55,7 +55,7 @@ from flakehouse.events.timestamps import format_timestamp
 from flakehouse.events.values import from_value
 from flakehouse.query.v1 import query_pb2, query_pb2_grpc
 from flakehouse.replication.v1 import replication_pb2, replication_pb2_grpc
-from tests import certificates
+from tests import credentials
 from tests.localcluster import RunningCluster, node_counts, pid_alive
 from tests.oracle_cases import battery, cases_with_marks
 from tests.oracle_world import (
@@ -253,7 +253,7 @@ def ask_zoned(cluster: RunningCluster, case: Case) -> dict[str, Any]:
     """Our answer to a case in a time zone (QueryRequest.time_zone), as `query --format json`
     gives one: times as instants, in UTC. The client does not send a zone yet."""
     address = cluster.info()["services"]["query"]["grpc"]
-    with certificates.channel(address) as channel:
+    with credentials.channel(address) as channel:
         request = query_pb2.QueryRequest(sql=case.ours, time_zone=case.zone)
         response = query_pb2_grpc.QueryServiceStub(channel).Query(request, timeout=60)
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
@@ -406,7 +406,7 @@ def test_partial_answer_is_exactly_the_partitions_that_answered(setup: Setup) ->
     """3 nodes, 8 partitions: freeze the two nodes that alone hold some partitions."""
     wide, world = setup.wide, setup.world
     nodes = {n["node_id"]: n for n in wide.info()["storage"]}
-    with certificates.channel(wide.info()["services"]["replication"]["grpc"]) as channel:
+    with credentials.channel(wide.info()["services"]["replication"]["grpc"]) as channel:
         placement = (
             replication_pb2_grpc.ReplicationServiceStub(channel)
             .GetPlacement(replication_pb2.GetPlacementRequest(dataset="ci"), timeout=10)

@@ -33,7 +33,7 @@ from flakehouse.client.status import status_dict
 from flakehouse.common.v1 import plan_pb2
 from flakehouse.replication.placement import NodeInfo, replicas_for
 from flakehouse.storage.v1 import storage_pb2, storage_pb2_grpc
-from tests import certificates
+from tests import credentials
 from tests.localcluster import RunningCluster, pid_alive
 
 pytestmark = [pytest.mark.processes, pytest.mark.broker]
@@ -202,7 +202,7 @@ def partition_counts(address: str) -> dict[int, int]:
         aggregates=[plan_pb2.Aggregate(function=plan_pb2.AGGREGATE_FUNCTION_COUNT)],
     )
     counts = {}
-    with certificates.channel(address) as channel:
+    with credentials.channel(address) as channel:
         stub = storage_pb2_grpc.StorageServiceStub(channel)
         for p in range(PARTITIONS):
             response = stub.ExecuteFragment(

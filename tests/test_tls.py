@@ -14,7 +14,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from flakehouse.core.tls import channel_credentials
-from tests import certificates
+from tests import credentials
 from tests.localcluster import RunningCluster
 
 pytestmark = [pytest.mark.processes, pytest.mark.broker]
@@ -38,30 +38,30 @@ def _refused(channel: grpc.Channel) -> grpc.StatusCode:
 
 def test_every_port_speaks_tls_only_with_the_clusters_own_ca(tmp_path: Path) -> None:
     data_dir = tmp_path / "cluster"
-    cluster = RunningCluster(data_dir, storage_nodes=1, partitions=1, session_ca=False)
+    cluster = RunningCluster(data_dir, storage_nodes=1, partitions=1, session_secrets=False)
     try:
         cluster.wait_ready()
         ca_file = Path(cluster.info()["ca_file"])
-        assert ca_file == data_dir.resolve() / "tls" / "ca.pem"
+        assert ca_file == data_dir.resolve() / "secrets" / "ca.pem"
         trusted = channel_credentials(ca_file)
         for address in _grpc_addresses(cluster):
             with grpc.secure_channel(address, trusted) as channel:
                 assert _health(channel) == health_pb2.HealthCheckResponse.SERVING
             with grpc.insecure_channel(address) as channel:
                 assert _refused(channel) == grpc.StatusCode.UNAVAILABLE, address
-            with certificates.channel(address) as channel:  # another CA: the session's
+            with credentials.channel(address) as channel:  # another CA: the session's
                 assert _refused(channel) == grpc.StatusCode.UNAVAILABLE, address
 
         listed = cluster.cli("datasets", "list", "--cluster", str(cluster.cluster_path))
         assert listed.returncode == 0  # no --ca: the cluster file's CA
         other = cluster.cli(
             "datasets", "list", "--cluster", str(cluster.cluster_path),
-            "--ca", str(certificates.ca_file()), check=False,
+            "--ca", str(credentials.ca_file()), check=False,
         )  # fmt: skip
         assert other.returncode == 1, other.stderr
         assert other.stderr.startswith("error: cannot verify ") and other.stderr.count("\n") == 1
 
-        tls = data_dir / "tls"
+        tls = data_dir / "secrets"
         assert stat.S_IMODE(tls.stat().st_mode) == 0o700
         keys = sorted(tls.glob("*.key"))
         assert {k.stem for k in keys} >= {"ca", "ingest", "query", "storage-0"}
@@ -76,7 +76,7 @@ def test_every_port_speaks_tls_only_with_the_clusters_own_ca(tmp_path: Path) -> 
         cluster.stop()
 
     again = RunningCluster(
-        data_dir, storage_nodes=1, partitions=1, port_base=cluster.port_base, session_ca=False
+        data_dir, storage_nodes=1, partitions=1, port_base=cluster.port_base, session_secrets=False
     )
     try:
         again.wait_ready()

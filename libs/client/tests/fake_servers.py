@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 
-from tests import certificates
+from tests import credentials
 
 Register = Callable[[Any, grpc.Server], None]
 
@@ -20,7 +20,7 @@ def serving(servicer: Any, *registers: Register, workers: int = 4) -> Iterator[s
     server = grpc.server(ThreadPoolExecutor(workers))
     for register in registers:
         register(servicer, server)
-    port = server.add_secure_port("127.0.0.1:0", certificates.server_credentials())
+    port = server.add_secure_port("127.0.0.1:0", credentials.server_credentials())
     server.start()
     try:
         yield f"127.0.0.1:{port}"

@@ -24,7 +24,7 @@ from flakehouse.core.errors import InvalidArgument
 from flakehouse.events.columns import to_value_column
 from flakehouse.query.v1 import query_pb2, query_pb2_grpc
 from libs.client.tests.fake_servers import serving
-from tests import certificates
+from tests import credentials
 
 
 class Query(query_pb2_grpc.QueryServiceServicer):
@@ -357,7 +357,7 @@ LONG_NAME = "test_" + "x" * 267
 def test_a_long_name_is_cut_in_tables_only(capsys: pytest.CaptureFixture[str]) -> None:
     server = grpc.server(ThreadPoolExecutor(2))
     query_pb2_grpc.add_QueryServiceServicer_to_server(Names(), server)
-    port = server.add_secure_port("127.0.0.1:0", certificates.server_credentials())
+    port = server.add_secure_port("127.0.0.1:0", credentials.server_credentials())
     server.start()
     base = ["query", "--query", f"127.0.0.1:{port}", "SELECT name, failure_rate FROM ci"]
     try:

@@ -11,7 +11,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from flakehouse.core.channel import CHANNEL_OPTIONS
-from tests import certificates
+from tests import credentials
 
 
 class FreezingProxy:
@@ -52,14 +52,14 @@ async def test_a_stream_to_a_peer_that_went_silent_fails_within_seconds() -> Non
     server = grpc.aio.server(options=CHANNEL_OPTIONS)
     servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    port = server.add_secure_port("127.0.0.1:0", certificates.server_credentials())
+    port = server.add_secure_port("127.0.0.1:0", credentials.server_credentials())
     await server.start()
     await servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     proxy = FreezingProxy(port)
     proxy_port = await proxy.start()
     try:
         async with grpc.aio.secure_channel(
-            f"127.0.0.1:{proxy_port}", certificates.channel_credentials(), options=CHANNEL_OPTIONS
+            f"127.0.0.1:{proxy_port}", credentials.channel_credentials(), options=CHANNEL_OPTIONS
         ) as channel:
             stream = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
             first = await stream.read()

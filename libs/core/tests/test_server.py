@@ -15,7 +15,7 @@ from flakehouse.core.errors import RETRY_AFTER_KEY, InvalidArgument, ResourceExh
 from flakehouse.core.server import LIVENESS_SERVICE, GrpcServer, service_name
 from flakehouse.core.settings import ServiceSettings
 from flakehouse.quota.v1 import quota_pb2, quota_pb2_grpc
-from tests import certificates
+from tests import credentials
 
 
 class FailingQuota(quota_pb2_grpc.QuotaServiceServicer):
@@ -33,9 +33,7 @@ class FailingQuota(quota_pb2_grpc.QuotaServiceServicer):
 
 @pytest.fixture
 async def server() -> AsyncIterator[GrpcServer]:
-    running = GrpcServer(
-        "test", ServiceSettings(**certificates.tls_settings()), CollectorRegistry()
-    )
+    running = GrpcServer("test", ServiceSettings(**credentials.tls_settings()), CollectorRegistry())
     running.add(
         quota_pb2_grpc.add_QuotaServiceServicer_to_server,
         FailingQuota(),
@@ -47,7 +45,7 @@ async def server() -> AsyncIterator[GrpcServer]:
 
 
 async def test_errors_map_to_status_codes(server: GrpcServer) -> None:
-    async with certificates.aio_channel(server.address) as channel:
+    async with credentials.aio_channel(server.address) as channel:
         stub = quota_pb2_grpc.QuotaServiceStub(channel)
         ok = await stub.GetQuota(quota_pb2.GetQuotaRequest(dataset="ci"))
         assert ok.quota.dataset == "ci"
@@ -66,7 +64,7 @@ async def test_errors_map_to_status_codes(server: GrpcServer) -> None:
 
 
 async def test_health_follows_readiness_and_metrics_count_calls(server: GrpcServer) -> None:
-    async with certificates.aio_channel(server.address) as channel:
+    async with credentials.aio_channel(server.address) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         check = await health.Check(health_pb2.HealthCheckRequest(service=""))
         assert check.status == health_pb2.HealthCheckResponse.NOT_SERVING
@@ -89,7 +87,7 @@ async def test_health_follows_readiness_and_metrics_count_calls(server: GrpcServ
 async def test_reflection_lists_services(server: GrpcServer) -> None:
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-    async with certificates.aio_channel(server.address) as channel:
+    async with credentials.aio_channel(server.address) as channel:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
         request = reflection_pb2.ServerReflectionRequest(list_services="")
         async for response in stub.ServerReflectionInfo(iter([request])):

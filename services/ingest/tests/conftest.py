@@ -15,7 +15,7 @@ from flakehouse.client.broker import EmbeddedBroker
 from flakehouse.ingest.app import IngestApp
 from flakehouse.ingest.settings import IngestSettings
 from flakehouse.quota.v1 import quota_pb2, quota_pb2_grpc
-from tests import certificates
+from tests import credentials
 
 
 class FakeQuota(quota_pb2_grpc.QuotaServiceServicer):
@@ -77,7 +77,7 @@ async def fake_quota() -> AsyncIterator[FakeQuota]:
     fake = FakeQuota()  # type: ignore[abstract]  # only what ingest calls
     server = grpc.aio.server()
     quota_pb2_grpc.add_QuotaServiceServicer_to_server(fake, server)
-    port = server.add_secure_port("127.0.0.1:0", certificates.server_credentials())
+    port = server.add_secure_port("127.0.0.1:0", credentials.server_credentials())
     await server.start()
     fake.address = f"127.0.0.1:{port}"
     yield fake

@@ -19,7 +19,7 @@ from flakehouse.core.kafka import KafkaAdmin, read_state_topic
 from flakehouse.ingest.app import IngestApp
 from flakehouse.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from flakehouse.quota.v1 import quota_pb2
-from tests import certificates
+from tests import credentials
 from tests.support import eventually_async
 
 pytestmark = [pytest.mark.processes, pytest.mark.broker]
@@ -28,7 +28,7 @@ REPORT = b"""<testsuite name="s"><testcase classname="c" name="a"/></testsuite>"
 
 
 def stub_of(app: IngestApp) -> ingest_pb2_grpc.IngestServiceAsyncStub:
-    channel = certificates.aio_channel(app.server.address)
+    channel = credentials.aio_channel(app.server.address)
     return ingest_pb2_grpc.IngestServiceStub(channel)
 
 

@@ -22,7 +22,7 @@ from flakehouse.events.junit import parse_junit_all
 from flakehouse.ingest.app import IngestApp
 from flakehouse.ingest.settings import IngestSettings
 from flakehouse.ingest.v1 import ingest_pb2, ingest_pb2_grpc
-from tests import certificates
+from tests import credentials
 
 pytestmark = [pytest.mark.processes, pytest.mark.broker]
 
@@ -126,7 +126,7 @@ async def test_busy_ingest_answers_resource_exhausted_with_a_delay(
         yield ingest_pb2.UploadRequest(end=ingest_pb2.UploadEnd(size=len(data)))
 
     try:
-        async with certificates.aio_channel(app.server.address) as channel:
+        async with credentials.aio_channel(app.server.address) as channel:
             stub = ingest_pb2_grpc.IngestServiceStub(channel)
             first = asyncio.ensure_future(result_of(stub.Upload(held_upload())))
             await asyncio.sleep(0.2)

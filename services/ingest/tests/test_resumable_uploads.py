@@ -18,7 +18,7 @@ from flakehouse.ingest.app import IngestApp
 from flakehouse.ingest.resumable import ResumableSpools
 from flakehouse.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from services.ingest.tests.test_ingest_service import read_topic, start_ingest
-from tests import certificates
+from tests import credentials
 
 pytestmark = [pytest.mark.processes, pytest.mark.broker]
 CHUNK = 256 * 1024
@@ -58,7 +58,7 @@ async def ingest(
 
 
 def stub_of(app: IngestApp) -> ingest_pb2_grpc.IngestServiceAsyncStub:
-    return ingest_pb2_grpc.IngestServiceStub(certificates.aio_channel(app.server.address))  # type: ignore[return-value]
+    return ingest_pb2_grpc.IngestServiceStub(credentials.aio_channel(app.server.address))  # type: ignore[return-value]
 
 
 async def first_reply(call: grpc.aio.StreamStreamCall) -> ingest_pb2.UploadResponse:  # type: ignore[type-arg]

@@ -28,7 +28,7 @@ from flakehouse.query.slots import QuerySlots
 from flakehouse.query.v1 import query_pb2, query_pb2_grpc
 from flakehouse.replication.v1 import replication_pb2, replication_pb2_grpc
 from flakehouse.storage.v1 import storage_pb2, storage_pb2_grpc
-from tests import certificates
+from tests import credentials
 from tests.fakes import PlacementService
 from tests.support import eventually_async
 
@@ -182,7 +182,7 @@ def placement(addresses: dict[str, str]) -> replication_pb2.Placement:
 async def serve(add: Callable[[grpc.aio.Server], None]) -> tuple[grpc.aio.Server, str]:
     server = grpc.aio.server()
     add(server)
-    port = server.add_secure_port("127.0.0.1:0", certificates.server_credentials())
+    port = server.add_secure_port("127.0.0.1:0", credentials.server_credentials())
     await server.start()
     return server, f"127.0.0.1:{port}"
 
@@ -217,10 +217,10 @@ async def running() -> AsyncIterator[Running]:
     settings = QuerySettings(replication_address=replication_address, shutdown_grace_s=0)
     registry = CollectorRegistry()
     metrics = QueryMetrics(registry)
-    replication_channel = certificates.aio_channel(replication_address)
+    replication_channel = credentials.aio_channel(replication_address)
     placements = Placements(replication_pb2_grpc.ReplicationServiceStub(replication_channel))
     watch = asyncio.ensure_future(placements.watch_forever())
-    storage = StorageChannels(certificates.ca_file())
+    storage = StorageChannels(credentials.ca_file())
     api = QueryApi(
         settings, placements, storage, metrics, LimitsWatch(None), QuerySlots(None, "t", metrics)
     )
@@ -232,7 +232,7 @@ async def running() -> AsyncIterator[Running]:
     )
     await query.start()
     client = Client(query=query.address, retries=0, timeout_s=30)
-    channel = certificates.aio_channel(query.address)
+    channel = credentials.aio_channel(query.address)
     try:
         await asyncio.wait_for(placements.ready.wait(), 10)
         yield Running(client, query_pb2_grpc.QueryServiceStub(channel), nodes, registry, settings)

@@ -20,7 +20,7 @@ from flakehouse.query.settings import QuerySettings
 from flakehouse.query.v1 import query_pb2, query_pb2_grpc
 from flakehouse.quota.v1 import quota_pb2, quota_pb2_grpc
 from flakehouse.replication.v1 import replication_pb2, replication_pb2_grpc
-from tests import certificates
+from tests import credentials
 from tests.fakes import PlacementService
 
 RETENTION_S = 3600
@@ -98,14 +98,14 @@ async def cluster() -> AsyncIterator[Cluster]:
     replication_pb2_grpc.add_ReplicationServiceServicer_to_server(
         PlacementService(placement()), fakes
     )
-    port = fakes.add_secure_port("127.0.0.1:0", certificates.server_credentials())
+    port = fakes.add_secure_port("127.0.0.1:0", credentials.server_credentials())
     await fakes.start()
     app = QueryApp(
         QuerySettings(replication_address=f"127.0.0.1:{port}", quota_address=f"127.0.0.1:{port}")
     )
     await app.start()
     await asyncio.wait_for(asyncio.gather(app.placements.ready.wait(), app.limits.ready.wait()), 10)
-    channel = certificates.aio_channel(app.server.address)
+    channel = credentials.aio_channel(app.server.address)
     try:
         yield Cluster(quota, app, query_pb2_grpc.QueryServiceStub(channel))
     finally:

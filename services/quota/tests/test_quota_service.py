@@ -23,7 +23,7 @@ from flakehouse.quota.app import QuotaApp
 from flakehouse.quota.settings import QuotaSettings
 from flakehouse.quota.store import LimitsStore
 from flakehouse.quota.v1 import quota_pb2, quota_pb2_grpc
-from tests import certificates
+from tests import credentials
 from tests.support import eventually_async
 
 pytestmark = [pytest.mark.processes, pytest.mark.broker]
@@ -75,7 +75,7 @@ async def quota_service(
 ) -> AsyncIterator[tuple[QuotaApp, quota_pb2_grpc.QuotaServiceAsyncStub]]:
     app = QuotaApp(QuotaSettings(kafka_bootstrap=broker.bootstrap, topic_prefix=prefix, **settings))
     await app.start()
-    channel = certificates.aio_channel(app.server.address)
+    channel = credentials.aio_channel(app.server.address)
     try:
         yield app, quota_pb2_grpc.QuotaServiceStub(channel)
     finally:

@@ -20,7 +20,7 @@ from flakehouse.replication.controller import Controller
 from flakehouse.replication.membership import Membership
 from flakehouse.replication.placement import DatasetTopic
 from flakehouse.replication.v1 import replication_pb2, replication_pb2_grpc
-from tests import certificates
+from tests import credentials
 
 HEARTBEAT_S = 0.5
 NODE_TIMEOUT_S = 10.0
@@ -65,7 +65,7 @@ async def running() -> AsyncIterator[Running]:
     api = ReplicationApi(controller, HEARTBEAT_S, catalog.refresh, clock=lambda: clock[0])
     server = GrpcServer(
         "replication",
-        ServiceSettings(shutdown_grace_s=0, **certificates.tls_settings()),
+        ServiceSettings(shutdown_grace_s=0, **credentials.tls_settings()),
         CollectorRegistry(),
     )
     server.add(
@@ -74,7 +74,7 @@ async def running() -> AsyncIterator[Running]:
         service_name(replication_pb2.DESCRIPTOR, "ReplicationService"),
     )
     await server.start()
-    channel = certificates.aio_channel(server.address)
+    channel = credentials.aio_channel(server.address)
     client = Client(replication=server.address, retries=0, timeout_s=30)
     try:
         yield Running(catalog, clock, replication_pb2_grpc.ReplicationServiceStub(channel), client)

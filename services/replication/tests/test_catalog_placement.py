@@ -16,7 +16,7 @@ from flakehouse.core.settings import KafkaSettings
 from flakehouse.replication.app import ReplicationApp
 from flakehouse.replication.settings import ReplicationSettings
 from flakehouse.replication.v1 import replication_pb2, replication_pb2_grpc
-from tests import certificates
+from tests import credentials
 
 pytestmark = [pytest.mark.processes, pytest.mark.broker]
 
@@ -69,7 +69,7 @@ async def replication(broker: EmbeddedBroker, topic_prefix: str) -> AsyncIterato
 
 
 async def placement_of(app: ReplicationApp, dataset: str = "") -> replication_pb2.Placement:
-    async with certificates.aio_channel(app.server.address) as channel:
+    async with credentials.aio_channel(app.server.address) as channel:
         stub = replication_pb2_grpc.ReplicationServiceStub(channel)
         request = replication_pb2.GetPlacementRequest(dataset=dataset)
         return (await stub.GetPlacement(request)).placement

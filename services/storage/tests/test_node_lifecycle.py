@@ -31,7 +31,7 @@ from flakehouse.storage.node import StorageNode
 from flakehouse.storage.replica import SealPolicy
 from flakehouse.storage.store import SegmentStore
 from flakehouse.storage.v1 import storage_pb2, storage_pb2_grpc
-from tests import certificates
+from tests import credentials
 from tests.support import eventually_async
 
 pytestmark = [pytest.mark.processes, pytest.mark.broker]
@@ -152,9 +152,7 @@ class Nodes:
         registry = self.registries[node_id] = CollectorRegistry()
 
         async def fetch(peer: Peer, name: str, partition: int, generation: int) -> Transfer:
-            return await fetch_segments(
-                peer, name, partition, generation, 5, certificates.ca_file()
-            )
+            return await fetch_segments(peer, name, partition, generation, 5, credentials.ca_file())
 
         node = StorageNode(
             node_id,
@@ -171,7 +169,7 @@ class Nodes:
 
     async def serve(self, node: StorageNode) -> str:
         server = GrpcServer(
-            "storage", ServiceSettings(**certificates.tls_settings()), CollectorRegistry()
+            "storage", ServiceSettings(**credentials.tls_settings()), CollectorRegistry()
         )
         server.add(
             storage_pb2_grpc.add_StorageServiceServicer_to_server,
@@ -302,7 +300,7 @@ async def test_a_new_replica_copies_only_a_peer_of_the_same_generation(
     # The peer still holds generation 1 (it has not seen the new placement yet): asked for
     # generation 2, it refuses, and the new replica waits rather than copy the deleted dataset.
     with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await fetch_segments(Peer("n1", address), "ci", 0, 2, 5, certificates.ca_file())
+        await fetch_segments(Peer("n1", address), "ci", 0, 2, 5, credentials.ca_file())
     assert refused.value.code() == grpc.StatusCode.NOT_FOUND
     assert "holds generation 1" in (refused.value.details() or "")
     new = nodes.start("n2", topic_prefix)

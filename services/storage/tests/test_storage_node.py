@@ -24,7 +24,7 @@ from flakehouse.storage.node import StorageNode
 from flakehouse.storage.replica import Replica, SealPolicy
 from flakehouse.storage.store import SegmentStore
 from flakehouse.storage.v1 import storage_pb2, storage_pb2_grpc
-from tests import certificates
+from tests import credentials
 from tests.support import eventually_async
 
 pytestmark = [pytest.mark.processes, pytest.mark.broker]
@@ -215,7 +215,7 @@ async def test_segments_stream_to_a_new_replica_with_identical_answers(
     source = node.replica("ci", 0)
     assert source is not None
     server = GrpcServer(
-        "storage", ServiceSettings(**certificates.tls_settings()), CollectorRegistry()
+        "storage", ServiceSettings(**credentials.tls_settings()), CollectorRegistry()
     )
     server.add(
         storage_pb2_grpc.add_StorageServiceServicer_to_server,
@@ -224,7 +224,7 @@ async def test_segments_stream_to_a_new_replica_with_identical_answers(
     )
     await server.start()
     try:
-        async with certificates.aio_channel(server.address) as channel:
+        async with credentials.aio_channel(server.address) as channel:
             stub = storage_pb2_grpc.StorageServiceStub(channel)
             request = storage_pb2.StreamSegmentsRequest(dataset="ci", partition=0)
             items = [item async for item in stub.StreamSegments(request)]

@@ -24,10 +24,11 @@ from flakehouse.client.clientargs import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_PARTIAL,
-    add_ca_option,
     add_client_options,
+    add_credential_options,
     argument_type,
     client_from_args,
+    token_for,
 )
 from flakehouse.client.cluster import DEFAULT_DIR, DEFAULT_PATH, ClusterFile
 from flakehouse.client.flaky import DEFAULT_MIN_RUNS
@@ -253,7 +254,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="the replication service's address (overrides --cluster)",
     )
-    add_ca_option(status)
+    add_credential_options(status)
     status.add_argument(
         "--timeout", type=float, default=10.0, metavar="SECONDS", help="default: 10"
     )
@@ -332,6 +333,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from flakehouse.client.status import render_status_json, render_status_table
 
     address, ca_file = args.replication, args.ca
+    cluster = None
     if not address:
         try:
             cluster = ClusterFile.read(args.cluster)
@@ -341,7 +343,10 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "or pass --cluster / --replication"
             ) from None
         address, ca_file = cluster.address("replication"), ca_file or cluster.ca_file or None
-    with Client(replication=address, timeout_s=args.timeout, ca_file=ca_file) as client:
+    token = token_for(args, cluster)
+    with Client(
+        replication=address, timeout_s=args.timeout, ca_file=ca_file, token=token
+    ) as client:
         response = client.status()
     if args.format == "json":
         print(render_status_json(response))

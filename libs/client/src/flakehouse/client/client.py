@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from flakehouse.client.cluster import CA_FILE_ENV, ClusterFile
+from flakehouse.client.cluster import CA_FILE_ENV, TOKEN_ENV, ClusterFile
 from flakehouse.client.errortext import tls_failure
 from flakehouse.client.times import from_micros, query_zone
 from flakehouse.client.uploads import UploadProgress, open_source, upload_resumably
@@ -34,6 +34,7 @@ from flakehouse.core.errors import (
 )
 from flakehouse.core.limit_rules import QUOTA_FIELDS
 from flakehouse.core.tls import channel_credentials
+from flakehouse.core.tokens import read_secret
 from flakehouse.events.columns import ColumnError, from_value_column
 from flakehouse.events.values import TIMESTAMP, TYPE_NAMES, Scalar, from_value
 from flakehouse.ingest.v1 import ingest_pb2, ingest_pb2_grpc
@@ -180,11 +181,14 @@ class Client:
         timeout_s: float = 60.0,
         retries: int = 6,
         ca_file: str | Path | None = None,
+        token: str | None = None,
     ) -> None:
         """Every call goes over TLS: the services' certificates are verified against ca_file,
         else FLAKEHOUSE_CA_FILE, else the system's roots (a cluster whose certificates come
-        from a public CA)."""
+        from a public CA). Every call carries `token` (else FLAKEHOUSE_TOKEN) as a bearer
+        token; without one the services answer UNAUTHENTICATED."""
         self._ca_file = ca_file or os.environ.get(CA_FILE_ENV) or None
+        self._token = token or os.environ.get(TOKEN_ENV) or None
         self._addresses = {
             "ingest": ingest,
             "query": query,
@@ -199,6 +203,8 @@ class Client:
     def from_cluster_file(cls, path: Path, **kwargs: Any) -> Client:
         cluster = ClusterFile.read(path)
         kwargs.setdefault("ca_file", cluster.ca_file or None)
+        if not kwargs.get("token") and not os.environ.get(TOKEN_ENV) and cluster.token_file:
+            kwargs["token"] = read_secret(Path(cluster.token_file))
         return cls(
             ingest=cluster.address("ingest"),
             query=cluster.address("query"),
@@ -213,6 +219,9 @@ class Client:
             if not address:
                 raise Unavailable(f"no address for the {service} service")
             credentials = channel_credentials(self._ca_file)
+            if self._token:
+                bearer = grpc.access_token_call_credentials(self._token)
+                credentials = grpc.composite_channel_credentials(credentials, bearer)
             self._channels[service] = grpc.secure_channel(
                 address, credentials, options=CHANNEL_OPTIONS
             )

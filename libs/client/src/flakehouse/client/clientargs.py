@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from flakehouse.client.cluster import DEFAULT_PATH, ClusterFile
+from flakehouse.client.cluster import DEFAULT_PATH, TOKEN_ENV, ClusterFile
 from flakehouse.core.errors import FlakehouseError
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ def add_client_options(parser: argparse.ArgumentParser, *services: str) -> None:
             metavar="HOST:PORT",
             help=f"the {service} service's address (overrides --cluster)",
         )
-    add_ca_option(parser)
+    add_credential_options(parser)
     parser.add_argument(
         "--timeout",
         type=float,
@@ -48,7 +49,7 @@ def add_client_options(parser: argparse.ArgumentParser, *services: str) -> None:
     )
 
 
-def add_ca_option(parser: argparse.ArgumentParser) -> None:
+def add_credential_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ca",
         type=Path,
@@ -56,6 +57,22 @@ def add_ca_option(parser: argparse.ArgumentParser) -> None:
         help="the cluster CA (PEM) to verify the services against (default: the cluster file's "
         "ca_file, else FLAKEHOUSE_CA_FILE, else the system's roots)",
     )
+    parser.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help="the bearer token to call with (default: FLAKEHOUSE_TOKEN, else the token file the "
+        "cluster file names); prefer the variable: a command line is visible to other users",
+    )
+
+
+def token_for(args: argparse.Namespace, cluster: ClusterFile | None) -> str | None:
+    """--token, else FLAKEHOUSE_TOKEN, else the cluster file's token_file."""
+    token = getattr(args, "token", None) or os.environ.get(TOKEN_ENV)
+    if token or cluster is None or not cluster.token_file:
+        return token or None
+    from flakehouse.core.tokens import read_secret
+
+    return read_secret(Path(cluster.token_file))
 
 
 def client_from_args(args: argparse.Namespace, *needs: str) -> Client:
@@ -67,6 +84,7 @@ def client_from_args(args: argparse.Namespace, *needs: str) -> Client:
 
     addresses = {service: getattr(args, service, None) for service in ADDRESSED}
     ca_file: str | Path | None = args.ca
+    cluster: ClusterFile | None = None
     if any(not addresses[service] for service in needs):
         try:
             cluster = ClusterFile.read(args.cluster)
@@ -91,6 +109,7 @@ def client_from_args(args: argparse.Namespace, *needs: str) -> Client:
         quota=addresses["quota"],
         timeout_s=args.timeout,
         ca_file=ca_file or None,
+        token=token_for(args, cluster),
     )
 
 

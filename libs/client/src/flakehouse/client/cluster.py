@@ -13,6 +13,8 @@ DEFAULT_PATH = DEFAULT_DIR / "cluster.json"
 SERVICES = ("ingest", "query", "replication", "quota")
 CA_FILE_ENV = "FLAKEHOUSE_CA_FILE"
 """The cluster CA for clients given no --ca and no cluster file that names one."""
+TOKEN_ENV = "FLAKEHOUSE_TOKEN"
+"""The token of clients given no --token: before the cluster file's token_file."""
 
 
 @dataclass
@@ -42,6 +44,8 @@ class ClusterFile:
     version: int = 1
     # The cluster CA (PEM): what clients verify the services' certificates against.
     ca_file: str = ""
+    # A file holding the first admin token: what clients send when given no other.
+    token_file: str = ""
 
     def address(self, service: str) -> str:
         if service not in self.services:
@@ -66,4 +70,5 @@ class ClusterFile:
             processes=raw.get("processes", {}),
             version=raw.get("version", 1),
             ca_file=raw.get("ca_file", ""),
+            token_file=raw.get("token_file", ""),
         )

@@ -126,14 +126,18 @@ class LocalCluster:
         return self.data_dir / "cluster.json"
 
     @property
-    def tls_dir(self) -> Path:
-        """The cluster CA and every service's certificate (see pki.py): kept across starts, so
-        clients keep trusting the cluster, and renewed by a start when they near expiry."""
-        return self.data_dir / "tls"
+    def secrets_dir(self) -> Path:
+        """The cluster CA, every service's certificate and the tokens (see pki.py): kept across
+        starts, so clients keep trusting the cluster; certificates renewed near expiry."""
+        return self.data_dir / "secrets"
 
     @property
     def ca_file(self) -> Path:
-        return self.tls_dir / "ca.pem"
+        return self.secrets_dir / "ca.pem"
+
+    @property
+    def admin_token_file(self) -> Path:
+        return self.secrets_dir / "admin.token"
 
     @property
     def hold_dir(self) -> Path:
@@ -198,9 +202,11 @@ class LocalCluster:
             prefix = f"FLAKEHOUSE_{module.upper()}_"
             env = {
                 "HOST": HOST,
-                "TLS_CERT_FILE": str(self.tls_dir / f"{name}.pem"),
-                "TLS_KEY_FILE": str(self.tls_dir / f"{name}.key"),
+                "TLS_CERT_FILE": str(self.secrets_dir / f"{name}.pem"),
+                "TLS_KEY_FILE": str(self.secrets_dir / f"{name}.key"),
                 "TLS_CA_FILE": str(self.ca_file),
+                "SERVICE_TOKEN_FILE": str(self.secrets_dir / "service.token"),
+                "ADMIN_TOKEN_FILE": str(self.admin_token_file),
                 "PORT": str(base + offset),
                 "METRICS_HOST": HOST,
                 "METRICS_PORT": str(base + METRICS_OFFSET + offset),
@@ -273,7 +279,7 @@ class LocalCluster:
                 "(another cluster running? choose another --port-base)"
             )
         self._prepare_data()
-        self._prepare_certificates()
+        self._prepare_secrets()
         (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
         try:
             for supervised in self.processes:
@@ -288,6 +294,7 @@ class LocalCluster:
             raise
         self.write_cluster_file()
         self.say(f"{'tls':<12} CA {self.ca_file} (clients verify the services against it)")
+        self.say(f"{'tokens':<12} admin {self.admin_token_file} (what clients send by default)")
 
     def _prepare_data(self) -> None:
         """Ephemeral: empty storage directories (the broker starts empty). Durable: storage data
@@ -308,13 +315,16 @@ class LocalCluster:
             self.say(f"no broker data in {self.broker_dir}: cleared the storage directories")
         self.broker_dir.mkdir(parents=True)
 
-    def _prepare_certificates(self) -> None:
+    def _prepare_secrets(self) -> None:
         """The CA and a certificate per service, for the names clients use: 127.0.0.1 and
-        localhost. Reused as they are unless they near expiry."""
+        localhost, reused as they are unless they near expiry; the services' own token and the
+        first admin token, which cluster.json names for clients."""
         from flakehouse.client.pki import LocalPki  # cryptography: only for `up`
 
-        pki = LocalPki(self.tls_dir)
+        pki = LocalPki(self.secrets_dir)
         pki.ensure_ca()
+        pki.ensure_token("service")
+        pki.ensure_token("admin")
         for supervised in self.processes:
             if supervised.spec.speaks_grpc:
                 pki.issue(supervised.spec.name, [HOST, "localhost"])
@@ -452,6 +462,7 @@ class LocalCluster:
             durable=not self.ephemeral,
             processes={s.spec.name: s.process.pid if s.process else 0 for s in self.processes},
             ca_file=str(self.ca_file),
+            token_file=str(self.admin_token_file),
         ).write(self.cluster_path)
 
 

@@ -1,5 +1,5 @@
-"""The local cluster's CA and its services' certificates, in one directory: what `flakehouse up`
-needs to run every service with TLS.
+"""The local cluster's CA, its services' certificates and its tokens, in one directory: what
+`flakehouse up` needs to run every service with TLS and tokens.
 
 The CA lives 10 years and a service's certificate 1 year, both from 5 minutes back (clock skew
 between peers). Each is reused across restarts and renewed once it expires within 30 days; a
@@ -24,6 +24,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from flakehouse.core.tokens import new_secret
 
 CA_LIFETIME = timedelta(days=3650)
 LEAF_LIFETIME = timedelta(days=365)
@@ -69,6 +71,16 @@ class LocalPki:
         """The CA certificate's path, creating or renewing the CA first when it needs it."""
         self._current_ca()
         return self.ca_file
+
+    def ensure_token(self, name: str) -> Path:
+        """`directory/<name>.token`: a token's secret, created once (owner-only) and kept, so
+        the services and clients that hold it keep working across restarts."""
+        path = self.directory / f"{name}.token"
+        if not path.exists():
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self.directory.chmod(0o700)
+            _write_atomically(path, (new_secret() + "\n").encode(), 0o600)
+        return path
 
     def issue(self, name: str, hosts: Sequence[str]) -> CertPair:
         """Service `name`'s certificate for `hosts` (IP addresses or DNS names), reused when it

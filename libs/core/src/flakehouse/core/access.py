@@ -84,4 +84,5 @@ RULES: dict[str, Rule] = {
     TOKENS + "CreateToken": CLUSTER_ADMIN,
     TOKENS + "ListTokens": CLUSTER_ADMIN,
     TOKENS + "RevokeToken": CLUSTER_ADMIN,
+    TOKENS + "ReportTokenUse": SERVICE,
 }

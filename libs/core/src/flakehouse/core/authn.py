@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from flakehouse.core.access import RULES, Need, Rule
 from flakehouse.core.errors import PermissionDenied, Unauthenticated
-from flakehouse.core.grants import Principal, describe
+from flakehouse.core.grants import Principal, Role, describe
 from flakehouse.core.interceptor import rewrapped
 
 MAX_HEADER_CHARS = 512
@@ -40,6 +40,26 @@ def principal() -> Principal:
     if caller is None:
         raise Unauthenticated("no authenticated caller")
     return caller
+
+
+def require(role: Role, dataset: str) -> None:
+    """For what only the servicer knows (a query's dataset): PermissionDenied unless the caller
+    holds `role` on `dataset`."""
+    caller = principal()
+    if not caller.may(role, dataset):
+        raise denied(caller, f"{role.name.lower()} on dataset {dataset!r}")
+
+
+def readable(datasets: list[str]) -> set[str]:
+    """Those of `datasets` the caller may read: what a listing shows."""
+    caller = principal()
+    return {name for name in datasets if caller.may(Role.READ, name)}
+
+
+def denied(caller: Principal, wanted: str) -> PermissionDenied:
+    return PermissionDenied(
+        f"token {caller.name!r} does not grant {wanted}; it grants {describe(caller)}"
+    )
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
@@ -128,9 +148,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         else:
             wanted = "cluster-admin"
         self._failures.labels("denied").inc()
-        raise PermissionDenied(
-            f"token {caller.name!r} does not grant {wanted}; it grants {describe(caller)}"
-        )
+        raise denied(caller, wanted)
 
 
 def _field(request: Any, path: str) -> str:

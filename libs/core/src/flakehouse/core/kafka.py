@@ -36,6 +36,10 @@ def quotas_topic(prefix: str) -> str:
     return f"{prefix}.{INTERNAL_MARK}quotas"
 
 
+def tokens_topic(prefix: str) -> str:
+    return f"{prefix}.{INTERNAL_MARK}tokens"
+
+
 def make_producer(bootstrap: str, client_id: str, timeout_s: float = 15.0) -> AIOKafkaProducer:
     # acks=all: an upload is answered only once its events are durable. No idempotence: tansu
     # does not support it, and storage dedupes by event id anyway.

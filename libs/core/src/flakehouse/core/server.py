@@ -14,6 +14,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
+from flakehouse.core.authn import AuthInterceptor, TokenVerifier
 from flakehouse.core.channel import CHANNEL_OPTIONS
 from flakehouse.core.http_endpoint import HttpEndpoint
 from flakehouse.core.interceptor import ErrorInterceptor, RpcMetrics
@@ -35,12 +36,23 @@ class GrpcServer:
     Health starts NOT_SERVING; the app says when it is ready with set_serving(True).
     `LIVENESS_SERVICE` is SERVING as soon as the server runs."""
 
-    def __init__(self, service: str, settings: ServiceSettings, registry: CollectorRegistry):
+    def __init__(
+        self,
+        service: str,
+        settings: ServiceSettings,
+        registry: CollectorRegistry,
+        tokens: TokenVerifier,
+    ):
         self.service = service
         self.settings = settings
         self.registry = registry
+        # The error interceptor is outermost: it turns the auth interceptor's refusals into
+        # statuses like any other error.
         self.server = grpc.aio.server(
-            interceptors=[ErrorInterceptor(RpcMetrics(service, registry))],
+            interceptors=[
+                ErrorInterceptor(RpcMetrics(service, registry)),
+                AuthInterceptor(service, tokens, registry),
+            ],
             options=CHANNEL_OPTIONS,
         )
         # grpc-stubs' health.pyi leaves out the `aio` submodule that health.py imports.

@@ -27,6 +27,15 @@ class ServiceSettings(BaseSettings):
     tls_ca_file: FilePath = Field(
         description="The cluster CA (PEM): the services this one calls are verified against it."
     )
+    service_token_file: FilePath = Field(
+        description="The services' own token (one line): what this service presents when it "
+        "calls another, and the only credential node RPCs accept."
+    )
+    admin_token_file: FilePath | None = Field(
+        None,
+        description="The first admin token (one line): cluster-admin and admin on every "
+        "dataset, how the first tokens are created. Unset: none.",
+    )
 
 
 class KafkaSettings(BaseSettings):

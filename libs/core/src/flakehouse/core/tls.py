@@ -16,6 +16,8 @@ from pathlib import Path
 import grpc
 
 from flakehouse.core.channel import CHANNEL_OPTIONS
+from flakehouse.core.settings import ServiceSettings
+from flakehouse.core.tokens import read_secret
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,11 @@ def channel_credentials(ca_file: str | Path | None) -> grpc.ChannelCredentials:
     return grpc.ssl_channel_credentials(root_certificates=roots)
 
 
-def service_channel(address: str, ca_file: str | Path) -> grpc.aio.Channel:
-    """A channel from one service to another, verified against the cluster CA."""
-    return grpc.aio.secure_channel(address, channel_credentials(ca_file), options=CHANNEL_OPTIONS)
+def service_channel(address: str, settings: ServiceSettings) -> grpc.aio.Channel:
+    """A channel from one service to another: the peer verified against the cluster CA, and
+    every call carrying the services' own token (never a user's)."""
+    credentials = grpc.composite_channel_credentials(
+        channel_credentials(settings.tls_ca_file),
+        grpc.access_token_call_credentials(read_secret(settings.service_token_file)),
+    )
+    return grpc.aio.secure_channel(address, credentials, options=CHANNEL_OPTIONS)

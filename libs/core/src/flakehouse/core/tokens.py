@@ -49,7 +49,8 @@ def principal_of(record: tokens_pb2.TokenRecord) -> Principal:
 
 class TokenTable:
     """Principals by the hash of their secret: the services' and the first admin's from files,
-    the others as the token topic says. Also when each token was last used here."""
+    the others as the token topic says. Also when each token was last used here, which the
+    service reports (used_since_report) for `flakehouse tokens list`."""
 
     def __init__(self, service_secret: str, admin_secret: str | None = None) -> None:
         self._static = {secret_hash(service_secret): Principal(SERVICE_PRINCIPAL, service=True)}
@@ -57,27 +58,37 @@ class TokenTable:
             admin = Principal(ADMIN_PRINCIPAL, (Grant(Role.ADMIN, "*"),), cluster_admin=True)
             self._static[secret_hash(admin_secret)] = admin
         self._by_hash: dict[bytes, Principal] = {}
-        self._by_name: dict[str, bytes] = {}
+        self._records: dict[str, tokens_pb2.TokenRecord] = {}
         self._lock = threading.Lock()
-        self.last_used_us: dict[str, int] = {}
+        self._used: dict[str, int] = {}
 
     def apply(self, name: str, record: tokens_pb2.TokenRecord | None) -> None:
-        """A record of the token topic: a token created, or (None, a tombstone) revoked."""
+        """A record of the token topic: a token created (or its last use), or revoked (None,
+        a tombstone)."""
         with self._lock:
-            old = self._by_name.pop(name, None)
+            old = self._records.pop(name, None)
             if old is not None:
-                self._by_hash.pop(old, None)
+                self._by_hash.pop(old.secret_sha256, None)
             if record is not None:
-                self._by_name[name] = record.secret_sha256
+                self._records[name] = record
                 self._by_hash[record.secret_sha256] = principal_of(record)
 
     def principal(self, secret: str) -> Principal | None:
         digest = secret_hash(secret)
         caller = self._static.get(digest) or self._by_hash.get(digest)
-        if caller is not None and not caller.service:
-            self.last_used_us[caller.name] = time.time_ns() // 1000
+        if caller is not None and caller.name in self._records:
+            self._used[caller.name] = time.time_ns() // 1000
         return caller
 
-    def names(self) -> list[str]:
+    def record(self, name: str) -> tokens_pb2.TokenRecord | None:
         with self._lock:
-            return sorted(self._by_name)
+            return self._records.get(name)
+
+    def records(self) -> list[tokens_pb2.TokenRecord]:
+        with self._lock:
+            return [self._records[name] for name in sorted(self._records)]
+
+    def used_since_report(self) -> dict[str, int]:
+        """Tokens used here since the last call, with when they were last used."""
+        used, self._used = self._used, {}
+        return used

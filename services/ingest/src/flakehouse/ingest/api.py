@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from flakehouse.core.authn import readable
 from flakehouse.core.errors import InvalidArgument, ResourceExhausted, Unavailable
 from flakehouse.events.batch import upload_id_for
 from flakehouse.events.errors import EventError
@@ -74,7 +75,9 @@ class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
     async def ListDatasets(
         self, request: ingest_pb2.ListDatasetsRequest, context: Any
     ) -> ingest_pb2.ListDatasetsResponse:
-        return ingest_pb2.ListDatasetsResponse(datasets=await self._datasets.list())
+        datasets = await self._datasets.list()
+        shown = readable([d.name for d in datasets])
+        return ingest_pb2.ListDatasetsResponse(datasets=[d for d in datasets if d.name in shown])
 
     async def DeleteDataset(
         self, request: ingest_pb2.DeleteDatasetRequest, context: Any

@@ -13,7 +13,9 @@ from flakehouse.core.catalog import CatalogReader
 from flakehouse.core.kafka import KafkaAdmin, make_producer
 from flakehouse.core.limits import LimitsWatch
 from flakehouse.core.server import GrpcServer, service_name
+from flakehouse.core.service_auth import ServiceAuth, report_to
 from flakehouse.core.tasks import BackgroundTasks
+from flakehouse.core.tls import service_channel
 from flakehouse.ingest.api import IngestApi
 from flakehouse.ingest.datasets import Datasets
 from flakehouse.ingest.metrics import IngestMetrics
@@ -44,9 +46,13 @@ class IngestApp:
         self.records = RecordProducer(self.producer, settings.produce_timeout_s, self.metrics)
         self.workers = ParseWorkers(settings.parse_workers)
         self.resumable = ResumableSpools(settings.spool_dir, settings.resume_ttl_s)
+        self.auth = ServiceAuth(settings, settings, CLIENT_ID)
+        quota_channel = (
+            service_channel(settings.quota_address, settings) if settings.quota_address else None
+        )
+        self.quota_report = report_to(quota_channel) if quota_channel else None
         self.quota = QuotaClient(
-            settings.quota_address,
-            settings.tls_ca_file,
+            quota_channel,
             f"ingest@{socket.gethostname()}",
             self.metrics.quota_unchecked,
         )
@@ -62,7 +68,7 @@ class IngestApp:
             default_partitions=settings.default_partitions,
             timeout_s=settings.produce_timeout_s,
         )
-        self.server = GrpcServer("ingest", settings, self.registry)
+        self.server = GrpcServer("ingest", settings, self.registry, self.auth.table)
         self.server.add(
             ingest_pb2_grpc.add_IngestServiceServicer_to_server,
             IngestApi(
@@ -78,6 +84,7 @@ class IngestApp:
         )
 
     async def start(self) -> None:
+        await self.auth.start(self.tasks, self.quota_report)
         await self.admin.start()
         await self.producer.start()
         await self.catalog.start()
@@ -112,3 +119,4 @@ class IngestApp:
         await self.quota.close()
         await self.catalog.stop()
         await self.admin.close()
+        await self.auth.stop()

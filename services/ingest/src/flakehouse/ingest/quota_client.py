@@ -6,13 +6,11 @@ not be checked."""
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import grpc
 from prometheus_client import Counter
 
 from flakehouse.core.errors import InvalidArgument, ResourceExhausted, Unavailable
-from flakehouse.core.tls import service_channel
 from flakehouse.quota.v1 import quota_pb2, quota_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -21,12 +19,11 @@ QUOTA_RETRY_MS = 1000
 
 
 class QuotaClient:
-    """One channel to the quota service; without an address, every dataset is unlimited."""
+    """One channel to the quota service; without one, every dataset is unlimited."""
 
     def __init__(
         self,
-        address: str,
-        ca_file: Path,
+        channel: grpc.aio.Channel | None,
         holder: str,
         unchecked: Counter,
         timeout_s: float = 2.0,
@@ -37,7 +34,7 @@ class QuotaClient:
         self._timeout_s = timeout_s
         # Setting or dropping limits writes to Kafka on quota's side: allow it longer than a lease.
         self._change_timeout_s = change_timeout_s
-        self._channel = service_channel(address, ca_file) if address else None
+        self._channel = channel
         self.stub = quota_pb2_grpc.QuotaServiceStub(self._channel) if self._channel else None
 
     async def acquire_lease(self, dataset: str, events: int, size: int) -> None:

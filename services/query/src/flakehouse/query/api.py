@@ -9,7 +9,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from flakehouse.common.v1 import events_pb2, plan_pb2
+from flakehouse.core.authn import readable, require
 from flakehouse.core.errors import Internal, InvalidArgument
+from flakehouse.core.grants import Role
 from flakehouse.core.limits import LimitsWatch, current_limits
 from flakehouse.events.model import validate_dataset_name
 from flakehouse.query.answer import to_response
@@ -80,8 +82,10 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
         except QueryError as exc:
             raise InvalidArgument(exc.describe(request.sql)) from None
         if isinstance(statement, Describe):
+            require(Role.READ, statement.dataset)
             return await self._describe_statement(statement.dataset, timeout_s, started)
         plan = statement.plan
+        require(Role.READ, plan.dataset)
         if statement.is_aggregate:
             plan.max_groups = self._settings.max_groups
         elif statement.limit is not None:
@@ -212,10 +216,13 @@ class QueryApi(query_pb2_grpc.QueryServiceServicer):
     async def ListDatasets(
         self, request: query_pb2.ListDatasetsRequest, context: Any
     ) -> query_pb2.ListDatasetsResponse:
+        placed = self._placements.datasets()
+        shown = readable([d.dataset for d in placed])
         return query_pb2.ListDatasetsResponse(
             datasets=[
                 query_pb2.DatasetInfo(name=d.dataset, partitions=len(d.partitions))
-                for d in self._placements.datasets()
+                for d in placed
+                if d.dataset in shown
             ]
         )
 

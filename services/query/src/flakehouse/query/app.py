@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from flakehouse.core.limits import LimitsWatch
 from flakehouse.core.server import GrpcServer, service_name
+from flakehouse.core.service_auth import ServiceAuth, report_to
 from flakehouse.core.tasks import BackgroundTasks
 from flakehouse.core.tls import service_channel
 from flakehouse.query.api import QueryApi
@@ -26,6 +27,7 @@ from flakehouse.replication.v1 import replication_pb2_grpc
 
 log = logging.getLogger(__name__)
 
+CLIENT_ID = "flakehouse-query"
 # How long readiness waits for the first limits: without them, queries would answer rows past
 # their datasets' cutoffs; but a quota service that is down must not keep queries down.
 LIMITS_WAIT_S = 5.0
@@ -37,19 +39,18 @@ class QueryApp:
         self.registry = CollectorRegistry()
         self.tasks = BackgroundTasks()
         self.failed = self.tasks.failed
-        self.channel = service_channel(settings.replication_address, settings.tls_ca_file)
+        self.auth = ServiceAuth(settings, settings, CLIENT_ID)
+        self.channel = service_channel(settings.replication_address, settings)
         self.quota_channel = (
-            service_channel(settings.quota_address, settings.tls_ca_file)
-            if settings.quota_address
-            else None
+            service_channel(settings.quota_address, settings) if settings.quota_address else None
         )
         quota = quota_pb2_grpc.QuotaServiceStub(self.quota_channel) if self.quota_channel else None
         metrics = QueryMetrics(self.registry)
         self.placements = Placements(replication_pb2_grpc.ReplicationServiceStub(self.channel))
         self.limits = LimitsWatch(quota)
         slots = QuerySlots(quota, f"query-{socket.gethostname()}-{os.getpid()}", metrics)
-        self.storage = StorageChannels(settings.tls_ca_file)
-        self.server = GrpcServer("query", settings, self.registry)
+        self.storage = StorageChannels(lambda address: service_channel(address, settings))
+        self.server = GrpcServer("query", settings, self.registry, self.auth.table)
         self.server.add(
             query_pb2_grpc.add_QueryServiceServicer_to_server,
             QueryApi(settings, self.placements, self.storage, metrics, self.limits, slots),
@@ -57,6 +58,8 @@ class QueryApp:
         )
 
     async def start(self) -> None:
+        report = report_to(self.quota_channel) if self.quota_channel else None
+        await self.auth.start(self.tasks, report)
         await self.server.start()
         self.tasks.spawn("placement", self.placements.watch_forever())
         self.tasks.spawn("limits", self.limits.watch_forever())
@@ -74,6 +77,7 @@ class QueryApp:
         await self.server.stop()
         await self.tasks.cancel_all()
         await self.storage.close()
+        await self.auth.stop()
         await self.channel.close(None)
         if self.quota_channel is not None:
             await self.quota_channel.close(None)

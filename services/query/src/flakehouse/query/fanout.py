@@ -27,13 +27,11 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import grpc
 
 from flakehouse.core.errors import InvalidArgument, ResourceExhausted
-from flakehouse.core.tls import service_channel
 from flakehouse.query.guardrails import NARROW
 from flakehouse.replication.v1 import replication_pb2
 from flakehouse.storage.v1 import storage_pb2_grpc
@@ -76,14 +74,15 @@ class FanOutResult(Generic[R]):
 class StorageChannels:
     """One channel per storage node address, kept for the life of the service."""
 
-    def __init__(self, ca_file: Path) -> None:
-        self._ca_file = ca_file
+    def __init__(self, dial: Callable[[str], grpc.aio.Channel]) -> None:
+        """`dial`: a channel to a storage node's address (the services' credentials)."""
+        self._dial = dial
         self._stubs: dict[str, storage_pb2_grpc.StorageServiceAsyncStub] = {}
         self._channels: list[grpc.aio.Channel] = []
 
     def stub(self, address: str) -> storage_pb2_grpc.StorageServiceAsyncStub:
         if address not in self._stubs:
-            channel = service_channel(address, self._ca_file)
+            channel = self._dial(address)
             self._channels.append(channel)
             self._stubs[address] = storage_pb2_grpc.StorageServiceStub(channel)
         return self._stubs[address]

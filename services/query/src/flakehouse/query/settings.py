@@ -5,11 +5,11 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from flakehouse.core.settings import ServiceSettings
+from flakehouse.core.settings import KafkaSettings, ServiceSettings
 from flakehouse.query.sql.planner import DEFAULT_RAW_LIMIT
 
 
-class QuerySettings(ServiceSettings):
+class QuerySettings(ServiceSettings, KafkaSettings):
     model_config = SettingsConfigDict(env_prefix="FLAKEHOUSE_QUERY_")
 
     replication_address: str = Field(..., description="host:port of the replication service.")

@@ -6,7 +6,9 @@ import math
 from collections.abc import AsyncIterator
 from typing import Any
 
+from flakehouse.core.authn import readable, require
 from flakehouse.core.errors import InvalidArgument
+from flakehouse.core.grants import Role
 from flakehouse.events.model import validate_dataset_name
 from flakehouse.quota.quotas import Quotas
 from flakehouse.quota.usage import UsageView
@@ -112,5 +114,8 @@ class QuotaApi(quota_pb2_grpc.QuotaServiceServicer):
     async def GetUsage(
         self, request: quota_pb2.GetUsageRequest, context: Any
     ) -> quota_pb2.GetUsageResponse:
-        views = await self._quotas.usage(request.dataset)
-        return quota_pb2.GetUsageResponse(datasets=[_usage(view) for view in views])
+        if request.dataset:
+            require(Role.READ, request.dataset)
+        usage = [_usage(view) for view in await self._quotas.usage(request.dataset)]
+        shown = readable([u.dataset for u in usage])
+        return quota_pb2.GetUsageResponse(datasets=[u for u in usage if u.dataset in shown])

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
+from flakehouse.auth.v1 import tokens_pb2, tokens_pb2_grpc
 from flakehouse.core.catalog import CatalogReader
 from flakehouse.core.kafka import make_producer
 from flakehouse.core.server import GrpcServer, service_name
+from flakehouse.core.service_auth import ServiceAuth
 from flakehouse.core.tasks import BackgroundTasks
 from flakehouse.quota.api import QuotaApi
 from flakehouse.quota.metrics import QuotaMetrics
 from flakehouse.quota.quotas import Quotas
 from flakehouse.quota.settings import QuotaSettings
 from flakehouse.quota.store import LimitsStore
+from flakehouse.quota.token_store import TokenStore
+from flakehouse.quota.tokens_api import TokensApi
 from flakehouse.quota.v1 import quota_pb2, quota_pb2_grpc
 
 CLIENT_ID = "flakehouse-quota"
@@ -33,15 +37,23 @@ class QuotaApp:
             self.catalog,
             QuotaMetrics(self.registry),
         )
-        self.server = GrpcServer("quota", settings, self.registry)
+        self.auth = ServiceAuth(settings, settings, CLIENT_ID)
+        self.tokens = TokensApi(self.auth.table, TokenStore(self.producer, settings.topic_prefix))
+        self.server = GrpcServer("quota", settings, self.registry, self.auth.table)
         self.server.add(
             quota_pb2_grpc.add_QuotaServiceServicer_to_server,
             QuotaApi(self.quotas),
             service_name(quota_pb2.DESCRIPTOR, "QuotaService"),
         )
+        self.server.add(
+            tokens_pb2_grpc.add_TokenServiceServicer_to_server,
+            self.tokens,
+            service_name(tokens_pb2.DESCRIPTOR, "TokenService"),
+        )
 
     async def start(self) -> None:
         await self.producer.start()
+        await self.auth.start(self.tasks, self.tokens.record_use)
         await self.catalog.start()
         await self.quotas.load()
         await self.server.start()
@@ -54,4 +66,5 @@ class QuotaApp:
         await self.quotas.close()
         await self.server.stop()
         await self.catalog.stop()
+        await self.auth.stop()
         await self.producer.stop()

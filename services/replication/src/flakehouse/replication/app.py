@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from flakehouse.core.catalog import CatalogReader
 from flakehouse.core.kafka import make_producer, placement_topic, read_state_topic
 from flakehouse.core.server import GrpcServer, service_name
+from flakehouse.core.service_auth import ServiceAuth
 from flakehouse.core.tasks import BackgroundTasks
 from flakehouse.replication.api import ReplicationApi
 from flakehouse.replication.controller import Controller
@@ -41,7 +42,8 @@ class ReplicationApp:
         self._refresh_lock = asyncio.Lock()
         self.kube: Any = None  # the Kubernetes API client, in Kubernetes
         self._persisted_version = 0
-        self.server = GrpcServer("replication", settings, self.registry)
+        self.auth = ServiceAuth(settings, settings, "flakehouse-replication")
+        self.server = GrpcServer("replication", settings, self.registry, self.auth.table)
         self.server.add(
             replication_pb2_grpc.add_ReplicationServiceServicer_to_server,
             ReplicationApi(self.controller, settings.heartbeat_interval_s, self.refresh),
@@ -50,6 +52,9 @@ class ReplicationApp:
         self.metrics = ReplicationMetrics(self.registry)
 
     async def start(self) -> None:
+        # Without a quota address, the use of tokens here (cluster admins asking for replica
+        # status) is not reported.
+        await self.auth.start(self.tasks)
         await self.producer.start()
         await self.catalog.start()
         await self.server.start()
@@ -182,3 +187,4 @@ class ReplicationApp:
             await self.kube.close()
         await self.producer.stop()
         await self.catalog.stop()
+        await self.auth.stop()

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from flakehouse.core.kafka import make_consumer
 from flakehouse.core.server import GrpcServer, service_name
+from flakehouse.core.service_auth import ServiceAuth, report_to
 from flakehouse.core.tasks import BackgroundTasks
 from flakehouse.core.tls import service_channel
 from flakehouse.quota.v1 import quota_pb2, quota_pb2_grpc
@@ -51,18 +52,17 @@ class StorageApp:
             self.metrics,
             fetch_segments=self._fetch_segments,
         )
-        self.server = GrpcServer("storage", settings, self.registry)
+        self.auth = ServiceAuth(settings, settings, f"flakehouse-{settings.node_id}")
+        self.server = GrpcServer("storage", settings, self.registry, self.auth.table)
         self.server.add(
             storage_pb2_grpc.add_StorageServiceServicer_to_server,
             StorageApi(self.node),
             service_name(storage_pb2.DESCRIPTOR, "StorageService"),
         )
-        self.channel = service_channel(settings.replication_address, settings.tls_ca_file)
+        self.channel = service_channel(settings.replication_address, settings)
         self.replication = replication_pb2_grpc.ReplicationServiceStub(self.channel)
         self.quota_channel = (
-            service_channel(settings.quota_address, settings.tls_ca_file)
-            if settings.quota_address
-            else None
+            service_channel(settings.quota_address, settings) if settings.quota_address else None
         )
 
     async def _fetch_segments(
@@ -74,7 +74,7 @@ class StorageApp:
             partition,
             generation,
             self.settings.bootstrap_timeout_s,
-            self.settings.tls_ca_file,
+            lambda address: service_channel(address, self.settings),
         )
 
     @property
@@ -82,6 +82,8 @@ class StorageApp:
         return self.settings.advertised_address or self.server.address
 
     async def start(self) -> None:
+        report = report_to(self.quota_channel) if self.quota_channel else None
+        await self.auth.start(self.tasks, report)
         await self.consumer.start()
         await self.server.start()
         heartbeat_s = await self._register()
@@ -178,6 +180,7 @@ class StorageApp:
         # Sealing on the way out is an optimisation only: without it, the open segment is
         # rebuilt from Kafka at the next start.
         await self.node.seal_all()
+        await self.auth.stop()
         await self.channel.close(None)
         if self.quota_channel is not None:
             await self.quota_channel.close(None)

@@ -6,10 +6,11 @@ partition does it replay Kafka from the start, whose retention may be long gone.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
-from flakehouse.core.tls import service_channel
+import grpc
+
 from flakehouse.replication.v1 import replication_pb2
 from flakehouse.storage.v1 import storage_pb2, storage_pb2_grpc
 
@@ -53,7 +54,12 @@ def serving_peers(
 
 
 async def fetch_segments(
-    peer: Peer, dataset: str, partition: int, generation: int, timeout_s: float, ca_file: Path
+    peer: Peer,
+    dataset: str,
+    partition: int,
+    generation: int,
+    timeout_s: float,
+    dial: Callable[[str], grpc.aio.Channel],
 ) -> Transfer:
     """Streams the partition's sealed segments of `generation` of the dataset from `peer`;
     raises grpc.aio.AioRpcError (or ValueError for a stream that does not end with the offset)
@@ -65,7 +71,7 @@ async def fetch_segments(
     )
     segments: list[storage_pb2.Segment] = []
     nbytes = 0
-    async with service_channel(peer.address, ca_file) as channel:
+    async with dial(peer.address) as channel:
         stub = storage_pb2_grpc.StorageServiceStub(channel)
         async for item in stub.StreamSegments(request, timeout=timeout_s):
             if item.HasField("segment"):

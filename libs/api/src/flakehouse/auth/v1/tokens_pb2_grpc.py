@@ -49,6 +49,11 @@ class TokenServiceStub:
                 request_serializer=flakehouse_dot_auth_dot_v1_dot_tokens__pb2.RevokeTokenRequest.SerializeToString,
                 response_deserializer=flakehouse_dot_auth_dot_v1_dot_tokens__pb2.RevokeTokenResponse.FromString,
                 _registered_method=True)
+        self.ReportTokenUse = channel.unary_unary(
+                '/flakehouse.auth.v1.TokenService/ReportTokenUse',
+                request_serializer=flakehouse_dot_auth_dot_v1_dot_tokens__pb2.ReportTokenUseRequest.SerializeToString,
+                response_deserializer=flakehouse_dot_auth_dot_v1_dot_tokens__pb2.ReportTokenUseResponse.FromString,
+                _registered_method=True)
 
 
 class TokenServiceServicer:
@@ -76,6 +81,14 @@ class TokenServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportTokenUse(self, request, context):
+        """From the services: when tokens were last used there, for ListTokens. Kept in the tokens'
+        records, at most one write per token a minute.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TokenServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -93,6 +106,11 @@ def add_TokenServiceServicer_to_server(servicer, server):
                     servicer.RevokeToken,
                     request_deserializer=flakehouse_dot_auth_dot_v1_dot_tokens__pb2.RevokeTokenRequest.FromString,
                     response_serializer=flakehouse_dot_auth_dot_v1_dot_tokens__pb2.RevokeTokenResponse.SerializeToString,
+            ),
+            'ReportTokenUse': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportTokenUse,
+                    request_deserializer=flakehouse_dot_auth_dot_v1_dot_tokens__pb2.ReportTokenUseRequest.FromString,
+                    response_serializer=flakehouse_dot_auth_dot_v1_dot_tokens__pb2.ReportTokenUseResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -176,6 +194,33 @@ class TokenService:
             '/flakehouse.auth.v1.TokenService/RevokeToken',
             flakehouse_dot_auth_dot_v1_dot_tokens__pb2.RevokeTokenRequest.SerializeToString,
             flakehouse_dot_auth_dot_v1_dot_tokens__pb2.RevokeTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportTokenUse(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flakehouse.auth.v1.TokenService/ReportTokenUse',
+            flakehouse_dot_auth_dot_v1_dot_tokens__pb2.ReportTokenUseRequest.SerializeToString,
+            flakehouse_dot_auth_dot_v1_dot_tokens__pb2.ReportTokenUseResponse.FromString,
             options,
             channel_credentials,
             insecure,

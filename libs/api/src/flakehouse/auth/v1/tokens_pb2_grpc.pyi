@@ -42,6 +42,10 @@ class TokenServiceStub:
     """Every live token: name, grants, when it was created and last used. Never a secret."""
     RevokeToken: _grpc.UnaryUnaryMultiCallable[_tokens_pb2.RevokeTokenRequest, _tokens_pb2.RevokeTokenResponse]
     """Revokes a token: every service refuses it within seconds. An unknown name gets NOT_FOUND."""
+    ReportTokenUse: _grpc.UnaryUnaryMultiCallable[_tokens_pb2.ReportTokenUseRequest, _tokens_pb2.ReportTokenUseResponse]
+    """From the services: when tokens were last used there, for ListTokens. Kept in the tokens'
+    records, at most one write per token a minute.
+    """
 
 @_typing.type_check_only
 class TokenServiceAsyncStub(TokenServiceStub):
@@ -54,6 +58,10 @@ class TokenServiceAsyncStub(TokenServiceStub):
     """Every live token: name, grants, when it was created and last used. Never a secret."""
     RevokeToken: _aio.UnaryUnaryMultiCallable[_tokens_pb2.RevokeTokenRequest, _tokens_pb2.RevokeTokenResponse]  # type: ignore[assignment]
     """Revokes a token: every service refuses it within seconds. An unknown name gets NOT_FOUND."""
+    ReportTokenUse: _aio.UnaryUnaryMultiCallable[_tokens_pb2.ReportTokenUseRequest, _tokens_pb2.ReportTokenUseResponse]  # type: ignore[assignment]
+    """From the services: when tokens were last used there, for ListTokens. Kept in the tokens'
+    records, at most one write per token a minute.
+    """
 
 class TokenServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -81,5 +89,15 @@ class TokenServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_tokens_pb2.RevokeTokenResponse, _abc.Awaitable[_tokens_pb2.RevokeTokenResponse]]:
         """Revokes a token: every service refuses it within seconds. An unknown name gets NOT_FOUND."""
+
+    @_abc_1.abstractmethod
+    def ReportTokenUse(
+        self,
+        request: _tokens_pb2.ReportTokenUseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tokens_pb2.ReportTokenUseResponse, _abc.Awaitable[_tokens_pb2.ReportTokenUseResponse]]:
+        """From the services: when tokens were last used there, for ListTokens. Kept in the tokens'
+        records, at most one write per token a minute.
+        """
 
 def add_TokenServiceServicer_to_server(servicer: TokenServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

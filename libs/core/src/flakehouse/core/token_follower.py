@@ -1,0 +1,66 @@
+"""Every service's copy of the tokens: it reads `<prefix>.__tokens` to its end before the
+service serves, then follows it, so a token created anywhere works everywhere and a revoked one
+stops within a fetch (FOLLOW_WAIT_MS). Checking a call is then a lookup in memory."""
+
+from __future__ import annotations
+
+import logging
+
+from aiokafka import TopicPartition
+from google.protobuf.message import DecodeError
+
+from flakehouse.auth.v1 import tokens_pb2
+from flakehouse.core.kafka import KafkaAdmin, make_consumer, read_to_end, tokens_topic
+from flakehouse.core.settings import KafkaSettings
+from flakehouse.core.tokens import TokenTable
+
+log = logging.getLogger(__name__)
+FOLLOW_WAIT_MS = 250
+
+
+class TokenFollower:
+    def __init__(self, settings: KafkaSettings, client_id: str, table: TokenTable) -> None:
+        self._settings = settings
+        self._client_id = client_id
+        self.table = table
+        self.topic = tokens_topic(settings.topic_prefix)
+        self._tp = TopicPartition(self.topic, 0)
+        self._consumer = make_consumer(
+            settings.kafka_bootstrap, client_id, fetch_wait_ms=FOLLOW_WAIT_MS
+        )
+
+    async def start(self) -> None:
+        """Creates the topic if needed and applies all of it."""
+        admin = KafkaAdmin.for_settings(self._settings, self._client_id)
+        await admin.start()
+        try:
+            await admin.create_topic(self.topic, 1, compact=True)
+        finally:
+            await admin.close()
+        await self._consumer.start()
+        for key, value in await read_to_end(self._consumer, self.topic, 1):
+            self._apply(key, value)
+
+    async def follow_forever(self) -> None:
+        while True:
+            batch = await self._consumer.getmany(self._tp, timeout_ms=FOLLOW_WAIT_MS * 4)
+            for message in batch.get(self._tp, []):
+                self._apply(message.key, message.value)
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    def _apply(self, key: bytes | None, value: bytes | None) -> None:
+        if key is None:
+            return
+        name = key.decode(errors="replace")
+        if value is None:
+            self.table.apply(name, None)
+            return
+        try:
+            record = tokens_pb2.TokenRecord.FromString(value)
+        except DecodeError:
+            log.warning("unreadable token record skipped", extra={"token": name})
+            return
+        if record.info.name == name:
+            self.table.apply(name, record)
