@@ -61,6 +61,10 @@ def ca_file() -> Path:
     return Path(os.environ[CA_FILE_ENV])
 
 
+def admin_token() -> str:
+    return read_secret(_directory() / "admin.token")
+
+
 def service_token() -> str:
     return read_secret(_directory() / "service.token")
 

@@ -100,8 +100,10 @@ class RunningCluster:
     def info(self) -> dict[str, Any]:
         return dict(json.loads(self.cluster_path.read_text()))
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Runs the flakehouse CLI against this cluster."""
+    def cli(
+        self, *args: str, check: bool = True, token: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Runs the flakehouse CLI against this cluster (as `token`, when given)."""
         command = [sys.executable, "-m", "flakehouse.client.cli", *args]
         if args and args[0] in ("ingest", "query"):
             command[4:4] = ["--cluster", str(self.cluster_path)]
@@ -109,6 +111,8 @@ class RunningCluster:
         if not self._session_secrets:
             env.pop(TOKEN_ENV, None)
             env.pop(CA_FILE_ENV, None)
+        if token is not None:
+            env[TOKEN_ENV] = token
         result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
         if check and result.returncode != 0:
             raise AssertionError(f"{args[:2]} failed ({result.returncode}):\n{result.stderr}")

@@ -80,11 +80,14 @@ CALLS = {
     "quota get": {"quota"},
     "quota set": {"quota"},
     "usage": {"quota"},
+    "tokens create": {"quota"},
+    "tokens list": {"quota"},
+    "tokens revoke": {"quota"},
     "up": set(),
     "junit2json": set(),
 }
 """The services each command calls: the address options it should offer."""
-TABLES = {"query", "flaky", "status", "datasets list", "usage"}
+TABLES = {"query", "flaky", "status", "datasets list", "usage", "tokens list"}
 
 
 def options(parser: argparse.ArgumentParser) -> set[str]:
@@ -99,7 +102,7 @@ def test_options_that_do_nothing_are_not_offered(words: tuple[str, ...]) -> None
     assert {o[2:] for o in offered} & services == CALLS[" ".join(words)]
     assert ("--full-width" in offered) == (" ".join(words) in TABLES)
     if CALLS[" ".join(words)]:
-        assert {"--cluster", "--timeout"} <= offered
+        assert {"--cluster", "--timeout", "--ca", "--token"} <= offered
 
 
 def test_an_address_option_a_command_does_not_use_is_refused(

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flakehouse.client import datasets_cli
+from flakehouse.client import datasets_cli, tokens_cli
 from flakehouse.client.cienv import ci_labels
 from flakehouse.client.clientargs import (
     EXIT_BAD_INPUT,
@@ -271,6 +271,7 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("files", nargs="+", type=Path, metavar="FILE")
 
     datasets_cli.register(commands)
+    tokens_cli.register(commands)
     return parser
 
 

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from flakehouse.auth.v1 import tokens_pb2, tokens_pb2_grpc
 from flakehouse.client.cluster import CA_FILE_ENV, TOKEN_ENV, ClusterFile
 from flakehouse.client.errortext import tls_failure
 from flakehouse.client.times import from_micros, query_zone
@@ -32,6 +33,7 @@ from flakehouse.core.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from flakehouse.core.grants import Role, parse_grant
 from flakehouse.core.limit_rules import QUOTA_FIELDS
 from flakehouse.core.tls import channel_credentials
 from flakehouse.core.tokens import read_secret
@@ -53,6 +55,11 @@ FORMAT_NAMES = {
     ingest_pb2.UPLOAD_FORMAT_JSON_LINES: "json",
 }
 T = TypeVar("T")
+ROLE_ENUMS = {
+    Role.READ: tokens_pb2.ROLE_READ,
+    Role.WRITE: tokens_pb2.ROLE_WRITE,
+    Role.ADMIN: tokens_pb2.ROLE_ADMIN,
+}
 Offsets = Mapping[str, Mapping[int, int]]
 """dataset → partition → the last offset written there."""
 
@@ -328,6 +335,36 @@ class Client:
         request.update_mask.paths.extend(sorted(changes))
         stub = self._quota()
         return self._call(lambda: stub.SetQuota(request, timeout=self.timeout_s)).quota
+
+    # --- tokens (kept by the quota service) -------------------------------------------------
+
+    def create_token(self, name: str, grants: Iterable[str]) -> tuple[tokens_pb2.TokenInfo, str]:
+        """A new token and its secret, which nobody can see again. `grants`: ROLE:DATASET
+        (read, write or admin; a name, a prefix ending in *, or *) or cluster-admin. Not
+        retried: a second creation of the name is refused."""
+        request = tokens_pb2.CreateTokenRequest(name=name)
+        try:
+            for text in grants:
+                grant = parse_grant(text)
+                if grant is None:
+                    request.cluster_admin = True
+                else:
+                    request.grants.add(role=ROLE_ENUMS[grant.role], pattern=grant.pattern)
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from None
+        stub = tokens_pb2_grpc.TokenServiceStub(self._channel("quota"))
+        created = self._call(lambda: stub.CreateToken(request, timeout=self.timeout_s), retries=0)
+        return created.token, created.secret
+
+    def list_tokens(self) -> list[tokens_pb2.TokenInfo]:
+        stub = tokens_pb2_grpc.TokenServiceStub(self._channel("quota"))
+        request = tokens_pb2.ListTokensRequest()
+        return list(self._call(lambda: stub.ListTokens(request, timeout=self.timeout_s)).tokens)
+
+    def revoke_token(self, name: str) -> tokens_pb2.TokenInfo:
+        stub = tokens_pb2_grpc.TokenServiceStub(self._channel("quota"))
+        request = tokens_pb2.RevokeTokenRequest(name=name)
+        return self._call(lambda: stub.RevokeToken(request, timeout=self.timeout_s)).token
 
     def usage(self, dataset: str | None = None) -> list[quota_pb2.DatasetUsage]:
         """What each dataset (or the one named) holds and ingests, its cutoff and its limits."""

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from flakehouse.client.cluster import DEFAULT_PATH, TOKEN_ENV, ClusterFile
+from flakehouse.client.helptext import help_of
+from flakehouse.client.tables import add_full_width_option
 from flakehouse.core.errors import FlakehouseError
 
 if TYPE_CHECKING:
@@ -19,6 +21,7 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_PARTIAL = 0, 1, 2, 3
 ADDRESSED = ("ingest", "query", "quota")
 """Services a client command may be pointed at with `--<service> host:port`."""
 T = TypeVar("T")
+Command = Callable[[argparse.Namespace], int]
 
 
 def add_client_options(parser: argparse.ArgumentParser, *services: str) -> None:
@@ -73,6 +76,31 @@ def token_for(args: argparse.Namespace, cluster: ClusterFile | None) -> str | No
     from flakehouse.core.tokens import read_secret
 
     return read_secret(Path(cluster.token_file))
+
+
+def add_subcommand(
+    group: argparse._SubParsersAction[argparse.ArgumentParser],
+    command: str,
+    run: Command,
+    help: str,
+    services: tuple[str, ...],
+    *,
+    table: bool = False,
+) -> argparse.ArgumentParser:
+    """`command` ("datasets list"), which calls `services`; `table`: it prints a table (and so
+    takes --full-width)."""
+    parser = group.add_parser(
+        command.split()[-1],
+        help=help,
+        description=help[:1].upper() + help[1:] + ".",
+        **help_of(command),
+    )
+    add_client_options(parser, *services)
+    parser.add_argument("--format", choices=["table", "json"], default="table")
+    if table:
+        add_full_width_option(parser)
+    parser.set_defaults(run=run)
+    return parser
 
 
 def client_from_args(args: argparse.Namespace, *needs: str) -> Client:

@@ -4,18 +4,17 @@ usage` (DESIGN.md §9), through the ingest and quota services; what they print: 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from flakehouse.client.clientargs import (
     DATASET,
     EXIT_OK,
-    add_client_options,
+    add_subcommand,
     argument_type,
     client_from_args,
 )
 from flakehouse.client.helptext import help_of
-from flakehouse.client.tables import add_full_width_option, fit_for
+from flakehouse.client.tables import fit_for
 from flakehouse.client.units import parse_age, parse_count, parse_rate, parse_size, render_age
 from flakehouse.core.errors import InvalidArgument
 from flakehouse.core.limit_rules import MIN_RETENTION_S, QUOTA_FIELDS, validate_quota
@@ -25,7 +24,6 @@ if TYPE_CHECKING:
     from flakehouse.client.client import Client
     from flakehouse.quota.v1 import quota_pb2
 
-Command = Callable[[argparse.Namespace], int]
 OPTIONS = {
     "events_per_second": "--events-per-second",
     "bytes_per_second": "--bytes-per-second",
@@ -61,31 +59,6 @@ COUNT = argument_type(parse_count, "count")
 PARTITIONS = argument_type(parse_partitions, "partitions")
 
 
-def _command(
-    group: argparse._SubParsersAction[argparse.ArgumentParser],
-    command: str,
-    run: Command,
-    help: str,
-    services: tuple[str, ...],
-    *,
-    table: bool = False,
-) -> argparse.ArgumentParser:
-    """`command` ("datasets list"), which calls `services`; `table`: it prints a table (and so
-    takes --full-width)."""
-    parser = group.add_parser(
-        command.split()[-1],
-        help=help,
-        description=help[:1].upper() + help[1:] + ".",
-        **help_of(command),
-    )
-    add_client_options(parser, *services)
-    parser.add_argument("--format", choices=["table", "json"], default="table")
-    if table:
-        add_full_width_option(parser)
-    parser.set_defaults(run=run)
-    return parser
-
-
 def _retention_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--retention",
@@ -115,10 +88,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         **help_of("datasets"),
     )
     group = datasets.add_subparsers(dest="action", required=True, metavar="ACTION")
-    _command(
+    add_subcommand(
         group, "datasets list", cmd_datasets_list, "list the datasets", ("ingest",), table=True
     )
-    create = _command(
+    create = add_subcommand(
         group,
         "datasets create",
         cmd_datasets_create,
@@ -134,7 +107,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     _retention_option(create)
     _stored_bytes_option(create)
-    describe = _command(
+    describe = add_subcommand(
         group,
         "datasets describe",
         cmd_datasets_describe,
@@ -142,7 +115,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         ("ingest", "quota"),
     )
     describe.add_argument("name", metavar="NAME", type=DATASET)
-    delete = _command(
+    delete = add_subcommand(
         group,
         "datasets delete",
         cmd_datasets_delete,
@@ -159,9 +132,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         **help_of("quota"),
     )
     group = quota.add_subparsers(dest="action", required=True, metavar="ACTION")
-    get = _command(group, "quota get", cmd_quota_get, "show a dataset's limits", ("quota",))
+    get = add_subcommand(group, "quota get", cmd_quota_get, "show a dataset's limits", ("quota",))
     get.add_argument("name", metavar="NAME", type=DATASET)
-    set_ = _command(
+    set_ = add_subcommand(
         group,
         "quota set",
         cmd_quota_set,
@@ -190,7 +163,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="queries running at once on the dataset, across the cluster (0: unlimited)",
     )
 
-    usage = _command(
+    usage = add_subcommand(
         commands,
         "usage",
         cmd_usage,

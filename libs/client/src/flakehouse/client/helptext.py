@@ -115,6 +115,34 @@ examples:
   flakehouse quota set nightly --events-per-second 0        # 0: unlimited
 
 docs: docs/datasets.md ("The limits", "The cutoff")""",
+    "tokens": """\
+examples:
+  flakehouse tokens create --name ci-main --grant write:ci --grant read:ci
+  flakehouse tokens list
+  flakehouse tokens revoke ci-main
+
+docs: docs/security.md""",
+    "tokens create": """\
+examples:
+  flakehouse tokens create --name ci-main --grant write:ci
+  flakehouse tokens create --name team-a --grant admin:team-a-* --grant read:*
+  flakehouse tokens create --name ops --grant cluster-admin --format json | jq -r .token
+
+ROLE is read, write (and read) or admin (and write: create and delete); DATASET a name, a
+prefix ending in * or *. The secret is printed once: nobody can see it again.
+docs: docs/security.md ("Tokens")""",
+    "tokens list": """\
+examples:
+  flakehouse tokens list
+  flakehouse tokens list --format json | jq -r '.tokens[].name'
+
+docs: docs/security.md ("Tokens")""",
+    "tokens revoke": """\
+examples:
+  flakehouse tokens revoke ci-main
+
+Every service refuses the token within seconds.
+docs: docs/security.md ("Rotating a token")""",
     "usage": """\
 examples:
   flakehouse usage

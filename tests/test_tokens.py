@@ -1,0 +1,105 @@
+"""Tokens through real processes (`flakehouse up`, the CLI): no token, a wrong one and a revoked
+one are UNAUTHENTICATED; a `read:a` token reads `a` and nothing else, and cannot upload or
+change quotas; a `write:a` token uploads to `a` only; a user's token, even the admin's, cannot
+call a storage node; `tokens list` never shows a secret."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from flakehouse.core.tls import channel_credentials
+from flakehouse.storage.v1 import storage_pb2, storage_pb2_grpc
+from tests import credentials
+from tests.localcluster import RunningCluster
+
+pytestmark = [pytest.mark.processes, pytest.mark.broker]
+
+REPORT = '<testsuite name="s"><testcase classname="c" name="t"/></testsuite>'
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster]:
+    running = RunningCluster(tmp_path_factory.mktemp("tokens") / "cluster", 1, 1)
+    try:
+        running.wait_ready()
+        yield running
+    finally:
+        running.stop()
+
+
+def _create(cluster: RunningCluster, name: str, *grants: str) -> str:
+    argv = ["tokens", "create", "--name", name, "--cluster", str(cluster.cluster_path)]
+    argv += [arg for grant in grants for arg in ("--grant", grant)]
+    created = json.loads(cluster.cli(*argv, "--format", "json").stdout)
+    assert created["name"] == name and created["token"].startswith("fh_")
+    return str(created["token"])
+
+
+def _refusal(result: object) -> str:
+    assert result.returncode != 0, result
+    return str(result.stderr)
+
+
+def test_grants_hold_through_the_cli_and_revocation_is_prompt(
+    cluster: RunningCluster, tmp_path: Path
+) -> None:
+    report = tmp_path / "r.xml"
+    report.write_text(REPORT)
+    reader = _create(cluster, "reader", "read:a")
+    writer = _create(cluster, "writer", "write:a")
+
+    def ingest(dataset: str, token: str) -> object:
+        return cluster.cli("ingest", "--dataset", dataset, str(report), token=token, check=False)
+
+    def query(dataset: str, token: str) -> object:
+        sql = f"SELECT count(*) FROM {dataset}"
+        return cluster.cli("query", "--format", "json", sql, token=token, check=False)
+
+    assert ingest("a", writer).returncode == 0
+    assert ingest("b", credentials.admin_token()).returncode == 0
+    assert "does not grant write on dataset 'b'" in _refusal(ingest("b", writer))
+    assert "does not grant write on dataset 'a'" in _refusal(ingest("a", reader))
+    assert query("a", reader).returncode == 0
+    assert "does not grant read on dataset 'b'" in _refusal(query("b", reader))
+    quota = cluster.cli("quota", "set", "a", "--retention", "30d", "--cluster",
+                        str(cluster.cluster_path), token=reader, check=False)  # fmt: skip
+    assert "does not grant cluster-admin" in _refusal(quota)
+    listed = cluster.cli("datasets", "list", "--format", "json", "--cluster",
+                         str(cluster.cluster_path), token=reader)  # fmt: skip
+    assert [d["name"] for d in json.loads(listed.stdout)["datasets"]] == ["a"]
+
+    for bad, says in (("", "no token"), ("fh_" + "x" * 43, "not valid: unknown, or revoked")):
+        refused = _refusal(query("a", bad))
+        assert says in refused and (not bad or bad not in refused)
+
+    tokens = cluster.cli("tokens", "list", "--cluster", str(cluster.cluster_path)).stdout
+    assert "reader" in tokens and "read:a" in tokens and "fh_" not in tokens
+
+    cluster.cli("tokens", "revoke", "reader", "--cluster", str(cluster.cluster_path))
+    deadline = time.monotonic() + 10
+    while query("a", reader).returncode == 0:
+        assert time.monotonic() < deadline, "a revoked token still works"
+        time.sleep(0.2)
+    assert "not valid: unknown, or revoked" in _refusal(query("a", reader))
+
+
+def test_a_users_token_cannot_call_a_storage_node(cluster: RunningCluster) -> None:
+    node = cluster.info()["storage"][0]["grpc"]
+    request = storage_pb2.GetPartitionStatusRequest()
+    for user in (credentials.admin_token(), _create(cluster, "ops", "admin:*", "cluster-admin")):
+        call = grpc.access_token_call_credentials(user)
+        ca = channel_credentials(cluster.info()["ca_file"])
+        credentials_ = grpc.composite_channel_credentials(ca, call)
+        with (
+            grpc.secure_channel(node, credentials_) as channel,
+            pytest.raises(grpc.RpcError) as refused,
+        ):
+            storage_pb2_grpc.StorageServiceStub(channel).GetPartitionStatus(request, timeout=5)
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
+        assert "services' own credentials" in refused.value.details()  # type: ignore[attr-defined]
