@@ -5,7 +5,9 @@ cert-manager Certificate against tests/schemas); the alert rules checked with pr
 values refused; and what the manifests promise, read from them: storage pods never share a
 node, so with storage.replicas=4 and 16 partitions no two replicas of a partition can be
 scheduled on one node; the generated certificate is signed by its CA and valid for every name
-the components are reached by, including the storage pods' names replication dials.
+the components are reached by, including the storage pods' names replication dials; every
+component is given the tokens Secret (two random `fh_` tokens, kept across upgrades) and no
+token appears anywhere else.
 
 helm and promtool come from `make tools` (tools/bin)."""
 
@@ -15,6 +17,7 @@ import base64
 import hashlib
 import ipaddress
 import json
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -30,6 +33,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from jsonschema import Draft202012Validator
 
+from flakehouse.core.tokens import SECRET_PREFIX, new_secret, read_secret
 from flakehouse.replication.kube_members import pod_address
 from flakehouse.replication.placement import DatasetTopic, NodeInfo, compute_placement
 
@@ -57,6 +61,11 @@ TLS_CERT_MANAGER = [
     "tls.certManager.issuerRef.kind=ClusterIssuer",
 ]
 TLS_DIR = "/etc/flakehouse/tls"
+TOKENS_DIR = "/etc/flakehouse/tokens"
+TOKENS_SECRET_MODE = ["tokens.existingSecret=flakehouse-tokens"]
+NO_ADMIN = ["tokens.admin=false"]
+# What a token looks like (flakehouse.core.tokens.new_secret): fh_ and 256 bits, URL-safe.
+TOKEN = re.compile(r"fh_[A-Za-z0-9_-]{43}")
 
 
 def _tool(path: Path) -> Path:
@@ -110,6 +119,8 @@ VARIANTS = {
     "scaled": ["components.storage.replicas=4", "partitionsPerDataset=16", *MONITORING_ON],
     "tls-secret": TLS_SECRET_MODE,
     "tls-cert-manager": TLS_CERT_MANAGER,
+    "tokens-secret": TOKENS_SECRET_MODE,
+    "no-admin": NO_ADMIN,
 }
 
 
@@ -122,7 +133,14 @@ def rendered() -> dict[str, list[dict[str, Any]]]:
 
 
 @pytest.mark.parametrize(
-    "sets", [[], ["kafka.deploy=true", *MONITORING_ON], TLS_SECRET_MODE, TLS_CERT_MANAGER]
+    "sets",
+    [
+        [],
+        ["kafka.deploy=true", *MONITORING_ON],
+        TLS_SECRET_MODE,
+        TLS_CERT_MANAGER,
+        [*TOKENS_SECRET_MODE, *NO_ADMIN],
+    ],
 )
 def test_helm_lint_strict(sets: list[str]) -> None:
     args = ["lint", "--strict", str(CHART)]
@@ -208,6 +226,10 @@ def test_the_certificate_schema_refuses_a_broken_certificate(
         (["tls.mode=certManager"], "tls.mode=certManager needs tls.certManager.issuerRef.name"),
         (["tls.certManager.duration=90d"], "duration"),
         (["tls.key=x"], "Additional property key"),
+        # A token is never a value: only the name of a Secret that holds them.
+        (["tokens.service=x"], "Additional property service"),
+        (["tokens.admin=maybe"], "tokens.admin"),
+        (["tokens.existingSecret=Not_A_Name"], "tokens.existingSecret"),
     ],
 )
 def test_bad_values_are_refused_with_a_message(sets: list[str], message: str) -> None:
@@ -536,7 +558,13 @@ def test_the_name_matching_used_below_can_fail() -> None:
 
 
 def generated_secret(manifests: list[dict[str, Any]]) -> dict[str, Any]:
-    return find_kind(manifests, "Secret")
+    """The generated TLS Secret (the tokens one renders beside it)."""
+    (secret,) = [m for m in manifests if m["kind"] == "Secret" and m["type"] == "kubernetes.io/tls"]
+    return secret
+
+
+def secret_names(manifests: list[dict[str, Any]]) -> list[str]:
+    return sorted(m["metadata"]["name"] for m in manifests if m["kind"] == "Secret")
 
 
 def pem(secret: dict[str, Any], key: str) -> bytes:
@@ -619,7 +647,8 @@ def test_secret_mode_mounts_the_named_secret_and_renders_none(
     rendered: dict[str, list[dict[str, Any]]],
 ) -> None:
     manifests = rendered["tls-secret"]
-    assert not [m for m in manifests if m["kind"] in ("Secret", "Certificate")]
+    assert not [m for m in manifests if m["kind"] == "Certificate"]
+    assert secret_names(manifests) == ["fh-tokens"]
     for workload in workloads(manifests):
         assert tls_volume(workload)["secretName"] == "flakehouse-certs"
         # The chart does not know the certificate, so nothing to restart the pods on.
@@ -631,7 +660,7 @@ def test_cert_manager_mode_asks_for_the_same_certificate_and_generates_none(
     rendered: dict[str, list[dict[str, Any]]],
 ) -> None:
     manifests = rendered["tls-cert-manager"]
-    assert not [m for m in manifests if m["kind"] == "Secret"]
+    assert secret_names(manifests) == ["fh-tokens"]
     certificate = find_kind(manifests, "Certificate")
     assert certificate_errors(certificate) == []
     spec = certificate["spec"]
@@ -685,6 +714,209 @@ def test_no_key_in_values_defaults_nor_in_any_config_map(
                 assert secret["data"]["tls.key"][:64] not in dumped
 
 
+# -- tokens --------------------------------------------------------------------------------------
+
+
+def tokens_volume(workload: dict[str, Any]) -> dict[str, Any]:
+    spec = workload["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == TOKENS_DIR]
+    assert mount.get("readOnly") is True
+    (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    secret: dict[str, Any] = volume["secret"]
+    return secret
+
+
+def token_files(workload: dict[str, Any]) -> dict[str, Any]:
+    """Every *_TOKEN_FILE variable of the workload's container, whatever its prefix."""
+    (container,) = workload["spec"]["template"]["spec"]["containers"]
+    return {k: v for k, v in env_of(container).items() if k.endswith("_TOKEN_FILE")}
+
+
+def prefix_of(workload: dict[str, Any]) -> str:
+    return f"FLAKEHOUSE_{workload['metadata']['name'].removeprefix('fh-').upper()}_"
+
+
+def tokens_secret(manifests: list[dict[str, Any]]) -> dict[str, Any]:
+    return find(manifests, "Secret", "fh-tokens")
+
+
+def decoded(secret: dict[str, Any]) -> dict[str, str]:
+    return {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
+
+
+def test_the_generated_tokens_are_two_distinct_secrets_of_the_services_format(
+    rendered: dict[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    secret = tokens_secret(rendered["default"])
+    assert secret["type"] == "Opaque"
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    tokens = decoded(secret)
+    assert sorted(tokens) == ["admin.token", "service.token"]
+    for key, token in tokens.items():
+        assert TOKEN.fullmatch(token), key
+        # The shape the services make themselves, read back as they read the file.
+        assert token.startswith(SECRET_PREFIX) and len(token) == len(new_secret())
+        (tmp_path / key).write_text(token)
+        assert read_secret(tmp_path / key) == token
+        # randAlphaNum: 43 of 62 symbols, 256 bits.
+        assert token.removeprefix(SECRET_PREFIX).isalnum()
+    assert tokens["admin.token"] != tokens["service.token"]
+    # Random, not a constant of the chart: each render without a cluster makes new ones.
+    again = decoded(tokens_secret(render()))
+    assert not set(again.values()) & set(tokens.values())
+
+
+def test_every_component_mounts_the_tokens_and_is_told_its_two_files(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    manifests = rendered["default"]
+    secret = tokens_secret(manifests)
+    checksum = hashlib.sha256(
+        json.dumps(secret["data"], sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+    mounted = workloads(manifests)
+    assert sorted(w["metadata"]["name"] for w in mounted) == [f"fh-{c}" for c in COMPONENTS]
+    for workload in mounted:
+        volume = tokens_volume(workload)
+        assert volume == {"secretName": "fh-tokens", "defaultMode": 0o440}
+        # New tokens change the pod template, so every pod restarts with them.
+        annotations = workload["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["checksum/tokens"] == checksum
+        prefix = prefix_of(workload)
+        assert token_files(workload) == {
+            prefix + "SERVICE_TOKEN_FILE": f"{TOKENS_DIR}/service.token",
+            prefix + "ADMIN_TOKEN_FILE": f"{TOKENS_DIR}/admin.token",
+        }
+        files = {f.removeprefix(TOKENS_DIR + "/") for f in token_files(workload).values()}
+        assert files == set(secret["data"])
+
+
+def test_existing_tokens_secret_is_mounted_and_none_rendered(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    manifests = rendered["tokens-secret"]
+    assert secret_names(manifests) == ["fh-tls"]
+    for workload in workloads(manifests):
+        assert tokens_volume(workload) == {"secretName": "flakehouse-tokens", "defaultMode": 0o440}
+        # The chart does not know the tokens, so nothing to restart the pods on.
+        assert "checksum/tokens" not in workload["spec"]["template"]["metadata"]["annotations"]
+        prefix = prefix_of(workload)
+        assert sorted(token_files(workload)) == [
+            prefix + "ADMIN_TOKEN_FILE",
+            prefix + "SERVICE_TOKEN_FILE",
+        ]
+
+
+@pytest.mark.parametrize("sets", [NO_ADMIN, [*NO_ADMIN, *TOKENS_SECRET_MODE]])
+def test_without_the_bootstrap_admin_no_pod_is_told_of_or_sees_the_admin_token(
+    sets: list[str],
+) -> None:
+    manifests = render(*sets)
+    secret_name = "flakehouse-tokens" if TOKENS_SECRET_MODE[0] in sets else "fh-tokens"
+    for workload in workloads(manifests):
+        prefix = prefix_of(workload)
+        assert token_files(workload) == {
+            prefix + "SERVICE_TOKEN_FILE": f"{TOKENS_DIR}/service.token"
+        }
+        # Only service.token is projected, even from a Secret of the user's that has both.
+        assert tokens_volume(workload) == {
+            "secretName": secret_name,
+            "defaultMode": 0o440,
+            "items": [{"key": "service.token", "path": "service.token"}],
+        }
+    if secret_name == "fh-tokens":
+        assert sorted(tokens_secret(manifests)["data"]) == ["service.token"]
+
+
+def installed_tokens_chart(tmp_path: Path) -> Path:
+    """A copy of the chart whose `lookup` of the tokens Secret answers .Values.installed, as a
+    cluster holding that Secret would (`helm template` has no cluster to ask)."""
+    copy = tmp_path / "flakehouse"
+    shutil.copytree(CHART, copy)
+    helpers = copy / "templates" / "_helpers.tpl"
+    call = 'lookup "v1" "Secret" .Release.Namespace (include "flakehouse.tokensSecretName" .)'
+    text = helpers.read_text()
+    assert text.count(call) == 1
+    helpers.write_text(text.replace(call, ".Values.installed"))
+    (copy / "values.schema.json").unlink()  # closed: it would refuse `installed`
+    return copy
+
+
+def render_installed(
+    tmp_path: Path, chart: Path, data: dict[str, str], *sets: str
+) -> dict[str, str]:
+    values = tmp_path / "installed.yaml"
+    b64 = {key: base64.b64encode(value.encode()).decode() for key, value in data.items()}
+    values.write_text(yaml.safe_dump({"installed": {"data": b64}}))
+    args = ["template", "fh", str(chart), "--namespace", "tests", "-f", str(values)]
+    for value in sets:
+        args += ["--set", value]
+    manifests = [d for d in yaml.safe_load_all(helm(*args).stdout) if d]
+    return decoded(tokens_secret(manifests))
+
+
+def test_an_upgrade_keeps_installed_tokens_and_makes_only_a_missing_one(tmp_path: Path) -> None:
+    chart = installed_tokens_chart(tmp_path)
+    service, admin = new_secret(), new_secret()
+    both = {"service.token": service, "admin.token": admin}
+    assert render_installed(tmp_path, chart, both) == both
+    # The admin key removed (to replace that token alone): a new one, the service token kept.
+    remade = render_installed(tmp_path, chart, {"service.token": service})
+    assert remade["service.token"] == service
+    assert TOKEN.fullmatch(remade["admin.token"]) and remade["admin.token"] != admin
+    # The bootstrap admin off: the Secret drops it.
+    assert render_installed(tmp_path, chart, both, *NO_ADMIN) == {"service.token": service}
+
+
+def test_every_service_follows_the_same_kafka_query_included(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    """Query follows the token topic, and may be the service that creates it: it needs the
+    same broker, prefix and topic durability as the others."""
+    kafka = {}
+    for workload in workloads(rendered["default"]):
+        (container,) = workload["spec"]["template"]["spec"]["containers"]
+        env = env_of(container)
+        prefix = prefix_of(workload)
+        kafka[workload["metadata"]["name"]] = {
+            name: env.get(prefix + name)
+            for name in (
+                "KAFKA_BOOTSTRAP",
+                "TOPIC_PREFIX",
+                "TOPIC_REPLICATION_FACTOR",
+                "TOPIC_MIN_INSYNC_REPLICAS",
+            )
+        }
+    assert kafka["fh-query"] == {
+        "KAFKA_BOOTSTRAP": "kafka:9092",
+        "TOPIC_PREFIX": "flakehouse",
+        "TOPIC_REPLICATION_FACTOR": "3",
+        "TOPIC_MIN_INSYNC_REPLICAS": "2",
+    }
+    assert all(settings == kafka["fh-query"] for settings in kafka.values()), kafka
+
+
+def test_no_token_in_values_defaults_nor_in_any_manifest_but_its_secret(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    text = (CHART / "values.yaml").read_text()
+    assert not TOKEN.search(text)
+    assert yaml.safe_load(text)["tokens"] == {"existingSecret": "", "admin": True}
+    tokens = decoded(tokens_secret(rendered["default"]))
+    # The pattern finds a real token wherever it is, so its absence below means something.
+    assert TOKEN.search(json.dumps({"x": f"Bearer {tokens['admin.token']}"}))
+    for variant, manifests in rendered.items():
+        for manifest in manifests:
+            if manifest["kind"] == "Secret":
+                continue
+            dumped = json.dumps(manifest)
+            assert not TOKEN.search(dumped), (variant, manifest["metadata"]["name"])
+            if variant == "default":
+                for token in tokens.values():
+                    assert base64.b64encode(token.encode()).decode() not in dumped
+
+
 # -- Kafka ---------------------------------------------------------------------------------------
 
 
@@ -709,7 +941,7 @@ def test_kafka_deploy_adds_a_kraft_cluster_of_3_brokers_used_by_every_service(
         "fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}
     }
     for name, service in containers(manifests):
-        if name == "fh-kafka" or name == "fh-query":
+        if name == "fh-kafka":
             continue
         service_env = env_of(service)
         prefix = f"FLAKEHOUSE_{name.removeprefix('fh-').upper()}_"
@@ -734,9 +966,9 @@ def test_dashboards_ship_as_configmaps_for_the_grafana_sidecar(
         assert json.loads(config_map["data"][path.name]) == json.loads(path.read_text())
 
 
-def test_notes_tell_how_to_port_forward_and_run_a_first_query(tmp_path: Path) -> None:
-    # `helm template` does not render NOTES.txt: in a copy of the chart, it becomes a named
-    # template that a ConfigMap includes.
+def notes(tmp_path: Path, *sets: str) -> str:
+    """NOTES.txt as installed. `helm template` does not render it: in a copy of the chart, it
+    becomes a named template that a ConfigMap includes."""
     copy = tmp_path / "flakehouse"
     shutil.copytree(CHART, copy)
     notes_txt = copy / "templates" / "NOTES.txt"
@@ -748,9 +980,35 @@ def test_notes_tell_how_to_port_forward_and_run_a_first_query(tmp_path: Path) ->
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\n"
         'data: {notes: {{ include "notes" . | toJson }}}\n'
     )
-    shown = helm("template", "fh", str(copy), "--show-only", "templates/notes.yaml").stdout
-    notes = yaml.safe_load(shown)["data"]["notes"]
-    assert "port-forward svc/fh-query 7002:7000" in notes
-    assert 'flakehouse query --query 127.0.0.1:7002 "SELECT' in notes
-    assert "storage      3 pod(s)" in notes
-    assert "get secret fh-tls -o jsonpath='{.data.ca\\.crt}' | base64 -d > fh-ca.crt" in notes
+    args = ["template", "fh", str(copy), "--show-only", "templates/notes.yaml"]
+    for value in sets:
+        args += ["--set", value]
+    text: str = yaml.safe_load(helm(*args).stdout)["data"]["notes"]
+    return text
+
+
+def test_notes_tell_how_to_port_forward_and_run_a_first_query(tmp_path: Path) -> None:
+    shown = notes(tmp_path)
+    assert "port-forward svc/fh-query 7002:7000" in shown
+    assert 'flakehouse query --query 127.0.0.1:7002 "SELECT' in shown
+    assert "storage      3 pod(s)" in shown
+    assert "get secret fh-tls -o jsonpath='{.data.ca\\.crt}' | base64 -d > fh-ca.crt" in shown
+
+
+def test_notes_export_the_admin_token_before_the_first_command(tmp_path: Path) -> None:
+    shown = notes(tmp_path)
+    export = (
+        "export FLAKEHOUSE_TOKEN=$(kubectl --namespace default get secret fh-tokens "
+        "-o jsonpath='{.data.admin\\.token}' | base64 -d)"
+    )
+    assert export in shown
+    assert "--name NAME --grant ROLE:DATASET" in shown
+    commands = [
+        line.strip() for line in shown.splitlines() if line.strip().startswith("flakehouse ")
+    ]
+    assert commands and all(shown.index(export) < shown.index(c) for c in commands)
+
+    without_admin = notes(tmp_path / "no-admin", *NO_ADMIN)
+    assert "admin\\.token" not in without_admin
+    assert "tokens.admin=false" in without_admin
+    assert "export FLAKEHOUSE_TOKEN=" in without_admin

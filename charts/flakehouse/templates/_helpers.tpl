@@ -92,6 +92,51 @@ upgrade never rotates it. The CA's key is discarded after signing.
 {{- toYaml (get .Values "__tlsGenerated") -}}
 {{- end -}}
 
+{{- define "flakehouse.tokensSecretName" -}}
+{{- if .Values.tokens.existingSecret -}}
+{{ .Values.tokens.existingSecret }}
+{{- else -}}
+{{ include "flakehouse.fullname" (dict "root" . "name" "tokens") }}
+{{- end -}}
+{{- end -}}
+
+{{- /* The keys the pods see: admin.token only while the bootstrap admin is on. */ -}}
+{{- define "flakehouse.tokenKeys" -}}
+{{- if .Values.tokens.admin -}}
+{{ toJson (list "service.token" "admin.token") }}
+{{- else -}}
+{{ toJson (list "service.token") }}
+{{- end -}}
+{{- end -}}
+
+{{- /*
+No tokens.existingSecret: the generated Secret's data (YAML), computed once per render and kept
+in .Values, like the certificate, so that the Secret and the checksum annotation agree. Each key
+of an installed Secret (lookup; `helm template` has no cluster) is reused, so an upgrade never
+changes a token; a key it lacks gets a new one: "fh_" and 43 characters of randAlphaNum, which
+draws from crypto/rand; alphanumerics are inside the URL-safe alphabet the services expect, and
+43 of 62 symbols are 256 bits.
+*/ -}}
+{{- define "flakehouse.tokensGenerated" -}}
+{{- if not (hasKey .Values "__tokensGenerated") -}}
+{{- $installed := lookup "v1" "Secret" .Release.Namespace (include "flakehouse.tokensSecretName" .) -}}
+{{- $old := dict -}}
+{{- if and $installed $installed.data -}}
+{{- $old = $installed.data -}}
+{{- end -}}
+{{- $data := dict -}}
+{{- range $key := include "flakehouse.tokenKeys" . | fromJsonArray -}}
+{{- if hasKey $old $key -}}
+{{- $_ := set $data $key (get $old $key) -}}
+{{- else -}}
+{{- $_ := set $data $key (printf "fh_%s" (randAlphaNum 43) | b64enc) -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set .Values "__tokensGenerated" $data -}}
+{{- end -}}
+{{- toYaml (get .Values "__tokensGenerated") -}}
+{{- end -}}
+
 {{- define "flakehouse.kafkaBootstrap" -}}
 {{- if .Values.kafka.deploy -}}
 {{ .Release.Name }}-kafka:9092
@@ -112,12 +157,16 @@ upgrade never rotates it. The CA's key is discarded after signing.
 - {name: {{ $p }}TLS_CERT_FILE, value: /etc/flakehouse/tls/tls.crt}
 - {name: {{ $p }}TLS_KEY_FILE, value: /etc/flakehouse/tls/tls.key}
 - {name: {{ $p }}TLS_CA_FILE, value: /etc/flakehouse/tls/ca.crt}
-{{- if ne .name "query" }}
+- {name: {{ $p }}SERVICE_TOKEN_FILE, value: /etc/flakehouse/tokens/service.token}
+{{- if $root.Values.tokens.admin }}
+- {name: {{ $p }}ADMIN_TOKEN_FILE, value: /etc/flakehouse/tokens/admin.token}
+{{- end }}
+{{- /* Every service follows the token topic, query included, and any of them may be the one
+that creates it: the same broker, prefix and topic durability for all. */}}
 - {name: {{ $p }}KAFKA_BOOTSTRAP, value: {{ include "flakehouse.kafkaBootstrap" $root | quote }}}
 - {name: {{ $p }}TOPIC_PREFIX, value: {{ $root.Values.kafka.topicPrefix | quote }}}
 - {name: {{ $p }}TOPIC_REPLICATION_FACTOR, value: {{ $root.Values.kafka.topicReplicationFactor | quote }}}
 - {name: {{ $p }}TOPIC_MIN_INSYNC_REPLICAS, value: {{ $root.Values.kafka.minInsyncReplicas | quote }}}
-{{- end }}
 {{- if or (eq .name "storage") (eq .name "query") }}
 - {name: {{ $p }}REPLICATION_ADDRESS, value: {{ include "flakehouse.address" (dict "root" $root "name" "replication") | quote }}}
 {{- end }}
@@ -226,6 +275,7 @@ containers:
     volumeMounts:
       - {name: tmp, mountPath: /tmp}
       - {name: tls, mountPath: /etc/flakehouse/tls, readOnly: true}
+      - {name: tokens, mountPath: /etc/flakehouse/tokens, readOnly: true}
       {{- if eq .name "storage" }}
       - {name: data, mountPath: /data}
       {{- end }}
@@ -237,4 +287,15 @@ volumes:
     secret:
       secretName: {{ include "flakehouse.tlsSecretName" .root }}
       defaultMode: 0440
+  # The same: readable by the pod's group only.
+  - name: tokens
+    secret:
+      secretName: {{ include "flakehouse.tokensSecretName" .root }}
+      defaultMode: 0440
+      {{- if not .root.Values.tokens.admin }}
+      # Only the services' token: with the bootstrap admin off, no pod holds its secret, even
+      # when a Secret of the user's still has it.
+      items:
+        - {key: service.token, path: service.token}
+      {{- end }}
 {{- end -}}
