@@ -15,7 +15,7 @@ import grpc
 
 from flakehouse.client.cluster import CA_FILE_ENV, TOKEN_ENV
 from flakehouse.client.pki import LocalPki
-from flakehouse.core.tokens import read_secret
+from flakehouse.core.tokens import TokenTable, read_secret
 
 SERVICES = ("ingest", "query", "quota", "replication", "storage")
 HOSTS = ("127.0.0.1", "localhost")
@@ -69,6 +69,11 @@ def service_token() -> str:
     return read_secret(_directory() / "service.token")
 
 
+def token_table() -> TokenTable:
+    """What a test's own GrpcServer checks calls against: the session's two tokens."""
+    return TokenTable(service_token(), admin_token())
+
+
 def tls_settings() -> dict[str, str]:
     """The TLS and token fields of a service's settings, for settings built without a prefix."""
     return {
@@ -90,17 +95,20 @@ def server_credentials() -> grpc.ServerCredentials:
     return grpc.ssl_server_credentials([(key, cert)])
 
 
-def channel_credentials() -> grpc.ChannelCredentials:
-    """For a test's own channel to a service: the session's CA, and the services' own token
-    (what the services send each other, so node RPCs answer too)."""
+def channel_credentials(bearer: bool = True) -> grpc.ChannelCredentials:
+    """For a test's own channel to a service: the session's CA, and (unless `bearer` is False,
+    for a test that sends its own header) the services' own token, what the services send each
+    other, so node RPCs answer too."""
+    tls = grpc.ssl_channel_credentials(ca_file().read_bytes())
+    if not bearer:
+        return tls
     return grpc.composite_channel_credentials(
-        grpc.ssl_channel_credentials(ca_file().read_bytes()),
-        grpc.access_token_call_credentials(service_token()),
+        tls, grpc.access_token_call_credentials(service_token())
     )
 
 
-def aio_channel(address: str) -> grpc.aio.Channel:
-    return grpc.aio.secure_channel(address, channel_credentials())
+def aio_channel(address: str, bearer: bool = True) -> grpc.aio.Channel:
+    return grpc.aio.secure_channel(address, channel_credentials(bearer))
 
 
 def channel(address: str) -> grpc.Channel:

@@ -113,7 +113,7 @@ def _bearer(secret: str) -> tuple[tuple[str, str], ...]:
 
 
 async def _call(address: str, rpc: str, request: Any, metadata: Any) -> Any:
-    async with credentials.aio_channel(address) as channel:
+    async with credentials.aio_channel(address, bearer=False) as channel:
         stub = quota_pb2_grpc.QuotaServiceStub(channel)
         return await getattr(stub, rpc)(request, metadata=metadata, timeout=5)
 
@@ -160,7 +160,7 @@ async def test_an_upload_is_checked_on_its_header(server: tuple[str, CollectorRe
     address, _ = server
 
     async def upload(dataset: str) -> Any:
-        async with credentials.aio_channel(address) as channel:
+        async with credentials.aio_channel(address, bearer=False) as channel:
             call = ingest_pb2_grpc.IngestServiceStub(channel).Upload(
                 iter([ingest_pb2.UploadRequest(header=ingest_pb2.UploadHeader(dataset=dataset))]),
                 metadata=_bearer(WRITE_A),

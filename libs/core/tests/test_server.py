@@ -33,7 +33,12 @@ class FailingQuota(quota_pb2_grpc.QuotaServiceServicer):
 
 @pytest.fixture
 async def server() -> AsyncIterator[GrpcServer]:
-    running = GrpcServer("test", ServiceSettings(**credentials.tls_settings()), CollectorRegistry())
+    running = GrpcServer(
+        "test",
+        ServiceSettings(**credentials.tls_settings()),
+        CollectorRegistry(),
+        credentials.token_table(),
+    )
     running.add(
         quota_pb2_grpc.add_QuotaServiceServicer_to_server,
         FailingQuota(),

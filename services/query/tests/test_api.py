@@ -220,11 +220,11 @@ async def running() -> AsyncIterator[Running]:
     replication_channel = credentials.aio_channel(replication_address)
     placements = Placements(replication_pb2_grpc.ReplicationServiceStub(replication_channel))
     watch = asyncio.ensure_future(placements.watch_forever())
-    storage = StorageChannels(credentials.ca_file())
+    storage = StorageChannels(credentials.aio_channel)
     api = QueryApi(
         settings, placements, storage, metrics, LimitsWatch(None), QuerySlots(None, "t", metrics)
     )
-    query = GrpcServer("query", settings, registry)
+    query = GrpcServer("query", settings, registry, credentials.token_table())
     query.add(
         query_pb2_grpc.add_QueryServiceServicer_to_server,
         api,

@@ -13,6 +13,7 @@ from typing import Any
 import grpc
 import pytest
 
+from flakehouse.client.broker import EmbeddedBroker
 from flakehouse.client.client import error_from_rpc
 from flakehouse.core.errors import RETRY_AFTER_KEY, ResourceExhausted
 from flakehouse.query.app import QueryApp
@@ -22,6 +23,8 @@ from flakehouse.quota.v1 import quota_pb2, quota_pb2_grpc
 from flakehouse.replication.v1 import replication_pb2, replication_pb2_grpc
 from tests import credentials
 from tests.fakes import PlacementService
+
+pytestmark = [pytest.mark.processes, pytest.mark.broker]
 
 RETENTION_S = 3600
 
@@ -92,7 +95,7 @@ class Cluster:
 
 
 @pytest.fixture
-async def cluster() -> AsyncIterator[Cluster]:
+async def cluster(broker: EmbeddedBroker, topic_prefix: str) -> AsyncIterator[Cluster]:
     quota, fakes = FakeQuota(), grpc.aio.server()
     quota_pb2_grpc.add_QuotaServiceServicer_to_server(quota, fakes)
     replication_pb2_grpc.add_ReplicationServiceServicer_to_server(
@@ -101,7 +104,12 @@ async def cluster() -> AsyncIterator[Cluster]:
     port = fakes.add_secure_port("127.0.0.1:0", credentials.server_credentials())
     await fakes.start()
     app = QueryApp(
-        QuerySettings(replication_address=f"127.0.0.1:{port}", quota_address=f"127.0.0.1:{port}")
+        QuerySettings(
+            replication_address=f"127.0.0.1:{port}",
+            quota_address=f"127.0.0.1:{port}",
+            kafka_bootstrap=broker.bootstrap,  # the token topic
+            topic_prefix=topic_prefix,
+        )
     )
     await app.start()
     await asyncio.wait_for(asyncio.gather(app.placements.ready.wait(), app.limits.ready.wait()), 10)

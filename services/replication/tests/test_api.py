@@ -67,6 +67,7 @@ async def running() -> AsyncIterator[Running]:
         "replication",
         ServiceSettings(shutdown_grace_s=0, **credentials.tls_settings()),
         CollectorRegistry(),
+        credentials.token_table(),
     )
     server.add(
         replication_pb2_grpc.add_ReplicationServiceServicer_to_server,

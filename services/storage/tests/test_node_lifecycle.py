@@ -152,7 +152,9 @@ class Nodes:
         registry = self.registries[node_id] = CollectorRegistry()
 
         async def fetch(peer: Peer, name: str, partition: int, generation: int) -> Transfer:
-            return await fetch_segments(peer, name, partition, generation, 5, credentials.ca_file())
+            return await fetch_segments(
+                peer, name, partition, generation, 5, credentials.aio_channel
+            )
 
         node = StorageNode(
             node_id,
@@ -169,7 +171,10 @@ class Nodes:
 
     async def serve(self, node: StorageNode) -> str:
         server = GrpcServer(
-            "storage", ServiceSettings(**credentials.tls_settings()), CollectorRegistry()
+            "storage",
+            ServiceSettings(**credentials.tls_settings()),
+            CollectorRegistry(),
+            credentials.token_table(),
         )
         server.add(
             storage_pb2_grpc.add_StorageServiceServicer_to_server,
@@ -300,7 +305,7 @@ async def test_a_new_replica_copies_only_a_peer_of_the_same_generation(
     # The peer still holds generation 1 (it has not seen the new placement yet): asked for
     # generation 2, it refuses, and the new replica waits rather than copy the deleted dataset.
     with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await fetch_segments(Peer("n1", address), "ci", 0, 2, 5, credentials.ca_file())
+        await fetch_segments(Peer("n1", address), "ci", 0, 2, 5, credentials.aio_channel)
     assert refused.value.code() == grpc.StatusCode.NOT_FOUND
     assert "holds generation 1" in (refused.value.details() or "")
     new = nodes.start("n2", topic_prefix)

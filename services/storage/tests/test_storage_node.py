@@ -215,7 +215,10 @@ async def test_segments_stream_to_a_new_replica_with_identical_answers(
     source = node.replica("ci", 0)
     assert source is not None
     server = GrpcServer(
-        "storage", ServiceSettings(**credentials.tls_settings()), CollectorRegistry()
+        "storage",
+        ServiceSettings(**credentials.tls_settings()),
+        CollectorRegistry(),
+        credentials.token_table(),
     )
     server.add(
         storage_pb2_grpc.add_StorageServiceServicer_to_server,

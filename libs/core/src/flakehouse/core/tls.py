@@ -12,12 +12,15 @@ import logging
 import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 
 from flakehouse.core.channel import CHANNEL_OPTIONS
-from flakehouse.core.settings import ServiceSettings
 from flakehouse.core.tokens import read_secret
+
+if TYPE_CHECKING:  # clients import this module: no settings machinery for them
+    from flakehouse.core.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
