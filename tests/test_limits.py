@@ -276,6 +276,7 @@ def start_query_process(cluster: RunningCluster, tmp: Path) -> tuple[subprocess.
         "FLAKEHOUSE_QUERY_METRICS_PORT": str(free_port()),
         "FLAKEHOUSE_QUERY_REPLICATION_ADDRESS": info["services"]["replication"]["grpc"],
         "FLAKEHOUSE_QUERY_QUOTA_ADDRESS": info["services"]["quota"]["grpc"],
+        "FLAKEHOUSE_QUERY_KAFKA_BOOTSTRAP": info["kafka"],  # the token topic
     }
     log = (tmp / "query-2.log").open("wb")
     process = subprocess.Popen(
