@@ -7,7 +7,9 @@ node, so with storage.replicas=4 and 16 partitions no two replicas of a partitio
 scheduled on one node; the generated certificate is signed by its CA and valid for every name
 the components are reached by, including the storage pods' names replication dials; every
 component is given the tokens Secret (two random `fh_` tokens, kept across upgrades) and no
-token appears anywhere else.
+token appears anywhere else; with a managed Kafka (SASL_SSL), every component is told the
+protocol, mechanism and user and mounts the password and TLS files from the user's Secrets,
+and no password is ever a value; every variable the chart sets is a setting of its component.
 
 helm and promtool come from `make tools` (tools/bin)."""
 
@@ -34,8 +36,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from jsonschema import Draft202012Validator
 
 from flakehouse.core.tokens import SECRET_PREFIX, new_secret, read_secret
+from flakehouse.ingest.settings import IngestSettings
+from flakehouse.query.settings import QuerySettings
+from flakehouse.quota.settings import QuotaSettings
 from flakehouse.replication.kube_members import pod_address
 from flakehouse.replication.placement import DatasetTopic, NodeInfo, compute_placement
+from flakehouse.replication.settings import ReplicationSettings
+from flakehouse.storage.settings import StorageSettings
 
 # helm and promtool run as processes.
 pytestmark = pytest.mark.processes
@@ -64,6 +71,19 @@ TLS_DIR = "/etc/flakehouse/tls"
 TOKENS_DIR = "/etc/flakehouse/tokens"
 TOKENS_SECRET_MODE = ["tokens.existingSecret=flakehouse-tokens"]
 NO_ADMIN = ["tokens.admin=false"]
+# A managed Kafka: SASL_SSL with SCRAM-SHA-512, the brokers' CA and a client certificate from
+# Secrets of the user's.
+KAFKA_SASL_SSL = [
+    "kafka.bootstrapServers=b-1.kafka.example.com:9096",
+    "kafka.securityProtocol=SASL_SSL",
+    "kafka.sasl.mechanism=SCRAM-SHA-512",
+    "kafka.sasl.username=flakehouse",
+    "kafka.sasl.passwordSecret.name=kafka-credentials",
+    "kafka.sasl.passwordSecret.key=scram-password",
+    "kafka.tls.caSecret.name=kafka-ca",
+    "kafka.tls.clientCertSecret=kafka-client",
+]
+KAFKA_DIR = "/etc/flakehouse/kafka"
 # What a token looks like (flakehouse.core.tokens.new_secret): fh_ and 256 bits, URL-safe.
 TOKEN = re.compile(r"fh_[A-Za-z0-9_-]{43}")
 
@@ -121,6 +141,7 @@ VARIANTS = {
     "tls-cert-manager": TLS_CERT_MANAGER,
     "tokens-secret": TOKENS_SECRET_MODE,
     "no-admin": NO_ADMIN,
+    "kafka-sasl-ssl": KAFKA_SASL_SSL,
 }
 
 
@@ -140,6 +161,7 @@ def rendered() -> dict[str, list[dict[str, Any]]]:
         TLS_SECRET_MODE,
         TLS_CERT_MANAGER,
         [*TOKENS_SECRET_MODE, *NO_ADMIN],
+        KAFKA_SASL_SSL,
     ],
 )
 def test_helm_lint_strict(sets: list[str]) -> None:
@@ -230,6 +252,47 @@ def test_the_certificate_schema_refuses_a_broken_certificate(
         (["tokens.service=x"], "Additional property service"),
         (["tokens.admin=maybe"], "tokens.admin"),
         (["tokens.existingSecret=Not_A_Name"], "tokens.existingSecret"),
+        # Kafka: a SASL protocol without its credentials, and settings nothing would use.
+        (
+            ["kafka.securityProtocol=SASL_SSL"],
+            "kafka.securityProtocol=SASL_SSL needs kafka.sasl.mechanism, kafka.sasl.username, "
+            "kafka.sasl.passwordSecret.name",
+        ),
+        (
+            [
+                "kafka.securityProtocol=SASL_PLAINTEXT",
+                "kafka.sasl.mechanism=PLAIN",
+                "kafka.sasl.username=flakehouse",
+            ],
+            "kafka.securityProtocol=SASL_PLAINTEXT needs kafka.sasl.passwordSecret.name",
+        ),
+        (
+            [*KAFKA_SASL_SSL, "kafka.sasl.mechanism="],
+            "kafka.securityProtocol=SASL_SSL needs kafka.sasl.mechanism (",
+        ),
+        (
+            ["kafka.sasl.mechanism=PLAIN"],
+            "kafka.sasl.mechanism set, but kafka.securityProtocol=PLAINTEXT uses no SASL",
+        ),
+        (
+            [*KAFKA_SASL_SSL, "kafka.securityProtocol=SASL_PLAINTEXT"],
+            "kafka.tls.caSecret.name, kafka.tls.clientCertSecret set, but "
+            "kafka.securityProtocol=SASL_PLAINTEXT uses no TLS",
+        ),
+        (
+            ["kafka.tls.clientCertSecret=kafka-client"],
+            "kafka.tls.clientCertSecret set, but kafka.securityProtocol=PLAINTEXT uses no TLS",
+        ),
+        (
+            ["kafka.deploy=true", "kafka.securityProtocol=SSL"],
+            "kafka.deploy=true runs a Kafka that listens in PLAINTEXT only",
+        ),
+        (["kafka.securityProtocol=TLS"], "kafka.securityProtocol"),
+        (["kafka.sasl.mechanism=GSSAPI"], "kafka.sasl.mechanism"),
+        # A password is never a value: only the name and key of the Secret that holds it.
+        (["kafka.sasl.password=hunter2"], "Additional property password"),
+        (["kafka.sasl.passwordSecret.value=hunter2"], "Additional property value"),
+        (["kafka.sasl.passwordSecret.name=Not_A_Name"], "kafka.sasl.passwordSecret.name"),
     ],
 )
 def test_bad_values_are_refused_with_a_message(sets: list[str], message: str) -> None:
@@ -948,6 +1011,133 @@ def test_kafka_deploy_adds_a_kraft_cluster_of_3_brokers_used_by_every_service(
         assert service_env[prefix + "KAFKA_BOOTSTRAP"] == "fh-kafka:9092"
         assert service_env[prefix + "TOPIC_REPLICATION_FACTOR"] == "3"
     assert not [m for m in rendered["default"] if m["metadata"]["name"].startswith("fh-kafka")]
+
+
+def kafka_volume(workload: dict[str, Any]) -> dict[str, Any] | None:
+    """The projected volume mounted read-only at KAFKA_DIR, or None when nothing is."""
+    spec = workload["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    mounts = [m for m in container["volumeMounts"] if m["mountPath"] == KAFKA_DIR]
+    if not mounts:
+        return None
+    (mount,) = mounts
+    assert mount.get("readOnly") is True
+    (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    projected: dict[str, Any] = volume["projected"]
+    return projected
+
+
+def kafka_env(workload: dict[str, Any]) -> dict[str, Any]:
+    """The workload's KAFKA_* security variables, without its prefix."""
+    (container,) = workload["spec"]["template"]["spec"]["containers"]
+    prefix = prefix_of(workload)
+    return {
+        name.removeprefix(prefix): value
+        for name, value in env_of(container).items()
+        if name.startswith(prefix + "KAFKA_") and name != prefix + "KAFKA_BOOTSTRAP"
+    }
+
+
+def test_every_component_is_told_the_kafka_security_and_mounts_its_files(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    mounted = workloads(rendered["kafka-sasl-ssl"])
+    assert sorted(w["metadata"]["name"] for w in mounted) == [f"fh-{c}" for c in COMPONENTS]
+    for workload in mounted:
+        env = kafka_env(workload)
+        assert env == {
+            "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "KAFKA_SASL_USERNAME": "flakehouse",
+            "KAFKA_SASL_PASSWORD_FILE": f"{KAFKA_DIR}/sasl-password",
+            "KAFKA_CA_FILE": f"{KAFKA_DIR}/ca.crt",
+            "KAFKA_CERT_FILE": f"{KAFKA_DIR}/client.crt",
+            "KAFKA_KEY_FILE": f"{KAFKA_DIR}/client.key",
+        }, workload["metadata"]["name"]
+        volume = kafka_volume(workload)
+        assert volume is not None
+        assert volume["defaultMode"] == 0o440
+        # Each file from the Secret and key the values name, at the path its variable gives.
+        files = {
+            f"{KAFKA_DIR}/{item['path']}": (source["secret"]["name"], item["key"])
+            for source in volume["sources"]
+            for item in source["secret"]["items"]
+        }
+        assert files == {
+            env["KAFKA_SASL_PASSWORD_FILE"]: ("kafka-credentials", "scram-password"),
+            env["KAFKA_CA_FILE"]: ("kafka-ca", "ca.crt"),
+            env["KAFKA_CERT_FILE"]: ("kafka-client", "tls.crt"),
+            env["KAFKA_KEY_FILE"]: ("kafka-client", "tls.key"),
+        }
+    for workload in workloads(rendered["default"]):
+        assert kafka_env(workload) == {"KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"}
+        assert kafka_volume(workload) is None
+
+
+SETTINGS = {
+    "fh-ingest": IngestSettings,
+    "fh-query": QuerySettings,
+    "fh-quota": QuotaSettings,
+    "fh-replication": ReplicationSettings,
+    "fh-storage": StorageSettings,
+}
+
+
+@pytest.mark.parametrize("variant", ["default", "kafka-sasl-ssl"])
+def test_every_variable_the_chart_sets_is_a_setting_of_its_component(
+    rendered: dict[str, list[dict[str, Any]]], variant: str
+) -> None:
+    """pydantic-settings ignores a variable it has no field for: a misspelt name would leave
+    the setting at its default (PLAINTEXT, no password) without a word."""
+    for workload in workloads(rendered[variant]):
+        name = workload["metadata"]["name"]
+        fields = SETTINGS[name].model_fields
+        (container,) = workload["spec"]["template"]["spec"]["containers"]
+        prefix = prefix_of(workload)
+        for entry in container["env"]:
+            variable = entry["name"]
+            if variable in ("POD_NAME", "POD_NAMESPACE"):  # for storage's ADVERTISED_ADDRESS
+                continue
+            setting = variable.removeprefix(prefix).lower()
+            assert variable.startswith(prefix) and setting in fields, (name, variable)
+
+
+def test_sasl_without_tls_files_mounts_the_password_only() -> None:
+    sets = [s for s in KAFKA_SASL_SSL if not s.startswith("kafka.tls.")]
+    sets = [*sets, "kafka.securityProtocol=SASL_PLAINTEXT", "kafka.sasl.mechanism=PLAIN"]
+    for workload in workloads(render(*sets)):
+        env = kafka_env(workload)
+        assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+        assert "KAFKA_CA_FILE" not in env and "KAFKA_CERT_FILE" not in env
+        volume = kafka_volume(workload)
+        assert volume is not None
+        (source,) = volume["sources"]
+        assert source["secret"]["items"] == [{"key": "scram-password", "path": "sasl-password"}]
+
+
+def test_no_kafka_password_in_values_nor_in_any_env_value_or_config_map(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    """The password reaches the pods only as a file from the user's Secret: no value holds it,
+    no variable is filled from a Secret, and the chart makes no Secret for it."""
+    sasl = yaml.safe_load((CHART / "values.yaml").read_text())["kafka"]["sasl"]
+    assert sasl == {
+        "mechanism": "",
+        "username": "",
+        "passwordSecret": {"name": "", "key": "password"},
+    }
+    manifests = rendered["kafka-sasl-ssl"]
+    assert secret_names(manifests) == secret_names(rendered["default"])
+    for name, container in containers(manifests):
+        for entry in container["env"]:
+            assert "secretKeyRef" not in entry.get("valueFrom", {}), (name, entry)
+            if "PASSWORD" in entry["name"]:
+                assert entry["name"].endswith("_KAFKA_SASL_PASSWORD_FILE"), (name, entry)
+                assert entry["value"] == f"{KAFKA_DIR}/sasl-password"
+    for manifest in manifests:
+        if manifest["kind"] == "ConfigMap":
+            dumped = json.dumps(manifest)
+            assert "kafka-credentials" not in dumped and "scram-password" not in dumped
 
 
 # -- dashboards and notes -------------------------------------------------------------------------

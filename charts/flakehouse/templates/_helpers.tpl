@@ -145,6 +145,29 @@ draws from crypto/rand; alphanumerics are inside the URL-safe alphabet the servi
 {{- end -}}
 {{- end -}}
 
+{{- /*
+How the components reach Kafka (JSON): kafka.securityProtocol and the Secrets its SASL and TLS
+files come from, read once for the env, the volume and the checks of validate.yaml. dig and
+default: values kept from before these keys existed (`helm upgrade --reuse-values`) mean
+PLAINTEXT.
+*/ -}}
+{{- define "flakehouse.kafkaSecurity" -}}
+{{- $kafka := .Values.kafka -}}
+{{- $protocol := $kafka.securityProtocol | default "PLAINTEXT" -}}
+{{- toJson (dict
+  "protocol" $protocol
+  "sasl" (hasPrefix "SASL_" $protocol)
+  "tls" (hasSuffix "SSL" $protocol)
+  "mechanism" (dig "sasl" "mechanism" "" $kafka)
+  "username" (dig "sasl" "username" "" $kafka)
+  "passwordSecret" (dig "sasl" "passwordSecret" "name" "" $kafka)
+  "passwordKey" (dig "sasl" "passwordSecret" "key" "password" $kafka)
+  "caSecret" (dig "tls" "caSecret" "name" "" $kafka)
+  "caKey" (dig "tls" "caSecret" "key" "ca.crt" $kafka)
+  "clientCertSecret" (dig "tls" "clientCertSecret" "" $kafka)
+) -}}
+{{- end -}}
+
 {{- /* Environment every service reads: FLAKEHOUSE_<COMPONENT>_*, README "Configuration". */ -}}
 {{- define "flakehouse.env" -}}
 {{- $p := printf "FLAKEHOUSE_%s_" (upper .name) -}}
@@ -167,6 +190,22 @@ that creates it: the same broker, prefix and topic durability for all. */}}
 - {name: {{ $p }}TOPIC_PREFIX, value: {{ $root.Values.kafka.topicPrefix | quote }}}
 - {name: {{ $p }}TOPIC_REPLICATION_FACTOR, value: {{ $root.Values.kafka.topicReplicationFactor | quote }}}
 - {name: {{ $p }}TOPIC_MIN_INSYNC_REPLICAS, value: {{ $root.Values.kafka.minInsyncReplicas | quote }}}
+{{- $kafka := include "flakehouse.kafkaSecurity" $root | fromJson }}
+- {name: {{ $p }}KAFKA_SECURITY_PROTOCOL, value: {{ $kafka.protocol | quote }}}
+{{- if $kafka.sasl }}
+- {name: {{ $p }}KAFKA_SASL_MECHANISM, value: {{ $kafka.mechanism | quote }}}
+- {name: {{ $p }}KAFKA_SASL_USERNAME, value: {{ $kafka.username | quote }}}
+{{- /* The password as a file from its Secret, never as a value (nor a secretKeyRef: a
+variable is easier to leak, and the services read secrets from files only). */}}
+- {name: {{ $p }}KAFKA_SASL_PASSWORD_FILE, value: /etc/flakehouse/kafka/sasl-password}
+{{- end }}
+{{- if $kafka.caSecret }}
+- {name: {{ $p }}KAFKA_CA_FILE, value: /etc/flakehouse/kafka/ca.crt}
+{{- end }}
+{{- if $kafka.clientCertSecret }}
+- {name: {{ $p }}KAFKA_CERT_FILE, value: /etc/flakehouse/kafka/client.crt}
+- {name: {{ $p }}KAFKA_KEY_FILE, value: /etc/flakehouse/kafka/client.key}
+{{- end }}
 {{- if or (eq .name "storage") (eq .name "query") }}
 - {name: {{ $p }}REPLICATION_ADDRESS, value: {{ include "flakehouse.address" (dict "root" $root "name" "replication") | quote }}}
 {{- end }}
@@ -203,6 +242,14 @@ itself below. */}}
 {{- range $key, $value := .cfg.env }}
 - {name: {{ $p }}{{ $key }}, value: {{ $value | toString | quote }}}
 {{- end }}
+{{- end -}}
+
+{{- /* Non-empty when the pods mount Kafka files (/etc/flakehouse/kafka). */ -}}
+{{- define "flakehouse.kafkaFiles" -}}
+{{- $kafka := include "flakehouse.kafkaSecurity" . | fromJson -}}
+{{- if or $kafka.sasl $kafka.caSecret $kafka.clientCertSecret -}}
+yes
+{{- end -}}
 {{- end -}}
 
 {{- define "flakehouse.podSpec" -}}
@@ -276,6 +323,9 @@ containers:
       - {name: tmp, mountPath: /tmp}
       - {name: tls, mountPath: /etc/flakehouse/tls, readOnly: true}
       - {name: tokens, mountPath: /etc/flakehouse/tokens, readOnly: true}
+      {{- if include "flakehouse.kafkaFiles" .root }}
+      - {name: kafka, mountPath: /etc/flakehouse/kafka, readOnly: true}
+      {{- end }}
       {{- if eq .name "storage" }}
       - {name: data, mountPath: /data}
       {{- end }}
@@ -298,4 +348,28 @@ volumes:
       items:
         - {key: service.token, path: service.token}
       {{- end }}
+  {{- $kafka := include "flakehouse.kafkaSecurity" .root | fromJson }}
+  {{- if include "flakehouse.kafkaFiles" .root }}
+  # Kafka's SASL password and TLS files, from the user's Secrets, under the names the
+  # KAFKA_*_FILE variables give; readable by the pod's group only.
+  - name: kafka
+    projected:
+      defaultMode: 0440
+      sources:
+        {{- if $kafka.sasl }}
+        - secret:
+            name: {{ $kafka.passwordSecret }}
+            items: [{key: {{ $kafka.passwordKey | quote }}, path: sasl-password}]
+        {{- end }}
+        {{- if $kafka.caSecret }}
+        - secret:
+            name: {{ $kafka.caSecret }}
+            items: [{key: {{ $kafka.caKey | quote }}, path: ca.crt}]
+        {{- end }}
+        {{- if $kafka.clientCertSecret }}
+        - secret:
+            name: {{ $kafka.clientCertSecret }}
+            items: [{key: tls.crt, path: client.crt}, {key: tls.key, path: client.key}]
+        {{- end }}
+  {{- end }}
 {{- end -}}

@@ -29,7 +29,7 @@ from flakehouse.client.broker import (
 )
 from flakehouse.common.v1 import datasets_pb2
 from flakehouse.core.catalog import CatalogReader
-from flakehouse.core.kafka import KafkaAdmin, make_producer
+from flakehouse.core.kafka import KafkaAdmin, KafkaConnection, make_producer
 from flakehouse.core.net import free_port, wait_for_port
 from flakehouse.core.settings import KafkaSettings
 
@@ -84,7 +84,7 @@ def test_the_object_store_honours_conditional_writes(object_store: int) -> None:
 async def produce(bootstrap: str, values: list[bytes]) -> dict[int, bytes]:
     """Sends the values (concurrently, so several share a batch); offset -> value of those
     acknowledged before the broker died."""
-    producer = make_producer(bootstrap, "test", timeout_s=5)
+    producer = make_producer(KafkaConnection(bootstrap), "test", timeout_s=5)
     await producer.start()
     acked: dict[int, bytes] = {}
 
@@ -165,7 +165,7 @@ async def test_acknowledged_records_survive_sigkills_of_the_broker(
     durable_broker: DurableBroker,
 ) -> None:
     bootstrap = durable_broker.bootstrap
-    admin = KafkaAdmin(bootstrap, "test")
+    admin = KafkaAdmin(KafkaConnection(bootstrap), "test")
     await admin.start()
     await admin.create_topic("t", 1)
     await admin.close()
@@ -193,8 +193,12 @@ async def test_a_catalog_reader_sees_what_another_process_wrote_a_moment_before(
     short of records written within the same second, until a later second's write. A reader
     learns the end from fetches instead."""
     settings = KafkaSettings(kafka_bootstrap=durable_broker.bootstrap, topic_prefix="p")
-    writer, reader = CatalogReader(settings, "writer"), CatalogReader(settings, "reader")
-    producer = make_producer(durable_broker.bootstrap, "writer")
+    kafka = KafkaConnection.from_settings(settings)
+    writer, reader = (
+        CatalogReader(settings, kafka, "writer"),
+        CatalogReader(settings, kafka, "reader"),
+    )
+    producer = make_producer(kafka, "writer")
     await writer.start()
     await reader.start()
     await producer.start()

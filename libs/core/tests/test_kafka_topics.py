@@ -12,7 +12,7 @@ import pytest
 from aiokafka.errors import IncompatibleBrokerVersion
 from pydantic import ValidationError
 
-from flakehouse.core.kafka import KafkaAdmin, TopicConfigRefused
+from flakehouse.core.kafka import KafkaAdmin, KafkaConnection, TopicConfigRefused
 from flakehouse.core.settings import KafkaSettings
 
 
@@ -50,7 +50,7 @@ class FakeAdmin:
 
 
 async def _create(settings: KafkaSettings, compact: bool) -> Any:
-    admin = KafkaAdmin.for_settings(settings, "test")
+    admin = KafkaAdmin.for_settings(settings, KafkaConnection.from_settings(settings), "test")
     fake = FakeAdmin()
     admin._admin = fake  # type: ignore[assignment]
     assert await admin.create_topic("flakehouse.ci", 8, compact=compact)
@@ -80,7 +80,9 @@ def test_more_insync_replicas_than_replicas_is_refused() -> None:
 
 
 def admin_with(fake: FakeAdmin, min_insync_replicas: int = 2) -> KafkaAdmin:
-    admin = KafkaAdmin("127.0.0.1:1", "test", min_insync_replicas=min_insync_replicas)
+    admin = KafkaAdmin(
+        KafkaConnection("127.0.0.1:1"), "test", min_insync_replicas=min_insync_replicas
+    )
     admin._admin = fake  # type: ignore[assignment]
     return admin
 

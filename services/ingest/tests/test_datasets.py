@@ -15,7 +15,7 @@ from aiokafka.errors import KafkaError
 
 from flakehouse.client.broker import EmbeddedBroker
 from flakehouse.common.v1 import datasets_pb2
-from flakehouse.core.kafka import KafkaAdmin, read_state_topic
+from flakehouse.core.kafka import KafkaAdmin, KafkaConnection, read_state_topic
 from flakehouse.ingest.app import IngestApp
 from flakehouse.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from flakehouse.quota.v1 import quota_pb2
@@ -39,7 +39,7 @@ async def refused(call: Awaitable[Any]) -> grpc.StatusCode:
 
 
 async def topics(broker: EmbeddedBroker, prefix: str) -> dict[str, int]:
-    admin = KafkaAdmin(broker.bootstrap, "test")
+    admin = KafkaAdmin(KafkaConnection(broker.bootstrap), "test")
     await admin.start()
     try:
         # Only the test's own topics are described: the session's broker holds every other
@@ -55,7 +55,7 @@ async def topics(broker: EmbeddedBroker, prefix: str) -> dict[str, int]:
 
 
 async def retention_ms(broker: EmbeddedBroker, topic: str) -> str | None:
-    admin = KafkaAdmin(broker.bootstrap, "test")
+    admin = KafkaAdmin(KafkaConnection(broker.bootstrap), "test")
     await admin.start()
     try:
         resource = ConfigResource(ConfigResourceType.TOPIC, topic)
@@ -157,7 +157,12 @@ async def test_a_dataset_deleted_while_being_created_is_refused_and_stays_delete
     assert await refused(gone) == grpc.StatusCode.NOT_FOUND
     assert await topics(broker, topic_prefix) == {}
     # The deleted record is the topic's last of the name: compaction keeps the dataset deleted.
-    written = await read_state_topic(creator.settings, "test", creator.catalog.topic)
+    written = await read_state_topic(
+        creator.settings,
+        KafkaConnection.from_settings(creator.settings),
+        "test",
+        creator.catalog.topic,
+    )
     deleted_us = [datasets_pb2.DatasetRecord.FromString(v or b"").deleted_us for _, v in written]
     assert deleted_us == [1, 0, 1]
 

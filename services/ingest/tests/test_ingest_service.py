@@ -16,7 +16,7 @@ from flakehouse.client.broker import EmbeddedBroker
 from flakehouse.client.client import Client
 from flakehouse.common.v1 import events_pb2
 from flakehouse.core.errors import InvalidArgument, ResourceExhausted, Unavailable
-from flakehouse.core.kafka import make_consumer, read_to_end
+from flakehouse.core.kafka import KafkaConnection, make_consumer, read_to_end
 from flakehouse.events.batch import decode_batch
 from flakehouse.events.junit import parse_junit_all
 from flakehouse.ingest.app import IngestApp
@@ -42,7 +42,7 @@ async def start_ingest(bootstrap: str, prefix: str, **overrides: object) -> Inge
 
 
 async def read_topic(bootstrap: str, topic: str, partitions: int) -> list[events_pb2.EventBatch]:
-    consumer = make_consumer(bootstrap, "test")
+    consumer = make_consumer(KafkaConnection(bootstrap), "test")
     await consumer.start()
     try:
         records = await read_to_end(consumer, topic, partitions)

@@ -18,7 +18,7 @@ from flakehouse.client.broker import EmbeddedBroker
 from flakehouse.common.v1 import datasets_pb2
 from flakehouse.core.catalog import CatalogReader, generation_topic
 from flakehouse.core.errors import Unavailable
-from flakehouse.core.kafka import make_producer, quotas_topic, read_state_topic
+from flakehouse.core.kafka import KafkaConnection, make_producer, quotas_topic, read_state_topic
 from flakehouse.quota.app import QuotaApp
 from flakehouse.quota.settings import QuotaSettings
 from flakehouse.quota.store import LimitsStore
@@ -38,14 +38,21 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
+async def read_quotas(settings: QuotaSettings) -> list[tuple[bytes | None, bytes | None]]:
+    """The records of the quotas topic (created if missing), as quota reads them at start."""
+    kafka = KafkaConnection.from_settings(settings)
+    return await read_state_topic(settings, kafka, "test", quotas_topic(settings.topic_prefix))
+
+
 class CatalogWriter:
     """Writes dataset records to the catalog, as ingest does."""
 
     def __init__(self, broker: EmbeddedBroker, prefix: str) -> None:
         settings = QuotaSettings(kafka_bootstrap=broker.bootstrap, topic_prefix=prefix)
         self.prefix = prefix
-        self.reader = CatalogReader(settings, "test")
-        self.producer = make_producer(broker.bootstrap, "test")
+        kafka = KafkaConnection.from_settings(settings)
+        self.reader = CatalogReader(settings, kafka, "test")
+        self.producer = make_producer(kafka, "test")
 
     async def write(self, name: str, generation: int = 1, deleted: bool = False) -> None:
         record = datasets_pb2.DatasetRecord(
@@ -171,7 +178,7 @@ async def test_unknown_datasets_and_bad_limits_change_nothing(
         got = await stub.GetQuota(quota_pb2.GetQuotaRequest(dataset="ci"))
         assert got.quota == quota_pb2.Quota(dataset="ci", retention_seconds=3600)
         settings = QuotaSettings(kafka_bootstrap=broker.bootstrap, topic_prefix=topic_prefix)
-        records = await read_state_topic(settings, "test", quotas_topic(topic_prefix))
+        records = await read_quotas(settings)
         assert [key for key, _ in records] == [b"ci"]
 
 
@@ -221,7 +228,7 @@ async def test_a_dataset_created_again_while_quota_was_down_starts_without_limit
             await stub.SetQuota(set_request(dataset=name, retention_seconds=7200))
         assert (await usage_of(stub, "ci")).cutoff.cutoff_us > 0
     settings = QuotaSettings(kafka_bootstrap=broker.bootstrap, topic_prefix=topic_prefix)
-    records = dict(await read_state_topic(settings, "test", quotas_topic(topic_prefix)))
+    records = dict(await read_quotas(settings))
     for key, generation in ((b"ci", 1), (b"web", 2)):
         value = records[key]
         assert value is not None
@@ -239,7 +246,7 @@ async def test_a_dataset_created_again_while_quota_was_down_starts_without_limit
         assert (web.quota.dataset, web.quota.retention_seconds, web.generation) == ("web", 7200, 2)
         watch.cancel()
     # The stale record is gone from the topic too, not only skipped.
-    records = dict(await read_state_topic(settings, "test", quotas_topic(topic_prefix)))
+    records = dict(await read_quotas(settings))
     assert records.get(b"ci") is None
 
 
@@ -269,7 +276,7 @@ async def test_a_late_delete_quota_leaves_the_limits_of_the_name_created_again(
         got = await stub.GetQuota(quota_pb2.GetQuotaRequest(dataset="ci"))
         assert got.quota == quota_pb2.Quota(dataset="ci")
     settings = QuotaSettings(kafka_bootstrap=broker.bootstrap, topic_prefix=topic_prefix)
-    records = dict(await read_state_topic(settings, "test", quotas_topic(topic_prefix)))
+    records = dict(await read_quotas(settings))
     assert records.get(b"ci") is None
 
 
@@ -487,8 +494,8 @@ async def test_limits_from_before_the_catalog_and_floors_still_load(
     broker: EmbeddedBroker, topic_prefix: str
 ) -> None:
     settings = QuotaSettings(kafka_bootstrap=broker.bootstrap, topic_prefix=topic_prefix)
-    await read_state_topic(settings, "test", quotas_topic(topic_prefix))  # creates the topic
-    producer = make_producer(broker.bootstrap, "test")
+    await read_quotas(settings)  # creates the topic
+    producer = make_producer(KafkaConnection(broker.bootstrap), "test")
     await producer.start()
     legacy = quota_pb2.Quota(dataset="old", events_per_second=2)
     await producer.send_and_wait(quotas_topic(topic_prefix), legacy.SerializeToString(), key=b"old")

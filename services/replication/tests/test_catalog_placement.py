@@ -11,7 +11,7 @@ import pytest
 from flakehouse.client.broker import EmbeddedBroker
 from flakehouse.common.v1 import datasets_pb2
 from flakehouse.core.catalog import CatalogReader, generation_topic
-from flakehouse.core.kafka import KafkaAdmin, make_producer
+from flakehouse.core.kafka import KafkaAdmin, KafkaConnection, make_producer
 from flakehouse.core.settings import KafkaSettings
 from flakehouse.replication.app import ReplicationApp
 from flakehouse.replication.settings import ReplicationSettings
@@ -26,10 +26,11 @@ class Ingest:
 
     def __init__(self, bootstrap: str, prefix: str) -> None:
         self.prefix = prefix
+        kafka = KafkaConnection(bootstrap)
         self.reader = CatalogReader(
-            KafkaSettings(kafka_bootstrap=bootstrap, topic_prefix=prefix), "test"
+            KafkaSettings(kafka_bootstrap=bootstrap, topic_prefix=prefix), kafka, "test"
         )
-        self.producer = make_producer(bootstrap, "test")
+        self.producer = make_producer(kafka, "test")
 
     async def write(self, name: str, generation: int, deleted: bool = False) -> None:
         record = datasets_pb2.DatasetRecord(
@@ -88,7 +89,7 @@ async def test_placement_follows_the_catalog_through_delete_and_create_again(
 ) -> None:
     p = topic_prefix
     # A topic of the prefix that the catalog does not name is not a dataset.
-    admin = KafkaAdmin(broker.bootstrap, "test")
+    admin = KafkaAdmin(KafkaConnection(broker.bootstrap), "test")
     await admin.start()
     await admin.create_topic(f"{p}.stray", 1)
     await admin.close()

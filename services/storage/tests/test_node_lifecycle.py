@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from flakehouse.client.broker import EmbeddedBroker
 from flakehouse.common.v1 import plan_pb2
-from flakehouse.core.kafka import KafkaAdmin, make_consumer, make_producer
+from flakehouse.core.kafka import KafkaAdmin, KafkaConnection, make_consumer, make_producer
 from flakehouse.core.server import GrpcServer, service_name
 from flakehouse.core.settings import ServiceSettings
 from flakehouse.events.batch import encode_batches
@@ -58,11 +58,11 @@ def records(upload: str, events: int, hour: int = 0) -> list[bytes]:
 
 
 async def produce(bootstrap: str, topic: str, payloads: list[bytes], partitions: int = 1) -> None:
-    admin = KafkaAdmin(bootstrap, "test")
+    admin = KafkaAdmin(KafkaConnection(bootstrap), "test")
     await admin.start()
     await admin.create_topic(topic, partitions)
     await admin.close()
-    producer = make_producer(bootstrap, "test")
+    producer = make_producer(KafkaConnection(bootstrap), "test")
     await producer.start()
     for payload in payloads:
         await producer.send_and_wait(topic, payload, partition=0)
@@ -159,7 +159,7 @@ class Nodes:
         node = StorageNode(
             node_id,
             store,
-            make_consumer(self._bootstrap, f"test-{node_id}"),
+            make_consumer(KafkaConnection(self._bootstrap), f"test-{node_id}"),
             prefix,
             SealPolicy(1_000_000, 1 << 30, 3600),
             10_000,

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from flakehouse.client.broker import EmbeddedBroker
 from flakehouse.common.v1 import plan_pb2
-from flakehouse.core.kafka import KafkaAdmin, make_consumer, make_producer
+from flakehouse.core.kafka import KafkaAdmin, KafkaConnection, make_consumer, make_producer
 from flakehouse.core.server import GrpcServer, service_name
 from flakehouse.core.settings import ServiceSettings
 from flakehouse.events.batch import encode_batches
@@ -48,11 +48,11 @@ def records(upload: str, cases: int) -> list[bytes]:
 
 
 async def produce(bootstrap: str, prefix: str, payloads: list[bytes]) -> None:
-    admin = KafkaAdmin(bootstrap, "test")
+    admin = KafkaAdmin(KafkaConnection(bootstrap), "test")
     await admin.start()
     await admin.create_topic(f"{prefix}.ci", 1)
     await admin.close()
-    producer = make_producer(bootstrap, "test")
+    producer = make_producer(KafkaConnection(bootstrap), "test")
     await producer.start()
     for payload in payloads:
         await producer.send_and_wait(f"{prefix}.ci", payload, partition=0)
@@ -91,7 +91,7 @@ class Nodes:
         node = StorageNode(
             "n1",
             store,
-            make_consumer(bootstrap, "test-node"),
+            make_consumer(KafkaConnection(bootstrap), "test-node"),
             prefix,
             SealPolicy(150, 1 << 20, 60),
             10_000,
@@ -165,12 +165,12 @@ async def test_an_idle_caught_up_replica_stays_online_when_its_placement_changes
     offset of the last batch: after one batch of five records, 1. A placement change (another
     dataset created) made every node ask ListOffsets again, take 1 < 5 for a wiped broker and
     read the topic again. Only a fetch's high watermark may say that now."""
-    admin = KafkaAdmin(broker.bootstrap, "test")
+    admin = KafkaAdmin(KafkaConnection(broker.bootstrap), "test")
     await admin.start()
     await admin.create_topic(f"{topic_prefix}.ci", 1)
     await admin.create_topic(f"{topic_prefix}.other", 1)
     await admin.close()
-    producer = make_producer(broker.bootstrap, "test")
+    producer = make_producer(KafkaConnection(broker.bootstrap), "test")
     await producer.start()
     sent = [await producer.send(f"{topic_prefix}.ci", r, partition=0) for r in records("u", 500)]
     await asyncio.gather(*sent)  # one batch of five records
@@ -196,7 +196,7 @@ async def test_an_idle_caught_up_replica_stays_online_when_its_placement_changes
         assert replica.online and replica.rebases == 0 and replica.lag == 0, replica.note
         await asyncio.sleep(0.05)
     # And it goes on applying what comes.
-    producer = make_producer(broker.bootstrap, "test")
+    producer = make_producer(KafkaConnection(broker.bootstrap), "test")
     await producer.start()
     await producer.send_and_wait(f"{topic_prefix}.ci", records("v", 100)[0], partition=0)
     await producer.stop()

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from flakehouse.common.v1 import datasets_pb2
-from flakehouse.core.kafka import INTERNAL_MARK, KafkaAdmin, make_consumer
+from flakehouse.core.kafka import INTERNAL_MARK, KafkaAdmin, KafkaConnection, make_consumer
 from flakehouse.core.settings import KafkaSettings
 
 
@@ -80,8 +80,9 @@ class CatalogReader:
 
     FETCH_WAIT_MS = 20
 
-    def __init__(self, settings: KafkaSettings, client_id: str) -> None:
+    def __init__(self, settings: KafkaSettings, kafka: KafkaConnection, client_id: str) -> None:
         self._settings = settings
+        self._kafka = kafka
         self._client_id = client_id
         self.topic = catalog_topic(settings.topic_prefix)
         self._tp = TopicPartition(self.topic, 0)
@@ -92,14 +93,14 @@ class CatalogReader:
         self.catalog = Catalog()
 
     async def start(self) -> None:
-        admin = KafkaAdmin.for_settings(self._settings, self._client_id)
+        admin = KafkaAdmin.for_settings(self._settings, self._kafka, self._client_id)
         await admin.start()
         try:
             await admin.create_topic(self.topic, 1, compact=True)
         finally:
             await admin.close()
         self._consumer = make_consumer(
-            self._settings.kafka_bootstrap, self._client_id, fetch_wait_ms=self.FETCH_WAIT_MS
+            self._kafka, self._client_id, fetch_wait_ms=self.FETCH_WAIT_MS
         )
         await self._consumer.start()
         self._consumer.assign([self._tp])

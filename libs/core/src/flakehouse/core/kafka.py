@@ -6,16 +6,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import IncompatibleBrokerVersion, UnknownTopicOrPartitionError
 from aiokafka.errors import for_code as kafka_error_for_code
+from aiokafka.helpers import create_ssl_context
 
-from flakehouse.core.settings import KafkaSettings
+from flakehouse.core.settings import (
+    SASL_PROTOCOLS,
+    TLS_PROTOCOLS,
+    KafkaSaslMechanism,
+    KafkaSecurityProtocol,
+    KafkaSettings,
+    env_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +52,83 @@ def tokens_topic(prefix: str) -> str:
     return f"{prefix}.{INTERNAL_MARK}tokens"
 
 
-def make_producer(bootstrap: str, client_id: str, timeout_s: float = 15.0) -> AIOKafkaProducer:
+@dataclass(frozen=True)
+class KafkaConnection:
+    """Where Kafka is and how to reach it, as aiokafka's client arguments: built once per process
+    from the settings (the password read, the TLS context made) and given to every client."""
+
+    bootstrap: str
+    security_protocol: KafkaSecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: KafkaSaslMechanism | None = None
+    sasl_plain_username: str | None = None
+    # Kept out of repr (and so of str, logs and error messages).
+    sasl_plain_password: str | None = field(default=None, repr=False)
+    ssl_context: ssl.SSLContext | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: KafkaSettings) -> KafkaConnection:
+        """Reads the SASL password from its file and loads the TLS files. The settings validator
+        has refused incomplete combinations; an unusable password file raises ValueError naming
+        the variable, never showing what the file holds."""
+        protocol = settings.kafka_security_protocol
+        password = None
+        if protocol in SASL_PROTOCOLS and settings.kafka_sasl_password_file is not None:
+            password = read_password(
+                settings.kafka_sasl_password_file,
+                env_name(settings, "kafka_sasl_password_file"),
+            )
+        context = None
+        if protocol in TLS_PROTOCOLS:
+            # Without a CA file, the system's trusted roots: a managed Kafka's certificate is
+            # usually signed by a public CA. aiokafka's context always checks host names.
+            context = create_ssl_context(
+                cafile=settings.kafka_ca_file,
+                certfile=settings.kafka_cert_file,
+                keyfile=settings.kafka_key_file,
+            )
+        return cls(
+            bootstrap=settings.kafka_bootstrap,
+            security_protocol=protocol,
+            sasl_mechanism=settings.kafka_sasl_mechanism,
+            sasl_plain_username=settings.kafka_sasl_username or None,
+            sasl_plain_password=password,
+            ssl_context=context,
+        )
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """The arguments every aiokafka client (producer, consumer, admin) takes alike."""
+        kwargs: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap,
+            "security_protocol": self.security_protocol,
+            "ssl_context": self.ssl_context,
+        }
+        if self.security_protocol in SASL_PROTOCOLS:
+            kwargs["sasl_mechanism"] = self.sasl_mechanism
+            kwargs["sasl_plain_username"] = self.sasl_plain_username
+            kwargs["sasl_plain_password"] = self.sasl_plain_password
+        return kwargs
+
+
+def read_password(path: Path, variable: str) -> str:
+    """The one line of a password file, without its line ending (a Secret's key may have one,
+    or not). Errors name the variable and the file, never what the file holds."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ValueError(f"{variable}: cannot read {path} ({exc.strerror})") from None
+    password = text.removesuffix("\n").removesuffix("\r")
+    if not password or "\n" in password or "\r" in password:
+        raise ValueError(f"{variable}: {path} must hold the password on one line")
+    return password
+
+
+def make_producer(
+    kafka: KafkaConnection, client_id: str, timeout_s: float = 15.0
+) -> AIOKafkaProducer:
     # acks=all: an upload is answered only once its events are durable. No idempotence: tansu
     # does not support it, and storage dedupes by event id anyway.
     return AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
+        **kafka.client_kwargs(),
         client_id=client_id,
         acks="all",
         enable_idempotence=False,
@@ -56,12 +140,14 @@ def make_producer(bootstrap: str, client_id: str, timeout_s: float = 15.0) -> AI
     )
 
 
-def make_consumer(bootstrap: str, client_id: str, fetch_wait_ms: int = 500) -> AIOKafkaConsumer:
+def make_consumer(
+    kafka: KafkaConnection, client_id: str, fetch_wait_ms: int = 500
+) -> AIOKafkaConsumer:
     """A consumer driven by assign() and seek(); no group, no committed offsets. The broker
     holds a fetch up to `fetch_wait_ms` when it has nothing new."""
     return AIOKafkaConsumer(
+        **kafka.client_kwargs(),
         fetch_max_wait_ms=fetch_wait_ms,
-        bootstrap_servers=bootstrap,
         client_id=client_id,
         group_id=None,
         enable_auto_commit=False,
@@ -77,21 +163,23 @@ class KafkaAdmin:
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaConnection,
         client_id: str,
         *,
         replication_factor: int = 1,
         min_insync_replicas: int = 1,
     ) -> None:
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
+        self._admin = AIOKafkaAdminClient(**kafka.client_kwargs(), client_id=client_id)
         self._replication_factor = replication_factor
         self._min_insync_replicas = min_insync_replicas
 
     @classmethod
-    def for_settings(cls, settings: KafkaSettings, client_id: str) -> KafkaAdmin:
+    def for_settings(
+        cls, settings: KafkaSettings, kafka: KafkaConnection, client_id: str
+    ) -> KafkaAdmin:
         """An admin that creates topics with the durability the settings ask for."""
         return cls(
-            settings.kafka_bootstrap,
+            kafka,
             client_id,
             replication_factor=settings.topic_replication_factor,
             min_insync_replicas=settings.topic_min_insync_replicas,
@@ -193,12 +281,11 @@ STATE_FETCH_WAIT_MS = 20
 
 
 async def read_state_topic(
-    settings: KafkaSettings, client_id: str, topic: str
+    settings: KafkaSettings, kafka: KafkaConnection, client_id: str, topic: str
 ) -> list[tuple[bytes | None, bytes | None]]:
     """Creates the single-partition compacted state topic if needed and returns its records
     in order (the last value of a key wins): how quota and replication rebuild at start."""
-    bootstrap = settings.kafka_bootstrap
-    admin = KafkaAdmin.for_settings(settings, client_id)
+    admin = KafkaAdmin.for_settings(settings, kafka, client_id)
     await admin.start()
     try:
         await admin.create_topic(topic, 1, compact=True)
@@ -206,7 +293,7 @@ async def read_state_topic(
         await admin.close()
     # read_to_end learns the end from a fetch response: an empty topic's would wait out the
     # broker's whole fetch wait.
-    consumer = make_consumer(bootstrap, client_id, fetch_wait_ms=STATE_FETCH_WAIT_MS)
+    consumer = make_consumer(kafka, client_id, fetch_wait_ms=STATE_FETCH_WAIT_MS)
     await consumer.start()
     try:
         return await read_to_end(consumer, topic, 1)

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 import grpc
 
 from flakehouse.auth.v1 import tokens_pb2, tokens_pb2_grpc
+from flakehouse.core.kafka import KafkaConnection
 from flakehouse.core.settings import KafkaSettings, ServiceSettings
 from flakehouse.core.tasks import BackgroundTasks
 from flakehouse.core.token_follower import TokenFollower
@@ -34,13 +35,19 @@ def report_to(channel: grpc.aio.Channel) -> ReportUse:
 
 
 class ServiceAuth:
-    def __init__(self, settings: ServiceSettings, kafka: KafkaSettings, client_id: str) -> None:
-        """`kafka`: the same settings object, seen as the Kafka settings it also is."""
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        kafka_settings: KafkaSettings,
+        kafka: KafkaConnection,
+        client_id: str,
+    ) -> None:
+        """`kafka_settings`: the same settings object, seen as the Kafka settings it also is."""
         admin = settings.admin_token_file
         self.table = TokenTable(
             read_secret(settings.service_token_file), read_secret(admin) if admin else None
         )
-        self._follower = TokenFollower(kafka, client_id, self.table)
+        self._follower = TokenFollower(kafka_settings, kafka, client_id, self.table)
 
     async def start(self, tasks: BackgroundTasks, report: ReportUse | None = None) -> None:
         """Reads every token before the service serves; then follows, and reports use."""

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from pydantic import Field, FilePath, ValidationError, model_validator
 from pydantic_settings import BaseSettings
 
 S = TypeVar("S", bound="ServiceSettings")
+
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
+TLS_PROTOCOLS = frozenset({"SSL", "SASL_SSL"})
 
 
 class ServiceSettings(BaseSettings):
@@ -56,6 +61,42 @@ class KafkaSettings(BaseSettings):
         "need this many in-sync replicas).",
     )
 
+    # A managed Kafka (DESIGN.md §10): kafka.KafkaConnection turns these into aiokafka's
+    # arguments; the validator below refuses any of them that would go unused.
+    kafka_security_protocol: KafkaSecurityProtocol = Field(
+        "PLAINTEXT",
+        description="How the clients reach Kafka: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT "
+        "(SASL, no TLS: the credentials cross the network readable) or SASL_SSL (SASL over "
+        "TLS, what managed Kafkas ask for).",
+    )
+    kafka_sasl_mechanism: KafkaSaslMechanism | None = Field(
+        None,
+        description="SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512. Required with a "
+        "SASL security protocol, refused without one.",
+    )
+    kafka_sasl_username: str = Field(
+        "", description="SASL user name. Required with a SASL security protocol."
+    )
+    kafka_sasl_password_file: FilePath | None = Field(
+        None,
+        description="A file holding the SASL password (one line; a Secret's key in "
+        "Kubernetes), read when the Kafka clients are built; never the password itself. "
+        "Required with a SASL security protocol.",
+    )
+    kafka_ca_file: FilePath | None = Field(
+        None,
+        description="CA certificates (PEM) the brokers' certificates are verified against, "
+        "with SSL or SASL_SSL; unset: the system's trusted roots.",
+    )
+    kafka_cert_file: FilePath | None = Field(
+        None,
+        description="A client certificate chain (PEM) for brokers that ask for one (mutual "
+        "TLS), with SSL or SASL_SSL; set kafka_key_file with it.",
+    )
+    kafka_key_file: FilePath | None = Field(
+        None, description="The unencrypted private key (PEM) of kafka_cert_file."
+    )
+
     @model_validator(mode="after")
     def _insync_within_replicas(self) -> KafkaSettings:
         if self.topic_min_insync_replicas > self.topic_replication_factor:
@@ -64,6 +105,61 @@ class KafkaSettings(BaseSettings):
                 f"topic_replication_factor ({self.topic_replication_factor})"
             )
         return self
+
+    @model_validator(mode="after")
+    def _kafka_security_complete(self) -> KafkaSettings:
+        """Refuses each combination that would fail at the first connection or leave a
+        setting unused, naming the variables it concerns."""
+
+        def var(field: str) -> str:
+            return env_name(self, field)
+
+        protocol = self.kafka_security_protocol
+        chosen = f"{var('kafka_security_protocol')}={protocol}"
+        sasl = {
+            "kafka_sasl_mechanism": self.kafka_sasl_mechanism,
+            "kafka_sasl_username": self.kafka_sasl_username,
+            "kafka_sasl_password_file": self.kafka_sasl_password_file,
+        }
+        tls = {
+            "kafka_ca_file": self.kafka_ca_file,
+            "kafka_cert_file": self.kafka_cert_file,
+            "kafka_key_file": self.kafka_key_file,
+        }
+        if protocol in SASL_PROTOCOLS:
+            missing = [var(field) for field, value in sasl.items() if not value]
+            if missing:
+                raise ValueError(
+                    f"{chosen} needs {', '.join(missing)} (the mechanism: PLAIN, SCRAM-SHA-256 "
+                    "or SCRAM-SHA-512; the password: a file holding it)"
+                )
+        elif unused := [var(field) for field, value in sasl.items() if value]:
+            raise ValueError(
+                f"{', '.join(unused)} set, but {chosen} uses no SASL: set "
+                f"{var('kafka_security_protocol')} to SASL_SSL or SASL_PLAINTEXT, or unset them"
+            )
+        if protocol not in TLS_PROTOCOLS and (
+            unused := [var(field) for field, value in tls.items() if value]
+        ):
+            raise ValueError(
+                f"{', '.join(unused)} set, but {chosen} uses no TLS: set "
+                f"{var('kafka_security_protocol')} to SSL or SASL_SSL, or unset them"
+            )
+        if (self.kafka_cert_file is None) != (self.kafka_key_file is None):
+            given, lacking = (
+                ("kafka_cert_file", "kafka_key_file")
+                if self.kafka_key_file is None
+                else ("kafka_key_file", "kafka_cert_file")
+            )
+            raise ValueError(
+                f"{var(given)} is set without {var(lacking)}: a client certificate needs both"
+            )
+        return self
+
+
+def env_name(settings: BaseSettings, field: str) -> str:
+    """The variable a setting is read from, for messages: FLAKEHOUSE_INGEST_KAFKA_CA_FILE."""
+    return f"{settings.model_config.get('env_prefix', '')}{field}".upper()
 
 
 def load_settings(cls: type[S]) -> S:

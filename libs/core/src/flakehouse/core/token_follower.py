@@ -10,7 +10,13 @@ from aiokafka import TopicPartition
 from google.protobuf.message import DecodeError
 
 from flakehouse.auth.v1 import tokens_pb2
-from flakehouse.core.kafka import KafkaAdmin, make_consumer, read_to_end, tokens_topic
+from flakehouse.core.kafka import (
+    KafkaAdmin,
+    KafkaConnection,
+    make_consumer,
+    read_to_end,
+    tokens_topic,
+)
 from flakehouse.core.settings import KafkaSettings
 from flakehouse.core.tokens import TokenTable
 
@@ -19,19 +25,20 @@ FOLLOW_WAIT_MS = 250
 
 
 class TokenFollower:
-    def __init__(self, settings: KafkaSettings, client_id: str, table: TokenTable) -> None:
+    def __init__(
+        self, settings: KafkaSettings, kafka: KafkaConnection, client_id: str, table: TokenTable
+    ) -> None:
         self._settings = settings
+        self._kafka = kafka
         self._client_id = client_id
         self.table = table
         self.topic = tokens_topic(settings.topic_prefix)
         self._tp = TopicPartition(self.topic, 0)
-        self._consumer = make_consumer(
-            settings.kafka_bootstrap, client_id, fetch_wait_ms=FOLLOW_WAIT_MS
-        )
+        self._consumer = make_consumer(kafka, client_id, fetch_wait_ms=FOLLOW_WAIT_MS)
 
     async def start(self) -> None:
         """Creates the topic if needed and applies all of it."""
-        admin = KafkaAdmin.for_settings(self._settings, self._client_id)
+        admin = KafkaAdmin.for_settings(self._settings, self._kafka, self._client_id)
         await admin.start()
         try:
             await admin.create_topic(self.topic, 1, compact=True)

@@ -10,7 +10,7 @@ import socket
 from prometheus_client import CollectorRegistry
 
 from flakehouse.core.catalog import CatalogReader
-from flakehouse.core.kafka import KafkaAdmin, make_producer
+from flakehouse.core.kafka import KafkaAdmin, KafkaConnection, make_producer
 from flakehouse.core.limits import LimitsWatch
 from flakehouse.core.server import GrpcServer, service_name
 from flakehouse.core.service_auth import ServiceAuth, report_to
@@ -38,15 +38,14 @@ class IngestApp:
         self.failed = self.tasks.failed
         self.registry = CollectorRegistry()
         self.metrics = IngestMetrics(self.registry)
-        self.admin = KafkaAdmin.for_settings(settings, CLIENT_ID)
-        self.producer = make_producer(
-            settings.kafka_bootstrap, CLIENT_ID, settings.produce_timeout_s
-        )
-        self.catalog = CatalogReader(settings, CLIENT_ID)
+        kafka = KafkaConnection.from_settings(settings)
+        self.admin = KafkaAdmin.for_settings(settings, kafka, CLIENT_ID)
+        self.producer = make_producer(kafka, CLIENT_ID, settings.produce_timeout_s)
+        self.catalog = CatalogReader(settings, kafka, CLIENT_ID)
         self.records = RecordProducer(self.producer, settings.produce_timeout_s, self.metrics)
         self.workers = ParseWorkers(settings.parse_workers)
         self.resumable = ResumableSpools(settings.spool_dir, settings.resume_ttl_s)
-        self.auth = ServiceAuth(settings, settings, CLIENT_ID)
+        self.auth = ServiceAuth(settings, settings, kafka, CLIENT_ID)
         quota_channel = (
             service_channel(settings.quota_address, settings) if settings.quota_address else None
         )

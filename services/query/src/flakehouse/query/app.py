@@ -10,6 +10,7 @@ import socket
 
 from prometheus_client import CollectorRegistry
 
+from flakehouse.core.kafka import KafkaConnection
 from flakehouse.core.limits import LimitsWatch
 from flakehouse.core.server import GrpcServer, service_name
 from flakehouse.core.service_auth import ServiceAuth, report_to
@@ -39,7 +40,9 @@ class QueryApp:
         self.registry = CollectorRegistry()
         self.tasks = BackgroundTasks()
         self.failed = self.tasks.failed
-        self.auth = ServiceAuth(settings, settings, CLIENT_ID)
+        self.auth = ServiceAuth(
+            settings, settings, KafkaConnection.from_settings(settings), CLIENT_ID
+        )
         self.channel = service_channel(settings.replication_address, settings)
         self.quota_channel = (
             service_channel(settings.quota_address, settings) if settings.quota_address else None

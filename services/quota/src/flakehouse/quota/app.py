@@ -7,7 +7,7 @@ from prometheus_client import CollectorRegistry
 
 from flakehouse.auth.v1 import tokens_pb2, tokens_pb2_grpc
 from flakehouse.core.catalog import CatalogReader
-from flakehouse.core.kafka import make_producer
+from flakehouse.core.kafka import KafkaConnection, make_producer
 from flakehouse.core.server import GrpcServer, service_name
 from flakehouse.core.service_auth import ServiceAuth
 from flakehouse.core.tasks import BackgroundTasks
@@ -29,15 +29,16 @@ class QuotaApp:
         self.registry = CollectorRegistry()
         self.tasks = BackgroundTasks()
         self.failed = self.tasks.failed
-        self.producer = make_producer(settings.kafka_bootstrap, CLIENT_ID)
-        self.catalog = CatalogReader(settings, CLIENT_ID)
+        kafka = KafkaConnection.from_settings(settings)
+        self.producer = make_producer(kafka, CLIENT_ID)
+        self.catalog = CatalogReader(settings, kafka, CLIENT_ID)
         self.quotas = Quotas(
             settings,
-            LimitsStore(settings, self.producer),
+            LimitsStore(settings, kafka, self.producer),
             self.catalog,
             QuotaMetrics(self.registry),
         )
-        self.auth = ServiceAuth(settings, settings, CLIENT_ID)
+        self.auth = ServiceAuth(settings, settings, kafka, CLIENT_ID)
         self.tokens = TokensApi(self.auth.table, TokenStore(self.producer, settings.topic_prefix))
         self.server = GrpcServer("quota", settings, self.registry, self.auth.table)
         self.server.add(

@@ -11,7 +11,7 @@ from aiokafka.errors import KafkaError
 from google.protobuf.message import DecodeError
 
 from flakehouse.core.errors import Unavailable
-from flakehouse.core.kafka import quotas_topic, read_state_topic
+from flakehouse.core.kafka import KafkaConnection, quotas_topic, read_state_topic
 from flakehouse.core.settings import KafkaSettings
 from flakehouse.quota.v1 import quota_pb2
 
@@ -37,14 +37,19 @@ def _legacy(value: bytes) -> quota_pb2.DatasetLimits:
 
 
 class LimitsStore:
-    def __init__(self, settings: KafkaSettings, producer: AIOKafkaProducer) -> None:
+    def __init__(
+        self, settings: KafkaSettings, kafka: KafkaConnection, producer: AIOKafkaProducer
+    ) -> None:
         self._settings = settings
+        self._kafka = kafka
         self._producer = producer
         self.topic = quotas_topic(settings.topic_prefix)
 
     async def load(self) -> dict[str, quota_pb2.DatasetLimits]:
         """The last limits of every dataset; a tombstone forgets them."""
-        records = await read_state_topic(self._settings, "flakehouse-quota", self.topic)
+        records = await read_state_topic(
+            self._settings, self._kafka, "flakehouse-quota", self.topic
+        )
         found: dict[str, quota_pb2.DatasetLimits] = {}
         for key, value in records:
             if key is None:

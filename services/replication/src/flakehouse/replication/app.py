@@ -11,7 +11,12 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from flakehouse.core.catalog import CatalogReader
-from flakehouse.core.kafka import make_producer, placement_topic, read_state_topic
+from flakehouse.core.kafka import (
+    KafkaConnection,
+    make_producer,
+    placement_topic,
+    read_state_topic,
+)
 from flakehouse.core.server import GrpcServer, service_name
 from flakehouse.core.service_auth import ServiceAuth
 from flakehouse.core.tasks import BackgroundTasks
@@ -37,12 +42,13 @@ class ReplicationApp:
             Membership(settings.node_timeout_s), settings.replication_factor
         )
         self.topic = placement_topic(settings.topic_prefix)
-        self.catalog = CatalogReader(settings, "flakehouse-replication")
-        self.producer = make_producer(settings.kafka_bootstrap, "flakehouse-replication")
+        self.kafka = KafkaConnection.from_settings(settings)
+        self.catalog = CatalogReader(settings, self.kafka, "flakehouse-replication")
+        self.producer = make_producer(self.kafka, "flakehouse-replication")
         self._refresh_lock = asyncio.Lock()
         self.kube: Any = None  # the Kubernetes API client, in Kubernetes
         self._persisted_version = 0
-        self.auth = ServiceAuth(settings, settings, "flakehouse-replication")
+        self.auth = ServiceAuth(settings, settings, self.kafka, "flakehouse-replication")
         self.server = GrpcServer("replication", settings, self.registry, self.auth.table)
         self.server.add(
             replication_pb2_grpc.add_ReplicationServiceServicer_to_server,
@@ -132,7 +138,9 @@ class ReplicationApp:
             self.controller.reconcile(None, now)
 
     async def _restore(self) -> None:
-        records = await read_state_topic(self.settings, "flakehouse-replication", self.topic)
+        records = await read_state_topic(
+            self.settings, self.kafka, "flakehouse-replication", self.topic
+        )
         saved = [value for key, value in records if key == PLACEMENT_KEY and value]
         if saved:
             placement = replication_pb2.Placement.FromString(saved[-1])

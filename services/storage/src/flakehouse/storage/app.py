@@ -10,7 +10,7 @@ import logging
 import grpc
 from prometheus_client import CollectorRegistry
 
-from flakehouse.core.kafka import make_consumer
+from flakehouse.core.kafka import KafkaConnection, make_consumer
 from flakehouse.core.server import GrpcServer, service_name
 from flakehouse.core.service_auth import ServiceAuth, report_to
 from flakehouse.core.tasks import BackgroundTasks
@@ -41,7 +41,9 @@ class StorageApp:
         self.store = SegmentStore(
             str(settings.data_dir / "segments.rocksdb"), cache_bytes=settings.cache_bytes
         )
-        self.consumer = make_consumer(settings.kafka_bootstrap, f"flakehouse-{settings.node_id}")
+        kafka = KafkaConnection.from_settings(settings)
+        client_id = f"flakehouse-{settings.node_id}"
+        self.consumer = make_consumer(kafka, client_id)
         self.node = StorageNode(
             settings.node_id,
             self.store,
@@ -52,7 +54,7 @@ class StorageApp:
             self.metrics,
             fetch_segments=self._fetch_segments,
         )
-        self.auth = ServiceAuth(settings, settings, f"flakehouse-{settings.node_id}")
+        self.auth = ServiceAuth(settings, settings, kafka, client_id)
         self.server = GrpcServer("storage", settings, self.registry, self.auth.table)
         self.server.add(
             storage_pb2_grpc.add_StorageServiceServicer_to_server,
