@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import grpc
 
 from flakehouse.auth.v1 import tokens_pb2, tokens_pb2_grpc
-from flakehouse.client.cluster import CA_FILE_ENV, TOKEN_ENV, ClusterFile
+from flakehouse.client.cluster import CA_FILE_ENV, TOKEN_ENV, ClusterFile, cluster_token
 from flakehouse.client.errortext import tls_failure
 from flakehouse.client.times import from_micros, query_zone
 from flakehouse.client.uploads import UploadProgress, open_source, upload_resumably
@@ -36,7 +36,6 @@ from flakehouse.core.errors import (
 from flakehouse.core.grants import Role, parse_grant
 from flakehouse.core.limit_rules import QUOTA_FIELDS
 from flakehouse.core.tls import channel_credentials
-from flakehouse.core.tokens import read_secret
 from flakehouse.events.columns import ColumnError, from_value_column
 from flakehouse.events.values import TIMESTAMP, TYPE_NAMES, Scalar, from_value
 from flakehouse.ingest.v1 import ingest_pb2, ingest_pb2_grpc
@@ -211,7 +210,7 @@ class Client:
         cluster = ClusterFile.read(path)
         kwargs.setdefault("ca_file", cluster.ca_file or None)
         if not kwargs.get("token") and not os.environ.get(TOKEN_ENV) and cluster.token_file:
-            kwargs["token"] = read_secret(Path(cluster.token_file))
+            kwargs["token"] = cluster_token(path, cluster.token_file)
         return cls(
             ingest=cluster.address("ingest"),
             query=cluster.address("query"),

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from flakehouse.client.cluster import DEFAULT_PATH, TOKEN_ENV, ClusterFile
+from flakehouse.client.cluster import DEFAULT_PATH, TOKEN_ENV, ClusterFile, cluster_token
 from flakehouse.client.helptext import help_of
 from flakehouse.client.tables import add_full_width_option
 from flakehouse.core.errors import FlakehouseError
@@ -69,13 +69,11 @@ def add_credential_options(parser: argparse.ArgumentParser) -> None:
 
 
 def token_for(args: argparse.Namespace, cluster: ClusterFile | None) -> str | None:
-    """--token, else FLAKEHOUSE_TOKEN, else the cluster file's token_file."""
+    """--token, else FLAKEHOUSE_TOKEN, else the token_file of the cluster file read."""
     token = getattr(args, "token", None) or os.environ.get(TOKEN_ENV)
     if token or cluster is None or not cluster.token_file:
         return token or None
-    from flakehouse.core.tokens import read_secret
-
-    return read_secret(Path(cluster.token_file))
+    return cluster_token(args.cluster, cluster.token_file)
 
 
 def add_subcommand(

@@ -8,6 +8,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from flakehouse.core.errors import FlakehouseError
+
 DEFAULT_DIR = Path(".flakehouse")
 DEFAULT_PATH = DEFAULT_DIR / "cluster.json"
 SERVICES = ("ingest", "query", "replication", "quota")
@@ -15,6 +17,30 @@ CA_FILE_ENV = "FLAKEHOUSE_CA_FILE"
 """The cluster CA for clients given no --ca and no cluster file that names one."""
 TOKEN_ENV = "FLAKEHOUSE_TOKEN"
 """The token of clients given no --token: before the cluster file's token_file."""
+
+
+def cluster_token(cluster_path: Path, token_file: str) -> str:
+    """The token a cluster file names, read only when it is that cluster's own: a file under the
+    cluster file's directory, owned by this user and readable by nobody else (as ssh treats a
+    key). A cluster file found in a checkout must not make the CLI send some other file of the
+    user's as a token to the addresses it names."""
+    path = Path(token_file)
+    home = cluster_path.resolve().parent
+    try:
+        info = path.stat()
+        inside = path.resolve().is_relative_to(home)
+    except OSError as exc:
+        raise FlakehouseError(f"{cluster_path} names token_file {path}: {exc.strerror}") from None
+    if not inside or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise FlakehouseError(
+            f"{cluster_path} names token_file {path}, which is not a private file of that "
+            f"cluster (it must be under {home}, yours, mode 0600): pass --token or set "
+            "FLAKEHOUSE_TOKEN instead"
+        )
+    lines = path.read_text().split()
+    if len(lines) != 1:
+        raise FlakehouseError(f"{path}: expected one token on one line")
+    return lines[0]
 
 
 @dataclass

@@ -30,12 +30,16 @@ class Rule:
     field: str = ""
     """For Need.DATASET: the request's field that names the dataset (dotted for a nested one:
     `header.dataset`, in the first message of a streamed request)."""
+    services: bool = True
+    """Whether the services' own identity passes too. Not for the tokens: a service holds no
+    business minting them, so its credential, taken, cannot mint one either."""
 
 
 PUBLIC = Rule(Need.PUBLIC)
 AUTHENTICATED = Rule(Need.AUTHENTICATED)
 CLUSTER_ADMIN = Rule(Need.CLUSTER_ADMIN)
 SERVICE = Rule(Need.SERVICE)
+CLUSTER_ADMIN_ONLY = Rule(Need.CLUSTER_ADMIN, services=False)
 
 
 def dataset(role: Role, field: str) -> Rule:
@@ -81,8 +85,8 @@ RULES: dict[str, Rule] = {
     STORAGE + "DescribeFields": SERVICE,
     STORAGE + "GetPartitionStatus": SERVICE,
     STORAGE + "StreamSegments": SERVICE,
-    TOKENS + "CreateToken": CLUSTER_ADMIN,
-    TOKENS + "ListTokens": CLUSTER_ADMIN,
-    TOKENS + "RevokeToken": CLUSTER_ADMIN,
+    TOKENS + "CreateToken": CLUSTER_ADMIN_ONLY,
+    TOKENS + "ListTokens": CLUSTER_ADMIN_ONLY,
+    TOKENS + "RevokeToken": CLUSTER_ADMIN_ONLY,
     TOKENS + "ReportTokenUse": SERVICE,
 }

@@ -7,6 +7,7 @@ never the token, and are counted by reason."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from typing import Any, Protocol
@@ -15,11 +16,20 @@ import grpc
 from prometheus_client import CollectorRegistry, Counter
 
 from flakehouse.core.access import RULES, Need, Rule
-from flakehouse.core.errors import PermissionDenied, Unauthenticated
+from flakehouse.core.errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    PermissionDenied,
+    Unauthenticated,
+)
 from flakehouse.core.grants import Principal, Role, describe
 from flakehouse.core.interceptor import rewrapped
 
 MAX_HEADER_CHARS = 512
+MAX_NAME_SHOWN = 80
+"""A refusal quotes at most this much of a dataset name it was sent (which may be anything)."""
+FIRST_MESSAGE_S = 60.0
+"""How long a stream that authenticated may take to send the first message it is judged by."""
 HOW_TO_SEND = (
     "send `authorization: Bearer <token>` (flakehouse: --token, FLAKEHOUSE_TOKEN or the "
     "cluster file's token_file)"
@@ -42,12 +52,19 @@ def principal() -> Principal:
     return caller
 
 
-def require(role: Role, dataset: str) -> None:
+def require(role: Role, dataset: str, purpose: str = "") -> None:
     """For what only the servicer knows (a query's dataset): PermissionDenied unless the caller
-    holds `role` on `dataset`."""
+    holds `role` on `dataset`; `purpose` says why, when the RPC alone does not."""
     caller = principal()
     if not caller.may(role, dataset):
-        raise denied(caller, f"{role.name.lower()} on dataset {dataset!r}")
+        wanted = f"{role.name.lower()} on dataset {dataset[:MAX_NAME_SHOWN]!r}"
+        raise denied(caller, f"{wanted} {purpose}" if purpose else wanted)
+
+
+def require_cluster_admin(why: str) -> None:
+    caller = principal()
+    if not (caller.cluster_admin or caller.service):
+        raise denied(caller, f"cluster-admin ({why})")
 
 
 def readable(datasets: list[str]) -> set[str]:
@@ -91,18 +108,21 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             return handler
         metadata = handler_call_details.invocation_metadata or ()
 
-        def admit(request: Any) -> Principal:
+        def authenticate() -> Principal:
             if rule is None:
                 self._failures.labels("unlisted").inc()
                 raise PermissionDenied(f"{method} is not open to any caller")
-            caller = self._authenticate(metadata)
+            return self._authenticate(metadata)
+
+        def authorize(caller: Principal, request: Any) -> Principal:
+            assert rule is not None
             self._authorize(caller, rule, request)
             return caller
 
         return rewrapped(
             handler,
-            lambda behavior: _guard_unary(behavior, admit),
-            lambda behavior: _guard_stream(behavior, admit),
+            lambda behavior: _guard_unary(behavior, authenticate, authorize),
+            lambda behavior: _guard_stream(behavior, authenticate, authorize),
         )
 
     def _authenticate(self, metadata: Sequence[tuple[str, str | bytes]]) -> Principal:
@@ -134,7 +154,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
 
     def _authorize(self, caller: Principal, rule: Rule, request: Any) -> None:
         need = rule.need
-        if need is Need.AUTHENTICATED or caller.service:
+        if need is Need.AUTHENTICATED or (caller.service and rule.services):
             return
         if need is Need.CLUSTER_ADMIN and caller.cluster_admin:
             return
@@ -142,7 +162,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             dataset = _field(request, rule.field)
             if caller.may(rule.role, dataset):
                 return
-            wanted = f"{rule.role.name.lower()} on dataset {dataset!r}"
+            wanted = f"{rule.role.name.lower()} on dataset {dataset[:MAX_NAME_SHOWN]!r}"
         elif need is Need.SERVICE:
             wanted = "the services' own credentials (a user's token never reaches this RPC)"
         else:
@@ -152,41 +172,64 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
 
 
 def _field(request: Any, path: str) -> str:
+    """The dataset a request names at `path`; InvalidArgument when it names none (no message at
+    all, or a first message that is not the header that carries it)."""
+    if request is None:
+        raise InvalidArgument(f"the call sent no message: its first must carry {path}")
     value = request
     for name in path.split("."):
+        if not isinstance(getattr(value, name), str) and not value.HasField(name):
+            raise InvalidArgument(f"the first message must carry {path}")
         value = getattr(value, name)
     return str(value)
 
 
-def _guard_unary(behavior: Any, admit: Callable[[Any], Principal]) -> Any:
+def _guard_unary(
+    behavior: Any,
+    authenticate: Callable[[], Principal],
+    authorize: Callable[[Principal, Any], Principal],
+) -> Any:
     async def guarded(request: Any, context: Any) -> Any:
-        request = await _admitted(request, admit)
+        request = await _admitted(request, authenticate, authorize)
         return await behavior(request, context)
 
     return guarded
 
 
-def _guard_stream(behavior: Any, admit: Callable[[Any], Principal]) -> Any:
+def _guard_stream(
+    behavior: Any,
+    authenticate: Callable[[], Principal],
+    authorize: Callable[[Principal, Any], Principal],
+) -> Any:
     async def guarded(request: Any, context: Any) -> AsyncIterator[Any]:
-        request = await _admitted(request, admit)
+        request = await _admitted(request, authenticate, authorize)
         async for response in behavior(request, context):
             yield response
 
     return guarded
 
 
-async def _admitted(request: Any, admit: Callable[[Any], Principal]) -> Any:
-    """The request once its caller is admitted. A streamed request is checked on its first
-    message (an upload's header), which the servicer then reads as if nothing happened."""
+async def _admitted(
+    request: Any,
+    authenticate: Callable[[], Principal],
+    authorize: Callable[[Principal, Any], Principal],
+) -> Any:
+    """The request once its caller is admitted. The token is checked before anything is read;
+    a streamed request is then judged by its first message (an upload's header), which must come
+    within FIRST_MESSAGE_S and which the servicer reads as if nothing happened."""
+    caller = authenticate()
     if not hasattr(request, "__aiter__"):
-        current_principal.set(admit(request))
+        current_principal.set(authorize(caller, request))
         return request
     iterator = aiter(request)
     try:
-        first = await anext(iterator)
+        async with asyncio.timeout(FIRST_MESSAGE_S):
+            first = await anext(iterator)
     except StopAsyncIteration:
         first = None
-    current_principal.set(admit(first))
+    except TimeoutError:
+        raise DeadlineExceeded(f"no message within {FIRST_MESSAGE_S:g}s") from None
+    current_principal.set(authorize(caller, first))
 
     async def replay() -> AsyncIterator[Any]:
         if first is not None:

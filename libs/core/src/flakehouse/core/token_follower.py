@@ -18,7 +18,7 @@ from flakehouse.core.kafka import (
     tokens_topic,
 )
 from flakehouse.core.settings import KafkaSettings
-from flakehouse.core.tokens import TokenTable
+from flakehouse.core.tokens import USE_SUFFIX, TokenTable
 
 log = logging.getLogger(__name__)
 FOLLOW_WAIT_MS = 250
@@ -61,13 +61,13 @@ class TokenFollower:
         if key is None:
             return
         name = key.decode(errors="replace")
-        if value is None:
-            self.table.apply(name, None)
-            return
         try:
-            record = tokens_pb2.TokenRecord.FromString(value)
+            if name.endswith(USE_SUFFIX):
+                used = tokens_pb2.TokenUse.FromString(value) if value is not None else None
+                self.table.note_use(name[: -len(USE_SUFFIX)], used and used.last_used_us)
+            elif value is None:
+                self.table.apply(name, None)
+            elif (record := tokens_pb2.TokenRecord.FromString(value)).info.name == name:
+                self.table.apply(name, record)
         except DecodeError:
-            log.warning("unreadable token record skipped", extra={"token": name})
-            return
-        if record.info.name == name:
-            self.table.apply(name, record)
+            log.warning("unreadable token record skipped", extra={"token": name[:80]})

@@ -17,6 +17,8 @@ from pathlib import Path
 from flakehouse.auth.v1 import tokens_pb2
 from flakehouse.core.grants import Grant, Principal, Role
 
+USE_SUFFIX = "#used"
+"""The key `<name>#used` holds a token's last use (token names hold no `#`)."""
 SECRET_PREFIX = "fh_"
 SECRET_BYTES = 32
 SERVICE_PRINCIPAL = "service"
@@ -59,6 +61,8 @@ class TokenTable:
             self._static[secret_hash(admin_secret)] = admin
         self._by_hash: dict[bytes, Principal] = {}
         self._records: dict[str, tokens_pb2.TokenRecord] = {}
+        self._last_used: dict[str, int] = {}
+        # The follower writes from the event loop; readers may be in other threads.
         self._lock = threading.Lock()
         self._used: dict[str, int] = {}
 
@@ -69,26 +73,49 @@ class TokenTable:
             old = self._records.pop(name, None)
             if old is not None:
                 self._by_hash.pop(old.secret_sha256, None)
-            if record is not None:
+            if record is None:
+                self._last_used.pop(name, None)
+            else:
                 self._records[name] = record
                 self._by_hash[record.secret_sha256] = principal_of(record)
 
+    def note_use(self, name: str, last_used_us: int | None) -> None:
+        """A `<name>#used` record of the token topic (None: its tombstone)."""
+        with self._lock:
+            if last_used_us is None:
+                self._last_used.pop(name, None)
+            else:
+                self._last_used[name] = max(last_used_us, self._last_used.get(name, 0))
+
     def principal(self, secret: str) -> Principal | None:
         digest = secret_hash(secret)
-        caller = self._static.get(digest) or self._by_hash.get(digest)
-        if caller is not None and caller.name in self._records:
-            self._used[caller.name] = time.time_ns() // 1000
+        with self._lock:
+            caller = self._static.get(digest) or self._by_hash.get(digest)
+            if caller is not None and caller.name in self._records:
+                self._used[caller.name] = time.time_ns() // 1000
         return caller
 
     def record(self, name: str) -> tokens_pb2.TokenRecord | None:
         with self._lock:
             return self._records.get(name)
 
-    def records(self) -> list[tokens_pb2.TokenRecord]:
+    def last_used_us(self, name: str) -> int:
         with self._lock:
-            return [self._records[name] for name in sorted(self._records)]
+            return self._last_used.get(name, 0)
+
+    def infos(self) -> list[tokens_pb2.TokenInfo]:
+        """Every live token, with its last use as the topic says."""
+        with self._lock:
+            infos = []
+            for name in sorted(self._records):
+                info = tokens_pb2.TokenInfo()
+                info.CopyFrom(self._records[name].info)
+                info.last_used_us = self._last_used.get(name, 0)
+                infos.append(info)
+            return infos
 
     def used_since_report(self) -> dict[str, int]:
         """Tokens used here since the last call, with when they were last used."""
-        used, self._used = self._used, {}
+        with self._lock:
+            used, self._used = self._used, {}
         return used

@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from flakehouse.core.authn import readable
+from flakehouse.core.authn import readable, require_cluster_admin
 from flakehouse.core.errors import InvalidArgument, ResourceExhausted, Unavailable
 from flakehouse.events.batch import upload_id_for
 from flakehouse.events.errors import EventError
-from flakehouse.ingest.datasets import Datasets
+from flakehouse.ingest.datasets import Datasets, creating, has_limits
 from flakehouse.ingest.files_call import FilesCall
 from flakehouse.ingest.formats import FORMAT_ENUMS, FORMATS
 from flakehouse.ingest.metrics import IngestMetrics
@@ -62,6 +62,8 @@ class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
     async def CreateDataset(
         self, request: ingest_pb2.CreateDatasetRequest, context: Any
     ) -> ingest_pb2.CreateDatasetResponse:
+        if has_limits(request.limits):
+            require_cluster_admin("to set limits; create the dataset without them, then ask")
         dataset, created = await self._datasets.create(
             request.name, request.partitions, request.limits
         )
@@ -129,7 +131,9 @@ class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
                 yield reply
             parsed = parse.result()
             upload.format = parsed.format
-            dataset, created = await self._datasets.create(header.dataset)
+            dataset, created = await self._datasets.create(
+                header.dataset, may_create=creating(header.dataset)
+            )
             await self._quota.acquire_lease(header.dataset, parsed.events, spool.size)
             produced = Produced()
             produce = asyncio.ensure_future(

@@ -7,12 +7,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from flakehouse.common.v1 import datasets_pb2
+from flakehouse.core.authn import require
 from flakehouse.core.catalog import Catalog, CatalogReader, generation_topic
 from flakehouse.core.errors import (
     AlreadyExists,
@@ -21,6 +22,7 @@ from flakehouse.core.errors import (
     NotFound,
     Unavailable,
 )
+from flakehouse.core.grants import Role
 from flakehouse.core.kafka import KafkaAdmin
 from flakehouse.core.limit_rules import QUOTA_FIELDS, validate_quota
 from flakehouse.events.model import validate_dataset_name
@@ -44,6 +46,16 @@ def checked_name(name: str) -> str:
         return validate_dataset_name(name)
     except ValueError as exc:
         raise InvalidArgument(str(exc)) from None
+
+
+def creating(name: str) -> Callable[[], None]:
+    """What an upload checks before its dataset is created on first use: creating one takes
+    admin on it, write alone does not."""
+
+    def check() -> None:
+        require(Role.ADMIN, name, "to create it on first upload: it does not exist yet")
+
+    return check
 
 
 def has_limits(limits: quota_pb2.Quota) -> bool:
@@ -112,10 +124,15 @@ class Datasets:
             return await self._catalog.sync()
 
     async def create(
-        self, name: str, partitions: int = 0, limits: quota_pb2.Quota | None = None
+        self,
+        name: str,
+        partitions: int = 0,
+        limits: quota_pb2.Quota | None = None,
+        may_create: Callable[[], None] = lambda: None,
     ) -> tuple[ingest_pb2.Dataset, bool]:
         """The live dataset of this name, created (with `limits`) if there is none; True when
-        created. An existing one keeps its limits."""
+        created. An existing one keeps its limits. `may_create` raises when the caller may not
+        create it (an upload's token that may write but not create)."""
         name = checked_name(name)
         limits = limits if limits is not None else quota_pb2.Quota()
         validate_quota(limits)
@@ -128,6 +145,7 @@ class Datasets:
             existing = await self._existing(name, partitions)  # created by a racing call
             if existing is not None:
                 return existing, False
+            may_create()
             if has_limits(limits) and self._quota.stub is None:
                 raise FailedPrecondition(
                     "limits need the quota service, and this ingest has no quota_address"

@@ -10,7 +10,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from flakehouse.core.errors import InvalidArgument, Unavailable
 from flakehouse.events.model import check_parse_arguments
-from flakehouse.ingest.datasets import Datasets, checked_name
+from flakehouse.ingest.datasets import Datasets, checked_name, creating
 from flakehouse.ingest.file_batches import ParsedFile, RefusedFile, parse_files
 from flakehouse.ingest.formats import FORMAT_ENUMS, FORMATS
 from flakehouse.ingest.metrics import IngestMetrics
@@ -51,7 +51,9 @@ class FilesCall:
         landed: list[list[tuple[int, int]]] = []
         produce_s, created = 0.0, False
         if parsed:
-            dataset, created = await self._datasets.create(request.dataset)
+            dataset, created = await self._datasets.create(
+                request.dataset, may_create=creating(request.dataset)
+            )
             size = sum(
                 len(f.content)
                 for f, o in zip(request.files, outcomes, strict=True)

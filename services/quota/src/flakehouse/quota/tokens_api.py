@@ -6,6 +6,7 @@ written would win."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from typing import Any
@@ -17,6 +18,7 @@ from flakehouse.core.tokens import (
     ADMIN_PRINCIPAL,
     ROLES,
     SERVICE_PRINCIPAL,
+    USE_SUFFIX,
     TokenTable,
     new_secret,
     secret_hash,
@@ -32,36 +34,44 @@ class TokensApi(tokens_pb2_grpc.TokenServiceServicer):
     def __init__(self, table: TokenTable, store: TokenStore) -> None:
         self._table = table
         self._store = store
+        # One change at a time: a creation checks then writes, a revocation writes then
+        # forgets; neither may interleave with the other.
+        self._lock = asyncio.Lock()
 
     async def CreateToken(
         self, request: tokens_pb2.CreateTokenRequest, context: Any
     ) -> tokens_pb2.CreateTokenResponse:
         _check(request)
-        if self._table.record(request.name) is not None:
-            raise AlreadyExists(f"a token named {request.name!r} exists: revoke it first")
-        secret = new_secret()
-        info = tokens_pb2.TokenInfo(
-            name=request.name,
-            grants=request.grants,
-            cluster_admin=request.cluster_admin,
-            created_us=time.time_ns() // 1000,
-        )
-        await self._write(tokens_pb2.TokenRecord(info=info, secret_sha256=secret_hash(secret)))
+        async with self._lock:
+            if self._table.record(request.name) is not None:
+                raise AlreadyExists(f"a token named {request.name!r} exists: revoke it first")
+            secret = new_secret()
+            info = tokens_pb2.TokenInfo(
+                name=request.name,
+                grants=request.grants,
+                cluster_admin=request.cluster_admin,
+                created_us=time.time_ns() // 1000,
+            )
+            record = tokens_pb2.TokenRecord(info=info, secret_sha256=secret_hash(secret))
+            await self._store.write(request.name, record.SerializeToString())
+            self._table.apply(request.name, record)  # at once here; the others follow
         return tokens_pb2.CreateTokenResponse(token=info, secret=secret)
 
     async def ListTokens(
         self, request: tokens_pb2.ListTokensRequest, context: Any
     ) -> tokens_pb2.ListTokensResponse:
-        return tokens_pb2.ListTokensResponse(tokens=[r.info for r in self._table.records()])
+        return tokens_pb2.ListTokensResponse(tokens=self._table.infos())
 
     async def RevokeToken(
         self, request: tokens_pb2.RevokeTokenRequest, context: Any
     ) -> tokens_pb2.RevokeTokenResponse:
-        record = self._table.record(request.name)
-        if record is None:
-            raise NotFound(f"no token named {request.name!r}")
-        await self._store.write(request.name, None)
-        self._table.apply(request.name, None)
+        async with self._lock:
+            record = self._table.record(request.name)
+            if record is None:
+                raise NotFound(f"no token named {request.name!r}")
+            await self._store.write(request.name, None)
+            self._table.apply(request.name, None)
+            await self._store.write(request.name + USE_SUFFIX, None)
         return tokens_pb2.RevokeTokenResponse(token=record.info)
 
     async def ReportTokenUse(
@@ -71,18 +81,18 @@ class TokensApi(tokens_pb2_grpc.TokenServiceServicer):
         return tokens_pb2.ReportTokenUseResponse()
 
     async def record_use(self, used: dict[str, int]) -> None:
-        for name, used_us in sorted(used.items()):
-            record = self._table.record(name)
-            if record is None or used_us < record.info.last_used_us + USE_GRANULARITY_US:
-                continue
-            updated = tokens_pb2.TokenRecord()
-            updated.CopyFrom(record)
-            updated.info.last_used_us = used_us
-            await self._write(updated)
-
-    async def _write(self, record: tokens_pb2.TokenRecord) -> None:
-        await self._store.write(record.info.name, record)
-        self._table.apply(record.info.name, record)  # at once here; the others follow
+        """Writes `<name>#used` for the live tokens used at least a minute after their last
+        recorded use. It never touches a token's credential record, so a report crossing a
+        revocation cannot bring the token back."""
+        async with self._lock:
+            for name, used_us in sorted(used.items()):
+                if self._table.record(name) is None:
+                    continue
+                if used_us < self._table.last_used_us(name) + USE_GRANULARITY_US:
+                    continue
+                value = tokens_pb2.TokenUse(last_used_us=used_us).SerializeToString()
+                await self._store.write(name + USE_SUFFIX, value)
+                self._table.note_use(name, used_us)
 
 
 def _check(request: tokens_pb2.CreateTokenRequest) -> None:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x66lakehouse/auth/v1/tokens.proto\x12\x12\x66lakehouse.auth.v1\"@\n\x05Grant\x12&\n\x04role\x18\x01 \x01(\x0e\x32\x18.flakehouse.auth.v1.Role\x12\x0f\n\x07pattern\x18\x02 \x01(\t\"\x85\x01\n\tTokenInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x06grants\x18\x02 \x03(\x0b\x32\x19.flakehouse.auth.v1.Grant\x12\x15\n\rcluster_admin\x18\x03 \x01(\x08\x12\x12\n\ncreated_us\x18\x04 \x01(\x03\x12\x14\n\x0clast_used_us\x18\x05 \x01(\x03\"Q\n\x0bTokenRecord\x12+\n\x04info\x18\x01 \x01(\x0b\x32\x1d.flakehouse.auth.v1.TokenInfo\x12\x15\n\rsecret_sha256\x18\x02 \x01(\x0c\"d\n\x12\x43reateTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x06grants\x18\x02 \x03(\x0b\x32\x19.flakehouse.auth.v1.Grant\x12\x15\n\rcluster_admin\x18\x03 \x01(\x08\"S\n\x13\x43reateTokenResponse\x12,\n\x05token\x18\x01 \x01(\x0b\x32\x1d.flakehouse.auth.v1.TokenInfo\x12\x0e\n\x06secret\x18\x02 \x01(\t\"\x13\n\x11ListTokensRequest\"C\n\x12ListTokensResponse\x12-\n\x06tokens\x18\x01 \x03(\x0b\x32\x1d.flakehouse.auth.v1.TokenInfo\"\"\n\x12RevokeTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"C\n\x13RevokeTokenResponse\x12,\n\x05token\x18\x01 \x01(\x0b\x32\x1d.flakehouse.auth.v1.TokenInfo\"\x9b\x01\n\x15ReportTokenUseRequest\x12O\n\x0clast_used_us\x18\x01 \x03(\x0b\x32\x39.flakehouse.auth.v1.ReportTokenUseRequest.LastUsedUsEntry\x1a\x31\n\x0fLastUsedUsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\x18\n\x16ReportTokenUseResponse*K\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_READ\x10\x01\x12\x0e\n\nROLE_WRITE\x10\x02\x12\x0e\n\nROLE_ADMIN\x10\x03\x32\x94\x03\n\x0cTokenService\x12^\n\x0b\x43reateToken\x12&.flakehouse.auth.v1.CreateTokenRequest\x1a\'.flakehouse.auth.v1.CreateTokenResponse\x12[\n\nListTokens\x12%.flakehouse.auth.v1.ListTokensRequest\x1a&.flakehouse.auth.v1.ListTokensResponse\x12^\n\x0bRevokeToken\x12&.flakehouse.auth.v1.RevokeTokenRequest\x1a\'.flakehouse.auth.v1.RevokeTokenResponse\x12g\n\x0eReportTokenUse\x12).flakehouse.auth.v1.ReportTokenUseRequest\x1a*.flakehouse.auth.v1.ReportTokenUseResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x66lakehouse/auth/v1/tokens.proto\x12\x12\x66lakehouse.auth.v1\"@\n\x05Grant\x12&\n\x04role\x18\x01 \x01(\x0e\x32\x18.flakehouse.auth.v1.Role\x12\x0f\n\x07pattern\x18\x02 \x01(\t\"\x85\x01\n\tTokenInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x06grants\x18\x02 \x03(\x0b\x32\x19.flakehouse.auth.v1.Grant\x12\x15\n\rcluster_admin\x18\x03 \x01(\x08\x12\x12\n\ncreated_us\x18\x04 \x01(\x03\x12\x14\n\x0clast_used_us\x18\x05 \x01(\x03\"Q\n\x0bTokenRecord\x12+\n\x04info\x18\x01 \x01(\x0b\x32\x1d.flakehouse.auth.v1.TokenInfo\x12\x15\n\rsecret_sha256\x18\x02 \x01(\x0c\" \n\x08TokenUse\x12\x14\n\x0clast_used_us\x18\x01 \x01(\x03\"d\n\x12\x43reateTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x06grants\x18\x02 \x03(\x0b\x32\x19.flakehouse.auth.v1.Grant\x12\x15\n\rcluster_admin\x18\x03 \x01(\x08\"S\n\x13\x43reateTokenResponse\x12,\n\x05token\x18\x01 \x01(\x0b\x32\x1d.flakehouse.auth.v1.TokenInfo\x12\x0e\n\x06secret\x18\x02 \x01(\t\"\x13\n\x11ListTokensRequest\"C\n\x12ListTokensResponse\x12-\n\x06tokens\x18\x01 \x03(\x0b\x32\x1d.flakehouse.auth.v1.TokenInfo\"\"\n\x12RevokeTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"C\n\x13RevokeTokenResponse\x12,\n\x05token\x18\x01 \x01(\x0b\x32\x1d.flakehouse.auth.v1.TokenInfo\"\x9b\x01\n\x15ReportTokenUseRequest\x12O\n\x0clast_used_us\x18\x01 \x03(\x0b\x32\x39.flakehouse.auth.v1.ReportTokenUseRequest.LastUsedUsEntry\x1a\x31\n\x0fLastUsedUsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\x18\n\x16ReportTokenUseResponse*K\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_READ\x10\x01\x12\x0e\n\nROLE_WRITE\x10\x02\x12\x0e\n\nROLE_ADMIN\x10\x03\x32\x94\x03\n\x0cTokenService\x12^\n\x0b\x43reateToken\x12&.flakehouse.auth.v1.CreateTokenRequest\x1a\'.flakehouse.auth.v1.CreateTokenResponse\x12[\n\nListTokens\x12%.flakehouse.auth.v1.ListTokensRequest\x1a&.flakehouse.auth.v1.ListTokensResponse\x12^\n\x0bRevokeToken\x12&.flakehouse.auth.v1.RevokeTokenRequest\x1a\'.flakehouse.auth.v1.RevokeTokenResponse\x12g\n\x0eReportTokenUse\x12).flakehouse.auth.v1.ReportTokenUseRequest\x1a*.flakehouse.auth.v1.ReportTokenUseResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,32 +33,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_REPORTTOKENUSEREQUEST_LASTUSEDUSENTRY']._loaded_options = None
   _globals['_REPORTTOKENUSEREQUEST_LASTUSEDUSENTRY']._serialized_options = b'8\001'
-  _globals['_ROLE']._serialized_start=906
-  _globals['_ROLE']._serialized_end=981
+  _globals['_ROLE']._serialized_start=940
+  _globals['_ROLE']._serialized_end=1015
   _globals['_GRANT']._serialized_start=55
   _globals['_GRANT']._serialized_end=119
   _globals['_TOKENINFO']._serialized_start=122
   _globals['_TOKENINFO']._serialized_end=255
   _globals['_TOKENRECORD']._serialized_start=257
   _globals['_TOKENRECORD']._serialized_end=338
-  _globals['_CREATETOKENREQUEST']._serialized_start=340
-  _globals['_CREATETOKENREQUEST']._serialized_end=440
-  _globals['_CREATETOKENRESPONSE']._serialized_start=442
-  _globals['_CREATETOKENRESPONSE']._serialized_end=525
-  _globals['_LISTTOKENSREQUEST']._serialized_start=527
-  _globals['_LISTTOKENSREQUEST']._serialized_end=546
-  _globals['_LISTTOKENSRESPONSE']._serialized_start=548
-  _globals['_LISTTOKENSRESPONSE']._serialized_end=615
-  _globals['_REVOKETOKENREQUEST']._serialized_start=617
-  _globals['_REVOKETOKENREQUEST']._serialized_end=651
-  _globals['_REVOKETOKENRESPONSE']._serialized_start=653
-  _globals['_REVOKETOKENRESPONSE']._serialized_end=720
-  _globals['_REPORTTOKENUSEREQUEST']._serialized_start=723
-  _globals['_REPORTTOKENUSEREQUEST']._serialized_end=878
-  _globals['_REPORTTOKENUSEREQUEST_LASTUSEDUSENTRY']._serialized_start=829
-  _globals['_REPORTTOKENUSEREQUEST_LASTUSEDUSENTRY']._serialized_end=878
-  _globals['_REPORTTOKENUSERESPONSE']._serialized_start=880
-  _globals['_REPORTTOKENUSERESPONSE']._serialized_end=904
-  _globals['_TOKENSERVICE']._serialized_start=984
-  _globals['_TOKENSERVICE']._serialized_end=1388
+  _globals['_TOKENUSE']._serialized_start=340
+  _globals['_TOKENUSE']._serialized_end=372
+  _globals['_CREATETOKENREQUEST']._serialized_start=374
+  _globals['_CREATETOKENREQUEST']._serialized_end=474
+  _globals['_CREATETOKENRESPONSE']._serialized_start=476
+  _globals['_CREATETOKENRESPONSE']._serialized_end=559
+  _globals['_LISTTOKENSREQUEST']._serialized_start=561
+  _globals['_LISTTOKENSREQUEST']._serialized_end=580
+  _globals['_LISTTOKENSRESPONSE']._serialized_start=582
+  _globals['_LISTTOKENSRESPONSE']._serialized_end=649
+  _globals['_REVOKETOKENREQUEST']._serialized_start=651
+  _globals['_REVOKETOKENREQUEST']._serialized_end=685
+  _globals['_REVOKETOKENRESPONSE']._serialized_start=687
+  _globals['_REVOKETOKENRESPONSE']._serialized_end=754
+  _globals['_REPORTTOKENUSEREQUEST']._serialized_start=757
+  _globals['_REPORTTOKENUSEREQUEST']._serialized_end=912
+  _globals['_REPORTTOKENUSEREQUEST_LASTUSEDUSENTRY']._serialized_start=863
+  _globals['_REPORTTOKENUSEREQUEST_LASTUSEDUSENTRY']._serialized_end=912
+  _globals['_REPORTTOKENUSERESPONSE']._serialized_start=914
+  _globals['_REPORTTOKENUSERESPONSE']._serialized_end=938
+  _globals['_TOKENSERVICE']._serialized_start=1018
+  _globals['_TOKENSERVICE']._serialized_end=1422
 # @@protoc_insertion_point(module_scope)

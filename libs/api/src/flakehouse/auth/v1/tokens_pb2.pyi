@@ -105,8 +105,8 @@ Global___TokenInfo: _TypeAlias = TokenInfo  # noqa: Y015
 
 @_typing.final
 class TokenRecord(_message.Message):
-    """The value of a token's record in `<prefix>.__tokens`, keyed by its name. A revoked token's
-    record is a tombstone.
+    """The value of a token's record in `<prefix>.__tokens`, keyed by its name, written once when it
+    is created (its last_used_us stays 0 there). A revoked token's record is a tombstone.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -129,6 +129,29 @@ class TokenRecord(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TokenRecord: _TypeAlias = TokenRecord  # noqa: Y015
+
+@_typing.final
+class TokenUse(_message.Message):
+    """The value under the key `<name>#used` in `<prefix>.__tokens`: when the token was last used.
+    Kept apart from the credential so that no use report can ever write a revoked token back.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LAST_USED_US_FIELD_NUMBER: _builtins.int
+    last_used_us: _builtins.int
+    def __init__(
+        self,
+        *,
+        last_used_us: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["last_used_us", b"last_used_us"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TokenUse: _TypeAlias = TokenUse  # noqa: Y015
 
 @_typing.final
 class CreateTokenRequest(_message.Message):
