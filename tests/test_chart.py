@@ -9,7 +9,9 @@ the components are reached by, including the storage pods' names replication dia
 component is given the tokens Secret (two random `fh_` tokens, kept across upgrades) and no
 token appears anywhere else; with a managed Kafka (SASL_SSL), every component is told the
 protocol, mechanism and user and mounts the password and TLS files from the user's Secrets,
-and no password is ever a value; every variable the chart sets is a setting of its component.
+and no password is ever a value; every variable the chart sets is a setting of its component;
+the NetworkPolicies, evaluated over a model of the pods and addresses around the release, let
+through exactly the flows of DESIGN.md §1 and what the networkPolicy values add.
 
 helm and promtool come from `make tools` (tools/bin)."""
 
@@ -23,6 +25,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -84,6 +87,15 @@ KAFKA_SASL_SSL = [
     "kafka.tls.clientCertSecret=kafka-client",
 ]
 KAFKA_DIR = "/etc/flakehouse/kafka"
+# Clients from the "apps" namespace only, Prometheus from "monitoring" only, the API server and
+# the managed Kafka by address.
+NETWORK_NARROWED = [
+    r"networkPolicy.clients[0].namespaceSelector.matchLabels.kubernetes\.io/metadata\.name=apps",
+    r"networkPolicy.prometheus[0].namespaceSelector.matchLabels.kubernetes\.io/metadata\.name=monitoring",
+    r"networkPolicy.prometheus[0].podSelector.matchLabels.app\.kubernetes\.io/name=prometheus",
+    "networkPolicy.kubernetesApi.to[0].ipBlock.cidr=172.18.0.2/32",
+    "networkPolicy.externalKafka.to[0].ipBlock.cidr=198.51.100.0/24",
+]
 # What a token looks like (flakehouse.core.tokens.new_secret): fh_ and 256 bits, URL-safe.
 TOKEN = re.compile(r"fh_[A-Za-z0-9_-]{43}")
 
@@ -103,10 +115,12 @@ def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def render(*sets: str, release: str = "fh") -> list[dict[str, Any]]:
+def render(*sets: str, release: str = "fh", set_json: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     args = ["template", release, str(CHART), "--namespace", "tests"]
     for value in sets:
         args += ["--set", value]
+    for value in set_json:
+        args += ["--set-json", value]
     docs = yaml.safe_load_all(helm(*args).stdout)
     return [d for d in docs if d]
 
@@ -142,6 +156,7 @@ VARIANTS = {
     "tokens-secret": TOKENS_SECRET_MODE,
     "no-admin": NO_ADMIN,
     "kafka-sasl-ssl": KAFKA_SASL_SSL,
+    "network-narrowed": NETWORK_NARROWED,
 }
 
 
@@ -293,6 +308,19 @@ def test_the_certificate_schema_refuses_a_broken_certificate(
         (["kafka.sasl.password=hunter2"], "Additional property password"),
         (["kafka.sasl.passwordSecret.value=hunter2"], "Additional property value"),
         (["kafka.sasl.passwordSecret.name=Not_A_Name"], "kafka.sasl.passwordSecret.name"),
+        # Network policies: NetworkPolicy's own shapes, ports by number.
+        (["networkPolicy.enable=true"], "Additional property enable"),
+        (["networkPolicy.kubernetesApi.ports[0].port=https"], "kubernetesApi.ports.0.port"),
+        (["networkPolicy.dns.ports[0].protocol=ICMP"], "dns.ports.0.protocol"),
+        (["networkPolicy.externalKafka.to[0].ipBlock.cidr=10.0.0.1"], "ipBlock.cidr"),
+        # An ipBlock stands alone in a peer.
+        (
+            [
+                "networkPolicy.clients[0].ipBlock.cidr=10.0.0.0/8",
+                "networkPolicy.clients[0].namespaceSelector.matchLabels.team=ci",
+            ],
+            "networkPolicy.clients.0",
+        ),
     ],
 )
 def test_bad_values_are_refused_with_a_message(sets: list[str], message: str) -> None:
@@ -1138,6 +1166,349 @@ def test_no_kafka_password_in_values_nor_in_any_env_value_or_config_map(
         if manifest["kind"] == "ConfigMap":
             dumped = json.dumps(manifest)
             assert "kafka-credentials" not in dumped and "scram-password" not in dumped
+
+
+# -- network policies ----------------------------------------------------------------------------
+
+# The flows of DESIGN.md §1, written once, independently of the chart: who calls whom on the
+# gRPC port (storage copies segments from its peers; replication calls no one: it finds the
+# storage pods through the Kubernetes API, and they call it), and the ports users reach.
+CALLS = {
+    "ingest": {"quota"},
+    "query": {"quota", "replication", "storage"},
+    "quota": set(),
+    "replication": set(),
+    "storage": {"quota", "replication", "storage"},
+}
+USER_FACING = {"ingest", "query", "quota", "replication"}
+GRPC, METRICS = "7000/TCP", "9100/TCP"
+DNS = {"53/UDP", "53/TCP"}
+NAMESPACE_LABELS = {
+    ns: {"kubernetes.io/metadata.name": ns} for ns in ("tests", "apps", "monitoring", "kube-system")
+}
+
+
+def flakehouse_labels(release: str, component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "flakehouse",
+        "app.kubernetes.io/instance": release,
+        "app.kubernetes.io/component": component,
+    }
+
+
+@dataclass(eq=False)
+class Endpoint:
+    """A pod (namespace and labels) or an address outside the cluster's pods (ip), and the
+    ports it listens on ("7000/TCP")."""
+
+    name: str
+    ports: set[str]
+    namespace: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    ip: str | None = None
+
+
+# Everything around the release: pods of other workloads, in its namespace and elsewhere (one
+# of another release of the chart, one in another namespace wearing our query's labels), the
+# Prometheus and DNS pods, and addresses outside the pods: the API server, a managed Kafka, the
+# internet.
+STRANGERS = [
+    Endpoint("neighbour", {"8080/TCP"}, "tests", {"app": "other"}),
+    Endpoint("other-release", {GRPC, METRICS}, "tests", flakehouse_labels("other", "storage")),
+    Endpoint("client", {"8080/TCP"}, "apps", {"app": "ci"}),
+    Endpoint("impostor", {"8080/TCP"}, "apps", flakehouse_labels("fh", "query")),
+    Endpoint("prometheus", {"9090/TCP"}, "monitoring", {"app.kubernetes.io/name": "prometheus"}),
+    Endpoint("kube-dns", DNS, "kube-system", {"k8s-app": "kube-dns"}),
+    Endpoint("api-server", {"6443/TCP"}, ip="172.18.0.2"),
+    Endpoint("managed-kafka", {"9092/TCP"}, ip="198.51.100.9"),
+    Endpoint("internet", {"443/TCP"}, ip="203.0.113.7"),
+]
+STRANGER_PODS = {s.name for s in STRANGERS if s.namespace}
+
+
+def release_pods(manifests: list[dict[str, Any]]) -> list[Endpoint]:
+    """One endpoint per workload of the release, with its pods' labels and ports: a flow from
+    one to itself is between two of its pods."""
+    pods = []
+    for workload in workloads(manifests):
+        template = workload["spec"]["template"]
+        labels = template["metadata"]["labels"]
+        ports = {
+            f"{p['containerPort']}/{p.get('protocol', 'TCP')}"
+            for c in template["spec"]["containers"]
+            for p in c.get("ports", [])
+        }
+        pods.append(Endpoint(labels["app.kubernetes.io/component"], ports, "tests", labels))
+    return pods
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator = expression["key"], expression["operator"]
+        present = key in labels
+        value_in = present and labels[key] in expression.get("values", [])
+        ok = {
+            "In": value_in,
+            "NotIn": not value_in,
+            "Exists": present,
+            "DoesNotExist": not present,
+        }[operator]
+        if not ok:
+            return False
+    return True
+
+
+def peer_matches(peer: dict[str, Any], policy_namespace: str, endpoint: Endpoint) -> bool:
+    """NetworkPolicyPeer semantics. An ipBlock is taken to match addresses outside the pods
+    only: whether it matches pod addresses is left to each network plugin."""
+    if "ipBlock" in peer:
+        if endpoint.ip is None:
+            return False
+        address = ipaddress.ip_address(endpoint.ip)
+        block = peer["ipBlock"]
+        return address in ipaddress.ip_network(block["cidr"]) and not any(
+            address in ipaddress.ip_network(e) for e in block.get("except", [])
+        )
+    if endpoint.namespace is None:
+        return False
+    if "namespaceSelector" in peer:
+        in_namespace = selects(peer["namespaceSelector"], NAMESPACE_LABELS[endpoint.namespace])
+    else:
+        in_namespace = endpoint.namespace == policy_namespace
+    return in_namespace and selects(peer.get("podSelector", {}), endpoint.labels)
+
+
+def port_matches(ports: list[dict[str, Any]] | None, port: str) -> bool:
+    number, protocol = port.split("/")
+    if not ports:
+        return True
+    for rule in ports:
+        if rule.get("protocol", "TCP") != protocol:
+            continue
+        if "port" not in rule:
+            return True
+        assert isinstance(rule["port"], int), f"named port {rule['port']}: numbers only"
+        if rule["port"] <= int(number) <= rule.get("endPort", rule["port"]):
+            return True
+    return False
+
+
+def admits(
+    policies: list[dict[str, Any]], pod: Endpoint, direction: str, peer: Endpoint, port: str
+) -> bool:
+    """Whether the policies selecting `pod` let `peer` in (Ingress, `port` being the pod's) or
+    let the pod out to `peer` (Egress). Addresses outside the pods have no policy; a pod no
+    policy isolates in that direction admits everything."""
+    if pod.namespace is None:
+        return True
+    isolating = []
+    for policy in policies:
+        namespace = policy["metadata"].get("namespace", "tests")
+        spec = policy["spec"]
+        types = spec.get("policyTypes") or ["Ingress", *(["Egress"] if "egress" in spec else [])]
+        if (
+            namespace == pod.namespace
+            and direction in types
+            and selects(spec["podSelector"], pod.labels)
+        ):
+            isolating.append(policy)
+    if not isolating:
+        return True
+    key, peers_key = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
+    for policy in isolating:
+        namespace = policy["metadata"].get("namespace", "tests")
+        for rule in policy["spec"].get(key) or []:
+            peers = rule.get(peers_key)
+            if (not peers or any(peer_matches(p, namespace, peer) for p in peers)) and (
+                port_matches(rule.get("ports"), port)
+            ):
+                return True
+    return False
+
+
+Flow = tuple[str, str, str]
+
+
+def reachable(manifests: list[dict[str, Any]]) -> set[Flow]:
+    """Every (source, destination, port) the rendered NetworkPolicies let through, with the
+    release's pods at one end at least: the source's egress and the destination's ingress."""
+    policies = [m for m in manifests if m["kind"] == "NetworkPolicy"]
+    ours = release_pods(manifests)
+    flows = set()
+    for source in ours + STRANGERS:
+        for destination in ours + STRANGERS:
+            if source not in ours and destination not in ours:
+                continue
+            for port in destination.ports:
+                if admits(policies, source, "Egress", destination, port) and admits(
+                    policies, destination, "Ingress", source, port
+                ):
+                    flows.add((source.name, destination.name, port))
+    return flows
+
+
+def expected_flows(
+    *,
+    kafka: bool,
+    clients: set[str],
+    prometheus: set[str],
+    kafka_brokers: set[str],
+    kubernetes_api: set[tuple[str, str]],
+) -> set[Flow]:
+    """The flow table: DESIGN.md §1's calls, clients on the user-facing gRPC ports, Prometheus
+    on every metrics port, Kafka, DNS for every pod, and the Kubernetes API for replication."""
+    components = sorted(CALLS)
+    flows = {(caller, callee, GRPC) for caller, callees in CALLS.items() for callee in callees}
+    flows |= {(client, c, GRPC) for client in clients for c in USER_FACING}
+    flows |= {(scraper, c, METRICS) for scraper in prometheus for c in components}
+    pods = [*components, "kafka"] if kafka else components
+    flows |= {(pod, "kube-dns", port) for pod in pods for port in DNS}
+    if kafka:
+        flows |= {(c, "kafka", "9092/TCP") for c in components}
+        flows |= {("kafka", "kafka", "9092/TCP"), ("kafka", "kafka", "9093/TCP")}
+    else:
+        flows |= {(c, broker, "9092/TCP") for c in components for broker in kafka_brokers}
+    flows |= {("replication", api, port) for api, port in kubernetes_api}
+    return flows
+
+
+def flow_difference(actual: set[Flow], expected: set[Flow]) -> dict[str, list[Flow]]:
+    return {"unexpected": sorted(actual - expected), "missing": sorted(expected - actual)}
+
+
+NO_DIFFERENCE: dict[str, list[Flow]] = {"unexpected": [], "missing": []}
+
+
+@pytest.mark.parametrize("variant", ["default", "kafka"])
+def test_network_policies_let_through_exactly_the_flow_table(
+    rendered: dict[str, list[dict[str, Any]]], variant: str
+) -> None:
+    """Defaults: clients from every pod of every namespace (TLS and a token are still needed),
+    Prometheus pods of any namespace, the Kubernetes API and an external Kafka at any address
+    on their ports. So storage's gRPC port is open to query and storage only, never to another
+    workload, another release or a pod elsewhere wearing our labels; the chart's Kafka to the
+    components only; the metrics ports to Prometheus only."""
+    kafka = variant == "kafka"
+    actual = reachable(rendered[variant])
+    expected = expected_flows(
+        kafka=kafka,
+        clients=STRANGER_PODS,
+        prometheus={"prometheus"},
+        kafka_brokers={"managed-kafka"},
+        kubernetes_api={("api-server", "6443/TCP"), ("internet", "443/TCP")},
+    )
+    assert flow_difference(actual, expected) == NO_DIFFERENCE
+    # The same, read the other way for a few that matter.
+    assert {s for s, d, p in actual if d == "storage" and p == GRPC} == {"query", "storage"}
+    assert {(d, p) for s, d, p in actual if s == "ingest"} == {
+        ("quota", GRPC),
+        *(("kube-dns", p) for p in DNS),
+        ("kafka", "9092/TCP") if kafka else ("managed-kafka", "9092/TCP"),
+    }
+    if kafka:
+        assert {s for s, d, p in actual if d == "kafka"} == {*CALLS, "kafka"}
+
+
+def test_narrowed_network_policy_values_narrow_the_flows(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    actual = reachable(rendered["network-narrowed"])
+    expected = expected_flows(
+        kafka=False,
+        clients={"client", "impostor"},
+        prometheus={"prometheus"},
+        kafka_brokers={"managed-kafka"},
+        kubernetes_api={("api-server", "6443/TCP")},
+    )
+    assert flow_difference(actual, expected) == NO_DIFFERENCE
+
+
+def test_without_clients_or_prometheus_only_the_components_reach_one_another() -> None:
+    actual = reachable(render(set_json=("networkPolicy.clients=[]", "networkPolicy.prometheus=[]")))
+    expected = expected_flows(
+        kafka=False,
+        clients=set(),
+        prometheus=set(),
+        kafka_brokers={"managed-kafka"},
+        kubernetes_api={("api-server", "6443/TCP"), ("internet", "443/TCP")},
+    )
+    assert flow_difference(actual, expected) == NO_DIFFERENCE
+
+
+def test_external_kafka_is_reached_on_every_port_of_the_bootstrap_servers() -> None:
+    manifests = render(r"kafka.bootstrapServers=b-1.example:9096\,b-2.example:9094")
+    policy = find(manifests, "NetworkPolicy", "fh-ingest")
+    kafka_rules = [r for r in policy["spec"]["egress"] if "to" not in r]
+    assert kafka_rules == [
+        {"ports": [{"port": 9096, "protocol": "TCP"}, {"port": 9094, "protocol": "TCP"}]}
+    ]
+    own = render("networkPolicy.externalKafka.ports[0].port=19092")
+    assert {"ports": [{"port": 19092}]} in find(own, "NetworkPolicy", "fh-ingest")["spec"]["egress"]
+
+
+def test_extra_egress_is_given_to_every_component() -> None:
+    manifests = render(
+        "networkPolicy.extraEgress[0].to[0].ipBlock.cidr=192.0.2.0/24",
+        "networkPolicy.extraEgress[0].ports[0].port=4317",
+    )
+    extra = {"to": [{"ipBlock": {"cidr": "192.0.2.0/24"}}], "ports": [{"port": 4317}]}
+    for component in CALLS:
+        assert extra in find(manifests, "NetworkPolicy", f"fh-{component}")["spec"]["egress"]
+
+
+def test_every_address_a_component_is_given_is_a_flow_of_the_table(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    """A component told of another's address (REPLICATION_ADDRESS, QUOTA_ADDRESS, …) calls
+    it: a new one without its flow in the table (and in the chart's) fails here."""
+    for name, container in containers(rendered["default"]):
+        component = name.removeprefix("fh-")
+        prefix = f"FLAKEHOUSE_{component.upper()}_"
+        told = {
+            key.removeprefix(prefix).removesuffix("_ADDRESS").lower()
+            for key in env_of(container)
+            if key.endswith("_ADDRESS") and key != prefix + "ADVERTISED_ADDRESS"
+        }
+        assert told <= CALLS[component], component
+
+
+def test_the_default_deny_shuts_a_pod_no_component_policy_opens(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    """Without storage's own policy, storage is shut both ways; without any policy, the flow
+    check above would see everything reachable (so it can fail)."""
+    manifests = rendered["default"]
+    without_storage = [
+        m
+        for m in manifests
+        if (m["kind"], m["metadata"]["name"]) != ("NetworkPolicy", "fh-storage")
+    ]
+    assert not [f for f in reachable(without_storage) if "storage" in f[:2]]
+    open_flows = reachable([m for m in manifests if m["kind"] != "NetworkPolicy"])
+    assert ("neighbour", "storage", GRPC) in open_flows
+    assert ("ingest", "internet", "443/TCP") in open_flows
+
+
+def test_network_policies_can_be_turned_off() -> None:
+    assert not [m for m in render("networkPolicy.enabled=false") if m["kind"] == "NetworkPolicy"]
+
+
+def test_network_policies_select_the_release_and_components_by_their_pods_labels(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    manifests = rendered["kafka"]
+    policies = {m["metadata"]["name"]: m for m in manifests if m["kind"] == "NetworkPolicy"}
+    assert sorted(policies) == sorted(["fh-default-deny", "fh-kafka", *(f"fh-{c}" for c in CALLS)])
+    for policy in policies.values():
+        assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    deny = policies["fh-default-deny"]["spec"]
+    assert "ingress" not in deny and "egress" not in deny
+    for pod in release_pods(manifests):
+        assert selects(deny["podSelector"], pod.labels)
+        own = policies[f"fh-{pod.name}"]["spec"]["podSelector"]
+        assert [p.name for p in release_pods(manifests) if selects(own, p.labels)] == [pod.name]
 
 
 # -- dashboards and notes -------------------------------------------------------------------------

@@ -146,6 +146,46 @@ draws from crypto/rand; alphanumerics are inside the URL-safe alphabet the servi
 {{- end -}}
 
 {{- /*
+Who calls whom on the gRPC port (JSON), the flows of DESIGN.md §1 as the services are wired
+(the *_ADDRESS variables of flakehouse.env, and storage copying segments from its peers): the
+network policies open each caller's egress and, inverted, each callee's ingress from this one
+table. Replication calls no one: it learns of the storage pods from the Kubernetes API, and
+they call it (RegisterNode, Heartbeat, WatchPlacement).
+*/ -}}
+{{- define "flakehouse.calls" -}}
+{{- toJson (dict
+  "ingest" (list "quota")
+  "query" (list "quota" "replication" "storage")
+  "quota" (list)
+  "replication" (list)
+  "storage" (list "quota" "replication" "storage")
+) -}}
+{{- end -}}
+
+{{- /*
+The ports the components dial Kafka on (JSON list of NetworkPolicyPorts): the chart's Kafka's
+9092, else networkPolicy.externalKafka.ports, else every port of kafka.bootstrapServers (the
+brokers a bootstrap server names usually listen on the same port).
+*/ -}}
+{{- define "flakehouse.kafkaPorts" -}}
+{{- $ports := list -}}
+{{- if .Values.kafka.deploy -}}
+{{- $ports = list (dict "port" 9092 "protocol" "TCP") -}}
+{{- else if .Values.networkPolicy.externalKafka.ports -}}
+{{- $ports = .Values.networkPolicy.externalKafka.ports -}}
+{{- else -}}
+{{- $numbers := list -}}
+{{- range $server := splitList "," .Values.kafka.bootstrapServers -}}
+{{- $numbers = append $numbers (splitList ":" $server | last | atoi) -}}
+{{- end -}}
+{{- range $number := $numbers | uniq -}}
+{{- $ports = append $ports (dict "port" $number "protocol" "TCP") -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $ports -}}
+{{- end -}}
+
+{{- /*
 How the components reach Kafka (JSON): kafka.securityProtocol and the Secrets its SASL and TLS
 files come from, read once for the env, the volume and the checks of validate.yaml. dig and
 default: values kept from before these keys existed (`helm upgrade --reuse-values`) mean
