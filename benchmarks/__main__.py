@@ -35,6 +35,7 @@ from benchmarks.junitgen import report
 from benchmarks.parsing import parsing
 from benchmarks.startup import startup
 from flakehouse.client import Client
+from tests import credentials
 from tests.localcluster import RunningCluster
 
 QUERIES = [
@@ -118,9 +119,13 @@ def main() -> None:
     )
     parser.add_argument("--cli-events", type=int, default=1_000_000, help="events (cli-query)")
     args = parser.parse_args()
-    for name in args.names or list(BENCHMARKS):
-        BENCHMARKS[name](args)
-        print(flush=True)
+    with tempfile.TemporaryDirectory(prefix="flakehouse-bench-") as secrets:
+        # As in production and in the tests: every service a benchmark starts serves TLS and
+        # checks tokens, with a CA and tokens of the run's own (tests/credentials.py).
+        credentials.install(Path(secrets) / "pki")
+        for name in args.names or list(BENCHMARKS):
+            BENCHMARKS[name](args)
+            print(flush=True)
 
 
 BENCHMARKS = {
