@@ -33,9 +33,10 @@ from flakehouse.core.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from flakehouse.core.grants import Role, parse_grant
+from flakehouse.core.grants import parse_grant
 from flakehouse.core.limit_rules import QUOTA_FIELDS
 from flakehouse.core.tls import channel_credentials
+from flakehouse.core.tokens import ROLE_ENUMS
 from flakehouse.events.columns import ColumnError, from_value_column
 from flakehouse.events.values import TIMESTAMP, TYPE_NAMES, Scalar, from_value
 from flakehouse.ingest.v1 import ingest_pb2, ingest_pb2_grpc
@@ -54,11 +55,6 @@ FORMAT_NAMES = {
     ingest_pb2.UPLOAD_FORMAT_JSON_LINES: "json",
 }
 T = TypeVar("T")
-ROLE_ENUMS = {
-    Role.READ: tokens_pb2.ROLE_READ,
-    Role.WRITE: tokens_pb2.ROLE_WRITE,
-    Role.ADMIN: tokens_pb2.ROLE_ADMIN,
-}
 Offsets = Mapping[str, Mapping[int, int]]
 """dataset → partition → the last offset written there."""
 

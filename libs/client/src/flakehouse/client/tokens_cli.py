@@ -11,11 +11,10 @@ from flakehouse.client.clientargs import EXIT_OK, add_subcommand, client_from_ar
 from flakehouse.client.helptext import help_of
 from flakehouse.client.tables import fit_for, format_table
 from flakehouse.client.times import from_micros, rfc3339
+from flakehouse.core.grants import Grant, Role
 
 if TYPE_CHECKING:
     from flakehouse.auth.v1 import tokens_pb2
-
-ROLE_NAMES = {1: "read", 2: "write", 3: "admin"}
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -79,7 +78,8 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
 
 def grants_of(info: tokens_pb2.TokenInfo) -> list[str]:
-    grants = [f"{ROLE_NAMES.get(g.role, '?')}:{g.pattern}" for g in info.grants]
+    # The proto's Role numbers are the grants model's.
+    grants = [str(Grant(Role(g.role), g.pattern)) for g in info.grants]
     return [*grants, "cluster-admin"] if info.cluster_admin else grants
 
 

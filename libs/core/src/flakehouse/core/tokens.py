@@ -23,8 +23,12 @@ SECRET_PREFIX = "fh_"
 SECRET_BYTES = 32
 SERVICE_PRINCIPAL = "service"
 ADMIN_PRINCIPAL = "admin"
-ROLES = {tokens_pb2.ROLE_READ: Role.READ, tokens_pb2.ROLE_WRITE: Role.WRITE}
-ROLES[tokens_pb2.ROLE_ADMIN] = Role.ADMIN
+ROLES = {
+    tokens_pb2.ROLE_READ: Role.READ,
+    tokens_pb2.ROLE_WRITE: Role.WRITE,
+    tokens_pb2.ROLE_ADMIN: Role.ADMIN,
+}
+ROLE_ENUMS = {role: enum for enum, role in ROLES.items()}
 
 
 def new_secret() -> str:
