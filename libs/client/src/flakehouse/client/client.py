@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from flakehouse.core.channel import CHANNEL_OPTIONS
 from flakehouse.core.errors import (
     ERRORS_BY_STATUS,
     RETRY_AFTER_KEY,
+    Cancelled,
     DeadlineExceeded,
     FlakehouseError,
     Internal,
@@ -45,6 +47,8 @@ from flakehouse.quota.v1 import quota_pb2, quota_pb2_grpc
 from flakehouse.replication.v1 import replication_pb2, replication_pb2_grpc
 
 MAX_BACKOFF_S = 8.0
+# How often a cancellable call looks whether it was cancelled.
+CANCEL_POLL_S = 0.1
 FORMATS = {
     None: ingest_pb2.UPLOAD_FORMAT_UNSPECIFIED,
     "junit": ingest_pb2.UPLOAD_FORMAT_JUNIT_XML,
@@ -441,13 +445,15 @@ class Client:
         after: Offsets | None = None,
         raw_times: bool = False,
         time_zone: str = "",
+        cancelled: threading.Event | None = None,
     ) -> QueryResult:
         """Runs a query. With `after` (dataset → partition → offset, e.g. `offsets_of(uploads)`),
         the replicas answer only once they applied those offsets: read-your-writes for a job
         that uploads and then asks. `time_zone` (an IANA name, `Europe/Paris`; default UTC) is
         the zone of date_trunc and time_bucket, and time columns come as aware `datetime`s in
         it, or with `raw_times` as int microseconds since the epoch (typed "int"). An unknown
-        zone raises InvalidArgument before anything is sent."""
+        zone raises InvalidArgument before anything is sent. Setting `cancelled` (from another
+        thread) cancels the call: the query service stops the query and this raises Cancelled."""
         try:
             zone = query_zone(time_zone)
         except ValueError as exc:
@@ -464,7 +470,12 @@ class Client:
                 for dataset, offsets in sorted((after or {}).items())
             ],
         )
-        response = self._call(lambda: stub.Query(request, timeout=self.timeout_s))
+        if cancelled is None:
+            response = self._call(lambda: stub.Query(request, timeout=self.timeout_s))
+        else:
+            response = self._call(
+                lambda: _cancellable(stub.Query.future(request, timeout=self.timeout_s), cancelled)
+            )
         return QueryResult(
             columns=[c.name for c in response.columns],
             types=[TYPE_NAMES.get(c.type, "mixed") for c in response.columns],
@@ -502,10 +513,27 @@ class Client:
         request = replication_pb2.GetReplicaStatusRequest()
         return self._call(lambda: stub.GetReplicaStatus(request, timeout=self.timeout_s))
 
+    def readable_datasets(self) -> list[query_pb2.DatasetInfo]:
+        """The datasets this client's token may read, from the query service."""
+        stub = query_pb2_grpc.QueryServiceStub(self._channel("query"))
+        request = query_pb2.ListDatasetsRequest()
+        return list(self._call(lambda: stub.ListDatasets(request, timeout=self.timeout_s)).datasets)
+
     def describe(self, dataset: str) -> query_pb2.DescribeDatasetResponse:
         stub = query_pb2_grpc.QueryServiceStub(self._channel("query"))
         request = query_pb2.DescribeDatasetRequest(dataset=dataset)
         return self._call(lambda: stub.DescribeDataset(request, timeout=self.timeout_s))
+
+
+def _cancellable(call: Any, cancelled: threading.Event) -> Any:
+    """The result of a call future, cancelling the call once `cancelled` is set."""
+    while True:
+        try:
+            return call.result(timeout=CANCEL_POLL_S)
+        except grpc.FutureTimeoutError:
+            if cancelled.is_set():
+                call.cancel()
+                raise Cancelled("the query was cancelled") from None
 
 
 def offsets_of(

@@ -72,6 +72,8 @@ class ClusterFile:
     ca_file: str = ""
     # A file holding the first admin token: what clients send when given no other.
     token_file: str = ""
+    # Where the console (the web page and the JSON API) answers.
+    console_url: str = ""
 
     def address(self, service: str) -> str:
         if service not in self.services:
@@ -97,4 +99,5 @@ class ClusterFile:
             version=raw.get("version", 1),
             ca_file=raw.get("ca_file", ""),
             token_file=raw.get("token_file", ""),
+            console_url=raw.get("console_url", ""),
         )

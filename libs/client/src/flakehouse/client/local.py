@@ -52,7 +52,7 @@ HOST = "127.0.0.1"
 DEFAULT_PORT_BASE = 7600
 METRICS_OFFSET = 100
 RESTART_BACKOFF_S = 1.0
-OFFSETS = {"ingest": 1, "query": 2, "replication": 3, "quota": 4, "objects": 5}
+OFFSETS = {"ingest": 1, "query": 2, "replication": 3, "quota": 4, "objects": 5, "console": 6}
 STORAGE_OFFSET = 10
 # The broker's first start on a large object store reads every partition's objects.
 BROKER_READY_TIMEOUT_S = 300.0
@@ -266,7 +266,36 @@ class LocalCluster:
                 {"REPLICATION_ADDRESS": replication, "QUOTA_ADDRESS": quota},
             )
         )
+        specs.append(self._console_spec())
         return specs
+
+    def _console_spec(self) -> ProcessSpec:
+        """The console: plain HTTP on 127.0.0.1 (a browser would not trust the local CA), so
+        its cookie cannot be Secure; it verifies query and ingest against the local CA and
+        holds no token of its own."""
+        base = self.port_base
+        env = {
+            "HOST": HOST,
+            "PORT": str(base + OFFSETS["console"]),
+            "METRICS_HOST": HOST,
+            "METRICS_PORT": str(base + METRICS_OFFSET + OFFSETS["console"]),
+            "QUERY_ADDRESS": f"{HOST}:{base + OFFSETS['query']}",
+            "INGEST_ADDRESS": f"{HOST}:{base + OFFSETS['ingest']}",
+            "TLS_CA_FILE": str(self.ca_file),
+            "COOKIE_SECURE": "false",
+        }
+        return ProcessSpec(
+            "console",
+            [sys.executable, "-m", "flakehouse.console"],
+            base + OFFSETS["console"],
+            base + METRICS_OFFSET + OFFSETS["console"],
+            {f"FLAKEHOUSE_CONSOLE_{key}": value for key, value in env.items()},
+            speaks_grpc=False,
+        )
+
+    @property
+    def console_url(self) -> str:
+        return f"http://{HOST}:{self.port_base + OFFSETS['console']}/"
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -295,6 +324,7 @@ class LocalCluster:
         self.write_cluster_file()
         self.say(f"{'tls':<12} CA {self.ca_file} (clients verify the services against it)")
         self.say(f"{'tokens':<12} admin {self.admin_token_file} (what clients send by default)")
+        self.say(f"{'console':<12} open {self.console_url} and sign in with a token")
 
     def _prepare_data(self) -> None:
         """Ephemeral: empty storage directories (the broker starts empty). Durable: storage data
@@ -332,6 +362,8 @@ class LocalCluster:
     def _listening(self, spec: ProcessSpec) -> str:
         if spec.name == "objects":
             return f"{spec.name:<12} http {spec.grpc:<18} data {self.broker_dir}"
+        if spec.name == "console":
+            return f"{spec.name:<12} http {self.console_url:<18} metrics {spec.metrics}"
         if spec.name == "broker":
             storage = "in memory (--ephemeral)" if self.ephemeral else "durable"
             return f"{spec.name:<12} kafka {spec.grpc:<17} {storage}"
@@ -463,6 +495,7 @@ class LocalCluster:
             processes={s.spec.name: s.process.pid if s.process else 0 for s in self.processes},
             ca_file=str(self.ca_file),
             token_file=str(self.admin_token_file),
+            console_url=self.console_url,
         ).write(self.cluster_path)
 
 

@@ -70,14 +70,15 @@ def describe_staleness(freshness: dict[str, Any]) -> str:
     )
 
 
-def _json_default(value: Any) -> Any:
+def json_value(value: Any) -> Any:
+    """json.dumps's `default` for answers: times as RFC 3339 text, as the CLI prints them."""
     if isinstance(value, datetime):
         return rfc3339(value)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def render_json(result: QueryResult) -> str:
-    return json.dumps(result.to_json_dict(), default=_json_default)
+    return json.dumps(result.to_json_dict(), default=json_value)
 
 
 def render_csv(result: QueryResult) -> str:

@@ -57,6 +57,12 @@ class Internal(FlakehouseError):
     status = "INTERNAL"
 
 
+class Cancelled(FlakehouseError):
+    """The caller gave up: a page's query cancelled by its user."""
+
+    status = "CANCELLED"
+
+
 class Unauthenticated(FlakehouseError):
     """No valid token: missing, malformed, unknown or revoked. The message never holds it."""
 
@@ -82,6 +88,7 @@ ERRORS_BY_STATUS: dict[str, type[FlakehouseError]] = {
         Aborted,
         Unimplemented,
         Internal,
+        Cancelled,
         Unauthenticated,
         PermissionDenied,
     )

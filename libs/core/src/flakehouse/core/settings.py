@@ -7,7 +7,7 @@ from typing import Literal, TypeVar
 from pydantic import Field, FilePath, ValidationError, model_validator
 from pydantic_settings import BaseSettings
 
-S = TypeVar("S", bound="ServiceSettings")
+S = TypeVar("S", bound=BaseSettings)
 
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]

@@ -1,0 +1,294 @@
+"""The JSON API (`/api/v1/…`): what the page calls, and what scripts and Grafana's JSON data
+sources call with `Authorization: Bearer <token>`. Answers are the CLI's `--format json` shapes;
+every call runs with the caller's own token, so it answers what that token may read."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from flakehouse.client.client import Client, QueryResult
+from flakehouse.client.flaky import DEFAULT_MIN_RUNS, flaky_tests, since_interval
+from flakehouse.client.output import json_value
+from flakehouse.console.clients import ClientPool
+from flakehouse.console.errors import error_response, json_error
+from flakehouse.console.metrics import ConsoleMetrics
+from flakehouse.console.sessions import NoToken, clear_session, request_token, set_session
+from flakehouse.console.settings import ConsoleSettings
+from flakehouse.core.errors import FlakehouseError, InvalidArgument, Unauthenticated
+
+log = logging.getLogger(__name__)
+
+MAX_SQL_CHARS = 100_000
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def answer_json(payload: dict[str, Any], status_code: int = 200) -> Response:
+    """JSON with times as RFC 3339 text, as the CLI prints them."""
+    body = json.dumps(payload, default=json_value)
+    return Response(body, status_code=status_code, media_type="application/json")
+
+
+def query_json(result: QueryResult, *, with_stats: bool) -> dict[str, Any]:
+    """The CLI's `--format json` answer; with_stats adds the column types, the query's stats and
+    the nodes that answered (what the page shows under the table)."""
+    payload = result.to_json_dict()
+    if with_stats:
+        payload.update(types=result.types, stats=result.stats, nodes=result.nodes)
+    return payload
+
+
+def parse_after(raw: Any) -> dict[str, dict[int, int]]:
+    """`after`: {"dataset": {"partition": offset, …}, …}, as an upload's answer gives them."""
+    if raw in (None, "", {}):
+        return {}
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise InvalidArgument("after: expected a JSON object") from None
+    if not isinstance(raw, dict):
+        raise InvalidArgument('after: expected {"dataset": {"partition": offset}}')
+    after: dict[str, dict[int, int]] = {}
+    for dataset, offsets in raw.items():
+        if not isinstance(offsets, dict):
+            raise InvalidArgument(f"after.{dataset}: expected {{partition: offset}}")
+        try:
+            after[str(dataset)] = {int(p): int(o) for p, o in offsets.items()}
+        except (TypeError, ValueError):
+            raise InvalidArgument(f"after.{dataset}: partitions and offsets are integers") from None
+    return after
+
+
+async def request_params(request: Request) -> dict[str, Any]:
+    """The query string of a GET, the JSON body of a POST (which takes precedence)."""
+    params: dict[str, Any] = dict(request.query_params)
+    if request.method == "POST":
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            raise InvalidArgument("send the body as application/json")
+        try:
+            body = await request.json()
+        except ValueError:
+            raise InvalidArgument("the body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise InvalidArgument("the body must be a JSON object")
+        params.update(body)
+    return params
+
+
+class ConsoleApi:
+    def __init__(
+        self, settings: ConsoleSettings, clients: ClientPool, metrics: ConsoleMetrics
+    ) -> None:
+        self.settings = settings
+        self.clients = clients
+        self.metrics = metrics
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/api/v1/session", self._guard(self.get_session), methods=["GET"]),
+            Route("/api/v1/session", self._guard(self.sign_in, public=True), methods=["POST"]),
+            Route("/api/v1/session", self._guard(self.sign_out, public=True), methods=["DELETE"]),
+            Route("/api/v1/datasets", self._guard(self.datasets), methods=["GET"]),
+            Route("/api/v1/datasets/{name}", self._guard(self.describe), methods=["GET"]),
+            Route("/api/v1/query", self._guard(self.query), methods=["GET", "POST"]),
+            Route("/api/v1/flaky", self._guard(self.flaky), methods=["GET"]),
+        ]
+
+    def _guard(self, handler: Handler, *, public: bool = False) -> Handler:
+        """Errors as JSON with their HTTP status, and the caller's token checked for presence
+        (the services judge it) unless the route is public."""
+
+        async def guarded(request: Request) -> Response:
+            try:
+                if not public:
+                    request.state.token = request_token(request)
+                return await handler(request)
+            except NoToken as exc:
+                return json_error("UNAUTHENTICATED", str(exc))
+            except FlakehouseError as exc:
+                token = getattr(request.state, "token", None)
+                if isinstance(exc, Unauthenticated) and token:
+                    self.clients.forget(token)
+                return error_response(exc)
+
+        return guarded
+
+    def _client(self, request: Request) -> Client:
+        return self.clients.client(request.state.token)
+
+    # --- session ------------------------------------------------------------------------------
+
+    async def get_session(self, request: Request) -> Response:
+        client = self._client(request)
+        datasets = await anyio.to_thread.run_sync(client.readable_datasets)
+        return answer_json(
+            {
+                "signed_in": True,
+                "datasets": [{"name": d.name, "partitions": d.partitions} for d in datasets],
+            }
+        )
+
+    async def sign_in(self, request: Request) -> Response:
+        """Checks the token with the query service (it lists what the token may read), then
+        sets the cookie. A refused token sets nothing."""
+        params = await request_params(request)
+        token = str(params.get("token") or "").strip()
+        if not token:
+            self.metrics.sign_ins.labels("INVALID_ARGUMENT").inc()
+            raise InvalidArgument("paste a token (it starts with fh_)")
+        client = self.clients.client(token)
+        try:
+            datasets = await anyio.to_thread.run_sync(client.readable_datasets)
+        except FlakehouseError as exc:
+            self.clients.forget(token)
+            self.metrics.sign_ins.labels(exc.status).inc()
+            raise
+        self.metrics.sign_ins.labels("ok").inc()
+        response = answer_json(
+            {
+                "signed_in": True,
+                "datasets": [{"name": d.name, "partitions": d.partitions} for d in datasets],
+            }
+        )
+        set_session(
+            response,
+            token,
+            secure=self.settings.cookie_secure,
+            max_age_s=self.settings.session_max_age_s,
+        )
+        return response
+
+    async def sign_out(self, request: Request) -> Response:
+        with contextlib.suppress(NoToken):
+            self.clients.forget(request_token(request))
+        response = answer_json({"signed_in": False})
+        clear_session(response, secure=self.settings.cookie_secure)
+        return response
+
+    # --- datasets -----------------------------------------------------------------------------
+
+    async def datasets(self, request: Request) -> Response:
+        client = self._client(request)
+        datasets = await anyio.to_thread.run_sync(client.readable_datasets)
+        return answer_json(
+            {"datasets": [{"name": d.name, "partitions": d.partitions} for d in datasets]}
+        )
+
+    async def describe(self, request: Request) -> Response:
+        client = self._client(request)
+        name = request.path_params["name"]
+        answer = await anyio.to_thread.run_sync(client.describe, name)
+        from flakehouse.events.values import TYPE_NAMES
+
+        return answer_json(
+            {
+                "dataset": answer.dataset,
+                "fields": [
+                    {"name": f.name, "type": TYPE_NAMES.get(f.type, "mixed"), "count": f.count}
+                    for f in answer.fields
+                ],
+                "partial": answer.partial,
+                "missing_partitions": [
+                    {"dataset": m.dataset, "partition": m.partition, "reason": m.reason}
+                    for m in answer.missing_partitions
+                ],
+            }
+        )
+
+    # --- queries ------------------------------------------------------------------------------
+
+    async def query(self, request: Request) -> Response:
+        params = await request_params(request)
+        sql = params.get("sql")
+        if not isinstance(sql, str) or not sql.strip():
+            raise InvalidArgument("sql: the query to run is missing")
+        if len(sql) > MAX_SQL_CHARS:
+            raise InvalidArgument(f"sql: longer than {MAX_SQL_CHARS} characters")
+        zone = params.get("time_zone") or ""
+        if not isinstance(zone, str):
+            raise InvalidArgument("time_zone: expected an IANA name such as Europe/Paris")
+        after = parse_after(params.get("after"))
+        with_stats = params.get("with") == "stats"
+        client = self._client(request)
+        started = time.monotonic()
+        try:
+            result = await self._cancellable(
+                request,
+                lambda cancelled: client.query(
+                    sql, time_zone=zone, after=after, cancelled=cancelled
+                ),
+            )
+        except FlakehouseError as exc:
+            self.metrics.queries.labels(exc.status).inc()
+            raise
+        self.metrics.queries.labels("partial" if result.partial else "ok").inc()
+        log.info(
+            "query",
+            extra={
+                "rows": len(result.rows),
+                "partial": result.partial,
+                "elapsed_s": round(time.monotonic() - started, 3),
+            },
+        )
+        return answer_json(query_json(result, with_stats=with_stats))
+
+    async def flaky(self, request: Request) -> Response:
+        params = request.query_params
+        dataset = params.get("dataset", "")
+        if not dataset:
+            raise InvalidArgument("dataset: which dataset to look at")
+        since: str | None = params.get("since", "7d")
+        if since == "all":
+            since = None
+        try:
+            if since is not None:
+                since_interval(since)
+            min_runs = int(params.get("min_runs", DEFAULT_MIN_RUNS))
+            limit = int(params.get("limit", 50))
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from None
+        if min_runs < 1 or limit < 0:
+            raise InvalidArgument("min_runs must be 1 or more, limit 0 or more")
+        client = self._client(request)
+        result = await anyio.to_thread.run_sync(
+            lambda: flaky_tests(
+                client,
+                dataset,
+                since,
+                limit or None,
+                branch=params.get("branch") or None,
+                min_runs=min_runs,
+            )
+        )
+        return answer_json(query_json(result, with_stats=params.get("with") == "stats"))
+
+    async def _cancellable(
+        self, request: Request, call: Callable[[threading.Event], QueryResult]
+    ) -> QueryResult:
+        """Runs `call` in a thread; when the caller goes away (a page's Cancel closes the
+        request), the call is cancelled, and with it the query on the services."""
+        cancelled = threading.Event()
+
+        async def watch() -> None:
+            # Once the body is read, the next message the server sends is the disconnect.
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            cancelled.set()
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            return await anyio.to_thread.run_sync(call, cancelled)
+        finally:
+            watcher.cancel()
