@@ -14,11 +14,17 @@ import pytest
 from prometheus_client import CollectorRegistry
 from starlette.testclient import TestClient
 
-from flakehouse.client.client import QueryResult
+from flakehouse.client.client import QueryResult, UploadResult
 from flakehouse.console.app import create_app, route_label
 from flakehouse.console.sessions import COOKIE
 from flakehouse.console.settings import ConsoleSettings
-from flakehouse.core.errors import Cancelled, InvalidArgument, PermissionDenied, Unauthenticated
+from flakehouse.core.errors import (
+    Cancelled,
+    FlakehouseError,
+    InvalidArgument,
+    PermissionDenied,
+    Unauthenticated,
+)
 from flakehouse.query.v1 import query_pb2
 
 GOOD = "fh_good"
@@ -31,6 +37,7 @@ class FakeClient:
     def __init__(self, token: str) -> None:
         self.token = token
         self.queries: list[dict[str, Any]] = []
+        self.uploads: list[dict[str, Any]] = []
         self.closed = False
 
     def _check(self) -> None:
@@ -73,6 +80,19 @@ class FakeClient:
             stats={"elapsed_ms": 5},
         )
 
+    def upload_files(
+        self, files: list[tuple[str, bytes]], *, dataset: str, labels: Any, format: Any
+    ) -> list[UploadResult | FlakehouseError]:
+        self._check()
+        self.uploads.append(
+            {"files": files, "dataset": dataset, "labels": labels, "format": format}
+        )
+        if b"<bad" in files[0][1]:
+            return [InvalidArgument(f"{files[0][0]}: not well-formed XML (line 1)")]
+        return [
+            UploadResult("u1", dataset, 2, {"passed": 2}, {1: 41}, False, "junit", {"parse": 0.1})
+        ]
+
     def close(self) -> None:
         self.closed = True
 
@@ -97,7 +117,9 @@ class FakePool:
 def settings(tmp_path: Path) -> ConsoleSettings:
     ca = tmp_path / "ca.pem"
     ca.write_text("not read by these tests")
-    return ConsoleSettings(query_address="127.0.0.1:1", tls_ca_file=ca)
+    return ConsoleSettings(
+        query_address="127.0.0.1:1", ingest_address="127.0.0.1:2", tls_ca_file=ca
+    )
 
 
 @pytest.fixture
@@ -321,3 +343,47 @@ def test_settings_refuse_a_certificate_without_its_key(tmp_path: Path) -> None:
     ca.write_text("x")
     with pytest.raises(ValueError, match="both tls_cert_file and tls_key_file"):
         ConsoleSettings(query_address="q:1", tls_ca_file=ca, tls_cert_file=ca)
+
+
+def test_an_upload_answers_the_cli_ingest_json(http: TestClient, pool: FakePool) -> None:
+    answer = http.post(
+        "/api/v1/datasets/ci/uploads?filename=r.xml&label=branch=main&label=commit=abc",
+        content=b"<testsuite/>",
+        headers={**bearer(), "Content-Type": "application/xml"},
+    )
+    assert answer.status_code == 200, answer.text
+    report = answer.json()
+    assert (report["dataset"], report["files"], report["events"]) == ("ci", 1, 2)
+    assert report["uploads"][0]["offsets"] == {"1": 41}
+    assert report["rejected"] == []
+    assert pool.clients[GOOD].uploads == [
+        {
+            "files": [("r.xml", b"<testsuite/>")],
+            "dataset": "ci",
+            "labels": {"branch": "main", "commit": "abc"},
+            "format": None,
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("query", "body", "content_type", "message"),
+    [
+        ("", b"<bad", "application/xml", "r.xml: not well-formed XML"),
+        ("", b"", "application/xml", "the report is empty"),
+        ("", b"x", "text/plain", "send the report as one of"),
+        ("&label=nolabel", b"x", "application/xml", "label 'nolabel': expected KEY=VALUE"),
+        ("&format=csv", b"x", "application/xml", "format: junit or json"),
+        ("", b"x" * (15 * 2**20 + 1), "application/xml", "larger than 15 MiB"),
+    ],
+)
+def test_a_bad_upload_is_a_clear_400(
+    http: TestClient, query: str, body: bytes, content_type: str, message: str
+) -> None:
+    answer = http.post(
+        f"/api/v1/datasets/ci/uploads?filename=r.xml{query}",
+        content=body,
+        headers={**bearer(), "Content-Type": content_type},
+    )
+    assert answer.status_code == 400
+    assert message in answer.json()["error"]["message"]

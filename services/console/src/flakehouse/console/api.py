@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -20,17 +21,29 @@ from starlette.routing import Route
 
 from flakehouse.client.client import Client, QueryResult
 from flakehouse.client.flaky import DEFAULT_MIN_RUNS, flaky_tests, since_interval
+from flakehouse.client.ingest_report import IngestReport
 from flakehouse.client.output import json_value
 from flakehouse.console.clients import ClientPool
 from flakehouse.console.errors import error_response, json_error
 from flakehouse.console.metrics import ConsoleMetrics
 from flakehouse.console.sessions import NoToken, clear_session, request_token, set_session
 from flakehouse.console.settings import ConsoleSettings
-from flakehouse.core.errors import FlakehouseError, InvalidArgument, Unauthenticated
+from flakehouse.core.errors import (
+    FlakehouseError,
+    InvalidArgument,
+    Unauthenticated,
+    Unimplemented,
+)
 
 log = logging.getLogger(__name__)
 
 MAX_SQL_CHARS = 100_000
+# A report from the browser goes in one UploadFiles call, whose limit is the ingest service's
+# MAX_FILES_REQUEST_BYTES (16 MiB by default); larger files are the CLI's (it streams).
+MAX_UPLOAD_BYTES = 15 * 2**20
+UPLOAD_TYPES = frozenset(
+    {"application/octet-stream", "application/xml", "text/xml", "application/x-ndjson"}
+)
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -87,6 +100,29 @@ async def request_params(request: Request) -> dict[str, Any]:
     return params
 
 
+def parse_label(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise InvalidArgument(f"label {text!r}: expected KEY=VALUE")
+    return key, value
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request's body, refused past `limit` bytes before it is all read."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise InvalidArgument(
+                f"the report is larger than {limit // 2**20} MiB: upload it with `flakehouse "
+                "ingest`, which streams files of any size"
+            )
+        chunks.append(chunk)
+    if not size:
+        raise InvalidArgument("the report is empty")
+    return b"".join(chunks)
+
+
 class ConsoleApi:
     def __init__(
         self, settings: ConsoleSettings, clients: ClientPool, metrics: ConsoleMetrics
@@ -104,6 +140,7 @@ class ConsoleApi:
             Route("/api/v1/datasets/{name}", self._guard(self.describe), methods=["GET"]),
             Route("/api/v1/query", self._guard(self.query), methods=["GET", "POST"]),
             Route("/api/v1/flaky", self._guard(self.flaky), methods=["GET"]),
+            Route("/api/v1/datasets/{name}/uploads", self._guard(self.upload), methods=["POST"]),
         ]
 
     def _guard(self, handler: Handler, *, public: bool = False) -> Handler:
@@ -206,6 +243,36 @@ class ConsoleApi:
                 ],
             }
         )
+
+    async def upload(self, request: Request) -> Response:
+        """One report, the request's body, into dataset `name`, with `label=K=V` parameters
+        and an optional `format` (junit or json; else detected) and `filename`: answers what
+        `flakehouse ingest --output json` prints, its offsets ready for a query's `after`."""
+        if not self.settings.ingest_address:
+            raise Unimplemented("this console has no ingest address: upload with the CLI")
+        content_type = request.headers.get("content-type", "").split(";")[0].strip()
+        if content_type not in UPLOAD_TYPES:
+            raise InvalidArgument(f"send the report as one of {', '.join(sorted(UPLOAD_TYPES))}")
+        params = request.query_params
+        labels = dict(parse_label(text) for text in params.getlist("label"))
+        fmt = params.get("format") or None
+        if fmt not in (None, "junit", "json"):
+            raise InvalidArgument("format: junit or json (or leave it out to detect it)")
+        filename = params.get("filename") or "upload"
+        body = await read_body(request, MAX_UPLOAD_BYTES)
+        dataset = request.path_params["name"]
+        client = self._client(request)
+        started = time.monotonic()
+        (outcome,) = await anyio.to_thread.run_sync(
+            lambda: client.upload_files(
+                [(filename, body)], dataset=dataset, labels=labels, format=fmt
+            )
+        )
+        if isinstance(outcome, FlakehouseError):
+            raise outcome
+        report = IngestReport(dataset)
+        report.uploaded(Path(filename), outcome)
+        return Response(report.to_json(time.monotonic() - started), media_type="application/json")
 
     # --- queries ------------------------------------------------------------------------------
 

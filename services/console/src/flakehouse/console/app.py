@@ -25,6 +25,8 @@ def route_label(path: str) -> str:
     if path.startswith("/static/"):
         return "/static"
     if path.startswith("/api/v1/datasets/"):
+        if path.endswith("/uploads"):
+            return "/api/v1/datasets/{name}/uploads"
         return "/api/v1/datasets/{name}"
     if path in ("/api/v1/session", "/api/v1/datasets", "/api/v1/query", "/api/v1/flaky"):
         return path
