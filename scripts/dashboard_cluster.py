@@ -25,7 +25,7 @@ def cluster_overview() -> db.Dashboard:
     return assemble(
         "Flakehouse: cluster overview",
         "flakehouse-cluster-overview",
-        "Ingest, query and replication health of the whole cluster.",
+        "Ingest, query, console and replication health of the whole cluster.",
         [datasource_variable()],
         [
             (
@@ -111,6 +111,39 @@ def cluster_overview() -> db.Dashboard:
                             "{{dataset}}",
                         ),
                         width=12,
+                    ),
+                ],
+            ),
+            (
+                "Console",
+                [
+                    graph(
+                        "Console requests",
+                        "HTTP requests to the console (page and JSON API) per second, by route"
+                        " and status code; 401 and 403 are sign-ins and reads the token does not"
+                        " grant.",
+                        units.RequestsPerSecond,
+                        Query(
+                            sum_rate("flakehouse_console_requests_total", ["route", "code"]),
+                            "{{route}} {{code}}",
+                        ),
+                    ),
+                    graph(
+                        "Console latency",
+                        "Time to answer a console request, by route, at the 50th and 95th"
+                        " percentile (a query's time is mostly the query service's).",
+                        units.Seconds,
+                        *latencies("flakehouse_console_request_seconds", [0.5, 0.95], ["route"]),
+                    ),
+                    graph(
+                        "Console queries by outcome",
+                        "Queries asked through the console: ok, partial, or the error's status"
+                        " (CANCELLED: the user gave up).",
+                        units.RequestsPerSecond,
+                        Query(
+                            sum_rate("flakehouse_console_queries_total", ["outcome"]),
+                            "{{outcome}}",
+                        ),
                     ),
                 ],
             ),

@@ -222,6 +222,7 @@ def metrics_addresses(info: Mapping[str, Any]) -> dict[str, list[str]]:
     """host:port of every metrics endpoint in cluster.json, by service."""
     addresses = {name: [endpoint["metrics"]] for name, endpoint in info["services"].items()}
     addresses["storage"] = [node["metrics"] for node in info["storage"]]
+    addresses["console"] = [info["console_metrics"]]
     return addresses
 
 
@@ -241,7 +242,7 @@ def exported_metrics(address: str) -> set[str]:
 @pytest.mark.broker
 def test_every_metric_the_dashboards_and_alerts_use_is_exported(cluster: dict[str, Any]) -> None:
     addresses = metrics_addresses(cluster)
-    assert sorted(addresses) == ["ingest", "query", "quota", "replication", "storage"]
+    assert sorted(addresses) == ["console", "ingest", "query", "quota", "replication", "storage"]
     assert len(addresses["storage"]) == 2
     exported: set[str] = set()
     for endpoints in addresses.values():

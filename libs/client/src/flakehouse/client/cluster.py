@@ -72,8 +72,9 @@ class ClusterFile:
     ca_file: str = ""
     # A file holding the first admin token: what clients send when given no other.
     token_file: str = ""
-    # Where the console (the web page and the JSON API) answers.
+    # Where the console (the web page and the JSON API) answers, and its metrics endpoint.
     console_url: str = ""
+    console_metrics: str = ""
 
     def address(self, service: str) -> str:
         if service not in self.services:
@@ -100,4 +101,5 @@ class ClusterFile:
             ca_file=raw.get("ca_file", ""),
             token_file=raw.get("token_file", ""),
             console_url=raw.get("console_url", ""),
+            console_metrics=raw.get("console_metrics", ""),
         )

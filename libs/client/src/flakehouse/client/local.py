@@ -496,6 +496,7 @@ class LocalCluster:
             ca_file=str(self.ca_file),
             token_file=str(self.admin_token_file),
             console_url=self.console_url,
+            console_metrics=f"{HOST}:{self.port_base + METRICS_OFFSET + OFFSETS['console']}",
         ).write(self.cluster_path)
 
 
