@@ -292,13 +292,56 @@ yes
 {{- end -}}
 {{- end -}}
 
-{{- define "flakehouse.podSpec" -}}
+{{- /*
+What every pod of the release shares, the console's included: a non-root user whose group
+(fsGroup) may read the mounted Secrets, the probes on the plaintext metrics port, and a
+container that can change nothing but its emptyDirs.
+*/ -}}
+{{- define "flakehouse.podSecurityContext" -}}
 securityContext:
   runAsNonRoot: true
   runAsUser: 10001
   runAsGroup: 10001
   fsGroup: 10001
   seccompProfile: {type: RuntimeDefault}
+{{- end -}}
+
+{{- define "flakehouse.probes" -}}
+# On the plaintext metrics port: the gRPC ports speak TLS only, which the kubelet's gRPC
+# probes cannot (and the console's HTTP port may). Ready: /readyz 200 (a storage node catching
+# up is not). Alive: /healthz, 200 from start to shutdown, so catching up never restarts a pod.
+readinessProbe:
+  httpGet: {path: /readyz, port: metrics}
+  periodSeconds: 5
+  failureThreshold: 2
+livenessProbe:
+  httpGet: {path: /healthz, port: metrics}
+  initialDelaySeconds: 10
+  periodSeconds: 10
+  failureThreshold: 6
+{{- end -}}
+
+{{- define "flakehouse.containerSecurityContext" -}}
+securityContext:
+  allowPrivilegeEscalation: false
+  readOnlyRootFilesystem: true
+  capabilities: {drop: [ALL]}
+{{- end -}}
+
+{{- /* Replicas of a stateless component spread over nodes, when there are several. */ -}}
+{{- define "flakehouse.spread" -}}
+{{- if gt (int .cfg.replicas) 1 }}
+topologySpreadConstraints:
+  - maxSkew: 1
+    topologyKey: kubernetes.io/hostname
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels: {{- include "flakehouse.selector" . | nindent 8 }}
+{{- end }}
+{{- end -}}
+
+{{- define "flakehouse.podSpec" -}}
+{{ include "flakehouse.podSecurityContext" . }}
 {{- if eq .name "replication" }}
 serviceAccountName: {{ include "flakehouse.fullname" . }}
 {{- else }}
@@ -325,13 +368,8 @@ topologySpreadConstraints:
     whenUnsatisfiable: ScheduleAnyway
     labelSelector:
       matchLabels: {{- include "flakehouse.selector" . | nindent 8 }}
-{{- else if gt (int .cfg.replicas) 1 }}
-topologySpreadConstraints:
-  - maxSkew: 1
-    topologyKey: kubernetes.io/hostname
-    whenUnsatisfiable: ScheduleAnyway
-    labelSelector:
-      matchLabels: {{- include "flakehouse.selector" . | nindent 8 }}
+{{- else }}
+{{- include "flakehouse.spread" . }}
 {{- end }}
 terminationGracePeriodSeconds: 30
 containers:
@@ -341,23 +379,9 @@ containers:
     ports:
       - {name: grpc, containerPort: {{ .cfg.grpcPort }}, protocol: TCP}
       - {name: metrics, containerPort: {{ .cfg.metricsPort }}, protocol: TCP}
-    # On the plaintext metrics port: the gRPC port speaks TLS only, which the kubelet's gRPC
-    # probes cannot. Ready: /readyz 200 (a storage node catching up is not). Alive: /healthz,
-    # 200 from start to shutdown, so catching up never restarts a pod.
-    readinessProbe:
-      httpGet: {path: /readyz, port: metrics}
-      periodSeconds: 5
-      failureThreshold: 2
-    livenessProbe:
-      httpGet: {path: /healthz, port: metrics}
-      initialDelaySeconds: 10
-      periodSeconds: 10
-      failureThreshold: 6
+    {{- include "flakehouse.probes" . | nindent 4 }}
     resources: {{- toYaml .cfg.resources | nindent 6 }}
-    securityContext:
-      allowPrivilegeEscalation: false
-      readOnlyRootFilesystem: true
-      capabilities: {drop: [ALL]}
+    {{- include "flakehouse.containerSecurityContext" . | nindent 4 }}
     env: {{- include "flakehouse.env" . | nindent 6 }}
     volumeMounts:
       - {name: tmp, mountPath: /tmp}
