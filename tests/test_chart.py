@@ -11,7 +11,10 @@ token appears anywhere else; with a managed Kafka (SASL_SSL), every component is
 protocol, mechanism and user and mounts the password and TLS files from the user's Secrets,
 and no password is ever a value; every variable the chart sets is a setting of its component;
 the NetworkPolicies, evaluated over a model of the pods and addresses around the release, let
-through exactly the flows of DESIGN.md §1 and what the networkPolicy values add.
+through exactly the flows of DESIGN.md §1 and what the networkPolicy values add. The console
+(DESIGN.md §11) is told its settings, mounts the cluster CA and no token, serves HTTPS with a
+certificate of its own when asked (signed by the cluster CA, or from cert-manager or a Secret),
+has an Ingress only when enabled, and goes away whole when disabled.
 
 helm and promtool come from `make tools` (tools/bin)."""
 
@@ -56,6 +59,34 @@ HELM = ROOT / "tools" / "bin" / "helm"
 PROMTOOL = ROOT / "tools" / "bin" / "promtool"
 KUBERNETES_VERSION = "1.30.0"
 COMPONENTS = ["ingest", "query", "quota", "replication", "storage"]
+# The console's settings (FLAKEHOUSE_CONSOLE_*), as its package defines them: no token file, no
+# Kafka.
+CONSOLE_SETTINGS = {
+    "host",
+    "port",
+    "metrics_host",
+    "metrics_port",
+    "log_level",
+    "query_address",
+    "ingest_address",
+    "tls_ca_file",
+    "tls_cert_file",
+    "tls_key_file",
+    "cookie_secure",
+    "query_timeout_s",
+}
+CONSOLE_HOST = "flakehouse.example.com"
+# The console serving HTTPS itself, behind an Ingress that ends TLS too, with two pods.
+CONSOLE_EXPOSED = [
+    "console.replicas=2",
+    "console.tls.enabled=true",
+    "console.ingress.enabled=true",
+    f"console.ingress.host={CONSOLE_HOST}",
+    "console.ingress.className=nginx",
+    "console.ingress.tls.secretName=flakehouse-web",
+    r"console.ingress.annotations.nginx\.ingress\.kubernetes\.io/backend-protocol=HTTPS",
+]
+NO_CONSOLE = ["console.enabled=false"]
 # prometheus-operator kinds: no schema in kubernetes-validate; checked on their own below.
 OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
 MONITORING_ON = [
@@ -88,13 +119,14 @@ KAFKA_SASL_SSL = [
 ]
 KAFKA_DIR = "/etc/flakehouse/kafka"
 # Clients from the "apps" namespace only, Prometheus from "monitoring" only, the API server and
-# the managed Kafka by address.
+# the managed Kafka by address, the console's page from the Ingress controller's namespace only.
 NETWORK_NARROWED = [
     r"networkPolicy.clients[0].namespaceSelector.matchLabels.kubernetes\.io/metadata\.name=apps",
     r"networkPolicy.prometheus[0].namespaceSelector.matchLabels.kubernetes\.io/metadata\.name=monitoring",
     r"networkPolicy.prometheus[0].podSelector.matchLabels.app\.kubernetes\.io/name=prometheus",
     "networkPolicy.kubernetesApi.to[0].ipBlock.cidr=172.18.0.2/32",
     "networkPolicy.externalKafka.to[0].ipBlock.cidr=198.51.100.0/24",
+    r"networkPolicy.console.from[0].namespaceSelector.matchLabels.kubernetes\.io/metadata\.name=ingress-nginx",
 ]
 # What a token looks like (flakehouse.core.tokens.new_secret): fh_ and 256 bits, URL-safe.
 TOKEN = re.compile(r"fh_[A-Za-z0-9_-]{43}")
@@ -146,6 +178,25 @@ def env_of(container: dict[str, Any]) -> dict[str, Any]:
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
 
 
+def component_of(workload: dict[str, Any]) -> str:
+    component: str = workload["spec"]["template"]["metadata"]["labels"][
+        "app.kubernetes.io/component"
+    ]
+    return component
+
+
+def services(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The workloads of the five gRPC services (not the console, not the chart's Kafka)."""
+    return [w for w in workloads(manifests) if component_of(w) in COMPONENTS]
+
+
+def console_of(manifests: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The console's Deployment and its container."""
+    deployment = find(manifests, "Deployment", "fh-console")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return deployment, container
+
+
 VARIANTS = {
     "default": [],
     "kafka": ["kafka.deploy=true"],
@@ -157,6 +208,14 @@ VARIANTS = {
     "no-admin": NO_ADMIN,
     "kafka-sasl-ssl": KAFKA_SASL_SSL,
     "network-narrowed": NETWORK_NARROWED,
+    "console-exposed": CONSOLE_EXPOSED,
+    "console-cert-manager": [*TLS_CERT_MANAGER, "console.tls.enabled=true"],
+    "console-secret": [
+        *TLS_SECRET_MODE,
+        "console.tls.enabled=true",
+        "console.tls.existingSecret=web",
+    ],
+    "no-console": NO_CONSOLE,
 }
 
 
@@ -177,6 +236,8 @@ def rendered() -> dict[str, list[dict[str, Any]]]:
         TLS_CERT_MANAGER,
         [*TOKENS_SECRET_MODE, *NO_ADMIN],
         KAFKA_SASL_SSL,
+        CONSOLE_EXPOSED,
+        NO_CONSOLE,
     ],
 )
 def test_helm_lint_strict(sets: list[str]) -> None:
@@ -321,6 +382,23 @@ def test_the_certificate_schema_refuses_a_broken_certificate(
             ],
             "networkPolicy.clients.0",
         ),
+        (["networkPolicy.console.from[0].ipBlock.cidr=10.0.0.1"], "ipBlock.cidr"),
+        # The console: its own port, a host for its Ingress, a certificate in secret mode, and
+        # no token, ever.
+        (["console.httpPort=9100"], "console.httpPort (9100) is the console's metrics port too"),
+        (["console.grpcPort=7000"], "Additional property grpcPort"),
+        (["console.token=x"], "Additional property token"),
+        (["console.enabled=maybe"], "console.enabled"),
+        (["console.ingress.enabled=true"], "console.ingress.host"),
+        (
+            ["console.ingress.enabled=true", "console.ingress.host=Not_A_Host"],
+            "console.ingress.host",
+        ),
+        (
+            [*TLS_SECRET_MODE, "console.tls.enabled=true"],
+            "console.tls.enabled with tls.mode=secret needs console.tls.existingSecret",
+        ),
+        (["console.tls.existingSecret=Not_A_Name"], "console.tls.existingSecret"),
     ],
 )
 def test_bad_values_are_refused_with_a_message(sets: list[str], message: str) -> None:
@@ -375,13 +453,15 @@ def test_the_service_monitor_scrapes_every_component(
     assert monitor["spec"]["endpoints"] == [{"port": "metrics", "interval": "30s"}]
     selector = monitor["spec"]["selector"]
     (components,) = selector["matchExpressions"]
-    assert sorted(components["values"]) == COMPONENTS
-    for component in COMPONENTS:
+    assert sorted(components["values"]) == sorted([*COMPONENTS, "console"])
+    for component in components["values"]:
         service = find(manifests, "Service", f"fh-{component}")
         labels = service["metadata"]["labels"]
         assert selector["matchLabels"].items() <= labels.items()
         assert "metrics" in [p["name"] for p in service["spec"]["ports"]]
     assert not [m for m in rendered["default"] if m["kind"] in OPERATOR_KINDS]
+    without = find(render(*MONITORING_ON, *NO_CONSOLE), "ServiceMonitor", "fh-monitoring")
+    assert sorted(without["spec"]["selector"]["matchExpressions"][0]["values"]) == COMPONENTS
 
 
 # -- workloads ------------------------------------------------------------------------------------
@@ -392,29 +472,40 @@ def test_one_workload_per_component_with_probes_resources_and_metrics(
 ) -> None:
     manifests = rendered["default"]
     seen = dict(containers(manifests))
-    assert sorted(seen) == [f"fh-{c}" for c in COMPONENTS]
+    assert sorted(seen) == sorted(f"fh-{c}" for c in [*COMPONENTS, "console"])
     for name, container in seen.items():
         component = name.removeprefix("fh-")
         assert container["image"] == f"flakehouse/{component}:0.1.0"
         assert container["resources"]["requests"] and container["resources"]["limits"]
         assert {"name": "metrics", "containerPort": 9100, "protocol": "TCP"} in container["ports"]
-        assert container["securityContext"]["allowPrivilegeEscalation"] is False
+        assert container["securityContext"] == {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        }
         env = env_of(container)
-        assert env[f"FLAKEHOUSE_{component.upper()}_PORT"] == "7000"
+        # The console's HTTP port, the services' gRPC port.
+        port = "8080" if component == "console" else "7000"
+        assert env[f"FLAKEHOUSE_{component.upper()}_PORT"] == port
     kinds = {m["metadata"]["name"]: m["kind"] for m in manifests if "spec" in m}
     assert kinds["fh-storage"] == "StatefulSet" and kinds["fh-query"] == "Deployment"
     # One replication controller and one quota ledger at a time, also during upgrades.
     for name in ("fh-replication", "fh-quota"):
         assert find(manifests, "Deployment", name)["spec"]["strategy"] == {"type": "Recreate"}
-    rolling = find(manifests, "Deployment", "fh-query")["spec"]["strategy"]
-    assert rolling["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    for name in ("fh-query", "fh-console"):
+        rolling = find(manifests, "Deployment", name)["spec"]["strategy"]
+        assert rolling["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    pods = [w["spec"]["template"]["spec"] for w in workloads(manifests)]
+    assert all(pod["securityContext"] == pods[0]["securityContext"] for pod in pods)
+    assert pods[0]["securityContext"]["runAsNonRoot"] is True
 
 
 def test_probes_ask_the_plaintext_metrics_port_over_http(
     rendered: dict[str, list[dict[str, Any]]],
 ) -> None:
     """The gRPC port speaks TLS only, which the kubelet's gRPC probes cannot: readiness and
-    liveness are HTTP on the metrics port, with the timings the gRPC probes had."""
+    liveness are HTTP on the metrics port, with the timings the gRPC probes had. The console's
+    too, whose HTTP port may speak TLS."""
     for name, container in containers(rendered["default"]):
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
         ready, alive = container["readinessProbe"], container["livenessProbe"]
@@ -431,15 +522,19 @@ def test_probes_ask_the_plaintext_metrics_port_over_http(
         }, name
         env = env_of(container)
         prefix = f"FLAKEHOUSE_{name.removeprefix('fh-').upper()}_"
-        assert ports["metrics"] == int(env[prefix + "METRICS_PORT"]) != ports["grpc"]
+        serving = ports["http"] if name == "fh-console" else ports["grpc"]
+        assert ports["metrics"] == int(env[prefix + "METRICS_PORT"]) != serving
 
 
 def test_a_component_image_can_be_set_whole() -> None:
     images = dict(
         (name, c["image"])
-        for name, c in containers(render("components.query.image=reg/q@sha256:1"))
+        for name, c in containers(
+            render("components.query.image=reg/q@sha256:1", "console.image=reg/c:2")
+        )
     )
     assert images["fh-query"] == "reg/q@sha256:1"
+    assert images["fh-console"] == "reg/c:2"
     assert images["fh-ingest"] == "flakehouse/ingest:0.1.0"
 
 
@@ -590,20 +685,22 @@ def names_components_are_reached_by(
 ) -> set[str]:
     """Read from the manifests: every Service selecting a pod that mounts the TLS Secret, in
     the forms a caller may use; every pod of a StatefulSet under its governing Service; the
-    hosts of the addresses the services are given (`$(POD_NAME)` and `$(POD_NAMESPACE)`
-    filled in for each pod); and localhost, where port-forwards arrive."""
+    hosts of the addresses the services and the console are given (`$(POD_NAME)` and
+    `$(POD_NAMESPACE)` filled in for each pod); and localhost, where port-forwards arrive. The
+    console's own Service is not one: it has a certificate of its own."""
     names = {"localhost"}
 
     def qualified(name: str) -> list[str]:
         svc = f"{name}.{namespace}.svc"
         return [f"{name}.{namespace}", svc, f"{svc}.cluster.local"]
 
-    mounting = [w for w in workloads(manifests) if tls_volume(w)]
+    mounting = [w for w in services(manifests) if tls_volume(w)]
     for service in (m for m in manifests if m["kind"] == "Service"):
         selector = service["spec"]["selector"].items()
         if any(selector <= w["spec"]["template"]["metadata"]["labels"].items() for w in mounting):
             names |= {service["metadata"]["name"], *qualified(service["metadata"]["name"])}
-    for workload in mounting:
+    callers = mounting + [w for w in workloads(manifests) if component_of(w) == "console"]
+    for workload in callers:
         pods = [workload["metadata"]["name"]]
         if workload["kind"] == "StatefulSet":
             governing = workload["spec"]["serviceName"]
@@ -649,8 +746,15 @@ def test_the_name_matching_used_below_can_fail() -> None:
 
 
 def generated_secret(manifests: list[dict[str, Any]]) -> dict[str, Any]:
-    """The generated TLS Secret (the tokens one renders beside it)."""
-    (secret,) = [m for m in manifests if m["kind"] == "Secret" and m["type"] == "kubernetes.io/tls"]
+    """The services' generated TLS Secret (the tokens one renders beside it, and the
+    console's)."""
+    (secret,) = [
+        m
+        for m in manifests
+        if m["kind"] == "Secret"
+        and m["type"] == "kubernetes.io/tls"
+        and m["metadata"]["labels"]["app.kubernetes.io/component"] == "tls"
+    ]
     return secret
 
 
@@ -703,7 +807,7 @@ def test_every_component_mounts_the_tls_secret_and_is_told_its_three_files(
     checksum = hashlib.sha256(
         json.dumps(certificates, sort_keys=True, separators=(",", ":")).encode()
     ).hexdigest()
-    mounted = workloads(manifests)
+    mounted = services(manifests)
     assert sorted(w["metadata"]["name"] for w in mounted) == [f"fh-{c}" for c in COMPONENTS]
     for workload in mounted:
         volume = tls_volume(workload)
@@ -740,7 +844,7 @@ def test_secret_mode_mounts_the_named_secret_and_renders_none(
     manifests = rendered["tls-secret"]
     assert not [m for m in manifests if m["kind"] == "Certificate"]
     assert secret_names(manifests) == ["fh-tokens"]
-    for workload in workloads(manifests):
+    for workload in services(manifests):
         assert tls_volume(workload)["secretName"] == "flakehouse-certs"
         # The chart does not know the certificate, so nothing to restart the pods on.
         annotations = workload["spec"]["template"]["metadata"].get("annotations", {})
@@ -764,7 +868,7 @@ def test_cert_manager_mode_asks_for_the_same_certificate_and_generates_none(
     assert (spec["duration"], spec["renewBefore"]) == ("2160h", "720h")
     assert {"server auth", "client auth"} <= set(spec["usages"])
     assert spec["ipAddresses"] == ["127.0.0.1"]
-    for workload in workloads(manifests):
+    for workload in services(manifests):
         assert tls_volume(workload)["secretName"] == spec["secretName"] == "fh-tls"
     assert uncovered(spec["dnsNames"], names_components_are_reached_by(manifests)) == []
     # The same names as the generated certificate's.
@@ -866,7 +970,7 @@ def test_every_component_mounts_the_tokens_and_is_told_its_two_files(
     checksum = hashlib.sha256(
         json.dumps(secret["data"], sort_keys=True, separators=(",", ":")).encode()
     ).hexdigest()
-    mounted = workloads(manifests)
+    mounted = services(manifests)
     assert sorted(w["metadata"]["name"] for w in mounted) == [f"fh-{c}" for c in COMPONENTS]
     for workload in mounted:
         volume = tokens_volume(workload)
@@ -887,8 +991,8 @@ def test_existing_tokens_secret_is_mounted_and_none_rendered(
     rendered: dict[str, list[dict[str, Any]]],
 ) -> None:
     manifests = rendered["tokens-secret"]
-    assert secret_names(manifests) == ["fh-tls"]
-    for workload in workloads(manifests):
+    assert secret_names(manifests) == ["fh-console-tls", "fh-tls"]
+    for workload in services(manifests):
         assert tokens_volume(workload) == {"secretName": "flakehouse-tokens", "defaultMode": 0o440}
         # The chart does not know the tokens, so nothing to restart the pods on.
         assert "checksum/tokens" not in workload["spec"]["template"]["metadata"]["annotations"]
@@ -905,7 +1009,7 @@ def test_without_the_bootstrap_admin_no_pod_is_told_of_or_sees_the_admin_token(
 ) -> None:
     manifests = render(*sets)
     secret_name = "flakehouse-tokens" if TOKENS_SECRET_MODE[0] in sets else "fh-tokens"
-    for workload in workloads(manifests):
+    for workload in services(manifests):
         prefix = prefix_of(workload)
         assert token_files(workload) == {
             prefix + "SERVICE_TOKEN_FILE": f"{TOKENS_DIR}/service.token"
@@ -966,7 +1070,7 @@ def test_every_service_follows_the_same_kafka_query_included(
     """Query follows the token topic, and may be the service that creates it: it needs the
     same broker, prefix and topic durability as the others."""
     kafka = {}
-    for workload in workloads(rendered["default"]):
+    for workload in services(rendered["default"]):
         (container,) = workload["spec"]["template"]["spec"]["containers"]
         env = env_of(container)
         prefix = prefix_of(workload)
@@ -1032,9 +1136,13 @@ def test_kafka_deploy_adds_a_kraft_cluster_of_3_brokers_used_by_every_service(
         "fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}
     }
     for name, service in containers(manifests):
+        service_env = env_of(service)
+        if name == "fh-console":
+            # The console talks to query and ingest only.
+            assert not [k for k in service_env if "KAFKA" in k or "TOPIC" in k], service_env
+            continue
         if name == "fh-kafka":
             continue
-        service_env = env_of(service)
         prefix = f"FLAKEHOUSE_{name.removeprefix('fh-').upper()}_"
         assert service_env[prefix + "KAFKA_BOOTSTRAP"] == "fh-kafka:9092"
         assert service_env[prefix + "TOPIC_REPLICATION_FACTOR"] == "3"
@@ -1069,7 +1177,7 @@ def kafka_env(workload: dict[str, Any]) -> dict[str, Any]:
 def test_every_component_is_told_the_kafka_security_and_mounts_its_files(
     rendered: dict[str, list[dict[str, Any]]],
 ) -> None:
-    mounted = workloads(rendered["kafka-sasl-ssl"])
+    mounted = services(rendered["kafka-sasl-ssl"])
     assert sorted(w["metadata"]["name"] for w in mounted) == [f"fh-{c}" for c in COMPONENTS]
     for workload in mounted:
         env = kafka_env(workload)
@@ -1097,9 +1205,12 @@ def test_every_component_is_told_the_kafka_security_and_mounts_its_files(
             env["KAFKA_CERT_FILE"]: ("kafka-client", "tls.crt"),
             env["KAFKA_KEY_FILE"]: ("kafka-client", "tls.key"),
         }
-    for workload in workloads(rendered["default"]):
+    for workload in services(rendered["default"]):
         assert kafka_env(workload) == {"KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"}
         assert kafka_volume(workload) is None
+    _, console = console_of(rendered["kafka-sasl-ssl"])
+    assert not [k for k in env_of(console) if "KAFKA" in k]
+    assert not [m for m in console["volumeMounts"] if m["mountPath"] == KAFKA_DIR]
 
 
 SETTINGS = {
@@ -1117,7 +1228,7 @@ def test_every_variable_the_chart_sets_is_a_setting_of_its_component(
 ) -> None:
     """pydantic-settings ignores a variable it has no field for: a misspelt name would leave
     the setting at its default (PLAINTEXT, no password) without a word."""
-    for workload in workloads(rendered[variant]):
+    for workload in services(rendered[variant]):
         name = workload["metadata"]["name"]
         fields = SETTINGS[name].model_fields
         (container,) = workload["spec"]["template"]["spec"]["containers"]
@@ -1133,7 +1244,7 @@ def test_every_variable_the_chart_sets_is_a_setting_of_its_component(
 def test_sasl_without_tls_files_mounts_the_password_only() -> None:
     sets = [s for s in KAFKA_SASL_SSL if not s.startswith("kafka.tls.")]
     sets = [*sets, "kafka.securityProtocol=SASL_PLAINTEXT", "kafka.sasl.mechanism=PLAIN"]
-    for workload in workloads(render(*sets)):
+    for workload in services(render(*sets)):
         env = kafka_env(workload)
         assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
         assert "KAFKA_CA_FILE" not in env and "KAFKA_CERT_FILE" not in env
@@ -1172,8 +1283,10 @@ def test_no_kafka_password_in_values_nor_in_any_env_value_or_config_map(
 
 # The flows of DESIGN.md §1, written once, independently of the chart: who calls whom on the
 # gRPC port (storage copies segments from its peers; replication calls no one: it finds the
-# storage pods through the Kubernetes API, and they call it), and the ports users reach.
+# storage pods through the Kubernetes API, and they call it; the console calls query, and
+# ingest for uploads from the browser), and the ports users reach.
 CALLS = {
+    "console": {"ingest", "query"},
     "ingest": {"quota"},
     "query": {"quota", "replication", "storage"},
     "quota": set(),
@@ -1181,10 +1294,13 @@ CALLS = {
     "storage": {"quota", "replication", "storage"},
 }
 USER_FACING = {"ingest", "query", "quota", "replication"}
-GRPC, METRICS = "7000/TCP", "9100/TCP"
+# Every service follows the token topic; the console talks to no Kafka.
+KAFKA_CLIENTS = set(COMPONENTS)
+GRPC, METRICS, HTTP = "7000/TCP", "9100/TCP", "8080/TCP"
 DNS = {"53/UDP", "53/TCP"}
 NAMESPACE_LABELS = {
-    ns: {"kubernetes.io/metadata.name": ns} for ns in ("tests", "apps", "monitoring", "kube-system")
+    ns: {"kubernetes.io/metadata.name": ns}
+    for ns in ("tests", "apps", "monitoring", "kube-system", "ingress-nginx")
 }
 
 
@@ -1218,12 +1334,16 @@ STRANGERS = [
     Endpoint("client", {"8080/TCP"}, "apps", {"app": "ci"}),
     Endpoint("impostor", {"8080/TCP"}, "apps", flakehouse_labels("fh", "query")),
     Endpoint("prometheus", {"9090/TCP"}, "monitoring", {"app.kubernetes.io/name": "prometheus"}),
+    Endpoint(
+        "ingress-controller", {"80/TCP"}, "ingress-nginx", {"app.kubernetes.io/name": "ingress"}
+    ),
     Endpoint("kube-dns", DNS, "kube-system", {"k8s-app": "kube-dns"}),
     Endpoint("api-server", {"6443/TCP"}, ip="172.18.0.2"),
     Endpoint("managed-kafka", {"9092/TCP"}, ip="198.51.100.9"),
     Endpoint("internet", {"443/TCP"}, ip="203.0.113.7"),
 ]
 STRANGER_PODS = {s.name for s in STRANGERS if s.namespace}
+EVERYONE = {s.name for s in STRANGERS}
 
 
 def release_pods(manifests: list[dict[str, Any]]) -> list[Endpoint]:
@@ -1356,20 +1476,26 @@ def expected_flows(
     prometheus: set[str],
     kafka_brokers: set[str],
     kubernetes_api: set[tuple[str, str]],
+    console_users: set[str] | None = EVERYONE,
 ) -> set[Flow]:
     """The flow table: DESIGN.md §1's calls, clients on the user-facing gRPC ports, Prometheus
-    on every metrics port, Kafka, DNS for every pod, and the Kubernetes API for replication."""
-    components = sorted(CALLS)
-    flows = {(caller, callee, GRPC) for caller, callees in CALLS.items() for callee in callees}
+    on every metrics port, Kafka, DNS for every pod, the Kubernetes API for replication, and
+    the console's users on its HTTP port (None: no console)."""
+    calls = {
+        c: callees for c, callees in CALLS.items() if console_users is not None or c in COMPONENTS
+    }
+    components = sorted(calls)
+    flows = {(caller, callee, GRPC) for caller, callees in calls.items() for callee in callees}
     flows |= {(client, c, GRPC) for client in clients for c in USER_FACING}
+    flows |= {(user, "console", HTTP) for user in console_users or ()}
     flows |= {(scraper, c, METRICS) for scraper in prometheus for c in components}
     pods = [*components, "kafka"] if kafka else components
     flows |= {(pod, "kube-dns", port) for pod in pods for port in DNS}
     if kafka:
-        flows |= {(c, "kafka", "9092/TCP") for c in components}
+        flows |= {(c, "kafka", "9092/TCP") for c in KAFKA_CLIENTS}
         flows |= {("kafka", "kafka", "9092/TCP"), ("kafka", "kafka", "9093/TCP")}
     else:
-        flows |= {(c, broker, "9092/TCP") for c in components for broker in kafka_brokers}
+        flows |= {(c, broker, "9092/TCP") for c in KAFKA_CLIENTS for broker in kafka_brokers}
     flows |= {("replication", api, port) for api, port in kubernetes_api}
     return flows
 
@@ -1381,16 +1507,18 @@ def flow_difference(actual: set[Flow], expected: set[Flow]) -> dict[str, list[Fl
 NO_DIFFERENCE: dict[str, list[Flow]] = {"unexpected": [], "missing": []}
 
 
-@pytest.mark.parametrize("variant", ["default", "kafka"])
+@pytest.mark.parametrize("variant", ["default", "kafka", "no-console"])
 def test_network_policies_let_through_exactly_the_flow_table(
     rendered: dict[str, list[dict[str, Any]]], variant: str
 ) -> None:
     """Defaults: clients from every pod of every namespace (TLS and a token are still needed),
     Prometheus pods of any namespace, the Kubernetes API and an external Kafka at any address
-    on their ports. So storage's gRPC port is open to query and storage only, never to another
-    workload, another release or a pod elsewhere wearing our labels; the chart's Kafka to the
-    components only; the metrics ports to Prometheus only."""
+    on their ports, the console's page from anywhere. So storage's gRPC port is open to query
+    and storage only, never to another workload, another release or a pod elsewhere wearing
+    our labels; the chart's Kafka to the services only; the metrics ports to Prometheus only;
+    the console reaches query and ingest and nothing else of the release."""
     kafka = variant == "kafka"
+    console = variant != "no-console"
     actual = reachable(rendered[variant])
     expected = expected_flows(
         kafka=kafka,
@@ -1398,8 +1526,18 @@ def test_network_policies_let_through_exactly_the_flow_table(
         prometheus={"prometheus"},
         kafka_brokers={"managed-kafka"},
         kubernetes_api={("api-server", "6443/TCP"), ("internet", "443/TCP")},
+        console_users=EVERYONE if console else None,
     )
     assert flow_difference(actual, expected) == NO_DIFFERENCE
+    if console:
+        assert {(d, p) for s, d, p in actual if s == "console"} == {
+            ("ingest", GRPC),
+            ("query", GRPC),
+            *(("kube-dns", p) for p in DNS),
+        }
+        assert {s for s, d, p in actual if d == "console" and p == HTTP} == EVERYONE
+    else:
+        assert not [f for f in actual if "console" in f[:2]]
     # The same, read the other way for a few that matter.
     assert {s for s, d, p in actual if d == "storage" and p == GRPC} == {"query", "storage"}
     assert {(d, p) for s, d, p in actual if s == "ingest"} == {
@@ -1408,7 +1546,7 @@ def test_network_policies_let_through_exactly_the_flow_table(
         ("kafka", "9092/TCP") if kafka else ("managed-kafka", "9092/TCP"),
     }
     if kafka:
-        assert {s for s, d, p in actual if d == "kafka"} == {*CALLS, "kafka"}
+        assert {s for s, d, p in actual if d == "kafka"} == {*KAFKA_CLIENTS, "kafka"}
 
 
 def test_narrowed_network_policy_values_narrow_the_flows(
@@ -1421,6 +1559,7 @@ def test_narrowed_network_policy_values_narrow_the_flows(
         prometheus={"prometheus"},
         kafka_brokers={"managed-kafka"},
         kubernetes_api={("api-server", "6443/TCP")},
+        console_users={"ingress-controller"},
     )
     assert flow_difference(actual, expected) == NO_DIFFERENCE
 
@@ -1511,6 +1650,384 @@ def test_network_policies_select_the_release_and_components_by_their_pods_labels
         assert [p.name for p in release_pods(manifests) if selects(own, p.labels)] == [pod.name]
 
 
+# -- the console ---------------------------------------------------------------------------------
+
+
+def console_tls_sources(manifests: list[dict[str, Any]]) -> list[tuple[str, list[str]]]:
+    """(Secret, keys) of each source of the console's projected volume at TLS_DIR, each key
+    mounted under its own name."""
+    deployment, container = console_of(manifests)
+    spec = deployment["spec"]["template"]["spec"]
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == TLS_DIR]
+    assert mount.get("readOnly") is True
+    (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    # Readable by the pod's group only, like the services' TLS files.
+    assert volume["projected"]["defaultMode"] == 0o440
+    sources = []
+    for source in volume["projected"]["sources"]:
+        items = source["secret"]["items"]
+        assert all(item["key"] == item["path"] for item in items)
+        sources.append((source["secret"]["name"], [item["key"] for item in items]))
+    return sources
+
+
+def console_dns_names(host: str | None = None) -> list[str]:
+    names = ["fh-console", "fh-console.tests", "fh-console.tests.svc"]
+    names += ["fh-console.tests.svc.cluster.local", *([host] if host else []), "localhost"]
+    return names
+
+
+def test_the_console_is_told_its_settings_and_where_query_and_ingest_are(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    manifests = rendered["default"]
+    _, container = console_of(manifests)
+    env = env_of(container)
+    assert env == {
+        "FLAKEHOUSE_CONSOLE_HOST": "0.0.0.0",
+        "FLAKEHOUSE_CONSOLE_PORT": "8080",
+        "FLAKEHOUSE_CONSOLE_METRICS_HOST": "0.0.0.0",
+        "FLAKEHOUSE_CONSOLE_METRICS_PORT": "9100",
+        "FLAKEHOUSE_CONSOLE_LOG_LEVEL": "info",
+        "FLAKEHOUSE_CONSOLE_QUERY_ADDRESS": "fh-query:7000",
+        "FLAKEHOUSE_CONSOLE_INGEST_ADDRESS": "fh-ingest:7000",
+        "FLAKEHOUSE_CONSOLE_TLS_CA_FILE": f"{TLS_DIR}/ca.crt",
+        "FLAKEHOUSE_CONSOLE_COOKIE_SECURE": "true",
+    }
+    # The addresses are the Services of query and ingest on their gRPC port.
+    for component in ("query", "ingest"):
+        host, port = env[f"FLAKEHOUSE_CONSOLE_{component.upper()}_ADDRESS"].rsplit(":", 1)
+        service = find(manifests, "Service", host)
+        assert {"name": "grpc", "port": int(port)}.items() <= service["spec"]["ports"][0].items()
+    # Its metrics port is every component's.
+    metrics = {
+        name: env_of(c)[f"FLAKEHOUSE_{name.removeprefix('fh-').upper()}_METRICS_PORT"]
+        for name, c in containers(manifests)
+    }
+    assert set(metrics.values()) == {"9100"}, metrics
+    service = find(manifests, "Service", "fh-console")
+    assert service["spec"]["selector"].items() <= (
+        find(manifests, "Deployment", "fh-console")["spec"]["template"]["metadata"][
+            "labels"
+        ].items()
+    )
+    assert service["spec"]["ports"] == [
+        {
+            "name": "http",
+            "port": 8080,
+            "targetPort": "http",
+            "protocol": "TCP",
+            "appProtocol": "http",
+        },
+        {"name": "metrics", "port": 9100, "targetPort": "metrics", "protocol": "TCP"},
+    ]
+    assert {"name": "http", "containerPort": 8080, "protocol": "TCP"} in container["ports"]
+
+
+def test_console_values_reach_its_settings() -> None:
+    sets = ["console.httpPort=8443", "console.cookieSecure=false", "console.logLevel=debug"]
+    _, container = console_of(render(*sets, "console.env.QUERY_TIMEOUT_S=120"))
+    env = env_of(container)
+    assert env["FLAKEHOUSE_CONSOLE_PORT"] == "8443"
+    assert {"name": "http", "containerPort": 8443, "protocol": "TCP"} in container["ports"]
+    assert env["FLAKEHOUSE_CONSOLE_COOKIE_SECURE"] == "false"
+    assert env["FLAKEHOUSE_CONSOLE_LOG_LEVEL"] == "debug"
+    assert env["FLAKEHOUSE_CONSOLE_QUERY_TIMEOUT_S"] == "120"
+
+
+@pytest.mark.parametrize("variant", ["default", "console-exposed", "console-cert-manager"])
+def test_every_variable_the_chart_sets_for_the_console_is_one_of_its_settings(
+    rendered: dict[str, list[dict[str, Any]]], variant: str
+) -> None:
+    _, container = console_of(rendered[variant])
+    for entry in container["env"]:
+        variable = entry["name"]
+        assert variable.startswith("FLAKEHOUSE_CONSOLE_"), variable
+        assert variable.removeprefix("FLAKEHOUSE_CONSOLE_").lower() in CONSOLE_SETTINGS, variable
+        # Plain values: nothing the console is given comes from a Secret.
+        assert set(entry) == {"name", "value"}, entry
+
+
+def test_the_console_settings_named_here_are_the_console_packages() -> None:
+    """CONSOLE_SETTINGS, against the console's own settings once its package is installed
+    (pydantic-settings ignores a variable it has no field for)."""
+    module = pytest.importorskip("flakehouse.console.settings")
+    assert CONSOLE_SETTINGS - set(module.ConsoleSettings.model_fields) == set()
+
+
+@pytest.mark.parametrize("variant", ["default", "console-exposed", "tokens-secret", "no-admin"])
+def test_the_console_mounts_the_cluster_ca_alone_and_no_token(
+    rendered: dict[str, list[dict[str, Any]]], variant: str
+) -> None:
+    """It calls the services with the signed-in user's token (DESIGN.md §10): no token of
+    its own, and none of the services' Secrets but the CA, never their key."""
+    manifests = rendered[variant]
+    deployment, container = console_of(manifests)
+    pod = deployment["spec"]["template"]
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    assert sorted(m["mountPath"] for m in container["volumeMounts"]) == [TLS_DIR, "/tmp"]
+    sources = console_tls_sources(manifests)
+    assert sources[0] == ("fh-tls", ["ca.crt"])
+    assert not [name for name, _ in sources if "token" in name]
+    assert not [key for key in env_of(container) if "TOKEN" in key]
+    assert "checksum/tokens" not in pod["metadata"].get("annotations", {})
+    if variant != "console-exposed":
+        assert sources == [("fh-tls", ["ca.crt"])]
+        assert "FLAKEHOUSE_CONSOLE_TLS_CERT_FILE" not in env_of(container)
+    # A new CA restarts it, as it does the services.
+    ca = {"ca.crt": generated_secret(manifests)["data"]["ca.crt"]}
+    if variant == "console-exposed":
+        ca["console.crt"] = find(manifests, "Secret", "fh-console-tls")["data"]["tls.crt"]
+    checksum = hashlib.sha256(json.dumps(ca, sort_keys=True, separators=(",", ":")).encode())
+    assert pod["metadata"]["annotations"]["checksum/tls"] == checksum.hexdigest()
+
+
+def test_the_console_serves_https_with_a_certificate_of_its_own_signed_by_the_cluster_ca(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    manifests = rendered["console-exposed"]
+    services_secret = generated_secret(manifests)
+    secret = find(manifests, "Secret", "fh-console-tls")
+    assert secret["type"] == "kubernetes.io/tls"
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert sorted(secret["data"]) == ["ca.crt", "tls.crt", "tls.key"]
+    ca = x509.load_pem_x509_certificate(pem(services_secret, "ca.crt"))
+    cert = x509.load_pem_x509_certificate(pem(secret, "tls.crt"))
+    cert.verify_directly_issued_by(ca)  # raises unless the cluster CA signed it
+    assert pem(secret, "ca.crt") == pem(services_secret, "ca.crt")
+    key = serialization.load_pem_private_key(pem(secret, "tls.key"), password=None)
+    spki = (serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert key.public_key().public_bytes(*spki) == cert.public_key().public_bytes(*spki)
+    # Not the services' key: the console cannot pass for one of them.
+    assert pem(secret, "tls.key") != pem(services_secret, "tls.key")
+    assert (
+        ExtendedKeyUsageOID.SERVER_AUTH
+        in cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    )
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sorted(sans.get_values_for_type(x509.DNSName)) == sorted(console_dns_names(CONSOLE_HOST))
+    assert sans.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.0.0.1")]
+    services_cert = x509.load_pem_x509_certificate(pem(services_secret, "tls.crt"))
+    services_names = services_cert.extensions.get_extension_for_class(
+        x509.SubjectAlternativeName
+    ).value.get_values_for_type(x509.DNSName)
+    assert uncovered(services_names, {"fh-console", "fh-console.tests.svc"}) == [
+        "fh-console",
+        "fh-console.tests.svc",
+    ]
+
+    sources = console_tls_sources(manifests)
+    assert sources == [("fh-tls", ["ca.crt"]), ("fh-console-tls", ["tls.crt", "tls.key"])]
+    _, container = console_of(manifests)
+    files = {k: v for k, v in env_of(container).items() if "_TLS_" in k}
+    assert files == {
+        "FLAKEHOUSE_CONSOLE_TLS_CA_FILE": f"{TLS_DIR}/ca.crt",
+        "FLAKEHOUSE_CONSOLE_TLS_CERT_FILE": f"{TLS_DIR}/tls.crt",
+        "FLAKEHOUSE_CONSOLE_TLS_KEY_FILE": f"{TLS_DIR}/tls.key",
+    }
+    assert {f.removeprefix(TLS_DIR + "/") for f in files.values()} == {
+        key for _, keys in sources for key in keys
+    }
+    (http,) = [
+        p for p in find(manifests, "Service", "fh-console")["spec"]["ports"] if p["name"] == "http"
+    ]
+    assert http["appProtocol"] == "https"
+
+
+def test_the_console_certificate_is_made_with_the_ca_even_while_it_serves_http(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    """The CA's key is discarded once it has signed: the console's certificate is signed with
+    the services', so turning console.tls on later needs no new CA."""
+    secret = find(rendered["default"], "Secret", "fh-console-tls")
+    ca = x509.load_pem_x509_certificate(pem(generated_secret(rendered["default"]), "ca.crt"))
+    x509.load_pem_x509_certificate(pem(secret, "tls.crt")).verify_directly_issued_by(ca)
+    for variant in ("no-console", "tls-secret", "tls-cert-manager", "console-secret"):
+        assert "fh-console-tls" not in secret_names(rendered[variant]), variant
+
+
+def test_cert_manager_mode_asks_for_the_consoles_certificate_apart(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    manifests = rendered["console-cert-manager"]
+    certificates = {m["metadata"]["name"]: m for m in manifests if m["kind"] == "Certificate"}
+    assert sorted(certificates) == ["fh-console-tls", "fh-tls"]
+    assert certificate_errors(certificates["fh-console-tls"]) == []
+    console, services_spec = (certificates[n]["spec"] for n in ("fh-console-tls", "fh-tls"))
+    assert console["secretName"] == "fh-console-tls"
+    assert console["issuerRef"] == services_spec["issuerRef"]
+    assert console["usages"] == ["digital signature", "server auth"]
+    assert console["ipAddresses"] == ["127.0.0.1"]
+    assert sorted(console["dnsNames"]) == sorted(console_dns_names())
+    assert secret_names(manifests) == ["fh-tokens"]
+    assert console_tls_sources(manifests) == [
+        ("fh-tls", ["ca.crt"]),
+        ("fh-console-tls", ["tls.crt", "tls.key"]),
+    ]
+    without = [m for m in rendered["tls-cert-manager"] if m["kind"] == "Certificate"]
+    assert [c["metadata"]["name"] for c in without] == ["fh-tls"]
+
+
+def test_secret_mode_mounts_the_consoles_secret_of_yours(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    manifests = rendered["console-secret"]
+    assert secret_names(manifests) == ["fh-tokens"]
+    assert not [m for m in manifests if m["kind"] == "Certificate"]
+    assert console_tls_sources(manifests) == [
+        ("flakehouse-certs", ["ca.crt"]),
+        ("web", ["tls.crt", "tls.key"]),
+    ]
+    deployment, _ = console_of(manifests)
+    assert "checksum/tls" not in deployment["spec"]["template"]["metadata"].get("annotations", {})
+
+
+def installed_tls_chart(tmp_path: Path) -> Path:
+    """A copy of the chart whose `lookup`s of the TLS Secrets answer .Values.installedTls and
+    .Values.installedConsoleTls, as a cluster holding them would."""
+    copy = tmp_path / "flakehouse"
+    shutil.copytree(CHART, copy)
+    helpers = copy / "templates" / "_helpers.tpl"
+    text = helpers.read_text()
+    for call, value in (
+        ('lookup "v1" "Secret" .Release.Namespace $name', ".Values.installedTls"),
+        (
+            'lookup "v1" "Secret" .Release.Namespace (include "flakehouse.fullname" '
+            '(dict "root" . "name" "console-tls"))',
+            ".Values.installedConsoleTls",
+        ),
+    ):
+        assert text.count(call) == 1, call
+        text = text.replace(call, value)
+    helpers.write_text(text)
+    (copy / "values.schema.json").unlink()  # closed: it would refuse the installed values
+    return copy
+
+
+def render_installed_tls(
+    tmp_path: Path,
+    installed: dict[str, dict[str, Any]],
+    *sets: str,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """`helm template` of installed_tls_chart, with the installed Secrets' data."""
+    chart = installed_tls_chart(tmp_path)
+    values = tmp_path / "installed.yaml"
+    values.write_text(yaml.safe_dump({key: {"data": data} for key, data in installed.items()}))
+    args = ["template", "fh", str(chart), "--namespace", "tests", "-f", str(values)]
+    for value in sets:
+        args += ["--set", value]
+    return helm(*args, check=check)
+
+
+def manifests_of(result: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def test_an_upgrade_keeps_the_consoles_certificate_or_says_why_it_cannot_have_one(
+    rendered: dict[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    before = rendered["console-exposed"]
+    services_data = generated_secret(before)["data"]
+    console_data = find(before, "Secret", "fh-console-tls")["data"]
+    both = {"installedTls": services_data, "installedConsoleTls": console_data}
+
+    kept = manifests_of(render_installed_tls(tmp_path / "both", both, *CONSOLE_EXPOSED))
+    assert find(kept, "Secret", "fh-console-tls")["data"] == console_data
+    assert generated_secret(kept)["data"] == services_data
+
+    # A CA made before the console signed nothing for it: while it serves HTTP that is fine...
+    services_only = {"installedTls": services_data}
+    plain = manifests_of(render_installed_tls(tmp_path / "plain", services_only))
+    assert "fh-console-tls" not in secret_names(plain)
+    assert console_tls_sources(plain) == [("fh-tls", ["ca.crt"])]
+    # ... and HTTPS is refused with what to do.
+    refused = render_installed_tls(
+        tmp_path / "refused", services_only, "console.tls.enabled=true", check=False
+    )
+    assert refused.returncode != 0
+    assert (
+        "console.tls.enabled: fh-console-tls has no certificate for the console" in refused.stderr
+    )
+    assert "Set console.tls.existingSecret, or delete the Secret fh-tls" in refused.stderr
+
+    # The services' Secret deleted to rotate: a new CA, and the console's certificate is signed
+    # again by it rather than kept from the old one.
+    console_only = {"installedConsoleTls": console_data}
+    rotated = manifests_of(
+        render_installed_tls(tmp_path / "rotated", console_only, *CONSOLE_EXPOSED)
+    )
+    new_ca = x509.load_pem_x509_certificate(pem(generated_secret(rotated), "ca.crt"))
+    new_console = find(rotated, "Secret", "fh-console-tls")
+    assert new_console["data"]["tls.crt"] != console_data["tls.crt"]
+    x509.load_pem_x509_certificate(pem(new_console, "tls.crt")).verify_directly_issued_by(new_ca)
+
+
+def test_the_ingress_appears_only_when_enabled(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    for variant in ("default", "no-console", "console-cert-manager"):
+        assert not [m for m in rendered[variant] if m["kind"] == "Ingress"], variant
+    manifests = rendered["console-exposed"]
+    ingress = find(manifests, "Ingress", "fh-console")
+    assert ingress["metadata"]["annotations"] == {
+        "nginx.ingress.kubernetes.io/backend-protocol": "HTTPS"
+    }
+    spec = ingress["spec"]
+    assert spec["ingressClassName"] == "nginx"
+    assert spec["tls"] == [{"hosts": [CONSOLE_HOST], "secretName": "flakehouse-web"}]
+    (rule,) = spec["rules"]
+    assert rule["host"] == CONSOLE_HOST
+    (path,) = rule["http"]["paths"]
+    assert (path["path"], path["pathType"]) == ("/", "Prefix")
+    backend = path["backend"]["service"]
+    service = find(manifests, "Service", backend["name"])
+    (port,) = [p for p in service["spec"]["ports"] if p["name"] == backend["port"]["name"]]
+    assert port["targetPort"] == "http"
+    # Without a Secret for its host, no TLS at the Ingress; no class: the cluster's default.
+    plain = render("console.ingress.enabled=true", f"console.ingress.host={CONSOLE_HOST}")
+    plain_spec = find(plain, "Ingress", "fh-console")["spec"]
+    assert "tls" not in plain_spec and "ingressClassName" not in plain_spec
+
+
+def test_several_console_pods_spread_over_nodes_and_keep_one_up(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    manifests = rendered["console-exposed"]
+    deployment, _ = console_of(manifests)
+    assert deployment["spec"]["replicas"] == 2
+    (spread,) = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "kubernetes.io/hostname"
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert spread["labelSelector"]["matchLabels"].items() <= labels.items()
+    budget = find(manifests, "PodDisruptionBudget", "fh-console")
+    assert budget["spec"]["maxUnavailable"] == 1
+    single, _ = console_of(rendered["default"])
+    assert "topologySpreadConstraints" not in single["spec"]["template"]["spec"]
+    assert not [
+        m
+        for m in rendered["default"]
+        if m["kind"] == "PodDisruptionBudget" and m["metadata"]["name"] == "fh-console"
+    ]
+
+
+def test_the_console_can_be_turned_off_whole(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    manifests = rendered["no-console"]
+
+    def console_part(manifest: dict[str, Any]) -> bool:
+        labels = manifest["metadata"].get("labels", {})
+        return labels.get("app.kubernetes.io/component") == "console" or "console" in json.dumps(
+            manifest.get("spec", {})
+        )
+
+    assert not [m["metadata"]["name"] for m in manifests if console_part(m)]
+    names = {(m["kind"], m["metadata"]["name"]) for m in manifests}
+    with_console = {(m["kind"], m["metadata"]["name"]) for m in rendered["default"]}
+    assert names == {(kind, name) for kind, name in with_console if "console" not in name}
+
+
 # -- dashboards and notes -------------------------------------------------------------------------
 
 
@@ -1554,6 +2071,23 @@ def test_notes_tell_how_to_port_forward_and_run_a_first_query(tmp_path: Path) ->
     assert 'flakehouse query --query 127.0.0.1:7002 "SELECT' in shown
     assert "storage      3 pod(s)" in shown
     assert "get secret fh-tls -o jsonpath='{.data.ca\\.crt}' | base64 -d > fh-ca.crt" in shown
+
+
+def test_notes_tell_how_to_reach_the_console(tmp_path: Path) -> None:
+    shown = notes(tmp_path)
+    assert "console      1 pod(s), HTTP fh-console:8080" in shown
+    assert "port-forward svc/fh-console 8080:8080 &" in shown
+    assert "http://localhost:8080/" in shown
+    exposed = notes(tmp_path / "exposed", *CONSOLE_EXPOSED)
+    assert f"https://{CONSOLE_HOST}/" in exposed
+    assert "https://localhost:8080/" in exposed
+    assert "signed by the cluster CA (fh-ca.crt above)" in exposed
+    plain = notes(
+        tmp_path / "plain", "console.ingress.enabled=true", f"console.ingress.host={CONSOLE_HOST}"
+    )
+    assert f"http://{CONSOLE_HOST}/" in plain
+    assert "The session cookie is Secure" in plain
+    assert "console" not in notes(tmp_path / "off", *NO_CONSOLE)
 
 
 def test_notes_export_the_admin_token_before_the_first_command(tmp_path: Path) -> None:

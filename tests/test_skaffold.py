@@ -16,7 +16,7 @@ from jsonschema import Draft202012Validator
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = ROOT / "tests" / "schemas" / "skaffold-v4beta11.schema.json"
-SERVICES = ("ingest", "storage", "replication", "quota", "query")
+SERVICES = ("ingest", "storage", "replication", "quota", "query", "console")
 
 Config = dict[str, Any]
 
@@ -102,18 +102,21 @@ def test_helm_release_sets_the_chart_image_values(config: Config) -> None:
     components = yaml.safe_load((chart / "values.yaml").read_text())["components"]
     schema = json.loads((chart / "values.schema.json").read_text())
     templates = release["setValueTemplates"]
-    # Every component's image, from the artifact built for it: components.<name>.image, which
-    # the chart's schema allows.
-    assert set(templates) == {f"components.{name}.image" for name in components}
-    for name in components:
-        assert "image" in schema["properties"]["components"]["properties"][name]["properties"]
+    # Every component's image, from the artifact built for it: components.<name>.image, and
+    # console.image for the console, which the chart's schema allows.
+    values = {name: f"components.{name}.image" for name in components}
+    values["console"] = "console.image"
+    assert set(templates) == set(values.values())
+    for name, value in values.items():
+        properties = schema["properties"]
+        for key in value.split(".")[:-1]:
+            properties = properties[key]["properties"]
+        assert "image" in properties
         # Skaffold names an artifact's template values after its image, "/" as "_".
         artifact = re.sub(r"[/.:-]", "_", f"flakehouse/{name}")
-        assert templates[f"components.{name}.image"] == (
-            f"{{{{ .IMAGE_FULLY_QUALIFIED_{artifact} }}}}"
-        )
+        assert templates[value] == f"{{{{ .IMAGE_FULLY_QUALIFIED_{artifact} }}}}"
     assert {a["image"] for a in config["build"]["artifacts"]} == {
-        f"flakehouse/{name}" for name in components
+        f"flakehouse/{name}" for name in values
     }
 
 
@@ -122,9 +125,12 @@ def test_dev_and_ci_profiles(config: Config) -> None:
     assert set(profiles) == {"dev", "ci"}
     dev, ci = profiles["dev"], profiles["ci"]
     assert dev["build"]["local"]["push"] is False
-    (forward,) = dev["portForward"]
-    assert forward["resourceType"] == "service"
-    assert forward["resourceName"].endswith("-query")
-    assert forward["port"] == 7000  # the query service's gRPC port
+    query, console = dev["portForward"]
+    assert query["resourceType"] == console["resourceType"] == "service"
+    assert query["resourceName"].endswith("-query")
+    assert query["port"] == 7000  # the query service's gRPC port
+    assert console["resourceName"].endswith("-console")
+    chart_values = yaml.safe_load((ROOT / "charts/flakehouse/values.yaml").read_text())
+    assert console["port"] == chart_values["console"]["httpPort"]
     assert "portForward" not in ci
     assert "gitCommit" in ci["build"]["tagPolicy"]

@@ -86,10 +86,77 @@ upgrade never rotates it. The CA's key is discarded after signing.
 {{- $ca := genCA (printf "flakehouse CA %s/%s" .Release.Namespace .Release.Name | trunc 64) 3650 -}}
 {{- $cert := genSignedCert (printf "flakehouse %s/%s" .Release.Namespace .Release.Name | trunc 64) (list "127.0.0.1") (include "flakehouse.tlsDnsNames" . | fromJsonArray) 825 $ca -}}
 {{- $data = dict "ca.crt" ($ca.Cert | b64enc) "tls.crt" ($cert.Cert | b64enc) "tls.key" ($cert.Key | b64enc) -}}
+{{- /* The console's own certificate, now or never: the CA's key is gone after this render. */ -}}
+{{- if include "flakehouse.consoleEnabled" . -}}
+{{- $console := genSignedCert (printf "flakehouse console %s/%s" .Release.Namespace .Release.Name | trunc 64) (list "127.0.0.1") (include "flakehouse.consoleDnsNames" . | fromJsonArray) 825 $ca -}}
+{{- $_ := set .Values "__consoleTlsSigned" (dict "ca.crt" ($ca.Cert | b64enc) "tls.crt" ($console.Cert | b64enc) "tls.key" ($console.Key | b64enc)) -}}
+{{- end -}}
 {{- end -}}
 {{- $_ := set .Values "__tlsGenerated" $data -}}
 {{- end -}}
 {{- toYaml (get .Values "__tlsGenerated") -}}
+{{- end -}}
+
+{{- /*
+Non-empty when the console is rendered (console.enabled). A release upgraded with
+--reuse-values from a chart without the console has no `console` value and renders none.
+*/ -}}
+{{- define "flakehouse.consoleEnabled" -}}
+{{- if (.Values.console | default dict).enabled -}}
+yes
+{{- end -}}
+{{- end -}}
+
+{{- /* The console's settings: `default` merged with `console`, less its switches. */ -}}
+{{- define "flakehouse.consoleConfig" -}}
+{{- $own := omit (deepCopy .Values.console) "enabled" "tls" "ingress" -}}
+{{- toYaml (mergeOverwrite (deepCopy .Values.default) $own) -}}
+{{- end -}}
+
+{{- /*
+The names the console's certificate carries (JSON list): its Service in the forms a browser
+behind a port-forward, an Ingress controller or a pod may use, and the Ingress's host.
+*/ -}}
+{{- define "flakehouse.consoleDnsNames" -}}
+{{- $ns := .Release.Namespace -}}
+{{- $service := include "flakehouse.fullname" (dict "root" . "name" "console") -}}
+{{- $svc := printf "%s.%s.svc" $service $ns -}}
+{{- $names := list $service (printf "%s.%s" $service $ns) $svc (printf "%s.%s" $svc .Values.tls.clusterDomain) -}}
+{{- with dig "ingress" "host" "" .Values.console -}}
+{{- $names = append $names . -}}
+{{- end -}}
+{{- toJson (append $names "localhost") -}}
+{{- end -}}
+
+{{- define "flakehouse.consoleTlsSecretName" -}}
+{{- with dig "tls" "existingSecret" "" .Values.console -}}
+{{ . }}
+{{- else -}}
+{{ include "flakehouse.fullname" (dict "root" . "name" "console-tls") }}
+{{- end -}}
+{{- end -}}
+
+{{- /*
+tls.mode=generate: the data of <release>-console-tls (YAML; empty when there is none), once per
+render. Signed in this render when the CA is new (an install, or <release>-tls deleted to
+rotate: the console follows the new CA); else the installed Secret, reused as it is. A CA made
+before the console was enabled signed no certificate for it, and cannot now: then empty.
+*/ -}}
+{{- define "flakehouse.consoleTlsGenerated" -}}
+{{- if not (hasKey .Values "__consoleTlsGenerated") -}}
+{{- $_ := include "flakehouse.tlsGenerated" . -}}
+{{- $data := dict -}}
+{{- if hasKey .Values "__consoleTlsSigned" -}}
+{{- $data = get .Values "__consoleTlsSigned" -}}
+{{- else -}}
+{{- $installed := lookup "v1" "Secret" .Release.Namespace (include "flakehouse.fullname" (dict "root" . "name" "console-tls")) -}}
+{{- if and $installed $installed.data (hasKey $installed.data "tls.crt") (hasKey $installed.data "tls.key") -}}
+{{- $data = pick $installed.data "ca.crt" "tls.crt" "tls.key" -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set .Values "__consoleTlsGenerated" $data -}}
+{{- end -}}
+{{- toYaml (get .Values "__consoleTlsGenerated") -}}
 {{- end -}}
 
 {{- define "flakehouse.tokensSecretName" -}}
@@ -147,19 +214,24 @@ draws from crypto/rand; alphanumerics are inside the URL-safe alphabet the servi
 
 {{- /*
 Who calls whom on the gRPC port (JSON), the flows of DESIGN.md §1 as the services are wired
-(the *_ADDRESS variables of flakehouse.env, and storage copying segments from its peers): the
-network policies open each caller's egress and, inverted, each callee's ingress from this one
-table. Replication calls no one: it learns of the storage pods from the Kubernetes API, and
-they call it (RegisterNode, Heartbeat, WatchPlacement).
+(the *_ADDRESS variables of flakehouse.env and flakehouse.consoleEnv, and storage copying
+segments from its peers): the network policies open each caller's egress and, inverted, each
+callee's ingress from this one table. Replication calls no one: it learns of the storage pods
+from the Kubernetes API, and they call it (RegisterNode, Heartbeat, WatchPlacement). The
+console, when enabled, calls query and ingest (uploads from the browser).
 */ -}}
 {{- define "flakehouse.calls" -}}
-{{- toJson (dict
+{{- $calls := dict
   "ingest" (list "quota")
   "query" (list "quota" "replication" "storage")
   "quota" (list)
   "replication" (list)
   "storage" (list "quota" "replication" "storage")
-) -}}
+-}}
+{{- if include "flakehouse.consoleEnabled" . -}}
+{{- $_ := set $calls "console" (list "ingest" "query") -}}
+{{- end -}}
+{{- toJson $calls -}}
 {{- end -}}
 
 {{- /*
@@ -284,6 +356,32 @@ itself below. */}}
 {{- end }}
 {{- end -}}
 
+{{- /*
+Environment the console reads: FLAKEHOUSE_CONSOLE_*, docs/configuration.md "The console". No
+token file and no Kafka: it calls query and ingest with the signed-in user's token. Its TLS
+files, when console.tls.enabled, are its own certificate (flakehouse.consoleTlsSecretName).
+*/ -}}
+{{- define "flakehouse.consoleEnv" -}}
+{{- $p := "FLAKEHOUSE_CONSOLE_" -}}
+{{- $root := .root -}}
+- {name: {{ $p }}HOST, value: "0.0.0.0"}
+- {name: {{ $p }}PORT, value: {{ .cfg.httpPort | quote }}}
+- {name: {{ $p }}METRICS_HOST, value: "0.0.0.0"}
+- {name: {{ $p }}METRICS_PORT, value: {{ .cfg.metricsPort | quote }}}
+- {name: {{ $p }}LOG_LEVEL, value: {{ .cfg.logLevel | quote }}}
+- {name: {{ $p }}QUERY_ADDRESS, value: {{ include "flakehouse.address" (dict "root" $root "name" "query") | quote }}}
+- {name: {{ $p }}INGEST_ADDRESS, value: {{ include "flakehouse.address" (dict "root" $root "name" "ingest") | quote }}}
+- {name: {{ $p }}TLS_CA_FILE, value: /etc/flakehouse/tls/ca.crt}
+{{- if $root.Values.console.tls.enabled }}
+- {name: {{ $p }}TLS_CERT_FILE, value: /etc/flakehouse/tls/tls.crt}
+- {name: {{ $p }}TLS_KEY_FILE, value: /etc/flakehouse/tls/tls.key}
+{{- end }}
+- {name: {{ $p }}COOKIE_SECURE, value: {{ .cfg.cookieSecure | toString | quote }}}
+{{- range $key, $value := .cfg.env }}
+- {name: {{ $p }}{{ $key }}, value: {{ $value | toString | quote }}}
+{{- end }}
+{{- end -}}
+
 {{- /* Non-empty when the pods mount Kafka files (/etc/flakehouse/kafka). */ -}}
 {{- define "flakehouse.kafkaFiles" -}}
 {{- $kafka := include "flakehouse.kafkaSecurity" . | fromJson -}}
@@ -292,13 +390,57 @@ yes
 {{- end -}}
 {{- end -}}
 
-{{- define "flakehouse.podSpec" -}}
+{{- /*
+What every pod of the release shares, the console's included: a non-root user whose group
+(fsGroup) may read the mounted Secrets, the probes on the plaintext metrics port, and a
+container that can change nothing but its emptyDirs.
+*/ -}}
+{{- define "flakehouse.podSecurityContext" -}}
 securityContext:
   runAsNonRoot: true
   runAsUser: 10001
   runAsGroup: 10001
   fsGroup: 10001
   seccompProfile: {type: RuntimeDefault}
+{{- end -}}
+
+{{- define "flakehouse.probes" -}}
+# On the plaintext metrics port: the gRPC ports speak TLS only (the console's
+# HTTP port may too), which the kubelet's probes cannot verify. Ready: /readyz
+# 200 (a storage node catching up is not). Alive: /healthz, 200 from start to
+# shutdown, so catching up never restarts a pod.
+readinessProbe:
+  httpGet: {path: /readyz, port: metrics}
+  periodSeconds: 5
+  failureThreshold: 2
+livenessProbe:
+  httpGet: {path: /healthz, port: metrics}
+  initialDelaySeconds: 10
+  periodSeconds: 10
+  failureThreshold: 6
+{{- end -}}
+
+{{- define "flakehouse.containerSecurityContext" -}}
+securityContext:
+  allowPrivilegeEscalation: false
+  readOnlyRootFilesystem: true
+  capabilities: {drop: [ALL]}
+{{- end -}}
+
+{{- /* Replicas of a stateless component spread over nodes, when there are several. */ -}}
+{{- define "flakehouse.spread" -}}
+{{- if gt (int .cfg.replicas) 1 -}}
+topologySpreadConstraints:
+  - maxSkew: 1
+    topologyKey: kubernetes.io/hostname
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels: {{- include "flakehouse.selector" . | nindent 8 }}
+{{- end -}}
+{{- end -}}
+
+{{- define "flakehouse.podSpec" -}}
+{{ include "flakehouse.podSecurityContext" . }}
 {{- if eq .name "replication" }}
 serviceAccountName: {{ include "flakehouse.fullname" . }}
 {{- else }}
@@ -325,13 +467,10 @@ topologySpreadConstraints:
     whenUnsatisfiable: ScheduleAnyway
     labelSelector:
       matchLabels: {{- include "flakehouse.selector" . | nindent 8 }}
-{{- else if gt (int .cfg.replicas) 1 }}
-topologySpreadConstraints:
-  - maxSkew: 1
-    topologyKey: kubernetes.io/hostname
-    whenUnsatisfiable: ScheduleAnyway
-    labelSelector:
-      matchLabels: {{- include "flakehouse.selector" . | nindent 8 }}
+{{- else }}
+{{- with include "flakehouse.spread" . }}
+{{ . }}
+{{- end }}
 {{- end }}
 terminationGracePeriodSeconds: 30
 containers:
@@ -341,23 +480,9 @@ containers:
     ports:
       - {name: grpc, containerPort: {{ .cfg.grpcPort }}, protocol: TCP}
       - {name: metrics, containerPort: {{ .cfg.metricsPort }}, protocol: TCP}
-    # On the plaintext metrics port: the gRPC port speaks TLS only, which the kubelet's gRPC
-    # probes cannot. Ready: /readyz 200 (a storage node catching up is not). Alive: /healthz,
-    # 200 from start to shutdown, so catching up never restarts a pod.
-    readinessProbe:
-      httpGet: {path: /readyz, port: metrics}
-      periodSeconds: 5
-      failureThreshold: 2
-    livenessProbe:
-      httpGet: {path: /healthz, port: metrics}
-      initialDelaySeconds: 10
-      periodSeconds: 10
-      failureThreshold: 6
+    {{- include "flakehouse.probes" . | nindent 4 }}
     resources: {{- toYaml .cfg.resources | nindent 6 }}
-    securityContext:
-      allowPrivilegeEscalation: false
-      readOnlyRootFilesystem: true
-      capabilities: {drop: [ALL]}
+    {{- include "flakehouse.containerSecurityContext" . | nindent 4 }}
     env: {{- include "flakehouse.env" . | nindent 6 }}
     volumeMounts:
       - {name: tmp, mountPath: /tmp}
