@@ -178,3 +178,18 @@ export function suggestionSql(dataset, field, range) {
     ` GROUP BY ${name} ORDER BY count(*) DESC LIMIT 20`
   );
 }
+
+// The duration heatmap's query: runs counted per time bucket and duration bucket, over the
+// builder's time range and conditions. `durationCase` is the CASE that numbers the buckets.
+export function heatmapSql(state, fields, width, durationCase) {
+  const user = whereSql(state.where, fields);
+  const where = [...rangeConditions(state.range), 'duration IS NOT NULL'];
+  if (user.sql) where.push(user.hasOr ? `(${user.sql})` : user.sql);
+  return [
+    `SELECT time_bucket(timestamp, INTERVAL '${width}') AS ${BUCKET_ALIAS}, ${durationCase} AS duration_bucket, count(*)`,
+    `FROM ${quoteIdent(state.dataset)}`,
+    `WHERE ${where.join('\n  AND ')}`,
+    `GROUP BY ${BUCKET_ALIAS}, duration_bucket`,
+    'LIMIT 10000',
+  ].join('\n');
+}
