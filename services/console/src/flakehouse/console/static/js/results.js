@@ -22,7 +22,7 @@ export function freshnessText(freshness) {
 
 export function statsText(answer) {
   const s = answer.stats;
-  if (!s) return '';
+  if (!s || s.elapsed_ms === undefined) return ''; // the flaky ranking (two queries) has none
   const parts = [
     formatDuration(s.elapsed_ms),
     `${formatInt(s.rows_scanned)} rows scanned`,
@@ -59,7 +59,7 @@ export function createResults(root, { link, chart = true, caption } = {}) {
   const csvButton = el('button', { type: 'button', class: 'secondary', dataset: { testid: 'csv-export' }, disabled: true }, 'Download CSV');
   const tableWrap = el('div', { class: 'table-wrap' });
   const tools = el('div', { class: 'table-tools', hidden: true }, count, csvButton);
-  root.replaceChildren(partial, error, freshness, truncated, stats, chart ? chartBox : null, chart ? chartNote : null, tools, tableWrap);
+  root.replaceChildren(...[partial, error, freshness, truncated, stats, chart && chartBox, chart && chartNote, tools, tableWrap].filter(Boolean));
 
   let current = null;
   csvButton.addEventListener('click', () => {
