@@ -23,7 +23,7 @@ const results = createResults(document.getElementById('results-body'), {
   caption: 'Flaky tests',
   link(row, column) {
     if (column > 1) return null;
-    const params = new URLSearchParams({ dataset: dataset.value, classname: row[0] ?? '', name: row[1] ?? '', window: window_.value === '1d' ? '7d' : window_.value });
+    const params = new URLSearchParams({ dataset: dataset.value, classname: row[0] ?? '', name: row[1] ?? '', window: window_.value });
     return `/history?${params}`;
   },
 });

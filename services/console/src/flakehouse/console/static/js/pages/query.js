@@ -17,7 +17,7 @@ import { formatCell } from '../format.js';
 import { bucketForRange } from '../timerange.js';
 import { durationBucketSql, heatmapSpec, heatmapOption, summarizeHeatmap } from '../charts.js';
 
-const CANNOT_SHOW = 'The builder cannot show this query; the SQL is what runs.';
+const CANNOT_SHOW = 'Note: the builder cannot show this query; the SQL is what runs.';
 
 const editor = byTestId('sql-editor');
 const note = byTestId('builder-note');
@@ -217,7 +217,14 @@ async function onSignedIn(session) {
   datasets = session.datasets;
   const select = byTestId('dataset-select');
   const dataset = fillDatasets(select, datasets, builder.state?.dataset);
-  if (started) return;
+  if (started) {
+    // Signed in again, maybe with another token: keep the query if it may still read it.
+    if (!datasets.some((d) => d.name === builder.state.dataset) && datasets.length) {
+      builder.state.dataset = dataset;
+      builderChanged(builder.state, 'dataset');
+    }
+    return;
+  }
   started = true;
   if (!datasets.length) {
     results.showError({ message: 'This token may read no dataset: ask for a token with read on one.' });
