@@ -116,7 +116,7 @@ function baseOption(summary) {
     animation: false,
     textStyle: { fontFamily: 'inherit' },
     grid: { left: 16, right: 24, top: 40, bottom: 16, containLabel: true },
-    tooltip: { trigger: 'axis' },
+    tooltip: { trigger: 'axis', confine: true },
   };
 }
 
@@ -170,7 +170,7 @@ export function heatmapOption(spec, { timeZone, summary }) {
   const when = timeFormatter(timeZone);
   return {
     ...baseOption(summary),
-    tooltip: { position: 'top' },
+    tooltip: { position: 'top', confine: true },
     grid: { left: 16, right: 24, top: 16, bottom: 64, containLabel: true },
     xAxis: { type: 'category', data: spec.times.map((t) => when(timeMs(t))), splitArea: { show: true } },
     yAxis: { type: 'category', data: DURATION_BUCKETS.map(([, name]) => name), splitArea: { show: true } },

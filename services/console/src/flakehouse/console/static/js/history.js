@@ -54,37 +54,37 @@ export function outcome(passed, failed, skipped) {
   return skipped ? 'skipped' : 'passed';
 }
 
-// Per-commit answer (newest first) → a stacked bar per commit, oldest on the left.
+// Per-commit answer (newest first) → a stacked bar per commit at its first run's time, its
+// runs split by status, and the commit's outcome in the tooltip.
 export function commitsChart(answer, { timeZone, unitLabel }) {
   const rows = [...answer.rows].reverse();
   const when = timeFormatter(timeZone);
-  const label = (value) => {
-    const text = formatCell(value, answer.types?.[0], { grouping: false });
-    return unitLabel === 'commit' && text.length > 10 ? text.slice(0, 10) : text;
-  };
-  const categories = rows.map((r) => (unitLabel === 'day' ? when(timeMs(r[0])).slice(0, 10) : label(r[0])));
+  const name = (row) => formatCell(row[0], answer.types?.[0], { grouping: false });
   const outcomes = rows.map((r) => outcome(r[3], r[4], r[5]));
   const counts = Object.fromEntries(['passed', 'failed', 'flaky', 'skipped'].map((o) => [o, outcomes.filter((x) => x === o).length]));
   const summary =
     `Pass and fail per ${unitLabel}, ${rows.length} ${unitLabel}s from ${when(timeMs(rows[0][1]))} to ${when(timeMs(rows[rows.length - 1][1]))}: ` +
     `${counts.passed} passed, ${counts.failed} failed, ${counts.flaky} flaky (passed and failed), ${counts.skipped} only skipped.`;
-  const series = [['passed', 3], ['failed', 4], ['skipped', 5]].map(([name, column]) => ({
-    type: 'bar', name, stack: 'runs', color: STATUS_COLORS[name], data: rows.map((r) => r[column]),
+  const series = [['passed', 3], ['failed', 4], ['skipped', 5]].map(([status, column]) => ({
+    type: 'bar', name: status, stack: 'runs', color: STATUS_COLORS[status], barMaxWidth: 28, barMinWidth: 3,
+    data: rows.map((r, i) => ({ value: [timeMs(r[1]), r[column]], row: i })),
   }));
   const option = {
     aria: { enabled: true, label: { description: summary } },
     animation: false,
     legend: { top: 0 },
-    grid: { left: 40, right: 16, top: 36, bottom: 8, containLabel: true },
+    grid: { left: 16, right: 24, top: 36, bottom: 8, containLabel: true },
     tooltip: {
       trigger: 'axis',
+      confine: true,
       formatter: (items) => {
-        const row = rows[items[0].dataIndex];
-        const head = `${unitLabel} ${formatCell(row[0], answer.types?.[0], { grouping: false })} · ${when(timeMs(row[1]))} · ${outcomes[items[0].dataIndex]}`;
-        return [head, ...items.map((i) => `${i.seriesName}: ${i.value}`)].join('<br>');
+        const i = items[0].data.row;
+        const head = `${unitLabel} ${name(rows[i])} · ${when(timeMs(rows[i][1]))} · ${outcomes[i]}`;
+        return [head, ...items.map((item) => `${item.seriesName}: ${item.value[1]}`)].join('<br>');
       },
     },
-    xAxis: { type: 'category', data: categories, axisLabel: { hideOverlap: true, rotate: categories.length > 8 ? 30 : 0 } },
+    // Room at both ends, so that the first and last bars are not cut in half.
+    xAxis: { type: 'time', boundaryGap: ['4%', '4%'], axisLabel: { formatter: (ms) => when(ms), hideOverlap: true } },
     yAxis: { type: 'value', minInterval: 1, name: 'runs' },
     series,
   };
@@ -108,7 +108,7 @@ export function durationChart(answer, { timeZone }) {
     animation: false,
     legend: { top: 0 },
     grid: { left: 16, right: 24, top: 36, bottom: 8, containLabel: true },
-    tooltip: { trigger: 'item', formatter: (p) => `${p.seriesName} · ${when(p.value[0])}<br>${formatCell(p.value[1], 'float')} s` },
+    tooltip: { trigger: 'item', confine: true, formatter: (p) => `${p.seriesName} · ${when(p.value[0])}<br>${formatCell(p.value[1], 'float')} s` },
     xAxis: { type: 'time', axisLabel: { formatter: (ms) => when(ms), hideOverlap: true, alignMinLabel: 'left', alignMaxLabel: 'right' } },
     yAxis: { type: 'value', name: 'seconds' },
     series: statuses.map((status, i) => ({
