@@ -81,11 +81,13 @@ run: install ## Start a local cluster (broker + five services + 2 storage nodes)
 	$(BIN)/flakehouse up
 
 test: install $(TEST_TOOLS) ## Run the whole test suite (unit, integration, end to end, chart)
+	node --test $(CONSOLE_WEB)/tests/
 	$(BIN)/pytest
 
 # No process started (cluster, broker, helm, hadolint, pools): conftest.py fails a test that
 # starts one without the marker, so nothing slow slips in.
 test-fast: install ## The edit-test loop: every test that starts no process (about 90 s)
+	node --test $(CONSOLE_WEB)/tests/
 	$(BIN)/pytest -m "not processes and not broker"
 
 lint: install $(BUF) ## ruff, mypy, import-linter, buf lint, and generated-code freshness
