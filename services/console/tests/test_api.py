@@ -143,10 +143,17 @@ def bearer(token: str = GOOD) -> dict[str, str]:
 
 
 def test_without_a_token_every_data_route_is_unauthenticated(http: TestClient) -> None:
-    for path in ("/api/v1/session", "/api/v1/datasets", "/api/v1/datasets/ci", "/api/v1/query"):
+    for path in ("/api/v1/datasets", "/api/v1/datasets/ci", "/api/v1/query"):
         answer = http.get(path)
         assert answer.status_code == 401, path
         assert answer.json()["error"]["code"] == "UNAUTHENTICATED"
+
+
+def test_the_session_says_signed_out_without_a_token_and_refuses_a_bad_one(
+    http: TestClient,
+) -> None:
+    assert http.get("/api/v1/session").json() == {"signed_in": False}
+    assert http.get("/api/v1/session", headers=bearer("fh_revoked")).status_code == 401
 
 
 @pytest.mark.parametrize("header", ["Basic abc", "Bearer", "Bearer ", "Bearer " + "x" * 600])

@@ -34,6 +34,8 @@ from flakehouse.core.errors import (
     Unauthenticated,
     Unimplemented,
 )
+from flakehouse.events.model import TIMESTAMP
+from flakehouse.events.values import TYPE_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +102,12 @@ async def request_params(request: Request) -> dict[str, Any]:
     return params
 
 
+def field_type(name: str, value_type: int) -> str:
+    """A field's type as the answers name it: `timestamp` is stored as int microseconds, and
+    is a time (DESIGN.md §2)."""
+    return "timestamp" if name == TIMESTAMP else TYPE_NAMES.get(value_type, "mixed")
+
+
 def parse_label(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -133,7 +141,7 @@ class ConsoleApi:
 
     def routes(self) -> list[Route]:
         return [
-            Route("/api/v1/session", self._guard(self.get_session), methods=["GET"]),
+            Route("/api/v1/session", self._guard(self.get_session, public=True), methods=["GET"]),
             Route("/api/v1/session", self._guard(self.sign_in, public=True), methods=["POST"]),
             Route("/api/v1/session", self._guard(self.sign_out, public=True), methods=["DELETE"]),
             Route("/api/v1/datasets", self._guard(self.datasets), methods=["GET"]),
@@ -168,6 +176,12 @@ class ConsoleApi:
     # --- session ------------------------------------------------------------------------------
 
     async def get_session(self, request: Request) -> Response:
+        """Signed out is an answer here, not an error (a page asks on every load); a token
+        that is no longer valid is still UNAUTHENTICATED."""
+        try:
+            request.state.token = request_token(request)
+        except NoToken:
+            return answer_json({"signed_in": False})
         client = self._client(request)
         datasets = await anyio.to_thread.run_sync(client.readable_datasets)
         return answer_json(
@@ -227,13 +241,11 @@ class ConsoleApi:
         client = self._client(request)
         name = request.path_params["name"]
         answer = await anyio.to_thread.run_sync(client.describe, name)
-        from flakehouse.events.values import TYPE_NAMES
-
         return answer_json(
             {
                 "dataset": answer.dataset,
                 "fields": [
-                    {"name": f.name, "type": TYPE_NAMES.get(f.type, "mixed"), "count": f.count}
+                    {"name": f.name, "type": field_type(f.name, f.type), "count": f.count}
                     for f in answer.fields
                 ],
                 "partial": answer.partial,

@@ -60,7 +60,9 @@ export function startSession(onSignedIn) {
 
   window.addEventListener(api.UNAUTHENTICATED_EVENT, showSignIn);
 
-  api.getSession().then(signedIn, (error) => {
+  // Signed out is an answer ({signed_in: false}); 401 means the cookie's token is no longer
+  // valid (revoked, or the cluster's tokens were replaced).
+  api.getSession().then((session) => (session.signed_in ? signedIn(session) : showSignIn()), (error) => {
     if (error.status !== 401) {
       // The console is up but cannot check the token (query service down…): say so.
       refusal.textContent = `Cannot check the session: ${api.describeError(error)}`;
