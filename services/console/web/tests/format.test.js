@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { formatG, formatCell, formatInt } from '../../src/flakehouse/console/static/js/format.js';
+import { formatG, formatCell, formatInt, pythonFloat } from '../../src/flakehouse/console/static/js/format.js';
 
 // [repr(x), f"{x:.6g}"] from Python (make-formatg-cases.py).
 const cases = JSON.parse(readFileSync(new URL('./formatg-cases.json', import.meta.url), 'utf8'));
@@ -39,4 +39,10 @@ test('cells print as the CLI table prints them', () => {
   assert.equal(formatCell(2.5, undefined), '2.5', 'a mixed column: the value says float');
   assert.equal(formatCell('2026-11-20T09:14:03.512345Z', 'timestamp'), '2026-11-20T09:14:03.512345Z');
   assert.equal(formatInt(999), '999');
+});
+
+test("pythonFloat is Python's repr on every case", () => {
+  for (const [repr] of cases) {
+    assert.equal(pythonFloat(parse(repr)), repr, repr);
+  }
 });

@@ -5,7 +5,7 @@ import { permalink, readPermalink, shellQuote, cliCommand, curlCommand } from '.
 import { loadRecent, addRecent, MAX_RECENT } from '../../src/flakehouse/console/static/js/recent.js';
 import { parseJson } from '../../src/flakehouse/console/static/js/api.js';
 
-test('CSV: the table values, without separators, quoted per RFC 4180', () => {
+test('CSV: the values the CLI writes in its CSV, quoted per RFC 4180', () => {
   const csv = toCsv(
     ['name', 'count(*)', 'p95(duration)', 'ok', 'at'],
     [
@@ -17,8 +17,8 @@ test('CSV: the table values, without separators, quoted per RFC 4180', () => {
   assert.equal(
     csv,
     'name,count(*),p95(duration),ok,at\r\n' +
-      '"a, ""b""",1234567,0.3,true,2026-11-20T09:14:03.512345Z\r\n' +
-      '"line\nbreak",0,1.23457e+08,NULL,NULL\r\n',
+      '"a, ""b""",1234567,0.30000000000000004,True,2026-11-20T09:14:03.512345Z\r\n' +
+      '"line\nbreak",0,123456789.0,,\r\n',
   );
   assert.equal(csvField('plain'), 'plain');
 });

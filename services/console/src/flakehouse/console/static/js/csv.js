@@ -1,6 +1,18 @@
-// CSV export: the answer's rows as the table shows them, without thousands separators,
-// quoted as RFC 4180 says, made in the browser (no second trip to the server).
-import { formatCell } from './format.js';
+// CSV export: the answer's rows as `flakehouse query --format csv` writes them (full floats,
+// empty cells for NULL; the table's rounding is for reading, not for the file), quoted as
+// RFC 4180 says, made in the browser (no second trip to the server).
+import { pythonFloat } from './format.js';
+
+// One value as the CLI's CSV has it: Python's csv module writing the answer's values.
+export function csvValue(value, type) {
+  if (value === null || value === undefined) return '';
+  if (typeof value === 'boolean') return value ? 'True' : 'False';
+  if (typeof value === 'number') {
+    const isFloat = type === 'float' || (type !== 'int' && !Number.isInteger(value));
+    return isFloat ? pythonFloat(value) : String(value);
+  }
+  return String(value);
+}
 
 export function csvField(text) {
   return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
@@ -9,7 +21,7 @@ export function csvField(text) {
 export function toCsv(columns, rows, types = []) {
   const lines = [columns.map(csvField).join(',')];
   for (const row of rows) {
-    lines.push(row.map((value, i) => csvField(formatCell(value, types[i], { grouping: false }))).join(','));
+    lines.push(row.map((value, i) => csvField(csvValue(value, types[i]))).join(','));
   }
   return lines.join('\r\n') + '\r\n';
 }

@@ -58,3 +58,24 @@ export function formatCell(value, type, { grouping = true } = {}) {
 export function formatDuration(ms) {
   return ms >= 1000 ? `${(ms / 1000).toFixed(ms >= 10000 ? 1 : 2)} s` : `${Math.round(ms)} ms`;
 }
+
+// Python's repr() of a float: what the CLI's CSV writes (the shortest text that reads back as
+// the same double, fixed notation from 1e-4 up to 1e16, else 1.5e+16 / 1e-05).
+export function pythonFloat(x) {
+  if (Number.isNaN(x)) return 'nan';
+  if (!Number.isFinite(x)) return x > 0 ? 'inf' : '-inf';
+  if (x === 0) return Object.is(x, -0) ? '-0.0' : '0.0';
+  // toExponential() with no argument keeps as many digits as the value needs, as repr does.
+  const [mantissa, exponentText] = x.toExponential().split('e');
+  const exponent = Number(exponentText);
+  const sign = x < 0 ? '-' : '';
+  const digits = mantissa.replace('-', '').replace('.', '');
+  if (exponent >= -4 && exponent < 16) {
+    if (exponent < 0) return `${sign}0.${'0'.repeat(-exponent - 1)}${digits}`;
+    const whole = digits.slice(0, exponent + 1).padEnd(exponent + 1, '0');
+    return `${sign}${whole}.${digits.slice(exponent + 1) || '0'}`;
+  }
+  const shown = digits.length > 1 ? `${digits[0]}.${digits.slice(1)}` : digits;
+  const magnitude = String(Math.abs(exponent)).padStart(2, '0');
+  return `${sign}${shown}e${exponent < 0 ? '-' : '+'}${magnitude}`;
+}
