@@ -512,3 +512,28 @@ def test_a_report_uploaded_through_the_console_reads_back_at_once(cluster: Runni
         _api(cluster, "/api/v1/query"), json=query, headers=_bearer(credentials.admin_token())
     )
     assert read.json()["rows"] == [["test_one", "dev"]]
+
+
+def test_reports_uploaded_from_the_page_are_written_and_a_bad_one_is_refused(
+    cluster: RunningCluster, console_url: str, context: Any, tmp_path: Path
+) -> None:
+    good = tmp_path / "good.xml"
+    good.write_text(_report(datetime.now(UTC), [_case("web.Upload", "test_page", 0.3)]))
+    bad = tmp_path / "bad.xml"
+    bad.write_text("<testsuite><testcase")
+    page = signed_in(context, console_url, credentials.admin_token())
+    page.get_by_test_id("upload-files").set_input_files([str(good), str(bad)])
+    page.get_by_test_id("upload-dataset").fill("browser")
+    page.get_by_test_id("upload-labels").fill("branch=web\ncommit=c0ffee")
+    page.get_by_test_id("upload-run").click()
+    expect(page.get_by_test_id("upload-status")).to_contain_text("1 of 2 uploaded", timeout=20_000)
+    outcomes = page.get_by_test_id("upload-results").locator("li").all_inner_texts()
+    assert outcomes[0] == "good.xml: 1 events (passed 1)"
+    assert outcomes[1].startswith("bad.xml: ") and "bad.xml" in outcomes[1][9:], outcomes
+    expect(
+        page.get_by_test_id("dataset-select").locator("option", has_text="browser")
+    ).to_have_count(1)
+    written = eventually(
+        lambda: cluster.query("SELECT name, branch, commit FROM browser")["rows"], "the upload"
+    )
+    assert written == [["test_page", "web", "c0ffee"]]

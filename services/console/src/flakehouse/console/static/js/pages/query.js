@@ -16,6 +16,7 @@ import { loadRecent, addRecent } from '../recent.js';
 import { formatCell } from '../format.js';
 import { bucketForRange } from '../timerange.js';
 import { durationBucketSql, heatmapSpec, heatmapOption, summarizeHeatmap } from '../charts.js';
+import { startUploads } from '../upload.js';
 
 const CANNOT_SHOW = 'Note: the builder cannot show this query; the SQL is what runs.';
 
@@ -215,6 +216,7 @@ async function openPermalink() {
 
 async function onSignedIn(session) {
   datasets = session.datasets;
+  fillUploadDatasets();
   const select = byTestId('dataset-select');
   const dataset = fillDatasets(select, datasets, builder.state?.dataset);
   if (started) {
@@ -265,5 +267,24 @@ document.addEventListener('keydown', (event) => {
   }
 });
 window.addEventListener('popstate', () => started && openPermalink());
+
+// After an upload, the session's datasets again: a first upload may have created one, which
+// the query service lists once its catalog caught up (well under a second).
+startUploads(byTestId('upload-form'), {
+  async onUploaded(name) {
+    for (let attempt = 0; attempt < 10; attempt += 1) {
+      const session = await api.getSession();
+      datasets = session.datasets ?? datasets;
+      if (datasets.some((d) => d.name === name)) break;
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    }
+    fillDatasets(byTestId('dataset-select'), datasets, builder.state.dataset);
+    fillUploadDatasets();
+  },
+});
+
+function fillUploadDatasets() {
+  document.getElementById('upload-datasets').replaceChildren(...datasets.map((d) => el('option', { value: d.name })));
+}
 
 startSession(onSignedIn);
