@@ -14,13 +14,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from flakehouse.console.api import ConsoleApi
 from flakehouse.console.clients import ClientPool
 from flakehouse.console.metrics import ConsoleMetrics
-from flakehouse.console.pages import PAGES, SECURITY_HEADERS, page_routes
+from flakehouse.console.pages import PAGE_PATHS, SECURITY_HEADERS, page_routes
 from flakehouse.console.settings import ConsoleSettings
 
 
 def route_label(path: str) -> str:
     """A bounded label for a path: the route, not the dataset or file asked for."""
-    if path in PAGES:
+    if path in PAGE_PATHS:
         return path
     if path.startswith("/static/"):
         return "/static"
