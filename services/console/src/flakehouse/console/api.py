@@ -182,14 +182,7 @@ class ConsoleApi:
             request.state.token = request_token(request)
         except NoToken:
             return answer_json({"signed_in": False})
-        client = self._client(request)
-        datasets = await anyio.to_thread.run_sync(client.readable_datasets)
-        return answer_json(
-            {
-                "signed_in": True,
-                "datasets": [{"name": d.name, "partitions": d.partitions} for d in datasets],
-            }
-        )
+        return answer_json({"signed_in": True, **await self._readable(self._client(request))})
 
     async def sign_in(self, request: Request) -> Response:
         """Checks the token with the query service (it lists what the token may read), then
@@ -199,20 +192,14 @@ class ConsoleApi:
         if not token:
             self.metrics.sign_ins.labels("INVALID_ARGUMENT").inc()
             raise InvalidArgument("paste a token (it starts with fh_)")
-        client = self.clients.client(token)
         try:
-            datasets = await anyio.to_thread.run_sync(client.readable_datasets)
+            readable = await self._readable(self.clients.client(token))
         except FlakehouseError as exc:
             self.clients.forget(token)
             self.metrics.sign_ins.labels(exc.status).inc()
             raise
         self.metrics.sign_ins.labels("ok").inc()
-        response = answer_json(
-            {
-                "signed_in": True,
-                "datasets": [{"name": d.name, "partitions": d.partitions} for d in datasets],
-            }
-        )
+        response = answer_json({"signed_in": True, **readable})
         set_session(
             response,
             token,
@@ -231,11 +218,13 @@ class ConsoleApi:
     # --- datasets -----------------------------------------------------------------------------
 
     async def datasets(self, request: Request) -> Response:
-        client = self._client(request)
+        return answer_json(await self._readable(self._client(request)))
+
+    @staticmethod
+    async def _readable(client: Client) -> dict[str, Any]:
+        """{"datasets": [{"name", "partitions"}]}: those the client's token may read."""
         datasets = await anyio.to_thread.run_sync(client.readable_datasets)
-        return answer_json(
-            {"datasets": [{"name": d.name, "partitions": d.partitions} for d in datasets]}
-        )
+        return {"datasets": [{"name": d.name, "partitions": d.partitions} for d in datasets]}
 
     async def describe(self, request: Request) -> Response:
         client = self._client(request)
