@@ -9,6 +9,7 @@ from typing import Final
 
 from flakehouse.events.errors import EventError
 from flakehouse.events.model import PROPERTY_PREFIX, Event, Limits, truncate_text
+from flakehouse.events.signature import signature
 from flakehouse.events.timestamps import parse_timestamp
 from flakehouse.events.values import INT64_MAX, INT64_MIN
 
@@ -178,6 +179,8 @@ class CaseMapper:
         else:
             if case.message is not None:
                 event["message"] = case.message
+                # Never blank: a blank message attribute is absent.
+                event["signature"] = signature(case.message)
             if case.type is not None:
                 event["type"] = case.type
             event["retries"] = case.retries
