@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flakehouse.events.signature import MAX_SIGNATURE_CHARS, _normalise, signature
+from flakehouse.events.signature import MAX_SIGNATURE_CHARS, _normalise, signature, signatures
 
 
 @pytest.mark.parametrize(
@@ -250,3 +250,11 @@ LONG_MESSAGE_PARTS = st.sampled_from(
 @given(st.lists(LONG_MESSAGE_PARTS, min_size=20, max_size=600).map("".join))
 def test_a_long_message_is_read_only_as_far_as_needed(message: str) -> None:
     assert signature(message) == whole_then_cut(message)
+
+
+def test_signatures_remembers_without_changing_an_answer() -> None:
+    sign = signatures()
+    messages = [f"assert {i} == {i + 1} in run {i}" for i in range(3000)]
+    messages += ["x" * 600 + " 7", "tmpab3x9k2q"] * 2
+    for message in messages + messages[::-1]:
+        assert sign(message) == signature(message)

@@ -20,7 +20,7 @@ from flakehouse.events.model import (
     Limits,
     check_parse_arguments,
 )
-from flakehouse.events.signature import MESSAGE, add_signature
+from flakehouse.events.signature import MESSAGE, add_signature, signatures
 from flakehouse.events.timestamps import epoch_seconds_to_us, parse_timestamp
 from flakehouse.events.values import INT64_MAX, INT64_MIN
 
@@ -170,6 +170,7 @@ def _quick(
     valid_name = FIELD_NAME.fullmatch
     names: set[str] = set()  # field names known to be valid
     stamps: dict[str, int] = {}  # timestamp strings already parsed
+    sign = signatures()
     count_keys = _KEY_END.findall
     low, high = INT64_MIN, INT64_MAX
     bound = _FLOAT_BOUND
@@ -242,7 +243,7 @@ def _quick(
             except ValueError:
                 return None
         if MESSAGE in obj:
-            add_signature(obj)
+            add_signature(obj, sign)
         if labels:
             obj.update(labels)
         if len(obj) > max_fields:

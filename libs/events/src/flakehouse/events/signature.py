@@ -12,96 +12,130 @@ from flakehouse.events.model import Event
 SIGNATURE: Final = "signature"
 MESSAGE: Final = "message"
 MAX_SIGNATURE_CHARS: Final = 200
+# What signatures() remembers: many messages of one report are often the same (a skip reason, a
+# service down), and the memory stays small (a few hundred thousand characters at most).
+_REMEMBERED: Final = 1024
+_REMEMBERED_CHARS: Final = 512
 
 _SEGMENT: Final = r"[0-9A-Za-z_.~+@%$-]"
 _HEX4: Final = "[0-9a-fA-F]{4}"
 
-# The rules, in the order they are tried where two could start at the same character. A rule is
-# (placeholder, its first character, what may not stand before that character, the rest).
+# A rule: (placeholder, what may not stand before its first character, what follows that).
 # Every rule refuses to start after '>', the last character of every placeholder, except <n>:
 # a token that only stood next to another one (`1/abc`, `5tmpab3x9k2q`) must not become one
 # when a signature is normalised again. <n> keeps to the rule of the text (`a>5` is a number),
 # which is the same both times: no placeholder ends in a digit, letter, '_' or '.'.
-_Rule = tuple[str, str, str, str]
-_WORD_RULES: Final[tuple[_Rule, ...]] = (
-    (
-        "<uuid>",
-        "[0-9a-fA-F]",
-        "0-9A-Za-z>",
-        rf"[0-9a-fA-F]{{7}}-{_HEX4}-{_HEX4}-{_HEX4}-{_HEX4}[0-9a-fA-F]{{8}}(?![0-9A-Za-z])",
-    ),
-    # A date, with a time of day and a zone or not; a time of day with seconds.
-    (
-        "<time>",
-        "[0-9]",
-        "0-9A-Za-z:.>",
-        r"(?:[0-9]{3}-[0-9]{2}-[0-9]{2}(?:[T ][0-9]{1,2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]+)?)?)?"
-        r"|[0-9]?:[0-9]{2}:[0-9]{2}(?:[.,][0-9]+)?)"
-        r"(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?(?![0-9:])",
-    ),
-    ("<ip>", "[0-9]", "0-9A-Za-z.>", r"[0-9]{0,2}(?:\.[0-9]{1,3}){3}(?::[0-9]{1,5})?(?!\.?[0-9])"),
-    # Pointers and program counters are long; 0x1f3a is a number written in hex.
-    ("<addr>", "0", "0-9A-Za-z_>", r"[xX][0-9a-fA-F]{6,}(?![0-9A-Za-z_])"),
-    ("<n>", "0", "0-9A-Za-z_>", r"[xX][0-9a-fA-F]{1,5}(?![0-9A-Za-z_])"),
-    # Git SHAs, digests, ids: 7 hex digits or more, of one case, with a digit and a letter.
-    ("<hex>", "[0-9]", "0-9A-Za-z>", r"(?=[0-9]*[a-f])[0-9a-f]{6,}(?![0-9A-Za-z])"),
-    ("<hex>", "[a-f]", "0-9A-Za-z>", r"(?=[a-f]*[0-9])[0-9a-f]{6,}(?![0-9A-Za-z])"),
-    ("<hex>", "[0-9]", "0-9A-Za-z>", r"(?=[0-9]*[A-F])[0-9A-F]{6,}(?![0-9A-Za-z])"),
-    ("<hex>", "[A-F]", "0-9A-Za-z>", r"(?=[A-F]*[0-9])[0-9A-F]{6,}(?![0-9A-Za-z])"),
-    # Python's tempfile (tmp and 8 of [a-z0-9_]) and mktemp(1) (tmp. and 10 letters or digits).
-    ("<tmp>", "t", "0-9A-Za-z_>", r"mp(?:[a-z0-9_]{8}|\.[A-Za-z0-9]{10})(?![0-9A-Za-z_])"),
-    # Integers, decimals, versions, exponents; a unit may follow (`1532ms`).
-    ("<n>", "[0-9]", "0-9A-Za-z_.", r"[0-9]*(?:\.[0-9]+)*(?:[eE][+-]?[0-9]+)?"),
+_Rule = tuple[str, str, str]
+_UUID: Final[_Rule] = (
+    "<uuid>",
+    "0-9A-Za-z>",
+    rf"[0-9a-fA-F]{{7}}-{_HEX4}-{_HEX4}-{_HEX4}-{_HEX4}[0-9a-fA-F]{{8}}(?![0-9A-Za-z])",
 )
 # A Windows path. Its drive can be any letter: see _compile.
-_DRIVE_RULE: Final[_Rule] = (
-    "<path>",
-    "[A-Za-z]",
-    r"0-9A-Za-z_.~:/\\>-",
-    rf":[\\/]{_SEGMENT}*(?:[\\/]{_SEGMENT}*)*",
-)
-_SYMBOL_RULES: Final[tuple[_Rule, ...]] = (
+_DRIVE: Final[_Rule] = ("<path>", r"0-9A-Za-z_.~:/\\>-", rf":[\\/]{_SEGMENT}*(?:[\\/]{_SEGMENT}*)*")
+
+# The rules by the characters they start with, each group with what its second character must
+# be (a quick way out for most words); within a group, in the order they are tried.
+_GROUPS: Final[tuple[tuple[str, str, tuple[_Rule, ...]], ...]] = (
     (
-        "<ip>",
+        "0-9",
+        "",
+        (
+            # Most numbers, at once: no other rule starts with digits followed by anything else.
+            ("<n>", "0-9A-Za-z_.", r"[0-9]*(?![0-9A-Za-z_.:-])"),
+            _UUID,
+            # A date, with a time of day and a zone or not; a time of day with seconds.
+            (
+                "<time>",
+                "0-9A-Za-z:.>",
+                r"(?:[0-9]{3}-[0-9]{2}-[0-9]{2}"
+                r"(?:[T ][0-9]{1,2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]+)?)?)?"
+                r"|[0-9]?:[0-9]{2}:[0-9]{2}(?:[.,][0-9]+)?)"
+                r"(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?(?![0-9:])",
+            ),
+            ("<ip>", "0-9A-Za-z.>", r"[0-9]{0,2}(?:\.[0-9]{1,3}){3}(?::[0-9]{1,5})?(?!\.?[0-9])"),
+            # Pointers and program counters are long; 0x1f3a is a number written in hex.
+            ("<addr>", "0-9A-Za-z_>", r"(?<=0)[xX][0-9a-fA-F]{6,}(?![0-9A-Za-z_])"),
+            ("<n>", "0-9A-Za-z_>", r"(?<=0)[xX][0-9a-fA-F]{1,5}(?![0-9A-Za-z_])"),
+            # Git SHAs, digests, ids: 7 hex digits or more, of one case, with a digit and a letter.
+            ("<hex>", "0-9A-Za-z>", r"(?=[0-9]*[a-f])[0-9a-f]{6,}(?![0-9A-Za-z])"),
+            ("<hex>", "0-9A-Za-z>", r"(?=[0-9]*[A-F])[0-9A-F]{6,}(?![0-9A-Za-z])"),
+            # Integers, decimals, versions, exponents; a unit may follow (`1532ms`).
+            ("<n>", "0-9A-Za-z_.", r"[0-9]*(?:\.[0-9]+)*(?:[eE][+-]?[0-9]+)?"),
+        ),
+    ),
+    (
+        "a-f",
+        "0-9a-fA-F:",
+        (_UUID, ("<hex>", "0-9A-Za-z>", r"(?=[a-f]*[0-9])[0-9a-f]{6,}(?![0-9A-Za-z])"), _DRIVE),
+    ),
+    (
+        "A-F",
+        "0-9a-fA-F:",
+        (_UUID, ("<hex>", "0-9A-Za-z>", r"(?=[A-F]*[0-9])[0-9A-F]{6,}(?![0-9A-Za-z])"), _DRIVE),
+    ),
+    # Python's tempfile (tmp and 8 of [a-z0-9_]) and mktemp(1) (tmp. and 10 letters or digits).
+    (
+        "t",
+        "m:",
+        (("<tmp>", "0-9A-Za-z_>", r"mp(?:[a-z0-9_]{8}|\.[A-Za-z0-9]{10})(?![0-9A-Za-z_])"), _DRIVE),
+    ),
+    ("g-su-zG-Z", ":", (_DRIVE,)),
+    # IPv6 in brackets (two colons at least), with a port or not.
+    (
         r"\[",
-        "0-9A-Za-z.>",
-        r"(?=[^\]]*:[^\]]*:)[0-9a-fA-F:.]+\](?::[0-9]{1,5})?(?!\.?[0-9])",
+        "",
+        (
+            (
+                "<ip>",
+                "0-9A-Za-z.>",
+                r"(?=[^\]]*:[^\]]*:)[0-9a-fA-F:.]+\](?::[0-9]{1,5})?(?!\.?[0-9])",
+            ),
+        ),
     ),
     # Java's Object.toString(): a class name, '@', Integer.toHexString(hashCode()).
-    ("@<hex>", "@", "", r"(?<=[0-9A-Za-z_$\]>]@)(?=[a-f]*[0-9])[0-9a-f]{1,8}(?![0-9A-Za-z_])"),
+    (
+        "@",
+        "",
+        (("@<hex>", "", r"(?<=[0-9A-Za-z_$\]>]@)(?=[a-f]*[0-9])[0-9a-f]{1,8}(?![0-9A-Za-z_])"),),
+    ),
     # A POSIX path, but not the path of a URL (after a host) nor a relative one.
-    ("<path>", "/", r"0-9A-Za-z_.~:/\\>-", rf"{_SEGMENT}+(?:[\\/]{_SEGMENT}*)*"),
+    ("/", "", (("<path>", r"0-9A-Za-z_.~:/\\>-", rf"{_SEGMENT}+(?:[\\/]{_SEGMENT}*)*"),)),
 )
 
 
 def _compile(drives: bool) -> Callable[[str], str]:
-    """The substitution of every rule in one pass. Every match starts with a character of one
-    class, consumed first, so that the regex engine skips in C the text that cannot start one,
-    most of it; each rule then looks behind at its first character and the one before. Every
-    word rule refuses to start after a letter or digit: one look-behind rejects the letters
-    and digits inside words. A drive letter can be any letter and would make every word a
-    candidate, so the drive rule is only in the pattern for text that has ``:\\`` or ``:/``."""
-    words = (*_WORD_RULES, _DRIVE_RULE) if drives else _WORD_RULES
-
-    def alternative(first: str, not_after: str, rest: str) -> str:
-        before = rf"(?<![{not_after}][\s\S])" if not_after else ""
-        # The empty group says which rule matched (Match.lastindex).
-        return rf"(?<={first}){before}{rest}()"
-
-    start = "0-9a-fA-Ft@\\[/" + ("g-zG-Z" if drives else "")
+    """The substitution of every rule in one pass. A match starts with a character that some
+    rule starts with, consumed first, so that the regex engine skips in C the text that starts
+    none, most of it. One look-behind then rejects the letters and digits inside words, where
+    no rule starts (but the '@' of an identity hash, which follows a name), and the group of
+    the character and its rules check the rest. A drive letter can be any letter and would
+    make every word a candidate, so the drive rule is only in the pattern for text that has
+    ``:\\`` or ``:/``."""
+    placeholders = [""]
+    groups = []
+    start = ""
+    for first, second, rules in _GROUPS:
+        kept = [rule for rule in rules if drives or rule is not _DRIVE]
+        if not kept:
+            continue
+        start += first
+        alternatives = []
+        for name, not_after, rest in kept:
+            before = f"(?<![{not_after}].)" if not_after else ""
+            # The empty group says which rule matched (Match.lastindex).
+            alternatives.append(f"{before}{rest}()")
+            placeholders.append(name)
+        gate = f"(?=[{second}])" if second else ""
+        groups.append(f"(?<=[{first}]){gate}(?:{'|'.join(alternatives)})")
     pattern = re.compile(
-        rf"[{start}](?:(?<![0-9A-Za-z][\s\S])(?:"
-        + "|".join(alternative(*rule[1:]) for rule in words)
-        + r")|(?<=[@\[/])(?:"
-        + "|".join(alternative(*rule[1:]) for rule in _SYMBOL_RULES)
-        + "))",
-        re.ASCII,
+        f"[{start}](?<![0-9A-Za-z][^@])(?:{'|'.join(groups)})", re.ASCII | re.DOTALL
     )
-    placeholders = ("", *(rule[0] for rule in (*words, *_SYMBOL_RULES)))
     assert len(placeholders) == pattern.groups + 1
+    table = tuple(placeholders)
 
     def placeholder(match: re.Match[str]) -> str:
-        return placeholders[match.lastindex or 0]
+        return table[match.lastindex or 0]
 
     sub = pattern.sub
     return lambda text: sub(placeholder, text)
@@ -177,11 +211,29 @@ def _normalised_head(message: str) -> str:
     return _normalise(" ".join(message.split()))
 
 
-def add_signature(event: Event) -> None:
+def signatures() -> Callable[[str], str]:
+    """:func:`signature`, remembering the signatures of recent short messages: one for each
+    file parsed."""
+    memory: dict[str, str] = {}
+
+    def sign(message: str) -> str:
+        value = memory.get(message)
+        if value is None:
+            value = signature(message)
+            if len(message) <= _REMEMBERED_CHARS:
+                if len(memory) >= _REMEMBERED:
+                    memory.clear()
+                memory[message] = value
+        return value
+
+    return sign
+
+
+def add_signature(event: Event, sign: Callable[[str], str] = signature) -> None:
     """Gives ``event`` the signature of its ``message`` when that is a string that is not
     blank and the event has no ``signature`` of its own."""
     message = event.get(MESSAGE)
     if type(message) is str and SIGNATURE not in event:
-        value = signature(message)
+        value = sign(message)
         if value:
             event[SIGNATURE] = value
