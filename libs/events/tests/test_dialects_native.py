@@ -113,6 +113,7 @@ def test_bazel() -> None:
         "status": "error",
         "duration": 37.0,
         "message": "exited with error code 1",
+        "signature": "exited with error code <n>",
         "retries": 0,
         "flaky": False,
     }

@@ -148,6 +148,41 @@ def test_fields_per_event_limit_counts_timestamp_and_labels() -> None:
     assert "11 fields" in err.reason
 
 
+def test_a_string_message_gets_a_signature_unless_the_event_has_its_own() -> None:
+    events = parse(
+        "\n".join(
+            [
+                '{"status": "failed", "message": "assert 41 == 42"}',
+                '{"status": "failed", "message": "assert 41 == 42", "signature": "mine"}',
+                '{"status": "failed", "message": "assert 41 == 42", "signature": 7}',
+                '{"status": "failed", "message": "assert 41 == 42", "signature": null}',
+                '{"status": "failed", "message": 42}',
+                '{"status": "failed", "message": " \\t "}',
+                '{"status": "passed"}',
+                # A float this large sends the line to the standard library's reading.
+                '{"status": "failed", "message": "assert 41 == 42", "big": 1e19}',
+            ]
+        )
+    )
+    assert [e.get("signature") for e in events] == [
+        "assert <n> == <n>",
+        "mine",
+        7,
+        "assert <n> == <n>",
+        None,
+        None,
+        None,
+        "assert <n> == <n>",
+    ]
+
+
+def test_the_signature_counts_toward_the_fields_limit() -> None:
+    limits = Limits(max_fields_per_event=4)
+    assert len(parse('{"message": "m", "a": 1}', limits=limits)[0]) == 4
+    err = rejected('{"message": "m", "a": 1, "b": 2}', limits=limits)
+    assert "5 fields, more than the limit of 4" in err.reason
+
+
 def test_labels_are_added_and_win() -> None:
     events = parse('{"branch": "from-file", "x": 1}\n{"x": 2}', labels={"branch": "main"})
     assert [e["branch"] for e in events] == ["main", "main"]
@@ -156,6 +191,11 @@ def test_labels_are_added_and_win() -> None:
 def test_bad_labels_fail_before_reading() -> None:
     with pytest.raises(ValueError, match="'timestamp'"):
         parse_json_lines(io.BytesIO(b""), filename="e", upload_time_us=0, labels={"timestamp": "x"})
+
+
+def test_a_label_may_not_be_called_signature() -> None:
+    with pytest.raises(ValueError, match="'signature'"):
+        parse("{}", labels={"signature": "x"})
 
 
 def test_empty_file_gives_no_events() -> None:

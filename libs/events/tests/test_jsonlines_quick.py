@@ -146,7 +146,9 @@ def test_large_floats_stay_floats() -> None:
 
 # Generated lines: keys valid, invalid and repeated; every JSON value, scalars near every
 # boundary; written with the spacings and escapes that real writers use, and then some.
-KEYS = st.sampled_from(["a", "b", "timestamp", "x.y", "bad name", "1st", "", "é", 'q"', "a:b"])
+KEYS = st.sampled_from(
+    ["a", "b", "timestamp", "message", "signature", "x.y", "bad name", "1st", "", "é", 'q"', "a:b"]
+)
 TIMESTAMPS = st.sampled_from(
     ["2026-11-01T12:00:00Z", "2026-11-01 13:00:00+01:00", "yesterday", "10000-01-01T00:00:00"]
 )
@@ -167,14 +169,16 @@ GOOD_SCALARS = st.one_of(
     st.integers(min_value=-(2**63), max_value=2**63 - 1),
     st.floats(allow_nan=False, allow_infinity=False),
     st.text(max_size=5),
-    st.sampled_from(['":', '\\":', '"', "\\", "😀", "2026-11-01T12:00:00Z"]),
+    st.sampled_from(['":', '\\":', '"', "\\", "😀", "2026-11-01T12:00:00Z", "assert 1 == 2"]),
 )
 VALUES = st.one_of(
     SCALARS,
     st.lists(SCALARS, max_size=2),
     st.dictionaries(KEYS, SCALARS, max_size=2),
 )
-GOOD_KEYS = st.sampled_from(["a", "b", "c", "timestamp", "x.y", "a:b", "_", "prop.os"])
+GOOD_KEYS = st.sampled_from(
+    ["a", "b", "c", "timestamp", "message", "signature", "x.y", "a:b", "_", "prop.os"]
+)
 PAIRS = st.one_of(
     st.lists(st.tuples(KEYS, VALUES), max_size=6),
     # Mostly good lines, so that the quick path's answers are compared too.

@@ -134,6 +134,48 @@ def test_skipped_keeps_message_and_type_but_not_text_as_stack() -> None:
     assert "stack" not in event
 
 
+def test_every_event_with_a_message_has_its_signature() -> None:
+    events = parse(
+        """<testsuite>
+          <testcase name="a"><failure message="assert 1 == 2">trace 123</failure></testcase>
+          <testcase name="b"><error message="timed out after 30s"/></testcase>
+          <testcase name="c"><skipped message="needs /opt/cuda-12.1"/></testcase>
+          <testcase name="d"><failure>no message, only text 42</failure></testcase>
+          <testcase name="e"><skipped message="  "/></testcase>
+          <testcase name="f"/>
+        </testsuite>"""
+    )
+    assert [e.get("signature") for e in events] == [
+        "assert <n> == <n>",
+        "timed out after <n>s",
+        "needs <path>",
+        None,
+        None,
+        None,
+    ]
+
+
+def test_the_signature_is_of_the_deciding_message_as_truncated() -> None:
+    event = one(
+        '<testsuite><testcase name="t"><skipped message="skip 1"/>'
+        f'<failure message="{"x" * 300} 12345"/></testcase></testsuite>',
+        limits=Limits(max_message_chars=100),
+    )
+    marker = "… [truncated, 306 chars]"
+    assert event["message"] == "x" * (100 - len(marker)) + marker
+    assert event["signature"] == "x" * (100 - len(marker)) + "… [truncated, <n> chars]"
+
+
+def test_the_signature_counts_toward_the_fields_limit() -> None:
+    xml = '<testsuite><testcase name="t"><failure message="m"/></testcase></testsuite>'
+    # timestamp, name, status, message, signature, retries, flaky
+    assert len(one(xml, limits=Limits(max_fields_per_event=7))) == 7
+    assert (
+        "8 fields, more than the limit of 7"
+        in rejected(xml, limits=Limits(max_fields_per_event=7), labels={"branch": "main"}).reason
+    )
+
+
 def test_stack_includes_cdata_and_text_after_comments() -> None:
     event = one(
         "<testsuite><testcase name='t'><error><![CDATA[a < b]]><!-- c -->\nline 2</error>"

@@ -20,6 +20,7 @@ from flakehouse.events.model import (
     Limits,
     check_parse_arguments,
 )
+from flakehouse.events.signature import MESSAGE, add_signature, signatures
 from flakehouse.events.timestamps import epoch_seconds_to_us, parse_timestamp
 from flakehouse.events.values import INT64_MAX, INT64_MIN
 
@@ -169,6 +170,7 @@ def _quick(
     valid_name = FIELD_NAME.fullmatch
     names: set[str] = set()  # field names known to be valid
     stamps: dict[str, int] = {}  # timestamp strings already parsed
+    sign = signatures()
     count_keys = _KEY_END.findall
     low, high = INT64_MIN, INT64_MAX
     bound = _FLOAT_BOUND
@@ -240,6 +242,8 @@ def _quick(
                 obj[TIMESTAMP] = epoch_seconds_to_us(stamp)
             except ValueError:
                 return None
+        if MESSAGE in obj:
+            add_signature(obj, sign)
         if labels:
             obj.update(labels)
         if len(obj) > max_fields:
@@ -346,6 +350,7 @@ def _event(
                 "(string, number, bool or null)"
             )
         event[key] = value
+    add_signature(event)
     event.update(labels)
     if len(event) > limits.max_fields_per_event:
         raise error(

@@ -9,6 +9,7 @@ from typing import Final
 
 from flakehouse.events.errors import EventError
 from flakehouse.events.model import PROPERTY_PREFIX, Event, Limits, truncate_text
+from flakehouse.events.signature import signatures
 from flakehouse.events.timestamps import parse_timestamp
 from flakehouse.events.values import INT64_MAX, INT64_MIN
 
@@ -86,6 +87,7 @@ class CaseMapper:
         self.attr_limit = limits.max_attribute_chars
         self.message_limit = limits.max_message_chars
         self._max_fields = limits.max_fields_per_event
+        self._signature = signatures()
         # Raw testcase timestamp -> microseconds: tools that stamp every case (googletest)
         # repeat a few distinct values many times.
         self._timestamps: dict[str, int] = {}
@@ -178,6 +180,8 @@ class CaseMapper:
         else:
             if case.message is not None:
                 event["message"] = case.message
+                # Never blank: a blank message attribute is absent.
+                event["signature"] = self._signature(case.message)
             if case.type is not None:
                 event["type"] = case.type
             event["retries"] = case.retries

@@ -34,6 +34,7 @@ SCHEMA_V1_FIELDS: frozenset[str] = frozenset(
         "status",
         "duration",
         "message",
+        "signature",
         "type",
         "retries",
         "flaky",
