@@ -51,6 +51,7 @@ import pytest
 
 from flakehouse.client import Client
 from flakehouse.common.v1 import events_pb2
+from flakehouse.events.signature import add_signature
 from flakehouse.events.timestamps import format_timestamp
 from flakehouse.events.values import from_value
 from flakehouse.query.v1 import query_pb2, query_pb2_grpc
@@ -464,7 +465,10 @@ _JSON_TYPES = {str: "string", int: "int", float: "float", bool: "bool"}
 
 
 def test_describe_lists_every_field_with_its_types_and_counts(setup: Setup) -> None:
-    events = setup.world.events
+    # As ingest stores them: an event with a message gets its signature.
+    events = [dict(e) for e in setup.world.events]
+    for event in events:
+        add_signature(event)
     counts = Counter(
         (name, "int" if name == "timestamp" else _JSON_TYPES[type(value)])
         for e in events
