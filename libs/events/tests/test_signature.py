@@ -4,7 +4,7 @@ failure groups across runs and different ones do not, and that a signature is it
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from flakehouse.events.signature import MAX_SIGNATURE_CHARS, _normalise, signature, signatures
@@ -203,6 +203,8 @@ MESSAGES = st.one_of(st.lists(MESSAGE_PARTS, max_size=300).map("".join), st.text
 
 @settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(MESSAGES)
+# Found by this test in a full run: a temp name ending in '_' before a date.
+@example("tmp00x0x0x_2026-12-07")
 def test_a_signature_is_bounded_and_its_own_signature(message: str) -> None:
     result = signature(message)
     assert len(result) <= MAX_SIGNATURE_CHARS

@@ -75,10 +75,15 @@ _GROUPS: Final[tuple[tuple[str, str, tuple[_Rule, ...]], ...]] = (
         (_UUID, ("<hex>", "0-9A-Za-z>", r"(?=[A-F]*[0-9])[0-9A-F]{6,}(?![0-9A-Za-z])"), _DRIVE),
     ),
     # Python's tempfile (tmp and 8 of [a-z0-9_]) and mktemp(1) (tmp. and 10 letters or digits).
+    # Not before '<': a name ending in '_' before a token (`tmp00x0x0x_2026-12-07`) is not
+    # whole, and must not become one next to that token's placeholder on a second pass.
     (
         "t",
         "m:",
-        (("<tmp>", "0-9A-Za-z_>", r"mp(?:[a-z0-9_]{8}|\.[A-Za-z0-9]{10})(?![0-9A-Za-z_])"), _DRIVE),
+        (
+            ("<tmp>", "0-9A-Za-z_>", r"mp(?:[a-z0-9_]{8}|\.[A-Za-z0-9]{10})(?![0-9A-Za-z_<])"),
+            _DRIVE,
+        ),
     ),
     ("g-su-zG-Z", ":", (_DRIVE,)),
     # IPv6 in brackets (two colons at least), with a port or not.
