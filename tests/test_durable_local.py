@@ -52,6 +52,11 @@ def strip_freshness(answers: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in answer.items() if k != "freshness"} for answer in answers]
 
 
+def cluster_id(cluster: RunningCluster) -> str:
+    status = cluster.cli("status", "--format", "json", "--cluster", str(cluster.cluster_path))
+    return str(json.loads(status.stdout)["cluster_id"])
+
+
 def test_resumes_after_a_clean_stop_and_after_every_process_is_killed(tmp_path: Path) -> None:
     data = tmp_path / "cluster"
     sent: Counter[str] = Counter()
@@ -69,6 +74,8 @@ def test_resumes_after_a_clean_stop_and_after_every_process_is_killed(tmp_path: 
         assert (freshness["records_behind"], freshness["behind_ms"]) == (0, 0)
         plan = first.query_json("EXPLAIN " + QUERIES[0])["rows"]
         assert sum("(up to date)" in row[0] for row in plan) == PARTITIONS, plan
+        identity = cluster_id(first)
+        assert identity.startswith("fhc-")
     finally:
         first.stop()
     assert "stopped" in first.output.read_text()
@@ -77,6 +84,7 @@ def test_resumes_after_a_clean_stop_and_after_every_process_is_killed(tmp_path: 
     try:
         second.wait_ready()
         assert f"resuming from {data}" in second.output.read_text()
+        assert cluster_id(second) == identity  # kept in Kafka, as durable as the events
         assert strip_freshness(complete_answers(second, sent)) == strip_freshness(before)
         quota = second.cli(
             "quota", "get", "ci", "--format", "json", "--cluster", str(second.cluster_path)

@@ -76,3 +76,13 @@ def test_status_table_is_readable() -> None:
     assert "ci       0          1/2      s0 (online, lag 0), s2 (bootstrapping, lag ?)" in text
     assert "s1 (online, lag 3, node down)" in text
     assert text.endswith("2 partitions, 1 under-replicated, 0 offline")
+
+
+def test_status_names_the_cluster_when_ingest_said_it() -> None:
+    assert json.loads(render_status_json(_response(), "fhc-0123456789abcdef"))["cluster_id"] == (
+        "fhc-0123456789abcdef"
+    )
+    assert json.loads(render_status_json(_response()))["cluster_id"] is None
+    text = render_status_table(_response(), cluster_id="fhc-0123456789abcdef")
+    assert text.splitlines()[:3] == ["cluster fhc-0123456789abcdef", "", text.splitlines()[2]]
+    assert text.splitlines()[2].split()[0] == "node"

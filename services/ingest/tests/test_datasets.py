@@ -19,6 +19,7 @@ from flakehouse.core.kafka import KafkaAdmin, KafkaConnection, read_state_topic
 from flakehouse.ingest.app import IngestApp
 from flakehouse.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from flakehouse.quota.v1 import quota_pb2
+from services.ingest.tests.conftest import StartIngest
 from tests import credentials
 from tests.support import eventually_async
 
@@ -312,3 +313,16 @@ async def test_retention_follows_the_limits_and_a_refusing_broker_is_logged_once
     assert not app.failed.is_set()
     # The service still works.
     assert (await stub.GetDataset(ingest_pb2.GetDatasetRequest(name="ci"))).dataset.topic == topic
+
+
+async def test_every_ingest_replica_and_later_start_says_the_same_cluster_id(
+    start_ingest: StartIngest,
+) -> None:
+    first, second = await start_ingest(), await start_ingest()
+    ids = [
+        (await stub_of(app).GetCluster(ingest_pb2.GetClusterRequest())).cluster_id
+        for app in (first, second)
+    ]
+    assert ids[0].startswith("fhc-") and ids[0] == ids[1]
+    again = await start_ingest()  # as a restart does: the id read back from Kafka
+    assert (await stub_of(again).GetCluster(ingest_pb2.GetClusterRequest())).cluster_id == ids[0]

@@ -254,6 +254,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="the replication service's address (overrides --cluster)",
     )
+    status.add_argument(
+        "--ingest",
+        metavar="HOST:PORT",
+        help="the ingest service's address, which says the cluster's id (overrides --cluster; "
+        "with --replication and without it, no id is shown)",
+    )
     add_credential_options(status)
     status.add_argument(
         "--timeout", type=float, default=10.0, metavar="SECONDS", help="default: 10"
@@ -333,7 +339,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from flakehouse.client.client import Client
     from flakehouse.client.status import render_status_json, render_status_table
 
-    address, ca_file = args.replication, args.ca
+    address, ingest, ca_file = args.replication, args.ingest, args.ca
     cluster = None
     if not address:
         try:
@@ -344,17 +350,19 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "or pass --cluster / --replication"
             ) from None
         address, ca_file = cluster.address("replication"), ca_file or cluster.ca_file or None
+        ingest = ingest or cluster.address("ingest")
     token = token_for(args, cluster)
     with Client(
-        replication=address, timeout_s=args.timeout, ca_file=ca_file, token=token
+        replication=address, ingest=ingest, timeout_s=args.timeout, ca_file=ca_file, token=token
     ) as client:
         response = client.status()
+        cluster_id = client.cluster_id() if ingest else None
     if args.format == "json":
-        print(render_status_json(response))
+        print(render_status_json(response, cluster_id))
     else:
         from flakehouse.client.tables import fit_for
 
-        print(render_status_table(response, fit_for(args.full_width)))
+        print(render_status_table(response, fit_for(args.full_width), cluster_id))
     return EXIT_OK
 
 

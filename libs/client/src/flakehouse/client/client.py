@@ -513,6 +513,12 @@ class Client:
         request = replication_pb2.GetReplicaStatusRequest()
         return self._call(lambda: stub.GetReplicaStatus(request, timeout=self.timeout_s))
 
+    def cluster_id(self) -> str:
+        """The cluster's stable id (`fhc-…`), from the ingest service."""
+        stub = self._ingest()
+        request = ingest_pb2.GetClusterRequest()
+        return self._call(lambda: stub.GetCluster(request, timeout=self.timeout_s)).cluster_id
+
     def readable_datasets(self) -> list[query_pb2.DatasetInfo]:
         """The datasets this client's token may read, from the query service."""
         stub = query_pb2_grpc.QueryServiceStub(self._channel("query"))

@@ -58,13 +58,21 @@ def status_dict(response: replication_pb2.GetReplicaStatusResponse) -> dict[str,
     }
 
 
-def render_status_json(response: replication_pb2.GetReplicaStatusResponse) -> str:
-    return json.dumps(status_dict(response))
+def render_status_json(
+    response: replication_pb2.GetReplicaStatusResponse, cluster_id: str | None = None
+) -> str:
+    """cluster_id: None when the ingest service was not asked (no address for it)."""
+    return json.dumps({"cluster_id": cluster_id, **status_dict(response)})
 
 
-def render_status_table(response: replication_pb2.GetReplicaStatusResponse, fit: Fit = FULL) -> str:
+def render_status_table(
+    response: replication_pb2.GetReplicaStatusResponse,
+    fit: Fit = FULL,
+    cluster_id: str | None = None,
+) -> str:
     status = status_dict(response)
-    out = format_table(
+    out = [f"cluster {cluster_id}", ""] if cluster_id else []
+    out += format_table(
         ["node", "address", "zone", "alive", "replicas"],
         [
             [

@@ -61,6 +61,7 @@ RULES: dict[str, Rule] = {
     INGEST + "CreateDataset": dataset(Role.ADMIN, "name"),
     INGEST + "GetDataset": dataset(Role.READ, "name"),
     INGEST + "ListDatasets": AUTHENTICATED,
+    INGEST + "GetCluster": AUTHENTICATED,
     INGEST + "DeleteDataset": dataset(Role.ADMIN, "name"),
     INGEST + "Upload": dataset(Role.WRITE, "header.dataset"),
     INGEST + "UploadFiles": dataset(Role.WRITE, "dataset"),

@@ -58,6 +58,8 @@ class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
         self._workers = workers
         self._metrics = metrics
         self._slots = asyncio.Semaphore(settings.max_concurrent_uploads)
+        # Set by the app from Kafka before the server serves (flakehouse.core.cluster_identity).
+        self.cluster_id = ""
 
     async def CreateDataset(
         self, request: ingest_pb2.CreateDatasetRequest, context: Any
@@ -80,6 +82,11 @@ class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
         datasets = await self._datasets.list()
         shown = readable([d.name for d in datasets])
         return ingest_pb2.ListDatasetsResponse(datasets=[d for d in datasets if d.name in shown])
+
+    async def GetCluster(
+        self, request: ingest_pb2.GetClusterRequest, context: Any
+    ) -> ingest_pb2.GetClusterResponse:
+        return ingest_pb2.GetClusterResponse(cluster_id=self.cluster_id)
 
     async def DeleteDataset(
         self, request: ingest_pb2.DeleteDatasetRequest, context: Any

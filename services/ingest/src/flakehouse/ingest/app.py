@@ -10,6 +10,7 @@ import socket
 from prometheus_client import CollectorRegistry
 
 from flakehouse.core.catalog import CatalogReader
+from flakehouse.core.cluster_identity import cluster_id
 from flakehouse.core.kafka import KafkaAdmin, KafkaConnection, make_producer
 from flakehouse.core.limits import LimitsWatch
 from flakehouse.core.server import GrpcServer, service_name
@@ -68,17 +69,19 @@ class IngestApp:
             timeout_s=settings.produce_timeout_s,
         )
         self.server = GrpcServer("ingest", settings, self.registry, self.auth.table)
+        self.kafka = kafka
+        self.api = IngestApi(
+            settings,
+            self.datasets,
+            self.quota,
+            self.records,
+            self.workers,
+            self.metrics,
+            self.resumable,
+        )
         self.server.add(
             ingest_pb2_grpc.add_IngestServiceServicer_to_server,
-            IngestApi(
-                settings,
-                self.datasets,
-                self.quota,
-                self.records,
-                self.workers,
-                self.metrics,
-                self.resumable,
-            ),
+            self.api,
             service_name(ingest_pb2.DESCRIPTOR, "IngestService"),
         )
 
@@ -87,6 +90,8 @@ class IngestApp:
         await self.admin.start()
         await self.producer.start()
         await self.catalog.start()
+        self.api.cluster_id = await cluster_id(self.settings, self.kafka, CLIENT_ID)
+        log.info("cluster %s", self.api.cluster_id, extra={"cluster_id": self.api.cluster_id})
         # In the background: a leftover topic Kafka will not delete now must not keep ingest
         # from serving (it logs the failure and tries again at the next start).
         self.tasks.spawn("retired-topics", self.datasets.remove_retired_topics())

@@ -64,6 +64,11 @@ class IngestServiceStub:
                 request_serializer=flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.UploadFilesRequest.SerializeToString,
                 response_deserializer=flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.UploadFilesResponse.FromString,
                 _registered_method=True)
+        self.GetCluster = channel.unary_unary(
+                '/flakehouse.ingest.v1.IngestService/GetCluster',
+                request_serializer=flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.GetClusterRequest.SerializeToString,
+                response_deserializer=flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.GetClusterResponse.FromString,
+                _registered_method=True)
 
 
 class IngestServiceServicer:
@@ -122,6 +127,14 @@ class IngestServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCluster(self, request, context):
+        """This cluster's identity (DESIGN.md §12): its id, created at its first start and kept in
+        Kafka, the same from every ingest replica and across restarts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngestServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -154,6 +167,11 @@ def add_IngestServiceServicer_to_server(servicer, server):
                     servicer.UploadFiles,
                     request_deserializer=flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.UploadFilesRequest.FromString,
                     response_serializer=flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.UploadFilesResponse.SerializeToString,
+            ),
+            'GetCluster': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCluster,
+                    request_deserializer=flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.GetClusterRequest.FromString,
+                    response_serializer=flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.GetClusterResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -318,6 +336,33 @@ class IngestService:
             '/flakehouse.ingest.v1.IngestService/UploadFiles',
             flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.UploadFilesRequest.SerializeToString,
             flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.UploadFilesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCluster(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flakehouse.ingest.v1.IngestService/GetCluster',
+            flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.GetClusterRequest.SerializeToString,
+            flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.GetClusterResponse.FromString,
             options,
             channel_credentials,
             insecure,

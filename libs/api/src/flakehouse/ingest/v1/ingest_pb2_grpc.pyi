@@ -60,6 +60,10 @@ class IngestServiceStub:
     content (INVALID_ARGUMENT above it): larger files go through Upload. Not resumable: a call
     that fails is sent again whole, and files without an upload_id never count twice.
     """
+    GetCluster: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.GetClusterRequest, _ingest_pb2.GetClusterResponse]
+    """This cluster's identity (DESIGN.md §12): its id, created at its first start and kept in
+    Kafka, the same from every ingest replica and across restarts.
+    """
 
 @_typing.type_check_only
 class IngestServiceAsyncStub(IngestServiceStub):
@@ -90,6 +94,10 @@ class IngestServiceAsyncStub(IngestServiceStub):
     calls instead of a thousand streams. The request is at most `max_files_request_bytes` of
     content (INVALID_ARGUMENT above it): larger files go through Upload. Not resumable: a call
     that fails is sent again whole, and files without an upload_id never count twice.
+    """
+    GetCluster: _aio.UnaryUnaryMultiCallable[_ingest_pb2.GetClusterRequest, _ingest_pb2.GetClusterResponse]  # type: ignore[assignment]
+    """This cluster's identity (DESIGN.md §12): its id, created at its first start and kept in
+    Kafka, the same from every ingest replica and across restarts.
     """
 
 class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -154,6 +162,16 @@ class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
         calls instead of a thousand streams. The request is at most `max_files_request_bytes` of
         content (INVALID_ARGUMENT above it): larger files go through Upload. Not resumable: a call
         that fails is sent again whole, and files without an upload_id never count twice.
+        """
+
+    @_abc_1.abstractmethod
+    def GetCluster(
+        self,
+        request: _ingest_pb2.GetClusterRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingest_pb2.GetClusterResponse, _abc.Awaitable[_ingest_pb2.GetClusterResponse]]:
+        """This cluster's identity (DESIGN.md §12): its id, created at its first start and kept in
+        Kafka, the same from every ingest replica and across restarts.
         """
 
 def add_IngestServiceServicer_to_server(servicer: IngestServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
