@@ -72,7 +72,7 @@ CALLS = {
     "ingest": {"ingest"},
     "query": {"query"},
     "flaky": {"query"},
-    "status": {"replication"},
+    "status": {"replication", "ingest"},
     "datasets list": {"ingest"},
     "datasets create": {"ingest"},
     "datasets describe": {"ingest", "quota"},

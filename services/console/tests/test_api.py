@@ -394,3 +394,25 @@ def test_a_bad_upload_is_a_clear_400(
     )
     assert answer.status_code == 400
     assert message in answer.json()["error"]["message"]
+
+
+def test_a_huge_json_body_is_refused_before_it_is_read(http: TestClient) -> None:
+    answer = http.post(
+        "/api/v1/session",
+        content=b"{}",
+        headers={"Content-Type": "application/json", "Content-Length": str(10**9)},
+    )
+    assert answer.status_code == 400
+    assert "the body is larger than" in answer.json()["error"]["message"]
+
+
+def test_sign_in_takes_the_token_from_the_body_only(http: TestClient) -> None:
+    answer = http.post(f"/api/v1/session?token={GOOD}", json={})
+    assert answer.status_code == 400
+    assert "set-cookie" not in answer.headers
+
+
+def test_another_authorization_scheme_leaves_the_cookie_in_charge(http: TestClient) -> None:
+    http.post("/api/v1/session", json={"token": GOOD})
+    answer = http.get("/api/v1/datasets", headers={"Authorization": "Basic dXNlcjpwYXNz"})
+    assert answer.status_code == 200

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { formatG, formatCell, formatInt, pythonFloat } from '../../src/flakehouse/console/static/js/format.js';
+import { escapeHtml, formatG, formatCell, formatInt, pythonFloat } from '../../src/flakehouse/console/static/js/format.js';
 
 // [repr(x), f"{x:.6g}"] from Python (make-formatg-cases.py).
 const cases = JSON.parse(readFileSync(new URL('./formatg-cases.json', import.meta.url), 'utf8'));
@@ -45,4 +45,8 @@ test("pythonFloat is Python's repr on every case", () => {
   for (const [repr] of cases) {
     assert.equal(pythonFloat(parse(repr)), repr, repr);
   }
+});
+
+test('escapeHtml leaves no markup', () => {
+  assert.equal(escapeHtml('<meta http-equiv="refresh">&\''), '&#60;meta http-equiv=&#34;refresh&#34;&#62;&#38;&#39;');
 });

@@ -208,3 +208,21 @@ test('value suggestions: the most frequent values over the range', () => {
     "SELECT \"prop.os\", count(*) FROM ci WHERE timestamp >= now() - interval '7 days' AND \"prop.os\" IS NOT NULL GROUP BY \"prop.os\" ORDER BY count(*) DESC LIMIT 20",
   );
 });
+
+test('names the dialect does not read as plain names are quoted', () => {
+  for (const word of ['window', 'current_date', 'fetch', 'glob', 'rollup', 'for', 'into']) {
+    assert.equal(quoteIdent(word), `"${word}"`);
+  }
+  assert.equal(quoteIdent('status'), 'status');
+  assert.equal(quoteIdent('prop.os'), '"prop.os"');
+});
+
+test('contains takes % and _ literally', async () => {
+  const { conditionSql } = await import('../../src/flakehouse/console/static/js/sqlbuild.js');
+  const fields = new Map([['name', 'string']]);
+  assert.equal(conditionSql({ field: 'name', op: 'contains', value: 'login' }, fields), "name LIKE '%login%'");
+  assert.equal(
+    conditionSql({ field: 'name', op: 'contains', value: "test_a.b 100% (x)'" }, fields),
+    "regexp_matches(name, 'test_a\\.b 100% \\(x\\)''')",
+  );
+});

@@ -202,6 +202,7 @@ class Client:
             "quota": quota,
         }
         self._channels: dict[str, grpc.Channel] = {}
+        self._channels_lock = threading.Lock()
         self.timeout_s = timeout_s
         self.retries = retries
 
@@ -220,6 +221,10 @@ class Client:
         )
 
     def _channel(self, service: str) -> grpc.Channel:
+        with self._channels_lock:  # threads share a client (the console's): one channel each
+            return self._open_channel(service)
+
+    def _open_channel(self, service: str) -> grpc.Channel:
         if service not in self._channels:
             address = self._addresses.get(service)
             if not address:

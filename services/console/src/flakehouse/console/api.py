@@ -26,7 +26,13 @@ from flakehouse.client.output import json_value
 from flakehouse.console.clients import ClientPool
 from flakehouse.console.errors import error_response, json_error
 from flakehouse.console.metrics import ConsoleMetrics
-from flakehouse.console.sessions import NoToken, clear_session, request_token, set_session
+from flakehouse.console.sessions import (
+    MAX_TOKEN_CHARS,
+    NoToken,
+    clear_session,
+    request_token,
+    set_session,
+)
 from flakehouse.console.settings import ConsoleSettings
 from flakehouse.core.errors import (
     FlakehouseError,
@@ -40,6 +46,13 @@ from flakehouse.events.values import TYPE_NAMES
 log = logging.getLogger(__name__)
 
 MAX_SQL_CHARS = 100_000
+# A query's JSON body: its SQL, its time zone and its offsets.
+MAX_JSON_BYTES = MAX_SQL_CHARS * 4 + 64 * 1024
+# Uploads buffered at once (each up to MAX_UPLOAD_BYTES): the others wait their turn.
+UPLOAD_SLOTS = 4
+# Threads for queries (each holds one until the services answer, up to the query timeout), apart
+# from anyio's default pool, so that slow queries never keep a sign-in or a listing waiting.
+QUERY_THREADS = 32
 # A report from the browser goes in one UploadFiles call, whose limit is the ingest service's
 # MAX_FILES_REQUEST_BYTES (16 MiB by default); larger files are the CLI's (it streams).
 MAX_UPLOAD_BYTES = 15 * 2**20
@@ -86,19 +99,25 @@ def parse_after(raw: Any) -> dict[str, dict[int, int]]:
     return after
 
 
+async def json_body(request: Request) -> dict[str, Any]:
+    """A POST's JSON object, read up to MAX_JSON_BYTES (a bigger body is refused before it is
+    all read: it would only fill memory)."""
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        raise InvalidArgument("send the body as application/json")
+    try:
+        body = json.loads(await read_body(request, MAX_JSON_BYTES, "the body"))
+    except ValueError:
+        raise InvalidArgument("the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidArgument("the body must be a JSON object")
+    return body
+
+
 async def request_params(request: Request) -> dict[str, Any]:
     """The query string of a GET, the JSON body of a POST (which takes precedence)."""
     params: dict[str, Any] = dict(request.query_params)
     if request.method == "POST":
-        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-            raise InvalidArgument("send the body as application/json")
-        try:
-            body = await request.json()
-        except ValueError:
-            raise InvalidArgument("the body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise InvalidArgument("the body must be a JSON object")
-        params.update(body)
+        params.update(await json_body(request))
     return params
 
 
@@ -115,20 +134,30 @@ def parse_label(text: str) -> tuple[str, str]:
     return key, value
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request's body, refused past `limit` bytes before it is all read."""
+async def read_body(request: Request, limit: int, what: str) -> bytes:
+    """The request's body, refused past `limit` bytes: at once when its Content-Length says so,
+    else before it is all read."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise InvalidArgument(too_large(what, limit))
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise InvalidArgument(
-                f"the report is larger than {limit // 2**20} MiB: upload it with `flakehouse "
-                "ingest`, which streams files of any size"
-            )
+            raise InvalidArgument(too_large(what, limit))
         chunks.append(chunk)
     if not size:
-        raise InvalidArgument("the report is empty")
+        raise InvalidArgument(f"{what} is empty")
     return b"".join(chunks)
+
+
+def too_large(what: str, limit: int) -> str:
+    if limit >= 2**20:
+        return (
+            f"{what} is larger than {limit // 2**20} MiB: upload it with `flakehouse ingest`, "
+            "which streams files of any size"
+        )
+    return f"{what} is larger than {limit // 1024} KiB"
 
 
 class ConsoleApi:
@@ -138,6 +167,14 @@ class ConsoleApi:
         self.settings = settings
         self.clients = clients
         self.metrics = metrics
+        self._upload_slots = asyncio.Semaphore(UPLOAD_SLOTS)
+        self._query_threads: anyio.CapacityLimiter | None = None
+
+    def _threads(self) -> anyio.CapacityLimiter:
+        """The queries' own threads (made in the event loop, at the first query)."""
+        if self._query_threads is None:
+            self._query_threads = anyio.CapacityLimiter(QUERY_THREADS)
+        return self._query_threads
 
     def routes(self) -> list[Route]:
         return [
@@ -186,10 +223,10 @@ class ConsoleApi:
 
     async def sign_in(self, request: Request) -> Response:
         """Checks the token with the query service (it lists what the token may read), then
-        sets the cookie. A refused token sets nothing."""
-        params = await request_params(request)
-        token = str(params.get("token") or "").strip()
-        if not token:
+        sets the cookie. A refused token sets nothing. The token comes in the JSON body only,
+        never in the URL (which proxies log)."""
+        token = str((await json_body(request)).get("token") or "").strip()
+        if not token or len(token) > MAX_TOKEN_CHARS:
             self.metrics.sign_ins.labels("INVALID_ARGUMENT").inc()
             raise InvalidArgument("paste a token (it starts with fh_)")
         try:
@@ -260,14 +297,26 @@ class ConsoleApi:
         if fmt not in (None, "junit", "json"):
             raise InvalidArgument("format: junit or json (or leave it out to detect it)")
         filename = params.get("filename") or "upload"
-        body = await read_body(request, MAX_UPLOAD_BYTES)
         dataset = request.path_params["name"]
+        async with self._upload_slots:
+            return await self._upload(request, dataset, filename, labels, fmt)
+
+    async def _upload(
+        self,
+        request: Request,
+        dataset: str,
+        filename: str,
+        labels: dict[str, str],
+        fmt: str | None,
+    ) -> Response:
+        body = await read_body(request, MAX_UPLOAD_BYTES, "the report")
         client = self._client(request)
         started = time.monotonic()
         (outcome,) = await anyio.to_thread.run_sync(
             lambda: client.upload_files(
                 [(filename, body)], dataset=dataset, labels=labels, format=fmt
-            )
+            ),
+            limiter=self._threads(),
         )
         if isinstance(outcome, FlakehouseError):
             raise outcome
@@ -338,7 +387,8 @@ class ConsoleApi:
                 limit or None,
                 branch=params.get("branch") or None,
                 min_runs=min_runs,
-            )
+            ),
+            limiter=self._threads(),
         )
         return answer_json(query_json(result, with_stats=params.get("with") == "stats"))
 
@@ -357,6 +407,6 @@ class ConsoleApi:
 
         watcher = asyncio.ensure_future(watch())
         try:
-            return await anyio.to_thread.run_sync(call, cancelled)
+            return await anyio.to_thread.run_sync(call, cancelled, limiter=self._threads())
         finally:
             watcher.cancel()

@@ -14,6 +14,8 @@ MAX_CLIENTS = 64
 # A page's call is retried once on UNAVAILABLE: a person waiting prefers an error they can
 # retry to a spinner.
 RETRIES = 1
+# After a call's deadline, before an evicted client's channels are closed.
+CLOSE_GRACE_S = 5.0
 
 
 class ClientPool:
@@ -41,8 +43,15 @@ class ClientPool:
             self._clients[key] = client
             while len(self._clients) > self._size:
                 _, evicted = self._clients.popitem(last=False)
-                evicted.close()
+                self._close_later(evicted)
             return client
+
+    def _close_later(self, client: Client) -> None:
+        """Closes an evicted client once every call it may be making has ended (its deadline):
+        closing a channel at once would cancel another request's query."""
+        timer = threading.Timer(self._settings.query_timeout_s + CLOSE_GRACE_S, client.close)
+        timer.daemon = True
+        timer.start()
 
     def forget(self, token: str) -> None:
         """Drops a signed-out (or refused) token's client."""

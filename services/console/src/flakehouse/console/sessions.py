@@ -17,15 +17,16 @@ class NoToken(Exception):
 
 
 def request_token(request: Request) -> str:
+    """A Bearer header's token, else the cookie's. Another scheme (an Ingress's basic auth
+    passed through) is not ours and leaves the cookie in charge."""
     header = request.headers.get("authorization")
-    if header is not None:
-        scheme, _, token = header.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token or len(token) > MAX_TOKEN_CHARS:
+    if header is not None and header.partition(" ")[0].lower() == "bearer":
+        token = header.partition(" ")[2].strip()
+        if not token or len(token) > MAX_TOKEN_CHARS:
             raise NoToken("the Authorization header must be `Bearer <token>`")
         return token
     token = request.cookies.get(COOKIE, "")
-    if not token:
+    if not token or len(token) > MAX_TOKEN_CHARS:
         raise NoToken("sign in with a token, or send `Authorization: Bearer <token>`")
     return token
 

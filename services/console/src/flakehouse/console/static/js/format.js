@@ -79,3 +79,9 @@ export function pythonFloat(x) {
   const magnitude = String(Math.abs(exponent)).padStart(2, '0');
   return `${sign}${shown}e${exponent < 0 ? '-' : '+'}${magnitude}`;
 }
+
+// Text for HTML that ECharts' tooltips take as markup: data (a commit label, a status) must
+// never become elements there.
+export function escapeHtml(text) {
+  return String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}

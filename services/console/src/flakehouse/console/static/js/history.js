@@ -2,7 +2,7 @@
 import { quoteIdent, quoteString } from './sql.js';
 import { rangeConditions } from './timerange.js';
 import { timeMs, timeFormatter, PALETTE } from './charts.js';
-import { formatCell } from './format.js';
+import { escapeHtml, formatCell } from './format.js';
 
 export const STATUS_COLORS = { passed: '#1a7f37', failed: '#cf222e', error: '#8250df', skipped: '#6e7781', flaky: '#bf8700' };
 
@@ -80,7 +80,8 @@ export function commitsChart(answer, { timeZone, unitLabel }) {
       formatter: (items) => {
         const i = items[0].data.row;
         const head = `${unitLabel} ${name(rows[i])} · ${when(timeMs(rows[i][1]))} · ${outcomes[i]}`;
-        return [head, ...items.map((item) => `${item.seriesName}: ${item.value[1]}`)].join('<br>');
+        const lines = [head, ...items.map((item) => `${item.seriesName}: ${item.value[1]}`)];
+        return lines.map(escapeHtml).join('<br>');
       },
     },
     // Room at both ends, so that the first and last bars are not cut in half.
@@ -108,7 +109,7 @@ export function durationChart(answer, { timeZone }) {
     animation: false,
     legend: { top: 0 },
     grid: { left: 16, right: 24, top: 36, bottom: 8, containLabel: true },
-    tooltip: { trigger: 'item', confine: true, formatter: (p) => `${p.seriesName} · ${when(p.value[0])}<br>${formatCell(p.value[1], 'float')} s` },
+    tooltip: { trigger: 'item', confine: true, formatter: (p) => `${escapeHtml(`${p.seriesName} · ${when(p.value[0])}`)}<br>${formatCell(p.value[1], 'float')} s` },
     xAxis: { type: 'time', axisLabel: { formatter: (ms) => when(ms), hideOverlap: true, alignMinLabel: 'left', alignMaxLabel: 'right' } },
     yAxis: { type: 'value', name: 'seconds' },
     series: statuses.map((status, i) => ({

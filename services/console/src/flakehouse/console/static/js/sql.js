@@ -1,10 +1,17 @@
 // Writing SQL text for Flakehouse's dialect (services/query/SQL.md): names and literals.
 
-// Words that cannot name a field unquoted (sqlglot reads them as keywords).
+// Words that cannot name a field unquoted: those that sqlglot, with the query service's dialect,
+// does not read as a plain name in SELECT, WHERE and GROUP BY (some parse as something else
+// without an error: `current_date`), found by trying every keyword of its tokenizer; and
+// SQL's clause words.
 const RESERVED = new Set(
-  ('all and any as asc between by case cast cross desc distinct else end exists false filter ' +
-    'from full group having ilike in inner interval is join left like limit natural not null ' +
-    'offset on or order outer right select then true union using when where with').split(' '),
+  ('all alter and any as asc between by case cast create cross cube current_catalog current_date ' +
+    'current_time current_timestamp current_user desc distinct drop else end except exists false ' +
+    'fetch filter for from full glob grant group having ilike in inner insert intersect interval ' +
+    'into is join lateral left like limit localtime localtimestamp lock natural not notnull null ' +
+    'offset on or order outer partitioned_by qualify regexp returning revoke right rlike ' +
+    'rollback rollup select session_user straight_join tablesample then true uncache union ' +
+    'using when where window with xor').split(' '),
 );
 
 // A field or dataset name, quoted when it must be: dotted names, dashes, a leading digit, a

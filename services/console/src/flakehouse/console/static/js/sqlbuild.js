@@ -105,7 +105,12 @@ export function conditionSql(row, fields) {
   const type = fieldType(fields, row.field);
   if (row.op === 'exists') return `${field} IS NOT NULL`;
   if (row.value === undefined || row.value === '') return ''; // still being typed
-  if (row.op === 'contains') return `${field} LIKE ${quoteString(`%${row.value}%`)}`;
+  if (row.op === 'contains') {
+    if (!/[%_]/.test(row.value)) return `${field} LIKE ${quoteString(`%${row.value}%`)}`;
+    // % and _ are LIKE's wildcards and the dialect has no LIKE … ESCAPE: a regular expression
+    // that takes every character of the value literally.
+    return `regexp_matches(${field}, ${quoteString(row.value.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))})`;
+  }
   if (row.op === 'in') {
     const values = splitList(row.value);
     return values.length ? `${field} IN (${values.map((v) => literal(v, type)).join(', ')})` : '';

@@ -110,12 +110,14 @@ function chartHint() {
   return { keys: (state.bucket ? 1 : 0) + state.groupBy.filter(Boolean).length, bucket: Boolean(state.bucket) };
 }
 
-// Points the SQL editor at where the error is: selects the word there.
+// Points the SQL editor at where the error is: selects the word there. `sql` is the text that
+// ran (the editor's, trimmed), the service's line and column count in it.
 function selectErrorInEditor(sql, line, column) {
   const lines = sql.split('\n');
   if (!line || !column || line > lines.length) return;
-  const start = lines.slice(0, line - 1).reduce((n, text) => n + text.length + 1, 0) + column - 1;
-  const word = /^[\w."]+/.exec(sql.slice(start));
+  const lead = editor.value.length - editor.value.trimStart().length;
+  const start = lead + lines.slice(0, line - 1).reduce((n, text) => n + text.length + 1, 0) + column - 1;
+  const word = /^[\w."]+/.exec(editor.value.slice(start));
   editor.focus();
   editor.setSelectionRange(start, start + Math.max(1, word ? word[0].length : 1));
 }
@@ -143,7 +145,7 @@ async function run({ push = true } = {}) {
     outcome = await runner.run((signal) => api.query(sql, { timeZone, signal }));
   } catch (error) {
     results.showError(error, { sql });
-    if (error.line && error.column) selectErrorInEditor(editor.value, error.line, error.column);
+    if (error.line && error.column) selectErrorInEditor(sql, error.line, error.column);
     return;
   }
   if (outcome.cancelled || outcome.superseded) return;
