@@ -62,6 +62,7 @@ RULES: dict[str, Rule] = {
     INGEST + "GetDataset": dataset(Role.READ, "name"),
     INGEST + "ListDatasets": AUTHENTICATED,
     INGEST + "GetCluster": AUTHENTICATED,
+    INGEST + "ReadChanges": dataset(Role.READ, "dataset"),
     INGEST + "DeleteDataset": dataset(Role.ADMIN, "name"),
     INGEST + "Upload": dataset(Role.WRITE, "header.dataset"),
     INGEST + "UploadFiles": dataset(Role.WRITE, "dataset"),

@@ -11,8 +11,10 @@ from typing import Any
 
 from flakehouse.core.authn import readable, require_cluster_admin
 from flakehouse.core.errors import InvalidArgument, ResourceExhausted, Unavailable
+from flakehouse.core.kafka import KafkaConnection
 from flakehouse.events.batch import upload_id_for
 from flakehouse.events.errors import EventError
+from flakehouse.ingest.changes import read_changes
 from flakehouse.ingest.datasets import Datasets, creating, has_limits
 from flakehouse.ingest.files_call import FilesCall
 from flakehouse.ingest.formats import FORMAT_ENUMS, FORMATS
@@ -48,8 +50,10 @@ class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
         workers: ParseWorkers,
         metrics: IngestMetrics,
         resumable: ResumableSpools,
+        kafka: KafkaConnection,
     ) -> None:
         self._settings = settings
+        self._kafka = kafka
         self._resumable = resumable
         self._datasets = datasets
         self._quota = quota
@@ -87,6 +91,33 @@ class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
         self, request: ingest_pb2.GetClusterRequest, context: Any
     ) -> ingest_pb2.GetClusterResponse:
         return ingest_pb2.GetClusterResponse(cluster_id=self.cluster_id)
+
+    async def ReadChanges(
+        self, request: ingest_pb2.ReadChangesRequest, context: Any
+    ) -> AsyncIterator[ingest_pb2.ReadChangesResponse]:
+        dataset = await self._datasets.get(request.dataset)
+        unknown = sorted(p for p in request.from_offsets if p >= dataset.partitions)
+        if unknown:
+            raise InvalidArgument(
+                f"dataset {dataset.name!r} has {dataset.partitions} partitions, not {unknown}"
+            )
+        changes = read_changes(
+            self._kafka,
+            "flakehouse-ingest-changes",
+            dataset.topic,
+            dict(request.from_offsets),
+            local_cluster=self.cluster_id,
+            exclude_origin=request.exclude_origin,
+        )
+        async for change in changes:
+            yield ingest_pb2.ReadChangesResponse(
+                partition=change.partition,
+                offset=change.offset,
+                origin=change.origin,
+                batch=change.batch,
+                upload_id=change.upload_id,
+                end_offset=change.end_offset,
+            )
 
     async def DeleteDataset(
         self, request: ingest_pb2.DeleteDatasetRequest, context: Any

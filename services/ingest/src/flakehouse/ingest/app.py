@@ -78,6 +78,7 @@ class IngestApp:
             self.workers,
             self.metrics,
             self.resumable,
+            kafka,
         )
         self.server.add(
             ingest_pb2_grpc.add_IngestServiceServicer_to_server,
@@ -91,6 +92,8 @@ class IngestApp:
         await self.producer.start()
         await self.catalog.start()
         self.api.cluster_id = await cluster_id(self.settings, self.kafka, CLIENT_ID)
+        # Every record written here names this cluster as its events' origin.
+        self.records.origin = self.api.cluster_id
         log.info("cluster %s", self.api.cluster_id, extra={"cluster_id": self.api.cluster_id})
         # In the background: a leftover topic Kafka will not delete now must not keep ingest
         # from serving (it logs the failure and tries again at the next start).

@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from flakehouse.core.errors import Unavailable
+from flakehouse.ingest.changes import ORIGIN_HEADER
 from flakehouse.ingest.datasets import KAFKA_RETRY_MS
 from flakehouse.ingest.metrics import IngestMetrics
 from flakehouse.ingest.uploads import RecordReader
@@ -30,6 +31,9 @@ class RecordProducer:
         self._producer = producer
         self._timeout_s = timeout_s
         self._metrics = metrics
+        # The cluster the records' events are ingested in (set once ingest knows its id): the
+        # `origin` header every record carries, which links read (flakehouse.ingest.changes).
+        self.origin = ""
 
     async def produce(
         self, topic: str, key: str, records_path: Path, on_acked: Callable[[int], None]
@@ -71,7 +75,13 @@ class RecordProducer:
         on_acked: Callable[[int], None] | None,
     ) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = await asyncio.wait_for(
-            self._producer.send(topic, payload, key=key.encode()), self._timeout_s
+            self._producer.send(
+                topic,
+                payload,
+                key=key.encode(),
+                headers=[(ORIGIN_HEADER, self.origin.encode())] if self.origin else None,
+            ),
+            self._timeout_s,
         )
         future.add_done_callback(self._counter(events, on_acked))
         return future

@@ -67,6 +67,98 @@ UPLOAD_STAGE_PRODUCING: UploadStage.ValueType  # 3
 Global___UploadStage: _TypeAlias = UploadStage  # noqa: Y015
 
 @_typing.final
+class ReadChangesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class FromOffsetsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.int
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.int = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    DATASET_FIELD_NUMBER: _builtins.int
+    FROM_OFFSETS_FIELD_NUMBER: _builtins.int
+    EXCLUDE_ORIGIN_FIELD_NUMBER: _builtins.int
+    dataset: _builtins.str
+    exclude_origin: _builtins.str
+    """The reader's cluster id: its own records are not sent back (their offsets are, with no
+    batch, so that the reader's checkpoint moves past them): an event never returns to its
+    origin.
+    """
+    @_builtins.property
+    def from_offsets(self) -> _containers.ScalarMap[_builtins.int, _builtins.int]:
+        """Partition -> the next offset to read (0: from the start). Only the partitions named are read."""
+
+    def __init__(
+        self,
+        *,
+        dataset: _builtins.str = ...,
+        from_offsets: _abc.Mapping[_builtins.int, _builtins.int] | None = ...,
+        exclude_origin: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "exclude_origin", b"exclude_origin", "from_offsets", b"from_offsets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadChangesRequest: _TypeAlias = ReadChangesRequest  # noqa: Y015
+
+@_typing.final
+class ReadChangesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTITION_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    BATCH_FIELD_NUMBER: _builtins.int
+    UPLOAD_ID_FIELD_NUMBER: _builtins.int
+    END_OFFSET_FIELD_NUMBER: _builtins.int
+    partition: _builtins.int
+    offset: _builtins.int
+    origin: _builtins.str
+    """The cluster the record's events were ingested in."""
+    batch: _builtins.bytes
+    """The record as stored: a flakehouse.common.v1.EventBatch, its event ids kept. Empty for a
+    record of the excluded origin.
+    """
+    upload_id: _builtins.str
+    """The record's key: its upload id."""
+    end_offset: _builtins.int
+    """The partition's end when the record was read: the reader is end_offset - offset - 1 behind."""
+    def __init__(
+        self,
+        *,
+        partition: _builtins.int = ...,
+        offset: _builtins.int = ...,
+        origin: _builtins.str = ...,
+        batch: _builtins.bytes = ...,
+        upload_id: _builtins.str = ...,
+        end_offset: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "end_offset", b"end_offset", "offset", b"offset", "origin", b"origin", "partition", b"partition", "upload_id", b"upload_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadChangesResponse: _TypeAlias = ReadChangesResponse  # noqa: Y015
+
+@_typing.final
 class GetClusterRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -69,6 +69,11 @@ class IngestServiceStub:
                 request_serializer=flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.GetClusterRequest.SerializeToString,
                 response_deserializer=flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.GetClusterResponse.FromString,
                 _registered_method=True)
+        self.ReadChanges = channel.unary_stream(
+                '/flakehouse.ingest.v1.IngestService/ReadChanges',
+                request_serializer=flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.ReadChangesRequest.SerializeToString,
+                response_deserializer=flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.ReadChangesResponse.FromString,
+                _registered_method=True)
 
 
 class IngestServiceServicer:
@@ -135,6 +140,16 @@ class IngestServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReadChanges(self, request, context):
+        """A dataset's records, partition by partition in order, from given offsets, following the
+        topic as it grows (DESIGN.md §12): what another cluster pulls. Each record keeps its event
+        ids and says the cluster it was ingested in. The reader's pace sets the stream's (gRPC flow
+        control): nothing is read from Kafka faster than the reader takes it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngestServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -172,6 +187,11 @@ def add_IngestServiceServicer_to_server(servicer, server):
                     servicer.GetCluster,
                     request_deserializer=flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.GetClusterRequest.FromString,
                     response_serializer=flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.GetClusterResponse.SerializeToString,
+            ),
+            'ReadChanges': grpc.unary_stream_rpc_method_handler(
+                    servicer.ReadChanges,
+                    request_deserializer=flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.ReadChangesRequest.FromString,
+                    response_serializer=flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.ReadChangesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -363,6 +383,33 @@ class IngestService:
             '/flakehouse.ingest.v1.IngestService/GetCluster',
             flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.GetClusterRequest.SerializeToString,
             flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.GetClusterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadChanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/flakehouse.ingest.v1.IngestService/ReadChanges',
+            flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.ReadChangesRequest.SerializeToString,
+            flakehouse_dot_ingest_dot_v1_dot_ingest__pb2.ReadChangesResponse.FromString,
             options,
             channel_credentials,
             insecure,

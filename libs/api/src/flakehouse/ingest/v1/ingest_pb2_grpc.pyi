@@ -64,6 +64,12 @@ class IngestServiceStub:
     """This cluster's identity (DESIGN.md §12): its id, created at its first start and kept in
     Kafka, the same from every ingest replica and across restarts.
     """
+    ReadChanges: _grpc.UnaryStreamMultiCallable[_ingest_pb2.ReadChangesRequest, _ingest_pb2.ReadChangesResponse]
+    """A dataset's records, partition by partition in order, from given offsets, following the
+    topic as it grows (DESIGN.md §12): what another cluster pulls. Each record keeps its event
+    ids and says the cluster it was ingested in. The reader's pace sets the stream's (gRPC flow
+    control): nothing is read from Kafka faster than the reader takes it.
+    """
 
 @_typing.type_check_only
 class IngestServiceAsyncStub(IngestServiceStub):
@@ -98,6 +104,12 @@ class IngestServiceAsyncStub(IngestServiceStub):
     GetCluster: _aio.UnaryUnaryMultiCallable[_ingest_pb2.GetClusterRequest, _ingest_pb2.GetClusterResponse]  # type: ignore[assignment]
     """This cluster's identity (DESIGN.md §12): its id, created at its first start and kept in
     Kafka, the same from every ingest replica and across restarts.
+    """
+    ReadChanges: _aio.UnaryStreamMultiCallable[_ingest_pb2.ReadChangesRequest, _ingest_pb2.ReadChangesResponse]  # type: ignore[assignment]
+    """A dataset's records, partition by partition in order, from given offsets, following the
+    topic as it grows (DESIGN.md §12): what another cluster pulls. Each record keeps its event
+    ids and says the cluster it was ingested in. The reader's pace sets the stream's (gRPC flow
+    control): nothing is read from Kafka faster than the reader takes it.
     """
 
 class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -172,6 +184,18 @@ class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_ingest_pb2.GetClusterResponse, _abc.Awaitable[_ingest_pb2.GetClusterResponse]]:
         """This cluster's identity (DESIGN.md §12): its id, created at its first start and kept in
         Kafka, the same from every ingest replica and across restarts.
+        """
+
+    @_abc_1.abstractmethod
+    def ReadChanges(
+        self,
+        request: _ingest_pb2.ReadChangesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_ingest_pb2.ReadChangesResponse], _abc.AsyncIterator[_ingest_pb2.ReadChangesResponse]]:
+        """A dataset's records, partition by partition in order, from given offsets, following the
+        topic as it grows (DESIGN.md §12): what another cluster pulls. Each record keeps its event
+        ids and says the cluster it was ingested in. The reader's pace sets the stream's (gRPC flow
+        control): nothing is read from Kafka faster than the reader takes it.
         """
 
 def add_IngestServiceServicer_to_server(servicer: IngestServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,95 @@
+"""The changes stream against the real broker: every record of the partitions asked, in order,
+from the offsets given, with its origin (this cluster for what it ingested, the header's for a
+record that came from elsewhere), its event ids kept, and a record of the reader's own cluster
+sent without its batch; it follows records written after it started."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+
+from flakehouse.client.broker import EmbeddedBroker
+from flakehouse.client.client import Client, UploadResult
+from flakehouse.common.v1 import events_pb2
+from flakehouse.core.kafka import KafkaConnection, make_producer
+from flakehouse.ingest.changes import ORIGIN_HEADER
+from flakehouse.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from services.ingest.tests.conftest import StartIngest
+from tests import credentials
+
+pytestmark = [pytest.mark.processes, pytest.mark.broker]
+
+REPORT = b'<testsuite name="s"><testcase classname="c" name="a"/><testcase name="b"/></testsuite>'
+
+
+async def take(
+    stream: grpc.aio.UnaryStreamCall, n: int, timeout_s: float = 20
+) -> list[ingest_pb2.ReadChangesResponse]:
+    got: list[ingest_pb2.ReadChangesResponse] = []
+    async with asyncio.timeout(timeout_s):
+        async for change in stream:
+            got.append(change)
+            if len(got) == n:
+                break
+    return got
+
+
+async def test_the_stream_says_origins_keeps_ids_and_follows(
+    start_ingest: StartIngest, broker: EmbeddedBroker, topic_prefix: str
+) -> None:
+    app = await start_ingest(default_partitions=1)
+    here = app.api.cluster_id
+    client = Client(ingest=app.server.address, retries=0)
+    first = await asyncio.to_thread(client.upload_files, [("r.xml", REPORT)], dataset="ci")
+    assert isinstance(first[0], UploadResult)
+    # A record another cluster's link appended: its origin header says where it came from.
+    producer = make_producer(KafkaConnection(broker.bootstrap), "test")
+    await producer.start()
+    foreign = events_pb2.EventBatch(upload_id="u-away", row_count=0).SerializeToString()
+    await producer.send_and_wait(
+        f"{topic_prefix}.ci", foreign, key=b"u-away", headers=[(ORIGIN_HEADER, b"fhc-away")]
+    )
+    await producer.stop()
+
+    stub = ingest_pb2_grpc.IngestServiceStub(credentials.aio_channel(app.server.address))
+    request = ingest_pb2.ReadChangesRequest(dataset="ci", from_offsets={0: 0})
+    stream = stub.ReadChanges(request)
+    local, away = await take(stream, 2)
+    assert (local.offset, local.origin, away.offset, away.origin) == (0, here, 1, "fhc-away")
+    batch = events_pb2.EventBatch.FromString(local.batch)
+    assert batch.upload_id == first[0].upload_id == local.upload_id
+    assert batch.row_count == 2 and len(batch.event_ids) == 2
+    assert local.end_offset == 2
+    # Written after the stream began: it follows.
+    await asyncio.to_thread(client.upload_files, [("s.xml", REPORT + b" ")], dataset="ci")
+    (later,) = await take(stream, 1)
+    assert (later.offset, later.origin) == (2, here)
+    stream.cancel()
+
+    # The reader's own records come without their batch, so that they never go back; their
+    # offsets still come, so its checkpoint moves past them. From an offset: that offset on.
+    excluding = ingest_pb2.ReadChangesRequest(
+        dataset="ci", from_offsets={0: 1}, exclude_origin="fhc-away"
+    )
+    stream = stub.ReadChanges(excluding)
+    skipped, kept = await take(stream, 2)
+    assert (skipped.offset, skipped.origin, skipped.batch) == (1, "fhc-away", b"")
+    assert (kept.offset, kept.origin) == (2, here) and kept.batch
+    stream.cancel()
+    client.close()
+
+
+async def test_a_partition_the_dataset_lacks_is_refused(start_ingest: StartIngest) -> None:
+    app = await start_ingest(default_partitions=2)
+    client = Client(ingest=app.server.address, retries=0)
+    await asyncio.to_thread(client.upload_files, [("r.xml", REPORT)], dataset="ci")
+    stub = ingest_pb2_grpc.IngestServiceStub(credentials.aio_channel(app.server.address))
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await take(
+            stub.ReadChanges(ingest_pb2.ReadChangesRequest(dataset="ci", from_offsets={5: 0})), 1
+        )
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "has 2 partitions, not [5]" in (error.value.details() or "")
+    client.close()
