@@ -1,7 +1,8 @@
 """The changes stream against the real broker: every record of the partitions asked, in order,
 from the offsets given, with its origin (this cluster for what it ingested, the header's for a
 record that came from elsewhere), its event ids kept, and a record of the reader's own cluster
-sent without its batch; it follows records written after it started."""
+sent without its batch; it follows records written after it started, and says when the reader
+has caught up."""
 
 from __future__ import annotations
 
@@ -27,9 +28,12 @@ REPORT = b'<testsuite name="s"><testcase classname="c" name="a"/><testcase name=
 async def take(
     stream: grpc.aio.UnaryStreamCall, n: int, timeout_s: float = 20
 ) -> list[ingest_pb2.ReadChangesResponse]:
+    """The next n records of the stream, caught-up markers left out."""
     got: list[ingest_pb2.ReadChangesResponse] = []
     async with asyncio.timeout(timeout_s):
         async for change in stream:
+            if change.caught_up:
+                continue
             got.append(change)
             if len(got) == n:
                 break
@@ -92,4 +96,45 @@ async def test_a_partition_the_dataset_lacks_is_refused(start_ingest: StartInges
         )
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "has 2 partitions, not [5]" in (error.value.details() or "")
+    client.close()
+
+
+async def test_a_reader_learns_it_is_caught_up_even_on_an_empty_topic(
+    start_ingest: StartIngest,
+) -> None:
+    app = await start_ingest(default_partitions=2)
+    client = Client(ingest=app.server.address, retries=0)
+    await asyncio.to_thread(client.create_dataset, "empty")
+    stub = ingest_pb2_grpc.IngestServiceStub(credentials.aio_channel(app.server.address))
+    stream = stub.ReadChanges(
+        ingest_pb2.ReadChangesRequest(dataset="empty", from_offsets={0: 0, 1: 0})
+    )
+    async with asyncio.timeout(20):
+        first = await stream.read()
+    assert first == ingest_pb2.ReadChangesResponse(caught_up=True)
+    stream.cancel()
+    client.close()
+
+
+async def test_change_streams_beyond_the_cap_are_told_to_retry(start_ingest: StartIngest) -> None:
+    app = await start_ingest(default_partitions=1, max_change_streams=1)
+    client = Client(ingest=app.server.address, retries=0)
+    await asyncio.to_thread(client.upload_files, [("r.xml", REPORT)], dataset="ci")
+    stub = ingest_pb2_grpc.IngestServiceStub(credentials.aio_channel(app.server.address))
+    request = ingest_pb2.ReadChangesRequest(dataset="ci", from_offsets={0: 0})
+    held = stub.ReadChanges(request)
+    await take(held, 1)
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await take(stub.ReadChanges(request), 1)
+    assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "serves 1 change streams already" in (error.value.details() or "")
+    held.cancel()
+    # The slot comes back once the stream ends.
+    async with asyncio.timeout(20):
+        while True:
+            try:
+                await take(stub.ReadChanges(request), 1)
+                break
+            except grpc.aio.AioRpcError:
+                await asyncio.sleep(0.1)
     client.close()

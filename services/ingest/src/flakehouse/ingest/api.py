@@ -14,7 +14,7 @@ from flakehouse.core.errors import InvalidArgument, ResourceExhausted, Unavailab
 from flakehouse.core.kafka import KafkaConnection
 from flakehouse.events.batch import upload_id_for
 from flakehouse.events.errors import EventError
-from flakehouse.ingest.changes import read_changes
+from flakehouse.ingest.changes import CAUGHT_UP, read_changes
 from flakehouse.ingest.datasets import Datasets, creating, has_limits
 from flakehouse.ingest.files_call import FilesCall
 from flakehouse.ingest.formats import FORMAT_ENUMS, FORMATS
@@ -38,6 +38,7 @@ from flakehouse.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from flakehouse.ingest.workers import ParseWorkers
 
 BUSY_RETRY_MS = 1000
+CHANGE_STREAMS_RETRY_MS = 5000
 
 
 class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
@@ -62,6 +63,7 @@ class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
         self._workers = workers
         self._metrics = metrics
         self._slots = asyncio.Semaphore(settings.max_concurrent_uploads)
+        self._change_streams = 0
         # Set by the app from Kafka before the server serves (flakehouse.core.cluster_identity).
         self.cluster_id = ""
 
@@ -101,6 +103,23 @@ class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
             raise InvalidArgument(
                 f"dataset {dataset.name!r} has {dataset.partitions} partitions, not {unknown}"
             )
+        if self._change_streams >= self._settings.max_change_streams:
+            self._metrics.rejections.labels("busy").inc()
+            raise ResourceExhausted(
+                f"ingest serves {self._settings.max_change_streams} change streams already; "
+                "retry later",
+                retry_after_ms=CHANGE_STREAMS_RETRY_MS,
+            )
+        self._change_streams += 1
+        try:
+            async for response in self._changes(request, dataset):
+                yield response
+        finally:
+            self._change_streams -= 1
+
+    async def _changes(
+        self, request: ingest_pb2.ReadChangesRequest, dataset: ingest_pb2.Dataset
+    ) -> AsyncIterator[ingest_pb2.ReadChangesResponse]:
         changes = read_changes(
             self._kafka,
             "flakehouse-ingest-changes",
@@ -110,6 +129,9 @@ class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
             exclude_origin=request.exclude_origin,
         )
         async for change in changes:
+            if change is CAUGHT_UP:
+                yield ingest_pb2.ReadChangesResponse(caught_up=True)
+                continue
             yield ingest_pb2.ReadChangesResponse(
                 partition=change.partition,
                 offset=change.offset,

@@ -26,6 +26,9 @@ class Change:
     end_offset: int
 
 
+CAUGHT_UP = None  # yielded when a fetch found nothing new: the reader has every record so far
+
+
 def origin_of(headers: tuple[tuple[str, bytes], ...] | None, local: str) -> str:
     """A record's origin header; a record without one was ingested here (written before
     clusters had ids, or by this cluster's ingest)."""
@@ -43,7 +46,10 @@ async def read_changes(
     *,
     local_cluster: str,
     exclude_origin: str,
-) -> AsyncIterator[Change]:
+) -> AsyncIterator[Change | None]:
+    """Changes of the partitions of `from_offsets` from those offsets, and CAUGHT_UP after
+    every fetch that found nothing new (at most every FETCH_WAIT_MS), so that a reader knows
+    it is caught up even when the topic is empty."""
     consumer = make_consumer(kafka, client_id, fetch_wait_ms=FETCH_WAIT_MS)
     await consumer.start()
     try:
@@ -53,6 +59,8 @@ async def read_changes(
             consumer.seek(tp, max(0, from_offsets[partition]))
         while True:
             fetched = await consumer.getmany(*tps.values(), timeout_ms=FETCH_WAIT_MS)
+            if not any(fetched.values()):
+                yield CAUGHT_UP
             for tp, messages in sorted(fetched.items(), key=lambda item: item[0].partition):
                 end = consumer.highwater(tp) or 0
                 for message in messages:

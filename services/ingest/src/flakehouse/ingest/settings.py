@@ -46,6 +46,12 @@ class IngestSettings(ServiceSettings, KafkaSettings):
         description="A JSON lines upload this large is parsed in parts, one per parse worker.",
     )
     quota_address: str = Field("", description="host:port of the quota service; empty: none.")
+    max_change_streams: int = Field(
+        16,
+        ge=1,
+        description="ReadChanges streams (other clusters' links pulling) served at once; more "
+        "are told to retry later.",
+    )
     produce_timeout_s: float = Field(
         15.0, gt=0, description="Longest wait for Kafka to acknowledge an upload's records."
     )

@@ -128,6 +128,7 @@ class ReadChangesResponse(_message.Message):
     BATCH_FIELD_NUMBER: _builtins.int
     UPLOAD_ID_FIELD_NUMBER: _builtins.int
     END_OFFSET_FIELD_NUMBER: _builtins.int
+    CAUGHT_UP_FIELD_NUMBER: _builtins.int
     partition: _builtins.int
     offset: _builtins.int
     origin: _builtins.str
@@ -140,6 +141,10 @@ class ReadChangesResponse(_message.Message):
     """The record's key: its upload id."""
     end_offset: _builtins.int
     """The partition's end when the record was read: the reader is end_offset - offset - 1 behind."""
+    caught_up: _builtins.bool
+    """Sent instead of a record (nothing else set) when a fetch found nothing new in any of the
+    partitions read: the reader has everything up to their ends, as of now.
+    """
     def __init__(
         self,
         *,
@@ -149,10 +154,11 @@ class ReadChangesResponse(_message.Message):
         batch: _builtins.bytes = ...,
         upload_id: _builtins.str = ...,
         end_offset: _builtins.int = ...,
+        caught_up: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "end_offset", b"end_offset", "offset", b"offset", "origin", b"origin", "partition", b"partition", "upload_id", b"upload_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "caught_up", b"caught_up", "end_offset", b"end_offset", "offset", b"offset", "origin", b"origin", "partition", b"partition", "upload_id", b"upload_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

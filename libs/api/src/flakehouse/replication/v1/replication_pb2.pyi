@@ -46,6 +46,39 @@ REPLICA_STATE_ONLINE: ReplicaState.ValueType  # 3
 REPLICA_STATE_DRAINING: ReplicaState.ValueType  # 4
 Global___ReplicaState: _TypeAlias = ReplicaState  # noqa: Y015
 
+class _LinkState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LinkStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LinkState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LINK_STATE_UNSPECIFIED: _LinkState.ValueType  # 0
+    LINK_STATE_STARTING: _LinkState.ValueType  # 1
+    """Connecting to the source."""
+    LINK_STATE_PULLING: _LinkState.ValueType  # 2
+    """Pulling records the source has and this cluster does not."""
+    LINK_STATE_CAUGHT_UP: _LinkState.ValueType  # 3
+    """Has every record of the source, as of the source's last word."""
+    LINK_STATE_FAILING: _LinkState.ValueType  # 4
+    """The last attempt failed (last_error); it is retried after a delay, from the checkpoint."""
+    LINK_STATE_THROTTLED: _LinkState.ValueType  # 5
+    """Held back by this cluster's ingest quota for the dataset: pulls again when it allows."""
+
+class LinkState(_LinkState, metaclass=_LinkStateEnumTypeWrapper): ...
+
+LINK_STATE_UNSPECIFIED: LinkState.ValueType  # 0
+LINK_STATE_STARTING: LinkState.ValueType  # 1
+"""Connecting to the source."""
+LINK_STATE_PULLING: LinkState.ValueType  # 2
+"""Pulling records the source has and this cluster does not."""
+LINK_STATE_CAUGHT_UP: LinkState.ValueType  # 3
+"""Has every record of the source, as of the source's last word."""
+LINK_STATE_FAILING: LinkState.ValueType  # 4
+"""The last attempt failed (last_error); it is retried after a delay, from the checkpoint."""
+LINK_STATE_THROTTLED: LinkState.ValueType  # 5
+"""Held back by this cluster's ingest quota for the dataset: pulls again when it allows."""
+Global___LinkState: _TypeAlias = LinkState  # noqa: Y015
+
 @_typing.final
 class Node(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -516,3 +549,320 @@ class GetReplicaStatusResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetReplicaStatusResponse: _TypeAlias = GetReplicaStatusResponse  # noqa: Y015
+
+@_typing.final
+class LinkRecord(_message.Message):
+    """A link as kept in the compacted topic `<prefix>.__links` (key: its name; a removed link's
+    key holds a tombstone). Holds the credential it presents to the source.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    SOURCE_ADDRESS_FIELD_NUMBER: _builtins.int
+    DATASET_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    CA_PEM_FIELD_NUMBER: _builtins.int
+    CREATED_US_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    id: _builtins.str
+    """New at every `add`: the key of the link's checkpoints, so a link removed and added again
+    under the same name starts from the source's beginning, not from the old link's offsets.
+    """
+    source_address: _builtins.str
+    """host:port of the source cluster's ingest service."""
+    dataset: _builtins.str
+    """The dataset pulled, of the same name on both clusters."""
+    token: _builtins.str
+    """A token of the source cluster that may read the dataset there; empty: none sent."""
+    ca_pem: _builtins.bytes
+    """The CA (PEM) the source's certificate is verified against; empty: the system's roots."""
+    created_us: _builtins.int
+    """Microseconds since the epoch."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        id: _builtins.str = ...,
+        source_address: _builtins.str = ...,
+        dataset: _builtins.str = ...,
+        token: _builtins.str = ...,
+        ca_pem: _builtins.bytes = ...,
+        created_us: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ca_pem", b"ca_pem", "created_us", b"created_us", "dataset", b"dataset", "id", b"id", "name", b"name", "source_address", b"source_address", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LinkRecord: _TypeAlias = LinkRecord  # noqa: Y015
+
+@_typing.final
+class LinkCheckpoint(_message.Message):
+    """A link's checkpoint, kept in the compacted topic `<prefix>.__link_offsets` under the link's
+    id: per source partition, the next offset to pull. Written only after this cluster's Kafka
+    acknowledged every record pulled before it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class NextOffsetsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.int
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.int = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    NEXT_OFFSETS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def next_offsets(self) -> _containers.ScalarMap[_builtins.int, _builtins.int]: ...
+    def __init__(
+        self,
+        *,
+        next_offsets: _abc.Mapping[_builtins.int, _builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_offsets", b"next_offsets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LinkCheckpoint: _TypeAlias = LinkCheckpoint  # noqa: Y015
+
+@_typing.final
+class LinkStatus(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class NextOffsetsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.int
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.int = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    SOURCE_ADDRESS_FIELD_NUMBER: _builtins.int
+    DATASET_FIELD_NUMBER: _builtins.int
+    HAS_TOKEN_FIELD_NUMBER: _builtins.int
+    HAS_CA_FIELD_NUMBER: _builtins.int
+    CREATED_US_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    SOURCE_CLUSTER_FIELD_NUMBER: _builtins.int
+    LAG_RECORDS_FIELD_NUMBER: _builtins.int
+    LAG_EVENTS_FIELD_NUMBER: _builtins.int
+    LAG_SECONDS_FIELD_NUMBER: _builtins.int
+    RECORDS_PULLED_FIELD_NUMBER: _builtins.int
+    EVENTS_PULLED_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_US_FIELD_NUMBER: _builtins.int
+    NEXT_OFFSETS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    id: _builtins.str
+    source_address: _builtins.str
+    dataset: _builtins.str
+    has_token: _builtins.bool
+    has_ca: _builtins.bool
+    created_us: _builtins.int
+    state: Global___LinkState.ValueType
+    source_cluster: _builtins.str
+    """The source cluster's id, once it was reached."""
+    lag_records: _builtins.int
+    """Records the source holds beyond the checkpoint, as of its last word."""
+    lag_events: _builtins.int
+    """An estimate: lag_records times the mean events per record pulled so far."""
+    lag_seconds: _builtins.float
+    """Seconds since the link was last caught up (0 while it is): how old this cluster's copy
+    of the source may be.
+    """
+    records_pulled: _builtins.int
+    """Since this replication process took the link on."""
+    events_pulled: _builtins.int
+    last_error: _builtins.str
+    last_error_us: _builtins.int
+    """Microseconds since the epoch; 0: no error."""
+    @_builtins.property
+    def next_offsets(self) -> _containers.ScalarMap[_builtins.int, _builtins.int]:
+        """The checkpoint: per source partition, the next offset to pull."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        id: _builtins.str = ...,
+        source_address: _builtins.str = ...,
+        dataset: _builtins.str = ...,
+        has_token: _builtins.bool = ...,
+        has_ca: _builtins.bool = ...,
+        created_us: _builtins.int = ...,
+        state: Global___LinkState.ValueType = ...,
+        source_cluster: _builtins.str = ...,
+        lag_records: _builtins.int = ...,
+        lag_events: _builtins.int = ...,
+        lag_seconds: _builtins.float = ...,
+        records_pulled: _builtins.int = ...,
+        events_pulled: _builtins.int = ...,
+        last_error: _builtins.str = ...,
+        last_error_us: _builtins.int = ...,
+        next_offsets: _abc.Mapping[_builtins.int, _builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_us", b"created_us", "dataset", b"dataset", "events_pulled", b"events_pulled", "has_ca", b"has_ca", "has_token", b"has_token", "id", b"id", "lag_events", b"lag_events", "lag_records", b"lag_records", "lag_seconds", b"lag_seconds", "last_error", b"last_error", "last_error_us", b"last_error_us", "name", b"name", "next_offsets", b"next_offsets", "records_pulled", b"records_pulled", "source_address", b"source_address", "source_cluster", b"source_cluster", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LinkStatus: _TypeAlias = LinkStatus  # noqa: Y015
+
+@_typing.final
+class AddLinkRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    SOURCE_ADDRESS_FIELD_NUMBER: _builtins.int
+    DATASET_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    CA_PEM_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """[a-z0-9][a-z0-9_-]{0,62}"""
+    source_address: _builtins.str
+    dataset: _builtins.str
+    token: _builtins.str
+    ca_pem: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        source_address: _builtins.str = ...,
+        dataset: _builtins.str = ...,
+        token: _builtins.str = ...,
+        ca_pem: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ca_pem", b"ca_pem", "dataset", b"dataset", "name", b"name", "source_address", b"source_address", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddLinkRequest: _TypeAlias = AddLinkRequest  # noqa: Y015
+
+@_typing.final
+class AddLinkResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def link(self) -> Global___LinkStatus: ...
+    def __init__(
+        self,
+        *,
+        link: Global___LinkStatus | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["link", b"link"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["link", b"link"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddLinkResponse: _TypeAlias = AddLinkResponse  # noqa: Y015
+
+@_typing.final
+class ListLinksRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLinksRequest: _TypeAlias = ListLinksRequest  # noqa: Y015
+
+@_typing.final
+class ListLinksResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINKS_FIELD_NUMBER: _builtins.int
+    CLUSTER_ID_FIELD_NUMBER: _builtins.int
+    cluster_id: _builtins.str
+    """This cluster's id: what the links' sources see as the reader's origin."""
+    @_builtins.property
+    def links(self) -> _containers.RepeatedCompositeFieldContainer[Global___LinkStatus]: ...
+    def __init__(
+        self,
+        *,
+        links: _abc.Iterable[Global___LinkStatus] | None = ...,
+        cluster_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_id", b"cluster_id", "links", b"links"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLinksResponse: _TypeAlias = ListLinksResponse  # noqa: Y015
+
+@_typing.final
+class RemoveLinkRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveLinkRequest: _TypeAlias = RemoveLinkRequest  # noqa: Y015
+
+@_typing.final
+class RemoveLinkResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveLinkResponse: _TypeAlias = RemoveLinkResponse  # noqa: Y015

@@ -59,6 +59,21 @@ class ReplicationServiceStub:
                 request_serializer=flakehouse_dot_replication_dot_v1_dot_replication__pb2.GetReplicaStatusRequest.SerializeToString,
                 response_deserializer=flakehouse_dot_replication_dot_v1_dot_replication__pb2.GetReplicaStatusResponse.FromString,
                 _registered_method=True)
+        self.AddLink = channel.unary_unary(
+                '/flakehouse.replication.v1.ReplicationService/AddLink',
+                request_serializer=flakehouse_dot_replication_dot_v1_dot_replication__pb2.AddLinkRequest.SerializeToString,
+                response_deserializer=flakehouse_dot_replication_dot_v1_dot_replication__pb2.AddLinkResponse.FromString,
+                _registered_method=True)
+        self.ListLinks = channel.unary_unary(
+                '/flakehouse.replication.v1.ReplicationService/ListLinks',
+                request_serializer=flakehouse_dot_replication_dot_v1_dot_replication__pb2.ListLinksRequest.SerializeToString,
+                response_deserializer=flakehouse_dot_replication_dot_v1_dot_replication__pb2.ListLinksResponse.FromString,
+                _registered_method=True)
+        self.RemoveLink = channel.unary_unary(
+                '/flakehouse.replication.v1.ReplicationService/RemoveLink',
+                request_serializer=flakehouse_dot_replication_dot_v1_dot_replication__pb2.RemoveLinkRequest.SerializeToString,
+                response_deserializer=flakehouse_dot_replication_dot_v1_dot_replication__pb2.RemoveLinkResponse.FromString,
+                _registered_method=True)
 
 
 class ReplicationServiceServicer:
@@ -97,6 +112,26 @@ class ReplicationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddLink(self, request, context):
+        """Links (DESIGN.md §12): this cluster pulling a dataset from another cluster's ingest
+        service. Cluster admins only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListLinks(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveLink(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReplicationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -124,6 +159,21 @@ def add_ReplicationServiceServicer_to_server(servicer, server):
                     servicer.GetReplicaStatus,
                     request_deserializer=flakehouse_dot_replication_dot_v1_dot_replication__pb2.GetReplicaStatusRequest.FromString,
                     response_serializer=flakehouse_dot_replication_dot_v1_dot_replication__pb2.GetReplicaStatusResponse.SerializeToString,
+            ),
+            'AddLink': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddLink,
+                    request_deserializer=flakehouse_dot_replication_dot_v1_dot_replication__pb2.AddLinkRequest.FromString,
+                    response_serializer=flakehouse_dot_replication_dot_v1_dot_replication__pb2.AddLinkResponse.SerializeToString,
+            ),
+            'ListLinks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLinks,
+                    request_deserializer=flakehouse_dot_replication_dot_v1_dot_replication__pb2.ListLinksRequest.FromString,
+                    response_serializer=flakehouse_dot_replication_dot_v1_dot_replication__pb2.ListLinksResponse.SerializeToString,
+            ),
+            'RemoveLink': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveLink,
+                    request_deserializer=flakehouse_dot_replication_dot_v1_dot_replication__pb2.RemoveLinkRequest.FromString,
+                    response_serializer=flakehouse_dot_replication_dot_v1_dot_replication__pb2.RemoveLinkResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -261,6 +311,87 @@ class ReplicationService:
             '/flakehouse.replication.v1.ReplicationService/GetReplicaStatus',
             flakehouse_dot_replication_dot_v1_dot_replication__pb2.GetReplicaStatusRequest.SerializeToString,
             flakehouse_dot_replication_dot_v1_dot_replication__pb2.GetReplicaStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddLink(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flakehouse.replication.v1.ReplicationService/AddLink',
+            flakehouse_dot_replication_dot_v1_dot_replication__pb2.AddLinkRequest.SerializeToString,
+            flakehouse_dot_replication_dot_v1_dot_replication__pb2.AddLinkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLinks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flakehouse.replication.v1.ReplicationService/ListLinks',
+            flakehouse_dot_replication_dot_v1_dot_replication__pb2.ListLinksRequest.SerializeToString,
+            flakehouse_dot_replication_dot_v1_dot_replication__pb2.ListLinksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveLink(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flakehouse.replication.v1.ReplicationService/RemoveLink',
+            flakehouse_dot_replication_dot_v1_dot_replication__pb2.RemoveLinkRequest.SerializeToString,
+            flakehouse_dot_replication_dot_v1_dot_replication__pb2.RemoveLinkResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,12 @@ class ReplicationServiceStub:
     WatchPlacement: _grpc.UnaryStreamMultiCallable[_replication_pb2.WatchPlacementRequest, _replication_pb2.WatchPlacementResponse]
     """The current placement at once, then again on every change."""
     GetReplicaStatus: _grpc.UnaryUnaryMultiCallable[_replication_pb2.GetReplicaStatusRequest, _replication_pb2.GetReplicaStatusResponse]
+    AddLink: _grpc.UnaryUnaryMultiCallable[_replication_pb2.AddLinkRequest, _replication_pb2.AddLinkResponse]
+    """Links (DESIGN.md §12): this cluster pulling a dataset from another cluster's ingest
+    service. Cluster admins only.
+    """
+    ListLinks: _grpc.UnaryUnaryMultiCallable[_replication_pb2.ListLinksRequest, _replication_pb2.ListLinksResponse]
+    RemoveLink: _grpc.UnaryUnaryMultiCallable[_replication_pb2.RemoveLinkRequest, _replication_pb2.RemoveLinkResponse]
 
 @_typing.type_check_only
 class ReplicationServiceAsyncStub(ReplicationServiceStub):
@@ -53,6 +59,12 @@ class ReplicationServiceAsyncStub(ReplicationServiceStub):
     WatchPlacement: _aio.UnaryStreamMultiCallable[_replication_pb2.WatchPlacementRequest, _replication_pb2.WatchPlacementResponse]  # type: ignore[assignment]
     """The current placement at once, then again on every change."""
     GetReplicaStatus: _aio.UnaryUnaryMultiCallable[_replication_pb2.GetReplicaStatusRequest, _replication_pb2.GetReplicaStatusResponse]  # type: ignore[assignment]
+    AddLink: _aio.UnaryUnaryMultiCallable[_replication_pb2.AddLinkRequest, _replication_pb2.AddLinkResponse]  # type: ignore[assignment]
+    """Links (DESIGN.md §12): this cluster pulling a dataset from another cluster's ingest
+    service. Cluster admins only.
+    """
+    ListLinks: _aio.UnaryUnaryMultiCallable[_replication_pb2.ListLinksRequest, _replication_pb2.ListLinksResponse]  # type: ignore[assignment]
+    RemoveLink: _aio.UnaryUnaryMultiCallable[_replication_pb2.RemoveLinkRequest, _replication_pb2.RemoveLinkResponse]  # type: ignore[assignment]
 
 class ReplicationServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -92,5 +104,29 @@ class ReplicationServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _replication_pb2.GetReplicaStatusRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_replication_pb2.GetReplicaStatusResponse, _abc.Awaitable[_replication_pb2.GetReplicaStatusResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def AddLink(
+        self,
+        request: _replication_pb2.AddLinkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_replication_pb2.AddLinkResponse, _abc.Awaitable[_replication_pb2.AddLinkResponse]]:
+        """Links (DESIGN.md §12): this cluster pulling a dataset from another cluster's ingest
+        service. Cluster admins only.
+        """
+
+    @_abc_1.abstractmethod
+    def ListLinks(
+        self,
+        request: _replication_pb2.ListLinksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_replication_pb2.ListLinksResponse, _abc.Awaitable[_replication_pb2.ListLinksResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RemoveLink(
+        self,
+        request: _replication_pb2.RemoveLinkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_replication_pb2.RemoveLinkResponse, _abc.Awaitable[_replication_pb2.RemoveLinkResponse]]: ...
 
 def add_ReplicationServiceServicer_to_server(servicer: ReplicationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
