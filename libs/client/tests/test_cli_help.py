@@ -83,11 +83,14 @@ CALLS = {
     "tokens create": {"quota"},
     "tokens list": {"quota"},
     "tokens revoke": {"quota"},
+    "links add": {"replication"},
+    "links list": {"replication"},
+    "links remove": {"replication"},
     "up": set(),
     "junit2json": set(),
 }
 """The services each command calls: the address options it should offer."""
-TABLES = {"query", "flaky", "status", "datasets list", "usage", "tokens list"}
+TABLES = {"query", "flaky", "status", "datasets list", "usage", "tokens list", "links list"}
 
 
 def options(parser: argparse.ArgumentParser) -> set[str]:

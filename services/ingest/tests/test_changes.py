@@ -14,8 +14,8 @@ import pytest
 from flakehouse.client.broker import EmbeddedBroker
 from flakehouse.client.client import Client, UploadResult
 from flakehouse.common.v1 import events_pb2
+from flakehouse.core.cluster_identity import ORIGIN_HEADER
 from flakehouse.core.kafka import KafkaConnection, make_producer
-from flakehouse.ingest.changes import ORIGIN_HEADER
 from flakehouse.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from services.ingest.tests.conftest import StartIngest
 from tests import credentials

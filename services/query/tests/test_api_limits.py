@@ -14,7 +14,7 @@ import grpc
 import pytest
 
 from flakehouse.client.broker import EmbeddedBroker
-from flakehouse.client.client import error_from_rpc
+from flakehouse.core.rpc_errors import error_from_rpc
 from flakehouse.core.errors import RETRY_AFTER_KEY, ResourceExhausted
 from flakehouse.query.app import QueryApp
 from flakehouse.query.settings import QuerySettings

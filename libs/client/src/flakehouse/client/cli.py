@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flakehouse.client import datasets_cli, tokens_cli
+from flakehouse.client import datasets_cli, links_cli, tokens_cli
 from flakehouse.client.cienv import ci_labels
 from flakehouse.client.clientargs import (
     EXIT_BAD_INPUT,
@@ -278,6 +278,7 @@ def _parser() -> argparse.ArgumentParser:
 
     datasets_cli.register(commands)
     tokens_cli.register(commands)
+    links_cli.register(commands)
     return parser
 
 
@@ -357,12 +358,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     ) as client:
         response = client.status()
         cluster_id = client.cluster_id() if ingest else None
+        links = client.list_links().links
     if args.format == "json":
-        print(render_status_json(response, cluster_id))
+        print(render_status_json(response, cluster_id, links))
     else:
         from flakehouse.client.tables import fit_for
 
-        print(render_status_table(response, fit_for(args.full_width), cluster_id))
+        print(render_status_table(response, fit_for(args.full_width), cluster_id, links))
     return EXIT_OK
 
 

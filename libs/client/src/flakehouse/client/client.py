@@ -26,7 +26,6 @@ from flakehouse.client.uploads import UploadProgress, open_source, upload_resuma
 from flakehouse.core.channel import CHANNEL_OPTIONS
 from flakehouse.core.errors import (
     ERRORS_BY_STATUS,
-    RETRY_AFTER_KEY,
     Cancelled,
     DeadlineExceeded,
     FlakehouseError,
@@ -37,6 +36,7 @@ from flakehouse.core.errors import (
 )
 from flakehouse.core.grants import parse_grant
 from flakehouse.core.limit_rules import QUOTA_FIELDS
+from flakehouse.core.rpc_errors import error_from_rpc
 from flakehouse.core.tls import channel_credentials
 from flakehouse.core.tokens import ROLE_ENUMS
 from flakehouse.events.columns import ColumnError, from_value_column
@@ -61,19 +61,6 @@ FORMAT_NAMES = {
 T = TypeVar("T")
 Offsets = Mapping[str, Mapping[int, int]]
 """dataset → partition → the last offset written there."""
-
-
-def error_from_rpc(exc: grpc.RpcError) -> FlakehouseError:
-    """The FlakehouseError matching a failed call's status code, message and retry delay."""
-    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
-    details = exc.details() if hasattr(exc, "details") else str(exc)
-    # grpc-stubs types metadata entries as _Metadatum; at run time they are (key, value) pairs.
-    trailing: dict[str, Any] = (
-        dict(exc.trailing_metadata() or ()) if hasattr(exc, "trailing_metadata") else {}  # type: ignore[arg-type]
-    )
-    retry = trailing.get(RETRY_AFTER_KEY)
-    cls = ERRORS_BY_STATUS.get(code.name, Internal)
-    return cls(details or code.name, retry_after_ms=int(retry) if retry else None)
 
 
 @dataclass
@@ -517,6 +504,39 @@ class Client:
         stub = replication_pb2_grpc.ReplicationServiceStub(self._channel("replication"))
         request = replication_pb2.GetReplicaStatusRequest()
         return self._call(lambda: stub.GetReplicaStatus(request, timeout=self.timeout_s))
+
+    def add_link(
+        self,
+        name: str,
+        source: str,
+        dataset: str,
+        *,
+        source_token: str = "",
+        source_ca_pem: bytes = b"",
+    ) -> replication_pb2.LinkStatus:
+        """A link pulling `dataset` from the cluster whose ingest service is at `source`, with
+        a read token of that cluster and the CA its certificate is verified against (empty: the
+        system's roots). The replication service checks the source first. Not retried: a second
+        add of the name is refused."""
+        stub = replication_pb2_grpc.ReplicationServiceStub(self._channel("replication"))
+        request = replication_pb2.AddLinkRequest(
+            name=name,
+            source_address=source,
+            dataset=dataset,
+            token=source_token,
+            ca_pem=source_ca_pem,
+        )
+        return self._call(lambda: stub.AddLink(request, timeout=self.timeout_s), retries=0).link
+
+    def list_links(self) -> replication_pb2.ListLinksResponse:
+        stub = replication_pb2_grpc.ReplicationServiceStub(self._channel("replication"))
+        request = replication_pb2.ListLinksRequest()
+        return self._call(lambda: stub.ListLinks(request, timeout=self.timeout_s))
+
+    def remove_link(self, name: str) -> None:
+        stub = replication_pb2_grpc.ReplicationServiceStub(self._channel("replication"))
+        request = replication_pb2.RemoveLinkRequest(name=name)
+        self._call(lambda: stub.RemoveLink(request, timeout=self.timeout_s))
 
     def cluster_id(self) -> str:
         """The cluster's stable id (`fhc-…`), from the ingest service."""

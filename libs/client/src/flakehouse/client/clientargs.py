@@ -18,15 +18,18 @@ if TYPE_CHECKING:
     from flakehouse.client.client import Client
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_PARTIAL = 0, 1, 2, 3
-ADDRESSED = ("ingest", "query", "quota")
+ADDRESSED = ("ingest", "query", "quota", "replication")
 """Services a client command may be pointed at with `--<service> host:port`."""
 T = TypeVar("T")
 Command = Callable[[argparse.Namespace], int]
 
 
-def add_client_options(parser: argparse.ArgumentParser, *services: str) -> None:
+def add_client_options(
+    parser: argparse.ArgumentParser, *services: str, ca_flag: str = "--ca"
+) -> None:
     """`--cluster`, `--timeout`, and an address option for each of the `services` the command
-    calls (those only: an option that changes nothing is not offered)."""
+    calls (those only: an option that changes nothing is not offered). `ca_flag`: the option
+    naming the cluster's CA, for a command whose --ca means another cluster's."""
     parser.add_argument(
         "--cluster",
         type=Path,
@@ -41,7 +44,7 @@ def add_client_options(parser: argparse.ArgumentParser, *services: str) -> None:
             metavar="HOST:PORT",
             help=f"the {service} service's address (overrides --cluster)",
         )
-    add_credential_options(parser)
+    add_credential_options(parser, ca_flag)
     parser.add_argument(
         "--timeout",
         type=float,
@@ -52,9 +55,10 @@ def add_client_options(parser: argparse.ArgumentParser, *services: str) -> None:
     )
 
 
-def add_credential_options(parser: argparse.ArgumentParser) -> None:
+def add_credential_options(parser: argparse.ArgumentParser, ca_flag: str = "--ca") -> None:
     parser.add_argument(
-        "--ca",
+        ca_flag,
+        dest="ca",
         type=Path,
         metavar="FILE",
         help="the cluster CA (PEM) to verify the services against (default: the cluster file's "
@@ -84,6 +88,7 @@ def add_subcommand(
     services: tuple[str, ...],
     *,
     table: bool = False,
+    ca_flag: str = "--ca",
 ) -> argparse.ArgumentParser:
     """`command` ("datasets list"), which calls `services`; `table`: it prints a table (and so
     takes --full-width)."""
@@ -93,7 +98,7 @@ def add_subcommand(
         description=help[:1].upper() + help[1:] + ".",
         **help_of(command),
     )
-    add_client_options(parser, *services)
+    add_client_options(parser, *services, ca_flag=ca_flag)
     parser.add_argument("--format", choices=["table", "json"], default="table")
     if table:
         add_full_width_option(parser)
@@ -133,6 +138,7 @@ def client_from_args(args: argparse.Namespace, *needs: str) -> Client:
         ingest=addresses["ingest"],
         query=addresses["query"],
         quota=addresses["quota"],
+        replication=addresses["replication"],
         timeout_s=args.timeout,
         ca_file=ca_file or None,
         token=token_for(args, cluster),

@@ -115,6 +115,38 @@ examples:
   flakehouse quota set nightly --events-per-second 0        # 0: unlimited
 
 docs: docs/datasets.md ("The limits", "The cutoff")""",
+    "links": """\
+examples:
+  flakehouse links add from-eu --from ingest.eu.example.com:443 --dataset ci --token-file eu.token
+  flakehouse links list
+  flakehouse links remove from-eu
+
+A link makes this cluster pull a dataset from another cluster, continuously; add one on each
+side to replicate both ways.
+docs: docs/cross-cluster.md""",
+    "links add": """\
+examples:
+  flakehouse links add from-eu --from eu.example.com:443 --dataset ci --token-file eu.token
+  flakehouse links add lab --from 10.0.0.7:7001 --dataset ci --token-file lab.token --ca lab.pem
+
+--from is the other cluster's ingest service; --token-file a token of that cluster that may read
+the dataset there; --ca the CA its certificate is verified against (default: the system's
+roots). The dataset must exist here too (flakehouse datasets create). This cluster's own CA, if
+needed, goes in --cluster-ca.
+docs: docs/cross-cluster.md ("Adding a link")""",
+    "links list": """\
+examples:
+  flakehouse links list
+  flakehouse links list --format json | jq '.links[] | select(.state != "caught-up")'
+
+docs: docs/cross-cluster.md ("Watching links")""",
+    "links remove": """\
+examples:
+  flakehouse links remove from-eu
+
+What the link pulled stays; adding it again pulls from the source's beginning (storage drops
+what is already here).
+docs: docs/cross-cluster.md""",
     "tokens": """\
 examples:
   flakehouse tokens create --name ci-main --grant write:ci --grant read:ci

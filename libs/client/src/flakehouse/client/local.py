@@ -228,7 +228,8 @@ class LocalCluster:
         specs = [
             *self._broker_specs(),
             spec("quota", "quota", OFFSETS["quota"], {}),
-            spec("replication", "replication", OFFSETS["replication"], {}),
+            # Quota: the ingest limits its links respect, and the use of tokens it reports.
+            spec("replication", "replication", OFFSETS["replication"], {"QUOTA_ADDRESS": quota}),
         ]
         for i in range(self.storage_nodes):
             node = f"storage-{i}"

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
+from flakehouse.client.links_cli import link_view, render_links
 from flakehouse.client.tables import FULL, Fit, format_table
 from flakehouse.replication.v1 import replication_pb2
 
@@ -59,16 +61,25 @@ def status_dict(response: replication_pb2.GetReplicaStatusResponse) -> dict[str,
 
 
 def render_status_json(
-    response: replication_pb2.GetReplicaStatusResponse, cluster_id: str | None = None
+    response: replication_pb2.GetReplicaStatusResponse,
+    cluster_id: str | None = None,
+    links: Sequence[replication_pb2.LinkStatus] = (),
 ) -> str:
     """cluster_id: None when the ingest service was not asked (no address for it)."""
-    return json.dumps({"cluster_id": cluster_id, **status_dict(response)})
+    return json.dumps(
+        {
+            "cluster_id": cluster_id,
+            **status_dict(response),
+            "links": [link_view(link) for link in links],
+        }
+    )
 
 
 def render_status_table(
     response: replication_pb2.GetReplicaStatusResponse,
     fit: Fit = FULL,
     cluster_id: str | None = None,
+    links: Sequence[replication_pb2.LinkStatus] = (),
 ) -> str:
     status = status_dict(response)
     out = [f"cluster {cluster_id}", ""] if cluster_id else []
@@ -105,6 +116,8 @@ def render_status_table(
         f"{len(status['partitions'])} partitions, {status['under_replicated']} under-replicated,"
         f" {status['offline']} offline"
     )
+    if links:
+        out += ["", *render_links(links, fit)]
     return "\n".join(out)
 
 

@@ -83,6 +83,10 @@ RULES: dict[str, Rule] = {
     REPLICATION + "GetPlacement": SERVICE,
     REPLICATION + "WatchPlacement": SERVICE,
     REPLICATION + "GetReplicaStatus": CLUSTER_ADMIN,
+    # A link holds a credential of another cluster: people only, never the services' token.
+    REPLICATION + "AddLink": CLUSTER_ADMIN_ONLY,
+    REPLICATION + "ListLinks": CLUSTER_ADMIN,
+    REPLICATION + "RemoveLink": CLUSTER_ADMIN_ONLY,
     STORAGE + "ExecuteFragment": SERVICE,
     STORAGE + "DescribeFields": SERVICE,
     STORAGE + "GetPartitionStatus": SERVICE,

@@ -16,6 +16,9 @@ from flakehouse.core.kafka import KafkaConnection, make_producer, read_state_top
 from flakehouse.core.settings import KafkaSettings
 
 CANDIDATE = b"candidate/"
+# The Kafka header of every record of a dataset's topic that names the cluster its events were
+# ingested in: ingest writes its own id, a link the id its source gave.
+ORIGIN_HEADER = "origin"
 ID_PREFIX = "fhc-"
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from flakehouse.core.authn import readable, require_cluster_admin
 from flakehouse.core.errors import InvalidArgument, ResourceExhausted, Unavailable
 from flakehouse.core.kafka import KafkaConnection
+from flakehouse.core.quota_client import QuotaClient
 from flakehouse.events.batch import upload_id_for
 from flakehouse.events.errors import EventError
 from flakehouse.ingest.changes import CAUGHT_UP, read_changes
@@ -20,7 +21,6 @@ from flakehouse.ingest.files_call import FilesCall
 from flakehouse.ingest.formats import FORMAT_ENUMS, FORMATS
 from flakehouse.ingest.metrics import IngestMetrics
 from flakehouse.ingest.producer import RecordProducer
-from flakehouse.ingest.quota_client import QuotaClient
 from flakehouse.ingest.resumable import ResumableSpools
 from flakehouse.ingest.settings import IngestSettings
 from flakehouse.ingest.upload_stream import Produced, UploadStream

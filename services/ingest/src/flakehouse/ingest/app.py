@@ -13,6 +13,7 @@ from flakehouse.core.catalog import CatalogReader
 from flakehouse.core.cluster_identity import cluster_id
 from flakehouse.core.kafka import KafkaAdmin, KafkaConnection, make_producer
 from flakehouse.core.limits import LimitsWatch
+from flakehouse.core.quota_client import QuotaClient
 from flakehouse.core.server import GrpcServer, service_name
 from flakehouse.core.service_auth import ServiceAuth, report_to
 from flakehouse.core.tasks import BackgroundTasks
@@ -21,7 +22,6 @@ from flakehouse.ingest.api import IngestApi
 from flakehouse.ingest.datasets import Datasets
 from flakehouse.ingest.metrics import IngestMetrics
 from flakehouse.ingest.producer import RecordProducer
-from flakehouse.ingest.quota_client import QuotaClient
 from flakehouse.ingest.resumable import ResumableSpools
 from flakehouse.ingest.retention_follower import RetentionFollower
 from flakehouse.ingest.settings import IngestSettings

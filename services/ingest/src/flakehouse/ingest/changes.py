@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 from aiokafka import TopicPartition
 
+from flakehouse.core.cluster_identity import ORIGIN_HEADER
 from flakehouse.core.kafka import KafkaConnection, make_consumer
 
-ORIGIN_HEADER = "origin"
 FETCH_WAIT_MS = 500
 
 

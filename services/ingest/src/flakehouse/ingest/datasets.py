@@ -25,8 +25,8 @@ from flakehouse.core.errors import (
 from flakehouse.core.grants import Role
 from flakehouse.core.kafka import KafkaAdmin
 from flakehouse.core.limit_rules import QUOTA_FIELDS, validate_quota
+from flakehouse.core.quota_client import QuotaClient
 from flakehouse.events.model import validate_dataset_name
-from flakehouse.ingest.quota_client import QuotaClient
 from flakehouse.ingest.retention import retention_configs
 from flakehouse.ingest.retention_follower import RetentionFollower
 from flakehouse.ingest.v1 import ingest_pb2

@@ -9,13 +9,13 @@ import time
 from concurrent.futures.process import BrokenProcessPool
 
 from flakehouse.core.errors import InvalidArgument, Unavailable
+from flakehouse.core.quota_client import QuotaClient
 from flakehouse.events.model import check_parse_arguments
 from flakehouse.ingest.datasets import Datasets, checked_name, creating
 from flakehouse.ingest.file_batches import ParsedFile, RefusedFile, parse_files
 from flakehouse.ingest.formats import FORMAT_ENUMS, FORMATS
 from flakehouse.ingest.metrics import IngestMetrics
 from flakehouse.ingest.producer import RecordProducer, last_offsets
-from flakehouse.ingest.quota_client import QuotaClient
 from flakehouse.ingest.settings import IngestSettings
 from flakehouse.ingest.uploads import UPLOAD_ID
 from flakehouse.ingest.v1 import ingest_pb2

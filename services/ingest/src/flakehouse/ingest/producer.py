@@ -17,8 +17,8 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from flakehouse.core.cluster_identity import ORIGIN_HEADER
 from flakehouse.core.errors import Unavailable
-from flakehouse.ingest.changes import ORIGIN_HEADER
 from flakehouse.ingest.datasets import KAFKA_RETRY_MS
 from flakehouse.ingest.metrics import IngestMetrics
 from flakehouse.ingest.uploads import RecordReader

@@ -6,8 +6,9 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from flakehouse.core.errors import InvalidArgument
+from flakehouse.core.errors import InvalidArgument, Unavailable
 from flakehouse.replication.controller import Controller, report_of
+from flakehouse.replication.link_manager import LinkManager
 from flakehouse.replication.v1 import replication_pb2, replication_pb2_grpc
 
 
@@ -23,6 +24,8 @@ class ReplicationApi(replication_pb2_grpc.ReplicationServiceServicer):
         self._heartbeat_interval_s = heartbeat_interval_s
         self._refresh = refresh
         self._clock = clock
+        # Set by the app once the cluster's id is known.
+        self.links: LinkManager | None = None
 
     async def RegisterNode(
         self, request: replication_pb2.RegisterNodeRequest, context: Any
@@ -81,3 +84,28 @@ class ReplicationApi(replication_pb2_grpc.ReplicationServiceServicer):
             replicas=self._controller.replica_statuses(self._clock()),
             replication_factor=self._controller.replication_factor,
         )
+
+    def _links(self) -> LinkManager:
+        if self.links is None:
+            raise Unavailable("replication is starting; ask again", retry_after_ms=1000)
+        return self.links
+
+    async def AddLink(
+        self, request: replication_pb2.AddLinkRequest, context: Any
+    ) -> replication_pb2.AddLinkResponse:
+        puller = await self._links().add(request)
+        return replication_pb2.AddLinkResponse(link=puller.status())
+
+    async def ListLinks(
+        self, request: replication_pb2.ListLinksRequest, context: Any
+    ) -> replication_pb2.ListLinksResponse:
+        links = self._links()
+        return replication_pb2.ListLinksResponse(
+            links=links.statuses(), cluster_id=links.local_cluster
+        )
+
+    async def RemoveLink(
+        self, request: replication_pb2.RemoveLinkRequest, context: Any
+    ) -> replication_pb2.RemoveLinkResponse:
+        await self._links().remove(request.name)
+        return replication_pb2.RemoveLinkResponse()

@@ -8,28 +8,39 @@ import logging
 import time
 from typing import Any
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter
 
 from flakehouse.core.catalog import CatalogReader
+from flakehouse.core.cluster_identity import cluster_id
+from flakehouse.core.errors import NotFound
 from flakehouse.core.kafka import (
     KafkaConnection,
     make_producer,
     placement_topic,
     read_state_topic,
 )
+from flakehouse.core.quota_client import QuotaClient
 from flakehouse.core.server import GrpcServer, service_name
-from flakehouse.core.service_auth import ServiceAuth
+from flakehouse.core.service_auth import ServiceAuth, report_to
 from flakehouse.core.tasks import BackgroundTasks
+from flakehouse.core.tls import service_channel
 from flakehouse.replication.api import ReplicationApi
 from flakehouse.replication.controller import Controller
+from flakehouse.replication.link_appender import Appender
+from flakehouse.replication.link_manager import LinkManager
+from flakehouse.replication.link_metrics import register_link_metrics
+from flakehouse.replication.link_source import SourceCluster
+from flakehouse.replication.link_store import LinkStore
 from flakehouse.replication.membership import Membership
 from flakehouse.replication.metrics import ReplicationMetrics
 from flakehouse.replication.placement import DatasetTopic
+from flakehouse.replication.puller import LinkPorts
 from flakehouse.replication.settings import ReplicationSettings
 from flakehouse.replication.v1 import replication_pb2, replication_pb2_grpc
 
 log = logging.getLogger(__name__)
 PLACEMENT_KEY = b"placement"
+CLIENT_ID = "flakehouse-replication"
 
 
 class ReplicationApp:
@@ -43,26 +54,48 @@ class ReplicationApp:
         )
         self.topic = placement_topic(settings.topic_prefix)
         self.kafka = KafkaConnection.from_settings(settings)
-        self.catalog = CatalogReader(settings, self.kafka, "flakehouse-replication")
-        self.producer = make_producer(self.kafka, "flakehouse-replication")
+        self.catalog = CatalogReader(settings, self.kafka, CLIENT_ID)
+        self.producer = make_producer(self.kafka, CLIENT_ID)
         self._refresh_lock = asyncio.Lock()
         self.kube: Any = None  # the Kubernetes API client, in Kubernetes
         self._persisted_version = 0
-        self.auth = ServiceAuth(settings, settings, self.kafka, "flakehouse-replication")
+        self.auth = ServiceAuth(settings, settings, self.kafka, CLIENT_ID)
         self.server = GrpcServer("replication", settings, self.registry, self.auth.table)
+        self.quota_channel = (
+            service_channel(settings.quota_address, settings) if settings.quota_address else None
+        )
+        self.quota = QuotaClient(
+            self.quota_channel,
+            "replication",
+            Counter(
+                "flakehouse_link_quota_unchecked",
+                "Chunks a link appended without a lease because quota could not be reached.",
+                registry=self.registry,
+            ),
+        )
+        self.link_store = LinkStore(settings, self.kafka, self.producer, CLIENT_ID)
+        self.links: LinkManager | None = None  # once the cluster's id is known (start)
+        self.api = ReplicationApi(self.controller, settings.heartbeat_interval_s, self.refresh)
         self.server.add(
             replication_pb2_grpc.add_ReplicationServiceServicer_to_server,
-            ReplicationApi(self.controller, settings.heartbeat_interval_s, self.refresh),
+            self.api,
             service_name(replication_pb2.DESCRIPTOR, "ReplicationService"),
         )
         self.metrics = ReplicationMetrics(self.registry)
+        register_link_metrics(
+            self.registry, lambda: self.links.pullers if self.links is not None else []
+        )
 
     async def start(self) -> None:
         # Without a quota address, the use of tokens here (cluster admins asking for replica
         # status) is not reported.
-        await self.auth.start(self.tasks)
+        await self.auth.start(
+            self.tasks, report_to(self.quota_channel) if self.quota_channel else None
+        )
         await self.producer.start()
         await self.catalog.start()
+        self.links = self._link_manager(await cluster_id(self.settings, self.kafka, CLIENT_ID))
+        self.api.links = self.links
         await self.server.start()
         if self.settings.kubernetes_namespace:
             # Several controllers may run: only the lease holder acts (and reports SERVING, so
@@ -77,7 +110,33 @@ class ReplicationApp:
         await self._restore()
         await self.refresh()
         self.tasks.spawn("reconcile", self._reconcile_forever())
+        assert self.links is not None
+        await self.links.start()
         await self.server.set_serving(True)
+
+    def _link_manager(self, local_cluster: str) -> LinkManager:
+        settings = self.settings
+        appender = Appender(self.producer, settings.link_append_timeout_s)
+        ports = LinkPorts(
+            connect=lambda link: SourceCluster(link, settings.link_source_timeout_s),
+            local_topic=self._local_topic,
+            append=appender.append,
+            checkpoint=self.link_store.checkpoint,
+            lease=lambda dataset, holder, events, size: self.quota.acquire_lease(
+                dataset, events, size, holder=holder
+            ),
+            local_cluster=local_cluster,
+        )
+        return LinkManager(self.link_store, ports)
+
+    async def _local_topic(self, dataset: str) -> str:
+        record = (await self.catalog.sync()).live(dataset)
+        if record is None:
+            raise NotFound(
+                f"dataset {dataset!r} does not exist in this cluster: create it first "
+                f"(flakehouse datasets create {dataset})"
+            )
+        return record.topic
 
     async def _start_kubernetes(self) -> None:
         from flakehouse.replication.kube import kube_api_client
@@ -138,9 +197,7 @@ class ReplicationApp:
             self.controller.reconcile(None, now)
 
     async def _restore(self) -> None:
-        records = await read_state_topic(
-            self.settings, self.kafka, "flakehouse-replication", self.topic
-        )
+        records = await read_state_topic(self.settings, self.kafka, CLIENT_ID, self.topic)
         saved = [value for key, value in records if key == PLACEMENT_KEY and value]
         if saved:
             placement = replication_pb2.Placement.FromString(saved[-1])
@@ -190,9 +247,12 @@ class ReplicationApp:
 
     async def stop(self) -> None:
         await self.server.stop()
+        if self.links is not None:
+            await self.links.stop()
         await self.tasks.cancel_all()  # a leader releases its lease here
         if self.kube is not None:
             await self.kube.close()
         await self.producer.stop()
         await self.catalog.stop()
+        await self.quota.close()
         await self.auth.stop()

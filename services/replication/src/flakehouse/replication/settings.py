@@ -19,6 +19,20 @@ class ReplicationSettings(ServiceSettings, KafkaSettings):
     reconcile_interval_s: float = Field(
         1.0, gt=0, description="How often the dataset catalog is read and placement recomputed."
     )
+    quota_address: str = Field(
+        "",
+        description="host:port of the quota service, whose ingest limits links respect; "
+        "empty: links are not limited.",
+    )
+    link_source_timeout_s: float = Field(
+        10.0, gt=0, description="Deadline of a link's calls to its source, stream aside."
+    )
+    link_append_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="How long a link waits for this cluster's Kafka to acknowledge a chunk "
+        "before it pulls the chunk again.",
+    )
 
     # In Kubernetes: storage membership from the pods and leader election with a Lease.
     kubernetes_namespace: str = Field(

@@ -1,7 +1,8 @@
-"""Ingest's client of the quota service: a lease per upload, and a dataset's limits set when it
-is created and dropped when it is deleted. Uploads go through when quota cannot be reached
-(logged and counted): ingest must not become the weak point of a CI job because a limit could
-not be checked."""
+"""A client of the quota service for what writes to a dataset: a lease per upload (ingest) or per
+batch of pulled records (a replication link), and a dataset's limits set when it is created and
+dropped when it is deleted (ingest). Writes go through when quota cannot be reached (logged and
+counted): ingest must not become the weak point of a CI job because a limit could not be
+checked."""
 
 from __future__ import annotations
 
@@ -37,14 +38,18 @@ class QuotaClient:
         self._channel = channel
         self.stub = quota_pb2_grpc.QuotaServiceStub(self._channel) if self._channel else None
 
-    async def acquire_lease(self, dataset: str, events: int, size: int) -> None:
-        """Returns once the upload may be produced; ResourceExhausted with a retry delay if not."""
+    async def acquire_lease(
+        self, dataset: str, events: int, size: int, holder: str | None = None
+    ) -> None:
+        """Returns once the write may be produced; ResourceExhausted with a retry delay if not.
+        `holder` names the writer when it is not this client's (a link of the replication
+        service)."""
         if self.stub is None:
             return
         try:
             lease = await self.stub.AcquireLease(
                 quota_pb2.AcquireLeaseRequest(
-                    dataset=dataset, holder=self._holder, events=events, bytes=size
+                    dataset=dataset, holder=holder or self._holder, events=events, bytes=size
                 ),
                 timeout=self._timeout_s,
             )

@@ -1,0 +1,93 @@
+"""A link's connection to its source: the other cluster's ingest service, reached with the CA and
+the read token the link holds (never this cluster's own). It gives the puller plain values; a
+failed call comes out as the FlakehouseError it carries (status, message, retry delay)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+import grpc
+
+from flakehouse.core.channel import CHANNEL_OPTIONS
+from flakehouse.core.rpc_errors import error_from_rpc
+from flakehouse.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from flakehouse.replication.v1 import replication_pb2
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    partition: int
+    offset: int
+    end_offset: int
+    origin: str
+    upload_id: str
+    batch: bytes  # empty: a record of this cluster's own origin, not sent back
+
+
+CAUGHT_UP = None  # the source had nothing more when it last looked
+
+
+class SourceCluster:
+    """One channel to the source's ingest service, for the life of one pull attempt."""
+
+    def __init__(self, link: replication_pb2.LinkRecord, timeout_s: float) -> None:
+        credentials = grpc.ssl_channel_credentials(root_certificates=link.ca_pem or None)
+        if link.token:
+            credentials = grpc.composite_channel_credentials(
+                credentials, grpc.access_token_call_credentials(link.token)
+            )
+        self._channel = grpc.aio.secure_channel(
+            link.source_address, credentials, options=CHANNEL_OPTIONS
+        )
+        self._stub = ingest_pb2_grpc.IngestServiceStub(self._channel)
+        self._timeout_s = timeout_s
+
+    async def cluster_id(self) -> str:
+        try:
+            response = await self._stub.GetCluster(
+                ingest_pb2.GetClusterRequest(), timeout=self._timeout_s
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc(exc) from None
+        return response.cluster_id
+
+    async def partitions(self, dataset: str) -> int:
+        try:
+            response = await self._stub.GetDataset(
+                ingest_pb2.GetDatasetRequest(name=dataset), timeout=self._timeout_s
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc(exc) from None
+        return response.dataset.partitions
+
+    async def changes(
+        self, dataset: str, from_offsets: Mapping[int, int], exclude_origin: str
+    ) -> AsyncIterator[SourceRecord | None]:
+        """The source's records from `from_offsets`, and CAUGHT_UP whenever it had no more;
+        read only as fast as the caller takes them (gRPC flow control)."""
+        call = self._stub.ReadChanges(
+            ingest_pb2.ReadChangesRequest(
+                dataset=dataset, from_offsets=dict(from_offsets), exclude_origin=exclude_origin
+            )
+        )
+        try:
+            async for change in call:
+                if change.caught_up:
+                    yield CAUGHT_UP
+                    continue
+                yield SourceRecord(
+                    change.partition,
+                    change.offset,
+                    change.end_offset,
+                    change.origin,
+                    change.upload_id,
+                    change.batch,
+                )
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc(exc) from None
+        finally:
+            call.cancel()
+
+    async def close(self) -> None:
+        await self._channel.close(None)
