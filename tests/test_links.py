@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.linked import DATASET, Site, converge
+from tests.linked import Site, converge
 
 pytestmark = [pytest.mark.processes, pytest.mark.broker]
 

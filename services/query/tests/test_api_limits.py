@@ -14,8 +14,8 @@ import grpc
 import pytest
 
 from flakehouse.client.broker import EmbeddedBroker
-from flakehouse.core.rpc_errors import error_from_rpc
 from flakehouse.core.errors import RETRY_AFTER_KEY, ResourceExhausted
+from flakehouse.core.rpc_errors import error_from_rpc
 from flakehouse.query.app import QueryApp
 from flakehouse.query.settings import QuerySettings
 from flakehouse.query.v1 import query_pb2, query_pb2_grpc
