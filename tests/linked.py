@@ -12,6 +12,7 @@ from typing import Any
 from benchmarks.junitgen import report
 from flakehouse.client import Client
 from flakehouse.client.cluster import ClusterFile, cluster_token
+from flakehouse.replication.v1 import replication_pb2
 from tests.localcluster import RunningCluster
 from tests.support import eventually
 
@@ -21,17 +22,25 @@ DATASET = "ci"
 class Site:
     """One cluster, its name in the test, and the events sent to it directly, by status."""
 
-    def __init__(self, name: str, root: Path, partitions: int, ephemeral: bool = True) -> None:
+    def __init__(
+        self,
+        name: str,
+        root: Path,
+        partitions: int,
+        ephemeral: bool = True,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
+        self._options: dict[str, Any] = {
+            "storage_nodes": 1,
+            "partitions": partitions,
+            "ephemeral": ephemeral,
+            "session_secrets": False,
+            "env": env,
+        }
         # Its own directory: RunningCluster writes its output beside the data directory.
         (root / name).mkdir(parents=True, exist_ok=True)
-        self.cluster = RunningCluster(
-            root / name / "cluster",
-            storage_nodes=1,
-            partitions=partitions,
-            ephemeral=ephemeral,
-            session_secrets=False,
-        )
+        self.cluster = RunningCluster(root / name / "cluster", **self._options)
         self.sent: Counter[str] = Counter()
         self.read_token_file = root / f"{name}-read.token"
 
@@ -70,10 +79,19 @@ class Site:
             str(source.ca_file),
         )
 
-    def upload(self, seeds: range, cases: int = 300) -> None:
+    def client(self) -> Client:
+        """A client of this cluster as its admin (its own token, not the test session's)."""
         path = self.cluster.cluster_path
         admin = cluster_token(path, ClusterFile.read(path).token_file)
-        client = Client.from_cluster_file(path, token=admin)
+        return Client.from_cluster_file(path, token=admin)
+
+    def link_statuses(self) -> list[replication_pb2.LinkStatus]:
+        """The links, straight from the replication service (quicker than the CLI)."""
+        with self.client() as client:
+            return list(client.list_links().links)
+
+    def upload(self, seeds: range, cases: int = 300) -> None:
+        client = self.client()
         try:
             for seed in seeds:
                 data = report(seed, cases=cases + seed % 5 * 50)
@@ -95,6 +113,13 @@ class Site:
 
     def stop(self) -> None:
         self.cluster.stop()
+
+    def restart(self) -> None:
+        """The same cluster again (its data directory and ports), after stop()."""
+        self.cluster = RunningCluster(
+            self.cluster.data_dir, port_base=self.cluster.port_base, **self._options
+        )
+        self.cluster.wait_ready()
 
 
 def union(*sites: Site) -> dict[str, int]:

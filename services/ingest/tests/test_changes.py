@@ -14,7 +14,7 @@ import pytest
 from flakehouse.client.broker import EmbeddedBroker
 from flakehouse.client.client import Client, UploadResult
 from flakehouse.common.v1 import events_pb2
-from flakehouse.core.cluster_identity import ORIGIN_HEADER
+from flakehouse.core.cluster_identity import ORIGIN_HEADER, VIA_HEADER
 from flakehouse.core.kafka import KafkaConnection, make_producer
 from flakehouse.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from services.ingest.tests.conftest import StartIngest
@@ -48,13 +48,12 @@ async def test_the_stream_says_origins_keeps_ids_and_follows(
     client = Client(ingest=app.server.address, retries=0)
     first = await asyncio.to_thread(client.upload_files, [("r.xml", REPORT)], dataset="ci")
     assert isinstance(first[0], UploadResult)
-    # A record another cluster's link appended: its origin header says where it came from.
+    # A record a link appended here: ingested in fhc-away, it came through fhc-mid.
     producer = make_producer(KafkaConnection(broker.bootstrap), "test")
     await producer.start()
     foreign = events_pb2.EventBatch(upload_id="u-away", row_count=0).SerializeToString()
-    await producer.send_and_wait(
-        f"{topic_prefix}.ci", foreign, key=b"u-away", headers=[(ORIGIN_HEADER, b"fhc-away")]
-    )
+    headers = [(ORIGIN_HEADER, b"fhc-away"), (VIA_HEADER, f"fhc-mid,{here}".encode())]
+    await producer.send_and_wait(f"{topic_prefix}.ci", foreign, key=b"u-away", headers=headers)
     await producer.stop()
 
     stub = ingest_pb2_grpc.IngestServiceStub(credentials.aio_channel(app.server.address))
@@ -62,6 +61,7 @@ async def test_the_stream_says_origins_keeps_ids_and_follows(
     stream = stub.ReadChanges(request)
     local, away = await take(stream, 2)
     assert (local.offset, local.origin, away.offset, away.origin) == (0, here, 1, "fhc-away")
+    assert (list(local.via), list(away.via)) == ([], ["fhc-mid", here])
     batch = events_pb2.EventBatch.FromString(local.batch)
     assert batch.upload_id == first[0].upload_id == local.upload_id
     assert batch.row_count == 2 and len(batch.event_ids) == 2
@@ -72,16 +72,18 @@ async def test_the_stream_says_origins_keeps_ids_and_follows(
     assert (later.offset, later.origin) == (2, here)
     stream.cancel()
 
-    # The reader's own records come without their batch, so that they never go back; their
-    # offsets still come, so its checkpoint moves past them. From an offset: that offset on.
-    excluding = ingest_pb2.ReadChangesRequest(
-        dataset="ci", from_offsets={0: 1}, exclude_origin="fhc-away"
-    )
-    stream = stub.ReadChanges(excluding)
-    skipped, kept = await take(stream, 2)
-    assert (skipped.offset, skipped.origin, skipped.batch) == (1, "fhc-away", b"")
-    assert (kept.offset, kept.origin) == (2, here) and kept.batch
-    stream.cancel()
+    # A record comes without its batch to a reader it originates in or passed through, so that
+    # it never goes back to a cluster that held it; its offset still comes, so the reader's
+    # checkpoint moves past it. From an offset: that offset on.
+    for reader in ("fhc-away", "fhc-mid"):
+        excluding = ingest_pb2.ReadChangesRequest(
+            dataset="ci", from_offsets={0: 1}, reader_cluster=reader
+        )
+        stream = stub.ReadChanges(excluding)
+        skipped, kept = await take(stream, 2)
+        assert (skipped.offset, skipped.origin, skipped.batch) == (1, "fhc-away", b"")
+        assert (kept.offset, kept.origin) == (2, here) and kept.batch
+        stream.cancel()
     client.close()
 
 

@@ -19,6 +19,9 @@ CANDIDATE = b"candidate/"
 # The Kafka header of every record of a dataset's topic that names the cluster its events were
 # ingested in: ingest writes its own id, a link the id its source gave.
 ORIGIN_HEADER = "origin"
+# The clusters a record's copy passed through after its origin (comma-separated ids, in order),
+# written by the links that appended it; absent on a record ingested where it is.
+VIA_HEADER = "via"
 ID_PREFIX = "fhc-"
 
 

@@ -126,7 +126,7 @@ class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
             dataset.topic,
             dict(request.from_offsets),
             local_cluster=self.cluster_id,
-            exclude_origin=request.exclude_origin,
+            reader_cluster=request.reader_cluster,
         )
         async for change in changes:
             if change is CAUGHT_UP:
@@ -136,6 +136,7 @@ class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
                 partition=change.partition,
                 offset=change.offset,
                 origin=change.origin,
+                via=change.via,
                 batch=change.batch,
                 upload_id=change.upload_id,
                 end_offset=change.end_offset,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from aiokafka import TopicPartition
 
-from flakehouse.core.cluster_identity import ORIGIN_HEADER
+from flakehouse.core.cluster_identity import ORIGIN_HEADER, VIA_HEADER
 from flakehouse.core.kafka import KafkaConnection, make_consumer
 
 FETCH_WAIT_MS = 500
@@ -21,7 +21,8 @@ class Change:
     partition: int
     offset: int
     origin: str
-    batch: bytes  # empty: a record of the excluded origin
+    via: tuple[str, ...]  # the clusters it passed through after its origin
+    batch: bytes  # empty: a record that originates in the reader or passed through it
     upload_id: str
     end_offset: int
 
@@ -29,13 +30,19 @@ class Change:
 CAUGHT_UP = None  # yielded when a fetch found nothing new: the reader has every record so far
 
 
-def origin_of(headers: tuple[tuple[str, bytes], ...] | None, local: str) -> str:
-    """A record's origin header; a record without one was ingested here (written before
-    clusters had ids, or by this cluster's ingest)."""
+def path_of(
+    headers: tuple[tuple[str, bytes], ...] | None, local: str
+) -> tuple[str, tuple[str, ...]]:
+    """A record's origin and the clusters it passed through since, from its headers; a record
+    without an origin header was ingested here (written before clusters had ids)."""
+    origin = local
+    via: tuple[str, ...] = ()
     for key, value in headers or ():
         if key == ORIGIN_HEADER:
-            return value.decode()
-    return local
+            origin = value.decode()
+        elif key == VIA_HEADER and value:
+            via = tuple(value.decode().split(","))
+    return origin, via
 
 
 async def read_changes(
@@ -45,7 +52,7 @@ async def read_changes(
     from_offsets: Mapping[int, int],
     *,
     local_cluster: str,
-    exclude_origin: str,
+    reader_cluster: str,
 ) -> AsyncIterator[Change | None]:
     """Changes of the partitions of `from_offsets` from those offsets, and CAUGHT_UP after
     every fetch that found nothing new (at most every FETCH_WAIT_MS), so that a reader knows
@@ -64,12 +71,15 @@ async def read_changes(
             for tp, messages in sorted(fetched.items(), key=lambda item: item[0].partition):
                 end = consumer.highwater(tp) or 0
                 for message in messages:
-                    origin = origin_of(message.headers, local_cluster)
-                    excluded = bool(exclude_origin) and origin == exclude_origin
+                    origin, via = path_of(message.headers, local_cluster)
+                    excluded = bool(reader_cluster) and (
+                        reader_cluster == origin or reader_cluster in via
+                    )
                     yield Change(
                         tp.partition,
                         message.offset,
                         origin,
+                        via,
                         b"" if excluded else (message.value or b""),
                         (message.key or b"").decode(),
                         end,

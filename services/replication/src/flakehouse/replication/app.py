@@ -116,7 +116,7 @@ class ReplicationApp:
 
     def _link_manager(self, local_cluster: str) -> LinkManager:
         settings = self.settings
-        appender = Appender(self.producer, settings.link_append_timeout_s)
+        appender = Appender(self.producer, settings.link_append_timeout_s, local_cluster)
         ports = LinkPorts(
             connect=lambda link: SourceCluster(link, settings.link_source_timeout_s),
             local_topic=self._local_topic,

@@ -1,8 +1,9 @@
 """Appends what a link pulled to this cluster's topic of the dataset: each record as the source
 stored it (its event ids kept), keyed by its upload id, so it lands in the partition a local
 upload of the same id would (whichever path brought it: copies meet in one partition, where
-storage drops them), and with the `origin` header of the cluster it was ingested in, so that it
-is never sent back there. Returns once Kafka acknowledged every record (acks=all)."""
+storage drops them), with the `origin` header of the cluster it was ingested in and the `via`
+header of the clusters it passed through since, this one last, so that it is never sent back
+to any of them. Returns once Kafka acknowledged every record (acks=all)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 
 from aiokafka.errors import KafkaError
 
-from flakehouse.core.cluster_identity import ORIGIN_HEADER
+from flakehouse.core.cluster_identity import ORIGIN_HEADER, VIA_HEADER
 from flakehouse.core.errors import Unavailable
 from flakehouse.replication.link_source import SourceRecord
 
@@ -20,9 +21,10 @@ KAFKA_RETRY_MS = 1000
 
 
 class Appender:
-    def __init__(self, producer: Any, timeout_s: float) -> None:
+    def __init__(self, producer: Any, timeout_s: float, local_cluster: str) -> None:
         self._producer = producer  # an AIOKafkaProducer, acks=all
         self._timeout_s = timeout_s
+        self._local_cluster = local_cluster
 
     async def append(self, topic: str, records: Sequence[SourceRecord]) -> None:
         try:
@@ -32,7 +34,10 @@ class Appender:
                         topic,
                         record.batch,
                         key=record.upload_id.encode(),
-                        headers=[(ORIGIN_HEADER, record.origin.encode())],
+                        headers=[
+                            (ORIGIN_HEADER, record.origin.encode()),
+                            (VIA_HEADER, ",".join((*record.via, self._local_cluster)).encode()),
+                        ],
                     )
                     for record in records
                 ]

@@ -21,8 +21,9 @@ class SourceRecord:
     offset: int
     end_offset: int
     origin: str
+    via: tuple[str, ...]  # the clusters this copy passed through after its origin
     upload_id: str
-    batch: bytes  # empty: a record of this cluster's own origin, not sent back
+    batch: bytes  # empty: a record that originates here or passed through here: not sent
 
 
 CAUGHT_UP = None  # the source had nothing more when it last looked
@@ -62,13 +63,13 @@ class SourceCluster:
         return response.dataset.partitions
 
     async def changes(
-        self, dataset: str, from_offsets: Mapping[int, int], exclude_origin: str
+        self, dataset: str, from_offsets: Mapping[int, int], reader_cluster: str
     ) -> AsyncIterator[SourceRecord | None]:
         """The source's records from `from_offsets`, and CAUGHT_UP whenever it had no more;
         read only as fast as the caller takes them (gRPC flow control)."""
         call = self._stub.ReadChanges(
             ingest_pb2.ReadChangesRequest(
-                dataset=dataset, from_offsets=dict(from_offsets), exclude_origin=exclude_origin
+                dataset=dataset, from_offsets=dict(from_offsets), reader_cluster=reader_cluster
             )
         )
         try:
@@ -81,6 +82,7 @@ class SourceCluster:
                     change.offset,
                     change.end_offset,
                     change.origin,
+                    tuple(change.via),
                     change.upload_id,
                     change.batch,
                 )

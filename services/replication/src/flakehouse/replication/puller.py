@@ -7,9 +7,12 @@ offsets only once this cluster's Kafka acknowledged them.
   control holds the source, rather than records piling up here.
 - Each chunk takes an ingest lease of this cluster's quota for the dataset first, as an upload
   would: a link never writes faster than the dataset's limits allow.
-- A crash between append and checkpoint pulls the chunk again: storage drops the copies by their
-  records' ids (services/storage, batch keys). Records of this cluster's own origin come without
-  their events: only their offsets move the checkpoint.
+- A record is appended with its origin and the clusters it passed through (`via`, this one
+  last). The source sends no record that originates here or passed through here (only its
+  offset): a record never returns to a cluster that held it, so links loop in no topology. A
+  record that reaches this cluster by two paths (A→B→C and A→C) is appended twice, and a crash
+  between append and checkpoint pulls the chunk again: storage drops the copies by their
+  records' ids (services/storage, batch keys).
 - Any failure (source away, token refused, Kafka slow) is recorded and retried from the
   checkpoint after a delay growing to RETRY_MAX_S, or the delay the source asked for."""
 
@@ -44,7 +47,7 @@ class Source(Protocol):
     async def cluster_id(self) -> str: ...
     async def partitions(self, dataset: str) -> int: ...
     def changes(
-        self, dataset: str, from_offsets: Mapping[int, int], exclude_origin: str
+        self, dataset: str, from_offsets: Mapping[int, int], reader_cluster: str
     ) -> AsyncIterator[SourceRecord | None]: ...
     async def close(self) -> None: ...
 
@@ -198,7 +201,9 @@ class LinkPuller:
 
     async def _apply(self, topic: str, chunk: list[SourceRecord | None]) -> None:
         records = [r for r in chunk if r is not CAUGHT_UP]
-        wanted = [r for r in records if r.batch]
+        here = self._ports.local_cluster
+        # The source leaves out what was here already; checked again, as it costs nothing.
+        wanted = [r for r in records if r.batch and here != r.origin and here not in r.via]
         events = sum(map(_events_of, wanted))
         if wanted:
             await self._lease(events, sum(len(r.batch) for r in wanted))

@@ -92,12 +92,12 @@ class ReadChangesRequest(_message.Message):
 
     DATASET_FIELD_NUMBER: _builtins.int
     FROM_OFFSETS_FIELD_NUMBER: _builtins.int
-    EXCLUDE_ORIGIN_FIELD_NUMBER: _builtins.int
+    READER_CLUSTER_FIELD_NUMBER: _builtins.int
     dataset: _builtins.str
-    exclude_origin: _builtins.str
-    """The reader's cluster id: its own records are not sent back (their offsets are, with no
-    batch, so that the reader's checkpoint moves past them): an event never returns to its
-    origin.
+    reader_cluster: _builtins.str
+    """The reader's cluster id: records that originate in it or already passed through it are
+    not sent (their offsets are, with no batch, so that the reader's checkpoint moves past
+    them): an event never returns to a cluster that held it, so no topology of links loops.
     """
     @_builtins.property
     def from_offsets(self) -> _containers.ScalarMap[_builtins.int, _builtins.int]:
@@ -108,11 +108,11 @@ class ReadChangesRequest(_message.Message):
         *,
         dataset: _builtins.str = ...,
         from_offsets: _abc.Mapping[_builtins.int, _builtins.int] | None = ...,
-        exclude_origin: _builtins.str = ...,
+        reader_cluster: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "exclude_origin", b"exclude_origin", "from_offsets", b"from_offsets"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "from_offsets", b"from_offsets", "reader_cluster", b"reader_cluster"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -129,13 +129,14 @@ class ReadChangesResponse(_message.Message):
     UPLOAD_ID_FIELD_NUMBER: _builtins.int
     END_OFFSET_FIELD_NUMBER: _builtins.int
     CAUGHT_UP_FIELD_NUMBER: _builtins.int
+    VIA_FIELD_NUMBER: _builtins.int
     partition: _builtins.int
     offset: _builtins.int
     origin: _builtins.str
     """The cluster the record's events were ingested in."""
     batch: _builtins.bytes
     """The record as stored: a flakehouse.common.v1.EventBatch, its event ids kept. Empty for a
-    record of the excluded origin.
+    record that originates in the reader's cluster or passed through it.
     """
     upload_id: _builtins.str
     """The record's key: its upload id."""
@@ -145,6 +146,12 @@ class ReadChangesResponse(_message.Message):
     """Sent instead of a record (nothing else set) when a fetch found nothing new in any of the
     partitions read: the reader has everything up to their ends, as of now.
     """
+    @_builtins.property
+    def via(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The clusters this copy of the record passed through after its origin, in order (the
+        source's own id last when a link brought it there); empty for a record ingested here.
+        """
+
     def __init__(
         self,
         *,
@@ -155,10 +162,11 @@ class ReadChangesResponse(_message.Message):
         upload_id: _builtins.str = ...,
         end_offset: _builtins.int = ...,
         caught_up: _builtins.bool = ...,
+        via: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "caught_up", b"caught_up", "end_offset", b"end_offset", "offset", b"offset", "origin", b"origin", "partition", b"partition", "upload_id", b"upload_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "caught_up", b"caught_up", "end_offset", b"end_offset", "offset", b"offset", "origin", b"origin", "partition", b"partition", "upload_id", b"upload_id", "via", b"via"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
