@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import reflection_pb2
 from prometheus_client import CollectorRegistry
 
 from flakehouse.auth.v1 import tokens_pb2, tokens_pb2_grpc
+from flakehouse.core import authn
 from flakehouse.core.access import RULES
 from flakehouse.core.authn import AuthInterceptor, principal
 from flakehouse.core.grants import Grant, Principal, Role, parse_grant
@@ -87,6 +88,11 @@ class Tokens(tokens_pb2_grpc.TokenServiceServicer):
 
 
 class Ingest(ingest_pb2_grpc.IngestServiceServicer):
+    async def ReadChanges(self, request: Any, context: Any) -> AsyncIterator[Any]:
+        while True:  # a link's stream: it never ends on its own
+            yield ingest_pb2.ReadChangesResponse(caught_up=True)
+            await asyncio.sleep(0.02)
+
     async def Upload(self, requests: Any, context: Any) -> AsyncIterator[Any]:
         first = await anext(aiter(requests))  # the header the interceptor read is still here
         yield ingest_pb2.UploadResponse(
@@ -94,9 +100,13 @@ class Ingest(ingest_pb2_grpc.IngestServiceServicer):
         )
 
 
+TABLE: TokenTable | None = None  # the running server's, for the tests that revoke
+
+
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[str, CollectorRegistry]]:
-    table = TokenTable(SERVICE, ADMIN)
+    global TABLE
+    TABLE = table = TokenTable(SERVICE, ADMIN)
     for name, secret, grant in (("reader", READ_A, "read:a"), ("writer", WRITE_A, "write:a")):
         parsed = parse_grant(grant)
         assert parsed is not None
@@ -277,3 +287,25 @@ async def test_the_services_own_token_cannot_manage_tokens(
             await stub.ListTokens(request, metadata=_bearer(SERVICE), timeout=5)
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "does not grant cluster-admin" in refused.value.details()
+
+
+async def test_a_revoked_token_ends_a_stream_it_opened(
+    server: tuple[str, CollectorRegistry], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(authn, "STREAM_RECHECK_S", 0.1)
+    address, _ = server
+    async with credentials.aio_channel(address, bearer=False) as channel:
+        stub = ingest_pb2_grpc.IngestServiceStub(channel)
+        request = ingest_pb2.ReadChangesRequest(dataset="a")
+        stream = stub.ReadChanges(request, metadata=_bearer(READ_A))
+        await stream.read()
+        await asyncio.sleep(0.2)
+        await stream.read()  # rechecked by now: still valid
+        assert TABLE is not None
+        TABLE.apply("reader", None)
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            async with asyncio.timeout(5):
+                while True:
+                    await stream.read()
+    assert ended.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "revoked" in (ended.value.details() or "")

@@ -8,6 +8,7 @@ never the token, and are counted by reason."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from typing import Any, Protocol
@@ -28,6 +29,8 @@ from flakehouse.core.interceptor import rewrapped
 MAX_HEADER_CHARS = 512
 MAX_NAME_SHOWN = 80
 """A refusal quotes at most this much of a dataset name it was sent (which may be anything)."""
+STREAM_RECHECK_S = 5.0
+"""How often the caller of a long stream of answers is checked again."""
 FIRST_MESSAGE_S = 60.0
 """How long a stream that authenticated may take to send the first message it is judged by."""
 HOW_TO_SEND = (
@@ -202,8 +205,16 @@ def _guard_stream(
     authorize: Callable[[Principal, Any], Principal],
 ) -> Any:
     async def guarded(request: Any, context: Any) -> AsyncIterator[Any]:
-        request = await _admitted(request, authenticate, authorize)
-        async for response in behavior(request, context):
+        # A stream of answers to one request may last for days (another cluster's link
+        # pulling, a watch): its caller is checked again, by the same rule, every
+        # STREAM_RECHECK_S, so that a revoked token or a withdrawn grant ends it.
+        unary = not hasattr(request, "__aiter__")
+        admitted = await _admitted(request, authenticate, authorize)
+        checked = time.monotonic()
+        async for response in behavior(admitted, context):
+            if unary and time.monotonic() - checked >= STREAM_RECHECK_S:
+                authorize(authenticate(), request)
+                checked = time.monotonic()
             yield response
 
     return guarded
