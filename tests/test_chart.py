@@ -1,7 +1,8 @@
 """The Helm chart, checked without a cluster: `helm lint --strict`; `helm template` with default
 values, with `kafka.deploy=true`, with monitoring on and in each TLS mode, every manifest
 validated against the Kubernetes schemas (kubernetes-validate, strict: unknown fields fail; the
-cert-manager Certificate against tests/schemas); the alert rules checked with promtool; bad
+cert-manager Certificate against tests/schemas); the alert rules checked with promtool, the
+links' run over sample series (promtool test rules); bad
 values refused; and what the manifests promise, read from them: storage pods never share a
 node, so with storage.replicas=4 and 16 partitions no two replicas of a partition can be
 scheduled on one node; the generated certificate is signed by its CA and valid for every name
@@ -449,6 +450,81 @@ def test_alert_rules_pass_promtool(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
+
+
+def promtool_test_rules(tmp_path: Path, tests: list[dict[str, Any]]) -> None:
+    """`promtool test rules` of files/alerts.yaml over the given tests (input series, and the
+    alerts expected at given times, compared on their labels). The annotations are left out of
+    the copy tested: promtool compares them whole, and `check rules` checks their templates."""
+    rules = yaml.safe_load((CHART / "files" / "alerts.yaml").read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            rule.pop("annotations", None)
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rules))
+    suite = tmp_path / "tests.yaml"
+    suite.write_text(
+        yaml.safe_dump({"rule_files": ["rules.yaml"], "evaluation_interval": "30s", "tests": tests})
+    )
+    result = subprocess.run(
+        [str(_tool(PROMTOOL)), "test", "rules", str(suite)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def link_series(metric: str, link: str, values: str, **labels: str) -> dict[str, str]:
+    matchers = ",".join(f'{k}="{v}"' for k, v in {"link": link, "dataset": "ci", **labels}.items())
+    return {"series": f"{metric}{{{matchers}}}", "values": values}
+
+
+def link_alert(link: str) -> dict[str, Any]:
+    return {"exp_labels": {"link": link, "dataset": "ci", "severity": "warning"}}
+
+
+def test_link_alerts_fire_for_a_link_that_stays_behind_or_keeps_failing(tmp_path: Path) -> None:
+    """Scraped every 30s. Link "eu" fails for 20 minutes, retrying: each attempt shows it
+    "starting" at one scrape in four, which must not reset FlakehouseLinkFailing; its lag grows
+    with the time, past 900s at 15m. Link "us" fails once and is caught up from the third
+    scrape on: neither alert."""
+    retrying = ["1", "1", "1", "0"] * 10
+    state = "flakehouse_link_state"
+    series = [
+        link_series(state, "eu", " ".join(retrying), state="failing"),
+        link_series(
+            state, "eu", " ".join("0" if v == "1" else "1" for v in retrying), state="starting"
+        ),
+        link_series(state, "eu", "0x40", state="caught_up"),
+        link_series("flakehouse_link_lag_seconds", "eu", "0+30x50"),
+        link_series(state, "us", "1 1 0x38", state="failing"),
+        link_series(state, "us", "0 0 1x38", state="caught_up"),
+        link_series("flakehouse_link_lag_seconds", "us", "30 60 0x48"),
+    ]
+    failing, behind = "FlakehouseLinkFailing", "FlakehouseLinkBehind"
+    checks = [
+        # Failing at some point of every 2 minutes since 0s, for 10 minutes: firing from 10m.
+        (failing, "9m30s", []),
+        (failing, "11m", [link_alert("eu")]),
+        (failing, "19m", [link_alert("eu")]),
+        # Past 900s from 15m30s, for 5 minutes: firing from 20m30s.
+        (behind, "20m", []),
+        (behind, "21m", [link_alert("eu")]),
+    ]
+    promtool_test_rules(
+        tmp_path,
+        [
+            {
+                "interval": "30s",
+                "input_series": series,
+                "alert_rule_test": [
+                    {"eval_time": at, "alertname": name, "exp_alerts": alerts}
+                    for name, at, alerts in checks
+                ],
+            }
+        ],
+    )
 
 
 def test_the_prometheus_rule_carries_the_checked_rules(
