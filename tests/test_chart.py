@@ -2,21 +2,21 @@
 values, with `kafka.deploy=true`, with monitoring on and in each TLS mode, every manifest
 validated against the Kubernetes schemas (kubernetes-validate, strict: unknown fields fail; the
 cert-manager Certificate against tests/schemas); the alert rules checked with promtool, the
-links' run over sample series (promtool test rules); bad
-values refused; and what the manifests promise, read from them: storage pods never share a
-node, so with storage.replicas=4 and 16 partitions no two replicas of a partition can be
-scheduled on one node; the generated certificate is signed by its CA and valid for every name
-the components are reached by, including the storage pods' names replication dials; every
-component is given the tokens Secret (two random `fh_` tokens, kept across upgrades) and no
-token appears anywhere else; with a managed Kafka (SASL_SSL), every component is told the
-protocol, mechanism and user and mounts the password and TLS files from the user's Secrets,
-and no password is ever a value; every variable the chart sets is a setting of its component;
-the NetworkPolicies, evaluated over a model of the pods and addresses around the release, let
-through exactly the flows of DESIGN.md §1 and what the networkPolicy values add, links to
-other clusters' ingest services only where networkPolicy.links opens them. The console
-(DESIGN.md §11) is told its settings, mounts the cluster CA and no token, serves HTTPS with a
-certificate of its own when asked (signed by the cluster CA, or from cert-manager or a Secret),
-has an Ingress only when enabled, and goes away whole when disabled.
+links' run over sample series (promtool test rules); bad values refused; and what the manifests
+promise, read from them: storage pods never share a node, so with storage.replicas=4 and 16
+partitions no two replicas of a partition can be scheduled on one node; the generated
+certificate is signed by its CA and valid for every name the components are reached by,
+including the storage pods' names replication dials; every component is given the tokens Secret
+(two random `fh_` tokens, kept across upgrades) and no token appears anywhere else; with a
+managed Kafka (SASL_SSL), every component is told the protocol, mechanism and user and mounts
+the password and TLS files from the user's Secrets, and no password is ever a value; every
+variable the chart sets is a setting of its component; the NetworkPolicies, evaluated over a
+model of the pods and addresses around the release, let through exactly the flows of DESIGN.md
+§1 and what the networkPolicy values add, links to other clusters' ingest services only where
+networkPolicy.links opens them. The console (DESIGN.md §11) is told its settings, mounts the
+cluster CA and no token, serves HTTPS with a certificate of its own when asked (signed by the
+cluster CA, or from cert-manager or a Secret), has an Ingress only when enabled, and goes away
+whole when disabled.
 
 helm and promtool come from `make tools` (tools/bin)."""
 
