@@ -1,5 +1,5 @@
-"""The cluster-overview dashboard: ingest, query, replication, storage and quota health of the
-whole cluster."""
+"""The cluster-overview dashboard: ingest, query, replication, links, storage and quota health of
+the whole cluster."""
 
 from __future__ import annotations
 
@@ -13,11 +13,24 @@ from dashboard_panels import (
     graph,
     latencies,
     single,
+    state_number,
     sum_increase,
     sum_rate,
+    timeline,
 )
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.models import units
+
+# A link's states (flakehouse_link_state's `state` label), each with how the dashboard shows it.
+LINK_STATES = [
+    ("caught_up", "caught up", "green"),
+    ("pulling", "pulling", "blue"),
+    ("starting", "starting", "yellow"),
+    ("throttled", "throttled", "orange"),
+    ("failing", "failing", "red"),
+]
+LINK = ["link", "dataset"]
+LINK_LEGEND = "{{link}} ({{dataset}})"
 
 
 def cluster_overview() -> db.Dashboard:
@@ -25,7 +38,7 @@ def cluster_overview() -> db.Dashboard:
     return assemble(
         "Flakehouse: cluster overview",
         "flakehouse-cluster-overview",
-        "Ingest, query, console and replication health of the whole cluster.",
+        "Ingest, query, console, replication and links health of the whole cluster.",
         [datasource_variable()],
         [
             (
@@ -203,6 +216,59 @@ def cluster_overview() -> db.Dashboard:
                 ],
             ),
             (
+                "Links",
+                [
+                    graph(
+                        "Events pulled by link",
+                        "Events each link (`flakehouse links list`) appended here from its source"
+                        " cluster, per second.",
+                        units.EventsPerSecond,
+                        Query(sum_rate("flakehouse_link_events_pulled_total", LINK), LINK_LEGEND),
+                    ),
+                    graph(
+                        "Link lag",
+                        "Seconds since each link last had every record of its source: 0 while"
+                        " caught up. FlakehouseLinkBehind fires past 15 minutes.",
+                        units.Seconds,
+                        Query(aggregate("max", "flakehouse_link_lag_seconds", LINK), LINK_LEGEND),
+                    ),
+                    graph(
+                        "Link lag in records",
+                        "Records the source holds beyond each link's checkpoint, as of the"
+                        " source's last word.",
+                        units.Short,
+                        Query(aggregate("max", "flakehouse_link_lag_records", LINK), LINK_LEGEND),
+                    ),
+                    graph(
+                        "Link errors",
+                        "Failed attempts of each link per minute, each retried from its"
+                        " checkpoint; `flakehouse links list` shows the last error.",
+                        units.OpsPerMinute,
+                        Query(
+                            "60 * " + sum_rate("flakehouse_link_errors_total", LINK), LINK_LEGEND
+                        ),
+                        width=12,
+                    ),
+                    timeline(
+                        "Link state",
+                        "Each link's state: caught up; pulling (behind, catching up); starting"
+                        " (connecting to its source); throttled (held to the dataset's ingest"
+                        " limits here); failing (retrying after an error). FlakehouseLinkFailing"
+                        " fires after 10 minutes of failing.",
+                        Query(
+                            state_number(
+                                "flakehouse_link_state",
+                                "state",
+                                [state for state, _, _ in LINK_STATES],
+                                LINK,
+                            ),
+                            LINK_LEGEND,
+                        ),
+                        [(text, colour) for _, text, colour in LINK_STATES],
+                    ),
+                ],
+            ),
+            (
                 "Storage and quota",
                 [
                     graph(
@@ -218,11 +284,13 @@ def cluster_overview() -> db.Dashboard:
                     ),
                     graph(
                         "Quota leases",
-                        "Lease requests per second, granted or denied; unchecked: uploads let"
-                        " through because the quota service could not be reached.",
+                        "Lease requests per second, granted or denied; unchecked: uploads, and"
+                        " chunks links pulled, let through because the quota service could not"
+                        " be reached.",
                         units.RequestsPerSecond,
                         Query(sum_rate("flakehouse_quota_leases_total", ["result"]), "{{result}}"),
                         Query(sum_rate("flakehouse_ingest_quota_unchecked_total"), "unchecked"),
+                        Query(sum_rate("flakehouse_link_quota_unchecked_total"), "links unchecked"),
                         width=12,
                     ),
                 ],

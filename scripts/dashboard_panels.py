@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from grafana_foundation_sdk.builders import common, prometheus, stat, timeseries
+from grafana_foundation_sdk.builders import common, prometheus, stat, statetimeline, timeseries
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.models import units
 from grafana_foundation_sdk.models.common import (
@@ -19,6 +19,7 @@ from grafana_foundation_sdk.models.common import (
     SortOrder,
     StackingMode,
     TooltipDisplayMode,
+    VisibilityMode,
 )
 from grafana_foundation_sdk.models.dashboard import (
     DashboardCursorSync,
@@ -26,6 +27,8 @@ from grafana_foundation_sdk.models.dashboard import (
     DataSourceRef,
     Threshold,
     ThresholdsMode,
+    ValueMap,
+    ValueMappingResult,
 )
 
 TAG = "flakehouse"
@@ -35,7 +38,7 @@ RATE_WINDOW = "$__rate_interval"
 
 TIMESERIES_HEIGHT = 8
 STAT_HEIGHT = 4
-P = TypeVar("P", timeseries.Panel, stat.Panel)
+P = TypeVar("P", timeseries.Panel, stat.Panel, statetimeline.Panel)
 
 
 # --- PromQL -----------------------------------------------------------------------------------
@@ -61,6 +64,16 @@ def sum_rate(metric: str, labels: Sequence[str] = (), matchers: str = "") -> str
 def sum_increase(metric: str, labels: Sequence[str] = (), matchers: str = "") -> str:
     """For rare events, where a count per interval reads better than 0.003/s."""
     return f"sum{by(labels)}(increase({series(metric, matchers)}[{RATE_WINDOW}]))"
+
+
+def state_number(metric: str, label: str, states: Sequence[str], labels: Sequence[str]) -> str:
+    """For a gauge that is 1 for its series' current state (`label`) and 0 for the others: the
+    current state of each `labels` group as a number, 1 for the first of `states`, and so on."""
+    numbered = []
+    for number, state in enumerate(states, start=1):
+        selector = series(metric, f'{label}="{state}"')
+        numbered.append(f"{number} * ({selector} == 1)")
+    return f"max{by(labels)}({' or '.join(numbered)})"
 
 
 def quantile(q: float, histogram: str, labels: Sequence[str] = (), matchers: str = "") -> str:
@@ -153,13 +166,40 @@ def single(
     return _common(panel, title, description, units.Short, [query])
 
 
+def timeline(
+    title: str, description: str, query: Query, states: Sequence[tuple[str, str]]
+) -> statetimeline.Panel:
+    """A state timeline of a query that gives each series a state's number (state_number): 1
+    shown as the first of `states` ((text, colour) each), and so on."""
+    mapping = ValueMap(
+        options={
+            str(number): ValueMappingResult(text=text, color=color, index=number - 1)
+            for number, (text, color) in enumerate(states, start=1)
+        }
+    )
+    panel = (
+        statetimeline.Panel()
+        .span(12)
+        .height(TIMESERIES_HEIGHT)
+        .mappings([mapping])
+        .show_value(VisibilityMode.NEVER)
+        .legend(
+            common.VizLegendOptions()
+            .display_mode(LegendDisplayMode.LIST)
+            .placement(LegendPlacement.BOTTOM)
+            .show_legend(True)
+        )
+    )
+    return _common(panel, title, description, units.Short, [query])
+
+
 BAD_ABOVE_ZERO = [(None, "green"), (1, "red")]
 BAD_AT_ZERO = [(None, "red"), (1, "green")]
 
 
 # --- dashboards -------------------------------------------------------------------------------
 
-Section = tuple[str, list[timeseries.Panel | stat.Panel]]
+Section = tuple[str, list[timeseries.Panel | stat.Panel | statetimeline.Panel]]
 
 
 def datasource_variable() -> db.DatasourceVariable:

@@ -1,20 +1,22 @@
 """The Helm chart, checked without a cluster: `helm lint --strict`; `helm template` with default
 values, with `kafka.deploy=true`, with monitoring on and in each TLS mode, every manifest
 validated against the Kubernetes schemas (kubernetes-validate, strict: unknown fields fail; the
-cert-manager Certificate against tests/schemas); the alert rules checked with promtool; bad
-values refused; and what the manifests promise, read from them: storage pods never share a
-node, so with storage.replicas=4 and 16 partitions no two replicas of a partition can be
-scheduled on one node; the generated certificate is signed by its CA and valid for every name
-the components are reached by, including the storage pods' names replication dials; every
-component is given the tokens Secret (two random `fh_` tokens, kept across upgrades) and no
-token appears anywhere else; with a managed Kafka (SASL_SSL), every component is told the
-protocol, mechanism and user and mounts the password and TLS files from the user's Secrets,
-and no password is ever a value; every variable the chart sets is a setting of its component;
-the NetworkPolicies, evaluated over a model of the pods and addresses around the release, let
-through exactly the flows of DESIGN.md §1 and what the networkPolicy values add. The console
-(DESIGN.md §11) is told its settings, mounts the cluster CA and no token, serves HTTPS with a
-certificate of its own when asked (signed by the cluster CA, or from cert-manager or a Secret),
-has an Ingress only when enabled, and goes away whole when disabled.
+cert-manager Certificate against tests/schemas); the alert rules checked with promtool, the
+links' run over sample series (promtool test rules); bad values refused; and what the manifests
+promise, read from them: storage pods never share a node, so with storage.replicas=4 and 16
+partitions no two replicas of a partition can be scheduled on one node; the generated
+certificate is signed by its CA and valid for every name the components are reached by,
+including the storage pods' names replication dials; every component is given the tokens Secret
+(two random `fh_` tokens, kept across upgrades) and no token appears anywhere else; with a
+managed Kafka (SASL_SSL), every component is told the protocol, mechanism and user and mounts
+the password and TLS files from the user's Secrets, and no password is ever a value; every
+variable the chart sets is a setting of its component; the NetworkPolicies, evaluated over a
+model of the pods and addresses around the release, let through exactly the flows of DESIGN.md
+§1 and what the networkPolicy values add, links to other clusters' ingest services only where
+networkPolicy.links opens them. The console (DESIGN.md §11) is told its settings, mounts the
+cluster CA and no token, serves HTTPS with a certificate of its own when asked (signed by the
+cluster CA, or from cert-manager or a Secret), has an Ingress only when enabled, and goes away
+whole when disabled.
 
 helm and promtool come from `make tools` (tools/bin)."""
 
@@ -87,6 +89,17 @@ CONSOLE_EXPOSED = [
     r"console.ingress.annotations.nginx\.ingress\.kubernetes\.io/backend-protocol=HTTPS",
 ]
 NO_CONSOLE = ["console.enabled=false"]
+# Links (issue 19): the other clusters' ingest services this one pulls from, at 192.0.2.0/24 on
+# the gRPC port, and the links' settings given through env.
+LINK_SOURCES = "192.0.2.0/24"
+LINKS = [
+    f"networkPolicy.links.egress[0].to[0].ipBlock.cidr={LINK_SOURCES}",
+    "networkPolicy.links.egress[0].ports[0].port=7000",
+    "networkPolicy.links.egress[0].ports[0].protocol=TCP",
+    "components.replication.env.LINK_SOURCE_TIMEOUT_S=20",
+    "components.replication.env.LINK_APPEND_TIMEOUT_S=45",
+    "components.ingest.env.MAX_CHANGE_STREAMS=32",
+]
 # prometheus-operator kinds: no schema in kubernetes-validate; checked on their own below.
 OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
 MONITORING_ON = [
@@ -216,6 +229,7 @@ VARIANTS = {
         "console.tls.existingSecret=web",
     ],
     "no-console": NO_CONSOLE,
+    "links": LINKS,
 }
 
 
@@ -238,6 +252,7 @@ def rendered() -> dict[str, list[dict[str, Any]]]:
         KAFKA_SASL_SSL,
         CONSOLE_EXPOSED,
         NO_CONSOLE,
+        LINKS,
     ],
 )
 def test_helm_lint_strict(sets: list[str]) -> None:
@@ -383,6 +398,18 @@ def test_the_certificate_schema_refuses_a_broken_certificate(
             "networkPolicy.clients.0",
         ),
         (["networkPolicy.console.from[0].ipBlock.cidr=10.0.0.1"], "ipBlock.cidr"),
+        # Links: a rule names its ports (without them it would open every port), by number.
+        (
+            [f"networkPolicy.links.egress[0].to[0].ipBlock.cidr={LINK_SOURCES}"],
+            "networkPolicy.links.egress.0: ports is required",
+        ),
+        (["networkPolicy.links.egress[0].ports[0].port=https"], "links.egress.0.ports.0.port"),
+        (["networkPolicy.links.egress[0].ports[0].port=70000"], "links.egress.0.ports.0.port"),
+        (
+            ["networkPolicy.links.egress[0].from[0].ipBlock.cidr=10.0.0.0/8"],
+            "Additional property from",
+        ),
+        (["networkPolicy.links.ingress[0].ports[0].port=7000"], "Additional property ingress"),
         # The console: its own port, a host for its Ingress, a certificate in secret mode, and
         # no token, ever.
         (["console.httpPort=9100"], "console.httpPort (9100) is the console's metrics port too"),
@@ -423,6 +450,81 @@ def test_alert_rules_pass_promtool(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
+
+
+def promtool_test_rules(tmp_path: Path, tests: list[dict[str, Any]]) -> None:
+    """`promtool test rules` of files/alerts.yaml over the given tests (input series, and the
+    alerts expected at given times, compared on their labels). The annotations are left out of
+    the copy tested: promtool compares them whole, and `check rules` checks their templates."""
+    rules = yaml.safe_load((CHART / "files" / "alerts.yaml").read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            rule.pop("annotations", None)
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rules))
+    suite = tmp_path / "tests.yaml"
+    suite.write_text(
+        yaml.safe_dump({"rule_files": ["rules.yaml"], "evaluation_interval": "30s", "tests": tests})
+    )
+    result = subprocess.run(
+        [str(_tool(PROMTOOL)), "test", "rules", str(suite)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def link_series(metric: str, link: str, values: str, **labels: str) -> dict[str, str]:
+    matchers = ",".join(f'{k}="{v}"' for k, v in {"link": link, "dataset": "ci", **labels}.items())
+    return {"series": f"{metric}{{{matchers}}}", "values": values}
+
+
+def link_alert(link: str) -> dict[str, Any]:
+    return {"exp_labels": {"link": link, "dataset": "ci", "severity": "warning"}}
+
+
+def test_link_alerts_fire_for_a_link_that_stays_behind_or_keeps_failing(tmp_path: Path) -> None:
+    """Scraped every 30s. Link "eu" fails for 20 minutes, retrying: each attempt shows it
+    "starting" at one scrape in four, which must not reset FlakehouseLinkFailing; its lag grows
+    with the time, past 900s at 15m. Link "us" fails once and is caught up from the third
+    scrape on: neither alert."""
+    retrying = ["1", "1", "1", "0"] * 10
+    state = "flakehouse_link_state"
+    series = [
+        link_series(state, "eu", " ".join(retrying), state="failing"),
+        link_series(
+            state, "eu", " ".join("0" if v == "1" else "1" for v in retrying), state="starting"
+        ),
+        link_series(state, "eu", "0x40", state="caught_up"),
+        link_series("flakehouse_link_lag_seconds", "eu", "0+30x50"),
+        link_series(state, "us", "1 1 0x38", state="failing"),
+        link_series(state, "us", "0 0 1x38", state="caught_up"),
+        link_series("flakehouse_link_lag_seconds", "us", "30 60 0x48"),
+    ]
+    failing, behind = "FlakehouseLinkFailing", "FlakehouseLinkBehind"
+    checks = [
+        # Failing at some point of every 2 minutes since 0s, for 10 minutes: firing from 10m.
+        (failing, "9m30s", []),
+        (failing, "11m", [link_alert("eu")]),
+        (failing, "19m", [link_alert("eu")]),
+        # Past 900s from 15m30s, for 5 minutes: firing from 20m30s.
+        (behind, "20m", []),
+        (behind, "21m", [link_alert("eu")]),
+    ]
+    promtool_test_rules(
+        tmp_path,
+        [
+            {
+                "interval": "30s",
+                "input_series": series,
+                "alert_rule_test": [
+                    {"eval_time": at, "alertname": name, "exp_alerts": alerts}
+                    for name, at, alerts in checks
+                ],
+            }
+        ],
+    )
 
 
 def test_the_prometheus_rule_carries_the_checked_rules(
@@ -1222,7 +1324,7 @@ SETTINGS = {
 }
 
 
-@pytest.mark.parametrize("variant", ["default", "kafka-sasl-ssl"])
+@pytest.mark.parametrize("variant", ["default", "kafka-sasl-ssl", "links"])
 def test_every_variable_the_chart_sets_is_a_setting_of_its_component(
     rendered: dict[str, list[dict[str, Any]]], variant: str
 ) -> None:
@@ -1282,15 +1384,16 @@ def test_no_kafka_password_in_values_nor_in_any_env_value_or_config_map(
 # -- network policies ----------------------------------------------------------------------------
 
 # The flows of DESIGN.md §1, written once, independently of the chart: who calls whom on the
-# gRPC port (storage copies segments from its peers; replication calls no one: it finds the
-# storage pods through the Kubernetes API, and they call it; the console calls query, and
-# ingest for uploads from the browser), and the ports users reach.
+# gRPC port (storage copies segments from its peers; replication finds the storage pods through
+# the Kubernetes API, and they call it; it calls quota, for its links' ingest leases and token
+# use; the console calls query, and ingest for uploads from the browser), and the ports users
+# reach.
 CALLS = {
     "console": {"ingest", "query"},
     "ingest": {"quota"},
     "query": {"quota", "replication", "storage"},
     "quota": set(),
-    "replication": set(),
+    "replication": {"quota"},
     "storage": {"quota", "replication", "storage"},
 }
 USER_FACING = {"ingest", "query", "quota", "replication"}
@@ -1341,6 +1444,9 @@ STRANGERS = [
     Endpoint("api-server", {"6443/TCP"}, ip="172.18.0.2"),
     Endpoint("managed-kafka", {"9092/TCP"}, ip="198.51.100.9"),
     Endpoint("internet", {"443/TCP"}, ip="203.0.113.7"),
+    # Another Flakehouse cluster's ingest service, outside this cluster, on the gRPC port: a
+    # source of this cluster's links, and the caller of ingest when its links pull from here.
+    Endpoint("other-cluster", {GRPC}, ip="192.0.2.10"),
 ]
 STRANGER_PODS = {s.name for s in STRANGERS if s.namespace}
 EVERYONE = {s.name for s in STRANGERS}
@@ -1595,6 +1701,99 @@ def test_extra_egress_is_given_to_every_component() -> None:
     extra = {"to": [{"ipBlock": {"cidr": "192.0.2.0/24"}}], "ports": [{"port": 4317}]}
     for component in CALLS:
         assert extra in find(manifests, "NetworkPolicy", f"fh-{component}")["spec"]["egress"]
+
+
+def network_policies(manifests: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {m["metadata"]["name"]: m for m in manifests if m["kind"] == "NetworkPolicy"}
+
+
+def test_replication_is_told_where_quota_is_and_may_call_it(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    """Replication's links take an ingest lease of their dataset per chunk, and it reports the
+    use of tokens: it is told quota's Service on its gRPC port, as ingest, query and storage
+    are, and its policy and quota's let the call through."""
+    manifests = rendered["default"]
+    told = {}
+    for workload in services(manifests):
+        (container,) = workload["spec"]["template"]["spec"]["containers"]
+        told[workload["metadata"]["name"]] = env_of(container).get(
+            prefix_of(workload) + "QUOTA_ADDRESS"
+        )
+    assert told == {
+        "fh-ingest": "fh-quota:7000",
+        "fh-query": "fh-quota:7000",
+        "fh-quota": None,
+        "fh-replication": "fh-quota:7000",
+        "fh-storage": "fh-quota:7000",
+    }
+    host, port = told["fh-replication"].rsplit(":", 1)
+    ports = find(manifests, "Service", host)["spec"]["ports"]
+    assert {"name": "grpc", "port": int(port)}.items() <= ports[0].items()
+    assert ("replication", "quota", GRPC) in reachable(manifests)
+
+
+def test_link_egress_is_opened_only_by_the_links_values(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    """By default replication reaches no other cluster's ingest on its gRPC port; with
+    networkPolicy.links.egress it reaches those sources, on those ports, and nothing more:
+    replication's policy alone changes, by that one rule."""
+    default, links = rendered["default"], rendered["links"]
+    assert not [f for f in reachable(default) if f[1] == "other-cluster"]
+    expected = expected_flows(
+        kafka=False,
+        clients=STRANGER_PODS,
+        prometheus={"prometheus"},
+        kafka_brokers={"managed-kafka"},
+        kubernetes_api={("api-server", "6443/TCP"), ("internet", "443/TCP")},
+    )
+    actual = reachable(links)
+    assert flow_difference(actual, expected | {("replication", "other-cluster", GRPC)}) == (
+        NO_DIFFERENCE
+    )
+    before, after = network_policies(default), network_policies(links)
+    assert sorted(after) == sorted(before)
+    assert [name for name in sorted(after) if after[name] != before[name]] == ["fh-replication"]
+    old_rules = before["fh-replication"]["spec"]["egress"]
+    added = [r for r in after["fh-replication"]["spec"]["egress"] if r not in old_rules]
+    assert added == [
+        {"to": [{"ipBlock": {"cidr": LINK_SOURCES}}], "ports": [{"port": 7000, "protocol": "TCP"}]}
+    ]
+    # Without `to`: any address on the rule's ports, still for replication alone.
+    anywhere = network_policies(render("networkPolicy.links.egress[0].ports[0].port=7443"))
+    for name, policy in anywhere.items():
+        rules = policy["spec"].get("egress", [])
+        assert ({"ports": [{"port": 7443}]} in rules) == (name == "fh-replication"), name
+
+
+def test_other_clusters_links_reach_ingest_only_once_clients_admit_them(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    """Another cluster's links pull from this one's ingest gRPC port from outside the cluster:
+    the default clients (every pod of every namespace) do not admit them; their addresses added
+    to networkPolicy.clients do, on the user-facing ports as for any client."""
+    assert not [
+        f for f in reachable(rendered["default"]) if f[0] == "other-cluster" and f[2] == GRPC
+    ]
+    clients = [{"namespaceSelector": {}}, {"ipBlock": {"cidr": LINK_SOURCES}}]
+    admitted = reachable(render(set_json=(f"networkPolicy.clients={json.dumps(clients)}",)))
+    assert {d for s, d, p in admitted if s == "other-cluster" and p == GRPC} == USER_FACING
+
+
+def test_link_settings_given_in_env_reach_replication_and_ingest(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    """The links' deadlines and ingest's change streams have no values of their own, like
+    every tuning setting: `env` carries them (their names are checked as settings above)."""
+    manifests = rendered["links"]
+    env = {name: env_of(container) for name, container in containers(manifests)}
+    assert env["fh-replication"]["FLAKEHOUSE_REPLICATION_LINK_SOURCE_TIMEOUT_S"] == "20"
+    assert env["fh-replication"]["FLAKEHOUSE_REPLICATION_LINK_APPEND_TIMEOUT_S"] == "45"
+    assert env["fh-ingest"]["FLAKEHOUSE_INGEST_MAX_CHANGE_STREAMS"] == "32"
+    settings = ReplicationSettings(link_source_timeout_s="20", link_append_timeout_s="45")
+    assert (settings.link_source_timeout_s, settings.link_append_timeout_s) == (20.0, 45.0)
+    assert IngestSettings(max_change_streams="32").max_change_streams == 32
 
 
 def test_every_address_a_component_is_given_is_a_flow_of_the_table(
@@ -2071,6 +2270,16 @@ def test_notes_tell_how_to_port_forward_and_run_a_first_query(tmp_path: Path) ->
     assert 'flakehouse query --query 127.0.0.1:7002 "SELECT' in shown
     assert "storage      3 pod(s)" in shown
     assert "get secret fh-tls -o jsonpath='{.data.ca\\.crt}' | base64 -d > fh-ca.crt" in shown
+
+
+def test_notes_tell_how_to_add_a_link_and_open_its_egress(tmp_path: Path) -> None:
+    shown = notes(tmp_path)
+    assert "flakehouse links add NAME --replication 127.0.0.1:7003" in shown
+    assert "list them in networkPolicy.links.egress" in shown
+    opened = notes(tmp_path / "links", *LINKS)
+    assert "flakehouse links add NAME" in opened
+    assert "networkPolicy.links.egress" not in opened
+    assert "networkPolicy.links" not in notes(tmp_path / "off", "networkPolicy.enabled=false")
 
 
 def test_notes_tell_how_to_reach_the_console(tmp_path: Path) -> None:

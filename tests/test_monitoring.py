@@ -1,6 +1,8 @@
 """The Grafana dashboards the chart ships, held against the real thing: generated from
 scripts/dashboards.py, every query valid PromQL, every metric they use exported by a running
-local cluster, and that cluster scraped by a real Prometheus that accepts every query."""
+local cluster, and that cluster scraped by a real Prometheus that accepts every query. The
+per-link metrics have series only while a link exists, which the cluster has not: their labels
+and states are checked against replication's own collector over pullers made here."""
 
 from __future__ import annotations
 
@@ -20,12 +22,17 @@ from typing import Any, TypeVar
 import promql_parser
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from benchmarks.junitgen import report
 from flakehouse.client import Client
 from flakehouse.client.client import offsets_of
 from flakehouse.core.net import free_port
+from flakehouse.replication.link_metrics import STATES, register_link_metrics
+from flakehouse.replication.puller import LinkPorts, LinkPuller
+from flakehouse.replication.v1 import replication_pb2
 from tests.localcluster import RunningCluster
 from tests.support import eventually
 
@@ -38,7 +45,7 @@ DATASET = "monitoring"
 
 # At least the queries the dashboards have today: a walk that finds fewer (a renamed key, an
 # emptied dashboard) fails rather than checking nothing.
-MIN_EXPRESSIONS = {"cluster-overview.json": 26, "storage-node.json": 13}
+MIN_EXPRESSIONS = {"cluster-overview.json": 36, "storage-node.json": 13}
 # Grafana's own interval variables, each with a duration PromQL accepts.
 GRAFANA_INTERVALS = {"__rate_interval": "1m", "__interval": "1m", "__range": "1h"}
 VARIABLE = re.compile(r"\$(?:\{(\w+)(?::\w+)?\}|(\w+))")
@@ -192,6 +199,117 @@ def test_every_panel_queries_the_datasource_variable() -> None:
                 f"{name}: {panel['title']}"
             )
             assert panel.get("targets"), f"{name}: {panel['title']} has no query"
+
+
+# --- the per-link metrics ---------------------------------------------------------------------
+
+# Registered by the replication app itself, unlabelled, and exported with or without a link:
+# the running cluster below shows it. The other flakehouse_link_* come from its LinkCollector.
+APP_LINK_METRICS = {"flakehouse_link_quota_unchecked_total"}
+
+
+def never(*args: object) -> Any:
+    raise AssertionError("a puller made for its metrics does not run")
+
+
+def link_samples() -> list[Sample]:
+    """What replication's LinkCollector exports for two links: "eu" failing, after a pull,
+    and "us" caught up."""
+    ports = LinkPorts(
+        connect=never,
+        local_topic=never,
+        append=never,
+        checkpoint=never,
+        lease=never,
+        local_cluster="here",
+    )
+    pullers = []
+    for name, dataset, state in [
+        ("eu", "ci", replication_pb2.LINK_STATE_FAILING),
+        ("us", "nightly", replication_pb2.LINK_STATE_CAUGHT_UP),
+    ]:
+        link = replication_pb2.LinkRecord(name=name, id=name, dataset=dataset)
+        puller = LinkPuller(link, {0: 5}, ports, clock=lambda: 1000.0)
+        puller.state = state
+        puller.end_offsets = {0: 9}
+        puller.records_pulled, puller.events_pulled, puller.errors = 5, 50, 2
+        pullers.append(puller)
+    registry = CollectorRegistry()
+    register_link_metrics(registry, lambda: pullers)
+    text = generate_latest(registry).decode()
+    return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
+
+
+def link_queries() -> list[str]:
+    """Every dashboard and alert query that uses a per-link metric."""
+    queries = alert_expressions()
+    for dashboard in load_dashboards().values():
+        values = placeholder_values(dashboard)
+        queries += [substitute(expr, values) for expr in expressions(dashboard)]
+    return [
+        q
+        for q in queries
+        if any(n.startswith("flakehouse_link_") for n in metric_names(q) - APP_LINK_METRICS)
+    ]
+
+
+def selectors_and_grouping(expr: str) -> tuple[list[tuple[str, dict[str, str]]], set[str]]:
+    """The query's selectors (metric, label=value matchers) and the labels it groups by."""
+    selectors: list[tuple[str, dict[str, str]]] = []
+    grouping: set[str] = set()
+
+    def visit(node: promql_parser.Expr) -> None:
+        if isinstance(node, promql_parser.VectorSelector) and node.name:
+            matchers = {}
+            for matcher in node.matchers.matchers:
+                assert matcher.op == promql_parser.MatchOp.Equal, (expr, matcher)
+                matchers[matcher.name] = matcher.value
+            selectors.append((node.name, matchers))
+        if (
+            isinstance(node, promql_parser.AggregateExpr)
+            and node.modifier is not None
+            and node.modifier.type == promql_parser.AggModifierType.By
+        ):
+            grouping.update(node.modifier.labels)
+
+    promql_parser.walk(promql_parser.parse(expr), visit)
+    return selectors, grouping
+
+
+def test_link_queries_select_and_group_by_labels_the_link_metrics_have() -> None:
+    """A renamed label or state would leave a panel empty and an alert silent without an error:
+    every label a link query matches on has that value on some series, and every label it
+    groups by is on every series it selects."""
+    samples = link_samples()
+    queries = link_queries()
+    assert len(queries) >= 7, queries  # five panels and two alerts
+    for query in queries:
+        selectors, grouping = selectors_and_grouping(query)
+        for metric, matchers in selectors:
+            if metric in APP_LINK_METRICS:
+                continue
+            of_metric = [s for s in samples if s.name == metric]
+            assert of_metric, f"{query!r}: {metric} has no series for two links"
+            assert any(matchers.items() <= s.labels.items() for s in of_metric), (query, matchers)
+            for sample in of_metric:
+                assert grouping <= set(sample.labels), (query, sample)
+
+
+def test_the_link_state_panel_shows_every_state() -> None:
+    """The state timeline numbers the states it knows: a new state would show as no value."""
+    shown = {
+        matchers["state"]
+        for query in link_queries()
+        for metric, matchers in selectors_and_grouping(query)[0]
+        if metric == "flakehouse_link_state" and "state" in matchers
+    }
+    assert shown == set(STATES)
+    by_state = {
+        s.labels["link"]: s.labels["state"]
+        for s in link_samples()
+        if s.name == "flakehouse_link_state" and s.value == 1
+    }
+    assert by_state == {"eu": "failing", "us": "caught_up"}
 
 
 # --- against a running cluster ----------------------------------------------------------------

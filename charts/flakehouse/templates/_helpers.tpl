@@ -216,16 +216,18 @@ draws from crypto/rand; alphanumerics are inside the URL-safe alphabet the servi
 Who calls whom on the gRPC port (JSON), the flows of DESIGN.md §1 as the services are wired
 (the *_ADDRESS variables of flakehouse.env and flakehouse.consoleEnv, and storage copying
 segments from its peers): the network policies open each caller's egress and, inverted, each
-callee's ingress from this one table. Replication calls no one: it learns of the storage pods
-from the Kubernetes API, and they call it (RegisterNode, Heartbeat, WatchPlacement). The
-console, when enabled, calls query and ingest (uploads from the browser).
+callee's ingress from this one table. Replication learns of the storage pods from the
+Kubernetes API, and they call it (RegisterNode, Heartbeat, WatchPlacement); it calls quota
+(links take an ingest lease per chunk, and it reports token use), and other clusters' ingest
+services for links, outside the release (networkPolicy.links.egress). The console, when
+enabled, calls query and ingest (uploads from the browser).
 */ -}}
 {{- define "flakehouse.calls" -}}
 {{- $calls := dict
   "ingest" (list "quota")
   "query" (list "quota" "replication" "storage")
   "quota" (list)
-  "replication" (list)
+  "replication" (list "quota")
   "storage" (list "quota" "replication" "storage")
 -}}
 {{- if include "flakehouse.consoleEnabled" . -}}
@@ -321,7 +323,9 @@ variable is easier to leak, and the services read secrets from files only). */}}
 {{- if or (eq .name "storage") (eq .name "query") }}
 - {name: {{ $p }}REPLICATION_ADDRESS, value: {{ include "flakehouse.address" (dict "root" $root "name" "replication") | quote }}}
 {{- end }}
-{{- if has .name (list "storage" "ingest" "query") }}
+{{- /* Replication's links respect each dataset's ingest limits (a lease per chunk) and, like
+every service, it reports token use; without the address links would not be limited. */}}
+{{- if has .name (list "storage" "ingest" "query" "replication") }}
 - {name: {{ $p }}QUOTA_ADDRESS, value: {{ include "flakehouse.address" (dict "root" $root "name" "quota") | quote }}}
 {{- end }}
 {{- if eq .name "ingest" }}
