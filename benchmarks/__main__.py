@@ -1,6 +1,6 @@
 """Runs the benchmarks and prints their figures: `python -m benchmarks [NAME...]`, where NAME is
 ingest, large, large-json, end-to-end, freshness, storage, query, limits, parsing, fanout, groups,
-startup, cli-query, json-upload or small-files (all by default).
+startup, cli-query, json-upload, small-files or links (all by default).
 
 ingest, large and large-json: see benchmarks/ingest.py. end-to-end: a local cluster
 (`flakehouse up` as processes: broker, five services, 2 storage nodes, 8 partitions) takes
@@ -15,7 +15,8 @@ command takes to start and to answer a small query): see benchmarks/startup.py. 
 `flakehouse query` process against a DuckDB process over the same million events): see
 benchmarks/cli_query.py. json-upload and
 small-files (a large JSON-lines file, and a thousand small reports, through the CLI until
-queryable): see benchmarks/uploads.py."""
+queryable): see benchmarks/uploads.py. links (pull throughput between two local clusters): see
+benchmarks/links.py."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchmarks import ingest, limits, query, storage, uploads
+from benchmarks import ingest, limits, links, query, storage, uploads
 from benchmarks.cli_query import cli_query
 from benchmarks.fanout import fanout
 from benchmarks.freshness import ack_to_visible
@@ -118,6 +119,7 @@ def main() -> None:
         "--runs", type=int, default=10, help="runs of each command (startup, cli-query)"
     )
     parser.add_argument("--cli-events", type=int, default=1_000_000, help="events (cli-query)")
+    parser.add_argument("--link-events", type=int, default=1_000_000, help="events (links)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="flakehouse-bench-") as secrets:
         # As in production and in the tests: every service a benchmark starts serves TLS and
@@ -146,6 +148,7 @@ BENCHMARKS = {
     "small-files": lambda a: uploads.small_files(a.small_files),
     "startup": lambda a: startup(a.runs),
     "cli-query": lambda a: cli_query(a.cli_events, a.runs),
+    "links": lambda a: links.pull(a.link_events),
 }
 
 
