@@ -5,12 +5,20 @@ RocksDB in tmp dirs; the dedupe windows are tiny, so that only the keys can drop
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from prometheus_client import CollectorRegistry
 
+from flakehouse.replication.v1 import replication_pb2
+from flakehouse.storage import store as store_module
+from flakehouse.storage.api import StorageApi
+from flakehouse.storage.bootstrap import Peer, Transfer, receive
 from flakehouse.storage.compaction import merge_segments
+from flakehouse.storage.metrics import StorageMetrics
+from flakehouse.storage.node import StorageNode
 from flakehouse.storage.replica import ApplyResult, Replica, SealPolicy
 from flakehouse.storage.store import SegmentStore
 from flakehouse.storage.v1 import storage_pb2
@@ -191,3 +199,86 @@ def test_batch_keys_transfer_in_chunks_and_go_with_the_partition(kit: Any, tmp_p
     assert target.batch_key("ci", 0, 100) is None
     source.close()
     target.close()
+
+
+def node(node_id: str, store: SegmentStore, fetch: Any = None) -> StorageNode:
+    """A node without a consumer: only its copy path runs."""
+    return StorageNode(
+        node_id,
+        store,
+        cast(Any, None),
+        "test",
+        POLICY,
+        0,
+        StorageMetrics(CollectorRegistry()),
+        fetch_segments=fetch,
+    )
+
+
+async def test_a_bootstrapped_replica_drops_what_its_peer_applied(
+    kit: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "KEYS_PER_CHUNK", 2)  # several batch_keys messages
+    source_store = SegmentStore(str(tmp_path / "source"))
+    source = node("n1", source_store)
+    replica = Replica("ci", 0, source_store, 0)
+    source.replicas[("ci", 0)] = replica
+    records = [(i, record(kit, run(100 * (i + 1), 3))) for i in range(5)]
+    replica.apply(records[:4])
+    replica.seal_if_due(POLICY, force=True)
+    replica.apply(records[4:])  # not sealed: not sent, read from Kafka by the copy
+
+    sent: list[storage_pb2.StreamSegmentsResponse] = []
+
+    async def fetch(peer: Peer, dataset: str, partition: int, generation: int) -> Transfer:
+        request = storage_pb2.StreamSegmentsRequest(
+            dataset=dataset, partition=partition, generation=generation
+        )
+
+        async def stream() -> Any:
+            async for item in StorageApi(source).StreamSegments(request, None):
+                sent.append(item)
+                yield item
+
+        return await receive(peer, stream())
+
+    target_store = SegmentStore(str(tmp_path / "target"))
+    target = node("n2", target_store, fetch)
+    target.follow(
+        replication_pb2.Placement(
+            version=1,
+            datasets=[
+                replication_pb2.DatasetPlacement(
+                    dataset="ci",
+                    topic="test.ci",
+                    partitions=[
+                        replication_pb2.PartitionPlacement(
+                            partition=0,
+                            replicas=["n1", "n2"],
+                            assignments=[
+                                replication_pb2.ReplicaAssignment(
+                                    node_id="n1", state=replication_pb2.REPLICA_STATE_ONLINE
+                                )
+                            ],
+                        )
+                    ],
+                )
+            ],
+            nodes=[
+                replication_pb2.Node(node_id=n, address="127.0.0.1:1", alive=True)
+                for n in ("n1", "n2")
+            ],
+        )
+    )
+    assert await target._copy_from_a_peer(("ci", 0), 1, time.monotonic())
+    kinds = [item.WhichOneof("item") for item in sent]
+    assert kinds == ["segment", "batch_keys", "batch_keys", "applied_offset"]
+
+    copy = Replica("ci", 0, target_store, 0)
+    assert copy.next_offset == 4
+    assert copy.apply(records[4:]) == ApplyResult(3, 0, 0)
+    # Copies of every record, the one the peer had not sealed too, arriving by another path.
+    assert copy.apply([(5 + i, value) for i, value in records]) == ApplyResult(0, 15, 0)
+    assert rows(copy) == rows(replica) == 15
+    source_store.close()
+    target_store.close()
