@@ -4,6 +4,7 @@ and reading a segment back from a snapshot. Pure code apart from the snapshot re
 
 from __future__ import annotations
 
+import functools
 import re
 import struct
 from collections.abc import Iterator
@@ -36,7 +37,10 @@ BATCH_VALUE = struct.Struct(">IQ")
 BATCH_ENTRY = struct.Struct(">QIQ")
 
 
+@functools.lru_cache(maxsize=4096)
 def partition_prefix(dataset: str, partition: int) -> bytes:
+    """The prefix of every key of the partition; cached, since applying a record looks up its
+    batch key under it."""
     if not _DATASET.match(dataset):
         raise ValueError(f"invalid dataset name {dataset!r}")
     if not 0 <= partition < 2**32:
