@@ -1,8 +1,8 @@
 """Bootstrapping a replica from a peer: a node given a partition it holds no data of copies the
 peer's sealed segments (StorageService.StreamSegments) with the offset they reach and the batch
 keys of the records applied, installs them in one WriteBatch, and consumes Kafka from that offset
-on. Only when no peer serves the
-partition does it replay Kafka from the start, whose retention may be long gone."""
+on. Only when no peer serves the partition does it replay Kafka from the start, whose retention
+may be long gone."""
 
 from __future__ import annotations
 
