@@ -234,12 +234,22 @@ async def test_segments_stream_to_a_new_replica_with_identical_answers(
     finally:
         await server.stop()
     segments = [i.segment for i in items if i.HasField("segment")]
+    keys = [i.batch_keys for i in items if i.HasField("batch_keys")]
     assert items[-1].WhichOneof("item") == "applied_offset"
     assert items[-1].applied_offset == 10 and len(segments) >= 1
+    assert sum(len(chunk) for chunk in keys) == 10 * 20  # one 20-byte key per record
 
     receiver = SegmentStore(str(tmp_path / "receiver"))
-    receiver.install_segments("ci", 0, segments, items[-1].applied_offset)
+    receiver.install_segments("ci", 0, segments, items[-1].applied_offset, batch_keys=keys)
     copy = Replica("ci", 0, receiver, 10_000)
     assert copy.next_offset == 10
     assert counts([copy]) == counts([source]) == {"failed": 143, "passed": 857}
+    receiver.close()
+
+    # Without a dedupe window, the keys alone drop copies of those records arriving later.
+    receiver = SegmentStore(str(tmp_path / "receiver"))
+    copy = Replica("ci", 0, receiver, 0)
+    replayed = list(enumerate(records("upload-t", 1000), start=10))
+    assert copy.apply(replayed).duplicates == 1000
+    assert counts([copy]) == {"failed": 143, "passed": 857}
     receiver.close()

@@ -246,12 +246,14 @@ def test_seal_and_install_each_make_exactly_one_write(kit: Any, tmp_path: Path) 
     store = SegmentStore(str(tmp_path / "db"))
     recorder = _RecordingDb(store._db)
     store._db = recorder  # type: ignore[assignment]
-    store.seal(_segment(kit, 0, 0, 0, 10), next_offset=1)
+    store.seal(_segment(kit, 0, 0, 0, 10), next_offset=1, batch_keys={1: (10, 10)})
     assert recorder.calls == ["write"]
     protos = list(store.segment_protos("ci", 0))
-    store.install_segments("ci", 1, [_segment(kit, 1, 0, 0, 5)], applied_offset=9)
+    keys = list(store.batch_key_chunks("ci", 0))
+    store.install_segments("ci", 1, [_segment(kit, 1, 0, 0, 5)], applied_offset=9, batch_keys=keys)
     assert recorder.calls == ["write", "write"]
     assert protos and store.applied_offset("ci", 1) == 9
+    assert store.batch_key("ci", 0, 1) == store.batch_key("ci", 1, 1) == (10, 10)
     store._db = recorder._db
     store.close()
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -94,9 +95,12 @@ class StorageApi(storage_pb2_grpc.StorageServiceServicer):
     async def StreamSegments(
         self, request: storage_pb2.StreamSegmentsRequest, context: Any
     ) -> AsyncIterator[storage_pb2.StreamSegmentsResponse]:
-        segments, offset, watermark = await self._node.sealed_copy(
-            request.dataset, request.partition, request.generation
-        )
-        for segment in segments:
+        copy = await self._node.sealed_copy(request.dataset, request.partition, request.generation)
+        for segment in copy.segments:
             yield storage_pb2.StreamSegmentsResponse(segment=segment)
-        yield storage_pb2.StreamSegmentsResponse(applied_offset=offset, drop_watermark_us=watermark)
+        # One chunk at a time off the event loop, so that the sender never holds all the keys.
+        while (chunk := await asyncio.to_thread(next, copy.batch_keys, None)) is not None:
+            yield storage_pb2.StreamSegmentsResponse(batch_keys=chunk)
+        yield storage_pb2.StreamSegmentsResponse(
+            applied_offset=copy.applied_offset, drop_watermark_us=copy.drop_watermark_us
+        )

@@ -1,13 +1,14 @@
 """Bootstrapping a replica from a peer: a node given a partition it holds no data of copies the
-peer's sealed segments (StorageService.StreamSegments) with the offset they reach, installs
-them in one WriteBatch, and consumes Kafka from that offset on. Only when no peer serves the
-partition does it replay Kafka from the start, whose retention may be long gone."""
+peer's sealed segments (StorageService.StreamSegments) with the offset they reach and the batch
+keys of the records applied, installs them in one WriteBatch, and consumes Kafka from that offset
+on. Only when no peer serves the partition does it replay Kafka from the start, whose retention
+may be long gone."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterable, Callable
+from dataclasses import dataclass, field
 
 import grpc
 
@@ -27,13 +28,15 @@ class Peer:
 
 @dataclass
 class Transfer:
-    """A partition's sealed segments as a peer sent them, the offset they reach, and the peer's
-    drop watermark (what it deleted below)."""
+    """A partition's sealed segments as a peer sent them, the offset they reach, the peer's
+    drop watermark (what it deleted below), and its batch keys (chunks of packed entries,
+    SegmentStore.install_segments)."""
 
     segments: list[storage_pb2.Segment]
     applied_offset: int
     nbytes: int
     drop_watermark_us: int = 0
+    batch_keys: list[bytes] = field(default_factory=list)
 
 
 def serving_peers(
@@ -69,14 +72,27 @@ async def fetch_segments(
     request = storage_pb2.StreamSegmentsRequest(
         dataset=dataset, partition=partition, generation=generation
     )
-    segments: list[storage_pb2.Segment] = []
-    nbytes = 0
     async with dial(peer.address) as channel:
         stub = storage_pb2_grpc.StorageServiceStub(channel)
-        async for item in stub.StreamSegments(request, timeout=timeout_s):
-            if item.HasField("segment"):
-                segments.append(item.segment)
-                nbytes += item.ByteSize()
-            elif item.HasField("applied_offset"):
-                return Transfer(segments, item.applied_offset, nbytes, item.drop_watermark_us)
+        return await receive(peer, stub.StreamSegments(request, timeout=timeout_s))
+
+
+async def receive(peer: Peer, items: AsyncIterable[storage_pb2.StreamSegmentsResponse]) -> Transfer:
+    """The Transfer a StreamSegments stream carries; ValueError when it ends without the
+    applied offset. A peer from before batch keys sends none: the copy then drops replays by
+    the dedupe window alone."""
+    segments: list[storage_pb2.Segment] = []
+    batch_keys: list[bytes] = []
+    nbytes = 0
+    async for item in items:
+        kind = item.WhichOneof("item")
+        if kind == "segment":
+            segments.append(item.segment)
+        elif kind == "batch_keys":
+            batch_keys.append(item.batch_keys)
+        elif kind == "applied_offset":
+            return Transfer(
+                segments, item.applied_offset, nbytes, item.drop_watermark_us, batch_keys
+            )
+        nbytes += item.ByteSize()
     raise ValueError(f"{peer.node_id} ended the segment stream without the applied offset")

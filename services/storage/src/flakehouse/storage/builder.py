@@ -217,6 +217,16 @@ class SegmentBuilder:
             self._view = None
         return added
 
+    def skip(self, offset: int) -> None:
+        """Counts the record at Kafka `offset` as applied without adding any of its rows (a
+        duplicate of a whole record), so that the segment's offsets still span every record
+        applied into it."""
+        if self._sealed:
+            raise RuntimeError("segment already sealed")
+        if self.first_offset is None:
+            self.first_offset = offset
+        self.last_offset = offset
+
     def view(self) -> SegmentView:
         """A snapshot of the rows added so far; cached until the next add that adds rows."""
         if self._view is None:

@@ -1,11 +1,13 @@
 """How a node's sealed segments lie in RocksDB (FORMAT.md, "Key layout"): the keys of a partition
-and of a segment, a segment's records and its metadata record, and reading a segment back from a
-snapshot. Pure code apart from the snapshot read."""
+and of a segment, a segment's records and its metadata record, the batch keys of applied records,
+and reading a segment back from a snapshot. Pure code apart from the snapshot reads."""
 
 from __future__ import annotations
 
+import functools
 import re
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from rocksdict import Snapshot, WriteBatch
@@ -25,12 +27,20 @@ DATA = b"s"
 TIMESTAMPS = b"t"
 EVENT_IDS = b"i"
 COLUMN = b"c"
+BATCH_KEY = b"b"
 U64 = struct.Struct(">Q")
 I64 = struct.Struct(">q")
 U32 = struct.Struct(">I")
+# A batch key's value: the record's event count and last event id.
+BATCH_VALUE = struct.Struct(">IQ")
+# One batch key in a transfer (StreamSegmentsResponse.batch_keys): first id, count, last id.
+BATCH_ENTRY = struct.Struct(">QIQ")
 
 
+@functools.lru_cache(maxsize=4096)
 def partition_prefix(dataset: str, partition: int) -> bytes:
+    """The prefix of every key of the partition; cached, since applying a record looks up its
+    batch key under it."""
     if not _DATASET.match(dataset):
         raise ValueError(f"invalid dataset name {dataset!r}")
     if not 0 <= partition < 2**32:
@@ -39,9 +49,45 @@ def partition_prefix(dataset: str, partition: int) -> bytes:
 
 
 def prefix_end(prefix: bytes) -> bytes:
-    # Every key under a partition continues with one of b"g", b"m", b"o", b"s", b"w": all below
-    # 0xff.
+    # Every key under a partition continues with one of b"b", b"g", b"m", b"o", b"s", b"w": all
+    # below 0xff.
     return prefix + b"\xff"
+
+
+def batch_key(prefix: bytes, first_id: int) -> bytes:
+    """The key that says a record whose first event id is `first_id` was applied."""
+    return prefix + BATCH_KEY + U64.pack(first_id)
+
+
+def batch_key_records(prefix: bytes, entries: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """The key/values of packed BATCH_ENTRY entries (a transfer's chunk); ValueError when the
+    chunk is not a whole number of entries."""
+    if len(entries) % BATCH_ENTRY.size:
+        raise ValueError(f"batch keys of {len(entries)} bytes: not whole entries")
+    key_size = U64.size
+    for start in range(0, len(entries), BATCH_ENTRY.size):
+        entry = entries[start : start + BATCH_ENTRY.size]
+        yield prefix + BATCH_KEY + entry[:key_size], entry[key_size:]
+
+
+def batch_key_chunks(snap: Snapshot, prefix: bytes, per_chunk: int) -> Iterator[bytes]:
+    """The partition's batch keys as of the snapshot, packed as BATCH_ENTRY entries, up to
+    `per_chunk` of them a chunk, read lazily: a transfer never holds them all."""
+    start = prefix + BATCH_KEY
+    it = snap.iter()
+    it.seek(start)
+    chunk: list[bytes] = []
+    while it.valid():
+        key: bytes = it.key()
+        if not key.startswith(start):
+            break
+        chunk.append(key[len(start) :] + it.value())
+        if len(chunk) >= per_chunk:
+            yield b"".join(chunk)
+            chunk = []
+        it.next()
+    if chunk:
+        yield b"".join(chunk)
 
 
 def meta_key(prefix: bytes, sequence: int) -> bytes:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 import grpc
@@ -45,6 +45,18 @@ class HeldPartition:
     rows: int
     bytes: int
     sealed_segments: int
+
+
+@dataclass(frozen=True)
+class SealedCopy:
+    """What a peer bootstraps a partition from, as of one moment: the sealed segments, the
+    offset they reach, the drop watermark, and the batch keys (packed chunks, read lazily from
+    a snapshot taken with the segments)."""
+
+    segments: list[storage_pb2.Segment]
+    applied_offset: int
+    drop_watermark_us: int
+    batch_keys: Iterator[bytes]
 
 
 def my_partitions(placement: replication_pb2.Placement, node_id: str) -> set[PartitionKey]:
@@ -289,6 +301,7 @@ class StorageNode:
                         transfer.applied_offset,
                         generation,
                         transfer.drop_watermark_us,
+                        transfer.batch_keys,
                     )
                 )
                 self._installs[key] = install
@@ -413,12 +426,10 @@ class StorageNode:
             held.append(HeldPartition(replica, rows + replica.open_rows(), size, sealed))
         return held
 
-    async def sealed_copy(
-        self, dataset: str, partition: int, generation: int
-    ) -> tuple[list[storage_pb2.Segment], int, int]:
+    async def sealed_copy(self, dataset: str, partition: int, generation: int) -> SealedCopy:
         """What a peer bootstraps the partition from: its sealed segments, the offset they
-        reach and the drop watermark. Raises NotFound unless this node holds `generation` of
-        the dataset (0: the first)."""
+        reach, the drop watermark and the batch keys. Raises NotFound unless this node holds
+        `generation` of the dataset (0: the first)."""
         replica = self.replica(dataset, partition)
         if replica is None:
             raise NotFound(f"{dataset}/{partition} is {NOT_HELD}")
@@ -429,13 +440,17 @@ class StorageNode:
                 f"(it holds generation {replica.generation})"
             )
 
-        def sealed() -> tuple[list[storage_pb2.Segment], int, int]:
-            # Under the replica's lock: the segments and the offset they reach belong together.
-            # The watermark is read after the segments: a drop in between leaves it above what
-            # the copy lacks (the receiver declines a little more than it must), never below.
+        def sealed() -> SealedCopy:
+            # Under the replica's lock: the segments and the offset they reach belong together,
+            # and so do the batch keys, which only a seal (under this lock) writes: their
+            # snapshot, taken here, is read later. The watermark is read after the segments: a
+            # drop in between leaves it above what the copy lacks (the receiver declines a
+            # little more than it must), never below.
             with replica.lock:
                 key = (replica.dataset, replica.partition)
                 segments = list(self.store.segment_protos(*key))
-                return segments, replica.sealed_offset, self.store.drop_watermark(*key)
+                keys = self.store.batch_key_chunks(*key)
+                watermark = self.store.drop_watermark(*key)
+                return SealedCopy(segments, replica.sealed_offset, watermark, keys)
 
         return await asyncio.to_thread(sealed)

@@ -1,4 +1,5 @@
-"""One partition held by this node: the open segment, the applied offset, the dedupe window.
+"""One partition held by this node: the open segment, the applied offset, the dedupe window and
+the batch keys of the records applied since the last seal.
 
 All methods block (RocksDB, decoding) and are called through asyncio.to_thread. The lock makes a
 query's snapshot (sealed segments + open segment) and a seal mutually exclusive, so a query never
@@ -71,7 +72,12 @@ class Replica:
         self.dedupe = DedupeWindow(dedupe_window)
         self.dedupe.add_many(store.recent_event_ids(dataset, partition, dedupe_window))
         self._builder = self._new_builder()
-        self._first_row_at: float | None = None
+        # Batch keys (first event id → (event count, last event id)) of the records applied
+        # since the last seal, written with the next one; the sealed ones are in the store.
+        self._batch_keys: dict[int, tuple[int, int]] = {}
+        # Since when (time.monotonic()) the open segment has held something to seal: a row, or
+        # a batch key alone (a record whose events were all duplicates of single events).
+        self._pending_since: float | None = None
 
     def _new_builder(self) -> SegmentBuilder:
         sequence = self._store.next_sequence(self.dataset, self.partition)
@@ -92,6 +98,13 @@ class Replica:
     def behind_s(self, now: float) -> float:
         """For how long it has known of records it has not applied (0 when it has none)."""
         return now - self.behind_since if self.behind_since is not None else 0.0
+
+    def _known_batch(self, first_id: int) -> tuple[int, int] | None:
+        """(event count, last event id) of an applied record with this first event id, if any."""
+        known = self._batch_keys.get(first_id)
+        if known is None:
+            known = self._store.batch_key(self.dataset, self.partition, first_id)
+        return known
 
     def apply(self, records: list[tuple[int, bytes | None]]) -> ApplyResult:
         """Adds Kafka records in offset order; records below the next offset are replays of
@@ -115,23 +128,53 @@ class Replica:
                     )
                     self.next_offset = offset + 1
                     continue
-                seen = self.dedupe.seen(batch.event_ids)
-                added = self._builder.add(batch, offset, seen or None)
-                if added and self._first_row_at is None:
-                    self._first_row_at = time.monotonic()
-                self.dedupe.add_many(batch.event_ids)
+                added = self._add(batch, offset)
                 rows += added
                 duplicates += len(batch.event_ids) - added
                 self.next_offset = offset + 1
         return ApplyResult(rows, duplicates, bad)
 
+    def _add(self, batch: events_pb2.EventBatch, offset: int) -> int:
+        """Adds the new events of one record to the open segment; returns how many. Under the
+        lock.
+
+        A record is the same as one applied before, whatever the delay (a copy that reached this
+        cluster by two paths, or appended twice by a puller), when its batch key matches: same
+        first event id, event count and last event id. It is dropped whole. Any other record
+        goes through the dedupe window, which drops single events seen lately. A record whose
+        first id is known with another count or last id is not the same record: only the window
+        judges its events, and the key stays the first record's."""
+        ids = batch.event_ids
+        new_key: tuple[int, tuple[int, int]] | None = None
+        if ids:
+            shape = (len(ids), ids[-1])
+            known = self._known_batch(ids[0])
+            if known == shape:
+                self._builder.skip(offset)
+                return 0
+            if known is None:
+                new_key = (ids[0], shape)
+        seen = self.dedupe.seen(ids)
+        added = self._builder.add(batch, offset, seen or None)
+        # Also the key of a record whose events were all dropped by the window: they are stored
+        # already, so a later copy of the record is rightly dropped whole.
+        if new_key is not None:
+            self._batch_keys[new_key[0]] = new_key[1]
+        if (added or new_key) and self._pending_since is None:
+            self._pending_since = time.monotonic()
+        self.dedupe.add_many(ids)
+        return added
+
     def seal_if_due(self, policy: SealPolicy, force: bool = False) -> bool:
-        """Writes the open segment with the new applied offset in one WriteBatch."""
+        """Writes the open segment with the new applied offset and the batch keys of its records
+        in one WriteBatch. An open segment with batch keys but no rows is sealed too (only the
+        keys and the offset are written), so that those keys are not left to a replay of Kafka,
+        which may no longer hold the records. True when a segment with rows was written."""
         with self.lock:
             builder = self._builder
-            if builder.row_count == 0:
+            if builder.row_count == 0 and not self._batch_keys:
                 return False
-            age = time.monotonic() - (self._first_row_at or time.monotonic())
+            age = time.monotonic() - (self._pending_since or time.monotonic())
             if not (
                 force
                 or builder.row_count >= policy.rows
@@ -139,11 +182,12 @@ class Replica:
                 or age >= policy.age_s
             ):
                 return False
-            self._store.seal(builder.seal(), self.next_offset, self.generation)
+            self._store.seal(builder.seal(), self.next_offset, self.generation, self._batch_keys)
             self.sealed_offset = self.next_offset
             self._builder = self._new_builder()
-            self._first_row_at = None
-            return True
+            self._batch_keys = {}
+            self._pending_since = None
+            return builder.row_count > 0
 
     def rebase(self, beginning: int, broker_end: int, policy: SealPolicy) -> str:
         """The broker's end fell below what this replica applied: the topic was wiped or
@@ -151,9 +195,10 @@ class Replica:
 
         Policy: keep every row already stored (Kafka may no longer have them), seal the open
         segment, and read the topic again from its beginning. Records this replica already holds
-        come back with the same event ids and are dropped by the dedupe window; new records are
-        applied. Until it reaches the end again the replica declines fragments. Returns what
-        was done, for logs and partition status."""
+        come back with the same event ids and are dropped whole by their batch keys (kept by the
+        seal and the rebase), or event by event by the dedupe window; new records are applied.
+        Until it reaches the end again the replica declines fragments. Returns what was done,
+        for logs and partition status."""
         self.seal_if_due(policy, force=True)
         with self.lock:
             applied = self.next_offset

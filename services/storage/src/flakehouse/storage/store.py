@@ -1,12 +1,12 @@
 """The node's RocksDB: sealed segments of every partition it holds, each partition's applied Kafka
-offset, dataset generation and drop watermark written atomically with its data, and a bounded
-cache of decoded columns. Blocking: the app calls it through asyncio.to_thread. Key layout:
-FORMAT.md and layout.py."""
+offset, dataset generation, drop watermark and batch keys (the records it applied) written
+atomically with its data, and a bounded cache of decoded columns. Blocking: the app calls it
+through asyncio.to_thread. Key layout: FORMAT.md and layout.py."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from rocksdict import DBCompressionType, Options, Rdict, Snapshot, WriteBatch
@@ -19,6 +19,8 @@ from flakehouse.storage.segment import SegmentView
 from flakehouse.storage.v1 import storage_pb2
 
 STORE_FORMAT = b"1"
+# Batch keys per StreamSegmentsResponse: 64k entries of 20 bytes, about 1.3 MB a message.
+KEYS_PER_CHUNK = 65_536
 
 
 @dataclass
@@ -220,13 +222,40 @@ class SegmentStore:
             out.update(ids[-remaining:].tolist() if remaining < len(ids) else ids.tolist())
         return out
 
+    def batch_key(self, dataset: str, partition: int, first_id: int) -> tuple[int, int] | None:
+        """(event count, last event id) of the sealed record whose first event id is `first_id`,
+        or None when no such record was sealed. A plain RocksDB get, without the store's lock:
+        gets are thread-safe, and the apply path must not wait for another partition's write."""
+        self._check_open()
+        raw = self._db.get(layout.batch_key(layout.partition_prefix(dataset, partition), first_id))
+        if raw is None:
+            return None
+        count, last_id = layout.BATCH_VALUE.unpack(raw)
+        return count, last_id
+
+    def batch_key_chunks(
+        self, dataset: str, partition: int, per_chunk: int | None = None
+    ) -> Iterator[bytes]:
+        """The partition's batch keys as of this call, packed (layout.BATCH_ENTRY) in chunks of
+        up to `per_chunk` (None: KEYS_PER_CHUNK), read lazily from a snapshot taken now: what a
+        peer bootstraps from with the segments."""
+        snap, prefix, _, _ = self._snapshot(dataset, partition)
+        return layout.batch_key_chunks(snap, prefix, per_chunk or KEYS_PER_CHUNK)
+
     # -- writes ------------------------------------------------------------------------------
 
-    def seal(self, segment: storage_pb2.Segment, next_offset: int, generation: int = 1) -> None:
-        """Makes `segment` durable together with the partition's new applied offset and the
-        dataset generation it belongs to, in one WriteBatch: after a crash either all are there
-        or none. A segment without rows only advances the offset. Data of another generation
-        must be deleted first (drop_partition)."""
+    def seal(
+        self,
+        segment: storage_pb2.Segment,
+        next_offset: int,
+        generation: int = 1,
+        batch_keys: Mapping[int, tuple[int, int]] | None = None,
+    ) -> None:
+        """Makes `segment` durable together with the partition's new applied offset, the
+        dataset generation it belongs to and the batch keys of the records applied into it
+        (first event id → (event count, last event id)), in one WriteBatch: after a crash either
+        all are there or none. A segment without rows only advances the offset (and writes its
+        keys). Data of another generation must be deleted first (drop_partition)."""
         dataset, partition = segment.dataset, segment.partition
         prefix = layout.partition_prefix(dataset, partition)
         records = layout.segment_records(prefix, segment) if segment.row_count else []
@@ -247,6 +276,9 @@ class SegmentStore:
             batch = WriteBatch(raw_mode=True)
             for key, value in records:
                 batch.put(key, value)
+            for first_id, (count, last_id) in (batch_keys or {}).items():
+                value = layout.BATCH_VALUE.pack(count, last_id)
+                batch.put(layout.batch_key(prefix, first_id), value)
             batch.put(prefix + layout.OFFSET, layout.I64.pack(next_offset))
             batch.put(prefix + layout.GENERATION, layout.U32.pack(generation))
             self._db.write(batch)
@@ -264,11 +296,12 @@ class SegmentStore:
         applied_offset: int,
         generation: int = 1,
         drop_watermark: int = 0,
+        batch_keys: Iterable[bytes] = (),
     ) -> None:
         """Replaces the partition's data with `segments` (from a peer holding `generation` of
-        the dataset), its offset, generation and drop watermark (the peer's: its segments lack
-        what it deleted below it), in one WriteBatch. The whole transfer is held in memory until
-        written."""
+        the dataset), its offset, generation, drop watermark (the peer's: its segments lack
+        what it deleted below it) and batch keys (chunks of packed entries, batch_key_chunks),
+        in one WriteBatch. The whole transfer is held in memory until written."""
         prefix = layout.partition_prefix(dataset, partition)
         batch = WriteBatch(raw_mode=True)
         batch.delete_range(prefix, layout.prefix_end(prefix))
@@ -287,6 +320,9 @@ class SegmentStore:
             for key, value in records:
                 batch.put(key, value)
             installed[segment.sequence] = layout.decode_meta(records[-1][1])
+        for chunk in batch_keys:
+            for key, value in layout.batch_key_records(prefix, chunk):
+                batch.put(key, value)
         batch.put(prefix + layout.OFFSET, layout.I64.pack(applied_offset))
         batch.put(prefix + layout.GENERATION, layout.U32.pack(generation))
         if drop_watermark > 0:
@@ -300,7 +336,8 @@ class SegmentStore:
             self._invalidate(dataset, partition)
 
     def drop_segments(self, dataset: str, partition: int, sequences: Iterable[int]) -> int:
-        """Deletes some sealed segments; the applied offset stays. Returns how many existed."""
+        """Deletes some sealed segments; the applied offset and the batch keys stay. Returns how
+        many existed."""
         with self._lock:
             self._check_open()
             part = self._partitions.get((dataset, partition))
@@ -315,7 +352,8 @@ class SegmentStore:
         WriteBatch with the raised drop watermark (so that a restart still knows which events
         are gone), and returns their metadata. Chosen and deleted under the store's lock, so
         compaction cannot swap a segment in between; nothing when the partition holds another
-        `generation` of the dataset than the bound was meant for."""
+        `generation` of the dataset than the bound was meant for. The batch keys of their
+        records stay: a late copy of an expired record is still dropped whole."""
         with self._lock:
             self._check_open()
             part = self._partitions.get((dataset, partition))
@@ -393,7 +431,8 @@ class SegmentStore:
     ) -> None:
         """Sets the applied offset, also backwards, and the generation (when given) in one
         WriteBatch: for a topic that was wiped or re-created, whose offsets start again below
-        what was applied. The sealed segments stay."""
+        what was applied. The sealed segments and the batch keys stay, so that records read
+        again are dropped whole."""
         prefix = layout.partition_prefix(dataset, partition)
         with self._lock:
             self._check_open()
@@ -408,7 +447,8 @@ class SegmentStore:
             part.generation = generation
 
     def drop_partition(self, dataset: str, partition: int) -> None:
-        """Deletes everything of the partition, its offset and drop watermark included."""
+        """Deletes everything of the partition, its offset, drop watermark and batch keys
+        included."""
         prefix = layout.partition_prefix(dataset, partition)
         with self._lock:
             self._check_open()

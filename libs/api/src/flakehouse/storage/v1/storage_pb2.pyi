@@ -457,9 +457,17 @@ class StreamSegmentsResponse(_message.Message):
 
     SEGMENT_FIELD_NUMBER: _builtins.int
     APPLIED_OFFSET_FIELD_NUMBER: _builtins.int
+    BATCH_KEYS_FIELD_NUMBER: _builtins.int
     DROP_WATERMARK_US_FIELD_NUMBER: _builtins.int
     applied_offset: _builtins.int
     """Sent last: the offset from which the receiver resumes consuming Kafka."""
+    batch_keys: _builtins.bytes
+    """Sent after the segments, before applied_offset, in chunks of at most 65 536 entries: the
+    batch keys of the records the sender applied (those whose segments expired too), each
+    entry 20 bytes big-endian: first event id (uint64), event count (uint32), last event id
+    (uint64). The receiver drops a later copy of any of those records whole
+    (services/storage/FORMAT.md, "Batch keys").
+    """
     drop_watermark_us: _builtins.int
     """With applied_offset: the sender's drop watermark (segments whose events were all older
     were deleted), which the receiver keeps, so that it declines the same stale queries.
@@ -471,13 +479,14 @@ class StreamSegmentsResponse(_message.Message):
         *,
         segment: Global___Segment | None = ...,
         applied_offset: _builtins.int = ...,
+        batch_keys: _builtins.bytes = ...,
         drop_watermark_us: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["applied_offset", b"applied_offset", "item", b"item", "segment", b"segment"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["applied_offset", b"applied_offset", "batch_keys", b"batch_keys", "item", b"item", "segment", b"segment"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_offset", b"applied_offset", "drop_watermark_us", b"drop_watermark_us", "item", b"item", "segment", b"segment"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_offset", b"applied_offset", "batch_keys", b"batch_keys", "drop_watermark_us", b"drop_watermark_us", "item", b"item", "segment", b"segment"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_item: _TypeAlias = _typing.Literal["segment", "applied_offset"]  # noqa: Y015
+    _WhichOneofReturnType_item: _TypeAlias = _typing.Literal["segment", "applied_offset", "batch_keys"]  # noqa: Y015
     _WhichOneofArgType_item: _TypeAlias = _typing.Literal["item", b"item"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_item) -> _WhichOneofReturnType_item | None: ...
 
