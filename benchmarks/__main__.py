@@ -1,6 +1,6 @@
 """Runs the benchmarks and prints their figures: `python -m benchmarks [NAME...]`, where NAME is
 ingest, large, large-json, end-to-end, freshness, storage, query, limits, parsing, fanout, groups,
-startup, cli-query, json-upload, small-files or links (all by default).
+startup, cli-query, json-upload, small-files, links or storage-apply (all by default).
 
 ingest, large and large-json: see benchmarks/ingest.py. end-to-end: a local cluster
 (`flakehouse up` as processes: broker, five services, 2 storage nodes, 8 partitions) takes
@@ -16,7 +16,8 @@ command takes to start and to answer a small query): see benchmarks/startup.py. 
 benchmarks/cli_query.py. json-upload and
 small-files (a large JSON-lines file, and a thousand small reports, through the CLI until
 queryable): see benchmarks/uploads.py. links (pull throughput between two local clusters): see
-benchmarks/links.py."""
+benchmarks/links.py. storage-apply (records through a replica's apply, then every record again):
+see benchmarks/storage_apply.py."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from benchmarks.groups_memory import groups_memory
 from benchmarks.junitgen import report
 from benchmarks.parsing import parsing
 from benchmarks.startup import startup
+from benchmarks.storage_apply import storage_apply
 from flakehouse.client import Client
 from tests import credentials
 from tests.localcluster import RunningCluster
@@ -120,6 +122,9 @@ def main() -> None:
     )
     parser.add_argument("--cli-events", type=int, default=1_000_000, help="events (cli-query)")
     parser.add_argument("--link-events", type=int, default=1_000_000, help="events (links)")
+    parser.add_argument(
+        "--apply-events", type=int, default=2_000_000, help="events (storage-apply)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="flakehouse-bench-") as secrets:
         # As in production and in the tests: every service a benchmark starts serves TLS and
@@ -149,6 +154,7 @@ BENCHMARKS = {
     "startup": lambda a: startup(a.runs),
     "cli-query": lambda a: cli_query(a.cli_events, a.runs),
     "links": lambda a: links.pull(a.link_events),
+    "storage-apply": lambda a: storage_apply(a.apply_events, (1000, 10)),
 }
 
 
