@@ -17,7 +17,7 @@ from flakehouse.client.clientargs import (
 )
 from flakehouse.client.helptext import help_of
 from flakehouse.client.tables import Fit, fit_for, format_table
-from flakehouse.client.times import from_micros, rfc3339
+from flakehouse.client.times import rfc3339_of_micros
 from flakehouse.core.errors import InvalidArgument
 
 if TYPE_CHECKING:
@@ -155,7 +155,7 @@ def render_links(links: Iterable[replication_pb2.LinkStatus], fit: Fit) -> list[
 def _error_text(link: replication_pb2.LinkStatus) -> str:
     if not link.last_error:
         return ""
-    return f"{_when(link.last_error_us)}: {link.last_error}"
+    return f"{rfc3339_of_micros(link.last_error_us)}: {link.last_error}"
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
@@ -168,11 +168,6 @@ def cmd_remove(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _when(micros: int) -> str:
-    moment = from_micros(micros) if micros else None
-    return rfc3339(moment) if moment is not None and not isinstance(moment, int) else ""
-
-
 def link_view(link: replication_pb2.LinkStatus) -> dict[str, Any]:
     return {
         "name": link.name,
@@ -182,7 +177,7 @@ def link_view(link: replication_pb2.LinkStatus) -> dict[str, Any]:
         "source_cluster": link.source_cluster or None,
         "token": link.has_token,
         "ca": link.has_ca,
-        "created": _when(link.created_us),
+        "created": rfc3339_of_micros(link.created_us),
         "state": state_name(link.state),
         "lag_records": link.lag_records,
         "lag_events": link.lag_events,
@@ -190,6 +185,6 @@ def link_view(link: replication_pb2.LinkStatus) -> dict[str, Any]:
         "records_pulled": link.records_pulled,
         "events_pulled": link.events_pulled,
         "last_error": link.last_error or None,
-        "last_error_at": _when(link.last_error_us) or None,
+        "last_error_at": rfc3339_of_micros(link.last_error_us) or None,
         "checkpoint": {str(p): o for p, o in sorted(link.next_offsets.items())},
     }

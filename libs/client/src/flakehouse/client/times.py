@@ -33,3 +33,9 @@ def query_zone(name: str) -> tzinfo:
     imports no numpy: the CLI starts without it); ValueError naming the closest zone when there
     is none of that name, so that a typo is refused before the query is sent."""
     return tzdb.zone(name) if name else UTC
+
+
+def rfc3339_of_micros(micros: int) -> str:
+    """A moment the services give in microseconds since the epoch, as RFC 3339; "" for 0 (none)."""
+    moment = from_micros(micros) if micros else None
+    return rfc3339(moment) if moment is not None and not isinstance(moment, int) else ""

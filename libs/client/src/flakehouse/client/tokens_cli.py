@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from flakehouse.client.clientargs import EXIT_OK, add_subcommand, client_from_args
 from flakehouse.client.helptext import help_of
 from flakehouse.client.tables import fit_for, format_table
-from flakehouse.client.times import from_micros, rfc3339
+from flakehouse.client.times import rfc3339_of_micros
 from flakehouse.core.grants import Grant, Role
 
 if TYPE_CHECKING:
@@ -59,7 +59,12 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(json.dumps({"tokens": [_view(t) for t in tokens]}))
         return EXIT_OK
     rows = [
-        [t.name, ", ".join(grants_of(t)), _when(t.created_us), _when(t.last_used_us) or "never"]
+        [
+            t.name,
+            ", ".join(grants_of(t)),
+            rfc3339_of_micros(t.created_us),
+            rfc3339_of_micros(t.last_used_us) or "never",
+        ]
         for t in tokens
     ]
     header = ["name", "grants", "created", "last used"]
@@ -83,15 +88,10 @@ def grants_of(info: tokens_pb2.TokenInfo) -> list[str]:
     return [*grants, "cluster-admin"] if info.cluster_admin else grants
 
 
-def _when(micros: int) -> str:
-    moment = from_micros(micros) if micros else None
-    return rfc3339(moment) if moment is not None and not isinstance(moment, int) else ""
-
-
 def _view(info: tokens_pb2.TokenInfo) -> dict[str, Any]:
     return {
         "name": info.name,
         "grants": grants_of(info),
-        "created": _when(info.created_us),
-        "last_used": _when(info.last_used_us) or None,
+        "created": rfc3339_of_micros(info.created_us),
+        "last_used": rfc3339_of_micros(info.last_used_us) or None,
     }
