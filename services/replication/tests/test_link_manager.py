@@ -3,7 +3,7 @@ the pullers started and stopped), against a fake store and fake source."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 
@@ -16,9 +16,8 @@ from flakehouse.core.errors import (
     Unavailable,
 )
 from flakehouse.replication.link_manager import LinkManager
-from flakehouse.replication.puller import LinkPorts
 from flakehouse.replication.v1 import replication_pb2
-from services.replication.tests.test_puller import HERE, THERE, FakeSource, Local, record
+from services.replication.tests.test_puller import HERE, THERE, FakeSource, Local, ports, record
 from tests.support import eventually_async
 
 CA = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
@@ -51,16 +50,9 @@ class RefusingSource(FakeSource):
 
 
 def manager(store: FakeStore, source: FakeSource, local: Local | None = None) -> LinkManager:
-    local = local or Local()
-    ports = LinkPorts(
-        connect=lambda link: source,
-        local_topic=local.local_topic,
-        append=local.append,
-        checkpoint=store.checkpoint,
-        lease=local.lease,
-        local_cluster=HERE,
-    )
-    return LinkManager(store, ports)  # type: ignore[arg-type]
+    # The puller tests' ports, with checkpoints kept in the store, where a restart finds them.
+    checkpointed = replace(ports(local or Local(), source), checkpoint=store.checkpoint)
+    return LinkManager(store, checkpointed)  # type: ignore[arg-type]
 
 
 def add_request(**changes: object) -> replication_pb2.AddLinkRequest:
