@@ -16,6 +16,7 @@ from flakehouse.client.client import Client, UploadResult
 from flakehouse.common.v1 import events_pb2
 from flakehouse.core.cluster_identity import ORIGIN_HEADER, VIA_HEADER
 from flakehouse.core.kafka import KafkaConnection, make_producer
+from flakehouse.ingest import api as ingest_api
 from flakehouse.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from services.ingest.tests.conftest import StartIngest
 from tests import credentials
@@ -139,4 +140,32 @@ async def test_change_streams_beyond_the_cap_are_told_to_retry(start_ingest: Sta
                 break
             except grpc.aio.AioRpcError:
                 await asyncio.sleep(0.1)
+    client.close()
+
+
+async def test_a_stream_of_another_generation_is_refused_and_ends_when_it_changes(
+    start_ingest: StartIngest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ingest_api, "DATASET_RECHECK_S", 0.2)
+    app = await start_ingest(default_partitions=1)
+    client = Client(ingest=app.server.address, retries=0)
+    await asyncio.to_thread(client.upload_files, [("r.xml", REPORT)], dataset="ci")
+    stub = ingest_pb2_grpc.IngestServiceStub(credentials.aio_channel(app.server.address))
+    stale = ingest_pb2.ReadChangesRequest(dataset="ci", from_offsets={0: 0}, generation=7)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await take(stub.ReadChanges(stale), 1)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "generation 1 is live, not 7" in (refused.value.details() or "")
+
+    live = ingest_pb2.ReadChangesRequest(dataset="ci", from_offsets={0: 0}, generation=1)
+    stream = stub.ReadChanges(live)
+    await take(stream, 1)
+    await asyncio.to_thread(client.delete_dataset, "ci")
+    await asyncio.to_thread(client.create_dataset, "ci")
+    # The new topic reads as empty, not as an error: the stream must notice on its own.
+    with pytest.raises(grpc.aio.AioRpcError) as ended:
+        async with asyncio.timeout(20):
+            async for _ in stream:
+                pass
+    assert ended.value.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND)
     client.close()

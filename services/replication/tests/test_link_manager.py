@@ -16,6 +16,7 @@ from flakehouse.core.errors import (
     Unavailable,
 )
 from flakehouse.replication.link_manager import LinkManager
+from flakehouse.replication.link_source import SourceDataset
 from flakehouse.replication.v1 import replication_pb2
 from services.replication.tests.test_puller import HERE, THERE, FakeSource, Local, ports, record
 from tests.support import eventually_async
@@ -27,26 +28,33 @@ CA = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 class FakeStore:
     links: dict[str, replication_pb2.LinkRecord] = field(default_factory=dict)
     checkpoints: dict[str, dict[int, int]] = field(default_factory=dict)
+    fail_removal: bool = False
 
     async def load(
         self,
-    ) -> tuple[dict[str, replication_pb2.LinkRecord], dict[str, dict[int, int]]]:
-        return dict(self.links), {k: dict(v) for k, v in self.checkpoints.items()}
+    ) -> tuple[dict[str, replication_pb2.LinkRecord], dict[str, replication_pb2.LinkCheckpoint]]:
+        saved = {
+            k: replication_pb2.LinkCheckpoint(next_offsets=v, source_generation=1)
+            for k, v in self.checkpoints.items()
+        }
+        return dict(self.links), saved
 
     async def put_link(self, link: replication_pb2.LinkRecord) -> None:
         self.links[link.name] = link
 
     async def remove_link(self, link: replication_pb2.LinkRecord) -> None:
+        if self.fail_removal:
+            raise Unavailable("Kafka did not acknowledge")
         del self.links[link.name]
         self.checkpoints.pop(link.id, None)
 
-    async def checkpoint(self, link_id: str, offsets: dict[int, int]) -> None:
-        self.checkpoints[link_id] = dict(offsets)
+    async def checkpoint(self, link_id: str, saved: replication_pb2.LinkCheckpoint) -> None:
+        self.checkpoints[link_id] = dict(saved.next_offsets)
 
 
 class RefusingSource(FakeSource):
-    async def partitions(self, dataset: str) -> int:
-        raise PermissionDenied(f"the token may not read {dataset!r}")
+    async def dataset(self, name: str) -> SourceDataset:
+        raise PermissionDenied(f"the token may not read {name!r}")
 
 
 def manager(store: FakeStore, source: FakeSource, local: Local | None = None) -> LinkManager:
@@ -91,6 +99,7 @@ async def test_an_added_link_is_kept_pulls_and_lists_without_its_secrets() -> No
     [
         ({"name": "Bad Name"}, "invalid link name"),
         ({"source_address": "no-port"}, "invalid source address"),
+        ({"name": "name\n"}, "invalid link name"),
         ({"dataset": ""}, "needs the dataset"),
         ({"token": "two words"}, "one line"),
         ({"ca_pem": b"not a certificate"}, "must be PEM"),
@@ -138,6 +147,12 @@ async def test_links_resume_from_their_checkpoints_and_go_when_removed() -> None
         await eventually_async(lambda: store.checkpoints["old"] == {0: 3}, "resumed")
         assert source.asked[0] == {0: 2, 1: 0}
         assert [r.offset for r in local.appended] == [2]
+        # A removal Kafka does not take changes nothing: the link is still kept, and runs.
+        store.fail_removal = True
+        with pytest.raises(Unavailable):
+            await links.remove("from-there")
+        assert "from-there" in store.links and len(links.statuses()) == 1
+        store.fail_removal = False
         await links.remove("from-there")
         assert not store.links and "old" not in store.checkpoints and not links.statuses()
         with pytest.raises(NotFound):

@@ -13,7 +13,7 @@ import pytest
 from flakehouse.common.v1 import events_pb2
 from flakehouse.core.errors import NotFound, ResourceExhausted, Unavailable
 from flakehouse.replication import puller as puller_module
-from flakehouse.replication.link_source import CAUGHT_UP, SourceRecord
+from flakehouse.replication.link_source import CAUGHT_UP, SourceDataset, SourceRecord
 from flakehouse.replication.puller import LinkPorts, LinkPuller
 from flakehouse.replication.v1 import replication_pb2
 from tests.support import eventually_async
@@ -23,6 +23,11 @@ LINK = replication_pb2.LinkRecord(
     name="from-there", id="id1", source_address="there:1", dataset="ci"
 )
 State = replication_pb2.LinkState
+NEW = replication_pb2.LinkCheckpoint()
+
+
+def checkpoint(offsets: dict[int, int], generation: int = 1) -> replication_pb2.LinkCheckpoint:
+    return replication_pb2.LinkCheckpoint(next_offsets=offsets, source_generation=generation)
 
 
 def batch(first_id: int, events: int) -> bytes:
@@ -53,19 +58,24 @@ class FakeSource:
     records: list[SourceRecord]
     cluster: str = THERE
     partition_count: int = 2
+    generation: int = 1
     asked: list[dict[int, int]] = field(default_factory=list)
     fail_after: int | None = None  # records served before the stream breaks
 
     async def cluster_id(self) -> str:
         return self.cluster
 
-    async def partitions(self, dataset: str) -> int:
-        return self.partition_count
+    async def dataset(self, name: str) -> SourceDataset:
+        return SourceDataset(self.partition_count, self.generation)
 
     async def changes(
-        self, dataset: str, from_offsets: Mapping[int, int], reader_cluster: str
+        self,
+        dataset: SourceDataset,
+        name: str,
+        from_offsets: Mapping[int, int],
+        reader_cluster: str,
     ) -> AsyncIterator[SourceRecord | None]:
-        assert reader_cluster == HERE
+        assert reader_cluster == HERE and dataset.generation == self.generation
         self.asked.append(dict(from_offsets))
         served = 0
         for r in self.records:
@@ -90,6 +100,7 @@ class Local:
     appended: list[SourceRecord] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
     checkpoints: list[dict[int, int]] = field(default_factory=list)
+    generations: list[int] = field(default_factory=list)
     leases: list[tuple[str, str, int, int]] = field(default_factory=list)
     refuse_leases: int = 0
     fail_appends: int = 0
@@ -108,9 +119,10 @@ class Local:
         self.appended.extend(records)
         self.log.append("append")
 
-    async def checkpoint(self, link_id: str, offsets: dict[int, int]) -> None:
+    async def checkpoint(self, link_id: str, saved: replication_pb2.LinkCheckpoint) -> None:
         assert link_id == LINK.id
-        self.checkpoints.append(dict(offsets))
+        self.checkpoints.append(dict(saved.next_offsets))
+        self.generations.append(saved.source_generation)
         self.log.append("checkpoint")
 
     async def lease(self, dataset: str, holder: str, events: int, size: int) -> None:
@@ -156,7 +168,7 @@ async def test_appends_others_records_and_checkpoints_after_them() -> None:
         record(1, 1, 2, origin=ELSEWHERE, via=(HERE, THERE)),  # passed through here: left out
     ]
     local, source = Local(), FakeSource(records)
-    puller = LinkPuller(LINK, {}, ports(local, source))
+    puller = LinkPuller(LINK, NEW, ports(local, source))
     await run_until(puller, lambda: puller.state == State.LINK_STATE_CAUGHT_UP, "caught up")
     assert [(r.partition, r.offset, r.origin) for r in local.appended] == [
         (0, 0, THERE),
@@ -178,7 +190,7 @@ async def test_appends_others_records_and_checkpoints_after_them() -> None:
 
 async def test_a_failed_append_is_not_checkpointed_and_is_pulled_again() -> None:
     local, source = Local(fail_appends=1), FakeSource([record(0, 0, 2), record(0, 1, 2)])
-    puller = LinkPuller(LINK, {0: 0}, ports(local, source))
+    puller = LinkPuller(LINK, checkpoint({0: 0}), ports(local, source))
     await run_until(puller, lambda: puller.state == State.LINK_STATE_CAUGHT_UP, "caught up")
     assert source.asked == [{0: 0, 1: 0}, {0: 0, 1: 0}]  # from the same checkpoint again
     assert [r.offset for r in local.appended] == [0, 1]
@@ -189,7 +201,7 @@ async def test_a_failed_append_is_not_checkpointed_and_is_pulled_again() -> None
 async def test_a_broken_stream_resumes_from_the_checkpoint() -> None:
     records = [record(0, offset, 6) for offset in range(6)]
     local, source = Local(), FakeSource(records, fail_after=4)
-    puller = LinkPuller(LINK, {}, ports(local, source))
+    puller = LinkPuller(LINK, NEW, ports(local, source))
     await run_until(puller, lambda: puller.state == State.LINK_STATE_CAUGHT_UP, "caught up")
     assert len(source.asked) == 2 and source.asked[1][0] > 0
     assert [r.offset for r in local.appended] == list(range(6))  # none twice, none missing
@@ -198,7 +210,7 @@ async def test_a_broken_stream_resumes_from_the_checkpoint() -> None:
 
 async def test_a_restarted_puller_starts_at_its_checkpoint() -> None:
     local, source = Local(), FakeSource([record(0, offset, 4) for offset in range(4)])
-    puller = LinkPuller(LINK, {0: 3}, ports(local, source))
+    puller = LinkPuller(LINK, checkpoint({0: 3}), ports(local, source))
     await run_until(puller, lambda: puller.state == State.LINK_STATE_CAUGHT_UP, "caught up")
     assert source.asked[0] == {0: 3, 1: 0}
     assert [r.offset for r in local.appended] == [3]
@@ -206,7 +218,7 @@ async def test_a_restarted_puller_starts_at_its_checkpoint() -> None:
 
 async def test_quota_holds_the_link_back_until_it_allows() -> None:
     local, source = Local(refuse_leases=3), FakeSource([record(0, 0, 1)])
-    local.puller = puller = LinkPuller(LINK, {}, ports(local, source))
+    local.puller = puller = LinkPuller(LINK, NEW, ports(local, source))
     await run_until(puller, lambda: puller.state == State.LINK_STATE_CAUGHT_UP, "caught up")
     assert local.states_at_lease[1:] == [State.LINK_STATE_THROTTLED] * 3
     assert len(local.leases) == 4 and len(local.appended) == 1
@@ -215,7 +227,7 @@ async def test_quota_holds_the_link_back_until_it_allows() -> None:
 
 async def test_a_source_that_is_this_cluster_is_refused() -> None:
     local, source = Local(), FakeSource([record(0, 0, 1)], cluster=HERE)
-    puller = LinkPuller(LINK, {}, ports(local, source))
+    puller = LinkPuller(LINK, NEW, ports(local, source))
     await run_until(puller, lambda: puller.errors >= 1, "a failure")
     assert puller.state == State.LINK_STATE_FAILING
     assert "is this cluster" in puller.last_error and not local.appended
@@ -226,7 +238,7 @@ async def test_a_dataset_missing_here_is_said() -> None:
     link.CopyFrom(LINK)
     link.dataset = "nightly"
     local, source = Local(), FakeSource([record(0, 0, 1)])
-    puller = LinkPuller(link, {}, ports(local, source))
+    puller = LinkPuller(link, NEW, ports(local, source))
     await run_until(puller, lambda: puller.errors >= 1, "a failure")
     assert "does not exist in this cluster" in puller.last_error
 
@@ -234,7 +246,7 @@ async def test_a_dataset_missing_here_is_said() -> None:
 async def test_lag_is_known_while_pulling_and_grows_in_seconds_while_failing() -> None:
     now = [1000.0]
     local = Local()
-    puller = LinkPuller(LINK, {}, ports(local, FakeSource([])), clock=lambda: now[0])
+    puller = LinkPuller(LINK, NEW, ports(local, FakeSource([])), clock=lambda: now[0])
     await puller._apply("fh.ci", [record(0, 0, 10), record(1, 0, 4, events=5)])
     # 9 + 3 records behind; 4 events per record pulled so far (3 and 5).
     assert (puller.lag_records, puller.lag_events) == (12, 48)
@@ -248,10 +260,32 @@ async def test_lag_is_known_while_pulling_and_grows_in_seconds_while_failing() -
     assert puller.lag_seconds() == 60.0
 
 
-async def test_chunks_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(puller_module, "CHUNK_RECORDS", 3)
-    local, source = Local(), FakeSource([record(0, offset, 10) for offset in range(10)])
-    puller = LinkPuller(LINK, {}, ports(local, source))
-    await run_until(puller, lambda: puller.state == State.LINK_STATE_CAUGHT_UP, "caught up")
-    assert len(local.checkpoints) >= 4 and local.checkpoints[-1] == {0: 10}
+async def test_chunks_are_bounded_and_checkpoints_spaced(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every record is about 33 bytes: chunks of 3 records by bytes.
+    monkeypatch.setattr(puller_module, "CHUNK_BYTES", 90)
+    monkeypatch.setattr(puller_module, "READ_AHEAD_RECORDS", 4)
+    now = [0.0]
+    local, source = Local(), FakeSource([record(0, offset, 30) for offset in range(30)])
+    puller = LinkPuller(LINK, NEW, ports(local, source), clock=lambda: now[0])
+    local.puller = puller
+
+    async def tick() -> bool:
+        now[0] += 0.3  # three chunks a second, or so
+        return puller.state == State.LINK_STATE_CAUGHT_UP
+
+    await run_until(puller, tick, "caught up")
     assert all(lease[2] <= 9 for lease in local.leases)  # 3 records of 3 events at most
+    assert len(local.leases) >= 10 and [r.offset for r in local.appended] == list(range(30))
+    # Not one checkpoint per chunk: at most one a second of the clock, and one when caught up.
+    assert len(local.checkpoints) < len(local.leases)
+    assert local.checkpoints[-1] == {0: 30} and set(local.generations) == {1}
+
+
+async def test_a_source_dataset_created_again_is_pulled_from_its_beginning() -> None:
+    local, source = Local(), FakeSource([record(0, offset, 3) for offset in range(3)], generation=2)
+    puller = LinkPuller(LINK, checkpoint({0: 2}, generation=1), ports(local, source))
+    await run_until(puller, lambda: puller.state == State.LINK_STATE_CAUGHT_UP, "caught up")
+    assert source.asked[0] == {0: 0, 1: 0}
+    assert [r.offset for r in local.appended] == [0, 1, 2]
+    assert local.generations[-1] == 2 and puller.status().source_generation == 2
+    assert "deleted and created again" in puller.last_error and puller.errors == 0

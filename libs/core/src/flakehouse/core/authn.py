@@ -8,6 +8,7 @@ never the token, and are counted by reason."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextvars import ContextVar
@@ -211,11 +212,13 @@ def _guard_stream(
         unary = not hasattr(request, "__aiter__")
         admitted = await _admitted(request, authenticate, authorize)
         checked = time.monotonic()
-        async for response in behavior(admitted, context):
-            if unary and time.monotonic() - checked >= STREAM_RECHECK_S:
-                authorize(authenticate(), request)
-                checked = time.monotonic()
-            yield response
+        # Closed when the check fails: what the stream holds (a consumer, a slot) goes at once.
+        async with contextlib.aclosing(behavior(admitted, context)) as responses:
+            async for response in responses:
+                if unary and time.monotonic() - checked >= STREAM_RECHECK_S:
+                    authorize(authenticate(), request)
+                    checked = time.monotonic()
+                yield response
 
     return guarded
 

@@ -10,7 +10,12 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from flakehouse.core.authn import readable, require_cluster_admin
-from flakehouse.core.errors import InvalidArgument, ResourceExhausted, Unavailable
+from flakehouse.core.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    ResourceExhausted,
+    Unavailable,
+)
 from flakehouse.core.kafka import KafkaConnection
 from flakehouse.core.quota_client import QuotaClient
 from flakehouse.events.batch import upload_id_for
@@ -39,6 +44,8 @@ from flakehouse.ingest.workers import ParseWorkers
 
 BUSY_RETRY_MS = 1000
 CHANGE_STREAMS_RETRY_MS = 5000
+DATASET_RECHECK_S = 5.0
+"""How often a changes stream checks that its dataset is still the one it began reading."""
 
 
 class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
@@ -98,6 +105,8 @@ class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
         self, request: ingest_pb2.ReadChangesRequest, context: Any
     ) -> AsyncIterator[ingest_pb2.ReadChangesResponse]:
         dataset = await self._datasets.get(request.dataset)
+        if request.generation and request.generation != dataset.generation:
+            raise FailedPrecondition(_generation_changed(dataset, request.generation))
         unknown = sorted(p for p in request.from_offsets if p >= dataset.partitions)
         if unknown:
             raise InvalidArgument(
@@ -128,7 +137,15 @@ class IngestApi(ingest_pb2_grpc.IngestServiceServicer):
             local_cluster=self.cluster_id,
             reader_cluster=request.reader_cluster,
         )
+        checked = time.monotonic()
         async for change in changes:
+            if time.monotonic() - checked >= DATASET_RECHECK_S:
+                # Deleted, or deleted and created again: the topic read is no longer the
+                # dataset's (and a deleted topic reads as empty, not as an error).
+                live = await self._datasets.get(dataset.name)
+                if live.generation != dataset.generation:
+                    raise FailedPrecondition(_generation_changed(live, dataset.generation))
+                checked = time.monotonic()
             if change is CAUGHT_UP:
                 yield ingest_pb2.ReadChangesResponse(caught_up=True)
                 continue
@@ -327,3 +344,10 @@ def _merged(parts: list[ParsedUpload]) -> ParsedUpload:
 
 def _name(header: ingest_pb2.UploadHeader | None) -> str:
     return (header.filename if header else "") or "upload"
+
+
+def _generation_changed(live: ingest_pb2.Dataset, asked: int) -> str:
+    return (
+        f"dataset {live.name!r} was deleted and created again: generation {live.generation} "
+        f"is live, not {asked}; its offsets start again from 0"
+    )

@@ -69,7 +69,7 @@ class QuotaApi(quota_pb2_grpc.QuotaServiceServicer):
         self, request: quota_pb2.AcquireLeaseRequest, context: Any
     ) -> quota_pb2.AcquireLeaseResponse:
         dataset = _dataset(request.dataset)
-        wait = self._quotas.acquire_lease(dataset, request.events, request.bytes)
+        wait = self._quotas.acquire_lease(dataset, request.events, request.bytes, request.holder)
         if wait > 0:
             return quota_pb2.AcquireLeaseResponse(retry_after_ms=_ms(wait))
         return quota_pb2.AcquireLeaseResponse(

@@ -206,11 +206,16 @@ class Quotas:
 
     # Leases and slots
 
-    def acquire_lease(self, dataset: str, events: int, size: int) -> float:
-        """0 when granted, else the seconds to wait (nothing taken)."""
+    def acquire_lease(self, dataset: str, events: int, size: int, holder: str = "") -> float:
+        """0 when granted, else the seconds to wait (nothing taken). `holder` names the writer
+        (an ingest replica, a link) in the log of a refusal."""
         now = self._monotonic()
         wait = self._ledger.try_acquire(dataset, events, size, now)
         if wait > 0:
+            log.debug(
+                "lease refused",
+                extra={"dataset": dataset, "holder": holder, "events": events, "wait_s": wait},
+            )
             self._metrics.leases.labels(dataset, "denied").inc()
             self._metrics.refusals.labels(dataset, "ingest_rate").inc()
             return wait

@@ -26,8 +26,8 @@ from flakehouse.replication.v1 import replication_pb2
 
 log = logging.getLogger(__name__)
 
-LINK_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-ADDRESS = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$")
+LINK_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+ADDRESS = re.compile(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}")
 MAX_TOKEN_BYTES = 4096
 MAX_CA_BYTES = 256 * 1024
 
@@ -50,18 +50,21 @@ class LinkManager:
 
     @property
     def pullers(self) -> list[LinkPuller]:
-        return [self._pullers[name] for name in sorted(self._pullers)]
+        # A copy first: the metrics endpoint reads this from another thread.
+        return [puller for _, puller in sorted(self._pullers.copy().items())]
 
     async def start(self) -> None:
         """Takes every link on, from its checkpoint: called once this replica leads."""
         links, checkpoints = await self._store.load()
         for link in links.values():
-            self._run(link, checkpoints.get(link.id, {}))
+            self._run(link, checkpoints.get(link.id, replication_pb2.LinkCheckpoint()))
         self.leading = True
         log.info("links taken on", extra={"links": sorted(links)})
 
-    def _run(self, link: replication_pb2.LinkRecord, offsets: dict[int, int]) -> None:
-        puller = LinkPuller(link, offsets, self._ports, self._clock)
+    def _run(
+        self, link: replication_pb2.LinkRecord, checkpoint: replication_pb2.LinkCheckpoint
+    ) -> None:
+        puller = LinkPuller(link, checkpoint, self._ports, self._clock)
         self._pullers[link.name] = puller
         self._tasks[link.name] = asyncio.create_task(puller.run(), name=f"link-{link.name}")
 
@@ -88,8 +91,9 @@ class LinkManager:
                 raise AlreadyExists(f"link {link.name!r} exists; remove it first to change it")
             await self._ports.local_topic(link.dataset)  # NotFound: create the dataset first
             source_cluster = await self._check_source(link)
+            self._check_leading()  # it may have stopped leading while the source answered
             await self._store.put_link(link)
-            self._run(link, {})
+            self._run(link, replication_pb2.LinkCheckpoint())
             self._pullers[link.name].source_cluster = source_cluster
             log.info(
                 "link added",
@@ -106,7 +110,7 @@ class LinkManager:
                     f"{link.source_address} is this cluster ({cluster}): a link pulls from "
                     "another one"
                 )
-            await source.partitions(link.dataset)
+            await source.dataset(link.dataset)
             return cluster
         except InvalidArgument:
             raise
@@ -118,16 +122,20 @@ class LinkManager:
             await source.close()
 
     async def remove(self, name: str) -> None:
+        """Tombstones first, then the puller: a removal that fails (Kafka away, the caller
+        gone) leaves the link as it was, kept and running, for the caller to ask again, never
+        gone here but kept in Kafka, to come back at the next start."""
         self._check_leading()
         async with self._lock:
             puller = self._pullers.get(name)
             if puller is None:
                 raise NotFound(f"no link named {name!r}")
+            # Shielded: a caller that gives up mid-way does not cut the two writes apart.
+            await asyncio.shield(self._store.remove_link(puller.link))
             task = self._tasks.pop(name)
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
             del self._pullers[name]
-            await self._store.remove_link(puller.link)
             log.info("link removed", extra={"link": name})
 
     def statuses(self) -> list[replication_pb2.LinkStatus]:
@@ -136,20 +144,22 @@ class LinkManager:
 
     async def stop(self) -> None:
         self.leading = False
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._tasks.clear()
+        async with self._lock:  # an add under way finds leading False and starts nothing
+            tasks = list(self._tasks.values())
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._tasks.clear()
+            self._pullers.clear()
 
 
 def _validate(link: replication_pb2.LinkRecord) -> None:
-    if not LINK_NAME.match(link.name):
+    if not LINK_NAME.fullmatch(link.name):
         raise InvalidArgument(
             f"invalid link name {link.name!r}: lowercase letters, digits, '-' and '_', "
             "at most 63, starting with a letter or digit"
         )
-    if not ADDRESS.match(link.source_address):
+    if not ADDRESS.fullmatch(link.source_address):
         raise InvalidArgument(
             f"invalid source address {link.source_address!r}: host:port of the other "
             "cluster's ingest service"

@@ -29,6 +29,12 @@ class SourceRecord:
 CAUGHT_UP = None  # the source had nothing more when it last looked
 
 
+@dataclass(frozen=True)
+class SourceDataset:
+    partitions: int
+    generation: int  # its incarnation: offsets of one mean nothing in another
+
+
 class SourceCluster:
     """One channel to the source's ingest service, for the life of one pull attempt."""
 
@@ -53,23 +59,31 @@ class SourceCluster:
             raise error_from_rpc(exc) from None
         return response.cluster_id
 
-    async def partitions(self, dataset: str) -> int:
+    async def dataset(self, name: str) -> SourceDataset:
         try:
             response = await self._stub.GetDataset(
-                ingest_pb2.GetDatasetRequest(name=dataset), timeout=self._timeout_s
+                ingest_pb2.GetDatasetRequest(name=name), timeout=self._timeout_s
             )
         except grpc.aio.AioRpcError as exc:
             raise error_from_rpc(exc) from None
-        return response.dataset.partitions
+        return SourceDataset(response.dataset.partitions, response.dataset.generation)
 
     async def changes(
-        self, dataset: str, from_offsets: Mapping[int, int], reader_cluster: str
+        self,
+        dataset: SourceDataset,
+        name: str,
+        from_offsets: Mapping[int, int],
+        reader_cluster: str,
     ) -> AsyncIterator[SourceRecord | None]:
         """The source's records from `from_offsets`, and CAUGHT_UP whenever it had no more;
-        read only as fast as the caller takes them (gRPC flow control)."""
+        read only as fast as the caller takes them (gRPC flow control). Ends with
+        FailedPrecondition or NotFound once the dataset is no longer `dataset`'s generation."""
         call = self._stub.ReadChanges(
             ingest_pb2.ReadChangesRequest(
-                dataset=dataset, from_offsets=dict(from_offsets), reader_cluster=reader_cluster
+                dataset=name,
+                from_offsets=dict(from_offsets),
+                reader_cluster=reader_cluster,
+                generation=dataset.generation,
             )
         )
         try:

@@ -35,7 +35,7 @@ class LinkStore:
 
     async def load(
         self,
-    ) -> tuple[dict[str, replication_pb2.LinkRecord], dict[str, dict[int, int]]]:
+    ) -> tuple[dict[str, replication_pb2.LinkRecord], dict[str, replication_pb2.LinkCheckpoint]]:
         """The links (by name) and the checkpoints (by link id), as Kafka holds them now."""
         links: dict[str, replication_pb2.LinkRecord] = {}
         for key, value in await self._read(self._links):
@@ -45,13 +45,12 @@ class LinkStore:
                 links[key.decode()] = replication_pb2.LinkRecord.FromString(value)
             else:
                 links.pop(key.decode(), None)
-        checkpoints: dict[str, dict[int, int]] = {}
+        checkpoints: dict[str, replication_pb2.LinkCheckpoint] = {}
         for key, value in await self._read(self._offsets):
             if key is None:
                 continue
             if value:
-                saved = replication_pb2.LinkCheckpoint.FromString(value)
-                checkpoints[key.decode()] = dict(saved.next_offsets)
+                checkpoints[key.decode()] = replication_pb2.LinkCheckpoint.FromString(value)
             else:
                 checkpoints.pop(key.decode(), None)
         return links, checkpoints
@@ -69,8 +68,7 @@ class LinkStore:
         await self._producer.send_and_wait(self._links, None, key=link.name.encode())
         await self._producer.send_and_wait(self._offsets, None, key=link.id.encode())
 
-    async def checkpoint(self, link_id: str, next_offsets: dict[int, int]) -> None:
-        saved = replication_pb2.LinkCheckpoint(next_offsets=next_offsets)
+    async def checkpoint(self, link_id: str, saved: replication_pb2.LinkCheckpoint) -> None:
         await self._producer.send_and_wait(
             self._offsets, saved.SerializeToString(), key=link_id.encode()
         )

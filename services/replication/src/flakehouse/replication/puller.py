@@ -2,9 +2,16 @@
 stream, appends them to this cluster's topic of the dataset, and checkpoints the source's
 offsets only once this cluster's Kafka acknowledged them.
 
-- At most one chunk is in hand at a time (CHUNK_BYTES, plus a small queue of records read ahead
-  of it): when this cluster is slow or its quota holds the link back, the gRPC stream's flow
-  control holds the source, rather than records piling up here.
+- At most READ_AHEAD_RECORDS records are read ahead, and a chunk is what was read ahead, up to
+  CHUNK_BYTES: when this cluster is slow or its quota holds the link back, the gRPC stream's
+  flow control holds the source, rather than records piling up here.
+- The checkpoint is written at most every CHECKPOINT_EVERY_S, and whenever the source says the
+  link is caught up: any checkpoint written after the acknowledgement of what it covers is
+  right, and fewer of them keep the checkpoint topic small. A crash loses at most that much
+  progress, pulled again.
+- The checkpoint names the incarnation (generation) of the source's dataset: a dataset deleted
+  and created again on the source is pulled from its beginning, and the source ends a stream
+  whose dataset changed under it.
 - Each chunk takes an ingest lease of this cluster's quota for the dataset first, as an upload
   would: a link never writes faster than the dataset's limits allow.
 - A record is appended with its origin and the clusters it passed through (`via`, this one
@@ -29,14 +36,14 @@ from google.protobuf.message import DecodeError
 
 from flakehouse.common.v1 import events_pb2
 from flakehouse.core.errors import FailedPrecondition, FlakehouseError, ResourceExhausted
-from flakehouse.replication.link_source import CAUGHT_UP, SourceRecord
+from flakehouse.replication.link_source import CAUGHT_UP, SourceDataset, SourceRecord
 from flakehouse.replication.v1 import replication_pb2
 
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 4 * 1024 * 1024
-CHUNK_RECORDS = 2000
 READ_AHEAD_RECORDS = 64
+CHECKPOINT_EVERY_S = 1.0
 RETRY_MIN_S = 0.5
 RETRY_MAX_S = 30.0
 
@@ -45,9 +52,13 @@ State = replication_pb2.LinkState
 
 class Source(Protocol):
     async def cluster_id(self) -> str: ...
-    async def partitions(self, dataset: str) -> int: ...
+    async def dataset(self, name: str) -> SourceDataset: ...
     def changes(
-        self, dataset: str, from_offsets: Mapping[int, int], reader_cluster: str
+        self,
+        dataset: SourceDataset,
+        name: str,
+        from_offsets: Mapping[int, int],
+        reader_cluster: str,
     ) -> AsyncIterator[SourceRecord | None]: ...
     async def close(self) -> None: ...
 
@@ -60,7 +71,7 @@ class LinkPorts:
     # The local topic of a dataset; NotFound when this cluster has no such dataset.
     local_topic: Callable[[str], Awaitable[str]]
     append: Callable[[str, Sequence[SourceRecord]], Awaitable[None]]
-    checkpoint: Callable[[str, dict[int, int]], Awaitable[None]]
+    checkpoint: Callable[[str, replication_pb2.LinkCheckpoint], Awaitable[None]]
     # (dataset, holder, events, bytes): returns when allowed, ResourceExhausted if not yet.
     lease: Callable[[str, str, int, int], Awaitable[None]]
     local_cluster: str
@@ -75,12 +86,15 @@ class LinkPuller:
     def __init__(
         self,
         link: replication_pb2.LinkRecord,
-        next_offsets: Mapping[int, int],
+        checkpoint: replication_pb2.LinkCheckpoint,
         ports: LinkPorts,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.link = link
-        self.next_offsets: dict[int, int] = dict(next_offsets)
+        self.next_offsets: dict[int, int] = dict(checkpoint.next_offsets)
+        self.source_generation = checkpoint.source_generation  # 0: not known yet
+        self._checkpointed_at = 0.0
+        self._unsaved = False
         self._ports = ports
         self._clock = clock
         self.state: int = State.LINK_STATE_STARTING
@@ -99,10 +113,9 @@ class LinkPuller:
 
     @property
     def lag_records(self) -> int:
-        return sum(
-            max(0, end - self.next_offsets.get(partition, 0))
-            for partition, end in self.end_offsets.items()
-        )
+        # Copies: the metrics endpoint reads this from another thread.
+        offsets, ends = dict(self.next_offsets), dict(self.end_offsets)
+        return sum(max(0, end - offsets.get(partition, 0)) for partition, end in ends.items())
 
     @property
     def lag_events(self) -> int:
@@ -132,7 +145,8 @@ class LinkPuller:
             events_pulled=self.events_pulled,
             last_error=self.last_error,
             last_error_us=int(self.last_error_at * 1e6),
-            next_offsets=self.next_offsets,
+            next_offsets=dict(self.next_offsets),
+            source_generation=self.source_generation,
         )
 
     # -- the loop ------------------------------------------------------------------------------
@@ -182,10 +196,11 @@ class LinkPuller:
                     f"{link.source_address} is this cluster ({ports.local_cluster}): "
                     "a link pulls from another one"
                 )
-            partitions = await source.partitions(link.dataset)
+            dataset = await source.dataset(link.dataset)
+            self._follow_generation(dataset.generation)
             topic = await ports.local_topic(link.dataset)
-            offsets = {p: self.next_offsets.get(p, 0) for p in range(partitions)}
-            changes = source.changes(link.dataset, offsets, ports.local_cluster)
+            offsets = {p: self.next_offsets.get(p, 0) for p in range(dataset.partitions)}
+            changes = source.changes(dataset, link.dataset, offsets, ports.local_cluster)
             self.state = State.LINK_STATE_PULLING
             queue: asyncio.Queue[SourceRecord | _End | None] = asyncio.Queue(READ_AHEAD_RECORDS)
             reader = asyncio.create_task(_read_into(changes, queue))
@@ -198,6 +213,17 @@ class LinkPuller:
                 await asyncio.gather(reader, return_exceptions=True)
         finally:
             await source.close()
+
+    def _follow_generation(self, generation: int) -> None:
+        if self.source_generation and generation != self.source_generation:
+            note = (
+                f"the source's dataset was deleted and created again (generation "
+                f"{self.source_generation} -> {generation}): pulling it from its beginning"
+            )
+            log.warning(note, extra={"link": self.link.name})
+            self.last_error, self.last_error_at = note, self._clock()
+            self.next_offsets, self.end_offsets = {}, {}
+        self.source_generation = generation
 
     async def _apply(self, topic: str, chunk: list[SourceRecord | None]) -> None:
         records = [r for r in chunk if r is not CAUGHT_UP]
@@ -212,11 +238,19 @@ class LinkPuller:
             for record in records:
                 self.next_offsets[record.partition] = record.offset + 1
                 self.end_offsets[record.partition] = record.end_offset
-            await self._ports.checkpoint(self.link.id, dict(self.next_offsets))
+            self._unsaved = True
             self.records_pulled += len(wanted)
             self.events_pulled += events
             if self.records_pulled:
                 self._mean_events = max(1.0, self.events_pulled / self.records_pulled)
+        if self._unsaved and (
+            chunk[-1] is CAUGHT_UP or self._clock() - self._checkpointed_at >= CHECKPOINT_EVERY_S
+        ):
+            saved = replication_pb2.LinkCheckpoint(
+                next_offsets=self.next_offsets, source_generation=self.source_generation
+            )
+            await self._ports.checkpoint(self.link.id, saved)
+            self._checkpointed_at, self._unsaved = self._clock(), False
         if chunk[-1] is CAUGHT_UP:
             # Everything the source held when it said so is here now.
             self.end_offsets = {p: self.next_offsets.get(p, 0) for p in self.end_offsets}
@@ -261,8 +295,8 @@ async def _read_into(
 async def _next_chunk(
     queue: asyncio.Queue[SourceRecord | _End | None],
 ) -> list[SourceRecord | None]:
-    """The next records read, at least one, up to CHUNK_BYTES/CHUNK_RECORDS of what is already
-    there; a caught-up marker ends a chunk."""
+    """The next records read, at least one, then what else was read ahead, up to CHUNK_BYTES; a
+    caught-up marker ends a chunk."""
     chunk: list[SourceRecord | None] = []
     size = 0
     item = await queue.get()
@@ -280,6 +314,6 @@ async def _next_chunk(
         if item is CAUGHT_UP:
             return chunk
         size += len(item.batch)
-        if size >= CHUNK_BYTES or len(chunk) >= CHUNK_RECORDS or queue.empty():
+        if size >= CHUNK_BYTES or queue.empty():
             return chunk
         item = queue.get_nowait()

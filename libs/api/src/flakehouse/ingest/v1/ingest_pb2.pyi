@@ -93,11 +93,17 @@ class ReadChangesRequest(_message.Message):
     DATASET_FIELD_NUMBER: _builtins.int
     FROM_OFFSETS_FIELD_NUMBER: _builtins.int
     READER_CLUSTER_FIELD_NUMBER: _builtins.int
+    GENERATION_FIELD_NUMBER: _builtins.int
     dataset: _builtins.str
     reader_cluster: _builtins.str
     """The reader's cluster id: records that originate in it or already passed through it are
     not sent (their offsets are, with no batch, so that the reader's checkpoint moves past
     them): an event never returns to a cluster that held it, so no topology of links loops.
+    """
+    generation: _builtins.int
+    """The incarnation of the dataset (Dataset.generation) the offsets belong to; 0: the live one.
+    Another is refused (FAILED_PRECONDITION), and an open stream ends so once the dataset is
+    deleted or created again: offsets of one incarnation mean nothing in the next.
     """
     @_builtins.property
     def from_offsets(self) -> _containers.ScalarMap[_builtins.int, _builtins.int]:
@@ -109,10 +115,11 @@ class ReadChangesRequest(_message.Message):
         dataset: _builtins.str = ...,
         from_offsets: _abc.Mapping[_builtins.int, _builtins.int] | None = ...,
         reader_cluster: _builtins.str = ...,
+        generation: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "from_offsets", b"from_offsets", "reader_cluster", b"reader_cluster"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "from_offsets", b"from_offsets", "generation", b"generation", "reader_cluster", b"reader_cluster"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

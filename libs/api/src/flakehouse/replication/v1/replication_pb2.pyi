@@ -629,16 +629,22 @@ class LinkCheckpoint(_message.Message):
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
     NEXT_OFFSETS_FIELD_NUMBER: _builtins.int
+    SOURCE_GENERATION_FIELD_NUMBER: _builtins.int
+    source_generation: _builtins.int
+    """The incarnation of the source's dataset the offsets belong to (its Dataset.generation): a
+    source dataset deleted and created again is pulled from its beginning.
+    """
     @_builtins.property
     def next_offsets(self) -> _containers.ScalarMap[_builtins.int, _builtins.int]: ...
     def __init__(
         self,
         *,
         next_offsets: _abc.Mapping[_builtins.int, _builtins.int] | None = ...,
+        source_generation: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_offsets", b"next_offsets"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_offsets", b"next_offsets", "source_generation", b"source_generation"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -685,6 +691,7 @@ class LinkStatus(_message.Message):
     LAST_ERROR_FIELD_NUMBER: _builtins.int
     LAST_ERROR_US_FIELD_NUMBER: _builtins.int
     NEXT_OFFSETS_FIELD_NUMBER: _builtins.int
+    SOURCE_GENERATION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     id: _builtins.str
     source_address: _builtins.str
@@ -709,6 +716,8 @@ class LinkStatus(_message.Message):
     last_error: _builtins.str
     last_error_us: _builtins.int
     """Microseconds since the epoch; 0: no error."""
+    source_generation: _builtins.int
+    """The incarnation of the source's dataset being pulled; 0 until the source was reached."""
     @_builtins.property
     def next_offsets(self) -> _containers.ScalarMap[_builtins.int, _builtins.int]:
         """The checkpoint: per source partition, the next offset to pull."""
@@ -733,10 +742,11 @@ class LinkStatus(_message.Message):
         last_error: _builtins.str = ...,
         last_error_us: _builtins.int = ...,
         next_offsets: _abc.Mapping[_builtins.int, _builtins.int] | None = ...,
+        source_generation: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_us", b"created_us", "dataset", b"dataset", "events_pulled", b"events_pulled", "has_ca", b"has_ca", "has_token", b"has_token", "id", b"id", "lag_events", b"lag_events", "lag_records", b"lag_records", "lag_seconds", b"lag_seconds", "last_error", b"last_error", "last_error_us", b"last_error_us", "name", b"name", "next_offsets", b"next_offsets", "records_pulled", b"records_pulled", "source_address", b"source_address", "source_cluster", b"source_cluster", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_us", b"created_us", "dataset", b"dataset", "events_pulled", b"events_pulled", "has_ca", b"has_ca", "has_token", b"has_token", "id", b"id", "lag_events", b"lag_events", "lag_records", b"lag_records", "lag_seconds", b"lag_seconds", "last_error", b"last_error", "last_error_us", b"last_error_us", "name", b"name", "next_offsets", b"next_offsets", "records_pulled", b"records_pulled", "source_address", b"source_address", "source_cluster", b"source_cluster", "source_generation", b"source_generation", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
