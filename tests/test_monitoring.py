@@ -229,7 +229,8 @@ def link_samples() -> list[Sample]:
         ("us", "nightly", replication_pb2.LINK_STATE_CAUGHT_UP),
     ]:
         link = replication_pb2.LinkRecord(name=name, id=name, dataset=dataset)
-        puller = LinkPuller(link, {0: 5}, ports, clock=lambda: 1000.0)
+        checkpoint = replication_pb2.LinkCheckpoint(next_offsets={0: 5})
+        puller = LinkPuller(link, checkpoint, ports, clock=lambda: 1000.0)
         puller.state = state
         puller.end_offsets = {0: 9}
         puller.records_pulled, puller.events_pulled, puller.errors = 5, 50, 2
