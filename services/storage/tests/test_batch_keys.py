@@ -201,6 +201,26 @@ def test_batch_keys_transfer_in_chunks_and_go_with_the_partition(kit: Any, tmp_p
     target.close()
 
 
+async def test_a_copy_holds_the_keys_of_its_segments_only_whatever_is_sealed_after(
+    kit: Any, tmp_path: Path
+) -> None:
+    """A seal between taking a copy and sending its keys (the segments go first, for seconds)
+    must not add keys of records the copy's segments lack: the peer would drop those records
+    as copies. (rocksdict's Snapshot.iter() sees later writes: the keys are read at once.)"""
+    store = SegmentStore(str(tmp_path / "db"))
+    sender = node("n1", store)
+    replica = Replica("ci", 0, store, 0)
+    sender.replicas[("ci", 0)] = replica
+    replica.apply([(0, record(kit, run(100, 3)))])
+    replica.seal_if_due(POLICY, force=True)
+    copy = await sender.sealed_copy("ci", 0, 1)
+    replica.apply([(1, record(kit, run(200, 3)))])
+    replica.seal_if_due(POLICY, force=True)  # after the copy was taken, before it is sent
+    assert copy.applied_offset == 1
+    assert b"".join(copy.batch_keys) == b"".join(store.batch_key_chunks("ci", 0))[:20]
+    store.close()
+
+
 def node(node_id: str, store: SegmentStore, fetch: Any = None) -> StorageNode:
     """A node without a consumer: only its copy path runs."""
     return StorageNode(

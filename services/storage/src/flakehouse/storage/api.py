@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -99,7 +98,7 @@ class StorageApi(storage_pb2_grpc.StorageServiceServicer):
         for segment in copy.segments:
             yield storage_pb2.StreamSegmentsResponse(segment=segment)
         # One chunk at a time off the event loop, so that the sender never holds all the keys.
-        while (chunk := await asyncio.to_thread(next, copy.batch_keys, None)) is not None:
+        for chunk in copy.batch_keys:
             yield storage_pb2.StreamSegmentsResponse(batch_keys=chunk)
         yield storage_pb2.StreamSegmentsResponse(
             applied_offset=copy.applied_offset, drop_watermark_us=copy.drop_watermark_us

@@ -71,8 +71,9 @@ def batch_key_records(prefix: bytes, entries: bytes) -> Iterator[tuple[bytes, by
 
 
 def batch_key_chunks(snap: Snapshot, prefix: bytes, per_chunk: int) -> Iterator[bytes]:
-    """The partition's batch keys as of the snapshot, packed as BATCH_ENTRY entries, up to
-    `per_chunk` of them a chunk, read lazily: a transfer never holds them all."""
+    """The partition's batch keys, packed as BATCH_ENTRY entries, up to `per_chunk` of them a
+    chunk. rocksdict's Snapshot.iter() sees writes made after the snapshot: read them all
+    while nothing can write them (SegmentStore.batch_key_chunks)."""
     start = prefix + BATCH_KEY
     it = snap.iter()
     it.seek(start)

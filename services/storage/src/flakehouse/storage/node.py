@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import grpc
@@ -50,13 +50,13 @@ class HeldPartition:
 @dataclass(frozen=True)
 class SealedCopy:
     """What a peer bootstraps a partition from, as of one moment: the sealed segments, the
-    offset they reach, the drop watermark, and the batch keys (packed chunks, read lazily from
-    a snapshot taken with the segments)."""
+    offset they reach, the drop watermark, and the batch keys (packed chunks, read with the
+    segments)."""
 
     segments: list[storage_pb2.Segment]
     applied_offset: int
     drop_watermark_us: int
-    batch_keys: Iterator[bytes]
+    batch_keys: list[bytes]
 
 
 def my_partitions(placement: replication_pb2.Placement, node_id: str) -> set[PartitionKey]:
@@ -442,10 +442,10 @@ class StorageNode:
 
         def sealed() -> SealedCopy:
             # Under the replica's lock: the segments and the offset they reach belong together,
-            # and so do the batch keys, which only a seal (under this lock) writes: their
-            # snapshot, taken here, is read later. The watermark is read after the segments: a
-            # drop in between leaves it above what the copy lacks (the receiver declines a
-            # little more than it must), never below.
+            # and so do the batch keys, which only a seal (under this lock) writes: read here,
+            # all of them (a later read of a snapshot's iterator would see later seals). The
+            # watermark is read after the segments: a drop in between leaves it above what the
+            # copy lacks (the receiver declines a little more than it must), never below.
             with replica.lock:
                 key = (replica.dataset, replica.partition)
                 segments = list(self.store.segment_protos(*key))

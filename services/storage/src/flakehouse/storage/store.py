@@ -235,12 +235,16 @@ class SegmentStore:
 
     def batch_key_chunks(
         self, dataset: str, partition: int, per_chunk: int | None = None
-    ) -> Iterator[bytes]:
+    ) -> list[bytes]:
         """The partition's batch keys as of this call, packed (layout.BATCH_ENTRY) in chunks of
-        up to `per_chunk` (None: KEYS_PER_CHUNK), read lazily from a snapshot taken now: what a
-        peer bootstraps from with the segments."""
+        up to `per_chunk` (None: KEYS_PER_CHUNK): what a peer bootstraps from with the segments.
+
+        Read at once, not lazily: rocksdict's Snapshot.iter() does not hold to its snapshot (it
+        sees writes made after the snapshot; its point reads do hold), so keys read later could
+        include records sealed after the segments were taken, and a peer would drop those
+        records as copies: lost on it. 20 bytes a record, held for the transfer."""
         snap, prefix, _, _ = self._snapshot(dataset, partition)
-        return layout.batch_key_chunks(snap, prefix, per_chunk or KEYS_PER_CHUNK)
+        return list(layout.batch_key_chunks(snap, prefix, per_chunk or KEYS_PER_CHUNK))
 
     # -- writes ------------------------------------------------------------------------------
 
